@@ -1,0 +1,117 @@
+"""Data types and the promotion rules of tex expressions.
+
+A `DType` is a scalar kind (`bool`, `int`, `uint`, `float`), a bit width and a
+lane count (lanes > 1 only appear inside vectorized loop IR).
+
+Promotion, applied when a binary operator meets two different dtypes:
+
+1. A Python `int` takes the dtype of the other operand; a Python `float`
+   takes the other operand's dtype if that is a float, else float32.
+2. bool < integers < floats: the operand of the higher category wins, so
+   int32 + float16 is float16.
+3. Two floats, or two integers of the same signedness: the wider wins.
+4. Signed meets unsigned: a signed integer wide enough for both
+   (uint8 + int8 is int16; uint64 + int64 is int64).
+
+Casts never happen silently across a narrowing; use `tex.cast` for those.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tex.errors import ExprError
+
+_KINDS = ("bool", "int", "uint", "float")
+
+
+@dataclass(frozen=True, slots=True)
+class DType:
+    kind: str
+    bits: int
+    lanes: int = 1
+
+    def __post_init__(self):
+        if self.kind not in _KINDS:
+            raise ExprError(f"unknown dtype kind {self.kind!r}; expected one of {_KINDS}")
+        if self.lanes < 1:
+            raise ExprError(f"dtype lanes must be >= 1, got {self.lanes}")
+
+    def __str__(self):
+        base = "bool" if self.kind == "bool" else f"{self.kind}{self.bits}"
+        return base if self.lanes == 1 else f"{base}x{self.lanes}"
+
+    __repr__ = __str__
+
+    @property
+    def is_float(self):
+        return self.kind == "float"
+
+    @property
+    def is_int(self):
+        """Signed or unsigned integer (not bool)."""
+        return self.kind in ("int", "uint")
+
+    @property
+    def is_bool(self):
+        return self.kind == "bool"
+
+    @property
+    def is_signed(self):
+        return self.kind in ("int", "float")
+
+    @property
+    def element(self) -> DType:
+        return self if self.lanes == 1 else DType(self.kind, self.bits)
+
+    def with_lanes(self, lanes: int) -> DType:
+        return DType(self.kind, self.bits, lanes)
+
+    @property
+    def numpy(self) -> np.dtype:
+        if self.lanes != 1:
+            raise ExprError(f"vector dtype {self} has no NumPy equivalent")
+        return np.dtype("bool" if self.is_bool else str(self))
+
+    @property
+    def itemsize(self) -> int:
+        return 1 if self.is_bool else self.bits // 8
+
+
+bool_ = DType("bool", 1)
+int8, int16, int32, int64 = (DType("int", b) for b in (8, 16, 32, 64))
+uint8, uint16, uint32, uint64 = (DType("uint", b) for b in (8, 16, 32, 64))
+float16, float32, float64 = (DType("float", b) for b in (16, 32, 64))
+
+#: The dtype of loop variables, shapes and every index computation.
+INDEX = int64
+
+_BY_NAME = {str(t): t for t in (bool_, int8, int16, int32, int64, uint8, uint16, uint32,
+                                uint64, float16, float32, float64)}
+
+
+def as_dtype(value) -> DType:
+    """Accept a DType, a name such as "float32", or a NumPy dtype."""
+    if isinstance(value, DType):
+        return value
+    name = str(np.dtype(value)) if not isinstance(value, str) else value
+    if name in _BY_NAME:
+        return _BY_NAME[name]
+    raise ExprError(f"unsupported dtype {value!r}; expected one of {sorted(_BY_NAME)}")
+
+
+def promote(a: DType, b: DType) -> DType:
+    """The common dtype of two operands (rules in the module docstring)."""
+    if a == b:
+        return a
+    if a.lanes != b.lanes:
+        raise ExprError(f"cannot combine vectors of {a.lanes} and {b.lanes} lanes")
+    rank = {"bool": 0, "uint": 1, "int": 1, "float": 2}
+    if rank[a.kind] != rank[b.kind]:
+        return a if rank[a.kind] > rank[b.kind] else b
+    if a.kind == b.kind:
+        return a if a.bits >= b.bits else b
+    signed, unsigned = (a, b) if a.kind == "int" else (b, a)
+    bits = signed.bits if signed.bits > unsigned.bits else min(64, unsigned.bits * 2)
+    return DType("int", bits, a.lanes)

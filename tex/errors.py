@@ -1,0 +1,29 @@
+"""The exceptions tex raises on bad input.
+
+Every error a user can cause is a `TexError`. Messages name the thing at fault
+(stage, axis, argument), what was expected and what came.
+"""
+
+
+class TexError(Exception):
+    """Base class of every error tex raises on bad input."""
+
+
+class ExprError(TexError, TypeError):
+    """An expression was built from operands that do not fit (dtype, arity, kind)."""
+
+
+class ScheduleError(TexError, ValueError):
+    """A schedule primitive was called in a way that cannot be honoured."""
+
+
+class LoweringError(TexError, ValueError):
+    """A schedule turned out illegal once bounds were known (e.g. a symbolic vector width)."""
+
+
+class ArgumentError(TexError, ValueError):
+    """A kernel was called with an argument that does not match its signature."""
+
+
+class BuildError(TexError, RuntimeError):
+    """The backend could not compile a lowered program (or the target is unknown)."""

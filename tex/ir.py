@@ -1,0 +1,214 @@
+"""The loop IR: buffers, loads and stores, loops, branches.
+
+Lowering turns a schedule into a `Stmt` of these nodes; passes rewrite it;
+codegen emits it. Expression nodes shared with tensor expressions are in
+`tex.expr`; the ones here only appear after lowering:
+
+* `Load` reads a buffer, `Ramp`/`Broadcast` are vector index/value forms made
+  by vectorization.
+
+Before `flatten_storage`, loads and stores index a buffer with one index per
+dimension; afterwards every buffer is one-dimensional.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from tex.dtype import DType, INDEX
+from tex.errors import ExprError
+from tex.expr import Const, Expr, Node, Var
+
+_buffer_ids = itertools.count()
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class Buffer:
+    """A region of memory: a kernel argument or an allocation.
+
+    `shape` is in elements (expressions over symbolic sizes); `strides`,
+    when given, say how far apart (in elements) consecutive indices of each
+    dimension lie; None means compact row-major. Compared by identity.
+    `scope` is "global" for kernel arguments and allocations at the root,
+    "local" for small per-thread temporaries (GPU scopes come later).
+    """
+
+    name: str
+    dtype: DType
+    shape: tuple[Expr, ...]
+    scope: str = "global"
+    strides: tuple[Expr, ...] | None = None
+    uid: int = field(default_factory=lambda: next(_buffer_ids))
+
+    def __hash__(self):
+        return object.__hash__(self)
+
+    def __repr__(self):
+        return f"Buffer({self.name})"
+
+
+@dataclass(frozen=True, eq=False, slots=True, repr=False)
+class Load(Expr):
+    """`buffer[indices]`; a vector index gives a vector value of as many lanes."""
+
+    buffer: Buffer
+    indices: tuple[Expr, ...]
+    dtype: DType = field(init=False)
+
+    def __post_init__(self):
+        lanes = _check_indices(self.buffer, self.indices)
+        object.__setattr__(self, "dtype", self.buffer.dtype.with_lanes(lanes))
+
+
+@dataclass(frozen=True, eq=False, slots=True, repr=False)
+class Ramp(Expr):
+    """The vector `base, base + stride, ..., base + (lanes-1)*stride`."""
+
+    base: Expr
+    stride: Expr
+    lanes: int
+    dtype: DType = field(init=False)
+
+    def __post_init__(self):
+        if self.base.dtype.lanes != 1 or self.stride.dtype.lanes != 1:
+            raise ExprError("Ramp base and stride must be scalars")
+        object.__setattr__(self, "dtype", self.base.dtype.with_lanes(self.lanes))
+
+
+@dataclass(frozen=True, eq=False, slots=True, repr=False)
+class Broadcast(Expr):
+    """A scalar repeated in every lane."""
+
+    value: Expr
+    lanes: int
+    dtype: DType = field(init=False)
+
+    def __post_init__(self):
+        if self.value.dtype.lanes != 1:
+            raise ExprError("only scalars can be broadcast")
+        object.__setattr__(self, "dtype", self.value.dtype.with_lanes(self.lanes))
+
+
+def _check_indices(buffer: Buffer, indices) -> int:
+    if len(indices) != len(buffer.shape) and len(indices) != 1:
+        raise ExprError(f"buffer {buffer.name} has {len(buffer.shape)} dimension(s), "
+                        f"indexed with {len(indices)}")
+    lanes = {i.dtype.lanes for i in indices} - {1}
+    if len(lanes) > 1:
+        raise ExprError(f"indices of {buffer.name} mix vector widths {sorted(lanes)}")
+    for i in indices:
+        if not i.dtype.is_int:
+            raise ExprError(f"index of {buffer.name} must be an integer, got {i.dtype}")
+    return lanes.pop() if lanes else 1
+
+
+class Stmt(Node):
+    """A statement of the loop IR."""
+
+    __slots__ = ()
+
+
+#: Loop kinds. A `vectorized` loop becomes vector instructions; `unrolled`
+#: becomes copies of its body; `parallel` runs its iterations on the thread pool.
+LOOP_KINDS = ("serial", "parallel", "vectorized", "unrolled")
+
+
+@dataclass(frozen=True, eq=False, slots=True, repr=False)
+class For(Stmt):
+    """`for var in [min, min + extent)`. `pragmas` are (key, value) pairs from the schedule."""
+
+    var: Var
+    min: Expr
+    extent: Expr
+    kind: str
+    body: Stmt
+    pragmas: tuple[tuple[str, object], ...] = ()
+
+    def __post_init__(self):
+        if self.kind not in LOOP_KINDS:
+            raise ExprError(f"unknown loop kind {self.kind!r}; expected one of {LOOP_KINDS}")
+
+
+@dataclass(frozen=True, eq=False, slots=True, repr=False)
+class Store(Stmt):
+    """`buffer[indices] = value`."""
+
+    buffer: Buffer
+    value: Expr
+    indices: tuple[Expr, ...]
+
+    def __post_init__(self):
+        lanes = _check_indices(self.buffer, self.indices)
+        if self.value.dtype.element != self.buffer.dtype:
+            raise ExprError(f"storing {self.value.dtype} into {self.buffer.name} "
+                            f"of {self.buffer.dtype}")
+        if self.value.dtype.lanes != lanes and lanes != 1:
+            raise ExprError(f"store to {self.buffer.name}: {lanes} indices, "
+                            f"{self.value.dtype.lanes} values")
+
+
+@dataclass(frozen=True, eq=False, slots=True, repr=False)
+class Allocate(Stmt):
+    """`buffer` exists (uninitialised) while `body` runs."""
+
+    buffer: Buffer
+    body: Stmt
+
+
+@dataclass(frozen=True, eq=False, slots=True, repr=False)
+class IfThenElse(Stmt):
+    cond: Expr
+    then_body: Stmt
+    else_body: Stmt | None = None
+
+    def __post_init__(self):
+        if self.cond.dtype.element.kind != "bool":
+            raise ExprError(f"branch condition must be bool, got {self.cond.dtype}")
+
+
+@dataclass(frozen=True, eq=False, slots=True, repr=False)
+class LetStmt(Stmt):
+    """`var = value`, visible in `body`."""
+
+    var: Var
+    value: Expr
+    body: Stmt
+
+
+@dataclass(frozen=True, eq=False, slots=True, repr=False)
+class Seq(Stmt):
+    stmts: tuple[Stmt, ...]
+
+
+def seq(*stmts: Stmt | None) -> Stmt:
+    """Statements in order, flattening nested Seqs and dropping Nones."""
+    flat = []
+    for s in stmts:
+        if s is None:
+            continue
+        flat.extend(s.stmts if isinstance(s, Seq) else (s,))
+    return flat[0] if len(flat) == 1 else Seq(tuple(flat))
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class LoweredFunc:
+    """A lowered kernel: its parameters (buffers, in call order), its body.
+
+    `size_vars` are the symbolic sizes, bound from argument shapes at call time.
+    `str()` is the readable loop nest.
+    """
+
+    name: str
+    params: tuple[Buffer, ...]
+    size_vars: tuple[Var, ...]
+    body: Stmt
+
+    def __str__(self):
+        from tex.printer import to_text
+        return to_text(self)
+
+    __repr__ = __str__
+
+
+def index_const(value: int) -> Const:
+    return Const(INDEX, value)

@@ -1,0 +1,225 @@
+"""Building expressions: operator sugar, dtype promotion, constant folding.
+
+The node classes in `tex.expr` check invariants and never convert anything;
+this module turns Python values into constants, promotes operand dtypes
+(rules in `tex.dtype`) and folds constant operands, so that the public
+builders (`tex.exp`, `tex.if_then_else`, `a + b`, ...) always produce valid
+nodes.
+"""
+from __future__ import annotations
+
+import math
+import operator
+
+import numpy as np
+
+from tex.dtype import DType, as_dtype, bool_, float32, promote, INDEX
+from tex.errors import ExprError
+from tex.expr import (Binary, Call, Cast, Compare, Const, Expr, Logical, Not, Select,
+                      _int_range)
+
+
+def const(value, dtype=None) -> Const:
+    """A constant; the dtype defaults to int64 for ints, float32 for floats."""
+    if dtype is None:
+        if isinstance(value, (bool, np.bool_)):
+            dtype = bool_
+        elif isinstance(value, (int, np.integer)):
+            dtype = INDEX
+        elif isinstance(value, (float, np.floating)):
+            dtype = float32
+        else:
+            raise ExprError(f"cannot make a constant of {type(value).__name__} {value!r}")
+    return Const(as_dtype(dtype), value)
+
+
+def as_expr(value, like: DType | None = None) -> Expr:
+    """Convert an Expr, IterVar or Python number to an Expr.
+
+    A Python number adopts the dtype `like` where it can (promotion rule 1).
+    """
+    if isinstance(value, Expr):
+        return value
+    var = getattr(value, "var", None)  # an IterVar stands for its variable
+    if isinstance(var, Expr):
+        return var
+    if isinstance(value, (bool, np.bool_)):
+        return Const(bool_, value)
+    if isinstance(value, (int, np.integer)):
+        if like is not None and like.lanes == 1 and not like.is_bool:
+            lo, hi = (-math.inf, math.inf) if like.is_float else _int_range(like)
+            if lo <= int(value) <= hi:
+                return Const(like, value)
+        return Const(INDEX, value)
+    if isinstance(value, (float, np.floating)):
+        return Const(like if like is not None and like.is_float and like.lanes == 1
+                     else float32, value)
+    raise ExprError(f"expected an expression or a number, got {type(value).__name__} {value!r}")
+
+
+def _operands(a, b):
+    """Both operands as Exprs of one dtype, Python numbers adopting the other's."""
+    if not isinstance(a, Expr) and getattr(a, "var", None) is None:
+        b = as_expr(b)
+        a = as_expr(a, b.dtype)
+    else:
+        a = as_expr(a)
+        b = as_expr(b, a.dtype)
+    dtype = promote(a.dtype, b.dtype)
+    return cast(dtype, a), cast(dtype, b)
+
+
+def cast(dtype, value) -> Expr:
+    """`value` converted to `dtype` (a no-op when it already has it)."""
+    dtype = as_dtype(dtype) if not isinstance(dtype, DType) else dtype
+    value = as_expr(value)
+    if value.dtype.lanes != dtype.lanes and dtype.lanes == 1:
+        dtype = dtype.with_lanes(value.dtype.lanes)
+    if value.dtype == dtype:
+        return value
+    if isinstance(value, Const):
+        return Const(dtype, _convert_constant(value.value, dtype))
+    return Cast(dtype, value)
+
+
+def _convert_constant(value, dtype: DType):
+    if dtype.is_float:
+        return float(np.array(value).astype(dtype.numpy))
+    if dtype.is_bool:
+        return bool(value)
+    return int(np.array(value).astype(dtype.numpy))  # wraps like a C cast
+
+
+_FOLD = {
+    "add": operator.add, "sub": operator.sub, "mul": operator.mul,
+    "min": min, "max": max,
+    "div": lambda x, y: x / y if y != 0 else None,
+    "floordiv": lambda x, y: x // y if y != 0 else None,
+    "floormod": lambda x, y: x % y if y != 0 else None,
+}
+_COMPARE = {"eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le": operator.le,
+            "gt": operator.gt, "ge": operator.ge}
+
+
+def binary(op: str, a, b) -> Expr:
+    """`a op b` with promotion; two constants fold; x+0, x*1 and friends simplify."""
+    a, b = _operands(a, b)
+    if a.dtype.is_bool:
+        raise ExprError(f"operator {op} does not apply to bool operands ({a}, {b}); cast first")
+    if op in ("floordiv", "floormod") and a.dtype.is_float:
+        raw = Binary("div", a, b)
+        floored = Call("floor", (raw,))
+        return floored if op == "floordiv" else Binary("sub", a, Binary("mul", floored, b))
+    if isinstance(a, Const) and isinstance(b, Const):
+        folded = _FOLD[op](a.value, b.value)
+        if folded is not None:
+            return Const(a.dtype, _convert_constant(folded, a.dtype))
+    if _is_const(b, 0) and op in ("add", "sub") or _is_const(b, 1) and op in ("mul", "floordiv"):
+        return a
+    if _is_const(a, 0) and op == "add" or _is_const(a, 1) and op == "mul":
+        return b
+    return Binary(op, a, b)
+
+
+def _is_const(e: Expr, value) -> bool:
+    return isinstance(e, Const) and e.value == value
+
+
+def true_div(a, b) -> Expr:
+    """Python's `/`: integers are converted to float32 (float64 stays float64)."""
+    a, b = _operands(a, b)
+    if not a.dtype.is_float:
+        a, b = cast(float32, a), cast(float32, b)
+    return binary("div", a, b)
+
+
+def compare(op: str, a, b) -> Expr:
+    a, b = _operands(a, b)
+    if isinstance(a, Const) and isinstance(b, Const):
+        return Const(bool_, _COMPARE[op](a.value, b.value))
+    return Compare(op, a, b)
+
+
+def logical(op: str, a, b) -> Expr:
+    a, b = as_expr(a), as_expr(b)
+    for side in (a, b):
+        if not side.dtype.is_bool:
+            raise ExprError(f"`{op}` needs bool operands, got {side.dtype} ({side}); "
+                            "compare first, e.g. (x > 0)")
+    for x, y in ((a, b), (b, a)):
+        if isinstance(x, Const):
+            if op == "and":
+                return y if x.value else x
+            return x if x.value else y
+    return Logical(op, a, b)
+
+
+def logical_not(a) -> Expr:
+    a = as_expr(a)
+    if isinstance(a, Const) and a.dtype.is_bool:
+        return Const(bool_, not a.value)
+    return Not(a)
+
+
+def zero_like(e: Expr) -> Const:
+    return Const(e.dtype.element, 0)
+
+
+def minimum(a, b) -> Expr:
+    return binary("min", a, b)
+
+
+def maximum(a, b) -> Expr:
+    return binary("max", a, b)
+
+
+def if_then_else(cond, true_value, false_value) -> Expr:
+    """`true_value` where `cond` holds, else `false_value`; only the taken side is evaluated."""
+    cond = as_expr(cond)
+    if not cond.dtype.is_bool:
+        raise ExprError(f"if_then_else condition must be bool, got {cond.dtype} ({cond})")
+    t, f = _operands(true_value, false_value)
+    if isinstance(cond, Const):
+        return t if cond.value else f
+    return Select(cond, t, f)
+
+
+def call(name: str, *args) -> Expr:
+    """A math intrinsic; integer arguments are converted to float32 first."""
+    exprs = [as_expr(a) for a in args]
+    dtype = exprs[0].dtype
+    for e in exprs[1:]:
+        dtype = promote(dtype, e.dtype)
+    if not dtype.is_float and name != "abs":
+        dtype = float32
+    return Call(name, tuple(cast(dtype, e) for e in exprs))
+
+
+def power(a, b) -> Expr:
+    a, b = _operands(a, b)
+    if not a.dtype.is_float:
+        raise ExprError(f"`**` needs float operands, got {a.dtype}; cast first")
+    return call("pow", a, b)
+
+
+def abs_(x) -> Expr:
+    x = as_expr(x)
+    if x.dtype.is_int:
+        return maximum(x, binary("sub", zero_like(x), x)) if x.dtype.is_signed else x
+    return Call("abs", (x,))
+
+
+def all_(*conds) -> Expr:
+    """The conjunction of bool expressions (True for none)."""
+    result = Const(bool_, True)
+    for c in conds:
+        result = logical("and", result, c)
+    return result
+
+
+def any_(*conds) -> Expr:
+    """The disjunction of bool expressions (False for none)."""
+    result = Const(bool_, False)
+    for c in conds:
+        result = logical("or", result, c)
+    return result

@@ -1,0 +1,153 @@
+"""The one text form of every IR: expressions, loop IR statements, lowered functions.
+
+The output is Python-like and deterministic. Loop and buffer names are valid
+C identifiers (`i_outer`, `C_local`); when two different variables share a
+name inside one printed tree, the later ones get a numeric suffix.
+"""
+from __future__ import annotations
+
+from tex.expr import (Binary, Call, Cast, Compare, Const, Let, Logical, Not, Reduce, Select,
+                      TensorRead, Var)
+from tex.ir import (Allocate, Broadcast, For, IfThenElse, LetStmt, Load, LoweredFunc, Ramp,
+                    Seq, Store)
+
+_BINARY = {"add": ("+", 5), "sub": ("-", 5), "mul": ("*", 6), "div": ("/", 6),
+           "floordiv": ("//", 6), "floormod": ("%", 6)}
+_COMPARE = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+_ATOM = 9
+
+
+class _Printer:
+    def __init__(self):
+        self.names: dict[object, str] = {}
+        self.taken: set[str] = set()
+        self.lines: list[str] = []
+
+    def name(self, obj, hint: str) -> str:
+        """A unique printable name for a variable or buffer."""
+        if obj not in self.names:
+            base = "".join(c if c.isalnum() or c == "_" else "_" for c in hint) or "v"
+            if base[0].isdigit():
+                base = "_" + base
+            name, n = base, 0
+            while name in self.taken:
+                n += 1
+                name = f"{base}_{n}"
+            self.taken.add(name)
+            self.names[obj] = name
+        return self.names[obj]
+
+    # --- expressions -------------------------------------------------
+    def expr(self, e, parent: int = 0) -> str:
+        text, prec = self._expr(e)
+        return f"({text})" if prec < parent else text
+
+    def _expr(self, e):
+        if isinstance(e, Const):
+            if e.dtype.is_bool:
+                return ("True" if e.value else "False"), _ATOM
+            text = repr(e.value)
+            return text, (_ATOM if e.value >= 0 else 7)
+        if isinstance(e, Var):
+            return self.name(e, e.name), _ATOM
+        if isinstance(e, Binary):
+            if e.op in ("min", "max"):
+                return f"{e.op}({self.expr(e.a)}, {self.expr(e.b)})", _ATOM
+            sym, prec = _BINARY[e.op]
+            return f"{self.expr(e.a, prec)} {sym} {self.expr(e.b, prec + 1)}", prec
+        if isinstance(e, Compare):
+            return f"{self.expr(e.a, 5)} {_COMPARE[e.op]} {self.expr(e.b, 5)}", 4
+        if isinstance(e, Logical):
+            prec = 2 if e.op == "and" else 1
+            return f"{self.expr(e.a, prec)} {e.op} {self.expr(e.b, prec + 1)}", prec
+        if isinstance(e, Not):
+            return f"not {self.expr(e.a, 3)}", 3
+        if isinstance(e, Select):
+            return (f"select({self.expr(e.cond)}, {self.expr(e.true_value)}, "
+                    f"{self.expr(e.false_value)})"), _ATOM
+        if isinstance(e, Cast):
+            return f"{e.dtype}({self.expr(e.value)})", _ATOM
+        if isinstance(e, Call):
+            return f"{e.name}({', '.join(self.expr(a) for a in e.args)})", _ATOM
+        if isinstance(e, Let):
+            return (f"(let {self.name(e.var, e.var.name)} = {self.expr(e.value)} in "
+                    f"{self.expr(e.body)})"), _ATOM
+        if isinstance(e, TensorRead):
+            return f"{e.tensor.name}[{self.exprs(e.indices)}]", _ATOM
+        if isinstance(e, Load):
+            return f"{self.name(e.buffer, e.buffer.name)}[{self.exprs(e.indices)}]", _ATOM
+        if isinstance(e, Reduce):
+            return self._reduce(e), _ATOM
+        if isinstance(e, Ramp):
+            return f"ramp({self.expr(e.base)}, {self.expr(e.stride)}, {e.lanes})", _ATOM
+        if isinstance(e, Broadcast):
+            return f"broadcast({self.expr(e.value)}, {e.lanes})", _ATOM
+        raise TypeError(f"no printer for {type(e).__name__}")
+
+    def _reduce(self, e: Reduce) -> str:
+        axes = ", ".join(self.name(a.var, a.var.name) for a in e.axes)
+        sources = self.exprs(e.sources)
+        if len(e.sources) > 1:
+            sources = f"({sources})"
+        text = f"{e.combiner.name}({sources}, axis=[{axes}]"
+        if not (isinstance(e.condition, Const) and e.condition.value):
+            text += f", where={self.expr(e.condition)}"
+        if len(e.sources) > 1:
+            text += f", value_index={e.value_index}"
+        return text + ")"
+
+    def exprs(self, items) -> str:
+        return ", ".join(self.expr(i) for i in items)
+
+    # --- statements --------------------------------------------------
+    def stmt(self, s, depth: int):
+        pad = "  " * depth
+        if isinstance(s, Seq):
+            for item in s.stmts:
+                self.stmt(item, depth)
+        elif isinstance(s, For):
+            var = self.name(s.var, s.var.name)
+            start = "" if isinstance(s.min, Const) and s.min.value == 0 else f"{self.expr(s.min)}, "
+            kind = "range" if s.kind == "serial" else s.kind
+            pragmas = "".join(f"  # pragma {k}={v}" for k, v in s.pragmas)
+            self.lines.append(f"{pad}for {var} in {kind}({start}{self.expr(s.extent)}):{pragmas}")
+            self.stmt(s.body, depth + 1)
+        elif isinstance(s, Store):
+            target = self.name(s.buffer, s.buffer.name)
+            self.lines.append(f"{pad}{target}[{self.exprs(s.indices)}] = {self.expr(s.value)}")
+        elif isinstance(s, Allocate):
+            b = s.buffer
+            self.lines.append(f"{pad}{self.name(b, b.name)} = allocate({b.dtype}"
+                              f"[{self.exprs(b.shape)}], {b.scope!r})")
+            self.stmt(s.body, depth)
+        elif isinstance(s, IfThenElse):
+            self.lines.append(f"{pad}if {self.expr(s.cond)}:")
+            self.stmt(s.then_body, depth + 1)
+            if s.else_body is not None:
+                self.lines.append(f"{pad}else:")
+                self.stmt(s.else_body, depth + 1)
+        elif isinstance(s, LetStmt):
+            self.lines.append(f"{pad}{self.name(s.var, s.var.name)} = {self.expr(s.value)}")
+            self.stmt(s.body, depth)
+        else:
+            raise TypeError(f"no printer for {type(s).__name__}")
+
+    def func(self, f: LoweredFunc):
+        for v in f.size_vars:
+            self.name(v, v.name)
+        params = ", ".join(f"{self.name(b, b.name)}: {b.dtype}[{self.exprs(b.shape)}]"
+                           for b in f.params)
+        self.lines.append(f"def {f.name}({params}):")
+        self.stmt(f.body, 1)
+
+
+def to_text(node) -> str:
+    """The printed form of an expression, a statement or a lowered function."""
+    p = _Printer()
+    if isinstance(node, LoweredFunc):
+        p.func(node)
+    elif hasattr(node, "dtype"):
+        return p.expr(node)
+    else:
+        p.stmt(node, 0)
+    return "\n".join(p.lines)

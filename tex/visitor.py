@@ -1,0 +1,135 @@
+"""One visitor and one rewriter for every IR node.
+
+Both dispatch on the node's class name (`visit_For`, `rewrite_Load`) and
+otherwise walk the node's child fields, found once per class from the
+dataclass annotations: fields holding an `Expr`, a `Stmt` or a tuple of them.
+Fields that *define* a variable (`For.var`, `Let.var`) are not children: a
+rewrite of uses never touches a definition.
+
+The rewriter returns the very same object when nothing below changed, so
+`rewritten is original` tells whether a pass did anything.
+"""
+from __future__ import annotations
+
+import dataclasses
+from functools import lru_cache
+
+from tex.expr import Node, Var
+
+
+@lru_cache(maxsize=None)
+def child_fields(cls) -> tuple[str, ...]:
+    """Names of the fields of `cls` that hold child nodes (in declaration order)."""
+    names = []
+    for f in dataclasses.fields(cls):
+        kind = str(f.type)
+        if f.init and kind != "Var" and ("Expr" in kind or "Stmt" in kind):
+            names.append(f.name)
+    return tuple(names)
+
+
+class Visitor:
+    """Walks a tree; override `visit_<Class>` and call `self.generic_visit(node)` to recurse."""
+
+    def visit(self, node):
+        method = getattr(self, "visit_" + type(node).__name__, None)
+        if method is not None:
+            return method(node)
+        return self.generic_visit(node)
+
+    def generic_visit(self, node):
+        for name in child_fields(type(node)):
+            value = getattr(node, name)
+            if isinstance(value, tuple):
+                for item in value:
+                    self.visit(item)
+            elif value is not None:
+                self.visit(value)
+
+
+class Rewriter:
+    """Rebuilds a tree bottom-up; override `rewrite_<Class>` to replace nodes.
+
+    An override usually calls `self.generic_rewrite(node)` first to rewrite
+    the children, then inspects the result.
+    """
+
+    def rewrite(self, node):
+        method = getattr(self, "rewrite_" + type(node).__name__, None)
+        if method is not None:
+            return method(node)
+        return self.generic_rewrite(node)
+
+    def generic_rewrite(self, node):
+        changes = {}
+        for name in child_fields(type(node)):
+            value = getattr(node, name)
+            if isinstance(value, tuple):
+                new = tuple(self.rewrite(item) for item in value)
+                if any(a is not b for a, b in zip(new, value)):
+                    changes[name] = new
+            elif value is not None:
+                new = self.rewrite(value)
+                if new is not value:
+                    changes[name] = new
+        return dataclasses.replace(node, **changes) if changes else node
+
+
+class _PostOrder(Rewriter):
+    def __init__(self, post):
+        self.post = post
+
+    def rewrite(self, node):
+        node = self.generic_rewrite(node)
+        result = self.post(node)
+        return node if result is None else result
+
+
+def transform(node, post):
+    """Rewrite bottom-up with `post(node) -> replacement or None` (None keeps the node)."""
+    return _PostOrder(post).rewrite(node)
+
+
+class _Substitute(Rewriter):
+    def __init__(self, mapping):
+        self.mapping = mapping
+
+    def rewrite_Var(self, var):
+        return self.mapping.get(var, var)
+
+
+def substitute(node, mapping: dict):
+    """`node` with every use of a variable in `mapping` replaced by its value."""
+    if not mapping:
+        return node
+    return _Substitute(mapping).rewrite(node)
+
+
+class _Collect(Visitor):
+    def __init__(self, predicate):
+        self.predicate = predicate
+        self.found = []
+
+    def visit(self, node):
+        if self.predicate(node):
+            self.found.append(node)
+        return super().visit(node)
+
+
+def collect(node, predicate) -> list:
+    """Every node below (and including) `node` for which `predicate` holds, in visit order."""
+    c = _Collect(predicate)
+    c.visit(node)
+    return c.found
+
+
+def free_vars(node) -> set:
+    """Variables used in `node` (definitions by For/Let inside it are excluded)."""
+    used = {v for v in collect(node, lambda n: isinstance(n, Var))}
+    defined = {n.var for n in collect(node, lambda n: isinstance(getattr(n, "var", None), Var)
+                                      and not isinstance(n, Var))}
+    return used - defined
+
+
+def uses_var(node, var: Var) -> bool:
+    return bool(collect(node, lambda n: n is var))
