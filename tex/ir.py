@@ -194,14 +194,15 @@ def seq(*stmts: Stmt | None) -> Stmt:
 class LoweredFunc:
     """A lowered kernel: its parameters (buffers, in call order), its body.
 
-    `size_vars` are the symbolic sizes, bound from argument shapes at call time.
-    `str()` is the readable loop nest.
+    `size_vars` are the symbolic sizes, bound from argument shapes at call time;
+    `outputs` are the params the kernel writes. `str()` is the readable loop nest.
     """
 
     name: str
     params: tuple[Buffer, ...]
     size_vars: tuple[Var, ...]
     body: Stmt
+    outputs: tuple[Buffer, ...] = ()
 
     def __str__(self):
         from tex.printer import to_text
