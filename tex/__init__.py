@@ -1,0 +1,48 @@
+"""tex: a tensor-expression compiler.
+
+Declare what to compute (`placeholder`, `compute`, reductions), say how with
+a schedule (`create_schedule`, then primitives on `s[T]`), look at the loop
+program (`lower`) and compile it (`build`). See README.md and tutorials/.
+"""
+from tex.driver import build, lower
+from tex.dtype import DType
+from tex.errors import (ArgumentError, BuildError, ExprError, LoweringError, ScheduleError,
+                        TexError)
+from tex.expr import Expr, Var
+from tex.ops import all_ as all  # noqa: A001
+from tex.ops import any_ as any  # noqa: A001
+from tex.ops import cast, if_then_else
+from tex.schedule import Schedule, Stage, create_schedule
+from tex.target import Target
+from tex.tensor import (IterVar, Range, Tensor, comm_reducer, compute, const, max, max_value, min,
+                        min_value, placeholder, reduce_axis, sum, var)
+from tex import ops as _ops
+
+__version__ = "0.1.0"
+
+select = if_then_else
+
+
+def exp(x): return _ops.call("exp", x)
+def log(x): return _ops.call("log", x)
+def sqrt(x): return _ops.call("sqrt", x)
+def rsqrt(x): return _ops.call("rsqrt", x)
+def tanh(x): return _ops.call("tanh", x)
+def sigmoid(x): return _ops.call("sigmoid", x)
+def erf(x): return _ops.call("erf", x)
+def floor(x): return _ops.call("floor", x)
+def ceil(x): return _ops.call("ceil", x)
+def pow(x, y): return _ops.call("pow", x, y)  # noqa: A001
+def abs(x): return _ops.abs_(x)  # noqa: A001
+def floordiv(a, b): return _ops.binary("floordiv", a, b)
+def floormod(a, b): return _ops.binary("floormod", a, b)
+
+
+__all__ = [
+    "ArgumentError", "BuildError", "DType", "Expr", "ExprError", "IterVar", "LoweringError",
+    "Range", "Schedule", "ScheduleError", "Stage", "Target", "Tensor", "TexError", "Var", "abs",
+    "all", "any", "build", "cast", "ceil", "comm_reducer", "compute", "const",
+    "create_schedule", "erf", "exp", "floor", "floordiv", "floormod", "if_then_else", "log",
+    "lower", "max", "max_value", "min", "min_value", "placeholder", "pow",
+    "reduce_axis", "rsqrt", "select", "sigmoid", "sqrt", "sum", "tanh", "var",
+]

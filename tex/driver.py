@@ -1,0 +1,80 @@
+"""The two entry points: `lower` (schedule -> loop program) and `build` (-> callable kernel).
+
+The lowering pipeline is the list `PIPELINE`, read top to bottom. With
+TEX_VERIFY=1 the verifier runs after every pass; TEX_PRINT_AFTER prints the
+program after the passes it names (see `tex.config`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import weakref
+
+from tex import config
+from tex.errors import BuildError
+from tex.ir import LoweredFunc
+from tex.passes.flatten import flatten_storage
+from tex.passes.hoist import hoist_invariant_guards
+from tex.passes.simplify import simplify_stmt
+from tex.passes.unroll import unroll_loops
+from tex.passes.vectorize import vectorize_loops
+from tex.passes.verify import verify
+from tex.schedule.lower import schedule_to_func
+from tex.schedule.schedule import Schedule
+from tex.target import as_target
+
+#: (name, pass, whether storage is flat afterwards), in the order they run.
+PIPELINE = (
+    ("simplify", simplify_stmt, False),
+    ("flatten_storage", flatten_storage, True),
+    ("vectorize_loops", vectorize_loops, True),
+    ("unroll_loops", unroll_loops, True),
+    ("simplify_flat", simplify_stmt, True),
+    ("hoist_invariant_guards", hoist_invariant_guards, True),
+)
+
+
+def lower(sch: Schedule, args, name: str = "main") -> LoweredFunc:
+    """The loop program of `sch` with parameters `args`; `str()` of it is readable.
+
+    TVM: `tvm.lower(s, args)`.
+    """
+    if not isinstance(sch, Schedule):
+        raise BuildError(f"lower: expected a schedule from tex.create_schedule, got "
+                         f"{type(sch).__name__}")
+    func = schedule_to_func(sch, list(args), name)
+    checking, printing = config.verify_enabled(), config.print_after()
+    if checking:
+        verify(func, after="schedule_to_func")
+    for pass_name, run, flat in PIPELINE:
+        func = dataclasses.replace(func, body=run(func.body))
+        if checking:
+            verify(func, flat=flat, after=pass_name)
+        if pass_name in printing or "all" in printing:
+            print(f"# after {pass_name}\n{func}", file=sys.stderr)
+    return func
+
+
+_built: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def build(sch: Schedule, args, target="llvm", name: str = "main"):
+    """Compile `sch` into a callable `Kernel` for `target` ("llvm", "llvm -mcpu=...").
+
+    Building the same schedule (unchanged since) with the same arguments
+    again returns the kernel built before; an identical program from another
+    schedule reuses the compiled code.
+    TVM: `tvm.build(s, args, target)`.
+    """
+    from tex.runtime.kernel import build_kernel
+
+    target = as_target(target)
+    key = (sch.version, tuple(id(a) for a in args), str(target), name)
+    per_schedule = _built.setdefault(sch, {}) if isinstance(sch, Schedule) else {}
+    kernel = per_schedule.get(key)
+    if kernel is None or any(a is not b for a, b in zip(kernel.arg_tensors, args)):
+        func = lower(sch, args, name)
+        kernel = build_kernel(func, target)
+        kernel.arg_tensors = tuple(args)
+        per_schedule[key] = kernel
+    return kernel

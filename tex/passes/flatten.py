@@ -1,0 +1,61 @@
+"""Storage flattening: every buffer access gets a single, linear index.
+
+Assumes: loads and stores index with one expression per buffer dimension.
+Guarantees: every `Load`/`Store` has exactly one index, `sum(i_d * stride_d)`
+(row-major, or the buffer's own strides from storage_align); every allocated
+buffer is replaced by a one-dimensional buffer of its full size. Kernel
+parameters keep their multi-dimensional shape (the runtime checks it) and
+are indexed linearly.
+"""
+from __future__ import annotations
+
+from tex import ops
+from tex.dtype import INDEX
+from tex.expr import Const
+from tex.ir import Allocate, Buffer, Load, Store, Stmt
+from tex.visitor import Rewriter
+
+
+def strides_of(buffer: Buffer) -> tuple:
+    """The stride of each dimension, in elements."""
+    if buffer.strides is not None:
+        return buffer.strides
+    strides, acc = [], Const(INDEX, 1)
+    for extent in reversed(buffer.shape):
+        strides.insert(0, acc)
+        acc = ops.binary("mul", acc, extent)
+    return tuple(strides)
+
+
+def _linear(indices, strides):
+    total = Const(INDEX, 0)
+    for i, s in zip(indices, strides):
+        total = ops.binary("add", total, ops.binary("mul", i, s))
+    return total
+
+
+class _Flatten(Rewriter):
+    def __init__(self):
+        self.flat: dict[Buffer, Buffer] = {}
+
+    def _index(self, buffer, indices):
+        return self.flat.get(buffer, buffer), (_linear(indices, strides_of(buffer)),)
+
+    def rewrite_Allocate(self, node: Allocate):
+        b = node.buffer
+        size = ops.binary("mul", b.shape[0], strides_of(b)[0])
+        self.flat[b] = Buffer(b.name, b.dtype, (size,), b.scope)
+        return Allocate(self.flat[b], self.rewrite(node.body))
+
+    def rewrite_Load(self, node: Load):
+        buffer, index = self._index(node.buffer, tuple(self.rewrite(i) for i in node.indices))
+        return Load(buffer, index)
+
+    def rewrite_Store(self, node: Store):
+        buffer, index = self._index(node.buffer, tuple(self.rewrite(i) for i in node.indices))
+        return Store(buffer, self.rewrite(node.value), index)
+
+
+def flatten_storage(stmt: Stmt) -> Stmt:
+    """`stmt` with one linear index per buffer access."""
+    return _Flatten().rewrite(stmt)

@@ -1,0 +1,219 @@
+"""Vectorization: a `vectorized` loop becomes vector expressions, one lane per iteration.
+
+Assumes: storage is flat (one index per access); vectorized loops have a
+constant extent (lowering checks it).
+
+Guarantees: no `vectorized` loop is left. Each one either
+
+* becomes its body over vectors: the loop variable turns into
+  `ramp(min, 1, lanes)`, lane-invariant values are broadcast, accesses
+  with a vector index become vector loads/stores, and inner loops with
+  lane-invariant bounds keep running with a vector body; or
+* when the body holds guards that vary by lane (a split that does not
+  divide), is split into a vector path, taken when the guards hold at the
+  first and last lane (they are affine in the loop variable, so then they
+  hold for all lanes), and the scalar loop for the tail; or
+* when it cannot be vectorized (a scalar store the lanes would race on, an
+  allocation inside, lane-varying inner loop bounds), stays a serial loop.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from tex import ops
+from tex.expr import Binary, Call, Cast, Compare, Const, Expr, Let, Logical, Not, Select, Var
+from tex.ir import Allocate, Broadcast, For, IfThenElse, LetStmt, Load, Ramp, Stmt, Store
+from tex.visitor import Rewriter, free_vars, substitute, transform, uses_var
+
+
+class _NotVectorizable(Exception):
+    pass
+
+
+def _broadcast(e: Expr, lanes: int) -> Expr:
+    return e if e.dtype.lanes == lanes else Broadcast(e, lanes)
+
+
+class _Vectorizer(Rewriter):
+    """Rewrites a loop body for `lanes` lanes of `var`."""
+
+    def __init__(self, var: Var, lanes: int, start: Expr):
+        self.var, self.lanes = var, lanes
+        self.ramp = Ramp(start, Const(start.dtype, 1), lanes)
+        self.renamed: dict[Var, Var] = {}
+
+    def rewrite_Var(self, v: Var):
+        if v is self.var:
+            return self.ramp
+        return self.renamed.get(v, v)
+
+    def rewrite_Binary(self, e: Binary):
+        a, b = self.rewrite(e.a), self.rewrite(e.b)
+        if a is e.a and b is e.b:
+            return e
+        if e.op in ("add", "sub", "mul"):
+            ramp = _ramp_arith(e.op, a, b)
+            if ramp is not None:
+                return ramp
+        return Binary(e.op, _broadcast(a, self.lanes), _broadcast(b, self.lanes))
+
+    def _lanewise(self, e, *children):
+        new = [self.rewrite(c) for c in children]
+        if all(n is c for n, c in zip(new, children)):
+            return e, None
+        return None, [_broadcast(n, self.lanes) for n in new]
+
+    def rewrite_Compare(self, e):
+        same, new = self._lanewise(e, e.a, e.b)
+        return same or Compare(e.op, *new)
+
+    def rewrite_Logical(self, e):
+        same, new = self._lanewise(e, e.a, e.b)
+        return same or Logical(e.op, *new)
+
+    def rewrite_Not(self, e):
+        same, new = self._lanewise(e, e.a)
+        return same or Not(*new)
+
+    def rewrite_Select(self, e):
+        cond = self.rewrite(e.cond)
+        same, new = self._lanewise(e, e.true_value, e.false_value)
+        if same is not None and cond is e.cond:
+            return e
+        t, f = new or (_broadcast(e.true_value, self.lanes), _broadcast(e.false_value, self.lanes))
+        return Select(cond, t, f)
+
+    def rewrite_Cast(self, e):
+        value = self.rewrite(e.value)
+        return e if value is e.value else Cast(e.dtype.with_lanes(value.dtype.lanes), value)
+
+    def rewrite_Call(self, e):
+        same, new = self._lanewise(e, *e.args)
+        return same or Call(e.name, tuple(new))
+
+    def rewrite_Let(self, e: Let):
+        value = self.rewrite(e.value)
+        if value.dtype.lanes > 1:
+            self.renamed[e.var] = Var(e.var.name, value.dtype)
+        body = self.rewrite(e.body)
+        var = self.renamed.get(e.var, e.var)
+        return e if value is e.value and body is e.body else Let(var, value, body)
+
+    def rewrite_Load(self, e: Load):
+        index = self.rewrite(e.indices[0])
+        return e if index is e.indices[0] else Load(e.buffer, (index,))
+
+    # --- statements ---------------------------------------------------------------
+    def rewrite_Store(self, s: Store):
+        index, value = self.rewrite(s.indices[0]), self.rewrite(s.value)
+        if index.dtype.lanes == 1:
+            raise _NotVectorizable("all lanes would store to one location")
+        return Store(s.buffer, _broadcast(value, self.lanes), (index,))
+
+    def rewrite_For(self, loop: For):
+        if uses_var(loop.min, self.var) or uses_var(loop.extent, self.var):
+            raise _NotVectorizable("inner loop bounds vary by lane")
+        return dataclasses.replace(loop, body=self.rewrite(loop.body))
+
+    def rewrite_IfThenElse(self, s: IfThenElse):
+        if self.rewrite(s.cond).dtype.lanes > 1:
+            raise _NotVectorizable("a branch condition varies by lane")
+        return self.generic_rewrite(s)
+
+    def rewrite_LetStmt(self, s: LetStmt):
+        value = self.rewrite(s.value)
+        if value.dtype.lanes > 1:
+            self.renamed[s.var] = Var(s.var.name, value.dtype)
+        body = self.rewrite(s.body)
+        return LetStmt(self.renamed.get(s.var, s.var), value, body)
+
+    def rewrite_Allocate(self, s: Allocate):
+        raise _NotVectorizable("an allocation inside the loop")
+
+
+def _ramp_arith(op: str, a: Expr, b: Expr) -> Expr | None:
+    """`a op b` kept as a ramp when one side is a ramp and the other lane-invariant."""
+    def scalar(x):
+        return x.value if isinstance(x, Broadcast) else (x if x.dtype.lanes == 1 else None)
+    if isinstance(a, Ramp) and isinstance(b, Ramp) and op in ("add", "sub"):
+        return Ramp(ops.binary(op, a.base, b.base), ops.binary(op, a.stride, b.stride), a.lanes)
+    if isinstance(a, Ramp) and scalar(b) is not None:
+        s = scalar(b)
+        if op == "mul":
+            return Ramp(ops.binary("mul", a.base, s), ops.binary("mul", a.stride, s), a.lanes)
+        return Ramp(ops.binary(op, a.base, s), a.stride, a.lanes)
+    if isinstance(b, Ramp) and scalar(a) is not None and op in ("add", "mul"):
+        return _ramp_arith(op, b, a)
+    return None
+
+
+def _is_affine(e: Expr, var: Var) -> bool:
+    """Whether `e` depends on `var` only through +, - and * by lane-invariant values."""
+    if not uses_var(e, var):
+        return True
+    if e is var:
+        return True
+    if isinstance(e, Binary) and e.op in ("add", "sub"):
+        return _is_affine(e.a, var) and _is_affine(e.b, var)
+    if isinstance(e, Binary) and e.op == "mul":
+        return (_is_affine(e.a, var) and not uses_var(e.b, var)
+                or _is_affine(e.b, var) and not uses_var(e.a, var))
+    if isinstance(e, Compare) and e.op in ("lt", "le", "gt", "ge"):
+        return _is_affine(e.a, var) and _is_affine(e.b, var)
+    if isinstance(e, Logical) and e.op == "and":
+        return _is_affine(e.a, var) and _is_affine(e.b, var)
+    return False
+
+
+def _strip_lane_guards(body: Stmt, var: Var, conds: list) -> Stmt:
+    """`body` without its lane-varying guards (collected into `conds`), if all are affine
+    and depend on nothing defined inside the loop."""
+    inner = {n.var for n in _defining(body)}
+
+    def strip(node):
+        if isinstance(node, IfThenElse) and uses_var(node.cond, var):
+            if (node.else_body is not None or not _is_affine(node.cond, var)
+                    or free_vars(node.cond) & inner):
+                raise _NotVectorizable("a lane-varying branch that is not a simple guard")
+            conds.append(node.cond)
+            return node.then_body
+        return None
+    return transform(body, strip)
+
+
+def _defining(stmt: Stmt) -> list:
+    found = []
+
+    def visit(node):
+        if isinstance(node, (For, LetStmt)):
+            found.append(node)
+    transform(stmt, visit)
+    return found
+
+
+def _vectorize_loop(loop: For) -> Stmt:
+    lanes = loop.extent.value
+    serial = dataclasses.replace(loop, kind="serial")
+    try:
+        conds = []
+        body = _strip_lane_guards(loop.body, loop.var, conds)
+        vector = _Vectorizer(loop.var, lanes, loop.min).rewrite(body)
+    except _NotVectorizable:
+        return serial
+    if not conds:
+        return vector
+    last = ops.binary("add", loop.min, lanes - 1)
+    whole = ops.all_(*(substitute(c, {loop.var: at}) for c in conds for at in (loop.min, last)))
+    return IfThenElse(whole, vector, serial)
+
+
+def vectorize_loops(stmt: Stmt) -> Stmt:
+    """`stmt` with every vectorized loop turned into vector code (or a serial loop)."""
+    def visit(node):
+        if isinstance(node, For) and node.kind == "vectorized":
+            if not isinstance(node.extent, Const):
+                return dataclasses.replace(node, kind="serial")
+            return _vectorize_loop(node)
+        return None
+    return transform(stmt, visit)
+

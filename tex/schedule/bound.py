@@ -1,0 +1,151 @@
+"""Bound inference: which region of each stage has to be computed, and where.
+
+Stages are visited consumers first. A stage computed at the root covers its
+whole domain. A stage computed at a consumer's loop covers the union of what
+its consumers read, with every loop variable that is not yet fixed at the
+attach point relaxed to its range; the result is a region whose start may
+depend on the enclosing loop variables and whose extent has a constant upper
+bound (the size of its buffer). Where the region may stray outside the
+stage's domain, `StagePlan.guards` keeps the computation inside it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tex import ops
+from tex.arith import Interval, bound, const_bound, prove, simplify
+from tex.dtype import INDEX
+from tex.errors import LoweringError
+from tex.expr import Const, Expr, TensorRead
+from tex.schedule.relations import pass_down, pass_up, split_guards
+from tex.tensor import Range
+from tex.visitor import collect, substitute
+
+_ZERO = Const(INDEX, 0)
+
+
+@dataclass(eq=False)
+class StagePlan:
+    """What lowering knows about one stage that is not inlined."""
+
+    stage: object
+    body: tuple[Expr, ...]                 # the op's body with inlined stages substituted
+    region: list = field(default_factory=list)      # per dim: Range actually computed
+    alloc_shape: list = field(default_factory=list)  # per dim: buffer extent
+    ranges: dict = field(default_factory=dict)      # IterVar -> Range, every axis
+    values: dict = field(default_factory=dict)      # IterVar -> Expr over leaf vars
+    guards: list = field(default_factory=list)      # (is_data_guard, condition)
+    consumers: list = field(default_factory=list)   # StagePlans reading this stage
+
+    @property
+    def op(self):
+        return self.stage.op
+
+    @property
+    def offsets(self) -> list[Expr]:
+        """Subtract these from an index of the op's domain to index its buffer."""
+        if self.stage.attach.kind == "at":
+            return [r.min for r in self.region]
+        return [_ZERO] * len(self.region)
+
+
+def loop_intervals(plans) -> dict:
+    """Interval of every leaf loop variable of the given plans."""
+    intervals = {}
+    for plan in plans:
+        for leaf in plan.stage.leaf_iter_vars:
+            r = plan.ranges.get(leaf)
+            if r is not None:
+                hi = ops.binary("sub", ops.binary("add", r.min, r.extent), 1)
+                intervals[leaf.var] = Interval(r.min, hi)
+    return intervals
+
+
+def visible_vars(stage) -> set:
+    """Loop variables defined where `stage`'s loop nest is placed."""
+    visible = set()
+    attach = stage.attach
+    while attach.kind == "at":
+        leaves = attach.stage.leaf_iter_vars
+        visible.update(v.var for v in leaves[:leaves.index(attach.axis) + 1])
+        attach = attach.stage.attach
+    return visible
+
+
+def infer_region(plan: StagePlan, done: list) -> None:
+    """Fill `plan.region` and `plan.alloc_shape` (consumers are already in `done`)."""
+    op = plan.op
+    shape = op.shape
+    if plan.stage.attach.kind != "at":
+        plan.region = [Range(_ZERO, e) for e in shape]
+        plan.alloc_shape = list(shape)
+        return
+    intervals = loop_intervals(done)
+    visible = visible_vars(plan.stage)
+    relaxed = {v: i for v, i in intervals.items() if v not in visible}
+    lows, highs = [[] for _ in shape], [[] for _ in shape]
+    for consumer in plan.consumers:
+        root_values = {iv.var: v for iv, v in consumer.values.items()
+                       if iv in consumer.op.axis or iv in consumer.op.reduce_axis}
+        for b in consumer.body:
+            for read in collect(b, lambda n: isinstance(n, TensorRead)):
+                if read.tensor.op is not op and read.tensor.op is not plan.stage.origin_op:
+                    continue
+                for d, index in enumerate(read.indices):
+                    i = bound(substitute(index, root_values), relaxed)
+                    lows[d].append(i.lo)
+                    highs[d].append(i.hi)
+    region, alloc = [], []
+    for d, extent in enumerate(shape):
+        whole = Range(_ZERO, extent)
+        if not lows[d] or any(x is None for x in lows[d] + highs[d]):
+            region.append(whole), alloc.append(extent)
+            continue
+        lo, hi = _fold(ops.minimum, lows[d]), _fold(ops.maximum, highs[d])
+        size = simplify(ops.binary("add", ops.binary("sub", hi, lo), 1), intervals)
+        _, size_max = const_bound(size, intervals)
+        if size_max is None:
+            region.append(whole), alloc.append(extent)
+            continue
+        region.append(Range(simplify(lo, intervals), size))
+        alloc.append(Const(INDEX, max(size_max, 1)))
+    plan.region, plan.alloc_shape = region, alloc
+
+
+def _fold(combine, items):
+    result = items[0]
+    for item in items[1:]:
+        result = combine(result, item)
+    return simplify(result)
+
+
+def infer_loops(plan: StagePlan, done: list) -> None:
+    """Fill the ranges of every axis, the value of every root axis and the guards."""
+    stage, op = plan.stage, plan.op
+    roots = {iv: r for iv, r in zip(op.axis, plan.region)}
+    roots.update({iv: iv.dom for iv in op.reduce_axis})
+    plan.ranges = pass_down(stage.relations, roots)
+    plan.values = pass_up(stage.relations, stage.leaf_iter_vars, plan.ranges)
+    plan.values = {iv: simplify(v) for iv, v in plan.values.items()}
+    intervals = loop_intervals(done + [plan])
+    guards = split_guards(stage.relations, plan.ranges, plan.values)
+    plan.guards = [(axis.kind == "data", simplify(cond, intervals)) for axis, cond in guards]
+    if stage.attach.kind == "at":
+        for iv, extent in zip(op.axis, op.shape):
+            value = plan.values[iv]
+            for cond in (ops.compare("ge", value, 0), ops.compare("lt", value, extent)):
+                if not prove(cond, intervals):
+                    plan.guards.append((True, simplify(cond, intervals)))
+    plan.guards = [(d, c) for d, c in plan.guards
+                   if not (isinstance(c, Const) and c.value)]
+    _check_constant_extents(plan)
+
+
+def _check_constant_extents(plan: StagePlan):
+    for leaf, what in plan.stage.annotations.items():
+        if what in ("vectorize", "unroll"):
+            extent = plan.ranges[leaf].extent
+            if not isinstance(extent, Const):
+                raise LoweringError(f"{what} on stage {plan.stage.name}, axis {leaf.name}: the "
+                                    f"loop extent must be a constant, got {extent}; split the "
+                                    "axis by a constant factor and annotate the inner part")

@@ -1,0 +1,306 @@
+"""From a schedule to a loop program.
+
+`schedule_to_func(schedule, args)` does, in order:
+
+1. substitutes inlined stages into their consumers;
+2. checks each compute_at (the target reads the stage; every consumer lies
+   inside the attach point);
+3. infers bounds, consumers first (`tex.schedule.bound`);
+4. builds each stage's loop nest (leaf axes in order, guards placed at the
+   innermost loop they depend on, reductions split into an init nest and an
+   update nest), with the stages attached at a loop inserted at its top;
+5. wraps intermediate buffers in allocations and names the parameters.
+
+The result is multi-dimensional loop IR; the passes in `tex.passes` take it
+from there.
+"""
+from __future__ import annotations
+
+from tex import ops
+from tex.dtype import INDEX
+from tex.errors import LoweringError
+from tex.expr import Const, Reduce, TensorRead, Var
+from tex.ir import Allocate, Buffer, For, IfThenElse, LetStmt, Load, LoweredFunc, Store, seq
+from tex.schedule.bound import StagePlan, infer_loops, infer_region
+from tex.tensor import PlaceholderOp, Tensor
+from tex.visitor import collect, free_vars, substitute, transform
+
+_LOOP_KIND = {None: "serial", "parallel": "parallel", "vectorize": "vectorized",
+              "unroll": "unrolled"}
+
+
+def schedule_to_func(sch, args, name: str = "main") -> LoweredFunc:
+    """Lower `sch` to a LoweredFunc whose parameters are `args` in order."""
+    args = _check_args(sch, args)
+    plans = _plan_stages(sch)
+    params = {t: Buffer(t.name, t.dtype, t.shape) for t in args}
+    _check_args_computed_at_root(sch, args)
+    done = []
+    for plan in reversed(plans):
+        infer_region(plan, done)
+        infer_loops(plan, done)
+        done.append(plan)
+    buffers = _make_buffers(sch, plans, params)
+    nests = {plan.stage: _stage_nest(plan, buffers, plans) for plan in plans}
+    body = seq(*(nests[p.stage] for p in plans if p.stage.attach.kind == "root"))
+    param_buffers = set(params.values())
+    for plan in reversed(plans):
+        if plan.stage.attach.kind == "root":
+            for t in plan.op.outputs:
+                if buffers[t][0] not in param_buffers:
+                    body = Allocate(buffers[t][0], body)
+    size_vars = _size_vars(args, body)
+    outputs = tuple(params[t] for t in args if sch.stage_of(t) is not None)
+    return LoweredFunc(name, tuple(params[t] for t in args), size_vars, body, outputs)
+
+
+def _check_args(sch, args) -> list[Tensor]:
+    if not isinstance(args, (list, tuple)) or not args:
+        raise LoweringError(f"lower/build: args must be a non-empty list of tensors, got {args!r}")
+    for i, a in enumerate(args):
+        if not isinstance(a, Tensor):
+            raise LoweringError(f"lower/build: argument {i} must be a tensor, got "
+                                f"{type(a).__name__} {a!r}")
+        if args.count(a) > 1:
+            raise LoweringError(f"lower/build: tensor {a.name} is given twice in args")
+    for op in sch.outputs:
+        for t in op.outputs:
+            if t not in args and isinstance(op, PlaceholderOp) is False:
+                raise LoweringError(f"lower/build: output {t.name} of the schedule is missing "
+                                    "from args")
+    return list(args)
+
+
+def _check_args_computed_at_root(sch, args):
+    for t in args:
+        stage = sch.stage_of(t)
+        if stage is not None and stage.attach.kind != "root":
+            raise LoweringError(f"stage {stage.name} is a kernel argument, so it must be "
+                                f"computed at the root, not {stage.attach.kind}")
+
+
+def _plan_stages(sch) -> list[StagePlan]:
+    """Plans for the non-inlined stages, with inlining applied and compute_at checked."""
+    inline_bodies = {}
+
+    def inline(node):
+        if isinstance(node, TensorRead) and node.tensor in inline_bodies:
+            axis_vars, body = inline_bodies[node.tensor]
+            return substitute(body, dict(zip(axis_vars, node.indices)))
+        return None
+
+    plans = []
+    for stage in sch.stages:
+        body = tuple(transform(b, inline) for b in stage.op.body)
+        if stage.attach.kind == "inline":
+            for t, b in zip((stage.origin_op.output(0), stage.op.output(0)), (body[0],) * 2):
+                inline_bodies[t] = ([iv.var for iv in stage.op.axis], b)
+            continue
+        plans.append(StagePlan(stage, body))
+    by_stage = {p.stage: p for p in plans}
+    for plan in plans:
+        for b in plan.body:
+            for read in collect(b, lambda n: isinstance(n, TensorRead)):
+                producer = by_stage.get(sch.stage_of(read.tensor))
+                if producer is not None and plan not in producer.consumers:
+                    producer.consumers.append(plan)
+    for plan in plans:
+        _check_attach(plan, by_stage)
+    return plans
+
+
+def _check_attach(plan: StagePlan, by_stage: dict):
+    attach = plan.stage.attach
+    if attach.kind != "at":
+        return
+    target = by_stage.get(attach.stage)
+    name = plan.stage.name
+    if target is None:
+        raise LoweringError(f"compute_at of stage {name}: its target {attach.stage.name} is "
+                            "inlined, so it has no loops to compute in")
+    if attach.axis not in attach.stage.leaf_iter_vars:
+        raise LoweringError(f"compute_at of stage {name}: axis {attach.axis.name} is no longer a "
+                            f"loop of stage {attach.stage.name} (it was split or fused after "
+                            "compute_at); attach to one of its current loops")
+    if target not in plan.consumers:
+        raise LoweringError(f"compute_at of stage {name}: stage {target.stage.name} does not "
+                            f"read {name}")
+    position = attach.stage.leaf_iter_vars.index(attach.axis)
+    for consumer in plan.consumers:
+        if not _inside(consumer.stage, attach.stage, position):
+            raise LoweringError(f"compute_at of stage {name}: stage {consumer.stage.name} also "
+                                f"reads {name} but runs outside loop {attach.axis.name} of "
+                                f"{attach.stage.name}; compute {name} at the root instead")
+
+
+def _inside(stage, target, position: int) -> bool:
+    """Whether `stage`'s loop nest is placed inside `target`'s loop number `position`."""
+    if stage is target:
+        return True
+    attach = stage.attach
+    while attach.kind == "at":
+        if attach.stage is target:
+            return target.leaf_iter_vars.index(attach.axis) >= position
+        attach = attach.stage.attach
+    return False
+
+
+def _make_buffers(sch, plans, params) -> dict:
+    """tensor -> (Buffer, offsets) for every tensor a kernel reads or writes."""
+    buffers = {t: (b, None) for t, b in params.items() if isinstance(t.op, PlaceholderOp)}
+    for plan in plans:
+        stage = plan.stage
+        for k in range(plan.op.num_outputs):
+            origin, current = stage.origin_op.output(k), plan.op.output(k)
+            buf = params.get(origin) or params.get(current)
+            if buf is None:
+                buf = Buffer(current.name, current.dtype, tuple(plan.alloc_shape), stage.scope,
+                             _aligned_strides(stage, plan.alloc_shape))
+            entry = (buf, plan.offsets)
+            buffers[origin] = buffers[current] = entry
+    return buffers
+
+
+def _aligned_strides(stage, shape):
+    """Strides honouring storage_align, or None for compact row-major."""
+    if not stage.storage_aligns:
+        return None
+    strides = [Const(INDEX, 1)]
+    for d in range(len(shape) - 1, 0, -1):
+        if not isinstance(shape[d], Const) or not isinstance(strides[0], Const):
+            raise LoweringError(f"storage_align on stage {stage.name}: the buffer shape must be "
+                                f"constant, got {shape[d]}")
+        stride = strides[0].value * shape[d].value
+        if d - 1 in stage.storage_aligns:
+            factor, offset = stage.storage_aligns[d - 1]
+            stride += (offset - stride) % factor
+        strides.insert(0, Const(INDEX, stride))
+    return tuple(strides)
+
+
+def _to_loads(expr, buffers):
+    """Replace tensor reads by buffer loads (shifted by the producer's region start)."""
+    def load(node):
+        if isinstance(node, TensorRead):
+            entry = buffers.get(node.tensor)
+            if entry is None:
+                raise LoweringError(f"tensor {node.tensor.name} is read but is neither computed "
+                                    "by the schedule nor given in args")
+            buf, offsets = entry
+            idx = node.indices if offsets is None else tuple(
+                ops.binary("sub", i, o) for i, o in zip(node.indices, offsets))
+            return Load(buf, idx)
+        return None
+    return transform(expr, load)
+
+
+def _stage_nest(plan: StagePlan, buffers, plans) -> object:
+    """The loop nest computing `plan`'s region, with attached stages inside."""
+    stage, op = plan.stage, plan.op
+    root_values = {iv.var: plan.values[iv] for iv in op.axis + op.reduce_axis}
+    outs = [buffers[t] for t in op.outputs]
+    index = [plan.values[iv] for iv in op.axis]
+
+    def store_index(offsets):
+        return tuple(ops.binary("sub", i, o) for i, o in zip(index, offsets or [0] * len(index)))
+
+    body = tuple(_to_loads(substitute(b, root_values), buffers) for b in plan.body)
+    leaves = stage.leaf_iter_vars
+    children = {}
+    for p in plans:
+        if p.stage.attach.kind == "at" and p.stage.attach.stage is stage:
+            children.setdefault(p.stage.attach.axis, []).append(p)
+    depth = {cond: _depth(cond, leaves) for _, cond in plan.guards}
+    nest = _NestBuilder(plan, buffers, plans, children)
+    if not op.reduce_axis:
+        provide = seq(*(Store(b, v, store_index(o)) for (b, o), v in zip(outs, body)))
+        return nest.build(leaves, provide, dict(depth))
+    first = next(i for i, v in enumerate(leaves) if v.kind == "reduce")
+    outer, rest = leaves[:first], leaves[first:]
+    update = nest.build(rest, _update(body, outs, store_index),
+                        {c: d - first for c, d in depth.items() if d >= first})
+    init_leaves = [v for v in rest if v.kind == "data"]
+    fresh = {v.var: Var(v.name + "_init", INDEX) for v in init_leaves}
+    identities = op.body[0].combiner.identities
+    init = seq(*(Store(b, ident, store_index(o)) for (b, o), ident in zip(outs, identities)))
+    init_levels = {c: _depth(c, init_leaves) for data, c in plan.guards
+                   if data and depth[c] >= first}
+    init_nest = nest.build(init_leaves, init, init_levels, rename=fresh, with_children=False)
+    return nest.build(outer, seq(init_nest, update), {c: d for c, d in depth.items() if d < first})
+
+
+def _update(body, outs, store_index):
+    """`out = combine(out, source)` for each output of a reduction."""
+    reduce = body[0]
+    combiner = reduce.combiner
+    current = [Load(b, store_index(o)) for b, o in outs]
+    mapping = dict(zip(combiner.lhs, current))
+    mapping.update(zip(combiner.rhs, reduce.sources))
+    results = [substitute(r, mapping) for r in combiner.results]
+    if len(outs) == 1:
+        stmt = Store(outs[0][0], results[0], store_index(outs[0][1]))
+    else:
+        temps = [Var(f"{b.name}_new", b.dtype) for b, _ in outs]
+        stmt = seq(*(Store(b, t, store_index(o)) for (b, o), t in zip(outs, temps)))
+        for t, r in reversed(list(zip(temps, results))):
+            stmt = LetStmt(t, r, stmt)
+    if not (isinstance(reduce.condition, Const) and reduce.condition.value):
+        stmt = IfThenElse(reduce.condition, stmt)
+    return stmt
+
+
+def _depth(cond, leaves) -> int:
+    """Position in `leaves` of the innermost leaf `cond` depends on, or -1 for none."""
+    used = free_vars(cond)
+    return max((i for i, v in enumerate(leaves) if v.var in used), default=-1)
+
+
+class _NestBuilder:
+    """Builds loops over some of a stage's leaf axes around a body."""
+
+    def __init__(self, plan, buffers, plans, children):
+        self.plan, self.buffers, self.plans, self.children = plan, buffers, plans, children
+
+    def build(self, leaves, body, levels: dict, rename=None, with_children=True):
+        """Loops over `leaves` (outermost first) around `body`.
+
+        `levels` maps each guard to the index in `leaves` of the loop it goes
+        just inside (-1: above all of them). Stages attached at a loop go at
+        its top, with their buffers allocated around the rest of the loop.
+        `rename` gives fresh loop variables (for the init nest of a reduction).
+        """
+        rename = rename or {}
+        plan = self.plan
+        stmt = substitute(body, rename)
+        for pos in range(len(leaves) - 1, -2, -1):
+            here = [c for c, level in levels.items() if level == pos]
+            if here:
+                stmt = IfThenElse(substitute(ops.all_(*here), rename), stmt)
+            if pos < 0:
+                break
+            leaf = leaves[pos]
+            for child in self.children.get(leaf, []) if with_children else ():
+                child_nest = _stage_nest(child, self.buffers, self.plans)
+                stmt = seq(child_nest, stmt)
+                for t in child.op.outputs:
+                    stmt = Allocate(self.buffers[t][0], stmt)
+            r = plan.ranges[leaf]
+            kind = _LOOP_KIND[plan.stage.annotations.get(leaf)]
+            pragmas = tuple(plan.stage.pragmas.get(leaf, ()))
+            stmt = For(rename.get(leaf.var, leaf.var), r.min, r.extent, kind, stmt, pragmas)
+        return stmt
+
+
+def _size_vars(args, body) -> tuple[Var, ...]:
+    """Symbolic sizes in order of first appearance in the parameters' shapes."""
+    found = []
+    for t in args:
+        for e in t.shape:
+            for v in collect(e, lambda n: isinstance(n, Var)):
+                if v not in found:
+                    found.append(v)
+    for v in free_vars(body):
+        if v not in found:
+            raise LoweringError(f"variable {v.name} is used by the computation but no argument's "
+                                "shape defines it; add a tensor with that size to args")
+    return tuple(found)

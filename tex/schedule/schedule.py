@@ -1,0 +1,285 @@
+"""A schedule: one stage per operation, and the primitives that rewrite dataflow.
+
+`create_schedule(outputs)` makes a stage for every compute operation the
+outputs depend on, in producer-before-consumer order. `cache_read`,
+`cache_write` and `rfactor` add stages and rewrite which tensors the
+consumers read; consumers keep reading the tensors the user declared, and
+`Schedule.stage_of` maps any of those tensors to the stage that now
+computes it.
+"""
+from __future__ import annotations
+
+from tex import ops
+from tex.arith import simplify
+from tex.dtype import INDEX
+from tex.errors import ScheduleError
+from tex.expr import Const, Reduce, TensorRead, Var
+from tex.schedule.relations import pass_down, pass_up, split_guards
+from tex.schedule.stage import Fuse, Split, Stage
+from tex.tensor import ComputeOp, IterVar, PlaceholderOp, Range, Tensor
+from tex.visitor import substitute, transform
+
+
+def _as_ops(outputs) -> list:
+    items = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    result = []
+    for item in items:
+        op = item.op if isinstance(item, Tensor) else item
+        if not isinstance(op, (ComputeOp, PlaceholderOp)):
+            raise ScheduleError(f"create_schedule: expected operations or tensors, got "
+                                f"{type(item).__name__} {item!r}")
+        if op not in result:
+            result.append(op)
+    return result
+
+
+def _post_order(outputs) -> list:
+    """Every compute op the outputs depend on, producers first."""
+    order, visited = [], set()
+
+    def visit(op):
+        if op in visited:
+            return
+        visited.add(op)
+        for t in op.input_tensors:
+            visit(t.op)
+        if isinstance(op, ComputeOp):
+            order.append(op)
+    for op in outputs:
+        visit(op)
+    return order
+
+
+class Schedule:
+    """The stages of a computation, in dependency order. `s[T]` gives T's stage."""
+
+    def __init__(self, outputs):
+        self.outputs = _as_ops(outputs)
+        self.stages: list[Stage] = []
+        self._stage_by_op: dict = {}
+        self.version = 0  # bumped by every primitive, so builds can be cached
+        for op in _post_order(self.outputs):
+            self._add(Stage.of(op, self), len(self.stages))
+
+    def _add(self, stage: Stage, position: int):
+        self.stages.insert(position, stage)
+        self._stage_by_op[stage.origin_op] = stage
+        self._stage_by_op[stage.op] = stage
+        self.version += 1
+
+    def __getitem__(self, key) -> Stage:
+        op = key.op if isinstance(key, Tensor) else key
+        stage = self._stage_by_op.get(op)
+        if stage is None:
+            if isinstance(op, PlaceholderOp):
+                raise ScheduleError(f"{op.name} is a placeholder (an input); it has no stage "
+                                    "to schedule")
+            raise ScheduleError(f"{getattr(op, 'name', op)!r} is not part of this schedule")
+        return stage
+
+    def stage_of(self, tensor: Tensor) -> Stage | None:
+        """The stage computing `tensor` (None for placeholders)."""
+        return self._stage_by_op.get(tensor.op)
+
+    def is_output(self, stage: Stage) -> bool:
+        return stage.origin_op in self.outputs or stage.op in self.outputs
+
+    def stage_owning(self, axis: IterVar) -> Stage | None:
+        for stage in self.stages:
+            if axis in stage.op.axis or axis in stage.op.reduce_axis:
+                return stage
+            for r in stage.relations:
+                if axis in ((r.parent, r.outer, r.inner) if isinstance(r, Split)
+                            else (r.outer, r.inner, r.fused)):
+                    return stage
+        return None
+
+    def reads_through_inline(self, consumer: Stage, producer: Stage) -> bool:
+        """Whether `consumer` reads `producer`, directly or through inlined stages."""
+        for t in consumer.op.input_tensors:
+            stage = self.stage_of(t)
+            if stage is producer:
+                return True
+            if stage is not None and stage.attach.kind == "inline" and \
+                    self.reads_through_inline(stage, producer):
+                return True
+        return False
+
+    def readers_of(self, stage: Stage) -> list[Stage]:
+        return [s for s in self.stages if any(self.stage_of(t) is stage
+                                              for t in s.op.input_tensors)]
+
+    def _rewrite_reads(self, stage: Stage, mapping: dict):
+        """Make `stage` read mapping[t] wherever it read tensor t."""
+        def swap(node):
+            if isinstance(node, TensorRead) and node.tensor in mapping:
+                return TensorRead(mapping[node.tensor], node.indices)
+            return None
+        body = tuple(transform(b, swap) for b in stage.op.body)
+        new_op = stage.op.with_body(body)
+        self._stage_by_op[new_op] = stage
+        stage.op = new_op
+        self.version += 1
+
+    # --- dataflow primitives ------------------------------------------------
+    def cache_read(self, tensor: Tensor, scope: str, readers) -> Tensor:
+        """A copy of `tensor` that the given readers read instead; returns the copy.
+
+        The copy is a new stage (`{name}_{scope}`), usually placed with
+        compute_at inside a reader's loop to stage a tile of the input.
+        TVM: `cache_read`; Halide: `in()`.
+        """
+        _check_tensor("cache_read", tensor)
+        readers = readers if isinstance(readers, (list, tuple)) else [readers]
+        reader_stages = [r if isinstance(r, Stage) else self[r] for r in readers]
+        if not reader_stages:
+            raise ScheduleError(f"cache_read of {tensor.name}: give at least one reader")
+        for stage in reader_stages:
+            if tensor not in stage.op.input_tensors:
+                raise ScheduleError(f"cache_read of {tensor.name}: stage {stage.name} does not "
+                                    f"read {tensor.name}")
+        name = f"{tensor.name}_{scope}"
+        axis = tuple(IterVar(Var(f"ax{d}"), Range(Const(INDEX, 0), e), "data")
+                     for d, e in enumerate(tensor.shape))
+        op = ComputeOp(name, axis, (TensorRead(tensor, tuple(iv.var for iv in axis)),))
+        stage = Stage.of(op, self)
+        stage.scope = _scope(scope, "cache_read", tensor.name)
+        producer = self.stage_of(tensor)
+        self._add(stage, self.stages.index(producer) + 1 if producer else 0)
+        for reader in reader_stages:
+            self._rewrite_reads(reader, {tensor: op.output(0)})
+        return op.output(0)
+
+    def cache_write(self, tensor: Tensor, scope: str) -> Tensor:
+        """Compute `tensor` into a new stage `{name}_{scope}`, then copy it out; returns it.
+
+        The original stage becomes the copy; the cache stage is usually put
+        with compute_at inside the copy's loops so the accumulator stays in
+        registers or cache. Call it before splitting the stage.
+        TVM: `cache_write`; Halide: `update()` into a wrapper / `in()`.
+        """
+        _check_tensor("cache_write", tensor)
+        stage = self[tensor]
+        if stage.relations or stage.annotations or stage.attach.kind != "root":
+            raise ScheduleError(f"cache_write of {tensor.name}: call it before any other "
+                                f"primitive on stage {stage.name}")
+        if stage.op.num_outputs > 1:
+            raise ScheduleError(f"cache_write of {tensor.name}: operations with several outputs "
+                                "are not supported")
+        old = stage.op
+        axis = tuple(IterVar(Var(iv.name), iv.dom, "data") for iv in old.axis)
+        remap = {a.var: b.var for a, b in zip(old.axis, axis)}
+        cache = ComputeOp(f"{old.name}_{scope}", axis, tuple(substitute(b, remap) for b in old.body))
+        cache_stage = Stage.of(cache, self)
+        cache_stage.scope = _scope(scope, "cache_write", tensor.name)
+        self._add(cache_stage, self.stages.index(stage))
+        copy = old.with_body((TensorRead(cache.output(0), tuple(iv.var for iv in old.axis)),))
+        self._stage_by_op[copy] = stage
+        stage.op = copy
+        stage.leaf_iter_vars = list(copy.axis)
+        return cache.output(0)
+
+    def rfactor(self, tensor: Tensor, axis: IterVar, factor_axis: int = 0):
+        """Turn the reduction leaf `axis` into a data axis of a new partial-result stage.
+
+        With k split into (k_outer, k_inner), rfactor(C, k_inner) makes
+        `C_rf[k_inner, i] = sum over k_outer` and leaves `C[i] = sum over
+        k_inner of C_rf[k_inner, i]`, so the partial sums can be vectorized or
+        parallelised. Returns the new tensor (a list for tuple reducers).
+        TVM: `rfactor`; Halide: `rfactor`.
+        """
+        _check_tensor("rfactor", tensor)
+        stage = self[tensor]
+        op = stage.op
+        if not op.reduce_axis:
+            raise ScheduleError(f"rfactor on stage {stage.name}: it is not a reduction")
+        stage._leaf(axis, "rfactor")
+        if axis.kind != "reduce":
+            raise ScheduleError(f"rfactor on stage {stage.name}: axis {axis.name} is a data "
+                                "axis; rfactor takes a reduction axis")
+        ndim = len(op.axis)
+        if not isinstance(factor_axis, int) or not 0 <= factor_axis <= ndim:
+            raise ScheduleError(f"rfactor on stage {stage.name}: factor_axis must be in "
+                                f"[0, {ndim}], got {factor_axis!r}")
+        if any(isinstance(r, Fuse) and r.outer.kind != r.inner.kind for r in stage.relations):
+            raise ScheduleError(f"rfactor on stage {stage.name}: data and reduce axes are fused")
+        rf_op = _rfactor_op(stage, axis, factor_axis)
+        self._add(Stage.of(rf_op, self), self.stages.index(stage))
+        self._reduce_partials(stage, rf_op, factor_axis)
+        return rf_op.outputs[0] if rf_op.num_outputs == 1 else list(rf_op.outputs)
+
+    def _reduce_partials(self, stage: Stage, rf_op: ComputeOp, factor_axis: int):
+        """Make `stage` combine rf_op's partial results over the factored axis."""
+        op = stage.op
+        first = op.body[0]
+        extent = rf_op.axis[factor_axis].dom.extent
+        k = IterVar(Var(f"{rf_op.axis[factor_axis].name}_v"), Range(Const(INDEX, 0), extent),
+                    "reduce")
+        index = [iv.var for iv in op.axis]
+        index.insert(factor_axis, k.var)
+        sources = tuple(t[tuple(index)] for t in rf_op.outputs)
+        body = tuple(Reduce(first.combiner, sources, (k,), Const(first.condition.dtype, True), i)
+                     for i in range(op.num_outputs))
+        new_op = op.with_body(body)
+        self._stage_by_op[new_op] = stage
+        stage.op = new_op
+        stage.relations = [r for r in stage.relations
+                           if (r.parent if isinstance(r, Split) else r.outer).kind == "data"]
+        stage.leaf_iter_vars = [v for v in stage.leaf_iter_vars if v.kind == "data"] + [k]
+        stage.annotations = {v: a for v, a in stage.annotations.items()
+                             if v in stage.leaf_iter_vars}
+        self.version += 1
+
+
+def _rfactor_op(stage: Stage, factor: IterVar, factor_axis: int) -> ComputeOp:
+    """The partial-result operation of rfactor (see `Schedule.rfactor`)."""
+    op = stage.op
+    reduce_relations = [r for r in stage.relations
+                        if (r.parent if isinstance(r, Split) else r.outer).kind == "reduce"]
+    reduce_leaves = [v for v in stage.leaf_iter_vars if v.kind == "reduce"]
+    ranges = pass_down(reduce_relations, {iv: iv.dom for iv in op.reduce_axis})
+    new_axis = [IterVar(Var(iv.name), iv.dom, "data") for iv in op.axis]
+    factor_iv = IterVar(Var(factor.name), Range(Const(INDEX, 0), ranges[factor].extent), "data")
+    new_axis.insert(factor_axis, factor_iv)
+    others = {leaf: IterVar(Var(leaf.name), Range(Const(INDEX, 0), ranges[leaf].extent),
+                            "reduce")
+              for leaf in reduce_leaves if leaf is not factor}
+    leaf_values = {leaf: ops.binary("add", ranges[leaf].min, iv.var)
+                   for leaf, iv in [(factor, factor_iv), *others.items()]}
+    values = pass_up(reduce_relations, reduce_leaves, ranges, leaf_values)
+    remap = {iv.var: simplify(values[iv]) for iv in op.reduce_axis}
+    remap.update({a.var: b.var for a, b in zip(op.axis, [v for v in new_axis
+                                                         if v is not factor_iv])})
+    condition = substitute(op.body[0].condition, remap)
+    for _, guard in split_guards(reduce_relations, ranges, values):
+        condition = ops.logical("and", condition, substitute(guard, remap))
+    sources = tuple(substitute(s, remap) for s in op.body[0].sources)
+    combiner = op.body[0].combiner
+    if others:
+        axes = tuple(others.values())
+        body = tuple(Reduce(combiner, sources, axes, condition, i) for i in range(len(sources)))
+    else:
+        body = tuple(ops.if_then_else(condition, s, ident)
+                     for s, ident in zip(sources, combiner.identities))
+    return ComputeOp(f"{op.name}_rf", tuple(new_axis), body)
+
+
+def _check_tensor(primitive: str, tensor):
+    if not isinstance(tensor, Tensor):
+        raise ScheduleError(f"{primitive}: expected a tensor, got {type(tensor).__name__} "
+                            f"{tensor!r}")
+
+
+def _scope(scope, primitive: str, name: str) -> str:
+    if scope not in ("global", "local"):
+        raise ScheduleError(f"{primitive} of {name}: scope must be 'global' or 'local', "
+                            f"got {scope!r}")
+    return scope
+
+
+def create_schedule(outputs) -> Schedule:
+    """A schedule for the operation(s) `outputs`, every stage computed at the root.
+
+    TVM: `te.create_schedule`.
+    """
+    return Schedule(outputs)

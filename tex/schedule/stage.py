@@ -1,0 +1,366 @@
+"""A stage: how one operation is computed. Its primitives only record decisions.
+
+Each primitive checks its arguments, appends a record (`Split`, `Fuse`) or
+sets an attribute, and returns the new axes; only lowering reads the records.
+Records print and serialise, so a schedule can be logged and replayed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tex.dtype import INDEX
+from tex.errors import ScheduleError
+from tex.expr import Var
+from tex.tensor import IterVar
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """`parent` becomes `outer * inner_extent + inner`; exactly one of factor/nparts is set."""
+
+    parent: IterVar
+    outer: IterVar
+    inner: IterVar
+    factor: int | None
+    nparts: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Fuse:
+    """`outer` and `inner` (adjacent, outer first) become one axis `fused`."""
+
+    outer: IterVar
+    inner: IterVar
+    fused: IterVar
+
+
+@dataclass(frozen=True, slots=True)
+class Attach:
+    """Where a stage's loop nest goes: "root", "inline", or "at" `stage`'s loop `axis`."""
+
+    kind: str
+    stage: "Stage | None" = None
+    axis: IterVar | None = None
+
+
+ROOT = Attach("root")
+INLINE = Attach("inline")
+
+#: Loop annotations a leaf axis may carry (at most one each).
+ANNOTATIONS = ("unroll", "vectorize", "parallel")
+
+
+@dataclass(eq=False)
+class Stage:
+    """The schedule of one operation: its loop axes, their order and annotations.
+
+    `op` is the operation this stage computes now; dataflow rewrites
+    (cache_read, cache_write, rfactor) may replace it, while `origin_op`
+    stays what the user declared so `s[C]` keeps working.
+    """
+
+    op: object
+    origin_op: object
+    schedule: object
+    relations: list = field(default_factory=list)
+    leaf_iter_vars: list = field(default_factory=list)
+    attach: Attach = ROOT
+    annotations: dict = field(default_factory=dict)   # IterVar -> "unroll"|"vectorize"|"parallel"
+    pragmas: dict = field(default_factory=dict)       # IterVar -> [(key, value)]
+    storage_aligns: dict = field(default_factory=dict)  # dim -> (factor, offset)
+    scope: str = "global"
+
+    @staticmethod
+    def of(op, schedule, origin_op=None) -> "Stage":
+        stage = Stage(op, origin_op or op, schedule)
+        stage.leaf_iter_vars = list(op.axis) + list(op.reduce_axis)
+        return stage
+
+    @property
+    def name(self) -> str:
+        return self.op.name
+
+    def __repr__(self):
+        return f"Stage({self.name})"
+
+    # --- checks ---------------------------------------------------------
+    def _leaf(self, axis, primitive: str) -> IterVar:
+        if not isinstance(axis, IterVar):
+            raise ScheduleError(f"{primitive} on stage {self.name}: expected an axis "
+                                f"(IterVar), got {type(axis).__name__} {axis!r}")
+        if axis in self.leaf_iter_vars:
+            return axis
+        owner = self.schedule.stage_owning(axis)
+        if owner is not None and owner is not self:
+            raise ScheduleError(f"{primitive} on stage {self.name}: axis {axis.name} belongs "
+                                f"to stage {owner.name}")
+        if owner is self:
+            raise ScheduleError(f"{primitive} on stage {self.name}: axis {axis.name} is no "
+                                "longer a loop of this stage (it was split or fused)")
+        raise ScheduleError(f"{primitive} on stage {self.name}: axis {axis.name} is not an "
+                            "axis of this stage")
+
+    def _positive(self, value, what: str, primitive: str, axis) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ScheduleError(f"{primitive} on stage {self.name}, axis {axis.name}: {what} "
+                                f"must be a positive int, got {value!r}")
+        return value
+
+    def _touch(self):
+        self.schedule.version += 1
+
+    # --- loop structure ---------------------------------------------------
+    def split(self, parent, factor=None, nparts=None):
+        """Split `parent` into (outer, inner); returns both.
+
+        `factor` fixes the inner extent, `nparts` the outer one; exactly one is
+        given. When the extent does not divide, the last iteration is guarded.
+
+            for i in range(n):          for i_outer in range(ceil(n / 8)):
+              body(i)           ->        for i_inner in range(8):
+                                            if i_outer * 8 + i_inner < n: body(...)
+
+        TVM: `split`; Halide: `split` (Halide rounds up instead of guarding).
+        """
+        parent = self._leaf(parent, "split")
+        if (factor is None) == (nparts is None):
+            raise ScheduleError(f"split on stage {self.name}, axis {parent.name}: give exactly "
+                                "one of factor= and nparts=")
+        if factor is not None:
+            self._positive(factor, "factor", "split", parent)
+        else:
+            self._positive(nparts, "nparts", "split", parent)
+        outer = IterVar(Var(f"{parent.name}_outer", INDEX), None, parent.kind)
+        inner = IterVar(Var(f"{parent.name}_inner", INDEX), None, parent.kind)
+        self.relations.append(Split(parent, outer, inner, factor, nparts))
+        self._replace_leaf(parent, [outer, inner])
+        return outer, inner
+
+    def tile(self, x_parent, y_parent, x_factor, y_factor):
+        """Split two axes and order them (x_outer, y_outer, x_inner, y_inner); returns the four.
+
+        TVM: `tile`; Halide: `tile`.
+        """
+        xo, xi = self.split(x_parent, factor=x_factor)
+        yo, yi = self.split(y_parent, factor=y_factor)
+        self.reorder(xo, yo, xi, yi)
+        return xo, yo, xi, yi
+
+    def fuse(self, *axes):
+        """Fuse adjacent axes (outermost first) into one; returns the fused axis.
+
+            for i in range(n):                for i_j_fused in range(n * m):
+              for j in range(m):      ->        body(i_j_fused // m, i_j_fused % m)
+
+        TVM: `fuse`; Halide: `fuse`.
+        """
+        if len(axes) == 1 and isinstance(axes[0], (list, tuple)):
+            axes = tuple(axes[0])
+        if len(axes) < 2:
+            raise ScheduleError(f"fuse on stage {self.name}: needs at least two axes, "
+                                f"got {len(axes)}")
+        leaves = [self._leaf(a, "fuse") for a in axes]
+        positions = [self.leaf_iter_vars.index(a) for a in leaves]
+        for (a, pa), (b, pb) in zip(zip(leaves, positions), zip(leaves[1:], positions[1:])):
+            if pb != pa + 1:
+                order = ", ".join(v.name for v in self.leaf_iter_vars)
+                raise ScheduleError(f"fuse on stage {self.name}: axes {a.name} and {b.name} are "
+                                    f"not adjacent (outer first) in the loop order [{order}]")
+            if a.kind != b.kind:
+                raise ScheduleError(f"fuse on stage {self.name}: cannot fuse {a.kind} axis "
+                                    f"{a.name} with {b.kind} axis {b.name}")
+        fused = leaves[0]
+        for inner in leaves[1:]:
+            new = IterVar(Var(f"{fused.name}_{inner.name}_fused", INDEX), None, inner.kind)
+            self.relations.append(Fuse(fused, inner, new))
+            self._replace_leaf(fused, [new])
+            self.leaf_iter_vars.remove(inner)
+            fused = new
+        self._touch()
+        return fused
+
+    def reorder(self, *axes):
+        """Put the given axes in this order, in the loop positions they occupy now.
+
+        TVM: `reorder`; Halide: `reorder` (which lists innermost first).
+        """
+        if len(axes) == 1 and isinstance(axes[0], (list, tuple)):
+            axes = tuple(axes[0])
+        leaves = [self._leaf(a, "reorder") for a in axes]
+        seen = set()
+        for a in leaves:
+            if a in seen:
+                raise ScheduleError(f"reorder on stage {self.name}: axis {a.name} is given "
+                                    "twice")
+            seen.add(a)
+        positions = sorted(self.leaf_iter_vars.index(a) for a in leaves)
+        for pos, a in zip(positions, leaves):
+            self.leaf_iter_vars[pos] = a
+        self._touch()
+
+    def _replace_leaf(self, old, new: list):
+        pos = self.leaf_iter_vars.index(old)
+        self.leaf_iter_vars[pos:pos + 1] = new
+        for table in (self.annotations, self.pragmas):
+            table.pop(old, None)
+        self._touch()
+
+    # --- annotations -------------------------------------------------------
+    def _annotate(self, axis, what: str):
+        axis = self._leaf(axis, what)
+        if what == "parallel" and axis.kind == "reduce":
+            raise ScheduleError(f"parallel on stage {self.name}: axis {axis.name} is a "
+                                "reduction axis; parallel iterations would race on the "
+                                "accumulator (use rfactor first)")
+        previous = self.annotations.get(axis)
+        if previous is not None and previous != what:
+            raise ScheduleError(f"{what} on stage {self.name}: axis {axis.name} is already "
+                                f"marked {previous}")
+        self.annotations[axis] = what
+        self._touch()
+
+    def unroll(self, axis):
+        """Replace the loop by copies of its body (the extent must be constant).
+
+        TVM: `unroll`; Halide: `unroll`.
+        """
+        self._annotate(axis, "unroll")
+
+    def vectorize(self, axis):
+        """Run the loop as vector instructions, one lane per iteration (constant extent).
+
+        Loads and stores along the axis become vector loads and stores; a loop
+        that cannot be vectorised (an inner loop whose bounds vary by lane, an
+        allocation inside) runs as a plain loop instead.
+        TVM: `vectorize`; Halide: `vectorize`.
+        """
+        self._annotate(axis, "vectorize")
+
+    def parallel(self, axis):
+        """Run the loop's iterations on the thread pool (data axes only).
+
+        TVM: `parallel`; Halide: `parallel`.
+        """
+        self._annotate(axis, "parallel")
+
+    def pragma(self, axis, key: str, value=None):
+        """Attach a free-form (key, value) note to a loop; it is kept on the loop IR.
+
+        TVM: `pragma`.
+        """
+        axis = self._leaf(axis, "pragma")
+        if not isinstance(key, str) or not key:
+            raise ScheduleError(f"pragma on stage {self.name}, axis {axis.name}: key must be a "
+                                f"non-empty string, got {key!r}")
+        self.pragmas.setdefault(axis, []).append((key, value))
+        self._touch()
+
+    # --- where it is computed -------------------------------------------------
+    def compute_at(self, parent, axis):
+        """Compute this stage inside loop `axis` of its consumer `parent`, only the part needed.
+
+            for i in range(n):            for i in range(n):
+              P[i] = f(i)         ->        P_at[0] = f(i)       # just what C[i] reads
+            for i in range(n):              C[i] = g(P_at[0])
+              C[i] = g(P[i])
+
+        Errors: `parent` must read this stage (directly or through inlined
+        stages); `axis` must be a loop of `parent`.
+        TVM: `compute_at`; Halide: `compute_at`.
+        """
+        if not isinstance(parent, Stage):
+            raise ScheduleError(f"compute_at on stage {self.name}: parent must be a stage "
+                                f"(s[T]), got {type(parent).__name__}")
+        if parent is self:
+            raise ScheduleError(f"compute_at on stage {self.name}: a stage cannot be computed "
+                                "inside itself")
+        parent._leaf(axis, "compute_at")
+        if self.schedule.is_output(self):
+            raise ScheduleError(f"compute_at on stage {self.name}: it is an output of the "
+                                "schedule and must be computed at the root")
+        if not self.schedule.reads_through_inline(parent, self):
+            raise ScheduleError(f"compute_at on stage {self.name}: stage {parent.name} does not "
+                                f"read {self.name}, so it is not a consumer to compute it in")
+        self.attach = Attach("at", parent, axis)
+        self._touch()
+
+    def compute_inline(self):
+        """Substitute this stage's expression into every consumer; it gets no loops of its own.
+
+        TVM: `compute_inline`; Halide: the default (no schedule).
+        """
+        if self.schedule.is_output(self):
+            raise ScheduleError(f"compute_inline on stage {self.name}: it is an output of the "
+                                "schedule, so it must be stored")
+        if self.op.reduce_axis:
+            raise ScheduleError(f"compute_inline on stage {self.name}: a reduction cannot be "
+                                "inlined; compute it at a consumer's loop instead")
+        if self.op.num_outputs > 1:
+            raise ScheduleError(f"compute_inline on stage {self.name}: an operation with "
+                                "several outputs cannot be inlined")
+        self.attach = INLINE
+        self._touch()
+
+    def compute_root(self):
+        """Compute this stage in full, at the top level, before its consumers (the default).
+
+        TVM: `compute_root`; Halide: `compute_root`.
+        """
+        self.attach = ROOT
+        self._touch()
+
+    # --- storage ---------------------------------------------------------------
+    def storage_align(self, axis, factor: int, offset: int):
+        """Pad the stride of dimension `axis` so that stride % factor == offset.
+
+        `axis` is one of the operation's own axes (`op.axis[d]`). Used to
+        avoid cache-set (or shared-memory bank) conflicts.
+        TVM: `storage_align`.
+        """
+        if axis not in self.op.axis:
+            raise ScheduleError(f"storage_align on stage {self.name}: {getattr(axis, 'name', axis)} "
+                                "is not one of the operation's own data axes (op.axis)")
+        self._positive(factor, "factor", "storage_align", axis)
+        if not isinstance(offset, int) or not 0 <= offset < factor:
+            raise ScheduleError(f"storage_align on stage {self.name}, axis {axis.name}: offset "
+                                f"must be an int in [0, {factor}), got {offset!r}")
+        self.storage_aligns[list(self.op.axis).index(axis)] = (factor, offset)
+        self._touch()
+
+    def set_scope(self, scope: str):
+        """Where the stage's buffer lives: "global" or "local" (GPU scopes come with CUDA)."""
+        if scope not in ("global", "local"):
+            raise ScheduleError(f"set_scope on stage {self.name}: scope must be 'global' or "
+                                f"'local', got {scope!r}")
+        self.scope = scope
+        self._touch()
+
+    # --- later issues ------------------------------------------------------------
+    def bind(self, axis, thread_axis):
+        """Bind a loop to a GPU thread axis (comes with the CUDA backend)."""
+        raise ScheduleError(f"bind on stage {self.name}: GPU thread binding needs the CUDA "
+                            "backend, which is not part of this version of tex yet")
+
+    def tensorize(self, axis, intrin):
+        """Replace a loop nest by a declared intrinsic (comes with the tensorize work)."""
+        raise ScheduleError(f"tensorize on stage {self.name}: not available in this version "
+                            "of tex yet")
+
+    def describe(self) -> list[str]:
+        """The stage's records, one line each (for logs and printing)."""
+        lines = []
+        for r in self.relations:
+            if isinstance(r, Split):
+                arg = f"factor={r.factor}" if r.factor is not None else f"nparts={r.nparts}"
+                lines.append(f"split({r.parent.name}, {arg}) -> {r.outer.name}, {r.inner.name}")
+            else:
+                lines.append(f"fuse({r.outer.name}, {r.inner.name}) -> {r.fused.name}")
+        lines.append("loops: " + ", ".join(v.name for v in self.leaf_iter_vars))
+        for iv, what in self.annotations.items():
+            lines.append(f"{what}({iv.name})")
+        if self.attach.kind == "at":
+            lines.append(f"compute_at({self.attach.stage.name}, {self.attach.axis.name})")
+        elif self.attach.kind == "inline":
+            lines.append("compute_inline()")
+        return lines
+
