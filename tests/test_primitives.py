@@ -1,0 +1,425 @@
+"""Every schedule primitive, alone and combined, compiled and compared with NumPy.
+
+Sizes are chosen not to divide the split factors (37, 129, 1000, ...), and
+some are symbolic, bound at call time.
+"""
+import numpy as np
+import pytest
+
+import tex
+from checks import check, random_array
+
+
+def elementwise(shape):
+    A = tex.placeholder(shape, name="A")
+    B = tex.compute(shape, lambda *i: A[i] * 2.0 + 1.0, name="B")
+    return A, B
+
+
+def row_sum(n, m):
+    A = tex.placeholder((n, m), name="A")
+    k = tex.reduce_axis((0, m), name="k")
+    B = tex.compute((n,), lambda i: tex.sum(A[i, k], axis=k), name="B")
+    return A, B, k
+
+
+def matmul(n, m, l, dtype="float32"):
+    A = tex.placeholder((n, l), dtype, name="A")
+    B = tex.placeholder((l, m), dtype, name="B")
+    k = tex.reduce_axis((0, l), name="k")
+    C = tex.compute((n, m), lambda i, j: tex.sum(A[i, k] * B[k, j], axis=k), name="C")
+    return A, B, C, k
+
+
+@pytest.mark.parametrize("factor", [1, 3, 8, 37, 64])
+def test_split_factor(factor):
+    A, B = elementwise((37,))
+    s = tex.create_schedule(B.op)
+    s[B].split(B.op.axis[0], factor=factor)
+    a = random_array((37,))
+    check(s, [A, B], [a], a * 2 + 1)
+
+
+@pytest.mark.parametrize("nparts", [1, 4, 7, 129, 200])
+def test_split_nparts(nparts):
+    A, B = elementwise((129,))
+    s = tex.create_schedule(B.op)
+    s[B].split(B.op.axis[0], nparts=nparts)
+    a = random_array((129,))
+    check(s, [A, B], [a], a * 2 + 1)
+
+
+def test_split_symbolic_size():
+    n = tex.var("n")
+    A, B = elementwise((n,))
+    s = tex.create_schedule(B.op)
+    outer, inner = s[B].split(B.op.axis[0], factor=16)
+    s[B].split(outer, factor=3)
+    kernel = tex.build(s, [A, B])
+    for size in (1, 15, 16, 17, 1000):
+        a = random_array((size,))
+        np.testing.assert_allclose(kernel(a), a * 2 + 1)
+
+
+def test_split_reduction_axis():
+    A, B, k = row_sum(13, 1000)
+    s = tex.create_schedule(B.op)
+    ko, ki = s[B].split(k, factor=64)
+    s[B].reorder(ko, B.op.axis[0], ki)
+    a = random_array((13, 1000))
+    check(s, [A, B], [a], a.sum(1), rtol=1e-4, atol=1e-3)
+
+
+def test_tile_and_reorder():
+    A, B, C, k = matmul(37, 129, 45)
+    s = tex.create_schedule(C.op)
+    io, jo, ii, ji = s[C].tile(C.op.axis[0], C.op.axis[1], 8, 16)
+    ko, ki = s[C].split(k, factor=4)
+    s[C].reorder(io, jo, ko, ii, ki, ji)
+    a, b = random_array((37, 45)), random_array((45, 129))
+    check(s, [A, B, C], [a, b], a @ b, rtol=1e-4, atol=1e-4)
+
+
+def test_fuse_two_and_three_axes():
+    A, B = elementwise((7, 13, 5))
+    s = tex.create_schedule(B.op)
+    x, y, z = B.op.axis
+    s[B].fuse(x, y, z)
+    a = random_array((7, 13, 5))
+    check(s, [A, B], [a], a * 2 + 1)
+
+
+def test_fuse_after_split_then_parallel():
+    A, B = elementwise((37, 29))
+    s = tex.create_schedule(B.op)
+    i, j = B.op.axis
+    io, ii = s[B].split(i, factor=8)
+    fused = s[B].fuse(io, ii)
+    s[B].parallel(fused)
+    a = random_array((37, 29))
+    check(s, [A, B], [a], a * 2 + 1)
+
+
+def test_fuse_then_split():
+    n = tex.var("n")
+    A, B = elementwise((n, 37))
+    s = tex.create_schedule(B.op)
+    fused = s[B].fuse(*B.op.axis)
+    outer, inner = s[B].split(fused, factor=16)
+    s[B].vectorize(inner)
+    s[B].parallel(outer)
+    a = random_array((11, 37))
+    check(s, [A, B], [a], a * 2 + 1)
+
+
+def test_fuse_reduction_axes():
+    A = tex.placeholder((5, 7, 9), name="A")
+    r1, r2 = tex.reduce_axis((0, 7), name="r1"), tex.reduce_axis((0, 9), name="r2")
+    B = tex.compute((5,), lambda i: tex.sum(A[i, r1, r2], axis=[r1, r2]), name="B")
+    s = tex.create_schedule(B.op)
+    fused = s[B].fuse(r1, r2)
+    s[B].split(fused, factor=4)
+    a = random_array((5, 7, 9))
+    check(s, [A, B], [a], a.sum((1, 2)), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("size", [1, 15, 16, 17, 1000])
+def test_vectorize_with_tail(size):
+    A, B = elementwise((size,))
+    s = tex.create_schedule(B.op)
+    outer, inner = s[B].split(B.op.axis[0], factor=16)
+    s[B].vectorize(inner)
+    a = random_array((size,))
+    kernel = check(s, [A, B], [a], a * 2 + 1)
+    if size >= 16:  # smaller sizes never take the vector path, and LLVM drops it
+        assert "<16 x float>" in kernel.get_source("ll")
+
+
+def test_vectorize_whole_constant_axis():
+    A, B = elementwise((6, 24))
+    s = tex.create_schedule(B.op)
+    s[B].vectorize(B.op.axis[1])
+    a = random_array((6, 24))
+    check(s, [A, B], [a], a * 2 + 1)
+    assert "ramp" in str(tex.lower(s, [A, B]))
+
+
+def test_vectorize_strided_access_gathers():
+    A = tex.placeholder((16, 9), name="A")
+    B = tex.compute((9, 16), lambda i, j: A[j, i] + 1.0, name="B")
+    s = tex.create_schedule(B.op)
+    s[B].vectorize(B.op.axis[1])
+    a = random_array((16, 9))
+    check(s, [A, B], [a], a.T + 1)
+
+
+def test_vectorize_reduction_axis_falls_back_to_a_loop():
+    A, B, k = row_sum(5, 32)
+    s = tex.create_schedule(B.op)
+    s[B].vectorize(k)
+    a = random_array((5, 32))
+    check(s, [A, B], [a], a.sum(1), rtol=1e-5, atol=1e-4)
+
+
+def test_vectorize_outer_loop_over_inner_reduction():
+    A, B, C, k = matmul(9, 16, 21)
+    s = tex.create_schedule(C.op)
+    i, j = C.op.axis
+    s[C].reorder(i, j, k)
+    s[C].vectorize(j)
+    a, b = random_array((9, 21)), random_array((21, 16))
+    check(s, [A, B, C], [a, b], a @ b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("factor", [1, 4, 7])
+def test_unroll(factor):
+    A, B, k = row_sum(9, 31)
+    s = tex.create_schedule(B.op)
+    ko, ki = s[B].split(k, factor=factor)
+    s[B].unroll(ki)
+    a = random_array((9, 31))
+    check(s, [A, B], [a], a.sum(1), rtol=1e-5, atol=1e-4)
+
+
+def test_unroll_and_vectorize_together():
+    A, B = elementwise((10, 50))
+    s = tex.create_schedule(B.op)
+    i, j = B.op.axis
+    io, ii = s[B].split(i, factor=4)
+    jo, ji = s[B].split(j, factor=8)
+    s[B].reorder(io, jo, ii, ji)
+    s[B].unroll(ii)
+    s[B].vectorize(ji)
+    a = random_array((10, 50))
+    check(s, [A, B], [a], a * 2 + 1)
+
+
+def test_parallel_symbolic():
+    n = tex.var("n")
+    A, B = elementwise((n, 3))
+    s = tex.create_schedule(B.op)
+    s[B].parallel(B.op.axis[0])
+    kernel = tex.build(s, [A, B])
+    for size in (1, 2, 3, 1001):
+        a = random_array((size, 3))
+        np.testing.assert_allclose(kernel(a), a * 2 + 1)
+
+
+def test_parallel_reduction_over_rows():
+    A, B, k = row_sum(1000, 37)
+    s = tex.create_schedule(B.op)
+    s[B].parallel(B.op.axis[0])
+    a = random_array((1000, 37))
+    check(s, [A, B], [a], a.sum(1), rtol=1e-5, atol=1e-4)
+
+
+def test_compute_inline_chain():
+    A = tex.placeholder((37, 13), name="A")
+    B = tex.compute((37, 13), lambda i, j: A[i, j] + 1.0, name="B")
+    C = tex.compute((37, 13), lambda i, j: B[i, j] * 3.0, name="C")
+    D = tex.compute((13, 37), lambda j, i: C[i, j] - B[i, j], name="D")
+    s = tex.create_schedule(D.op)
+    s[B].compute_inline()
+    s[C].compute_inline()
+    a = random_array((37, 13))
+    check(s, [A, D], [a], ((a + 1) * 3 - (a + 1)).T)
+    assert "B" not in str(tex.lower(s, [A, D])).split("def")[1].split(")")[1]
+
+
+def test_compute_root_is_the_default_and_undoes_compute_at():
+    A = tex.placeholder((37,), name="A")
+    B = tex.compute((37,), lambda i: A[i] + 1.0, name="B")
+    C = tex.compute((37,), lambda i: B[i] * 2.0, name="C")
+    s = tex.create_schedule(C.op)
+    s[B].compute_at(s[C], C.op.axis[0])
+    s[B].compute_root()
+    a = random_array((37,))
+    check(s, [A, C], [a], (a + 1) * 2)
+
+
+@pytest.mark.parametrize("at", ["outer", "inner"])
+def test_compute_at_split_loop(at):
+    n = tex.var("n")
+    A = tex.placeholder((n,), name="A")
+    B = tex.compute((n,), lambda i: A[i] * A[i], name="B")
+    C = tex.compute((n,), lambda i: B[i] + 1.0, name="C")
+    s = tex.create_schedule(C.op)
+    outer, inner = s[C].split(C.op.axis[0], factor=8)
+    s[B].compute_at(s[C], outer if at == "outer" else inner)
+    kernel = tex.build(s, [A, C])
+    for size in (3, 8, 37):
+        a = random_array((size,))
+        np.testing.assert_allclose(kernel(a), a * a + 1, rtol=1e-6)
+
+
+def test_compute_at_stencil_needs_a_halo():
+    A = tex.placeholder((100,), name="A")
+    B = tex.compute((100,), lambda i: A[i] * 2.0, name="B")
+    C = tex.compute((98,), lambda i: B[i] + B[i + 1] + B[i + 2], name="C")
+    s = tex.create_schedule(C.op)
+    outer, inner = s[C].split(C.op.axis[0], factor=16)
+    s[B].compute_at(s[C], outer)
+    a = random_array((100,))
+    b = a * 2
+    check(s, [A, C], [a], b[:-2] + b[1:-1] + b[2:], rtol=1e-5)
+    text = str(tex.lower(s, [A, C]))
+    assert "allocate(float32[18]" in text  # 16 outputs read 18 inputs
+
+
+def test_compute_at_2d_tile_of_producer():
+    A = tex.placeholder((37, 45), name="A")
+    B = tex.compute((37, 45), lambda i, j: tex.exp(A[i, j]), name="B")
+    C = tex.compute((45, 37), lambda j, i: B[i, j] * 2.0, name="C")
+    s = tex.create_schedule(C.op)
+    jo, io, ji, ii = s[C].tile(C.op.axis[0], C.op.axis[1], 8, 8)
+    s[B].compute_at(s[C], io)
+    bi, bj = B.op.axis
+    s[B].vectorize(bj)
+    a = random_array((37, 45))
+    check(s, [A, C], [a], (np.exp(a) * 2).T, rtol=1e-5)
+
+
+def test_compute_at_nested_two_levels():
+    A = tex.placeholder((50,), name="A")
+    B = tex.compute((50,), lambda i: A[i] + 1.0, name="B")
+    C = tex.compute((50,), lambda i: B[i] * 2.0, name="C")
+    D = tex.compute((50,), lambda i: C[i] - 3.0, name="D")
+    s = tex.create_schedule(D.op)
+    outer, inner = s[D].split(D.op.axis[0], factor=7)
+    s[C].compute_at(s[D], outer)
+    s[B].compute_at(s[C], C.op.axis[0])
+    a = random_array((50,))
+    check(s, [A, D], [a], (a + 1) * 2 - 3)
+
+
+def test_compute_at_reduction_producer():
+    A, B, C, k = matmul(20, 30, 17)
+    D = tex.compute((20, 30), lambda i, j: tex.max(C[i, j], 0.0), name="D")
+    s = tex.create_schedule(D.op)
+    io, jo, ii, ji = s[D].tile(D.op.axis[0], D.op.axis[1], 8, 8)
+    s[C].compute_at(s[D], jo)
+    a, b = random_array((20, 17)), random_array((17, 30))
+    check(s, [A, B, D], [a, b], np.maximum(a @ b, 0), rtol=1e-4, atol=1e-4)
+
+
+def test_cache_read():
+    A = tex.placeholder((37, 29), name="A")
+    B = tex.compute((37, 29), lambda i, j: A[i, j] * 2.0, name="B")
+    s = tex.create_schedule(B.op)
+    AL = s.cache_read(A, "local", [B])
+    io, ii = s[B].split(B.op.axis[0], factor=8)
+    s[AL].compute_at(s[B], io)
+    a = random_array((37, 29))
+    check(s, [A, B], [a], a * 2)
+    assert "A_local" in str(tex.lower(s, [A, B]))
+
+
+def test_cache_read_of_intermediate_for_one_of_two_readers():
+    A = tex.placeholder((40,), name="A")
+    B = tex.compute((40,), lambda i: A[i] + 1.0, name="B")
+    C = tex.compute((40,), lambda i: B[i] * 2.0, name="C")
+    D = tex.compute((40,), lambda i: B[i] + C[i], name="D")
+    s = tex.create_schedule(D.op)
+    BL = s.cache_read(B, "local", [C])
+    a = random_array((40,))
+    check(s, [A, D], [a], (a + 1) + (a + 1) * 2)
+    assert BL.name == "B_local"
+
+
+def test_cache_write_matmul_accumulator():
+    A, B, C, k = matmul(37, 50, 23)
+    s = tex.create_schedule(C.op)
+    CL = s.cache_write(C, "local")
+    io, jo, ii, ji = s[C].tile(C.op.axis[0], C.op.axis[1], 4, 16)
+    s[CL].compute_at(s[C], jo)
+    ia, ja = s[CL].op.axis
+    s[CL].reorder(s[CL].op.reduce_axis[0], ia, ja)
+    s[CL].unroll(ia)
+    s[CL].vectorize(ja)
+    s[C].vectorize(ji)
+    a, b = random_array((37, 23)), random_array((23, 50))
+    check(s, [A, B, C], [a, b], a @ b, rtol=1e-4, atol=1e-4)
+
+
+def test_rfactor_vectorized_partial_sums():
+    n = tex.var("n")
+    A, B, k = row_sum(n, 1000)
+    s = tex.create_schedule(B.op)
+    ko, ki = s[B].split(k, factor=16)
+    BF = s.rfactor(B, ki)
+    s[BF].vectorize(BF.op.axis[0])
+    s[BF].reorder(BF.op.axis[1], BF.op.reduce_axis[0], BF.op.axis[0])
+    a = random_array((7, 1000))
+    check(s, [A, B], [a], a.sum(1), rtol=1e-4, atol=1e-3)
+
+
+def test_rfactor_full_sum_parallel():
+    A = tex.placeholder((1000,), name="A")
+    k = tex.reduce_axis((0, 1000), name="k")
+    B = tex.compute((1,), lambda i: tex.sum(A[k], axis=k), name="B")
+    s = tex.create_schedule(B.op)
+    ko, ki = s[B].split(k, nparts=4)
+    BF = s.rfactor(B, ko)
+    s[BF].parallel(BF.op.axis[0])
+    a = random_array((1000,))
+    check(s, [A, B], [a], a.sum(keepdims=True), rtol=1e-4, atol=1e-3)
+
+
+def test_rfactor_unsplit_axis_and_factor_axis_position():
+    A = tex.placeholder((6, 9), name="A")
+    k = tex.reduce_axis((0, 9), name="k")
+    B = tex.compute((6,), lambda i: tex.max(A[i, k], axis=k), name="B")
+    s = tex.create_schedule(B.op)
+    BF = s.rfactor(B, k, factor_axis=1)
+    assert [int(e.value) for e in BF.shape] == [6, 9]
+    a = random_array((6, 9))
+    check(s, [A, B], [a], a.max(1))
+
+
+def test_rfactor_with_where_condition():
+    A = tex.placeholder((8, 50), name="A")
+    k = tex.reduce_axis((0, 50), name="k")
+    B = tex.compute((8,), lambda i: tex.sum(A[i, k], axis=k, where=k % 3 == 0), name="B")
+    s = tex.create_schedule(B.op)
+    ko, ki = s[B].split(k, factor=8)
+    s.rfactor(B, ki)
+    a = random_array((8, 50))
+    check(s, [A, B], [a], a[:, ::3].sum(1), rtol=1e-5, atol=1e-4)
+
+
+def test_pragma_is_kept_on_the_loop():
+    A, B = elementwise((10,))
+    s = tex.create_schedule(B.op)
+    s[B].pragma(B.op.axis[0], "prefetch", 2)
+    a = random_array((10,))
+    check(s, [A, B], [a], a * 2 + 1)
+    assert "pragma prefetch=2" in str(tex.lower(s, [A, B]))
+
+
+def test_storage_align_pads_the_row_stride():
+    A = tex.placeholder((20, 30), name="A")
+    B = tex.compute((20, 30), lambda i, j: A[i, j] + 1.0, name="B")
+    C = tex.compute((20, 30), lambda i, j: B[i, j] * 2.0, name="C")
+    s = tex.create_schedule(C.op)
+    s[B].storage_align(B.op.axis[0], 16, 1)
+    a = random_array((20, 30))
+    check(s, [A, C], [a], (a + 1) * 2)
+    assert "allocate(float32[660]" in str(tex.lower(s, [A, C]))  # stride 33: 33 % 16 == 1
+
+
+def test_multiple_outputs_in_one_schedule():
+    A = tex.placeholder((37,), name="A")
+    B = tex.compute((37,), lambda i: A[i] + 1.0, name="B")
+    C = tex.compute((37,), lambda i: B[i] * 2.0, name="C")
+    s = tex.create_schedule([B.op, C.op])
+    a = random_array((37,))
+    check(s, [A, B, C], [a], (a + 1, (a + 1) * 2))
+
+
+def test_same_schedule_built_twice_is_cached():
+    A, B = elementwise((37,))
+    s = tex.create_schedule(B.op)
+    first = tex.build(s, [A, B])
+    assert tex.build(s, [A, B]) is first
+    s[B].split(B.op.axis[0], factor=4)
+    assert tex.build(s, [A, B]) is not first
