@@ -50,14 +50,13 @@ class StagePlan:
 
 
 def loop_intervals(plans) -> dict:
-    """Interval of every leaf loop variable of the given plans."""
+    """Interval of every leaf loop variable of the given plans (leaf loops start at 0)."""
     intervals = {}
     for plan in plans:
         for leaf in plan.stage.leaf_iter_vars:
             r = plan.ranges.get(leaf)
             if r is not None:
-                hi = ops.binary("sub", ops.binary("add", r.min, r.extent), 1)
-                intervals[leaf.var] = Interval(r.min, hi)
+                intervals[leaf.var] = Interval(_ZERO, ops.binary("sub", r.extent, 1))
     return intervals
 
 

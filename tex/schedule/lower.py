@@ -25,6 +25,7 @@ from tex.schedule.bound import StagePlan, infer_loops, infer_region
 from tex.tensor import PlaceholderOp, Tensor
 from tex.visitor import collect, free_vars, substitute, transform
 
+_ZERO = Const(INDEX, 0)
 _LOOP_KIND = {None: "serial", "parallel": "parallel", "vectorize": "vectorized",
               "unroll": "unrolled"}
 
@@ -284,10 +285,10 @@ class _NestBuilder:
                 stmt = seq(child_nest, stmt)
                 for t in child.op.outputs:
                     stmt = Allocate(self.buffers[t][0], stmt)
-            r = plan.ranges[leaf]
+            extent = plan.ranges[leaf].extent
             kind = _LOOP_KIND[plan.stage.annotations.get(leaf)]
             pragmas = tuple(plan.stage.pragmas.get(leaf, ()))
-            stmt = For(rename.get(leaf.var, leaf.var), r.min, r.extent, kind, stmt, pragmas)
+            stmt = For(rename.get(leaf.var, leaf.var), _ZERO, extent, kind, stmt, pragmas)
         return stmt
 
 

@@ -3,8 +3,7 @@
 Given the range of each root axis of a stage, `pass_down` gives the range of
 every derived axis; `pass_up` gives the value of every axis in terms of the
 leaf loop variables; `split_guards` lists the conditions that keep a split
-that does not divide inside its parent's range. Leaf loops produced by a
-split or a fuse always start at 0.
+that does not divide inside its parent's range. Every leaf loop runs from 0.
 """
 from __future__ import annotations
 
@@ -44,9 +43,13 @@ def pass_down(relations, root_ranges: dict) -> dict:
 
 
 def pass_up(relations, leaves, ranges: dict, leaf_values: dict | None = None) -> dict:
-    """The value of every axis in terms of the leaves' variables (or `leaf_values`)."""
-    values = {leaf: leaf.var for leaf in leaves}
-    values.update(leaf_values or {})
+    """The value of every axis in terms of the leaves' variables (or `leaf_values`).
+
+    Every leaf loop runs from 0, so a leaf's value is its range's start plus its variable.
+    """
+    leaf_values = leaf_values or {}
+    values = {leaf: ops.binary("add", ranges[leaf].min, leaf_values.get(leaf, leaf.var))
+              for leaf in leaves}
     for r in reversed(relations):
         if isinstance(r, Split):
             _, inner = split_extents(r, ranges[r.parent])

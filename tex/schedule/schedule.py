@@ -244,8 +244,7 @@ def _rfactor_op(stage: Stage, factor: IterVar, factor_axis: int) -> ComputeOp:
     others = {leaf: IterVar(Var(leaf.name), Range(Const(INDEX, 0), ranges[leaf].extent),
                             "reduce")
               for leaf in reduce_leaves if leaf is not factor}
-    leaf_values = {leaf: ops.binary("add", ranges[leaf].min, iv.var)
-                   for leaf, iv in [(factor, factor_iv), *others.items()]}
+    leaf_values = {factor: factor_iv.var, **{leaf: iv.var for leaf, iv in others.items()}}
     values = pass_up(reduce_relations, reduce_leaves, ranges, leaf_values)
     remap = {iv.var: simplify(values[iv]) for iv in op.reduce_axis}
     remap.update({a.var: b.var for a, b in zip(op.axis, [v for v in new_axis
