@@ -105,6 +105,29 @@ def substitute(node, mapping: dict):
     return _Substitute(mapping).rewrite(node)
 
 
+class _FreshCopy(Rewriter):
+    def __init__(self, mapping):
+        self.mapping = dict(mapping)
+
+    def rewrite_Var(self, v):
+        return self.mapping.get(v, v)
+
+    def _fresh(self, node):
+        self.mapping[node.var] = Var(node.var.name, node.var.dtype)
+        return dataclasses.replace(self.generic_rewrite(node), var=self.mapping[node.var])
+
+    rewrite_For = rewrite_LetStmt = rewrite_Let = _fresh
+
+
+def fresh_copy(node, mapping: dict | None = None):
+    """A copy of `node` with `mapping` substituted and every variable it defines renamed.
+
+    Use it whenever a statement is duplicated (unrolling, loop versioning), so
+    that each variable keeps exactly one definition.
+    """
+    return _FreshCopy(mapping or {}).rewrite(node)
+
+
 class _Collect(Visitor):
     def __init__(self, predicate):
         self.predicate = predicate

@@ -23,7 +23,7 @@ import dataclasses
 from tex import ops
 from tex.expr import Binary, Call, Cast, Compare, Const, Expr, Let, Logical, Not, Select, Var
 from tex.ir import Allocate, Broadcast, For, IfThenElse, LetStmt, Load, Ramp, Stmt, Store
-from tex.visitor import Rewriter, free_vars, substitute, transform, uses_var
+from tex.visitor import Rewriter, free_vars, fresh_copy, substitute, transform, uses_var
 
 
 class _NotVectorizable(Exception):
@@ -57,39 +57,36 @@ class _Vectorizer(Rewriter):
                 return ramp
         return Binary(e.op, _broadcast(a, self.lanes), _broadcast(b, self.lanes))
 
-    def _lanewise(self, e, *children):
+    def _lanewise(self, e, build, *children):
+        """`e` if no child changed, else `build(*children)` with scalars broadcast."""
         new = [self.rewrite(c) for c in children]
         if all(n is c for n, c in zip(new, children)):
-            return e, None
-        return None, [_broadcast(n, self.lanes) for n in new]
+            return e
+        lanes = max(n.dtype.lanes for n in new)
+        return build(*(_broadcast(n, lanes) for n in new))
 
     def rewrite_Compare(self, e):
-        same, new = self._lanewise(e, e.a, e.b)
-        return same or Compare(e.op, *new)
+        return self._lanewise(e, lambda a, b: Compare(e.op, a, b), e.a, e.b)
 
     def rewrite_Logical(self, e):
-        same, new = self._lanewise(e, e.a, e.b)
-        return same or Logical(e.op, *new)
+        return self._lanewise(e, lambda a, b: Logical(e.op, a, b), e.a, e.b)
 
     def rewrite_Not(self, e):
-        same, new = self._lanewise(e, e.a)
-        return same or Not(*new)
+        return self._lanewise(e, Not, e.a)
 
     def rewrite_Select(self, e):
         cond = self.rewrite(e.cond)
-        same, new = self._lanewise(e, e.true_value, e.false_value)
-        if same is not None and cond is e.cond:
-            return e
-        t, f = new or (_broadcast(e.true_value, self.lanes), _broadcast(e.false_value, self.lanes))
-        return Select(cond, t, f)
+        if cond.dtype.lanes == 1:
+            return self._lanewise(e, lambda t, f: Select(cond, t, f), e.true_value,
+                                  e.false_value)
+        return self._lanewise(e, Select, cond, e.true_value, e.false_value)
 
     def rewrite_Cast(self, e):
         value = self.rewrite(e.value)
         return e if value is e.value else Cast(e.dtype.with_lanes(value.dtype.lanes), value)
 
     def rewrite_Call(self, e):
-        same, new = self._lanewise(e, *e.args)
-        return same or Call(e.name, tuple(new))
+        return self._lanewise(e, lambda *args: Call(e.name, args), *e.args)
 
     def rewrite_Let(self, e: Let):
         value = self.rewrite(e.value)
@@ -193,15 +190,15 @@ def _defining(stmt: Stmt) -> list:
 
 def _vectorize_loop(loop: For) -> Stmt:
     lanes = loop.extent.value
-    serial = dataclasses.replace(loop, kind="serial")
     try:
         conds = []
         body = _strip_lane_guards(loop.body, loop.var, conds)
         vector = _Vectorizer(loop.var, lanes, loop.min).rewrite(body)
     except _NotVectorizable:
-        return serial
+        return dataclasses.replace(loop, kind="serial")
     if not conds:
         return vector
+    serial = fresh_copy(dataclasses.replace(loop, kind="serial"))
     last = ops.binary("add", loop.min, lanes - 1)
     whole = ops.all_(*(substitute(c, {loop.var: at}) for c in conds for at in (loop.min, last)))
     return IfThenElse(whole, vector, serial)

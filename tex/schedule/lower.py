@@ -123,9 +123,6 @@ def _check_attach(plan: StagePlan, by_stage: dict):
         raise LoweringError(f"compute_at of stage {name}: axis {attach.axis.name} is no longer a "
                             f"loop of stage {attach.stage.name} (it was split or fused after "
                             "compute_at); attach to one of its current loops")
-    if target not in plan.consumers:
-        raise LoweringError(f"compute_at of stage {name}: stage {target.stage.name} does not "
-                            f"read {name}")
     position = attach.stage.leaf_iter_vars.index(attach.axis)
     for consumer in plan.consumers:
         if not _inside(consumer.stage, attach.stage, position):
@@ -280,7 +277,7 @@ class _NestBuilder:
             if pos < 0:
                 break
             leaf = leaves[pos]
-            for child in self.children.get(leaf, []) if with_children else ():
+            for child in reversed(self.children.get(leaf, []) if with_children else ()):
                 child_nest = _stage_nest(child, self.buffers, self.plans)
                 stmt = seq(child_nest, stmt)
                 for t in child.op.outputs:

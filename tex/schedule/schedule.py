@@ -94,20 +94,19 @@ class Schedule:
                     return stage
         return None
 
-    def reads_through_inline(self, consumer: Stage, producer: Stage) -> bool:
-        """Whether `consumer` reads `producer`, directly or through inlined stages."""
-        for t in consumer.op.input_tensors:
-            stage = self.stage_of(t)
-            if stage is producer:
-                return True
-            if stage is not None and stage.attach.kind == "inline" and \
-                    self.reads_through_inline(stage, producer):
-                return True
+    def depends_on(self, consumer: Stage, producer: Stage) -> bool:
+        """Whether `consumer` uses `producer`'s result, directly or through other stages."""
+        pending, seen = [consumer], set()
+        while pending:
+            stage = pending.pop()
+            for t in stage.op.input_tensors:
+                source = self.stage_of(t)
+                if source is producer:
+                    return True
+                if source is not None and source not in seen:
+                    seen.add(source)
+                    pending.append(source)
         return False
-
-    def readers_of(self, stage: Stage) -> list[Stage]:
-        return [s for s in self.stages if any(self.stage_of(t) is stage
-                                              for t in s.op.input_tensors)]
 
     def _rewrite_reads(self, stage: Stage, mapping: dict):
         """Make `stage` read mapping[t] wherever it read tensor t."""

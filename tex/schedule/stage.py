@@ -264,8 +264,9 @@ class Stage:
             for i in range(n):              C[i] = g(P_at[0])
               C[i] = g(P[i])
 
-        Errors: `parent` must read this stage (directly or through inlined
-        stages); `axis` must be a loop of `parent`.
+        Errors: `parent` must use this stage (directly or through other
+        stages); `axis` must be a loop of `parent`; every stage that reads
+        this one must run inside that loop (checked when lowering).
         TVM: `compute_at`; Halide: `compute_at`.
         """
         if not isinstance(parent, Stage):
@@ -278,9 +279,9 @@ class Stage:
         if self.schedule.is_output(self):
             raise ScheduleError(f"compute_at on stage {self.name}: it is an output of the "
                                 "schedule and must be computed at the root")
-        if not self.schedule.reads_through_inline(parent, self):
+        if not self.schedule.depends_on(parent, self):
             raise ScheduleError(f"compute_at on stage {self.name}: stage {parent.name} does not "
-                                f"read {self.name}, so it is not a consumer to compute it in")
+                                f"use {self.name}, so it is not a consumer to compute it in")
         self.attach = Attach("at", parent, axis)
         self._touch()
 

@@ -1,0 +1,375 @@
+"""Lowered loop IR -> LLVM IR (llvmlite.ir), and `build`: a LoweredFunc to machine code.
+
+Assumes the lowering passes ran: every Load/Store has one (flattened, int64)
+index; loops are "serial" or "parallel" (a leftover "vectorized"/"unrolled"
+loop runs serially); vector code is explicit (Ramp, Broadcast, vector dtypes).
+
+Calling convention. The entry point is
+
+    void <name>(i8** buffers, i64* sizes)
+
+`buffers[k]` is the data pointer of `func.params[k]` (compact, row-major),
+`sizes[k]` the value of `func.size_vars[k]`. It unpacks both and calls
+`<name>_body(sizes..., buffers...)`, whose buffer arguments are `noalias`:
+tex never passes overlapping arrays to one kernel (the runtime checks that no
+output overlaps another argument; inputs may overlap each other, which
+`noalias` permits because they are only read). The body is inlined at O3,
+turning `noalias` into alias scopes for the vectorizer.
+
+Memory: bool is `i1` in registers and one byte in memory; float16 is `half`.
+Loads and stores are aligned to the element size only (numpy promises no more).
+
+Parallel loops. The outermost "parallel" loop of a nest is outlined into
+`void <name>_parallel<k>(i8* closure)`; everything its body reads from the
+enclosing code (loop bounds, size/loop/let variables, buffer pointers) is
+packed into a struct on the caller's stack, and the caller runs
+`GOMP_parallel(fn, &closure, 0, 0)` (libgomp; 0 threads means the OpenMP
+default: OMP_NUM_THREADS, else one per core). Each thread runs one contiguous
+chunk of ceil(extent / threads) iterations. Loops nested in a parallel loop
+run serially; allocations inside it belong to each thread.
+
+Select is lazy: a scalar condition branches (a plain `select` when neither
+side loads or divides); a vector condition evaluates both sides with every
+load inside masked by its lanes (nested conditions AND their masks).
+"""
+from __future__ import annotations
+
+import ctypes
+import re
+
+from llvmlite import ir
+
+from tex.codegen import llvm_jit
+from tex.codegen.llvm_expr import (I1, I8, I32, I64, ExprEmitter, const_int, mangle,
+                                   memory_type, single_index, value_type)
+from tex.dtype import INDEX
+from tex.errors import BuildError
+from tex.expr import Expr
+from tex.ir import For, LoweredFunc, Ramp
+from tex.target import Target, as_target
+from tex.visitor import Visitor
+
+VOID = ir.VoidType()
+I8P = I8.as_pointer()
+
+#: Allocations of a constant size up to this many bytes live on the stack.
+STACK_LIMIT = 64 * 1024
+#: Alignment of every allocation, in bytes (a cache line, an AVX-512 vector).
+ALLOC_ALIGN = 64
+
+# Names the module declares itself; a kernel by one of these names is renamed.
+_RESERVED = {"main", "GOMP_parallel", "omp_get_thread_num", "omp_get_num_threads"}
+_PROCESS = ctypes.CDLL(None)  # the symbols already loaded: libc, libm, ...
+
+
+def build(func: LoweredFunc, target="llvm") -> llvm_jit.CompiledModule:
+    """Compile `func` for a CPU target: emit LLVM IR, verify, optimise at O3, JIT."""
+    target = as_target(target)
+    module = emit_llvm(func, target)
+    return llvm_jit.compile_ir(str(module), entry_name(func), target)
+
+
+def entry_name(func: LoweredFunc) -> str:
+    """The symbol of `func`'s entry point: its name as a C identifier.
+
+    A name the process already defines (`exp`, `memset`: LLVM lowers math and
+    memory intrinsics to such calls, which would then call the kernel) gets a
+    `tex_` prefix.
+    """
+    name = re.sub(r"\W", "_", func.name) or "kernel"
+    if name[0].isdigit() or name in _RESERVED or name.startswith("llvm") or \
+            hasattr(_PROCESS, name):
+        name = "tex_" + name
+    return name
+
+
+def emit_llvm(func: LoweredFunc, target="llvm") -> ir.Module:
+    """The (unoptimised) LLVM module of `func`; the calling convention is in the module doc."""
+    target = as_target(target)
+    mod = _Module(entry_name(func), target)
+    size_types = [value_type(v.dtype) for v in func.size_vars]
+    pointer_types = [memory_type(b.dtype).as_pointer() for b in func.params]
+    body = mod.new_function("_body", size_types + pointer_types, len(size_types))
+    _name_args(body, [v.name for v in func.size_vars] + [b.name for b in func.params])
+    em = _Emitter(mod, body, in_parallel=False)
+    em.vars.update(zip(func.size_vars, body.args))
+    em.buffers.update(zip(func.params, body.args[len(size_types):]))
+    em.stmt(func.body)
+    em.finish()
+
+    entry = ir.Function(mod.module, ir.FunctionType(VOID, [I8P.as_pointer(), I64.as_pointer()]),
+                        mod.name)
+    _name_args(entry, ["buffers", "sizes"])
+    for arg in entry.args:
+        arg.add_attribute("noalias")
+    b = ir.IRBuilder(entry.append_basic_block("entry"))
+    buffers, sizes = entry.args
+    args = []
+    for k, var in enumerate(func.size_vars):
+        size = b.load(b.gep(sizes, [I64(k)], inbounds=True), align=8)
+        args.append(ExprEmitter(mod, b).convert(size, INDEX, var.dtype))
+    for k, t in enumerate(pointer_types):
+        args.append(b.bitcast(b.load(b.gep(buffers, [I64(k)], inbounds=True), align=8), t))
+    b.call(body, args)
+    b.ret_void()
+    return mod.module
+
+
+class _Uses(Visitor):
+    """The variables and buffers a statement uses, in order of first use."""
+
+    def __init__(self):
+        self.vars, self.buffers = {}, {}
+
+    def visit_Var(self, v):
+        self.vars[v] = None
+
+    def visit_Load(self, e):
+        self.buffers[e.buffer] = None
+        self.generic_visit(e)
+
+    def visit_Store(self, s):
+        self.buffers[s.buffer] = None
+        self.generic_visit(s)
+
+    def visit_Allocate(self, s):
+        for dim in s.buffer.shape:
+            self.visit(dim)
+        self.generic_visit(s)
+
+
+class _Module:
+    """What the functions of one LLVM module share: the module, the target, declarations."""
+
+    def __init__(self, name: str, target: Target):
+        self.module = ir.Module(name=name)
+        self.module.triple, self.module.data_layout = llvm_jit.module_header(target)
+        self.name = name
+        self.target = target
+        self.fp_flags = ("fast",) if target.fastmath else ("contract",)
+        self._outlined = 0
+
+    def function(self, name: str, ret: ir.Type, args) -> ir.Function:
+        """The declaration of an external function or intrinsic (made once)."""
+        fn = self.module.globals.get(name)
+        if fn is None:
+            fn = ir.Function(self.module, ir.FunctionType(ret, list(args)), name)
+        return fn
+
+    def new_function(self, suffix: str, args, noalias_from: int) -> ir.Function:
+        """Internal `void <name><suffix>(args)`; pointer args from `noalias_from` on are noalias."""
+        fn = ir.Function(self.module, ir.FunctionType(VOID, list(args)), self.name + suffix)
+        fn.linkage = "internal"
+        for arg in fn.args[noalias_from:]:
+            if isinstance(arg.type, ir.PointerType):
+                arg.add_attribute("noalias")
+        return fn
+
+    def outline_parallel(self, loop: For, captured: dict, buffers: dict) -> ir.Function:
+        """`void <name>_parallel<k>(i8* closure)`: each thread runs one chunk of `loop`.
+
+        The closure holds {i64 min, i64 extent, captured values..., buffer pointers...}.
+        """
+        suffix = f"_parallel{self._outlined}"
+        self._outlined += 1
+        values, pointers = list(captured.values()), list(buffers.values())
+        types = [v.type for v in values] + [p.type for p in pointers]
+        body = self.new_function(suffix + "_body", [I64, I64] + types, 2 + len(values))
+        _name_args(body, ["begin", "end"] + [v.name for v in captured] + [b.name for b in buffers])
+        em = _Emitter(self, body, in_parallel=True)
+        em.vars.update(zip(captured, body.args[2:]))
+        em.buffers.update(zip(buffers, body.args[2 + len(values):]))
+        begin, end = (em.convert(a, INDEX, loop.var.dtype) for a in body.args[:2])
+        em.counted_loop(loop.var, begin, end, lambda: em.stmt(loop.body))
+        em.finish()
+        wrapper = self.new_function(suffix, [I8P], 1)
+        _name_args(wrapper, ["closure"])
+        self._chunk_and_call(wrapper, body, ir.LiteralStructType([I64, I64] + types))
+        return wrapper
+
+    def _chunk_and_call(self, wrapper: ir.Function, body: ir.Function, struct: ir.Type):
+        b = ir.IRBuilder(wrapper.append_basic_block("entry"))
+        closure = b.bitcast(wrapper.args[0], struct.as_pointer())
+        fields = [b.load(b.gep(closure, [I32(0), I32(k)], inbounds=True))
+                  for k in range(len(struct.elements))]
+        lo, extent = fields[0], _smax(b, fields[1], I64(0))
+        tid = b.sext(b.call(self.function("omp_get_thread_num", I32, []), []), I64)
+        threads = b.sext(b.call(self.function("omp_get_num_threads", I32, []), []), I64)
+        chunk = b.sdiv(b.add(extent, b.sub(threads, I64(1))), threads)
+        begin = _smin(b, b.mul(tid, chunk), extent)
+        end = _smin(b, b.add(begin, chunk), extent)
+        b.call(body, [b.add(lo, begin), b.add(lo, end)] + fields[2:])
+        b.ret_void()
+
+
+def _name_args(fn: ir.Function, names):
+    for arg, name in zip(fn.args, names):
+        arg.name = name
+
+
+def _smin(b, x, y):
+    return b.select(b.icmp_signed("<", x, y), x, y)
+
+
+def _smax(b, x, y):
+    return b.select(b.icmp_signed(">", x, y), x, y)
+
+
+class _Emitter(ExprEmitter):
+    """Emits the statements of one LLVM function (expressions: `ExprEmitter`).
+
+    Allocas go to the entry block through `self.allocas`; code goes to the
+    blocks after it; `finish()` closes the function.
+    """
+
+    def __init__(self, mod: _Module, fn: ir.Function, in_parallel: bool):
+        self.fn, self.in_parallel = fn, in_parallel
+        self.allocas = ir.IRBuilder(fn.append_basic_block("entry"))
+        super().__init__(mod, ir.IRBuilder(fn.append_basic_block("start")))
+
+    def finish(self):
+        self.b.ret_void()
+        self.allocas.branch(self.fn.basic_blocks[1])
+
+    def stmt(self, s):
+        method = getattr(self, "stmt_" + type(s).__name__, None)
+        if method is None:
+            raise BuildError(f"the LLVM backend cannot emit statement {type(s).__name__}")
+        method(s)
+
+    def stmt_Seq(self, s):
+        for item in s.stmts:
+            self.stmt(item)
+
+    def stmt_LetStmt(self, s):
+        with self.bound(self.vars, s.var, self.expr(s.value)):
+            self.stmt(s.body)
+
+    def stmt_IfThenElse(self, s):
+        cond = self.expr(s.cond)
+        if s.cond.dtype.lanes > 1:  # a vector condition predicates the lanes' memory accesses
+            with self.masked(self.and_mask(cond)):
+                self.stmt(s.then_body)
+            if s.else_body is not None:
+                with self.masked(self.and_mask(self.b.not_(cond))):
+                    self.stmt(s.else_body)
+        elif s.else_body is None:
+            with self.b.if_then(cond):
+                self.stmt(s.then_body)
+        else:
+            with self.b.if_else(cond) as (then, otherwise):
+                with then:
+                    self.stmt(s.then_body)
+                with otherwise:
+                    self.stmt(s.else_body)
+
+    # --- loops -----------------------------------------------------------
+    def stmt_For(self, s):
+        lo = self.convert(self.expr(s.min), s.min.dtype, s.var.dtype)
+        extent = self.convert(self.expr(s.extent), s.extent.dtype, s.var.dtype)
+        if s.kind == "parallel" and not self.in_parallel and self.mask is None \
+                and llvm_jit.openmp_available():
+            self._parallel_for(s, lo, extent)
+        else:  # serial, nested in a parallel loop or under a lane mask, vectorized/unrolled
+            self.counted_loop(s.var, lo, self.b.add(lo, extent), lambda: self.stmt(s.body))
+
+    def counted_loop(self, var, lo: ir.Value, hi: ir.Value, emit_body):
+        """`for var in [lo, hi)`: a header with a phi, the body, a latch incrementing it."""
+        header = self.fn.append_basic_block(f"{var.name}.header")
+        body = self.fn.append_basic_block(f"{var.name}.body")
+        exit_ = self.fn.append_basic_block(f"{var.name}.exit")
+        before = self.b.block
+        self.b.branch(header)
+        self.b.position_at_end(header)
+        i = self.b.phi(lo.type, name=var.name)
+        i.add_incoming(lo, before)
+        self.b.cbranch(self.b.icmp_signed("<", i, hi), body, exit_)
+        self.b.position_at_end(body)
+        with self.bound(self.vars, var, i):
+            emit_body()
+        i.add_incoming(self.b.add(i, ir.Constant(i.type, 1), flags=("nsw",)), self.b.block)
+        self.b.branch(header)
+        self.b.position_at_end(exit_)
+
+    def _parallel_for(self, s: For, lo, extent):
+        uses = _Uses()
+        uses.visit(s.body)
+        captured = {v: self.vars[v] for v in uses.vars if v in self.vars}
+        buffers = {buf: self.buffers[buf] for buf in uses.buffers if buf in self.buffers}
+        wrapper = self.mod.outline_parallel(s, captured, buffers)
+        values = [self.convert(lo, s.var.dtype, INDEX), self.convert(extent, s.var.dtype, INDEX)]
+        values += list(captured.values()) + list(buffers.values())
+        closure = self.allocas.alloca(ir.LiteralStructType([v.type for v in values]))
+        for k, value in enumerate(values):
+            self.b.store(value, self.b.gep(closure, [I32(0), I32(k)], inbounds=True))
+        gomp = self.mod.function("GOMP_parallel", VOID, [wrapper.type, I8P, I32, I32])
+        self.b.call(gomp, [wrapper, self.b.bitcast(closure, I8P), I32(0), I32(0)])
+
+    # --- memory ----------------------------------------------------------
+    def stmt_Allocate(self, s):
+        buf = s.buffer
+        mem = memory_type(buf.dtype)
+        count = _constant_size(buf.shape)
+        if count is not None and count * buf.dtype.itemsize <= STACK_LIMIT:
+            array = self.allocas.alloca(ir.ArrayType(mem, max(count, 1)), name=buf.name)
+            array.align = ALLOC_ALIGN
+            ptr = self.allocas.bitcast(array, mem.as_pointer())
+            with self.bound(self.buffers, buf, ptr):
+                self.stmt(s.body)
+            return
+        count = I64(1)
+        for dim in buf.shape:
+            count = self.b.mul(count, self.index(dim))
+        size = self.b.mul(count, I64(buf.dtype.itemsize))
+        size = self.b.and_(self.b.add(size, I64(ALLOC_ALIGN - 1)), I64(-ALLOC_ALIGN))
+        alloc = self.mod.function("aligned_alloc", I8P, [I64, I64])
+        raw = self.b.call(alloc, [I64(ALLOC_ALIGN), size])
+        with self.bound(self.buffers, buf, self.b.bitcast(raw, mem.as_pointer())):
+            self.stmt(s.body)
+        self.b.call(self.mod.function("free", VOID, [I8P]), [raw])
+
+    def stmt_Store(self, s):
+        ptr, index = self.buffer(s.buffer), single_index(s)
+        value, lanes = self.expr(s.value), s.value.dtype.lanes
+        if s.buffer.dtype.is_bool:
+            value = self.b.zext(value, ir.VectorType(I8, lanes) if lanes > 1 else I8)
+        align = s.buffer.dtype.itemsize
+        if lanes == 1:
+            if self.mask is not None:
+                raise BuildError(f"scalar store to {s.buffer.name} under a vector condition")
+            self.b.store(value, self.b.gep(ptr, [self.index(index)], inbounds=True), align=align)
+        elif index.dtype.lanes == 1:
+            raise BuildError(f"vector store to {s.buffer.name} at scalar index {index}")
+        elif isinstance(index, Ramp) and const_int(index.stride) == 1:
+            self._dense_store(ptr, self.index(index.base), value, align)
+        else:
+            self._scatter(ptr, self.index(index), value, align)
+
+    def _dense_store(self, ptr, base, value, align):
+        vt = value.type
+        vptr = self.b.bitcast(self.b.gep(ptr, [base], inbounds=True), vt.as_pointer())
+        if self.mask is None:
+            self.b.store(value, vptr, align=align)
+            return
+        fn = self.mod.function(f"llvm.masked.store.{mangle(vt)}.p0", VOID,
+                               [vt, vt.as_pointer(), I32, self.mask.type])
+        self.b.call(fn, [value, vptr, I32(align), self.mask])
+
+    def _scatter(self, ptr, index, value, align):
+        ptrs = self.vector_gep(ptr, index)
+        lanes = value.type.count
+        mask = self.mask if self.mask is not None else ir.Constant(ir.VectorType(I1, lanes), 1)
+        fn = self.mod.function(f"llvm.masked.scatter.{mangle(value.type)}.v{lanes}p0", VOID,
+                               [value.type, ptrs.type, I32, mask.type])
+        self.b.call(fn, [value, ptrs, I32(align), mask])
+
+
+def _constant_size(shape: tuple[Expr, ...]):
+    """The number of elements of a buffer of `shape` when all dimensions are constants."""
+    count = 1
+    for dim in shape:
+        value = const_int(dim)
+        if value is None:
+            return None
+        count *= value
+    return count

@@ -1,0 +1,448 @@
+"""Emitting tex expressions as LLVM values (the expression half of `tex.codegen.llvm`).
+
+`ExprEmitter` holds what one LLVM function's emission needs (builder, the
+values of variables and buffers, the current lane mask) and one `expr_<Node>`
+method per expression node. Statements are in `tex.codegen.llvm`.
+
+Semantics kept here:
+
+* integer `floordiv`/`floormod` round toward negative infinity (Python's `//`
+  and `%`): `ashr`/`and` for a positive power-of-two constant divisor,
+  otherwise `sdiv`/`srem` and a sign fix-up; unsigned integers use udiv/urem;
+* float comparisons are ordered, except `!=` (true on NaN, as in numpy);
+  float min/max are `select(a < b, a, b)`;
+* float arithmetic carries the `contract` flag (FMA formation), or `fast`
+  when the target has `-fastmath`; signed int64 arithmetic is `nsw` (index
+  arithmetic never wraps);
+* `Select` is lazy (see the `expr_Select` docstring); loads under a lane
+  mask become masked loads/gathers, and a scalar load under a mask is
+  branched around when no lane is set.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from llvmlite import ir
+from llvmlite.ir.instructions import GEPInstr
+
+from tex.dtype import DType, INDEX
+from tex.errors import BuildError
+from tex.expr import Binary, Const, Expr, Var
+from tex.ir import Broadcast, Buffer, Load, Ramp
+from tex.visitor import collect
+
+I1, I8, I32, I64 = (ir.IntType(bits) for bits in (1, 8, 32, 64))
+_FLOATS = {16: ir.HalfType(), 32: ir.FloatType(), 64: ir.DoubleType()}
+
+_CMP = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+_LLVM_MATH = {"exp": "exp", "log": "log", "sqrt": "sqrt", "abs": "fabs", "floor": "floor",
+              "ceil": "ceil", "pow": "pow"}
+_LIBM = ("tanh", "erf")  # no LLVM intrinsic everywhere: call libm, lane by lane
+_MISSING = object()
+
+
+def value_type(dtype: DType) -> ir.Type:
+    """The LLVM type of a value of `dtype` in registers."""
+    if dtype.is_bool:
+        scalar = I1
+    elif dtype.is_float:
+        scalar = _FLOATS[dtype.bits]
+    else:
+        scalar = ir.IntType(dtype.bits)
+    return scalar if dtype.lanes == 1 else ir.VectorType(scalar, dtype.lanes)
+
+
+def memory_type(dtype: DType) -> ir.Type:
+    """The LLVM type of one element of a buffer of `dtype` (bool is a byte)."""
+    return I8 if dtype.is_bool else value_type(dtype.element)
+
+
+def mangle(t: ir.Type) -> str:
+    """The suffix LLVM uses for `t` in overloaded intrinsic names."""
+    if isinstance(t, ir.VectorType):
+        return f"v{t.count}{mangle(t.element)}"
+    if isinstance(t, ir.PointerType):
+        return "p0"
+    if isinstance(t, ir.IntType):
+        return f"i{t.width}"
+    return {ir.HalfType: "f16", ir.FloatType: "f32", ir.DoubleType: "f64"}[type(t)]
+
+
+def const_int(e: Expr):
+    """The value of an integer constant or a broadcast one, else None."""
+    if isinstance(e, Broadcast):
+        e = e.value
+    return e.value if isinstance(e, Const) and e.dtype.is_int else None
+
+
+def may_trap(e: Expr) -> bool:
+    """Whether evaluating `e` where it is not wanted could fault (a load, an int division)."""
+    return bool(collect(e, lambda n: isinstance(n, Load) or isinstance(n, Binary)
+                        and n.op in ("floordiv", "floormod") and not n.dtype.is_float))
+
+
+def single_index(node) -> Expr:
+    if len(node.indices) != 1:
+        raise BuildError(f"buffer {node.buffer.name} is indexed with {len(node.indices)} "
+                         "indices; flatten storage before codegen")
+    return node.indices[0]
+
+
+class ExprEmitter:
+    """Expression emission into one LLVM function.
+
+    `mod` is the module state (`function()` declarations, `fp_flags`); `b`
+    the builder; `vars`/`buffers` map tex variables and buffers to LLVM
+    values; `mask`, when set, is the vector of lanes allowed to touch memory.
+    """
+
+    def __init__(self, mod, builder: ir.IRBuilder):
+        self.mod, self.b = mod, builder
+        self.vars: dict[Var, ir.Value] = {}
+        self.buffers: dict[Buffer, ir.Value] = {}
+        self.mask = None
+
+    def expr(self, e: Expr) -> ir.Value:
+        method = getattr(self, "expr_" + type(e).__name__, None)
+        if method is None:
+            raise BuildError(f"the LLVM backend cannot emit {type(e).__name__} `{e}`; "
+                             "lowering should have removed it")
+        return method(e)
+
+    @contextmanager
+    def bound(self, table: dict, key, value):
+        """`table[key] = value` for the duration of a `with` block."""
+        old = table.get(key, _MISSING)
+        table[key] = value
+        try:
+            yield
+        finally:
+            if old is _MISSING:
+                del table[key]
+            else:
+                table[key] = old
+
+    @contextmanager
+    def masked(self, mask):
+        old, self.mask = self.mask, mask
+        try:
+            yield
+        finally:
+            self.mask = old
+
+    def and_mask(self, cond: ir.Value) -> ir.Value:
+        """`cond` restricted to the current mask's lanes."""
+        return cond if self.mask is None else self.b.and_(self.mask, cond)
+
+    # --- helpers -------------------------------------------------------
+    def splat(self, value: ir.Value, lanes: int) -> ir.Value:
+        vt = ir.VectorType(value.type, lanes)
+        if isinstance(value, ir.Constant):
+            return ir.Constant(vt, value.constant)
+        one = self.b.insert_element(ir.Constant(vt, ir.Undefined), value, I32(0))
+        return self.b.shuffle_vector(one, ir.Constant(vt, ir.Undefined),
+                                     ir.Constant(ir.VectorType(I32, lanes), [0] * lanes))
+
+    def index(self, e: Expr) -> ir.Value:
+        """An index expression as i64 (or a vector of i64)."""
+        return self.convert(self.expr(e), e.dtype, INDEX.with_lanes(e.dtype.lanes))
+
+    def any_lane(self, mask: ir.Value) -> ir.Value:
+        fn = self.mod.function(f"llvm.vector.reduce.or.{mangle(mask.type)}", I1, [mask.type])
+        return self.b.call(fn, [mask])
+
+    def vector_gep(self, ptr: ir.Value, index: ir.Value) -> ir.Value:
+        """`ptr + index` for a vector of indices: a vector of pointers."""
+        # llvmlite's builder types only scalar GEPs; the instruction text is the same.
+        instr = GEPInstr(self.b.block, ptr, [index], True, "", source_etype=ptr.type.pointee)
+        instr.type = ir.VectorType(ptr.type, index.type.count)
+        self.b._insert(instr)
+        return instr
+
+    def guarded(self, cond: ir.Value, emit, result_type: ir.Type) -> ir.Value:
+        """`emit()` evaluated only where scalar `cond` holds; zero elsewhere."""
+        with self.b.if_else(cond) as (then, otherwise):
+            with then:
+                value = emit()
+                then_block = self.b.block
+            with otherwise:
+                else_block = self.b.block
+        phi = self.b.phi(result_type)
+        phi.add_incoming(value, then_block)
+        phi.add_incoming(ir.Constant(result_type, None), else_block)
+        return phi
+
+    def buffer(self, buf: Buffer) -> ir.Value:
+        ptr = self.buffers.get(buf)
+        if ptr is None:
+            raise BuildError(f"buffer {buf.name} is used but is neither a parameter nor "
+                             "allocated around its use")
+        return ptr
+
+    # --- leaves ----------------------------------------------------------
+    def expr_Const(self, e):
+        return ir.Constant(value_type(e.dtype), e.value)
+
+    def expr_Var(self, e):
+        value = self.vars.get(e)
+        if value is None:
+            raise BuildError(f"variable {e.name} is used but not defined here (a size "
+                             "variable missing from size_vars, or a loop variable out of scope?)")
+        return value
+
+    def expr_Let(self, e):
+        with self.bound(self.vars, e.var, self.expr(e.value)):
+            return self.expr(e.body)
+
+    def expr_Ramp(self, e):
+        lanes, vt = e.lanes, value_type(e.dtype)
+        base = self.splat(self.expr(e.base), lanes)
+        stride = const_int(e.stride)
+        if stride is not None:
+            return self._add(e.dtype, base, ir.Constant(vt, [stride * k for k in range(lanes)]))
+        steps = ir.Constant(vt, [float(k) if e.dtype.is_float else k for k in range(lanes)])
+        offsets = self._mul(e.dtype, self.splat(self.expr(e.stride), lanes), steps)
+        return self._add(e.dtype, base, offsets)
+
+    def expr_Broadcast(self, e):
+        return self.splat(self.expr(e.value), e.lanes)
+
+    # --- arithmetic ------------------------------------------------------
+    def _add(self, dtype, a, b):
+        if dtype.is_float:
+            return self.b.fadd(a, b, flags=self.mod.fp_flags)
+        return self.b.add(a, b, flags=_int_flags(dtype))
+
+    def _mul(self, dtype, a, b):
+        if dtype.is_float:
+            return self.b.fmul(a, b, flags=self.mod.fp_flags)
+        return self.b.mul(a, b, flags=_int_flags(dtype))
+
+    def expr_Binary(self, e):
+        a, b = self.expr(e.a), self.expr(e.b)
+        if e.dtype.is_float:
+            return self._float_binary(e.op, a, b)
+        if e.op == "add":
+            return self._add(e.dtype, a, b)
+        if e.op == "mul":
+            return self._mul(e.dtype, a, b)
+        if e.op == "sub":
+            return self.b.sub(a, b, flags=_int_flags(e.dtype))
+        if e.op in ("min", "max"):
+            cmp = self.b.icmp_signed if e.dtype.kind == "int" else self.b.icmp_unsigned
+            return self.b.select(cmp("<" if e.op == "min" else ">", a, b), a, b)
+        return self._floor_divide(e, a, b)
+
+    def _float_binary(self, op, a, b):
+        flags = self.mod.fp_flags
+        if op in ("add", "sub", "mul", "div"):
+            return getattr(self.b, "f" + op)(a, b, flags=flags)
+        if op in ("min", "max"):
+            less = self.b.fcmp_ordered("<" if op == "min" else ">", a, b, flags=flags)
+            return self.b.select(less, a, b)
+        floor = self._math("floor", [self.b.fdiv(a, b, flags=flags)])
+        if op == "floordiv":
+            return floor
+        return self.b.fsub(a, self.b.fmul(floor, b, flags=flags), flags=flags)
+
+    def _floor_divide(self, e, a, b):
+        """Integer floordiv/floormod with Python semantics for negative operands."""
+        divisor = const_int(e.b)
+        if divisor is not None and divisor > 0 and divisor & (divisor - 1) == 0:
+            if e.op == "floordiv":
+                shift = ir.Constant(a.type, divisor.bit_length() - 1)
+                return self.b.ashr(a, shift) if e.dtype.is_signed else self.b.lshr(a, shift)
+            return self.b.and_(a, ir.Constant(a.type, divisor - 1))
+        if self.mask is not None and e.dtype.lanes > 1:  # masked-off lanes must not trap
+            b = self.b.select(self.mask, b, ir.Constant(b.type, 1))
+        if not e.dtype.is_signed:
+            return self.b.udiv(a, b) if e.op == "floordiv" else self.b.urem(a, b)
+        q, r = self.b.sdiv(a, b), self.b.srem(a, b)
+        zero = ir.Constant(a.type, 0)
+        if divisor is not None and divisor > 0:
+            fix = self.b.icmp_signed("<", r, zero)
+        else:  # the remainder is nonzero and its sign differs from the divisor's
+            fix = self.b.and_(self.b.icmp_signed("!=", r, zero),
+                              self.b.icmp_signed("<", self.b.xor(r, b), zero))
+        if e.op == "floordiv":
+            return self.b.sub(q, self.b.zext(fix, a.type))
+        return self.b.add(r, self.b.select(fix, b, zero))
+
+    def expr_Compare(self, e):
+        a, b, op, dt = self.expr(e.a), self.expr(e.b), _CMP[e.op], e.a.dtype
+        if dt.is_float:
+            if e.op == "ne":  # true when either is NaN, like numpy
+                return self.b.fcmp_unordered(op, a, b, flags=self.mod.fp_flags)
+            return self.b.fcmp_ordered(op, a, b, flags=self.mod.fp_flags)
+        if dt.kind == "int":
+            return self.b.icmp_signed(op, a, b)
+        return self.b.icmp_unsigned(op, a, b)
+
+    def expr_Logical(self, e):
+        a, b = self.expr(e.a), self.expr(e.b)
+        return self.b.and_(a, b) if e.op == "and" else self.b.or_(a, b)
+
+    def expr_Not(self, e):
+        return self.b.not_(self.expr(e.a))
+
+    # --- conversions -----------------------------------------------------
+    def expr_Cast(self, e):
+        return self.convert(self.expr(e.value), e.value.dtype, e.dtype)
+
+    def convert(self, v: ir.Value, src: DType, dst: DType) -> ir.Value:
+        """`v` of dtype `src` as dtype `dst` (same lanes), C/numpy style."""
+        t = value_type(dst)
+        if v.type == t and src.is_bool == dst.is_bool:
+            return v
+        if dst.is_bool:
+            zero = ir.Constant(v.type, 0)
+            if src.is_float:
+                return self.b.fcmp_unordered("!=", v, zero)
+            return self.b.icmp_unsigned("!=", v, zero)
+        if src.is_bool:
+            return self.b.uitofp(v, t) if dst.is_float else self.b.zext(v, t)
+        if src.is_float and dst.is_float:
+            return self.b.fpext(v, t) if dst.bits > src.bits else self.b.fptrunc(v, t)
+        if src.is_float:
+            return self._float_to_int(v, dst)
+        if dst.is_float:
+            return self.b.sitofp(v, t) if src.kind == "int" else self.b.uitofp(v, t)
+        if dst.bits < src.bits:
+            return self.b.trunc(v, t)
+        return self.b.sext(v, t) if src.kind == "int" else self.b.zext(v, t)
+
+    def _float_to_int(self, v: ir.Value, dst: DType) -> ir.Value:
+        # Narrow targets go through a wider signed int, so out-of-range values (-2.5 to
+        # uint8) wrap as numpy's do on x86 instead of being poison.
+        t = value_type(dst)
+        if dst.bits == 64:
+            return self.b.fptosi(v, t) if dst.kind == "int" else self.b.fptoui(v, t)
+        if dst.kind == "int" and dst.bits == 32:
+            return self.b.fptosi(v, t)
+        wide = value_type(DType("int", 32 if dst.bits < 32 else 64, dst.lanes))
+        return self.b.trunc(self.b.fptosi(v, wide), t)
+
+    # --- intrinsics ------------------------------------------------------
+    def expr_Call(self, e):
+        args = [self.expr(a) for a in e.args]
+        x, t, flags = args[0], args[0].type, self.mod.fp_flags
+        if e.name == "abs" and not e.dtype.is_float:
+            if e.dtype.kind == "uint":
+                return x
+            negative = self.b.icmp_signed("<", x, ir.Constant(t, 0))
+            return self.b.select(negative, self.b.sub(ir.Constant(t, 0), x), x)
+        if e.name in _LLVM_MATH:
+            return self._math(_LLVM_MATH[e.name], args)
+        if e.name in _LIBM:
+            return self._libm(e.name, x, e.dtype)
+        one = ir.Constant(t, 1.0)
+        if e.name == "rsqrt":
+            return self.b.fdiv(one, self._math("sqrt", [x]), flags=flags)
+        if e.name == "sigmoid":
+            exp = self._math("exp", [self.b.fneg(x, flags=flags)])
+            return self.b.fdiv(one, self.b.fadd(one, exp, flags=flags), flags=flags)
+        raise BuildError(f"the LLVM backend has no implementation of intrinsic {e.name!r}")
+
+    def _math(self, name: str, args) -> ir.Value:
+        t = args[0].type
+        fn = self.mod.function(f"llvm.{name}.{mangle(t)}", t, [t] * len(args))
+        return self.b.call(fn, args)
+
+    def _libm(self, name: str, x: ir.Value, dtype: DType) -> ir.Value:
+        """A libm function (tanhf/tanh, erff/erf), applied lane by lane; half goes via float."""
+        scalar = dtype.element
+        via = _FLOATS[64] if scalar.bits == 64 else _FLOATS[32]
+        fn = self.mod.function(name if scalar.bits == 64 else name + "f", via, [via])
+
+        def one(v):
+            wide = v if scalar.bits != 16 else self.b.fpext(v, via)
+            out = self.b.call(fn, [wide])
+            return out if scalar.bits != 16 else self.b.fptrunc(out, v.type)
+
+        if dtype.lanes == 1:
+            return one(x)
+        result = ir.Constant(x.type, ir.Undefined)
+        for lane in range(dtype.lanes):
+            value = one(self.b.extract_element(x, I32(lane)))
+            result = self.b.insert_element(result, value, I32(lane))
+        return result
+
+    # --- select: lazy ----------------------------------------------------
+    def expr_Select(self, e):
+        """`cond ? t : f`, evaluating only what the condition allows.
+
+        A scalar condition branches and joins with a phi, unless neither side
+        loads or divides (then a plain `select`). A vector condition evaluates
+        both sides, the true side with its loads masked by `cond`, the false
+        side by `not cond` (both ANDed with any enclosing mask), then selects.
+        """
+        if not (may_trap(e.true_value) or may_trap(e.false_value)):
+            cond, t, f = (self.expr(x) for x in (e.cond, e.true_value, e.false_value))
+            return self.b.select(cond, t, f)
+        cond = self.expr(e.cond)
+        if e.cond.dtype.lanes == 1:
+            return self._branch_select(cond, e)
+        with self.masked(self.and_mask(cond)):
+            t = self.expr(e.true_value)
+        with self.masked(self.and_mask(self.b.not_(cond))):
+            f = self.expr(e.false_value)
+        return self.b.select(cond, t, f)
+
+    def _branch_select(self, cond, e):
+        with self.b.if_else(cond) as (then, otherwise):
+            with then:
+                t, t_block = self.expr(e.true_value), self.b.block
+            with otherwise:
+                f, f_block = self.expr(e.false_value), self.b.block
+        phi = self.b.phi(t.type)
+        phi.add_incoming(t, t_block)
+        phi.add_incoming(f, f_block)
+        return phi
+
+    # --- memory ----------------------------------------------------------
+    def expr_Load(self, e):
+        ptr, index, dtype = self.buffer(e.buffer), single_index(e), e.dtype
+        if dtype.lanes == 1:
+            value = self._scalar_load(ptr, self.index(index), dtype)
+        elif index.dtype.lanes == 1:
+            raise BuildError(f"vector load of {e.buffer.name} at scalar index {index}")
+        elif isinstance(index, Ramp) and const_int(index.stride) == 1:
+            value = self._dense_load(ptr, self.index(index.base), dtype)
+        else:
+            value = self._gather(ptr, self.index(index), dtype)
+        if dtype.is_bool:
+            return self.b.icmp_unsigned("!=", value, ir.Constant(value.type, 0))
+        return value
+
+    def _scalar_load(self, ptr, index, dtype):
+        align = dtype.itemsize
+
+        def load():
+            return self.b.load(self.b.gep(ptr, [index], inbounds=True), align=align)
+
+        if self.mask is None:
+            return load()
+        return self.guarded(self.any_lane(self.mask), load, ptr.type.pointee)
+
+    def _dense_load(self, ptr, base, dtype):
+        vt = ir.VectorType(ptr.type.pointee, dtype.lanes)
+        vptr = self.b.bitcast(self.b.gep(ptr, [base], inbounds=True), vt.as_pointer())
+        if self.mask is None:
+            return self.b.load(vptr, align=dtype.itemsize)
+        fn = self.mod.function(f"llvm.masked.load.{mangle(vt)}.p0", vt,
+                               [vt.as_pointer(), I32, self.mask.type, vt])
+        return self.b.call(fn, [vptr, I32(dtype.itemsize), self.mask, ir.Constant(vt, None)])
+
+    def _gather(self, ptr, index, dtype):
+        vt = ir.VectorType(ptr.type.pointee, dtype.lanes)
+        ptrs = self.vector_gep(ptr, index)
+        mask = self.mask if self.mask is not None else ir.Constant(
+            ir.VectorType(I1, dtype.lanes), 1)
+        fn = self.mod.function(f"llvm.masked.gather.{mangle(vt)}.v{dtype.lanes}p0", vt,
+                               [ptrs.type, I32, mask.type, vt])
+        return self.b.call(fn, [ptrs, I32(dtype.itemsize), mask, ir.Constant(vt, None)])
+
+
+def _int_flags(dtype: DType) -> tuple:
+    # int64 is the index type: index arithmetic never wraps, and saying so helps LLVM.
+    return ("nsw",) if dtype.kind == "int" and dtype.bits == 64 else ()

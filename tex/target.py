@@ -1,0 +1,194 @@
+"""`Target`: the one description of the machine a kernel is compiled for.
+
+A target is parsed from a string, TVM style::
+
+    Target("llvm")                              # this host: its CPU, features, cores
+    Target("llvm -mcpu=skylake-avx512")         # another x86 CPU (features from its name)
+    Target("llvm -mattr=-avx512f")              # the host, minus a feature
+    Target("llvm -fastmath")                    # allow LLVM's fast-math flags
+    Target("cuda -arch=sm_80")                  # parsed only; no CUDA backend yet
+
+Options of `llvm`:
+
+=============  ==============================================================
+``-mcpu=X``    the CPU to tune and select instructions for (``native``: host)
+``-mattr=L``   comma-separated ``+feature`` / ``-feature`` changes
+``-fastmath``  float arithmetic may be reassociated and assume no NaN/Inf
+=============  ==============================================================
+
+Options of `cuda`: ``-arch=sm_NN``.
+
+`str(target)` is canonical (options in a fixed order, ``-mcpu=native``
+dropped), round-trips through `Target(...)`, and is what targets compare and
+hash by; codegen, legality checks, tuner features and cache keys all read
+the machine from here.
+"""
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+
+from tex.dtype import DType
+from tex.errors import BuildError
+
+_OPTIONS = {"llvm": {"mcpu": "value", "mattr": "value", "fastmath": "flag"},
+            "cuda": {"arch": "value"}}
+
+# x86 CPUs LLVM knows, by widest vector unit the rules below care about.
+_AVX512_CPUS = frozenset("""
+    knl knm skylake-avx512 skx cascadelake cooperlake cannonlake icelake-client icelake-server
+    rocketlake tigerlake sapphirerapids emeraldrapids graniterapids graniterapids-d
+    diamondrapids znver4 znver5 x86-64-v4""".split())
+_AVX2_CPUS = frozenset("""
+    haswell core-avx2 broadwell skylake alderlake raptorlake meteorlake arrowlake arrowlake-s
+    lunarlake pantherlake gracemont sierraforest grandridge clearwaterforest znver1 znver2
+    znver3 bdver4 x86-64-v3""".split())
+_SSE_CPUS = frozenset("""
+    generic x86-64 x86-64-v2 core2 penryn nehalem corei7 westmere sandybridge corei7-avx
+    ivybridge core-avx-i bonnell atom silvermont slm goldmont goldmont-plus tremont btver1
+    btver2 bdver1 bdver2 bdver3 k8 opteron athlon64 amdfam10 barcelona""".split())
+_KNOWN_CPUS = _AVX512_CPUS | _AVX2_CPUS | _SSE_CPUS
+
+
+class Target:
+    """A compilation target parsed from a string such as ``"llvm -mcpu=skylake-avx512"``.
+
+    Attributes (CPU targets): `kind` ("llvm"), `cpu` (LLVM CPU name), `features`
+    (the LLVM feature string: the host's when `-mcpu` is not given, else only
+    the `-mattr` changes, LLVM deriving the rest from the CPU name),
+    `vector_bits` (512 with avx512f, 256 with avx2, else 128), `num_cores`
+    (cores of this machine) and `fastmath`. CUDA targets have `kind` "cuda"
+    and `arch` (e.g. "sm_80").
+    """
+
+    __slots__ = ("kind", "cpu", "features", "vector_bits", "num_cores", "fastmath", "arch",
+                 "_mcpu", "_mattr", "_text")
+
+    def __init__(self, spec: str):
+        if not isinstance(spec, str) or not spec.split():
+            raise BuildError(f"a target is a string such as 'llvm' or 'cuda -arch=sm_80', "
+                             f"got {spec!r}")
+        kind, *tokens = spec.split()
+        if kind not in _OPTIONS:
+            raise BuildError(f"unknown target kind {kind!r} in {spec!r}; "
+                             f"expected one of {sorted(_OPTIONS)}")
+        options = _parse_options(kind, tokens, spec)
+        self.kind = kind
+        self.cpu, self.features, self.vector_bits, self.num_cores = None, "", 128, None
+        self.fastmath = "fastmath" in options
+        self.arch = options.get("arch")
+        self._mcpu = options.get("mcpu", "native")
+        self._mattr = options.get("mattr", "")
+        if kind == "llvm":
+            self._describe_cpu(spec)
+        elif self.arch is not None and not re.fullmatch(r"sm_\d+a?", self.arch):
+            raise BuildError(f"bad CUDA architecture {self.arch!r} in {spec!r}; "
+                             "expected e.g. -arch=sm_80")
+        self._text = self._canonical()
+
+    def _describe_cpu(self, spec: str):
+        changes = _parse_mattr(self._mattr, spec)
+        if self._mcpu == "native":
+            self.cpu, base_features = _host_cpu()
+            self.features = ",".join(filter(None, (base_features, self._mattr)))
+            enabled = {f[1:] for f in base_features.split(",") if f.startswith("+")}
+        elif self._mcpu in _KNOWN_CPUS:
+            self.cpu, self.features = self._mcpu, self._mattr
+            enabled = _features_of_cpu(self._mcpu)
+        else:
+            raise BuildError(f"unknown CPU {self._mcpu!r} in {spec!r}; use -mcpu=native or "
+                             f"one of {sorted(_KNOWN_CPUS)}")
+        for change in changes:
+            (enabled.add if change[0] == "+" else enabled.discard)(change[1:])
+        self.vector_bits = 512 if "avx512f" in enabled else 256 if "avx2" in enabled else 128
+        self.num_cores = os.cpu_count() or 1
+
+    def _canonical(self) -> str:
+        parts = [self.kind]
+        if self.kind == "llvm":
+            if self._mcpu != "native":
+                parts.append(f"-mcpu={self._mcpu}")
+            if self._mattr:
+                parts.append(f"-mattr={self._mattr}")
+            if self.fastmath:
+                parts.append("-fastmath")
+        elif self.arch is not None:
+            parts.append(f"-arch={self.arch}")
+        return " ".join(parts)
+
+    def vector_lanes(self, dtype: DType) -> int:
+        """How many elements of `dtype` fill one vector register (at least 1)."""
+        bits = 8 if dtype.is_bool else dtype.bits
+        return max(1, self.vector_bits // bits)
+
+    def __str__(self):
+        return self._text
+
+    def __repr__(self):
+        return f"Target({self._text!r})"
+
+    def __eq__(self, other):
+        return isinstance(other, Target) and other._text == self._text
+
+    def __hash__(self):
+        return hash(self._text)
+
+
+def as_target(target) -> Target:
+    """Accept a `Target` or a target string."""
+    if isinstance(target, Target):
+        return target
+    if isinstance(target, str):
+        return _parse_cached(target)
+    raise BuildError(f"expected a Target or a target string, got {type(target).__name__} "
+                     f"{target!r}")
+
+
+@lru_cache(maxsize=64)
+def _parse_cached(spec: str) -> Target:
+    return Target(spec)
+
+
+def _parse_options(kind: str, tokens: list[str], spec: str) -> dict:
+    allowed = _OPTIONS[kind]
+    options = {}
+    for token in tokens:
+        key, has_value, value = token.lstrip("-").partition("=")
+        if not token.startswith("-") or key not in allowed:
+            raise BuildError(f"unknown option {token!r} for target {kind!r} in {spec!r}; "
+                             f"known: {', '.join('-' + k for k in allowed)}")
+        wants_value = allowed[key] == "value"
+        if wants_value != bool(has_value) or (wants_value and not value):
+            form = f"-{key}=VALUE" if wants_value else f"-{key} (no value)"
+            raise BuildError(f"option {token!r} in {spec!r} is written {form}")
+        if key in options:
+            raise BuildError(f"option -{key} given twice in {spec!r}")
+        options[key] = value if wants_value else True
+    return options
+
+
+def _parse_mattr(mattr: str, spec: str) -> list[str]:
+    changes = [f for f in mattr.split(",") if f] if mattr else []
+    for f in changes:
+        if f[0] not in "+-" or len(f) < 2:
+            raise BuildError(f"bad -mattr entry {f!r} in {spec!r}; write +feature or -feature")
+    return changes
+
+
+@lru_cache(maxsize=1)
+def _host_cpu() -> tuple[str, str]:
+    import llvmlite.binding as llvm
+    try:
+        features = llvm.get_host_cpu_features().flatten()
+    except RuntimeError:  # LLVM cannot read the host's features on some platforms
+        features = ""
+    return llvm.get_host_cpu_name(), features
+
+
+def _features_of_cpu(cpu: str) -> set[str]:
+    if cpu in _AVX512_CPUS:
+        return {"avx512f", "avx2"}
+    if cpu in _AVX2_CPUS:
+        return {"avx2"}
+    return set()
