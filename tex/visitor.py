@@ -128,6 +128,36 @@ def fresh_copy(node, mapping: dict | None = None):
     return _FreshCopy(mapping or {}).rewrite(node)
 
 
+class _UniqueDefinitions(Rewriter):
+    def __init__(self):
+        self.seen: set = set()
+        self.mapping: dict = {}
+
+    def rewrite_Var(self, v):
+        return self.mapping.get(v, v)
+
+    def _define(self, node):
+        if node.var not in self.seen:
+            self.seen.add(node.var)
+            return self.generic_rewrite(node)
+        previous = self.mapping.get(node.var)
+        self.mapping[node.var] = Var(node.var.name, node.var.dtype)
+        new = dataclasses.replace(self.generic_rewrite(node), var=self.mapping[node.var])
+        self.seen.add(self.mapping[node.var])
+        if previous is None:
+            del self.mapping[node.var]
+        else:
+            self.mapping[node.var] = previous
+        return new
+
+    rewrite_For = rewrite_LetStmt = rewrite_Let = _define
+
+
+def unique_definitions(node):
+    """`node` with every variable defined at most once (later definitions renamed)."""
+    return _UniqueDefinitions().rewrite(node)
+
+
 class _Collect(Visitor):
     def __init__(self, predicate):
         self.predicate = predicate

@@ -23,7 +23,7 @@ from tex.expr import Const, Reduce, TensorRead, Var
 from tex.ir import Allocate, Buffer, For, IfThenElse, LetStmt, Load, LoweredFunc, Store, seq
 from tex.schedule.bound import StagePlan, infer_loops, infer_region
 from tex.tensor import PlaceholderOp, Tensor
-from tex.visitor import collect, free_vars, substitute, transform
+from tex.visitor import collect, free_vars, substitute, transform, unique_definitions
 
 _ZERO = Const(INDEX, 0)
 _LOOP_KIND = {None: "serial", "parallel": "parallel", "vectorize": "vectorized",
@@ -50,6 +50,7 @@ def schedule_to_func(sch, args, name: str = "main") -> LoweredFunc:
             for t in plan.op.outputs:
                 if buffers[t][0] not in param_buffers:
                     body = Allocate(buffers[t][0], body)
+    body = unique_definitions(body)  # a reduce axis may be shared by several computes
     size_vars = _size_vars(args, body)
     outputs = tuple(params[t] for t in args if sch.stage_of(t) is not None)
     return LoweredFunc(name, tuple(params[t] for t in args), size_vars, body, outputs)
