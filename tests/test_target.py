@@ -1,0 +1,93 @@
+"""Target: parsing, the host description, canonical strings, errors."""
+import os
+
+import llvmlite.binding as llvm
+import pytest
+
+from tex import dtype as dt
+from tex.errors import BuildError
+from tex.target import Target, as_target
+
+
+def test_host_target_describes_this_machine():
+    t = Target("llvm")
+    assert t.kind == "llvm" and t.cpu == llvm.get_host_cpu_name()
+    host = llvm.get_host_cpu_features().flatten()
+    assert t.features == host
+    expected = 512 if "+avx512f" in host else 256 if "+avx2" in host else 128
+    assert t.vector_bits == expected
+    assert t.num_cores == os.cpu_count()
+    assert not t.fastmath
+    assert Target("llvm -mcpu=native") == t
+
+
+@pytest.mark.parametrize("spec,bits", [("llvm -mcpu=skylake-avx512", 512),
+                                       ("llvm -mcpu=haswell", 256),
+                                       ("llvm -mcpu=nehalem", 128),
+                                       ("llvm -mcpu=znver4", 512),
+                                       ("llvm -mcpu=skylake-avx512 -mattr=-avx512f", 256),
+                                       ("llvm -mcpu=nehalem -mattr=+avx2,+fma", 256),
+                                       ("llvm -mattr=-avx512f,-avx2", 128)])
+def test_vector_width_follows_cpu_and_features(spec, bits):
+    t = Target(spec)
+    assert t.vector_bits == bits
+    assert t.vector_lanes(dt.float32) == bits // 32
+    assert t.vector_lanes(dt.float64) == bits // 64
+    assert t.vector_lanes(dt.int8) == bits // 8
+
+
+def test_named_cpu_takes_features_from_its_name():
+    t = Target("llvm -mcpu=skylake-avx512 -mattr=+avx512bw")
+    assert t.cpu == "skylake-avx512" and t.features == "+avx512bw"
+
+
+@pytest.mark.parametrize("spec,canonical", [
+    ("llvm", "llvm"),
+    ("  llvm   -mcpu=native ", "llvm"),
+    ("llvm -fastmath -mcpu=haswell", "llvm -mcpu=haswell -fastmath"),
+    ("llvm -mattr=+avx2 -mcpu=haswell", "llvm -mcpu=haswell -mattr=+avx2"),
+    ("cuda -arch=sm_80", "cuda -arch=sm_80"),
+    ("cuda", "cuda"),
+])
+def test_string_round_trips(spec, canonical):
+    t = Target(spec)
+    assert str(t) == canonical
+    assert Target(str(t)) == t and hash(Target(str(t))) == hash(t)
+    assert repr(t) == f"Target({canonical!r})"
+
+
+def test_targets_compare_by_string():
+    assert Target("llvm -mcpu=haswell") != Target("llvm -mcpu=skylake")
+    assert len({Target("llvm"), Target("llvm -mcpu=native"), Target("llvm -fastmath")}) == 2
+    assert Target("llvm -fastmath").fastmath
+
+
+def test_cuda_is_parsed():
+    t = Target("cuda -arch=sm_80")
+    assert t.kind == "cuda" and t.arch == "sm_80" and t.cpu is None
+
+
+def test_as_target():
+    t = Target("llvm -mcpu=haswell")
+    assert as_target(t) is t
+    assert as_target("llvm -mcpu=haswell") == t
+    with pytest.raises(BuildError, match="expected a Target or a target string, got int"):
+        as_target(3)
+
+
+@pytest.mark.parametrize("spec,bad", [
+    ("opencl", "'opencl'"),
+    ("llvm -arch=sm_80", "'-arch=sm_80'"),
+    ("cuda -mcpu=haswell", "'-mcpu=haswell'"),
+    ("llvm mcpu=haswell", "'mcpu=haswell'"),
+    ("llvm -mcpu=haswel", "'haswel'"),
+    ("llvm -mcpu", "-mcpu=VALUE"),
+    ("llvm -fastmath=1", "-fastmath \\(no value\\)"),
+    ("llvm -mattr=avx2", "'avx2'"),
+    ("llvm -mcpu=haswell -mcpu=skylake", "-mcpu given twice"),
+    ("cuda -arch=80", "'80'"),
+    ("", "got ''"),
+])
+def test_bad_targets_name_the_bad_part(spec, bad):
+    with pytest.raises(BuildError, match=bad):
+        Target(spec)
