@@ -1,0 +1,297 @@
+"""Every illegal schedule or call raises a TexError subclass naming what is wrong."""
+import numpy as np
+import pytest
+
+import tex
+
+
+def two_stages(n=37):
+    A = tex.placeholder((n, 16), name="A")
+    B = tex.compute((n, 16), lambda i, j: A[i, j] + 1.0, name="B")
+    k = tex.reduce_axis((0, 16), name="k")
+    C = tex.compute((n,), lambda i: tex.sum(B[i, k], axis=k), name="C")
+    return A, B, C, k
+
+
+def raises(error, *fragments):
+    """Context manager: `error` is raised and its message contains every fragment."""
+    class _Check:
+        def __enter__(self):
+            self.ctx = pytest.raises(error)
+            self.info = self.ctx.__enter__()
+
+        def __exit__(self, *exc):
+            handled = self.ctx.__exit__(*exc)
+            message = str(self.info.value)
+            for fragment in fragments:
+                assert fragment in message, f"{fragment!r} not in {message!r}"
+            assert isinstance(self.info.value, tex.TexError)
+            return handled
+    return _Check()
+
+
+def test_split_axis_of_another_stage():
+    A, B, C, k = two_stages()
+    s = tex.create_schedule(C.op)
+    with raises(tex.ScheduleError, "stage C", "axis i", "belongs to stage B"):
+        s[C].split(B.op.axis[0], factor=4)
+
+
+def test_split_axis_already_split():
+    A, B, C, k = two_stages()
+    s = tex.create_schedule(C.op)
+    s[C].split(k, factor=4)
+    with raises(tex.ScheduleError, "stage C", "axis k", "split or fused"):
+        s[C].split(k, factor=2)
+
+
+@pytest.mark.parametrize("kwargs,fragment", [
+    ({}, "exactly one"), ({"factor": 2, "nparts": 2}, "exactly one"),
+    ({"factor": 0}, "factor"), ({"nparts": -1}, "nparts"), ({"factor": 2.5}, "factor")])
+def test_split_bad_factor(kwargs, fragment):
+    A, B, C, k = two_stages()
+    s = tex.create_schedule(C.op)
+    with raises(tex.ScheduleError, "stage C", fragment):
+        s[C].split(C.op.axis[0], **kwargs)
+
+
+def test_fuse_non_adjacent():
+    A = tex.placeholder((4, 5, 6), name="A")
+    B = tex.compute((4, 5, 6), lambda i, j, l: A[i, j, l] * 2.0, name="B")
+    s = tex.create_schedule(B.op)
+    i, j, l = B.op.axis
+    with raises(tex.ScheduleError, "stage B", "i and l", "not adjacent"):
+        s[B].fuse(i, l)
+    with raises(tex.ScheduleError, "stage B", "not adjacent"):
+        s[B].fuse(j, i)
+
+
+def test_fuse_data_with_reduce_axis():
+    A, B, C, k = two_stages()
+    s = tex.create_schedule(C.op)
+    with raises(tex.ScheduleError, "stage C", "reduce", "data"):
+        s[C].fuse(C.op.axis[0], k)
+
+
+def test_reorder_with_duplicates():
+    A, B, C, k = two_stages()
+    s = tex.create_schedule(B.op)
+    i, j = B.op.axis
+    with raises(tex.ScheduleError, "stage B", "axis i", "twice"):
+        s[B].reorder(i, j, i)
+
+
+def test_vectorize_symbolic_extent():
+    n = tex.var("n")
+    A, B, C, k = two_stages(n)
+    s = tex.create_schedule(C.op)
+    s[B].vectorize(B.op.axis[0])
+    with raises(tex.LoweringError, "vectorize", "stage B", "axis i", "constant", "n"):
+        tex.lower(s, [A, C])
+
+
+def test_unroll_symbolic_extent():
+    n = tex.var("n")
+    A, B, C, k = two_stages(n)
+    s = tex.create_schedule(C.op)
+    s[C].unroll(C.op.axis[0])
+    with raises(tex.LoweringError, "unroll", "stage C", "axis i", "constant"):
+        tex.lower(s, [A, C])
+
+
+def test_parallel_reduction_axis():
+    A, B, C, k = two_stages()
+    s = tex.create_schedule(C.op)
+    with raises(tex.ScheduleError, "parallel", "stage C", "axis k", "reduction"):
+        s[C].parallel(k)
+
+
+def test_conflicting_annotations():
+    A, B, C, k = two_stages()
+    s = tex.create_schedule(B.op)
+    s[B].vectorize(B.op.axis[1])
+    with raises(tex.ScheduleError, "stage B", "axis j", "already marked vectorize"):
+        s[B].unroll(B.op.axis[1])
+
+
+def test_compute_at_non_consumer():
+    A = tex.placeholder((8,), name="A")
+    B = tex.compute((8,), lambda i: A[i] + 1.0, name="B")
+    C = tex.compute((8,), lambda i: A[i] * 2.0, name="C")
+    D = tex.compute((8,), lambda i: B[i] * 3.0, name="D")
+    E = tex.compute((8,), lambda i: C[i] * 3.0, name="E")
+    s = tex.create_schedule([D.op, E.op])
+    with raises(tex.ScheduleError, "stage C", "stage D does not use C"):
+        s[C].compute_at(s[D], D.op.axis[0])
+
+
+def test_compute_at_self_and_output():
+    A, B, C, k = two_stages()
+    s = tex.create_schedule(C.op)
+    with raises(tex.ScheduleError, "stage B", "inside itself"):
+        s[B].compute_at(s[B], B.op.axis[0])
+    with raises(tex.ScheduleError, "stage C", "output"):
+        s[C].compute_at(s[B], B.op.axis[0])
+
+
+def test_compute_at_axis_of_the_wrong_stage():
+    A, B, C, k = two_stages()
+    s = tex.create_schedule(C.op)
+    with raises(tex.ScheduleError, "compute_at", "axis j", "belongs to stage B"):
+        s[B].compute_at(s[C], B.op.axis[1])
+
+
+def test_compute_at_with_a_consumer_outside_the_loop():
+    A = tex.placeholder((8,), name="A")
+    B = tex.compute((8,), lambda i: A[i] + 1.0, name="B")
+    C = tex.compute((8,), lambda i: B[i] * 2.0, name="C")
+    D = tex.compute((8,), lambda i: B[i] + C[i], name="D")
+    s = tex.create_schedule(D.op)
+    s[B].compute_at(s[C], C.op.axis[0])
+    with raises(tex.LoweringError, "stage B", "stage D", "outside"):
+        tex.lower(s, [A, D])
+
+
+def test_compute_at_axis_split_afterwards():
+    A, B, C, k = two_stages()
+    s = tex.create_schedule(C.op)
+    s[B].compute_at(s[C], C.op.axis[0])
+    s[C].split(C.op.axis[0], factor=4)
+    with raises(tex.LoweringError, "stage B", "axis i", "no longer a loop"):
+        tex.lower(s, [A, C])
+
+
+def test_inline_output_and_reduction():
+    A, B, C, k = two_stages()
+    D = tex.compute((37,), lambda i: C[i] * 2.0, name="D")
+    s = tex.create_schedule(D.op)
+    with raises(tex.ScheduleError, "stage D", "output"):
+        s[D].compute_inline()
+    with raises(tex.ScheduleError, "stage C", "reduction"):
+        s[C].compute_inline()
+
+
+def test_placeholder_has_no_stage():
+    A, B, C, k = two_stages()
+    s = tex.create_schedule(C.op)
+    with raises(tex.ScheduleError, "A", "placeholder"):
+        s[A]
+
+
+def test_cache_write_after_split_and_cache_read_of_non_reader():
+    A, B, C, k = two_stages()
+    s = tex.create_schedule(C.op)
+    s[C].split(C.op.axis[0], factor=4)
+    with raises(tex.ScheduleError, "cache_write of C", "before"):
+        s.cache_write(C, "local")
+    with raises(tex.ScheduleError, "cache_read of A", "stage C does not read A"):
+        s.cache_read(A, "local", [C])
+    with raises(tex.ScheduleError, "scope"):
+        s.cache_read(A, "shared_memory", [B])
+
+
+def test_rfactor_errors():
+    A, B, C, k = two_stages()
+    s = tex.create_schedule(C.op)
+    with raises(tex.ScheduleError, "rfactor", "stage B", "not a reduction"):
+        s.rfactor(B, B.op.axis[0])
+    with raises(tex.ScheduleError, "rfactor", "stage C", "data axis"):
+        s.rfactor(C, C.op.axis[0])
+    with raises(tex.ScheduleError, "rfactor", "factor_axis"):
+        s.rfactor(C, k, factor_axis=5)
+
+
+def test_storage_align_errors():
+    A, B, C, k = two_stages()
+    s = tex.create_schedule(C.op)
+    with raises(tex.ScheduleError, "storage_align", "stage B", "offset"):
+        s[B].storage_align(B.op.axis[0], 8, 9)
+    io, ii = s[B].split(B.op.axis[0], factor=2)
+    with raises(tex.ScheduleError, "storage_align", "stage B", "own data axes"):
+        s[B].storage_align(io, 8, 1)
+
+
+def test_gpu_primitives_say_they_are_not_there_yet():
+    A, B, C, k = two_stages()
+    s = tex.create_schedule(C.op)
+    with raises(tex.ScheduleError, "bind", "stage C"):
+        s[C].bind(C.op.axis[0], "blockIdx.x")
+
+
+def test_missing_and_bad_build_arguments():
+    A, B, C, k = two_stages()
+    s = tex.create_schedule(C.op)
+    with raises(tex.LoweringError, "output C", "missing"):
+        tex.lower(s, [A])
+    with raises(tex.LoweringError, "tensor A", "args"):
+        tex.lower(s, [C])
+    with raises(tex.LoweringError, "argument 1", "tensor"):
+        tex.lower(s, [A, "C"])
+    with raises(tex.TexError, "schedule"):
+        tex.lower(C, [A, C])
+
+
+def test_unknown_target():
+    A, B, C, k = two_stages()
+    s = tex.create_schedule(C.op)
+    with raises(tex.BuildError, "opencl"):
+        tex.build(s, [A, C], target="opencl")
+
+
+def test_symbolic_size_no_argument_defines():
+    n, m = tex.var("n"), tex.var("m")
+    A = tex.placeholder((n,), name="A")
+    B = tex.compute((n,), lambda i: A[i] + tex.cast("float32", m), name="B")
+    with raises(tex.LoweringError, "variable m", "shape"):
+        tex.lower(tex.create_schedule(B.op), [A, B])
+
+
+class TestKernelCalls:
+    @pytest.fixture(scope="class")
+    def kernel(self):
+        n = tex.var("n")
+        A = tex.placeholder((n, 4), name="A")
+        B = tex.placeholder((n,), "float64", name="B")
+        C = tex.compute((n, 4), lambda i, j: A[i, j] * tex.cast("float32", B[i]), name="C")
+        return tex.build(tex.create_schedule(C.op), [A, B, C])
+
+    def test_works(self, kernel):
+        a, b = np.ones((3, 4), np.float32), np.arange(3.0)
+        np.testing.assert_allclose(kernel(a, b), a * b[:, None])
+
+    def test_wrong_count(self, kernel):
+        with raises(tex.ArgumentError, "3", "2", "1"):
+            kernel(np.ones((3, 4), np.float32))
+
+    def test_wrong_dtype(self, kernel):
+        with raises(tex.ArgumentError, "B", "float64", "float32"):
+            kernel(np.ones((3, 4), np.float32), np.ones(3, np.float32))
+
+    def test_wrong_rank(self, kernel):
+        with raises(tex.ArgumentError, "A", "2", "1"):
+            kernel(np.ones(12, np.float32), np.ones(3))
+
+    def test_wrong_constant_dimension(self, kernel):
+        with raises(tex.ArgumentError, "A", "4", "5"):
+            kernel(np.ones((3, 5), np.float32), np.ones(3))
+
+    def test_sizes_disagree(self, kernel):
+        with raises(tex.ArgumentError, "n", "3", "2"):
+            kernel(np.ones((3, 4), np.float32), np.ones(2))
+
+    def test_non_contiguous(self, kernel):
+        a = np.ones((3, 8), np.float32)[:, ::2]
+        with raises(tex.ArgumentError, "A", "contiguous"):
+            kernel(a, np.ones(3))
+
+    def test_not_an_array(self, kernel):
+        with raises(tex.ArgumentError, "A"):
+            kernel([[1.0] * 4] * 3, np.ones(3))
+
+    def test_output_shape_checked(self, kernel):
+        with raises(tex.ArgumentError, "C"):
+            kernel(np.ones((3, 4), np.float32), np.ones(3), np.empty((2, 4), np.float32))
+
+    def test_unknown_source_format(self, kernel):
+        with raises(tex.ArgumentError, "ptx"):
+            kernel.get_source("ptx")
