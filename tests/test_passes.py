@@ -1,0 +1,162 @@
+"""Each pass on a small program, compared in printed form before and after; the verifier."""
+import textwrap
+
+import pytest
+
+import tex
+from tex.dtype import float32
+from tex.expr import Var
+from tex.ir import Allocate, Buffer, For, IfThenElse, LoweredFunc, Store, Load, seq
+from tex.ops import const
+from tex.passes.flatten import flatten_storage
+from tex.passes.hoist import hoist_invariant_guards
+from tex.passes.simplify import simplify_stmt
+from tex.passes.unroll import unroll_loops
+from tex.passes.vectorize import vectorize_loops
+from tex.passes.verify import VerifyError, verify
+from tex.printer import to_text
+
+
+def text(stmt) -> str:
+    return to_text(stmt)
+
+
+def expect(stmt, printed: str):
+    assert text(stmt) == textwrap.dedent(printed).strip()
+
+
+def loop(var, extent, body, kind="serial"):
+    return For(var, const(0), const(extent), kind, body)
+
+
+A = Buffer("A", float32, (const(64),))
+B = Buffer("B", float32, (const(64),))
+M = Buffer("M", float32, (const(4), const(16)))
+
+
+def test_simplify_removes_proven_guards_and_single_iteration_loops():
+    i, j = Var("i"), Var("j")
+    body = loop(i, 8, loop(j, 1, IfThenElse(i * 8 + j < 64, Store(A, Load(B, (i + j,)), (i,)))))
+    expect(simplify_stmt(body), """
+        for i in range(8):
+          A[i] = B[i]
+    """)
+
+
+def test_simplify_is_identity_when_nothing_changes():
+    i = Var("i")
+    body = loop(i, 8, Store(A, Load(B, (i,)), (i,)))
+    assert simplify_stmt(body) is body
+
+
+def test_flatten_linearises_and_respects_strides():
+    i, j = Var("i"), Var("j")
+    local = Buffer("T", float32, (const(4), const(16)), "local", (const(17), const(1)))
+    body = Allocate(local, loop(i, 4, loop(j, 16, seq(
+        Store(local, Load(M, (i, j)), (i, j)), Store(M, Load(local, (i, j)), (i, j))))))
+    expect(simplify_stmt(flatten_storage(body)), """
+        T = allocate(float32[68], 'local')
+        for i in range(4):
+          for j in range(16):
+            T[i * 17 + j] = M[i * 16 + j]
+            M[i * 16 + j] = T[i * 17 + j]
+    """)
+
+
+def test_vectorize_contiguous_and_broadcast():
+    i = Var("i")
+    body = loop(i, 16, Store(A, Load(B, (i,)) * Load(B, (const(3),)), (i,)), "vectorized")
+    expect(vectorize_loops(body), """
+        A[ramp(0, 1, 16)] = B[ramp(0, 1, 16)] * broadcast(B[3], 16)
+    """)
+
+
+def test_vectorize_splits_off_a_scalar_tail_for_lane_guards():
+    o, i, n = Var("o"), Var("i"), Var("n")
+    body = loop(o, 4, loop(i, 16, IfThenElse(o * 16 + i < n, Store(A, Load(B, (o * 16 + i,)),
+                                                                       (o * 16 + i,))),
+                           "vectorized"))
+    expect(simplify_stmt(vectorize_loops(body)), """
+        for o in range(4):
+          if o * 16 < n and o * 16 < n - 15:
+            A[ramp(o * 16, 1, 16)] = B[ramp(o * 16, 1, 16)]
+          else:
+            for i in range(16):
+              if o * 16 + i < n:
+                A[o * 16 + i] = B[o * 16 + i]
+    """)
+
+
+def test_vectorize_keeps_an_inner_loop_with_a_vector_body():
+    i, k = Var("i"), Var("k")
+    body = loop(i, 16, loop(k, 4, Store(A, Load(A, (i,)) + Load(B, (k,)), (i,))), "vectorized")
+    expect(vectorize_loops(body), """
+        for k in range(4):
+          A[ramp(0, 1, 16)] = A[ramp(0, 1, 16)] + broadcast(B[k], 16)
+    """)
+
+
+def test_vectorize_falls_back_to_serial_when_lanes_would_race():
+    i = Var("i")
+    body = loop(i, 16, Store(A, Load(A, (const(0),)) + Load(B, (i,)), (const(0),)), "vectorized")
+    assert text(vectorize_loops(body)).startswith("for i in range(16):")
+
+
+def test_unroll_gives_each_copy_fresh_inner_loops():
+    i, j = Var("i"), Var("j")
+    body = loop(i, 2, loop(j, 3, Store(M, Load(M, (i, j)), (i, j))), "unrolled")
+    unrolled = unroll_loops(body)
+    expect(unrolled, """
+        for j in range(3):
+          M[0, j] = M[0, j]
+        for j_1 in range(3):
+          M[1, j_1] = M[1, j_1]
+    """)
+    func = LoweredFunc("f", (M,), (), unrolled)
+    verify(func)
+
+
+def test_hoist_moves_an_invariant_guard_out():
+    i, n = Var("i"), Var("n")
+    body = loop(i, 8, IfThenElse(n > 3, Store(A, Load(B, (i,)), (i,))))
+    expect(hoist_invariant_guards(body), """
+        if n > 3:
+          for i in range(8):
+            A[i] = B[i]
+    """)
+
+
+def test_verifier_catches_undefined_and_twice_defined_variables():
+    i, j = Var("i"), Var("j")
+    with pytest.raises(VerifyError, match="variable j"):
+        verify(LoweredFunc("f", (A, B), (), loop(i, 4, Store(A, Load(B, (j,)), (i,)))))
+    twice = seq(loop(i, 4, Store(A, Load(B, (i,)), (i,))), loop(i, 4, Store(A, const(1.0), (i,))))
+    with pytest.raises(VerifyError, match="defined twice"):
+        verify(LoweredFunc("f", (A, B), (), twice))
+    stray = Buffer("T", float32, (const(4),))
+    with pytest.raises(VerifyError, match="outside its allocation"):
+        verify(LoweredFunc("f", (A,), (), Store(stray, const(1.0), (const(0),))))
+
+
+def test_lowered_matmul_reads_well():
+    n = tex.var("n")
+    A_ = tex.placeholder((n, 64), name="A")
+    B_ = tex.placeholder((64, 32), name="B")
+    k = tex.reduce_axis((0, 64), name="k")
+    C_ = tex.compute((n, 32), lambda i, j: tex.sum(A_[i, k] * B_[k, j], axis=k), name="C")
+    s = tex.create_schedule(C_.op)
+    io, ii = s[C_].split(C_.op.axis[0], factor=8)
+    s[C_].reorder(io, k, ii, C_.op.axis[1])
+    s[C_].vectorize(C_.op.axis[1])
+    s[C_].parallel(io)
+    expect(tex.lower(s, [A_, B_, C_]), """
+        def main(A: float32[n, 64], B: float32[64, 32], C: float32[n, 32]):
+          for i_outer in parallel((n + 7) // 8):
+            for i_inner_init in range(8):
+              if i_outer * 8 + i_inner_init < n:
+                C[ramp(i_outer * 256 + i_inner_init * 32, 1, 32)] = broadcast(0.0, 32)
+            for k in range(64):
+              for i_inner in range(8):
+                if i_outer * 8 + i_inner < n:
+                  C[ramp(i_outer * 256 + i_inner * 32, 1, 32)] = C[ramp(i_outer * 256 + i_inner * 32, 1, 32)] + broadcast(A[i_outer * 512 + i_inner * 64 + k], 32) * B[ramp(k * 32, 1, 32)]
+    """)  # noqa: E501
