@@ -111,7 +111,8 @@ class Interval:
         return hash((self.lo, self.hi))
 
     def __str__(self):
-        return f"[{'-inf' if self.lo is None else self.lo}, {'inf' if self.hi is None else self.hi}]"
+        lo = "-inf" if self.lo is None else str(self.lo)
+        return f"[{lo}, {'inf' if self.hi is None else self.hi}]"
 
     __repr__ = __str__
 
@@ -273,7 +274,8 @@ def _from_linear(lin: _Linear, dtype: DType) -> Expr | None:
     result, const = None, lin.const
     for key, k in lin.terms.items():
         if k > 0:
-            result = term(key.expr, k) if result is None else Binary("add", result, term(key.expr, k))
+            t = term(key.expr, k)
+            result = t if result is None else Binary("add", result, t)
     if result is None:
         result, const = Const(dtype, const), 0
     for key, k in lin.terms.items():
@@ -475,8 +477,8 @@ def _fold(e: Expr) -> Expr:
     """`e` with constant operands computed and constant conditions decided."""
     if isinstance(e, Select) and isinstance(e.cond, Const):
         return e.true_value if e.cond.value else e.false_value
-    if isinstance(e, Logical):
-        return ops.logical(e.op, e.a, e.b) if isinstance(e.a, Const) or isinstance(e.b, Const) else e
+    if isinstance(e, Logical) and (isinstance(e.a, Const) or isinstance(e.b, Const)):
+        return ops.logical(e.op, e.a, e.b)
     if (isinstance(e, (Binary, Compare, Not, Cast)) and e.dtype.lanes == 1
             and all(isinstance(getattr(e, f), Const) for f in child_fields(type(e)))):
         try:
@@ -527,6 +529,9 @@ class _Simplifier(Rewriter):
         """A rewrite from linear forms and intervals, or None."""
         if e.dtype.lanes > 1:
             return _vector(e)
+        if isinstance(e, Var) and e in self.ranges:
+            r = self.ranges[e]
+            return Const(e.dtype, r.const_lo) if r.is_const and r.const_lo == r.const_hi else None
         if isinstance(e, Binary) and _is_index(e):
             if e.op in ("add", "sub", "mul"):
                 return self._sum(e)
@@ -710,14 +715,15 @@ def _vector(e: Expr) -> Expr | None:
         return Broadcast(type(e)(e.op, a.value, b.value), a.lanes)
     if not isinstance(e, Binary) or e.dtype.kind != "int":
         return None
-    if e.op in ("add", "sub") and isinstance(a, (Ramp, Broadcast)) and isinstance(b, (Ramp, Broadcast)):
-        base = Binary(e.op, _ramp_parts(a)[0], _ramp_parts(b)[0])
-        stride = Binary(e.op, _ramp_parts(a)[1], _ramp_parts(b)[1])
-        return Ramp(base, stride, e.dtype.lanes)
+    vectors = (Ramp, Broadcast)
+    if e.op in ("add", "sub") and isinstance(a, vectors) and isinstance(b, vectors):
+        (base_a, stride_a), (base_b, stride_b) = _ramp_parts(a), _ramp_parts(b)
+        return Ramp(Binary(e.op, base_a, base_b), Binary(e.op, stride_a, stride_b), e.dtype.lanes)
     if e.op == "mul":
         for r, s in ((a, b), (b, a)):
             if isinstance(r, Ramp) and isinstance(s, Broadcast):
-                return Ramp(Binary("mul", r.base, s.value), Binary("mul", r.stride, s.value), r.lanes)
+                scale = s.value
+                return Ramp(Binary("mul", r.base, scale), Binary("mul", r.stride, scale), r.lanes)
     return None
 
 

@@ -69,12 +69,14 @@ def build(sch: Schedule, args, target="llvm", name: str = "main"):
     from tex.runtime.kernel import build_kernel
 
     target = as_target(target)
-    key = (sch.version, tuple(id(a) for a in args), str(target), name)
-    per_schedule = _built.setdefault(sch, {}) if isinstance(sch, Schedule) else {}
-    kernel = per_schedule.get(key)
-    if kernel is None or any(a is not b for a, b in zip(kernel.arg_tensors, args)):
-        func = lower(sch, args, name)
-        kernel = build_kernel(func, target)
-        kernel.arg_tensors = tuple(args)
-        per_schedule[key] = kernel
+    if not isinstance(sch, Schedule):
+        raise BuildError(f"build: expected a schedule from tex.create_schedule, got "
+                         f"{type(sch).__name__}")
+    args = tuple(args)
+    key = (sch.version, tuple(map(id, args)), str(target), name)
+    per_schedule = _built.setdefault(sch, {})
+    cached_args, kernel = per_schedule.get(key, ((), None))
+    if kernel is None or any(a is not b for a, b in zip(cached_args, args)):
+        kernel = build_kernel(lower(sch, args, name), target)
+        per_schedule[key] = (args, kernel)  # the args pin the ids in the key
     return kernel

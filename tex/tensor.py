@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from tex import ops
 from tex.dtype import DType, INDEX, as_dtype
 from tex.errors import ExprError
-from tex.expr import Const, Expr, Reduce, TensorRead, Var
+from tex.expr import Const, Expr, Reduce, TensorRead, Var, structurally_equal
 from tex.visitor import collect, substitute
 
 
@@ -247,8 +247,7 @@ def _check_body(name: str, body: tuple[Expr, ...]):
         first = reduces[0]
         for k, r in enumerate(reduces):
             if (r.combiner is not first.combiner or r.axes != first.axes
-                    or r.value_index != k or r.sources is not first.sources
-                    and r.sources != first.sources):
+                    or r.value_index != k or not structurally_equal(r.sources, first.sources)):
                 raise ExprError(f"compute {name}: the outputs of a tuple reduction must come "
                                 "from one reducer call, in order")
     for b in body:

@@ -98,13 +98,15 @@ def infer_region(plan: StagePlan, done: list) -> None:
     for d, extent in enumerate(shape):
         whole = Range(_ZERO, extent)
         if not lows[d] or any(x is None for x in lows[d] + highs[d]):
-            region.append(whole), alloc.append(extent)
+            region.append(whole)
+            alloc.append(extent)
             continue
         lo, hi = _fold(ops.minimum, lows[d]), _fold(ops.maximum, highs[d])
         size = simplify(ops.binary("add", ops.binary("sub", hi, lo), 1), intervals)
         _, size_max = const_bound(size, intervals)
         if size_max is None:
-            region.append(whole), alloc.append(extent)
+            region.append(whole)
+            alloc.append(extent)
             continue
         region.append(Range(simplify(lo, intervals), size))
         alloc.append(Const(INDEX, max(size_max, 1)))

@@ -67,7 +67,7 @@ def _check_args(sch, args) -> list[Tensor]:
             raise LoweringError(f"lower/build: tensor {a.name} is given twice in args")
     for op in sch.outputs:
         for t in op.outputs:
-            if t not in args and isinstance(op, PlaceholderOp) is False:
+            if t not in args and not isinstance(op, PlaceholderOp):
                 raise LoweringError(f"lower/build: output {t.name} of the schedule is missing "
                                     "from args")
     return list(args)

@@ -67,6 +67,14 @@ class Schedule:
         self._stage_by_op[stage.op] = stage
         self.version += 1
 
+    def __str__(self):
+        """Every stage's records, one per line: what the schedule decided."""
+        lines = []
+        for stage in self.stages:
+            lines.append(f"stage {stage.name}:")
+            lines.extend(f"  {line}" for line in stage.describe())
+        return "\n".join(lines)
+
     def __getitem__(self, key) -> Stage:
         op = key.op if isinstance(key, Tensor) else key
         stage = self._stage_by_op.get(op)
