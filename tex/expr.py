@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field, fields
+from functools import lru_cache
 
 from tex.dtype import DType, INDEX, bool_
 from tex.errors import ExprError
@@ -28,13 +29,20 @@ class Node:
     __slots__ = ()
 
     def __hash__(self):
-        return hash((type(self),) + tuple(_hash_key(getattr(self, f.name)) for f in fields(self)))
+        values = (_hash_key(getattr(self, f)) for f in field_names(type(self)))
+        return hash((type(self), *values))
 
     def __str__(self):
         from tex.printer import to_text
         return to_text(self)
 
     __repr__ = __str__
+
+
+@lru_cache(maxsize=None)
+def field_names(cls) -> tuple[str, ...]:
+    """The dataclass field names of a node class (computed once per class)."""
+    return tuple(f.name for f in fields(cls))
 
 
 def _hash_key(value):
@@ -55,7 +63,7 @@ def structurally_equal(a, b) -> bool:
         return len(a) == len(b) and all(structurally_equal(x, y) for x, y in zip(a, b))
     if isinstance(a, Var) or not isinstance(a, Node):
         return a == b if isinstance(a, (int, float, str, DType, type(None))) else False
-    return all(structurally_equal(getattr(a, f.name), getattr(b, f.name)) for f in fields(a))
+    return all(structurally_equal(getattr(a, f), getattr(b, f)) for f in field_names(type(a)))
 
 
 class Expr(Node):
