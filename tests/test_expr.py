@@ -209,6 +209,12 @@ def test_bad_expressions_raise_expr_error(build):
         build(A)
 
 
+def test_compute_function_arity_must_match_the_shape():
+    A = tex.placeholder((4, 5), name="A")
+    with pytest.raises(tex.ExprError, match="compute B: the shape has 2 dimension"):
+        tex.compute((4, 5), lambda i: A[i, 0], name="B")
+
+
 def test_symbolic_expression_has_no_truth_value():
     i = tex.var("i")
     with pytest.raises(tex.ExprError, match="truth value"):

@@ -216,21 +216,25 @@ def placeholder(shape, dtype="float32", name: str = "placeholder") -> Tensor:
     return PlaceholderOp(name, _shape(shape, f"placeholder {name}"), as_dtype(dtype)).output(0)
 
 
-def _axis_names(fcompute, ndim: int) -> list[str]:
+def _axis_names(fcompute, ndim: int, name: str) -> list[str]:
+    """The lambda's parameter names, to name the axes (i0, i1, ... for `*args`)."""
     try:
         params = list(inspect.signature(fcompute).parameters.values())
     except (TypeError, ValueError):
-        params = []
-    if len(params) == ndim and all(p.kind == p.POSITIONAL_OR_KEYWORD for p in params):
-        return [p.name for p in params]
-    return [f"i{d}" for d in range(ndim)]
+        return [f"i{d}" for d in range(ndim)]
+    if any(p.kind == p.VAR_POSITIONAL for p in params):
+        return [f"i{d}" for d in range(ndim)]
+    if len(params) != ndim:
+        raise ExprError(f"compute {name}: the shape has {ndim} dimension(s) but the function "
+                        f"takes {len(params)} index argument(s)")
+    return [p.name for p in params]
 
 
 def compute(shape, fcompute, name: str = "compute", tag: str = ""):
     """`T[i, ...] = fcompute(i, ...)`; returns a Tensor, or a list for several outputs."""
     shape = _shape(shape, f"compute {name}")
     axis = tuple(IterVar(Var(n), Range(Const(INDEX, 0), e), "data")
-                 for n, e in zip(_axis_names(fcompute, len(shape)), shape))
+                 for n, e in zip(_axis_names(fcompute, len(shape), name), shape))
     body = fcompute(*(iv.var for iv in axis))
     body = tuple(body) if isinstance(body, (tuple, list)) else (body,)
     body = tuple(ops.as_expr(b) for b in body)
