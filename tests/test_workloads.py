@@ -211,3 +211,12 @@ def test_layernorm_chain():
     a = random_array((n, m))
     ref = (a - a.mean(1, keepdims=True)) / np.sqrt(a.var(1, keepdims=True) + 1e-5)
     check(s, [A, out], [a], ref, rtol=1e-4, atol=1e-4)
+
+
+def test_multi_output_elementwise_compute():
+    A = tex.placeholder((37, 5), name="A")
+    total, diff = tex.compute((37, 5), lambda i, j: (A[i, j] + 1.0, A[i, j] - 1.0), name="T")
+    s = tex.create_schedule(total.op)
+    s[total.op].split(total.op.axis[0], factor=8)
+    a = random_array((37, 5))
+    check(s, [A, total, diff], [a], (a + 1, a - 1))
