@@ -21,17 +21,16 @@ import ctypes
 
 import numpy as np
 
+from tex.arith import evaluate
 from tex.errors import ArgumentError, BuildError
-from tex.expr import Binary, Cast, Const, Expr, Var
+from tex.expr import Const, Var
 from tex.ir import Buffer, LoweredFunc
 from tex.printer import to_text
+from tex.runtime.cache import compile_cached
 from tex.visitor import collect
 
 _ENTRY = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
 SOURCE_FORMATS = ("tex", "ll", "asm")
-_FOLD = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
-         "floordiv": lambda a, b: a // b, "floormod": lambda a, b: a % b,
-         "min": min, "max": max}
 
 
 def _data_pointer_reader():
@@ -52,18 +51,10 @@ def _data_pointer_reader():
 _data_pointer = _data_pointer_reader()
 
 
-def evaluate(e: Expr, env: dict) -> int:
-    """The integer value of a shape expression over bound size variables."""
-    if isinstance(e, Const):
-        return int(e.value)
-    if isinstance(e, Var):
-        return env[e]
-    if isinstance(e, Cast):
-        return evaluate(e.value, env)
-    if isinstance(e, Binary) and e.op in _FOLD:
-        return _FOLD[e.op](evaluate(e.a, env), evaluate(e.b, env))
-    raise BuildError(f"shape expression `{e}` uses {type(e).__name__}; shapes may use "
-                     f"constants, size variables and {sorted(_FOLD)}")
+def _unbound(extent, values: dict) -> str:
+    """The names of the size variables in `extent` that `values` does not bind."""
+    return ", ".join(v.name for v in collect(extent, lambda n: isinstance(n, Var))
+                     if v not in values)
 
 
 class _Param:
@@ -87,7 +78,6 @@ class _Param:
             elif isinstance(extent, Var):
                 self.binds.append((dim, slots[extent]))
             else:
-                evaluate(extent, {v: 1 for v in slots})  # only supported nodes
                 self.exprs.append((dim, extent))
         self.shape_text = "(" + ", ".join(to_text(d) for d in buffer.shape) + \
             ("," if self.ndim == 1 else "") + ")"
@@ -136,7 +126,7 @@ class Kernel:
         self.target = compiled.target
         self._compiled = compiled
         self._entry = _ENTRY(compiled.address)
-        outputs = getattr(func, "outputs", ()) or tuple(func.params[-1:])
+        outputs = func.outputs or func.params[-1:]
         for out in outputs:
             if out not in func.params:
                 raise BuildError(f"output {out.name} of {func.name} is not one of its params")
@@ -198,12 +188,13 @@ class Kernel:
 
     def _check_expression(self, p, a, dim, extent, env):
         values = {var: env[slot] for var, slot in self._slots.items() if env[slot] is not None}
+        unbound = _unbound(extent, values)
+        if unbound:
+            raise ArgumentError(f"{p.label}: dimension {dim} is {to_text(extent)}, but "
+                                f"{unbound} is not set by the arguments given; "
+                                "pass the outputs too")
         try:
             expected = evaluate(extent, values)
-        except KeyError as missing:
-            raise ArgumentError(f"{p.label}: dimension {dim} is {to_text(extent)}, but "
-                                f"{missing.args[0].name} is not set by the arguments given; "
-                                "pass the outputs too") from None
         except ZeroDivisionError:
             raise ArgumentError(f"{p.label}: dimension {dim} is {to_text(extent)}, which "
                                 "divides by zero for these arguments") from None
@@ -220,12 +211,13 @@ class Kernel:
 
     def _output_shape(self, p: _Param, env: list) -> tuple[int, ...]:
         values = {var: env[slot] for var, slot in self._slots.items() if env[slot] is not None}
-        try:
-            return tuple(evaluate(extent, values) for extent in p.buffer.shape)
-        except KeyError as missing:
-            raise ArgumentError(f"cannot allocate output {p.buffer.name} of shape "
-                                f"{p.shape_text}: {missing.args[0].name} is not set by the "
-                                "inputs; pass the output array too") from None
+        for extent in p.buffer.shape:
+            unbound = _unbound(extent, values)
+            if unbound:
+                raise ArgumentError(f"cannot allocate output {p.buffer.name} of shape "
+                                    f"{p.shape_text}: {unbound} is not set by the inputs; "
+                                    "pass the output array too")
+        return tuple(evaluate(extent, values) for extent in p.buffer.shape)
 
     def _run(self, arrays, env, check_overlap=True):
         pointers = [_data_pointer(a) for a in arrays]
@@ -258,5 +250,4 @@ class Kernel:
 
 def build_kernel(func: LoweredFunc, target="llvm") -> Kernel:
     """Compile `func` for `target` (once per distinct program) and wrap it in a `Kernel`."""
-    from tex.runtime.cache import compile_cached
     return Kernel(func, compile_cached(func, target))
