@@ -42,14 +42,13 @@ def schedule_to_func(sch, args, name: str = "main") -> LoweredFunc:
         infer_loops(plan, done)
         done.append(plan)
     buffers = _make_buffers(sch, plans, params)
-    nests = {plan.stage: _stage_nest(plan, buffers, plans) for plan in plans}
-    body = seq(*(nests[p.stage] for p in plans if p.stage.attach.kind == "root"))
+    roots = [p for p in plans if p.stage.attach.kind == "root"]
+    body = seq(*(_stage_nest(p, buffers, plans) for p in roots))  # attached ones go inside
     param_buffers = set(params.values())
-    for plan in reversed(plans):
-        if plan.stage.attach.kind == "root":
-            for t in plan.op.outputs:
-                if buffers[t][0] not in param_buffers:
-                    body = Allocate(buffers[t][0], body)
+    for plan in reversed(roots):
+        for t in plan.op.outputs:
+            if buffers[t][0] not in param_buffers:
+                body = Allocate(buffers[t][0], body)
     body = unique_definitions(body)  # a reduce axis may be shared by several computes
     size_vars = _size_vars(args, body)
     outputs = tuple(params[t] for t in args if sch.stage_of(t) is not None)
@@ -95,8 +94,8 @@ def _plan_stages(sch) -> list[StagePlan]:
     for stage in sch.stages:
         body = tuple(transform(b, inline) for b in stage.op.body)
         if stage.attach.kind == "inline":
-            for t, b in zip((stage.origin_op.output(0), stage.op.output(0)), (body[0],) * 2):
-                inline_bodies[t] = ([iv.var for iv in stage.op.axis], b)
+            for t in (stage.origin_op.output(0), stage.op.output(0)):
+                inline_bodies[t] = ([iv.var for iv in stage.op.axis], body[0])
             continue
         plans.append(StagePlan(stage, body))
     by_stage = {p.stage: p for p in plans}
