@@ -3,8 +3,8 @@
 Guarantees: the program computes the same values; every expression is in the
 simplifier's canonical form (`tex.arith.simplify`) given the ranges of the
 enclosing loops; branches whose condition is provably true or false are
-replaced by the side taken; loops that run once become a binding of their
-variable; loops that never run disappear.
+replaced by the side taken; a (non-parallel) loop that runs once becomes its
+body with the variable replaced by the start; loops that never run disappear.
 """
 from __future__ import annotations
 
