@@ -1,0 +1,1 @@
+"""Benchmarks: tex kernels timed against NumPy (run `python -m bench.matmul`)."""
