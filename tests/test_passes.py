@@ -71,7 +71,7 @@ def test_vectorize_contiguous_and_broadcast():
     """)
 
 
-def test_vectorize_splits_off_a_scalar_tail_for_lane_guards():
+def test_vectorize_splits_off_a_masked_tail_for_lane_guards():
     o, i, n = Var("o"), Var("i"), Var("n")
     body = loop(o, 4, loop(i, 16, IfThenElse(o * 16 + i < n, Store(A, Load(B, (o * 16 + i,)),
                                                                        (o * 16 + i,))),
@@ -81,9 +81,17 @@ def test_vectorize_splits_off_a_scalar_tail_for_lane_guards():
           if o * 16 < n and o * 16 < n - 15:
             A[ramp(o * 16, 1, 16)] = B[ramp(o * 16, 1, 16)]
           else:
-            for i in range(16):
-              if o * 16 + i < n:
-                A[o * 16 + i] = B[o * 16 + i]
+            if ramp(o * 16, 1, 16) < broadcast(n, 16):
+              A[ramp(o * 16, 1, 16)] = B[ramp(o * 16, 1, 16)]
+    """)
+
+
+def test_vectorize_masks_a_guard_that_is_not_affine():
+    i, n = Var("i"), Var("n")
+    body = loop(i, 8, IfThenElse(i % 3 < n, Store(A, Load(B, (i,)), (i,))), "vectorized")
+    expect(vectorize_loops(body), """
+        if ramp(0, 1, 8) % broadcast(3, 8) < broadcast(n, 8):
+          A[ramp(0, 1, 8)] = B[ramp(0, 1, 8)]
     """)
 
 

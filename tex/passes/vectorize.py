@@ -10,9 +10,11 @@ Guarantees: no `vectorized` loop is left. Each one either
   with a vector index become vector loads/stores, and inner loops with
   lane-invariant bounds keep running with a vector body; or
 * when the body holds guards that vary by lane (a split that does not
-  divide), is split into a vector path, taken when the guards hold at the
-  first and last lane (they are affine in the loop variable, so then they
-  hold for all lanes), and the scalar loop for the tail; or
+  divide), is split into an unmasked vector path, taken when the guards hold
+  at the first and last lane (they are affine in the loop variable, so then
+  they hold for all lanes), and for the tail the same vector code with each
+  guard kept as a lane mask (codegen masks the loads and stores under it);
+  or
 * when it cannot be vectorized (a scalar store the lanes would race on, an
   allocation inside, lane-varying inner loop bounds), stays a serial loop.
 """
@@ -113,8 +115,8 @@ class _Vectorizer(Rewriter):
         return dataclasses.replace(loop, body=self.rewrite(loop.body))
 
     def rewrite_IfThenElse(self, s: IfThenElse):
-        if self.rewrite(s.cond).dtype.lanes > 1:
-            raise _NotVectorizable("a branch condition varies by lane")
+        # A lane-varying condition stays a vector condition: codegen masks the
+        # memory accesses of each branch by its lanes.
         return self.generic_rewrite(s)
 
     def rewrite_LetStmt(self, s: LetStmt):
@@ -191,17 +193,20 @@ def _defining(stmt: Stmt) -> list:
 def _vectorize_loop(loop: For) -> Stmt:
     lanes = loop.extent.value
     try:
-        conds = []
-        body = _strip_lane_guards(loop.body, loop.var, conds)
-        vector = _Vectorizer(loop.var, lanes, loop.min).rewrite(body)
+        masked = _Vectorizer(loop.var, lanes, loop.min).rewrite(loop.body)
     except _NotVectorizable:
         return dataclasses.replace(loop, kind="serial")
+    conds = []
+    try:
+        body = _strip_lane_guards(loop.body, loop.var, conds)
+    except _NotVectorizable:
+        return masked
     if not conds:
-        return vector
-    serial = fresh_copy(dataclasses.replace(loop, kind="serial"))
+        return masked
+    vector = _Vectorizer(loop.var, lanes, loop.min).rewrite(body)
     last = ops.binary("add", loop.min, lanes - 1)
     whole = ops.all_(*(substitute(c, {loop.var: at}) for c in conds for at in (loop.min, last)))
-    return IfThenElse(whole, vector, serial)
+    return IfThenElse(whole, vector, fresh_copy(masked))
 
 
 def vectorize_loops(stmt: Stmt) -> Stmt:
