@@ -168,3 +168,13 @@ def test_lowered_matmul_reads_well():
                 if i_outer * 8 + i_inner < n:
                   C[ramp(i_outer * 256 + i_inner * 32, 1, 32)] = C[ramp(i_outer * 256 + i_inner * 32, 1, 32)] + broadcast(A[i_outer * 512 + i_inner * 64 + k], 32) * B[ramp(k * 32, 1, 32)]
     """)  # noqa: E501
+
+
+def test_vectorize_cuts_other_widths_into_powers_of_two():
+    i = Var("i")
+    body = loop(i, 13, Store(A, Load(B, (i,)), (i,)), "vectorized")
+    expect(simplify_stmt(vectorize_loops(body)), """
+        A[ramp(0, 1, 8)] = B[ramp(0, 1, 8)]
+        A[ramp(8, 1, 4)] = B[ramp(8, 1, 4)]
+        A[12] = B[12]
+    """)

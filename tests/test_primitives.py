@@ -423,3 +423,28 @@ def test_same_schedule_built_twice_is_cached():
     assert tex.build(s, [A, B]) is first
     s[B].split(B.op.axis[0], factor=4)
     assert tex.build(s, [A, B]) is not first
+
+
+def test_register_tile_over_a_padded_producer_needs_no_guards():
+    """The tile may compute past N: it reads a zero-padded panel and writes a local buffer."""
+    N, K, width = 40, 9, 16
+    A = tex.placeholder((K,), name="A")
+    B = tex.placeholder((K, N), name="B")
+    panels = (N + width - 1) // width
+    P = tex.compute((panels, K, width), lambda p, k, w: tex.if_then_else(
+        p * width + w < N, B[k, p * width + w], 0.0), name="P")
+    k = tex.reduce_axis((0, K), name="k")
+    C = tex.compute((N,), lambda j: tex.sum(A[k] * P[j // width, k, j % width], axis=k), name="C")
+    s = tex.create_schedule(C.op)
+    CL = s.cache_write(C, "local")
+    jo, ji = s[C].split(C.op.axis[0], factor=width)
+    s[C].vectorize(ji)
+    s[CL].compute_at(s[C], jo)
+    s[CL].reorder(CL.op.reduce_axis[0], CL.op.axis[0])
+    s[CL].vectorize(CL.op.axis[0])
+    a, b = random_array((K,)), random_array((K, N))
+    check(s, [A, B, C], [a, b], a @ b, rtol=1e-5, atol=1e-5)
+    lines = str(tex.lower(s, [A, B, C])).splitlines()
+    for line, following in zip(lines, lines[1:]):
+        if line.strip().startswith(("if", "else")):
+            assert not following.strip().startswith("C_local["), following

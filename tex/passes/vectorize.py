@@ -3,7 +3,8 @@
 Assumes: storage is flat (one index per access); vectorized loops have a
 constant extent (lowering checks it).
 
-Guarantees: no `vectorized` loop is left. Each one either
+Guarantees: no `vectorized` loop is left. A loop whose extent is not a power
+of two is first cut into pieces that are (48 lanes = 32 + 16). Each one either
 
 * becomes its body over vectors: the loop variable turns into
   `ramp(min, 1, lanes)`, lane-invariant values are broadcast, accesses
@@ -24,7 +25,7 @@ import dataclasses
 
 from tex import ops
 from tex.expr import Binary, Call, Cast, Compare, Const, Expr, Let, Logical, Not, Select, Var
-from tex.ir import Allocate, Broadcast, For, IfThenElse, LetStmt, Load, Ramp, Stmt, Store
+from tex.ir import Allocate, Broadcast, For, IfThenElse, LetStmt, Load, Ramp, Stmt, Store, seq
 from tex.visitor import Rewriter, free_vars, fresh_copy, substitute, transform, uses_var
 
 
@@ -209,13 +210,34 @@ def _vectorize_loop(loop: For) -> Stmt:
     return IfThenElse(whole, vector, fresh_copy(masked))
 
 
+def _power_of_two_pieces(loop: For) -> list[For]:
+    """`loop` as consecutive loops whose extents are powers of two (48 = 32 + 16).
+
+    LLVM handles vectors of a power-of-two length well; others it widens and
+    shuffles. Each piece after the first is a fresh copy of the loop.
+    """
+    pieces, start, remaining = [], loop.min, loop.extent.value
+    while remaining:
+        size = 1 << (remaining.bit_length() - 1)
+        piece = dataclasses.replace(loop, min=start, extent=Const(loop.extent.dtype, size))
+        pieces.append(piece if not pieces else fresh_copy(piece))
+        start, remaining = ops.binary("add", start, size), remaining - size
+    return pieces
+
+
+def _vectorize_piece(loop: For) -> Stmt:
+    if loop.extent.value == 1:
+        return substitute(loop.body, {loop.var: loop.min})
+    return _vectorize_loop(loop)
+
+
 def vectorize_loops(stmt: Stmt) -> Stmt:
     """`stmt` with every vectorized loop turned into vector code (or a serial loop)."""
     def visit(node):
         if isinstance(node, For) and node.kind == "vectorized":
             if not isinstance(node.extent, Const):
                 return dataclasses.replace(node, kind="serial")
-            return _vectorize_loop(node)
+            return seq(*(_vectorize_piece(p) for p in _power_of_two_pieces(node)))
         return None
     return transform(stmt, visit)
 

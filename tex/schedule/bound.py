@@ -16,7 +16,7 @@ from tex import ops
 from tex.arith import Interval, bound, const_bound, prove, simplify
 from tex.dtype import INDEX
 from tex.errors import LoweringError
-from tex.expr import Const, Expr, TensorRead
+from tex.expr import Binary, Const, Expr, TensorRead
 from tex.schedule.relations import pass_down, pass_up, split_guards
 from tex.tensor import Range
 from tex.visitor import collect, substitute
@@ -150,3 +150,48 @@ def _check_constant_extents(plan: StagePlan):
                 raise LoweringError(f"{what} on stage {plan.stage.name}, axis {leaf.name}: the "
                                     f"loop extent must be a constant, got {extent}; split the "
                                     "axis by a constant factor and annotate the inner part")
+
+
+def drop_unneeded_guards(plans: list, buffers: dict) -> None:
+    """Remove a stage's data guards when, without them, every access stays in its buffer.
+
+    A data guard keeps a stage inside its domain (a split that does not
+    divide, a tile at an edge). Computing a few points outside it is harmless
+    when all of the stage's loads and stores, dimension by dimension, still
+    land inside their buffers (a zero-padded producer, a local tile) and the
+    body cannot trap (no integer division by a computed value); the extra
+    values are never read. Dropping the guard keeps tiles free of branches,
+    so a register tile stays in registers. Guards on reduction axes are kept:
+    they decide which terms the reduction adds.
+
+    `buffers` maps each tensor to (Buffer, offsets) as lowering allocates them.
+    """
+    intervals = loop_intervals(plans)
+    for plan in plans:
+        if not any(data for data, _ in plan.guards) or _may_trap(plan.body):
+            continue
+        op = plan.op
+        roots = {iv.var: plan.values[iv] for iv in op.axis + op.reduce_axis}
+        accesses = [(t, [plan.values[iv] for iv in op.axis]) for t in op.outputs]
+        for b in plan.body:
+            for read in collect(b, lambda n: isinstance(n, TensorRead)):
+                accesses.append((read.tensor, [substitute(i, roots) for i in read.indices]))
+        if all(_inside(index, buffers[t], intervals) for t, index in accesses):
+            plan.guards = [(data, cond) for data, cond in plan.guards if not data]
+
+
+def _inside(index, entry, intervals) -> bool:
+    buffer, offsets = entry
+    offsets = offsets or [_ZERO] * len(index)
+    for i, offset, extent in zip(index, offsets, buffer.shape):
+        position = ops.binary("sub", i, offset)
+        if not (prove(ops.compare("ge", position, 0), intervals)
+                and prove(ops.compare("lt", position, extent), intervals)):
+            return False
+    return True
+
+
+def _may_trap(body) -> bool:
+    """Whether evaluating `body` at arbitrary points could fault (integer division by a value)."""
+    return any(collect(b, lambda n: isinstance(n, Binary) and n.op in ("floordiv", "floormod")
+                       and n.dtype.is_int and not isinstance(n.b, Const)) for b in body)

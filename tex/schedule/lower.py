@@ -21,7 +21,7 @@ from tex.dtype import INDEX
 from tex.errors import LoweringError
 from tex.expr import Const, Reduce, TensorRead, Var
 from tex.ir import Allocate, Buffer, For, IfThenElse, LetStmt, Load, LoweredFunc, Store, seq
-from tex.schedule.bound import StagePlan, infer_loops, infer_region
+from tex.schedule.bound import StagePlan, drop_unneeded_guards, infer_loops, infer_region
 from tex.tensor import PlaceholderOp, Tensor
 from tex.visitor import collect, free_vars, substitute, transform, unique_definitions
 
@@ -42,6 +42,7 @@ def schedule_to_func(sch, args, name: str = "main") -> LoweredFunc:
         infer_loops(plan, done)
         done.append(plan)
     buffers = _make_buffers(sch, plans, params)
+    drop_unneeded_guards(plans, buffers)
     roots = [p for p in plans if p.stage.attach.kind == "root"]
     body = seq(*(_stage_nest(p, buffers, plans) for p in roots))  # attached ones go inside
     param_buffers = set(params.values())
