@@ -78,11 +78,11 @@ class _Vectorizer(Rewriter):
         return self._lanewise(e, Not, e.a)
 
     def rewrite_Select(self, e):
-        cond = self.rewrite(e.cond)
-        if cond.dtype.lanes == 1:
-            return self._lanewise(e, lambda t, f: Select(cond, t, f), e.true_value,
-                                  e.false_value)
-        return self._lanewise(e, Select, cond, e.true_value, e.false_value)
+        cond, t, f = (self.rewrite(x) for x in (e.cond, e.true_value, e.false_value))
+        if cond is e.cond and t is e.true_value and f is e.false_value:
+            return e
+        lanes = max(x.dtype.lanes for x in (cond, t, f))
+        return Select(cond, _broadcast(t, lanes), _broadcast(f, lanes))  # cond may stay scalar
 
     def rewrite_Cast(self, e):
         value = self.rewrite(e.value)
