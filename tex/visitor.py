@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from functools import lru_cache
 
-from tex.expr import Node, Var
+from tex.expr import Var
 
 
 @lru_cache(maxsize=None)

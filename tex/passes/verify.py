@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from tex.errors import TexError
 from tex.expr import Let, Var
-from tex.ir import Allocate, For, LetStmt, Load, LoweredFunc, Store
+from tex.ir import Allocate, For, LetStmt, LoweredFunc
 from tex.visitor import Visitor
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from tex import ops
 from tex.dtype import INDEX
 from tex.errors import LoweringError
-from tex.expr import Const, Reduce, TensorRead, Var
+from tex.expr import Const, TensorRead, Var
 from tex.ir import Allocate, Buffer, For, IfThenElse, LetStmt, Load, LoweredFunc, Store, seq
 from tex.schedule.bound import StagePlan, drop_unneeded_guards, infer_loops, infer_region
 from tex.tensor import PlaceholderOp, Tensor

@@ -11,7 +11,7 @@ from tex import ops
 from tex.arith import prove, simplify
 from tex.dtype import INDEX
 from tex.expr import Const, Expr
-from tex.schedule.stage import Fuse, Split
+from tex.schedule.stage import Split
 from tex.tensor import Range
 
 _ZERO = Const(INDEX, 0)

@@ -2,7 +2,8 @@
 
 Each primitive checks its arguments, appends a record (`Split`, `Fuse`) or
 sets an attribute, and returns the new axes; only lowering reads the records.
-Records print and serialise, so a schedule can be logged and replayed.
+Records are plain data and print (`Stage.describe`, `print(schedule)`), so a
+schedule can be logged; their serialised form comes with the autotuner.
 """
 from __future__ import annotations
 
