@@ -15,7 +15,7 @@ from tex.dtype import INDEX
 from tex.errors import ScheduleError
 from tex.expr import Const, Reduce, TensorRead, Var
 from tex.schedule.relations import pass_down, pass_up, split_guards
-from tex.schedule.stage import Fuse, Split, Stage
+from tex.schedule.stage import Split, Stage
 from tex.tensor import ComputeOp, IterVar, PlaceholderOp, Range, Tensor
 from tex.visitor import substitute, transform
 
@@ -208,8 +208,6 @@ class Schedule:
         if not isinstance(factor_axis, int) or not 0 <= factor_axis <= ndim:
             raise ScheduleError(f"rfactor on stage {stage.name}: factor_axis must be in "
                                 f"[0, {ndim}], got {factor_axis!r}")
-        if any(isinstance(r, Fuse) and r.outer.kind != r.inner.kind for r in stage.relations):
-            raise ScheduleError(f"rfactor on stage {stage.name}: data and reduce axes are fused")
         rf_op = _rfactor_op(stage, axis, factor_axis)
         self._add(Stage.of(rf_op, self), self.stages.index(stage))
         self._reduce_partials(stage, rf_op, factor_axis)
