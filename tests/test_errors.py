@@ -225,6 +225,9 @@ def test_missing_and_bad_build_arguments():
         tex.lower(s, [A])
     with raises(tex.LoweringError, "tensor A", "args"):
         tex.lower(s, [C])
+    s[C].split(C.op.axis[0], factor=8)  # a guarded stage takes another path through lowering
+    with raises(tex.LoweringError, "tensor A", "args"):
+        tex.lower(s, [C])
     with raises(tex.LoweringError, "argument 1", "tensor"):
         tex.lower(s, [A, "C"])
     with raises(tex.TexError, "schedule"):

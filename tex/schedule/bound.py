@@ -176,11 +176,14 @@ def drop_unneeded_guards(plans: list, buffers: dict) -> None:
         for b in plan.body:
             for read in collect(b, lambda n: isinstance(n, TensorRead)):
                 accesses.append((read.tensor, [substitute(i, roots) for i in read.indices]))
-        if all(_inside(index, buffers[t], intervals) for t, index in accesses):
+        if all(_inside(index, buffers.get(t), intervals) for t, index in accesses):
             plan.guards = [(data, cond) for data, cond in plan.guards if not data]
 
 
 def _inside(index, entry, intervals) -> bool:
+    """Whether every index stays inside its buffer dimension (False if no buffer is known)."""
+    if entry is None:  # a tensor missing from args: lowering reports it later
+        return False
     buffer, offsets = entry
     offsets = offsets or [_ZERO] * len(index)
     for i, offset, extent in zip(index, offsets, buffer.shape):
