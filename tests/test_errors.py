@@ -225,7 +225,8 @@ def test_missing_and_bad_build_arguments():
         tex.lower(s, [A])
     with raises(tex.LoweringError, "tensor A", "args"):
         tex.lower(s, [C])
-    s[C].split(C.op.axis[0], factor=8)  # a guarded stage takes another path through lowering
+    io, _ = s[C].split(C.op.axis[0], factor=8)
+    s[B].compute_at(s[C], io)  # B's tile is guarded, stays in its buffer, and reads A
     with raises(tex.LoweringError, "tensor A", "args"):
         tex.lower(s, [C])
     with raises(tex.LoweringError, "argument 1", "tensor"):
