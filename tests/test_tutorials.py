@@ -9,14 +9,12 @@ import json
 import pathlib
 import sys
 
+import jupytext
+import nbclient
+import nbformat
 import pytest
-
-jupytext = pytest.importorskip("jupytext")
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
-pytest.importorskip("ipykernel")
-from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402
-from jupyter_client.manager import KernelManager  # noqa: E402
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import KernelManager
 
 TUTORIALS = pathlib.Path(__file__).resolve().parent.parent / "tutorials"
 NOTEBOOKS = sorted(TUTORIALS.glob("*.ipynb"))
