@@ -16,10 +16,10 @@ from tex import ops
 from tex.arith import Interval, bound, const_bound, prove, simplify
 from tex.dtype import INDEX
 from tex.errors import LoweringError
-from tex.expr import Binary, Const, Expr, TensorRead
+from tex.expr import Binary, Const, Expr, TensorRead, Var
 from tex.schedule.relations import pass_down, pass_up, split_guards
 from tex.tensor import Range
-from tex.visitor import collect, substitute
+from tex.visitor import collect, substitute, transform
 
 _ZERO = Const(INDEX, 0)
 
@@ -91,7 +91,8 @@ def infer_region(plan: StagePlan, done: list) -> None:
                 if read.tensor.op is not op and read.tensor.op is not plan.stage.origin_op:
                     continue
                 for d, index in enumerate(read.indices):
-                    i = bound(substitute(index, root_values), relaxed)
+                    index, unknown = _loaded_values_unknown(substitute(index, root_values))
+                    i = bound(index, {**relaxed, **unknown})
                     lows[d].append(i.lo)
                     highs[d].append(i.hi)
     region, alloc = [], []
@@ -111,6 +112,20 @@ def infer_region(plan: StagePlan, done: list) -> None:
         region.append(Range(simplify(lo, intervals), size))
         alloc.append(Const(INDEX, max(size_max, 1)))
     plan.region, plan.alloc_shape = region, alloc
+
+
+def _loaded_values_unknown(index):
+    """`index` with each tensor read in it (a gather) replaced by a variable that may take
+    any value, and those variables' (unbounded) intervals."""
+    unknown = {}
+
+    def opaque(node):
+        if isinstance(node, TensorRead):
+            var = Var(f"{node.tensor.name}_value", node.dtype)
+            unknown[var] = Interval.everything()
+            return var
+        return None
+    return transform(index, opaque), unknown
 
 
 def _fold(combine, items):
