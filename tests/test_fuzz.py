@@ -19,12 +19,11 @@ lowered loop program.
     python tests/test_fuzz.py 17 > case17.py                     # the script of seed 17
 
 The number of cases comes from `tex.config.fuzz_examples()` (TEX_FUZZ_EXAMPLES,
-default 40), the first seed from TEX_FUZZ_SEED (default 0). The bugs the
+default 40), the first seed from `tex.config.fuzz_seed()` (TEX_FUZZ_SEED, default 0). The bugs the
 fuzzer found are kept at the end of this file as small named regression tests.
 """
 from __future__ import annotations
 
-import os
 import random
 import sys
 import traceback
@@ -81,7 +80,7 @@ RTOL = {"float32": 1e-4, "float64": 1e-9}
 
 
 def fuzz_seeds() -> range:
-    start = int(os.environ.get("TEX_FUZZ_SEED", "0"))
+    start = config.fuzz_seed()
     return range(start, start + config.fuzz_examples())
 
 

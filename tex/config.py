@@ -6,6 +6,7 @@
 | TEX_PRINT_AFTER   | (none)  | comma-separated pass names (or `all`): print the program |
 |                   |         | after each of them to stderr                            |
 | TEX_FUZZ_EXAMPLES | 40      | how many random programs the fuzzer test tries          |
+| TEX_FUZZ_SEED     | 0       | the fuzzer's first seed                                 |
 """
 from __future__ import annotations
 
@@ -23,3 +24,7 @@ def print_after() -> set[str]:
 
 def fuzz_examples() -> int:
     return int(os.environ.get("TEX_FUZZ_EXAMPLES", "40"))
+
+
+def fuzz_seed() -> int:
+    return int(os.environ.get("TEX_FUZZ_SEED", "0"))

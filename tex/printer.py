@@ -6,6 +6,7 @@ name inside one printed tree, the later ones get a numeric suffix.
 """
 from __future__ import annotations
 
+from tex import ops
 from tex.expr import (Binary, Call, Cast, Compare, Const, Let, Logical, Not, Reduce, Select,
                       TensorRead, Var)
 from tex.ir import (Allocate, Broadcast, For, IfThenElse, LetStmt, Load, LoweredFunc, Ramp,
@@ -107,10 +108,13 @@ class _Printer:
                 self.stmt(item, depth)
         elif isinstance(s, For):
             var = self.name(s.var, s.var.name)
-            start = "" if isinstance(s.min, Const) and s.min.value == 0 else f"{self.expr(s.min)}, "
+            if isinstance(s.min, Const) and s.min.value == 0:
+                bounds = self.expr(s.extent)
+            else:  # Python's range(start, stop)
+                bounds = f"{self.expr(s.min)}, {self.expr(ops.binary('add', s.min, s.extent))}"
             kind = "range" if s.kind == "serial" else s.kind
             pragmas = "".join(f"  # pragma {k}={v}" for k, v in s.pragmas)
-            self.lines.append(f"{pad}for {var} in {kind}({start}{self.expr(s.extent)}):{pragmas}")
+            self.lines.append(f"{pad}for {var} in {kind}({bounds}):{pragmas}")
             self.stmt(s.body, depth + 1)
         elif isinstance(s, Store):
             target = self.name(s.buffer, s.buffer.name)
