@@ -3,6 +3,7 @@
     python -m bench.matmul             # or: python bench/matmul.py
     python -m bench.matmul --save      # also write bench/results/matmul.txt
     python -m bench.matmul --sweep     # time every schedule variant in bench/schedules.py
+    python -m bench.matmul --alone     # tex and NumPy each in a process of its own
 
 Prints, in one run: the GFLOP/s of NumPy and of tex, each the median of
 interleaved samples (one tex call, one NumPy call, alternating which goes
@@ -175,6 +176,43 @@ def benchmark(size: int, samples: int) -> list[str]:
     ]
 
 
+def one_side(name: str, size: int, samples: int) -> float:
+    """Median seconds of tex's best schedule or of NumPy, with nothing else running."""
+    a, b = inputs(size)
+    c = np.empty((size, size), np.float32)
+    if name == "tex":
+        s, args = matmul(size, size, size, **BEST_MATMUL)
+        kernel = tex.build(s, args)
+        check(kernel, a, b)
+        run = lambda: kernel(a, b, c)  # noqa: E731
+    else:
+        run = lambda: np.matmul(a, b, out=c)  # noqa: E731
+    for _ in range(3):
+        run()
+    times = []
+    for _ in range(samples):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def alone(size: int, samples: int) -> list[str]:
+    """Each side timed in a process of its own, so neither's thread pool meets the other's."""
+    lines = [f"matmul {size}^3 float32, each side alone in a fresh process, median of "
+             f"{samples}; " + ", ".join(f"{n}={os.environ.get(n)}" for n in POOL_SETTINGS)]
+    seconds = {}
+    for name in ("numpy", "tex"):
+        out = subprocess.run([sys.executable, "-m", "bench.matmul", "--only", name,
+                              "--size", str(size), "--samples", str(samples)],
+                             capture_output=True, text=True, check=True,
+                             cwd=pathlib.Path(__file__).resolve().parent.parent)
+        seconds[name] = float(out.stdout.split()[-1])
+        lines.append(f"  {name:6} {gflops(size, seconds[name]):8.1f} GFLOP/s")
+    lines.append(f"  tex/NumPy {seconds['numpy'] / seconds['tex']:6.3f}")
+    return lines
+
+
 def sweep(size: int, samples: int, clock=time.perf_counter) -> list[str]:
     """Every variant and NumPy, timed round-robin (one call each per round); medians."""
     a, b = inputs(size)
@@ -207,11 +245,19 @@ def main(argv=None):
     parser.add_argument("--samples", type=int, default=20, help="timed calls of each")
     parser.add_argument("--sweep", action="store_true", help="compare the schedule variants")
     parser.add_argument("--save", action="store_true", help=f"write {RESULTS.name} too")
+    parser.add_argument("--alone", action="store_true",
+                        help="time tex and NumPy each in a process of its own")
+    parser.add_argument("--only", choices=("tex", "numpy"), help=argparse.SUPPRESS)
     parser.add_argument("--thread-time", action="store_true",
                         help="sweep with the calling thread's CPU time instead of wall time "
                              "(for OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 on a busy machine)")
     args = parser.parse_args(argv)
-    if args.sweep:
+    if args.only:  # one side of --alone: print the median seconds
+        print(one_side(args.only, args.size, args.samples))
+        return
+    if args.alone:
+        lines = alone(args.size, args.samples) + ["machine: " + machine_load().splitlines()[0]]
+    elif args.sweep:
         load_before = machine_load()
         clock = time.thread_time if args.thread_time else time.perf_counter
         lines = sweep(args.size, args.samples, clock)
