@@ -178,3 +178,18 @@ def test_vectorize_cuts_other_widths_into_powers_of_two():
         A[ramp(8, 1, 4)] = B[ramp(8, 1, 4)]
         A[12] = B[12]
     """)
+
+
+def test_simplify_folds_a_prefix_guard_into_the_loop_extent():
+    i, j, n = Var("i"), Var("j"), Var("n")
+    body = loop(i, 7, IfThenElse((i < 3) & (n > i), Store(A, Load(B, (i,)), (i,))))
+    expect(simplify_stmt(body), """
+        for i in range(3):
+          if n > i:
+            A[i] = B[i]
+    """)
+    dead = loop(i, 7, IfThenElse(i < 1, loop(j, 8, IfThenElse(i * 8 + j < 1,
+                                                              Store(A, const(1.0), (j,))))))
+    expect(simplify_stmt(dead), """
+        A[0] = 1.0
+    """)

@@ -3,17 +3,20 @@
 Guarantees: the program computes the same values; every expression is in the
 simplifier's canonical form (`tex.arith.simplify`) given the ranges of the
 enclosing loops; branches whose condition is provably true or false are
-replaced by the side taken; a (non-parallel) loop that runs once becomes its
-body with the variable replaced by the start; loops that never run disappear.
+replaced by the side taken; a serial loop whose whole body is guarded by
+`var < end` stops at `end` (when that is a constant); a (non-parallel) loop
+that runs once becomes its body with the variable replaced by the start;
+loops that never run disappear.
 """
 from __future__ import annotations
 
 import dataclasses
 
+from tex import ops
 from tex.arith import Interval, simplify
-from tex.expr import Const, Expr
+from tex.expr import Compare, Const, Expr, Logical
 from tex.ir import For, IfThenElse, LetStmt, Stmt, seq
-from tex.visitor import Rewriter, substitute
+from tex.visitor import Rewriter, substitute, uses_var
 
 
 class _Simplify(Rewriter):
@@ -27,16 +30,40 @@ class _Simplify(Rewriter):
 
     def rewrite_For(self, loop: For):
         lo, extent = simplify(loop.min, self.ranges), simplify(loop.extent, self.ranges)
+        body = loop.body
+        if loop.kind == "serial":
+            extent, body = self._tighten(loop.var, lo, extent, body)
         if isinstance(extent, Const) and extent.value <= 0:
             return seq()
         if isinstance(extent, Const) and extent.value == 1 and loop.kind != "parallel":
-            return self.rewrite(substitute(loop.body, {loop.var: lo}))
+            return self.rewrite(substitute(body, {loop.var: lo}))
         self.ranges[loop.var] = Interval(lo, simplify(lo + extent - 1, self.ranges))
-        body = self.rewrite(loop.body)
+        body = self.rewrite(body)
         del self.ranges[loop.var]
         if lo is loop.min and extent is loop.extent and body is loop.body:
             return loop
         return dataclasses.replace(loop, min=lo, extent=extent, body=body)
+
+    def _tighten(self, var, lo, extent, body):
+        """(extent, body) with a guard `var < end` around the whole body folded into the extent.
+
+        Such a guard holds for a prefix of the iterations, so the loop can stop
+        where it first fails; done when the new extent is a constant.
+        """
+        if not isinstance(body, IfThenElse) or body.else_body is not None:
+            return extent, body
+        kept = []
+        for cond in _conjuncts(simplify(body.cond, self.ranges)):
+            end = _exclusive_end(cond, var)
+            if end is not None:
+                shorter = simplify(ops.minimum(extent, ops.binary("sub", end, lo)), self.ranges)
+                if isinstance(shorter, Const):
+                    extent = Const(extent.dtype, max(shorter.value, 0))
+                    continue
+            kept.append(cond)
+        if len(kept) == len(_conjuncts(body.cond)):
+            return extent, body
+        return extent, (IfThenElse(ops.all_(*kept), body.then_body) if kept else body.then_body)
 
     def rewrite_IfThenElse(self, node: IfThenElse):
         cond = simplify(node.cond, self.ranges)
@@ -52,6 +79,22 @@ class _Simplify(Rewriter):
         if isinstance(value, Const):
             return self.rewrite(substitute(node.body, {node.var: value}))
         return LetStmt(node.var, value, self.rewrite(node.body))
+
+
+def _conjuncts(cond: Expr) -> list[Expr]:
+    if isinstance(cond, Logical) and cond.op == "and":
+        return _conjuncts(cond.a) + _conjuncts(cond.b)
+    return [cond]
+
+
+def _exclusive_end(cond: Expr, var) -> Expr | None:
+    """`end` when `cond` is `var < end` or `var <= end - 1` with `end` free of `var`."""
+    if isinstance(cond, Compare) and cond.a is var and not uses_var(cond.b, var):
+        if cond.op == "lt":
+            return cond.b
+        if cond.op == "le":
+            return ops.binary("add", cond.b, 1)
+    return None
 
 
 def simplify_stmt(stmt: Stmt) -> Stmt:
