@@ -250,15 +250,16 @@ def test_symbolic_size_no_argument_defines():
         tex.lower(tex.create_schedule(B.op), [A, B])
 
 
-class TestKernelCalls:
-    @pytest.fixture(scope="class")
-    def kernel(self):
-        n = tex.var("n")
-        A = tex.placeholder((n, 4), name="A")
-        B = tex.placeholder((n,), "float64", name="B")
-        C = tex.compute((n, 4), lambda i, j: A[i, j] * tex.cast("float32", B[i]), name="C")
-        return tex.build(tex.create_schedule(C.op), [A, B, C])
+@pytest.fixture(scope="module")
+def kernel():
+    n = tex.var("n")
+    A = tex.placeholder((n, 4), name="A")
+    B = tex.placeholder((n,), "float64", name="B")
+    C = tex.compute((n, 4), lambda i, j: A[i, j] * tex.cast("float32", B[i]), name="C")
+    return tex.build(tex.create_schedule(C.op), [A, B, C])
 
+
+class TestKernelCalls:
     def test_works(self, kernel):
         a, b = np.ones((3, 4), np.float32), np.arange(3.0)
         np.testing.assert_allclose(kernel(a, b), a * b[:, None])
