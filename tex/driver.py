@@ -19,6 +19,7 @@ from tex.passes.simplify import simplify_stmt
 from tex.passes.unroll import unroll_loops
 from tex.passes.vectorize import vectorize_loops
 from tex.passes.verify import verify
+from tex.runtime.kernel import build_kernel
 from tex.schedule.lower import schedule_to_func
 from tex.schedule.schedule import Schedule
 from tex.target import as_target
@@ -66,8 +67,6 @@ def build(sch: Schedule, args, target="llvm", name: str = "main"):
     schedule reuses the compiled code.
     TVM: `tvm.build(s, args, target)`.
     """
-    from tex.runtime.kernel import build_kernel
-
     target = as_target(target)
     if not isinstance(sch, Schedule):
         raise BuildError(f"build: expected a schedule from tex.create_schedule, got "

@@ -58,12 +58,15 @@ class Interval:
         return Interval(None, None)
 
     @staticmethod
-    def from_extent(min_, extent) -> Interval:
-        """The values of a loop variable running over `[min_, min_ + extent)`."""
+    def from_extent(min_, extent, ranges: dict | None = None) -> Interval:
+        """The values of a loop variable running over `[min_, min_ + extent)`.
+
+        The upper end is simplified, knowing `ranges` of the variables in it.
+        """
         from tex.arith.simplifier import simplify  # simplifier.py imports this module
 
         lo = ops.as_expr(min_)
-        return Interval(lo, simplify(lo + extent - 1))
+        return Interval(lo, simplify(lo + extent - 1, ranges))
 
     @property
     def const_lo(self) -> int | None:

@@ -37,7 +37,7 @@ class _Simplify(Rewriter):
             return seq()
         if isinstance(extent, Const) and extent.value == 1 and loop.kind != "parallel":
             return self.rewrite(substitute(body, {loop.var: lo}))
-        self.ranges[loop.var] = Interval(lo, simplify(lo + extent - 1, self.ranges))
+        self.ranges[loop.var] = Interval.from_extent(lo, extent, self.ranges)
         body = self.rewrite(body)
         del self.ranges[loop.var]
         if lo is loop.min and extent is loop.extent and body is loop.body:

@@ -56,7 +56,7 @@ def loop_intervals(plans) -> dict:
         for leaf in plan.stage.leaf_iter_vars:
             r = plan.ranges.get(leaf)
             if r is not None:
-                intervals[leaf.var] = Interval(_ZERO, ops.binary("sub", r.extent, 1))
+                intervals[leaf.var] = Interval.from_extent(_ZERO, r.extent)
     return intervals
 
 
