@@ -19,6 +19,16 @@ def random_array(shape, dtype="float32", rng=RNG) -> np.ndarray:
     return (rng.standard_normal(shape) + 0.1).astype(dtype)
 
 
+def loops(schedule, args) -> list[str]:
+    """The loops of the lowered program, in print order, as "kind name" ("range i_outer")."""
+    found = []
+    for line in str(tex.lower(schedule, args)).splitlines():
+        words = line.split()
+        if words and words[0] == "for":
+            found.append(f"{words[3].split('(')[0]} {words[1]}")
+    return found
+
+
 def check(schedule, args, inputs, expected, rtol=1e-5, atol=1e-5, target="llvm"):
     """Build `schedule`, run it on `inputs` (outputs allocated) and compare with `expected`.
 

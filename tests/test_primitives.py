@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import tex
-from checks import check, random_array
+from checks import check, loops, random_array
 
 
 def elementwise(shape):
@@ -38,6 +38,9 @@ def test_split_factor(factor):
     s[B].split(B.op.axis[0], factor=factor)
     a = random_array((37,))
     check(s, [A, B], [a], a * 2 + 1)
+    expected = [f"range {name}" for name, extent in (("i0_outer", -(-37 // factor)),
+                                                     ("i0_inner", factor)) if extent > 1]
+    assert loops(s, [A, B]) == expected
 
 
 @pytest.mark.parametrize("nparts", [1, 4, 7, 129, 200])
@@ -78,6 +81,8 @@ def test_tile_and_reorder():
     s[C].reorder(io, jo, ko, ii, ki, ji)
     a, b = random_array((37, 45)), random_array((45, 129))
     check(s, [A, B, C], [a, b], a @ b, rtol=1e-4, atol=1e-4)
+    update = [name.split()[1] for name in loops(s, [A, B, C]) if "_init" not in name]
+    assert update == ["i_outer", "j_outer", "k_outer", "i_inner", "k_inner", "j_inner"]
 
 
 def test_fuse_two_and_three_axes():
@@ -87,6 +92,7 @@ def test_fuse_two_and_three_axes():
     s[B].fuse(x, y, z)
     a = random_array((7, 13, 5))
     check(s, [A, B], [a], a * 2 + 1)
+    assert loops(s, [A, B]) == ["range i0_i1_fused_i2_fused"]
 
 
 def test_fuse_after_split_then_parallel():
@@ -98,6 +104,7 @@ def test_fuse_after_split_then_parallel():
     s[B].parallel(fused)
     a = random_array((37, 29))
     check(s, [A, B], [a], a * 2 + 1)
+    assert loops(s, [A, B]) == ["parallel i0_outer_i0_inner_fused", "range i1"]
 
 
 def test_fuse_then_split():
@@ -179,6 +186,7 @@ def test_unroll(factor):
     s[B].unroll(ki)
     a = random_array((9, 31))
     check(s, [A, B], [a], a.sum(1), rtol=1e-5, atol=1e-4)
+    assert not any("k_inner" in loop for loop in loops(s, [A, B]))
 
 
 def test_unroll_and_vectorize_together():
@@ -199,6 +207,7 @@ def test_parallel_symbolic():
     A, B = elementwise((n, 3))
     s = tex.create_schedule(B.op)
     s[B].parallel(B.op.axis[0])
+    assert loops(s, [A, B]) == ["parallel i0", "range i1"]
     kernel = tex.build(s, [A, B])
     for size in (1, 2, 3, 1001):
         a = random_array((size, 3))
@@ -223,7 +232,8 @@ def test_compute_inline_chain():
     s[C].compute_inline()
     a = random_array((37, 13))
     check(s, [A, D], [a], ((a + 1) * 3 - (a + 1)).T)
-    assert "B" not in str(tex.lower(s, [A, D])).split("def")[1].split(")")[1]
+    body = str(tex.lower(s, [A, D])).split("\n", 1)[1]
+    assert "allocate" not in body and "B[" not in body and "C[" not in body
 
 
 def test_compute_root_is_the_default_and_undoes_compute_at():
@@ -235,6 +245,8 @@ def test_compute_root_is_the_default_and_undoes_compute_at():
     s[B].compute_root()
     a = random_array((37,))
     check(s, [A, C], [a], (a + 1) * 2)
+    assert "B = allocate(float32[37]" in str(tex.lower(s, [A, C]))
+    assert loops(s, [A, C]) == ["range i", "range i_1"]  # B's loop, then C's
 
 
 @pytest.mark.parametrize("at", ["outer", "inner"])
@@ -246,6 +258,9 @@ def test_compute_at_split_loop(at):
     s = tex.create_schedule(C.op)
     outer, inner = s[C].split(C.op.axis[0], factor=8)
     s[B].compute_at(s[C], outer if at == "outer" else inner)
+    text = str(tex.lower(s, [A, C]))
+    assert f"B = allocate(float32[{8 if at == 'outer' else 1}]" in text
+    assert text.index("for i_outer") < text.index("B = allocate")
     kernel = tex.build(s, [A, C])
     for size in (3, 8, 37):
         a = random_array((size,))
