@@ -156,37 +156,35 @@ def test_softmax_pipeline(fused):
     check(s, [A, out], [a], softmax_reference(a), rtol=1e-5, atol=1e-6)
 
 
-def argmax_reducer():
+def argmax_decl(n, m):
+    """(A, index, value, k): the position and value of each row's maximum, a tuple reducer."""
     def combine(x, y):
         take_left = x[1] >= y[1]
         return tex.if_then_else(take_left, x[0], y[0]), tex.if_then_else(take_left, x[1], y[1])
 
     def identity(index_dtype, value_dtype):
         return tex.const(-1, index_dtype), tex.min_value(value_dtype)
-    return tex.comm_reducer(combine, identity, name="argmax")
+    argmax = tex.comm_reducer(combine, identity, name="argmax")
+    A = tex.placeholder((n, m), name="A")
+    k = tex.reduce_axis((0, m), name="k")
+    index, value = tex.compute((n,), lambda i: argmax((tex.cast("int32", k), A[i, k]), axis=k),
+                               name="T")
+    return A, index, value, k
 
 
 def test_argmax_tuple_reducer():
-    argmax = argmax_reducer()
-    A = tex.placeholder((37, 129), name="A")
-    k = tex.reduce_axis((0, 129), name="k")
-    index, value = tex.compute((37,), lambda i: argmax((tex.cast("int32", k), A[i, k]), axis=k),
-                               name="T")
+    A, index, value, k = argmax_decl(37, 129)
     s = tex.create_schedule(index.op)
-    ko, ki = s[index.op].split(k, factor=16)
+    s[index.op].split(k, factor=16)
     a = random_array((37, 129))
     check(s, [A, index, value], [a], (a.argmax(1).astype(np.int32), a.max(1)))
 
 
 def test_argmax_rfactor():
-    argmax = argmax_reducer()
-    A = tex.placeholder((9, 100), name="A")
-    k = tex.reduce_axis((0, 100), name="k")
-    index, value = tex.compute((9,), lambda i: argmax((tex.cast("int32", k), A[i, k]), axis=k),
-                               name="T")
+    A, index, value, k = argmax_decl(9, 100)
     s = tex.create_schedule(index.op)
     ko, ki = s[index.op].split(k, factor=8)
-    rf_index, rf_value = s.rfactor(index, ki)
+    s.rfactor(index, ki)
     a = random_array((9, 100))
     got_index, got_value = tex.build(s, [A, index, value])(a)
     np.testing.assert_array_equal(got_value, a.max(1))
