@@ -15,9 +15,9 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from tex.dtype import DType, INDEX
+from tex.dtype import DType
 from tex.errors import ExprError
-from tex.expr import Const, Expr, Node, Var
+from tex.expr import Expr, Node, Var
 
 _buffer_ids = itertools.count()
 
@@ -210,6 +210,3 @@ class LoweredFunc:
 
     __repr__ = __str__
 
-
-def index_const(value: int) -> Const:
-    return Const(INDEX, value)

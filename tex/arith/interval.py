@@ -80,10 +80,6 @@ class Interval:
     def is_const(self) -> bool:
         return self.const_lo is not None and self.const_hi is not None
 
-    @property
-    def is_point(self) -> bool:
-        return self.lo is not None and structurally_equal(self.lo, self.hi)
-
     def __eq__(self, other):
         return (isinstance(other, Interval) and structurally_equal(self.lo, other.lo)
                 and structurally_equal(self.hi, other.hi))
