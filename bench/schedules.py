@@ -1,7 +1,9 @@
-"""Hand-written schedules that the benchmarks time against NumPy.
+"""Hand-written schedules that the benchmarks time against NumPy and the peers.
 
-Each function declares its operation, schedules it, and returns
-`(schedule, args)`, ready for `tex.build(schedule, args)`.
+Each function declares its operation for the shape it is given, schedules it,
+and returns `(schedule, args)`, ready for `tex.build(schedule, args)`: the
+inputs first, the output last. tests/test_bench_schedules.py builds every one
+at small, awkward sizes and compares it with NumPy.
 """
 from __future__ import annotations
 
@@ -11,21 +13,36 @@ import tex
 #: AVX-512), see bench/results/matmul.txt and `python -m bench.matmul --sweep`.
 BEST_MATMUL = {"mr": 6, "nr": 64, "kc": None, "pack_a": False}
 
+#: Lanes of the vector accumulators of the row reductions (four AVX-512 registers).
+REDUCE_LANES = 64
+
+ZERO = tex.const(0.0, "float32")
+
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _pack_b(B, K: int, N: int, nr: int):
-    """B in panels of nr columns: B_packed[p, k, jj] = B[k, p * nr + jj] (zero past N)."""
+# --- matmul -------------------------------------------------------------------------------
+
+def _pack_b(B, K: int, N: int, nr: int, batch: int | None):
+    """B in panels of nr columns: packed[p, k, jj] = B[k, p * nr + jj] (zero past N).
+
+    With a batch, the batch index goes first: packed[b, p, k, jj] = B[b, k, p * nr + jj].
+    """
     panels = _ceil_div(N, nr)
-    if N % nr == 0:
-        return tex.compute((panels, K, nr), lambda p, k, jj: B[k, p * nr + jj], name="B_packed")
-    return tex.compute(
-        (panels, K, nr),
-        lambda p, k, jj: tex.if_then_else(p * nr + jj < N, B[k, p * nr + jj],
-                                          tex.const(0.0, "float32")),
-        name="B_packed")
+
+    def value(read, p, k, jj):
+        if N % nr == 0:
+            return read(k, p * nr + jj)
+        return tex.if_then_else(p * nr + jj < N, read(k, p * nr + jj), ZERO)
+
+    if batch is None:
+        return tex.compute((panels, K, nr), lambda p, k, jj: value(lambda *ix: B[ix], p, k, jj),
+                           name="B_packed")
+    return tex.compute((batch, panels, K, nr),
+                       lambda b, p, k, jj: value(lambda *ix: B[(b,) + ix], p, k, jj),
+                       name="B_packed")
 
 
 def _pack_a(A, M: int, K: int, mr: int):
@@ -35,84 +52,289 @@ def _pack_a(A, M: int, K: int, mr: int):
         return tex.compute((panels, K, mr), lambda p, k, ii: A[p * mr + ii, k], name="A_packed")
     return tex.compute(
         (panels, K, mr),
-        lambda p, k, ii: tex.if_then_else(p * mr + ii < M, A[p * mr + ii, k],
-                                          tex.const(0.0, "float32")),
+        lambda p, k, ii: tex.if_then_else(p * mr + ii < M, A[p * mr + ii, k], ZERO),
         name="A_packed")
 
 
 def matmul(M: int, N: int, K: int, *, mr: int = 4, nr: int = 64, kc: int | None = None,
-           pack_a: bool = False, parallel: bool = True):
+           pack_a: bool = False, parallel: bool = True, batch: int | None = None):
     """C = A @ B (float32) with an mr x nr tile of C accumulated in registers.
 
     B is packed into panels nr columns wide, so that the inner loop reads one
     contiguous row of a panel per step of k; with `pack_a`, A is packed into
     panels mr rows tall, so that the mr broadcasts of a step read consecutive
-    floats. The loops over column panels go outermost (and run in parallel),
-    so one panel of B stays in a core's L2 while the rows of A pass by.
+    floats. The loops over column panels go outermost, so one panel of B
+    stays in a core's L2 while the rows of A pass by; they are fused with the
+    loop over row tiles (and the batch loop, with `batch`) into the loop that
+    runs in parallel, so that a narrow B (one panel) still keeps both cores busy.
 
     Without `kc`, the tile is a write cache (`cache_write` + `compute_at`)
     reduced over all of k and copied to C once. With `kc`, k is split by kc
     and its outer loop goes outside the loop over row tiles (the k-blocked
     "GotoBLAS" order): C itself accumulates, one kc-deep slice of A at a time.
+    With `batch`, A, B and C carry a leading batch axis of that extent.
     Returns (schedule, [A, B, C]).
     """
-    A = tex.placeholder((M, K), name="A")
-    B = tex.placeholder((K, N), name="B")
-    B_packed = _pack_b(B, K, N, nr)
+    lead = () if batch is None else (batch,)
+    A = tex.placeholder(lead + (M, K), name="A")
+    B = tex.placeholder(lead + (K, N), name="B")
+    B_packed = _pack_b(B, K, N, nr, batch)
     k = tex.reduce_axis((0, K), name="k")
+    if pack_a and batch is not None:
+        raise ValueError("pack_a is not offered with a batch")
     A_packed = _pack_a(A, M, K, mr) if pack_a else None
 
-    def a_at(i, k):
-        return A_packed[i // mr, k, i % mr] if pack_a else A[i, k]
+    def product(b, i, j):
+        a = A_packed[i // mr, k, i % mr] if pack_a else A[b + (i, k)]
+        return a * B_packed[b + (j // nr, k, j % nr)]
 
-    C = tex.compute((M, N), lambda i, j: tex.sum(a_at(i, k) * B_packed[j // nr, k, j % nr],
-                                                 axis=k), name="C")
-    s = tex.create_schedule(C.op)
-    if kc is None:
-        j_outer = _register_tile_cached(s, C, mr, nr)
+    if batch is None:
+        C = tex.compute((M, N), lambda i, j: tex.sum(product((), i, j), axis=k), name="C")
     else:
-        j_outer = _register_tile_k_blocked(s, C, mr, nr, kc)
+        C = tex.compute((batch, M, N), lambda b, i, j: tex.sum(product((b,), i, j), axis=k),
+                        name="C")
+    s = tex.create_schedule(C.op)
+    outer = list(C.op.axis[:-2])
+    if kc is None:
+        tile_loops = _register_tile_cached(s, C, mr, nr, outer, parallel)
+    else:
+        tile_loops = _register_tile_k_blocked(s, C, mr, nr, kc, outer)
     _schedule_pack(s, B_packed, parallel, "vectorize")
     if pack_a:  # a transpose of mr-row strips: unroll the short lane loop, no gathers
         _schedule_pack(s, A_packed, parallel, "unroll")
-    if parallel:
-        s[C].parallel(j_outer)
+    if parallel and kc is not None:
+        s[C].parallel(tile_loops)
     return s, [A, B, C]
 
 
-def _register_tile_cached(s, C, mr: int, nr: int):
-    """An mr x nr write cache computed at each tile of C; returns the column-panel loop."""
+def _register_tile_cached(s, C, mr: int, nr: int, outer: list, parallel: bool):
+    """An mr x nr write cache computed at each tile of C; returns the fused tile loop."""
     C_local = s.cache_write(C, "local")
-    i, j = C.op.axis
+    i, j = C.op.axis[-2:]
     j_outer, j_inner = s[C].split(j, factor=nr)
     i_outer, i_inner = s[C].split(i, factor=mr)
-    s[C].reorder(j_outer, i_outer, i_inner, j_inner)
+    s[C].reorder(*outer, j_outer, i_outer, i_inner, j_inner)
+    tiles = s[C].fuse(*outer, j_outer, i_outer)
     s[C].unroll(i_inner)
     s[C].vectorize(j_inner)
-    s[C_local].compute_at(s[C], i_outer)
-    i_c, j_c = s[C_local].op.axis
+    if parallel:
+        s[C].parallel(tiles)
+    s[C_local].compute_at(s[C], tiles)
+    i_c, j_c = C_local.op.axis[-2:]
     (k_c,) = s[C_local].op.reduce_axis
     s[C_local].reorder(k_c, i_c, j_c)
     s[C_local].unroll(i_c)
     s[C_local].vectorize(j_c)
-    return j_outer
+    return tiles
 
 
-def _register_tile_k_blocked(s, C, mr: int, nr: int, kc: int):
+def _register_tile_k_blocked(s, C, mr: int, nr: int, kc: int, outer: list):
     """C accumulated in place, k split by kc outside the row tiles; returns the panel loop."""
-    i, j = C.op.axis
+    i, j = C.op.axis[-2:]
     (k,) = C.op.reduce_axis
     j_outer, j_inner = s[C].split(j, factor=nr)
     i_outer, i_inner = s[C].split(i, factor=mr)
     k_outer, k_inner = s[C].split(k, factor=kc)
-    s[C].reorder(j_outer, k_outer, i_outer, k_inner, i_inner, j_inner)
+    s[C].reorder(*outer, j_outer, k_outer, i_outer, k_inner, i_inner, j_inner)
     s[C].unroll(i_inner)
     s[C].vectorize(j_inner)
-    return j_outer
+    return s[C].fuse(*outer, j_outer)
 
 
 def _schedule_pack(s, packed, parallel: bool, lanes: str):
-    panel, _, lane = packed.op.axis
+    *panels, _, lane = packed.op.axis
     getattr(s[packed], lanes)(lane)
     if parallel:
-        s[packed].parallel(panel)
+        s[packed].parallel(s[packed].fuse(*panels))
+
+
+# --- conv2d -------------------------------------------------------------------------------
+
+def conv2d(N: int, C: int, H: int, W: int, K: int, *, kb: int = 32, wb: int = 8):
+    """NCHW convolution with K 3x3 filters, stride 1, padding 1 (float32).
+
+    The kernel pads the input into a buffer of its own, packs the weights so
+    that kb output channels of one (c, dy, dx) are contiguous, and computes
+    the output in blocks of kb channels, channel-innermost (`conv_blocked`),
+    as kb x wb register tiles: per step of the reduction, kb/16 vector loads
+    of weights and wb broadcasts of one input pixel feed kb*wb/16 vector FMAs.
+    A last stage writes the blocks back to NCHW. Returns (schedule, [data,
+    weight, out]).
+    """
+    data = tex.placeholder((N, C, H, W), name="data")
+    weight = tex.placeholder((K, C, 3, 3), name="weight")
+    padded = tex.compute(
+        (N, C, H + 2, W + 2),
+        lambda n, c, y, x: tex.if_then_else(tex.all(y >= 1, y <= H, x >= 1, x <= W),
+                                            data[n, c, y - 1, x - 1], ZERO),
+        name="padded")
+    blocks = _ceil_div(K, kb)
+    w_packed = tex.compute(
+        (blocks, C, 3, 3, kb),
+        lambda ko, c, dy, dx, ki: tex.if_then_else(ko * kb + ki < K,
+                                                   weight[ko * kb + ki, c, dy, dx], ZERO)
+        if K % kb else weight[ko * kb + ki, c, dy, dx],
+        name="w_packed")
+    rc = tex.reduce_axis((0, C), name="rc")
+    ry = tex.reduce_axis((0, 3), name="ry")
+    rx = tex.reduce_axis((0, 3), name="rx")
+    blocked = tex.compute(
+        (N, blocks, H, W, kb),
+        lambda n, ko, y, x, ki: tex.sum(padded[n, rc, y + ry, x + rx] * w_packed[ko, rc, ry, rx, ki],
+                                        axis=[rc, ry, rx]),
+        name="conv_blocked")
+    out = tex.compute((N, K, H, W), lambda n, k, y, x: blocked[n, k // kb, y, x, k % kb],
+                      name="conv")
+    s = tex.create_schedule(out.op)
+
+    s[padded].parallel(s[padded].fuse(*padded.op.axis[:2]))
+    s[padded].vectorize(padded.op.axis[3])
+    s[w_packed].parallel(s[w_packed].fuse(*w_packed.op.axis[:2]))
+    s[w_packed].vectorize(w_packed.op.axis[4])
+
+    local = s.cache_write(blocked, "local")
+    n, ko, y, x, ki = blocked.op.axis
+    x_outer, x_inner = s[blocked].split(x, factor=wb)
+    s[blocked].reorder(n, ko, y, x_outer, x_inner, ki)
+    rows = s[blocked].fuse(n, ko, y)
+    s[blocked].parallel(rows)
+    s[blocked].unroll(x_inner)
+    s[blocked].vectorize(ki)
+    s[local].compute_at(s[blocked], x_outer)
+    *_, x_local, ki_local = local.op.axis
+    s[local].reorder(*local.op.reduce_axis, *local.op.axis)
+    s[local].unroll(x_local)
+    s[local].vectorize(ki_local)
+
+    s[out].parallel(s[out].fuse(*out.op.axis[:2]))
+    s[out].vectorize(out.op.axis[3])
+    return s, [data, weight, out]
+
+
+# --- reductions ---------------------------------------------------------------------------
+
+def _vector_partials(s, R, at_stage, at_axis, lanes: int = REDUCE_LANES):
+    """Reduce R's innermost reduction axis through `lanes` vector partial results.
+
+    `rfactor` splits the axis into lanes partial reductions, vectorized
+    across the lanes and computed at (at_stage, at_axis); R then combines
+    the lanes. Returns the partial stage.
+    """
+    k = R.op.reduce_axis[-1]
+    _, k_inner = s[R].split(k, factor=lanes)
+    partial = s.rfactor(R, k_inner)
+    lane, *rows = partial.op.axis
+    s[partial].reorder(*rows, *partial.op.reduce_axis, lane)
+    s[partial].vectorize(lane)
+    s[partial].compute_at(at_stage, at_axis)
+    return partial
+
+
+def row_sum(rows: int, cols: int):
+    """B[i] = sum of A[i, :], rows in parallel. Returns (schedule, [A, B])."""
+    A = tex.placeholder((rows, cols), name="A")
+    k = tex.reduce_axis((0, cols), name="k")
+    B = tex.compute((rows,), lambda i: tex.sum(A[i, k], axis=k), name="B")
+    s = tex.create_schedule(B.op)
+    (i,) = B.op.axis
+    _vector_partials(s, B, s[B], i)
+    s[B].parallel(i)
+    return s, [A, B]
+
+
+def full_sum(rows: int, cols: int, *, chunks: int = 16):
+    """B[0] = sum of all of A: chunks of rows summed in parallel, then the chunks' sums.
+
+    The rows are split into `chunks` parts (rfactor), each summed by one task
+    into vector partials; the last step adds the chunks. Returns (schedule, [A, B]).
+    """
+    A = tex.placeholder((rows, cols), name="A")
+    r = tex.reduce_axis((0, rows), name="r")
+    c = tex.reduce_axis((0, cols), name="c")
+    B = tex.compute((1,), lambda _: tex.sum(A[r, c], axis=[r, c]), name="B")
+    s = tex.create_schedule(B.op)
+    r_chunk, _ = s[B].split(r, nparts=chunks)
+    per_chunk = s.rfactor(B, r_chunk)
+    chunk = per_chunk.op.axis[0]
+    _vector_partials(s, per_chunk, s[per_chunk], chunk)
+    s[per_chunk].parallel(chunk)
+    return s, [A, B]
+
+
+def softmax(rows: int, cols: int, *, lanes: int = REDUCE_LANES):
+    """Y = softmax of X over its last axis, one row per task, in one pass over memory.
+
+    The row's maximum, its exponentials (kept in a row buffer, so exp runs
+    once per element) and their sum are all computed at the row, and the
+    output multiplies by the sum's reciprocal. Returns (schedule, [X, Y]).
+    """
+    X = tex.placeholder((rows, cols), name="X")
+    k1 = tex.reduce_axis((0, cols), name="k1")
+    k2 = tex.reduce_axis((0, cols), name="k2")
+    row_max = tex.compute((rows,), lambda i: tex.max(X[i, k1], axis=k1), name="row_max")
+    E = tex.compute((rows, cols), lambda i, j: tex.exp(X[i, j] - row_max[i]), name="E")
+    row_sum = tex.compute((rows,), lambda i: tex.sum(E[i, k2], axis=k2), name="row_sum")
+    Y = tex.compute((rows, cols), lambda i, j: E[i, j] * (1.0 / row_sum[i]), name="Y")
+    s = tex.create_schedule(Y.op)
+    i, j = Y.op.axis
+    s[Y].parallel(i)
+    _vectorize_split(s, Y, j, lanes)
+    for R in (row_max, row_sum):
+        _vector_partials(s, R, s[R], R.op.axis[0], lanes)
+        s[R].compute_at(s[Y], i)
+    s[E].compute_at(s[Y], i)
+    _vectorize_split(s, E, E.op.axis[1], lanes)
+    return s, [X, Y]
+
+
+def layernorm(rows: int, cols: int, *, eps: float = 1e-5, lanes: int = REDUCE_LANES):
+    """Y = (X - mean) / sqrt(var + eps) * gamma + beta over the last axis, one row per task.
+
+    The mean and the variance (of the centred row, as NumPy computes it) are
+    vector reductions at the row; the row is read from memory once and
+    written once. Returns (schedule, [X, gamma, beta, Y]).
+    """
+    X = tex.placeholder((rows, cols), name="X")
+    gamma = tex.placeholder((cols,), name="gamma")
+    beta = tex.placeholder((cols,), name="beta")
+    k1 = tex.reduce_axis((0, cols), name="k1")
+    k2 = tex.reduce_axis((0, cols), name="k2")
+    total = tex.compute((rows,), lambda i: tex.sum(X[i, k1], axis=k1), name="total")
+    mean = tex.compute((rows,), lambda i: total[i] * (1.0 / cols), name="mean")
+    squares = tex.compute((rows,), lambda i: tex.sum((X[i, k2] - mean[i]) * (X[i, k2] - mean[i]),
+                                                     axis=k2), name="squares")
+    scale = tex.compute((rows,), lambda i: tex.rsqrt(squares[i] * (1.0 / cols) + eps),
+                        name="scale")
+    Y = tex.compute((rows, cols),
+                    lambda i, j: (X[i, j] - mean[i]) * scale[i] * gamma[j] + beta[j], name="Y")
+    s = tex.create_schedule(Y.op)
+    i, j = Y.op.axis
+    s[Y].parallel(i)
+    _vectorize_split(s, Y, j, lanes)
+    for R in (total, squares):
+        _vector_partials(s, R, s[R], R.op.axis[0], lanes)
+        s[R].compute_at(s[Y], i)
+    s[mean].compute_at(s[Y], i)
+    s[scale].compute_at(s[Y], i)
+    return s, [X, gamma, beta, Y]
+
+
+def _vectorize_split(s, T, axis, lanes: int):
+    _, inner = s[T].split(axis, factor=lanes)
+    s[T].vectorize(inner)
+
+
+# --- elementwise --------------------------------------------------------------------------
+
+def fused_elementwise(n: int, *, chunk: int = 1 << 16, lanes: int = 64):
+    """D = max(A * B + C, 0) over n floats: chunks in parallel, vectorized inside.
+
+    Returns (schedule, [A, B, C, D]).
+    """
+    A, B, C = (tex.placeholder((n,), name=name) for name in "ABC")
+    D = tex.compute((n,), lambda i: tex.max(A[i] * B[i] + C[i], ZERO), name="D")
+    s = tex.create_schedule(D.op)
+    outer, inner = s[D].split(D.op.axis[0], factor=chunk)
+    s[D].parallel(outer)
+    _vectorize_split(s, D, inner, lanes)
+    return s, [A, B, C, D]

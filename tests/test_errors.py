@@ -64,6 +64,9 @@ def test_fuse_non_adjacent():
         s[B].fuse(i, l)
     with raises(tex.ScheduleError, "stage B", "not adjacent"):
         s[B].fuse(j, i)
+    with raises(tex.ScheduleError, "stage B", "at least one axis"):
+        s[B].fuse()
+    assert s[B].fuse(j) is j  # one axis fuses to itself
 
 
 def test_fuse_data_with_reduce_axis():

@@ -153,13 +153,13 @@ class Stage:
             for i in range(n):                for i_j_fused in range(n * m):
               for j in range(m):      ->        body(i_j_fused // m, i_j_fused % m)
 
-        TVM: `fuse`; Halide: `fuse`.
+        One axis fuses to itself, so code that fuses a varying number of
+        loops needs no special case. TVM: `fuse`; Halide: `fuse`.
         """
         if len(axes) == 1 and isinstance(axes[0], (list, tuple)):
             axes = tuple(axes[0])
-        if len(axes) < 2:
-            raise ScheduleError(f"fuse on stage {self.name}: needs at least two axes, "
-                                f"got {len(axes)}")
+        if not axes:
+            raise ScheduleError(f"fuse on stage {self.name}: needs at least one axis")
         leaves = [self._leaf(a, "fuse") for a in axes]
         positions = [self.leaf_iter_vars.index(a) for a in leaves]
         for (a, pa), (b, pb) in zip(zip(leaves, positions), zip(leaves[1:], positions[1:])):

@@ -1,0 +1,229 @@
+"""The benchmark suite: every case of bench/cases.py on every system at hand, in one run.
+
+    python -m bench                         # the full table
+    python -m bench --cases softmax,rowsum  # some cases
+    python -m bench --json results.json     # also write {case: {system: rate}}
+
+Systems: tex (the hand schedules of bench/schedules.py), NumPy as written
+and NumPy split over the cores in Python threads (its ufuncs use one core),
+and, where installed, numba, Halide and TVM (bench/systems/). A missing peer
+is reported and skipped. Every kernel's result is checked against a float64
+NumPy reference before it is timed; a wrong or failing one is reported as
+such and not timed.
+
+Timing: each sample is a batch of calls lasting at least 40 ms (inputs and
+outputs allocated once), reported per call. The systems of a case take turns:
+`--samples` samples each, in rounds of three with the order rotated every
+round and a 0.15 s pause between systems, so that each runtime's idle
+threads (OpenBLAS, libgomp, TVM's pool) go to sleep before the next one
+runs. The table shows medians. Before the cases, the suite measures the
+machine's FP32 FMA peak and a 64 MiB read and copy bandwidth (bench/peak.py)
+and prints each tex figure as a fraction of the matching limit.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import json
+import os
+import pathlib
+import platform
+import statistics
+import sys
+import time
+import traceback
+
+import numpy as np
+
+from bench.cases import CASES, CASES_BY_NAME, Case, relative_error
+from bench import peak
+
+#: Peer modules in bench/systems/, tried in this order; each may be absent.
+SYSTEM_MODULES = ["tex_impl", "numpy_impl", "numba_impl", "halide_impl", "tvm_impl"]
+BATCH_SECONDS = 0.04
+PAUSE_SECONDS = 0.15
+ROUND = 3
+
+
+def load_systems(wanted: set[str] | None) -> tuple[dict, list[str]]:
+    """{system name: {case name: factory}} for the modules that import, and notes on the rest."""
+    systems, notes = {}, []
+    for module_name in SYSTEM_MODULES:
+        try:
+            module = importlib.import_module(f"bench.systems.{module_name}")
+        except ImportError as error:
+            notes.append(f"{module_name.removesuffix('_impl')}: not installed ({error})")
+            continue
+        pairs = [(module.NAME, module.FACTORIES)]
+        if hasattr(module, "NAME2"):
+            pairs.append((module.NAME2, module.FACTORIES2))
+        for name, factories in pairs:
+            if wanted is None or name in wanted:
+                systems[name] = factories
+    return systems, notes
+
+
+def prepare(case: Case, systems: dict) -> tuple[dict, dict]:
+    """Build and check every system's runner for `case`: ({name: runner}, {name: failure})."""
+    inputs = case.inputs()
+    reference = case.reference(*[x.astype(np.float64) for x in inputs])
+    runners, failures = {}, {}
+    for name, factories in systems.items():
+        factory = factories.get(case.name)
+        if factory is None:
+            continue
+        try:
+            runner = factory(inputs)
+            runner.run()
+            error = relative_error(runner.result(), reference)
+        except Exception as exc:  # a peer's failure must not stop the suite
+            failures[name] = f"failed: {type(exc).__name__}: {exc}".splitlines()[0][:160]
+            if os.environ.get("BENCH_TRACEBACK"):
+                traceback.print_exc()
+            continue
+        if not error <= case.rtol:
+            failures[name] = f"wrong result: relative error {error:.2e} > {case.rtol:.0e}"
+            continue
+        runners[name] = runner
+    return runners, failures
+
+
+def batch_size(run) -> int:
+    """Calls per sample so that one sample lasts at least BATCH_SECONDS."""
+    start = time.perf_counter()
+    run()
+    once = max(time.perf_counter() - start, 1e-7)
+    return max(1, int(np.ceil(BATCH_SECONDS / once)))
+
+
+def sample(run, calls: int) -> float:
+    start = time.perf_counter()
+    for _ in range(calls):
+        run()
+    return (time.perf_counter() - start) / calls
+
+
+def time_interleaved(runners: dict, samples: int) -> dict[str, list[float]]:
+    """Seconds per call of each runner: `samples` samples each, interleaved in rotating rounds."""
+    names = list(runners)
+    calls = {name: batch_size(runners[name].run) for name in names}
+    times = {name: [] for name in names}
+    rounds = -(-samples // ROUND)
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            time.sleep(PAUSE_SECONDS)
+            for _ in range(min(ROUND, samples - len(times[name]))):
+                times[name].append(sample(runners[name].run, calls[name]))
+    return times
+
+
+def limit_for(case: Case, limits: dict) -> tuple[str, float] | None:
+    """The machine limit a case's rate is read against."""
+    if case.unit == "GFLOP/s":
+        return "FMA peak", limits.get("fma")
+    if case.unit == "GB/s":
+        kind = "copy" if case.name in ("softmax", "fused_ew", "layernorm") else "read"
+        return f"{kind} bandwidth", limits.get(kind)
+    return None
+
+
+def format_table(results: dict, columns: list[str]) -> list[str]:
+    peers = [c for c in columns if c not in ("tex", "numpy", "numpy-2thr")]
+    header = (f"{'case':34} {'unit':8} {'numpy':>8} {'tex':>8} {'tex/np':>7} "
+              + "".join(f"{p:>8}" for p in peers) + f" {'tex/best peer':>14}")
+    lines = [header, "-" * len(header)]
+    for name, record in results.items():
+        rates = record["rates"]
+        numpy_best = max((rates[n] for n in ("numpy", "numpy-2thr") if n in rates), default=None)
+        tex_rate = rates.get("tex")
+        best_peer = max((rates[p] for p in peers if p in rates), default=None)
+
+        def cell(value, width=8, fmt="{:.1f}"):
+            return f"{fmt.format(value):>{width}}" if value is not None else f"{'-':>{width}}"
+
+        ratio = tex_rate / numpy_best if tex_rate and numpy_best else None
+        peer_ratio = tex_rate / max(best_peer, numpy_best or 0) if tex_rate and best_peer else None
+        lines.append(f"{record['title'][:34]:34} {record['unit']:8} {cell(numpy_best)} "
+                     f"{cell(tex_rate)} {cell(ratio, 7, '{:.2f}')}"
+                     + "".join(cell(rates.get(p)) for p in peers)
+                     + f" {cell(peer_ratio, 14, '{:.2f}')}")
+    return lines
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", help="comma-separated case names (default: all): "
+                        + ", ".join(c.name for c in CASES))
+    parser.add_argument("--systems", help="comma-separated systems (default: all installed)")
+    parser.add_argument("--samples", type=int, default=21, help="samples per system (default 21)")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument("--no-limits", action="store_true",
+                        help="skip measuring the FMA peak and the bandwidth")
+    args = parser.parse_args(argv)
+    cases = [CASES_BY_NAME[n] for n in args.cases.split(",")] if args.cases else CASES
+    systems, notes = load_systems(set(args.systems.split(",")) if args.systems else None)
+
+    print(f"# python -m bench {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip())
+    print(f"# {datetime.datetime.now().isoformat(timespec='seconds')}, {_cpu_name()}, "
+          f"{os.cpu_count()} cores, numpy {np.__version__}, load average "
+          + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+    for note in notes:
+        print(f"# {note}")
+    limits = {}
+    if not args.no_limits:
+        limits["fma"] = peak.fma_peak()
+        limits.update(peak.bandwidth())
+        print(f"# machine limits: FP32 FMA peak {limits['fma']:.0f} GFLOP/s; 64 MiB read "
+              f"{limits['read']:.1f} GB/s, copy {limits['copy']:.1f} GB/s")
+
+    results = {}
+    columns = list(systems)
+    for case in cases:
+        runners, failures = prepare(case, systems)
+        times = time_interleaved(runners, args.samples)
+        rates = {name: case.rate(statistics.median(ts)) for name, ts in times.items()}
+        results[case.name] = {"title": case.title, "unit": case.unit, "rates": rates,
+                              "failures": failures,
+                              "build_ms": {n: 1e3 * r.build_seconds for n, r in runners.items()},
+                              "notes": {n: r.notes for n, r in runners.items() if r.notes}}
+        spread = {n: (case.rate(max(ts)), case.rate(min(ts))) for n, ts in times.items()}
+        detail = ", ".join(f"{n} {rates[n]:.1f} ({lo:.0f}..{hi:.0f})"
+                           for n, (lo, hi) in spread.items())
+        print(f"# {case.name}: {detail}", flush=True)
+        for name, why in failures.items():
+            print(f"#   {name}: {why}")
+
+    print()
+    for line in format_table(results, columns):
+        print(line)
+    print()
+    for name, record in results.items():
+        limit = limit_for(CASES_BY_NAME[name], limits)
+        tex_rate = record["rates"].get("tex")
+        if limit and limit[1] and tex_rate:
+            print(f"tex {name}: {tex_rate / limit[1]:.0%} of the {limit[0]} "
+                  f"({limit[1]:.0f} {record['unit']}); build {record['build_ms'].get('tex', 0):.0f} ms")
+    if args.json:
+        out = {name: {"unit": r["unit"], "title": r["title"], **r["rates"]}
+               for name, r in results.items()}
+        out["machine"] = {"cpu": _cpu_name(), "cores": os.cpu_count(),
+                          "fma_peak_gflops": limits.get("fma"),
+                          "read_gbs": limits.get("read"), "copy_gbs": limits.get("copy")}
+        pathlib.Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+        print(f"wrote {args.json}")
+
+
+def _cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+if __name__ == "__main__":
+    main()
