@@ -60,31 +60,34 @@ def _vector_sum(name, term, extent, lanes=4 * VEC, combine=None, init=0.0):
     ro, ri = hl.RVar(name + "_ro"), hl.RVar(name + "_ri")
     f.update().split(r.x, ro, ri, lanes)
     partial = f.update().rfactor(ri, u)
-    partial.vectorize(u, VEC)
-    partial.update().vectorize(u, VEC)
+    partial.vectorize(u, VEC).unroll(u)
+    partial.update().vectorize(u, VEC).unroll(u)
     return f, partial
 
 
 # --- matrix products -----------------------------------------------------------------------
 
 #: Tile parameters per case: output tile TXB x TYB (columns x rows), k block KC,
-#: register tile RX x RY (RX / 16 vectors by RY rows).
+#: register tile RX x RY (RX / 16 vectors by RY rows), and whether A's block is
+#: packed too (worth it when several column tiles reuse it).
 MATMUL_PARAMS = {
-    "matmul1024": dict(TXB=256, TYB=128, KC=128, RX=32, RY=8),
-    "matmul512": dict(TXB=256, TYB=128, KC=128, RX=32, RY=8),
-    "matmul_skinny": dict(TXB=128, TYB=128, KC=256, RX=64, RY=4),
-    "bmm": dict(TXB=128, TYB=128, KC=128, RX=64, RY=4),
+    "matmul1024": dict(TXB=256, TYB=128, KC=128, RX=32, RY=8, PACK_A=True),
+    "matmul512": dict(TXB=256, TYB=128, KC=128, RX=32, RY=8, PACK_A=True),
+    "matmul_skinny": dict(TXB=128, TYB=128, KC=256, RX=64, RY=4, PACK_A=False),
+    "bmm": dict(TXB=128, TYB=128, KC=128, RX=64, RY=4, PACK_A=False),
 }
 
 
-def matmul_pipeline(shape_a, shape_b, TXB, TYB, KC, RX, RY):
+def matmul_pipeline(shape_a, shape_b, TXB, TYB, KC, RX, RY, PACK_A):
     """C = A @ B for 2-D, or batched 3-D, float32 inputs.
 
     The output is cut into TXB x TYB tiles, run in parallel over the fused
     tile index (and batch). Each tile accumulates into ``prod`` over k
-    blocks of KC; per k block the B panel the tile needs is packed by the
-    ``B.in_()`` wrapper, and ``partial`` computes one RX x RY register tile
-    over the block, fully unrolled so its accumulators stay in registers.
+    blocks of KC. Per k block, ``B.in_()`` packs each RX-wide panel of B
+    contiguously (RX x KC, L1-resident) and every RY-row strip of the tile
+    reuses it; ``partial`` computes one RX x RY register tile over the
+    block, fully unrolled so its accumulators stay in registers. With
+    PACK_A, ``A.in_()`` also copies the tile's TYB x KC block of A.
     Tile sizes are clamped to the matrix, so they must divide it.
     """
     dims = len(shape_a)
@@ -101,12 +104,13 @@ def matmul_pipeline(shape_a, shape_b, TXB, TYB, KC, RX, RY):
     batch = [hl.Var("b")] if dims == 3 else []
 
     packed = B.in_()
+    packed_a = A.in_() if PACK_A else A
     ri = hl.RDom([hl.Range(0, KC)], "ri")
     partial = hl.Func("partial")
     partial[[x, y, ko] + batch] = hl.f32(0)
     kk = ko * KC + ri.x
     partial[[x, y, ko] + batch] = (partial[[x, y, ko] + batch]
-                                   + A[[kk, y] + batch] * packed[[x, kk] + batch])
+                                   + packed_a[[kk, y] + batch] * packed[[x, kk] + batch])
     rk = hl.RDom([hl.Range(0, k // KC)], "rk")
     prod = hl.Func("prod")
     prod[[x, y] + batch] = hl.f32(0)
@@ -124,12 +128,14 @@ def matmul_pipeline(shape_a, shape_b, TXB, TYB, KC, RX, RY):
     xt, yt, xv, yv = hl.Var("xt"), hl.Var("yt"), hl.Var("xv"), hl.Var("yv")
     prod.compute_at(out, t).vectorize(x, VEC)
     (prod.update().split(x, xt, xv, RX).split(y, yt, yv, RY)
-     .reorder(xv, yv, xt, yt, rk.x).vectorize(xv, VEC))
-    # B's panel for this tile and k block, packed contiguously.
-    packed.compute_at(prod, rk.x).vectorize(packed.args()[0], VEC)
+     .reorder(xv, yv, yt, xt, rk.x).vectorize(xv, VEC))
+    # The operands' blocks for this tile and k block, packed.
+    if PACK_A:
+        packed_a.compute_at(prod, rk.x).vectorize(packed_a.args()[0], VEC)
+    packed.compute_at(prod, xt).vectorize(packed.args()[0], VEC)
     # One register tile over one k block.
     xw = hl.Var("xw")
-    partial.compute_at(prod, xt)
+    partial.compute_at(prod, yt)
     partial.split(x, x, xw, VEC).vectorize(xw).unroll(x).unroll(y)
     (partial.update().split(x, x, xw, VEC).reorder(xw, x, y, ri.x)
      .vectorize(xw).unroll(x).unroll(y))
@@ -233,8 +239,8 @@ def fullsum(inputs):
     chunk.compute_root().update().parallel(v)
     chunk.update().split(r.x, rxo, rxi, 4 * VEC)
     lanes = chunk.update().rfactor(rxi, u)
-    lanes.compute_at(chunk, v).vectorize(u, VEC)
-    lanes.update().vectorize(u, VEC)
+    lanes.compute_at(chunk, v).vectorize(u, VEC).unroll(u)
+    lanes.update().vectorize(u, VEC).unroll(u)
     out = np.empty(1, a.dtype)
     return _runner(total, [A], inputs, out, f"{FULLSUM_CHUNKS} chunks x 64 lanes")
 
