@@ -39,8 +39,13 @@ def _runner(outputs, params, inputs, out, notes):
     buffers = [hl.Buffer(x) for x in inputs] + [hl.Buffer(out)]
     compiled(*buffers)
     build = time.perf_counter() - start
-    return Runner(run=lambda: compiled(*buffers), result=lambda: out,
-                  build_seconds=build, notes=notes)
+    arrays = list(inputs)  # keeps the arrays behind the buffers alive
+
+    def run():
+        compiled(*buffers)
+
+    run.arrays = arrays
+    return Runner(run=run, result=lambda: out, build_seconds=build, notes=notes)
 
 
 def _vector_sum(name, term, extent, lanes=4 * VEC, combine=None, init=0.0):
