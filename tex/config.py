@@ -1,16 +1,22 @@
 """Every environment variable tex reads, in one place.
 
-| variable          | default | effect                                                  |
-|-------------------|---------|---------------------------------------------------------|
-| TEX_VERIFY        | 0       | 1: run the loop-IR verifier after every pass            |
-| TEX_PRINT_AFTER   | (none)  | comma-separated pass names (or `all`): print the program |
-|                   |         | after each of them to stderr                            |
-| TEX_FUZZ_EXAMPLES | 40      | how many random programs the fuzzer test tries          |
-| TEX_FUZZ_SEED     | 0       | the fuzzer's first seed                                 |
+| variable          | default      | effect                                               |
+|-------------------|--------------|------------------------------------------------------|
+| TEX_VERIFY        | 0            | 1: run the loop-IR verifier after every pass         |
+| TEX_PRINT_AFTER   | (none)       | comma-separated pass names (or `all`): print the     |
+|                   |              | program after each of them to stderr                 |
+| TEX_FUZZ_EXAMPLES | 40           | how many random programs the fuzzer test tries       |
+| TEX_FUZZ_SEED     | 0            | the fuzzer's first seed                              |
+| TEX_CACHE_DIR     | ~/.cache/tex | where compiled kernels are kept between processes    |
+|                   |              | (`$XDG_CACHE_HOME/tex` when XDG_CACHE_HOME is set);  |
+|                   |              | `off` or empty: no disk cache                        |
+
+Each is read when it is used, so a change takes effect at the next build.
 """
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 
 def verify_enabled() -> bool:
@@ -28,3 +34,14 @@ def fuzz_examples() -> int:
 
 def fuzz_seed() -> int:
     return int(os.environ.get("TEX_FUZZ_SEED", "0"))
+
+
+def cache_dir() -> Path | None:
+    """The disk cache's directory (it may not exist yet), or None when it is turned off."""
+    value = os.environ.get("TEX_CACHE_DIR")
+    if value is None:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+        return Path(base).expanduser() / "tex"
+    if value.strip() == "" or value.strip().lower() == "off":
+        return None
+    return Path(value).expanduser()

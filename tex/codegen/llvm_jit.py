@@ -1,11 +1,14 @@
 """LLVM IR text -> machine code in this process: verify, optimise at O3, MCJIT.
 
 One `llvmlite.binding.TargetMachine` per `Target` (cached) runs the O3 pass
-pipeline and prints assembly on demand. Each compiled module gets its own
-MCJIT execution engine, because an engine takes ownership of the target
-machine handed to it; creating that second machine costs about a millisecond.
-The engine (and so the machine code) lives exactly as long as its
-`CompiledModule`.
+pipeline, emits the object code and prints assembly on demand. The object
+code is then loaded into an MCJIT execution engine of its own (built around
+an empty module), so a compile and a load of stored object code
+(`load_object`, used by the disk cache in `tex.runtime.cache`) go through
+the same path. Each module gets its own engine, because an engine takes
+ownership of the target machine handed to it; creating that second machine
+costs about a millisecond. The engine (and so the machine code) lives
+exactly as long as its `CompiledModule`.
 
 Parallel loops call libgomp (`GOMP_parallel`); `openmp_available()` loads it
 into the process once, so that the JIT's symbol lookup finds it.
@@ -13,6 +16,7 @@ into the process once, so that the JIT's symbol lookup finds it.
 from __future__ import annotations
 
 import ctypes.util
+import re
 import threading
 import warnings
 from functools import lru_cache
@@ -63,10 +67,25 @@ def module_header(target: Target) -> tuple[str, str]:
     return tm.triple, str(tm.target_data)
 
 
+@lru_cache(maxsize=None)
+def machine_description(target: Target) -> str:
+    """Everything about `target`'s machine that the object code depends on, as one line:
+    LLVM's version, the triple, CPU name, feature string and data layout given to LLVM."""
+    tm = target_machine(target)
+    version = ".".join(map(str, llvm.llvm_version_info))
+    return f"llvm {version}; {tm.triple}; {target.cpu}; {_llvm_features(target)}; " \
+           f"{tm.target_data}"
+
+
+def _libgomp_names():
+    yield "libgomp.so.1"  # the usual soname first: find_library runs `ldconfig -p` (ms)
+    yield ctypes.util.find_library("gomp")
+
+
 @lru_cache(maxsize=1)
 def openmp_available() -> bool:
     """Load libgomp into the process (once); False, with one warning, if it is missing."""
-    for name in (ctypes.util.find_library("gomp"), "libgomp.so.1"):
+    for name in _libgomp_names():
         if not name:
             continue
         try:
@@ -91,12 +110,17 @@ def _optimize(module: llvm.ModuleRef, target: Target):
 class CompiledModule:
     """Machine code for one kernel, with its optimised IR and assembly for reading.
 
-    `address` is the entry point `void name(i8** buffers, i64* sizes)`.
+    `address` is the entry point `void name(i8** buffers, i64* sizes)`;
+    `object_code` the relocatable object it was loaded from (what the disk
+    cache stores). `loaded_from_disk` is False here; `tex.runtime.cache` sets
+    it on modules it loaded from its directory.
     """
 
-    def __init__(self, name: str, ll: str, engine, target: Target):
+    def __init__(self, name: str, ll: str, object_code: bytes, engine, target: Target):
         self.name = name
         self.target = target
+        self.object_code = object_code
+        self.loaded_from_disk = False
         self._ll = ll
         self._asm = None
         self._engine = engine  # keeps the machine code alive
@@ -118,20 +142,56 @@ class CompiledModule:
 
 
 def compile_ir(ir_text: str, name: str, target: Target) -> CompiledModule:
-    """Verify, optimise (O3) and JIT-compile an LLVM module whose entry point is `name`."""
+    """Verify, optimise (O3) and JIT-compile an LLVM module whose entry point is `name`:
+    the module's object code is emitted and loaded as `load_object` would load it."""
     _initialize()
     with _LOCK:  # LLVM's global context is not thread-safe
-        return _compile(ir_text, name, target)
+        try:
+            module = llvm.parse_assembly(ir_text)
+            module.verify()
+        except RuntimeError as err:
+            raise BuildError(f"tex produced invalid LLVM IR for {name!r}: {err}\n{ir_text}") \
+                from None
+        _optimize(module, target)
+        ll = str(module)  # before emitting: codegen mutates the module
+        object_code = target_machine(target).emit_object(module)
+        return _load(object_code, name, ll, target)
 
 
-def _compile(ir_text: str, name: str, target: Target) -> CompiledModule:
-    try:
-        module = llvm.parse_assembly(ir_text)
-        module.verify()
-    except RuntimeError as err:
-        raise BuildError(f"tex produced invalid LLVM IR for {name!r}: {err}\n{ir_text}") from None
-    _optimize(module, target)
-    ll = str(module)
-    engine = llvm.create_mcjit_compiler(module, _new_target_machine(target))
+def load_object(object_code: bytes, name: str, ll: str, target: Target) -> CompiledModule:
+    """The CompiledModule of object code that `compile_ir` produced (in any process) for
+    `target`, whose entry point is `name` and optimised IR `ll`; the IR is not parsed.
+
+    `object_code` must be exactly what `compile_ir` emitted (LLVM may crash on a damaged
+    object: check it before). Raises BuildError if a function the module declares cannot
+    be found in this process (libgomp missing, say) or the entry point is missing.
+    """
+    _initialize()
+    with _LOCK:
+        return _load(object_code, name, ll, target)
+
+
+_DECLARE = re.compile(r'^declare [^@]*@"?([^"(]+)"?\(', re.MULTILINE)
+
+
+def _load(object_code: bytes, name: str, ll: str, target: Target) -> CompiledModule:
+    _check_externals(ll, name)
+    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _new_target_machine(target))
+    engine.add_object_file(llvm.ObjectFileRef.from_data(object_code))
     engine.finalize_object()
-    return CompiledModule(name, ll, engine, target)
+    return CompiledModule(name, ll, object_code, engine, target)
+
+
+def _check_externals(ll: str, name: str):
+    """Raise BuildError unless this process defines every function `ll` declares.
+
+    (MCJIT leaves an unresolved call pointing at address 0.) Intrinsics are
+    skipped; libgomp is loaded first if the module calls it.
+    """
+    externals = [f for f in _DECLARE.findall(ll) if not f.startswith("llvm.")]
+    if any(f.startswith(("GOMP_", "omp_")) for f in externals):
+        openmp_available()
+    missing = [f for f in externals if llvm.address_of_symbol(f) is None]
+    if missing:
+        raise BuildError(f"{name!r} calls {', '.join(missing)}, which this process does "
+                         "not define")
