@@ -18,6 +18,7 @@ import pytest
 import tex
 from tex import config
 from tex.runtime import cache
+from tex.schedule.fingerprint import fingerprint
 
 TESTS = pathlib.Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -55,7 +56,7 @@ def matches_numpy(kernel, dtype="float32") -> bool:
 def child_build():
     """What a child process runs: build, check, and report as JSON on stdout."""
     kernel = build()
-    print(json.dumps({"from_disk": kernel._compiled.loaded_from_disk,
+    print(json.dumps({"from_disk": kernel.loaded_from_disk,
                       "correct": matches_numpy(kernel),
                       "asm_has_entry": kernel._compiled.name in kernel.get_source("asm")}))
 
@@ -91,7 +92,7 @@ def cache_dir(tmp_path, monkeypatch):
 
 def test_a_kernel_built_before_loads_from_disk_in_another_process(cache_dir):
     first = build()
-    assert not first._compiled.loaded_from_disk and matches_numpy(first)
+    assert not first.loaded_from_disk and matches_numpy(first)
     assert len(entries(cache_dir)) == 1
     seen = child_result(start_child(cache_dir))
     assert seen == {"from_disk": True, "correct": True, "asm_has_entry": True}
@@ -101,7 +102,7 @@ def test_a_disk_hit_shows_the_same_sources(cache_dir):
     first = build()
     cache.clear_cache()  # memory only: the next build reads the disk
     again = build()
-    assert again._compiled.loaded_from_disk and matches_numpy(again)
+    assert again.loaded_from_disk and matches_numpy(again)
     assert again.get_source("ll") == first.get_source("ll")
     assert again.get_source("asm") == first.get_source("asm")
     assert again.get_source("tex") == first.get_source("tex")
@@ -145,11 +146,11 @@ def test_a_damaged_entry_is_recompiled_and_rewritten(cache_dir, damage):
     assert cache.parse_entry(path.read_bytes()) is None or damage is wrong_name
     cache.clear_cache()
     again = build()
-    assert not again._compiled.loaded_from_disk and matches_numpy(again)
+    assert not again.loaded_from_disk and matches_numpy(again)
     assert cache.parse_entry(path.read_bytes()) is not None
     cache.clear_cache()
     third = build()
-    assert third._compiled.loaded_from_disk and matches_numpy(third)
+    assert third.loaded_from_disk and matches_numpy(third)
 
 
 def test_processes_building_at_once_leave_one_whole_entry(cache_dir):
@@ -158,18 +159,17 @@ def test_processes_building_at_once_leave_one_whole_entry(cache_dir):
     [path] = entries(cache_dir)
     assert sorted(p.name for p in cache_dir.iterdir()) == [path.name]  # no temporary files
     assert cache.parse_entry(path.read_bytes()) is not None
-    assert build()._compiled.loaded_from_disk
+    assert build().loaded_from_disk
 
 
-def func_of(dtype="float32"):
+def fingerprint_of(dtype="float32"):
     s, args = declare(dtype)
-    return tex.lower(s, args)
+    return fingerprint(s, args, "main")
 
 
-def test_keys_separate_targets_dtypes_and_versions(monkeypatch):
+def test_keys_separate_targets_dtypes_versions_and_sources(monkeypatch):
     def key(dtype="float32", target="llvm"):
-        target = tex.Target(target)
-        return cache.disk_key(cache.cache_key(func_of(dtype), target), target)
+        return cache.disk_key(fingerprint_of(dtype), tex.Target(target))
 
     base = key()
     assert key() == base
@@ -177,13 +177,33 @@ def test_keys_separate_targets_dtypes_and_versions(monkeypatch):
                 key(target="llvm -mcpu=haswell"), key("float64")}) == 5
     monkeypatch.setattr(tex, "__version__", "999.0")
     assert key() != base
+    monkeypatch.undo()
+    monkeypatch.setattr(cache, "source_digest", lambda: "a changed compiler")
+    assert key() != base
+
+
+def test_a_disk_hit_lowers_only_when_the_program_is_asked_for(cache_dir):
+    built = build()
+    cache.clear_cache()
+    s, args = declare()
+    kernel = tex.build(s, args)
+    assert kernel.loaded_from_disk and kernel._func is None
+    assert kernel.get_source("tex") == built.get_source("tex") and kernel._func is None
+    assert str(kernel.func) == built.get_source("tex")  # lowered now
+    cache.clear_cache()
+    s, args = declare()
+    kernel = tex.build(s, args)
+    s[args[-1]].split(s[args[-1]].leaf_iter_vars[0], factor=2)
+    with pytest.raises(tex.BuildError, match="has changed"):
+        kernel.func
+    assert matches_numpy(kernel)  # the kernel itself is unaffected
 
 
 def test_a_kernel_for_another_target_or_dtype_is_another_entry(cache_dir):
     for dtype, target in [("float32", "llvm"), ("float64", "llvm"),
                           ("float32", "llvm -mcpu=x86-64")]:
         kernel = build(dtype, target)
-        assert not kernel._compiled.loaded_from_disk and matches_numpy(kernel, dtype)
+        assert not kernel.loaded_from_disk and matches_numpy(kernel, dtype)
     assert len(entries(cache_dir)) == 3
 
 
@@ -193,7 +213,7 @@ def test_clear_cache_with_disk_deletes_the_entries(cache_dir):
     assert len(entries(cache_dir)) == 1  # memory only, by default
     cache.clear_cache(disk=True)
     assert entries(cache_dir) == []
-    assert not build()._compiled.loaded_from_disk
+    assert not build().loaded_from_disk
 
 
 @pytest.mark.parametrize("value", ["off", "OFF", ""])

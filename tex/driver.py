@@ -19,8 +19,10 @@ from tex.passes.simplify import simplify_stmt
 from tex.passes.unroll import unroll_loops
 from tex.passes.vectorize import vectorize_loops
 from tex.passes.verify import verify
-from tex.runtime.kernel import build_kernel
-from tex.schedule.lower import schedule_to_func
+from tex.runtime.cache import kernel_code
+from tex.runtime.kernel import Kernel, build_kernel
+from tex.schedule.fingerprint import Unfingerprintable, fingerprint
+from tex.schedule.lower import kernel_interface, schedule_to_func
 from tex.schedule.schedule import Schedule
 from tex.target import as_target
 
@@ -63,8 +65,10 @@ def build(sch: Schedule, args, target="llvm", name: str = "main"):
     """Compile `sch` into a callable `Kernel` for `target` ("llvm", "llvm -mcpu=...").
 
     Building the same schedule (unchanged since) with the same arguments
-    again returns the kernel built before; an identical program from another
-    schedule reuses the compiled code.
+    again returns the kernel built before. An identical schedule declared
+    again, in this process or (through the disk cache) in another, reuses the
+    compiled code without lowering; an identical program from a differently
+    written schedule reuses it after lowering (see `tex.runtime.cache`).
     TVM: `tvm.build(s, args, target)`.
     """
     target = as_target(target)
@@ -76,6 +80,29 @@ def build(sch: Schedule, args, target="llvm", name: str = "main"):
     per_schedule = _built.setdefault(sch, {})
     cached_args, kernel = per_schedule.get(key, ((), None))
     if kernel is None or any(a is not b for a, b in zip(cached_args, args)):
-        kernel = build_kernel(lower(sch, args, name), target)
+        kernel = _build_uncached(sch, args, target, name)
         per_schedule[key] = (args, kernel)  # the args pin the ids in the key
     return kernel
+
+
+def _build_uncached(sch: Schedule, args, target, name: str) -> Kernel:
+    """A new Kernel for `sch`, its code found by the schedule's fingerprint if it can be."""
+    try:
+        text = fingerprint(sch, args, name)
+    except Unfingerprintable:
+        return build_kernel(lower(sch, args, name), target)
+    version, schedule_ref = sch.version, weakref.ref(sch)  # a kernel must not keep its schedule
+
+    def lower_unchanged() -> LoweredFunc:
+        current = schedule_ref()
+        if current is None or current.version != version:
+            raise BuildError(f"the schedule of kernel {name!r} has changed or is gone since the "
+                             "kernel was built, so its loop program cannot be lowered again; "
+                             "build it again")
+        return lower(current, args, name)
+
+    code = kernel_code(text, target, lower_unchanged)
+    if code.func is not None:
+        return Kernel(code.func, code.compiled)
+    return Kernel(kernel_interface(sch, args, name), code.compiled, lower=lower_unchanged,
+                  tex_source=code.tex_source)

@@ -191,6 +191,18 @@ def seq(*stmts: Stmt | None) -> Stmt:
 
 
 @dataclass(frozen=True, eq=False, slots=True)
+class KernelInterface:
+    """How a kernel is called: its parameters (buffers, in call order), the symbolic
+    sizes bound from their shapes, and the parameters it writes. A LoweredFunc has
+    the same four fields, and a body."""
+
+    name: str
+    params: tuple[Buffer, ...]
+    size_vars: tuple[Var, ...]
+    outputs: tuple[Buffer, ...]
+
+
+@dataclass(frozen=True, eq=False, slots=True)
 class LoweredFunc:
     """A lowered kernel: its parameters (buffers, in call order), its body.
 

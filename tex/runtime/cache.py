@@ -1,32 +1,44 @@
-"""The compile caches: building an identical program again does not compile it again.
+"""The compile caches: building an identical kernel again compiles nothing.
 
-In memory. The key is the printed LoweredFunc (deterministic; it shows buffer
-names and dtypes, loop structure and every expression), plus what the printed
-form leaves out but codegen depends on: the order and dtypes of the size
-variables and the dtypes of all variables, and the target string.
+By fingerprint. `kernel_code(fingerprint, target, lower)` takes the text of
+`tex.schedule.fingerprint` (which determines the lowered program) and finds
+the kernel's code without lowering: in memory first, then on disk; only on a
+miss does it call `lower()` and compile. This is what makes a rebuild cost
+well under a millisecond and a build done before in another process a few
+milliseconds.
 
-On disk. On a miss in memory, `compile_cached` looks in `config.cache_dir()`
-(TEX_CACHE_DIR, default ~/.cache/tex) for the file `<disk_key>.texk`, where
-`disk_key` is the sha256 of the in-memory key, tex's version and the machine
-as LLVM is told it (`llvm_jit.machine_description`: LLVM's version, triple,
-CPU, features, data layout). A hit loads the stored object code into a new
-engine (`llvm_jit.load_object`) without parsing or optimising any IR; a miss
-compiles and writes the entry. The format, version 1:
+By program. `compile_cached(func, target)` compiles a LoweredFunc once per
+process: the key is the printed function (deterministic; it shows buffer
+names and dtypes, loop structure and every expression), plus what the
+printed form leaves out but codegen depends on (the order and dtypes of the
+size variables, the dtypes of all variables) and the target. Differently
+written schedules that lower to the same program share their code this way.
 
-    tex-kernel 1\\n                                          magic line
-    {"name": S, "object": N, "ll": M, "sha256": H}\\n        JSON header, one line
-    N bytes of object code, then M bytes of optimised LLVM IR (UTF-8)
+On disk. The entries live in `config.cache_dir()` (TEX_CACHE_DIR, default
+~/.cache/tex) as `<disk_key>.texk`, where `disk_key` is the sha256 of the
+fingerprint, the target, tex's version, a digest of tex's own source files
+(so a changed compiler never reuses old code) and the machine as LLVM is
+told it (`llvm_jit.machine_description`). A hit loads the stored object code
+into a new engine (`llvm_jit.load_object`) without parsing or optimising any
+IR. The format, version 2:
 
-`name` is the entry symbol and H the hex sha256 of the N + M payload bytes.
-Anything else (bad magic or header, wrong length, checksum mismatch, a load
-that fails) counts as a miss, and the entry is rewritten. A writer writes a
-temporary file in the same directory and `os.replace`s it into place, so
-readers see a whole entry or none, and concurrent writers of one entry leave
-one whole entry. A directory that cannot be written means no disk cache,
-with one warning per directory.
+    tex-kernel 2\\n                                                  magic line
+    {"name": S, "object": N, "ll": M, "tex": T, "sha256": H}\\n      JSON header, one line
+    N bytes of object code, M bytes of optimised LLVM IR, T bytes of the printed
+    loop program (both UTF-8)
+
+`name` is the entry symbol and H the hex sha256 of the N + M + T payload
+bytes. Anything else (bad magic or header, wrong length, checksum mismatch, a
+load that fails) counts as a miss, and the entry is rewritten. A writer
+writes a temporary file in the same directory and `os.replace`s it into
+place, so readers see a whole entry or none, and concurrent writers of one
+entry leave one whole entry. A directory that cannot be written means no
+disk cache, with one warning per directory.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -34,6 +46,7 @@ import tempfile
 import threading
 import warnings
 from pathlib import Path
+from typing import Callable
 
 from tex import config
 from tex.codegen import llvm, llvm_jit
@@ -44,12 +57,23 @@ from tex.ir import LoweredFunc
 from tex.target import Target, as_target
 from tex.visitor import collect
 
-MAGIC = b"tex-kernel 1"
+MAGIC = b"tex-kernel 2"
 SUFFIX = ".texk"
 
 _cache: dict[tuple, CompiledModule] = {}
+_by_fingerprint: dict[tuple[str, str], "KernelCode"] = {}
 _lock = threading.Lock()
 _warned: set[Path] = set()
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelCode:
+    """What the caches hold for one kernel: its machine code, its loop program as
+    text, and the LoweredFunc when this process lowered it (None after a disk hit)."""
+
+    compiled: CompiledModule
+    tex_source: str
+    func: LoweredFunc | None = None
 
 
 def cache_key(func: LoweredFunc, target) -> tuple:
@@ -59,38 +83,66 @@ def cache_key(func: LoweredFunc, target) -> tuple:
     return str(func), sizes, var_dtypes, str(as_target(target))
 
 
-def disk_key(key: tuple, target: Target) -> str:
-    """The file name (without suffix) of in-memory `key` on `target`: a hex sha256 that
-    also covers tex's version and `llvm_jit.machine_description(target)`."""
-    from tex import __version__  # at call time: tex imports this module while starting
-    text = repr((key, __version__, llvm_jit.machine_description(target)))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def compile_cached(func: LoweredFunc, target="llvm") -> CompiledModule:
     """`tex.codegen.llvm.build(func, target)`, once per distinct program and target in
-    this process, and (with the disk cache on) once per machine and tex version."""
+    this process."""
     target = as_target(target)
     key = cache_key(func, target)
     with _lock:
         hit = _cache.get(key)
     if hit is not None:
         return hit
-    directory = config.cache_dir()
-    if directory is None:
-        compiled = llvm.build(func, target)
-    else:
-        path = directory / (disk_key(key, target) + SUFFIX)
-        compiled = _read_entry(path, target)
-        if compiled is None:
-            compiled = llvm.build(func, target)
-            _write_entry(path, compiled)
+    compiled = llvm.build(func, target)
     with _lock:
         return _cache.setdefault(key, compiled)
 
 
-def _read_entry(path: Path, target: Target) -> CompiledModule | None:
-    """The module stored at `path`, or None if there is no whole, loadable entry."""
+@functools.lru_cache(maxsize=1)
+def source_digest() -> str:
+    """sha256 of tex's own Python sources, read once per process."""
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parent.parent
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def disk_key(fingerprint: str, target: Target) -> str:
+    """The file name (without suffix) of the kernel with `fingerprint` on `target`: a hex
+    sha256 that also covers tex's version, its sources and the machine."""
+    from tex import __version__  # at call time: tex imports this module while starting
+    text = repr((fingerprint, str(target), __version__, source_digest(),
+                 llvm_jit.machine_description(target)))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def kernel_code(fingerprint: str, target, lower: Callable[[], LoweredFunc]) -> KernelCode:
+    """The code of the kernel whose schedule has `fingerprint`, for `target`.
+
+    From memory, else from the disk cache, else `lower()` is called and its
+    program compiled (through `compile_cached`), and the result is kept in
+    memory and written to disk.
+    """
+    target = as_target(target)
+    key = (fingerprint, str(target))
+    with _lock:
+        hit = _by_fingerprint.get(key)
+    if hit is not None:
+        return hit
+    directory = config.cache_dir()
+    path = directory / (disk_key(fingerprint, target) + SUFFIX) if directory else None
+    code = _read_entry(path, target) if path else None
+    if code is None:
+        func = lower()
+        code = KernelCode(compile_cached(func, target), str(func), func)
+        if path:
+            _write_entry(path, code)
+    with _lock:
+        return _by_fingerprint.setdefault(key, code)
+
+
+def _read_entry(path: Path, target: Target) -> KernelCode | None:
+    """The kernel stored at `path`, or None if there is no whole, loadable entry."""
     try:
         data = path.read_bytes()
     except OSError:
@@ -98,51 +150,58 @@ def _read_entry(path: Path, target: Target) -> CompiledModule | None:
     entry = parse_entry(data)
     if entry is None:
         return None
+    name, object_code, ll, tex_source = entry
     try:
-        compiled = llvm_jit.load_object(entry[1], entry[0], entry[2], target)
+        compiled = llvm_jit.load_object(object_code, name, ll, target)
     except BuildError:
         return None
     compiled.loaded_from_disk = True
-    return compiled
+    return KernelCode(compiled, tex_source)
 
 
-def parse_entry(data: bytes) -> tuple[str, bytes, str] | None:
-    """(entry name, object code, IR text) of an entry file's bytes, or None unless the
-    magic, header, lengths and checksum are all right."""
+_PARTS = ("object", "ll", "tex")
+
+
+def parse_entry(data: bytes) -> tuple[str, bytes, str, str] | None:
+    """(entry name, object code, IR text, loop program text) of an entry file's bytes,
+    or None unless the magic, header, lengths and checksum are all right."""
     magic, _, rest = data.partition(b"\n")
     header, _, payload = rest.partition(b"\n")
     if magic != MAGIC:
         return None
     try:
         fields = json.loads(header)
-        name, n_object, n_ll, checksum = (fields["name"], fields["object"], fields["ll"],
-                                          fields["sha256"])
-        if not (isinstance(name, str) and isinstance(n_object, int) and isinstance(n_ll, int)
-                and n_object >= 0 and n_ll >= 0 and len(payload) == n_object + n_ll
+        name, checksum = fields["name"], fields["sha256"]
+        sizes = [fields[part] for part in _PARTS]
+        if not (isinstance(name, str) and all(isinstance(n, int) and n >= 0 for n in sizes)
+                and len(payload) == sum(sizes)
                 and hashlib.sha256(payload).hexdigest() == checksum):
             return None
-        return name, payload[:n_object], payload[n_object:].decode()
+        n_object, n_ll, _ = sizes
+        return (name, payload[:n_object], payload[n_object:n_object + n_ll].decode(),
+                payload[n_object + n_ll:].decode())
     except (ValueError, TypeError, KeyError):
         return None
 
 
-def format_entry(compiled: CompiledModule) -> bytes:
-    """The bytes of the entry file of `compiled` (see the module docstring)."""
-    ll = compiled.get_source("ll").encode()
-    payload = compiled.object_code + ll
-    header = {"name": compiled.name, "object": len(compiled.object_code), "ll": len(ll),
+def format_entry(code: KernelCode) -> bytes:
+    """The bytes of the entry file of `code` (see the module docstring)."""
+    parts = [code.compiled.object_code, code.compiled.get_source("ll").encode(),
+             code.tex_source.encode()]
+    payload = b"".join(parts)
+    header = {"name": code.compiled.name, **{p: len(b) for p, b in zip(_PARTS, parts)},
               "sha256": hashlib.sha256(payload).hexdigest()}
     return MAGIC + b"\n" + json.dumps(header).encode() + b"\n" + payload
 
 
-def _write_entry(path: Path, compiled: CompiledModule):
-    """Put `compiled`'s entry at `path` whole, or warn (once per directory) and give up."""
+def _write_entry(path: Path, code: KernelCode):
+    """Put `code`'s entry at `path` whole, or warn (once per directory) and give up."""
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
         with os.fdopen(fd, "wb") as file:
-            file.write(format_entry(compiled))
+            file.write(format_entry(code))
         os.replace(tmp, path)
     except OSError as err:
         if tmp is not None:
@@ -162,6 +221,7 @@ def clear_cache(disk: bool = False):
     `disk`, also delete every entry in the disk cache's directory."""
     with _lock:
         _cache.clear()
+        _by_fingerprint.clear()
     directory = config.cache_dir()
     if disk and directory is not None and directory.is_dir():
         for entry in directory.glob("*" + SUFFIX):

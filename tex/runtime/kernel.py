@@ -18,13 +18,14 @@ The compiled entry point is `void f(void** buffers, int64* sizes)` (see
 from __future__ import annotations
 
 import ctypes
+from typing import Callable
 
 import numpy as np
 
 from tex.arith import evaluate
 from tex.errors import ArgumentError, BuildError
 from tex.expr import Const, Var
-from tex.ir import Buffer, LoweredFunc
+from tex.ir import Buffer, KernelInterface, LoweredFunc
 from tex.printer import to_text
 from tex.runtime.cache import compile_cached
 from tex.visitor import collect
@@ -118,12 +119,22 @@ class _Param:
 class Kernel:
     """A compiled kernel; call it with arrays (see the module docstring).
 
-    `func` is the LoweredFunc it was built from, `target` its Target.
+    `target` is its Target, `func` the LoweredFunc it was built from.
     """
 
-    def __init__(self, func: LoweredFunc, compiled):
-        self.func = func
+    def __init__(self, func: LoweredFunc | KernelInterface, compiled, *,
+                 lower: Callable[[], LoweredFunc] | None = None, tex_source: str | None = None):
+        """`func` is the LoweredFunc of `compiled`, or, for code loaded from the disk
+        cache, its KernelInterface, with `lower` giving the LoweredFunc when asked
+        for and `tex_source` its printed form."""
+        if not isinstance(func, LoweredFunc) and lower is None:
+            raise BuildError("a Kernel made from a KernelInterface needs `lower`")
+        self.name = func.name
         self.target = compiled.target
+        self.size_vars = func.size_vars
+        self._func = func if isinstance(func, LoweredFunc) else None
+        self._lower = lower
+        self._tex_source = tex_source
         self._compiled = compiled
         self._entry = _ENTRY(compiled.address)
         outputs = func.outputs or func.params[-1:]
@@ -138,11 +149,23 @@ class Kernel:
         self._sizes = ctypes.c_int64 * max(1, len(func.size_vars))
         self._check_sizes_bindable()
 
+    @property
+    def func(self) -> LoweredFunc:
+        """The loop program this kernel was compiled from (lowered now if it came from disk)."""
+        if self._func is None:
+            self._func = self._lower()
+        return self._func
+
+    @property
+    def loaded_from_disk(self) -> bool:
+        """Whether the machine code came from the disk cache rather than a compile."""
+        return self._compiled.loaded_from_disk
+
     def _check_sizes_bindable(self):
         bound = {slot for p in self._params for _, slot in p.binds}
         for var, slot in self._slots.items():
             if slot not in bound:
-                raise BuildError(f"size variable {var.name} of {self.func.name} is not a "
+                raise BuildError(f"size variable {var.name} of {self.name} is not a "
                                  "dimension of any parameter, so no call can bind it")
 
     def __call__(self, *args):
@@ -159,7 +182,7 @@ class Kernel:
             self._run(arrays, env, check_overlap=False)
             return out[0] if len(out) == 1 else tuple(out)
         raise ArgumentError(
-            f"{self.func.name} takes {len(self._params)} arguments ("
+            f"{self.name} takes {len(self._params)} arguments ("
             + ", ".join(p.buffer.name for p in self._params) + f") or its {len(self._inputs)} "
             "inputs (" + ", ".join(p.buffer.name for p in self._inputs)
             + f") with outputs returned; got {len(args)}")
@@ -204,7 +227,7 @@ class Kernel:
 
     def _disagree(self, checked, p, dim, slot):
         """Raise for dimension `dim` of `p` disagreeing with the first binding of `slot`."""
-        var, got = self.func.size_vars[slot], checked[-1][1].shape[dim]
+        var, got = self.size_vars[slot], checked[-1][1].shape[dim]
         q, d, a = next((q, d, a) for q, a in checked for d, s in q.binds if s == slot)
         raise ArgumentError(f"{p.label}: dimension {dim} is {var.name} = {got}, but {q.label} "
                             f"dimension {d} set {var.name} = {a.shape[d]}")
@@ -239,13 +262,13 @@ class Kernel:
     def get_source(self, fmt: str = "tex") -> str:
         """The kernel as text: "tex" (the loop nest), "ll" (optimised LLVM IR), "asm"."""
         if fmt == "tex":
-            return str(self.func)
+            return self._tex_source if self._tex_source is not None else str(self.func)
         if fmt in ("ll", "asm"):
             return self._compiled.get_source(fmt)
         raise ArgumentError(f"unknown source format {fmt!r}; expected one of {SOURCE_FORMATS}")
 
     def __repr__(self):
-        return f"<tex.Kernel {self.func.name} for {self.target}>"
+        return f"<tex.Kernel {self.name} for {self.target}>"
 
 
 def build_kernel(func: LoweredFunc, target="llvm") -> Kernel:

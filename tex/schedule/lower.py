@@ -20,7 +20,8 @@ from tex import ops
 from tex.dtype import INDEX
 from tex.errors import LoweringError
 from tex.expr import Const, TensorRead, Var
-from tex.ir import Allocate, Buffer, For, IfThenElse, LetStmt, Load, LoweredFunc, Store, seq
+from tex.ir import (Allocate, Buffer, For, IfThenElse, KernelInterface, LetStmt, Load, LoweredFunc,
+                    Store, seq)
 from tex.schedule.bound import StagePlan, drop_unneeded_guards, infer_loops, infer_region
 from tex.tensor import PlaceholderOp, Tensor
 from tex.visitor import collect, free_vars, substitute, transform, unique_definitions
@@ -30,11 +31,22 @@ _LOOP_KIND = {None: "serial", "parallel": "parallel", "vectorize": "vectorized",
               "unroll": "unrolled"}
 
 
+def kernel_interface(sch, args, name: str = "main") -> KernelInterface:
+    """How the kernel of `sch` with parameters `args` is called: exactly the params,
+    size variables and outputs of `schedule_to_func(sch, args, name)`, without lowering."""
+    args = _check_args(sch, args)
+    params = tuple(Buffer(t.name, t.dtype, t.shape) for t in args)
+    size_vars = _size_vars(args)
+    outputs = tuple(p for t, p in zip(args, params) if sch.stage_of(t) is not None)
+    return KernelInterface(name, params, size_vars, outputs)
+
+
 def schedule_to_func(sch, args, name: str = "main") -> LoweredFunc:
     """Lower `sch` to a LoweredFunc whose parameters are `args` in order."""
-    args = _check_args(sch, args)
+    interface = kernel_interface(sch, args, name)
+    args = list(args)
     plans = _plan_stages(sch)
-    params = {t: Buffer(t.name, t.dtype, t.shape) for t in args}
+    params = dict(zip(args, interface.params))
     _check_args_computed_at_root(sch, args)
     done = []
     for plan in reversed(plans):
@@ -51,9 +63,8 @@ def schedule_to_func(sch, args, name: str = "main") -> LoweredFunc:
             if buffers[t][0] not in param_buffers:
                 body = Allocate(buffers[t][0], body)
     body = unique_definitions(body)  # a reduce axis may be shared by several computes
-    size_vars = _size_vars(args, body)
-    outputs = tuple(params[t] for t in args if sch.stage_of(t) is not None)
-    return LoweredFunc(name, tuple(params[t] for t in args), size_vars, body, outputs)
+    _check_sizes_defined(interface.size_vars, body)
+    return LoweredFunc(name, interface.params, interface.size_vars, body, interface.outputs)
 
 
 def _check_args(sch, args) -> list[Tensor]:
@@ -290,7 +301,7 @@ class _NestBuilder:
         return stmt
 
 
-def _size_vars(args, body) -> tuple[Var, ...]:
+def _size_vars(args) -> tuple[Var, ...]:
     """Symbolic sizes in order of first appearance in the parameters' shapes."""
     found = []
     for t in args:
@@ -298,8 +309,11 @@ def _size_vars(args, body) -> tuple[Var, ...]:
             for v in collect(e, lambda n: isinstance(n, Var)):
                 if v not in found:
                     found.append(v)
+    return tuple(found)
+
+
+def _check_sizes_defined(size_vars, body):
     for v in free_vars(body):
-        if v not in found:
+        if v not in size_vars:
             raise LoweringError(f"variable {v.name} is used by the computation but no argument's "
                                 "shape defines it; add a tensor with that size to args")
-    return tuple(found)
