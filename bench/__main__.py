@@ -18,7 +18,8 @@ round and a 0.15 s pause between systems, so that each runtime's idle
 threads (OpenBLAS, libgomp, TVM's pool) go to sleep before the next one
 runs. The table shows medians. Before the cases, the suite measures the
 machine's FP32 FMA peak and a 64 MiB read and copy bandwidth (bench/peak.py)
-and prints each tex figure as a fraction of the matching limit.
+and prints each tex figure as a fraction of the matching limit; after them,
+tex's build latency and call overhead (bench/latency.py).
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ import traceback
 import numpy as np
 
 from bench.cases import CASES, CASES_BY_NAME, Case, relative_error
+from bench import latency as bench_latency
 from bench import peak
 
 #: Peer modules in bench/systems/, tried in this order; each may be absent.
@@ -161,6 +163,8 @@ def main(argv=None):
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     parser.add_argument("--no-limits", action="store_true",
                         help="skip measuring the FMA peak and the bandwidth")
+    parser.add_argument("--no-latency", action="store_true",
+                        help="skip measuring build latency and call overhead")
     args = parser.parse_args(argv)
     cases = [CASES_BY_NAME[n] for n in args.cases.split(",")] if args.cases else CASES
     systems, notes = load_systems(set(args.systems.split(",")) if args.systems else None)
@@ -205,9 +209,18 @@ def main(argv=None):
         if limit and limit[1] and tex_rate:
             print(f"tex {name}: {tex_rate / limit[1]:.0%} of the {limit[0]} "
                   f"({limit[1]:.0f} {record['unit']}); build {record['build_ms'].get('tex', 0):.0f} ms")
+    latency = {}
+    if not args.no_latency:
+        latency = {"build_ms": bench_latency.build_latency(),
+                   "call_us": bench_latency.call_overhead()}
+        print("build latency of the tuned 1024^3 matmul (ms): " + ", ".join(
+            f"{k} {v:.3g}" for k, v in latency["build_ms"].items()))
+        print("call overhead, 64 floats (us): " + ", ".join(
+            f"{k} loop {v:.1f}" for k, v in latency["call_us"].items()))
     if args.json:
         out = {name: {"unit": r["unit"], "title": r["title"], **r["rates"]}
                for name, r in results.items()}
+        out.update(latency)
         out["machine"] = {"cpu": _cpu_name(), "cores": os.cpu_count(),
                           "fma_peak_gflops": limits.get("fma"),
                           "read_gbs": limits.get("read"), "copy_gbs": limits.get("copy")}
