@@ -14,6 +14,9 @@ Semantics kept here:
 * float arithmetic carries the `contract` flag (FMA formation), or `fast`
   when the target has `-fastmath`; signed int64 arithmetic is `nsw` (index
   arithmetic never wraps);
+* exp, sigmoid and float32 tanh are lane-wise vector code from
+  `tex.codegen.llvm_math` (float16 through float32), not libm calls;
+  float64 tanh and erf call libm lane by lane;
 * `Select` is lazy (see the `expr_Select` docstring); loads under a lane
   mask become masked loads/gathers, and a scalar load under a mask is
   branched around when no lane is set.
@@ -25,6 +28,7 @@ from contextlib import contextmanager
 from llvmlite import ir
 from llvmlite.ir.instructions import GEPInstr
 
+from tex.codegen import llvm_math
 from tex.dtype import DType, INDEX
 from tex.errors import BuildError
 from tex.expr import Binary, Const, Expr, Var
@@ -35,7 +39,7 @@ I1, I8, I32, I64 = (ir.IntType(bits) for bits in (1, 8, 32, 64))
 _FLOATS = {16: ir.HalfType(), 32: ir.FloatType(), 64: ir.DoubleType()}
 
 _CMP = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
-_LLVM_MATH = {"exp": "exp", "log": "log", "sqrt": "sqrt", "abs": "fabs", "floor": "floor",
+_LLVM_MATH = {"log": "log", "sqrt": "sqrt", "abs": "fabs", "floor": "floor",
               "ceil": "ceil", "pow": "pow"}
 _LIBM = ("tanh", "erf")  # no LLVM intrinsic everywhere: call libm, lane by lane
 _MISSING = object()
@@ -333,20 +337,28 @@ class ExprEmitter:
             return self.b.select(negative, self.b.sub(ir.Constant(t, 0), x), x)
         if e.name in _LLVM_MATH:
             return self._math(_LLVM_MATH[e.name], args)
+        if e.name in llvm_math.FUNCTIONS and (e.dtype.bits == 16 or
+                                              llvm_math.supports(e.name, t)):
+            return self._fast_math(e.name, x, e.dtype)
         if e.name in _LIBM:
             return self._libm(e.name, x, e.dtype)
-        one = ir.Constant(t, 1.0)
         if e.name == "rsqrt":
-            return self.b.fdiv(one, self._math("sqrt", [x]), flags=flags)
-        if e.name == "sigmoid":
-            exp = self._math("exp", [self.b.fneg(x, flags=flags)])
-            return self.b.fdiv(one, self.b.fadd(one, exp, flags=flags), flags=flags)
+            return self.b.fdiv(ir.Constant(t, 1.0), self._math("sqrt", [x]), flags=flags)
         raise BuildError(f"the LLVM backend has no implementation of intrinsic {e.name!r}")
 
     def _math(self, name: str, args) -> ir.Value:
         t = args[0].type
         fn = self.mod.function(f"llvm.{name}.{mangle(t)}", t, [t] * len(args))
         return self.b.call(fn, args)
+
+    def _fast_math(self, name: str, x: ir.Value, dtype: DType) -> ir.Value:
+        """exp, sigmoid or tanh as vector code (`tex.codegen.llvm_math`); half via float."""
+        fma = llvm_math.target_has_fma(self.mod.target)
+        if dtype.bits != 16:
+            return llvm_math.emit_call(self.mod.module, self.b, name, x, fma)
+        wide = self.b.fpext(x, value_type(DType("float", 32, dtype.lanes)))
+        return self.b.fptrunc(llvm_math.emit_call(self.mod.module, self.b, name, wide, fma),
+                              x.type)
 
     def _libm(self, name: str, x: ir.Value, dtype: DType) -> ir.Value:
         """A libm function (tanhf/tanh, erff/erf), applied lane by lane; half goes via float."""
