@@ -13,11 +13,11 @@ build of a freshly declared identical schedule (the compiled-code cache).
 Results are checked against NumPy in float64 before anything is timed.
 
 Both libraries run thread pools whose idle threads spin for a while before
-they sleep (OpenBLAS for about 2^28 cycles, libgomp for a shorter spin), so
-in an interleaved run each one's spinning threads would steal cores from the
-other. Unless the environment says otherwise, the benchmark therefore sets
-OPENBLAS_THREAD_TIMEOUT=4 and OMP_WAIT_POLICY=passive before either library
-loads, so that idle threads sleep at once; the printed header shows the values.
+they sleep (OpenBLAS for about 2^28 cycles, tex's pool for some tens of
+microseconds), so in an interleaved run OpenBLAS's spinning threads would
+steal cores from tex. Unless the environment says otherwise, the benchmark
+therefore sets OPENBLAS_THREAD_TIMEOUT=4 before NumPy loads, so that its idle
+threads sleep at once; the printed header shows the value.
 """
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ import subprocess
 import sys
 import time
 
-#: Idle thread pools sleep at once (see the docstring); read when the libraries load.
-POOL_SETTINGS = {"OPENBLAS_THREAD_TIMEOUT": "4", "OMP_WAIT_POLICY": "passive"}
+#: OpenBLAS's idle threads sleep at once (see the docstring); read when it loads.
+POOL_SETTINGS = {"OPENBLAS_THREAD_TIMEOUT": "4"}
 for _name, _value in POOL_SETTINGS.items():
     os.environ.setdefault(_name, _value)
 
@@ -250,7 +250,7 @@ def main(argv=None):
     parser.add_argument("--only", choices=("tex", "numpy"), help=argparse.SUPPRESS)
     parser.add_argument("--thread-time", action="store_true",
                         help="sweep with the calling thread's CPU time instead of wall time "
-                             "(for OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 on a busy machine)")
+                             "(for TEX_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 on a busy machine)")
     args = parser.parse_args(argv)
     if args.only:  # one side of --alone: print the median seconds
         print(one_side(args.only, args.size, args.samples))
@@ -270,7 +270,7 @@ def main(argv=None):
     if args.save:
         command = " ".join(["python -m bench.matmul"] + list(argv or sys.argv[1:]))
         threads = ", ".join(f"{n}={os.environ.get(n, '(unset)')}"
-                            for n in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"))
+                            for n in ("TEX_NUM_THREADS", "OPENBLAS_NUM_THREADS"))
         header = [f"# {command}   ({datetime.datetime.now().isoformat(timespec='seconds')})",
                   f"# {cpu_name()}, {os.cpu_count()} cores, {threads}, "
                   f"numpy {np.__version__}, tex {tex.__version__}"]

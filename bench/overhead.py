@@ -3,20 +3,21 @@
     python -m bench.overhead
 
 Prints the time per call of a kernel with a serial loop and of the same
-kernel with a `parallel` loop (one parallel region per call on libgomp), so
-the difference is the price of starting a parallel region. libgomp's idle
-threads spin for a while before they sleep (OMP_WAIT_POLICY=active keeps
-them spinning, passive puts them to sleep at once and a region then costs a
-wake-up); run it under each to see both.
+kernel with a `parallel` loop (one job for tex's thread pool per call), so
+the difference is the price of a parallel loop. The pool's idle workers spin
+for some tens of microseconds before they sleep, so back-to-back calls find
+them awake; on a busy machine the caller runs the chunks no worker claims.
+Run it on a quiet machine and beside a busy process (`python -c "while True:
+pass" &`) to see both.
 """
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
 
 import tex
+from tex import config
 
 
 def tiny_kernel(parallel: bool):
@@ -39,8 +40,7 @@ def per_call(kernel, calls: int = 20000) -> float:
 
 
 def main():
-    policy = os.environ.get("OMP_WAIT_POLICY", "(unset: libgomp's default)")
-    print(f"call overhead, 64-float elementwise kernel, OMP_WAIT_POLICY={policy}")
+    print(f"call overhead, 64-float elementwise kernel, {config.num_threads()} threads")
     for parallel in (False, True):
         label = "parallel loop" if parallel else "serial loop"
         print(f"  {label:14} {1e6 * per_call(tiny_kernel(parallel)):6.2f} us per call")

@@ -7,16 +7,13 @@ Data is random, sizes do not divide the vector widths. A vectorized
 checks both forms of an operation.
 """
 import ctypes
-import ctypes.util
 import math
-import os
 
 import numpy as np
 import pytest
 
 from tex import dtype as dt
-from tex.codegen import llvm, llvm_jit
-from tex.codegen.llvm_jit import openmp_available
+from tex.codegen import llvm
 from tex.dtype import INDEX
 from tex.errors import ArgumentError, BuildError
 from tex.expr import (Binary, Call, Cast, Compare, Const, INTRINSICS, Let, Logical, Not,
@@ -417,10 +414,6 @@ def test_strided_load_and_store():
 
 
 # --- parallel loops -------------------------------------------------------------------------
-needs_openmp = pytest.mark.skipif(not openmp_available(), reason="libgomp not found")
-
-
-@needs_openmp
 @pytest.mark.parametrize("n", [1000, 3, 0])
 def test_parallel_loop_captures_sizes_lets_and_buffers(n):
     n_ = Var("n")
@@ -431,13 +424,12 @@ def test_parallel_loop_captures_sizes_lets_and_buffers(n):
     body = LetStmt(scale, Cast(dt.float32, n_), loop(i, n_, inner, "parallel"))
     func = LoweredFunc("par", (A, C), (n_,), body)
     compiled = llvm.build(func)
-    assert "GOMP_parallel" in compiled.get_source("ll")
+    assert "tex_parallel_for" in compiled.get_source("ll")
     a, out = random((n, 4), "float32"), np.full((n, 4), np.nan, "float32")
     call(compiled, [a, out], [n])
     np.testing.assert_allclose(out, a * np.float32(n), rtol=1e-6)
 
 
-@needs_openmp
 def test_nested_parallel_loops_run_the_inner_one_serially():
     n = Var("n")
     A, C = Buffer("A", dt.int64, (n, n)), Buffer("C", dt.int64, (n, n))
@@ -448,7 +440,7 @@ def test_nested_parallel_loops_run_the_inner_one_serially():
         loop(i, n, inner, "parallel"),
         loop(k, 1, Store(C, i64(5), (k,)), "parallel")))
     text = str(llvm.emit_llvm(func))
-    assert text.count("call void @\"GOMP_parallel\"") == 2  # the outer loop, the second nest
+    assert text.count("call void @\"tex_parallel_for\"") == 2  # the outer loop, the second nest
     a, out = random((33, 33), "int64"), np.empty((33, 33), "int64")
     run(func, a, out)
     expected = a + np.arange(33)[:, None]
@@ -462,37 +454,6 @@ def _parallel_scale():
     i = Var("i")
     body = Store(C, Binary("mul", Load(A, (i,)), Const(dt.float32, 3.0)), (i,))
     return LoweredFunc("scale", (A, C), (n,), loop(i, n, body, "parallel"))
-
-
-def test_without_openmp_parallel_loops_run_serially(monkeypatch):
-    monkeypatch.setattr(llvm_jit, "openmp_available", lambda: False)
-    func = _parallel_scale()
-    assert "GOMP" not in str(llvm.emit_llvm(func))
-    a, out = random(100, "float32"), np.empty(100, "float32")
-    run(func, a, out)
-    np.testing.assert_array_equal(out, a * 3)
-
-
-def test_missing_libgomp_warns_once(monkeypatch):
-    def fail(name):
-        raise RuntimeError(f"cannot load {name}")
-
-    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
-    monkeypatch.setattr(llvm_jit.llvm, "load_library_permanently", fail)
-    openmp_available.cache_clear()
-    try:
-        with pytest.warns(RuntimeWarning, match="parallel loops will run serially"):
-            assert not openmp_available()
-        assert not openmp_available()  # remembered: no second warning
-    finally:
-        openmp_available.cache_clear()
-
-
-@needs_openmp
-@pytest.mark.skipif("OMP_NUM_THREADS" in os.environ, reason="thread count set by the user")
-def test_openmp_uses_one_thread_per_core_by_default():
-    gomp = ctypes.CDLL(ctypes.util.find_library("gomp") or "libgomp.so.1")
-    assert gomp.omp_get_max_threads() == len(os.sched_getaffinity(0))
 
 
 # --- allocations -----------------------------------------------------------------------------
@@ -529,7 +490,7 @@ def test_allocate_on_stack_or_heap(shape, where):
     np.testing.assert_allclose(out, 2 * (a + 1), rtol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["serial", pytest.param("parallel", marks=needs_openmp)])
+@pytest.mark.parametrize("kind", ["serial", "parallel"])
 def test_allocate_inside_a_loop_is_per_iteration(kind):
     func = _two_pass(lambda n: (i64(8),), kind, per_row=True)
     text = str(llvm.emit_llvm(func))

@@ -10,8 +10,12 @@
 | TEX_CACHE_DIR     | ~/.cache/tex | where compiled kernels are kept between processes    |
 |                   |              | (`$XDG_CACHE_HOME/tex` when XDG_CACHE_HOME is set);  |
 |                   |              | `off` or empty: no disk cache                        |
+| TEX_NUM_THREADS   | usable CPUs  | threads that run a parallel loop, the caller         |
+|                   |              | included (1: no worker threads); read once, when the |
+|                   |              | thread pool is compiled (the first parallel kernel)  |
 
-Each is read when it is used, so a change takes effect at the next build.
+Each is read when it is used, so a change takes effect at the next build
+(TEX_NUM_THREADS excepted).
 """
 from __future__ import annotations
 
@@ -45,3 +49,11 @@ def cache_dir() -> Path | None:
     if value.strip() == "" or value.strip().lower() == "off":
         return None
     return Path(value).expanduser()
+
+
+def num_threads() -> int:
+    """TEX_NUM_THREADS (at least 1), else the number of CPUs this process may run on."""
+    value = os.environ.get("TEX_NUM_THREADS", "").strip()
+    if value:
+        return max(1, int(value))
+    return len(os.sched_getaffinity(0))

@@ -20,13 +20,14 @@ Memory: bool is `i1` in registers and one byte in memory; float16 is `half`.
 Loads and stores are aligned to the element size only (numpy promises no more).
 
 Parallel loops. The outermost "parallel" loop of a nest is outlined into
-`void <name>_parallel<k>(i8* closure)`; everything its body reads from the
-enclosing code (loop bounds, size/loop/let variables, buffer pointers) is
-packed into a struct on the caller's stack, and the caller runs
-`GOMP_parallel(fn, &closure, 0, 0)` (libgomp; 0 threads means the OpenMP
-default: OMP_NUM_THREADS, else one per core). Each thread runs one contiguous
-chunk of ceil(extent / threads) iterations. Loops nested in a parallel loop
-run serially; allocations inside it belong to each thread.
+`void <name>_parallel<k>(i8* closure, i64 begin, i64 end)`, which runs
+iterations [begin, end) of the loop (counted from its min); everything its
+body reads from the enclosing code (the loop's min, size/loop/let variables,
+buffer pointers) is packed into a struct on the caller's stack, and the
+caller runs `tex_parallel_for(fn, &closure, extent)`: tex's thread pool
+(`tex.runtime.thread_pool`) calls `fn` on contiguous chunks of [0, extent)
+from several threads. Loops nested in a parallel loop run serially;
+allocations inside it belong to each chunk.
 
 Select is lazy: a scalar condition branches (a plain `select` when neither
 side loads or divides); a vector condition evaluates both sides with every
@@ -58,7 +59,7 @@ STACK_LIMIT = 64 * 1024
 ALLOC_ALIGN = 64
 
 # Names the module declares itself; a kernel by one of these names is renamed.
-_RESERVED = {"main", "GOMP_parallel", "omp_get_thread_num", "omp_get_num_threads"}
+_RESERVED = {"main", "tex_parallel_for"}
 _PROCESS = ctypes.CDLL(None)  # the symbols already loaded: libc, libm, ...
 
 
@@ -166,9 +167,10 @@ class _Module:
         return fn
 
     def outline_parallel(self, loop: For, captured: dict, buffers: dict) -> ir.Function:
-        """`void <name>_parallel<k>(i8* closure)`: each thread runs one chunk of `loop`.
+        """`void <name>_parallel<k>(i8* closure, i64 begin, i64 end)`: iterations
+        [min + begin, min + end) of `loop`.
 
-        The closure holds {i64 min, i64 extent, captured values..., buffer pointers...}.
+        The closure holds {i64 min, captured values..., buffer pointers...}.
         """
         suffix = f"_parallel{self._outlined}"
         self._outlined += 1
@@ -182,37 +184,21 @@ class _Module:
         begin, end = (em.convert(a, INDEX, loop.var.dtype) for a in body.args[:2])
         em.counted_loop(loop.var, begin, end, lambda: em.stmt(loop.body))
         em.finish()
-        wrapper = self.new_function(suffix, [I8P], 1)
-        _name_args(wrapper, ["closure"])
-        self._chunk_and_call(wrapper, body, ir.LiteralStructType([I64, I64] + types))
-        return wrapper
-
-    def _chunk_and_call(self, wrapper: ir.Function, body: ir.Function, struct: ir.Type):
+        wrapper = self.new_function(suffix, [I8P, I64, I64], 1)
+        _name_args(wrapper, ["closure", "begin", "end"])
         b = ir.IRBuilder(wrapper.append_basic_block("entry"))
+        struct = ir.LiteralStructType([I64] + types)
         closure = b.bitcast(wrapper.args[0], struct.as_pointer())
-        fields = [b.load(b.gep(closure, [I32(0), I32(k)], inbounds=True))
-                  for k in range(len(struct.elements))]
-        lo, extent = fields[0], _smax(b, fields[1], I64(0))
-        tid = b.sext(b.call(self.function("omp_get_thread_num", I32, []), []), I64)
-        threads = b.sext(b.call(self.function("omp_get_num_threads", I32, []), []), I64)
-        chunk = b.sdiv(b.add(extent, b.sub(threads, I64(1))), threads)
-        begin = _smin(b, b.mul(tid, chunk), extent)
-        end = _smin(b, b.add(begin, chunk), extent)
-        b.call(body, [b.add(lo, begin), b.add(lo, end)] + fields[2:])
+        lo, *fields = [b.load(b.gep(closure, [I32(0), I32(k)], inbounds=True))
+                       for k in range(len(struct.elements))]
+        b.call(body, [b.add(lo, wrapper.args[1]), b.add(lo, wrapper.args[2])] + fields)
         b.ret_void()
+        return wrapper
 
 
 def _name_args(fn: ir.Function, names):
     for arg, name in zip(fn.args, names):
         arg.name = name
-
-
-def _smin(b, x, y):
-    return b.select(b.icmp_signed("<", x, y), x, y)
-
-
-def _smax(b, x, y):
-    return b.select(b.icmp_signed(">", x, y), x, y)
 
 
 class _Emitter(ExprEmitter):
@@ -267,8 +253,7 @@ class _Emitter(ExprEmitter):
     def stmt_For(self, s):
         lo = self.convert(self.expr(s.min), s.min.dtype, s.var.dtype)
         extent = self.convert(self.expr(s.extent), s.extent.dtype, s.var.dtype)
-        if s.kind == "parallel" and not self.in_parallel and self.mask is None \
-                and llvm_jit.openmp_available():
+        if s.kind == "parallel" and not self.in_parallel and self.mask is None:
             self._parallel_for(s, lo, extent)
         else:  # serial, nested in a parallel loop or under a lane mask, vectorized/unrolled
             self.counted_loop(s.var, lo, self.b.add(lo, extent), lambda: self.stmt(s.body))
@@ -297,13 +282,14 @@ class _Emitter(ExprEmitter):
         captured = {v: self.vars[v] for v in uses.vars if v in self.vars}
         buffers = {buf: self.buffers[buf] for buf in uses.buffers if buf in self.buffers}
         wrapper = self.mod.outline_parallel(s, captured, buffers)
-        values = [self.convert(lo, s.var.dtype, INDEX), self.convert(extent, s.var.dtype, INDEX)]
+        values = [self.convert(lo, s.var.dtype, INDEX)]
         values += list(captured.values()) + list(buffers.values())
         closure = self.allocas.alloca(ir.LiteralStructType([v.type for v in values]))
         for k, value in enumerate(values):
             self.b.store(value, self.b.gep(closure, [I32(0), I32(k)], inbounds=True))
-        gomp = self.mod.function("GOMP_parallel", VOID, [wrapper.type, I8P, I32, I32])
-        self.b.call(gomp, [wrapper, self.b.bitcast(closure, I8P), I32(0), I32(0)])
+        pool = self.mod.function("tex_parallel_for", VOID, [wrapper.type, I8P, I64])
+        self.b.call(pool, [wrapper, self.b.bitcast(closure, I8P),
+                           self.convert(extent, s.var.dtype, INDEX)])
 
     # --- memory ----------------------------------------------------------
     def stmt_Allocate(self, s):

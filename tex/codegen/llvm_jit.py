@@ -10,15 +10,14 @@ ownership of the target machine handed to it; creating that second machine
 costs about a millisecond. The engine (and so the machine code) lives
 exactly as long as its `CompiledModule`.
 
-Parallel loops call libgomp (`GOMP_parallel`); `openmp_available()` loads it
-into the process once, so that the JIT's symbol lookup finds it.
+Parallel loops call `tex_parallel_for`, tex's thread pool
+(`tex.runtime.thread_pool`); it is compiled and made known to the JIT's
+symbol lookup before the first kernel that calls it is loaded.
 """
 from __future__ import annotations
 
-import ctypes.util
 import re
 import threading
-import warnings
 from functools import lru_cache
 
 import llvmlite.binding as llvm
@@ -27,7 +26,8 @@ from tex.errors import ArgumentError, BuildError
 from tex.target import Target
 
 SOURCE_FORMATS = ("ll", "asm")
-_LOCK = threading.RLock()
+#: Held around every use of LLVM's global context, which is not thread-safe.
+LLVM_LOCK = threading.RLock()
 
 
 @lru_cache(maxsize=1)
@@ -77,27 +77,6 @@ def machine_description(target: Target) -> str:
            f"{tm.target_data}"
 
 
-def _libgomp_names():
-    yield "libgomp.so.1"  # the usual soname first: find_library runs `ldconfig -p` (ms)
-    yield ctypes.util.find_library("gomp")
-
-
-@lru_cache(maxsize=1)
-def openmp_available() -> bool:
-    """Load libgomp into the process (once); False, with one warning, if it is missing."""
-    for name in _libgomp_names():
-        if not name:
-            continue
-        try:
-            llvm.load_library_permanently(name)
-            return True
-        except RuntimeError:
-            continue
-    warnings.warn("tex: libgomp (the OpenMP runtime) was not found; parallel loops will "
-                  "run serially", RuntimeWarning, stacklevel=3)
-    return False
-
-
 def _optimize(module: llvm.ModuleRef, target: Target):
     pto = llvm.create_pipeline_tuning_options(speed_level=3)
     pto.loop_vectorization = True
@@ -134,7 +113,7 @@ class CompiledModule:
         if fmt == "asm":
             if self._asm is None:
                 # Print from a fresh parse: codegen mutates the module it runs on.
-                with _LOCK:
+                with LLVM_LOCK:
                     module = llvm.parse_assembly(self._ll)
                     self._asm = target_machine(self.target).emit_assembly(module)
             return self._asm
@@ -145,7 +124,7 @@ def compile_ir(ir_text: str, name: str, target: Target) -> CompiledModule:
     """Verify, optimise (O3) and JIT-compile an LLVM module whose entry point is `name`:
     the module's object code is emitted and loaded as `load_object` would load it."""
     _initialize()
-    with _LOCK:  # LLVM's global context is not thread-safe
+    with LLVM_LOCK:  # LLVM's global context is not thread-safe
         try:
             module = llvm.parse_assembly(ir_text)
             module.verify()
@@ -164,10 +143,10 @@ def load_object(object_code: bytes, name: str, ll: str, target: Target) -> Compi
 
     `object_code` must be exactly what `compile_ir` emitted (LLVM may crash on a damaged
     object: check it before). Raises BuildError if a function the module declares cannot
-    be found in this process (libgomp missing, say) or the entry point is missing.
+    be found in this process or the entry point is missing.
     """
     _initialize()
-    with _LOCK:
+    with LLVM_LOCK:
         return _load(object_code, name, ll, target)
 
 
@@ -186,11 +165,13 @@ def _check_externals(ll: str, name: str):
     """Raise BuildError unless this process defines every function `ll` declares.
 
     (MCJIT leaves an unresolved call pointing at address 0.) Intrinsics are
-    skipped; libgomp is loaded first if the module calls it.
+    skipped; the thread pool is compiled first if the module calls it.
     """
+    from tex.runtime import thread_pool  # here: tex.runtime imports this module
+
     externals = [f for f in _DECLARE.findall(ll) if not f.startswith("llvm.")]
-    if any(f.startswith(("GOMP_", "omp_")) for f in externals):
-        openmp_available()
+    if thread_pool.SYMBOL in externals:
+        thread_pool.install()
     missing = [f for f in externals if llvm.address_of_symbol(f) is None]
     if missing:
         raise BuildError(f"{name!r} calls {', '.join(missing)}, which this process does "
