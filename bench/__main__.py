@@ -15,7 +15,7 @@ Timing: each sample is a batch of calls lasting at least 40 ms (inputs and
 outputs allocated once), reported per call. The systems of a case take turns:
 `--samples` samples each, in rounds of three with the order rotated every
 round and a 0.15 s pause between systems, so that each runtime's idle
-threads (OpenBLAS, libgomp, TVM's pool) go to sleep before the next one
+threads (OpenBLAS, tex's and TVM's pools) go to sleep before the next one
 runs. The table shows medians. Before the cases, the suite measures the
 machine's FP32 FMA peak and a 64 MiB read and copy bandwidth (bench/peak.py)
 and prints each tex figure as a fraction of the matching limit; after them,

@@ -1,4 +1,4 @@
-"""tex's thread pool (tex.runtime.thread_pool) through the kernels that call it.
+"""tex's thread pool (tex.codegen.thread_pool) through the kernels that call it.
 
 Most kernels here add A to C in place (`C[i] += A[i]`), so an iteration that
 runs twice, or not at all, shows in the result. Tests that need a process of

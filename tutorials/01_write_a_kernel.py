@@ -271,7 +271,7 @@ evaluate("6 write cache", tex.build(s, [A, B, C2]), repeat=10)
 #
 # The last step uses every core. The column panels are independent of each
 # other, so `parallel(j_outer)` hands contiguous ranges of panels to the
-# threads of the pool (tex calls the OpenMP runtime); each thread keeps its own
+# threads of tex's thread pool in contiguous chunks; each thread keeps its own
 # panel of `B` in its core's L2. The packing copy is parallel over panels too.
 
 # %%

@@ -25,7 +25,7 @@ iterations [begin, end) of the loop (counted from its min); everything its
 body reads from the enclosing code (the loop's min, size/loop/let variables,
 buffer pointers) is packed into a struct on the caller's stack, and the
 caller runs `tex_parallel_for(fn, &closure, extent)`: tex's thread pool
-(`tex.runtime.thread_pool`) calls `fn` on contiguous chunks of [0, extent)
+(`tex.codegen.thread_pool`) calls `fn` on contiguous chunks of [0, extent)
 from several threads. Loops nested in a parallel loop run serially;
 allocations inside it belong to each chunk.
 

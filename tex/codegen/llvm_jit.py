@@ -11,7 +11,7 @@ costs about a millisecond. The engine (and so the machine code) lives
 exactly as long as its `CompiledModule`.
 
 Parallel loops call `tex_parallel_for`, tex's thread pool
-(`tex.runtime.thread_pool`); it is compiled and made known to the JIT's
+(`tex.codegen.thread_pool`); it is compiled and made known to the JIT's
 symbol lookup before the first kernel that calls it is loaded.
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ from functools import lru_cache
 
 import llvmlite.binding as llvm
 
+from tex.codegen import thread_pool
 from tex.errors import ArgumentError, BuildError
 from tex.target import Target
 
@@ -154,8 +155,8 @@ _DECLARE = re.compile(r'^declare [^@]*@"?([^"(]+)"?\(', re.MULTILINE)
 
 
 def _load(object_code: bytes, name: str, ll: str, target: Target) -> CompiledModule:
-    _check_externals(ll, name)
     engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _new_target_machine(target))
+    _check_externals(ll, name)  # after the engine: it makes the process's symbols visible
     engine.add_object_file(llvm.ObjectFileRef.from_data(object_code))
     engine.finalize_object()
     return CompiledModule(name, ll, object_code, engine, target)
@@ -167,8 +168,6 @@ def _check_externals(ll: str, name: str):
     (MCJIT leaves an unresolved call pointing at address 0.) Intrinsics are
     skipped; the thread pool is compiled first if the module calls it.
     """
-    from tex.runtime import thread_pool  # here: tex.runtime imports this module
-
     externals = [f for f in _DECLARE.findall(ll) if not f.startswith("llvm.")]
     if thread_pool.SYMBOL in externals:
         thread_pool.install()

@@ -1,8 +1,8 @@
 """tex's thread pool: runs the chunks of a parallel loop on worker threads.
 
 Kernels call one function, defined here in LLVM IR and JIT-compiled once per
-process (`install`, which `llvm_jit` calls before it loads a kernel that
-declares it):
+process (`install`, which `tex.codegen.llvm_jit` calls before it loads a kernel
+that declares it):
 
     void tex_parallel_for(void (*body)(i8* closure, i64 begin, i64 end), i8* closure, i64 n)
 
@@ -43,7 +43,6 @@ import sys
 import llvmlite.binding as llvm
 
 from tex import config
-from tex.codegen import llvm_jit
 
 SYMBOL = "tex_parallel_for"
 
@@ -298,19 +297,19 @@ def ir_text() -> str:
 
 def install() -> int:
     """Compile the pool (once per process) and define SYMBOL for the JIT's symbol lookup,
-    so that kernels loaded afterwards call it; returns its address. Thread-safe."""
+    so that kernels loaded afterwards call it; returns its address. The caller holds
+    `llvm_jit.LLVM_LOCK` (LLVM's global state is not thread-safe), as `llvm_jit` does."""
     global _address, _engine
-    with llvm_jit.LLVM_LOCK:
-        if _address is None:
-            llvm.initialize_native_target()
-            llvm.initialize_native_asmprinter()
-            llvm.initialize_native_asmparser()  # for the inline `pause`
-            module = llvm.parse_assembly(ir_text())
-            module.verify()
-            machine = llvm.Target.from_triple(llvm.get_process_triple()) \
-                .create_target_machine(opt=2, jit=True)
-            _engine = llvm.create_mcjit_compiler(module, machine)
-            _engine.finalize_object()
-            _address = _engine.get_function_address(SYMBOL)
-            llvm.add_symbol(SYMBOL, _address)
-        return _address
+    if _address is None:
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+        llvm.initialize_native_asmparser()  # for the inline `pause`
+        module = llvm.parse_assembly(ir_text())
+        module.verify()
+        machine = llvm.Target.from_triple(llvm.get_process_triple()) \
+            .create_target_machine(opt=2, jit=True)
+        _engine = llvm.create_mcjit_compiler(module, machine)
+        _engine.finalize_object()
+        _address = _engine.get_function_address(SYMBOL)
+        llvm.add_symbol(SYMBOL, _address)
+    return _address
