@@ -540,3 +540,16 @@ def test_reserved_kernel_names_are_renamed():
     a, out = random(5, "int32"), np.empty(5, "int32")
     run(func, a, out)
     np.testing.assert_array_equal(out, a)
+
+
+def test_a_libm_call_links_in_a_fresh_process():
+    """The first kernel of a process may call libm (float64 tanh does, lane by lane)."""
+    import subprocess
+    import sys
+    code = ("import numpy as np, tex\n"
+            "A = tex.placeholder((5,), 'float64', name='A')\n"
+            "B = tex.compute((5,), lambda i: tex.tanh(A[i]), name='B')\n"
+            "a = np.linspace(-2, 2, 5)\n"
+            "assert np.allclose(tex.build(tex.create_schedule(B.op), [A, B])(a), np.tanh(a))\n")
+    env = {**__import__("os").environ, "TEX_CACHE_DIR": "off"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
