@@ -1,6 +1,7 @@
 """Each pass on a small program, compared in printed form before and after; the verifier."""
 import textwrap
 
+import numpy as np
 import pytest
 
 import tex
@@ -15,6 +16,7 @@ from tex.passes.unroll import unroll_loops
 from tex.passes.vectorize import vectorize_loops
 from tex.passes.verify import VerifyError, verify
 from tex.printer import to_text
+from checks import random_array
 
 
 def text(stmt) -> str:
@@ -106,8 +108,48 @@ def test_vectorize_keeps_an_inner_loop_with_a_vector_body():
 
 def test_vectorize_falls_back_to_serial_when_lanes_would_race():
     i = Var("i")
-    body = loop(i, 16, Store(A, Load(A, (const(0),)) + Load(B, (i,)), (const(0),)), "vectorized")
-    assert text(vectorize_loops(body)).startswith("for i in range(16):")
+    zero = (const(0),)
+    for store in (Store(A, Load(B, (i,)), zero),                        # not a reduction
+                  Store(A, Load(A, zero) - Load(B, (i,)), zero),        # sub does not reassociate
+                  Store(A, Load(A, zero) + Load(A, (i,)), zero),        # the term reads the target
+                  Store(A, Load(A, zero) + const(1.0, "float32"), zero)):  # same term in each lane
+        body = loop(i, 16, store, "vectorized")
+        assert text(vectorize_loops(body)).startswith("for i in range(16):"), text(store)
+    two = seq(Store(A, Load(A, zero) + Load(B, (i,)), zero), Store(B, Load(A, zero), (i,)))
+    assert text(vectorize_loops(loop(i, 16, two, "vectorized"))).startswith("for i in range(16):")
+
+
+def test_vectorize_turns_a_reduction_store_into_a_vector_reduce():
+    i = Var("i")
+    zero = (const(0),)
+    body = loop(i, 16, Store(A, tex.max(Load(B, (i,)), Load(A, zero)), zero), "vectorized")
+    expect(vectorize_loops(body), """
+        A[0] = max(reduce_max(B[ramp(0, 1, 16)]), A[0])
+    """)
+
+
+@pytest.mark.parametrize("reducer, dtype, lanes", [
+    ("sum", "float32", 64), ("max", "float32", 16), ("min", "float32", 8),
+    ("sum", "int32", 16), ("max", "int64", 32), ("min", "uint8", 16), ("sum", "float64", 5),
+])
+def test_a_vectorized_rfactor_combine_matches_numpy(reducer, dtype, lanes):
+    """rfactor's lanes combined by a vectorized reduce axis (a tree of halvings)."""
+    A = tex.placeholder((13, 203), dtype, name="A")
+    k = tex.reduce_axis((0, 203), name="k")
+    B = tex.compute((13,), lambda i: getattr(tex, reducer)(A[i, k], axis=k), name="B")
+    s = tex.create_schedule(B.op)
+    _, lane = s[B].split(k, factor=lanes)
+    partial = s.rfactor(B, lane)
+    lane_axis, row = partial.op.axis
+    s[partial].reorder(row, partial.op.reduce_axis[0], lane_axis)
+    s[partial].vectorize(lane_axis)
+    s[partial].compute_at(s[B], B.op.axis[0])
+    s[B].vectorize(s[B].op.reduce_axis[0])
+    assert "reduce_" + {"sum": "add"}.get(reducer, reducer) in str(tex.lower(s, [A, B]))
+    a = random_array((13, 203), dtype)
+    want = {"sum": np.sum, "max": np.max, "min": np.min}[reducer](a, axis=1).astype(dtype)
+    got = tex.build(s, [A, B])(a)
+    np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == "float32" else 1e-12)
 
 
 def test_unroll_gives_each_copy_fresh_inner_loops():

@@ -89,6 +89,27 @@ class Broadcast(Expr):
         object.__setattr__(self, "dtype", self.value.dtype.with_lanes(self.lanes))
 
 
+
+#: The combining operations of `VectorReduce`.
+VECTOR_REDUCE_OPS = ("add", "mul", "min", "max")
+
+
+@dataclass(frozen=True, eq=False, slots=True, repr=False)
+class VectorReduce(Expr):
+    """The lanes of the vector `value` combined into one scalar by `op`, in an
+    unspecified order (codegen uses a tree of halvings)."""
+
+    op: str
+    value: Expr
+    dtype: DType = field(init=False)
+
+    def __post_init__(self):
+        if self.op not in VECTOR_REDUCE_OPS:
+            raise ExprError(f"VectorReduce op must be one of {VECTOR_REDUCE_OPS}, got {self.op!r}")
+        if self.value.dtype.lanes == 1:
+            raise ExprError("VectorReduce needs a vector value")
+        object.__setattr__(self, "dtype", self.value.dtype.element)
+
 def _check_indices(buffer: Buffer, indices) -> int:
     if len(indices) != len(buffer.shape) and len(indices) != 1:
         raise ExprError(f"buffer {buffer.name} has {len(buffer.shape)} dimension(s), "

@@ -10,7 +10,7 @@ from tex import ops
 from tex.expr import (Binary, Call, Cast, Compare, Const, Let, Logical, Not, Reduce, Select,
                       TensorRead, Var)
 from tex.ir import (Allocate, Broadcast, For, IfThenElse, LetStmt, Load, LoweredFunc, Ramp,
-                    Seq, Store)
+                    Seq, Store, VectorReduce)
 
 _BINARY = {"add": ("+", 5), "sub": ("-", 5), "mul": ("*", 6), "div": ("/", 6),
            "floordiv": ("//", 6), "floormod": ("%", 6)}
@@ -83,6 +83,8 @@ class _Printer:
             return f"ramp({self.expr(e.base)}, {self.expr(e.stride)}, {e.lanes})", _ATOM
         if isinstance(e, Broadcast):
             return f"broadcast({self.expr(e.value)}, {e.lanes})", _ATOM
+        if isinstance(e, VectorReduce):
+            return f"reduce_{e.op}({self.expr(e.value)})", _ATOM
         raise TypeError(f"no printer for {type(e).__name__}")
 
     def _reduce(self, e: Reduce) -> str:

@@ -224,18 +224,45 @@ class ExprEmitter:
 
     def expr_Binary(self, e):
         a, b = self.expr(e.a), self.expr(e.b)
-        if e.dtype.is_float:
-            return self._float_binary(e.op, a, b)
-        if e.op == "add":
-            return self._add(e.dtype, a, b)
-        if e.op == "mul":
-            return self._mul(e.dtype, a, b)
-        if e.op == "sub":
-            return self.b.sub(a, b, flags=_int_flags(e.dtype))
-        if e.op in ("min", "max"):
-            cmp = self.b.icmp_signed if e.dtype.kind == "int" else self.b.icmp_unsigned
-            return self.b.select(cmp("<" if e.op == "min" else ">", a, b), a, b)
-        return self._floor_divide(e, a, b)
+        if e.op in ("floordiv", "floormod") and not e.dtype.is_float:
+            return self._floor_divide(e, a, b)
+        return self._binary(e.op, e.dtype, a, b)
+
+    def _binary(self, op: str, dtype: DType, a, b):
+        """`a op b` for every op but integer floordiv/floormod."""
+        if dtype.is_float:
+            return self._float_binary(op, a, b)
+        if op == "add":
+            return self._add(dtype, a, b)
+        if op == "mul":
+            return self._mul(dtype, a, b)
+        if op == "sub":
+            return self.b.sub(a, b, flags=_int_flags(dtype))
+        cmp = self.b.icmp_signed if dtype.kind == "int" else self.b.icmp_unsigned
+        return self.b.select(cmp("<" if op == "min" else ">", a, b), a, b)
+
+    def expr_VectorReduce(self, e):
+        """A tree of halvings: the upper half of the lanes is combined into the lower
+        half until one lane is left (an odd lane out joins at the end)."""
+        value, lanes, rest = self.expr(e.value), e.value.dtype.lanes, None
+        while lanes > 1:
+            if lanes % 2:
+                last = self.b.extract_element(value, I32(lanes - 1))
+                rest = last if rest is None else self._binary(e.op, e.dtype, rest, last)
+                lanes -= 1
+                value = self._lanes(value, range(lanes))
+                continue
+            half = lanes // 2
+            value = self._binary(e.op, e.dtype.with_lanes(half), self._lanes(value, range(half)),
+                                 self._lanes(value, range(half, lanes)))
+            lanes = half
+        value = self.b.extract_element(value, I32(0)) if e.value.dtype.lanes > 1 else value
+        return value if rest is None else self._binary(e.op, e.dtype, value, rest)
+
+    def _lanes(self, vector, picks):
+        """The lanes `picks` of `vector`, as a vector (one lane stays a vector of one)."""
+        mask = ir.Constant(ir.VectorType(I32, len(picks)), [I32(k) for k in picks])
+        return self.b.shuffle_vector(vector, ir.Constant(vector.type, ir.Undefined), mask)
 
     def _float_binary(self, op, a, b):
         flags = self.mod.fp_flags

@@ -16,17 +16,26 @@ of two is first cut into pieces that are (48 lanes = 32 + 16). Each one either
   they hold for all lanes), and for the tail the same vector code with each
   guard kept as a lane mask (codegen masks the loads and stores under it);
   or
-* when it cannot be vectorized (a scalar store the lanes would race on, an
-  allocation inside, lane-varying inner loop bounds), stays a serial loop.
+* when its body is one store that every lane makes to the same place,
+  `acc = acc op f(lane)` with op add, mul, min or max (a reduction axis
+  vectorized, such as the lanes of an rfactor being combined), becomes
+  `acc = acc op reduce_op(f(lanes))`: the lanes are combined by a tree of
+  halvings, so a float sum rounds differently from the serial order; or
+* when it cannot be vectorized (another scalar store the lanes would race
+  on, an allocation inside, lane-varying inner loop bounds), stays a serial
+  loop.
 """
 from __future__ import annotations
 
 import dataclasses
 
 from tex import ops
-from tex.expr import Binary, Call, Cast, Compare, Const, Expr, Let, Logical, Not, Select, Var
-from tex.ir import Allocate, Broadcast, For, IfThenElse, LetStmt, Load, Ramp, Stmt, Store, seq
-from tex.visitor import Rewriter, free_vars, fresh_copy, substitute, transform, uses_var
+from tex.expr import (Binary, Call, Cast, Compare, Const, Expr, Let, Logical, Not, Select, Var,
+                      structurally_equal)
+from tex.ir import (VECTOR_REDUCE_OPS, Allocate, Broadcast, For, IfThenElse, LetStmt, Load, Ramp,
+                    Stmt, Store, VectorReduce, seq)
+from tex.visitor import (Rewriter, collect, free_vars, fresh_copy, substitute, transform,
+                         uses_var)
 
 
 class _NotVectorizable(Exception):
@@ -40,8 +49,9 @@ def _broadcast(e: Expr, lanes: int) -> Expr:
 class _Vectorizer(Rewriter):
     """Rewrites a loop body for `lanes` lanes of `var`."""
 
-    def __init__(self, var: Var, lanes: int, start: Expr):
-        self.var, self.lanes = var, lanes
+    def __init__(self, var: Var, lanes: int, start: Expr, reduction: Store | None = None):
+        """`reduction` is the loop's body when it is one store that may be a reduction."""
+        self.var, self.lanes, self.reduction = var, lanes, reduction
         self.ramp = Ramp(start, Const(start.dtype, 1), lanes)
         self.renamed: dict[Var, Var] = {}
 
@@ -105,10 +115,29 @@ class _Vectorizer(Rewriter):
 
     # --- statements ---------------------------------------------------------------
     def rewrite_Store(self, s: Store):
-        index, value = self.rewrite(s.indices[0]), self.rewrite(s.value)
+        index = self.rewrite(s.indices[0])
         if index.dtype.lanes == 1:
+            return self._reduction(s)
+        return Store(s.buffer, _broadcast(self.rewrite(s.value), self.lanes), (index,))
+
+    def _reduction(self, s: Store) -> Store:
+        """`acc = acc op f(lane)`, stored by every lane to one place, as one store of
+        `acc op reduce_op(f(lanes))`."""
+        value = s.value
+        if s is not self.reduction or not (isinstance(value, Binary)
+                                           and value.op in VECTOR_REDUCE_OPS):
             raise _NotVectorizable("all lanes would store to one location")
-        return Store(s.buffer, _broadcast(value, self.lanes), (index,))
+        for acc, term in ((value.a, value.b), (value.b, value.a)):
+            if isinstance(acc, Load) and acc.buffer is s.buffer \
+                    and structurally_equal(acc.indices[0], s.indices[0]) \
+                    and not collect(term, lambda n: isinstance(n, Load) and n.buffer is s.buffer):
+                lanes = self.rewrite(term)
+                if lanes.dtype.lanes == 1:  # the same term in every lane
+                    break
+                combined = VectorReduce(value.op, lanes)
+                pair = (acc, combined) if acc is value.a else (combined, acc)
+                return Store(s.buffer, Binary(value.op, *pair), s.indices)
+        raise _NotVectorizable("all lanes would store to one location")
 
     def rewrite_For(self, loop: For):
         if uses_var(loop.min, self.var) or uses_var(loop.extent, self.var):
@@ -193,8 +222,9 @@ def _defining(stmt: Stmt) -> list:
 
 def _vectorize_loop(loop: For) -> Stmt:
     lanes = loop.extent.value
+    reduction = loop.body if isinstance(loop.body, Store) else None
     try:
-        masked = _Vectorizer(loop.var, lanes, loop.min).rewrite(loop.body)
+        masked = _Vectorizer(loop.var, lanes, loop.min, reduction).rewrite(loop.body)
     except _NotVectorizable:
         return dataclasses.replace(loop, kind="serial")
     conds = []
