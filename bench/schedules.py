@@ -154,7 +154,7 @@ def _schedule_pack(s, packed, parallel: bool, lanes: str):
 
 # --- conv2d -------------------------------------------------------------------------------
 
-def conv2d(N: int, C: int, H: int, W: int, K: int, *, kb: int = 32, wb: int = 8):
+def conv2d(N: int, C: int, H: int, W: int, K: int, *, kb: int = 16, wb: int = 14):
     """NCHW convolution with K 3x3 filters, stride 1, padding 1 (float32).
 
     The kernel pads the input into a buffer of its own, packs the weights so

@@ -77,7 +77,9 @@ def child_result(child: subprocess.Popen) -> dict:
 
 
 def entries(cache_dir) -> list[pathlib.Path]:
-    return sorted(pathlib.Path(cache_dir).glob("*" + cache.SUFFIX))
+    """The kernels' entries (the thread pool keeps one of its own beside them)."""
+    return sorted(p for p in pathlib.Path(cache_dir).glob("*" + cache.SUFFIX)
+                  if not p.name.startswith("thread_pool-"))
 
 
 @pytest.fixture
@@ -157,7 +159,7 @@ def test_processes_building_at_once_leave_one_whole_entry(cache_dir):
     children = [start_child(cache_dir) for _ in range(4)]
     assert all(child_result(c)["correct"] for c in children)
     [path] = entries(cache_dir)
-    assert sorted(p.name for p in cache_dir.iterdir()) == [path.name]  # no temporary files
+    assert all(p.suffix == cache.SUFFIX for p in cache_dir.iterdir())  # no temporary files
     assert cache.parse_entry(path.read_bytes()) is not None
     assert build().loaded_from_disk
 
@@ -251,3 +253,22 @@ def test_an_unwritable_directory_means_no_disk_cache_and_one_warning(tmp_path, m
         assert matches_numpy(build("float64"), "float64")
     assert len([w for w in caught if "kernel cache" in str(w.message)]) == 1
     cache.clear_cache()
+
+
+def test_the_thread_pool_is_loaded_from_disk_too(cache_dir):
+    child_result(start_child(cache_dir))  # writes the kernel's and the pool's entries
+    [pool] = [p for p in cache_dir.glob("thread_pool-*" + cache.SUFFIX)]
+    code = ("import json, sys; sys.path.insert(0, {tests!r}); import test_disk_cache as t\n"
+            "from tex.codegen import thread_pool\n"
+            "def refuse(): raise AssertionError('the pool was compiled, not loaded')\n"
+            "thread_pool.compile_object = refuse\n"
+            "t.child_build()\n").format(tests=str(TESTS))
+    env = dict(os.environ, TEX_CACHE_DIR=str(cache_dir),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1])["correct"]
+    pool.write_bytes(truncate(pool.read_bytes()))  # a damaged pool entry is compiled again
+    assert child_result(start_child(cache_dir))["correct"]
+    assert cache.parse_entry(pool.read_bytes()) is not None

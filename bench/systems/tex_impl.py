@@ -33,7 +33,7 @@ def _matmul(inputs, **config):
 def _conv2d(inputs):
     n, c, h, w = inputs[0].shape
     return _runner(schedules.conv2d(n, c, h, w, inputs[1].shape[0]), inputs,
-                   "32 channels x 8 pixels register tile")
+                   "16 channels x 14 pixels register tile")
 
 
 def _rows(schedule, inputs, **kwargs):

@@ -43,6 +43,7 @@ import sys
 import llvmlite.binding as llvm
 
 from tex import config
+from tex.errors import BuildError
 
 SYMBOL = "tex_parallel_for"
 
@@ -295,21 +296,51 @@ def ir_text() -> str:
                           spins=SPINS)
 
 
-def install() -> int:
-    """Compile the pool (once per process) and define SYMBOL for the JIT's symbol lookup,
-    so that kernels loaded afterwards call it; returns its address. The caller holds
-    `llvm_jit.LLVM_LOCK` (LLVM's global state is not thread-safe), as `llvm_jit` does."""
+def _machine() -> llvm.TargetMachine:
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    llvm.initialize_native_asmparser()  # for the inline `pause`
+    return llvm.Target.from_triple(llvm.get_process_triple()).create_target_machine(opt=2,
+                                                                                    jit=True)
+
+
+def machine_description() -> str:
+    """What the pool's object code depends on besides its IR: LLVM and the host CPU."""
+    _machine()  # initialises LLVM's native target
+    return (f"llvm {llvm.llvm_version_info}; {llvm.get_process_triple()}; "
+            f"{llvm.get_host_cpu_name()}; {llvm.get_host_cpu_features().flatten()}")
+
+
+def compile_object() -> bytes:
+    """The pool's object code for this machine (what `install_object` loads). The caller
+    holds `llvm_jit.LLVM_LOCK`."""
+    module = llvm.parse_assembly(ir_text())
+    module.verify()
+    return _machine().emit_object(module)
+
+
+def installed() -> bool:
+    return _address is not None
+
+
+def install_object(object_code: bytes) -> int:
+    """Load the pool from `compile_object`'s output (this process's or an earlier one's,
+    on the same machine) and define SYMBOL for the JIT's symbol lookup, so that kernels
+    loaded afterwards call it; returns its address. Does nothing once installed. The
+    caller holds `llvm_jit.LLVM_LOCK` (LLVM's global state is not thread-safe)."""
     global _address, _engine
     if _address is None:
-        llvm.initialize_native_target()
-        llvm.initialize_native_asmprinter()
-        llvm.initialize_native_asmparser()  # for the inline `pause`
-        module = llvm.parse_assembly(ir_text())
-        module.verify()
-        machine = llvm.Target.from_triple(llvm.get_process_triple()) \
-            .create_target_machine(opt=2, jit=True)
-        _engine = llvm.create_mcjit_compiler(module, machine)
-        _engine.finalize_object()
-        _address = _engine.get_function_address(SYMBOL)
+        engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _machine())
+        engine.add_object_file(llvm.ObjectFileRef.from_data(object_code))
+        engine.finalize_object()
+        address = engine.get_function_address(SYMBOL)
+        if not address:
+            raise BuildError(f"the thread pool's object code has no {SYMBOL}")
+        _engine, _address = engine, address
         llvm.add_symbol(SYMBOL, _address)
     return _address
+
+
+def install() -> int:
+    """Compile and install the pool (once per process); see `install_object`."""
+    return _address if _address is not None else install_object(compile_object())

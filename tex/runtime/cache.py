@@ -28,7 +28,8 @@ IR. The format, version 2:
     loop program (both UTF-8)
 
 `name` is the entry symbol and H the hex sha256 of the N + M + T payload
-bytes. Anything else (bad magic or header, wrong length, checksum mismatch, a
+bytes. The thread pool's object code (`start_thread_pool`) is kept the same
+way, as `thread_pool-<sha256>.texk`. Anything else (bad magic or header, wrong length, checksum mismatch, a
 load that fails) counts as a miss, and the entry is rewritten. A writer
 writes a temporary file in the same directory and `os.replace`s it into
 place, so readers see a whole entry or none, and concurrent writers of one
@@ -49,7 +50,7 @@ from pathlib import Path
 from typing import Callable
 
 from tex import config
-from tex.codegen import llvm, llvm_jit
+from tex.codegen import llvm, llvm_jit, thread_pool
 from tex.codegen.llvm_jit import CompiledModule
 from tex.errors import BuildError
 from tex.expr import Var
@@ -87,6 +88,7 @@ def compile_cached(func: LoweredFunc, target="llvm") -> CompiledModule:
     """`tex.codegen.llvm.build(func, target)`, once per distinct program and target in
     this process."""
     target = as_target(target)
+    start_thread_pool()
     key = cache_key(func, target)
     with _lock:
         hit = _cache.get(key)
@@ -129,6 +131,7 @@ def kernel_code(fingerprint: str, target, lower: Callable[[], LoweredFunc]) -> K
         hit = _by_fingerprint.get(key)
     if hit is not None:
         return hit
+    start_thread_pool()
     directory = config.cache_dir()
     path = directory / (disk_key(fingerprint, target) + SUFFIX) if directory else None
     code = _read_entry(path, target) if path else None
@@ -141,13 +144,47 @@ def kernel_code(fingerprint: str, target, lower: Callable[[], LoweredFunc]) -> K
         return _by_fingerprint.setdefault(key, code)
 
 
-def _read_entry(path: Path, target: Target) -> KernelCode | None:
-    """The kernel stored at `path`, or None if there is no whole, loadable entry."""
+def start_thread_pool():
+    """Install tex's thread pool (`tex.codegen.thread_pool`) before a kernel is loaded,
+    its object code read from the disk cache when it is there (compiling it costs
+    ~15 ms, a noticeable part of a build that hits the disk cache)."""
+    if thread_pool.installed():
+        return
+    with llvm_jit.LLVM_LOCK:
+        if thread_pool.installed():
+            return
+        directory = config.cache_dir()
+        path = None
+        if directory is not None:
+            from tex import __version__  # at call time, as in disk_key
+            text = repr((thread_pool.ir_text(), thread_pool.machine_description(),
+                         __version__, source_digest()))
+            path = directory / f"thread_pool-{hashlib.sha256(text.encode()).hexdigest()}{SUFFIX}"
+            entry = _read_parts(path)
+            if entry is not None and entry[0] == thread_pool.SYMBOL:
+                try:
+                    thread_pool.install_object(entry[1])
+                    return
+                except (BuildError, RuntimeError):
+                    pass  # compiled below, and the entry rewritten
+        object_code = thread_pool.compile_object()
+        thread_pool.install_object(object_code)
+        if path is not None:
+            _write_file(path, format_entry(thread_pool.SYMBOL, object_code,
+                                           thread_pool.ir_text(), ""))
+
+
+def _read_parts(path: Path) -> tuple[str, bytes, str, str] | None:
+    """`parse_entry` of the file at `path`, or None if it cannot be read."""
     try:
-        data = path.read_bytes()
+        return parse_entry(path.read_bytes())
     except OSError:
         return None
-    entry = parse_entry(data)
+
+
+def _read_entry(path: Path, target: Target) -> KernelCode | None:
+    """The kernel stored at `path`, or None if there is no whole, loadable entry."""
+    entry = _read_parts(path)
     if entry is None:
         return None
     name, object_code, ll, tex_source = entry
@@ -184,24 +221,30 @@ def parse_entry(data: bytes) -> tuple[str, bytes, str, str] | None:
         return None
 
 
-def format_entry(code: KernelCode) -> bytes:
-    """The bytes of the entry file of `code` (see the module docstring)."""
-    parts = [code.compiled.object_code, code.compiled.get_source("ll").encode(),
-             code.tex_source.encode()]
+def format_entry(name: str, object_code: bytes, ll: str, tex_source: str) -> bytes:
+    """The bytes of an entry file (see the module docstring)."""
+    parts = [object_code, ll.encode(), tex_source.encode()]
     payload = b"".join(parts)
-    header = {"name": code.compiled.name, **{p: len(b) for p, b in zip(_PARTS, parts)},
+    header = {"name": name, **{p: len(b) for p, b in zip(_PARTS, parts)},
               "sha256": hashlib.sha256(payload).hexdigest()}
     return MAGIC + b"\n" + json.dumps(header).encode() + b"\n" + payload
 
 
 def _write_entry(path: Path, code: KernelCode):
     """Put `code`'s entry at `path` whole, or warn (once per directory) and give up."""
+    compiled = code.compiled
+    _write_file(path, format_entry(compiled.name, compiled.object_code,
+                                   compiled.get_source("ll"), code.tex_source))
+
+
+def _write_file(path: Path, data: bytes):
+    """Put `data` at `path` whole, or warn (once per directory) and give up."""
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
         with os.fdopen(fd, "wb") as file:
-            file.write(format_entry(code))
+            file.write(data)
         os.replace(tmp, path)
     except OSError as err:
         if tmp is not None:
@@ -213,7 +256,7 @@ def _write_entry(path: Path, code: KernelCode):
             _warned.add(path.parent)
             warnings.warn(f"tex: cannot write the kernel cache in {path.parent} ({err}); "
                           "kernels will be compiled in every process (set TEX_CACHE_DIR to "
-                          "another directory, or to 'off')", RuntimeWarning, stacklevel=4)
+                          "another directory, or to 'off')", RuntimeWarning, stacklevel=5)
 
 
 def clear_cache(disk: bool = False):
