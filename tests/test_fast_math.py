@@ -179,3 +179,11 @@ def test_vectorized_softmax_is_vector_code():
     np.testing.assert_allclose(kernel(a), want / want.sum(1, keepdims=True), rtol=2e-6,
                                atol=1e-12)
     assert _LIBM_CALL.search(kernel.get_source("asm")) is None
+
+
+def test_exp_on_full_avx512_vectors_scales_with_one_vscalef():
+    if tex.Target("llvm").vector_bits < 512:
+        pytest.skip("this host has no AVX-512")
+    asm = build("exp", "float32", 16).get_source("asm")
+    assert "vscalefps" in asm and "vpslld" not in asm  # no integer exponent arithmetic
+    assert "vscalefps" not in build("exp", "float32", 16, "llvm -mattr=-fma").get_source("asm")

@@ -380,11 +380,12 @@ class ExprEmitter:
 
     def _fast_math(self, name: str, x: ir.Value, dtype: DType) -> ir.Value:
         """exp, sigmoid or tanh as vector code (`tex.codegen.llvm_math`); half via float."""
-        fma = llvm_math.target_has_fma(self.mod.target)
+        target = self.mod.target
+        flags = (llvm_math.target_has_fma(target), llvm_math.target_has_avx512(target))
         if dtype.bits != 16:
-            return llvm_math.emit_call(self.mod.module, self.b, name, x, fma)
+            return llvm_math.emit_call(self.mod.module, self.b, name, x, *flags)
         wide = self.b.fpext(x, value_type(DType("float", 32, dtype.lanes)))
-        return self.b.fptrunc(llvm_math.emit_call(self.mod.module, self.b, name, wide, fma),
+        return self.b.fptrunc(llvm_math.emit_call(self.mod.module, self.b, name, wide, *flags),
                               x.type)
 
     def _libm(self, name: str, x: ir.Value, dtype: DType) -> ir.Value:

@@ -11,7 +11,8 @@ exp (float32 and float64): clamp x, split x = n*ln2 + r with |r| <= ln2/2
 ln2 whose high part times n is exact), exp(r) = 1 + r + r^2*P(r), and
 scale by 2^n as two factors 2^(n//2) * 2^(n - n//2) built by integer adds
 into the exponent bits, so that results that are subnormal, or just below
-overflow, are rounded once. exp(+inf) = inf, exp(-inf) = 0, NaN -> NaN,
+overflow, are rounded once (on full AVX-512 vectors one `vscalefps`/`pd`
+does this scaling, with the same single rounding). exp(+inf) = inf, exp(-inf) = 0, NaN -> NaN,
 overflow -> inf, underflow -> 0.
 
 sigmoid(x) = e/(1+e) for x < 0, 1/(1+e) otherwise, with e = exp(-|x|): no
@@ -88,6 +89,21 @@ def target_has_fma(target: Target) -> bool:
     return target.vector_bits >= 256
 
 
+def target_has_avx512(target: Target) -> bool:
+    """Whether `target` has AVX-512F for sure: 512-bit vectors, and none of the features
+    it rests on switched off (LLVM drops AVX-512 silently when one is)."""
+    if target.vector_bits < 512:
+        return False
+    state = {f[1:]: f[0] == "+" for f in target.features.split(",") if f}
+    return all(state.get(name, True) for name in ("avx512f", "avx2", "avx", "fma", "f16c"))
+
+
+#: AVX-512's scalef (x * 2^floor(y), one rounding, IEEE overflow/underflow/NaN) by
+#: vector type: LLVM intrinsic name and mask width.
+_SCALEF = {(16, 32): ("llvm.x86.avx512.mask.scalef.ps.512", 16),
+           (8, 64): ("llvm.x86.avx512.mask.scalef.pd.512", 8)}
+
+
 def supports(name: str, x: ir.Type) -> bool:
     """Whether `emit_call` implements `name` for values of type `x`."""
     element = x.element if isinstance(x, ir.VectorType) else x
@@ -97,8 +113,9 @@ def supports(name: str, x: ir.Type) -> bool:
 
 
 def emit_call(module: ir.Module, b: ir.IRBuilder, name: str, x: ir.Value,
-              fma: bool) -> ir.Value:
-    """`name(x)` at `b`, through `tex.<name>.<type>` (defined in `module` on first use)."""
+              fma: bool, avx512: bool = False) -> ir.Value:
+    """`name(x)` at `b`, through `tex.<name>.<type>` (defined in `module` on first use).
+    `avx512` allows AVX-512 instructions (`target_has_avx512`)."""
     assert supports(name, x.type), (name, x.type)
     fn_name = f"tex.{name}.{_suffix(x.type)}"
     fn = module.globals.get(fn_name)
@@ -107,7 +124,7 @@ def emit_call(module: ir.Module, b: ir.IRBuilder, name: str, x: ir.Value,
         fn.linkage = "internal"
         fn.attributes.add("alwaysinline")
         fn.args[0].name = "x"
-        ops = _Ops(module, ir.IRBuilder(fn.append_basic_block("entry")), x.type, fma)
+        ops = _Ops(module, ir.IRBuilder(fn.append_basic_block("entry")), x.type, fma, avx512)
         ops.b.ret({"exp": _exp, "tanh": _tanh, "sigmoid": _sigmoid}[name](ops, fn.args[0]))
     return b.call(fn, [x])
 
@@ -122,11 +139,14 @@ def _suffix(t: ir.Type) -> str:
 class _Ops:
     """A builder for one float type `t` (scalar or vector): constants, fused mul-add."""
 
-    def __init__(self, module: ir.Module, b: ir.IRBuilder, t: ir.Type, fma: bool):
+    def __init__(self, module: ir.Module, b: ir.IRBuilder, t: ir.Type, fma: bool,
+                 avx512: bool):
         self.module, self.b, self.t, self.fma = module, b, t, fma
         vector = isinstance(t, ir.VectorType)
         self.p = _F32 if isinstance(t.element if vector else t, ir.FloatType) else _F64
         self.it = ir.VectorType(self.p.int_type, t.count) if vector else self.p.int_type
+        width = (t.count, self.p.int_type.width) if vector else None
+        self.scalef = _SCALEF.get(width) if avx512 else None
 
     def const(self, value: float) -> ir.Constant:
         return ir.Constant(self.t, value)
@@ -158,6 +178,8 @@ class _Ops:
 
 def _exp(o: _Ops, x: ir.Value) -> ir.Value:
     """exp(x), x float or double (scalar or vector): error <= 1 ulp, IEEE edge cases."""
+    if o.scalef:
+        return _exp_scalef(o, x)
     b, p = o.b, o.p
     xc = b.select(b.fcmp_ordered(">", x, o.const(p.lo)), x, o.const(p.lo))  # NaN -> lo
     xc = b.select(b.fcmp_ordered("<", xc, o.const(p.hi)), xc, o.const(p.hi), name="clamped")
@@ -172,6 +194,27 @@ def _exp(o: _Ops, x: ir.Value) -> ir.Value:
     n_int = b.sub(b.bitcast(shifted, o.it), b.bitcast(o.const(p.shifter), o.it), name="n_int")
     result = _scale(o, exp_r, n_int)
     return b.select(b.fcmp_unordered("uno", x, x), x, result)
+
+
+def _exp_scalef(o: _Ops, x: ir.Value) -> ir.Value:
+    """exp(x) on a full AVX-512 vector: the same reduction and polynomial, scaled by
+    one `vscalef` (which rounds subnormal results once and overflows to inf). The
+    clamp lets NaN through (a NaN input fails both comparisons), and scalef keeps it."""
+    b, p = o.b, o.p
+    xc = b.select(b.fcmp_ordered("<", x, o.const(p.lo)), o.const(p.lo), x)
+    xc = b.select(b.fcmp_ordered(">", xc, o.const(p.hi)), o.const(p.hi), xc, name="clamped")
+    shifted = b.fadd(b.fmul(xc, o.const(1 / math.log(2))), o.const(p.shifter), name="shifted")
+    n = b.fsub(shifted, o.const(p.shifter), name="n")
+    r = o.mad(n, o.const(-p.ln2_hi), xc)
+    r = o.mad(n, o.const(-p.ln2_lo), r, name="r")
+    expm1 = o.mad(b.fmul(r, r), o.horner(r, p.poly), r)
+    exp_r = b.fadd(o.const(1.0), expm1, name="exp_r")
+    name, mask_bits = o.scalef
+    mask = ir.IntType(mask_bits)
+    fn = o.module.globals.get(name) or ir.Function(
+        o.module, ir.FunctionType(o.t, [o.t, o.t, o.t, mask, ir.IntType(32)]), name)
+    return b.call(fn, [exp_r, n, ir.Constant(o.t, None), ir.Constant(mask, -1),
+                       ir.Constant(ir.IntType(32), 4)])  # all lanes; current rounding mode
 
 
 def _scale(o: _Ops, m: ir.Value, n: ir.Value) -> ir.Value:
