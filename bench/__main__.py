@@ -17,7 +17,7 @@ outputs allocated once), reported per call. The systems of a case take turns:
 round and a 0.15 s pause between systems, so that each runtime's idle
 threads (OpenBLAS, tex's and TVM's pools) go to sleep before the next one
 runs. The table shows medians. Before the cases, the suite measures the
-machine's FP32 FMA peak and a 64 MiB read and copy bandwidth (bench/peak.py)
+machine's FP32 FMA peak, a 64 MiB read and a 16 MiB copy bandwidth (bench/peak.py)
 and prints each tex figure as a fraction of the matching limit; after them,
 tex's build latency and call overhead (bench/latency.py).
 """
@@ -180,7 +180,7 @@ def main(argv=None):
         limits["fma"] = peak.fma_peak()
         limits.update(peak.bandwidth())
         print(f"# machine limits: FP32 FMA peak {limits['fma']:.0f} GFLOP/s; 64 MiB read "
-              f"{limits['read']:.1f} GB/s, copy {limits['copy']:.1f} GB/s")
+              f"{limits['read']:.1f} GB/s, 16 MiB copy {limits['copy']:.1f} GB/s")
 
     results = {}
     columns = list(systems)
