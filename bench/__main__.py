@@ -29,7 +29,6 @@ import importlib
 import json
 import os
 import pathlib
-import platform
 import statistics
 import sys
 import time
@@ -170,7 +169,7 @@ def main(argv=None):
     systems, notes = load_systems(set(args.systems.split(",")) if args.systems else None)
 
     print(f"# python -m bench {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip())
-    print(f"# {datetime.datetime.now().isoformat(timespec='seconds')}, {_cpu_name()}, "
+    print(f"# {datetime.datetime.now().isoformat(timespec='seconds')}, {peak.cpu_name()}, "
           f"{os.cpu_count()} cores, numpy {np.__version__}, load average "
           + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     for note in notes:
@@ -221,21 +220,11 @@ def main(argv=None):
         out = {name: {"unit": r["unit"], "title": r["title"], **r["rates"]}
                for name, r in results.items()}
         out.update(latency)
-        out["machine"] = {"cpu": _cpu_name(), "cores": os.cpu_count(),
+        out["machine"] = {"cpu": peak.cpu_name(), "cores": os.cpu_count(),
                           "fma_peak_gflops": limits.get("fma"),
                           "read_gbs": limits.get("read"), "copy_gbs": limits.get("copy")}
         pathlib.Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
         print(f"wrote {args.json}")
-
-
-def _cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

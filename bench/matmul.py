@@ -25,7 +25,6 @@ import argparse
 import datetime
 import os
 import pathlib
-import platform
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable
 import numpy as np  # noqa: E402
 
 import tex  # noqa: E402
+from bench import peak  # noqa: E402
 from bench.schedules import BEST_MATMUL, matmul  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "matmul.txt"
@@ -128,16 +128,6 @@ def machine_load() -> str:
     except (OSError, subprocess.SubprocessError, ValueError, IndexError):
         pass
     return "\n".join(lines)
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def gflops(size: int, seconds: float) -> float:
@@ -272,7 +262,7 @@ def main(argv=None):
         threads = ", ".join(f"{n}={os.environ.get(n, '(unset)')}"
                             for n in ("TEX_NUM_THREADS", "OPENBLAS_NUM_THREADS"))
         header = [f"# {command}   ({datetime.datetime.now().isoformat(timespec='seconds')})",
-                  f"# {cpu_name()}, {os.cpu_count()} cores, {threads}, "
+                  f"# {peak.cpu_name()}, {os.cpu_count()} cores, {threads}, "
                   f"numpy {np.__version__}, tex {tex.__version__}"]
         RESULTS.parent.mkdir(exist_ok=True)
         with open(RESULTS, "a") as out:

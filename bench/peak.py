@@ -14,6 +14,7 @@ These are the yardsticks the suite's table is read against, not peers.
 from __future__ import annotations
 
 import ctypes
+import platform
 import statistics
 import threading
 import time
@@ -134,6 +135,17 @@ def bandwidth(read_mib: int = 64, copy_mib: int = 16, repeats: int = 21) -> dict
             times.append(time.perf_counter() - start)
         rates[name] = nbytes / statistics.median(times) / 1e9
     return rates
+
+
+def cpu_name() -> str:
+    """The CPU's model name, as the OS reports it."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def main():
