@@ -54,7 +54,7 @@ from tex.codegen import llvm, llvm_jit, thread_pool
 from tex.codegen.llvm_jit import CompiledModule
 from tex.errors import BuildError
 from tex.expr import Var
-from tex.ir import LoweredFunc
+from tex.ir import For, LoweredFunc
 from tex.target import Target, as_target
 from tex.visitor import collect
 
@@ -88,12 +88,13 @@ def compile_cached(func: LoweredFunc, target="llvm") -> CompiledModule:
     """`tex.codegen.llvm.build(func, target)`, once per distinct program and target in
     this process."""
     target = as_target(target)
-    start_thread_pool()
     key = cache_key(func, target)
     with _lock:
         hit = _cache.get(key)
     if hit is not None:
         return hit
+    if collect(func.body, lambda n: isinstance(n, For) and n.kind == "parallel"):
+        start_thread_pool()
     compiled = llvm.build(func, target)
     with _lock:
         return _cache.setdefault(key, compiled)
@@ -131,7 +132,6 @@ def kernel_code(fingerprint: str, target, lower: Callable[[], LoweredFunc]) -> K
         hit = _by_fingerprint.get(key)
     if hit is not None:
         return hit
-    start_thread_pool()
     directory = config.cache_dir()
     path = directory / (disk_key(fingerprint, target) + SUFFIX) if directory else None
     code = _read_entry(path, target) if path else None
@@ -145,9 +145,9 @@ def kernel_code(fingerprint: str, target, lower: Callable[[], LoweredFunc]) -> K
 
 
 def start_thread_pool():
-    """Install tex's thread pool (`tex.codegen.thread_pool`) before a kernel is loaded,
-    its object code read from the disk cache when it is there (compiling it costs
-    ~15 ms, a noticeable part of a build that hits the disk cache)."""
+    """Install tex's thread pool (`tex.codegen.thread_pool`) before a kernel that calls
+    it is loaded, its object code read from the disk cache when it is there
+    (compiling it costs ~15 ms, a noticeable part of a build that hits the disk cache)."""
     if thread_pool.installed():
         return
     with llvm_jit.LLVM_LOCK:
@@ -188,6 +188,8 @@ def _read_entry(path: Path, target: Target) -> KernelCode | None:
     if entry is None:
         return None
     name, object_code, ll, tex_source = entry
+    if thread_pool.SYMBOL in ll:
+        start_thread_pool()
     try:
         compiled = llvm_jit.load_object(object_code, name, ll, target)
     except BuildError:
