@@ -283,13 +283,7 @@ def softmax(rows: int, cols: int, *, lanes: int = VECTOR_LANES,
     row_sum = tex.compute((rows,), lambda i: tex.sum(E[i, k2], axis=k2), name="row_sum")
     Y = tex.compute((rows, cols), lambda i, j: E[i, j] * (1.0 / row_sum[i]), name="Y")
     s = tex.create_schedule(Y.op)
-    i, j = Y.op.axis
-    s[Y].parallel(i)
-    _vectorize_split(s, Y, j, lanes)
-    for R in (row_max, row_sum):
-        _vector_partials(s, R, s[R], R.op.axis[0], reduce_lanes)
-        s[R].compute_at(s[Y], i)
-    s[E].compute_at(s[Y], i)
+    _rows_in_parallel(s, Y, [row_max, row_sum], [E], lanes, reduce_lanes)
     _vectorize_split(s, E, E.op.axis[1], lanes)
     return s, [X, Y]
 
@@ -316,15 +310,21 @@ def layernorm(rows: int, cols: int, *, eps: float = 1e-5, lanes: int = VECTOR_LA
     Y = tex.compute((rows, cols),
                     lambda i, j: (X[i, j] - mean[i]) * scale[i] * gamma[j] + beta[j], name="Y")
     s = tex.create_schedule(Y.op)
+    _rows_in_parallel(s, Y, [total, squares], [mean, scale], lanes, reduce_lanes)
+    return s, [X, gamma, beta, Y]
+
+
+def _rows_in_parallel(s, Y, reductions, others, lanes: int, reduce_lanes: int):
+    """Y's rows in parallel, its columns vectorized; the row `reductions` (vector
+    partials) and the `others` it reads are computed at Y's row."""
     i, j = Y.op.axis
     s[Y].parallel(i)
     _vectorize_split(s, Y, j, lanes)
-    for R in (total, squares):
+    for R in reductions:
         _vector_partials(s, R, s[R], R.op.axis[0], reduce_lanes)
         s[R].compute_at(s[Y], i)
-    s[mean].compute_at(s[Y], i)
-    s[scale].compute_at(s[Y], i)
-    return s, [X, gamma, beta, Y]
+    for T in others:
+        s[T].compute_at(s[Y], i)
 
 
 def _vectorize_split(s, T, axis, lanes: int):

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import tex
+from test_workloads import softmax_decl
 
 RNG = np.random.default_rng(20261205)
 
@@ -164,12 +165,7 @@ def test_no_fma_target_has_no_fma():
 
 def test_vectorized_softmax_is_vector_code():
     n, m = 37, 1000  # m does not divide by 16
-    A = tex.placeholder((n, m), name="A")
-    k1, k2 = tex.reduce_axis((0, m), name="k1"), tex.reduce_axis((0, m), name="k2")
-    row_max = tex.compute((n,), lambda i: tex.max(A[i, k1], axis=k1), name="row_max")
-    e = tex.compute((n, m), lambda i, j: tex.exp(A[i, j] - row_max[i]), name="e")
-    row_sum = tex.compute((n,), lambda i: tex.sum(e[i, k2], axis=k2), name="row_sum")
-    out = tex.compute((n, m), lambda i, j: e[i, j] / row_sum[i], name="softmax")
+    A, _, e, _, out = softmax_decl(n, m)
     s = tex.create_schedule(out.op)
     s[e].vectorize(s[e].split(e.op.axis[1], factor=16)[1])
     s[out].vectorize(s[out].split(out.op.axis[1], factor=16)[1])

@@ -88,7 +88,10 @@ def compile_cached(func: LoweredFunc, target="llvm") -> CompiledModule:
     """`tex.codegen.llvm.build(func, target)`, once per distinct program and target in
     this process."""
     target = as_target(target)
-    key = cache_key(func, target)
+    return _compile_keyed(func, target, cache_key(func, target))
+
+
+def _compile_keyed(func: LoweredFunc, target: Target, key: tuple) -> CompiledModule:
     with _lock:
         hit = _cache.get(key)
     if hit is not None:
@@ -137,7 +140,8 @@ def kernel_code(fingerprint: str, target, lower: Callable[[], LoweredFunc]) -> K
     code = _read_entry(path, target) if path else None
     if code is None:
         func = lower()
-        code = KernelCode(compile_cached(func, target), str(func), func)
+        program_key = cache_key(func, target)  # its first part is the printed program
+        code = KernelCode(_compile_keyed(func, target, program_key), program_key[0], func)
         if path:
             _write_entry(path, code)
     with _lock:
