@@ -6,6 +6,7 @@ program after the passes it names (see `tex.config`).
 """
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import sys
 import weakref
@@ -60,6 +61,13 @@ def lower(sch: Schedule, args, name: str = "main") -> LoweredFunc:
 
 _built: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
+#: A function `(schedule, args, target) -> Schedule | None` that `build` asks
+#: for a better schedule when it is given an untouched one (straight from
+#: `create_schedule`); `autotune.apply_history_best` sets it to pick the best
+#: tuned schedule of a logged workload.
+schedule_provider: contextvars.ContextVar = contextvars.ContextVar("schedule_provider",
+                                                                  default=None)
+
 
 def build(sch: Schedule, args, target="llvm", name: str = "main"):
     """Compile `sch` into a callable `Kernel` for `target` ("llvm", "llvm -mcpu=...").
@@ -76,6 +84,9 @@ def build(sch: Schedule, args, target="llvm", name: str = "main"):
         raise BuildError(f"build: expected a schedule from tex.create_schedule, got "
                          f"{type(sch).__name__}")
     args = tuple(args)
+    provider = schedule_provider.get()
+    if provider is not None and sch.untouched:
+        sch = provider(sch, args, target) or sch
     key = (sch.version, tuple(map(id, args)), str(target), name)
     per_schedule = _built.setdefault(sch, {})
     cached_args, kernel = per_schedule.get(key, ((), None))

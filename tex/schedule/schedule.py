@@ -57,9 +57,15 @@ class Schedule:
         self.outputs = _as_ops(outputs)
         self.stages: list[Stage] = []
         self._stage_by_op: dict = {}
-        self.version = 0  # bumped by every primitive, so builds can be cached
+        self.version = 0
         for op in _post_order(self.outputs):
             self._add(Stage.of(op, self), len(self.stages))
+        self.version = 0  # bumped by every primitive from now on, so builds can be cached
+
+    @property
+    def untouched(self) -> bool:
+        """True while no primitive has been applied since `create_schedule`."""
+        return self.version == 0
 
     def _add(self, stage: Stage, position: int):
         self.stages.insert(position, stage)

@@ -1,0 +1,93 @@
+"""`apply_history_best`: build with the best configuration a tuning log recorded.
+
+    with autotune.apply_history_best("matmul.jsonl"):
+        f = tex.build(tex.create_schedule(C.op), [A, B, C])   # the tuned schedule
+        s, tensors = my_template(1024)                          # a template's best config
+
+Inside the context, `tex.build` given an untouched schedule (no primitive
+applied since `create_schedule`) looks its workload up in the logs: when a
+successful record of the same declaration (see
+`autotune.task.compute_workload_key`) and target exists, the kernel is built
+from the fastest one's configuration of the generated space. A schedule the
+user has written is always kept. Calling a `Template` inside the context
+picks its best recorded configuration the same way. Contexts nest; the
+innermost that knows a workload wins.
+"""
+from __future__ import annotations
+
+import contextvars
+import os
+
+from autotune import records as rec
+from autotune.errors import TuneError
+from tex import driver
+
+_logs: contextvars.ContextVar = contextvars.ContextVar("tuning_logs", default=())
+
+
+class apply_history_best:  # noqa: N801 (a context manager named like TVM's)
+    """Context in which builds and templates use the best recorded configurations.
+
+    `logs` is a log path, a list of paths, or a list of `Record`s.
+    """
+
+    def __init__(self, logs):
+        if isinstance(logs, (str, os.PathLike)):
+            logs = [logs]
+        records = []
+        for item in logs:
+            if isinstance(item, rec.Record):
+                records.append(item)
+            elif isinstance(item, (str, os.PathLike)):
+                if not os.path.exists(item):
+                    raise TuneError(f"apply_history_best: no tuning log at {os.fspath(item)!r}")
+                records.extend(rec.load(item))
+            else:
+                raise TuneError(f"apply_history_best takes log paths or Records, got "
+                                f"{type(item).__name__}")
+        self.best: dict[tuple[str, str], rec.Record] = {}
+        for r in records:
+            key = (r.workload, r.target)
+            if r.error is None and r.times and (key not in self.best
+                                                 or r.seconds < self.best[key].seconds):
+                self.best[key] = r
+        self._tokens = []
+
+    def __enter__(self):
+        self._tokens.append((_logs.set(_logs.get() + (self,)),
+                             driver.schedule_provider.set(_tuned_schedule)))
+        return self
+
+    def __exit__(self, *exc):
+        logs_token, provider_token = self._tokens.pop()
+        driver.schedule_provider.reset(provider_token)
+        _logs.reset(logs_token)
+
+
+def _best_record(workload: str, target: str):
+    for context in reversed(_logs.get()):
+        found = context.best.get((workload, target))
+        if found is not None:
+            return found
+    return None
+
+
+def best_config(task):
+    """The best recorded configuration of `task` in the active contexts, or None."""
+    found = _best_record(task.workload_key, str(task.target))
+    return None if found is None else task.space.from_json(found.config)
+
+
+def _tuned_schedule(schedule, args, target):
+    """For `tex.build`: the tuned schedule of an untouched one's workload, or None."""
+    from autotune.task import Task, compute_workload_key
+    if not _logs.get():
+        return None
+    found = _best_record(compute_workload_key(args), str(target))
+    if found is None:
+        return None
+    task = Task.from_compute(args, target)
+    tuned, tensors = task.instantiate(task.space.from_json(found.config))
+    if list(tensors) != list(args):
+        raise TuneError("the tuned schedule's tensors differ from the build's arguments")
+    return tuned

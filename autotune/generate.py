@@ -1,0 +1,348 @@
+"""Generated spaces: a space of CPU schedules for any compute, made by rules.
+
+`space_for(outputs, target)` walks the stages and applies, as Ansor's
+sketch rules do, one rule per stage; the knobs the rules define form the
+space (see `autotune.space`). The rules:
+
+1. **inline**: an elementwise stage that is not an output is inlined into
+   its readers. When a reduction reads it (padding before a convolution, a
+   row's exponentials) a knob may compute it separately instead.
+2. **tile** (a reduction whose result has as many axes as the output that
+   holds it: matmul, batch matmul, convolution, matmul + bias + relu): the
+   output's axes are split into outer loops and a register tile. The outer
+   loops go in a chosen order; all of them, or all but the first, are fused
+   into one parallel loop. The tile's last axis is vectorized and its other
+   axes are unrolled. The reduction is computed at the tile, reduction axes
+   outermost, so that its accumulator stays in registers: a write cache of
+   the output, or the reduction itself when an elementwise epilogue reads it.
+   With the first outer loop serial, an input may be copied (packed) there,
+   so that the tile reads a compact panel of it.
+3. **rows** (reductions along the rows of the output that reads them:
+   softmax, layernorm): the output's rows run in parallel, with its last axis
+   vectorized. Each reduction is computed at the row through vector partial
+   results (`rfactor`) of a chosen width.
+4. **reduce** (an output reduction with little spatial work per row, such as
+   a row sum or a full sum): the same vector partials, and with few rows the
+   reduction is first split into parallel chunks (`rfactor`).
+5. **elementwise** (every other stage): all axes are fused, split into
+   vector lanes, and the rest runs in parallel.
+
+A configuration that breaks a rule's limits (a register tile of more vector
+registers than the CPU has, a packing with no serial loop to hold it) raises
+`InvalidConfig` when instantiated; the search never proposes such
+configurations.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+
+import tex
+from autotune.errors import TuneError
+from autotune.space import ConfigSpace
+from tex.schedule.stage import Stage
+from tex.target import as_target
+from tex.tensor import ComputeOp, PlaceholderOp, Tensor
+
+#: The vector registers a register tile may occupy (AVX-512 has 32; some are
+#: needed for the operands).
+REGISTER_BUDGET = 28
+#: Register-tile extents offered for the axes that are not vectorized.
+TILE_ROWS = (1, 2, 3, 4, 6, 8)
+
+
+class InvalidConfig(TuneError):
+    """A configuration outside a generated rule's limits; it is never measured."""
+
+
+def space_for(outputs, target="llvm", args=None) -> ConfigSpace:
+    """The generated space of schedules for `outputs` (a tensor or a list of them).
+
+    `args` is the kernel's argument list as `tex.build` takes it (default:
+    the inputs in the order they are first read, then the outputs).
+    `space.instantiate(config)` returns `(schedule, args)`.
+    """
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    for t in outputs:
+        if not isinstance(t, Tensor) or not isinstance(t.op, ComputeOp):
+            raise TuneError(f"space_for: outputs must be computed tensors, got {t!r}")
+    target = as_target(target)
+    args = list(args) if args is not None else _inputs_of(outputs) + outputs
+    space = ConfigSpace()
+    _sketch(space, outputs, args, target)
+    space._make_schedule = lambda config: _sketch(config, outputs, args, target)
+    return space
+
+
+def _inputs_of(outputs) -> list[Tensor]:
+    """The placeholders the outputs read, in the order of first appearance."""
+    found, seen, stack = [], set(), [t.op for t in reversed(outputs)]
+    while stack:
+        op = stack.pop()
+        if op in seen:
+            continue
+        seen.add(op)
+        if isinstance(op, PlaceholderOp):
+            found.append(op.output(0))
+        else:
+            stack.extend(t.op for t in reversed(op.input_tensors))
+    return found
+
+
+def _extent(axis) -> int:
+    value = getattr(axis.dom.extent, "value", None)
+    if not isinstance(value, int):
+        raise TuneError(f"axis {axis.name} has a symbolic extent; tuning needs static shapes")
+    return value
+
+
+class _Sketch:
+    """One run of the rules over a fresh schedule, defining or reading knobs on `cfg`."""
+
+    def __init__(self, cfg, outputs, target):
+        self.cfg, self.target = cfg, target
+        self.s = tex.create_schedule([t.op for t in outputs])
+        self.lanes = target.vector_lanes(outputs[0].dtype)
+        self.inlined: set = set()
+        self.placed: set = set()  # stages a rule has scheduled
+
+    def knob(self, name: str, candidates):
+        candidates = list(dict.fromkeys(candidates))
+        self.cfg.define_knob(name, candidates)
+        return self.cfg[name].val
+
+    # --- structure -------------------------------------------------------------------
+    def compute_stages(self) -> list[Stage]:
+        return [st for st in self.s.stages if isinstance(st.op, ComputeOp)]
+
+    def readers(self, stage: Stage) -> list[Stage]:
+        return [st for st in self.compute_stages()
+                if any(t.op is stage.op for t in st.op.input_tensors)]
+
+    def producers(self, stage: Stage) -> list[Stage]:
+        """The compute stages `stage` reads, looking through inlined ones."""
+        found, stack = [], list(stage.op.input_tensors)
+        while stack:
+            producer = self.s.stage_of(stack.pop())
+            if producer is None or not isinstance(producer.op, ComputeOp) or producer in found:
+                continue
+            if producer in self.inlined:
+                stack.extend(producer.op.input_tensors)
+            else:
+                found.append(producer)
+        return found
+
+    # --- rule 1 ----------------------------------------------------------------------
+    def inline(self):
+        for stage in self.compute_stages():
+            if self.s.is_output(stage) or stage.op.reduce_axis:
+                continue
+            if any(r.op.reduce_axis for r in self.readers(stage)):
+                if not self.knob(f"{stage.name}.inline", [True, False]):
+                    continue
+            stage.compute_inline()
+            self.inlined.add(stage)
+
+    # --- the rules per output ----------------------------------------------------------
+    def schedule_output(self, out: Stage):
+        reductions = [p for p in self.producers(out) if p.op.reduce_axis]
+        if out.op.reduce_axis:
+            if self.tileable(out):
+                local = self.s.cache_write(out.op.output(0), "local")
+                self.tile(out, self.s[local])
+            else:
+                self.reduce(out)
+        elif reductions and all(len(r.op.axis) == len(out.op.axis) for r in reductions) \
+                and len(reductions) == 1 and self.tileable(reductions[0]):
+            self.tile(out, reductions[0])
+        elif reductions and all(len(r.op.axis) < len(out.op.axis) for r in reductions):
+            self.rows(out)
+        else:
+            self.elementwise(out)
+
+    def tileable(self, stage: Stage) -> bool:
+        """Worth a register tile: enough spatial points and reduction steps, a wide last axis."""
+        spatial = [_extent(a) for a in stage.op.axis]
+        steps = math.prod(_extent(a) for a in stage.op.reduce_axis)
+        return (stage.op.num_outputs == 1 and bool(spatial) and spatial[-1] >= 8
+                and math.prod(spatial) >= 1024 and steps >= 8)
+
+    # --- rule 2 ----------------------------------------------------------------------
+    def tile(self, out: Stage, acc: Stage):
+        name, axes = out.name, list(out.op.axis)
+        extents = [_extent(a) for a in axes]
+        last = extents[-1]
+        vector = self.knob(f"{name}.vector", [v for v in (8, 16, 32, 64, 128) if v <= last]
+                           + ([last] if last <= 128 else []))
+        tiles = [1] * len(axes)
+        tiles[-1] = vector
+        for d in range(max(0, len(axes) - 3), len(axes) - 1):
+            if extents[d] > 1:
+                tiles[d] = self.knob(f"{name}.tile_{axes[d].name}",
+                                     [t for t in TILE_ROWS if t <= extents[d]])
+        movable = [d for d in range(len(axes)) if extents[d] > 1][-3:]
+        order = self.knob(f"{name}.order", list(itertools.permutations(range(len(movable)))))
+        serial_first = self.knob(f"{name}.serial_outer", [False, True])
+        inputs = [t for t in acc.op.input_tensors
+                  if len(t.shape) >= 2 and self.s.stage_of(t) not in self.inlined]
+        packs = [self.knob(f"{name}.pack_{t.name}", [False, True]) for t in inputs]
+
+        registers = math.prod(tiles[:-1]) * -(-vector // self.lanes)
+        if registers > REGISTER_BUDGET:
+            raise InvalidConfig(f"a register tile of {registers} vectors exceeds "
+                                f"{REGISTER_BUDGET}")
+        if any(packs) and not serial_first:
+            raise InvalidConfig("packing needs a serial outer loop to hold the copy")
+
+        outer, inner = [], []
+        for axis, t in zip(axes, tiles):
+            if t > 1:
+                o, i = out.split(axis, factor=t)
+                outer.append(o)
+                inner.append(i)
+            else:
+                outer.append(axis)
+        fixed = [outer[d] for d in range(len(axes)) if d not in movable]
+        moved = [outer[movable[p]] for p in order]
+        out.reorder(*fixed, *moved, *inner)
+        loops = fixed + moved
+        first = loops[0] if serial_first and len(loops) > 1 else None
+        fused = out.fuse(*(loops[1:] if first is not None else loops))
+        out.parallel(fused)
+        for i in inner[:-1]:
+            out.unroll(i)
+        if inner and tiles[-1] > 1:
+            out.vectorize(inner[-1])
+
+        acc.compute_at(out, fused)
+        acc_spatial = list(acc.op.axis)
+        reduce_axes = list(acc.op.reduce_axis)
+        acc.reorder(*reduce_axes, *acc_spatial)
+        innermost = reduce_axes[-1]
+        extent = _extent(innermost)
+        unroll = self.knob(f"{acc.name}.unroll_reduce",
+                           [1] + [u for u in (2, 4) if u < extent] + ([extent] if extent <= 4 else []))
+        if unroll == extent:
+            acc.unroll(innermost)
+        elif unroll > 1:
+            _, k_inner = acc.split(innermost, factor=unroll)
+            acc.unroll(k_inner)
+        for a, t in zip(acc_spatial[:-1], tiles[:-1]):
+            if t > 1:
+                acc.unroll(a)
+        if vector > 1:
+            acc.vectorize(acc_spatial[-1])
+        self.placed.add(acc)
+
+        for tensor, pack in zip(inputs, packs):
+            if pack:
+                copy = self.s[self.s.cache_read(tensor, "global", [acc])]
+                copy.compute_at(out, first)
+                _, lane = copy.split(copy.op.axis[-1], factor=self.lanes)
+                copy.vectorize(lane)
+                self.placed.add(copy)
+
+    # --- rule 3 ----------------------------------------------------------------------
+    def rows(self, out: Stage):
+        *lead, last = out.op.axis
+        row = out.fuse(*lead)
+        out.parallel(row)
+        self.vectorize_last(out, last, f"{out.name}.vector")
+        group = self.group_of(out)
+        for stage in group:
+            if stage.op.reduce_axis:
+                self.vector_partials(stage, stage.op.axis[-1])
+            elif len(stage.op.axis) == len(out.op.axis):
+                self.vectorize_last(stage, stage.op.axis[-1], f"{stage.name}.vector")
+            stage.compute_at(out, row)
+            self.placed.add(stage)
+
+    def group_of(self, out: Stage) -> list[Stage]:
+        """The non-inlined compute stages `out` reads, directly or not, producers first."""
+        found, stack = set(), [out]
+        while stack:
+            for p in self.producers(stack.pop()):
+                if p not in found:
+                    found.add(p)
+                    stack.append(p)
+        return [st for st in self.compute_stages() if st in found]
+
+    def vectorize_last(self, stage: Stage, axis, name: str):
+        extent = _extent(axis)
+        width = self.knob(name, [w for w in (self.lanes, 2 * self.lanes) if w <= extent] or [1])
+        if width > 1:
+            _, lane = stage.split(axis, factor=width)
+            stage.vectorize(lane)
+
+    def vector_partials(self, stage: Stage, at_axis):
+        """Reduce `stage`'s innermost reduction axis through vector partial results."""
+        innermost = stage.op.reduce_axis[-1]
+        extent = _extent(innermost)
+        lanes = self.knob(f"{stage.name}.lanes",
+                          [0] + [w for w in (self.lanes, 4 * self.lanes) if w <= extent])
+        if not lanes or stage.op.num_outputs != 1:
+            return
+        _, k_inner = stage.split(innermost, factor=lanes)
+        partial = self.s[self.s.rfactor(stage.op.output(0), k_inner)]
+        lane, *rest = partial.op.axis
+        partial.reorder(*rest, *partial.op.reduce_axis, lane)
+        partial.vectorize(lane)
+        partial.compute_at(stage, at_axis)
+        stage.vectorize(stage.op.reduce_axis[-1])
+        self.placed.add(partial)
+
+    # --- rule 4 ----------------------------------------------------------------------
+    def reduce(self, out: Stage):
+        points = math.prod(_extent(a) for a in out.op.axis)
+        first = out.op.reduce_axis[0]
+        chunk_choices = [1] + [c for c in (4, 16, 64) if points < 64 and c < _extent(first)]
+        chunks = self.knob(f"{out.name}.chunks", chunk_choices)
+        work = out
+        if chunks > 1 and out.op.num_outputs == 1:
+            chunk_axis, _ = out.split(first, nparts=chunks)
+            work = self.s[self.s.rfactor(out.op.output(0), chunk_axis)]
+            self.placed.add(work)
+        if not work.op.axis:
+            return
+        spatial = work.fuse(*work.op.axis) if len(work.op.axis) > 1 else work.op.axis[0]
+        if len(work.op.reduce_axis) and work.op.num_outputs == 1:
+            self.vector_partials(work, spatial)
+        if chunks > 1 or points >= 2:
+            work.parallel(spatial)
+
+    # --- rule 5 ----------------------------------------------------------------------
+    def elementwise(self, stage: Stage):
+        axes = list(stage.op.axis)
+        if not axes:
+            return
+        fused = stage.fuse(*axes) if len(axes) > 1 else axes[0]
+        extent = math.prod(_extent(a) for a in axes)
+        width = self.knob(f"{stage.name}.vector",
+                          [w for w in (self.lanes, 4 * self.lanes) if w <= extent] or [1])
+        outer = fused
+        if width > 1:
+            outer, lane = stage.split(fused, factor=width)
+            stage.vectorize(lane)
+        if extent >= 2 * max(width, 1):
+            stage.parallel(outer)
+        self.placed.add(stage)
+
+    # --- all of it -------------------------------------------------------------------
+    def run(self):
+        self.inline()
+        for stage in self.compute_stages():
+            if self.s.is_output(stage):
+                self.schedule_output(stage)
+                self.placed.add(stage)
+        for stage in self.compute_stages():  # what no rule placed: at the root
+            if stage not in self.placed and stage not in self.inlined \
+                    and stage.attach.kind == "root":
+                if stage.op.reduce_axis:
+                    self.reduce(stage)
+                else:
+                    self.elementwise(stage)
+        return self.s
+
+
+def _sketch(cfg, outputs, args, target):
+    return _Sketch(cfg, outputs, target).run(), args

@@ -1,0 +1,194 @@
+"""The tuning loop: propose, measure, record, learn, until the trials are spent.
+
+`tune(task, trials, log=...)` measures at most `trials` configurations of
+`task`, counting those already in the log for this workload and target (a
+resumed job measures only what is missing, and never measures a
+configuration twice). Each round the search proposes a batch, the measurer
+builds and runs it, every result is appended to the log at once, and the
+cost model is fitted again on all measurements. Ctrl-C stops after closing
+the measurer; the log keeps every finished measurement.
+"""
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import tex
+from autotune import records as rec
+from autotune.cost_model import RandomModel, XGBoostModel
+from autotune.errors import TuneError
+from autotune.features import program_features
+from autotune.search import EvolutionarySearch
+from autotune.space import Config
+from autotune.task import Task
+
+
+@dataclass
+class Progress:
+    """What the tuning has done so far, passed to the callback after each round."""
+
+    task: Task
+    trials: int
+    measured: int
+    best_seconds: float
+    best_config: Config | None
+    elapsed: float
+    last: list = field(default_factory=list)  # the round's MeasureResults
+
+    @property
+    def best_rate(self) -> float:
+        """The best rate so far in `task.unit` (0 before any success)."""
+        return self.task.rate(self.best_seconds) if math.isfinite(self.best_seconds) else 0.0
+
+
+@dataclass
+class TuneResult:
+    """The best configuration found (None when every measurement failed) and its time."""
+
+    task: Task
+    best_config: Config | None
+    best_seconds: float
+    measured: int
+    elapsed: float
+    interrupted: bool = False
+
+    @property
+    def best_rate(self) -> float:
+        return self.task.rate(self.best_seconds) if math.isfinite(self.best_seconds) else 0.0
+
+    def schedule(self):
+        """(schedule, tensors) of the best configuration."""
+        if self.best_config is None:
+            raise TuneError(f"no configuration of {self.task.name!r} was measured successfully")
+        return self.task.instantiate(self.best_config)
+
+
+class FeatureCache:
+    """Program features per configuration, lowered once; None for an invalid configuration."""
+
+    def __init__(self, task: Task):
+        self.task = task
+        self._rows: dict[Config, np.ndarray | None] = {}
+
+    def __call__(self, config: Config):
+        if config not in self._rows:
+            try:
+                schedule, tensors = self.task.instantiate(config)
+                self._rows[config] = program_features(tex.lower(schedule, tensors))
+            except tex.TexError:
+                self._rows[config] = None
+        return self._rows[config]
+
+
+def _make_model(model, seed: int):
+    if model == "xgboost":
+        return XGBoostModel(seed=seed)
+    if model == "random":
+        return RandomModel(seed=seed)
+    if hasattr(model, "fit") and hasattr(model, "predict"):
+        return model
+    raise TuneError(f"model must be 'xgboost', 'random' or an object with fit/predict, "
+                    f"got {model!r}")
+
+
+def _resumed(task: Task, records) -> dict[Config, float]:
+    """The configurations of `task` already measured in `records`, with their times."""
+    measured: dict[Config, float] = {}
+    for r in records:
+        if r.workload != task.workload_key or r.target != str(task.target):
+            continue
+        try:
+            config = task.space.from_json(r.config)
+        except TuneError as err:
+            warnings.warn(f"a record of {task.name!r} does not fit its space and is ignored "
+                          f"({err})", rec.TuneWarning, stacklevel=3)
+            continue
+        measured[config] = min(measured.get(config, math.inf), r.seconds)
+    return measured
+
+
+def tune(task: Task, trials: int, log=None, *, model="xgboost", seed: int = 0,
+         batch_size: int = 8, measurer=None, transfer=(), callback=None,
+         **measure_options) -> TuneResult:
+    """Tune `task` until `trials` configurations are measured (see the module docstring).
+
+    `log`: a JSONL file to resume from and append to. `model`: "xgboost",
+    "random" or an object with fit/predict. `measurer`: an object with
+    `measure(configs, best_seconds)` and `close()` (default: an
+    `autotune.measure.Measurer` made with `measure_options`). `transfer`:
+    pairs (task, records) from earlier logs of other workloads whose
+    measurements pre-train the model. `callback(progress)` runs after each
+    round.
+    """
+    if not isinstance(task, Task):
+        raise TuneError(f"tune needs an autotune.Task, got {type(task).__name__}")
+    if not isinstance(trials, int) or trials < 0:
+        raise TuneError(f"trials must be a non-negative int, got {trials!r}")
+    start = time.perf_counter()
+    measured = _resumed(task, rec.load(log)) if log is not None else {}
+    features = FeatureCache(task)
+    cost_model = _make_model(model, seed)
+    for other_task, other_records in transfer:
+        other = _resumed(other_task, other_records)
+        other_features = FeatureCache(other_task)
+        rows = [(other_features(c), t) for c, t in other.items()]
+        rows = [(x, t) for x, t in rows if x is not None]
+        if rows and hasattr(cost_model, "add_prior"):
+            cost_model.add_prior(np.stack([x for x, _ in rows]), [t for _, t in rows])
+    search = EvolutionarySearch(task.space, features, cost_model, seed=seed)
+    trials = min(trials, len(task.space))
+    own_measurer = measurer is None
+    if own_measurer:
+        from autotune.measure import Measurer
+        measurer = Measurer(task, seed=seed, **measure_options)
+    writer = rec.RecordWriter(log) if log is not None else None
+    interrupted = False
+
+    def best():
+        ok = {c: t for c, t in measured.items() if math.isfinite(t)}
+        config = min(ok, key=ok.get, default=None)
+        return config, (ok[config] if config is not None else math.inf)
+
+    def refit():
+        rows = [(features(c), t) for c, t in measured.items()]
+        rows = [(x, t) for x, t in rows if x is not None]
+        if rows:
+            cost_model.fit(np.stack([x for x, _ in rows]), np.array([t for _, t in rows]))
+
+    try:
+        if measured:
+            refit()
+        while len(measured) < trials:
+            model_ready = getattr(cost_model, "trained", True) and len(measured) >= batch_size
+            batch = search.next_batch(min(batch_size, trials - len(measured)), measured,
+                                      model_ready)
+            if not batch:
+                break  # every valid configuration is measured
+            results = measurer.measure(batch, best_seconds=best()[1])
+            for result in results:
+                seconds = result.seconds if result.error is None else math.inf
+                measured[result.config] = seconds
+                if writer is not None:
+                    writer.write(rec.Record(
+                        workload=task.workload_key, target=str(task.target),
+                        config=result.config.to_json(), task=task.name, times=result.times,
+                        error=result.error, message=result.message))
+            refit()
+            if callback is not None:
+                config, seconds = best()
+                callback(Progress(task, trials, len(measured), seconds, config,
+                                  time.perf_counter() - start, results))
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if own_measurer:
+            measurer.close()
+        if writer is not None:
+            writer.close()
+    config, seconds = best()
+    return TuneResult(task, config, seconds, len(measured), time.perf_counter() - start,
+                      interrupted)
