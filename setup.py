@@ -4,12 +4,15 @@ setup(
     name="tex",
     version="0.1.0",
     description="A tensor-expression compiler: declare what to compute, schedule how, "
-                "compile to LLVM.",
+                "compile to LLVM, and tune.",
     packages=find_packages(include=["tex", "tex.*", "autotune", "autotune.*"]),
     python_requires=">=3.10",
-    install_requires=["numpy>=1.24", "llvmlite>=0.42"],
+    # xgboost-cpu is XGBoost without the CUDA libraries (5 MB rather than 300)
+    install_requires=["numpy>=1.24", "llvmlite>=0.42", "xgboost-cpu>=2.0"],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "nbclient>=0.7", "nbformat>=5",
-                 "ipykernel>=6", "jupytext>=1.14"],
+                 "ipykernel>=6", "jupytext>=1.14", "matplotlib>=3.5"],
+        "plot": ["matplotlib>=3.5"],
     },
+    entry_points={"console_scripts": ["tex-tune=autotune.cli:main"]},
 )

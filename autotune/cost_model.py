@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from autotune.errors import TuneError
+
 
 def relative_throughput(seconds: np.ndarray) -> np.ndarray:
     """best / seconds per row, in (0, 1]; 0 for failures (infinite time)."""
@@ -49,7 +51,11 @@ class XGBoostModel:
     """A pairwise ranking model over program features (see the module docstring)."""
 
     def __init__(self, seed: int = 0, rounds: int = 80, max_depth: int = 6):
-        import xgboost  # imported here: loading it costs ~0.3 s, and only tuning needs it
+        try:  # imported here: loading it costs ~0.3 s, and only tuning needs it
+            import xgboost
+        except ImportError:
+            raise TuneError("the XGBoost cost model needs the xgboost package: "
+                            "pip install xgboost-cpu (or use model='random')") from None
         self._xgb = xgboost
         self.seed, self.rounds = seed, rounds
         self.params = {"objective": "rank:pairwise", "eta": 0.2, "max_depth": max_depth,

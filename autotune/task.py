@@ -81,7 +81,7 @@ class Task:
                 raise TuneError(f"tensor {t.name} of task {name!r} has a symbolic shape "
                                 f"{list(t.shape)}; tuning needs static shapes")
         self.flops = float(flop_count(self.outputs))
-        self.bytes = float(sum(math.prod(_shape(t)) * np.dtype(t.dtype.name).itemsize
+        self.bytes = float(sum(math.prod(_shape(t)) * t.dtype.itemsize
                                for t in self.tensors))
 
     @classmethod
@@ -135,7 +135,7 @@ class Task:
         rng = np.random.default_rng(seed)
         arrays = []
         for t in self.inputs:
-            dtype = np.dtype(t.dtype.name)
+            dtype = t.dtype.numpy
             if dtype.kind == "f":
                 arrays.append(rng.uniform(-1, 1, _shape(t)).astype(dtype))
             elif dtype.kind == "b":

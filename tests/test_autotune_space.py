@@ -1,0 +1,161 @@
+"""Knobs, spaces, configurations and templates: enumeration, replay, errors."""
+import json
+import random
+
+import numpy as np
+import pytest
+
+import autotune
+import tex
+from autotune.space import ConfigSpace, split_candidates
+
+
+@autotune.template("tiled_add")
+def tiled_add(cfg, n, m):
+    A = tex.placeholder((n, m), name="A")
+    B = tex.placeholder((n, m), name="B")
+    C = tex.compute((n, m), lambda i, j: A[i, j] + B[i, j], name="C")
+    s = tex.create_schedule(C.op)
+    i, j = C.op.axis
+    cfg.define_split("tile_j", j, num_outputs=2, max_factor=16)
+    cfg.define_reorder("order", [0, 1], candidates=[[0, 1], [1, 0]])
+    cfg.define_knob("parallel", [False, True])
+    j_outer, j_inner = cfg["tile_j"].apply(s[C], j)
+    cfg.define_annotate("ann", [j_inner], policy="try_vectorize")
+    if cfg["order"].perm == (1, 0):
+        s[C].reorder(j_outer, i)
+    cfg["ann"].apply(s[C], [j_inner])
+    if cfg["parallel"].val:
+        s[C].parallel(s[C].leaf_iter_vars[0])
+    return s, [A, B, C]
+
+
+def test_split_candidates_cover_divisors_and_powers_of_two():
+    sizes = {c.size for c in split_candidates(12, 2)}
+    assert {(-1, 1), (-1, 2), (-1, 3), (-1, 4), (-1, 6), (-1, 8), (-1, 12)} == sizes
+    three = split_candidates(8, 3, policy="power2")
+    assert all(c.size[1] * c.size[2] <= 8 for c in three) and len(three) == 10
+    with pytest.raises(autotune.TuneError, match="policy"):
+        split_candidates(8, 2, policy="odd")
+
+
+def test_every_index_is_a_distinct_config_that_replays_through_json():
+    space = tiled_add.space(37, 29)
+    assert len(space) == len(space.knobs["tile_j"]) * 2 * 2 * 2
+    seen = set()
+    for index in range(len(space)):
+        config = space.get(index)
+        assert config.index == index
+        replayed = space.from_json(json.loads(json.dumps(config.to_json())))
+        assert replayed == config and replayed.index == index
+        seen.add(config)
+    assert len(seen) == len(space)
+
+
+def test_every_config_of_the_template_computes_the_sum():
+    space = tiled_add.space(37, 29)
+    rng = np.random.default_rng(0)
+    a, b = (rng.random((37, 29), dtype=np.float32) for _ in range(2))
+    for config in [space.get(i) for i in range(0, len(space), 7)]:
+        s, args = space.instantiate(config)
+        np.testing.assert_allclose(tex.build(s, args)(a, b), a + b, rtol=1e-6)
+
+
+def test_mutate_changes_one_knob_and_crossover_mixes_parents():
+    space = tiled_add.space(37, 29)
+    rng = random.Random(1)
+    for _ in range(20):
+        a, b = space.random(rng), space.random(rng)
+        child = space.mutate(a, rng)
+        assert sum(x != y for x, y in zip(a.picks, child.picks)) == 1
+        mixed = space.crossover(a, b, rng)
+        assert all(m in (x, y) for m, x, y in zip(mixed.picks, a.picks, b.picks))
+
+
+def test_bad_configurations_are_refused_with_the_knob_named():
+    space = tiled_add.space(37, 29)
+    good = space.get(3).to_json()
+    with pytest.raises(autotune.TuneError, match="tile_j"):
+        space.from_json({**good, "tile_j": [-1, 5]})
+    with pytest.raises(autotune.TuneError, match="missing knobs"):
+        space.from_json({k: v for k, v in good.items() if k != "parallel"})
+    with pytest.raises(autotune.TuneError, match="outside"):
+        space.get(len(space))
+    with pytest.raises(autotune.TuneError, match="no knob named"):
+        space.get(0)["nope"]
+
+
+def test_knobs_that_depend_on_other_choices_are_refused():
+    @autotune.template
+    def sneaky(cfg):
+        A = tex.placeholder((8,), name="A")
+        B = tex.compute((8,), lambda i: A[i] * 2.0, name="B")
+        cfg.define_knob("first", [1, 2])
+        cfg.define_knob("second", [cfg["first"].val, 3])
+        return tex.create_schedule(B.op), [A, B]
+
+    space = sneaky.space()
+    config = space.from_json({"first": 2, "second": 1})
+    with pytest.raises(autotune.TuneError, match="not defined the same way"):
+        space.instantiate(config)
+
+
+def test_task_of_a_template_counts_flops_and_names_its_workload():
+    task = autotune.Task.from_template(tiled_add, (37, 29))
+    assert task.flops == 37 * 29
+    assert task.unit == "GB/s"  # one add per 12 bytes moved
+    assert json.loads(task.workload_key) == ["template", "tiled_add", [37, 29]]
+    with pytest.raises(autotune.TuneError, match="JSON"):
+        autotune.Task.from_template(tiled_add, (object(), 2))
+
+
+def test_tasks_need_static_shapes():
+    n = tex.var("n")
+    A = tex.placeholder((n, 4), name="A")
+    B = tex.compute((n, 4), lambda i, j: A[i, j] + 1.0, name="B")
+    with pytest.raises(autotune.TuneError, match="static"):
+        autotune.Task.from_compute([A, B])
+
+
+def test_matmul_flops_and_workload_key_is_stable_across_declarations():
+    def declare():
+        A = tex.placeholder((64, 48), name="A")
+        B = tex.placeholder((48, 32), name="B")
+        k = tex.reduce_axis((0, 48), name="k")
+        C = tex.compute((64, 32), lambda i, j: tex.sum(A[i, k] * B[k, j], axis=k), name="C")
+        return [A, B, C]
+
+    first, second = autotune.Task.from_compute(declare()), autotune.Task.from_compute(declare())
+    assert first.flops == 2 * 64 * 32 * 48 and first.unit == "GFLOP/s"
+    assert first.workload_key == second.workload_key
+    assert first.workload_key.startswith("compute:")
+
+
+def test_the_generated_matmul_space_holds_the_packed_register_tile():
+    A = tex.placeholder((100, 70), name="A")
+    B = tex.placeholder((70, 90), name="B")
+    k = tex.reduce_axis((0, 70), name="k")
+    C = tex.compute((100, 90), lambda i, j: tex.sum(A[i, k] * B[k, j], axis=k), name="C")
+    space = autotune.space_for(C)
+    config = space.from_json({"C.vector": 32, "C.tile_i": 6, "C.order": [1, 0],
+                              "C.serial_outer": True, "C.pack_A": False, "C.pack_B": True,
+                              "C_local.unroll_reduce": 2})
+    s, args = space.instantiate(config)
+    text = str(tex.lower(s, args))
+    assert "B_global" in text and "parallel" in text and "ramp(" in text
+    rng = np.random.default_rng(0)
+    a, b = rng.random((100, 70), dtype=np.float32), rng.random((70, 90), dtype=np.float32)
+    np.testing.assert_allclose(tex.build(s, args)(a, b), a @ b, rtol=1e-4)
+    with pytest.raises(autotune.InvalidConfig, match="serial"):
+        space.instantiate(space.from_json({**config.to_json(), "C.serial_outer": False}))
+    with pytest.raises(autotune.InvalidConfig, match="register tile"):
+        space.instantiate(space.from_json({**config.to_json(), "C.vector": 90,
+                                           "C.tile_i": 8}))
+
+
+def test_config_space_collects_without_a_template_and_says_so():
+    space = ConfigSpace()
+    space.define_knob("x", [1, 2])
+    assert len(space) == 2
+    with pytest.raises(autotune.TuneError, match="template"):
+        space.instantiate(space.get(0))

@@ -1,0 +1,207 @@
+"""The tuning loop with a fake measurer: logs, resume, determinism, the cost model, dispatch."""
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+import autotune
+import tex
+from autotune import records
+from autotune.cost_model import RandomModel, XGBoostModel, relative_throughput
+from autotune.tuner import FeatureCache
+
+
+def declare_matmul(m=40, n=36, k=20):
+    A = tex.placeholder((m, k), name="A")
+    B = tex.placeholder((k, n), name="B")
+    r = tex.reduce_axis((0, k), name="k")
+    C = tex.compute((m, n), lambda i, j: tex.sum(A[i, r] * B[r, j], axis=r), name="C")
+    return [A, B, C]
+
+
+@dataclass(frozen=True)
+class FakeResult:
+    config: object
+    times: tuple
+    error: str | None = None
+    message: str = ""
+
+    @property
+    def seconds(self):
+        return float(np.median(self.times)) if self.error is None else math.inf
+
+
+class FakeMeasurer:
+    """Time grows with the distance of each pick from a hidden optimum; one pick fails."""
+
+    def __init__(self):
+        self.measured = []
+
+    def measure(self, configs, best_seconds=None):
+        results = []
+        for config in configs:
+            self.measured.append(config)
+            if config.picks[0] == 1 and config.picks[-1] == 1:
+                results.append(FakeResult(config, (), "build", "boom"))
+                continue
+            t = 1e-3 * (1 + sum((p - 2) ** 2 for p in config.picks))
+            results.append(FakeResult(config, (t, t * 1.01, t * 0.99)))
+        return results
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def task():
+    return autotune.Task.from_compute(declare_matmul())
+
+
+def test_a_log_resumes_without_measuring_again(task, tmp_path):
+    log = tmp_path / "log.jsonl"
+    first = FakeMeasurer()
+    result = autotune.tune(task, 12, log=log, model="random", batch_size=4, measurer=first)
+    assert result.measured == 12 and len(first.measured) == 12
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(lines) == 12 and all(r["workload"] == task.workload_key for r in lines)
+    assert {r["error"] for r in lines} <= {None, "build"}
+
+    again = FakeMeasurer()
+    autotune.tune(task, 12, log=log, model="random", batch_size=4, measurer=again)
+    assert again.measured == []  # the job was finished
+
+    more = FakeMeasurer()
+    autotune.tune(task, 20, log=log, model="random", batch_size=4, measurer=more)
+    assert len(more.measured) == 8
+    assert not set(more.measured) & set(first.measured)
+    assert len(records.load(log)) == 20
+
+
+def test_configurations_are_never_measured_twice_and_search_is_deterministic(task):
+    runs = []
+    for _ in range(2):
+        fake = FakeMeasurer()
+        autotune.tune(task, 24, model="xgboost", batch_size=6, measurer=fake, seed=3)
+        assert len(set(fake.measured)) == len(fake.measured) == 24
+        runs.append([c.picks for c in fake.measured])
+    assert runs[0] == runs[1]
+
+
+def test_the_model_guided_search_beats_random_search(task):
+    def best_after(model):
+        fake = FakeMeasurer()
+        return autotune.tune(task, 40, model=model, batch_size=8, measurer=fake,
+                             seed=0).best_seconds
+
+    assert best_after("xgboost") <= best_after("random")
+
+
+def test_a_corrupt_log_line_is_skipped_with_a_warning(task, tmp_path):
+    log = tmp_path / "log.jsonl"
+    autotune.tune(task, 4, log=log, model="random", batch_size=4, measurer=FakeMeasurer())
+    with open(log, "a") as f:
+        f.write('{"workload": "trunc\n')
+    with pytest.warns(autotune.TuneWarning, match="skipped"):
+        loaded = records.load(log)
+    assert len(loaded) == 4
+
+
+def test_records_round_trip():
+    record = records.Record("w", "llvm", {"a": [1, 2]}, task="t", times=(0.5, 0.25, 0.75))
+    again = records.Record.from_line(record.to_line())
+    assert again == record and again.seconds == 0.5
+    failed = records.Record("w", "llvm", {}, error="timeout", message="ran past 10 s")
+    assert records.Record.from_line(failed.to_line()).seconds == math.inf
+    assert records.best_record([record, failed]) == record
+
+
+def test_a_keyboard_interrupt_returns_what_was_measured(task, tmp_path):
+    class Interrupting(FakeMeasurer):
+        def measure(self, configs, best_seconds=None):
+            if len(self.measured) >= 4:
+                raise KeyboardInterrupt
+            return super().measure(configs, best_seconds)
+
+    log = tmp_path / "log.jsonl"
+    result = autotune.tune(task, 12, log=log, model="random", batch_size=4,
+                           measurer=Interrupting())
+    assert result.interrupted and result.measured == 4
+    assert len(records.load(log)) == 4
+
+
+def test_the_ranking_model_learns_an_order():
+    rng = np.random.default_rng(0)
+    x = rng.random((200, 5)).astype(np.float32)
+    seconds = 1.0 / (1.0 + 3 * x[:, 0] + x[:, 1])
+    model = XGBoostModel(seed=0)
+    model.fit(x[:150], seconds[:150])
+    scores = model.predict(x[150:])
+    # faster (smaller time) should score higher: strong rank agreement
+    order_truth = np.argsort(seconds[150:])
+    order_model = np.argsort(-scores)
+    top = set(order_truth[:10]) & set(order_model[:10])
+    assert len(top) >= 6
+    assert len(RandomModel().predict(x)) == 200
+    assert relative_throughput(np.array([2.0, 1.0, np.inf])).tolist() == [0.5, 1.0, 0.0]
+
+
+def test_transfer_pretrains_the_model(task):
+    other = autotune.Task.from_compute(declare_matmul(48, 44, 24))
+    prior = []
+    for config in [other.space.get(i) for i in range(0, len(other.space), 37)]:
+        prior.append(records.Record(other.workload_key, str(other.target), config.to_json(),
+                                    times=(1e-3 * (1 + config.picks[0]),)))
+    model = XGBoostModel(seed=0)
+    autotune.tune(task, 0, model=model, transfer=[(other, prior)], measurer=FakeMeasurer())
+    model.fit(np.zeros((0, 1)), np.zeros(0))
+    assert model.trained
+
+
+def test_feature_cache_marks_invalid_configs(task):
+    features = FeatureCache(task)
+    space = task.space
+    valid = [c for c in (space.get(i) for i in range(0, len(space), 11)) if features(c) is not None]
+    invalid = [c for c in (space.get(i) for i in range(0, len(space), 11)) if features(c) is None]
+    assert valid and invalid
+    with pytest.raises(autotune.InvalidConfig):
+        space.instantiate(invalid[0])
+
+
+def test_apply_history_best_builds_the_logged_schedule(task, tmp_path):
+    log = tmp_path / "log.jsonl"
+    result = autotune.tune(task, 8, log=log, model="random", batch_size=4,
+                           measurer=FakeMeasurer())
+    A, B, C = declare_matmul()  # declared again: the same workload
+    rng = np.random.default_rng(1)
+    a, b = rng.random((40, 20), dtype=np.float32), rng.random((20, 36), dtype=np.float32)
+    plain = tex.build(tex.create_schedule(C.op), [A, B, C])
+    assert "parallel" not in plain.get_source("tex")
+    with autotune.apply_history_best(log):
+        tuned = tex.build(tex.create_schedule(C.op), [A, B, C])
+        best_schedule, tensors = task.instantiate(result.best_config)
+        assert tuned.get_source("tex") == str(tex.lower(best_schedule, tensors))
+        written = tex.create_schedule(C.op)
+        written[C].parallel(C.op.axis[0])  # a user's own schedule is kept
+        assert "C_local" not in tex.build(written, [A, B, C]).get_source("tex")
+    np.testing.assert_allclose(tuned(a, b), a @ b, rtol=1e-5)
+    after = tex.build(tex.create_schedule(C.op), [A, B, C])
+    assert "parallel" not in after.get_source("tex")
+    with pytest.raises(autotune.TuneError, match="no tuning log"):
+        autotune.apply_history_best(tmp_path / "missing.jsonl")
+
+
+def test_a_template_picks_its_best_config_inside_the_context(tmp_path):
+    from tests.test_autotune_space import tiled_add
+    task = autotune.Task.from_template(tiled_add, (37, 29))
+    config = task.space.get(len(task.space) - 1)
+    log = tmp_path / "log.jsonl"
+    with records.RecordWriter(log) as writer:
+        writer.write(records.Record(task.workload_key, "llvm", config.to_json(), times=(1e-6,)))
+    default_schedule, _ = tiled_add(37, 29)
+    with autotune.apply_history_best(log):
+        best_schedule, _ = tiled_add(37, 29)
+    assert str(task.target) == "llvm"
+    assert best_schedule[best_schedule.outputs[0]].annotations != \
+        default_schedule[default_schedule.outputs[0]].annotations
