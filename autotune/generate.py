@@ -41,14 +41,16 @@ import tex
 from autotune.errors import TuneError
 from autotune.space import ConfigSpace
 from tex.schedule.stage import Stage
+from tex.expr import TensorRead
 from tex.target import as_target
 from tex.tensor import ComputeOp, PlaceholderOp, Tensor
+from tex.visitor import collect, uses_var
 
 #: The vector registers a register tile may occupy (AVX-512 has 32; some are
 #: needed for the operands).
 REGISTER_BUDGET = 28
 #: Register-tile extents offered for the axes that are not vectorized.
-TILE_ROWS = (1, 2, 3, 4, 6, 8)
+TILE_ROWS = (1, 2, 3, 4, 6, 7, 8, 14)
 
 
 class InvalidConfig(TuneError):
@@ -138,6 +140,7 @@ class _Sketch:
             if self.s.is_output(stage) or stage.op.reduce_axis:
                 continue
             if any(r.op.reduce_axis for r in self.readers(stage)):
+                self.elementwise_width(stage)  # defined whichever way this goes
                 if not self.knob(f"{stage.name}.inline", [True, False]):
                     continue
             stage.compute_inline()
@@ -148,8 +151,7 @@ class _Sketch:
         reductions = [p for p in self.producers(out) if p.op.reduce_axis]
         if out.op.reduce_axis:
             if self.tileable(out):
-                local = self.s.cache_write(out.op.output(0), "local")
-                self.tile(out, self.s[local])
+                self.tile(out, None)
             else:
                 self.reduce(out)
         elif reductions and all(len(r.op.axis) == len(out.op.axis) for r in reductions) \
@@ -168,79 +170,104 @@ class _Sketch:
                 and math.prod(spatial) >= 1024 and steps >= 8)
 
     # --- rule 2 ----------------------------------------------------------------------
-    def tile(self, out: Stage, acc: Stage):
+    def tile(self, out: Stage, acc: Stage | None):
+        """Rule 2 for `out`, with `acc` computed at its tile: the reduction `out` reads, or
+        when None, a write cache of `out` laid out with the vector axis last."""
         name, axes = out.name, list(out.op.axis)
         extents = [_extent(a) for a in axes]
-        last = extents[-1]
-        vector = self.knob(f"{name}.vector", [v for v in (8, 16, 32, 64, 128) if v <= last]
-                           + ([last] if last <= 128 else []))
+        movable = [d for d in range(len(axes)) if extents[d] > 1][-3:] or [len(axes) - 1]
+        vector_axes = [d for d in movable if extents[d] >= 16 or d == len(axes) - 1]
+        vector_at = self.knob(f"{name}.vector_axis", vector_axes)
+        widest = max(extents[d] for d in vector_axes)
+        vector = self.knob(f"{name}.vector", sorted(
+            {v for v in (8, 16, 32, 64, 128) if v <= widest}
+            | {extents[d] for d in vector_axes if extents[d] <= 128}))
         tiles = [1] * len(axes)
-        tiles[-1] = vector
-        for d in range(max(0, len(axes) - 3), len(axes) - 1):
-            if extents[d] > 1:
-                tiles[d] = self.knob(f"{name}.tile_{axes[d].name}",
-                                     [t for t in TILE_ROWS if t <= extents[d]])
-        movable = [d for d in range(len(axes)) if extents[d] > 1][-3:]
+        for d in movable:
+            tiles[d] = self.knob(f"{name}.tile_{axes[d].name}",
+                                 [t for t in TILE_ROWS if t <= extents[d]])
         order = self.knob(f"{name}.order", list(itertools.permutations(range(len(movable)))))
         serial_first = self.knob(f"{name}.serial_outer", [False, True])
-        inputs = [t for t in acc.op.input_tensors
-                  if len(t.shape) >= 2 and self.s.stage_of(t) not in self.inlined]
+        reduction = out if acc is None else acc
+        inputs = [t for t in reduction.op.input_tensors if len(t.shape) >= 2]
         packs = [self.knob(f"{name}.pack_{t.name}", [False, True]) for t in inputs]
+        unroll = self.knob(f"{name}.unroll_reduce", self.reduce_unroll_choices(reduction))
 
-        registers = math.prod(tiles[:-1]) * -(-vector // self.lanes)
+        if vector > extents[vector_at]:
+            raise InvalidConfig(f"a vector of {vector} is wider than axis {axes[vector_at].name}")
+        if vector_at in movable and tiles[vector_at] != 1:
+            raise InvalidConfig("the vector axis takes its width from the vector knob, so its "
+                                "tile knob must be 1")
+        tiles[vector_at] = vector
+        registers = math.prod(t for d, t in enumerate(tiles) if d != vector_at) \
+            * -(-vector // self.lanes)
         if registers > REGISTER_BUDGET:
             raise InvalidConfig(f"a register tile of {registers} vectors exceeds "
                                 f"{REGISTER_BUDGET}")
         if any(packs) and not serial_first:
             raise InvalidConfig("packing needs a serial outer loop to hold the copy")
+        if any(p and self.s.stage_of(t) in self.inlined for t, p in zip(inputs, packs)):
+            raise InvalidConfig("an inlined stage cannot be packed")
+        # the accumulator's axes (and storage): the vector axis last
+        layout = [d for d in range(len(axes)) if d != vector_at] + [vector_at]
+        if acc is None:
+            acc = self.s[self.s.cache_write(out.op.output(0), "local", axis_order=layout)]
+        elif vector_at != len(axes) - 1:
+            raise InvalidConfig("a reduction read by an epilogue keeps its layout, so only its "
+                                "last axis can be vectorized")
 
-        outer, inner = [], []
-        for axis, t in zip(axes, tiles):
+        outer, inner = [], []  # inner: the register tile's loops, the vector loop last
+        for d, (axis, t) in enumerate(zip(axes, tiles)):
             if t > 1:
                 o, i = out.split(axis, factor=t)
                 outer.append(o)
-                inner.append(i)
+                inner.insert(len(inner) if d != vector_at else 0, i)
             else:
                 outer.append(axis)
+        if tiles[vector_at] > 1:
+            inner.append(inner.pop(0))
         fixed = [outer[d] for d in range(len(axes)) if d not in movable]
         moved = [outer[movable[p]] for p in order]
         out.reorder(*fixed, *moved, *inner)
-        loops = fixed + moved
-        first = loops[0] if serial_first and len(loops) > 1 else None
-        fused = out.fuse(*(loops[1:] if first is not None else loops))
+        first = moved[0] if serial_first and len(moved) > 1 else None
+        fused = out.fuse(*(moved[1:] if first is not None else fixed + moved))
         out.parallel(fused)
         for i in inner[:-1]:
             out.unroll(i)
-        if inner and tiles[-1] > 1:
+        if tiles[vector_at] > 1:
             out.vectorize(inner[-1])
 
         acc.compute_at(out, fused)
-        acc_spatial = list(acc.op.axis)
+        *acc_spatial, vector_loop = acc.op.axis  # in `layout` order
         reduce_axes = list(acc.op.reduce_axis)
-        acc.reorder(*reduce_axes, *acc_spatial)
+        acc.reorder(*reduce_axes, *acc_spatial, vector_loop)
         innermost = reduce_axes[-1]
-        extent = _extent(innermost)
-        unroll = self.knob(f"{acc.name}.unroll_reduce",
-                           [1] + [u for u in (2, 4) if u < extent] + ([extent] if extent <= 4 else []))
-        if unroll == extent:
+        if unroll == _extent(innermost):
             acc.unroll(innermost)
         elif unroll > 1:
             _, k_inner = acc.split(innermost, factor=unroll)
             acc.unroll(k_inner)
-        for a, t in zip(acc_spatial[:-1], tiles[:-1]):
-            if t > 1:
+        for a, d in zip(acc_spatial, layout):
+            if tiles[d] > 1:
                 acc.unroll(a)
         if vector > 1:
-            acc.vectorize(acc_spatial[-1])
+            acc.vectorize(vector_loop)
         self.placed.add(acc)
 
         for tensor, pack in zip(inputs, packs):
             if pack:
-                copy = self.s[self.s.cache_read(tensor, "global", [acc])]
+                order = _vector_dimension_last(acc, tensor, vector_loop.var)
+                copy = self.s[self.s.cache_read(tensor, "global", [acc], axis_order=order)]
                 copy.compute_at(out, first)
                 _, lane = copy.split(copy.op.axis[-1], factor=self.lanes)
                 copy.vectorize(lane)
                 self.placed.add(copy)
+
+    @staticmethod
+    def reduce_unroll_choices(acc: Stage) -> list[int]:
+        """Unroll factors for the innermost reduction axis: 1, 2, 4, or all of a short one."""
+        extent = _extent(acc.op.reduce_axis[-1])
+        return [1] + [u for u in (2, 4) if u < extent] + ([extent] if 1 < extent <= 4 else [])
 
     # --- rule 3 ----------------------------------------------------------------------
     def rows(self, out: Stage):
@@ -311,20 +338,22 @@ class _Sketch:
             work.parallel(spatial)
 
     # --- rule 5 ----------------------------------------------------------------------
+    def elementwise_width(self, stage: Stage) -> int:
+        extent = _extent(stage.op.axis[-1])
+        return self.knob(f"{stage.name}.vector",
+                         [w for w in (self.lanes, 4 * self.lanes) if w <= extent] or [1])
+
     def elementwise(self, stage: Stage):
-        axes = list(stage.op.axis)
-        if not axes:
-            return
-        fused = stage.fuse(*axes) if len(axes) > 1 else axes[0]
-        extent = math.prod(_extent(a) for a in axes)
-        width = self.knob(f"{stage.name}.vector",
-                          [w for w in (self.lanes, 4 * self.lanes) if w <= extent] or [1])
-        outer = fused
+        """Leading axes fused into a parallel loop, the last axis split into vectors."""
+        *lead, last = stage.op.axis
+        width = self.elementwise_width(stage)
+        outer = last
         if width > 1:
-            outer, lane = stage.split(fused, factor=width)
+            outer, lane = stage.split(last, factor=width)
             stage.vectorize(lane)
-        if extent >= 2 * max(width, 1):
-            stage.parallel(outer)
+        rows = stage.fuse(*lead, outer)
+        if math.prod(_extent(a) for a in stage.op.axis) >= 2 * width:
+            stage.parallel(rows)
         self.placed.add(stage)
 
     # --- all of it -------------------------------------------------------------------
@@ -342,6 +371,19 @@ class _Sketch:
                 else:
                     self.elementwise(stage)
         return self.s
+
+
+def _vector_dimension_last(acc: Stage, tensor: Tensor, vector_var) -> tuple[int, ...]:
+    """The dimension order of a packed copy of `tensor`: the one dimension `acc` indexes
+    with the vector loop's variable goes last, so the vector reads consecutive elements."""
+    ndim = len(tensor.shape)
+    dims = {d for read in collect(acc.op.body[0], lambda n: isinstance(n, TensorRead))
+            if read.tensor == tensor
+            for d, index in enumerate(read.indices) if uses_var(index, vector_var)}
+    if len(dims) != 1:
+        return tuple(range(ndim))
+    (d,) = dims
+    return tuple(x for x in range(ndim) if x != d) + (d,)
 
 
 def _sketch(cfg, outputs, args, target):

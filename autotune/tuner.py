@@ -95,7 +95,7 @@ def _make_model(model, seed: int):
                     f"got {model!r}")
 
 
-def _resumed(task: Task, records) -> dict[Config, float]:
+def measured_configs(task: Task, records) -> dict[Config, float]:
     """The configurations of `task` already measured in `records`, with their times."""
     measured: dict[Config, float] = {}
     for r in records:
@@ -129,11 +129,11 @@ def tune(task: Task, trials: int, log=None, *, model="xgboost", seed: int = 0,
     if not isinstance(trials, int) or trials < 0:
         raise TuneError(f"trials must be a non-negative int, got {trials!r}")
     start = time.perf_counter()
-    measured = _resumed(task, rec.load(log)) if log is not None else {}
+    measured = measured_configs(task, rec.load(log)) if log is not None else {}
     features = FeatureCache(task)
     cost_model = _make_model(model, seed)
     for other_task, other_records in transfer:
-        other = _resumed(other_task, other_records)
+        other = measured_configs(other_task, other_records)
         other_features = FeatureCache(other_task)
         rows = [(other_features(c), t) for c, t in other.items()]
         rows = [(x, t) for x, t in rows if x is not None]

@@ -329,6 +329,22 @@ def test_cache_read():
     assert "A_local" in str(tex.lower(s, [A, B]))
 
 
+def test_cache_read_with_an_axis_order_copies_transposed():
+    A, B, C, k = matmul(21, 35, 19)
+    s = tex.create_schedule(C.op)
+    jo, ji = s[C].split(C.op.axis[1], factor=16)
+    s[C].reorder(jo, C.op.axis[0], k, ji)
+    BT = s.cache_read(B, "global", [C], axis_order=(1, 0))
+    s[BT].compute_at(s[C], jo)
+    assert BT.shape[0].value == 35 and BT.shape[1].value == 19
+    a, b = random_array((21, 19)), random_array((19, 35))
+    check(s, [A, B, C], [a, b], a @ b, rtol=1e-4, atol=1e-4)
+    text = str(tex.lower(s, [A, B, C]))
+    assert "B_global[" in text and "allocate(float32[304]" in text  # a 16 x 19 panel
+    with pytest.raises(tex.ScheduleError, match="axis_order must be a permutation"):
+        s.cache_read(A, "local", [C], axis_order=(0, 0))
+
+
 def test_cache_read_of_intermediate_for_one_of_two_readers():
     A = tex.placeholder((40,), name="A")
     B = tex.compute((40,), lambda i: A[i] + 1.0, name="B")

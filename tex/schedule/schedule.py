@@ -122,11 +122,13 @@ class Schedule:
                     pending.append(source)
         return False
 
-    def _rewrite_reads(self, stage: Stage, mapping: dict):
-        """Make `stage` read mapping[t] wherever it read tensor t."""
+    def _rewrite_reads(self, stage: Stage, mapping: dict, order=None):
+        """Make `stage` read mapping[t] wherever it read tensor t, with the indices
+        taken in `order` (a permutation; default: as they are)."""
         def swap(node):
             if isinstance(node, TensorRead) and node.tensor in mapping:
-                return TensorRead(mapping[node.tensor], node.indices)
+                indices = node.indices if order is None else tuple(node.indices[d] for d in order)
+                return TensorRead(mapping[node.tensor], indices)
             return None
         body = tuple(transform(b, swap) for b in stage.op.body)
         new_op = stage.op.with_body(body)
@@ -135,12 +137,16 @@ class Schedule:
         self.version += 1
 
     # --- dataflow primitives ------------------------------------------------
-    def cache_read(self, tensor: Tensor, scope: str, readers) -> Tensor:
+    def cache_read(self, tensor: Tensor, scope: str, readers, axis_order=None) -> Tensor:
         """A copy of `tensor` that the given readers read instead; returns the copy.
 
         The copy is a new stage (`{name}_{scope}`), usually placed with
         compute_at inside a reader's loop to stage a tile of the input.
-        TVM: `cache_read`; Halide: `in()`.
+        `axis_order` (a permutation of the tensor's dimensions) lays the copy
+        out with its dimensions in that order: with (1, 0) a matrix is copied
+        transposed, so that readers walking its first dimension read
+        consecutive elements. TVM: `cache_read`; Halide: `in()` (with
+        `reorder_storage` for the order).
         """
         _check_tensor("cache_read", tensor)
         readers = readers if isinstance(readers, (list, tuple)) else [readers]
@@ -151,24 +157,32 @@ class Schedule:
             if tensor not in stage.op.input_tensors:
                 raise ScheduleError(f"cache_read of {tensor.name}: stage {stage.name} does not "
                                     f"read {tensor.name}")
+        ndim = len(tensor.shape)
+        order = _permutation(axis_order, ndim, "cache_read", tensor.name)
         name = f"{tensor.name}_{scope}"
-        axis = tuple(IterVar(Var(f"ax{d}"), Range(Const(INDEX, 0), e), "data")
-                     for d, e in enumerate(tensor.shape))
-        op = ComputeOp(name, axis, (TensorRead(tensor, tuple(iv.var for iv in axis)),))
+        axis = tuple(IterVar(Var(f"ax{p}"), Range(Const(INDEX, 0), tensor.shape[d]), "data")
+                     for p, d in enumerate(order))
+        source = [None] * ndim  # the copy's axis that walks each dimension of the tensor
+        for p, d in enumerate(order):
+            source[d] = axis[p].var
+        op = ComputeOp(name, axis, (TensorRead(tensor, tuple(source)),))
         stage = Stage.of(op, self)
         stage.scope = _scope(scope, "cache_read", tensor.name)
         producer = self.stage_of(tensor)
         self._add(stage, self.stages.index(producer) + 1 if producer else 0)
         for reader in reader_stages:
-            self._rewrite_reads(reader, {tensor: op.output(0)})
+            self._rewrite_reads(reader, {tensor: op.output(0)}, order)
         return op.output(0)
 
-    def cache_write(self, tensor: Tensor, scope: str) -> Tensor:
+    def cache_write(self, tensor: Tensor, scope: str, axis_order=None) -> Tensor:
         """Compute `tensor` into a new stage `{name}_{scope}`, then copy it out; returns it.
 
         The original stage becomes the copy; the cache stage is usually put
         with compute_at inside the copy's loops so the accumulator stays in
-        registers or cache. Call it before splitting the stage.
+        registers or cache. Call it before splitting the stage. `axis_order`
+        (a permutation of the dimensions) gives the cache's axes, and so its
+        storage, in that order: a vectorized axis put last makes each vector
+        of the accumulator consecutive in memory (one register).
         TVM: `cache_write`; Halide: `update()` into a wrapper / `in()`.
         """
         _check_tensor("cache_write", tensor)
@@ -180,13 +194,15 @@ class Schedule:
             raise ScheduleError(f"cache_write of {tensor.name}: operations with several outputs "
                                 "are not supported")
         old = stage.op
-        axis = tuple(IterVar(Var(iv.name), iv.dom, "data") for iv in old.axis)
-        remap = {a.var: b.var for a, b in zip(old.axis, axis)}
+        order = _permutation(axis_order, len(old.axis), "cache_write", tensor.name)
+        axis = tuple(IterVar(Var(old.axis[d].name), old.axis[d].dom, "data") for d in order)
+        remap = {old.axis[d].var: a.var for d, a in zip(order, axis)}
         cache = ComputeOp(f"{old.name}_{scope}", axis, tuple(substitute(b, remap) for b in old.body))
         cache_stage = Stage.of(cache, self)
         cache_stage.scope = _scope(scope, "cache_write", tensor.name)
         self._add(cache_stage, self.stages.index(stage))
-        copy = old.with_body((TensorRead(cache.output(0), tuple(iv.var for iv in old.axis)),))
+        copy = old.with_body((TensorRead(cache.output(0),
+                                         tuple(old.axis[d].var for d in order)),))
         self._stage_by_op[copy] = stage
         stage.op = copy
         stage.leaf_iter_vars = list(copy.axis)
@@ -285,6 +301,18 @@ def _scope(scope, primitive: str, name: str) -> str:
         raise ScheduleError(f"{primitive} of {name}: scope must be 'global' or 'local', "
                             f"got {scope!r}")
     return scope
+
+
+def _permutation(axis_order, ndim: int, primitive: str, name: str) -> tuple[int, ...]:
+    """`axis_order` checked to be a permutation of range(ndim); the identity when None."""
+    if axis_order is None:
+        return tuple(range(ndim))
+    order = tuple(axis_order)
+    if sorted(order) != list(range(ndim)) or \
+            not all(isinstance(d, int) and not isinstance(d, bool) for d in order):
+        raise ScheduleError(f"{primitive} of {name}: axis_order must be a permutation of "
+                            f"0..{ndim - 1}, got {axis_order!r}")
+    return order
 
 
 def create_schedule(outputs) -> Schedule:
