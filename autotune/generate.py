@@ -176,7 +176,7 @@ class _Sketch:
         name, axes = out.name, list(out.op.axis)
         extents = [_extent(a) for a in axes]
         movable = [d for d in range(len(axes)) if extents[d] > 1][-3:] or [len(axes) - 1]
-        vector_axes = [d for d in movable if extents[d] >= 16 or d == len(axes) - 1]
+        vector_axes = [len(axes) - 1] + [d for d in movable[:-1] if extents[d] >= 16]
         vector_at = self.knob(f"{name}.vector_axis", vector_axes)
         widest = max(extents[d] for d in vector_axes)
         vector = self.knob(f"{name}.vector", sorted(
@@ -274,13 +274,13 @@ class _Sketch:
         *lead, last = out.op.axis
         row = out.fuse(*lead)
         out.parallel(row)
-        self.vectorize_last(out, last, f"{out.name}.vector")
+        self.vectorize_last(out, last)
         group = self.group_of(out)
         for stage in group:
             if stage.op.reduce_axis:
-                self.vector_partials(stage, stage.op.axis[-1])
+                self.vector_partials(stage, stage.op.axis[-1], self.partial_lanes(stage))
             elif len(stage.op.axis) == len(out.op.axis):
-                self.vectorize_last(stage, stage.op.axis[-1], f"{stage.name}.vector")
+                self.vectorize_last(stage, stage.op.axis[-1])
             stage.compute_at(out, row)
             self.placed.add(stage)
 
@@ -294,19 +294,21 @@ class _Sketch:
                     stack.append(p)
         return [st for st in self.compute_stages() if st in found]
 
-    def vectorize_last(self, stage: Stage, axis, name: str):
-        extent = _extent(axis)
-        width = self.knob(name, [w for w in (self.lanes, 2 * self.lanes) if w <= extent] or [1])
+    def vectorize_last(self, stage: Stage, axis):
+        width = self.elementwise_width(stage)
         if width > 1:
             _, lane = stage.split(axis, factor=width)
             stage.vectorize(lane)
 
-    def vector_partials(self, stage: Stage, at_axis):
-        """Reduce `stage`'s innermost reduction axis through vector partial results."""
+    def partial_lanes(self, stage: Stage) -> int:
+        """The knob of how many vector partial results reduce `stage` (0: none)."""
+        extent = _extent(stage.op.reduce_axis[-1])
+        return self.knob(f"{stage.name}.lanes",
+                         [0] + [w for w in (self.lanes, 4 * self.lanes) if w <= extent])
+
+    def vector_partials(self, stage: Stage, at_axis, lanes: int):
+        """Reduce `stage`'s innermost reduction axis through `lanes` vector partial results."""
         innermost = stage.op.reduce_axis[-1]
-        extent = _extent(innermost)
-        lanes = self.knob(f"{stage.name}.lanes",
-                          [0] + [w for w in (self.lanes, 4 * self.lanes) if w <= extent])
         if not lanes or stage.op.num_outputs != 1:
             return
         _, k_inner = stage.split(innermost, factor=lanes)
@@ -324,6 +326,7 @@ class _Sketch:
         first = out.op.reduce_axis[0]
         chunk_choices = [1] + [c for c in (4, 16, 64) if points < 64 and c < _extent(first)]
         chunks = self.knob(f"{out.name}.chunks", chunk_choices)
+        lanes = self.partial_lanes(out)
         work = out
         if chunks > 1 and out.op.num_outputs == 1:
             chunk_axis, _ = out.split(first, nparts=chunks)
@@ -333,7 +336,7 @@ class _Sketch:
             return
         spatial = work.fuse(*work.op.axis) if len(work.op.axis) > 1 else work.op.axis[0]
         if len(work.op.reduce_axis) and work.op.num_outputs == 1:
-            self.vector_partials(work, spatial)
+            self.vector_partials(work, spatial, lanes)
         if chunks > 1 or points >= 2:
             work.parallel(spatial)
 

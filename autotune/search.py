@@ -6,7 +6,8 @@ so far plus random ones, and for a few generations breeds children
 model ranks highest, keeping the best-scored. The batch to measure is the
 top of the final population that has not been measured, plus an exploration
 share of random unmeasured configurations, so that a wrong model cannot
-starve the search. Before the model has learned anything, the whole batch is
+starve the search. Random configurations are drawn and the invalid ones
+rejected (`RANDOM_TRIES`). Before the model has learned anything, the whole batch is
 random. Configurations whose schedule cannot be made or lowered (their
 features are None) are never proposed. Given the same seed, measurements and
 model, the proposals are the same.
@@ -18,6 +19,10 @@ import random
 import numpy as np
 
 from autotune.space import Config, ConfigSpace
+
+#: Draws per wanted configuration: generated spaces hold many invalid ones
+#: (a few percent are valid), which are rejected in well under a millisecond.
+RANDOM_TRIES = 100
 
 
 class EvolutionarySearch:
@@ -51,18 +56,21 @@ class EvolutionarySearch:
         """Up to `count` configurations not in `measured` (a dict config -> seconds)."""
         taken = set(measured)
         if not model_ready:
-            return self._random_valid(count, taken, tries=count * 20)
+            return self._random_valid(count, taken, tries=count * RANDOM_TRIES)
         fastest = sorted((c for c, t in measured.items() if np.isfinite(t)),
                          key=lambda c: measured[c])[: self.population // 2]
         pool = list(dict.fromkeys(fastest + self._random_valid(
-            self.population - len(fastest), taken | set(fastest), tries=self.population * 4)))
+            self.population - len(fastest), taken | set(fastest),
+            tries=self.population * RANDOM_TRIES)))
         if not pool:
             return []
         scores = dict(zip(pool, self._scores(pool)))
         for _ in range(self.generations):
             ranked = sorted(scores, key=scores.get, reverse=True)[: self.population]
             children = []
-            for _ in range(self.population):
+            for _ in range(self.population * RANDOM_TRIES // 4):
+                if len(children) >= self.population:
+                    break
                 a = ranked[min(int(self.rng.expovariate(4 / len(ranked))), len(ranked) - 1)]
                 if self.rng.random() < 0.3 and len(ranked) > 1:
                     child = self.space.crossover(a, self.rng.choice(ranked), self.rng)
@@ -76,7 +84,7 @@ class EvolutionarySearch:
         ranked = [c for c in sorted(scores, key=scores.get, reverse=True) if c not in taken]
         exploit = ranked[: max(1, round(count * (1 - self.exploration)))][:count]
         explore = self._random_valid(count - len(exploit), taken | set(exploit),
-                                     tries=count * 20)
+                                     tries=count * RANDOM_TRIES)
         batch = exploit + explore
         if len(batch) < count:  # few random ones left: fill from the ranked list
             batch += [c for c in ranked if c not in batch][: count - len(batch)]

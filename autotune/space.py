@@ -289,6 +289,18 @@ class ConfigSpace(_Definer):
         return Config(self, tuple(x if rng.random() < 0.5 else y
                                   for x, y in zip(a.picks, b.picks)))
 
+    def first_valid(self, tries: int = 2000) -> "Config":
+        """The first configuration (index 0, else random ones, seeded) that instantiates."""
+        rng = random.Random(0)
+        candidates = itertools.chain([self.get(0)], (self.random(rng) for _ in range(tries)))
+        for config in candidates:
+            try:
+                self.instantiate(config)
+                return config
+            except TuneError:
+                continue
+        raise TuneError(f"no configuration of the space instantiates (tried {tries + 1})")
+
     def from_json(self, values: dict) -> "Config":
         """The configuration a `Config.to_json()` dict describes; checks every knob."""
         if not isinstance(values, dict):

@@ -30,7 +30,7 @@ class Template:
 
     Calling the template as `tmpl(*args)` returns the schedule of the best
     configuration recorded in the active `autotune.apply_history_best`
-    context, or of the space's first configuration when there is none.
+    context, or of the space's first valid configuration when there is none.
     """
 
     def __init__(self, name: str, func):
@@ -46,7 +46,7 @@ class Template:
     def __call__(self, *args, target="llvm"):
         from autotune.dispatch import best_config  # the dispatch context reads logs
         task = Task.from_template(self, args, target)
-        config = best_config(task) or task.space.get(0)
+        config = best_config(task) or task.space.first_valid()
         return task.instantiate(config)
 
     def __repr__(self):
@@ -72,7 +72,7 @@ class Task:
         self.name, self.workload_key, self.space = name, workload_key, space
         self.target = as_target(target)
         self.reference = reference
-        _, tensors = space.instantiate(space.get(0))
+        _, tensors = space.instantiate(space.first_valid())
         self.tensors = list(tensors)
         self.inputs = [t for t in self.tensors if isinstance(t.op, PlaceholderOp)]
         self.outputs = [t for t in self.tensors if not isinstance(t.op, PlaceholderOp)]
