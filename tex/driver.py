@@ -38,11 +38,16 @@ PIPELINE = (
 )
 
 
-def lower(sch: Schedule, args, name: str = "main") -> LoweredFunc:
+def lower(sch: Schedule, args, name: str = "main", upto: str | None = None) -> LoweredFunc:
     """The loop program of `sch` with parameters `args`; `str()` of it is readable.
 
+    `upto` names a pass of `PIPELINE` to stop after (the autotuner reads its
+    features after `unroll_loops`, skipping the final clean-up).
     TVM: `tvm.lower(s, args)`.
     """
+    if upto is not None and upto not in {pass_name for pass_name, _, _ in PIPELINE}:
+        raise BuildError(f"lower: upto must name a pass of the pipeline "
+                         f"({', '.join(p for p, _, _ in PIPELINE)}), got {upto!r}")
     if not isinstance(sch, Schedule):
         raise BuildError(f"lower: expected a schedule from tex.create_schedule, got "
                          f"{type(sch).__name__}")
@@ -56,6 +61,8 @@ def lower(sch: Schedule, args, name: str = "main") -> LoweredFunc:
             verify(func, flat=flat, after=pass_name)
         if pass_name in printing or "all" in printing:
             print(f"# after {pass_name}\n{func}", file=sys.stderr)
+        if pass_name == upto:
+            break
     return func
 
 
