@@ -9,14 +9,18 @@ space (see `autotune.space`). The rules:
    row's exponentials) a knob may compute it separately instead.
 2. **tile** (a reduction whose result has as many axes as the output that
    holds it: matmul, batch matmul, convolution, matmul + bias + relu): the
-   output's axes are split into outer loops and a register tile. The outer
-   loops go in a chosen order; all of them, or all but the first, are fused
-   into one parallel loop. The tile's last axis is vectorized and its other
-   axes are unrolled. The reduction is computed at the tile, reduction axes
-   outermost, so that its accumulator stays in registers: a write cache of
-   the output, or the reduction itself when an elementwise epilogue reads it.
-   With the first outer loop serial, an input may be copied (packed) there,
-   so that the tile reads a compact panel of it.
+   output's axes are split into outer loops and a register tile: one of the
+   last three axes is the vector axis (one, two or four whole vector
+   registers wide), the others get tile extents (`tile_0`, `tile_1`: the
+   tile's rows, in axis order) and are unrolled. The outer loops are fused
+   into one parallel loop, the vector axis's first (consecutive tiles share
+   a panel of the input the vectors walk) and the others in a chosen order. The reduction is computed at the
+   tile, reduction axes outermost, so that its accumulator stays in
+   registers: a write cache of the output laid out with the vector axis
+   last, or the reduction itself when an elementwise epilogue reads it. Each
+   input may be packed: copied, with the dimension the vector walks laid out
+   last, in the vector axis's outer loop, which then runs serially around the
+   parallel loop of the others, so that the tile reads a compact panel.
 3. **rows** (reductions along the rows of the output that reads them:
    softmax, layernorm): the output's rows run in parallel, with its last axis
    vectorized. Each reduction is computed at the row through vector partial
@@ -179,15 +183,13 @@ class _Sketch:
         vector_axes = [len(axes) - 1] + [d for d in movable[:-1] if extents[d] >= 16]
         vector_at = self.knob(f"{name}.vector_axis", vector_axes)
         widest = max(extents[d] for d in vector_axes)
-        vector = self.knob(f"{name}.vector", sorted(
-            {v for v in (8, 16, 32, 64, 128) if v <= widest}
-            | {extents[d] for d in vector_axes if extents[d] <= 128}))
-        tiles = [1] * len(axes)
-        for d in movable:
-            tiles[d] = self.knob(f"{name}.tile_{axes[d].name}",
-                                 [t for t in TILE_ROWS if t <= extents[d]])
-        order = self.knob(f"{name}.order", list(itertools.permutations(range(len(movable)))))
-        serial_first = self.knob(f"{name}.serial_outer", [False, True])
+        whole = [v * self.lanes for v in (1, 2, 4) if v * self.lanes <= widest]
+        vector = self.knob(f"{name}.vector", whole or sorted({extents[d] for d in vector_axes}))
+        others = [d for d in movable if d != vector_at]  # the register tile's other axes
+        longest = max(extents[d] for d in movable)
+        rows = [self.knob(f"{name}.tile_{r}", [t for t in TILE_ROWS if t <= longest])
+                for r in range(len(movable) - 1)]
+        order = self.knob(f"{name}.order", list(itertools.permutations(range(len(movable) - 1))))
         reduction = out if acc is None else acc
         inputs = [t for t in reduction.op.input_tensors if len(t.shape) >= 2]
         packs = [self.knob(f"{name}.pack_{t.name}", [False, True]) for t in inputs]
@@ -195,19 +197,24 @@ class _Sketch:
 
         if vector > extents[vector_at]:
             raise InvalidConfig(f"a vector of {vector} is wider than axis {axes[vector_at].name}")
-        if vector_at in movable and tiles[vector_at] != 1:
-            raise InvalidConfig("the vector axis takes its width from the vector knob, so its "
-                                "tile knob must be 1")
+        tiles = [1] * len(axes)
         tiles[vector_at] = vector
-        registers = math.prod(t for d, t in enumerate(tiles) if d != vector_at) \
-            * -(-vector // self.lanes)
+        for d, t in zip(others, rows):
+            if t > extents[d]:
+                raise InvalidConfig(f"a tile of {t} is longer than axis {axes[d].name}")
+            tiles[d] = t
+        registers = math.prod(rows) * -(-vector // self.lanes)
         if registers > REGISTER_BUDGET:
             raise InvalidConfig(f"a register tile of {registers} vectors exceeds "
                                 f"{REGISTER_BUDGET}")
-        if any(packs) and not serial_first:
-            raise InvalidConfig("packing needs a serial outer loop to hold the copy")
+        serial_first = any(packs)  # the copies are made in the first outer loop, run serially
         if any(p and self.s.stage_of(t) in self.inlined for t, p in zip(inputs, packs)):
             raise InvalidConfig("an inlined stage cannot be packed")
+        vector_var = reduction.op.axis[vector_at].var
+        layouts = [_vector_dimension_last(reduction, t, vector_var) for t in inputs]
+        for t, pack, copy_order in zip(inputs, packs, layouts):
+            if not pack and list(copy_order) != sorted(copy_order):
+                raise InvalidConfig(f"the vectors would gather {t.name}: it must be packed")
         # the accumulator's axes (and storage): the vector axis last
         layout = [d for d in range(len(axes)) if d != vector_at] + [vector_at]
         if acc is None:
@@ -227,7 +234,7 @@ class _Sketch:
         if tiles[vector_at] > 1:
             inner.append(inner.pop(0))
         fixed = [outer[d] for d in range(len(axes)) if d not in movable]
-        moved = [outer[movable[p]] for p in order]
+        moved = [outer[vector_at]] + [outer[others[p]] for p in order]
         out.reorder(*fixed, *moved, *inner)
         first = moved[0] if serial_first and len(moved) > 1 else None
         fused = out.fuse(*(moved[1:] if first is not None else fixed + moved))
@@ -254,10 +261,9 @@ class _Sketch:
             acc.vectorize(vector_loop)
         self.placed.add(acc)
 
-        for tensor, pack in zip(inputs, packs):
+        for tensor, pack, copy_order in zip(inputs, packs, layouts):
             if pack:
-                order = _vector_dimension_last(acc, tensor, vector_loop.var)
-                copy = self.s[self.s.cache_read(tensor, "global", [acc], axis_order=order)]
+                copy = self.s[self.s.cache_read(tensor, "global", [acc], axis_order=copy_order)]
                 copy.compute_at(out, first)
                 _, lane = copy.split(copy.op.axis[-1], factor=self.lanes)
                 copy.vectorize(lane)
@@ -376,11 +382,11 @@ class _Sketch:
         return self.s
 
 
-def _vector_dimension_last(acc: Stage, tensor: Tensor, vector_var) -> tuple[int, ...]:
-    """The dimension order of a packed copy of `tensor`: the one dimension `acc` indexes
+def _vector_dimension_last(stage: Stage, tensor: Tensor, vector_var) -> tuple[int, ...]:
+    """The dimension order of a packed copy of `tensor`: the one dimension `stage` indexes
     with the vector loop's variable goes last, so the vector reads consecutive elements."""
     ndim = len(tensor.shape)
-    dims = {d for read in collect(acc.op.body[0], lambda n: isinstance(n, TensorRead))
+    dims = {d for read in collect(stage.op.body[0], lambda n: isinstance(n, TensorRead))
             if read.tensor == tensor
             for d, index in enumerate(read.indices) if uses_var(index, vector_var)}
     if len(dims) != 1:

@@ -118,8 +118,8 @@ class Task:
 
     @property
     def unit(self) -> str:
-        """"GFLOP/s" for compute-bound work (at least one flop per byte moved), else "GB/s"."""
-        return "GFLOP/s" if self.flops >= self.bytes else "GB/s"
+        """"GFLOP/s" for compute-bound work (4 flops per byte moved or more), else "GB/s"."""
+        return "GFLOP/s" if self.flops >= 4 * self.bytes else "GB/s"
 
     def rate(self, seconds: float) -> float:
         """The rate (in `unit`) of a run that took `seconds`."""

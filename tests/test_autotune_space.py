@@ -137,22 +137,20 @@ def test_the_generated_matmul_space_holds_the_packed_register_tile():
     k = tex.reduce_axis((0, 70), name="k")
     C = tex.compute((100, 90), lambda i, j: tex.sum(A[i, k] * B[k, j], axis=k), name="C")
     space = autotune.space_for(C)
-    config = space.from_json({"C.vector_axis": 1, "C.vector": 32, "C.tile_i": 6, "C.tile_j": 1,
-                              "C.order": [1, 0], "C.serial_outer": True, "C.pack_A": False,
-                              "C.pack_B": True, "C.unroll_reduce": 2})
+    config = space.from_json({"C.vector_axis": 1, "C.vector": 32, "C.tile_0": 6,
+                              "C.order": [0], "C.pack_A": False, "C.pack_B": True,
+                              "C.unroll_reduce": 2})
     s, args = space.instantiate(config)
     text = str(tex.lower(s, args))
     assert "B_global" in text and "parallel" in text and "ramp(" in text
     rng = np.random.default_rng(0)
     a, b = rng.random((100, 70), dtype=np.float32), rng.random((70, 90), dtype=np.float32)
     np.testing.assert_allclose(tex.build(s, args)(a, b), a @ b, rtol=1e-4)
-    with pytest.raises(autotune.InvalidConfig, match="serial"):
-        space.instantiate(space.from_json({**config.to_json(), "C.serial_outer": False}))
+    with pytest.raises(autotune.InvalidConfig, match="gather A: it must be packed"):
+        space.instantiate(space.from_json({**config.to_json(), "C.vector_axis": 0}))
     with pytest.raises(autotune.InvalidConfig, match="register tile"):
-        space.instantiate(space.from_json({**config.to_json(), "C.vector": 90,
-                                           "C.tile_i": 8}))
-    with pytest.raises(autotune.InvalidConfig, match="tile knob must be 1"):
-        space.instantiate(space.from_json({**config.to_json(), "C.tile_j": 2}))
+        space.instantiate(space.from_json({**config.to_json(), "C.vector": 64,
+                                           "C.tile_0": 8}))
 
 
 def test_a_transposed_panel_when_the_vector_runs_down_the_rows():
@@ -161,9 +159,9 @@ def test_a_transposed_panel_when_the_vector_runs_down_the_rows():
     k = tex.reduce_axis((0, 30), name="k")
     C = tex.compute((70, 20), lambda i, j: tex.sum(A[i, k] * B[k, j], axis=k), name="C")
     space = autotune.space_for(C)
-    config = space.from_json({"C.vector_axis": 0, "C.vector": 16, "C.tile_i": 1, "C.tile_j": 3,
-                              "C.order": [0, 1], "C.serial_outer": True, "C.pack_A": True,
-                              "C.pack_B": False, "C.unroll_reduce": 1})
+    config = space.from_json({"C.vector_axis": 0, "C.vector": 16, "C.tile_0": 3,
+                              "C.order": [0], "C.pack_A": True, "C.pack_B": False,
+                              "C.unroll_reduce": 1})
     s, args = space.instantiate(config)
     text = str(tex.lower(s, args))
     # A is copied with its rows innermost, and the accumulator holds whole vectors
