@@ -80,7 +80,7 @@ def best_config(task):
 
 def _tuned_schedule(schedule, args, target):
     """For `tex.build`: the tuned schedule of an untouched one's workload, or None."""
-    from autotune.task import Task, compute_workload_key
+    from autotune.task import Task, compute_workload_key  # task.py imports this module
     if not _logs.get():
         return None
     found = _best_record(compute_workload_key(args), str(target))

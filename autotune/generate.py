@@ -10,7 +10,8 @@ space (see `autotune.space`). The rules:
 2. **tile** (a reduction whose result has as many axes as the output that
    holds it: matmul, batch matmul, convolution, matmul + bias + relu): the
    output's axes are split into outer loops and a register tile: one of the
-   last three axes is the vector axis (one, two or four whole vector
+   last three axes is the vector axis (one whose extent is a multiple of the
+   vector lanes, where there is one; one, two or four whole vector
    registers wide), the others get tile extents (`tile_0`, `tile_1`: the
    tile's rows, in axis order) and are unrolled. The outer loops are fused
    into one parallel loop, the vector axis's first (consecutive tiles share
@@ -76,7 +77,7 @@ def space_for(outputs, target="llvm", args=None) -> ConfigSpace:
     args = list(args) if args is not None else _inputs_of(outputs) + outputs
     space = ConfigSpace()
     _sketch(space, outputs, args, target)
-    space._make_schedule = lambda config: _sketch(config, outputs, args, target)
+    space.make_schedule = lambda config: _sketch(config, outputs, args, target)
     return space
 
 
@@ -107,10 +108,17 @@ class _Sketch:
 
     def __init__(self, cfg, outputs, target):
         self.cfg, self.target = cfg, target
+        self.collecting = isinstance(cfg, ConfigSpace)
         self.s = tex.create_schedule([t.op for t in outputs])
         self.lanes = target.vector_lanes(outputs[0].dtype)
         self.inlined: set = set()
         self.placed: set = set()  # stages a rule has scheduled
+
+    def check(self, condition: bool, why: str):
+        """InvalidConfig(why) unless `condition`; while the space is being collected (with
+        every knob at its first candidate) the rules go on, so that all knobs get defined."""
+        if not condition and not self.collecting:
+            raise InvalidConfig(why)
 
     def knob(self, name: str, candidates):
         candidates = list(dict.fromkeys(candidates))
@@ -180,11 +188,12 @@ class _Sketch:
         name, axes = out.name, list(out.op.axis)
         extents = [_extent(a) for a in axes]
         movable = [d for d in range(len(axes)) if extents[d] > 1][-3:] or [len(axes) - 1]
-        vector_axes = [len(axes) - 1] + [d for d in movable[:-1] if extents[d] >= 16]
+        whole = [d for d in reversed(movable) if extents[d] % self.lanes == 0]
+        vector_axes = whole or [len(axes) - 1]  # no lanes wasted on a tail, where it can be
         vector_at = self.knob(f"{name}.vector_axis", vector_axes)
         widest = max(extents[d] for d in vector_axes)
-        whole = [v * self.lanes for v in (1, 2, 4) if v * self.lanes <= widest]
-        vector = self.knob(f"{name}.vector", whole or sorted({extents[d] for d in vector_axes}))
+        widths = [v * self.lanes for v in (1, 2, 4) if v * self.lanes <= widest]
+        vector = self.knob(f"{name}.vector", widths or sorted({extents[d] for d in vector_axes}))
         others = [d for d in movable if d != vector_at]  # the register tile's other axes
         longest = max(extents[d] for d in movable)
         rows = [self.knob(f"{name}.tile_{r}", [t for t in TILE_ROWS if t <= longest])
@@ -195,33 +204,31 @@ class _Sketch:
         packs = [self.knob(f"{name}.pack_{t.name}", [False, True]) for t in inputs]
         unroll = self.knob(f"{name}.unroll_reduce", self.reduce_unroll_choices(reduction))
 
-        if vector > extents[vector_at]:
-            raise InvalidConfig(f"a vector of {vector} is wider than axis {axes[vector_at].name}")
+        self.check(vector <= extents[vector_at],
+                   f"a vector of {vector} is wider than axis {axes[vector_at].name}")
         tiles = [1] * len(axes)
         tiles[vector_at] = vector
         for d, t in zip(others, rows):
-            if t > extents[d]:
-                raise InvalidConfig(f"a tile of {t} is longer than axis {axes[d].name}")
+            self.check(t <= extents[d], f"a tile of {t} is longer than axis {axes[d].name}")
             tiles[d] = t
         registers = math.prod(rows) * -(-vector // self.lanes)
-        if registers > REGISTER_BUDGET:
-            raise InvalidConfig(f"a register tile of {registers} vectors exceeds "
-                                f"{REGISTER_BUDGET}")
+        self.check(registers <= REGISTER_BUDGET,
+                   f"a register tile of {registers} vectors exceeds {REGISTER_BUDGET}")
         serial_first = any(packs)  # the copies are made in the first outer loop, run serially
-        if any(p and self.s.stage_of(t) in self.inlined for t, p in zip(inputs, packs)):
-            raise InvalidConfig("an inlined stage cannot be packed")
+        self.check(not any(p and self.s.stage_of(t) in self.inlined
+                           for t, p in zip(inputs, packs)), "an inlined stage cannot be packed")
         vector_var = reduction.op.axis[vector_at].var
         layouts = [_vector_dimension_last(reduction, t, vector_var) for t in inputs]
         for t, pack, copy_order in zip(inputs, packs, layouts):
-            if not pack and list(copy_order) != sorted(copy_order):
-                raise InvalidConfig(f"the vectors would gather {t.name}: it must be packed")
+            self.check(pack or list(copy_order) == sorted(copy_order),
+                       f"the vectors would gather {t.name}: it must be packed")
         # the accumulator's axes (and storage): the vector axis last
         layout = [d for d in range(len(axes)) if d != vector_at] + [vector_at]
         if acc is None:
             acc = self.s[self.s.cache_write(out.op.output(0), "local", axis_order=layout)]
-        elif vector_at != len(axes) - 1:
-            raise InvalidConfig("a reduction read by an epilogue keeps its layout, so only its "
-                                "last axis can be vectorized")
+        else:
+            self.check(vector_at == len(axes) - 1, "a reduction read by an epilogue keeps its "
+                       "layout, so only its last axis can be vectorized")
 
         outer, inner = [], []  # inner: the register tile's loops, the vector loop last
         for d, (axis, t) in enumerate(zip(axes, tiles)):

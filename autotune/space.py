@@ -227,13 +227,14 @@ class _Definer:
 class ConfigSpace(_Definer):
     """The knobs of a template, in the order they were defined.
 
-    `instantiate(config)` makes the schedule of a configuration when the space
-    came from a template (see `autotune.task`).
+    `make_schedule(config) -> (schedule, tensors)` is set by whoever collected
+    the space (a template, or `autotune.generate`); `instantiate(config)`
+    calls it.
     """
 
     def __init__(self):
         self.knobs: dict[str, Knob] = {}
-        self._make_schedule = None
+        self.make_schedule = None
 
     def _define(self, knob: Knob):
         if knob.name in self.knobs:
@@ -316,12 +317,12 @@ class ConfigSpace(_Definer):
 
     def instantiate(self, config: "Config"):
         """(schedule, tensors) of `config`, from the template that defined this space."""
-        if self._make_schedule is None:
+        if self.make_schedule is None:
             raise TuneError("this space was not collected from a template, so it cannot make "
                             "schedules")
         if config.space is not self:
             raise TuneError("the configuration belongs to another space")
-        return self._make_schedule(config)
+        return self.make_schedule(config)
 
 
 class Config(_Definer):

@@ -3,6 +3,7 @@
     python -m bench.tune                       # 64 then 256 trials on both
     python -m bench.tune --ops matmul --trials 64
     python -m bench.tune --json bench/results/tune.json
+    python -m bench.tune --peer tvm            # MetaSchedule tuned alongside, where installed
 
 For each operator and each trial count (ascending, the larger continuing
 the smaller's log, so its time is the total), the tuner runs with the
@@ -76,8 +77,9 @@ def ranking_quality(task, log: str, seed: int = 0) -> dict:
             "top10_recall": len(true_top & predicted_top) / k, "held_out": len(test)}
 
 
-def remeasure(task, config, case_name: str, samples: int) -> dict:
-    """Rates of the tuned kernel, NumPy and the hand schedule, timed together."""
+def remeasure(task, config, case_name: str, samples: int, peers=None) -> dict:
+    """Rates of the tuned kernel, NumPy, the hand schedule and `peers` (name -> Runner on
+    the case's inputs), timed together."""
     case = CASES_BY_NAME[case_name]
     inputs = case.inputs()
     reference = case.reference(*[x.astype(np.float64) for x in inputs])
@@ -87,6 +89,7 @@ def remeasure(task, config, case_name: str, samples: int) -> dict:
     runners = {"tuned": Runner(lambda: kernel(*inputs, output), lambda: output),
                "hand": tex_impl.FACTORIES[case_name](inputs),
                "numpy": numpy_impl.FACTORIES[case_name](inputs)}
+    runners.update(peers or {})
     for name, runner in runners.items():
         runner.run()
         error = relative_error(runner.result(), reference)
@@ -104,7 +107,11 @@ def main(argv=None):
     parser.add_argument("--samples", type=int, default=15)
     parser.add_argument("--log-dir", help="keep the tuning logs here (default: a temp dir)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument("--peer", choices=["tvm"], help="also tune with TVM's MetaSchedule "
+                        "(from scratch at each trial count) and time its kernel beside ours")
     args = parser.parse_args(argv)
+    if args.peer == "tvm":
+        from bench.systems import tvm_tune  # ImportError here: TVM is not installed
     trial_counts = sorted(int(t) for t in args.trials.split(","))
     log_dir = args.log_dir or tempfile.mkdtemp(prefix="tex-tune-")
     os.makedirs(log_dir, exist_ok=True)
@@ -122,14 +129,21 @@ def main(argv=None):
         for trials in trial_counts:
             result = autotune.tune(task, trials, log=log, seed=args.seed)
             spent += result.elapsed
-            rates = remeasure(task, result.best_config, case_name, args.samples)
-            row = {"trials": trials, "tuning_seconds": spent,
+            peers, peer_seconds = {}, {}
+            if args.peer == "tvm":
+                peers["tvm"], peer_seconds["tvm"] = tvm_tune.metaschedule(
+                    case_name, trials, CASES_BY_NAME[case_name].inputs(), args.seed)
+            rates = remeasure(task, result.best_config, case_name, args.samples, peers)
+            row = {"trials": trials, "tuning_seconds": spent, "peer_seconds": peer_seconds,
                    "tuner_best": result.best_rate, **rates,
                    "config": result.best_config.to_json()}
             results.setdefault(op, []).append(row)
+            peer_text = "".join(f"  {name} {rates[name]:6.1f} ({peer_seconds[name]:.0f} s)"
+                                for name in peers)
             print(f"{op:7s} {trials:4d} trials {spent:6.1f} s  tuned {rates['tuned']:6.1f}  "
                   f"(tuner said {result.best_rate:6.1f})  numpy {rates['numpy']:6.1f}  "
-                  f"hand {rates['hand']:6.1f} {task.unit}   {row['config']}", flush=True)
+                  f"hand {rates['hand']:6.1f}{peer_text} {task.unit}   {row['config']}",
+                  flush=True)
         quality = ranking_quality(task, log, args.seed)
         results[op + ":model"] = quality
         print(f"{op:7s} cost model on {quality['held_out']} held-out measurements: Kendall tau "

@@ -132,10 +132,10 @@ def test_matmul_flops_and_workload_key_is_stable_across_declarations():
 
 
 def test_the_generated_matmul_space_holds_the_packed_register_tile():
-    A = tex.placeholder((100, 70), name="A")
-    B = tex.placeholder((70, 90), name="B")
+    A = tex.placeholder((96, 70), name="A")
+    B = tex.placeholder((70, 80), name="B")
     k = tex.reduce_axis((0, 70), name="k")
-    C = tex.compute((100, 90), lambda i, j: tex.sum(A[i, k] * B[k, j], axis=k), name="C")
+    C = tex.compute((96, 80), lambda i, j: tex.sum(A[i, k] * B[k, j], axis=k), name="C")
     space = autotune.space_for(C)
     config = space.from_json({"C.vector_axis": 1, "C.vector": 32, "C.tile_0": 6,
                               "C.order": [0], "C.pack_A": False, "C.pack_B": True,
@@ -144,7 +144,7 @@ def test_the_generated_matmul_space_holds_the_packed_register_tile():
     text = str(tex.lower(s, args))
     assert "B_global" in text and "parallel" in text and "ramp(" in text
     rng = np.random.default_rng(0)
-    a, b = rng.random((100, 70), dtype=np.float32), rng.random((70, 90), dtype=np.float32)
+    a, b = rng.random((96, 70), dtype=np.float32), rng.random((70, 80), dtype=np.float32)
     np.testing.assert_allclose(tex.build(s, args)(a, b), a @ b, rtol=1e-4)
     with pytest.raises(autotune.InvalidConfig, match="gather A: it must be packed"):
         space.instantiate(space.from_json({**config.to_json(), "C.vector_axis": 0}))
@@ -154,10 +154,11 @@ def test_the_generated_matmul_space_holds_the_packed_register_tile():
 
 
 def test_a_transposed_panel_when_the_vector_runs_down_the_rows():
-    A = tex.placeholder((70, 30), name="A")
+    # 64 rows make whole vectors, 20 columns would not: the vectors run down the rows
+    A = tex.placeholder((64, 30), name="A")
     B = tex.placeholder((30, 20), name="B")
     k = tex.reduce_axis((0, 30), name="k")
-    C = tex.compute((70, 20), lambda i, j: tex.sum(A[i, k] * B[k, j], axis=k), name="C")
+    C = tex.compute((64, 20), lambda i, j: tex.sum(A[i, k] * B[k, j], axis=k), name="C")
     space = autotune.space_for(C)
     config = space.from_json({"C.vector_axis": 0, "C.vector": 16, "C.tile_0": 3,
                               "C.order": [0], "C.pack_A": True, "C.pack_B": False,
@@ -167,7 +168,7 @@ def test_a_transposed_panel_when_the_vector_runs_down_the_rows():
     # A is copied with its rows innermost, and the accumulator holds whole vectors
     assert "A_global[ramp(" in text and "C_local[ramp(0, 1, 16)]" in text
     rng = np.random.default_rng(0)
-    a, b = rng.random((70, 30), dtype=np.float32), rng.random((30, 20), dtype=np.float32)
+    a, b = rng.random((64, 30), dtype=np.float32), rng.random((30, 20), dtype=np.float32)
     np.testing.assert_allclose(tex.build(s, args)(a, b), a @ b, rtol=1e-4)
 
 

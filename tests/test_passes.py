@@ -212,6 +212,18 @@ def test_lowered_matmul_reads_well():
     """)  # noqa: E501
 
 
+def test_lower_upto_stops_after_the_named_pass():
+    A_ = tex.placeholder((20,), name="A")
+    B_ = tex.compute((20,), lambda i: A_[i] * 2.0, name="B")
+    s = tex.create_schedule(B_.op)
+    _, inner = s[B_].split(B_.op.axis[0], factor=4)
+    s[B_].unroll(inner)
+    assert "for i_inner" in str(tex.lower(s, [A_, B_], upto="vectorize_loops"))
+    assert "for i_inner" not in str(tex.lower(s, [A_, B_], upto="unroll_loops"))
+    with pytest.raises(tex.BuildError, match="upto must name a pass"):
+        tex.lower(s, [A_, B_], upto="fold")
+
+
 def test_vectorize_cuts_other_widths_into_powers_of_two():
     i = Var("i")
     body = loop(i, 13, Store(A, Load(B, (i,)), (i,)), "vectorized")

@@ -372,6 +372,25 @@ def test_cache_write_matmul_accumulator():
     check(s, [A, B, C], [a, b], a @ b, rtol=1e-4, atol=1e-4)
 
 
+def test_cache_write_with_an_axis_order_keeps_column_vectors_whole():
+    A, B, C, k = matmul(37, 50, 23)
+    s = tex.create_schedule(C.op)
+    CL = s.cache_write(C, "local", axis_order=(1, 0))  # the cache is C transposed
+    io, jo, ii, ji = s[C].tile(C.op.axis[0], C.op.axis[1], 16, 4)
+    s[C].reorder(io, jo, ji, ii)
+    s[CL].compute_at(s[C], jo)
+    ja, ia = s[CL].op.axis
+    assert (ja.name, ia.name) == ("j", "i")
+    s[CL].reorder(s[CL].op.reduce_axis[0], ja, ia)
+    s[CL].unroll(ja)
+    s[CL].vectorize(ia)
+    a, b = random_array((37, 23)), random_array((23, 50))
+    check(s, [A, B, C], [a, b], a @ b, rtol=1e-4, atol=1e-4)
+    assert "C_local[ramp(0, 1, 16)]" in str(tex.lower(s, [A, B, C]))
+    with pytest.raises(tex.ScheduleError, match="axis_order must be a permutation"):
+        tex.create_schedule(C.op).cache_write(C, "local", axis_order=(1,))
+
+
 def test_rfactor_vectorized_partial_sums():
     n = tex.var("n")
     A, B, k = row_sum(n, 1000)
