@@ -46,7 +46,7 @@ from autotune import ops
 from autotune import records as rec
 from autotune.errors import TuneError
 from autotune.task import Task, Template
-from autotune.tuner import measured_configs, tune
+from autotune.tuner import REMEASURED, measured_configs, tune
 
 COMMANDS = ("tune", "best", "plot", "ops")
 EXAMPLES = "examples:\n" + __doc__.split("\n\n")[1]
@@ -109,6 +109,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="the search's random seed (0)")
     run.add_argument("--batch-size", type=_positive_int, default=8, metavar="N",
                      help="configurations measured per round (8)")
+    run.add_argument("--remeasure", type=int, default=REMEASURED, metavar="N",
+                     help=f"measure the N fastest once more at the end (default {REMEASURED})")
     run.add_argument("--timeout", type=_positive_float, default=10.0, metavar="SECONDS",
                      help="seconds allowed to build, or to check and time, one "
                           "configuration (10)")
@@ -200,6 +202,7 @@ def run_tune(args) -> int:
     try:
         result = tune(task, args.trials, log=args.log, model=args.model, seed=args.seed,
                       batch_size=args.batch_size, transfer=transfer, callback=line.update,
+                      remeasure=args.remeasure,
                       timeout=args.timeout)
     finally:
         line.close()

@@ -46,11 +46,10 @@ class apply_history_best:  # noqa: N801 (a context manager named like TVM's)
                 raise TuneError(f"apply_history_best takes log paths or Records, got "
                                 f"{type(item).__name__}")
         self.best: dict[tuple[str, str], rec.Record] = {}
-        for r in records:
-            key = (r.workload, r.target)
-            if r.error is None and r.times and (key not in self.best
-                                                 or r.seconds < self.best[key].seconds):
-                self.best[key] = r
+        for workload, target in {(r.workload, r.target) for r in records}:
+            found = rec.best_record(records, workload, target)
+            if found is not None:
+                self.best[(workload, target)] = found
         self._tokens = []
 
     def __enter__(self):

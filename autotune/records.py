@@ -114,8 +114,19 @@ def load(path) -> list[Record]:
 
 
 def best_record(records, workload: str | None = None, target: str | None = None):
-    """The fastest successful record (of `workload` on `target`, when given), or None."""
-    chosen = [r for r in records if r.error is None and r.times
-              and (workload is None or r.workload == workload)
-              and (target is None or r.target == target)]
-    return min(chosen, key=lambda r: r.seconds, default=None)
+    """The successful record (of `workload` on `target`, when given) of the configuration
+    with the least mean time over its records, or None.
+
+    A configuration measured again (the tuner re-measures its leaders at the end
+    of a run) is judged by the mean, so one lucky measurement does not win.
+    """
+    groups: dict[tuple, list[Record]] = {}
+    for r in records:
+        if r.error is None and r.times and (workload is None or r.workload == workload) \
+                and (target is None or r.target == target):
+            key = (r.workload, r.target, json.dumps(r.config, sort_keys=True))
+            groups.setdefault(key, []).append(r)
+    if not groups:
+        return None
+    best = min(groups.values(), key=lambda g: statistics.fmean(r.seconds for r in g))
+    return best[-1]

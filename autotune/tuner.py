@@ -3,14 +3,16 @@
 `tune(task, trials, log=...)` measures at most `trials` configurations of
 `task`, counting those already in the log for this workload and target (a
 resumed job measures only what is missing, and never measures a
-configuration twice). Each round the search proposes a batch, the measurer
-builds and runs it, every result is appended to the log at once, and the
-cost model is fitted again on all measurements. Ctrl-C stops after closing
+configuration twice in its search). Each round the search proposes a
+batch, the measurer builds and runs it, every result is appended to the log
+at once, and the cost model is fitted again on all measurements. At the end
+the few fastest (`remeasure`) are measured once more and judged by the mean. Ctrl-C stops after closing
 the measurer; the log keeps every finished measurement.
 """
 from __future__ import annotations
 
 import math
+import statistics
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ from autotune import records as rec
 from autotune.cost_model import RandomModel, XGBoostModel
 from autotune.errors import TuneError
 from autotune.features import program_features
+from autotune.measure import Measurer
 from autotune.search import EvolutionarySearch
 from autotune.space import Config
 from autotune.task import Task
@@ -67,6 +70,10 @@ class TuneResult:
         return self.task.instantiate(self.best_config)
 
 
+#: How many of the fastest configurations are measured once more at the end of a run (by
+#: default), their times averaged: the fastest of many noisy measurements is often lucky.
+REMEASURED = 3
+
 #: The pass after which features are read: the program is vectorized and unrolled, and
 #: skipping the final simplification makes lowering about three times faster.
 FEATURES_AFTER = "unroll_loops"
@@ -102,8 +109,9 @@ def _make_model(model, seed: int):
 
 
 def measured_configs(task: Task, records) -> dict[Config, float]:
-    """The configurations of `task` already measured in `records`, with their times."""
-    measured: dict[Config, float] = {}
+    """The configurations of `task` already measured in `records`, with their times (the
+    mean over a configuration's records; infinity if any of them failed)."""
+    times: dict[Config, list[float]] = {}
     for r in records:
         if r.workload != task.workload_key or r.target != str(task.target):
             continue
@@ -113,13 +121,13 @@ def measured_configs(task: Task, records) -> dict[Config, float]:
             warnings.warn(f"a record of {task.name!r} does not fit its space and is ignored "
                           f"({err})", rec.TuneWarning, stacklevel=3)
             continue
-        measured[config] = min(measured.get(config, math.inf), r.seconds)
-    return measured
+        times.setdefault(config, []).append(r.seconds)
+    return {config: statistics.fmean(ts) for config, ts in times.items()}
 
 
 def tune(task: Task, trials: int, log=None, *, model="xgboost", seed: int = 0,
          batch_size: int = 8, measurer=None, transfer=(), callback=None,
-         **measure_options) -> TuneResult:
+         remeasure: int = REMEASURED, **measure_options) -> TuneResult:
     """Tune `task` until `trials` configurations are measured (see the module docstring).
 
     `log`: a JSONL file to resume from and append to. `model`: "xgboost",
@@ -128,7 +136,7 @@ def tune(task: Task, trials: int, log=None, *, model="xgboost", seed: int = 0,
     `autotune.measure.Measurer` made with `measure_options`). `transfer`:
     pairs (task, records) from earlier logs of other workloads whose
     measurements pre-train the model. `callback(progress)` runs after each
-    round.
+    round. `remeasure`: how many of the fastest to measure again at the end.
     """
     if not isinstance(task, Task):
         raise TuneError(f"tune needs an autotune.Task, got {type(task).__name__}")
@@ -149,7 +157,6 @@ def tune(task: Task, trials: int, log=None, *, model="xgboost", seed: int = 0,
     trials = min(trials, len(task.space))
     own_measurer = measurer is None
     if own_measurer:
-        from autotune.measure import Measurer
         measurer = Measurer(task, seed=seed, **measure_options)
     writer = rec.RecordWriter(log) if log is not None else None
     interrupted = False
@@ -159,12 +166,20 @@ def tune(task: Task, trials: int, log=None, *, model="xgboost", seed: int = 0,
         config = min(ok, key=ok.get, default=None)
         return config, (ok[config] if config is not None else math.inf)
 
+    def log_result(result):
+        if writer is not None:
+            writer.write(rec.Record(
+                workload=task.workload_key, target=str(task.target),
+                config=result.config.to_json(), task=task.name, times=result.times,
+                error=result.error, message=result.message))
+
     def refit():
         rows = [(features(c), t) for c, t in measured.items()]
         rows = [(x, t) for x, t in rows if x is not None]
         if rows:
             cost_model.fit(np.stack([x for x, _ in rows]), np.array([t for _, t in rows]))
 
+    already = len(measured)
     try:
         if measured:
             refit()
@@ -174,20 +189,24 @@ def tune(task: Task, trials: int, log=None, *, model="xgboost", seed: int = 0,
                                       model_ready)
             if not batch:
                 break  # every valid configuration is measured
-            results = measurer.measure(batch, best_seconds=best()[1])
+            fastest = best()[1]
+            results = measurer.measure(batch, best_seconds=fastest if fastest < math.inf else None)
             for result in results:
-                seconds = result.seconds if result.error is None else math.inf
-                measured[result.config] = seconds
-                if writer is not None:
-                    writer.write(rec.Record(
-                        workload=task.workload_key, target=str(task.target),
-                        config=result.config.to_json(), task=task.name, times=result.times,
-                        error=result.error, message=result.message))
+                measured[result.config] = result.seconds
+                log_result(result)
             refit()
             if callback is not None:
                 config, seconds = best()
                 callback(Progress(task, trials, len(measured), seconds, config,
                                   time.perf_counter() - start, results))
+        leaders = sorted((c for c in measured if math.isfinite(measured[c])),
+                         key=measured.get)[:remeasure]
+        if len(measured) == already:  # nothing new (a finished job resumed): measure nothing
+            leaders = []
+        for result in measurer.measure(leaders) if leaders else ():
+            measured[result.config] = statistics.fmean([measured[result.config],
+                                                        result.seconds])
+            log_result(result)
     except KeyboardInterrupt:
         interrupted = True
     finally:

@@ -7,15 +7,14 @@ for real.
 import functools
 import io
 import json
-import math
 import subprocess
 import sys
-from dataclasses import dataclass
 
 import pytest
 
 import autotune
 from autotune import cli
+from autotune.measure import MeasureResult
 
 SHAPE = "40,36,20"  # matmul: big enough for the generated register tiles
 # Runs of one round (trials <= batch size) take the search's random start, which is cheap;
@@ -23,16 +22,8 @@ SHAPE = "40,36,20"  # matmul: big enough for the generated register tiles
 ROUNDS = ["full_sum", "--shape", "1000"]
 
 
-@dataclass(frozen=True)
-class FakeResult:
-    config: object
-    times: tuple
-    error: str | None = None
-    message: str = ""
-
-    @property
-    def seconds(self):
-        return min(self.times) if self.error is None else math.inf
+def fake_result(config, times, error=None, message=""):
+    return MeasureResult(config, tuple(times), error, message, 0.0)
 
 
 class FakeMeasurer:
@@ -49,10 +40,10 @@ class FakeMeasurer:
         for config in configs:
             self.measured.append(config)
             if config.picks[0] == 1:
-                results.append(FakeResult(config, (), "build", "boom"))
+                results.append(fake_result(config, (), "build", "boom"))
             else:
                 t = 1e-4 * (1 + sum(config.picks))
-                results.append(FakeResult(config, (t, t, t)))
+                results.append(fake_result(config, (t, t, t)))
         return results
 
     def close(self):
@@ -80,8 +71,9 @@ def tex_tune(capsys, *argv):
 
 
 def tune_args(log, trials=3, *extra, op=("matmul", "--shape", SHAPE)):
+    """Arguments of a quick tuning run: no final re-measurement, so one log line per trial."""
     return [*op, "--trials", trials, "--batch-size", 3, "--model", "random", "--log", log,
-            *extra]
+            "--remeasure", 0, *extra]
 
 
 def lines(path):
@@ -133,7 +125,7 @@ def test_progress_redraws_one_line_on_a_terminal():
     stream = Terminal()
     line = cli.ProgressLine(task, failures=1, stream=stream)
     for measured in (3, 6):
-        result = FakeResult(None, (), "build", "boom")
+        result = fake_result(None, (), "build", "boom")
         line.update(autotune.Progress(task, 6, measured, 1e-5, None, 2.5, [result]))
     line.close()
     text = stream.getvalue()
@@ -189,7 +181,7 @@ def test_xgboost_model(fake, tmp_path, capsys):
     status, out, err = tex_tune(capsys, *ROUNDS, "--trials", 8, "--batch-size", 2,
                                 "--model", "xgboost", "--log", log)
     assert status == 0, err
-    assert len(lines(log)) == 8
+    assert len(lines(log)) == 8 + 3  # and the three fastest measured once more
 
 
 def test_xgboost_missing_is_a_clear_error(monkeypatch, fake, tmp_path, capsys):
@@ -242,7 +234,8 @@ def test_file_with_a_template(fake, tmp_path, capsys):
     source.write_text(TEMPLATE_FILE)
     log = tmp_path / "t.jsonl"
     status, out, err = tex_tune(capsys, "--file", source, "scale", "--args", "100",
-                                "--trials", 4, "--model", "random", "--log", log)
+                                "--trials", 4, "--model", "random", "--log", log,
+                                "--remeasure", 0)
     assert status == 0, err
     records = autotune.load(log)
     assert len(records) == 4 and records[0].task == "scale"
@@ -255,7 +248,8 @@ def test_file_with_a_function_returning_tensors(fake, tmp_path, capsys):
     source.write_text(TEMPLATE_FILE)
     log = tmp_path / "f.jsonl"
     status, out, err = tex_tune(capsys, "--file", source, "my_matmul", "--args", SHAPE,
-                                "--trials", 3, "--model", "random", "--log", log)
+                                "--trials", 3, "--model", "random", "--log", log,
+                                "--remeasure", 0)
     assert status == 0, err
     assert [r.task for r in autotune.load(log)] == [f"my_matmul {SHAPE}"] * 3
     # the same declaration as the registry's matmul: the same workload

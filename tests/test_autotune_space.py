@@ -117,59 +117,51 @@ def test_tasks_need_static_shapes():
         autotune.Task.from_compute([A, B])
 
 
-def test_matmul_flops_and_workload_key_is_stable_across_declarations():
-    def declare():
-        A = tex.placeholder((64, 48), name="A")
-        B = tex.placeholder((48, 32), name="B")
-        k = tex.reduce_axis((0, 48), name="k")
-        C = tex.compute((64, 32), lambda i, j: tex.sum(A[i, k] * B[k, j], axis=k), name="C")
-        return [A, B, C]
+def declare_matmul(m, n, k):
+    A = tex.placeholder((m, k), name="A")
+    B = tex.placeholder((k, n), name="B")
+    r = tex.reduce_axis((0, k), name="k")
+    C = tex.compute((m, n), lambda i, j: tex.sum(A[i, r] * B[r, j], axis=r), name="C")
+    return [A, B, C]
 
-    first, second = autotune.Task.from_compute(declare()), autotune.Task.from_compute(declare())
+
+def instantiate_and_check(space, knobs: dict, m, n, k) -> str:
+    """Build the configuration `knobs` of a matmul space, compare with NumPy; the loop nest."""
+    s, args = space.instantiate(space.from_json(knobs))
+    rng = np.random.default_rng(0)
+    a, b = rng.random((m, k), dtype=np.float32), rng.random((k, n), dtype=np.float32)
+    np.testing.assert_allclose(tex.build(s, args)(a, b), a @ b, rtol=1e-4)
+    return str(tex.lower(s, args))
+
+
+def test_matmul_flops_and_workload_key_is_stable_across_declarations():
+    first = autotune.Task.from_compute(declare_matmul(64, 32, 48))
+    second = autotune.Task.from_compute(declare_matmul(64, 32, 48))
     assert first.flops == 2 * 64 * 32 * 48 and first.unit == "GFLOP/s"
     assert first.workload_key == second.workload_key
     assert first.workload_key.startswith("compute:")
 
 
 def test_the_generated_matmul_space_holds_the_packed_register_tile():
-    A = tex.placeholder((96, 70), name="A")
-    B = tex.placeholder((70, 80), name="B")
-    k = tex.reduce_axis((0, 70), name="k")
-    C = tex.compute((96, 80), lambda i, j: tex.sum(A[i, k] * B[k, j], axis=k), name="C")
-    space = autotune.space_for(C)
-    config = space.from_json({"C.vector_axis": 1, "C.vector": 32, "C.tile_0": 6,
-                              "C.order": [0], "C.pack_A": False, "C.pack_B": True,
-                              "C.unroll_reduce": 2})
-    s, args = space.instantiate(config)
-    text = str(tex.lower(s, args))
+    space = autotune.space_for(declare_matmul(96, 80, 70)[-1])
+    knobs = {"C.vector_axis": 1, "C.vector": 32, "C.tile_0": 6, "C.order": [0],
+             "C.pack_A": False, "C.pack_B": True, "C.unroll_reduce": 2}
+    text = instantiate_and_check(space, knobs, 96, 80, 70)
     assert "B_global" in text and "parallel" in text and "ramp(" in text
-    rng = np.random.default_rng(0)
-    a, b = rng.random((96, 70), dtype=np.float32), rng.random((70, 80), dtype=np.float32)
-    np.testing.assert_allclose(tex.build(s, args)(a, b), a @ b, rtol=1e-4)
     with pytest.raises(autotune.InvalidConfig, match="gather A: it must be packed"):
-        space.instantiate(space.from_json({**config.to_json(), "C.vector_axis": 0}))
+        space.instantiate(space.from_json({**knobs, "C.vector_axis": 0}))
     with pytest.raises(autotune.InvalidConfig, match="register tile"):
-        space.instantiate(space.from_json({**config.to_json(), "C.vector": 64,
-                                           "C.tile_0": 8}))
+        space.instantiate(space.from_json({**knobs, "C.vector": 64, "C.tile_0": 8}))
 
 
 def test_a_transposed_panel_when_the_vector_runs_down_the_rows():
     # 64 rows make whole vectors, 20 columns would not: the vectors run down the rows
-    A = tex.placeholder((64, 30), name="A")
-    B = tex.placeholder((30, 20), name="B")
-    k = tex.reduce_axis((0, 30), name="k")
-    C = tex.compute((64, 20), lambda i, j: tex.sum(A[i, k] * B[k, j], axis=k), name="C")
-    space = autotune.space_for(C)
-    config = space.from_json({"C.vector_axis": 0, "C.vector": 16, "C.tile_0": 3,
-                              "C.order": [0], "C.pack_A": True, "C.pack_B": False,
-                              "C.unroll_reduce": 1})
-    s, args = space.instantiate(config)
-    text = str(tex.lower(s, args))
+    space = autotune.space_for(declare_matmul(64, 20, 30)[-1])
+    knobs = {"C.vector_axis": 0, "C.vector": 16, "C.tile_0": 3, "C.order": [0],
+             "C.pack_A": True, "C.pack_B": False, "C.unroll_reduce": 1}
+    text = instantiate_and_check(space, knobs, 64, 20, 30)
     # A is copied with its rows innermost, and the accumulator holds whole vectors
     assert "A_global[ramp(" in text and "C_local[ramp(0, 1, 16)]" in text
-    rng = np.random.default_rng(0)
-    a, b = rng.random((64, 30), dtype=np.float32), rng.random((30, 20), dtype=np.float32)
-    np.testing.assert_allclose(tex.build(s, args)(a, b), a @ b, rtol=1e-4)
 
 
 def test_config_space_collects_without_a_template_and_says_so():

@@ -1,7 +1,6 @@
 """The tuning loop with a fake measurer: logs, resume, determinism, the cost model, dispatch."""
 import json
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -10,6 +9,7 @@ import autotune
 import tex
 from autotune import records
 from autotune.cost_model import RandomModel, XGBoostModel, relative_throughput
+from autotune.measure import MeasureResult
 from autotune.tuner import FeatureCache
 
 
@@ -21,16 +21,8 @@ def declare_matmul(m=40, n=36, k=20):
     return [A, B, C]
 
 
-@dataclass(frozen=True)
-class FakeResult:
-    config: object
-    times: tuple
-    error: str | None = None
-    message: str = ""
-
-    @property
-    def seconds(self):
-        return float(np.median(self.times)) if self.error is None else math.inf
+def fake_result(config, times, error=None, message=""):
+    return MeasureResult(config, tuple(times), error, message, 0.0)
 
 
 class FakeMeasurer:
@@ -44,10 +36,10 @@ class FakeMeasurer:
         for config in configs:
             self.measured.append(config)
             if config.picks[0] == 1 and config.picks[-1] == 1:
-                results.append(FakeResult(config, (), "build", "boom"))
+                results.append(fake_result(config, (), "build", "boom"))
                 continue
             t = 1e-3 * (1 + sum((p - 2) ** 2 for p in config.picks))
-            results.append(FakeResult(config, (t, t * 1.01, t * 0.99)))
+            results.append(fake_result(config, (t, t * 1.01, t * 0.99)))
         return results
 
     def close(self):
@@ -63,9 +55,12 @@ def test_a_log_resumes_without_measuring_again(task, tmp_path):
     log = tmp_path / "log.jsonl"
     first = FakeMeasurer()
     result = autotune.tune(task, 12, log=log, model="random", batch_size=4, measurer=first)
-    assert result.measured == 12 and len(first.measured) == 12
+    # 12 configurations, then the 3 fastest once more
+    leaders = first.measured[12:]
+    assert result.measured == 12 and len(set(first.measured[:12])) == 12 and len(leaders) == 3
+    assert set(leaders) <= set(first.measured[:12]) and result.best_config in leaders
     lines = [json.loads(line) for line in log.read_text().splitlines()]
-    assert len(lines) == 12 and all(r["workload"] == task.workload_key for r in lines)
+    assert len(lines) == 15 and all(r["workload"] == task.workload_key for r in lines)
     assert {r["error"] for r in lines} <= {None, "build"}
 
     again = FakeMeasurer()
@@ -74,9 +69,9 @@ def test_a_log_resumes_without_measuring_again(task, tmp_path):
 
     more = FakeMeasurer()
     autotune.tune(task, 20, log=log, model="random", batch_size=4, measurer=more)
-    assert len(more.measured) == 8
-    assert not set(more.measured) & set(first.measured)
-    assert len(records.load(log)) == 20
+    assert len(more.measured) == 8 + 3
+    assert not set(more.measured[:8]) & set(first.measured)
+    assert len(records.load(log)) == 15 + 11
 
 
 def test_configurations_are_never_measured_twice_and_search_is_deterministic(task):
@@ -84,7 +79,8 @@ def test_configurations_are_never_measured_twice_and_search_is_deterministic(tas
     for _ in range(2):
         fake = FakeMeasurer()
         autotune.tune(task, 24, model="xgboost", batch_size=6, measurer=fake, seed=3)
-        assert len(set(fake.measured)) == len(fake.measured) == 24
+        searched = fake.measured[:24]  # then the leaders once more
+        assert len(set(searched)) == len(searched) == 24
         runs.append([c.picks for c in fake.measured])
     assert runs[0] == runs[1]
 
@@ -94,7 +90,7 @@ class KnobSumMeasurer(FakeMeasurer):
 
     def measure(self, configs, best_seconds=None):
         self.measured.extend(configs)
-        return [FakeResult(c, (1e-3 * (1 + sum(c.picks)),)) for c in configs]
+        return [fake_result(c, (1e-3 * (1 + sum(c.picks)),)) for c in configs]
 
 
 def test_the_model_guided_search_beats_random_search(task):
@@ -113,7 +109,7 @@ def test_a_corrupt_log_line_is_skipped_with_a_warning(task, tmp_path):
         f.write('{"workload": "trunc\n')
     with pytest.warns(autotune.TuneWarning, match="skipped"):
         loaded = records.load(log)
-    assert len(loaded) == 4
+    assert len(loaded) == 4 + 3  # and the three leaders measured again
 
 
 def test_records_round_trip():
