@@ -274,6 +274,8 @@ class _Sketch:
                 copy.compute_at(out, first)
                 _, lane = copy.split(copy.op.axis[-1], factor=self.lanes)
                 copy.vectorize(lane)
+                if len(copy.op.axis) > 1:  # the copy runs in parallel too, before the tiles
+                    copy.parallel(copy.op.axis[0])
                 self.placed.add(copy)
 
     @staticmethod
@@ -284,6 +286,8 @@ class _Sketch:
 
     # --- rule 3 ----------------------------------------------------------------------
     def rows(self, out: Stage):
+        """Rule 3: `out`'s rows in parallel; what it reads (reductions with vector partials,
+        elementwise stages vectorized) computed at the row."""
         *lead, last = out.op.axis
         row = out.fuse(*lead)
         out.parallel(row)
@@ -308,6 +312,7 @@ class _Sketch:
         return [st for st in self.compute_stages() if st in found]
 
     def vectorize_last(self, stage: Stage, axis):
+        """Split `axis` by the stage's vector-width knob and vectorize the lanes."""
         width = self.elementwise_width(stage)
         if width > 1:
             _, lane = stage.split(axis, factor=width)
@@ -335,6 +340,8 @@ class _Sketch:
 
     # --- rule 4 ----------------------------------------------------------------------
     def reduce(self, out: Stage):
+        """Rule 4: a reduction at the root, split into parallel chunks when it has few
+        points, each reduced through vector partials."""
         points = math.prod(_extent(a) for a in out.op.axis)
         first = out.op.reduce_axis[0]
         chunk_choices = [1] + [c for c in (4, 16, 64) if points < 64 and c < _extent(first)]
@@ -360,7 +367,7 @@ class _Sketch:
                          [w for w in (self.lanes, 4 * self.lanes) if w <= extent] or [1])
 
     def elementwise(self, stage: Stage):
-        """Leading axes fused into a parallel loop, the last axis split into vectors."""
+        """Rule 5: leading axes fused into a parallel loop, the last axis split into vectors."""
         *lead, last = stage.op.axis
         width = self.elementwise_width(stage)
         outer = last
