@@ -152,9 +152,11 @@ class _Sketch:
             if self.s.is_output(stage) or stage.op.reduce_axis:
                 continue
             if any(r.op.reduce_axis for r in self.readers(stage)):
-                self.elementwise_width(stage)  # defined whichever way this goes
+                width = self.elementwise_width(stage)  # defined whichever way this goes
                 if not self.knob(f"{stage.name}.inline", [True, False]):
                     continue
+                self.check(width == self.width_choices(stage)[0],  # no duplicate schedules
+                           f"{stage.name} is inlined, so its vector width means nothing")
             stage.compute_inline()
             self.inlined.add(stage)
 
@@ -361,10 +363,12 @@ class _Sketch:
             work.parallel(spatial)
 
     # --- rule 5 ----------------------------------------------------------------------
-    def elementwise_width(self, stage: Stage) -> int:
+    def width_choices(self, stage: Stage) -> list[int]:
         extent = _extent(stage.op.axis[-1])
-        return self.knob(f"{stage.name}.vector",
-                         [w for w in (self.lanes, 4 * self.lanes) if w <= extent] or [1])
+        return [w for w in (self.lanes, 4 * self.lanes) if w <= extent] or [1]
+
+    def elementwise_width(self, stage: Stage) -> int:
+        return self.knob(f"{stage.name}.vector", self.width_choices(stage))
 
     def elementwise(self, stage: Stage):
         """Rule 5: leading axes fused into a parallel loop, the last axis split into vectors."""

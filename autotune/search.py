@@ -33,7 +33,7 @@ class EvolutionarySearch:
     """
 
     def __init__(self, space: ConfigSpace, features, model, seed: int = 0,
-                 population: int = 32, generations: int = 3, exploration: float = 0.2):
+                 population: int = 48, generations: int = 4, exploration: float = 0.2):
         self.space, self.features, self.model = space, features, model
         self.population, self.generations, self.exploration = population, generations, exploration
         self.rng = random.Random(seed)
