@@ -8,6 +8,8 @@ Both models share one interface:
   several workloads are mixed).
 * `predict(features) -> scores`: higher means expected faster. Only the order
   of the scores means something.
+* `trained`: whether the scores mean anything yet (until then the search
+  proposes random configurations).
 
 `XGBoostModel` is a gradient-boosted tree ranker (XGBoost `rank:pairwise`):
 within each workload the label is the throughput relative to the best
@@ -36,6 +38,8 @@ def relative_throughput(seconds: np.ndarray) -> np.ndarray:
 
 class RandomModel:
     """Scores configurations at random (deterministic given the seed)."""
+
+    trained = True  # it needs no data to score
 
     def __init__(self, seed: int = 0):
         self._rng = np.random.default_rng(seed)

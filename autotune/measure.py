@@ -50,6 +50,7 @@ import numpy as np
 import tex
 from autotune.errors import TuneError
 from autotune.space import Config
+from autotune.task import static_shape
 from tex.runtime.cache import clear_cache
 from tex.tensor import PlaceholderOp
 
@@ -260,7 +261,7 @@ def _serve_builds(task, conn):
 def _serve_runs(task, plan: _Plan, conn):
     """The runner's loop: for each (picks, best_seconds), answer
     (error kind or None, times, message)."""
-    outputs = [np.empty(_shape(t), t.dtype.numpy) for t in task.outputs]
+    outputs = [np.empty(static_shape(t), t.dtype.numpy) for t in task.outputs]
     while True:
         picks, best_seconds = conn.recv()
         conn.send(_run_one(task, plan, Config(task.space, picks), outputs, best_seconds))
@@ -361,10 +362,6 @@ def _mismatch(tensors, outputs, reference) -> str:
                     f"(got {got[where]:.6g}, expected {want[where]:.6g}), max relative error "
                     f"{float(np.max(relative)):.3g} (rtol {rtol:g}, atol {atol * scale:.3g})")
     return ""
-
-
-def _shape(t) -> tuple[int, ...]:
-    return tuple(int(d.value) for d in t.shape)
 
 
 def _describe(err: BaseException) -> str:

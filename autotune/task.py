@@ -21,6 +21,7 @@ from autotune.errors import TuneError
 from autotune.generate import space_for
 from autotune.space import Config, ConfigSpace
 from tex.expr import Binary, Call, Compare, Reduce
+from tex import driver
 from tex.schedule.fingerprint import fingerprint
 from tex.target import as_target
 from tex.tensor import ComputeOp, PlaceholderOp, Tensor
@@ -82,7 +83,7 @@ class Task:
                 raise TuneError(f"tensor {t.name} of task {name!r} has a symbolic shape "
                                 f"{list(t.shape)}; tuning needs static shapes")
         self.flops = float(flop_count(self.outputs))
-        self.bytes = float(sum(math.prod(_shape(t)) * t.dtype.itemsize
+        self.bytes = float(sum(math.prod(static_shape(t)) * t.dtype.itemsize
                                for t in self.tensors))
 
     @classmethod
@@ -137,11 +138,11 @@ class Task:
         for t in self.inputs:
             dtype = t.dtype.numpy
             if dtype.kind == "f":
-                arrays.append(rng.uniform(-1, 1, _shape(t)).astype(dtype))
+                arrays.append(rng.uniform(-1, 1, static_shape(t)).astype(dtype))
             elif dtype.kind == "b":
-                arrays.append(rng.integers(0, 2, _shape(t)).astype(dtype))
+                arrays.append(rng.integers(0, 2, static_shape(t)).astype(dtype))
             else:
-                arrays.append(rng.integers(0, 8, _shape(t)).astype(dtype))
+                arrays.append(rng.integers(0, 8, static_shape(t)).astype(dtype))
         return arrays
 
     def reference_outputs(self, inputs) -> list[np.ndarray]:
@@ -150,7 +151,13 @@ class Task:
             result = self.reference(*inputs)
             return list(result) if isinstance(result, (list, tuple)) else [result]
         s = tex.create_schedule([t.op for t in self.outputs])
-        kernel = tex.build(s, self.inputs + self.outputs, target=self.target)
+        # the unscheduled kernel itself, even inside apply_history_best (whose provider
+        # would hand tex.build the tuned schedule, making the check compare it with itself)
+        token = driver.schedule_provider.set(None)
+        try:
+            kernel = tex.build(s, self.inputs + self.outputs, target=self.target)
+        finally:
+            driver.schedule_provider.reset(token)
         result = kernel(*inputs)
         return list(result) if isinstance(result, (list, tuple)) else [result]
 
@@ -158,8 +165,9 @@ class Task:
         return f"Task({self.name!r}, {len(self.space)} configurations, {self.target})"
 
 
-def _shape(t: Tensor) -> tuple[int, ...]:
-    return tuple(d.value for d in t.shape)
+def static_shape(t: Tensor) -> tuple[int, ...]:
+    """The shape of a tensor of a task (tasks have static shapes only)."""
+    return tuple(int(d.value) for d in t.shape)
 
 
 def compute_workload_key(args) -> str:

@@ -102,10 +102,10 @@ def _make_model(model, seed: int):
         return XGBoostModel(seed=seed)
     if model == "random":
         return RandomModel(seed=seed)
-    if hasattr(model, "fit") and hasattr(model, "predict"):
+    if all(hasattr(model, name) for name in ("fit", "predict", "trained")):
         return model
-    raise TuneError(f"model must be 'xgboost', 'random' or an object with fit/predict, "
-                    f"got {model!r}")
+    raise TuneError(f"model must be 'xgboost', 'random' or an object with fit, predict and "
+                    f"trained, got {model!r}")
 
 
 def measured_configs(task: Task, records) -> dict[Config, float]:
@@ -131,7 +131,7 @@ def tune(task: Task, trials: int, log=None, *, model="xgboost", seed: int = 0,
     """Tune `task` until `trials` configurations are measured (see the module docstring).
 
     `log`: a JSONL file to resume from and append to. `model`: "xgboost",
-    "random" or an object with fit/predict. `measurer`: an object with
+    "random" or an object with fit, predict and trained (see cost_model). `measurer`: an object with
     `measure(configs, best_seconds)` and `close()` (default: an
     `autotune.measure.Measurer` made with `measure_options`). `transfer`:
     pairs (task, records) from earlier logs of other workloads whose
@@ -184,7 +184,7 @@ def tune(task: Task, trials: int, log=None, *, model="xgboost", seed: int = 0,
         if measured:
             refit()
         while len(measured) < trials:
-            model_ready = getattr(cost_model, "trained", True) and len(measured) >= batch_size
+            model_ready = cost_model.trained and len(measured) >= batch_size
             batch = search.next_batch(min(batch_size, trials - len(measured)), measured,
                                       model_ready)
             if not batch:

@@ -198,6 +198,21 @@ def test_apply_history_best_builds_the_logged_schedule(task, tmp_path):
         autotune.apply_history_best(tmp_path / "missing.jsonl")
 
 
+def test_the_reference_is_the_unscheduled_kernel_even_inside_apply_history_best(task):
+    from tex import driver
+
+    def provider(schedule, args, target):
+        raise AssertionError("the reference must not ask for a tuned schedule")
+
+    token = driver.schedule_provider.set(provider)
+    try:
+        inputs = task.random_inputs()
+        (got,) = task.reference_outputs(inputs)
+    finally:
+        driver.schedule_provider.reset(token)
+    np.testing.assert_allclose(got, inputs[0] @ inputs[1], rtol=1e-4, atol=1e-5)
+
+
 def test_a_template_picks_its_best_config_inside_the_context(tmp_path):
     from tests.test_autotune_space import tiled_add
     task = autotune.Task.from_template(tiled_add, (37, 29))

@@ -110,6 +110,7 @@ class VectorReduce(Expr):
             raise ExprError("VectorReduce needs a vector value")
         object.__setattr__(self, "dtype", self.value.dtype.element)
 
+
 def _check_indices(buffer: Buffer, indices) -> int:
     if len(indices) != len(buffer.shape) and len(indices) != 1:
         raise ExprError(f"buffer {buffer.name} has {len(buffer.shape)} dimension(s), "
