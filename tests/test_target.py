@@ -47,7 +47,6 @@ def test_named_cpu_takes_features_from_its_name():
     ("llvm -fastmath -mcpu=haswell", "llvm -mcpu=haswell -fastmath"),
     ("llvm -mattr=+avx2 -mcpu=haswell", "llvm -mcpu=haswell -mattr=+avx2"),
     ("cuda -arch=sm_80", "cuda -arch=sm_80"),
-    ("cuda", "cuda"),
 ])
 def test_string_round_trips(spec, canonical):
     t = Target(spec)
@@ -65,6 +64,13 @@ def test_targets_compare_by_string():
 def test_cuda_is_parsed():
     t = Target("cuda -arch=sm_80")
     assert t.kind == "cuda" and t.arch == "sm_80" and t.cpu is None
+    assert t.max_threads_per_block == 1024 and t.warp_size == 32
+
+
+def test_cuda_arch_defaults_to_the_gpu_present_or_sm_80():
+    t = Target("cuda")
+    assert t.arch.startswith("sm_") and str(t) == f"cuda -arch={t.arch}"
+    assert Target(str(t)) == t
 
 
 def test_as_target():

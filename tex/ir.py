@@ -6,6 +6,10 @@ codegen emits it. Expression nodes shared with tensor expressions are in
 
 * `Load` reads a buffer, `Ramp`/`Broadcast` are vector index/value forms made
   by vectorization.
+* GPU programs add: loops bound to a thread axis (`For` of kind "bound"),
+  `ThreadIndex`, `Barrier`, `AtomicUpdate`, `WarpShuffle`, the cross-thread
+  `ThreadReduce` (expanded by a pass before codegen) and `KernelLaunch`, the
+  host-side launch of a device body.
 
 Before `flatten_storage`, loads and stores index a buffer with one index per
 dimension; afterwards every buffer is one-dimensional.
@@ -15,7 +19,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from tex.dtype import DType
+from tex.dtype import INDEX, DType
 from tex.errors import ExprError
 from tex.expr import Expr, Node, Var
 
@@ -30,7 +34,8 @@ class Buffer:
     when given, say how far apart (in elements) consecutive indices of each
     dimension lie; None means compact row-major. Compared by identity.
     `scope` is "global" for kernel arguments and allocations at the root,
-    "local" for small per-thread temporaries (GPU scopes come later).
+    "local" for small per-thread temporaries (registers on a GPU), "shared"
+    for GPU memory shared by the threads of a block.
     """
 
     name: str
@@ -131,13 +136,24 @@ class Stmt(Node):
 
 
 #: Loop kinds. A `vectorized` loop becomes vector instructions; `unrolled`
-#: becomes copies of its body; `parallel` runs its iterations on the thread pool.
-LOOP_KINDS = ("serial", "parallel", "vectorized", "unrolled")
+#: becomes copies of its body; `parallel` runs its iterations on the thread pool;
+#: `bound` runs them on the GPU thread axis named by `For.thread_tag`.
+LOOP_KINDS = ("serial", "parallel", "vectorized", "unrolled", "bound")
+
+#: GPU thread axes a loop can be bound to. A `vthread` loop is virtual: it runs
+#: serially in each thread, but bound inference treats it like a thread axis.
+THREAD_TAGS = ("blockIdx.x", "blockIdx.y", "blockIdx.z",
+               "threadIdx.x", "threadIdx.y", "threadIdx.z", "vthread")
 
 
 @dataclass(frozen=True, eq=False, slots=True, repr=False)
 class For(Stmt):
-    """`for var in [min, min + extent)`. `pragmas` are (key, value) pairs from the schedule."""
+    """`for var in [min, min + extent)`. `pragmas` are (key, value) pairs from the schedule.
+
+    A loop of kind "bound" gives each iteration to one thread of `thread_tag`
+    (all iterations run at once); a loop bound to a tag nested inside another
+    loop bound to the same tag means the same threads.
+    """
 
     var: Var
     min: Expr
@@ -145,10 +161,16 @@ class For(Stmt):
     kind: str
     body: Stmt
     pragmas: tuple[tuple[str, object], ...] = ()
+    thread_tag: str | None = None
 
     def __post_init__(self):
         if self.kind not in LOOP_KINDS:
             raise ExprError(f"unknown loop kind {self.kind!r}; expected one of {LOOP_KINDS}")
+        if (self.kind == "bound") != (self.thread_tag is not None) or \
+                (self.thread_tag is not None and self.thread_tag not in THREAD_TAGS):
+            raise ExprError(f"loop {self.var.name}: a bound loop needs a thread tag of "
+                            f"{THREAD_TAGS}, other loops none; got kind {self.kind!r}, "
+                            f"tag {self.thread_tag!r}")
 
 
 @dataclass(frozen=True, eq=False, slots=True, repr=False)
@@ -210,6 +232,110 @@ def seq(*stmts: Stmt | None) -> Stmt:
             continue
         flat.extend(s.stmts if isinstance(s, Seq) else (s,))
     return flat[0] if len(flat) == 1 else Seq(tuple(flat))
+
+
+@dataclass(frozen=True, eq=False, slots=True, repr=False)
+class ThreadIndex(Expr):
+    """The index of the running thread along `tag` ("blockIdx.x", "threadIdx.y", ...)."""
+
+    tag: str
+    dtype: DType = field(init=False)
+
+    def __post_init__(self):
+        if self.tag not in THREAD_TAGS[:6]:
+            raise ExprError(f"ThreadIndex tag must be one of {THREAD_TAGS[:6]}, got {self.tag!r}")
+        object.__setattr__(self, "dtype", INDEX)
+
+
+#: How `WarpShuffle` picks the lane it reads: lane ^ offset, or lane + offset.
+SHUFFLE_MODES = ("xor", "down")
+
+
+@dataclass(frozen=True, eq=False, slots=True, repr=False)
+class WarpShuffle(Expr):
+    """`value` as held by another lane of the warp (`__shfl_xor_sync` /
+    `__shfl_down_sync` over the lanes in `mask`, in groups of `width` lanes)."""
+
+    mode: str
+    value: Expr
+    offset: int
+    width: int
+    mask: int
+    dtype: DType = field(init=False)
+
+    def __post_init__(self):
+        if self.mode not in SHUFFLE_MODES:
+            raise ExprError(f"WarpShuffle mode must be one of {SHUFFLE_MODES}, got {self.mode!r}")
+        if self.value.dtype.lanes != 1:
+            raise ExprError("WarpShuffle takes a scalar")
+        object.__setattr__(self, "dtype", self.value.dtype)
+
+
+@dataclass(frozen=True, eq=False, slots=True, repr=False)
+class Barrier(Stmt):
+    """Every thread of the block waits here (`__syncthreads()`); shared-memory
+    writes made before are visible to every thread after."""
+
+
+#: The combining operations of `AtomicUpdate`.
+ATOMIC_OPS = ("add", "min", "max")
+
+
+@dataclass(frozen=True, eq=False, slots=True, repr=False)
+class AtomicUpdate(Stmt):
+    """`buffer[indices] = op(buffer[indices], value)` as one indivisible step."""
+
+    buffer: Buffer
+    op: str
+    value: Expr
+    indices: tuple[Expr, ...]
+
+    def __post_init__(self):
+        if self.op not in ATOMIC_OPS:
+            raise ExprError(f"AtomicUpdate op must be one of {ATOMIC_OPS}, got {self.op!r}")
+        if _check_indices(self.buffer, self.indices) != 1 or self.value.dtype != self.buffer.dtype:
+            raise ExprError(f"AtomicUpdate of {self.buffer.name}: needs a scalar index and a "
+                            f"{self.buffer.dtype} value, got {self.value.dtype}")
+
+
+#: Cross-thread reduction strategies (see `Stage.reduce_strategy`).
+THREAD_REDUCE_STRATEGIES = ("shared", "warp")
+
+
+@dataclass(frozen=True, eq=False, slots=True, repr=False)
+class ThreadReduce(Stmt):
+    """Combine `values` (one per output of `combiner`) across the `extent`
+    threads of `tag`; afterwards each of those threads holds the result in
+    `results[k][0]` (one-element local buffers). Threads of `tag` at or past
+    `extent` contribute the identity. Expanded by `lower_thread_reduce`."""
+
+    strategy: str
+    combiner: object
+    values: tuple[Expr, ...]
+    results: tuple[Buffer, ...]
+    tag: str
+    extent: int
+
+    def __post_init__(self):
+        if self.strategy not in THREAD_REDUCE_STRATEGIES:
+            raise ExprError(f"ThreadReduce strategy must be one of {THREAD_REDUCE_STRATEGIES}, "
+                            f"got {self.strategy!r}")
+        if len(self.values) != len(self.results):
+            raise ExprError("ThreadReduce needs one result buffer per value")
+
+
+@dataclass(frozen=True, eq=False, slots=True, repr=False)
+class KernelLaunch(Stmt):
+    """Run `body` on the GPU over a grid of `grid` blocks of `block` threads
+    (x, y, z; expressions over the size variables). `params` are the buffers
+    and `size_vars` the sizes the body uses, in the order the kernel takes them."""
+
+    name: str
+    grid: tuple[Expr, Expr, Expr]
+    block: tuple[Expr, Expr, Expr]
+    params: tuple[Buffer, ...]
+    size_vars: tuple[Var, ...]
+    body: Stmt
 
 
 @dataclass(frozen=True, eq=False, slots=True)

@@ -9,8 +9,9 @@ from __future__ import annotations
 from tex import ops
 from tex.expr import (Binary, Call, Cast, Compare, Const, Let, Logical, Not, Reduce, Select,
                       TensorRead, Var)
-from tex.ir import (Allocate, Broadcast, For, IfThenElse, LetStmt, Load, LoweredFunc, Ramp,
-                    Seq, Store, VectorReduce)
+from tex.ir import (Allocate, AtomicUpdate, Barrier, Broadcast, For, IfThenElse, KernelLaunch,
+                    LetStmt, Load, LoweredFunc, Ramp, Seq, Store, ThreadIndex, ThreadReduce,
+                    VectorReduce, WarpShuffle)
 
 _BINARY = {"add": ("+", 5), "sub": ("-", 5), "mul": ("*", 6), "div": ("/", 6),
            "floordiv": ("//", 6), "floormod": ("%", 6)}
@@ -85,6 +86,11 @@ class _Printer:
             return f"broadcast({self.expr(e.value)}, {e.lanes})", _ATOM
         if isinstance(e, VectorReduce):
             return f"reduce_{e.op}({self.expr(e.value)})", _ATOM
+        if isinstance(e, ThreadIndex):
+            return e.tag, _ATOM
+        if isinstance(e, WarpShuffle):
+            return (f"shfl_{e.mode}({self.expr(e.value)}, {e.offset}, width={e.width}, "
+                    f"mask={e.mask:#x})"), _ATOM
         raise TypeError(f"no printer for {type(e).__name__}")
 
     def _reduce(self, e: Reduce) -> str:
@@ -114,7 +120,7 @@ class _Printer:
                 bounds = self.expr(s.extent)
             else:  # Python's range(start, stop)
                 bounds = f"{self.expr(s.min)}, {self.expr(ops.binary('add', s.min, s.extent))}"
-            kind = "range" if s.kind == "serial" else s.kind
+            kind = {"serial": "range", "bound": s.thread_tag}.get(s.kind, s.kind)
             pragmas = "".join(f"  # pragma {k}={v}" for k, v in s.pragmas)
             self.lines.append(f"{pad}for {var} in {kind}({bounds}):{pragmas}")
             self.stmt(s.body, depth + 1)
@@ -135,6 +141,20 @@ class _Printer:
         elif isinstance(s, LetStmt):
             self.lines.append(f"{pad}{self.name(s.var, s.var.name)} = {self.expr(s.value)}")
             self.stmt(s.body, depth)
+        elif isinstance(s, Barrier):
+            self.lines.append(f"{pad}sync_threads()")
+        elif isinstance(s, AtomicUpdate):
+            target = self.name(s.buffer, s.buffer.name)
+            self.lines.append(f"{pad}atomic_{s.op}({target}[{self.exprs(s.indices)}], "
+                              f"{self.expr(s.value)})")
+        elif isinstance(s, ThreadReduce):
+            results = ", ".join(f"{self.name(b, b.name)}[0]" for b in s.results)
+            self.lines.append(f"{pad}{results} = thread_reduce_{s.strategy}({s.combiner.name}, "
+                              f"({self.exprs(s.values)},), over={s.tag}({s.extent}))")
+        elif isinstance(s, KernelLaunch):
+            self.lines.append(f"{pad}launch {s.name}(grid=({self.exprs(s.grid)}), "
+                              f"block=({self.exprs(s.block)})):")
+            self.stmt(s.body, depth + 1)
         else:
             raise TypeError(f"no printer for {type(s).__name__}")
 

@@ -6,7 +6,8 @@ A target is parsed from a string, TVM style::
     Target("llvm -mcpu=skylake-avx512")         # another x86 CPU (features from its name)
     Target("llvm -mattr=-avx512f")              # the host, minus a feature
     Target("llvm -fastmath")                    # allow LLVM's fast-math flags
-    Target("cuda -arch=sm_80")                  # parsed only; no CUDA backend yet
+    Target("cuda")                              # the GPU present (else sm_80)
+    Target("cuda -arch=sm_90")                  # a given NVIDIA architecture
 
 Options of `llvm`:
 
@@ -16,7 +17,8 @@ Options of `llvm`:
 ``-fastmath``  float arithmetic may be reassociated and assume no NaN/Inf
 =============  ==============================================================
 
-Options of `cuda`: ``-arch=sm_NN``.
+Options of `cuda`: ``-arch=sm_NN`` (default: the architecture of the first GPU
+present, else sm_80, so that building works on a machine without one).
 
 `str(target)` is canonical (options in a fixed order, ``-mcpu=native``
 dropped), round-trips through `Target(...)`, and is what targets compare and
@@ -58,12 +60,15 @@ class Target:
     (the LLVM feature string: the host's when `-mcpu` is not given, else only
     the `-mattr` changes, LLVM deriving the rest from the CPU name),
     `vector_bits` (512 with avx512f, 256 with avx2, else 128), `num_cores`
-    (cores of this machine) and `fastmath`. CUDA targets have `kind` "cuda"
-    and `arch` (e.g. "sm_80").
+    (cores of this machine) and `fastmath`. CUDA targets have `kind` "cuda",
+    `arch` (e.g. "sm_80") and the limits lowering checks: `max_threads_per_block`,
+    `max_block` and `max_grid` (per dimension x, y, z), `max_shared_bytes`
+    (static shared memory per block) and `warp_size`.
     """
 
     __slots__ = ("kind", "cpu", "features", "vector_bits", "num_cores", "fastmath", "arch",
-                 "_mcpu", "_mattr", "_text")
+                 "max_threads_per_block", "max_block", "max_grid", "max_shared_bytes",
+                 "warp_size", "_mcpu", "_mattr", "_text")
 
     def __init__(self, spec: str):
         if not isinstance(spec, str) or not spec.split():
@@ -76,15 +81,16 @@ class Target:
         options = _parse_options(kind, tokens, spec)
         self.kind = kind
         self.cpu, self.features, self.vector_bits, self.num_cores = None, "", 128, None
+        self.max_threads_per_block = self.max_block = self.max_grid = None
+        self.max_shared_bytes = self.warp_size = None
         self.fastmath = "fastmath" in options
         self.arch = options.get("arch")
         self._mcpu = options.get("mcpu", "native")
         self._mattr = options.get("mattr", "")
         if kind == "llvm":
             self._describe_cpu(spec)
-        elif self.arch is not None and not re.fullmatch(r"sm_\d+a?", self.arch):
-            raise BuildError(f"bad CUDA architecture {self.arch!r} in {spec!r}; "
-                             "expected e.g. -arch=sm_80")
+        else:
+            self._describe_gpu(spec)
         self._text = self._canonical()
 
     def _describe_cpu(self, spec: str):
@@ -104,6 +110,16 @@ class Target:
         self.vector_bits = 512 if "avx512f" in enabled else 256 if "avx2" in enabled else 128
         self.num_cores = os.cpu_count() or 1
 
+    def _describe_gpu(self, spec: str):
+        explicit = self.arch
+        if explicit is not None and not re.fullmatch(r"sm_\d+a?", explicit):
+            raise BuildError(f"bad CUDA architecture {explicit!r} in {spec!r}; "
+                             "expected e.g. -arch=sm_80")
+        self.arch = explicit or _present_gpu_arch() or "sm_80"
+        self.max_threads_per_block, self.warp_size = 1024, 32
+        self.max_block, self.max_grid = (1024, 1024, 64), (2**31 - 1, 65535, 65535)
+        self.max_shared_bytes = 48 * 1024
+
     def _canonical(self) -> str:
         parts = [self.kind]
         if self.kind == "llvm":
@@ -113,7 +129,7 @@ class Target:
                 parts.append(f"-mattr={self._mattr}")
             if self.fastmath:
                 parts.append("-fastmath")
-        elif self.arch is not None:
+        else:
             parts.append(f"-arch={self.arch}")
         return " ".join(parts)
 
@@ -184,6 +200,24 @@ def _host_cpu() -> tuple[str, str]:
     except RuntimeError:  # LLVM cannot read the host's features on some platforms
         features = ""
     return llvm.get_host_cpu_name(), features
+
+
+@lru_cache(maxsize=1)
+def _present_gpu_arch() -> str | None:
+    """`sm_XY` of the first CUDA device, or None without a GPU, driver or cuda-python."""
+    try:
+        from cuda.bindings import driver
+        if driver.cuInit(0)[0] != driver.CUresult.CUDA_SUCCESS:
+            return None
+        err, device = driver.cuDeviceGet(0)
+        attrs = driver.CUdevice_attribute
+        _, major = driver.cuDeviceGetAttribute(
+            attrs.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device)
+        _, minor = driver.cuDeviceGetAttribute(
+            attrs.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device)
+        return f"sm_{major}{minor}" if err == driver.CUresult.CUDA_SUCCESS else None
+    except Exception:  # no cuda-python, no libcuda, no device: build for the default
+        return None
 
 
 def _features_of_cpu(cpu: str) -> set[str]:
