@@ -12,7 +12,7 @@ from tex.expr import Expr, Var
 from tex.ops import all_ as all  # noqa: A001
 from tex.ops import any_ as any  # noqa: A001
 from tex.ops import cast, if_then_else
-from tex.schedule import Schedule, Stage, create_schedule
+from tex.schedule import Schedule, Stage, create_schedule, thread_axis
 from tex.target import Target
 from tex.tensor import (IterVar, Range, Tensor, comm_reducer, compute, const, max, max_value, min,
                         min_value, placeholder, reduce_axis, sum, var)
@@ -44,5 +44,5 @@ __all__ = [
     "all", "any", "build", "cast", "ceil", "comm_reducer", "compute", "const",
     "create_schedule", "erf", "exp", "floor", "floordiv", "floormod", "if_then_else", "log",
     "lower", "max", "max_value", "min", "min_value", "placeholder", "pow",
-    "reduce_axis", "rsqrt", "select", "sigmoid", "sqrt", "sum", "tanh", "var",
+    "reduce_axis", "rsqrt", "thread_axis", "select", "sigmoid", "sqrt", "sum", "tanh", "var",
 ]

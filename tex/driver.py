@@ -1,8 +1,9 @@
 """The two entry points: `lower` (schedule -> loop program) and `build` (-> callable kernel).
 
-The lowering pipeline is the list `PIPELINE`, read top to bottom. With
-TEX_VERIFY=1 the verifier runs after every pass; TEX_PRINT_AFTER prints the
-program after the passes it names (see `tex.config`).
+The lowering pipeline is the list `PIPELINE`, read top to bottom, followed
+for GPU targets by `GPU_PIPELINE`. With TEX_VERIFY=1 the verifier runs after
+every pass; TEX_PRINT_AFTER prints the program after the passes it names
+(see `tex.config`).
 """
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from tex import config
 from tex.errors import BuildError
 from tex.ir import LoweredFunc
 from tex.passes.flatten import flatten_storage
+from tex.passes.gpu_kernels import split_host_device
+from tex.passes.gpu_reduce import lower_thread_reduce
+from tex.passes.gpu_sync import insert_barriers
 from tex.passes.hoist import hoist_invariant_guards
 from tex.passes.simplify import simplify_stmt
 from tex.passes.unroll import unroll_loops
@@ -25,7 +29,7 @@ from tex.runtime.kernel import Kernel, build_kernel
 from tex.schedule.fingerprint import Unfingerprintable, fingerprint
 from tex.schedule.lower import kernel_interface, schedule_to_func
 from tex.schedule.schedule import Schedule
-from tex.target import as_target
+from tex.target import Target, as_target
 
 #: (name, pass, whether storage is flat afterwards), in the order they run.
 PIPELINE = (
@@ -37,12 +41,25 @@ PIPELINE = (
     ("hoist_invariant_guards", hoist_invariant_guards, True),
 )
 
+#: Then, for GPU targets: root nests become kernel launches (checked against
+#: the target's limits), cross-thread reductions are expanded, and barriers
+#: placed between threads' shared-memory writes and reads.
+GPU_PIPELINE = (
+    ("lower_thread_reduce", lower_thread_reduce),
+    ("insert_barriers", insert_barriers),
+    ("simplify_kernels", simplify_stmt),
+)
 
-def lower(sch: Schedule, args, name: str = "main", upto: str | None = None) -> LoweredFunc:
+
+def lower(sch: Schedule, args, name: str = "main", upto: str | None = None,
+          target=None) -> LoweredFunc:
     """The loop program of `sch` with parameters `args`; `str()` of it is readable.
 
     `upto` names a pass of `PIPELINE` to stop after (the autotuner reads its
-    features after `unroll_loops`, skipping the final clean-up).
+    features after `unroll_loops`, skipping the final clean-up). With a GPU
+    `target` ("cuda"), the program goes on through `GPU_PIPELINE` and shows
+    the kernels it launches; without one, loops bound to GPU threads are
+    printed as such (`for i in threadIdx.x(64):`).
     TVM: `tvm.lower(s, args)`.
     """
     if upto is not None and upto not in {pass_name for pass_name, _, _ in PIPELINE}:
@@ -51,18 +68,28 @@ def lower(sch: Schedule, args, name: str = "main", upto: str | None = None) -> L
     if not isinstance(sch, Schedule):
         raise BuildError(f"lower: expected a schedule from tex.create_schedule, got "
                          f"{type(sch).__name__}")
+    target = None if target is None else as_target(target)
     func = schedule_to_func(sch, list(args), name)
     checking, printing = config.verify_enabled(), config.print_after()
-    if checking:
-        verify(func, after="schedule_to_func")
-    for pass_name, run, flat in PIPELINE:
-        func = dataclasses.replace(func, body=run(func.body))
+
+    def after(pass_name: str, flat: bool):
         if checking:
             verify(func, flat=flat, after=pass_name)
         if pass_name in printing or "all" in printing:
             print(f"# after {pass_name}\n{func}", file=sys.stderr)
+
+    after("schedule_to_func", False)
+    for pass_name, run, flat in PIPELINE:
+        func = dataclasses.replace(func, body=run(func.body))
+        after(pass_name, flat)
         if pass_name == upto:
-            break
+            return func
+    if target is not None and target.kind == "cuda":
+        func = split_host_device(func, target)
+        after("split_host_device", True)
+        for pass_name, run in GPU_PIPELINE:
+            func = dataclasses.replace(func, body=run(func.body))
+            after(pass_name, True)
     return func
 
 
@@ -91,6 +118,7 @@ def build(sch: Schedule, args, target="llvm", name: str = "main"):
         raise BuildError(f"build: expected a schedule from tex.create_schedule, got "
                          f"{type(sch).__name__}")
     args = tuple(args)
+    _check_target_fits(sch, target)
     provider = schedule_provider.get()
     if provider is not None and sch.untouched:
         sch = provider(sch, args, target) or sch
@@ -103,8 +131,23 @@ def build(sch: Schedule, args, target="llvm", name: str = "main"):
     return kernel
 
 
-def _build_uncached(sch: Schedule, args, target, name: str) -> Kernel:
+def _check_target_fits(sch: Schedule, target: Target):
+    """A schedule binding loops to GPU threads builds for a GPU target, and only there."""
+    bound = next(((st, axis) for st in sch.stages for axis in st.bindings), None)
+    if target.kind == "llvm" and bound is not None:
+        stage, axis = bound
+        raise BuildError(f"stage {stage.name} binds axis {axis.name} to "
+                         f"{stage.bindings[axis]}, a GPU thread axis; build it for "
+                         "target='cuda', or schedule it without bind for the CPU")
+
+
+def _build_uncached(sch: Schedule, args, target, name: str):
     """A new Kernel for `sch`, its code found by the schedule's fingerprint if it can be."""
+    if target.kind == "cuda":
+        from tex.codegen.cuda import compile_cuda
+        from tex.runtime.cuda import CudaKernel
+        func = lower(sch, args, name, target=target)
+        return CudaKernel(func, compile_cuda(func, target))
     try:
         text = fingerprint(sch, args, name)
     except Unfingerprintable:

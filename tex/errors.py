@@ -27,3 +27,7 @@ class ArgumentError(TexError, ValueError):
 
 class BuildError(TexError, RuntimeError):
     """The backend could not compile a lowered program (or the target is unknown)."""
+
+
+class DeviceError(TexError, RuntimeError):
+    """A kernel needs a device that is missing or failed (no GPU or driver, a CUDA error)."""

@@ -1,7 +1,7 @@
 """Storage flattening: every buffer access gets a single, linear index.
 
 Assumes: loads and stores index with one expression per buffer dimension.
-Guarantees: every `Load`/`Store` has exactly one index, `sum(i_d * stride_d)`
+Guarantees: every `Load`/`Store`/`AtomicUpdate` has exactly one index, `sum(i_d * stride_d)`
 (row-major, or the buffer's own strides from storage_align); every allocated
 buffer is replaced by a one-dimensional buffer of its full size. Kernel
 parameters keep their multi-dimensional shape (the runtime checks it) and
@@ -12,7 +12,7 @@ from __future__ import annotations
 from tex import ops
 from tex.dtype import INDEX
 from tex.expr import Const
-from tex.ir import Allocate, Buffer, Load, Store, Stmt
+from tex.ir import Allocate, AtomicUpdate, Buffer, Load, Stmt, Store, ThreadReduce
 from tex.visitor import Rewriter
 
 
@@ -54,6 +54,15 @@ class _Flatten(Rewriter):
     def rewrite_Store(self, node: Store):
         buffer, index = self._index(node.buffer, tuple(self.rewrite(i) for i in node.indices))
         return Store(buffer, self.rewrite(node.value), index)
+
+    def rewrite_AtomicUpdate(self, node: AtomicUpdate):
+        buffer, index = self._index(node.buffer, tuple(self.rewrite(i) for i in node.indices))
+        return AtomicUpdate(buffer, node.op, self.rewrite(node.value), index)
+
+    def rewrite_ThreadReduce(self, node: ThreadReduce):
+        return ThreadReduce(node.strategy, node.combiner,
+                            tuple(self.rewrite(v) for v in node.values),
+                            tuple(self.flat.get(b, b) for b in node.results), node.tag, node.extent)
 
 
 def flatten_storage(stmt: Stmt) -> Stmt:

@@ -4,6 +4,7 @@ Checks what the node constructors cannot see on their own: every variable is
 defined before it is used (a size parameter, an enclosing loop or let), no
 variable is defined twice, every buffer accessed is a parameter or an
 enclosing allocation, and (when `flat` is set) every access has one index.
+GPU loop IR: a kernel's buffers and a thread reduction's results are allocated.
 """
 from __future__ import annotations
 
@@ -66,7 +67,19 @@ class _Verifier(Visitor):
                       "flattening")
         self.generic_visit(node)
 
-    visit_Load = visit_Store = _access
+    visit_Load = visit_Store = visit_AtomicUpdate = _access
+
+    def visit_ThreadReduce(self, node):
+        for b in node.results:
+            if b not in self.buffers:
+                self.fail(f"thread reduction writes {b.name} outside its allocation")
+        self.generic_visit(node)
+
+    def visit_KernelLaunch(self, node):
+        for b in node.params:
+            if b not in self.buffers:
+                self.fail(f"kernel {node.name} takes buffer {b.name}, which is not allocated")
+        self.generic_visit(node)
 
 
 def verify(func: LoweredFunc, flat: bool = False, after: str = "lowering") -> None:

@@ -58,8 +58,12 @@ def _unbound(extent, values: dict) -> str:
                      if v not in values)
 
 
-class _Param:
-    """What a call must check about one parameter, precomputed."""
+class Param:
+    """What a call must check about one parameter, precomputed.
+
+    `as_array` is the CPU check; the `*_error` methods build the messages, so that
+    other runtimes (`tex.runtime.cuda`) check their arguments the same way.
+    """
 
     def __init__(self, position: int, buffer: Buffer, slots: dict, is_output: bool):
         self.position, self.buffer, self.is_output = position, buffer, is_output
@@ -88,17 +92,28 @@ class _Param:
         if type(value) is not np.ndarray:
             value = self._convert(value)
         if value.dtype != self.dtype:
-            raise ArgumentError(f"{self.label}: expected dtype {self.dtype}, got {value.dtype}; "
-                                f"tex does not cast, use .astype('{self.dtype}')")
+            raise self.dtype_error(value.dtype)
         if value.ndim != self.ndim:
-            raise ArgumentError(f"{self.label}: expected {self.ndim} dimension(s), shape "
-                                f"{self.shape_text}, got {value.ndim} (shape {value.shape})")
+            raise self.rank_error(value.shape)
         if not value.flags.c_contiguous:
-            raise ArgumentError(f"{self.label} is not C-contiguous (strides {value.strides}); "
-                                "pass np.ascontiguousarray(...) of it")
+            raise self.layout_error(value.strides)
         if self.is_output and not value.flags.writeable:
-            raise ArgumentError(f"{self.label} is an output but its array is read-only")
+            raise self.read_only_error()
         return value
+
+    def dtype_error(self, got) -> ArgumentError:
+        return ArgumentError(f"{self.label}: expected dtype {self.dtype}, got {got}; "
+                             f"tex does not cast, use .astype('{self.dtype}')")
+
+    def rank_error(self, shape: tuple) -> ArgumentError:
+        return ArgumentError(f"{self.label}: expected {self.ndim} dimension(s), shape "
+                             f"{self.shape_text}, got {len(shape)} (shape {shape})")
+
+    def layout_error(self, strides, remedy="pass np.ascontiguousarray(...) of it"):
+        return ArgumentError(f"{self.label} is not C-contiguous (strides {strides}); {remedy}")
+
+    def read_only_error(self) -> ArgumentError:
+        return ArgumentError(f"{self.label} is an output but its array is read-only")
 
     def _convert(self, value) -> np.ndarray:
         if isinstance(value, np.ndarray):
@@ -116,50 +131,29 @@ class _Param:
             raise ArgumentError(f"{self.label}: cannot view it as an array: {err}") from None
 
 
-class Kernel:
-    """A compiled kernel; call it with arrays (see the module docstring).
+class Signature:
+    """A kernel's parameters and the checks every call makes on its arguments.
 
-    `target` is its Target, `func` the LoweredFunc it was built from.
+    The base of `Kernel` and of `tex.runtime.cuda.CudaKernel`. `param_class`
+    (`Param` here) turns each argument into an array-like with `.shape` and
+    `.nbytes`; the checks of shapes against constants, size variables and
+    expressions, the shapes of allocated outputs and the overlap check are the
+    same for every runtime, and so are their messages.
     """
 
-    def __init__(self, func: LoweredFunc | KernelInterface, compiled, *,
-                 lower: Callable[[], LoweredFunc] | None = None, tex_source: str | None = None):
-        """`func` is the LoweredFunc of `compiled`, or, for code loaded from the disk
-        cache, its KernelInterface, with `lower` giving the LoweredFunc when asked
-        for and `tex_source` its printed form."""
-        if not isinstance(func, LoweredFunc) and lower is None:
-            raise BuildError("a Kernel made from a KernelInterface needs `lower`")
+    def __init__(self, func: LoweredFunc | KernelInterface, param_class=Param):
         self.name = func.name
-        self.target = compiled.target
         self.size_vars = func.size_vars
-        self._func = func if isinstance(func, LoweredFunc) else None
-        self._lower = lower
-        self._tex_source = tex_source
-        self._compiled = compiled
-        self._entry = _ENTRY(compiled.address)
         outputs = func.outputs or func.params[-1:]
         for out in outputs:
             if out not in func.params:
                 raise BuildError(f"output {out.name} of {func.name} is not one of its params")
         self._slots = {var: k for k, var in enumerate(func.size_vars)}
-        self._params = [_Param(k, b, self._slots, b in outputs) for k, b in enumerate(func.params)]
+        self._params = [param_class(k, b, self._slots, b in outputs)
+                        for k, b in enumerate(func.params)]
         self._inputs = [p for p in self._params if not p.is_output]
         self._outputs = [p for p in self._params if p.is_output]
-        self._pointers = ctypes.c_void_p * len(self._params)
-        self._sizes = ctypes.c_int64 * max(1, len(func.size_vars))
         self._check_sizes_bindable()
-
-    @property
-    def func(self) -> LoweredFunc:
-        """The loop program this kernel was compiled from (lowered now if it came from disk)."""
-        if self._func is None:
-            self._func = self._lower()
-        return self._func
-
-    @property
-    def loaded_from_disk(self) -> bool:
-        """Whether the machine code came from the disk cache rather than a compile."""
-        return self._compiled.loaded_from_disk
 
     def _check_sizes_bindable(self):
         bound = {slot for p in self._params for _, slot in p.binds}
@@ -168,26 +162,19 @@ class Kernel:
                 raise BuildError(f"size variable {var.name} of {self.name} is not a "
                                  "dimension of any parameter, so no call can bind it")
 
-    def __call__(self, *args):
-        if len(args) == len(self._params):
-            arrays, env = self._check(self._params, args)
-            self._run(arrays, env)
-            return None
-        if len(args) == len(self._inputs):
-            given, env = self._check(self._inputs, args)
-            out = [np.empty(self._output_shape(p, env), p.dtype) for p in self._outputs]
-            arrays, it_in, it_out = [], iter(given), iter(out)
-            for p in self._params:
-                arrays.append(next(it_out) if p.is_output else next(it_in))
-            self._run(arrays, env, check_overlap=False)
-            return out[0] if len(out) == 1 else tuple(out)
-        raise ArgumentError(
+    def _arity_error(self, count: int) -> ArgumentError:
+        return ArgumentError(
             f"{self.name} takes {len(self._params)} arguments ("
             + ", ".join(p.buffer.name for p in self._params) + f") or its {len(self._inputs)} "
             "inputs (" + ", ".join(p.buffer.name for p in self._inputs)
-            + f") with outputs returned; got {len(args)}")
+            + f") with outputs returned; got {count}")
 
-    def _check(self, params, args) -> tuple[list[np.ndarray], list]:
+    def _in_param_order(self, inputs: list, outputs: list) -> list:
+        """`inputs` and `outputs` (each in parameter order) merged into one list."""
+        it_in, it_out = iter(inputs), iter(outputs)
+        return [next(it_out) if p.is_output else next(it_in) for p in self._params]
+
+    def _check(self, params, args) -> tuple[list, list]:
         """The arguments as arrays, and the size variables' values (None: unbound)."""
         env = [None] * len(self._slots)
         arrays = []
@@ -210,7 +197,7 @@ class Kernel:
         return arrays, env
 
     def _check_expression(self, p, a, dim, extent, env):
-        values = {var: env[slot] for var, slot in self._slots.items() if env[slot] is not None}
+        values = self._values(env)
         unbound = _unbound(extent, values)
         if unbound:
             raise ArgumentError(f"{p.label}: dimension {dim} is {to_text(extent)}, but "
@@ -232,8 +219,12 @@ class Kernel:
         raise ArgumentError(f"{p.label}: dimension {dim} is {var.name} = {got}, but {q.label} "
                             f"dimension {d} set {var.name} = {a.shape[d]}")
 
-    def _output_shape(self, p: _Param, env: list) -> tuple[int, ...]:
-        values = {var: env[slot] for var, slot in self._slots.items() if env[slot] is not None}
+    def _values(self, env: list) -> dict:
+        """The bound size variables of `env`, as `{Var: int}`."""
+        return {var: env[slot] for var, slot in self._slots.items() if env[slot] is not None}
+
+    def _output_shape(self, p: Param, env: list) -> tuple[int, ...]:
+        values = self._values(env)
         for extent in p.buffer.shape:
             unbound = _unbound(extent, values)
             if unbound:
@@ -241,12 +232,6 @@ class Kernel:
                                     f"{p.shape_text}: {unbound} is not set by the inputs; "
                                     "pass the output array too")
         return tuple(evaluate(extent, values) for extent in p.buffer.shape)
-
-    def _run(self, arrays, env, check_overlap=True):
-        pointers = [_data_pointer(a) for a in arrays]
-        if check_overlap:
-            self._check_overlap(arrays, pointers)
-        self._entry(self._pointers(*pointers), self._sizes(*env))
 
     def _check_overlap(self, arrays, pointers):
         for p in self._outputs:
@@ -258,6 +243,60 @@ class Kernel:
                         and pointers[j] < hi:
                     raise ArgumentError(f"output {p.label} overlaps {q.label} in memory; "
                                         "pass a separate array (outputs must not alias)")
+
+
+class Kernel(Signature):
+    """A compiled kernel; call it with arrays (see the module docstring).
+
+    `target` is its Target, `func` the LoweredFunc it was built from.
+    """
+
+    def __init__(self, func: LoweredFunc | KernelInterface, compiled, *,
+                 lower: Callable[[], LoweredFunc] | None = None, tex_source: str | None = None):
+        """`func` is the LoweredFunc of `compiled`, or, for code loaded from the disk
+        cache, its KernelInterface, with `lower` giving the LoweredFunc when asked
+        for and `tex_source` its printed form."""
+        if not isinstance(func, LoweredFunc) and lower is None:
+            raise BuildError("a Kernel made from a KernelInterface needs `lower`")
+        super().__init__(func)
+        self.target = compiled.target
+        self._func = func if isinstance(func, LoweredFunc) else None
+        self._lower = lower
+        self._tex_source = tex_source
+        self._compiled = compiled
+        self._entry = _ENTRY(compiled.address)
+        self._pointers = ctypes.c_void_p * len(self._params)
+        self._sizes = ctypes.c_int64 * max(1, len(func.size_vars))
+
+    @property
+    def func(self) -> LoweredFunc:
+        """The loop program this kernel was compiled from (lowered now if it came from disk)."""
+        if self._func is None:
+            self._func = self._lower()
+        return self._func
+
+    @property
+    def loaded_from_disk(self) -> bool:
+        """Whether the machine code came from the disk cache rather than a compile."""
+        return self._compiled.loaded_from_disk
+
+    def __call__(self, *args):
+        if len(args) == len(self._params):
+            arrays, env = self._check(self._params, args)
+            self._run(arrays, env)
+            return None
+        if len(args) == len(self._inputs):
+            given, env = self._check(self._inputs, args)
+            out = [np.empty(self._output_shape(p, env), p.dtype) for p in self._outputs]
+            self._run(self._in_param_order(given, out), env, check_overlap=False)
+            return out[0] if len(out) == 1 else tuple(out)
+        raise self._arity_error(len(args))
+
+    def _run(self, arrays, env, check_overlap=True):
+        pointers = [_data_pointer(a) for a in arrays]
+        if check_overlap:
+            self._check_overlap(arrays, pointers)
+        self._entry(self._pointers(*pointers), self._sizes(*env))
 
     def get_source(self, fmt: str = "tex") -> str:
         """The kernel as text: "tex" (the loop nest), "ll" (optimised LLVM IR), "asm"."""

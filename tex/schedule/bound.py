@@ -7,6 +7,13 @@ attach point relaxed to its range; the result is a region whose start may
 depend on the enclosing loop variables and whose extent has a constant upper
 bound (the size of its buffer). Where the region may stray outside the
 stage's domain, `StagePlan.guards` keeps the computation inside it.
+
+On a GPU a buffer is shared by several threads, so the loops bound to
+thread axes above the attach point are relaxed too, as the buffer's scope
+says (`storage_scope`): a "shared" buffer holds what every thread of the
+block needs (threadIdx and vthread loops relaxed), a "global" one what the
+whole grid needs (every bound loop relaxed), a "local" one what its thread
+needs.
 """
 from __future__ import annotations
 
@@ -60,15 +67,39 @@ def loop_intervals(plans) -> dict:
     return intervals
 
 
-def visible_vars(stage) -> set:
-    """Loop variables defined where `stage`'s loop nest is placed."""
-    visible = set()
+def enclosing_loops(stage) -> list:
+    """(IterVar, its stage) for every loop enclosing the place `stage`'s nest goes."""
+    loops = []
     attach = stage.attach
     while attach.kind == "at":
         leaves = attach.stage.leaf_iter_vars
-        visible.update(v.var for v in leaves[:leaves.index(attach.axis) + 1])
+        loops.extend((v, attach.stage) for v in leaves[:leaves.index(attach.axis) + 1])
         attach = attach.stage.attach
-    return visible
+    return loops
+
+
+def storage_scope(stage) -> str:
+    """The scope `stage`'s buffer gets: its own, or for a "global" stage placed inside
+    a GPU kernel, "local" under a threadIdx loop and "shared" under blockIdx loops only."""
+    tags = {owner.bindings.get(v) for v, owner in enclosing_loops(stage)} - {None}
+    if stage.scope != "global" or not tags:
+        return stage.scope
+    return "local" if any(t.startswith("threadIdx") for t in tags) else "shared"
+
+
+def _relaxed_by_scope(scope: str, tag: str | None) -> bool:
+    """Whether a loop bound to `tag` is relaxed for a buffer in `scope` (see the module doc)."""
+    if tag is None or scope == "local":
+        return False
+    return scope == "global" or not tag.startswith("blockIdx")
+
+
+def visible_vars(stage) -> set:
+    """Loop variables whose value is fixed for one instance of `stage`'s buffer: the
+    loops enclosing its place, less the thread loops its scope spans."""
+    scope = storage_scope(stage)
+    return {v.var for v, owner in enclosing_loops(stage)
+            if not _relaxed_by_scope(scope, owner.bindings.get(v))}
 
 
 def infer_region(plan: StagePlan, done: list) -> None:

@@ -9,6 +9,10 @@
 4. builds each stage's loop nest (leaf axes in order, guards placed at the
    innermost loop they depend on, reductions split into an init nest and an
    update nest), with the stages attached at a loop inserted at its top;
+   a loop bound to a GPU thread axis becomes a "bound" loop, and a reduction
+   with a reduction loop bound to one accumulates per thread and combines
+   across threads (`ThreadReduce`) or blocks (`AtomicUpdate`, after a nest
+   that fills the output with the identity);
 5. wraps intermediate buffers in allocations and names the parameters.
 
 The result is multi-dimensional loop IR; the passes in `tex.passes` take it
@@ -20,9 +24,10 @@ from tex import ops
 from tex.dtype import INDEX
 from tex.errors import LoweringError
 from tex.expr import Const, TensorRead, Var
-from tex.ir import (Allocate, Buffer, For, IfThenElse, KernelInterface, LetStmt, Load, LoweredFunc,
-                    Store, seq)
-from tex.schedule.bound import StagePlan, drop_unneeded_guards, infer_loops, infer_region
+from tex.ir import (Allocate, AtomicUpdate, Buffer, For, IfThenElse, KernelInterface, LetStmt, Load,
+                    LoweredFunc, Store, ThreadIndex, ThreadReduce, seq)
+from tex.schedule.bound import (StagePlan, drop_unneeded_guards, infer_loops, infer_region,
+                                storage_scope)
 from tex.tensor import PlaceholderOp, Tensor
 from tex.visitor import collect, free_vars, substitute, transform, unique_definitions
 
@@ -56,7 +61,8 @@ def schedule_to_func(sch, args, name: str = "main") -> LoweredFunc:
     buffers = _make_buffers(sch, plans, params)
     drop_unneeded_guards(plans, buffers)
     roots = [p for p in plans if p.stage.attach.kind == "root"]
-    body = seq(*(_stage_nest(p, buffers, plans) for p in roots))  # attached ones go inside
+    body = seq(*(nest for p in roots  # attached stages go inside their parents' nests
+                 for nest in (_atomic_init_nest(p, buffers), _stage_nest(p, buffers, plans))))
     param_buffers = set(params.values())
     for plan in reversed(roots):
         for t in plan.op.outputs:
@@ -164,8 +170,8 @@ def _make_buffers(sch, plans, params) -> dict:
             origin, current = stage.origin_op.output(k), plan.op.output(k)
             buf = params.get(origin) or params.get(current)
             if buf is None:
-                buf = Buffer(current.name, current.dtype, tuple(plan.alloc_shape), stage.scope,
-                             _aligned_strides(stage, plan.alloc_shape))
+                buf = Buffer(current.name, current.dtype, tuple(plan.alloc_shape),
+                             storage_scope(stage), _aligned_strides(stage, plan.alloc_shape))
             entry = (buf, plan.offsets)
             buffers[origin] = buffers[current] = entry
     return buffers
@@ -227,6 +233,8 @@ def _stage_nest(plan: StagePlan, buffers, plans) -> object:
         return nest.build(leaves, provide, dict(depth))
     first = next(i for i, v in enumerate(leaves) if v.kind == "reduce")
     outer, rest = leaves[:first], leaves[first:]
+    if any(v in stage.bindings for v in rest):
+        return _gpu_reduction(plan, nest, body, outs, store_index, depth, first)
     update = nest.build(rest, _update(body, outs, store_index),
                         {c: d - first for c, d in depth.items() if d >= first})
     init_leaves = [v for v in rest if v.kind == "data"]
@@ -237,6 +245,135 @@ def _stage_nest(plan: StagePlan, buffers, plans) -> object:
                    if data and depth[c] >= first}
     init_nest = nest.build(init_leaves, init, init_levels, rename=fresh, with_children=False)
     return nest.build(outer, seq(init_nest, update), {c: d for c, d in depth.items() if d < first})
+
+
+def _gpu_reduction(plan, nest, body, outs, store_index, depth, first):
+    """The nest of a reduction with a reduction loop bound to a GPU thread axis.
+
+    Each thread accumulates its terms in a local one-element buffer; a loop
+    bound to threadIdx then combines the threads' values (`ThreadReduce`)
+    and the first of them writes the result, and a loop bound to blockIdx
+    adds each block's result to the output atomically (`_atomic_init_nest`
+    fills it with the identity first).
+    """
+    stage = plan.stage
+    leaves = stage.leaf_iter_vars
+    rest = leaves[first:]
+    thread_leaf, block_leaf = _gpu_reduction_leaves(stage, rest)
+    combiner = plan.op.body[0].combiner
+    accs = [Buffer(f"{b.name}_acc", b.dtype, (Const(INDEX, 1),), "local") for b, _ in outs]
+    acc_outs = [(a, None) for a in accs]
+    zero = (_ZERO,)
+    update = nest.build(rest, _update(body, acc_outs, lambda _: zero),
+                        {c: d - first for c, d in depth.items() if d >= first})
+    init = seq(*(Store(a, ident, zero) for a, ident in zip(accs, combiner.identities)))
+    results = [Load(a, zero) for a in accs]
+    steps = [init, update]
+    buffers = list(accs)
+    if thread_leaf is not None:
+        strategy = _thread_strategy(stage, thread_leaf, plan.ranges[thread_leaf].extent)
+        combined = [Buffer(f"{b.name}_red", b.dtype, (Const(INDEX, 1),), "local") for b, _ in outs]
+        buffers.extend(combined)
+        extent = plan.ranges[thread_leaf].extent
+        steps.append(ThreadReduce(strategy, combiner, tuple(results), tuple(combined),
+                                  stage.bindings[thread_leaf], int(extent.value)))
+        results = [Load(b, zero) for b in combined]
+    if block_leaf is not None:
+        op = _ATOMIC_OPS.get(combiner.name)
+        if op is None or len(outs) > 1:
+            raise LoweringError(f"reduce_strategy 'atomic' on stage {stage.name}, axis "
+                                f"{block_leaf.name}: atomics combine sum, min and max, not "
+                                f"{combiner.name}; bind the axis to threadIdx instead")
+        write = AtomicUpdate(outs[0][0], op, results[0], store_index(outs[0][1]))
+    else:
+        write = seq(*(Store(b, r, store_index(o)) for (b, o), r in zip(outs, results)))
+    if thread_leaf is not None:
+        write = IfThenElse(ops.compare("eq", ThreadIndex(stage.bindings[thread_leaf]), 0), write)
+    steps.append(write)
+    stmt = seq(*steps)
+    for b in reversed(buffers):
+        stmt = Allocate(b, stmt)
+    return nest.build(leaves[:first], stmt, {c: d for c, d in depth.items() if d < first})
+
+
+#: The atomic update that combines partial results of each reducer.
+_ATOMIC_OPS = {"sum": "add", "min": "min", "max": "max"}
+
+
+def _gpu_reduction_leaves(stage, rest):
+    """The reduction loops bound to threadIdx and to blockIdx (None when absent), checked."""
+    for v in rest:
+        if v.kind == "data":
+            raise LoweringError(f"stage {stage.name}: with reduction loop(s) bound to GPU "
+                                f"threads, data loop {v.name} must come before the reduction "
+                                "loops; reorder it outside them")
+    thread_leaf = block_leaf = None
+    for v in rest:
+        tag, strategy = stage.bindings.get(v), stage.reduce_strategies.get(v)
+        if tag is None:
+            if strategy is not None:
+                raise LoweringError(f"reduce_strategy on stage {stage.name}, axis {v.name}: "
+                                    "the axis is not bound to a thread axis")
+            continue
+        if tag.startswith("blockIdx"):
+            if strategy != "atomic":
+                raise LoweringError(f"stage {stage.name}: reduction axis {v.name} is bound to "
+                                    f"{tag}, so blocks must combine their results; say "
+                                    f"s[{stage.name}].reduce_strategy({v.name}, 'atomic')")
+            if block_leaf is not None or stage.attach.kind != "root":
+                raise LoweringError(f"reduce_strategy 'atomic' on stage {stage.name}: needs a "
+                                    "stage computed at the root with one block-bound "
+                                    "reduction axis")
+            block_leaf = v
+        else:
+            if strategy == "atomic":
+                raise LoweringError(f"reduce_strategy 'atomic' on stage {stage.name}, axis "
+                                    f"{v.name}: atomics combine blocks; bind the axis to "
+                                    f"blockIdx, not {tag}")
+            if thread_leaf is not None:
+                raise LoweringError(f"stage {stage.name}: reduction axes {thread_leaf.name} and "
+                                    f"{v.name} are both bound to threads; fuse them into one")
+            thread_leaf = v
+    return thread_leaf, block_leaf
+
+
+def _thread_strategy(stage, leaf, extent) -> str:
+    """The cross-thread strategy of `leaf`: the one asked for, else "warp" where it applies."""
+    if not isinstance(extent, Const):
+        raise LoweringError(f"stage {stage.name}: reduction axis {leaf.name} is bound to "
+                            f"{stage.bindings[leaf]} with extent {extent}; a cross-thread "
+                            "reduction needs a constant number of threads (split by a constant)")
+    chosen = stage.reduce_strategies.get(leaf)
+    if chosen is not None:
+        return chosen
+    n = extent.value
+    fits_warps = (n <= 32 and n & (n - 1) == 0) or n % 32 == 0
+    return "warp" if fits_warps and stage.bindings[leaf] == "threadIdx.x" else "shared"
+
+
+def _atomic_init_nest(plan: StagePlan, buffers):
+    """For a reduction combined across blocks with atomics: a nest, bound to the GPU,
+    that fills its whole output with the reducer's identity (None otherwise)."""
+    stage = plan.stage
+    if not any(stage.reduce_strategies.get(v) == "atomic" for v in stage.leaf_iter_vars):
+        return None
+    out, _ = buffers[plan.op.output(0)]
+    identity = plan.op.body[0].combiner.identities[0]
+    total = Const(INDEX, 1)
+    for extent in out.shape:
+        total = ops.binary("mul", total, extent)
+    threads = 256
+    block, thread = Var(f"{out.name}_init_block", INDEX), Var(f"{out.name}_init_thread", INDEX)
+    flat = ops.binary("add", ops.binary("mul", block, threads), thread)
+    index, rest = [], flat
+    for extent in reversed(out.shape):
+        index.insert(0, ops.binary("floormod", rest, extent))
+        rest = ops.binary("floordiv", rest, extent)
+    fill = IfThenElse(ops.compare("lt", flat, total), Store(out, identity, tuple(index)))
+    blocks = ops.binary("floordiv", ops.binary("add", total, threads - 1), threads)
+    return For(block, _ZERO, blocks, "bound",
+               For(thread, _ZERO, Const(INDEX, threads), "bound", fill, thread_tag="threadIdx.x"),
+               thread_tag="blockIdx.x")
 
 
 def _update(body, outs, store_index):
@@ -295,9 +432,10 @@ class _NestBuilder:
                 for t in child.op.outputs:
                     stmt = Allocate(self.buffers[t][0], stmt)
             extent = plan.ranges[leaf].extent
-            kind = _LOOP_KIND[plan.stage.annotations.get(leaf)]
+            tag = plan.stage.bindings.get(leaf)
+            kind = "bound" if tag else _LOOP_KIND[plan.stage.annotations.get(leaf)]
             pragmas = tuple(plan.stage.pragmas.get(leaf, ()))
-            stmt = For(rename.get(leaf.var, leaf.var), _ZERO, extent, kind, stmt, pragmas)
+            stmt = For(rename.get(leaf.var, leaf.var), _ZERO, extent, kind, stmt, pragmas, tag)
         return stmt
 
 

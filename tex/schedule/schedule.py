@@ -15,7 +15,7 @@ from tex.dtype import INDEX
 from tex.errors import ScheduleError
 from tex.expr import Const, Reduce, TensorRead, Var
 from tex.schedule.relations import pass_down, pass_up, split_guards
-from tex.schedule.stage import Split, Stage
+from tex.schedule.stage import SCOPES, Split, Stage
 from tex.tensor import ComputeOp, IterVar, PlaceholderOp, Range, Tensor
 from tex.visitor import substitute, transform
 
@@ -187,7 +187,7 @@ class Schedule:
         """
         _check_tensor("cache_write", tensor)
         stage = self[tensor]
-        if stage.relations or stage.annotations or stage.attach.kind != "root":
+        if stage.relations or stage.annotations or stage.bindings or stage.attach.kind != "root":
             raise ScheduleError(f"cache_write of {tensor.name}: call it before any other "
                                 f"primitive on stage {stage.name}")
         if stage.op.num_outputs > 1:
@@ -253,8 +253,9 @@ class Schedule:
         stage.relations = [r for r in stage.relations
                            if (r.parent if isinstance(r, Split) else r.outer).kind == "data"]
         stage.leaf_iter_vars = [v for v in stage.leaf_iter_vars if v.kind == "data"] + [k]
-        stage.annotations = {v: a for v, a in stage.annotations.items()
-                             if v in stage.leaf_iter_vars}
+        for table in ("annotations", "bindings", "reduce_strategies"):
+            setattr(stage, table, {v: a for v, a in getattr(stage, table).items()
+                                   if v in stage.leaf_iter_vars})
         self.version += 1
 
 
@@ -297,9 +298,9 @@ def _check_tensor(primitive: str, tensor):
 
 
 def _scope(scope, primitive: str, name: str) -> str:
-    if scope not in ("global", "local"):
-        raise ScheduleError(f"{primitive} of {name}: scope must be 'global' or 'local', "
-                            f"got {scope!r}")
+    if scope not in SCOPES:
+        raise ScheduleError(f"{primitive} of {name}: scope must be one of "
+                            f"{', '.join(map(repr, SCOPES))}, got {scope!r}")
     return scope
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from tex.dtype import INDEX
 from tex.errors import ScheduleError
 from tex.expr import Var
+from tex.ir import THREAD_TAGS
 from tex.tensor import IterVar
 
 
@@ -50,6 +51,35 @@ INLINE = Attach("inline")
 #: Loop annotations a leaf axis may carry (at most one each).
 ANNOTATIONS = ("unroll", "vectorize", "parallel")
 
+#: Where a stage's buffer lives (see `Stage.set_scope`).
+SCOPES = ("global", "shared", "local")
+
+#: How the partial results of a reduction axis bound to a GPU thread axis are
+#: combined (see `Stage.reduce_strategy`).
+REDUCE_STRATEGIES = ("shared", "warp", "atomic")
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadAxis:
+    """A GPU thread axis that loops are bound to: `tex.thread_axis("threadIdx.x")`."""
+
+    tag: str
+
+
+def thread_axis(tag: str) -> ThreadAxis:
+    """The GPU thread axis `tag`: "blockIdx.x|y|z", "threadIdx.x|y|z" or "vthread".
+
+    A loop bound to a blockIdx axis runs its iterations on different blocks,
+    to a threadIdx axis on different threads of a block; "vthread" is a
+    virtual thread, run serially in each thread but treated like a thread by
+    bound inference (so a shared tile covers every virtual thread).
+    TVM: `te.thread_axis`; Halide: `gpu_blocks` / `gpu_threads`.
+    """
+    if tag not in THREAD_TAGS:
+        raise ScheduleError(f"thread_axis: unknown thread axis {tag!r}; expected one of "
+                            f"{', '.join(THREAD_TAGS)}")
+    return ThreadAxis(tag)
+
 
 @dataclass(eq=False)
 class Stage:
@@ -70,6 +100,8 @@ class Stage:
     pragmas: dict = field(default_factory=dict)       # IterVar -> [(key, value)]
     storage_aligns: dict = field(default_factory=dict)  # dim -> (factor, offset)
     scope: str = "global"
+    bindings: dict = field(default_factory=dict)      # IterVar -> thread tag
+    reduce_strategies: dict = field(default_factory=dict)  # IterVar -> "shared"|"warp"|"atomic"
 
     @staticmethod
     def of(op, schedule, origin_op=None) -> "Stage":
@@ -202,13 +234,16 @@ class Stage:
     def _replace_leaf(self, old, new: list):
         pos = self.leaf_iter_vars.index(old)
         self.leaf_iter_vars[pos:pos + 1] = new
-        for table in (self.annotations, self.pragmas):
+        for table in (self.annotations, self.pragmas, self.bindings, self.reduce_strategies):
             table.pop(old, None)
         self._touch()
 
     # --- annotations -------------------------------------------------------
     def _annotate(self, axis, what: str):
         axis = self._leaf(axis, what)
+        if axis in self.bindings:
+            raise ScheduleError(f"{what} on stage {self.name}: axis {axis.name} is bound to "
+                                f"{self.bindings[axis]}")
         if what == "parallel" and axis.kind == "reduce":
             raise ScheduleError(f"parallel on stage {self.name}: axis {axis.name} is a "
                                 "reduction axis; parallel iterations would race on the "
@@ -330,19 +365,88 @@ class Stage:
         self._touch()
 
     def set_scope(self, scope: str):
-        """Where the stage's buffer lives: "global" or "local" (GPU scopes come with CUDA)."""
-        if scope not in ("global", "local"):
-            raise ScheduleError(f"set_scope on stage {self.name}: scope must be 'global' or "
-                                f"'local', got {scope!r}")
+        """Where the stage's buffer lives: "global", "shared" or "local".
+
+        On a GPU, "shared" memory is seen by every thread of a block and
+        "local" is private to each thread (registers). A stage computed
+        inside a GPU kernel keeps the scope it is given; left "global", it
+        becomes "local" under a loop bound to threadIdx and "shared" under
+        loops bound to blockIdx only. Bound inference sizes a shared buffer
+        for every thread of the block, a local one for one thread.
+        TVM: `set_scope`; Halide: `store_in(MemoryType.GPUShared)`.
+        """
+        if scope not in SCOPES:
+            raise ScheduleError(f"set_scope on stage {self.name}: scope must be one of "
+                                f"{', '.join(map(repr, SCOPES))}, got {scope!r}")
         self.scope = scope
         self._touch()
 
-    # --- later issues ------------------------------------------------------------
+    # --- GPU ---------------------------------------------------------------------
     def bind(self, axis, thread_axis):
-        """Bind a loop to a GPU thread axis (comes with the CUDA backend)."""
-        raise ScheduleError(f"bind on stage {self.name}: GPU thread binding needs the CUDA "
-                            "backend, which is not part of this version of tex yet")
+        """Run the iterations of loop `axis` on the GPU threads of `thread_axis`.
 
+        `thread_axis` is `tex.thread_axis(tag)` (or the tag itself). Each tag
+        is bound at most once per stage. Stages computed inside a bound loop
+        may bind the same tag again: it means the same threads (that is how a
+        block fetches a shared tile together). A reduction axis bound to a
+        threadIdx axis is reduced across threads (`reduce_strategy` "shared"
+        or "warp"); one bound to a blockIdx axis is split across blocks and
+        combined with atomics ("atomic").
+        TVM: `bind`; Halide: `gpu_blocks` / `gpu_threads`.
+        """
+        axis = self._leaf(axis, "bind")
+        tag = thread_axis.tag if isinstance(thread_axis, ThreadAxis) else thread_axis
+        if tag not in THREAD_TAGS:
+            raise ScheduleError(f"bind on stage {self.name}, axis {axis.name}: expected "
+                                f"tex.thread_axis(...) or one of {', '.join(THREAD_TAGS)}, "
+                                f"got {thread_axis!r}")
+        if axis in self.annotations:
+            raise ScheduleError(f"bind on stage {self.name}: axis {axis.name} is already "
+                                f"marked {self.annotations[axis]}")
+        for other, other_tag in self.bindings.items():
+            if other_tag == tag and other is not axis and tag != "vthread":
+                raise ScheduleError(f"bind on stage {self.name}: {tag} is already bound to "
+                                    f"axis {other.name}; a thread axis is bound once per stage")
+        if axis.kind == "reduce" and tag == "vthread":
+            raise ScheduleError(f"bind on stage {self.name}: reduction axis {axis.name} "
+                                "cannot be a vthread; bind it to threadIdx or blockIdx")
+        self.bindings[axis] = tag
+        self._touch()
+
+    def reduce_strategy(self, axis, strategy: str):
+        """How the partial results of reduction loop `axis`, bound to GPU threads, combine.
+
+        * "shared": each thread stores its partial result in shared memory and
+          the block combines them in a tree (halving the active threads per
+          step, a barrier between steps). Any reducer, any bound threadIdx axis.
+        * "warp": warp shuffles combine the lanes of each warp without memory;
+          with more than one warp per reduction, one value per warp passes
+          through shared memory and a second shuffle round combines those.
+          The axis must be bound to threadIdx.x, with a power of two up to 32
+          threads or a multiple of 32. The default for a threadIdx-bound
+          reduction that allows it (else "shared").
+        * "atomic": the axis is bound to a blockIdx axis (split-K); each block
+          reduces its part and adds it to the output with one atomic update
+          per element, after a generated kernel fills the output with the
+          identity. Sum, min and max only. Float sums then depend on the
+          order blocks finish in, so results may differ in the last bits
+          from run to run.
+
+        TVM: `tvm.tir.transform.LowerThreadAllreduce` chooses shared or warp
+        by itself; tex makes it a schedule decision the autotuner can search.
+        """
+        axis = self._leaf(axis, "reduce_strategy")
+        if axis.kind != "reduce":
+            raise ScheduleError(f"reduce_strategy on stage {self.name}: axis {axis.name} is a "
+                                "data axis; give a reduction axis bound to a thread axis")
+        if strategy not in REDUCE_STRATEGIES:
+            raise ScheduleError(f"reduce_strategy on stage {self.name}, axis {axis.name}: "
+                                f"strategy must be one of {', '.join(map(repr, REDUCE_STRATEGIES))}, "
+                                f"got {strategy!r}")
+        self.reduce_strategies[axis] = strategy
+        self._touch()
+
+    # --- later issues ------------------------------------------------------------
     def tensorize(self, axis, intrin):
         """Replace a loop nest by a declared intrinsic (comes with the tensorize work)."""
         raise ScheduleError(f"tensorize on stage {self.name}: not available in this version "
@@ -360,6 +464,12 @@ class Stage:
         lines.append("loops: " + ", ".join(v.name for v in self.leaf_iter_vars))
         for iv, what in self.annotations.items():
             lines.append(f"{what}({iv.name})")
+        for iv, tag in self.bindings.items():
+            lines.append(f"bind({iv.name}, {tag})")
+        for iv, strategy in self.reduce_strategies.items():
+            lines.append(f"reduce_strategy({iv.name}, {strategy!r})")
+        if self.scope != "global":
+            lines.append(f"set_scope({self.scope!r})")
         if self.attach.kind == "at":
             lines.append(f"compute_at({self.attach.stage.name}, {self.attach.axis.name})")
         elif self.attach.kind == "inline":

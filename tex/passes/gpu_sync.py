@@ -1,0 +1,212 @@
+"""Barriers: `__syncthreads()` wherever threads hand shared memory to each other.
+
+Assumes: `split_host_device` and `lower_thread_reduce` ran.
+Guarantees, in each kernel:
+
+1. A barrier is never under code that only some threads run. A branch whose
+   condition depends on the thread (a threadIdx loop variable, a
+   `ThreadIndex`, anything defined from them) is pushed down into the
+   statements it guards wherever those statements read shared memory that
+   other statements under it write (`if c: (A; B)` becomes
+   `if c: A; if c: B`; `if c: for k: S` becomes `for k: if c: S`), which is
+   exact because guard conditions read no memory. A loop bound to threadIdx
+   with fewer iterations than the block has threads is such a branch too.
+2. Between a statement that writes a shared buffer and a later one that
+   reads it (or that reads it and a later one that writes it), a barrier
+   runs, also across iterations of an enclosing loop. Barriers already
+   there (from reductions) count; no barrier is placed where none is needed
+   by this rule.
+"""
+from __future__ import annotations
+
+from tex.expr import Const, Var
+from tex.ir import (Allocate, AtomicUpdate, Barrier, For, IfThenElse, KernelLaunch, LetStmt, Load,
+                    Seq, Store, ThreadIndex, seq)
+from tex.visitor import Rewriter, collect, free_vars, fresh_copy
+
+
+def insert_barriers(stmt):
+    """`stmt` with guards pushed down and barriers inserted (see the module docstring)."""
+    return _Kernels().rewrite(stmt)
+
+
+class _Kernels(Rewriter):
+    def rewrite_KernelLaunch(self, launch: KernelLaunch):
+        block = dict(zip(("threadIdx.x", "threadIdx.y", "threadIdx.z"), launch.block))
+        body = _Distribute(block, _Divergence(launch.body)).rewrite(launch.body)
+        body, _ = _Sync(block, _Divergence(body)).visit(body, _State())
+        if body is launch.body:
+            return launch
+        return KernelLaunch(launch.name, launch.grid, launch.block, launch.params,
+                            launch.size_vars, body)
+
+
+def _shared(stmt, kind) -> set:
+    return {n.buffer for n in collect(stmt, lambda n: isinstance(n, kind))
+            if n.buffer.scope == "shared"}
+
+
+def _needs_barrier_inside(stmt) -> bool:
+    """Whether `stmt` writes a shared buffer that it also reads, or holds a barrier."""
+    return bool(_shared(stmt, (Store, AtomicUpdate)) & _shared(stmt, Load)) or \
+        bool(collect(stmt, lambda n: isinstance(n, Barrier)))
+
+
+def _is_partial_thread_loop(loop: For, block: dict) -> bool:
+    """A loop bound to threadIdx that fewer threads run than the block has."""
+    if loop.kind != "bound" or not loop.thread_tag.startswith("threadIdx"):
+        return False
+    launch = block[loop.thread_tag]
+    return not (isinstance(launch, Const) and isinstance(loop.extent, Const)
+                and launch.value == loop.extent.value)
+
+
+class _Divergence:
+    """Which variables differ between the threads of a block."""
+
+    def __init__(self, stmt):
+        self.vars = set()
+        for node in collect(stmt, lambda n: isinstance(n, (For, LetStmt))):
+            if isinstance(node, For) and node.kind == "bound" and \
+                    node.thread_tag.startswith("threadIdx"):
+                self.vars.add(node.var)
+        changed = True
+        while changed:  # anything computed from a thread-dependent value depends on the thread
+            changed = False
+            for node in collect(stmt, lambda n: isinstance(n, (For, LetStmt))):
+                source = node.value if isinstance(node, LetStmt) else node.extent
+                if node.var not in self.vars and self.depends(source):
+                    self.vars.add(node.var)
+                    changed = True
+
+    def depends(self, expr) -> bool:
+        """Whether `expr` may differ between threads (a load is assumed to)."""
+        if free_vars(expr) & self.vars:
+            return True
+        return bool(collect(expr, lambda n: isinstance(n, Load) or isinstance(n, ThreadIndex)
+                            and n.tag.startswith("threadIdx")))
+
+
+class _Distribute(Rewriter):
+    """Push thread-dependent guards below the statements that need a barrier between them."""
+
+    def __init__(self, block: dict, divergence: _Divergence):
+        self.block, self.divergence = block, divergence
+
+    def rewrite_IfThenElse(self, node: IfThenElse):
+        node = self.generic_rewrite(node)
+        if node.else_body is not None or not self.divergence.depends(node.cond) or \
+                not _needs_barrier_inside(node.then_body) or \
+                collect(node.cond, lambda n: isinstance(n, Load)):
+            return node
+        pushed = _push_down(node.then_body, lambda body: IfThenElse(node.cond, body))
+        return node if pushed is None else self.rewrite(pushed)
+
+    def rewrite_For(self, node: For):
+        node = self.generic_rewrite(node)
+        if not _is_partial_thread_loop(node, self.block) or not _needs_barrier_inside(node.body):
+            return node
+
+        def wrap(body):
+            var = Var(node.var.name, node.var.dtype)
+            return For(var, node.min, node.extent, node.kind, fresh_copy(body, {node.var: var}),
+                       node.pragmas, node.thread_tag)
+        pushed = _push_down(node.body, wrap)
+        return node if pushed is None else self.rewrite(pushed)
+
+
+def _push_down(body, wrap):
+    """`wrap` (a guard) applied below the structure of `body` instead of around it
+    (None when `body` has no structure to go below)."""
+    if isinstance(body, Seq):
+        return seq(*(wrap(s) for s in body.stmts))
+    if isinstance(body, For) and body.kind in ("serial", "unrolled") or \
+            isinstance(body, For) and body.kind == "bound" and body.thread_tag == "vthread":
+        return For(body.var, body.min, body.extent, body.kind, wrap(body.body), body.pragmas,
+                   body.thread_tag)
+    if isinstance(body, LetStmt) and not collect(body.value, lambda n: isinstance(n, Load)):
+        return LetStmt(body.var, body.value, wrap(body.body))
+    if isinstance(body, Allocate):
+        return Allocate(body.buffer, wrap(body.body))
+    return None
+
+
+class _State:
+    """Shared buffers written and read since the last barrier."""
+
+    def __init__(self, written=frozenset(), read=frozenset()):
+        self.written, self.read = frozenset(written), frozenset(read)
+
+    def conflicts(self, reads, writes) -> bool:
+        return bool(reads & self.written or writes & self.read)
+
+    def then(self, reads, writes) -> "_State":
+        return _State(self.written | writes, self.read | reads)
+
+    def union(self, other: "_State") -> "_State":
+        return _State(self.written | other.written, self.read | other.read)
+
+    def __eq__(self, other):
+        return self.written == other.written and self.read == other.read
+
+
+class _Sync:
+    """Walks a kernel body in program order, placing barriers (see the module docstring)."""
+
+    def __init__(self, block: dict, divergence: _Divergence):
+        self.block, self.divergence = block, divergence
+
+    def visit(self, stmt, state: _State):
+        if isinstance(stmt, Barrier):
+            return stmt, _State()
+        if isinstance(stmt, Seq):
+            out = []
+            for s in stmt.stmts:
+                s, state = self.visit(s, state)
+                out.append(s)
+            return seq(*out), state
+        if isinstance(stmt, (LetStmt, Allocate)):
+            body, state = self.visit(stmt.body, state)
+            return _with_body(stmt, body), state
+        if isinstance(stmt, IfThenElse) and not self.divergence.depends(stmt.cond):
+            then, after_then = self.visit(stmt.then_body, state)
+            after_else, other = state, None
+            if stmt.else_body is not None:
+                other, after_else = self.visit(stmt.else_body, state)
+            return IfThenElse(stmt.cond, then, other), after_then.union(after_else)
+        if isinstance(stmt, For) and stmt.kind == "bound" and stmt.thread_tag != "vthread":
+            if _is_partial_thread_loop(stmt, self.block):
+                return self._leaf(stmt, state)
+            body, state = self.visit(stmt.body, state)  # all threads at once: no iterations
+            return _with_body(stmt, body), state
+        if isinstance(stmt, For) and not self.divergence.depends(stmt.extent) and \
+                not self.divergence.depends(stmt.min):
+            return self._loop(stmt, state)
+        return self._leaf(stmt, state)
+
+    def _loop(self, loop: For, state: _State):
+        """The loop's body synced for entry from `state` and from its own end state."""
+        entry = state
+        for _ in range(3):
+            body, end = self.visit(loop.body, entry)
+            if entry.union(end) == entry:
+                break
+            entry = entry.union(end)
+        return _with_body(loop, body), state.union(end)
+
+    def _leaf(self, stmt, state: _State):
+        reads, writes = _shared(stmt, Load), _shared(stmt, (Store, AtomicUpdate))
+        if state.conflicts(reads, writes):
+            return seq(Barrier(), stmt), _State().then(reads, writes)
+        return stmt, state.then(reads, writes)
+
+
+def _with_body(stmt, body):
+    if body is stmt.body:
+        return stmt
+    if isinstance(stmt, LetStmt):
+        return LetStmt(stmt.var, stmt.value, body)
+    if isinstance(stmt, For):
+        return For(stmt.var, stmt.min, stmt.extent, stmt.kind, body, stmt.pragmas,
+                   stmt.thread_tag)
+    return Allocate(stmt.buffer, body)
