@@ -151,7 +151,12 @@ class _State:
 
 
 class _Sync:
-    """Walks a kernel body in program order, placing barriers (see the module docstring)."""
+    """Walks a kernel body in program order, placing barriers (see the module docstring).
+
+    A barrier goes as high as it can: before the outermost loop or branch
+    that conflicts with what ran since the last barrier, so a loop that
+    reads a tile another statement wrote waits once, not once per iteration.
+    """
 
     def __init__(self, block: dict, divergence: _Divergence):
         self.block, self.divergence = block, divergence
@@ -165,24 +170,34 @@ class _Sync:
                 s, state = self.visit(s, state)
                 out.append(s)
             return seq(*out), state
-        if isinstance(stmt, (LetStmt, Allocate)):
+        if isinstance(stmt, (LetStmt, Allocate)):  # not steps in time: look inside
             body, state = self.visit(stmt.body, state)
             return _with_body(stmt, body), state
-        if isinstance(stmt, IfThenElse) and not self.divergence.depends(stmt.cond):
+        reads, writes = _shared(stmt, Load), _shared(stmt, (Store, AtomicUpdate))
+        barrier = None
+        if state.conflicts(reads, writes):
+            barrier, state = Barrier(), _State()
+        stmt, state = self._inside(stmt, state, reads, writes)
+        return seq(barrier, stmt), state
+
+    def _inside(self, stmt, state: _State, reads, writes):
+        """`stmt` with the barriers it needs inside, entered from `state` (no conflict)."""
+        uniform_if = isinstance(stmt, IfThenElse) and not self.divergence.depends(stmt.cond)
+        if uniform_if:
             then, after_then = self.visit(stmt.then_body, state)
-            after_else, other = state, None
+            other, after_else = None, state
             if stmt.else_body is not None:
                 other, after_else = self.visit(stmt.else_body, state)
             return IfThenElse(stmt.cond, then, other), after_then.union(after_else)
-        if isinstance(stmt, For) and stmt.kind == "bound" and stmt.thread_tag != "vthread":
-            if _is_partial_thread_loop(stmt, self.block):
-                return self._leaf(stmt, state)
+        if isinstance(stmt, For) and stmt.kind == "bound" and stmt.thread_tag != "vthread" \
+                and not _is_partial_thread_loop(stmt, self.block):
             body, state = self.visit(stmt.body, state)  # all threads at once: no iterations
             return _with_body(stmt, body), state
-        if isinstance(stmt, For) and not self.divergence.depends(stmt.extent) and \
+        if isinstance(stmt, For) and not _is_partial_thread_loop(stmt, self.block) and \
+                not self.divergence.depends(stmt.extent) and \
                 not self.divergence.depends(stmt.min):
             return self._loop(stmt, state)
-        return self._leaf(stmt, state)
+        return stmt, state.then(reads, writes)
 
     def _loop(self, loop: For, state: _State):
         """The loop's body synced for entry from `state` and from its own end state."""
@@ -193,12 +208,6 @@ class _Sync:
                 break
             entry = entry.union(end)
         return _with_body(loop, body), state.union(end)
-
-    def _leaf(self, stmt, state: _State):
-        reads, writes = _shared(stmt, Load), _shared(stmt, (Store, AtomicUpdate))
-        if state.conflicts(reads, writes):
-            return seq(Barrier(), stmt), _State().then(reads, writes)
-        return stmt, state.then(reads, writes)
 
 
 def _with_body(stmt, body):

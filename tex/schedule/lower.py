@@ -227,6 +227,11 @@ def _stage_nest(plan: StagePlan, buffers, plans) -> object:
         if p.stage.attach.kind == "at" and p.stage.attach.stage is stage:
             children.setdefault(p.stage.attach.axis, []).append(p)
     depth = {cond: _depth(cond, leaves) for _, cond in plan.guards}
+    if stage.bindings and children:
+        # Every thread must reach the stages computed inside the nest (they may be
+        # fetched cooperatively), so guards go below the deepest of them.
+        deepest = max(leaves.index(axis) for axis in children)
+        depth = {cond: max(d, deepest) for cond, d in depth.items()}
     nest = _NestBuilder(plan, buffers, plans, children)
     if not op.reduce_axis:
         provide = seq(*(Store(b, v, store_index(o)) for (b, o), v in zip(outs, body)))
