@@ -18,8 +18,8 @@ from tex import ops
 from tex.arith import simplify
 from tex.dtype import INDEX
 from tex.errors import LoweringError
-from tex.expr import Const, Var
-from tex.ir import Allocate, For, KernelLaunch, Load, LoweredFunc, Seq, Store, AtomicUpdate
+from tex.expr import Const
+from tex.ir import Allocate, AtomicUpdate, For, KernelLaunch, Load, LoweredFunc, Seq, Store
 from tex.printer import to_text
 from tex.visitor import collect, free_vars
 
@@ -29,7 +29,7 @@ _AXES = ("x", "y", "z")
 def split_host_device(func: LoweredFunc, target) -> LoweredFunc:
     """`func` with each root nest wrapped in a `KernelLaunch` (see the module docstring)."""
     allocations, body = [], func.body
-    while isinstance(body, Allocate):
+    while isinstance(body, Allocate) and body.buffer.scope == "global":
         allocations.append(body.buffer)
         body = body.body
     nests = body.stmts if isinstance(body, Seq) else (body,)
@@ -122,7 +122,3 @@ def _check_limits(name: str, grid, block, target):
                                 f"more than the {limit} {target} allows")
 
 
-def bound_vars(stmt) -> dict[Var, str]:
-    """Loop variable -> thread tag, for every loop in `stmt` bound to a thread axis."""
-    return {s.var: s.thread_tag for s in collect(stmt, lambda n: isinstance(n, For))
-            if s.kind == "bound"}

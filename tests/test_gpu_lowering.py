@@ -1,0 +1,262 @@
+"""GPU schedules lowered for target "cuda": kernels, launch sizes, scopes, barriers,
+reduction strategies, and the errors of illegal GPU schedules (no GPU needed)."""
+import pytest
+
+import tex
+from bench import gpu_schedules as cases
+
+
+def lowered(case_or_schedule, args=None) -> str:
+    if args is None:
+        case = case_or_schedule
+        return str(tex.lower(case.schedule, case.args, name=case.name, target="cuda"))
+    return str(tex.lower(case_or_schedule, args, target="cuda"))
+
+
+def vector_add(n=1000):
+    a = tex.placeholder((n,), name="a")
+    b = tex.compute((n,), lambda i: a[i] + 1.0, name="b")
+    return tex.create_schedule(b.op), a, b
+
+
+def test_bound_loops_become_one_launch_with_their_extents():
+    text = lowered(cases.elementwise(1000, threads=128))
+    assert "launch elementwise_kernel0(grid=(8, 1, 1), block=(128, 1, 1)):" in text
+    assert "for i_outer in blockIdx.x(8):" in text and "for i_inner in threadIdx.x(128):" in text
+    assert "if i_outer * 128 + i_inner < 1000:" in text
+
+
+def test_lower_without_a_target_shows_bound_loops_and_no_launch():
+    case = cases.elementwise(1000)
+    text = str(tex.lower(case.schedule, case.args))
+    assert "threadIdx.x(256)" in text and "launch" not in text
+
+
+def test_symbolic_sizes_give_a_symbolic_grid():
+    n = tex.var("n")
+    a = tex.placeholder((n,), name="a")
+    b = tex.compute((n,), lambda i: a[i] * 2.0, name="b")
+    s = tex.create_schedule(b.op)
+    bo, bi = s[b].split(b.op.axis[0], factor=64)
+    s[b].bind(bo, tex.thread_axis("blockIdx.x"))
+    s[b].bind(bi, tex.thread_axis("threadIdx.x"))
+    assert "grid=((n + 63) // 64, 1, 1), block=(64, 1, 1)" in lowered(s, [a, b])
+
+
+def test_shared_tiles_cover_the_block_and_barriers_bracket_their_use():
+    text = lowered(cases.matmul(100, 90, 70, tile=32, per_thread=4, step=8))
+    # A 32x8 tile of A and an 8x32 tile of B, for all 64 threads of the block
+    assert "A_shared = allocate(float32[256], 'shared')" in text
+    assert "B_shared = allocate(float32[256], 'shared')" in text
+    assert "C_local = allocate(float32[16], 'local')" in text
+    body = text[text.index("for r_outer"):]
+    # one barrier before refilling the tiles, one between filling and reading
+    assert body.count("sync_threads()") == 2
+    first, second = body.index("sync_threads()"), body.rindex("sync_threads()")
+    assert body.index("B_shared[") > first and body.index("A_shared[") < second
+    assert body.index("C_local[") > second
+
+
+def test_global_stage_inside_a_kernel_gets_shared_or_local_scope():
+    text = lowered(cases.softmax(9, 1000))
+    assert "row_max = allocate(float32[1], 'shared')" in text
+    assert "row_max_acc = allocate(float32[1], 'local')" in text
+
+
+def test_guards_of_a_consumer_do_not_hide_cooperative_fetches():
+    n, m, k = 100, 90, 70
+    A = tex.placeholder((n, k), name="A")
+    B = tex.placeholder((k, m), name="B")
+    r = tex.reduce_axis((0, k), name="r")
+    C = tex.compute((n, m), lambda i, j: tex.sum(A[i, r] * B[r, j], axis=r), name="C")
+    s = tex.create_schedule(C.op)
+    AS = s.cache_read(A, "shared", [C])
+    bi, bj, ti, tj = s[C].tile(*s[C].op.axis, 16, 16)
+    ro, ri = s[C].split(s[C].op.reduce_axis[0], factor=16)
+    s[C].reorder(bi, bj, ti, tj, ro, ri)
+    for axis, tag in zip((bi, bj, ti, tj), ("blockIdx.y", "blockIdx.x", "threadIdx.y",
+                                            "threadIdx.x")):
+        s[C].bind(axis, tex.thread_axis(tag))
+    s[AS].compute_at(s[C], ro)
+    s[AS].bind(s[AS].op.axis[0], tex.thread_axis("threadIdx.y"))
+    s[AS].bind(s[AS].op.axis[1], tex.thread_axis("threadIdx.x"))
+    text = lowered(s, [A, B, C])
+    loop = text[text.index("for r_outer"):]
+    fetch, guard = loop.index("A_shared["), loop.index("i_outer * 16 + i_inner < 100 and")
+    assert fetch < guard  # every thread fetches, then only those inside C compute
+
+
+@pytest.mark.parametrize("strategy", ["shared", "warp"])
+def test_cross_thread_reduction_strategies(strategy):
+    text = lowered(cases.row_reduce(13, 1000, strategy))
+    assert "if threadIdx.x == 0:" in text and "out[i] = out_red[0]" in text
+    if strategy == "warp":
+        assert "shfl_xor(out_red[0], 16, width=32" in text
+        assert "out_red_warps = allocate(float32[8], 'shared')" in text
+        assert text.count("sync_threads()") == 1
+    else:
+        assert "out_red_shared = allocate(float32[256], 'shared')" in text
+        assert "shfl" not in text and text.count("sync_threads()") == 9
+
+
+def test_warp_strategy_within_one_warp_needs_no_shared_memory():
+    text = lowered(cases.row_reduce(13, 1000, "warp", threads=16, reducer="max"))
+    assert "shared" not in text and "sync_threads" not in text
+    assert "shfl_xor(out_red[0], 8, width=32, mask=0xffff)" in text
+
+
+def test_default_strategy_is_warp_where_it_applies_else_shared():
+    for threads, expect in ((128, "shfl_xor"), (100, "out_red_shared")):
+        a = tex.placeholder((8, 1000), name="a")
+        k = tex.reduce_axis((0, 1000), name="k")
+        out = tex.compute((8,), lambda i: tex.sum(a[i, k], axis=k), name="out")
+        s = tex.create_schedule(out.op)
+        _, lanes = s[out].split(k, factor=threads)
+        s[out].bind(out.op.axis[0], tex.thread_axis("blockIdx.x"))
+        s[out].bind(lanes, tex.thread_axis("threadIdx.x"))
+        assert expect in lowered(s, [a, out])
+
+
+def test_atomic_strategy_zero_fills_in_its_own_kernel_then_adds():
+    text = lowered(cases.row_reduce(13, 1000, "atomic"))
+    first, second = text.index("launch row_sum_atomic_kernel0"), \
+        text.index("launch row_sum_atomic_kernel1")
+    assert "out[" in text[first:second] and "= 0.0" in text[first:second]
+    assert "atomic_add(out[" in text[second:]
+
+
+def test_atomic_min_fills_with_the_largest_value():
+    text = lowered(cases.row_reduce(13, 1000, "atomic", reducer="min"))
+    assert "= inf" in text and "atomic_min(out[" in text
+
+
+def test_block_and_thread_reduction_in_one_stage():
+    text = lowered(cases.full_sum(10_000, "atomic"))
+    assert "shfl_xor" in text and "atomic_add(out[0]" in text
+
+
+def test_rfactor_partials_live_in_registers():
+    text = lowered(cases.row_sum_rfactor(13, 1000, "warp"))
+    assert "out_rf = allocate(float32[1], 'local')" in text and "shfl_xor" in text
+
+
+# --- errors ---------------------------------------------------------------------------
+
+def test_unknown_thread_axis():
+    with pytest.raises(tex.ScheduleError, match="unknown thread axis 'threadIdx.w'"):
+        tex.thread_axis("threadIdx.w")
+
+
+def test_a_thread_axis_is_bound_once_per_stage():
+    s, a, b = vector_add()
+    bo, bi = s[b].split(b.op.axis[0], factor=32)
+    s[b].bind(bo, tex.thread_axis("threadIdx.x"))
+    with pytest.raises(tex.ScheduleError, match="threadIdx.x is already bound to axis i_outer"):
+        s[b].bind(bi, tex.thread_axis("threadIdx.x"))
+
+
+def test_bind_and_vectorize_exclude_each_other():
+    s, a, b = vector_add()
+    bo, bi = s[b].split(b.op.axis[0], factor=32)
+    s[b].vectorize(bi)
+    with pytest.raises(tex.ScheduleError, match="already marked vectorize"):
+        s[b].bind(bi, tex.thread_axis("threadIdx.x"))
+    s[b].bind(bo, tex.thread_axis("blockIdx.x"))
+    with pytest.raises(tex.ScheduleError, match="bound to blockIdx.x"):
+        s[b].parallel(bo)
+
+
+def test_unbound_stage_is_refused_on_cuda():
+    s, a, b = vector_add()
+    with pytest.raises(tex.LoweringError, match="computing b has no loop bound to a GPU thread"):
+        lowered(s, [a, b])
+
+
+def test_parallel_is_refused_on_cuda():
+    s, a, b = vector_add()
+    bo, bi = s[b].split(b.op.axis[0], factor=32)
+    s[b].parallel(bo)
+    s[b].bind(bi, tex.thread_axis("threadIdx.x"))
+    with pytest.raises(tex.LoweringError, match="marked parallel, a CPU annotation"):
+        lowered(s, [a, b])
+
+
+def test_too_many_threads_per_block():
+    s, a, b = vector_add(5000)
+    bo, bi = s[b].split(b.op.axis[0], factor=2048)
+    s[b].bind(bo, tex.thread_axis("blockIdx.x"))
+    s[b].bind(bi, tex.thread_axis("threadIdx.x"))
+    with pytest.raises(tex.LoweringError, match="threadIdx.x has 2048 threads, more than the 1024"):
+        lowered(s, [a, b])
+
+
+def test_too_many_threads_in_two_dimensions():
+    a = tex.placeholder((64, 64), name="a")
+    b = tex.compute((64, 64), lambda i, j: a[i, j], name="b")
+    s = tex.create_schedule(b.op)
+    s[b].bind(b.op.axis[0], tex.thread_axis("threadIdx.y"))
+    s[b].bind(b.op.axis[1], tex.thread_axis("threadIdx.x"))
+    with pytest.raises(tex.LoweringError, match="64 x 64 x 1 = 4096 threads is more than the 1024"):
+        lowered(s, [a, b])
+
+
+def test_bound_schedule_refused_for_the_cpu():
+    case = cases.elementwise(100)
+    with pytest.raises(tex.BuildError, match="GPU thread axis; build it for target='cuda'"):
+        tex.build(case.schedule, case.args, target="llvm")
+
+
+def test_reduction_bound_to_blocks_needs_the_atomic_strategy():
+    a = tex.placeholder((8, 100), name="a")
+    k = tex.reduce_axis((0, 100), name="k")
+    out = tex.compute((8,), lambda i: tex.sum(a[i, k], axis=k), name="out")
+    s = tex.create_schedule(out.op)
+    ko, ki = s[out].split(k, nparts=4)
+    s[out].bind(ko, tex.thread_axis("blockIdx.x"))
+    s[out].bind(out.op.axis[0], tex.thread_axis("threadIdx.x"))
+    with pytest.raises(tex.LoweringError, match=r"reduce_strategy\(k_outer, 'atomic'\)"):
+        lowered(s, [a, out])
+
+
+def test_atomic_refuses_other_reducers():
+    a = tex.placeholder((8, 100), name="a")
+    k = tex.reduce_axis((0, 100), name="k")
+    prod = tex.comm_reducer(lambda x, y: x * y, lambda t: tex.const(1.0, t), name="prod")
+    out = tex.compute((8,), lambda i: prod(a[i, k], axis=k), name="out")
+    s = tex.create_schedule(out.op)
+    ko, ki = s[out].split(k, nparts=4)
+    s[out].bind(ko, tex.thread_axis("blockIdx.x"))
+    s[out].bind(out.op.axis[0], tex.thread_axis("threadIdx.x"))
+    s[out].reduce_strategy(ko, "atomic")
+    with pytest.raises(tex.LoweringError, match="atomics combine sum, min and max, not prod"):
+        lowered(s, [a, out])
+
+
+def test_warp_strategy_needs_whole_warps():
+    with pytest.raises(tex.LoweringError, match="reduce_strategy 'warp' needs"):
+        lowered(cases.row_reduce(13, 700, "warp", threads=100))
+
+
+def test_reduce_strategy_errors():
+    s, a, b = vector_add()
+    with pytest.raises(tex.ScheduleError, match="is a data axis"):
+        s[b].reduce_strategy(b.op.axis[0], "warp")
+    a2 = tex.placeholder((8, 100), name="a")
+    k = tex.reduce_axis((0, 100), name="k")
+    out = tex.compute((8,), lambda i: tex.sum(a2[i, k], axis=k), name="out")
+    s = tex.create_schedule(out.op)
+    with pytest.raises(tex.ScheduleError, match="strategy must be one of 'shared', 'warp', "
+                                                "'atomic', got 'tree'"):
+        s[out].reduce_strategy(k, "tree")
+
+
+def test_data_loop_inside_a_thread_reduction_is_refused():
+    a = tex.placeholder((8, 100), name="a")
+    k = tex.reduce_axis((0, 100), name="k")
+    out = tex.compute((8,), lambda i: tex.sum(a[i, k], axis=k), name="out")
+    s = tex.create_schedule(out.op)
+    ko, ki = s[out].split(k, factor=32)
+    s[out].reorder(ko, out.op.axis[0], ki)
+    s[out].bind(ki, tex.thread_axis("threadIdx.x"))
+    with pytest.raises(tex.LoweringError, match="data loop i must come before the reduction"):
+        lowered(s, [a, out])
