@@ -28,13 +28,16 @@ What the source guarantees (expressions: see `tex.codegen.cuda_expr`):
 * A vector store to an aligned `Ramp` of 2 or 4 elements is one `float4`
   (...) store of `make_float4(...)`; otherwise it stores lane by lane, after
   reading every lane when the value reads the buffer it stores to.
+* An `IntrinsicCall` (tensorize) is a call `name(&buffer[index]..., values...)`;
+  its definition and headers come once before the kernels, and the buffers it
+  reaches are aligned (declared `__align__`, or via `alignments`) to its `align`.
 
 Anything else in a program raises `BuildError` naming the kernel and the loop
 or buffer at fault. The cubin comes from `tex.codegen.nvrtc` (cached per source).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tex import ops
 from tex.arith import Interval, bound
@@ -48,7 +51,7 @@ from tex.ir import (Allocate, AtomicUpdate, Buffer, For, KernelLaunch, Load, Low
 from tex.target import as_target
 from tex.visitor import collect
 
-#: How many bytes one kernel's source line may take before its arguments wrap.
+#: How many characters a kernel's signature may take before its arguments wrap.
 _LINE_WIDTH = 100
 _INDENT = "  "
 
@@ -66,7 +69,7 @@ class CudaLaunch:
     block: tuple[Expr, Expr, Expr]
     params: tuple[Buffer, ...]
     size_vars: tuple[Var, ...]
-    alignments: tuple[int, ...] = field(default=())
+    alignments: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -125,7 +128,8 @@ def _host_program(func: LoweredFunc) -> tuple[list[Buffer], list[KernelLaunch]]:
             first_line = str(s).strip().splitlines()[0]
             raise BuildError(f"{func.name}: the host code of a CUDA program may only allocate "
                              f"global buffers and launch kernels, found `{first_line}` "
-                             f"({type(s).__name__}); bind its loops to GPU thread axes")
+                             f"({type(s).__name__}); every computation runs in a kernel: bind "
+                             "its loops to GPU thread axes")
 
     walk(func.body)
     return temporaries, launches
@@ -154,8 +158,7 @@ class _KernelEmitter(ExprEmitter):
                           launch.size_vars, alignments)
 
     def _signature(self) -> str:
-        written = {n.buffer for n in collect(self.launch.body,
-                                             lambda n: isinstance(n, (Store, AtomicUpdate)))}
+        written = _written_buffers(self.launch.body)
         args = []
         for b in self.launch.params:
             name = self.buffers[b] = self.names.fresh(b.name)
@@ -267,13 +270,17 @@ class _KernelEmitter(ExprEmitter):
                              f"shape ({shape}); {b.scope} arrays need a constant size "
                              "(split its axes by constant factors)")
         name = self.buffers[b] = self.names.fresh(b.name)
-        ctype = c_type(b.dtype)
         self.preamble.use_type(b.dtype)
+        align = max([16 if b.scope == "shared" else b.dtype.itemsize]
+                    + [call.align for call in _intrinsic_calls(s.body)
+                       if any(p.buffer is b for p in call.pointers)])
+        declaration = f"{c_type(b.dtype)} {name}[{size}];"
+        if align > b.dtype.itemsize:
+            declaration = f"__align__({align}) {declaration}"
         if b.scope == "shared":
             self.shared.append((b, size * b.dtype.itemsize))
-            self.line(f"__shared__ __align__(16) {ctype} {name}[{size}];")
-        else:
-            self.line(f"{ctype} {name}[{size}];")
+            declaration = f"__shared__ {declaration}"
+        self.line(declaration)
         self.stmt(s.body)
 
     def stmt_IfThenElse(self, s):
@@ -317,7 +324,7 @@ class _KernelEmitter(ExprEmitter):
         values = [self.expr(s.value, k) for k in range(lanes)]
         vector = vector_type(s.buffer, index)
         if vector is not None:
-            self.note_alignment(s.buffer, lanes)
+            self.note_alignment(s.buffer, lanes * s.buffer.dtype.itemsize)
             base = self.operand(index.base, 0, ADD + 1)
             texts = [f"*({vector}*)({name} + {base}) = make_{vector}({', '.join(values)});"]
         else:
@@ -334,6 +341,15 @@ class _KernelEmitter(ExprEmitter):
         ctype = c_type(s.buffer.dtype)
         self.prelude += [f"const {ctype} {n} = {v};" for n, v in zip(names, values)]
         return names
+
+    def stmt_IntrinsicCall(self, s):
+        """`name(&buffer[index]..., values...)`, the function defined in the preamble."""
+        self.preamble.definition(s.name, s.definition, s.headers)
+        for p in s.pointers:
+            self.note_alignment(p.buffer, s.align)
+        args = [f"&{self.expr(p)}" for p in s.pointers] + [self.expr(v) for v in s.values]
+        self.flush()
+        self.line(f"{s.name}({', '.join(args)});")
 
     def stmt_AtomicUpdate(self, s):
         (index,) = s.indices
@@ -354,6 +370,19 @@ class _KernelEmitter(ExprEmitter):
                              "int64 or uint64")
         self.flush()
         self.line(text + ";")
+
+
+def _intrinsic_calls(body) -> list:
+    """The `IntrinsicCall`s in `body` (matched by name, as statements are dispatched)."""
+    return collect(body, lambda n: type(n).__name__ == "IntrinsicCall")
+
+
+def _written_buffers(body) -> set[Buffer]:
+    """Buffers `body` stores to, updates atomically, or passes to an intrinsic that writes."""
+    written = {n.buffer for n in collect(body, lambda n: isinstance(n, (Store, AtomicUpdate)))}
+    for call in _intrinsic_calls(body):
+        written.update(call.pointers[k].buffer for k in call.writes)
+    return written
 
 
 def _end(s: For) -> Expr:

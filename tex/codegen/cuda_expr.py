@@ -15,8 +15,8 @@ Guarantees:
 * Integer floordiv/floormod round toward negative infinity through small
   helpers (`tex_floordiv_i64`, ...), or are C's `/` and `%` where both
   operands are provably non-negative (`tex.arith.const_bound` over the ranges
-  of the enclosing loops). Float floordiv is `floor(a / b)`, floormod
-  `a - floor(a / b) * b`.
+  of the enclosing loops; thread indices are non-negative). Float floordiv is
+  `floor(a / b)`, floormod `a - floor(a / b) * b`.
 * Float min/max are `fminf`/`fmaxf` (a NaN operand yields the other one).
   Integers narrower than 32 bits wrap: their sums, differences and products
   are cast back to their type.
@@ -32,12 +32,13 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from tex.arith import const_bound
+from tex.arith import Interval, const_bound
 from tex.dtype import (DType, bool_, float16, float32, float64, int8, int16, int32, int64,
                        uint8, uint16, uint32, uint64)
 from tex.errors import BuildError
 from tex.expr import Binary, Const, Expr, Var, _int_range
-from tex.ir import Broadcast, Buffer, Ramp
+from tex.ir import Broadcast, Buffer, Ramp, ThreadIndex
+from tex.visitor import transform
 
 #: C precedence levels, tighter binding higher.
 ATOM, UNARY, MUL, ADD, REL, EQ, AND, OR, COND = 15, 14, 13, 12, 10, 9, 5, 4, 3
@@ -51,7 +52,7 @@ _C_TYPES = {bool_: "bool", int8: "signed char", int16: "short", int32: "int",
 _VECTOR_TYPES = {(float32, 2): "float2", (float32, 4): "float4", (int32, 2): "int2",
                  (int32, 4): "int4", (uint32, 2): "uint2", (uint32, 4): "uint4",
                  (float64, 2): "double2", (int64, 2): "longlong2", (uint64, 2): "ulonglong2"}
-LANE_FIELDS = ("x", "y", "z", "w")
+_LANE_FIELDS = ("x", "y", "z", "w")
 
 _ARITH = {"add": ("+", ADD), "sub": ("-", ADD), "mul": ("*", MUL), "div": ("/", MUL)}
 _COMPARE = {"eq": ("==", EQ), "ne": ("!=", EQ), "lt": ("<", REL), "le": ("<=", REL),
@@ -77,7 +78,7 @@ _CUDA_WORDS = """
     floorf ceil ceilf pow powf atomicAdd atomicMin atomicMax atomicCAS float2 float4 int2
     int4 uint2 uint4 double2 longlong2 ulonglong2
 """
-RESERVED = frozenset(_CPP_WORDS.split()) | frozenset(_CUDA_WORDS.split())
+_RESERVED = frozenset(_CPP_WORDS.split()) | frozenset(_CUDA_WORDS.split())
 
 
 def c_type(dtype: DType) -> str:
@@ -121,7 +122,7 @@ class Names:
     invalid characters become `_`, and a taken name gets a numeric suffix."""
 
     def __init__(self):
-        self.taken = set(RESERVED)
+        self.taken = set(_RESERVED)
 
     def fresh(self, hint: str) -> str:
         base = re.sub(r"[^0-9A-Za-z_]", "_", hint) or "v"
@@ -169,6 +170,12 @@ class Preamble:
                          to_bits="(unsigned long long)__double_as_longlong", fn=f"f{op}")
         self.helpers.setdefault(name, _ATOMIC_CAS.format(name=name, t=c_type(dtype), **parts))
         return name
+
+    def definition(self, name: str, text: str, headers: tuple[str, ...]):
+        """A device function a tensorize intrinsic brought in, after its headers."""
+        if self.helpers.setdefault(name, text) != text:
+            raise BuildError(f"two intrinsics named {name} have different definitions")
+        self.headers.update(dict.fromkeys(headers))
 
     def text(self) -> str:
         includes = "".join(f"#include <{h}>\n" for h in self.headers)
@@ -250,8 +257,9 @@ class ExprEmitter:
     `values` maps each variable in scope to its C text (one per lane),
     `buffers` each buffer to its C name, `ranges` the loop variables to their
     `Interval`s, `alignments` the buffers accessed as vectors to the byte
-    alignment that needs. Hoisted declarations collect in `prelude`, which the statement
-    emitter writes before the statement it emits (`begin_statement` clears it).
+    alignment their pointers need. Hoisted declarations collect in `prelude`,
+    which the statement emitter writes before the statement it emits
+    (`begin_statement` clears it).
     """
 
     def __init__(self, preamble: Preamble, names: Names, context: str):
@@ -263,6 +271,7 @@ class ExprEmitter:
         self.prelude: list[str] = []
         self._hoisted: dict = {}  # id of a Load or Let node -> its temporaries, this statement
         self._conditional = 0
+        self._thread_vars: dict[str, Var] = {}  # ThreadIndex tag -> its stand-in variable
 
     def begin_statement(self):
         self.prelude, self._hoisted = [], {}
@@ -308,8 +317,8 @@ class ExprEmitter:
             return literal(float32, e.value)
         return f"__half2float({self.expr(e, lane)})", ATOM
 
-    def note_alignment(self, b: Buffer, lanes: int):
-        size = lanes * b.dtype.itemsize
+    def note_alignment(self, b: Buffer, size: int):
+        """The pointer of `b` must be aligned to `size` bytes."""
         self.alignments[b] = max(size, self.alignments.get(b, size))
 
     def buffer(self, b: Buffer) -> str:
@@ -388,8 +397,18 @@ class ExprEmitter:
         """Whether both operands of a scalar signed division are provably >= 0."""
         if e.dtype.lanes != 1 or e.dtype.kind != "int":
             return False
-        lows = (const_bound(x, self.ranges)[0] for x in (e.a, e.b))
+        operands = (transform(x, post=self._thread_index_as_var) for x in (e.a, e.b))
+        lows = (const_bound(x, self.ranges)[0] for x in operands)
         return all(low is not None and low >= 0 for low in lows)
+
+    def _thread_index_as_var(self, node):
+        """A `ThreadIndex` as a variable ranging over [0, inf), for the bounds analysis."""
+        if not isinstance(node, ThreadIndex):
+            return None
+        if node.tag not in self._thread_vars:
+            var = self._thread_vars[node.tag] = Var(node.tag)
+            self.ranges[var] = Interval(0, None)
+        return self._thread_vars[node.tag]
 
     def expr_Compare(self, e, lane):
         symbol, prec = _COMPARE[e.op]
@@ -474,12 +493,12 @@ class ExprEmitter:
         if vector is None or self._conditional:
             return f"{name}[{self.expr(index, lane)}]", ATOM
         if id(e) not in self._hoisted:
-            self.note_alignment(e.buffer, index.lanes)
+            self.note_alignment(e.buffer, index.lanes * e.buffer.dtype.itemsize)
             temp = self.names.fresh(f"{e.buffer.name}_vec")
             base = self.operand(index.base, 0, ADD + 1)
             self.prelude.append(f"const {vector} {temp} = *(const {vector}*)({name} + {base});")
             self._hoisted[id(e)] = temp
-        return f"{self._hoisted[id(e)]}.{LANE_FIELDS[lane]}", ATOM
+        return f"{self._hoisted[id(e)]}.{_LANE_FIELDS[lane]}", ATOM
 
     def expr_Let(self, e, lane):
         if self._conditional:

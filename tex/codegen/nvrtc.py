@@ -14,8 +14,9 @@ Guarantees:
   nvidia-cuda-runtime wheel) is passed only to sources that `#include`.
 
 Options: `--std=c++17`; no fast-math flags, so float results follow IEEE
-rounding as on the CPU. A small kernel compiles in about 35 ms (250 ms for the
-first compile of a process, which loads NVRTC; 120 ms with `cuda_fp16.h`).
+rounding as on the CPU. A small elementwise kernel compiles to a cubin in about
+25 ms (35 ms with `cuda_fp16.h`, 18 ms to PTX); the first compile of a process
+takes 100-250 ms more, loading NVRTC (NVRTC 13.5, measured on a 2-core x86 host).
 """
 from __future__ import annotations
 
