@@ -9,10 +9,11 @@ setup(
     python_requires=">=3.10",
     # xgboost-cpu is XGBoost without the CUDA libraries (5 MB rather than 300)
     # cuda-bindings + nvidia-cuda-nvrtc compile CUDA C in process (no GPU needed);
-    # nvidia-cuda-runtime only for the headers kernels include (cuda_fp16.h)
+    # nvidia-cuda-runtime and -crt only for the headers kernels include
+    # (cuda_fp16.h; mma.h, which includes crt/mma.h)
     install_requires=["numpy>=1.24", "llvmlite>=0.42", "xgboost-cpu>=2.0",
                       "cuda-bindings>=13.0", "nvidia-cuda-nvrtc>=13.0",
-                      "nvidia-cuda-runtime>=13.0"],
+                      "nvidia-cuda-runtime>=13.0", "nvidia-cuda-crt>=13.0"],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "nbclient>=0.7", "nbformat>=5",
                  "ipykernel>=6", "jupytext>=1.14", "matplotlib>=3.5"],
