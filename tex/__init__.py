@@ -6,12 +6,13 @@ program (`lower`) and compile it (`build`). See README.md and tutorials/.
 """
 from tex.driver import build, lower
 from tex.dtype import DType
-from tex.errors import (ArgumentError, BuildError, ExprError, LoweringError, ScheduleError,
-                        TexError)
+from tex.errors import (ArgumentError, BuildError, DeviceError, ExprError, LoweringError,
+                        ScheduleError, TexError)
 from tex.expr import Expr, Var
 from tex.ops import all_ as all  # noqa: A001
 from tex.ops import any_ as any  # noqa: A001
 from tex.ops import cast, if_then_else
+from tex.runtime.cuda import DeviceArray, device_array, empty_device
 from tex.schedule import Schedule, Stage, create_schedule, thread_axis
 from tex.target import Target
 from tex.tensor import (IterVar, Range, Tensor, comm_reducer, compute, const, max, max_value, min,
@@ -39,10 +40,11 @@ def floormod(a, b): return _ops.binary("floormod", a, b)
 
 
 __all__ = [
-    "ArgumentError", "BuildError", "DType", "Expr", "ExprError", "IterVar", "LoweringError",
-    "Range", "Schedule", "ScheduleError", "Stage", "Target", "Tensor", "TexError", "Var", "abs",
-    "all", "any", "build", "cast", "ceil", "comm_reducer", "compute", "const",
-    "create_schedule", "erf", "exp", "floor", "floordiv", "floormod", "if_then_else", "log",
+    "ArgumentError", "BuildError", "DType", "DeviceArray", "DeviceError", "Expr", "ExprError",
+    "IterVar", "LoweringError", "Range", "Schedule", "ScheduleError", "Stage", "Target", "Tensor",
+    "TexError", "Var", "abs", "all", "any", "build", "cast", "ceil", "comm_reducer", "compute",
+    "const", "create_schedule", "device_array", "empty_device", "erf", "exp", "floor",
+    "floordiv", "floormod", "if_then_else", "log",
     "lower", "max", "max_value", "min", "min_value", "placeholder", "pow",
     "reduce_axis", "rsqrt", "thread_axis", "select", "sigmoid", "sqrt", "sum", "tanh", "var",
 ]

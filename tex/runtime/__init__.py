@@ -1,9 +1,13 @@
-"""Running compiled kernels: argument checking, the compile cache.
+"""Running compiled kernels: argument checking, the compile cache, the CUDA driver.
 
 `build_kernel(func, target)` is the short way from a LoweredFunc to a callable
-`Kernel`; `compile_cached` compiles each distinct program once.
+`Kernel`; `compile_cached` compiles each distinct program once. `CudaKernel`
+runs a compiled CUDA module; `DeviceArray` (`device_array`, `empty_device`) is
+GPU memory, and `gpu_available()` says whether CUDA kernels can run here.
 """
 from tex.runtime.cache import clear_cache, compile_cached
+from tex.runtime.cuda import CudaKernel, DeviceArray, device_array, empty_device, gpu_available
 from tex.runtime.kernel import Kernel, build_kernel
 
-__all__ = ["Kernel", "build_kernel", "clear_cache", "compile_cached"]
+__all__ = ["CudaKernel", "DeviceArray", "Kernel", "build_kernel", "clear_cache", "compile_cached",
+           "device_array", "empty_device", "gpu_available"]

@@ -14,6 +14,7 @@ name and position), the dimension, what was expected and what came.
 
 The compiled entry point is `void f(void** buffers, int64* sizes)` (see
 `tex.codegen.llvm`); the call goes through one prebuilt ctypes prototype.
+The checks live in `Signature` and `Param`, which `tex.runtime.cuda` shares.
 """
 from __future__ import annotations
 
