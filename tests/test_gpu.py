@@ -1,0 +1,93 @@
+"""Every GPU schedule of bench/gpu_schedules.py, built for "cuda": emitted as CUDA C,
+compiled by NVRTC (always), and run against NumPy on random data (when a GPU is here)."""
+import numpy as np
+import pytest
+
+import tex
+from bench import gpu_schedules as cases
+from tex.runtime.cuda import gpu_available
+
+ALL = cases.all_cases()
+needs_gpu = pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    return {case.name + str(i): case.build() for i, case in enumerate(ALL)}
+
+
+def _ids():
+    return [case.name + str(i) for i, case in enumerate(ALL)]
+
+
+@pytest.mark.parametrize("key", _ids())
+def test_compiles_to_ptx(kernels, key):
+    kernel = kernels[key]
+    source = kernel.get_source("cuda")
+    assert "__global__" in source
+    assert ".entry" in kernel.get_source("ptx")
+
+
+def _source(name, **kwargs):
+    return getattr(cases, name)(**kwargs).build().get_source("cuda")
+
+
+def test_structure_of_the_shared_memory_matmul():
+    source = _source("matmul", n=100, m=90, k=70)
+    assert "float A_shared[1024]" in source and "float B_shared[1024]" in source
+    assert source.count("__shared__") == 2
+    assert source.count("__syncthreads();") == 2
+
+
+def test_structure_of_each_reduction_strategy():
+    shared = _source("row_reduce", rows=13, cols=1000, strategy="shared")
+    assert "__shared__" in shared and "__syncthreads();" in shared and "__shfl" not in shared
+    warp = _source("row_reduce", rows=13, cols=1000, strategy="warp")
+    assert "__shfl_xor_sync(" in warp
+    atomic = _source("row_reduce", rows=13, cols=1000, strategy="atomic")
+    assert "atomicAdd(" in atomic and atomic.count("__global__") == 2
+
+
+def test_atomic_max_of_floats_compiles():
+    source = _source("row_reduce", rows=13, cols=1000, strategy="atomic", reducer="max")
+    assert "atomicCAS" in source
+
+
+def test_running_without_a_gpu_says_so():
+    if gpu_available():
+        pytest.skip("a GPU is present")
+    case = cases.elementwise(100)
+    kernel = case.build()
+    with pytest.raises(tex.DeviceError, match="needs an NVIDIA GPU"):
+        kernel(*case.inputs())
+
+
+@needs_gpu
+@pytest.mark.parametrize("key", _ids())
+def test_matches_numpy(kernels, key):
+    case = ALL[_ids().index(key)]
+    inputs = case.inputs()
+    result = kernels[key](*inputs)
+    expected = case.reference(*inputs)
+    tolerance = 1e-3 if case.dtype == "float32" else 2e-2
+    np.testing.assert_allclose(result, expected, rtol=tolerance, atol=tolerance)
+
+
+@needs_gpu
+def test_atomic_reduction_refills_its_output_on_every_call():
+    case = cases.full_sum(10_000, "atomic")
+    kernel = case.build()
+    data, = case.inputs()
+    out = np.full((1,), 123.0, "float32")
+    for _ in range(3):
+        kernel(data, out)
+        np.testing.assert_allclose(out, case.reference(data), rtol=1e-4)
+
+
+@needs_gpu
+def test_device_arrays_stay_on_the_device():
+    case = cases.elementwise(5000)
+    kernel = case.build()
+    inputs = case.inputs()
+    result = kernel(*(tex.device_array(x) for x in inputs))
+    np.testing.assert_allclose(result.numpy(), case.reference(*inputs), rtol=1e-6)
