@@ -14,6 +14,7 @@ from tex.ops import any_ as any  # noqa: A001
 from tex.ops import cast, if_then_else
 from tex.runtime.cuda import DeviceArray, device_array, empty_device
 from tex.schedule import Schedule, Stage, create_schedule, thread_axis
+from tex.schedule.tensorize import decl_tensor_intrin
 from tex.target import Target
 from tex.tensor import (IterVar, Range, Tensor, comm_reducer, compute, const, max, max_value, min,
                         min_value, placeholder, reduce_axis, sum, var)
@@ -43,8 +44,8 @@ __all__ = [
     "ArgumentError", "BuildError", "DType", "DeviceArray", "DeviceError", "Expr", "ExprError",
     "IterVar", "LoweringError", "Range", "Schedule", "ScheduleError", "Stage", "Target", "Tensor",
     "TexError", "Var", "abs", "all", "any", "build", "cast", "ceil", "comm_reducer", "compute",
-    "const", "create_schedule", "device_array", "empty_device", "erf", "exp", "floor",
-    "floordiv", "floormod", "if_then_else", "log",
+    "const", "create_schedule", "decl_tensor_intrin", "device_array", "empty_device", "erf",
+    "exp", "floor", "floordiv", "floormod", "if_then_else", "log",
     "lower", "max", "max_value", "min", "min_value", "placeholder", "pow",
     "reduce_axis", "rsqrt", "thread_axis", "select", "sigmoid", "sqrt", "sum", "tanh", "var",
 ]

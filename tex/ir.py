@@ -10,6 +10,8 @@ codegen emits it. Expression nodes shared with tensor expressions are in
   `ThreadIndex`, `Barrier`, `AtomicUpdate`, `WarpShuffle`, the cross-thread
   `ThreadReduce` (expanded by a pass before codegen) and `KernelLaunch`, the
   host-side launch of a device body.
+* `IntrinsicCall` calls a device function that tensorize brought in (a
+  tensor-core tile operation, see `tex.intrin.cuda_wmma`).
 
 Before `flatten_storage`, loads and stores index a buffer with one index per
 dimension; afterwards every buffer is one-dimensional.
@@ -296,6 +298,38 @@ class AtomicUpdate(Stmt):
         if _check_indices(self.buffer, self.indices) != 1 or self.value.dtype != self.buffer.dtype:
             raise ExprError(f"AtomicUpdate of {self.buffer.name}: needs a scalar index and a "
                             f"{self.buffer.dtype} value, got {self.value.dtype}")
+
+
+@dataclass(frozen=True, eq=False, slots=True, repr=False)
+class IntrinsicCall(Stmt):
+    """`name(&pointers..., values...)`: a call of the device function `name`, which
+    `definition` (C text, after `#include <h>` for each of `headers`) defines.
+
+    Each of `pointers` is a scalar `Load` whose *address* is passed, `&buffer[index]`,
+    as a pointer to the buffer's element type (const unless its position is in
+    `writes`); `values` follow, passed by value. Every buffer a pointer reaches must
+    be aligned to `align` bytes. Passes see the pointers as loads, so kernels take
+    their buffers and flattening linearises their indices; they do not see the
+    writes (the barrier pass neither). Made by tensorize intrinsics, e.g.
+    `tex.intrin.cuda_wmma`, whose docstrings say what else the call assumes.
+    """
+
+    name: str
+    pointers: tuple[Expr, ...]
+    values: tuple[Expr, ...]
+    definition: str
+    headers: tuple[str, ...] = ()
+    writes: tuple[int, ...] = ()
+    align: int = 1
+
+    def __post_init__(self):
+        for p in self.pointers:
+            if not isinstance(p, Load) or p.dtype.lanes != 1:
+                raise ExprError(f"IntrinsicCall {self.name}: each pointer is a scalar Load "
+                                f"(its address is passed), got {type(p).__name__}")
+        if any(not 0 <= w < len(self.pointers) for w in self.writes):
+            raise ExprError(f"IntrinsicCall {self.name}: writes {self.writes} must index "
+                            f"its {len(self.pointers)} pointer(s)")
 
 
 #: Cross-thread reduction strategies (see `Stage.reduce_strategy`).

@@ -9,9 +9,9 @@ from __future__ import annotations
 from tex import ops
 from tex.expr import (Binary, Call, Cast, Compare, Const, Let, Logical, Not, Reduce, Select,
                       TensorRead, Var)
-from tex.ir import (Allocate, AtomicUpdate, Barrier, Broadcast, For, IfThenElse, KernelLaunch,
-                    LetStmt, Load, LoweredFunc, Ramp, Seq, Store, ThreadIndex, ThreadReduce,
-                    VectorReduce, WarpShuffle)
+from tex.ir import (Allocate, AtomicUpdate, Barrier, Broadcast, For, IfThenElse, IntrinsicCall,
+                    KernelLaunch, LetStmt, Load, LoweredFunc, Ramp, Seq, Store, ThreadIndex,
+                    ThreadReduce, VectorReduce, WarpShuffle)
 
 _BINARY = {"add": ("+", 5), "sub": ("-", 5), "mul": ("*", 6), "div": ("/", 6),
            "floordiv": ("//", 6), "floormod": ("%", 6)}
@@ -151,6 +151,9 @@ class _Printer:
             results = ", ".join(f"{self.name(b, b.name)}[0]" for b in s.results)
             self.lines.append(f"{pad}{results} = thread_reduce_{s.strategy}({s.combiner.name}, "
                               f"({self.exprs(s.values)},), over={s.tag}({s.extent}))")
+        elif isinstance(s, IntrinsicCall):
+            args = [f"&{self.expr(p)}" for p in s.pointers] + [self.expr(v) for v in s.values]
+            self.lines.append(f"{pad}{s.name}({', '.join(args)})")
         elif isinstance(s, KernelLaunch):
             self.lines.append(f"{pad}launch {s.name}(grid=({self.exprs(s.grid)}), "
                               f"block=({self.exprs(s.block)})):")

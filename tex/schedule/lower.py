@@ -9,6 +9,7 @@
 4. builds each stage's loop nest (leaf axes in order, guards placed at the
    innermost loop they depend on, reductions split into an init nest and an
    update nest), with the stages attached at a loop inserted at its top;
+   the loops of a tensorized tile are replaced by its intrinsic's statements;
    a loop bound to a GPU thread axis becomes a "bound" loop, and a reduction
    with a reduction loop bound to one accumulates per thread and combines
    across threads (`ThreadReduce`) or blocks (`AtomicUpdate`, after a nest
@@ -26,8 +27,9 @@ from tex.errors import LoweringError
 from tex.expr import Const, TensorRead, Var
 from tex.ir import (Allocate, AtomicUpdate, Buffer, For, IfThenElse, KernelInterface, LetStmt, Load,
                     LoweredFunc, Store, ThreadIndex, ThreadReduce, seq)
-from tex.schedule.bound import (StagePlan, drop_unneeded_guards, infer_loops, infer_region,
-                                storage_scope)
+from tex.schedule.bound import (StagePlan, drop_unneeded_guards, enclosing_loops, infer_loops,
+                                infer_region, storage_scope)
+from tex.schedule.tensorize import lower_tile
 from tex.tensor import PlaceholderOp, Tensor
 from tex.visitor import collect, free_vars, substitute, transform, unique_definitions
 
@@ -233,23 +235,54 @@ def _stage_nest(plan: StagePlan, buffers, plans) -> object:
         deepest = max(leaves.index(axis) for axis in children)
         depth = {cond: max(d, deepest) for cond, d in depth.items()}
     nest = _NestBuilder(plan, buffers, plans, children)
+    if stage.tensorized is not None:
+        return _tensorized_nest(plan, nest, buffers, depth)
     if not op.reduce_axis:
         provide = seq(*(Store(b, v, store_index(o)) for (b, o), v in zip(outs, body)))
         return nest.build(leaves, provide, dict(depth))
     first = next(i for i, v in enumerate(leaves) if v.kind == "reduce")
-    outer, rest = leaves[:first], leaves[first:]
-    if any(v in stage.bindings for v in rest):
+    if any(v in stage.bindings for v in leaves[first:]):
         return _gpu_reduction(plan, nest, body, outs, store_index, depth, first)
-    update = nest.build(rest, _update(body, outs, store_index),
-                        {c: d - first for c, d in depth.items() if d >= first})
-    init_leaves = [v for v in rest if v.kind == "data"]
-    fresh = {v.var: Var(v.name + "_init", INDEX) for v in init_leaves}
     identities = op.body[0].combiner.identities
     init = seq(*(Store(b, ident, store_index(o)) for (b, o), ident in zip(outs, identities)))
+    return _init_and_update(plan, nest, leaves, first, init, _update(body, outs, store_index),
+                            depth)
+
+
+def _init_and_update(plan, nest, leaves, first: int, init, update, depth):
+    """Loops over `leaves` (the reduction loops from position `first`) around `update`, with
+    `init` run first for each point of the data loops among them (under fresh variables)."""
+    rest = leaves[first:]
+    update = nest.build(rest, update, {c: d - first for c, d in depth.items() if d >= first})
+    init_leaves = [v for v in rest if v.kind == "data"]
+    fresh = {v.var: Var(v.name + "_init", INDEX) for v in init_leaves}
     init_levels = {c: _depth(c, init_leaves) for data, c in plan.guards
                    if data and depth[c] >= first}
     init_nest = nest.build(init_leaves, init, init_levels, rename=fresh, with_children=False)
-    return nest.build(outer, seq(init_nest, update), {c: d for c, d in depth.items() if d < first})
+    return nest.build(leaves[:first], seq(init_nest, update),
+                      {c: d for c, d in depth.items() if d < first})
+
+
+def _tensorized_nest(plan: StagePlan, nest, buffers, depth):
+    """The nest of a stage whose loops from its tensorize axis inward (the tile) are
+    replaced by the intrinsic's statements (`tex.schedule.tensorize.lower_tile` checks
+    that they match). With reduction loops outside the tile, the intrinsic's reset
+    takes the place of the init nest's body and its update that of the update's."""
+    stage = plan.stage
+    leaves = stage.leaf_iter_vars
+    axis = stage.tensorized[0]
+    outer = leaves[:leaves.index(axis)] if axis in leaves else leaves
+    first = next((i for i, v in enumerate(outer) if v.kind == "reduce"), None)
+    enclosing = {stage.bindings[v] for v in outer if v in stage.bindings}
+    enclosing |= {owner.bindings[v] for v, owner in enclosing_loops(stage) if v in owner.bindings}
+    tile = lower_tile(plan, buffers, nest.children, depth, enclosing, first is not None)
+    if first is None:
+        return nest.build(outer, tile.whole, depth)
+    if any(v in stage.bindings for v in outer[first:]):
+        raise LoweringError(f"tensorize on stage {stage.name}, axis {axis.name}: a reduction "
+                            "loop outside the tile is bound to a GPU thread axis; keep the "
+                            "reduction loops serial around a tensorized tile")
+    return _init_and_update(plan, nest, outer, first, tile.reset, tile.update, depth)
 
 
 def _gpu_reduction(plan, nest, body, outs, store_index, depth, first):

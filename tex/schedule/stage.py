@@ -13,6 +13,7 @@ from tex.dtype import INDEX
 from tex.errors import ScheduleError
 from tex.expr import Var
 from tex.ir import THREAD_TAGS
+from tex.schedule.tensorize import TensorIntrin
 from tex.tensor import IterVar
 
 
@@ -102,6 +103,7 @@ class Stage:
     scope: str = "global"
     bindings: dict = field(default_factory=dict)      # IterVar -> thread tag
     reduce_strategies: dict = field(default_factory=dict)  # IterVar -> "shared"|"warp"|"atomic"
+    tensorized: tuple | None = None                   # (IterVar, TensorIntrin) or None
 
     @staticmethod
     def of(op, schedule, origin_op=None) -> "Stage":
@@ -236,6 +238,8 @@ class Stage:
         self.leaf_iter_vars[pos:pos + 1] = new
         for table in (self.annotations, self.pragmas, self.bindings, self.reduce_strategies):
             table.pop(old, None)
+        if self.tensorized is not None and self.tensorized[0] is old:
+            self.tensorized = None
         self._touch()
 
     # --- annotations -------------------------------------------------------
@@ -446,11 +450,36 @@ class Stage:
         self.reduce_strategies[axis] = strategy
         self._touch()
 
-    # --- later issues ------------------------------------------------------------
+    # --- intrinsics ----------------------------------------------------------------
     def tensorize(self, axis, intrin):
-        """Replace a loop nest by a declared intrinsic (comes with the tensorize work)."""
-        raise ScheduleError(f"tensorize on stage {self.name}: not available in this version "
-                            "of tex yet")
+        """Replace the loops from `axis` inward (the tile) by the intrinsic `intrin`.
+
+        `intrin` comes from `tex.decl_tensor_intrin`. At lowering the tile's
+        data loops, in order, must have the extents of the intrinsic's data
+        axes, its reduction loops those of its reduction axes, and the
+        stage's body must be the intrinsic's with tensors and variables
+        renamed (`tex.schedule.tensorize` has the rules); otherwise
+        LoweringError names what differs. The tile must divide the domain
+        (no guard inside it). For a reduction with reduction loops outside
+        the tile, the intrinsic's reset statement replaces the init of the
+        tile and its update the accumulation. Splitting or fusing `axis`
+        afterwards forgets the decision.
+
+            for io, jo, ko:                       for io, jo:
+              for ii in range(16):                  mma_reset(C tile)
+                for ji in range(16):      ->        for ko:
+                  for ki in range(16):                mma_update(A, B, C tiles)
+                    C[...] += A[...] * B[...]
+
+        TVM: `tensorize`.
+        """
+        axis = self._leaf(axis, "tensorize")
+        if not isinstance(intrin, TensorIntrin):
+            raise ScheduleError(f"tensorize on stage {self.name}, axis {axis.name}: expected an "
+                                f"intrinsic from tex.decl_tensor_intrin, got "
+                                f"{type(intrin).__name__} {intrin!r}")
+        self.tensorized = (axis, intrin)
+        self._touch()
 
     def describe(self) -> list[str]:
         """The stage's records, one line each (for logs and printing)."""
@@ -468,6 +497,8 @@ class Stage:
             lines.append(f"bind({iv.name}, {tag})")
         for iv, strategy in self.reduce_strategies.items():
             lines.append(f"reduce_strategy({iv.name}, {strategy!r})")
+        if self.tensorized is not None:
+            lines.append(f"tensorize({self.tensorized[0].name}, {self.tensorized[1].name})")
         if self.scope != "global":
             lines.append(f"set_scope({self.scope!r})")
         if self.attach.kind == "at":
