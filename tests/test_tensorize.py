@@ -8,6 +8,7 @@ import pytest
 import tex
 from tex.intrin import cuda_wmma
 from tex.ir import IntrinsicCall, seq
+from tex.runtime.cuda import gpu_available
 from tex.schedule.tensorize import loop_nest
 from tex.visitor import collect
 
@@ -364,3 +365,14 @@ def test_wmma_matmul_compiles_for_sm80():
     target = tex.Target("cuda -arch=sm_80")
     module = cuda.compile_cuda(tex.lower(s, args, target=target), target)
     assert "wmma::mma_sync" in module.source and module.cubin
+
+
+@pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
+@pytest.mark.parametrize("stage_inputs", [False, True])
+def test_wmma_matmul_matches_numpy_on_a_gpu(stage_inputs):
+    M, N, K = 64, 48, 80
+    s, args = cuda_wmma.matmul_schedule(M, N, K, warps=(2, 1), stage_inputs=stage_inputs)
+    kernel = tex.build(s, args, target="cuda")
+    a, b = random_array((M, K), "float16"), random_array((K, N), "float16")
+    expected = a.astype(np.float32) @ b.astype(np.float32)
+    np.testing.assert_allclose(kernel(a, b), expected, rtol=1e-3, atol=1e-3)
