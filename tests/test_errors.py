@@ -214,11 +214,13 @@ def test_storage_align_errors():
         s[B].storage_align(io, 8, 1)
 
 
-def test_gpu_primitives_say_they_are_not_there_yet():
+def test_bind_names_the_stage_the_axis_and_what_came():
     A, B, C, k = two_stages()
     s = tex.create_schedule(C.op)
-    with raises(tex.ScheduleError, "bind", "stage C"):
-        s[C].bind(C.op.axis[0], "blockIdx.x")
+    with raises(tex.ScheduleError, "bind on stage C", "axis i", "got 'blockIdx.w'"):
+        s[C].bind(C.op.axis[0], "blockIdx.w")
+    with raises(tex.ScheduleError, "bind on stage C", "axis j belongs to stage B"):
+        s[C].bind(B.op.axis[1], tex.thread_axis("threadIdx.x"))
 
 
 def test_missing_and_bad_build_arguments():
