@@ -39,15 +39,20 @@ def _bind(stage, axis, tag):
     stage.bind(axis, tex.thread_axis(tag))
 
 
-def elementwise(n: int, threads: int = 256) -> GpuCase:
-    """max(a * b + c, 0) over n elements, one element per thread."""
+def elementwise(n: int, threads: int = 256, vector: int = 1) -> GpuCase:
+    """max(a * b + c, 0) over n elements, `vector` consecutive elements per thread
+    (4: float4 loads and stores)."""
     a, b, c = (tex.placeholder((n,), name=x) for x in "abc")
     out = tex.compute((n,), lambda i: tex.max(a[i] * b[i] + c[i], tex.const(0.0)), name="out")
     s = tex.create_schedule(out.op)
-    blocks, lanes = s[out].split(out.op.axis[0], factor=threads)
+    axis = out.op.axis[0]
+    if vector > 1:
+        axis, lanes = s[out].split(axis, factor=vector)
+        s[out].vectorize(lanes)
+    blocks, thread = s[out].split(axis, factor=threads)
     _bind(s[out], blocks, "blockIdx.x")
-    _bind(s[out], lanes, "threadIdx.x")
-    return GpuCase("elementwise", s, [a, b, c, out],
+    _bind(s[out], thread, "threadIdx.x")
+    return GpuCase("elementwise" if vector == 1 else f"elementwise_x{vector}", s, [a, b, c, out],
                    lambda x, y, z: np.maximum(x * y + z, 0), [(n,)] * 3)
 
 
@@ -158,6 +163,25 @@ def row_reduce(rows: int, cols: int, strategy: str, threads: int = 256,
                    lambda x: numpy_fn(x.astype("float64"), axis=1), [(rows, cols)])
 
 
+def row_argmax(rows: int, cols: int, strategy: str, threads: int = 64) -> GpuCase:
+    """(index, value) of each row's maximum: a tuple reducer across threads (the first
+    index wins ties only within a thread; across threads any maximal index may win)."""
+    a = tex.placeholder((rows, cols), name="a")
+    k = tex.reduce_axis((0, cols), name="k")
+    argmax = tex.comm_reducer(
+        lambda x, y: (tex.select(x[1] >= y[1], x[0], y[0]),
+                      tex.select(x[1] >= y[1], x[1], y[1])),
+        lambda index, value: (tex.const(-1, index), tex.min_value(value)), name="argmax")
+    index, value = tex.compute((rows,), lambda i: argmax((k, a[i, k]), axis=k), name="argmax")
+    s = tex.create_schedule(index.op)
+    _, lanes = s[index].split(k, factor=threads)
+    _bind(s[index], s[index].op.axis[0], "blockIdx.x")
+    _bind(s[index], lanes, "threadIdx.x")
+    s[index].reduce_strategy(lanes, strategy)
+    return GpuCase(f"row_argmax_{strategy}", s, [a, index, value],
+                   lambda x: (x.argmax(axis=1), x.max(axis=1)), [(rows, cols)])
+
+
 def row_sum_rfactor(rows: int, cols: int, strategy: str, threads: int = 64) -> GpuCase:
     """Row sums where each thread first sums a strided part of the row (rfactor),
     then the threads' partial sums combine with `strategy`."""
@@ -247,7 +271,7 @@ def softmax(rows: int, cols: int, threads: int = 256) -> GpuCase:
 
 def all_cases() -> list[GpuCase]:
     """Every schedule at small, awkward sizes (none divides its split factors)."""
-    cases = [elementwise(1000), matmul(100, 90, 70), conv2d(1, 5, 6, 13), column_sum(77, 70),
+    cases = [elementwise(1000), elementwise(1000, threads=64, vector=4), matmul(100, 90, 70), conv2d(1, 5, 6, 13), column_sum(77, 70),
              softmax(9, 1000), full_sum(10_000, "shared"), full_sum(10_000, "warp"),
              full_sum(10_000, "atomic")]
     for strategy in ("shared", "warp", "atomic"):
@@ -257,4 +281,5 @@ def all_cases() -> list[GpuCase]:
     cases.append(row_reduce(13, 1000, "atomic", reducer="min"))
     for strategy in ("shared", "warp"):
         cases.append(row_sum_rfactor(13, 1000, strategy))
+        cases.append(row_argmax(13, 300, strategy))
     return cases

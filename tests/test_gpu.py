@@ -48,6 +48,18 @@ def test_structure_of_each_reduction_strategy():
     assert "atomicAdd(" in atomic and atomic.count("__global__") == 2
 
 
+def test_vectorized_loads_and_stores_are_float4():
+    source = _source("elementwise", n=1000, threads=64, vector=4)
+    assert source.count("*(const float4*)") == 3 and "*(float4*)(out" in source
+
+
+def test_tuple_reducer_shuffles_every_value_before_combining():
+    source = _source("row_argmax", rows=13, cols=300, strategy="warp")
+    shuffles = [line for line in source.splitlines() if "__shfl_xor_sync" in line]
+    assert len(shuffles) == 2 * 6  # index and value; 5 steps in a warp, 1 across 2 warps
+    assert all(line.lstrip().startswith("const ") and "?" not in line for line in shuffles)
+
+
 def test_atomic_max_of_floats_compiles():
     source = _source("row_reduce", rows=13, cols=1000, strategy="atomic", reducer="max")
     assert "atomicCAS" in source
@@ -70,6 +82,12 @@ def test_matches_numpy(kernels, key):
     result = kernels[key](*inputs)
     expected = case.reference(*inputs)
     tolerance = 1e-3 if case.dtype == "float32" else 2e-2
+    if case.name.startswith("row_argmax"):  # ties aside, the index must point at the max
+        index, value = result
+        data, = inputs
+        np.testing.assert_array_equal(value, expected[1])
+        np.testing.assert_array_equal(data[np.arange(len(index)), index], expected[1])
+        return
     np.testing.assert_allclose(result, expected, rtol=tolerance, atol=tolerance)
 
 

@@ -13,7 +13,8 @@ past the reduction's extent contribute the identity.
   along the axis rounded up to a power of two), the threads below s combine
   their slot with the slot s further on, with a barrier after each step.
 * "warp": lanes combine through `__shfl_xor_sync`, halving the distance each
-  step, so every lane ends with the warp's total. With more than one warp per
+  step, so every lane ends with the warp's total. Each shuffle is bound to a
+  variable before the combiner runs, so no shuffle sits in a branch. With more than one warp per
   group, lane 0 of each warp writes its total to shared memory, and after a
   barrier every warp reads those totals back and shuffles again.
 """
@@ -158,11 +159,17 @@ def _warp_shuffles(node: ThreadReduce, group: _Group, kernel: str):
     results = node.results
 
     def shuffle_round(distance: int):
+        """Combine with the lane `distance` away, halving it down to 1. Every lane
+        shuffles before any combines: the combiner may branch (a select), and a
+        shuffle must run in all lanes of `mask` at once."""
         steps = []
         while distance >= 1:
             current = [Load(r, (zero,)) for r in results]
-            incoming = [WarpShuffle("xor", c, distance, 32, mask) for c in current]
-            steps.append(_combine(node, [(r, zero) for r in results], current, incoming))
+            incoming = [Var(f"{r.name}_from_lane", r.dtype) for r in results]
+            step = _combine(node, [(r, zero) for r in results], current, incoming)
+            for var, value in reversed(list(zip(incoming, current))):
+                step = LetStmt(var, WarpShuffle("xor", value, distance, 32, mask), step)
+            steps.append(step)
             distance //= 2
         return steps
 
