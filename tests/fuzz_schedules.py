@@ -15,6 +15,15 @@ live schedule, so every call is legal by construction. Phases, in order:
 5. annotations: parallel (a data loop, seldom nested in another parallel
    loop), vectorize (the innermost loop, constant extent), unroll (a
    constant-extent loop).
+
+With `gpu=True`, phase 5 binds instead of running in parallel: each root
+stage's first loop (a data loop; data loops are first reordered outside the
+reduction loops if need be) goes to blockIdx.x and its second, when a
+data loop of constant extent up to 1024, to threadIdx.x; sometimes a
+reduction loop of constant extent up to 1024 goes to the free threadIdx axis
+with a random strategy ("shared", or "warp" where it may apply). Stages
+computed inside a kernel keep their loops (per thread, or per block, where
+every thread computes the same values).
 """
 from __future__ import annotations
 
@@ -26,18 +35,18 @@ MAX_VECTOR = 64
 MAX_UNROLL = 16
 
 
-def random_schedule(rng, ns, outputs, lines: list[str]) -> None:
+def random_schedule(rng, ns, outputs, lines: list[str], gpu: bool = False) -> None:
     """Append to `lines` a schedule of the tensors named `outputs`, executing it in `ns`.
 
     Each line is executed as it is appended, so on an error `lines` ends
     with the line that raised it.
     """
-    _ScheduleWriter(rng, ns, outputs, lines).write()
+    _ScheduleWriter(rng, ns, outputs, lines, gpu).write()
 
 
 class _ScheduleWriter:
-    def __init__(self, rng, ns, outputs, lines):
-        self.rng, self.ns, self.lines = rng, ns, lines
+    def __init__(self, rng, ns, outputs, lines, gpu=False):
+        self.rng, self.ns, self.lines, self.gpu = rng, ns, lines, gpu
         self.used = set(ns)
         self.emit(f"s = tex.create_schedule([{', '.join(o + '.op' for o in outputs)}])")
         self.s = ns["s"]
@@ -104,6 +113,8 @@ class _ScheduleWriter:
             self.maybe_compute_at(stage)
         for stage in reversed(stages):  # consumers first: a parallel loop is known before
             if stage.attach.kind != "inline":  # the stages computed inside it
+                if self.gpu and stage.attach.kind == "root":
+                    self.bind_threads(stage)
                 self.annotate(stage)
 
     # --- dataflow ------------------------------------------------------------
@@ -117,6 +128,8 @@ class _ScheduleWriter:
         readers = self.rng.sample(readers, self.rng.randint(1, len(readers)))
         name = self.fresh(f"{self.tensor_names[tensor]}_local")
         scope = self.rng.choice(["local", "global"])
+        if self.gpu:  # inside a kernel "global" becomes local or shared; at the root it must be
+            scope = "global"
         self.emit(f'{name} = s.cache_read({self.tensor_names[tensor]}, "{scope}", '
                   f'[{", ".join(self.st(r) for r in readers)}])')
         self._name_tensor(self.ns[name], name)
@@ -127,7 +140,8 @@ class _ScheduleWriter:
         if stages:
             stage = self.rng.choice(stages)
             name = self.fresh(f"{self.stage_names[stage]}_cache")
-            self.emit(f'{name} = s.cache_write({self.stage_names[stage]}, "local")')
+            scope = "global" if self.gpu else "local"
+            self.emit(f'{name} = s.cache_write({self.stage_names[stage]}, "{scope}")')
             self._name_tensor(self.ns[name], name)
 
     def rfactor(self):
@@ -232,19 +246,56 @@ class _ScheduleWriter:
         extents = constant_extents(stage)
         data = [v for v in leaves if v.kind == "data"]
         nested = self.inside_parallel(stage)  # legal, but rarely useful: seldom
-        if data and rng.random() < (0.03 if nested else 0.3):
+        data = [v for v in data if v not in stage.bindings]
+        if data and not self.gpu and rng.random() < (0.03 if nested else 0.3):
             leaf = data[0] if rng.random() < 0.7 else rng.choice(data)
             self.parallel[stage] = leaf
             self.emit(f"{self.st(stage)}.parallel({self.axis(stage, leaf)})")
         last = leaves[-1]
         lanes = extents.get(last)
-        if last not in stage.annotations and lanes and lanes <= MAX_VECTOR \
+        if last not in stage.annotations and last not in stage.bindings and lanes \
+                and lanes <= MAX_VECTOR \
                 and rng.random() < 0.35:
             self.emit(f"{self.st(stage)}.vectorize({self.axis(stage, last)})")
-        small = [v for v in leaves if v not in stage.annotations
+        small = [v for v in leaves if v not in stage.annotations and v not in stage.bindings
                  and 0 < (extents.get(v) or 0) <= MAX_UNROLL]
         if small and rng.random() < 0.25:
             self.emit(f"{self.st(stage)}.unroll({self.axis(stage, rng.choice(small))})")
+
+    def bind_threads(self, stage):
+        """Phase 5 on a GPU (see the module docstring)."""
+        leaves, rng = stage.leaf_iter_vars, self.rng
+        extents = constant_extents(stage)
+        if leaves[0].kind != "data":  # threads may not start inside a reduction: data first
+            order = [v for v in leaves if v.kind == "data"] + \
+                [v for v in leaves if v.kind == "reduce"]
+            if order[0].kind != "data":
+                return
+            self.emit(f"{self.st(stage)}.reorder({', '.join(self.axis(stage, v) for v in order)})")
+        self.emit(f'{self.st(stage)}.bind({self.axis(stage, leaves[0])}, '
+                  f'tex.thread_axis("blockIdx.x"))')
+        free, threads = ["threadIdx.x", "threadIdx.y"], 1
+        if len(leaves) > 1 and leaves[1].kind == "data" and 0 < (extents[leaves[1]] or 0) <= 1024:
+            self.emit(f'{self.st(stage)}.bind({self.axis(stage, leaves[1])}, '
+                      f'tex.thread_axis("threadIdx.x"))')
+            free.remove("threadIdx.x")
+            threads = extents[leaves[1]]
+        reduce = [v for v in leaves if v.kind == "reduce"]
+        first = leaves.index(reduce[0]) if reduce else None
+        if not reduce or any(v.kind == "data" for v in leaves[first:]) or rng.random() < 0.5:
+            return
+        leaf = reduce[-1]
+        extent = extents.get(leaf) or 0
+        if not 0 < extent <= 1024 // threads:
+            return
+        tag = free[0]
+        strategies = ["shared"]
+        if tag == "threadIdx.x" and ((extent <= 32 and extent & (extent - 1) == 0)
+                                     or extent % 32 == 0):
+            strategies.append("warp")
+        self.emit(f'{self.st(stage)}.bind({self.axis(stage, leaf)}, tex.thread_axis("{tag}"))')
+        self.emit(f'{self.st(stage)}.reduce_strategy({self.axis(stage, leaf)}, '
+                  f'"{rng.choice(strategies)}")')
 
     def inside_parallel(self, stage) -> bool:
         """Whether `stage` is computed inside a parallel loop of some consumer."""

@@ -36,6 +36,7 @@ from checks import check, random_array
 from fuzz_programs import Program, random_program
 from fuzz_schedules import random_schedule
 from tex import config
+from tex.runtime.cuda import gpu_available
 
 PRELUDE = '''\
 import numpy as np
@@ -89,19 +90,21 @@ class Case:
 
     `write()` executes the program and the schedule as it writes them (the
     schedule's choices read the live schedule); `check()` executes the rest.
+    With `gpu`, the schedule binds GPU threads and the kernel is built for
+    "cuda": run and compared when a GPU is here, compiled to PTX otherwise.
     """
 
-    def __init__(self, seed: int):
-        self.seed, self.ns, self.schedule = seed, {}, []
+    def __init__(self, seed: int, gpu: bool = False):
+        self.seed, self.gpu, self.ns, self.schedule = seed, gpu, {}, []
         self.rng = random.Random(seed)
         self.program = random_program(self.rng)
         self.check_lines = reference_function(self.program) + [""] + \
-            check_lines(self.program, seed)
+            check_lines(self.program, seed, gpu)
 
     def write(self) -> "Case":
         exec(PRELUDE + "\n".join(self.program.tex_lines), self.ns)  # noqa: S102
         outputs = [t.name for t in self.program.outputs]
-        random_schedule(self.rng, self.ns, outputs, self.schedule)
+        random_schedule(self.rng, self.ns, outputs, self.schedule, self.gpu)
         return self
 
     def check(self):
@@ -135,14 +138,18 @@ def reference_function(prog: Program) -> list[str]:
     return [f"def reference({params}):"] + ["    " + line for line in body]
 
 
-def check_lines(prog: Program, seed: int) -> list[str]:
-    """Build; run with NaN-filled outputs (for each set of sizes); compare with the reference."""
+def check_lines(prog: Program, seed: int, gpu: bool = False) -> list[str]:
+    """Build; run with NaN-filled outputs (for each set of sizes); compare with the reference.
+    For a GPU schedule without a GPU here: build, and check that PTX came out."""
     args = [t.name for t in prog.inputs + prog.outputs]
+    target = ', target="cuda"' if gpu else ""
     lines = [f"args = [{', '.join(args)}]",
              "# print(s)",
-             "# print(tex.lower(s, args))",
-             "f = tex.build(s, args)",
+             f"# print(tex.lower(s, args{target}))",
+             f"f = tex.build(s, args{target})",
              f"rng = np.random.default_rng({seed})"]
+    if gpu and not gpu_available():
+        return lines + ['assert ".entry" in f.get_source("ptx")']
     run = _run_lines(prog)
     if not prog.symbols:
         return lines + run
@@ -179,18 +186,35 @@ def _run_lines(prog: Program) -> list[str]:
     return lines
 
 
-def run_case(seed: int):
-    """Run seed's case; on any failure, fail with the seed, the script and the loop program."""
-    case = Case(seed)
+def run_case(seed: int, gpu: bool = False) -> bool:
+    """Run seed's case; on any failure, fail with the seed, the script and the loop program.
+
+    On a GPU, a schedule tex refuses with a clear error (a `TexError` while
+    scheduling, lowering or building: too many threads, a warp reduction over
+    a block that is not whole warps, ...) is no failure; returns whether the
+    case got past building."""
+    case = Case(seed, gpu)
     try:
         case.write().check()
+    except tex.TexError:
+        if not gpu:
+            pytest.fail(case.report(), pytrace=False)
+        return False
     except Exception:  # noqa: BLE001 - every failure is reported with its script
         pytest.fail(case.report(), pytrace=False)
+    return True
 
 
 @pytest.mark.parametrize("seed", fuzz_seeds(), ids=lambda seed: f"seed{seed}")
 def test_random_program(seed):
     run_case(seed)
+
+
+def test_random_gpu_programs():
+    """The same programs with GPU schedules; most of them must build."""
+    seeds = fuzz_seeds()
+    built = sum(run_case(seed, gpu=True) for seed in seeds)
+    assert built >= 0.6 * len(seeds), f"only {built} of {len(seeds)} GPU schedules built"
 
 
 FEATURES = [

@@ -109,3 +109,18 @@ def test_device_arrays_stay_on_the_device():
     inputs = case.inputs()
     result = kernel(*(tex.device_array(x) for x in inputs))
     np.testing.assert_allclose(result.numpy(), case.reference(*inputs), rtol=1e-6)
+
+
+def test_guarded_vector_lanes_are_stored_one_by_one():
+    n = 1001  # the last thread's vector runs past the end: its lanes are guarded
+    a = tex.placeholder((n,), name="a")
+    b = tex.compute((n,), lambda i: a[i] * 2.0, name="b")
+    s = tex.create_schedule(b.op)
+    rest, lanes = s[b].split(b.op.axis[0], factor=4)
+    s[b].vectorize(lanes)
+    blocks, threads = s[b].split(rest, factor=64)
+    s[b].bind(blocks, tex.thread_axis("blockIdx.x"))
+    s[b].bind(threads, tex.thread_axis("threadIdx.x"))
+    source = tex.build(s, [a, b], target="cuda").get_source("cuda")
+    guards = [line.strip() for line in source.splitlines() if "< 1001" in line]
+    assert len(guards) == 4 and all(line.startswith("if (") for line in guards)

@@ -260,3 +260,28 @@ def test_data_loop_inside_a_thread_reduction_is_refused():
     s[out].bind(ki, tex.thread_axis("threadIdx.x"))
     with pytest.raises(tex.LoweringError, match="data loop i must come before the reduction"):
         lowered(s, [a, out])
+
+
+def test_shared_or_local_stage_at_the_root_of_a_gpu_schedule_is_refused():
+    s, a, b = vector_add()
+    a_local = s.cache_read(a, "local", [s[b]])
+    bo, bi = s[b].split(b.op.axis[0], factor=32)
+    s[b].bind(bo, tex.thread_axis("blockIdx.x"))
+    s[b].bind(bi, tex.thread_axis("threadIdx.x"))
+    with pytest.raises(tex.LoweringError, match="stage a_local has scope 'local' but is computed "
+                                                "at the root, outside every GPU kernel"):
+        lowered(s, [a, b])
+    s[a_local].compute_at(s[b], bi)
+    assert "a_local = allocate(float32[1], 'local')" in lowered(s, [a, b])
+
+
+def test_data_loop_bound_inside_a_reduction_is_refused():
+    a = tex.placeholder((8, 100), name="a")
+    k = tex.reduce_axis((0, 100), name="k")
+    out = tex.compute((8,), lambda i: tex.sum(a[i, k], axis=k), name="out")
+    s = tex.create_schedule(out.op)
+    s[out].reorder(k, out.op.axis[0])
+    s[out].bind(out.op.axis[0], tex.thread_axis("threadIdx.x"))
+    with pytest.raises(tex.LoweringError, match="data loop i is bound to threadIdx.x inside a "
+                                                "reduction loop"):
+        lowered(s, [a, out])

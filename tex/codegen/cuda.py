@@ -46,8 +46,8 @@ from tex.codegen.nvrtc import compile_source
 from tex.dtype import float32, float64, int32, int64, uint32, uint64
 from tex.errors import ArgumentError, BuildError
 from tex.expr import Const, Expr, Var, structurally_equal
-from tex.ir import (Allocate, AtomicUpdate, Buffer, For, KernelLaunch, Load, LoweredFunc, Seq,
-                    Store)
+from tex.ir import (Allocate, AtomicUpdate, Buffer, For, IfThenElse, KernelLaunch, Load,
+                    LoweredFunc, Seq, Store)
 from tex.target import as_target
 from tex.visitor import collect
 
@@ -285,7 +285,8 @@ class _KernelEmitter(ExprEmitter):
 
     def stmt_IfThenElse(self, s):
         if s.cond.dtype.lanes != 1:
-            raise BuildError(f"{self.context}: branch on the vector condition {s.cond}")
+            self._lane_branches(s)
+            return
         cond = self.expr(s.cond)
         self.flush()
         self.line(f"if ({cond}) {{")
@@ -294,6 +295,32 @@ class _KernelEmitter(ExprEmitter):
             self.line("} else {")
             self.nested(s.else_body)
         self.line("}")
+
+    def _lane_branches(self, s):
+        """A branch on a vector condition (a guard inside a vectorized loop), one lane at
+        a time: `if (cond lane k) { what lane k stores }`."""
+        with self.conditional():  # lanes outside the guard must not be read
+            lines = [line for k in range(s.cond.dtype.lanes) for line in self._lane(s, k)]
+        self.flush()
+        for line in lines:
+            self.line(line)
+
+    def _lane(self, s, k: int) -> list[str]:
+        """Lines of C doing lane `k` of `s`: stores, and branches holding them."""
+        if isinstance(s, Store):
+            (index,) = s.indices
+            return [f"{self.buffer(s.buffer)}[{self.expr(index, k)}] = {self.expr(s.value, k)};"]
+        if isinstance(s, Seq):
+            return [line for item in s.stmts for line in self._lane(item, k)]
+        if isinstance(s, IfThenElse):
+            lines = [f"if ({self.expr(s.cond, k)}) {{"]
+            lines += [_INDENT + line for line in self._lane(s.then_body, k)]
+            if s.else_body is not None:
+                lines.append("} else {")
+                lines += [_INDENT + line for line in self._lane(s.else_body, k)]
+            return lines + ["}"]
+        raise BuildError(f"{self.context}: a branch on a vector condition may only hold "
+                         f"stores and branches, not {type(s).__name__}")
 
     def stmt_LetStmt(self, s):
         names = self.declare(s.var, s.value)
@@ -401,3 +428,4 @@ def _constant_product(exprs) -> int | None:
 def _constant_size(b: Buffer) -> int | None:
     """Elements of `b` when its shape is constant."""
     return _constant_product(b.shape)
+

@@ -307,6 +307,8 @@ class ExprEmitter:
             e = e.value
         if isinstance(e, Const) and e.dtype == int64:
             return f"{e.value}LL" if e.value > _int_range(int64)[0] else self.expr(e)
+        if isinstance(e, Ramp) and e.dtype.element == int64:  # a lane is `base + k * stride`
+            return f"(long long)({self.expr(e, lane)})"
         return self.expr(e, lane)
 
     def in_float(self, e: Expr, lane: int) -> tuple[str, int]:

@@ -63,6 +63,7 @@ def schedule_to_func(sch, args, name: str = "main") -> LoweredFunc:
     buffers = _make_buffers(sch, plans, params)
     drop_unneeded_guards(plans, buffers)
     roots = [p for p in plans if p.stage.attach.kind == "root"]
+    _check_root_scopes(sch, roots)
     body = seq(*(nest for p in roots  # attached stages go inside their parents' nests
                  for nest in (_atomic_init_nest(p, buffers), _stage_nest(p, buffers, plans))))
     param_buffers = set(params.values())
@@ -98,6 +99,18 @@ def _check_args_computed_at_root(sch, args):
         if stage is not None and stage.attach.kind != "root":
             raise LoweringError(f"stage {stage.name} is a kernel argument, so it must be "
                                 f"computed at the root, not {stage.attach.kind}")
+
+
+def _check_root_scopes(sch, roots):
+    """In a GPU schedule, a stage computed at the root lives in global memory: shared and
+    local memory exist only inside a kernel."""
+    if not any(st.bindings for st in sch.stages):
+        return
+    for plan in roots:
+        if plan.stage.scope != "global":
+            raise LoweringError(f"stage {plan.stage.name} has scope {plan.stage.scope!r} but is "
+                                "computed at the root, outside every GPU kernel; compute it "
+                                "inside a kernel with compute_at, or give it scope 'global'")
 
 
 def _plan_stages(sch) -> list[StagePlan]:
@@ -241,6 +254,12 @@ def _stage_nest(plan: StagePlan, buffers, plans) -> object:
         provide = seq(*(Store(b, v, store_index(o)) for (b, o), v in zip(outs, body)))
         return nest.build(leaves, provide, dict(depth))
     first = next(i for i, v in enumerate(leaves) if v.kind == "reduce")
+    for v in leaves[first:]:
+        if v.kind == "data" and v in stage.bindings:
+            raise LoweringError(f"stage {stage.name}: data loop {v.name} is bound to "
+                                f"{stage.bindings[v]} inside a reduction loop, where threads "
+                                "would start accumulating before others set the initial "
+                                "values; reorder it outside the reduction loops")
     if any(v in stage.bindings for v in leaves[first:]):
         return _gpu_reduction(plan, nest, body, outs, store_index, depth, first)
     identities = op.body[0].combiner.identities
