@@ -18,6 +18,12 @@ lowered loop program.
     TEX_FUZZ_SEED=5000 TEX_FUZZ_EXAMPLES=500 python -m pytest tests/test_fuzz.py
     python tests/test_fuzz.py 17 > case17.py                     # the script of seed 17
 
+`test_random_gpu_programs` runs the same programs under GPU schedules
+(loops bound to blocks and threads, reductions across threads): built for
+"cuda" and compiled by NVRTC, and run against the reference when a GPU is
+present. A schedule tex refuses with a clear `TexError` passes, but most
+must build.
+
 The number of cases comes from `tex.config.fuzz_examples()` (TEX_FUZZ_EXAMPLES,
 default 40), the first seed from `tex.config.fuzz_seed()` (TEX_FUZZ_SEED, default 0). The bugs the
 fuzzer found are kept at the end of this file as small named regression tests.
