@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 
 from tex.dtype import INDEX, DType
 from tex.errors import ExprError
-from tex.expr import Expr, Node, Var
+from tex import ops
+from tex.expr import Const, Expr, Node, Var
 
 _buffer_ids = itertools.count()
 
@@ -52,6 +53,17 @@ class Buffer:
 
     def __repr__(self):
         return f"Buffer({self.name})"
+
+
+def strides_of(buffer: Buffer) -> tuple:
+    """The stride of each dimension of `buffer`, in elements: its own, or row-major."""
+    if buffer.strides is not None:
+        return buffer.strides
+    strides, acc = [], Const(INDEX, 1)
+    for extent in reversed(buffer.shape):
+        strides.insert(0, acc)
+        acc = ops.binary("mul", acc, extent)
+    return tuple(strides)
 
 
 @dataclass(frozen=True, eq=False, slots=True, repr=False)

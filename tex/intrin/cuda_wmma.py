@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from tex import ops
 from tex.arith import simplify
-from tex.dtype import INDEX, float16, float32
+from tex.dtype import INDEX, float32
 from tex.errors import LoweringError, ScheduleError
 from tex.expr import Const, Var
 from tex.ir import For, IntrinsicCall

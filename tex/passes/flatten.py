@@ -12,19 +12,8 @@ from __future__ import annotations
 from tex import ops
 from tex.dtype import INDEX
 from tex.expr import Const
-from tex.ir import Allocate, AtomicUpdate, Buffer, Load, Stmt, Store, ThreadReduce
+from tex.ir import Allocate, AtomicUpdate, Buffer, Load, Stmt, Store, ThreadReduce, strides_of
 from tex.visitor import Rewriter
-
-
-def strides_of(buffer: Buffer) -> tuple:
-    """The stride of each dimension, in elements."""
-    if buffer.strides is not None:
-        return buffer.strides
-    strides, acc = [], Const(INDEX, 1)
-    for extent in reversed(buffer.shape):
-        strides.insert(0, acc)
-        acc = ops.binary("mul", acc, extent)
-    return tuple(strides)
 
 
 def _linear(indices, strides):

@@ -41,7 +41,7 @@ from tex.dtype import INDEX
 from tex.errors import LoweringError, ScheduleError
 from tex.expr import (Const, Expr, Let, Node, Reduce, TensorRead, Var, field_names,
                       structurally_equal)
-from tex.ir import Buffer, For, Load, Stmt, Store, seq
+from tex.ir import Buffer, For, Load, Stmt, Store, seq, strides_of
 from tex.tensor import ComputeOp, PlaceholderOp, Tensor
 from tex.visitor import collect, substitute
 
@@ -429,7 +429,7 @@ class _Views:
                         f"`{index[d]}`), which the intrinsic's access does not index; order the "
                         "tile's loops as the intrinsic's axes")
         steps = tuple(tuple(coef[v] for coef in coefs) for v in used)
-        strides = _buffer_strides(buffer)
+        strides = strides_of(buffer)
         offset = _dot(origin, strides)
         view_strides = tuple(simplify(_dot([Const(INDEX, c) for c in step], strides))
                              for step in steps)
@@ -454,17 +454,6 @@ class _Views:
             raise LoweringError(f"{self.where}: index `{e}` of {what} is not affine in the "
                                 "tile's loops")
         return base, coef
-
-
-def _buffer_strides(buffer: Buffer) -> tuple:
-    """The stride of each dimension of `buffer` in elements, as flattening lays it out."""
-    if buffer.strides is not None:
-        return buffer.strides
-    strides, acc = [], Const(INDEX, 1)
-    for extent in reversed(buffer.shape):
-        strides.insert(0, acc)
-        acc = ops.binary("mul", acc, extent)
-    return tuple(strides)
 
 
 def _dot(values, strides) -> Expr:
