@@ -19,24 +19,35 @@ _COMPARE = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="
 _ATOM = 9
 
 
+class UniqueNames:
+    """C-valid identifiers from name hints, each given out once: characters that are
+    not letters, digits or `_` become `_`, and a taken name gets a numeric suffix."""
+
+    def __init__(self, taken=()):
+        self.taken = set(taken)
+
+    def fresh(self, hint: str) -> str:
+        base = "".join(c if c.isalnum() or c == "_" else "_" for c in hint) or "v"
+        if base[0].isdigit():
+            base = "_" + base
+        name, n = base, 0
+        while name in self.taken:
+            n += 1
+            name = f"{base}_{n}"
+        self.taken.add(name)
+        return name
+
+
 class _Printer:
     def __init__(self):
         self.names: dict[object, str] = {}
-        self.taken: set[str] = set()
+        self.unique = UniqueNames()
         self.lines: list[str] = []
 
     def name(self, obj, hint: str) -> str:
         """A unique printable name for a variable or buffer."""
         if obj not in self.names:
-            base = "".join(c if c.isalnum() or c == "_" else "_" for c in hint) or "v"
-            if base[0].isdigit():
-                base = "_" + base
-            name, n = base, 0
-            while name in self.taken:
-                n += 1
-                name = f"{base}_{n}"
-            self.taken.add(name)
-            self.names[obj] = name
+            self.names[obj] = self.unique.fresh(hint)
         return self.names[obj]
 
     # --- expressions -------------------------------------------------

@@ -27,7 +27,6 @@ Guarantees:
 from __future__ import annotations
 
 import math
-import re
 from contextlib import contextmanager
 
 import numpy as np
@@ -38,6 +37,7 @@ from tex.dtype import (DType, bool_, float16, float32, float64, int8, int16, int
 from tex.errors import BuildError
 from tex.expr import Binary, Const, Expr, Var, _int_range
 from tex.ir import Broadcast, Buffer, Ramp, ThreadIndex
+from tex.printer import UniqueNames
 from tex.visitor import transform
 
 #: C precedence levels, tighter binding higher.
@@ -117,23 +117,11 @@ def wrap(code: tuple[str, int], prec: int) -> str:
     return f"({text})" if own < prec else text
 
 
-class Names:
-    """Unique C identifiers from name hints, as `tex.printer` names things:
-    invalid characters become `_`, and a taken name gets a numeric suffix."""
+class Names(UniqueNames):
+    """Unique C identifiers, as `tex.printer` makes them, never a C/CUDA keyword."""
 
     def __init__(self):
-        self.taken = set(_RESERVED)
-
-    def fresh(self, hint: str) -> str:
-        base = re.sub(r"[^0-9A-Za-z_]", "_", hint) or "v"
-        if base[0].isdigit():
-            base = "_" + base
-        name, n = base, 0
-        while name in self.taken:
-            n += 1
-            name = f"{base}_{n}"
-        self.taken.add(name)
-        return name
+        super().__init__(_RESERVED)
 
 
 class Preamble:
