@@ -19,6 +19,14 @@ def vector_add(n=1000):
     return tex.create_schedule(b.op), a, b
 
 
+def row_sums(rows=8, cols=100):
+    """out[i] = sum of a[i, :], unscheduled: (schedule, a, out, the reduction axis k)."""
+    a = tex.placeholder((rows, cols), name="a")
+    k = tex.reduce_axis((0, cols), name="k")
+    out = tex.compute((rows,), lambda i: tex.sum(a[i, k], axis=k), name="out")
+    return tex.create_schedule(out.op), a, out, k
+
+
 def test_bound_loops_become_one_launch_with_their_extents():
     text = lowered(cases.elementwise(1000, threads=128))
     assert "launch elementwise_kernel0(grid=(8, 1, 1), block=(128, 1, 1)):" in text
@@ -107,10 +115,7 @@ def test_warp_strategy_within_one_warp_needs_no_shared_memory():
 
 def test_default_strategy_is_warp_where_it_applies_else_shared():
     for threads, expect in ((128, "shfl_xor"), (100, "out_red_shared")):
-        a = tex.placeholder((8, 1000), name="a")
-        k = tex.reduce_axis((0, 1000), name="k")
-        out = tex.compute((8,), lambda i: tex.sum(a[i, k], axis=k), name="out")
-        s = tex.create_schedule(out.op)
+        s, a, out, k = row_sums(cols=1000)
         _, lanes = s[out].split(k, factor=threads)
         s[out].bind(out.op.axis[0], tex.thread_axis("blockIdx.x"))
         s[out].bind(lanes, tex.thread_axis("threadIdx.x"))
@@ -207,10 +212,7 @@ def test_bound_schedule_refused_for_the_cpu():
 
 
 def test_reduction_bound_to_blocks_needs_the_atomic_strategy():
-    a = tex.placeholder((8, 100), name="a")
-    k = tex.reduce_axis((0, 100), name="k")
-    out = tex.compute((8,), lambda i: tex.sum(a[i, k], axis=k), name="out")
-    s = tex.create_schedule(out.op)
+    s, a, out, k = row_sums()
     ko, ki = s[out].split(k, nparts=4)
     s[out].bind(ko, tex.thread_axis("blockIdx.x"))
     s[out].bind(out.op.axis[0], tex.thread_axis("threadIdx.x"))
@@ -241,20 +243,14 @@ def test_reduce_strategy_errors():
     s, a, b = vector_add()
     with pytest.raises(tex.ScheduleError, match="is a data axis"):
         s[b].reduce_strategy(b.op.axis[0], "warp")
-    a2 = tex.placeholder((8, 100), name="a")
-    k = tex.reduce_axis((0, 100), name="k")
-    out = tex.compute((8,), lambda i: tex.sum(a2[i, k], axis=k), name="out")
-    s = tex.create_schedule(out.op)
+    s, a2, out, k = row_sums()
     with pytest.raises(tex.ScheduleError, match="strategy must be one of 'shared', 'warp', "
                                                 "'atomic', got 'tree'"):
         s[out].reduce_strategy(k, "tree")
 
 
 def test_data_loop_inside_a_thread_reduction_is_refused():
-    a = tex.placeholder((8, 100), name="a")
-    k = tex.reduce_axis((0, 100), name="k")
-    out = tex.compute((8,), lambda i: tex.sum(a[i, k], axis=k), name="out")
-    s = tex.create_schedule(out.op)
+    s, a, out, k = row_sums()
     ko, ki = s[out].split(k, factor=32)
     s[out].reorder(ko, out.op.axis[0], ki)
     s[out].bind(ki, tex.thread_axis("threadIdx.x"))
@@ -276,10 +272,7 @@ def test_shared_or_local_stage_at_the_root_of_a_gpu_schedule_is_refused():
 
 
 def test_data_loop_bound_inside_a_reduction_is_refused():
-    a = tex.placeholder((8, 100), name="a")
-    k = tex.reduce_axis((0, 100), name="k")
-    out = tex.compute((8,), lambda i: tex.sum(a[i, k], axis=k), name="out")
-    s = tex.create_schedule(out.op)
+    s, a, out, k = row_sums()
     s[out].reorder(k, out.op.axis[0])
     s[out].bind(out.op.axis[0], tex.thread_axis("threadIdx.x"))
     with pytest.raises(tex.LoweringError, match="data loop i is bound to threadIdx.x inside a "

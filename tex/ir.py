@@ -348,6 +348,12 @@ class IntrinsicCall(Stmt):
 THREAD_REDUCE_STRATEGIES = ("shared", "warp")
 
 
+def warp_sized(threads: int) -> bool:
+    """Whether `threads` consecutive lanes split into whole warps or into aligned groups
+    within one (a power of two up to 32, or a multiple of 32): what "warp" needs."""
+    return (threads <= 32 and threads & (threads - 1) == 0) or threads % 32 == 0
+
+
 @dataclass(frozen=True, eq=False, slots=True, repr=False)
 class ThreadReduce(Stmt):
     """Combine `values` (one per output of `combiner`) across the `extent`

@@ -18,7 +18,7 @@ from tex import ops
 from tex.arith import simplify
 from tex.dtype import INDEX
 from tex.errors import LoweringError
-from tex.expr import Const
+from tex.expr import Const, structurally_equal
 from tex.ir import Allocate, AtomicUpdate, For, KernelLaunch, Load, LoweredFunc, Seq, Store
 from tex.printer import to_text
 from tex.visitor import collect, free_vars
@@ -33,8 +33,7 @@ def split_host_device(func: LoweredFunc, target) -> LoweredFunc:
         allocations.append(body.buffer)
         body = body.body
     nests = body.stmts if isinstance(body, Seq) else (body,)
-    global_buffers = set(func.params) | set(allocations)
-    launches = [_launch(f"{func.name}_kernel{k}", nest, func, global_buffers, target)
+    launches = [_launch(f"{func.name}_kernel{k}", nest, func, allocations, target)
                 for k, nest in enumerate(nests)]
     stmt = Seq(tuple(launches)) if len(launches) > 1 else launches[0]
     for buffer in reversed(allocations):
@@ -42,18 +41,18 @@ def split_host_device(func: LoweredFunc, target) -> LoweredFunc:
     return LoweredFunc(func.name, func.params, func.size_vars, stmt, func.outputs)
 
 
-def _launch(name: str, nest, func: LoweredFunc, global_buffers: set, target) -> KernelLaunch:
-    extents = _bound_extents(nest, name, _computed(nest))
+def _launch(name: str, nest, func: LoweredFunc, temporaries: list, target) -> KernelLaunch:
+    computed = _computed(nest)
+    extents = _bound_extents(nest, computed)
     if not extents:
-        raise LoweringError(f"the loop nest computing {_computed(nest)} has no loop bound to a GPU "
+        raise LoweringError(f"the loop nest computing {computed} has no loop bound to a GPU "
                             "thread axis, so it would run in a single thread; bind its outer "
                             "loops, e.g. s[T].bind(axis, tex.thread_axis('blockIdx.x'))")
     grid = tuple(_dimension(extents, f"blockIdx.{a}") for a in _AXES)
     block = tuple(_dimension(extents, f"threadIdx.{a}") for a in _AXES)
     _check_limits(name, grid, block, target)
     used = {n.buffer for n in collect(nest, lambda n: isinstance(n, (Load, Store, AtomicUpdate)))}
-    params = tuple(b for b in (*func.params, *(b for b in global_buffers if b not in func.params))
-                   if b in used)
+    params = tuple(b for b in (*func.params, *temporaries) if b in used)
     free = free_vars(nest)
     size_vars = tuple(v for v in func.size_vars if v in free)
     return KernelLaunch(name, grid, block, params, size_vars, nest)
@@ -68,11 +67,12 @@ def _computed(nest) -> str:
     return ", ".join(names) or "nothing"
 
 
-def _bound_extents(nest, name: str, computed: str) -> dict:
+def _bound_extents(nest, computed: str) -> dict:
     """Thread tag -> extents of the loops bound to it, checked to be launch-invariant."""
     extents: dict = {}
-    loop_vars = {s.var for s in collect(nest, lambda n: isinstance(n, For))}
-    for loop in collect(nest, lambda n: isinstance(n, For)):
+    loops = collect(nest, lambda n: isinstance(n, For))
+    loop_vars = {loop.var for loop in loops}
+    for loop in loops:
         if loop.kind == "parallel":
             raise LoweringError(f"loop {loop.var.name} (computing {computed}) is marked parallel, "
                                 "a CPU annotation; on a GPU bind it to a thread axis instead")
@@ -95,7 +95,7 @@ def _dimension(extents: dict, tag: str):
     constants = [e.value for e in found if isinstance(e, Const)]
     symbolic = []
     for e in found:
-        if not isinstance(e, Const) and not any(e is s for s in symbolic):
+        if not isinstance(e, Const) and not any(structurally_equal(e, s) for s in symbolic):
             symbolic.append(e)
     result = Const(INDEX, max(constants)) if constants else None
     for e in symbolic:

@@ -20,12 +20,14 @@ past the reduction's extent contribute the identity.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from tex import ops
 from tex.dtype import INDEX
 from tex.errors import LoweringError
 from tex.expr import Const, Var
 from tex.ir import (Allocate, Barrier, Buffer, IfThenElse, KernelLaunch, LetStmt, Load, Store,
-                    ThreadIndex, ThreadReduce, WarpShuffle, seq)
+                    ThreadIndex, ThreadReduce, WarpShuffle, seq, warp_sized)
 from tex.visitor import Rewriter, substitute
 
 _AXES = ("x", "y", "z")
@@ -38,14 +40,9 @@ def lower_thread_reduce(stmt):
 
 class _Launches(Rewriter):
     def rewrite_KernelLaunch(self, launch: KernelLaunch):
-        block = []
-        for axis, extent in zip(_AXES, launch.block):
-            block.append(extent.value if isinstance(extent, Const) else None)
+        block = [e.value if isinstance(e, Const) else None for e in launch.block]
         body = _Expand(launch.name, block).rewrite(launch.body)
-        if body is launch.body:
-            return launch
-        return KernelLaunch(launch.name, launch.grid, launch.block, launch.params,
-                            launch.size_vars, body)
+        return launch if body is launch.body else dataclasses.replace(launch, body=body)
 
 
 class _Expand(Rewriter):
@@ -145,7 +142,7 @@ def _shared_tree(node: ThreadReduce, group: _Group):
 
 def _warp_shuffles(node: ThreadReduce, group: _Group, kernel: str):
     size = group.size
-    if node.tag != "threadIdx.x" or not ((size <= 32 and size & (size - 1) == 0) or size % 32 == 0):
+    if node.tag != "threadIdx.x" or not warp_sized(size):
         raise LoweringError(f"kernel {kernel}: reduce_strategy 'warp' needs the reduction bound "
                             "to threadIdx.x with a block extent along x that is a power of two "
                             f"up to 32 or a multiple of 32; it is {node.tag} with {size} threads "

@@ -19,6 +19,8 @@ Guarantees, in each kernel:
 """
 from __future__ import annotations
 
+import dataclasses
+
 from tex.expr import Const, Var
 from tex.ir import (Allocate, AtomicUpdate, Barrier, For, IfThenElse, KernelLaunch, LetStmt, Load,
                     Seq, Store, ThreadIndex, seq)
@@ -35,10 +37,7 @@ class _Kernels(Rewriter):
         block = dict(zip(("threadIdx.x", "threadIdx.y", "threadIdx.z"), launch.block))
         body = _Distribute(block, _Divergence(launch.body)).rewrite(launch.body)
         body, _ = _Sync(block, _Divergence(body)).visit(body, _State())
-        if body is launch.body:
-            return launch
-        return KernelLaunch(launch.name, launch.grid, launch.block, launch.params,
-                            launch.size_vars, body)
+        return launch if body is launch.body else dataclasses.replace(launch, body=body)
 
 
 def _shared(stmt, kind) -> set:
@@ -65,15 +64,13 @@ class _Divergence:
     """Which variables differ between the threads of a block."""
 
     def __init__(self, stmt):
-        self.vars = set()
-        for node in collect(stmt, lambda n: isinstance(n, (For, LetStmt))):
-            if isinstance(node, For) and node.kind == "bound" and \
-                    node.thread_tag.startswith("threadIdx"):
-                self.vars.add(node.var)
+        definitions = collect(stmt, lambda n: isinstance(n, (For, LetStmt)))
+        self.vars = {node.var for node in definitions if isinstance(node, For)
+                     and node.kind == "bound" and node.thread_tag.startswith("threadIdx")}
         changed = True
         while changed:  # anything computed from a thread-dependent value depends on the thread
             changed = False
-            for node in collect(stmt, lambda n: isinstance(n, (For, LetStmt))):
+            for node in definitions:
                 source = node.value if isinstance(node, LetStmt) else node.extent
                 if node.var not in self.vars and self.depends(source):
                     self.vars.add(node.var)
@@ -109,8 +106,7 @@ class _Distribute(Rewriter):
 
         def wrap(body):
             var = Var(node.var.name, node.var.dtype)
-            return For(var, node.min, node.extent, node.kind, fresh_copy(body, {node.var: var}),
-                       node.pragmas, node.thread_tag)
+            return dataclasses.replace(node, var=var, body=fresh_copy(body, {node.var: var}))
         pushed = _push_down(node.body, wrap)
         return node if pushed is None else self.rewrite(pushed)
 
@@ -120,22 +116,21 @@ def _push_down(body, wrap):
     (None when `body` has no structure to go below)."""
     if isinstance(body, Seq):
         return seq(*(wrap(s) for s in body.stmts))
-    if isinstance(body, For) and body.kind in ("serial", "unrolled") or \
-            isinstance(body, For) and body.kind == "bound" and body.thread_tag == "vthread":
-        return For(body.var, body.min, body.extent, body.kind, wrap(body.body), body.pragmas,
-                   body.thread_tag)
-    if isinstance(body, LetStmt) and not collect(body.value, lambda n: isinstance(n, Load)):
-        return LetStmt(body.var, body.value, wrap(body.body))
-    if isinstance(body, Allocate):
-        return Allocate(body.buffer, wrap(body.body))
+    serial = isinstance(body, For) and (body.kind in ("serial", "unrolled")
+                                        or body.thread_tag == "vthread")
+    value_safe = isinstance(body, LetStmt) and not collect(body.value,
+                                                           lambda n: isinstance(n, Load))
+    if serial or value_safe or isinstance(body, Allocate):
+        return dataclasses.replace(body, body=wrap(body.body))
     return None
 
 
+@dataclasses.dataclass(frozen=True)
 class _State:
     """Shared buffers written and read since the last barrier."""
 
-    def __init__(self, written=frozenset(), read=frozenset()):
-        self.written, self.read = frozenset(written), frozenset(read)
+    written: frozenset = frozenset()
+    read: frozenset = frozenset()
 
     def conflicts(self, reads, writes) -> bool:
         return bool(reads & self.written or writes & self.read)
@@ -145,9 +140,6 @@ class _State:
 
     def union(self, other: "_State") -> "_State":
         return _State(self.written | other.written, self.read | other.read)
-
-    def __eq__(self, other):
-        return self.written == other.written and self.read == other.read
 
 
 class _Sync:
@@ -202,20 +194,13 @@ class _Sync:
     def _loop(self, loop: For, state: _State):
         """The loop's body synced for entry from `state` and from its own end state."""
         entry = state
-        for _ in range(3):
+        while True:  # the sets only grow, so this ends (after two rounds at most)
             body, end = self.visit(loop.body, entry)
             if entry.union(end) == entry:
-                break
+                return _with_body(loop, body), state.union(end)
             entry = entry.union(end)
-        return _with_body(loop, body), state.union(end)
 
 
 def _with_body(stmt, body):
-    if body is stmt.body:
-        return stmt
-    if isinstance(stmt, LetStmt):
-        return LetStmt(stmt.var, stmt.value, body)
-    if isinstance(stmt, For):
-        return For(stmt.var, stmt.min, stmt.extent, stmt.kind, body, stmt.pragmas,
-                   stmt.thread_tag)
-    return Allocate(stmt.buffer, body)
+    """`stmt` (a loop, let or allocation) around `body` instead of its own."""
+    return stmt if body is stmt.body else dataclasses.replace(stmt, body=body)

@@ -26,7 +26,7 @@ from tex.dtype import INDEX
 from tex.errors import LoweringError
 from tex.expr import Const, TensorRead, Var
 from tex.ir import (Allocate, AtomicUpdate, Buffer, For, IfThenElse, KernelInterface, LetStmt, Load,
-                    LoweredFunc, Store, ThreadIndex, ThreadReduce, seq)
+                    LoweredFunc, Store, ThreadIndex, ThreadReduce, seq, warp_sized)
 from tex.schedule.bound import (StagePlan, drop_unneeded_guards, enclosing_loops, infer_loops,
                                 infer_region, storage_scope)
 from tex.schedule.tensorize import lower_tile
@@ -328,10 +328,10 @@ def _gpu_reduction(plan, nest, body, outs, store_index, depth, first):
     steps = [init, update]
     buffers = list(accs)
     if thread_leaf is not None:
-        strategy = _thread_strategy(stage, thread_leaf, plan.ranges[thread_leaf].extent)
+        extent = plan.ranges[thread_leaf].extent
+        strategy = _thread_strategy(stage, thread_leaf, extent)
         combined = [Buffer(f"{b.name}_red", b.dtype, (Const(INDEX, 1),), "local") for b, _ in outs]
         buffers.extend(combined)
-        extent = plan.ranges[thread_leaf].extent
         steps.append(ThreadReduce(strategy, combiner, tuple(results), tuple(combined),
                                   stage.bindings[thread_leaf], int(extent.value)))
         results = [Load(b, zero) for b in combined]
@@ -355,6 +355,9 @@ def _gpu_reduction(plan, nest, body, outs, store_index, depth, first):
 
 #: The atomic update that combines partial results of each reducer.
 _ATOMIC_OPS = {"sum": "add", "min": "min", "max": "max"}
+
+#: Threads per block of the kernel that fills an atomically reduced output.
+_FILL_THREADS = 256
 
 
 def _gpu_reduction_leaves(stage, rest):
@@ -403,9 +406,9 @@ def _thread_strategy(stage, leaf, extent) -> str:
     chosen = stage.reduce_strategies.get(leaf)
     if chosen is not None:
         return chosen
-    n = extent.value
-    fits_warps = (n <= 32 and n & (n - 1) == 0) or n % 32 == 0
-    return "warp" if fits_warps and stage.bindings[leaf] == "threadIdx.x" else "shared"
+    if warp_sized(extent.value) and stage.bindings[leaf] == "threadIdx.x":
+        return "warp"
+    return "shared"
 
 
 def _atomic_init_nest(plan: StagePlan, buffers):
@@ -419,7 +422,7 @@ def _atomic_init_nest(plan: StagePlan, buffers):
     total = Const(INDEX, 1)
     for extent in out.shape:
         total = ops.binary("mul", total, extent)
-    threads = 256
+    threads = _FILL_THREADS
     block, thread = Var(f"{out.name}_init_block", INDEX), Var(f"{out.name}_init_thread", INDEX)
     flat = ops.binary("add", ops.binary("mul", block, threads), thread)
     index, rest = [], flat
