@@ -53,6 +53,7 @@ VARIANTS = [
     {"mr": 8, "nr": 32},
     {"mr": 4, "nr": 48},
     {"mr": 6, "nr": 64},
+    {"mr": 6, "nr": 64, "unroll_k": 4},
     {"mr": 5, "nr": 64},
     {"mr": 12, "nr": 32},
     {"mr": 14, "nr": 32},
@@ -140,6 +141,8 @@ def describe(config: dict) -> str:
         text += f", k blocked by {config['kc']}"
     if config.get("pack_a"):
         text += ", A packed"
+    if config.get("unroll_k", 1) > 1:
+        text += f", k unrolled by {config['unroll_k']}"
     return text
 
 

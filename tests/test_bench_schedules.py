@@ -16,6 +16,7 @@ from checks import check, random_array
 
 @pytest.mark.parametrize("config", [
     {"mr": 6, "nr": 64},
+    {"mr": 6, "nr": 64, "unroll_k": 4},
     {"mr": 4, "nr": 48},
     {"mr": 6, "nr": 64, "pack_a": True},
     {"mr": 4, "nr": 32, "kc": 24},
@@ -27,7 +28,8 @@ def test_matmul(config, shape):
     check(*schedules.matmul(m, n, k, **config), [a, b], a @ b, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("config", [{"mr": 6, "nr": 64}, {"mr": 4, "nr": 32, "kc": 40}])
+@pytest.mark.parametrize("config", [{"mr": 6, "nr": 64, "unroll_k": 4},
+                                    {"mr": 4, "nr": 32, "kc": 40}])
 def test_batch_matmul(config):
     batch, m, n, k = 3, 23, 70, 45
     a, b = random_array((batch, m, k)), random_array((batch, k, n))
