@@ -319,20 +319,77 @@ def test_wmma_errors():
         tex.lower(s, args, target="cuda")
 
 
-def test_wmma_accumulator_must_be_global():
-    _, (A, B, C) = cuda_wmma.matmul_schedule(32, 32, 32)
+def wmma_cached_accumulator(scope, M=32, N=32, K=32, column_blocks=True):
+    """A WMMA matmul accumulating each 16x16 tile of C in a `scope` cache_write stage,
+    which the block's 32 threads then copy out to C. A block computes one tile, or
+    without `column_blocks` one row of tiles, one after another."""
+    A = tex.placeholder((M, K), "float16", name="A")
+    B = tex.placeholder((K, N), "float16", name="B")
+    k = tex.reduce_axis((0, K), name="k")
+    C = tex.compute((M, N), lambda i, j: tex.sum(
+        A[i, k].astype("float32") * B[k, j].astype("float32"), axis=k), name="C")
     s = tex.create_schedule(C.op)
-    CS = s.cache_write(C, "shared")
+    CS = s.cache_write(C, scope)
     io, jo, ii, ji = s[C].tile(*C.op.axis, 16, 16)
-    s[C].bind(io, tex.thread_axis("blockIdx.x"))
+    s[C].bind(io, tex.thread_axis("blockIdx.y"))
+    if column_blocks:
+        s[C].bind(jo, tex.thread_axis("blockIdx.x"))
+    _, lane = s[C].split(s[C].fuse(ii, ji), factor=32)
+    s[C].bind(lane, tex.thread_axis("threadIdx.x"))
     s[CS].compute_at(s[C], jo)
     ko, ki = s[CS].split(s[CS].op.reduce_axis[0], factor=16)
     i, j = s[CS].op.axis
     s[CS].reorder(ko, i, j, ki)
     s[CS].tensorize(i, cuda_wmma.wmma_intrin())
-    with pytest.raises(tex.LoweringError, match="stage C_shared, axis i: intrinsic wmma_16x16x16_f16_f32: "
-                       "the C tile is in C_shared, a 'shared' buffer"):
-        tex.lower(s, [A, B, C], target="cuda")
+    return s, [A, B, C]
+
+
+def test_wmma_shared_accumulator_is_fenced_by_barriers():
+    """The calls write C_shared: barriers separate the fill from the first update, each
+    update from the next, and the last from the threads that copy the tile out."""
+    text = lowered(*wmma_cached_accumulator("shared"), target="cuda")
+    fill, loop = text.index("tex_wmma_fill_r_f32(&C_shared[0]"), text.index("for k_outer")
+    mma = text.index("tex_wmma_mma_16x16x16_f16_f32_rrr(")
+    copy = text.index("= C_shared[")
+    assert "sync_threads()" in text[fill:loop]
+    assert "sync_threads()" in text[loop:mma]  # every iteration: update k-1 wrote it
+    assert "sync_threads()" in text[mma:copy]
+
+
+def test_wmma_shared_accumulator_reused_for_the_next_tile_waits_for_the_copy():
+    """The fill of the next tile writes C_shared, which threads were reading."""
+    text = lowered(*wmma_cached_accumulator("shared", column_blocks=False), target="cuda")
+    loop = text[text.index("for j_outer in range(2):"):]
+    assert loop.index("sync_threads()") < loop.index("tex_wmma_fill_r_f32(&C_shared[0]")
+
+
+def test_wmma_shared_accumulator_compiles_with_nvrtc():
+    cuda = pytest.importorskip("tex.codegen.cuda")
+    s, args = wmma_cached_accumulator("shared")
+    target = tex.Target("cuda -arch=sm_80")
+    source = cuda.compile_cuda(tex.lower(s, args, target=target), target).source
+    kernel = source[source.index("__global__"):]
+    calls = [kernel.index("tex_wmma_fill_r_f32(&C_shared[0]"),
+             kernel.index("tex_wmma_mma_16x16x16_f16_f32_rrr("), kernel.index("= C_shared[")]
+    assert "__shared__ __align__(32) float C_shared[256];" in kernel
+    for before, after in zip(calls, calls[1:]):
+        assert "__syncthreads();" in kernel[before:after]
+
+
+@pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
+def test_wmma_shared_accumulator_matches_numpy_on_a_gpu():
+    M, N, K = 32, 48, 64
+    kernel = tex.build(*wmma_cached_accumulator("shared", M, N, K), target="cuda")
+    a, b = random_array((M, K), "float16"), random_array((K, N), "float16")
+    expected = a.astype(np.float32) @ b.astype(np.float32)
+    np.testing.assert_allclose(kernel(a, b), expected, rtol=1e-3, atol=1e-3)
+
+
+def test_wmma_accumulator_in_local_memory_is_refused():
+    s, args = wmma_cached_accumulator("local")
+    with pytest.raises(tex.LoweringError, match="stage C_local, axis i: intrinsic "
+                       "wmma_16x16x16_f16_f32: the C tile is in C_local, a 'local' buffer"):
+        tex.lower(s, args, target="cuda")
 
 
 def test_wmma_device_functions_compile_with_nvrtc():

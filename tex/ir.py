@@ -321,8 +321,8 @@ class IntrinsicCall(Stmt):
     as a pointer to the buffer's element type (const unless its position is in
     `writes`); `values` follow, passed by value. Every buffer a pointer reaches must
     be aligned to `align` bytes. Passes see the pointers as loads, so kernels take
-    their buffers and flattening linearises their indices; they do not see the
-    writes (the barrier pass neither). Made by tensorize intrinsics, e.g.
+    their buffers and flattening linearises their indices; the barrier pass also
+    counts the buffers of `writes` as written. Made by tensorize intrinsics, e.g.
     `tex.intrin.cuda_wmma`, whose docstrings say what else the call assumes.
     """
 

@@ -28,10 +28,12 @@ must not bind threadIdx.x around the tile (lowering checks it), and other
 stages of the kernel that bind threadIdx.x must keep blockDim.x at 32 (bind
 extents of at most 32), so that each warp is one (threadIdx.y, threadIdx.z).
 
-**Memory.** A and B tiles lie in global or shared memory, the C tile in
-global memory (the barrier pass does not see the intrinsic's writes, so a
-shared accumulator is refused). Each tile is row-major or column-major (one
-of its strides is 1); its leading dimension must be a multiple of 8 elements
+**Memory.** Each tile lies in global or shared memory (not local: the
+lanes of a warp share it). A C tile in shared memory (a `cache_write`
+stage computed in the block) is safe: the calls declare C written, so the
+barrier pass separates them from the block's other threads reading or
+writing the tile before or after. Each tile is row-major or column-major
+(one of its strides is 1); its leading dimension must be a multiple of 8 elements
 for A and B and of 4 for C, and its first element 32-byte aligned (checked
 where they are constants; with symbolic sizes they are the caller's duty).
 Targets: sm_70 and newer.
@@ -72,13 +74,11 @@ def _lower(inputs, outputs):
     a, b = inputs
     (c,) = outputs
     layouts, lds = zip(*(_layout(v, what) for v, what in ((a, "A"), (b, "B"), (c, "C"))))
-    for view, what, scopes in ((a, "A", ("global", "shared")), (b, "B", ("global", "shared")),
-                               (c, "C", ("global",))):
-        if view.scope not in scopes:
+    for view, what in ((a, "A"), (b, "B"), (c, "C")):
+        if view.scope not in ("global", "shared"):
             raise LoweringError(f"intrinsic {NAME}: the {what} tile is in {view.buffer.name}, "
-                                f"a {view.scope!r} buffer; it must be in "
-                                f"{' or '.join(map(repr, scopes))} memory (a warp shares the "
-                                "tile, and barriers do not yet see the intrinsic's writes)")
+                                f"a {view.scope!r} buffer; it must be in 'global' or 'shared' "
+                                "memory (the lanes of a warp share the tile)")
     suffix = "".join(layout[0] for layout in layouts)   # "rrr", "rcr", ...
     pointers = (a.pointer(), b.pointer(), c.pointer())
     mma = _call("mma", suffix, layouts, pointers, lds)

@@ -16,14 +16,18 @@ Guarantees, in each kernel:
    runs, also across iterations of an enclosing loop. Barriers already
    there (from reductions) count; no barrier is placed where none is needed
    by this rule.
+
+An `IntrinsicCall` counts as reading the buffer of every one of its
+pointers and writing those of its `writes`, whole (the pass does not know
+which elements the call touches).
 """
 from __future__ import annotations
 
 import dataclasses
 
 from tex.expr import Const, Var
-from tex.ir import (Allocate, AtomicUpdate, Barrier, For, IfThenElse, KernelLaunch, LetStmt, Load,
-                    Seq, Store, ThreadIndex, seq)
+from tex.ir import (Allocate, AtomicUpdate, Barrier, For, IfThenElse, IntrinsicCall, KernelLaunch,
+                    LetStmt, Load, Seq, Store, ThreadIndex, seq)
 from tex.visitor import Rewriter, collect, free_vars, fresh_copy
 
 
@@ -40,14 +44,26 @@ class _Kernels(Rewriter):
         return launch if body is launch.body else dataclasses.replace(launch, body=body)
 
 
-def _shared(stmt, kind) -> set:
-    return {n.buffer for n in collect(stmt, lambda n: isinstance(n, kind))
+def _shared_reads(stmt) -> set:
+    """The shared buffers `stmt` reads (an IntrinsicCall's pointers are loads: it reads them)."""
+    return {n.buffer for n in collect(stmt, lambda n: isinstance(n, Load))
             if n.buffer.scope == "shared"}
+
+
+def _shared_writes(stmt) -> set:
+    """The shared buffers `stmt` writes: by stores, atomics and intrinsic calls."""
+    written = set()
+    for n in collect(stmt, lambda n: isinstance(n, (Store, AtomicUpdate, IntrinsicCall))):
+        if isinstance(n, IntrinsicCall):
+            written.update(n.pointers[w].buffer for w in n.writes)
+        else:
+            written.add(n.buffer)
+    return {b for b in written if b.scope == "shared"}
 
 
 def _needs_barrier_inside(stmt) -> bool:
     """Whether `stmt` writes a shared buffer that it also reads, or holds a barrier."""
-    return bool(_shared(stmt, (Store, AtomicUpdate)) & _shared(stmt, Load)) or \
+    return bool(_shared_writes(stmt) & _shared_reads(stmt)) or \
         bool(collect(stmt, lambda n: isinstance(n, Barrier)))
 
 
@@ -165,7 +181,7 @@ class _Sync:
         if isinstance(stmt, (LetStmt, Allocate)):  # not steps in time: look inside
             body, state = self.visit(stmt.body, state)
             return _with_body(stmt, body), state
-        reads, writes = _shared(stmt, Load), _shared(stmt, (Store, AtomicUpdate))
+        reads, writes = _shared_reads(stmt), _shared_writes(stmt)
         barrier = None
         if state.conflicts(reads, writes):
             barrier, state = Barrier(), _State()
