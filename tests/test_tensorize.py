@@ -319,7 +319,7 @@ def test_wmma_errors():
         tex.lower(s, args, target="cuda")
 
 
-def wmma_cached_accumulator(scope, M=32, N=32, K=32, column_blocks=True):
+def wmma_cached_accumulator(scope, M=32, N=32, K=32, column_blocks=True, lanes=32):
     """A WMMA matmul accumulating each 16x16 tile of C in a `scope` cache_write stage,
     which the block's 32 threads then copy out to C. A block computes one tile, or
     without `column_blocks` one row of tiles, one after another."""
@@ -334,7 +334,7 @@ def wmma_cached_accumulator(scope, M=32, N=32, K=32, column_blocks=True):
     s[C].bind(io, tex.thread_axis("blockIdx.y"))
     if column_blocks:
         s[C].bind(jo, tex.thread_axis("blockIdx.x"))
-    _, lane = s[C].split(s[C].fuse(ii, ji), factor=32)
+    _, lane = s[C].split(s[C].fuse(ii, ji), factor=lanes)
     s[C].bind(lane, tex.thread_axis("threadIdx.x"))
     s[CS].compute_at(s[C], jo)
     ko, ki = s[CS].split(s[CS].op.reduce_axis[0], factor=16)
@@ -383,6 +383,18 @@ def test_wmma_shared_accumulator_matches_numpy_on_a_gpu():
     a, b = random_array((M, K), "float16"), random_array((K, N), "float16")
     expected = a.astype(np.float32) @ b.astype(np.float32)
     np.testing.assert_allclose(kernel(a, b), expected, rtol=1e-3, atol=1e-3)
+
+
+def test_wmma_kernel_keeps_blocks_one_warp_wide():
+    """Another stage binding 64 threads to threadIdx.x would make blockDim.x 64: warps
+    would no longer be one (threadIdx.y, threadIdx.z) each."""
+    text = lowered(*wmma_cached_accumulator("shared", lanes=16), target="cuda")  # fewer: fine
+    assert "block=(32, 1, 1)" in text
+    s, args = wmma_cached_accumulator("shared", lanes=64)
+    with pytest.raises(tex.LoweringError, match=r"stage C_shared, axis i: intrinsic "
+                       r"wmma_16x16x16_f16_f32 runs on threadIdx.x\(32\) itself, .* stage C "
+                       r"binds loop i_inner_j_inner_fused_inner to threadIdx.x with extent 64"):
+        tex.lower(s, args, target="cuda")
 
 
 def test_wmma_accumulator_in_local_memory_is_refused():

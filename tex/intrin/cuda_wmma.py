@@ -23,10 +23,11 @@ depend on the lane: a kernel running the intrinsic has blocks of 32 threads
 along x, and one warp computes each tile. The stage's loops outside the tile
 choose the tile: loops bound to blockIdx.* give each block its tiles, loops
 bound to threadIdx.y or threadIdx.z give each warp of the block its own, and
-serial loops walk tiles one after another in the same warp. Rules: the stage
-must not bind threadIdx.x around the tile (lowering checks it), and other
-stages of the kernel that bind threadIdx.x must keep blockDim.x at 32 (bind
-extents of at most 32), so that each warp is one (threadIdx.y, threadIdx.z).
+serial loops walk tiles one after another in the same warp. Rules, both
+checked by lowering: the stage must not bind threadIdx.x around the tile,
+and other stages of the kernel that bind threadIdx.x must keep blockDim.x at
+32 (bind extents of at most 32), so that each warp is one (threadIdx.y,
+threadIdx.z).
 
 **Memory.** Each tile lies in global or shared memory (not local: the
 lanes of a warp share it). A C tile in shared memory (a `cache_write`

@@ -294,7 +294,8 @@ def _tensorized_nest(plan: StagePlan, nest, buffers, depth):
     first = next((i for i, v in enumerate(outer) if v.kind == "reduce"), None)
     enclosing = {stage.bindings[v] for v in outer if v in stage.bindings}
     enclosing |= {owner.bindings[v] for v, owner in enclosing_loops(stage) if v in owner.bindings}
-    tile = lower_tile(plan, buffers, nest.children, depth, enclosing, first is not None)
+    tile = lower_tile(plan, buffers, nest.children, depth, enclosing,
+                      _kernel_bindings(stage, nest.plans), first is not None)
     if first is None:
         return nest.build(outer, tile.whole, depth)
     if any(v in stage.bindings for v in outer[first:]):
@@ -302,6 +303,19 @@ def _tensorized_nest(plan: StagePlan, nest, buffers, depth):
                             "loop outside the tile is bound to a GPU thread axis; keep the "
                             "reduction loops serial around a tensorized tile")
     return _init_and_update(plan, nest, outer, first, tile.reset, tile.update, depth)
+
+
+def _kernel_bindings(stage, plans) -> list:
+    """(stage, leaf, thread tag, extent) of every bound loop of the kernel that runs `stage`:
+    the loops of its root stage and of every stage computed inside it."""
+    def root(st):
+        while st.attach.kind == "at":
+            st = st.attach.stage
+        return st
+    kernel = root(stage)
+    return [(p.stage, leaf, p.stage.bindings[leaf], p.ranges[leaf].extent)
+            for p in plans if root(p.stage) is kernel
+            for leaf in p.stage.leaf_iter_vars if leaf in p.stage.bindings]
 
 
 def _gpu_reduction(plan, nest, body, outs, store_index, depth, first):

@@ -27,6 +27,10 @@ axis and what differs):
    the tile's loop variables, is affine with constant coefficients, and
    varies only along tile loops whose intrinsic axes the intrinsic's access
    uses. The coefficients and the buffer's strides give the view's strides.
+4. **Threads.** An intrinsic whose statements bind a thread axis themselves
+   (a warp's lanes: `threadIdx.x(32)`) owns that axis: no loop around the
+   tile is bound to it, and no stage of the kernel binds it to more threads
+   than the intrinsic's loop has, so the block has exactly that many.
 
 TVM: `te.decl_tensor_intrin` and `s[C].tensorize`; the (body, reset, update)
 triple that `lower_fn` may return is TVM's.
@@ -195,15 +199,17 @@ class TileStatements:
 
 
 def lower_tile(plan, buffers: dict, children: dict, depth: dict, enclosing_tags: set,
-               reductions_outside: bool) -> TileStatements:
+               kernel_bindings: list, reductions_outside: bool) -> TileStatements:
     """The intrinsic's statements for the tile of `plan.stage`, after checking that they match.
 
     `buffers` maps tensors to (Buffer, offsets) as lowering allocates them,
     `children` leaf -> stages computed at it, `depth` guard -> position of the
     innermost loop it depends on, `enclosing_tags` the thread axes bound
-    around the tile. `reductions_outside` says whether some reduction loop of
-    the stage lies outside the tile (then reset and update are needed).
-    Raises LoweringError when anything differs (see the module docstring).
+    around the tile, `kernel_bindings` (stage, leaf, tag, extent) for every
+    bound loop of the kernel the tile runs in. `reductions_outside` says
+    whether some reduction loop of the stage lies outside the tile (then
+    reset and update are needed). Raises LoweringError when anything differs
+    (see the module docstring).
     """
     stage = plan.stage
     axis, intrin = stage.tensorized
@@ -228,7 +234,7 @@ def lower_tile(plan, buffers: dict, children: dict, depth: dict, enclosing_tags:
     except LoweringError as e:  # the intrinsic refuses these tiles: say where
         raise LoweringError(f"{where}: {e}") from e
     parts = _parts(result, intrin, where)
-    _check_thread_loops(parts, enclosing_tags, intrin, where)
+    _check_thread_loops(parts, enclosing_tags, kernel_bindings, intrin, where)
     body, reset, update = parts
     if reductions_outside or (body is None and plan.op.reduce_axis):
         needed = {"reset": reset, "update": update}
@@ -479,14 +485,31 @@ def _parts(result, intrin, where) -> tuple:
     return parts
 
 
-def _check_thread_loops(parts, enclosing_tags: set, intrin, where):
-    """An intrinsic that binds a thread axis itself (a warp) must not sit inside a loop
-    bound to the same axis: its lanes would compute different tiles."""
+def _check_thread_loops(parts, enclosing_tags: set, kernel_bindings: list, intrin, where):
+    """An intrinsic that binds a thread axis itself (a warp: threadIdx.x(32)) owns that axis.
+    No loop around the tile may be bound to it (its lanes would compute different tiles),
+    and no stage of the kernel may bind it to more threads than the intrinsic's loop has,
+    so that the block has exactly that many along it (a warp is then one threadIdx.y, z)."""
     for stmt in parts:
         if stmt is None:
             continue
         for loop in collect(stmt, lambda n: isinstance(n, For) and n.kind == "bound"):
-            if loop.thread_tag in enclosing_tags:
+            tag = loop.thread_tag
+            if tag in enclosing_tags:
                 raise LoweringError(f"{where}: intrinsic {intrin.name} runs on the threads of "
-                                    f"{loop.thread_tag} itself, so no loop around the tile may "
-                                    f"be bound to {loop.thread_tag}")
+                                    f"{tag} itself, so no loop around the tile may be bound "
+                                    f"to {tag}")
+            for stage, leaf, bound_tag, extent in kernel_bindings:
+                if bound_tag == tag and not _at_most(extent, loop.extent):
+                    raise LoweringError(
+                        f"{where}: intrinsic {intrin.name} runs on {tag}({loop.extent}) "
+                        f"itself, so its kernel's blocks must have {loop.extent} threads along "
+                        f"{tag}; stage {stage.name} binds loop {leaf.name} to {tag} with "
+                        f"extent {extent}: split it so that at most {loop.extent} are bound")
+
+
+def _at_most(extent, limit) -> bool:
+    """Whether the loop extent `extent` is provably at most `limit`."""
+    if isinstance(extent, Const) and isinstance(limit, Const):
+        return extent.value <= limit.value
+    return structurally_equal(extent, limit)
