@@ -7,8 +7,10 @@ import pytest
 
 import tex
 import tex.driver
+from tex.intrin import cuda_wmma
 from tex.runtime import cache
-from tex.schedule.fingerprint import Unfingerprintable, fingerprint
+from tex.schedule.fingerprint import Unfingerprintable, fingerprint, lowering_identity
+from tex.schedule.tensorize import loop_nest
 from checks import random_array
 
 
@@ -80,3 +82,80 @@ def test_an_object_it_cannot_write_means_lowering_as_usual():
         text(s, args)
     a = random_array((30, 21))
     np.testing.assert_allclose(tex.build(s, args)(a), a * 2.0 + 1.0, rtol=1e-6)
+
+
+# --- tensorize: the intrinsic is part of the fingerprint ----------------------------------
+
+def lower_add(inputs, outputs):
+    """c = a + b on a 4x4 tile, as plain loops."""
+    (a, b), (c,) = inputs, outputs
+    return loop_nest((4, 4), lambda i, j: c.store(a.load(i, j) + b.load(i, j), i, j))
+
+
+def add_intrin(name="add4x4", lower_fn=lower_add, op=lambda x, y: x + y):
+    a = tex.placeholder((4, 4), name="a")
+    b = tex.placeholder((4, 4), name="b")
+    return tex.decl_tensor_intrin(
+        tex.compute((4, 4), lambda i, j: op(a[i, j], b[i, j]), name="c"), lower_fn, name=name)
+
+
+ADD = add_intrin()
+
+
+def tensorized(intrin=ADD, at_rows=True):
+    """C = A + B (8 x 12) with 4x4 tiles done by `intrin`: tensorized at the tile's row
+    loop, or with a 4x1 split of the columns, at its column loop (a 1-row intrinsic)."""
+    A = tex.placeholder((8, 12), name="A")
+    B = tex.placeholder((8, 12), name="B")
+    C = tex.compute((8, 12), lambda i, j: A[i, j] + B[i, j], name="C")
+    s = tex.create_schedule(C.op)
+    io, jo, ii, ji = s[C].tile(*C.op.axis, 4, 4)
+    if at_rows:
+        s[C].tensorize(ii, intrin)
+    else:
+        s[C].reorder(io, jo, ji, ii)  # the tile's loops in another order: (ji, ii)
+        s[C].tensorize(ji, intrin)
+    return s, [A, B, C]
+
+
+def test_a_tensorized_schedule_twice_is_one_fingerprint_and_a_cache_hit(monkeypatch):
+    assert text(*tensorized()) == text(*tensorized())
+    assert text(*tensorized(add_intrin())) == text(*tensorized())  # declared anew, same parts
+    cache.clear_cache()
+    first = tex.build(*tensorized())
+    monkeypatch.setattr(tex.driver, "schedule_to_func",
+                        lambda *a: pytest.fail("lowered again"))
+    second = tex.build(*tensorized())
+    assert second._compiled is first._compiled
+    a, b = random_array((8, 12)), random_array((8, 12))
+    np.testing.assert_allclose(second(a, b), a + b, rtol=1e-6)
+
+
+def test_another_intrinsic_or_axis_changes_it():
+    base = text(*tensorized())
+    assert text(*tensorized(add_intrin(name="other"))) != base
+    assert text(*tensorized(add_intrin(op=lambda x, y: y + x))) != base
+    same_code = lambda inputs, outputs: lower_add(inputs, outputs)  # noqa: E731
+    assert text(*tensorized(add_intrin(lower_fn=same_code))) != base
+    assert text(*tensorized(at_rows=False)) != base
+
+
+def test_lowering_functions_are_named_by_tex_or_by_identity():
+    """tex's own are named (its sources are in the disk key); any other is this object
+    in this process only, so closures from one definition are told apart."""
+    assert lowering_identity(cuda_wmma._lower) == "function('tex.intrin.cuda_wmma._lower')"
+    assert lowering_identity(lower_add) == lowering_identity(lower_add)
+    assert lowering_identity(lower_add).startswith("function(local,")
+
+    def closure(scale):
+        return lambda inputs, outputs: scale
+    assert lowering_identity(closure(1)) != lowering_identity(closure(2))
+
+    class Lowering:  # a callable that cannot be referred to weakly: kept alive instead
+        __slots__ = ()
+
+        def __call__(self, inputs, outputs):
+            return None
+    held = Lowering()
+    assert lowering_identity(held) == lowering_identity(held)
+    assert lowering_identity(Lowering()) != lowering_identity(Lowering())

@@ -15,14 +15,34 @@ The walk is generic over dataclass fields and plain attributes, so a field
 added to a node or a stage is covered without touching this module. An
 object it does not know raises `Unfingerprintable`; the caller then lowers
 as usual.
+
+A tensorize intrinsic is written as its name, its declaration (the
+operation, canonical like any other) and its lowering function, the one
+part whose output the walk cannot see; lowering calls it on the tile's
+views, and it is assumed to depend on nothing else. A function of tex's own
+modules, defined at module level (no closure), is written by its qualified
+name: tex's sources fix what it does, and the disk cache's key covers them.
+Any other function (the user's, a closure, a partial) is written as its
+identity within this process: a serial number given at first sight, never
+reused, tagged with a token unique to the process. Two intrinsics with the
+same function object then share kernels in this process, and nothing is
+ever shared across processes through the disk, since the same name there
+may well mean different code.
 """
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import sys
+import threading
+import types
+import uuid
+import weakref
 
 from tex.dtype import DType
 from tex.expr import Var
 from tex.schedule.stage import Stage
+from tex.schedule.tensorize import TensorIntrin
 from tex.tensor import CommReducer, ComputeOp, IterVar, PlaceholderOp, Tensor
 
 
@@ -37,6 +57,7 @@ _IDENTITIES = {
     PlaceholderOp: ("op", ("name", "shape", "dtypes")),
     ComputeOp: ("op", ("name", "axis", "body", "tag")),
     CommReducer: ("r", ("name", "lhs", "rhs", "results", "identities")),
+    TensorIntrin: ("ti", ("name", "op", "lower_fn")),  # lower_fn: see `lowering_identity`
     Stage: ("st", None),  # every attribute but the back-reference to the schedule
 }
 
@@ -83,7 +104,64 @@ class _Writer:
         return number
 
     def _fields(self, x, names) -> str:
-        return type(x).__name__ + "(" + ",".join(self(getattr(x, n)) for n in names) + ")"
+        return type(x).__name__ + "(" + ",".join(self._field(x, n) for n in names) + ")"
+
+    def _field(self, x, name: str) -> str:
+        value = getattr(x, name)
+        if isinstance(x, TensorIntrin) and name == "lower_fn":
+            return lowering_identity(value)
+        return self(value)
+
+
+def lowering_identity(fn) -> str:
+    """How the fingerprint names an intrinsic's lowering function `fn` (see the module
+    docstring): `function('tex.intrin.cuda_wmma._lower')` for a module-level function of
+    tex, else `function(local,'<process token>',<serial>)` for this object in this process."""
+    module = getattr(fn, "__module__", None) or ""
+    if isinstance(fn, types.FunctionType) and fn.__closure__ is None and \
+            (module == "tex" or module.startswith("tex.")) and \
+            _resolve(sys.modules.get(module), fn.__qualname__) is fn:
+        return f"function({module + '.' + fn.__qualname__!r})"
+    return f"function(local,{_PROCESS!r},{_local_serial(fn)})"
+
+
+def _resolve(module, qualname: str):
+    """The object `module.<qualname>` names now (None when it names nothing)."""
+    found = module
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return found
+
+
+#: Identifies this process in process-local names: no other process, now or later, has it.
+_PROCESS = uuid.uuid4().hex
+_serials = itertools.count()
+_local_lock = threading.RLock()  # re-entrant: a weak reference callback may run under it
+_local: dict[int, tuple] = {}  # id(fn) -> (weak reference to fn, or fn itself; serial)
+
+
+def _local_serial(fn) -> int:
+    """A number for the object `fn`, the same while it lives and never given to another."""
+    key = id(fn)
+    with _local_lock:
+        entry = _local.get(key)
+        if entry is not None:
+            held, serial = entry
+            if (held() if isinstance(held, weakref.ref) else held) is fn:
+                return serial
+        try:
+            held = weakref.ref(fn, lambda ref: _forget(key, ref))
+        except TypeError:  # cannot be referred to weakly: keep it, so its id stays its own
+            held = fn
+        serial = next(_serials)
+        _local[key] = (held, serial)
+        return serial
+
+
+def _forget(key: int, ref):
+    with _local_lock:
+        if _local.get(key, (None,))[0] is ref:
+            del _local[key]
 
 
 def fingerprint(sch, args, name: str) -> str:
