@@ -214,6 +214,35 @@ def test_storage_align_errors():
         s[B].storage_align(io, 8, 1)
 
 
+def test_prefetch_errors():
+    A, B, C, k = two_stages()
+    s = tex.create_schedule(C.op)
+    with raises(tex.ScheduleError, "prefetch", "stage C", "expected a tensor", "str"):
+        s[C].prefetch("A", C.op.axis[0])
+    for offset in (0, -1, 1.5, True):
+        with raises(tex.ScheduleError, "prefetch of A on stage C", "positive int",
+                    repr(offset)):
+            s[C].prefetch(A, C.op.axis[0], offset)
+    s[B].vectorize(B.op.axis[1])
+    with raises(tex.ScheduleError, "prefetch of A on stage B", "axis j is vectorized"):
+        s[B].prefetch(A, B.op.axis[1])
+    s[C].prefetch(A, C.op.axis[0])  # C reads B, not A
+    with raises(tex.LoweringError, "prefetch on stage C", "axis i", "A is not read"):
+        tex.lower(s, [A, C])
+
+
+def test_prefetch_in_a_gpu_kernel_is_refused():
+    A, B, C, k = two_stages()
+    s = tex.create_schedule(C.op)
+    s[B].compute_inline()
+    i_outer, i_inner = s[C].split(C.op.axis[0], factor=8)
+    s[C].bind(i_outer, tex.thread_axis("blockIdx.x"))
+    s[C].bind(i_inner, tex.thread_axis("threadIdx.x"))
+    s[C].prefetch(A, k)
+    with raises(tex.LoweringError, "prefetch on stage C", "axis k", "GPU kernel", "CPU loops"):
+        tex.lower(s, [A, C], target="cuda")
+
+
 def test_bind_names_the_stage_the_axis_and_what_came():
     A, B, C, k = two_stages()
     s = tex.create_schedule(C.op)

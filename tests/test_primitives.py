@@ -440,10 +440,77 @@ def test_rfactor_with_where_condition():
 def test_pragma_is_kept_on_the_loop():
     A, B = elementwise((10,))
     s = tex.create_schedule(B.op)
-    s[B].pragma(B.op.axis[0], "prefetch", 2)
+    s[B].pragma(B.op.axis[0], "note", 2)
     a = random_array((10,))
     check(s, [A, B], [a], a * 2 + 1)
-    assert "pragma prefetch=2" in str(tex.lower(s, [A, B]))
+    assert "pragma note=2" in str(tex.lower(s, [A, B]))
+
+
+def row_softmax(n, m, rows):
+    """Softmax rows in blocks of `rows`, the row's stages computed at Y's row loop (the
+    bench's schedule); returns the schedule, X, Y and the loop over blocks."""
+    X = tex.placeholder((n, m), name="X")
+    k1, k2 = tex.reduce_axis((0, m), name="k1"), tex.reduce_axis((0, m), name="k2")
+    top = tex.compute((n,), lambda i: tex.max(X[i, k1], axis=k1), name="top")
+    E = tex.compute((n, m), lambda i, j: tex.exp(X[i, j] - top[i]), name="E")
+    total = tex.compute((n,), lambda i: tex.sum(E[i, k2], axis=k2), name="total")
+    Y = tex.compute((n, m), lambda i, j: E[i, j] / total[i], name="Y")
+    s = tex.create_schedule(Y.op)
+    blocks, row = s[Y].split(Y.op.axis[0], factor=rows)
+    for T in (top, E, total):
+        s[T].compute_at(s[Y], row)
+    return s, X, Y, blocks
+
+
+@pytest.mark.parametrize("offset, address", [
+    (1, "min(i_outer * 4 + X_prefetch0 + 4, 36) * 75 + X_prefetch1 * 16"),
+    (2, "min(i_outer * 4 + X_prefetch0 + 8, 36) * 75 + X_prefetch1 * 16"),
+    (40, "X_prefetch1 * 16 + 2700"),  # always past the end: the last row
+])
+def test_prefetch_of_a_tensor_read_by_stages_computed_in_the_loop(offset, address):
+    s, X, Y, i_outer = row_softmax(37, 75, rows=4)
+    s[Y].parallel(i_outer)
+    s[Y].prefetch(X, i_outer, offset)
+    x = random_array((37, 75))
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    check(s, [X, Y], [x], e / e.sum(axis=1, keepdims=True))
+    text = str(tex.lower(s, [X, Y]))
+    # 4 rows of 75 floats, 5 lines of 16 floats each; the rows clamped into X
+    assert "for X_prefetch0 in range(4):" in text and "for X_prefetch1 in range(5):" in text
+    assert f"prefetch(X[{address}])" in text
+
+
+def test_prefetch_at_an_inner_loop_with_a_symbolic_size():
+    n = tex.var("n")
+    A = tex.placeholder((n, 50), name="A")
+    B = tex.compute((n, 50), lambda i, j: A[i, j] * 2.0 + 1.0, name="B")
+    s = tex.create_schedule(B.op)
+    j_outer, j_inner = s[B].split(B.op.axis[1], factor=16)
+    s[B].vectorize(j_inner)
+    s[B].prefetch(A, j_outer, 2)
+    a = random_array((9, 50))
+    kernel = check(s, [A, B], [a], a * 2 + 1)
+    assert "prefetch(A[" in str(tex.lower(s, [A, B]))
+    assert "prefetcht0" in kernel.get_source("asm")
+
+
+def test_prefetch_is_part_of_the_schedule_that_the_caches_key_on():
+    A, B = elementwise((30, 20))
+    plain, fetching = tex.create_schedule(B.op), tex.create_schedule(B.op)
+    fetching[B].prefetch(A, B.op.axis[0])
+    assert "prefetch(" not in str(tex.lower(plain, [A, B]))
+    a = random_array((30, 20))
+    check(plain, [A, B], [a], a * 2 + 1)
+    kernel = check(fetching, [A, B], [a], a * 2 + 1)
+    assert "prefetch(" in kernel.get_source("tex")
+
+
+def test_splitting_the_prefetch_axis_drops_it():
+    A, B = elementwise((30, 20))
+    s = tex.create_schedule(B.op)
+    s[B].prefetch(A, B.op.axis[0])
+    s[B].split(B.op.axis[0], factor=8)
+    assert "prefetch(" not in str(tex.lower(s, [A, B]))
 
 
 def test_storage_align_pads_the_row_stride():

@@ -206,6 +206,20 @@ class Store(Stmt):
 
 
 @dataclass(frozen=True, eq=False, slots=True, repr=False)
+class Prefetch(Stmt):
+    """A hint to bring the cache line holding `buffer[indices]` into every level of the
+    data cache, to be read soon. It changes no value; lowering keeps the indices
+    inside the buffer (from `Stage.prefetch`)."""
+
+    buffer: Buffer
+    indices: tuple[Expr, ...]
+
+    def __post_init__(self):
+        if _check_indices(self.buffer, self.indices) != 1:
+            raise ExprError(f"prefetch of {self.buffer.name}: needs a scalar index")
+
+
+@dataclass(frozen=True, eq=False, slots=True, repr=False)
 class Allocate(Stmt):
     """`buffer` exists (uninitialised) while `body` runs."""
 

@@ -10,7 +10,7 @@ from tex import ops
 from tex.expr import (Binary, Call, Cast, Compare, Const, Let, Logical, Not, Reduce, Select,
                       TensorRead, Var)
 from tex.ir import (Allocate, AtomicUpdate, Barrier, Broadcast, For, IfThenElse, IntrinsicCall,
-                    KernelLaunch, LetStmt, Load, LoweredFunc, Ramp, Seq, Store, ThreadIndex,
+                    KernelLaunch, LetStmt, Load, LoweredFunc, Prefetch, Ramp, Seq, Store, ThreadIndex,
                     ThreadReduce, VectorReduce, WarpShuffle)
 
 _BINARY = {"add": ("+", 5), "sub": ("-", 5), "mul": ("*", 6), "div": ("/", 6),
@@ -138,6 +138,9 @@ class _Printer:
         elif isinstance(s, Store):
             target = self.name(s.buffer, s.buffer.name)
             self.lines.append(f"{pad}{target}[{self.exprs(s.indices)}] = {self.expr(s.value)}")
+        elif isinstance(s, Prefetch):
+            target = self.name(s.buffer, s.buffer.name)
+            self.lines.append(f"{pad}prefetch({target}[{self.exprs(s.indices)}])")
         elif isinstance(s, Allocate):
             b = s.buffer
             self.lines.append(f"{pad}{self.name(b, b.name)} = allocate({b.dtype}"

@@ -133,6 +133,8 @@ class _Uses(Visitor):
         self.buffers[s.buffer] = None
         self.generic_visit(s)
 
+    visit_Prefetch = visit_Store
+
     def visit_Allocate(self, s):
         for dim in s.buffer.shape:
             self.visit(dim)
@@ -330,6 +332,12 @@ class _Emitter(ExprEmitter):
             self._dense_store(ptr, self.index(index.base), value, align)
         else:
             self._scatter(ptr, self.index(index), value, align)
+
+    def stmt_Prefetch(self, s):
+        """`prefetcht0` of the element's line (read, keep in all cache levels)."""
+        address = self.b.gep(self.buffer(s.buffer), [self.index(single_index(s))], inbounds=True)
+        prefetch = self.mod.function("llvm.prefetch.p0", VOID, [address.type, I32, I32, I32])
+        self.b.call(prefetch, [address, I32(0), I32(3), I32(1)])
 
     def _dense_store(self, ptr, base, value, align):
         vt = value.type

@@ -1,7 +1,7 @@
 """Storage flattening: every buffer access gets a single, linear index.
 
 Assumes: loads and stores index with one expression per buffer dimension.
-Guarantees: every `Load`/`Store`/`AtomicUpdate` has exactly one index, `sum(i_d * stride_d)`
+Guarantees: every `Load`/`Store`/`AtomicUpdate`/`Prefetch` has exactly one index, `sum(i_d * stride_d)`
 (row-major, or the buffer's own strides from storage_align); every allocated
 buffer is replaced by a one-dimensional buffer of its full size. Kernel
 parameters keep their multi-dimensional shape (the runtime checks it) and
@@ -12,7 +12,8 @@ from __future__ import annotations
 from tex import ops
 from tex.dtype import INDEX
 from tex.expr import Const
-from tex.ir import Allocate, AtomicUpdate, Buffer, Load, Stmt, Store, ThreadReduce, strides_of
+from tex.ir import (Allocate, AtomicUpdate, Buffer, Load, Prefetch, Stmt, Store, ThreadReduce,
+                    strides_of)
 from tex.visitor import Rewriter
 
 
@@ -43,6 +44,9 @@ class _Flatten(Rewriter):
     def rewrite_Store(self, node: Store):
         buffer, index = self._index(node.buffer, tuple(self.rewrite(i) for i in node.indices))
         return Store(buffer, self.rewrite(node.value), index)
+
+    def rewrite_Prefetch(self, node: Prefetch):
+        return Prefetch(*self._index(node.buffer, tuple(self.rewrite(i) for i in node.indices)))
 
     def rewrite_AtomicUpdate(self, node: AtomicUpdate):
         buffer, index = self._index(node.buffer, tuple(self.rewrite(i) for i in node.indices))

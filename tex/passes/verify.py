@@ -67,7 +67,7 @@ class _Verifier(Visitor):
                       "flattening")
         self.generic_visit(node)
 
-    visit_Load = visit_Store = visit_AtomicUpdate = _access
+    visit_Load = visit_Store = visit_AtomicUpdate = visit_Prefetch = _access
 
     def visit_ThreadReduce(self, node):
         for b in node.results:

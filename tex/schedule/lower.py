@@ -21,12 +21,15 @@ from there.
 """
 from __future__ import annotations
 
+import functools
+
 from tex import ops
 from tex.dtype import INDEX
 from tex.errors import LoweringError
 from tex.expr import Const, TensorRead, Var
+from tex.arith import Interval, bound, const_bound, simplify
 from tex.ir import (Allocate, AtomicUpdate, Buffer, For, IfThenElse, KernelInterface, LetStmt, Load,
-                    LoweredFunc, Store, ThreadIndex, ThreadReduce, seq, warp_sized)
+                    LoweredFunc, Prefetch, Store, ThreadIndex, ThreadReduce, seq, warp_sized)
 from tex.schedule.bound import (StagePlan, drop_unneeded_guards, enclosing_loops, infer_loops,
                                 infer_region, storage_scope)
 from tex.schedule.tensorize import lower_tile
@@ -505,12 +508,90 @@ class _NestBuilder:
                 stmt = seq(child_nest, stmt)
                 for t in child.op.outputs:
                     stmt = Allocate(self.buffers[t][0], stmt)
+            if with_children and leaf in plan.stage.prefetches:
+                stmt = seq(_prefetch_nest(plan, leaf, self.buffers, self.plans), stmt)
             extent = plan.ranges[leaf].extent
             tag = plan.stage.bindings.get(leaf)
             kind = "bound" if tag else _LOOP_KIND[plan.stage.annotations.get(leaf)]
             pragmas = tuple(plan.stage.pragmas.get(leaf, ()))
             stmt = For(rename.get(leaf.var, leaf.var), _ZERO, extent, kind, stmt, pragmas, tag)
         return stmt
+
+
+#: Bytes of a cache line: one prefetch per line.
+_CACHE_LINE = 64
+
+
+def _prefetch_nest(plan: StagePlan, leaf, buffers, plans):
+    """Prefetches, at the top of loop `leaf`, of each tensor `Stage.prefetch` named there:
+    the box of elements read of it inside the loop (by the stage and the stages computed
+    inside the loop), at `leaf + offset`, clamped into the buffer, one `Prefetch` per
+    cache line of its last dimension."""
+    stage = plan.stage
+    if stage.bindings or any(owner.bindings for _, owner in enclosing_loops(stage)):
+        raise LoweringError(f"prefetch on stage {stage.name}, axis {leaf.name}: the stage runs "
+                            "in a GPU kernel; prefetch is for CPU loops")
+    if stage.annotations.get(leaf) == "vectorize":
+        raise LoweringError(f"prefetch on stage {stage.name}: axis {leaf.name} is vectorized; "
+                            "prefetch at a serial, unrolled or parallel loop")
+    leaves = stage.leaf_iter_vars
+    readers = [(plan, leaves[leaves.index(leaf) + 1:])]
+    readers += [(p, p.stage.leaf_iter_vars) for p in plans
+                if any(v is leaf and owner is stage for v, owner in enclosing_loops(p.stage))]
+    inside, body = {}, []
+    for reader, loops in readers:
+        inside.update((v.var, Interval.from_extent(_ZERO, reader.ranges[v].extent))
+                      for v in loops)
+        op = reader.op
+        root_values = {iv.var: reader.values[iv] for iv in op.axis + op.reduce_axis}
+        body += [_to_loads(substitute(b, root_values), buffers) for b in reader.body]
+    nests = []
+    for tensor, offset in stage.prefetches[leaf]:
+        entry = buffers.get(tensor)
+        loads = [load for b in body for load in collect(b, lambda n: isinstance(n, Load))
+                 if entry is not None and load.buffer is entry[0]]
+        if not loads:
+            raise LoweringError(f"prefetch on stage {stage.name}, axis {leaf.name}: tensor "
+                                f"{tensor.name} is not read inside that loop")
+        ahead = {leaf.var: ops.binary("add", leaf.var, offset)}
+        nests.append(_prefetch_box(entry[0], loads, inside, ahead, stage, leaf))
+    return seq(*nests)
+
+
+def _prefetch_box(buffer, loads, inside, ahead, stage, leaf):
+    """Prefetches of the box of `buffer` that `loads` cover while the `inside` loops run,
+    shifted by `ahead` (see `_prefetch_nest`)."""
+    starts, extents = [], []
+    for d, size in enumerate(buffer.shape):
+        spans = [bound(load.indices[d], inside) for load in loads]
+        if any(s.lo is None or s.hi is None for s in spans):
+            raise LoweringError(f"prefetch of {buffer.name} on stage {stage.name}, axis "
+                                f"{leaf.name}: the indices of dimension {d} have no bound")
+        lo = functools.reduce(ops.minimum, (s.lo for s in spans))
+        hi = functools.reduce(ops.maximum, (s.hi for s in spans))
+        _, extent = const_bound(simplify(ops.binary("add", ops.binary("sub", hi, lo), 1)))
+        if extent is None:
+            raise LoweringError(f"prefetch of {buffer.name} on stage {stage.name}, axis "
+                                f"{leaf.name}: dimension {d} of the part read has no constant "
+                                "size")
+        starts.append(substitute(lo, ahead))
+        extents.append(extent)
+    line = max(1, _CACHE_LINE // buffer.dtype.itemsize)
+    extents[-1] = extents[-1] // line + 1  # lines from the start's, past the last element
+    loops = {d: Var(f"{buffer.name}_prefetch{d}", INDEX)
+             for d, extent in enumerate(extents) if extent > 1}
+    indices = []
+    for d, (start, size) in enumerate(zip(starts, buffer.shape)):
+        step = loops.get(d, _ZERO)
+        if d == len(extents) - 1:
+            step = ops.binary("mul", step, line)
+        index = ops.minimum(ops.binary("add", ops.maximum(start, 0), step),
+                            ops.binary("sub", size, 1))
+        indices.append(simplify(index))
+    stmt = Prefetch(buffer, tuple(indices))
+    for d in sorted(loops, reverse=True):
+        stmt = For(loops[d], _ZERO, Const(INDEX, extents[d]), "serial", stmt)
+    return stmt
 
 
 def _size_vars(args) -> tuple[Var, ...]:

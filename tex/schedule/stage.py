@@ -14,7 +14,7 @@ from tex.errors import ScheduleError
 from tex.expr import Var
 from tex.ir import THREAD_TAGS
 from tex.schedule.tensorize import TensorIntrin
-from tex.tensor import IterVar
+from tex.tensor import IterVar, Tensor
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +99,7 @@ class Stage:
     attach: Attach = ROOT
     annotations: dict = field(default_factory=dict)   # IterVar -> "unroll"|"vectorize"|"parallel"
     pragmas: dict = field(default_factory=dict)       # IterVar -> [(key, value)]
+    prefetches: dict = field(default_factory=dict)    # IterVar -> [(Tensor, offset)]
     storage_aligns: dict = field(default_factory=dict)  # dim -> (factor, offset)
     scope: str = "global"
     bindings: dict = field(default_factory=dict)      # IterVar -> thread tag
@@ -236,7 +237,8 @@ class Stage:
     def _replace_leaf(self, old, new: list):
         pos = self.leaf_iter_vars.index(old)
         self.leaf_iter_vars[pos:pos + 1] = new
-        for table in (self.annotations, self.pragmas, self.bindings, self.reduce_strategies):
+        for table in (self.annotations, self.pragmas, self.prefetches, self.bindings,
+                      self.reduce_strategies):
             table.pop(old, None)
         if self.tensorized is not None and self.tensorized[0] is old:
             self.tensorized = None
@@ -293,6 +295,42 @@ class Stage:
             raise ScheduleError(f"pragma on stage {self.name}, axis {axis.name}: key must be a "
                                 f"non-empty string, got {key!r}")
         self.pragmas.setdefault(axis, []).append((key, value))
+        self._touch()
+
+    def prefetch(self, tensor, axis, offset: int = 1):
+        """At the top of each iteration of loop `axis`, prefetch the part of `tensor`
+        that this stage reads `offset` iterations later, so that the memory traffic
+        overlaps the current iteration's work (CPU loops).
+
+            for i in range(n):                  for i in range(n):
+              Y[i, :] = f(X[i, :])      ->        prefetch(X[min(i + 1, n - 1), :])
+                                                  Y[i, :] = f(X[i, :])
+
+        The part is what the loops inside `axis` read of `tensor`, as bound
+        inference would compute it, one prefetch per 64-byte cache line; it is
+        kept inside the tensor (the last iterations prefetch their own lines
+        again). Prefetching changes no result. Worth it where an iteration
+        computes a while on data it has already loaded, e.g. a row softmax,
+        whose passes over a row in L1 leave the memory idle.
+
+        Errors: `tensor` must be a tensor that this stage reads (checked when
+        lowering) and `offset` a positive int; `axis` must not be vectorized or
+        bound to a GPU thread axis. Splitting or fusing `axis` drops it.
+        TVM: `prefetch(tensor, var, offset)`; Halide: `prefetch`.
+        """
+        axis = self._leaf(axis, "prefetch")
+        if not isinstance(tensor, Tensor):
+            raise ScheduleError(f"prefetch on stage {self.name}, axis {axis.name}: expected a "
+                                f"tensor, got {type(tensor).__name__} {tensor!r}")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 1:
+            raise ScheduleError(f"prefetch of {tensor.name} on stage {self.name}, axis "
+                                f"{axis.name}: offset must be a positive int, got {offset!r}")
+        if axis in self.bindings or self.annotations.get(axis) == "vectorize":
+            how = self.bindings.get(axis) or "vectorized"
+            raise ScheduleError(f"prefetch of {tensor.name} on stage {self.name}: axis "
+                                f"{axis.name} is {how}; prefetch at a serial, unrolled or "
+                                "parallel loop")
+        self.prefetches.setdefault(axis, []).append((tensor, offset))
         self._touch()
 
     # --- where it is computed -------------------------------------------------
