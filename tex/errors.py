@@ -30,4 +30,5 @@ class BuildError(TexError, RuntimeError):
 
 
 class DeviceError(TexError, RuntimeError):
-    """A kernel needs a device that is missing or failed (no GPU or driver, a CUDA error)."""
+    """A kernel needs a device that is missing or failed (no GPU or driver, a CUDA error,
+    a CPU unit such as AMX that this machine lacks or the OS refuses)."""

@@ -10,8 +10,8 @@ codegen emits it. Expression nodes shared with tensor expressions are in
   `ThreadIndex`, `Barrier`, `AtomicUpdate`, `WarpShuffle`, the cross-thread
   `ThreadReduce` (expanded by a pass before codegen) and `KernelLaunch`, the
   host-side launch of a device body.
-* `IntrinsicCall` calls a device function that tensorize brought in (a
-  tensor-core tile operation, see `tex.intrin.cuda_wmma`).
+* `IntrinsicCall` calls a function that tensorize brought in (a tensor-core
+  or AMX tile operation, see `tex.intrin.cuda_wmma` and `tex.intrin.x86_amx`).
 
 Before `flatten_storage`, loads and stores index a buffer with one index per
 dimension; afterwards every buffer is one-dimensional.
@@ -328,8 +328,9 @@ class AtomicUpdate(Stmt):
 
 @dataclass(frozen=True, eq=False, slots=True, repr=False)
 class IntrinsicCall(Stmt):
-    """`name(&pointers..., values...)`: a call of the device function `name`, which
-    `definition` (C text, after `#include <h>` for each of `headers`) defines.
+    """`name(&pointers..., values...)`: a call of the function `name`, which `definition`
+    defines in the target's language: CUDA C for "cuda" (after `#include <h>` for each
+    of `headers`), an LLVM IR module for "llvm" (no headers).
 
     Each of `pointers` is a scalar `Load` whose *address* is passed, `&buffer[index]`,
     as a pointer to the buffer's element type (const unless its position is in

@@ -32,6 +32,11 @@ allocations inside it belong to each chunk.
 Select is lazy: a scalar condition branches (a plain `select` when neither
 side loads or divides); a vector condition evaluates both sides with every
 load inside masked by its lanes (nested conditions AND their masks).
+
+Intrinsic calls (tensorize). An `IntrinsicCall` becomes `call void @name(ptrs..., values...)`,
+each pointer the address of its load; the module declares `name`, and
+`build` links its definition (an LLVM IR module, the same for every call of
+that name) into the module once, with internal linkage so that O3 inlines it.
 """
 from __future__ import annotations
 
@@ -65,9 +70,9 @@ _PROCESS = ctypes.CDLL(None)  # the symbols already loaded: libc, libm, ...
 
 def build(func: LoweredFunc, target="llvm") -> llvm_jit.CompiledModule:
     """Compile `func` for a CPU target: emit LLVM IR, verify, optimise at O3, JIT."""
-    target = as_target(target)
-    module = emit_llvm(func, target)
-    return llvm_jit.compile_ir(str(module), entry_name(func), target)
+    mod = _emit(func, as_target(target))
+    return llvm_jit.compile_ir(str(mod.module), mod.name, mod.target,
+                               tuple(mod.definitions.values()))
 
 
 def entry_name(func: LoweredFunc) -> str:
@@ -85,8 +90,12 @@ def entry_name(func: LoweredFunc) -> str:
 
 
 def emit_llvm(func: LoweredFunc, target="llvm") -> ir.Module:
-    """The (unoptimised) LLVM module of `func`; the calling convention is in the module doc."""
-    target = as_target(target)
+    """The (unoptimised) LLVM module of `func`; the calling convention is in the module doc.
+    Functions that intrinsic calls define are only declared here (`build` links them in)."""
+    return _emit(func, as_target(target)).module
+
+
+def _emit(func: LoweredFunc, target: Target) -> _Module:
     mod = _Module(entry_name(func), target)
     size_types = [value_type(v.dtype) for v in func.size_vars]
     pointer_types = [memory_type(b.dtype).as_pointer() for b in func.params]
@@ -113,7 +122,7 @@ def emit_llvm(func: LoweredFunc, target="llvm") -> ir.Module:
         args.append(b.bitcast(b.load(b.gep(buffers, [I64(k)], inbounds=True), align=8), t))
     b.call(body, args)
     b.ret_void()
-    return mod.module
+    return mod
 
 
 class _Uses(Visitor):
@@ -150,6 +159,7 @@ class _Module:
         self.name = name
         self.target = target
         self.fp_flags = ("fast",) if target.fastmath else ("contract",)
+        self.definitions: dict[str, str] = {}  # intrinsic function -> its LLVM IR module
         self._outlined = 0
 
     def function(self, name: str, ret: ir.Type, args) -> ir.Function:
@@ -158,6 +168,14 @@ class _Module:
         if fn is None:
             fn = ir.Function(self.module, ir.FunctionType(ret, list(args)), name)
         return fn
+
+    def intrinsic(self, name: str, definition: str, args) -> ir.Function:
+        """The declaration of the function an IntrinsicCall defines; its definition is kept
+        (once) for `build` to link in."""
+        known = self.definitions.setdefault(name, definition)
+        if known != definition:
+            raise BuildError(f"intrinsic calls of {name} carry two different definitions")
+        return self.function(name, VOID, args)
 
     def new_function(self, suffix: str, args, noalias_from: int) -> ir.Function:
         """Internal `void <name><suffix>(args)`; pointer args from `noalias_from` on are noalias."""
@@ -338,6 +356,16 @@ class _Emitter(ExprEmitter):
         address = self.b.gep(self.buffer(s.buffer), [self.index(single_index(s))], inbounds=True)
         prefetch = self.mod.function("llvm.prefetch.p0", VOID, [address.type, I32, I32, I32])
         self.b.call(prefetch, [address, I32(0), I32(3), I32(1)])
+
+    def stmt_IntrinsicCall(self, s):
+        if self.mask is not None:
+            raise BuildError(f"intrinsic call {s.name} under a vector condition")
+        if s.headers:
+            raise BuildError(f"intrinsic call {s.name} needs C headers {s.headers}; the LLVM "
+                             "backend takes definitions in LLVM IR")
+        args = [self.b.gep(self.buffer(p.buffer), [self.index(single_index(p))], inbounds=True)
+                for p in s.pointers] + [self.expr(v) for v in s.values]
+        self.b.call(self.mod.intrinsic(s.name, s.definition, [a.type for a in args]), args)
 
     def _dense_store(self, ptr, base, value, align):
         vt = value.type

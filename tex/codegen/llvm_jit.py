@@ -22,7 +22,7 @@ from functools import lru_cache
 
 import llvmlite.binding as llvm
 
-from tex.codegen import thread_pool
+from tex.codegen import cpu_support, thread_pool
 from tex.errors import ArgumentError, BuildError
 from tex.target import Target
 
@@ -93,7 +93,9 @@ class CompiledModule:
     `address` is the entry point `void name(i8** buffers, i64* sizes)`;
     `object_code` the relocatable object it was loaded from (what the disk
     cache stores). `loaded_from_disk` is False here; `tex.runtime.cache` sets
-    it on modules it loaded from its directory.
+    it on modules it loaded from its directory. `cannot_run` says why this
+    process must not run the code (AMX it may not use: `tex.codegen.cpu_support`),
+    else None.
     """
 
     def __init__(self, name: str, ll: str, object_code: bytes, engine, target: Target):
@@ -107,6 +109,7 @@ class CompiledModule:
         self.address = engine.get_function_address(name)
         if not self.address:
             raise BuildError(f"compiled module has no function {name!r}")
+        self.cannot_run = cpu_support.unavailable(ll)
 
     def get_source(self, fmt: str = "ll") -> str:
         if fmt == "ll":
@@ -121,13 +124,17 @@ class CompiledModule:
         raise ArgumentError(f"unknown source format {fmt!r}; expected one of {SOURCE_FORMATS}")
 
 
-def compile_ir(ir_text: str, name: str, target: Target) -> CompiledModule:
+def compile_ir(ir_text: str, name: str, target: Target, definitions=()) -> CompiledModule:
     """Verify, optimise (O3) and JIT-compile an LLVM module whose entry point is `name`:
-    the module's object code is emitted and loaded as `load_object` would load it."""
+    the module's object code is emitted and loaded as `load_object` would load it.
+    `definitions` are LLVM IR modules defining functions the module declares (intrinsic
+    calls); they are linked in, their functions made internal."""
     _initialize()
     with LLVM_LOCK:  # LLVM's global context is not thread-safe
         try:
             module = llvm.parse_assembly(ir_text)
+            for text in definitions:
+                _link_definition(module, text)
             module.verify()
         except RuntimeError as err:
             raise BuildError(f"tex produced invalid LLVM IR for {name!r}: {err}\n{ir_text}") \
@@ -136,6 +143,16 @@ def compile_ir(ir_text: str, name: str, target: Target) -> CompiledModule:
         ll = str(module)  # before emitting: codegen mutates the module
         object_code = target_machine(target).emit_object(module)
         return _load(object_code, name, ll, target)
+
+
+def _link_definition(module: llvm.ModuleRef, text: str):
+    """Link the LLVM IR module `text` into `module`; the functions it defines become internal."""
+    other = llvm.parse_assembly(text)
+    other.triple, other.data_layout = module.triple, module.data_layout
+    defined = [f.name for f in other.functions if not f.is_declaration]
+    module.link_in(other)
+    for fn in defined:
+        module.get_function(fn).linkage = "internal"
 
 
 def load_object(object_code: bytes, name: str, ll: str, target: Target) -> CompiledModule:

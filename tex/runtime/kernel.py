@@ -14,7 +14,8 @@ name and position), the dimension, what was expected and what came.
 
 The compiled entry point is `void f(void** buffers, int64* sizes)` (see
 `tex.codegen.llvm`); the call goes through one prebuilt ctypes prototype.
-The checks live in `Signature` and `Param`, which `tex.runtime.cuda` shares.
+The checks live in `Signature` and `Param`, which `tex.runtime.cuda_device` and
+`tex.runtime.cuda_kernel` share.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 from tex.arith import evaluate
-from tex.errors import ArgumentError, BuildError
+from tex.errors import ArgumentError, BuildError, DeviceError
 from tex.expr import Const, Var
 from tex.ir import Buffer, KernelInterface, LoweredFunc
 from tex.printer import to_text
@@ -53,6 +54,13 @@ def _data_pointer_reader():
 _data_pointer = _data_pointer_reader()
 
 
+def _refuse(reason: str):
+    """An entry point that raises DeviceError(reason) instead of running machine code."""
+    def entry(pointers, sizes):
+        raise DeviceError(reason)
+    return entry
+
+
 def _unbound(extent, values: dict) -> str:
     """The names of the size variables in `extent` that `values` does not bind."""
     return ", ".join(v.name for v in collect(extent, lambda n: isinstance(n, Var))
@@ -63,7 +71,7 @@ class Param:
     """What a call must check about one parameter, precomputed.
 
     `as_array` is the CPU check; the `*_error` methods build the messages, so that
-    other runtimes (`tex.runtime.cuda`) check their arguments the same way.
+    other runtimes (`tex.runtime.cuda_device.CudaParam`) check their arguments the same way.
     """
 
     def __init__(self, position: int, buffer: Buffer, slots: dict, is_output: bool):
@@ -135,7 +143,7 @@ class Param:
 class Signature:
     """A kernel's parameters and the checks every call makes on its arguments.
 
-    The base of `Kernel` and of `tex.runtime.cuda.CudaKernel`. `param_class`
+    The base of `Kernel` and of `tex.runtime.cuda_kernel.CudaKernel`. `param_class`
     (`Param` here) turns each argument into an array-like with `.shape` and
     `.nbytes`; the checks of shapes against constants, size variables and
     expressions, the shapes of allocated outputs and the overlap check are the
@@ -265,7 +273,8 @@ class Kernel(Signature):
         self._lower = lower
         self._tex_source = tex_source
         self._compiled = compiled
-        self._entry = _ENTRY(compiled.address)
+        self._entry = _ENTRY(compiled.address) if compiled.cannot_run is None else \
+            _refuse(f"kernel {self.name} cannot run here: {compiled.cannot_run}")
         self._pointers = ctypes.c_void_p * len(self._params)
         self._sizes = ctypes.c_int64 * max(1, len(func.size_vars))
 

@@ -1,0 +1,151 @@
+"""The AMX int8 intrinsic (tex.intrin.x86_amx): what it lowers and compiles to, and the
+errors of schedules it does not fit, on any x86-64 machine; results against NumPy where
+the CPU (and Linux) let this process use AMX."""
+import types
+
+import numpy as np
+import pytest
+
+import tex
+from tex.codegen import cpu_support
+from tex.intrin import x86_amx
+from tex.runtime.kernel import Kernel
+
+AMX_MISSING = cpu_support.amx_unavailable()
+needs_amx = pytest.mark.skipif(AMX_MISSING is not None, reason=f"no AMX: {AMX_MISSING}")
+# A target with AMX whatever the host, so that the compiled code is the same everywhere.
+AMX_TARGET = "llvm -mcpu=sapphirerapids"
+RNG = np.random.default_rng(7)
+
+
+def int8(*shape):
+    return RNG.integers(-128, 128, shape, dtype=np.int8)
+
+
+def reference(a, b):
+    return a.astype(np.int32) @ b.astype(np.int32)
+
+
+def test_lowers_to_calls_and_compiles_to_tile_instructions():
+    s, args = x86_amx.matmul_schedule(50, 70, 130)
+    text = str(tex.lower(s, args))
+    assert "tex_amx_int8_16x16x192_body(&Ap[" in text   # the whole reduction in one call
+    assert "for i_outer in parallel(4)" in text
+    kernel = tex.build(s, args, target=AMX_TARGET)
+    ll, asm = kernel.get_source("ll"), kernel.get_source("asm")
+    assert "@llvm.x86.tdpbssd.internal" in ll and "@llvm.x86.tileloadd64.internal" in ll
+    assert "@tex_amx" not in ll                            # linked in once, then inlined
+    for instruction in ("ldtilecfg", "tileloadd", "tdpbssd", "tilestored"):
+        assert instruction in asm
+
+
+def test_a_reduction_split_outside_the_call_resets_then_updates():
+    s, args = x86_amx.matmul_schedule(40, 40, 256, depth=128, block=(32, 32))
+    text = str(tex.lower(s, args))
+    assert text.index("tex_amx_int8_32x32x128_reset(&Cp[") < \
+        text.index("tex_amx_int8_32x32x128_update(&Ap[")
+
+
+def test_builds_for_a_target_without_amx():
+    """The intrinsic's functions carry the AMX features themselves: no LLVM abort."""
+    s, args = x86_amx.matmul_schedule(20, 20, 64)
+    kernel = tex.build(s, args, target="llvm -mcpu=skylake-avx512")
+    assert "tdpbssd" in kernel.get_source("asm")
+
+
+def test_a_kernel_that_cannot_use_amx_refuses_to_run():
+    s, args = x86_amx.matmul_schedule(20, 20, 64)
+    built = tex.build(s, args, target=AMX_TARGET)
+    compiled = types.SimpleNamespace(target=built.target, address=0,
+                                     cannot_run="it uses Intel AMX, and this CPU lacks amx-int8")
+    kernel = Kernel(built.func, compiled)
+    with pytest.raises(tex.ArgumentError):          # arguments are still checked first
+        kernel(int8(20, 65), int8(64, 20))
+    with pytest.raises(tex.DeviceError, match="cannot run here: .* lacks amx-int8"):
+        kernel(int8(20, 64), int8(64, 20))
+
+
+def test_what_the_host_lacks_is_named(monkeypatch):
+    ll = "call x86_amx @llvm.x86.tdpbssd.internal(i16 16, i16 64, i16 64"
+    monkeypatch.setattr(cpu_support, "_host_features", lambda: frozenset({"amx-tile"}))
+    assert cpu_support.unavailable(ll) == \
+        "it uses Intel AMX (amx-int8, amx-tile), and this CPU lacks amx-int8"
+    assert cpu_support.unavailable("call void @llvm.memset") is None
+
+
+def amx_matmul(M, N, K, dtype="int8", b_layout="vnni"):
+    """A matmul whose tile (16 x 16 x 64) is tensorized with the AMX intrinsic directly."""
+    A = tex.placeholder((M, K), dtype, name="A")
+    shape = (N // 16, K // 4, 16, 4) if b_layout == "vnni" else (K, N)
+    B = tex.placeholder(shape, dtype, name="B")
+    k = tex.reduce_axis((0, K), name="k")
+    b = (lambda j: B[j // 16, k // 4, j % 16, k % 4]) if b_layout == "vnni" else \
+        (lambda j: B[k, j])
+    C = tex.compute((M, N), lambda i, j: tex.sum(
+        A[i, k].astype("int32") * b(j).astype("int32"), axis=k), name="C")
+    s = tex.create_schedule(C.op)
+    io, jo, ii, ji = s[C].tile(*C.op.axis, 16, 16)
+    kq, kr = s[C].split(k, factor=4)
+    s[C].reorder(io, jo, ii, ji, kq, kr)
+    return s, [A, B, C], ii
+
+
+def test_b_not_in_vnni_layout_is_refused():
+    s, args, ii = amx_matmul(32, 32, 64, b_layout="plain")
+    s[args[2]].tensorize(ii, x86_amx.amx_intrin(64, 16, 16))
+    with pytest.raises(tex.LoweringError, match=r"stage C, axis i_inner.*the b tile in B "
+                       r"has strides \(128, 1, 32\); AMX needs \(ldb, 4, 1\): VNNI"):
+        tex.lower(s, args)
+
+
+def test_a_depth_other_than_the_tile_is_refused():
+    s, args, ii = amx_matmul(32, 32, 128)
+    s[args[2]].tensorize(ii, x86_amx.amx_intrin(64, 16, 16))
+    with pytest.raises(tex.LoweringError, match="loop k_outer has extent 32 where intrinsic "
+                       "amx_int8_16x16x64's axis kq has 16"):
+        tex.lower(s, args)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+def test_wrong_dtypes_are_refused(dtype):
+    s, args, ii = amx_matmul(32, 32, 64, dtype=dtype)
+    s[args[2]].tensorize(ii, x86_amx.amx_intrin(64, 16, 16))
+    with pytest.raises(tex.LoweringError, match=f"the body differs from intrinsic "
+                       f"amx_int8_16x16x64's: dtype {dtype} vs int8"):
+        tex.lower(s, args)
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(tex.ScheduleError, match="depth must be a positive multiple of 64"):
+        x86_amx.amx_intrin(96)
+    with pytest.raises(tex.ScheduleError, match="rows must be one of"):
+        x86_amx.amx_intrin(64, rows=8)
+    with pytest.raises(tex.ScheduleError, match="K must be a positive int, got 0"):
+        x86_amx.matmul_schedule(4, 4, 0)
+    with pytest.raises(tex.ScheduleError, match="depth must be a multiple of 64 dividing"):
+        x86_amx.matmul_schedule(4, 4, 200, depth=192)
+
+
+@needs_amx
+@pytest.mark.parametrize("M, N, K, options", [
+    (50, 70, 130, {}),
+    (1, 17, 64, {}),
+    (200, 33, 300, {}),
+    (200, 33, 300, {"block": (32, 32), "depth": 64}),
+    (96, 64, 128, {"block": (32, 16)}),                  # tiles divide: no copy stage
+    (300, 700, 520, {"panel_block": 128}),
+])
+def test_matches_numpy(M, N, K, options):
+    s, args = x86_amx.matmul_schedule(M, N, K, **options)
+    kernel = tex.build(s, args)
+    a, b = int8(M, K), int8(K, N)
+    np.testing.assert_array_equal(kernel(a, b), reference(a, b))
+
+
+@needs_amx
+def test_directly_tensorized_tiles_match_numpy():
+    s, args, ii = amx_matmul(48, 64, 192)
+    s[args[2]].tensorize(ii, x86_amx.amx_intrin(192, 16, 16))
+    a, b = int8(48, 192), int8(192, 64)
+    packed = np.ascontiguousarray(b.reshape(48, 4, 4, 16).transpose(2, 0, 3, 1))
+    np.testing.assert_array_equal(tex.build(s, args)(a, packed), reference(a, b))
