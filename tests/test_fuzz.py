@@ -42,7 +42,7 @@ from checks import check, random_array
 from fuzz_programs import Program, random_program
 from fuzz_schedules import random_schedule
 from tex import config
-from tex.runtime.cuda import gpu_available
+from tex.runtime.cuda_device import gpu_available
 
 PRELUDE = '''\
 import numpy as np

@@ -5,7 +5,7 @@ import pytest
 
 import tex
 from bench import gpu_schedules as cases
-from tex.runtime.cuda import gpu_available
+from tex.runtime.cuda_device import gpu_available
 
 ALL = cases.all_cases()
 needs_gpu = pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")

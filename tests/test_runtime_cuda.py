@@ -19,14 +19,15 @@ import pytest
 from numpy.lib.stride_tricks import as_strided
 from cuda.bindings import nvrtc
 
-import tex.runtime.cuda
+from tex.runtime import cuda_device
 from tex import dtype as dt
 from tex.codegen.cuda import CudaLaunch, CudaModule
 from tex.dtype import INDEX
 from tex.errors import ArgumentError, BuildError, DeviceError
 from tex.expr import Binary, Const, Var
 from tex.ir import Buffer, For, Load, LoweredFunc, Store
-from tex.runtime.cuda import CudaKernel, DeviceArray, device_array, empty_device, gpu_available
+from tex.runtime.cuda_device import DeviceArray, device_array, empty_device, gpu_available
+from tex.runtime.cuda_kernel import CudaKernel
 from tex.target import Target
 
 needs_gpu = pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
@@ -592,7 +593,7 @@ class HostDriver:
 def host_driver(monkeypatch):
     """The stand-in as the device; on leaving, every allocation has been freed."""
     driver = HostDriver()
-    monkeypatch.setattr(tex.runtime.cuda, "_opened", tex.runtime.cuda._Device(driver))
+    monkeypatch.setattr(cuda_device, "_opened", cuda_device.Device(driver))
     yield driver
     gc.collect()
     assert driver.allocations == {} and driver.depth == 0

@@ -8,7 +8,7 @@ import pytest
 import tex
 from tex.intrin import cuda_wmma
 from tex.ir import IntrinsicCall, seq
-from tex.runtime.cuda import gpu_available
+from tex.runtime.cuda_device import gpu_available
 from tex.schedule.tensorize import loop_nest
 from tex.visitor import collect
 

@@ -12,7 +12,7 @@ from tex.expr import Expr, Var
 from tex.ops import all_ as all  # noqa: A001
 from tex.ops import any_ as any  # noqa: A001
 from tex.ops import cast, if_then_else
-from tex.runtime.cuda import DeviceArray, device_array, empty_device
+from tex.runtime.cuda_device import DeviceArray, device_array, empty_device
 from tex.schedule import Schedule, Stage, create_schedule, thread_axis
 from tex.schedule.tensorize import decl_tensor_intrin
 from tex.target import Target

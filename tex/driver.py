@@ -145,7 +145,7 @@ def _build_uncached(sch: Schedule, args, target, name: str):
     """A new Kernel for `sch`, its code found by the schedule's fingerprint if it can be."""
     if target.kind == "cuda":
         from tex.codegen.cuda import compile_cuda
-        from tex.runtime.cuda import CudaKernel
+        from tex.runtime.cuda_kernel import CudaKernel
         func = lower(sch, args, name, target=target)
         return CudaKernel(func, compile_cuda(func, target))
     try:

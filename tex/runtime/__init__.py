@@ -6,7 +6,8 @@ runs a compiled CUDA module; `DeviceArray` (`device_array`, `empty_device`) is
 GPU memory, and `gpu_available()` says whether CUDA kernels can run here.
 """
 from tex.runtime.cache import clear_cache, compile_cached
-from tex.runtime.cuda import CudaKernel, DeviceArray, device_array, empty_device, gpu_available
+from tex.runtime.cuda_device import DeviceArray, device_array, empty_device, gpu_available
+from tex.runtime.cuda_kernel import CudaKernel
 from tex.runtime.kernel import Kernel, build_kernel
 
 __all__ = ["CudaKernel", "DeviceArray", "Kernel", "build_kernel", "clear_cache", "compile_cached",
