@@ -10,13 +10,14 @@ import os
 import pathlib
 import subprocess
 import sys
+import time
 import warnings
 
 import numpy as np
 import pytest
 
 import tex
-from tex import config
+from tex import config, disk_cache
 from tex.runtime import cache
 from tex.schedule.fingerprint import fingerprint
 
@@ -78,7 +79,7 @@ def child_result(child: subprocess.Popen) -> dict:
 
 def entries(cache_dir) -> list[pathlib.Path]:
     """The kernels' entries (the thread pool keeps one of its own beside them)."""
-    return sorted(p for p in pathlib.Path(cache_dir).glob("*" + cache.SUFFIX)
+    return sorted(p for p in pathlib.Path(cache_dir).glob("*" + disk_cache.SUFFIX)
                   if not p.name.startswith("thread_pool-"))
 
 
@@ -124,7 +125,7 @@ def flip_header_byte(data: bytes) -> bytes:
 
 
 def bad_magic(data: bytes) -> bytes:
-    return b"tex-kernel 0" + data[len(cache.MAGIC):]
+    return b"tex-kernel 0" + data[len(disk_cache.MAGIC):]
 
 
 def empty(data: bytes) -> bytes:
@@ -145,11 +146,11 @@ def test_a_damaged_entry_is_recompiled_and_rewritten(cache_dir, damage):
     [path] = entries(cache_dir)
     good = path.read_bytes()
     path.write_bytes(damage(good))
-    assert cache.parse_entry(path.read_bytes()) is None or damage is wrong_name
+    assert disk_cache.parse_entry(path.read_bytes()) is None or damage is wrong_name
     cache.clear_cache()
     again = build()
     assert not again.loaded_from_disk and matches_numpy(again)
-    assert cache.parse_entry(path.read_bytes()) is not None
+    assert disk_cache.parse_entry(path.read_bytes()) is not None
     cache.clear_cache()
     third = build()
     assert third.loaded_from_disk and matches_numpy(third)
@@ -159,8 +160,8 @@ def test_processes_building_at_once_leave_one_whole_entry(cache_dir):
     children = [start_child(cache_dir) for _ in range(4)]
     assert all(child_result(c)["correct"] for c in children)
     [path] = entries(cache_dir)
-    assert all(p.suffix == cache.SUFFIX for p in cache_dir.iterdir())  # no temporary files
-    assert cache.parse_entry(path.read_bytes()) is not None
+    assert all(p.suffix == disk_cache.SUFFIX for p in cache_dir.iterdir())  # no temporary files
+    assert disk_cache.parse_entry(path.read_bytes()) is not None
     assert build().loaded_from_disk
 
 
@@ -180,7 +181,7 @@ def test_keys_separate_targets_dtypes_versions_and_sources(monkeypatch):
     monkeypatch.setattr(tex, "__version__", "999.0")
     assert key() != base
     monkeypatch.undo()
-    monkeypatch.setattr(cache, "source_digest", lambda: "a changed compiler")
+    monkeypatch.setattr(disk_cache, "source_digest", lambda: "a changed compiler")
     assert key() != base
 
 
@@ -257,7 +258,7 @@ def test_an_unwritable_directory_means_no_disk_cache_and_one_warning(tmp_path, m
 
 def test_the_thread_pool_is_loaded_from_disk_too(cache_dir):
     child_result(start_child(cache_dir))  # writes the kernel's and the pool's entries
-    [pool] = [p for p in cache_dir.glob("thread_pool-*" + cache.SUFFIX)]
+    [pool] = [p for p in cache_dir.glob("thread_pool-*" + disk_cache.SUFFIX)]
     code = ("import json, sys; sys.path.insert(0, {tests!r}); import test_disk_cache as t\n"
             "from tex.codegen import thread_pool\n"
             "def refuse(): raise AssertionError('the pool was compiled, not loaded')\n"
@@ -271,4 +272,173 @@ def test_the_thread_pool_is_loaded_from_disk_too(cache_dir):
     assert json.loads(out.stdout.strip().splitlines()[-1])["correct"]
     pool.write_bytes(truncate(pool.read_bytes()))  # a damaged pool entry is compiled again
     assert child_result(start_child(cache_dir))["correct"]
-    assert cache.parse_entry(pool.read_bytes()) is not None
+    assert disk_cache.parse_entry(pool.read_bytes()) is not None
+
+
+# The size bound (tex.disk_cache): least recently used entries go first, down to the
+# low-water mark, whoever writes.
+
+ENTRY_BYTES = 1000
+
+
+def limit_mb(n_bytes: int) -> str:
+    """TEX_CACHE_MAX_MB for a bound of about `n_bytes` (a little more, never less)."""
+    return repr((n_bytes + 1) / 2**20)
+
+
+def write_aged(directory, names, start=1_000_000.0):
+    """Write an entry of ENTRY_BYTES for each name, each one second younger than the last."""
+    paths = []
+    for age, name in enumerate(names):
+        path = directory / (name + disk_cache.SUFFIX)
+        disk_cache.write_entry(path, b"x" * ENTRY_BYTES)
+        os.utime(path, (start + age, start + age))
+        paths.append(path)
+    return paths
+
+
+def names_in(directory) -> set[str]:
+    return {p.name.removesuffix(disk_cache.SUFFIX) for p in directory.glob("*" + disk_cache.SUFFIX)}
+
+
+def test_a_write_over_the_bound_evicts_the_oldest_down_to_the_low_water_mark(tmp_path,
+                                                                             monkeypatch):
+    monkeypatch.setenv("TEX_CACHE_MAX_MB", limit_mb(10 * ENTRY_BYTES + 500))
+    names = [f"e{i}" for i in range(12)]
+    write_aged(tmp_path, names[:10])
+    assert names_in(tmp_path) == set(names[:10])  # 10,000 bytes: under the bound
+    write_aged(tmp_path, names[10:11], start=2_000_000.0)
+    # 11,000 bytes > 10,500: the three oldest go, leaving 8,000 <= 80% of the bound
+    assert names_in(tmp_path) == set(names[3:11])
+    write_aged(tmp_path, names[11:12], start=2_000_001.0)
+    assert names_in(tmp_path) == set(names[3:12])  # 9,000 bytes: nothing more to evict
+
+
+def test_a_hit_makes_an_entry_recent(tmp_path, monkeypatch):
+    size = len(disk_cache.format_entry("a", b"\0" * 100, "", ""))
+    monkeypatch.setenv("TEX_CACHE_MAX_MB", limit_mb(3 * size))
+    paths = []
+    for age, name in enumerate("abc"):
+        path = tmp_path / (name + disk_cache.SUFFIX)
+        disk_cache.write_entry(path, disk_cache.format_entry(name, b"\0" * 100, "", ""))
+        os.utime(path, (1_000_000.0 + age, 1_000_000.0 + age))
+        paths.append(path)
+    assert disk_cache.read_entry(paths[0])[0] == "a"  # the oldest is used now
+    assert paths[0].stat().st_mtime > paths[2].stat().st_mtime
+    disk_cache.write_entry(tmp_path / ("d" + disk_cache.SUFFIX),
+                           disk_cache.format_entry("d", b"\0" * 100, "", ""))
+    assert names_in(tmp_path) == {"a", "d"}  # b and c, used before a, went first
+
+
+def test_the_entry_just_written_stays_even_over_the_bound(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEX_CACHE_MAX_MB", limit_mb(ENTRY_BYTES // 2))
+    for name in ["a", "b", "c"]:
+        write_aged(tmp_path, [name], start=time.time())
+        assert names_in(tmp_path) == {name}
+
+
+def test_no_bound_when_the_limit_is_zero(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEX_CACHE_MAX_MB", "0")
+    write_aged(tmp_path, [f"e{i}" for i in range(100)])
+    assert len(names_in(tmp_path)) == 100
+
+
+def test_the_bound_is_read_from_the_environment(monkeypatch):
+    monkeypatch.delenv("TEX_CACHE_MAX_MB", raising=False)
+    assert config.cache_max_bytes() == 1024 * 2**20
+    for value, expected in [("0.5", 2**19), ("64", 64 * 2**20), (" 2 ", 2 * 2**20),
+                            ("", 1024 * 2**20), ("0", None)]:
+        monkeypatch.setenv("TEX_CACHE_MAX_MB", value)
+        assert config.cache_max_bytes() == expected
+    for value in ["1G", "nan", "inf"]:
+        monkeypatch.setenv("TEX_CACHE_MAX_MB", value)
+        with pytest.raises(ValueError, match="TEX_CACHE_MAX_MB is a number of megabytes"):
+            config.cache_max_bytes()
+
+
+def test_old_temporary_files_are_removed_and_young_ones_left(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEX_CACHE_MAX_MB", limit_mb(ENTRY_BYTES))  # a 100-byte write scans
+    young = tmp_path / ("a" + disk_cache.SUFFIX + ".x1.tmp")
+    old = tmp_path / ("b" + disk_cache.SUFFIX + ".x2.tmp")
+    for path in (young, old):
+        path.write_bytes(b"partial")
+    hours_ago = time.time() - 2 * disk_cache.STALE_TMP_SECONDS
+    os.utime(old, (hours_ago, hours_ago))
+    disk_cache.write_entry(tmp_path / ("c" + disk_cache.SUFFIX), b"x" * 100)
+    assert young.exists() and not old.exists()
+
+
+def test_a_write_scans_the_directory_at_random_or_once_its_estimate_passes_the_bound(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("TEX_CACHE_MAX_MB", limit_mb(100 * ENTRY_BYTES))
+    scans = []
+    real_entries = disk_cache._entries
+    monkeypatch.setattr(disk_cache, "_entries", lambda d: scans.append(d) or real_entries(d))
+    draws = [0.99]  # a scan is due when a draw is below size / (SLACK * bound) = 0.2 here
+    monkeypatch.setattr(disk_cache.random, "random", lambda: draws[0])
+    write_aged(tmp_path, [f"e{i}" for i in range(101)])
+    assert scans == [] and len(names_in(tmp_path)) == 101  # 1% over: not looked at yet
+    draws[0] = 0.1
+    write_aged(tmp_path, ["f"], start=2_000_000.0)
+    assert len(scans) == 1 and len(names_in(tmp_path)) == 80
+    draws[0] = 0.99
+    write_aged(tmp_path, [f"g{i}" for i in range(20)], start=2_000_001.0)
+    assert len(scans) == 1 and len(names_in(tmp_path)) == 100  # the estimate is at the bound
+    write_aged(tmp_path, ["h"], start=2_000_100.0)
+    assert len(scans) == 2 and len(names_in(tmp_path)) == 80  # and now past it
+
+
+CHURN = """
+import os, random, sys, pathlib
+from tex import disk_cache
+directory, seed = pathlib.Path(sys.argv[1]), int(sys.argv[2])
+rng = random.Random(seed)
+def data(name):
+    return disk_cache.format_entry(name, name.encode() * 200, "", "")
+for _ in range(300):
+    name = f"e{rng.randrange(60)}"
+    path = directory / (name + disk_cache.SUFFIX)
+    if rng.random() < 0.5:
+        disk_cache.write_entry(path, data(name))
+    else:
+        entry = disk_cache.read_entry(path)
+        assert entry is None or disk_cache.format_entry(*entry) == data(name), name
+print("ok")
+"""
+
+
+def test_processes_writing_and_evicting_at_once_leave_a_whole_directory(tmp_path,
+                                                                        monkeypatch):
+    limit = 20_000  # about 25 entries of ~700 bytes
+    monkeypatch.setenv("TEX_CACHE_MAX_MB", limit_mb(limit))
+    env = dict(os.environ,
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    children = [subprocess.Popen([sys.executable, "-W", "error", "-c", CHURN, str(tmp_path),
+                                  str(seed)], env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True) for seed in range(4)]
+    for child in children:
+        out, err = child.communicate(timeout=120)
+        assert child.returncode == 0 and out.strip() == "ok" and err == "", err
+    files = list(tmp_path.iterdir())
+    assert files and all(p.suffix == disk_cache.SUFFIX for p in files)  # no temporary files
+    assert all(disk_cache.parse_entry(p.read_bytes()) is not None for p in files)
+    assert sum(p.stat().st_size for p in files) <= len(children) * (limit + 1000)
+    disk_cache.write_entry(tmp_path / ("last" + disk_cache.SUFFIX), b"x" * 2000)  # scans
+    assert sum(p.stat().st_size for p in tmp_path.iterdir()) <= limit
+
+
+def test_kernels_and_the_thread_pool_are_evicted_like_any_entry(cache_dir, monkeypatch):
+    monkeypatch.setenv("TEX_CACHE_MAX_MB", limit_mb(1000))  # less than one entry
+    result = child_result(start_child(cache_dir))  # writes the pool's entry, then the kernel's
+    assert result["correct"] and not result["from_disk"]
+    [kept] = cache_dir.iterdir()
+    assert not kept.name.startswith("thread_pool-")
+
+
+def test_a_kernel_loaded_from_disk_becomes_recent(cache_dir):
+    build()
+    [path] = entries(cache_dir)
+    os.utime(path, (1_000_000.0, 1_000_000.0))
+    cache.clear_cache()
+    assert build().loaded_from_disk
+    assert path.stat().st_mtime > time.time() - 600

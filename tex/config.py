@@ -10,6 +10,9 @@
 | TEX_CACHE_DIR     | ~/.cache/tex | where compiled kernels are kept between processes    |
 |                   |              | (`$XDG_CACHE_HOME/tex` when XDG_CACHE_HOME is set);  |
 |                   |              | `off` or empty: no disk cache                        |
+| TEX_CACHE_MAX_MB  | 1024         | the disk cache's size bound in megabytes (fractions  |
+|                   |              | allowed); least recently used entries are deleted    |
+|                   |              | beyond it (`tex/disk_cache.py`); 0: no bound         |
 | TEX_NUM_THREADS   | usable CPUs  | threads that run a parallel loop, the caller         |
 |                   |              | included (1: no worker threads); read once, when the |
 |                   |              | thread pool is compiled (the first parallel kernel)  |
@@ -19,6 +22,7 @@ Each is read when it is used, so a change takes effect at the next build
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -49,6 +53,18 @@ def cache_dir() -> Path | None:
     if value.strip() == "" or value.strip().lower() == "off":
         return None
     return Path(value).expanduser()
+
+
+def cache_max_bytes() -> int | None:
+    """TEX_CACHE_MAX_MB (default 1024) in bytes, or None when it is 0 (no bound)."""
+    value = os.environ.get("TEX_CACHE_MAX_MB", "").strip() or "1024"
+    try:
+        megabytes = float(value)
+    except ValueError:
+        megabytes = math.nan
+    if not math.isfinite(megabytes):
+        raise ValueError(f"TEX_CACHE_MAX_MB is a number of megabytes, got {value!r}")
+    return None if megabytes <= 0 else int(megabytes * 2**20)
 
 
 def num_threads() -> int:

@@ -6,7 +6,11 @@ Guarantees:
   architecture `arch` ("sm_80"); `compile_source(source, arch, "ptx")` the PTX
   for the virtual architecture of the same number ("compute_80").
 * One (source, arch, output) compiles once per process (an in-memory cache of
-  the most recent 256); a failed compile is not cached.
+  the most recent 256), and once per machine: the output is kept in the disk
+  cache (`tex.disk_cache`, TEX_CACHE_DIR; `off`: none) as
+  `nvrtc-<sha256>.texk`, the sha256 of the source, arch, output kind, NVRTC's
+  version (`nvrtc_version`), tex's version and a digest of tex's sources. A
+  damaged entry is a miss and is rewritten; a failed compile is not cached.
 * A failed compile raises `BuildError` with NVRTC's log and the numbered source
   lines around the first line the log reports. Missing cuda-python or NVRTC,
   or missing CUDA headers, raise `BuildError` saying what to install.
@@ -17,19 +21,25 @@ Options: `--std=c++17`; no fast-math flags, so float results follow IEEE
 rounding as on the CPU. A small elementwise kernel compiles to a cubin in about
 25 ms (35 ms with `cuda_fp16.h`, 18 ms to PTX); the first compile of a process
 takes 100-250 ms more, loading NVRTC (NVRTC 13.5, measured on a 2-core x86 host).
+A disk hit neither loads NVRTC nor compiles: it reads and checks one file.
 """
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import importlib.util
 import os
 import re
 from functools import lru_cache
+from pathlib import Path
 
+from tex import config, disk_cache
 from tex.errors import BuildError
 
 INSTALL_HINT = "pip install cuda-bindings nvidia-cuda-nvrtc"
 _FILE_NAME = "tex_kernels.cu"
 _CONTEXT_LINES = 3
+_WHEELS = ("nvidia-cuda-nvrtc", "nvidia-cuda-nvrtc-cu12")
 
 
 def compile_source(source: str, arch: str, output: str = "cubin") -> bytes | str:
@@ -39,8 +49,53 @@ def compile_source(source: str, arch: str, output: str = "cubin") -> bytes | str
     return _compile(source, arch, output)
 
 
+def clear_cache():
+    """Forget the output kept in memory (the disk cache stays)."""
+    _compile.cache_clear()
+
+
 @lru_cache(maxsize=256)
 def _compile(source: str, arch: str, output: str) -> bytes | str:
+    """`compile_source` without the check of `output`: from the disk cache, else NVRTC
+    (and then written to the disk cache)."""
+    path = _disk_path(source, arch, output)
+    entry = disk_cache.read_entry(path) if path else None
+    if entry is not None and entry[0] == output:
+        return entry[1] if output == "cubin" else entry[1].decode()
+    result = _nvrtc_compile(source, arch, output)
+    if path:
+        data = result if output == "cubin" else result.encode()
+        disk_cache.write_entry(path, disk_cache.format_entry(output, data, "", ""))
+    return result
+
+
+def _disk_path(source: str, arch: str, output: str) -> Path | None:
+    """Where the disk cache keeps this output, or None when the disk cache is off."""
+    directory = config.cache_dir()
+    if directory is None:
+        return None
+    from tex import __version__  # at call time: tex imports this module while starting
+    text = repr((source, arch, output, nvrtc_version(), __version__,
+                 disk_cache.source_digest()))
+    return directory / f"nvrtc-{hashlib.sha256(text.encode()).hexdigest()}{disk_cache.SUFFIX}"
+
+
+@lru_cache(maxsize=1)
+def nvrtc_version() -> str:
+    """Which NVRTC compiles: its wheel's version, read without loading NVRTC (which costs
+    ~250 ms; cuda-python looks in the wheels first), else the version NVRTC reports."""
+    for wheel in _WHEELS:
+        try:
+            return f"{wheel} {importlib.metadata.version(wheel)}"
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    nvrtc = _nvrtc()
+    major, minor = _checked(nvrtc, "nvrtcVersion", nvrtc.nvrtcVersion())
+    return f"NVRTC {major}.{minor}"
+
+
+def _nvrtc_compile(source: str, arch: str, output: str) -> bytes | str:
+    """The output of one NVRTC compile of `source`."""
     nvrtc = _nvrtc()
     target_arch = arch if output == "cubin" else "compute_" + arch.removeprefix("sm_")
     options = [f"-arch={target_arch}", "--std=c++17"]

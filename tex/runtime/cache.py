@@ -18,39 +18,26 @@ On disk. The entries live in `config.cache_dir()` (TEX_CACHE_DIR, default
 ~/.cache/tex) as `<disk_key>.texk`, where `disk_key` is the sha256 of the
 fingerprint, the target, tex's version, a digest of tex's own source files
 (so a changed compiler never reuses old code) and the machine as LLVM is
-told it (`llvm_jit.machine_description`). A hit loads the stored object code
-into a new engine (`llvm_jit.load_object`) without parsing or optimising any
-IR. The format, version 2:
-
-    tex-kernel 2\\n                                                  magic line
-    {"name": S, "object": N, "ll": M, "tex": T, "sha256": H}\\n      JSON header, one line
-    N bytes of object code, M bytes of optimised LLVM IR, T bytes of the printed
-    loop program (both UTF-8)
-
-`name` is the entry symbol and H the hex sha256 of the N + M + T payload
-bytes. The thread pool's object code (`start_thread_pool`) is kept the same
-way, as `thread_pool-<sha256>.texk`. Anything else (bad magic or header, wrong length, checksum mismatch, a
-load that fails) counts as a miss, and the entry is rewritten. A writer
-writes a temporary file in the same directory and `os.replace`s it into
-place, so readers see a whole entry or none, and concurrent writers of one
-entry leave one whole entry. A directory that cannot be written means no
-disk cache, with one warning per directory.
+told it (`llvm_jit.machine_description`). An entry holds the object code,
+the optimised LLVM IR and the printed loop program, its name is the entry
+symbol; `tex.disk_cache` defines the format, writes entries whole, and keeps
+the directory under TEX_CACHE_MAX_MB by evicting the least recently used.
+A hit loads the stored object code into a new engine (`llvm_jit.load_object`)
+without parsing or optimising any IR. The thread pool's object code
+(`start_thread_pool`) is kept the same way, as `thread_pool-<sha256>.texk`,
+and is evicted like any other entry. An entry that does not parse, or whose
+load fails, counts as a miss, and the entry is rewritten.
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
-import json
-import os
-import tempfile
 import threading
-import warnings
 from pathlib import Path
 from typing import Callable
 
-from tex import config
-from tex.codegen import llvm, llvm_jit, thread_pool
+from tex import config, disk_cache
+from tex.codegen import llvm, llvm_jit, nvrtc, thread_pool
 from tex.codegen.llvm_jit import CompiledModule
 from tex.errors import BuildError
 from tex.expr import Var
@@ -58,13 +45,9 @@ from tex.ir import For, LoweredFunc
 from tex.target import Target, as_target
 from tex.visitor import collect
 
-MAGIC = b"tex-kernel 2"
-SUFFIX = ".texk"
-
 _cache: dict[tuple, CompiledModule] = {}
 _by_fingerprint: dict[tuple[str, str], "KernelCode"] = {}
 _lock = threading.Lock()
-_warned: set[Path] = set()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,21 +86,11 @@ def _compile_keyed(func: LoweredFunc, target: Target, key: tuple) -> CompiledMod
         return _cache.setdefault(key, compiled)
 
 
-@functools.lru_cache(maxsize=1)
-def source_digest() -> str:
-    """sha256 of tex's own Python sources, read once per process."""
-    digest = hashlib.sha256()
-    package = Path(__file__).resolve().parent.parent
-    for path in sorted(package.rglob("*.py")):
-        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
 def disk_key(fingerprint: str, target: Target) -> str:
     """The file name (without suffix) of the kernel with `fingerprint` on `target`: a hex
     sha256 that also covers tex's version, its sources and the machine."""
     from tex import __version__  # at call time: tex imports this module while starting
-    text = repr((fingerprint, str(target), __version__, source_digest(),
+    text = repr((fingerprint, str(target), __version__, disk_cache.source_digest(),
                  llvm_jit.machine_description(target)))
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -136,7 +109,7 @@ def kernel_code(fingerprint: str, target, lower: Callable[[], LoweredFunc]) -> K
     if hit is not None:
         return hit
     directory = config.cache_dir()
-    path = directory / (disk_key(fingerprint, target) + SUFFIX) if directory else None
+    path = directory / (disk_key(fingerprint, target) + disk_cache.SUFFIX) if directory else None
     code = _read_entry(path, target) if path else None
     if code is None:
         func = lower()
@@ -162,9 +135,10 @@ def start_thread_pool():
         if directory is not None:
             from tex import __version__  # at call time, as in disk_key
             text = repr((thread_pool.ir_text(), thread_pool.machine_description(),
-                         __version__, source_digest()))
-            path = directory / f"thread_pool-{hashlib.sha256(text.encode()).hexdigest()}{SUFFIX}"
-            entry = _read_parts(path)
+                         __version__, disk_cache.source_digest()))
+            digest = hashlib.sha256(text.encode()).hexdigest()
+            path = directory / f"thread_pool-{digest}{disk_cache.SUFFIX}"
+            entry = disk_cache.read_entry(path)
             if entry is not None and entry[0] == thread_pool.SYMBOL:
                 try:
                     thread_pool.install_object(entry[1])
@@ -174,21 +148,13 @@ def start_thread_pool():
         object_code = thread_pool.compile_object()
         thread_pool.install_object(object_code)
         if path is not None:
-            _write_file(path, format_entry(thread_pool.SYMBOL, object_code,
-                                           thread_pool.ir_text(), ""))
-
-
-def _read_parts(path: Path) -> tuple[str, bytes, str, str] | None:
-    """`parse_entry` of the file at `path`, or None if it cannot be read."""
-    try:
-        return parse_entry(path.read_bytes())
-    except OSError:
-        return None
+            disk_cache.write_entry(path, disk_cache.format_entry(
+                thread_pool.SYMBOL, object_code, thread_pool.ir_text(), ""))
 
 
 def _read_entry(path: Path, target: Target) -> KernelCode | None:
     """The kernel stored at `path`, or None if there is no whole, loadable entry."""
-    entry = _read_parts(path)
+    entry = disk_cache.read_entry(path)
     if entry is None:
         return None
     name, object_code, ll, tex_source = entry
@@ -202,78 +168,23 @@ def _read_entry(path: Path, target: Target) -> KernelCode | None:
     return KernelCode(compiled, tex_source)
 
 
-_PARTS = ("object", "ll", "tex")
-
-
-def parse_entry(data: bytes) -> tuple[str, bytes, str, str] | None:
-    """(entry name, object code, IR text, loop program text) of an entry file's bytes,
-    or None unless the magic, header, lengths and checksum are all right."""
-    magic, _, rest = data.partition(b"\n")
-    header, _, payload = rest.partition(b"\n")
-    if magic != MAGIC:
-        return None
-    try:
-        fields = json.loads(header)
-        name, checksum = fields["name"], fields["sha256"]
-        sizes = [fields[part] for part in _PARTS]
-        if not (isinstance(name, str) and all(isinstance(n, int) and n >= 0 for n in sizes)
-                and len(payload) == sum(sizes)
-                and hashlib.sha256(payload).hexdigest() == checksum):
-            return None
-        n_object, n_ll, _ = sizes
-        return (name, payload[:n_object], payload[n_object:n_object + n_ll].decode(),
-                payload[n_object + n_ll:].decode())
-    except (ValueError, TypeError, KeyError):
-        return None
-
-
-def format_entry(name: str, object_code: bytes, ll: str, tex_source: str) -> bytes:
-    """The bytes of an entry file (see the module docstring)."""
-    parts = [object_code, ll.encode(), tex_source.encode()]
-    payload = b"".join(parts)
-    header = {"name": name, **{p: len(b) for p, b in zip(_PARTS, parts)},
-              "sha256": hashlib.sha256(payload).hexdigest()}
-    return MAGIC + b"\n" + json.dumps(header).encode() + b"\n" + payload
-
-
 def _write_entry(path: Path, code: KernelCode):
-    """Put `code`'s entry at `path` whole, or warn (once per directory) and give up."""
+    """Put `code`'s entry at `path` (`tex.disk_cache.write_entry`)."""
     compiled = code.compiled
-    _write_file(path, format_entry(compiled.name, compiled.object_code,
-                                   compiled.get_source("ll"), code.tex_source))
-
-
-def _write_file(path: Path, data: bytes):
-    """Put `data` at `path` whole, or warn (once per directory) and give up."""
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-        os.replace(tmp, path)
-    except OSError as err:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-        if path.parent not in _warned:
-            _warned.add(path.parent)
-            warnings.warn(f"tex: cannot write the kernel cache in {path.parent} ({err}); "
-                          "kernels will be compiled in every process (set TEX_CACHE_DIR to "
-                          "another directory, or to 'off')", RuntimeWarning, stacklevel=5)
+    disk_cache.write_entry(path, disk_cache.format_entry(
+        compiled.name, compiled.object_code, compiled.get_source("ll"), code.tex_source))
 
 
 def clear_cache(disk: bool = False):
-    """Forget every compiled module in memory (kernels already built keep theirs); with
-    `disk`, also delete every entry in the disk cache's directory."""
+    """Forget every compiled module in memory, NVRTC's output included (kernels already
+    built keep theirs); with `disk`, also delete every entry in the disk cache's directory."""
     with _lock:
         _cache.clear()
         _by_fingerprint.clear()
+    nvrtc.clear_cache()
     directory = config.cache_dir()
     if disk and directory is not None and directory.is_dir():
-        for entry in directory.glob("*" + SUFFIX):
+        for entry in directory.glob("*" + disk_cache.SUFFIX):
             try:
                 entry.unlink()
             except FileNotFoundError:
