@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 import tex
-from tex.codegen import cpu_support
+from tex.codegen import cpu_support, llvm
 from tex.intrin import x86_amx
+from tex.ir import IntrinsicCall
 from tex.runtime.kernel import Kernel
 
 AMX_MISSING = cpu_support.amx_unavailable()
@@ -24,6 +25,55 @@ def int8(*shape):
 
 def reference(a, b):
     return a.astype(np.int32) @ b.astype(np.int32)
+
+
+ADD4 = """
+define void @tex_test_add4(ptr %a, ptr %b, ptr %c) {
+  %x = load <4 x float>, ptr %a, align 4
+  %y = load <4 x float>, ptr %b, align 4
+  %z = fadd <4 x float> %x, %y
+  store <4 x float> %z, ptr %c, align 4
+  ret void
+}
+"""
+
+
+def add4_intrin(definition=ADD4):
+    """c[i] = a[i] + b[i] over 4 floats, by a function defined in LLVM IR."""
+    a, b = tex.placeholder((4,), name="a"), tex.placeholder((4,), name="b")
+    c = tex.compute((4,), lambda i: a[i] + b[i], name="c")
+    return tex.decl_tensor_intrin(c, lambda ins, outs: IntrinsicCall(
+        "tex_test_add4", (ins[0].pointer(), ins[1].pointer(), outs[0].pointer()), (),
+        definition, writes=(2,)), name="add4")
+
+
+def two_adds(second_definition=ADD4, n=12):
+    """D = (A + B) + B, both stages tensorized with add4."""
+    A, B = tex.placeholder((n,), name="A"), tex.placeholder((n,), name="B")
+    C = tex.compute((n,), lambda i: A[i] + B[i], name="C")
+    D = tex.compute((n,), lambda i: C[i] + B[i], name="D")
+    s = tex.create_schedule(D.op)
+    for T, definition in ((C, ADD4), (D, second_definition)):
+        _, inner = s[T].split(T.op.axis[0], factor=4)
+        s[T].tensorize(inner, add4_intrin(definition))
+    return s, [A, B, D]
+
+
+def test_an_llvm_ir_definition_is_linked_in_once():
+    s, args = two_adds()
+    func = tex.lower(s, args)
+    assert str(llvm.emit_llvm(func)).count("declare void @\"tex_test_add4\"") == 1
+    a, b = RNG.random(12, dtype=np.float32), RNG.random(12, dtype=np.float32)
+    np.testing.assert_allclose(tex.build(s, args)(a, b), a + 2 * b, rtol=1e-6)
+
+
+def test_two_definitions_under_one_name_are_refused():
+    # (another size than above: the compiled-code cache knows programs by their printed
+    # form, which names an intrinsic's function but does not show its definition)
+    s, args = two_adds(second_definition=ADD4.replace("fadd", "fsub"), n=16)
+    with pytest.raises(tex.BuildError, match="calls of tex_test_add4 carry two different "
+                       "definitions"):
+        tex.build(s, args)
 
 
 def test_lowers_to_calls_and_compiles_to_tile_instructions():

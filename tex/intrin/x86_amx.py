@@ -16,7 +16,7 @@ So the layouts a schedule's tiles must have are:
   column together, the columns of a k-quad side by side;
 * c: row-major, `c[i, j]` at `i * ldc + j` (any ldc).
 
-A schedule whose stage reads `A[i, k]` and `Bp[j // 32, k // 4, j % 32, k % 4]`
+A schedule whose stage reads `A[i, k]` and `Bp[j // 16, k // 4, j % 16, k % 4]`
 gets them by splitting k by 4 (see `matmul_schedule`). Other strides raise
 LoweringError naming the tensor.
 
@@ -36,11 +36,14 @@ goes through memory once per call:
 Running needs a CPU with amx-tile and amx-int8 and a Linux that grants the
 process AMX tile data; `tex.codegen.cpu_support` asks for it when such a
 kernel is built or loaded, and calling it raises DeviceError when it cannot
-run. Building works on any x86-64 machine (the target's features must
-include amx-tile and amx-int8: `-mcpu=sapphirerapids` or newer, the host of
-such a machine, or `-mattr=+amx-tile,+amx-int8`).
+run. Building works for any x86-64 target: the functions carry the AMX
+features themselves, and are inlined where the target has them too (the
+host of an AMX machine, `-mcpu=sapphirerapids`, `-mattr=+amx-tile,+amx-int8`),
+else called.
 """
 from __future__ import annotations
+
+from functools import lru_cache
 
 from llvmlite import ir
 
@@ -63,8 +66,10 @@ BLOCKS = (16, 32)
 _FEATURES = "+amx-tile,+amx-int8"
 
 
+@lru_cache(maxsize=None)
 def amx_intrin(depth: int, rows: int = 16, cols: int = 16):
-    """The intrinsic `amx_int8_<rows>x<cols>x<depth>` (see the module docstring)."""
+    """The intrinsic `amx_int8_<rows>x<cols>x<depth>` (see the module docstring); one object
+    per shape, so that schedules using it fingerprint alike within a process."""
     if not isinstance(depth, int) or depth <= 0 or depth % STEP:
         raise ScheduleError(f"amx_intrin: depth must be a positive multiple of {STEP}, got "
                             f"{depth!r}")
@@ -247,13 +252,15 @@ def _definition(name: str, shape, start: str) -> str:
 
 
 def _with_amx_features(module: ir.Module) -> str:
-    """The text of `module`, its one function marked to compile with amx-tile and amx-int8
-    whatever the target (LLVM aborts on AMX intrinsics it may not select); the optimiser
-    inlines it only into callers that have those features. (llvmlite cannot attach a
-    string attribute, so it goes in as text.)"""
+    """The text of `module`, its one function compiled for the baseline x86-64 CPU plus
+    amx-tile and amx-int8, whatever the target (LLVM aborts on AMX intrinsics it may not
+    select). Those features are a subset of any AMX target's, so the optimiser inlines the
+    function there (and LLVM then configures the tiles once per loop nest, not per call);
+    elsewhere it stays a function of its own. (llvmlite cannot attach string attributes,
+    so they go in as text.)"""
     text = str(module)
     head, brace, rest = text.partition("\n{\n")  # the end of the `define` line
-    return f"{head} #0{brace}{rest}\nattributes #0 = {{ \"target-features\"=\"{_FEATURES}\" }}\n"
+    return f"{head} #0{brace}{rest}\nattributes #0 = {{ \"target-cpu\"=\"x86-64\" \"target-features\"=\"{_FEATURES}\" }}\n"
 
 
 class _TileBuilder(ir.IRBuilder):
