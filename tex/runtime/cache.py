@@ -41,7 +41,7 @@ from tex.codegen import llvm, llvm_jit, nvrtc, thread_pool
 from tex.codegen.llvm_jit import CompiledModule
 from tex.errors import BuildError
 from tex.expr import Var
-from tex.ir import For, LoweredFunc
+from tex.ir import For, IntrinsicCall, LoweredFunc
 from tex.target import Target, as_target
 from tex.visitor import collect
 
@@ -61,10 +61,13 @@ class KernelCode:
 
 
 def cache_key(func: LoweredFunc, target) -> tuple:
-    """What identifies the machine code of `func` on `target`."""
+    """What identifies the machine code of `func` on `target` (the printed program shows
+    an intrinsic call's name but not the definition it links in, so those are added)."""
     var_dtypes = tuple(str(v.dtype) for v in collect(func.body, lambda n: isinstance(n, Var)))
     sizes = tuple((v.name, str(v.dtype)) for v in func.size_vars)
-    return str(func), sizes, var_dtypes, str(as_target(target))
+    definitions = sorted({(c.name, c.definition)
+                          for c in collect(func.body, lambda n: isinstance(n, IntrinsicCall))})
+    return str(func), sizes, var_dtypes, tuple(definitions), str(as_target(target))
 
 
 def compile_cached(func: LoweredFunc, target="llvm") -> CompiledModule:
