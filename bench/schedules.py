@@ -11,7 +11,7 @@ import tex
 
 #: The best matmul configuration found on the development machine (2 cores,
 #: AVX-512), see bench/results/matmul.txt and `python -m bench.matmul --sweep`.
-BEST_MATMUL = {"mr": 6, "nr": 64, "kc": None, "pack_a": False, "unroll_k": 4}
+BEST_MATMUL = {"mr": 6, "nr": 64, "kc": None, "pack_a": False, "unroll_k": 2}
 
 #: Lanes of the vector accumulators of the row reductions (four AVX-512 registers,
 #: so that four additions are in flight).
@@ -75,8 +75,9 @@ def matmul(M: int, N: int, K: int, *, mr: int = 4, nr: int = 64, kc: int | None 
 
     Without `kc`, the tile is a write cache (`cache_write` + `compute_at`)
     reduced over all of k and copied to C once, its k loop unrolled by
-    `unroll_k` (by 4: 306 -> 326 GFLOP/s at 1024^3 in one interleaved run, as
-    the autotuner had found). With `kc`, k is split by kc and its outer loop
+    `unroll_k` (at 1024^3, in one interleaved run of 15 samples: 307 GFLOP/s
+    without, 335 by 2, 323 by 4; by 2 also leads at 512^3, the skinny shape
+    and the batch). With `kc`, k is split by kc and its outer loop
     goes outside the loop over row tiles (the k-blocked "GotoBLAS" order): C itself accumulates, one kc-deep slice of A at a time.
     With `batch`, A, B and C carry a leading batch axis of that extent.
     Returns (schedule, [A, B, C]).
