@@ -14,7 +14,8 @@ live schedule, so every call is legal by construction. Phases, in order:
    no other consumer runs (a rare compute_root takes 2 or 4 back);
 5. annotations: parallel (a data loop, seldom nested in another parallel
    loop), vectorize (the innermost loop, constant extent), unroll (a
-   constant-extent loop).
+   constant-extent loop), prefetch (of a tensor the stage reads plainly, at
+   a loop that is not vectorized, 1, 2 or 5 iterations ahead).
 
 With `gpu=True`, phase 5 binds instead of running in parallel: each root
 stage's first loop (a data loop; data loops are first reordered outside the
@@ -28,8 +29,9 @@ every thread computes the same values).
 from __future__ import annotations
 
 import tex
-from tex.expr import Const
+from tex.expr import Const, TensorRead
 from tex.schedule.stage import Split
+from tex.visitor import collect
 
 MAX_VECTOR = 64
 MAX_UNROLL = 16
@@ -261,6 +263,25 @@ class _ScheduleWriter:
                  and 0 < (extents.get(v) or 0) <= MAX_UNROLL]
         if small and rng.random() < 0.25:
             self.emit(f"{self.st(stage)}.unroll({self.axis(stage, rng.choice(small))})")
+        if not self.gpu and rng.random() < 0.15:
+            self.prefetch(stage)
+
+    def prefetch(self, stage):
+        """Prefetch a tensor the stage reads plainly (not a gather; an input or computed at
+        the root) at one of its serial, unrolled or parallel loops."""
+        def plain(read):
+            return not any(collect(i, lambda n: isinstance(n, TensorRead))
+                           for i in read.indices)
+        reads = [r for b in stage.op.body for r in collect(b, lambda n: isinstance(
+            n, TensorRead)) if plain(r) and r.tensor in self.tensor_names]
+        tensors = [r.tensor for r in reads if (self.s.stage_of(r.tensor) is None or
+                                              self.s.stage_of(r.tensor).attach.kind == "root")]
+        loops = [v for v in stage.leaf_iter_vars if stage.annotations.get(v) != "vectorize"
+                 and v not in stage.bindings]
+        if tensors and loops:
+            tensor, leaf = self.rng.choice(tensors), self.rng.choice(loops)
+            self.emit(f"{self.st(stage)}.prefetch({self.tensor_names[tensor]}, "
+                      f"{self.axis(stage, leaf)}, {self.rng.choice([1, 2, 5])})")
 
     def bind_threads(self, stage):
         """Phase 5 on a GPU (see the module docstring)."""

@@ -229,6 +229,18 @@ def test_prefetch_errors():
     s[C].prefetch(A, C.op.axis[0])  # C reads B, not A
     with raises(tex.LoweringError, "prefetch on stage C", "axis i", "A is not read"):
         tex.lower(s, [A, C])
+    s = tex.create_schedule(C.op)
+    s[B].compute_at(s[C], C.op.axis[0])
+    s[C].prefetch(B, C.op.axis[0])
+    with raises(tex.LoweringError, "prefetch of B on stage C", "computed at a loop",
+                "computed at the root"):
+        tex.lower(s, [A, C])
+    rows = tex.placeholder((8,), "int64", name="rows")
+    D = tex.compute((8, 16), lambda i, j: A[rows[i], j], name="D")
+    s = tex.create_schedule(D.op)
+    s[D].prefetch(A, D.op.axis[0])
+    with raises(tex.LoweringError, "prefetch on stage D", "every read of A", "gather"):
+        tex.lower(s, [A, rows, D])
 
 
 def test_prefetch_in_a_gpu_kernel_is_refused():

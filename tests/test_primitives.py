@@ -494,6 +494,32 @@ def test_prefetch_at_an_inner_loop_with_a_symbolic_size():
     assert "prefetcht0" in kernel.get_source("asm")
 
 
+def test_prefetch_of_symbolic_rows_leaves_gathered_reads_out():
+    n, m = tex.var("n"), tex.var("m")
+    A = tex.placeholder((n, m), name="A")
+    rows = tex.placeholder((n,), "int64", name="rows")
+    B = tex.compute((n, m), lambda i, j: A[rows[i], j] + A[i, j], name="B")
+    s = tex.create_schedule(B.op)
+    s[B].prefetch(A, B.op.axis[0])
+    a, r = random_array((9, 37)), np.random.default_rng(3).integers(0, 9, 9)
+    check(s, [A, rows, B], [a, r], a[r] + a)
+    text = str(tex.lower(s, [A, rows, B]))
+    assert "for A_prefetch1 in range(m // 16 + 1):" in text
+    assert "prefetch(A[min(i + 1, n - 1) * m + min(A_prefetch1 * 16, m - 1)])" in text
+
+
+def test_prefetch_of_tensors_of_two_dtypes_in_one_kernel():
+    # (found by the fuzzer: the prefetch intrinsic was declared with the first one's type)
+    A = tex.placeholder((20, 30), name="A")
+    M = tex.placeholder((20, 30), "int32", name="M")
+    B = tex.compute((20, 30), lambda i, j: A[i, j] * tex.cast("float32", M[i, j]), name="B")
+    s = tex.create_schedule(B.op)
+    s[B].prefetch(A, B.op.axis[0])
+    s[B].prefetch(M, B.op.axis[0], 2)
+    a, m = random_array((20, 30)), np.arange(600, dtype=np.int32).reshape(20, 30) % 7
+    check(s, [A, M, B], [a, m], a * m)
+
+
 def test_prefetch_is_part_of_the_schedule_that_the_caches_key_on():
     A, B = elementwise((30, 20))
     plain, fetching = tex.create_schedule(B.op), tex.create_schedule(B.op)

@@ -354,8 +354,8 @@ class _Emitter(ExprEmitter):
     def stmt_Prefetch(self, s):
         """`prefetcht0` of the element's line (read, keep in all cache levels)."""
         address = self.b.gep(self.buffer(s.buffer), [self.index(single_index(s))], inbounds=True)
-        prefetch = self.mod.function("llvm.prefetch.p0", VOID, [address.type, I32, I32, I32])
-        self.b.call(prefetch, [address, I32(0), I32(3), I32(1)])
+        prefetch = self.mod.function("llvm.prefetch.p0", VOID, [I8P, I32, I32, I32])
+        self.b.call(prefetch, [self.b.bitcast(address, I8P), I32(0), I32(3), I32(1)])
 
     def stmt_IntrinsicCall(self, s):
         if self.mask is not None:

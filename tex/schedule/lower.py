@@ -547,39 +547,52 @@ def _prefetch_nest(plan: StagePlan, leaf, buffers, plans):
         body += [_to_loads(substitute(b, root_values), buffers) for b in reader.body]
     nests = []
     for tensor, offset in stage.prefetches[leaf]:
+        producer = stage.schedule.stage_of(tensor)
+        if producer is not None and producer.attach.kind != "root":
+            how = "inlined" if producer.attach.kind == "inline" else "computed at a loop " \
+                "(compute_at), in a buffer that lives inside that loop"
+            raise LoweringError(f"prefetch of {tensor.name} on stage {stage.name}, axis "
+                                f"{leaf.name}: {tensor.name} is {how}; prefetch an input or "
+                                "a stage computed at the root")
         entry = buffers.get(tensor)
         loads = [load for b in body for load in collect(b, lambda n: isinstance(n, Load))
                  if entry is not None and load.buffer is entry[0]]
         if not loads:
             raise LoweringError(f"prefetch on stage {stage.name}, axis {leaf.name}: tensor "
                                 f"{tensor.name} is not read inside that loop")
+        # A gather's address is known only once its index is loaded: it is left out.
+        loads = [load for load in loads
+                 if not any(collect(i, lambda n: isinstance(n, Load)) for i in load.indices)]
+        if not loads:
+            raise LoweringError(f"prefetch on stage {stage.name}, axis {leaf.name}: every read "
+                                f"of {tensor.name} inside that loop is a gather (its index is "
+                                "read from memory), so none can be prefetched ahead")
         ahead = {leaf.var: ops.binary("add", leaf.var, offset)}
-        nests.append(_prefetch_box(entry[0], loads, inside, ahead, stage, leaf))
+        nests.append(_prefetch_box(entry[0], loads, inside, ahead))
     return seq(*nests)
 
 
-def _prefetch_box(buffer, loads, inside, ahead, stage, leaf):
+def _prefetch_box(buffer, loads, inside, ahead):
     """Prefetches of the box of `buffer` that `loads` cover while the `inside` loops run,
-    shifted by `ahead` (see `_prefetch_nest`)."""
+    shifted by `ahead` (see `_prefetch_nest`). A side of the box is its constant upper
+    bound where there is one; a dimension whose indices have no bound is taken whole."""
     starts, extents = [], []
     for d, size in enumerate(buffer.shape):
         spans = [bound(load.indices[d], inside) for load in loads]
         if any(s.lo is None or s.hi is None for s in spans):
-            raise LoweringError(f"prefetch of {buffer.name} on stage {stage.name}, axis "
-                                f"{leaf.name}: the indices of dimension {d} have no bound")
-        lo = functools.reduce(ops.minimum, (s.lo for s in spans))
-        hi = functools.reduce(ops.maximum, (s.hi for s in spans))
-        _, extent = const_bound(simplify(ops.binary("add", ops.binary("sub", hi, lo), 1)))
-        if extent is None:
-            raise LoweringError(f"prefetch of {buffer.name} on stage {stage.name}, axis "
-                                f"{leaf.name}: dimension {d} of the part read has no constant "
-                                "size")
+            lo, hi = _ZERO, ops.binary("sub", size, 1)
+        else:
+            lo = functools.reduce(ops.minimum, (s.lo for s in spans))
+            hi = functools.reduce(ops.maximum, (s.hi for s in spans))
+        extent = simplify(ops.binary("add", ops.binary("sub", hi, lo), 1))
+        _, most = const_bound(extent)
         starts.append(substitute(lo, ahead))
-        extents.append(extent)
+        extents.append(Const(INDEX, most) if most is not None else substitute(extent, ahead))
     line = max(1, _CACHE_LINE // buffer.dtype.itemsize)
-    extents[-1] = extents[-1] // line + 1  # lines from the start's, past the last element
-    loops = {d: Var(f"{buffer.name}_prefetch{d}", INDEX)
-             for d, extent in enumerate(extents) if extent > 1}
+    # lines from the start's, past the last element
+    extents[-1] = simplify(ops.binary("add", ops.binary("floordiv", extents[-1], line), 1))
+    loops = {d: Var(f"{buffer.name}_prefetch{d}", INDEX) for d, extent in enumerate(extents)
+             if not (isinstance(extent, Const) and extent.value <= 1)}
     indices = []
     for d, (start, size) in enumerate(zip(starts, buffer.shape)):
         step = loops.get(d, _ZERO)
@@ -590,7 +603,7 @@ def _prefetch_box(buffer, loads, inside, ahead, stage, leaf):
         indices.append(simplify(index))
     stmt = Prefetch(buffer, tuple(indices))
     for d in sorted(loops, reverse=True):
-        stmt = For(loops[d], _ZERO, Const(INDEX, extents[d]), "serial", stmt)
+        stmt = For(loops[d], _ZERO, extents[d], "serial", stmt)
     return stmt
 
 

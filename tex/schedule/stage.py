@@ -306,10 +306,12 @@ class Stage:
               Y[i, :] = f(X[i, :])      ->        prefetch(X[min(i + 1, n - 1), :])
                                                   Y[i, :] = f(X[i, :])
 
-        The part is what the loops inside `axis` read of `tensor`, as bound
-        inference would compute it, one prefetch per 64-byte cache line; it is
-        kept inside the tensor (the last iterations prefetch their own lines
-        again). Prefetching changes no result. Worth it where an iteration
+        The part is what this stage and the stages computed inside `axis` read
+        of `tensor` in the loops inside it, as bound inference would compute it
+        (gathers left out: their addresses are not known ahead), one prefetch
+        per 64-byte cache line; it is kept inside the tensor (the last
+        iterations prefetch their own lines again). Prefetching changes no
+        result. Worth it where an iteration
         computes a while on data it has already loaded, e.g. a row softmax,
         whose passes over a row in L1 leave the memory idle.
 
