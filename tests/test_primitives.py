@@ -8,6 +8,7 @@ import pytest
 
 import tex
 from checks import check, loops, random_array
+from test_workloads import softmax_decl, softmax_reference
 
 
 def elementwise(shape):
@@ -447,37 +448,31 @@ def test_pragma_is_kept_on_the_loop():
 
 
 def row_softmax(n, m, rows):
-    """Softmax rows in blocks of `rows`, the row's stages computed at Y's row loop (the
-    bench's schedule); returns the schedule, X, Y and the loop over blocks."""
-    X = tex.placeholder((n, m), name="X")
-    k1, k2 = tex.reduce_axis((0, m), name="k1"), tex.reduce_axis((0, m), name="k2")
-    top = tex.compute((n,), lambda i: tex.max(X[i, k1], axis=k1), name="top")
-    E = tex.compute((n, m), lambda i, j: tex.exp(X[i, j] - top[i]), name="E")
-    total = tex.compute((n,), lambda i: tex.sum(E[i, k2], axis=k2), name="total")
-    Y = tex.compute((n, m), lambda i, j: E[i, j] / total[i], name="Y")
-    s = tex.create_schedule(Y.op)
-    blocks, row = s[Y].split(Y.op.axis[0], factor=rows)
-    for T in (top, E, total):
-        s[T].compute_at(s[Y], row)
-    return s, X, Y, blocks
+    """Softmax rows in blocks of `rows`, the row's stages computed at the output's row loop
+    (the bench's schedule); returns the schedule, input, output and the loop over blocks."""
+    A, row_max, e, row_sum, out = softmax_decl(n, m)
+    s = tex.create_schedule(out.op)
+    blocks, row = s[out].split(out.op.axis[0], factor=rows)
+    for T in (row_max, e, row_sum):
+        s[T].compute_at(s[out], row)
+    return s, A, out, blocks
 
 
 @pytest.mark.parametrize("offset, address", [
-    (1, "min(i_outer * 4 + X_prefetch0 + 4, 36) * 75 + X_prefetch1 * 16"),
-    (2, "min(i_outer * 4 + X_prefetch0 + 8, 36) * 75 + X_prefetch1 * 16"),
-    (40, "X_prefetch1 * 16 + 2700"),  # always past the end: the last row
+    (1, "min(i_outer * 4 + A_prefetch0 + 4, 36) * 75 + A_prefetch1 * 16"),
+    (2, "min(i_outer * 4 + A_prefetch0 + 8, 36) * 75 + A_prefetch1 * 16"),
+    (40, "A_prefetch1 * 16 + 2700"),  # always past the end: the last row
 ])
 def test_prefetch_of_a_tensor_read_by_stages_computed_in_the_loop(offset, address):
-    s, X, Y, i_outer = row_softmax(37, 75, rows=4)
+    s, A, Y, i_outer = row_softmax(37, 75, rows=4)
     s[Y].parallel(i_outer)
-    s[Y].prefetch(X, i_outer, offset)
-    x = random_array((37, 75))
-    e = np.exp(x - x.max(axis=1, keepdims=True))
-    check(s, [X, Y], [x], e / e.sum(axis=1, keepdims=True))
-    text = str(tex.lower(s, [X, Y]))
-    # 4 rows of 75 floats, 5 lines of 16 floats each; the rows clamped into X
-    assert "for X_prefetch0 in range(4):" in text and "for X_prefetch1 in range(5):" in text
-    assert f"prefetch(X[{address}])" in text
+    s[Y].prefetch(A, i_outer, offset)
+    a = random_array((37, 75))
+    check(s, [A, Y], [a], softmax_reference(a))
+    text = str(tex.lower(s, [A, Y]))
+    # 4 rows of 75 floats, 5 lines of 16 floats each; the rows clamped into A
+    assert "for A_prefetch0 in range(4):" in text and "for A_prefetch1 in range(5):" in text
+    assert f"prefetch(A[{address}])" in text
 
 
 def test_prefetch_at_an_inner_loop_with_a_symbolic_size():
