@@ -8,7 +8,8 @@
 3. infers bounds, consumers first (`tex.schedule.bound`);
 4. builds each stage's loop nest (leaf axes in order, guards placed at the
    innermost loop they depend on, reductions split into an init nest and an
-   update nest), with the stages attached at a loop inserted at its top;
+   update nest), with the stages attached at a loop inserted at its top,
+   below the prefetches `Stage.prefetch` asked for there;
    the loops of a tensorized tile are replaced by its intrinsic's statements;
    a loop bound to a GPU thread axis becomes a "bound" loop, and a reduction
    with a reduction loop bound to one accumulates per thread and combines
