@@ -352,8 +352,9 @@ def test_the_bound_is_read_from_the_environment(monkeypatch):
         assert config.cache_max_bytes() == expected
     for value in ["1G", "nan", "inf"]:
         monkeypatch.setenv("TEX_CACHE_MAX_MB", value)
-        with pytest.raises(ValueError, match="TEX_CACHE_MAX_MB is a number of megabytes"):
+        with pytest.raises(ValueError, match="TEX_CACHE_MAX_MB is a number of megabytes") as info:
             config.cache_max_bytes()
+        assert isinstance(info.value, tex.ConfigError)
 
 
 def test_old_temporary_files_are_removed_and_young_ones_left(tmp_path, monkeypatch):

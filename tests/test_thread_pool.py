@@ -174,3 +174,7 @@ def test_num_threads_is_the_usable_cpus_unless_set(monkeypatch):
     assert config.num_threads() == len(os.sched_getaffinity(0))
     monkeypatch.setenv("TEX_NUM_THREADS", "5")
     assert config.num_threads() == 5
+    monkeypatch.setenv("TEX_NUM_THREADS", "four")
+    with pytest.raises(tex.ConfigError, match="TEX_NUM_THREADS is a whole number of threads, "
+                       "got 'four'"):
+        config.num_threads()

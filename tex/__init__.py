@@ -6,8 +6,8 @@ program (`lower`) and compile it (`build`). See README.md and tutorials/.
 """
 from tex.driver import build, lower
 from tex.dtype import DType
-from tex.errors import (ArgumentError, BuildError, DeviceError, ExprError, LoweringError,
-                        ScheduleError, TexError)
+from tex.errors import (ArgumentError, BuildError, ConfigError, DeviceError, ExprError,
+                        LoweringError, ScheduleError, TexError)
 from tex.expr import Expr, Var
 from tex.ops import all_ as all  # noqa: A001
 from tex.ops import any_ as any  # noqa: A001
@@ -41,7 +41,7 @@ def floormod(a, b): return _ops.binary("floormod", a, b)
 
 
 __all__ = [
-    "ArgumentError", "BuildError", "DType", "DeviceArray", "DeviceError", "Expr", "ExprError",
+    "ArgumentError", "BuildError", "ConfigError", "DType", "DeviceArray", "DeviceError", "Expr", "ExprError",
     "IterVar", "LoweringError", "Range", "Schedule", "ScheduleError", "Stage", "Target", "Tensor",
     "TexError", "Var", "abs", "all", "any", "build", "cast", "ceil", "comm_reducer", "compute",
     "const", "create_schedule", "decl_tensor_intrin", "device_array", "empty_device", "erf",

@@ -26,6 +26,8 @@ import math
 import os
 from pathlib import Path
 
+from tex.errors import ConfigError
+
 
 def verify_enabled() -> bool:
     return os.environ.get("TEX_VERIFY", "0") not in ("", "0")
@@ -63,7 +65,7 @@ def cache_max_bytes() -> int | None:
     except ValueError:
         megabytes = math.nan
     if not math.isfinite(megabytes):
-        raise ValueError(f"TEX_CACHE_MAX_MB is a number of megabytes, got {value!r}")
+        raise ConfigError(f"TEX_CACHE_MAX_MB is a number of megabytes, got {value!r}")
     return None if megabytes <= 0 else int(megabytes * 2**20)
 
 
@@ -71,5 +73,9 @@ def num_threads() -> int:
     """TEX_NUM_THREADS (at least 1), else the number of CPUs this process may run on."""
     value = os.environ.get("TEX_NUM_THREADS", "").strip()
     if value:
-        return max(1, int(value))
+        try:
+            return max(1, int(value))
+        except ValueError:
+            raise ConfigError(f"TEX_NUM_THREADS is a whole number of threads, got "
+                              f"{value!r}") from None
     return len(os.sched_getaffinity(0))

@@ -137,7 +137,7 @@ def read_entry(path: Path) -> tuple[str, bytes, str, str] | None:
 def write_entry(path: Path, data: bytes):
     """Put `data` at `path` whole, or warn (once per directory) and give up; then keep
     the directory under its size bound (see the module docstring). A failing filesystem
-    never raises; a malformed TEX_CACHE_MAX_MB raises ValueError."""
+    never raises; a malformed TEX_CACHE_MAX_MB raises ConfigError."""
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

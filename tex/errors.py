@@ -17,6 +17,10 @@ class ScheduleError(TexError, ValueError):
     """A schedule primitive was called in a way that cannot be honoured."""
 
 
+class ConfigError(TexError, ValueError):
+    """An environment variable tex reads (`tex.config`) holds a value it cannot use."""
+
+
 class LoweringError(TexError, ValueError):
     """A schedule turned out illegal once bounds were known (e.g. a symbolic vector width)."""
 
