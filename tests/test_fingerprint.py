@@ -9,7 +9,8 @@ import tex
 import tex.driver
 from tex.intrin import cuda_wmma
 from tex.runtime import cache
-from tex.schedule.fingerprint import Unfingerprintable, fingerprint, lowering_identity
+from tex.schedule.fingerprint import (Unfingerprintable, fingerprint, lowering_identity,
+                                      process_local)
 from tex.schedule.tensorize import loop_nest
 from checks import random_array
 
@@ -138,6 +139,21 @@ def test_another_intrinsic_or_axis_changes_it():
     same_code = lambda inputs, outputs: lower_add(inputs, outputs)  # noqa: E731
     assert text(*tensorized(add_intrin(lower_fn=same_code))) != base
     assert text(*tensorized(at_rows=False)) != base
+
+
+def test_a_process_local_fingerprint_keeps_its_kernel_off_the_disk(monkeypatch, tmp_path):
+    monkeypatch.setenv("TEX_CACHE_DIR", str(tmp_path))
+    cache.clear_cache()
+    local = tensorized()
+    assert process_local(text(*local))
+    tex.build(*local)
+    assert not list(tmp_path.glob("*.texk"))
+    A = tex.placeholder((8, 12), name="A")
+    B = tex.compute((8, 12), lambda i, j: A[i, j] + 1.0, name="B")
+    plain = tex.create_schedule(B.op), [A, B]
+    assert not process_local(text(*plain))
+    tex.build(*plain)
+    assert len(list(tmp_path.glob("*.texk"))) == 1
 
 
 def test_lowering_functions_are_named_by_tex_or_by_identity():

@@ -26,7 +26,7 @@ from tex.passes.vectorize import vectorize_loops
 from tex.passes.verify import verify
 from tex.runtime.cache import kernel_code
 from tex.runtime.kernel import Kernel, build_kernel
-from tex.schedule.fingerprint import Unfingerprintable, fingerprint
+from tex.schedule.fingerprint import Unfingerprintable, fingerprint, process_local
 from tex.schedule.lower import kernel_interface, schedule_to_func
 from tex.schedule.schedule import Schedule
 from tex.target import Target, as_target
@@ -162,7 +162,7 @@ def _build_uncached(sch: Schedule, args, target, name: str):
                              "build it again")
         return lower(current, args, name)
 
-    code = kernel_code(text, target, lower_unchanged)
+    code = kernel_code(text, target, lower_unchanged, on_disk=not process_local(text))
     if code.func is not None:
         return Kernel(code.func, code.compiled)
     return Kernel(kernel_interface(sch, args, name), code.compiled, lower=lower_unchanged,

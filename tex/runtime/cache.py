@@ -98,12 +98,14 @@ def disk_key(fingerprint: str, target: Target) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def kernel_code(fingerprint: str, target, lower: Callable[[], LoweredFunc]) -> KernelCode:
+def kernel_code(fingerprint: str, target, lower: Callable[[], LoweredFunc],
+                on_disk: bool = True) -> KernelCode:
     """The code of the kernel whose schedule has `fingerprint`, for `target`.
 
     From memory, else from the disk cache, else `lower()` is called and its
     program compiled (through `compile_cached`), and the result is kept in
-    memory and written to disk.
+    memory and written to disk. Without `on_disk` the disk is left alone (a
+    fingerprint no other process can have).
     """
     target = as_target(target)
     key = (fingerprint, str(target))
@@ -111,7 +113,7 @@ def kernel_code(fingerprint: str, target, lower: Callable[[], LoweredFunc]) -> K
         hit = _by_fingerprint.get(key)
     if hit is not None:
         return hit
-    directory = config.cache_dir()
+    directory = config.cache_dir() if on_disk else None
     path = directory / (disk_key(fingerprint, target) + disk_cache.SUFFIX) if directory else None
     code = _read_entry(path, target) if path else None
     if code is None:

@@ -25,9 +25,9 @@ name: tex's sources fix what it does, and the disk cache's key covers them.
 Any other function (the user's, a closure, a partial) is written as its
 identity within this process: a serial number given at first sight, never
 reused, tagged with a token unique to the process. Two intrinsics with the
-same function object then share kernels in this process, and nothing is
-ever shared across processes through the disk, since the same name there
-may well mean different code.
+same function object then share kernels in this process, and their kernels
+are not written to the disk cache (`process_local`): the same name in another
+process may well mean different code.
 """
 from __future__ import annotations
 
@@ -122,7 +122,13 @@ def lowering_identity(fn) -> str:
             (module == "tex" or module.startswith("tex.")) and \
             _resolve(sys.modules.get(module), fn.__qualname__) is fn:
         return f"function({module + '.' + fn.__qualname__!r})"
-    return f"function(local,{_PROCESS!r},{_local_serial(fn)})"
+    return f"{_LOCAL}{_PROCESS!r},{_local_serial(fn)})"
+
+
+def process_local(text: str) -> bool:
+    """Whether the fingerprint `text` names an object by its identity in this process, so
+    that no other process can ever have it (its kernel is not worth keeping on disk)."""
+    return _LOCAL in text
 
 
 def _resolve(module, qualname: str):
@@ -133,6 +139,7 @@ def _resolve(module, qualname: str):
     return found
 
 
+_LOCAL = "function(local,"
 #: Identifies this process in process-local names: no other process, now or later, has it.
 _PROCESS = uuid.uuid4().hex
 _serials = itertools.count()
