@@ -63,10 +63,10 @@ class KernelCode:
 def cache_key(func: LoweredFunc, target) -> tuple:
     """What identifies the machine code of `func` on `target` (the printed program shows
     an intrinsic call's name but not the definition it links in, so those are added)."""
-    var_dtypes = tuple(str(v.dtype) for v in collect(func.body, lambda n: isinstance(n, Var)))
+    nodes = collect(func.body, lambda n: isinstance(n, (Var, IntrinsicCall)))
+    var_dtypes = tuple(str(n.dtype) for n in nodes if isinstance(n, Var))
     sizes = tuple((v.name, str(v.dtype)) for v in func.size_vars)
-    definitions = sorted({(c.name, c.definition)
-                          for c in collect(func.body, lambda n: isinstance(n, IntrinsicCall))})
+    definitions = sorted({(n.name, n.definition) for n in nodes if isinstance(n, IntrinsicCall)})
     return str(func), sizes, var_dtypes, tuple(definitions), str(as_target(target))
 
 
