@@ -538,7 +538,7 @@ def _prefetch_nest(plan: StagePlan, leaf, buffers, plans):
     leaves = stage.leaf_iter_vars
     readers = [(plan, leaves[leaves.index(leaf) + 1:])]
     readers += [(p, p.stage.leaf_iter_vars) for p in plans
-                if any(v is leaf and owner is stage for v, owner in enclosing_loops(p.stage))]
+                if p is not plan and _inside(p.stage, stage, leaves.index(leaf))]
     inside, body = {}, []
     for reader, loops in readers:
         inside.update((v.var, Interval.from_extent(_ZERO, reader.ranges[v].extent))
