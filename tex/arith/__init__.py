@@ -14,7 +14,8 @@ and rewrites them into the short forms that readers and codegen want.
   canonical one. Algebraic identities are the rule table `RULES` (rules.py);
   sums are normalised as linear forms `sum(coef*atom) + const` (linear.py);
   division, min/max and comparisons are decided from intervals where the
-  ranges allow.
+  ranges allow. `scope_simplifier` is `simplify` for many expressions under
+  the same ranges, their shared subexpressions simplified once.
 
 Import order: interval, evaluation, linear, rules, simplifier, bounds; each
 imports only modules before it at import time. The simplifier and the
@@ -33,6 +34,7 @@ from tex.arith.bounds import bound, const_bound
 from tex.arith.evaluation import evaluate
 from tex.arith.interval import Interval
 from tex.arith.rules import RULES, Rule
-from tex.arith.simplifier import prove, simplify
+from tex.arith.simplifier import prove, scope_simplifier, simplify
 
-__all__ = ["Interval", "RULES", "Rule", "bound", "const_bound", "evaluate", "prove", "simplify"]
+__all__ = ["Interval", "RULES", "Rule", "bound", "const_bound", "evaluate", "prove", "scope_simplifier",
+           "simplify"]

@@ -317,6 +317,14 @@ def simplify(expr: Expr, ranges: dict | None = None) -> Expr:
     return _Simplifier(_as_ranges(ranges)).rewrite(expr)
 
 
+def scope_simplifier(ranges: dict | None = None):
+    """`simplify` under fixed `ranges`, as a function that remembers each node it
+    simplified (by identity): for the many expressions of one loop scope, whose
+    shared subexpressions are then simplified once. The ranges must not change
+    while the function is in use."""
+    return _Simplifier(_as_ranges(ranges)).rewrite
+
+
 def prove(cond: Expr, ranges: dict | None = None) -> bool:
     """True only if the bool `cond` provably holds wherever variables lie in `ranges`."""
     result = simplify(cond, ranges)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 
 from tex import ops
-from tex.arith import Interval, simplify
+from tex.arith import Interval, scope_simplifier
 from tex.expr import Compare, Const, Expr, Logical
 from tex.ir import For, IfThenElse, LetStmt, Stmt, seq
 from tex.visitor import Rewriter, substitute, uses_var
@@ -22,14 +22,21 @@ from tex.visitor import Rewriter, substitute, uses_var
 class _Simplify(Rewriter):
     def __init__(self):
         self.ranges: dict = {}
+        self._scope = None  # scope_simplifier(self.ranges), made when first needed
 
     def rewrite(self, node):
         if isinstance(node, Expr):
-            return simplify(node, self.ranges)
+            return self.simplify(node)
         return super().rewrite(node)
 
+    def simplify(self, expr: Expr) -> Expr:
+        """`expr` simplified under the current ranges, shared work remembered per scope."""
+        if self._scope is None:
+            self._scope = scope_simplifier(self.ranges)
+        return self._scope(expr)
+
     def rewrite_For(self, loop: For):
-        lo, extent = simplify(loop.min, self.ranges), simplify(loop.extent, self.ranges)
+        lo, extent = self.simplify(loop.min), self.simplify(loop.extent)
         body = loop.body
         if loop.kind == "serial":
             extent, body = self._tighten(loop.var, lo, extent, body)
@@ -37,9 +44,11 @@ class _Simplify(Rewriter):
             return seq()
         if isinstance(extent, Const) and extent.value == 1 and loop.kind != "parallel":
             return self.rewrite(substitute(body, {loop.var: lo}))
+        outer_scope, self._scope = self._scope, None
         self.ranges[loop.var] = Interval.from_extent(lo, extent, self.ranges)
         body = self.rewrite(body)
         del self.ranges[loop.var]
+        self._scope = outer_scope
         if lo is loop.min and extent is loop.extent and body is loop.body:
             return loop
         return dataclasses.replace(loop, min=lo, extent=extent, body=body)
@@ -53,10 +62,10 @@ class _Simplify(Rewriter):
         if not isinstance(body, IfThenElse) or body.else_body is not None:
             return extent, body
         kept = []
-        for cond in _conjuncts(simplify(body.cond, self.ranges)):
+        for cond in _conjuncts(self.simplify(body.cond)):
             end = _exclusive_end(cond, var)
             if end is not None:
-                shorter = simplify(ops.minimum(extent, ops.binary("sub", end, lo)), self.ranges)
+                shorter = self.simplify(ops.minimum(extent, ops.binary("sub", end, lo)))
                 if isinstance(shorter, Const):
                     extent = Const(extent.dtype, max(shorter.value, 0))
                     continue
@@ -66,7 +75,7 @@ class _Simplify(Rewriter):
         return extent, (IfThenElse(ops.all_(*kept), body.then_body) if kept else body.then_body)
 
     def rewrite_IfThenElse(self, node: IfThenElse):
-        cond = simplify(node.cond, self.ranges)
+        cond = self.simplify(node.cond)
         if isinstance(cond, Const) and cond.dtype.lanes == 1:
             taken = node.then_body if cond.value else node.else_body
             return seq() if taken is None else self.rewrite(taken)
@@ -75,7 +84,7 @@ class _Simplify(Rewriter):
         return IfThenElse(cond, then_body, else_body)
 
     def rewrite_LetStmt(self, node: LetStmt):
-        value = simplify(node.value, self.ranges)
+        value = self.simplify(node.value)
         if isinstance(value, Const):
             return self.rewrite(substitute(node.body, {node.var: value}))
         return LetStmt(node.var, value, self.rewrite(node.body))
