@@ -169,8 +169,11 @@ def conv2d(N: int, C: int, H: int, W: int, K: int, *, kb: int = 16, wb: int = 14
     the output in blocks of kb channels, channel-innermost (`conv_blocked`),
     as kb x wb register tiles: per step of the reduction, kb/16 vector loads
     of weights and wb broadcasts of one input pixel feed kb*wb/16 vector FMAs.
-    A last stage writes the blocks back to NCHW. Returns (schedule, [data,
-    weight, out]).
+    The NCHW output is written row by row, in parallel over (n, channel
+    block, y): each row's block of kb channels is computed into a small
+    buffer inside the loop, then read back transposed (a gather per vector
+    of x), so the blocked result never goes through memory as a whole.
+    Returns (schedule, [data, weight, out]).
     """
     data = tex.placeholder((N, C, H, W), name="data")
     weight = tex.placeholder((K, C, 3, 3), name="weight")
@@ -204,11 +207,16 @@ def conv2d(N: int, C: int, H: int, W: int, K: int, *, kb: int = 16, wb: int = 14
     s[w_packed].vectorize(w_packed.op.axis[4])
 
     local = s.cache_write(blocked, "local")
-    n, ko, y, x, ki = blocked.op.axis
+    n, k, y, x = out.op.axis
+    k_block, k_inner = s[out].split(k, factor=kb)
+    s[out].reorder(n, k_block, y, k_inner, x)
+    rows = s[out].fuse(n, k_block, y)
+    s[out].parallel(rows)
+    s[out].vectorize(x)
+    s[blocked].compute_at(s[out], rows)
+    *_, x, ki = blocked.op.axis
     x_outer, x_inner = s[blocked].split(x, factor=wb)
-    s[blocked].reorder(n, ko, y, x_outer, x_inner, ki)
-    rows = s[blocked].fuse(n, ko, y)
-    s[blocked].parallel(rows)
+    s[blocked].reorder(x_outer, x_inner, ki)
     s[blocked].unroll(x_inner)
     s[blocked].vectorize(ki)
     s[local].compute_at(s[blocked], x_outer)
@@ -216,9 +224,6 @@ def conv2d(N: int, C: int, H: int, W: int, K: int, *, kb: int = 16, wb: int = 14
     s[local].reorder(*local.op.reduce_axis, *local.op.axis)
     s[local].unroll(x_local)
     s[local].vectorize(ki_local)
-
-    s[out].parallel(s[out].fuse(*out.op.axis[:2]))
-    s[out].vectorize(out.op.axis[3])
     return s, [data, weight, out]
 
 
