@@ -1,8 +1,8 @@
 """The files of the disk cache: their format, whole writes, recency and the size bound.
 
 Two caches keep entries here, in `config.cache_dir()` (TEX_CACHE_DIR): the
-LLVM kernels and the thread pool (`tex.runtime.cache`) and NVRTC's cubins and
-PTX (`tex.codegen.nvrtc`). This module knows files, not what they hold, so that
+kernels, LLVM and CUDA, and the thread pool (`tex.runtime.cache`) and NVRTC's
+cubins and PTX (`tex.codegen.nvrtc`). This module knows files, not what they hold, so that
 codegen and runtime both use it without codegen importing runtime.
 
 Entries. An entry is a file `<name>.texk`, format version 2:
@@ -11,8 +11,10 @@ Entries. An entry is a file `<name>.texk`, format version 2:
     {"name": S, "object": N, "ll": M, "tex": T, "sha256": H}\\n      JSON header, one line
     N bytes of object code, M bytes of LLVM IR, T bytes of loop program text (UTF-8)
 
-`name` is a label its writer checks on reading (the entry symbol of a kernel,
-"cubin" or "ptx" for NVRTC output) and H the hex sha256 of the N + M + T
+A CUDA kernel's entry holds its cubin as the object code and, in place of the
+LLVM IR, its module's description (`tex.codegen.cuda_json`). `name` is a
+label its writer checks on reading (the entry symbol of an LLVM kernel,
+"cuda" for a CUDA kernel, "cubin" or "ptx" for NVRTC output) and H the hex sha256 of the N + M + T
 payload bytes. Anything else (bad magic or header, wrong length, checksum
 mismatch) reads as a miss, and the caller rewrites the entry. A writer writes
 a temporary file `<entry>.<random>.tmp` in the same directory and

@@ -13,6 +13,7 @@ import sys
 import weakref
 
 from tex import config
+from tex.codegen.cuda import compile_cuda
 from tex.errors import BuildError
 from tex.ir import LoweredFunc
 from tex.passes.flatten import flatten_storage
@@ -25,6 +26,7 @@ from tex.passes.unroll import unroll_loops
 from tex.passes.vectorize import vectorize_loops
 from tex.passes.verify import verify
 from tex.runtime.cache import kernel_code
+from tex.runtime.cuda_kernel import CudaKernel
 from tex.runtime.kernel import Kernel, build_kernel
 from tex.schedule.fingerprint import Unfingerprintable, fingerprint, process_local
 from tex.schedule.lower import kernel_interface, schedule_to_func
@@ -104,7 +106,8 @@ schedule_provider: contextvars.ContextVar = contextvars.ContextVar("schedule_pro
 
 
 def build(sch: Schedule, args, target="llvm", name: str = "main"):
-    """Compile `sch` into a callable `Kernel` for `target` ("llvm", "llvm -mcpu=...").
+    """Compile `sch` into a callable `Kernel` for `target` ("llvm", "llvm -mcpu=..."), or a
+    `CudaKernel` for "cuda" ("cuda -arch=sm_90").
 
     Building the same schedule (unchanged since) with the same arguments
     again returns the kernel built before. An identical schedule declared
@@ -142,16 +145,15 @@ def _check_target_fits(sch: Schedule, target: Target):
 
 
 def _build_uncached(sch: Schedule, args, target, name: str):
-    """A new Kernel for `sch`, its code found by the schedule's fingerprint if it can be."""
-    if target.kind == "cuda":
-        from tex.codegen.cuda import compile_cuda
-        from tex.runtime.cuda_kernel import CudaKernel
-        func = lower(sch, args, name, target=target)
-        return CudaKernel(func, compile_cuda(func, target))
+    """A new Kernel (a CudaKernel for a CUDA target) for `sch`, its code found by the
+    schedule's fingerprint if it can be."""
     try:
         text = fingerprint(sch, args, name)
     except Unfingerprintable:
-        return build_kernel(lower(sch, args, name), target)
+        func = lower(sch, args, name, target=target)
+        if target.kind == "cuda":
+            return CudaKernel(func, compile_cuda(func, target))
+        return build_kernel(func, target)
     version, schedule_ref = sch.version, weakref.ref(sch)  # a kernel must not keep its schedule
 
     def lower_unchanged() -> LoweredFunc:
@@ -160,10 +162,10 @@ def _build_uncached(sch: Schedule, args, target, name: str):
             raise BuildError(f"the schedule of kernel {name!r} has changed or is gone since the "
                              "kernel was built, so its loop program cannot be lowered again; "
                              "build it again")
-        return lower(current, args, name)
+        return lower(current, args, name, target=target)
 
-    code = kernel_code(text, target, lower_unchanged, on_disk=not process_local(text))
-    if code.func is not None:
-        return Kernel(code.func, code.compiled)
-    return Kernel(kernel_interface(sch, args, name), code.compiled, lower=lower_unchanged,
-                  tex_source=code.tex_source)
+    code = kernel_code(text, target, lower_unchanged, lambda: kernel_interface(sch, args, name),
+                       on_disk=not process_local(text))
+    kernel_class = CudaKernel if target.kind == "cuda" else Kernel
+    return kernel_class(code.func, code.compiled, lower=lower_unchanged,
+                        tex_source=code.tex_source)

@@ -14,19 +14,27 @@ printed form leaves out but codegen depends on (the order and dtypes of the
 size variables, the dtypes of all variables) and the target. Differently
 written schedules that lower to the same program share their code this way.
 
+CUDA kernels are cached by fingerprint the same way, in memory and on disk;
+their code is a `CudaModule` (`tex.codegen.cuda`), compiled by NVRTC.
+
 On disk. The entries live in `config.cache_dir()` (TEX_CACHE_DIR, default
 ~/.cache/tex) as `<disk_key>.texk`, where `disk_key` is the sha256 of the
 fingerprint, the target, tex's version, a digest of tex's own source files
-(so a changed compiler never reuses old code) and the machine as LLVM is
-told it (`llvm_jit.machine_description`). An entry holds the object code,
-the optimised LLVM IR and the printed loop program, its name is the entry
-symbol; `tex.disk_cache` defines the format, writes entries whole, and keeps
-the directory under TEX_CACHE_MAX_MB by evicting the least recently used.
-A hit loads the stored object code into a new engine (`llvm_jit.load_object`)
-without parsing or optimising any IR. The thread pool's object code
+(so a changed compiler never reuses old code) and the compiler: the machine
+as LLVM is told it (`llvm_jit.machine_description`), or NVRTC's version. An
+LLVM entry holds the object code, the optimised LLVM IR and the printed loop
+program, its name is the entry symbol; a CUDA entry (named "cuda") holds the
+cubin, the module's description (`tex.codegen.cuda_json`: CUDA C source,
+launches, temporaries) and the printed loop program. `tex.disk_cache`
+defines the format, writes entries whole, and keeps the directory under
+TEX_CACHE_MAX_MB by evicting the least recently used. An LLVM hit loads the
+stored object code into a new engine (`llvm_jit.load_object`) without
+parsing or optimising any IR; a CUDA hit rebuilds the module's description
+for the kernel's interface, without lowering or NVRTC. The thread pool's object code
 (`start_thread_pool`) is kept the same way, as `thread_pool-<sha256>.texk`,
-and is evicted like any other entry. An entry that does not parse, or whose
-load fails, counts as a miss, and the entry is rewritten.
+and is evicted like any other entry. An entry that does not parse, whose
+load fails or whose description does not fit the kernel counts as a miss,
+and the entry is rewritten.
 """
 from __future__ import annotations
 
@@ -38,26 +46,31 @@ from typing import Callable
 
 from tex import config, disk_cache
 from tex.codegen import llvm, llvm_jit, nvrtc, thread_pool
+from tex.codegen.cuda import CudaModule, compile_cuda
+from tex.codegen.cuda_json import module_from_json, module_to_json
 from tex.codegen.llvm_jit import CompiledModule
 from tex.errors import BuildError
 from tex.expr import Var
-from tex.ir import For, IntrinsicCall, LoweredFunc
+from tex.ir import For, IntrinsicCall, KernelInterface, LoweredFunc
 from tex.target import Target, as_target
 from tex.visitor import collect
 
 _cache: dict[tuple, CompiledModule] = {}
 _by_fingerprint: dict[tuple[str, str], "KernelCode"] = {}
 _lock = threading.Lock()
+_CUDA_ENTRY = "cuda"  # the name of CUDA entries (an LLVM entry's is its entry symbol)
 
 
 @dataclasses.dataclass(frozen=True)
 class KernelCode:
-    """What the caches hold for one kernel: its machine code, its loop program as
-    text, and the LoweredFunc when this process lowered it (None after a disk hit)."""
+    """What the caches hold for one kernel: its code (a CompiledModule, or a CudaModule
+    for a CUDA target), its loop program as text, and the LoweredFunc when this process
+    lowered it, else the KernelInterface the code was read from disk for (the params and
+    size variables a CudaModule's launches name)."""
 
-    compiled: CompiledModule
+    compiled: CompiledModule | CudaModule
     tex_source: str
-    func: LoweredFunc | None = None
+    func: LoweredFunc | KernelInterface
 
 
 def cache_key(func: LoweredFunc, target) -> tuple:
@@ -91,21 +104,24 @@ def _compile_keyed(func: LoweredFunc, target: Target, key: tuple) -> CompiledMod
 
 def disk_key(fingerprint: str, target: Target) -> str:
     """The file name (without suffix) of the kernel with `fingerprint` on `target`: a hex
-    sha256 that also covers tex's version, its sources and the machine."""
+    sha256 that also covers tex's version, its sources and the compiler (LLVM and the
+    machine, or NVRTC)."""
     from tex import __version__  # at call time: tex imports this module while starting
-    text = repr((fingerprint, str(target), __version__, disk_cache.source_digest(),
-                 llvm_jit.machine_description(target)))
+    compiler = nvrtc.nvrtc_version() if target.kind == "cuda" else \
+        llvm_jit.machine_description(target)
+    text = repr((fingerprint, str(target), __version__, disk_cache.source_digest(), compiler))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
 def kernel_code(fingerprint: str, target, lower: Callable[[], LoweredFunc],
-                on_disk: bool = True) -> KernelCode:
+                interface: Callable[[], KernelInterface], on_disk: bool = True) -> KernelCode:
     """The code of the kernel whose schedule has `fingerprint`, for `target`.
 
-    From memory, else from the disk cache, else `lower()` is called and its
-    program compiled (through `compile_cached`), and the result is kept in
-    memory and written to disk. Without `on_disk` the disk is left alone (a
-    fingerprint no other process can have).
+    From memory, else from the disk cache (read for `interface()`, the
+    kernel's interface), else `lower()` is called and its program compiled
+    (through `compile_cached`, or `compile_cuda` for a CUDA target), and the
+    result is kept in memory and written to disk. Without `on_disk` the disk
+    is left alone (a fingerprint no other process can have).
     """
     target = as_target(target)
     key = (fingerprint, str(target))
@@ -115,11 +131,14 @@ def kernel_code(fingerprint: str, target, lower: Callable[[], LoweredFunc],
         return hit
     directory = config.cache_dir() if on_disk else None
     path = directory / (disk_key(fingerprint, target) + disk_cache.SUFFIX) if directory else None
-    code = _read_entry(path, target) if path else None
+    code = _read_entry(path, target, interface) if path else None
     if code is None:
         func = lower()
-        program_key = cache_key(func, target)  # its first part is the printed program
-        code = KernelCode(_compile_keyed(func, target, program_key), program_key[0], func)
+        if target.kind == "cuda":
+            code = KernelCode(compile_cuda(func, target), str(func), func)
+        else:
+            program_key = cache_key(func, target)  # its first part is the printed program
+            code = KernelCode(_compile_keyed(func, target, program_key), program_key[0], func)
         if path:
             _write_entry(path, code)
     with _lock:
@@ -157,12 +176,18 @@ def start_thread_pool():
                 thread_pool.SYMBOL, object_code, thread_pool.ir_text(), ""))
 
 
-def _read_entry(path: Path, target: Target) -> KernelCode | None:
-    """The kernel stored at `path`, or None if there is no whole, loadable entry."""
+def _read_entry(path: Path, target: Target,
+                interface: Callable[[], KernelInterface]) -> KernelCode | None:
+    """The kernel stored at `path`, or None if there is no whole, loadable entry that
+    fits `interface()`."""
     entry = disk_cache.read_entry(path)
     if entry is None:
         return None
     name, object_code, ll, tex_source = entry
+    if target.kind == "cuda":
+        func = interface()
+        module = module_from_json(ll, target, object_code, func) if name == _CUDA_ENTRY else None
+        return None if module is None else KernelCode(module, tex_source, func)
     if thread_pool.SYMBOL in ll:
         start_thread_pool()
     try:
@@ -170,14 +195,19 @@ def _read_entry(path: Path, target: Target) -> KernelCode | None:
     except BuildError:
         return None
     compiled.loaded_from_disk = True
-    return KernelCode(compiled, tex_source)
+    return KernelCode(compiled, tex_source, interface())
 
 
 def _write_entry(path: Path, code: KernelCode):
     """Put `code`'s entry at `path` (`tex.disk_cache.write_entry`)."""
     compiled = code.compiled
-    disk_cache.write_entry(path, disk_cache.format_entry(
-        compiled.name, compiled.object_code, compiled.get_source("ll"), code.tex_source))
+    if isinstance(compiled, CudaModule):
+        data = disk_cache.format_entry(_CUDA_ENTRY, compiled.cubin,
+                                       module_to_json(compiled, code.func), code.tex_source)
+    else:
+        data = disk_cache.format_entry(compiled.name, compiled.object_code,
+                                       compiled.get_source("ll"), code.tex_source)
+    disk_cache.write_entry(path, data)
 
 
 def clear_cache(disk: bool = False):

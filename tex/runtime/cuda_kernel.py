@@ -31,6 +31,7 @@ import itertools
 import math
 import threading
 import weakref
+from typing import Callable
 
 import numpy as np
 
@@ -38,7 +39,7 @@ from tex.arith import evaluate
 from tex.codegen.cuda import CudaLaunch, CudaModule
 from tex.errors import ArgumentError, BuildError
 from tex.expr import Var
-from tex.ir import LoweredFunc
+from tex.ir import KernelInterface, LoweredFunc
 from tex.runtime.cuda_device import (ALIGNMENT, Arg, CudaParam, Device, DeviceArray, Memory,
                                      copy_to_device, copy_to_host, release, require_device)
 from tex.runtime.kernel import Signature
@@ -53,13 +54,22 @@ _NO_GPU_HINT = (" Building works without one: kernel.get_source('cuda') and "
 class CudaKernel(Signature):
     """A compiled CUDA module, called like a `Kernel` (see the module docstring).
 
-    `func` is the LoweredFunc it was built from, `target` its Target.
+    `func` is the LoweredFunc it was built from (lowered when first asked for if the
+    module came from the disk cache), `target` its Target.
     """
 
-    def __init__(self, func: LoweredFunc, module: CudaModule):
+    def __init__(self, func: LoweredFunc | KernelInterface, module: CudaModule, *,
+                 lower: Callable[[], LoweredFunc] | None = None, tex_source: str | None = None):
+        """`func` is the LoweredFunc of `module`, or, for a module read from the disk
+        cache, the KernelInterface its launches name, with `lower` giving the LoweredFunc
+        when asked for and `tex_source` its printed form."""
+        if not isinstance(func, LoweredFunc) and lower is None:
+            raise BuildError("a CudaKernel made from a KernelInterface needs `lower`")
         super().__init__(func, CudaParam)
-        self.func = func
         self.target = module.target
+        self._func = func if isinstance(func, LoweredFunc) else None
+        self._lower = lower
+        self._tex_source = tex_source
         self._module = module
         self._check_module()
         alignments = self._alignments()
@@ -69,8 +79,16 @@ class CudaKernel(Signature):
         self._functions = None  # {launch name: CUfunction}, once the module is loaded
         self._workspace = None  # the Memory of the temporaries
 
+    @property
+    def func(self) -> LoweredFunc:
+        """The loop program this kernel was compiled from (lowered now if it came from disk)."""
+        if self._func is None:
+            self._func = self._lower()
+        return self._func
+
     def _check_module(self):
-        params, temporaries = set(self.func.params), set(self._module.temporaries)
+        params = {p.buffer for p in self._params}
+        temporaries = set(self._module.temporaries)
         for launch in self._module.launches:
             for buffer in launch.params:
                 if buffer not in params and buffer not in temporaries:
@@ -232,7 +250,7 @@ class CudaKernel(Signature):
     def get_source(self, fmt: str = "tex") -> str:
         """The kernel as text: "tex" (the loop program), "cuda" (CUDA C), "ptx"."""
         if fmt == "tex":
-            return str(self.func)
+            return self._tex_source if self._tex_source is not None else str(self.func)
         if fmt in ("cuda", "ptx"):
             return self._module.get_source(fmt)
         raise ArgumentError(f"unknown source format {fmt!r}; expected one of {SOURCE_FORMATS}")
