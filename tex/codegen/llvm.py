@@ -46,6 +46,7 @@ import re
 from llvmlite import ir
 
 from tex.codegen import llvm_jit
+from tex.codegen.llvm_constants import splat_constant
 from tex.codegen.llvm_expr import (I1, I8, I32, I64, ExprEmitter, const_int, mangle,
                                    memory_type, single_index, value_type)
 from tex.dtype import INDEX
@@ -380,7 +381,7 @@ class _Emitter(ExprEmitter):
     def _scatter(self, ptr, index, value, align):
         ptrs = self.vector_gep(ptr, index)
         lanes = value.type.count
-        mask = self.mask if self.mask is not None else ir.Constant(ir.VectorType(I1, lanes), 1)
+        mask = self.mask if self.mask is not None else splat_constant(I1(1), lanes)
         fn = self.mod.function(f"llvm.masked.scatter.{mangle(value.type)}.v{lanes}p0", VOID,
                                [value.type, ptrs.type, I32, mask.type])
         self.b.call(fn, [value, ptrs, I32(align), mask])

@@ -29,6 +29,7 @@ from llvmlite import ir
 from llvmlite.ir.instructions import GEPInstr
 
 from tex.codegen import llvm_math
+from tex.codegen.llvm_constants import poison, splat_constant, zeros
 from tex.dtype import DType, INDEX
 from tex.errors import BuildError
 from tex.expr import Binary, Const, Expr, Var
@@ -142,10 +143,9 @@ class ExprEmitter:
     def splat(self, value: ir.Value, lanes: int) -> ir.Value:
         vt = ir.VectorType(value.type, lanes)
         if isinstance(value, ir.Constant):
-            return ir.Constant(vt, value.constant)
-        one = self.b.insert_element(ir.Constant(vt, ir.Undefined), value, I32(0))
-        return self.b.shuffle_vector(one, ir.Constant(vt, ir.Undefined),
-                                     ir.Constant(ir.VectorType(I32, lanes), [0] * lanes))
+            return splat_constant(value, lanes)
+        one = self.b.insert_element(poison(vt), value, I32(0))
+        return self.b.shuffle_vector(one, poison(vt), zeros(ir.VectorType(I32, lanes)))
 
     def index(self, e: Expr) -> ir.Value:
         """An index expression as i64 (or a vector of i64)."""
@@ -262,7 +262,7 @@ class ExprEmitter:
     def _lanes(self, vector, picks):
         """The lanes `picks` of `vector`, as a vector (one lane stays a vector of one)."""
         mask = ir.Constant(ir.VectorType(I32, len(picks)), [I32(k) for k in picks])
-        return self.b.shuffle_vector(vector, ir.Constant(vector.type, ir.Undefined), mask)
+        return self.b.shuffle_vector(vector, poison(vector.type), mask)
 
     def _float_binary(self, op, a, b):
         flags = self.mod.fp_flags
@@ -401,7 +401,7 @@ class ExprEmitter:
 
         if dtype.lanes == 1:
             return one(x)
-        result = ir.Constant(x.type, ir.Undefined)
+        result = poison(x.type)
         for lane in range(dtype.lanes):
             value = one(self.b.extract_element(x, I32(lane)))
             result = self.b.insert_element(result, value, I32(lane))
@@ -471,16 +471,15 @@ class ExprEmitter:
             return self.b.load(vptr, align=dtype.itemsize)
         fn = self.mod.function(f"llvm.masked.load.{mangle(vt)}.p0", vt,
                                [vt.as_pointer(), I32, self.mask.type, vt])
-        return self.b.call(fn, [vptr, I32(dtype.itemsize), self.mask, ir.Constant(vt, None)])
+        return self.b.call(fn, [vptr, I32(dtype.itemsize), self.mask, zeros(vt)])
 
     def _gather(self, ptr, index, dtype):
         vt = ir.VectorType(ptr.type.pointee, dtype.lanes)
         ptrs = self.vector_gep(ptr, index)
-        mask = self.mask if self.mask is not None else ir.Constant(
-            ir.VectorType(I1, dtype.lanes), 1)
+        mask = self.mask if self.mask is not None else splat_constant(I1(1), dtype.lanes)
         fn = self.mod.function(f"llvm.masked.gather.{mangle(vt)}.v{dtype.lanes}p0", vt,
                                [ptrs.type, I32, mask.type, vt])
-        return self.b.call(fn, [ptrs, I32(dtype.itemsize), mask, ir.Constant(vt, None)])
+        return self.b.call(fn, [ptrs, I32(dtype.itemsize), mask, zeros(vt)])
 
 
 def _int_flags(dtype: DType) -> tuple:

@@ -45,6 +45,7 @@ import math
 
 from llvmlite import ir
 
+from tex.codegen.llvm_constants import uniform, zeros
 from tex.target import Target
 
 FUNCTIONS = ("exp", "tanh", "sigmoid")
@@ -149,10 +150,10 @@ class _Ops:
         self.scalef = _SCALEF.get(width) if avx512 else None
 
     def const(self, value: float) -> ir.Constant:
-        return ir.Constant(self.t, value)
+        return uniform(self.t, value)
 
     def iconst(self, value: int) -> ir.Constant:
-        return ir.Constant(self.it, value)
+        return uniform(self.it, value)
 
     def intrinsic(self, which: str, *args, name="") -> ir.Value:
         """A call of `llvm.<which>` on values of type `t` (declared on first use)."""
@@ -213,7 +214,7 @@ def _exp_scalef(o: _Ops, x: ir.Value) -> ir.Value:
     mask = ir.IntType(mask_bits)
     fn = o.module.globals.get(name) or ir.Function(
         o.module, ir.FunctionType(o.t, [o.t, o.t, o.t, mask, ir.IntType(32)]), name)
-    return b.call(fn, [exp_r, n, ir.Constant(o.t, None), ir.Constant(mask, -1),
+    return b.call(fn, [exp_r, n, zeros(o.t), ir.Constant(mask, -1),
                        ir.Constant(ir.IntType(32), 4)])  # all lanes; current rounding mode
 
 
