@@ -1,10 +1,13 @@
 """Target: parsing, the host description, canonical strings, errors."""
 import os
+import sys
+import types
 
 import llvmlite.binding as llvm
 import pytest
 
 from tex import dtype as dt
+from tex import target as target_module
 from tex.errors import BuildError
 from tex.target import Target, as_target
 
@@ -97,3 +100,27 @@ def test_as_target():
 def test_bad_targets_name_the_bad_part(spec, bad):
     with pytest.raises(BuildError, match=bad):
         Target(spec)
+
+
+def test_gpu_detection_skips_the_driver_where_linux_shows_none(monkeypatch, tmp_path):
+    """Without a sign of the NVIDIA driver, detection answers at once, never calling
+    into cuda-python (whose import and cuInit cost tens of milliseconds)."""
+    calls = []
+    fake_driver = types.SimpleNamespace(cuInit=lambda flags: calls.append(flags) or (1,),
+                                        CUresult=types.SimpleNamespace(CUDA_SUCCESS=0))
+    fake_bindings = types.ModuleType("cuda.bindings")
+    fake_bindings.driver = fake_driver
+    monkeypatch.setitem(sys.modules, "cuda.bindings", fake_bindings)
+    monkeypatch.setattr(target_module.sys, "platform", "linux")
+    monkeypatch.setattr(target_module, "_LINUX_DRIVER_SIGNS", (str(tmp_path / "absent"),))
+    target_module._present_gpu_arch.cache_clear()
+    try:
+        assert target_module._present_gpu_arch() is None
+        assert calls == []
+        assert Target("cuda").arch == "sm_80"
+        monkeypatch.setattr(target_module, "_LINUX_DRIVER_SIGNS", (str(tmp_path),))
+        target_module._present_gpu_arch.cache_clear()
+        assert target_module._present_gpu_arch() is None  # the fake driver's cuInit fails
+        assert calls == [0]
+    finally:
+        target_module._present_gpu_arch.cache_clear()

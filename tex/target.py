@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from functools import lru_cache
 
 from tex.dtype import DType
@@ -202,9 +203,19 @@ def _host_cpu() -> tuple[str, str]:
     return llvm.get_host_cpu_name(), features
 
 
+#: On Linux, the NVIDIA driver shows itself through one of these (the kernel module's
+#: /proc entry, its control device, or WSL's GPU device); without any, cuInit would fail.
+_LINUX_DRIVER_SIGNS = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/dxg")
+
+
 @lru_cache(maxsize=1)
 def _present_gpu_arch() -> str | None:
-    """`sm_XY` of the first CUDA device, or None without a GPU, driver or cuda-python."""
+    """`sm_XY` of the first CUDA device, or None without a GPU, driver or cuda-python.
+
+    On Linux without a sign of the NVIDIA driver this answers None at once, not
+    importing cuda-python and initialising the driver library (30-50 ms)."""
+    if sys.platform == "linux" and not any(map(os.path.exists, _LINUX_DRIVER_SIGNS)):
+        return None
     try:
         from cuda.bindings import driver
         if driver.cuInit(0)[0] != driver.CUresult.CUDA_SUCCESS:
