@@ -27,8 +27,8 @@ import dataclasses
 
 from tex.expr import Const, Var
 from tex.ir import (Allocate, AtomicUpdate, Barrier, For, IfThenElse, IntrinsicCall, KernelLaunch,
-                    LetStmt, Load, Seq, Store, ThreadIndex, seq)
-from tex.visitor import Rewriter, collect, free_vars, fresh_copy
+                    LetStmt, Load, Seq, Stmt, Store, ThreadIndex, seq)
+from tex.visitor import Rewriter, child_fields, collect, free_vars, fresh_copy
 
 
 def insert_barriers(stmt):
@@ -39,32 +39,50 @@ def insert_barriers(stmt):
 class _Kernels(Rewriter):
     def rewrite_KernelLaunch(self, launch: KernelLaunch):
         block = dict(zip(("threadIdx.x", "threadIdx.y", "threadIdx.z"), launch.block))
-        body = _Distribute(block, _Divergence(launch.body)).rewrite(launch.body)
-        body, _ = _Sync(block, _Divergence(body)).visit(body, _State())
+        body = _Distribute(block, _Divergence(launch.body), _SharedAccesses()).rewrite(launch.body)
+        body, _ = _Sync(block, _Divergence(body), _SharedAccesses()).visit(body, _State())
         return launch if body is launch.body else dataclasses.replace(launch, body=body)
 
 
-def _shared_reads(stmt) -> set:
-    """The shared buffers `stmt` reads (an IntrinsicCall's pointers are loads: it reads them)."""
-    return {n.buffer for n in collect(stmt, lambda n: isinstance(n, Load))
-            if n.buffer.scope == "shared"}
+class _SharedAccesses:
+    """What each statement does with shared memory, found once per statement object:
+    `(reads, writes, has_barrier)`, the shared buffers it reads and writes anywhere
+    inside and whether a barrier is among its statements. Stores, atomics and
+    intrinsic calls write; loads read (an IntrinsicCall's pointers are loads: it
+    reads them). A statement's answer is made from its children's, so asking about
+    every statement of a nest costs one walk of it."""
 
+    def __init__(self):
+        self._memo: dict[int, tuple] = {}  # id -> (stmt, answer): the stmt keeps its id
 
-def _shared_writes(stmt) -> set:
-    """The shared buffers `stmt` writes: by stores, atomics and intrinsic calls."""
-    written = set()
-    for n in collect(stmt, lambda n: isinstance(n, (Store, AtomicUpdate, IntrinsicCall))):
-        if isinstance(n, IntrinsicCall):
-            written.update(n.pointers[w].buffer for w in n.writes)
-        else:
-            written.add(n.buffer)
-    return {b for b in written if b.scope == "shared"}
+    def __call__(self, stmt: Stmt) -> tuple[frozenset, frozenset, bool]:
+        hit = self._memo.get(id(stmt))
+        if hit is not None:
+            return hit[1]
+        reads, writes, has_barrier = set(), set(), isinstance(stmt, Barrier)
+        if isinstance(stmt, (Store, AtomicUpdate)):
+            writes.add(stmt.buffer)
+        elif isinstance(stmt, IntrinsicCall):
+            writes.update(stmt.pointers[w].buffer for w in stmt.writes)
+        for name in child_fields(type(stmt)):
+            value = getattr(stmt, name)
+            for child in value if isinstance(value, tuple) else (value,):
+                if isinstance(child, Stmt):
+                    child_reads, child_writes, child_barrier = self(child)
+                    reads |= child_reads
+                    writes |= child_writes
+                    has_barrier = has_barrier or child_barrier
+                elif child is not None:
+                    reads.update(n.buffer for n in collect(child, lambda n: isinstance(n, Load)))
+        answer = (frozenset(b for b in reads if b.scope == "shared"),
+                  frozenset(b for b in writes if b.scope == "shared"), has_barrier)
+        self._memo[id(stmt)] = (stmt, answer)
+        return answer
 
-
-def _needs_barrier_inside(stmt) -> bool:
-    """Whether `stmt` writes a shared buffer that it also reads, or holds a barrier."""
-    return bool(_shared_writes(stmt) & _shared_reads(stmt)) or \
-        bool(collect(stmt, lambda n: isinstance(n, Barrier)))
+    def needs_barrier_inside(self, stmt: Stmt) -> bool:
+        """Whether `stmt` writes a shared buffer that it also reads, or holds a barrier."""
+        reads, writes, has_barrier = self(stmt)
+        return bool(reads & writes) or has_barrier
 
 
 def _is_partial_thread_loop(loop: For, block: dict) -> bool:
@@ -103,13 +121,13 @@ class _Divergence:
 class _Distribute(Rewriter):
     """Push thread-dependent guards below the statements that need a barrier between them."""
 
-    def __init__(self, block: dict, divergence: _Divergence):
-        self.block, self.divergence = block, divergence
+    def __init__(self, block: dict, divergence: _Divergence, accesses: _SharedAccesses):
+        self.block, self.divergence, self.accesses = block, divergence, accesses
 
     def rewrite_IfThenElse(self, node: IfThenElse):
         node = self.generic_rewrite(node)
         if node.else_body is not None or not self.divergence.depends(node.cond) or \
-                not _needs_barrier_inside(node.then_body) or \
+                not self.accesses.needs_barrier_inside(node.then_body) or \
                 collect(node.cond, lambda n: isinstance(n, Load)):
             return node
         pushed = _push_down(node.then_body, lambda body: IfThenElse(node.cond, body))
@@ -117,7 +135,8 @@ class _Distribute(Rewriter):
 
     def rewrite_For(self, node: For):
         node = self.generic_rewrite(node)
-        if not _is_partial_thread_loop(node, self.block) or not _needs_barrier_inside(node.body):
+        if not _is_partial_thread_loop(node, self.block) or \
+                not self.accesses.needs_barrier_inside(node.body):
             return node
 
         def wrap(body):
@@ -166,8 +185,8 @@ class _Sync:
     reads a tile another statement wrote waits once, not once per iteration.
     """
 
-    def __init__(self, block: dict, divergence: _Divergence):
-        self.block, self.divergence = block, divergence
+    def __init__(self, block: dict, divergence: _Divergence, accesses: _SharedAccesses):
+        self.block, self.divergence, self.accesses = block, divergence, accesses
 
     def visit(self, stmt, state: _State):
         if isinstance(stmt, Barrier):
@@ -181,7 +200,7 @@ class _Sync:
         if isinstance(stmt, (LetStmt, Allocate)):  # not steps in time: look inside
             body, state = self.visit(stmt.body, state)
             return _with_body(stmt, body), state
-        reads, writes = _shared_reads(stmt), _shared_writes(stmt)
+        reads, writes, _ = self.accesses(stmt)
         barrier = None
         if state.conflicts(reads, writes):
             barrier, state = Barrier(), _State()
