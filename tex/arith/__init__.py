@@ -36,5 +36,5 @@ from tex.arith.interval import Interval
 from tex.arith.rules import RULES, Rule
 from tex.arith.simplifier import prove, scope_simplifier, simplify
 
-__all__ = ["Interval", "RULES", "Rule", "bound", "const_bound", "evaluate", "prove", "scope_simplifier",
-           "simplify"]
+__all__ = ["Interval", "RULES", "Rule", "bound", "const_bound", "evaluate", "prove",
+           "scope_simplifier", "simplify"]
