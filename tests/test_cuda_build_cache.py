@@ -83,15 +83,6 @@ def lowerings(monkeypatch):
     return seen
 
 
-@pytest.fixture
-def cache_dir(tmp_path, monkeypatch):
-    """An empty disk cache of its own, and empty in-memory caches."""
-    path = tmp_path / "cache"
-    monkeypatch.setenv("TEX_CACHE_DIR", str(path))
-    cache.clear_cache()
-    yield path
-    cache.clear_cache()
-
 
 def entries(cache_dir) -> list[pathlib.Path]:
     """The kernels' entries (NVRTC keeps its own beside them)."""

@@ -83,15 +83,6 @@ def entries(cache_dir) -> list[pathlib.Path]:
                   if not p.name.startswith("thread_pool-"))
 
 
-@pytest.fixture
-def cache_dir(tmp_path, monkeypatch):
-    """An empty disk cache of its own, and an empty in-memory cache."""
-    path = tmp_path / "cache"
-    monkeypatch.setenv("TEX_CACHE_DIR", str(path))
-    cache.clear_cache()
-    yield path
-    cache.clear_cache()
-
 
 def test_a_kernel_built_before_loads_from_disk_in_another_process(cache_dir):
     first = build()

@@ -18,15 +18,6 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 SOURCE = 'extern "C" __global__ void scale(float* a) { a[threadIdx.x] *= 3.0f; }\n'
 
 
-@pytest.fixture
-def cache_dir(tmp_path, monkeypatch):
-    """An empty disk cache of its own, and empty in-memory caches."""
-    path = tmp_path / "cache"
-    monkeypatch.setenv("TEX_CACHE_DIR", str(path))
-    tex.runtime.clear_cache()
-    yield path
-    tex.runtime.clear_cache()
-
 
 @pytest.fixture
 def compiles(monkeypatch):
