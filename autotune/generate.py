@@ -32,6 +32,9 @@ space (see `autotune.space`). The rules:
 5. **elementwise** (every other stage): all axes are fused, split into
    vector lanes, and the rest runs in parallel.
 
+For a CUDA target the rules are those of `autotune.generate_gpu` (blocks,
+threads, shared memory and reduction strategies instead of vectors).
+
 A configuration that breaks a rule's limits (a register tile of more vector
 registers than the CPU has, a packing with no serial loop to hold it) raises
 `InvalidConfig` when instantiated; the search never proposes such
@@ -39,6 +42,7 @@ configurations.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 
@@ -77,7 +81,8 @@ def space_for(outputs, target="llvm", args=None) -> ConfigSpace:
     args = list(args) if args is not None else _inputs_of(outputs) + outputs
     space = ConfigSpace()
     _sketch(space, outputs, args, target)
-    space.make_schedule = lambda config: _sketch(config, outputs, args, target)
+    # a partial, not a lambda: a CUDA task's space travels to a spawned runner (measure.py)
+    space.make_schedule = functools.partial(_sketch, outputs=outputs, args=args, target=target)
     return space
 
 
@@ -414,4 +419,9 @@ def _vector_dimension_last(stage: Stage, tensor: Tensor, vector_var) -> tuple[in
 
 
 def _sketch(cfg, outputs, args, target):
+    """The rules of `target` run over `cfg`: the GPU rules (autotune/generate_gpu.py,
+    imported here as it builds on this module) for CUDA, the CPU rules above otherwise."""
+    if target.kind == "cuda":
+        from autotune.generate_gpu import GpuSketch
+        return GpuSketch(cfg, outputs, target).run(), args
     return _Sketch(cfg, outputs, target).run(), args

@@ -1,0 +1,231 @@
+"""Generated spaces for CUDA GPUs: the rules of `autotune.generate`, for blocks and threads.
+
+`autotune.generate.space_for(outputs, "cuda")` runs `GpuSketch`, which keeps
+the CPU sketch's structure (stages, producers, knobs, `InvalidConfig`) and
+replaces its rules:
+
+1. **inline**: every elementwise stage that is not an output is inlined.
+2. **tile** (matmul, batch matmul, convolution, matmul + bias + relu: the CPU
+   rule's `tileable` reductions): the last two output axes are split into
+   blocks (blockIdx.y, blockIdx.x) of threads (threadIdx.y, threadIdx.x), each
+   thread a register tile (`tile_y` x `tile_x`) accumulated in a local cache;
+   the leading axes run over blockIdx.z. With one reduction axis, both inputs
+   may be staged through shared memory `step` reduction steps at a time
+   (bench/gpu_schedules.matmul).
+3. **rows** (softmax, layernorm): one block per row, `threads` threads across
+   it; every row reduction is computed at the row, its axis across the same
+   threads, combined by the `strategy` knob ("shared" or "warp").
+4. **reduce** (an output reduction that is not tiled: row sums and maxima,
+   full sums, column sums): the `strategy` knob chooses
+   "serial" (one thread per output point, points over blocks x threads),
+   "shared" or "warp" (one block per point, its `threads` threads across the
+   reduction) or "atomic" (each point's reduction split over `blocks` blocks
+   along blockIdx.y, each combining its threads by warp shuffles and adding
+   its result atomically to the output, which a generated kernel fills with
+   the identity first; sum, min and max only).
+5. **elementwise** (every other stage): all axes fused and split into blocks
+   of `threads` threads.
+
+Thread counts are powers of two; a configuration past the target's limits
+(threads per block, grid size, static shared memory) or with idle threads
+(more than the work needs, rounded up to a power of two) raises
+`InvalidConfig`.
+"""
+from __future__ import annotations
+
+import math
+
+import tex
+from autotune.generate import _extent, _Sketch
+from tex.schedule.stage import Stage
+from tex.tensor import PlaceholderOp
+
+#: Threads per block offered for elementwise stages and reductions.
+ELEMENTWISE_THREADS = (64, 128, 256, 512, 1024)
+REDUCE_THREADS = (32, 64, 128, 256, 512, 1024)
+#: Blocks per output point of an atomic (split) reduction.
+ATOMIC_BLOCKS = (2, 4, 8, 16, 32, 64, 128, 256)
+#: Reducers that atomics can combine (tex lowers them to atomicAdd / atomicMin / atomicMax).
+ATOMIC_REDUCERS = ("sum", "min", "max")
+#: Register-tile extents and threads per block axis of the tile rule.
+TILE = (1, 2, 4, 8)
+TILE_THREADS = (4, 8, 16, 32)
+#: Reduction steps staged in shared memory at a time.
+STEPS = (4, 8, 16, 32)
+
+
+def _pow2_at_least(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+def _bind(stage: Stage, axis, tag: str):
+    stage.bind(axis, tex.thread_axis(tag))
+
+
+class GpuSketch(_Sketch):
+    """One run of the GPU rules over a fresh schedule (see the module docstring)."""
+
+    def inline(self):
+        for stage in self.compute_stages():
+            if not self.s.is_output(stage) and not stage.op.reduce_axis:
+                stage.compute_inline()
+                self.inlined.add(stage)
+
+    def threads_knob(self, name: str, candidates, work: int) -> int:
+        """A thread-count knob; InvalidConfig for more threads than `work` rounded up to a
+        power of two (beyond the smallest candidate) or than the target allows."""
+        threads = self.knob(name, candidates)
+        self.check(threads <= max(candidates[0], _pow2_at_least(work)),
+                   f"{threads} threads for {work} points of work leave threads idle")
+        self.check(threads <= self.target.max_threads_per_block,
+                   f"{threads} threads exceed the target's {self.target.max_threads_per_block}"
+                   " per block")
+        return threads
+
+    # --- rule 2 ----------------------------------------------------------------------
+    def tile(self, out: Stage, acc: Stage | None):
+        """Rule 2: blocks of threads over the last two axes, a register tile per thread."""
+        if len(out.op.axis) < 2:
+            return self.reduce(out) if out.op.reduce_axis else self.elementwise(out)
+        name = out.name
+        *lead, axis_y, axis_x = out.op.axis
+        ext_y, ext_x = _extent(axis_y), _extent(axis_x)
+        tile_y = self.knob(f"{name}.tile_y", [t for t in TILE if t <= ext_y])
+        tile_x = self.knob(f"{name}.tile_x", [t for t in TILE if t <= ext_x])
+        threads_y = self.knob(f"{name}.threads_y", TILE_THREADS)
+        threads_x = self.knob(f"{name}.threads_x", TILE_THREADS)
+        reduction = out if acc is None else acc
+        inputs = [t for t in reduction.op.input_tensors if isinstance(t.op, PlaceholderOp)]
+        stageable = len(reduction.op.reduce_axis) == 1 and len(inputs) == 2
+        staged = self.knob(f"{name}.shared", [False, True] if stageable else [False])
+        step = self.knob(f"{name}.step", STEPS if stageable else [1])
+        threads = threads_y * threads_x
+        self.check(staged or step == STEPS[0] or not stageable,
+                   "without shared staging the step means nothing")
+        self.check(threads <= self.target.max_threads_per_block,
+                   f"{threads} threads exceed {self.target.max_threads_per_block} per block")
+        self.check(tile_y * threads_y <= _pow2_at_least(ext_y)
+                   and tile_x * threads_x <= _pow2_at_least(ext_x),
+                   f"a block tile of {tile_y * threads_y}x{tile_x * threads_x} is larger than "
+                   f"the {ext_y}x{ext_x} output")
+        itemsize = reduction.op.output(0).dtype.itemsize
+        shared = step * (tile_y * threads_y + tile_x * threads_x) * itemsize * staged
+        self.check(shared <= self.target.max_shared_bytes,
+                   f"{shared} bytes of shared memory exceed {self.target.max_shared_bytes}")
+        rest = math.prod(_extent(a) for a in lead)
+        self.check(rest <= self.target.max_grid[2],
+                   f"{rest} leading points exceed the grid's {self.target.max_grid[2]} in z")
+
+        if acc is None:
+            acc = self.s[self.s.cache_write(out.op.output(0), "local")]
+        by, iy = out.split(axis_y, factor=tile_y * threads_y)
+        bx, ix = out.split(axis_x, factor=tile_x * threads_x)
+        ty, ti = out.split(iy, nparts=threads_y)
+        tx, tj = out.split(ix, nparts=threads_x)
+        out.reorder(*lead, by, bx, ty, tx, ti, tj)
+        if lead:
+            _bind(out, out.fuse(*lead) if len(lead) > 1 else lead[0], "blockIdx.z")
+        for axis, tag in ((by, "blockIdx.y"), (bx, "blockIdx.x"), (ty, "threadIdx.y"),
+                          (tx, "threadIdx.x")):
+            _bind(out, axis, tag)
+        out.unroll(ti)
+        out.unroll(tj)
+        acc.compute_at(out, tx)
+        first, *other_reduce = acc.op.reduce_axis
+        spatial = acc.op.axis
+        if staged:
+            ro, ri = acc.split(first, factor=step)
+            acc.reorder(ro, ri, *other_reduce, *spatial)
+        else:
+            acc.reorder(first, *other_reduce, *spatial)
+        for axis in spatial[-2:]:
+            acc.unroll(axis)
+        self.placed.add(acc)
+        if staged:
+            for tensor in inputs:
+                self.stage_shared(tensor, acc, ro, threads_y, threads_x)
+
+    def stage_shared(self, tensor, acc: Stage, at_axis, threads_y: int, threads_x: int):
+        """A shared-memory copy of `tensor` for `acc`, made at `at_axis` by all the block's
+        threads together."""
+        copy = self.s[self.s.cache_read(tensor, "shared", [acc])]
+        copy.compute_at(acc, at_axis)
+        fused = copy.fuse(*copy.op.axis) if len(copy.op.axis) > 1 else copy.op.axis[0]
+        _, lanes = copy.split(fused, factor=threads_y * threads_x)
+        fy, fx = copy.split(lanes, factor=threads_x)
+        _bind(copy, fy, "threadIdx.y")
+        _bind(copy, fx, "threadIdx.x")
+        self.placed.add(copy)
+
+    # --- rule 3 ----------------------------------------------------------------------
+    def rows(self, out: Stage):
+        """Rule 3: one block per row; the row's reductions across its threads."""
+        *lead, last = out.op.axis
+        threads = self.threads_knob(f"{out.name}.threads", REDUCE_THREADS, _extent(last))
+        strategy = self.knob(f"{out.name}.strategy", ["shared", "warp"])
+        row = out.fuse(*lead) if len(lead) > 1 else lead[0]
+        _bind(out, row, "blockIdx.x")
+        col_outer, col_thread = out.split(last, factor=threads)
+        out.reorder(col_thread, col_outer)
+        _bind(out, col_thread, "threadIdx.x")
+        for stage in self.group_of(out):
+            stage.compute_at(out, row)
+            if stage.op.reduce_axis:
+                _, lanes = stage.split(stage.op.reduce_axis[-1], factor=threads)
+                _bind(stage, lanes, "threadIdx.x")
+                stage.reduce_strategy(lanes, strategy)
+            else:
+                _, lanes = stage.split(stage.op.axis[-1], factor=threads)
+                _bind(stage, lanes, "threadIdx.x")
+            self.placed.add(stage)
+
+    # --- rule 4 ----------------------------------------------------------------------
+    def reduce(self, out: Stage):
+        """Rule 4: the `strategy` knob over serial, shared, warp and atomic reductions."""
+        points = math.prod(_extent(a) for a in out.op.axis)
+        steps = math.prod(_extent(a) for a in out.op.reduce_axis)
+        single = len(out.op.reduce_axis) == 1 and out.op.num_outputs == 1
+        combiner = out.op.body[0].combiner.name
+        strategies = ["serial"] + (["shared", "warp"] if single else []) \
+            + (["atomic"] if single and combiner in ATOMIC_REDUCERS else [])
+        strategy = self.knob(f"{out.name}.strategy", strategies)
+        threads = self.knob(f"{out.name}.threads", REDUCE_THREADS)
+        blocks = self.knob(f"{out.name}.blocks", [1] + [b for b in ATOMIC_BLOCKS if b < steps])
+        self.check(threads <= self.target.max_threads_per_block,
+                   f"{threads} threads exceed {self.target.max_threads_per_block} per block")
+        self.check((strategy == "atomic") == (blocks > 1),
+                   "blocks per point is a knob of the atomic strategy only")
+        work = points if strategy == "serial" else steps // max(1, blocks)
+        self.check(threads <= max(REDUCE_THREADS[0], _pow2_at_least(work)),
+                   f"{threads} threads for {work} points of work leave threads idle")
+        self.check(strategy != "warp" or threads % self.target.warp_size == 0,
+                   f"a warp reduction needs a multiple of {self.target.warp_size} threads, "
+                   f"got {threads}")
+        spatial = out.fuse(*out.op.axis) if len(out.op.axis) > 1 else out.op.axis[0]
+        if strategy == "serial":
+            block, thread = out.split(spatial, factor=threads)
+            _bind(out, block, "blockIdx.x")
+            _bind(out, thread, "threadIdx.x")
+            return
+        self.check(points <= self.target.max_grid[0],
+                   f"{points} points exceed the grid's {self.target.max_grid[0]} blocks")
+        _bind(out, spatial, "blockIdx.x")
+        per_thread, lanes = out.split(out.op.reduce_axis[0], factor=threads)
+        _bind(out, lanes, "threadIdx.x")
+        if strategy == "atomic":
+            block, serial = out.split(per_thread, nparts=blocks)
+            out.reorder(block, serial, lanes)
+            _bind(out, block, "blockIdx.y")
+            out.reduce_strategy(block, "atomic")
+        out.reduce_strategy(lanes, "warp" if strategy == "atomic" else strategy)
+
+    # --- rule 5 ----------------------------------------------------------------------
+    def elementwise(self, stage: Stage):
+        """Rule 5: all axes fused, split into blocks of `threads` threads."""
+        points = math.prod(_extent(a) for a in stage.op.axis)
+        threads = self.threads_knob(f"{stage.name}.threads", ELEMENTWISE_THREADS, points)
+        fused = stage.fuse(*stage.op.axis) if len(stage.op.axis) > 1 else stage.op.axis[0]
+        block, thread = stage.split(fused, factor=threads)
+        _bind(stage, block, "blockIdx.x")
+        _bind(stage, thread, "threadIdx.x")
+        self.placed.add(stage)
