@@ -75,7 +75,8 @@ class TuneResult:
 REMEASURED = 3
 
 #: The pass after which features are read: the program is vectorized and unrolled, and
-#: skipping the final simplification makes lowering about three times faster.
+#: skipping the final simplification makes lowering about three times faster. (For a CUDA
+#: target the program is lowered fully: its kernel launches give the `gpu.*` features.)
 FEATURES_AFTER = "unroll_loops"
 
 
@@ -90,8 +91,12 @@ class FeatureCache:
         if config not in self._rows:
             try:
                 schedule, tensors = self.task.instantiate(config)
-                self._rows[config] = program_features(
-                    tex.lower(schedule, tensors, upto=FEATURES_AFTER))
+                target = self.task.target
+                if target.kind == "cuda":
+                    func = tex.lower(schedule, tensors, target=target)
+                else:
+                    func = tex.lower(schedule, tensors, upto=FEATURES_AFTER)
+                self._rows[config] = program_features(func, target)
             except tex.TexError:
                 self._rows[config] = None
         return self._rows[config]

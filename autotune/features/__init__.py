@@ -36,6 +36,13 @@ holds the text, `feature(vector, name)` reads one value by name):
   of one buffer are one access), each with its kind, strides, footprints,
   cache lines and reuse; missing ones are all zeros.
 
+For a program lowered for a CUDA target (`program_features(func, target)`,
+`func` from `tex.lower(..., target="cuda")`), a fourth group follows:
+
+* `gpu.*`: the main kernel's threads per block, blocks, warp fill and shared
+  memory per block, the number of launches, and flags for the reduction
+  strategies the program uses (`autotune/features/gpu.py`).
+
 Counts, byte sizes, extents and strides are given as log2(1 + x); flags,
 fractions, lanes, depths and levels as themselves. Arithmetic is counted per
 lane: a 16-lane vector add counts 16, so vectorizing a loop does not change
@@ -49,9 +56,11 @@ a register-tiled 1024^3 matmul).
 """
 from autotune.features.access import CACHE_LINE
 from autotune.features.affine import SYMBOLIC_EXTENT
-from autotune.features.layout import (ARITH, FEATURE_DOCS, FEATURE_NAMES, THREADS, TOP_ACCESSES,
+from autotune.features.layout import (ARITH, FEATURE_DOCS, FEATURE_NAMES, GPU_FEATURE_DOCS,
+                                      GPU_FEATURE_NAMES, THREADS, TOP_ACCESSES,
                                       feature, feature_dict)
 from autotune.features.vector import program_features
 
-__all__ = ["ARITH", "CACHE_LINE", "FEATURE_DOCS", "FEATURE_NAMES", "SYMBOLIC_EXTENT", "THREADS",
-           "TOP_ACCESSES", "feature", "feature_dict", "program_features"]
+__all__ = ["ARITH", "CACHE_LINE", "FEATURE_DOCS", "FEATURE_NAMES", "GPU_FEATURE_DOCS",
+           "GPU_FEATURE_NAMES", "SYMBOLIC_EXTENT", "THREADS", "TOP_ACCESSES",
+           "feature", "feature_dict", "program_features"]

@@ -3,7 +3,10 @@ the scale values are given in.
 
 Three tables, one per group of features (`PROGRAM`, `HOT`, `ACCESS`), each a
 tuple of (name, text); `FEATURE_DOCS` joins them in vector order, the access
-table once per described access (`acc0.*` ... ). Counts, byte sizes, extents
+table once per described access (`acc0.*` ... ). Programs lowered for a CUDA
+target have a fourth group after those, `GPU` (`gpu.*`): `GPU_FEATURE_DOCS`
+and `GPU_FEATURE_NAMES` are the CPU ones followed by it, so a CPU feature has
+the same position and value in both vectors. Counts, byte sizes, extents
 and strides go through `log_scale`, log2(1 + x); flags, fractions, lanes,
 depths and levels are given as themselves.
 """
@@ -127,17 +130,42 @@ FEATURE_DOCS: dict[str, str] = dict(
        for k in range(TOP_ACCESSES) for name, text in ACCESS)])
 #: The features in vector order.
 FEATURE_NAMES: tuple[str, ...] = tuple(FEATURE_DOCS)
-_POSITION = {name: k for k, name in enumerate(FEATURE_NAMES)}
+
+#: The `gpu.*` features of a program lowered for a CUDA target. The *main kernel* is the
+#: launch with the most threads (blocks times threads per block; the first on ties).
+GPU = (
+    ("gpu.n_kernels", "log2(1+x), x = kernel launches"),
+    ("gpu.threads_per_block", "log2(1+x), x = threads per block of the main kernel"),
+    ("gpu.blocks", "log2(1+x), x = blocks of the main kernel"),
+    ("gpu.warp_fill", "threads per block over the threads of its warps (1: no idle lanes)"),
+    ("gpu.shared_bytes", "log2(1+x), x = bytes of shared memory per block of the main kernel"),
+    ("gpu.reduce_serial", "1 when no reduction combines results across threads or blocks"),
+    ("gpu.reduce_shared", "1 when threads combine through a shared-memory tree (a store to "
+                          "shared memory that reads the same buffer)"),
+    ("gpu.reduce_warp", "1 when threads combine by warp shuffles"),
+    ("gpu.reduce_atomic", "1 when blocks combine by atomic updates (split reductions); with a "
+                          "warp or shared combine inside each block both flags are 1"),
+)
+#: name -> what the value is, for programs lowered for a CUDA target.
+GPU_FEATURE_DOCS: dict[str, str] = {**FEATURE_DOCS, **dict(GPU)}
+#: The features of such programs, in vector order: `FEATURE_NAMES`, then the `gpu.*` ones.
+GPU_FEATURE_NAMES: tuple[str, ...] = tuple(GPU_FEATURE_DOCS)
+_POSITION = {name: k for k, name in enumerate(GPU_FEATURE_NAMES)}
 
 
 def feature(vector: np.ndarray, name: str) -> float:
-    """The value of feature `name` in a vector from `program_features`; KeyError if unknown."""
-    return float(vector[_POSITION[name]])
+    """The value of feature `name` in a vector from `program_features`; KeyError if unknown
+    (or a `gpu.*` name asked of a CPU vector)."""
+    position = _POSITION[name]
+    if position >= len(vector):
+        raise KeyError(f"{name} is a feature of programs lowered for a GPU target")
+    return float(vector[position])
 
 
 def feature_dict(vector: np.ndarray) -> dict[str, float]:
-    """The vector as {name: value}, in `FEATURE_NAMES` order."""
-    return {name: float(v) for name, v in zip(FEATURE_NAMES, vector)}
+    """The vector as {name: value}, in `FEATURE_NAMES` (or `GPU_FEATURE_NAMES`) order."""
+    names = GPU_FEATURE_NAMES if len(vector) == len(GPU_FEATURE_NAMES) else FEATURE_NAMES
+    return {name: float(v) for name, v in zip(names, vector)}
 
 
 def log_scale(x: float) -> float:

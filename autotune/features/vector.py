@@ -10,17 +10,21 @@ from __future__ import annotations
 import numpy as np
 
 from autotune.features.access import hot_accesses
-from autotune.features.layout import (ACCESS_NAMES, ARITH, FEATURE_NAMES, HOT, THREADS,
-                                      TOP_ACCESSES, clamped_ceil, log_scale)
+from autotune.features.gpu import gpu_values
+from autotune.features.layout import (ACCESS_NAMES, ARITH, FEATURE_NAMES, GPU_FEATURE_NAMES, HOT,
+                                      THREADS, TOP_ACCESSES, clamped_ceil, log_scale)
 from autotune.features.walk import StoreRecord, Walk, memory_scope
 from tex.ir import LoweredFunc
+from tex.target import as_target
 
 
-def program_features(func: LoweredFunc) -> np.ndarray:
+def program_features(func: LoweredFunc, target=None) -> np.ndarray:
     """The feature vector of a lowered program: float32, shape (len(FEATURE_NAMES),), finite.
 
-    Deterministic; accepts any program `tex.lower` returns (the walk has a
-    fallback for every node and never evaluates data).
+    With a CUDA `target` (the program lowered for it, with its kernel launches)
+    the `gpu.*` features follow: shape (len(GPU_FEATURE_NAMES),). Deterministic;
+    accepts any program `tex.lower` returns (the walk has a fallback for every
+    node and never evaluates data).
     """
     walk = Walk(func)
     walk.visit(func.body)
@@ -31,7 +35,11 @@ def program_features(func: LoweredFunc) -> np.ndarray:
     for k in range(TOP_ACCESSES):
         row = accesses[k] if k < len(accesses) else dict.fromkeys(ACCESS_NAMES, 0.0)
         values.update((f"acc{k}.{name}", value) for name, value in row.items())
-    vector = np.array([values[name] for name in FEATURE_NAMES], dtype=np.float64)
+    names = FEATURE_NAMES
+    if target is not None and as_target(target).kind == "cuda":
+        values.update(gpu_values(func.body))
+        names = GPU_FEATURE_NAMES
+    vector = np.array([values[name] for name in names], dtype=np.float64)
     # Values are bounded by construction; this keeps the promise should an estimate overflow.
     return np.nan_to_num(vector, nan=0.0, posinf=1e30, neginf=-1e30).astype(np.float32)
 
