@@ -47,6 +47,7 @@ from autotune import records as rec
 from autotune.errors import TuneError
 from autotune.task import Task, Template
 from autotune.tuner import REMEASURED, measured_configs, tune
+from tex.runtime.cuda_device import require_device
 
 COMMANDS = ("tune", "best", "plot", "ops")
 EXAMPLES = "examples:\n" + __doc__.split("\n\n")[1]
@@ -185,6 +186,9 @@ class _WarningPrinter:
 def run_tune(args) -> int:
     """Tune the task the arguments name; see the module docstring."""
     task = _task_of(args)
+    if task.target.kind == "cuda":  # fail now, not once per candidate
+        require_device(f"tuning {task.name} for {task.target} (every candidate is timed on "
+                       "the GPU)", " Tune on a machine with one.")
     done, failed = _logged(task, rec.load(args.log))
     if done and not args.resume:
         raise TuneError(f"the log {args.log} already holds {done} measurements of "

@@ -15,7 +15,16 @@ tuple of ints; the child rebuilds the Config from the task it inherited):
   the kernel once and compares its outputs with the reference, then times it.
 
 All builds of a `measure` call end before the first run starts, so a timing
-never shares the CPU with a compile. A child that dies is replaced and its
+never shares the CPU with a compile.
+
+For a CUDA task the runner is *spawned* rather than forked (CUDA cannot be
+used in a process forked after it was initialised, and making the task's
+`Target("cuda")` initialised it here); it receives the task's space, which
+must then be picklable (generated spaces are; a template's closure is not).
+(A script that measures a CUDA task needs the `if __name__ == "__main__":`
+guard that spawning asks for.) It copies the inputs to the GPU, checks each kernel's outputs copied
+back, and times calls on device arrays, so no copy is timed. Without a GPU
+every CUDA candidate fails with a "run" error saying it needs one. A child that dies is replaced and its
 configuration reported as a "crash"; one that takes longer than `timeout`
 seconds on one configuration (a build, or a whole run: check and timing) is
 killed, replaced, and its configuration reported as a "timeout". No bad
@@ -35,6 +44,7 @@ import functools
 import math
 import multiprocessing
 import os
+import pickle
 import shutil
 import signal
 import statistics
@@ -57,6 +67,7 @@ from tex.tensor import PlaceholderOp
 ERROR_KINDS = ("build", "run", "timeout", "crash", "wrong")
 
 _FORK = multiprocessing.get_context("fork")
+_SPAWN = multiprocessing.get_context("spawn")
 
 #: The parent's ends of every child's pipe: a newly forked child closes its copies, so
 #: that a pipe reads EOF in its child as soon as the parent's end closes or the parent dies.
@@ -125,9 +136,19 @@ class Measurer:
         self.cache_dir = tempfile.mkdtemp(prefix="tex-measure-")
         # The children's state holds the task and the plan, never the Measurer, so that
         # collecting the Measurer runs the finalizer.
+        on_gpu = task.target.kind == "cuda"
+        runner_task = _RunnerTask(task.space, task.target, task.outputs) if on_gpu else task
+        if on_gpu:
+            try:
+                pickle.dumps(runner_task)
+            except Exception as err:
+                raise TuneError(f"Measurer: a CUDA task's space is measured in a spawned "
+                                f"process and must be picklable; that of {task!r} is not "
+                                f"({_describe(err)}); use a generated space") from err
         self._children = _Children(build_workers, self.cache_dir,
                                    functools.partial(_serve_builds, task),
-                                   functools.partial(_serve_runs, task, self.plan))
+                                   functools.partial(_serve_runs, runner_task, self.plan),
+                                   _SPAWN if on_gpu else _FORK)
         self._finalizer = weakref.finalize(self, _shut_down, self._children, self.cache_dir)
 
     def measure(self, configs, best_seconds=None) -> list[MeasureResult]:
@@ -242,6 +263,18 @@ def _reference(task, inputs) -> list[np.ndarray]:
 
 # --- what the children run ---------------------------------------------------------------
 
+@dataclass(frozen=True)
+class _RunnerTask:
+    """What a spawned runner needs of a task: picklable, unlike a Task with its reference."""
+
+    space: object
+    target: object
+    outputs: list
+
+    def instantiate(self, config):
+        return self.space.instantiate(config)
+
+
 def _serve_builds(task, conn):
     """A builder's loop: for each configuration's picks, build its kernel (into the disk
     cache) and answer (seconds, None or what went wrong)."""
@@ -277,11 +310,19 @@ def _run_one(task, plan: _Plan, config, outputs, best_seconds) -> tuple[str | No
         return "build", (), _describe(err)
     ins, outs = iter(plan.inputs), iter(outputs)  # in the order of the kernel's tensors
     args = [next(ins) if isinstance(t.op, PlaceholderOp) else next(outs, None) for t in tensors]
+    on_gpu = task.target.kind == "cuda"
     try:
         if plan.reference is not None:
             for out, ref in zip(outputs, plan.reference):
                 _poison(out, ref)
+        if on_gpu:  # the arrays (poisoned outputs included) copied to the GPU
+            host, args = args, [tex.device_array(a) for a in args]
+        if plan.reference is not None:
             kernel(*args)
+            if on_gpu:
+                for out, arg in zip(host, args):
+                    if any(out is o for o in outputs):
+                        out[...] = arg.numpy()
             mismatch = _mismatch(task.outputs, outputs, plan.reference)
             if mismatch:
                 return "wrong", (), mismatch
@@ -378,11 +419,11 @@ def _describe(err: BaseException) -> str:
 class _Child:
     """A forked process running `serve(conn)` on its end of a pipe; `conn` is ours."""
 
-    def __init__(self, serve, cache_dir: str, name: str):
-        self.conn, child_end = _FORK.Pipe()
+    def __init__(self, serve, cache_dir: str, name: str, context=_FORK):
+        self.conn, child_end = context.Pipe()
         _parent_ends.add(self.conn)  # before the fork, so the child closes its copy too
-        self.process = _FORK.Process(target=_child_main, name=name, daemon=True,
-                                     args=(serve, child_end, cache_dir, os.getpid()))
+        self.process = context.Process(target=_child_main, name=name, daemon=True,
+                                       args=(serve, child_end, cache_dir, os.getpid()))
         self.process.start()
         child_end.close()
 
@@ -440,12 +481,16 @@ def _exit_with_parent(parent_pid: int):
 
 
 class _Children:
-    """The children of one Measurer by slot: builders 0, 1, ... and the runner "run".
-    Each is started when first sent a request, and again after it died or was stopped."""
+    """The children of one Measurer by slot: builders 0, 1, ... (forked) and the runner "run"
+    (started by `runner_context`). Each is started when first sent a request, and again
+    after it died or was stopped."""
 
-    def __init__(self, builders: int, cache_dir: str, serve_builds, serve_runs):
+    def __init__(self, builders: int, cache_dir: str, serve_builds, serve_runs,
+                 runner_context=_FORK):
         self.serve = {slot: serve_builds for slot in range(builders)}
         self.serve["run"] = serve_runs
+        self.context = {slot: _FORK for slot in range(builders)}
+        self.context["run"] = runner_context
         self.cache_dir = cache_dir
         self.running: dict[int | str, _Child] = {}
 
@@ -455,7 +500,8 @@ class _Children:
             child = self.running.get(slot)
             if child is None or not child.alive():
                 self.stop(slot)
-                child = _Child(self.serve[slot], self.cache_dir, f"tex-measure-{slot}")
+                child = _Child(self.serve[slot], self.cache_dir, f"tex-measure-{slot}",
+                               self.context[slot])
                 self.running[slot] = child
             try:
                 child.conn.send(request)

@@ -146,7 +146,8 @@ class Task:
         return arrays
 
     def reference_outputs(self, inputs) -> list[np.ndarray]:
-        """The outputs the kernel must produce, from `reference` or the unscheduled kernel."""
+        """The outputs the kernel must produce, from `reference` or the unscheduled kernel
+        (built for the host CPU when the task's target is a GPU)."""
         if self.reference is not None:
             result = self.reference(*inputs)
             return list(result) if isinstance(result, (list, tuple)) else [result]
@@ -155,7 +156,8 @@ class Task:
         # would hand tex.build the tuned schedule, making the check compare it with itself)
         token = driver.schedule_provider.set(None)
         try:
-            kernel = tex.build(s, self.inputs + self.outputs, target=self.target)
+            target = "llvm" if self.target.kind == "cuda" else self.target
+            kernel = tex.build(s, self.inputs + self.outputs, target=target)
         finally:
             driver.schedule_provider.reset(token)
         result = kernel(*inputs)
