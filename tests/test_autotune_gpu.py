@@ -1,0 +1,203 @@
+"""The generated CUDA spaces (autotune/generate_gpu.py), their features, measurement and
+tex-tune without a GPU, and bench/tune_gpu.py's logic on a fake measurer. Kernels are
+compiled with NVRTC everywhere, and run against NumPy where there is a GPU."""
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+
+import tex
+from autotune import cli, ops
+from autotune.features import GPU_FEATURE_DOCS, GPU_FEATURE_NAMES, FEATURE_NAMES, feature
+from autotune.features import program_features
+from autotune.generate import InvalidConfig
+from autotune.measure import Measurer, MeasureResult
+from bench import tune_gpu
+from tex.runtime.cuda_device import gpu_available
+
+needs_gpu = pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
+no_gpu = pytest.mark.skipif(gpu_available(), reason="checks what happens without a GPU")
+
+#: Sizes that divide none of the thread counts or tiles.
+SHAPES = {"matmul": (70, 90, 50), "batch_matmul": (2, 33, 45, 19), "conv2d": (1, 5, 13, 13, 6),
+          "depthwise_conv2d": (1, 5, 13, 13), "reduce_sum": (13, 1000), "reduce_max": (7, 300),
+          "full_sum": (10007,), "softmax": (9, 1000), "layernorm": (5, 700),
+          "elementwise": (1000,), "matmul_bias_relu": (70, 90, 50)}
+
+
+def _task(op):
+    return ops.task_for(op, SHAPES[op], "cuda")
+
+
+def _valid(task, count, seed=0):
+    """`count` random valid configurations (fewer if the space has fewer)."""
+    rng, found, indices = random.Random(seed), [], list(range(len(task.space)))
+    rng.shuffle(indices)
+    for index in indices:
+        config = task.space.get(index)
+        try:
+            task.instantiate(config)
+        except InvalidConfig:
+            continue
+        found.append(config)
+        if len(found) == count:
+            break
+    return found
+
+
+def _source(task, config):
+    schedule, tensors = task.instantiate(config)
+    return tex.build(schedule, tensors, target="cuda").get_source("cuda")
+
+
+def test_every_registry_op_has_a_gpu_space():
+    assert set(SHAPES) == set(ops.OPS)
+    for op in SHAPES:
+        task = _task(op)
+        assert len(task.space) >= 2, op
+        assert not any(".vector" in name for name in task.space.knobs), op
+
+
+@pytest.mark.parametrize("op", sorted(SHAPES))
+def test_sampled_configurations_compile_with_nvrtc(op):
+    task = _task(op)
+    configs = _valid(task, 4)
+    assert configs, op
+    for config in configs:
+        source = _source(task, config)
+        assert "__global__" in source and "threadIdx.x" in source, (op, config)
+
+
+@pytest.mark.parametrize("op", ["reduce_sum", "full_sum"])
+def test_each_reduction_strategy_shows_in_the_source(op):
+    task = _task(op)
+    name = f"{task.outputs[0].name}.strategy"
+    assert [c.val for c in task.space.knobs[name].candidates] == ["serial", "shared", "warp",
+                                                                  "atomic"]
+    seen = {}
+    for config in _valid(task, len(task.space)):
+        seen.setdefault(config[name].val, config)
+    sources = {strategy: _source(task, config) for strategy, config in seen.items()}
+    assert set(sources) == {"serial", "shared", "warp", "atomic"}
+    assert "__shared__" not in sources["serial"] and "__shfl" not in sources["serial"]
+    assert "__shared__" in sources["shared"] and "__syncthreads();" in sources["shared"]
+    assert "__shfl_xor_sync(" in sources["warp"]
+    assert "atomicAdd(" in sources["atomic"] and sources["atomic"].count("__global__") == 2
+
+
+def test_rows_and_tiles_use_shared_memory_where_their_knobs_say():
+    softmax = _task("softmax")
+    warp = [c for c in _valid(softmax, 12) if c["softmax.strategy"].val == "warp"][0]
+    assert "__shfl_xor_sync(" in _source(softmax, warp)
+    matmul = _task("matmul")
+    staged = [c for c in _valid(matmul, 40) if c["C.shared"].val][0]
+    source = _source(matmul, staged)
+    assert source.count("__shared__") == 2 and "__syncthreads();" in source
+
+
+def test_invalid_configurations_raise_invalid_config():
+    task = _task("reduce_sum")  # 13 rows of 1000
+    space = task.space
+    serial_1024 = {name: knob.candidates[0].to_json() for name, knob in space.knobs.items()}
+    serial_1024.update({"row_sum.strategy": "serial", "row_sum.threads": 1024})
+    with pytest.raises(InvalidConfig, match="1024 threads for 13 points"):
+        task.instantiate(space.from_json(serial_1024))
+    blocks_without_atomic = dict(serial_1024, **{"row_sum.threads": 32, "row_sum.blocks": 4})
+    with pytest.raises(InvalidConfig, match="atomic strategy only"):
+        task.instantiate(space.from_json(blocks_without_atomic))
+
+
+def test_configurations_replay_from_json():
+    task = _task("reduce_sum")
+    for config in _valid(task, 4, seed=1):
+        again = task.space.from_json(json.loads(json.dumps(config.to_json())))
+        assert again == config and _source(task, again) == _source(task, config)
+
+
+def test_gpu_features_of_a_warp_row_sum():
+    task = _task("reduce_sum")  # 13 rows of 1000: one block per row
+    config = task.space.from_json({"row_sum.strategy": "warp", "row_sum.threads": 64,
+                                   "row_sum.blocks": 1})
+    schedule, tensors = task.instantiate(config)
+    vector = program_features(tex.lower(schedule, tensors, target="cuda"), task.target)
+    assert vector.shape == (len(GPU_FEATURE_NAMES),)
+    assert list(GPU_FEATURE_NAMES[:len(FEATURE_NAMES)]) == list(FEATURE_NAMES)
+    assert all(GPU_FEATURE_DOCS[name] for name in GPU_FEATURE_NAMES)
+    assert feature(vector, "gpu.n_kernels") == 1.0
+    assert feature(vector, "gpu.threads_per_block") == pytest.approx(math.log2(65))
+    assert feature(vector, "gpu.blocks") == pytest.approx(math.log2(14))
+    assert feature(vector, "gpu.warp_fill") == 1.0
+    assert feature(vector, "gpu.shared_bytes") == pytest.approx(math.log2(1 + 2 * 4))
+    flags = [feature(vector, f"gpu.reduce_{s}") for s in ("serial", "shared", "warp", "atomic")]
+    assert flags == [0.0, 0.0, 1.0, 0.0]
+    cpu = program_features(tex.lower(schedule, tensors, target="cuda"))
+    assert cpu.shape == (len(FEATURE_NAMES),)
+    assert np.array_equal(cpu, vector[:len(FEATURE_NAMES)])
+
+
+@no_gpu
+def test_measuring_without_a_gpu_says_it_needs_one():
+    task = _task("reduce_sum")
+    with Measurer(task, timeout=60.0) as measurer:
+        (result,) = measurer.measure(_valid(task, 1))
+    assert result.error == "run" and "needs an NVIDIA GPU" in result.message
+
+
+@no_gpu
+def test_tex_tune_for_cuda_without_a_gpu_fails_early(tmp_path, capsys):
+    log = tmp_path / "gpu.jsonl"
+    status = cli.main(["reduce_sum", "--shape", "13,1000", "--target", "cuda", "--trials", "4",
+                       "--log", str(log)])
+    err = capsys.readouterr().err
+    assert status == cli.EXIT_USAGE and not log.exists()
+    assert "tuning reduce_sum 13,1000 for cuda" in err and "needs an NVIDIA GPU" in err
+
+
+class FakeMeasurer:
+    """Times by strategy alone: warp is fastest, then shared, atomic, serial."""
+
+    def __init__(self, task):
+        self.task = task
+
+    def measure(self, configs, best_seconds=None):
+        results = []
+        for config in configs:
+            strategy = tune_gpu.strategy_of(config)
+            base = {"warp": 1.0, "shared": 2.0, "atomic": 3.0, "serial": 4.0}[strategy]
+            results.append(MeasureResult(config, (base * 1e-5,), None, "", 0.0))
+        return results
+
+    def close(self):
+        pass
+
+
+def test_bench_compare_finds_the_fastest_strategy_on_a_fake_measurer():
+    row = tune_gpu.compare("reduce_sum", (13, 1000), FakeMeasurer, trials=6)
+    assert row["fastest"] == "warp" and row["fastest_seconds"] == pytest.approx(1e-5)
+    assert set(row["strategies"]) == {"serial", "shared", "warp", "atomic"}
+    assert row["slowdown"] >= 1.0 and row["agree"] == (row["tuned"] == "warp")
+    text = tune_gpu.table([row], "a fake GPU")
+    assert "a fake GPU" in text and "reduce_sum" in text and "13x1000" in text
+
+
+@no_gpu
+def test_bench_without_a_gpu_stops_with_a_clear_message(capsys):
+    assert tune_gpu.main(["--quick"]) == 1
+    assert "needs an NVIDIA GPU" in capsys.readouterr().err
+
+
+@needs_gpu
+@pytest.mark.parametrize("op", sorted(SHAPES))
+def test_sampled_kernels_match_numpy(op):
+    task = _task(op)
+    inputs = task.random_inputs()
+    expected = task.reference_outputs(inputs)
+    for config in _valid(task, 4):
+        schedule, tensors = task.instantiate(config)
+        kernel = tex.build(schedule, tensors, target="cuda")
+        got = kernel(*inputs)
+        got = list(got) if isinstance(got, tuple) else [got]
+        for g, e in zip(got, expected):
+            np.testing.assert_allclose(np.asarray(g), e, rtol=2e-3, atol=2e-3 * np.abs(e).max())
