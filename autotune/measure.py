@@ -21,13 +21,16 @@ For a CUDA task the runner is *spawned* rather than forked (CUDA cannot be
 used in a process forked after it was initialised, and making the task's
 `Target("cuda")` initialised it here); it receives the task's space, which
 must then be picklable (generated spaces are; a template's closure is not).
-(A script that measures a CUDA task needs the `if __name__ == "__main__":`
-guard that spawning asks for.) It copies the inputs to the GPU, checks each kernel's outputs copied
-back, and times calls on device arrays, so no copy is timed. Without a GPU
-every CUDA candidate fails with a "run" error saying it needs one. A child that dies is replaced and its
-configuration reported as a "crash"; one that takes longer than `timeout`
-seconds on one configuration (a build, or a whole run: check and timing) is
-killed, replaced, and its configuration reported as a "timeout". No bad
+A script that measures a CUDA task needs the `if __name__ == "__main__":`
+guard that spawning asks for. The runner copies the inputs to the GPU,
+checks each kernel's outputs copied back, and times calls on device arrays,
+so no copy is timed. Without a GPU every CUDA candidate fails with a "run"
+error saying it needs one.
+
+A child that dies is replaced and its configuration reported as a "crash";
+one that takes longer than `timeout` seconds on one configuration (a build,
+or a whole run: check and timing) is killed, replaced, and its
+configuration reported as a "timeout". No bad
 candidate makes `measure` raise; it raises `TuneError` only for misuse.
 
 Children are forked (so they inherit the task, closures and all), ignore

@@ -88,8 +88,8 @@ def table(rows, device: str) -> str:
              f"  {'agree':<6}{'slowdown':>9}"]
     for r in rows:
         shape = "x".join(map(str, r["shape"]))
-        lines.append(f"{r['op']:<11}{shape:>16}  {r['fastest']:<8}{r['fastest_seconds'] * 1e6:>10.1f}"
-                     f"  {r['tuned']:<8}{r['tuned_seconds'] * 1e6:>10.1f}"
+        lines.append(f"{r['op']:<11}{shape:>16}  {r['fastest']:<8}"
+                     f"{r['fastest_seconds'] * 1e6:>10.1f}  {r['tuned']:<8}{r['tuned_seconds'] * 1e6:>10.1f}"
                      f"  {'yes' if r['agree'] else 'no':<6}{r['slowdown']:>9.2f}")
     agree = sum(r["agree"] for r in rows)
     lines.append(f"the tuner agrees on {agree} of {len(rows)}")
