@@ -62,4 +62,4 @@ def test_notebook_runs(notebook_path, kernel_specs, monkeypatch):
     client.execute()
     printed = "".join(output.get("text", "") for cell in notebook.cells
                       if cell.cell_type == "code" for output in cell.outputs)
-    assert "GFLOP/s" in printed
+    assert "GFLOP/s" in printed or "GB/s" in printed   # every lesson times a CPU kernel
