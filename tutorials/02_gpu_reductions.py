@@ -35,7 +35,7 @@
 # lesson as the baseline, and runs everywhere.
 #
 # The matrix has `SIZE + 3` rows and `8 * SIZE + 3` columns of float32, with
-# `SIZE` 2048 by default (2051 x 16387, 134 MB: more than any GPU's L2 cache).
+# `SIZE` 2048 by default (2051 x 16387, 134 MB: more than an H100's 50 MB L2 cache).
 # Set the environment variable `TEX_TUTORIAL_SIZE` to change it; the tests run
 # this notebook at 128 (131 x 1027). The "+ 3" is on purpose: neither extent
 # is a multiple of any thread count below, so the guards that keep threads
