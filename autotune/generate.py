@@ -45,6 +45,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import random
 
 import tex
 from autotune.errors import TuneError
@@ -64,6 +65,27 @@ TILE_ROWS = (1, 2, 3, 4, 6, 7, 8, 14)
 
 class InvalidConfig(TuneError):
     """A configuration outside a generated rule's limits; it is never measured."""
+
+
+def valid_configs(space: ConfigSpace, count: int | None = None,
+                  seed: int | None = None) -> list:
+    """The configurations of `space` that instantiate: in index order, or in an order
+    shuffled by `seed`; at most `count` of them. InvalidConfig ones are skipped; any other
+    error is raised."""
+    indices = list(range(len(space)))
+    if seed is not None:
+        random.Random(seed).shuffle(indices)
+    found = []
+    for index in indices:
+        if count is not None and len(found) == count:
+            break
+        config = space.get(index)
+        try:
+            space.instantiate(config)
+        except InvalidConfig:
+            continue
+        found.append(config)
+    return found
 
 
 def space_for(outputs, target="llvm", args=None) -> ConfigSpace:

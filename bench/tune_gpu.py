@@ -23,7 +23,7 @@ import sys
 
 import autotune
 from autotune import ops
-from autotune.generate import InvalidConfig
+from autotune.generate import valid_configs
 from autotune.measure import Measurer
 from tex.runtime.cuda_device import require_device
 
@@ -43,19 +43,6 @@ def strategy_of(config) -> str:
     return config[name].val
 
 
-def valid_configs(task) -> list:
-    """Every configuration of the task's space that the rules accept."""
-    found = []
-    for index in range(len(task.space)):
-        config = task.space.get(index)
-        try:
-            task.instantiate(config)
-        except InvalidConfig:
-            continue
-        found.append(config)
-    return found
-
-
 def compare(op: str, shape, make_measurer, trials: int) -> dict:
     """One row of the table for registry operator `op` at `shape` (rows, cols) on CUDA.
 
@@ -66,7 +53,7 @@ def compare(op: str, shape, make_measurer, trials: int) -> dict:
     measurer = make_measurer(task)
     try:
         best: dict[str, float] = {}
-        for result in measurer.measure(valid_configs(task)):
+        for result in measurer.measure(valid_configs(task.space)):
             strategy = strategy_of(result.config)
             best[strategy] = min(best.get(strategy, math.inf), result.seconds)
     finally:

@@ -3,7 +3,6 @@ tex-tune without a GPU, and bench/tune_gpu.py's logic on a fake measurer. Kernel
 compiled with NVRTC everywhere, and run against NumPy where there is a GPU."""
 import json
 import math
-import random
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ import tex
 from autotune import cli, ops
 from autotune.features import GPU_FEATURE_DOCS, GPU_FEATURE_NAMES, FEATURE_NAMES, feature
 from autotune.features import program_features
-from autotune.generate import InvalidConfig
+from autotune.generate import InvalidConfig, valid_configs
 from autotune.measure import Measurer, MeasureResult
 from bench import tune_gpu
 from tex.runtime.cuda_device import gpu_available
@@ -33,18 +32,7 @@ def _task(op):
 
 def _valid(task, count, seed=0):
     """`count` random valid configurations (fewer if the space has fewer)."""
-    rng, found, indices = random.Random(seed), [], list(range(len(task.space)))
-    rng.shuffle(indices)
-    for index in indices:
-        config = task.space.get(index)
-        try:
-            task.instantiate(config)
-        except InvalidConfig:
-            continue
-        found.append(config)
-        if len(found) == count:
-            break
-    return found
+    return valid_configs(task.space, count, seed)
 
 
 def _source(task, config):
