@@ -1,12 +1,14 @@
 """Cross-thread reductions: each `ThreadReduce` becomes shared-memory or warp-shuffle code.
 
 Assumes: `split_host_device` ran (a `ThreadReduce` lies in a `KernelLaunch`
-whose block is constant) and every thread of the block reaches the
-`ThreadReduce` (it is not under a branch that depends on the thread).
-Guarantees: no `ThreadReduce` is left. Afterwards every thread of the
-reducing group (the threads that share the other two thread indices) holds
-the combined value in the result buffers. Threads of the reduced axis at or
-past the reduction's extent contribute the identity.
+whose block is constant). Guarantees: no `ThreadReduce` is left, and every
+thread of the block runs each one's barriers and shuffles: a guard around a
+`ThreadReduce` (such as the bound check of a split along another thread
+axis, which differs between threads) is pushed down to the statements beside
+it, and a thread that fails it contributes the identity. Afterwards every
+thread of the reducing group (the threads that share the other two thread
+indices) holds the combined value in the result buffers. Threads of the
+reduced axis at or past the reduction's extent contribute the identity.
 
 * "shared": each thread writes its value to a shared buffer with one slot per
   thread of the block; then, for s = P/2, P/4, ..., 1 (P the block extent
@@ -26,9 +28,9 @@ from tex import ops
 from tex.dtype import INDEX
 from tex.errors import LoweringError
 from tex.expr import Const, Var
-from tex.ir import (Allocate, Barrier, Buffer, IfThenElse, KernelLaunch, LetStmt, Load, Store,
-                    ThreadIndex, ThreadReduce, WarpShuffle, seq, warp_sized)
-from tex.visitor import Rewriter, substitute
+from tex.ir import (Allocate, Barrier, Buffer, For, IfThenElse, KernelLaunch, LetStmt, Load, Seq,
+                    Store, ThreadIndex, ThreadReduce, WarpShuffle, seq, warp_sized)
+from tex.visitor import Rewriter, collect, substitute
 
 _AXES = ("x", "y", "z")
 
@@ -49,6 +51,14 @@ class _Expand(Rewriter):
     def __init__(self, kernel: str, block: list):
         self.kernel, self.block = kernel, block
 
+    def rewrite_IfThenElse(self, node: IfThenElse):
+        if not _has_thread_reduce(node):
+            return node
+        if node.else_body is not None:
+            raise LoweringError(f"kernel {self.kernel}: a reduction across threads under a "
+                                "branch with an else part")
+        return self.rewrite(_guard_each(node.cond, node.then_body, self.kernel))
+
     def rewrite_ThreadReduce(self, node: ThreadReduce):
         if None in self.block:
             raise LoweringError(f"kernel {self.kernel}: a reduction across threads needs a "
@@ -57,6 +67,31 @@ class _Expand(Rewriter):
         if node.strategy == "shared":
             return _shared_tree(node, group)
         return _warp_shuffles(node, group, self.kernel)
+
+
+def _has_thread_reduce(stmt) -> bool:
+    return bool(collect(stmt, lambda n: isinstance(n, ThreadReduce)))
+
+
+def _guard_each(cond, stmt, kernel: str):
+    """`if cond: stmt`, with the guard pushed down around each statement of `stmt` but its
+    ThreadReduces, which every thread runs; a thread failing `cond` gives the identity."""
+    if not _has_thread_reduce(stmt):
+        return IfThenElse(cond, stmt)
+    if isinstance(stmt, ThreadReduce):
+        values = tuple(ops.if_then_else(cond, v, ident)
+                       for v, ident in zip(stmt.values, stmt.combiner.identities))
+        return dataclasses.replace(stmt, values=values)
+    if isinstance(stmt, Seq):
+        return seq(*(_guard_each(cond, s, kernel) for s in stmt.stmts))
+    if isinstance(stmt, (Allocate, For)):
+        return dataclasses.replace(stmt, body=_guard_each(cond, stmt.body, kernel))
+    if isinstance(stmt, IfThenElse) and stmt.else_body is None:
+        return _guard_each(ops.logical("and", cond, stmt.cond), stmt.then_body, kernel)
+    if isinstance(stmt, LetStmt) and not collect(stmt.value, lambda n: isinstance(n, Load)):
+        return dataclasses.replace(stmt, body=_guard_each(cond, stmt.body, kernel))
+    raise LoweringError(f"kernel {kernel}: a reduction across threads under a branch, inside "
+                        f"a {type(stmt).__name__} that the branch cannot be pushed into")
 
 
 class _Group:

@@ -42,13 +42,15 @@ from tex.expr import Var
 from tex.ir import KernelInterface, LoweredFunc
 from tex.runtime.cuda_device import (ALIGNMENT, Arg, CudaParam, Device, DeviceArray, Memory,
                                      copy_to_device, copy_to_host, release, require_device)
+from tex.runtime import cuda_simulator
 from tex.runtime.kernel import Signature
 from tex.visitor import collect
 
 SOURCE_FORMATS = ("tex", "cuda", "ptx")
 _TEMPORARY_ALIGNMENT = 256  # bytes between temporaries in a workspace, as cuMemAlloc aligns
 _NO_GPU_HINT = (" Building works without one: kernel.get_source('cuda') and "
-                "get_source('ptx') show the code.")
+                "get_source('ptx') show the code, and kernel.simulate(...) runs it on the "
+                "CPU.")
 
 
 class CudaKernel(Signature):
@@ -122,18 +124,36 @@ class CudaKernel(Signature):
                                  "variable of the kernel")
 
     def __call__(self, *args):
+        return self._bind_and_run(args, self._run)
+
+    def simulate(self, *args, seed: int = 0):
+        """Run the kernel on the CPU instead of a GPU, called as the kernel is (NumPy
+        arrays only): its CUDA C compiled for the host, each GPU thread a fiber. Slow; for
+        checking a schedule without a GPU. A barrier that some threads miss, a warp
+        operation a lane never joins, or a write outside a buffer is a `DeviceError`.
+        `seed` (not 0) shuffles the order of blocks and threads, to expose races. See
+        `tex.runtime.cuda_simulator`."""
+        def run(args, env, launches):
+            cuda_simulator.run(self, args, env, launches, seed)
+        return self._bind_and_run(args, run, host_outputs=True)
+
+    def _bind_and_run(self, args: tuple, run: Callable, host_outputs: bool = False):
+        """Check `args` (every parameter, or the inputs only), then `run(args, env,
+        launches)`; return the outputs allocated when only inputs came (on the host if
+        `host_outputs` or every input is there, else on the device)."""
         if len(args) == len(self._params):
             given, env = self._check(self._params, args)
             self._check_overlap(given, [a.address for a in given])
-            self._run(given, env, self._launch_dims(env))
+            run(given, env, self._launch_dims(env))
             return None
         if len(args) == len(self._inputs):
             given, env = self._check(self._inputs, args)
             shapes = [self._output_shape(p, env) for p in self._outputs]
             launches = self._launch_dims(env)
-            outputs = self._new_outputs(shapes, any(a.host is None for a in given))
+            on_device = not host_outputs and any(a.host is None for a in given)
+            outputs = self._new_outputs(shapes, on_device)
             arrays = [p.as_array(out) for p, out in zip(self._outputs, outputs)]
-            self._run(self._in_param_order(given, arrays), env, launches)
+            run(self._in_param_order(given, arrays), env, launches)
             return outputs[0] if len(outputs) == 1 else tuple(outputs)
         raise self._arity_error(len(args))
 

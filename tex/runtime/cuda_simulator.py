@@ -1,0 +1,177 @@
+"""Running a CUDA kernel on the CPU, to check a GPU schedule where there is no GPU.
+
+    kernel = tex.build(s, [A, B, C], target="cuda")
+    kernel.simulate(a, b, c)         # NumPy arrays, destination passing
+    c = kernel.simulate(a, b)        # or outputs allocated and returned
+
+`CudaKernel.simulate` compiles the kernel's own CUDA C (`get_source("cuda")`) with
+the host's C++ compiler ($CXX, else g++), after the header
+`cuda_simulator_include/tex_cuda_simulator.h`, and runs its launches in order
+as a call on the device would: the blocks one after another, the threads of a
+block as fibers that take turns at each barrier and warp operation. The header
+says what that models and what it reports (barriers some threads miss, warp
+operations a lane never joins); this module adds one more check: every buffer
+sits between guard bytes, and a launch that changes them (a write out of
+bounds) is an error. Temporaries start as all-ones bytes (NaN), so a read of
+something never written shows in the results.
+
+Errors of a simulated launch are `DeviceError`s naming the kernel, the launch,
+its grid and block, and the CUDA source line. It takes and returns NumPy
+arrays only, and is slow (a context switch per thread at every barrier): it
+is meant for tests and small sizes. Compiled simulators are kept in the disk
+cache (`tex.config.cache_dir()`, under "simulator"), keyed by the source, the
+header and the compiler.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from tex import config
+from tex.arith import evaluate
+from tex.errors import ArgumentError, BuildError, DeviceError
+
+INCLUDE_DIR = Path(__file__).with_name("cuda_simulator_include")
+_HEADER = INCLUDE_DIR / "tex_cuda_simulator.h"
+_FLAGS = ("-std=c++20", "-O1", "-w", "-fPIC", "-shared", "-fno-strict-aliasing")
+_GUARD = 256        # bytes of guard before and after each buffer (also its alignment)
+_GUARD_BYTE = 0xA5
+_UNSET_BYTE = 0xFF  # what a temporary holds before a launch writes it
+
+_libraries: dict[str, ctypes.CDLL] = {}
+_lock = threading.Lock()  # one simulation at a time: the header's scheduler is global state
+
+
+def compiler() -> str | None:
+    """The C++ compiler the simulator uses ($CXX, else g++), or None if there is none."""
+    return shutil.which(os.environ.get("CXX", "g++"))
+
+
+def run(kernel, args: list, env: list, launches: list, seed: int = 0):
+    """Run `kernel`'s `launches` (each (CudaLaunch, grid, block)) on host copies of `args`
+    (checked `Arg`s in parameter order, with env the size variables' values), then copy
+    the outputs back. `seed` 0 runs blocks and threads in index order; another seed
+    shuffles both (see the header)."""
+    if not isinstance(seed, int) or not 0 <= seed < 2 ** 32:
+        raise ArgumentError(f"simulate: seed must be an int in [0, 2**32), got {seed!r}")
+    for p, arg in zip(kernel._params, args):
+        if arg.host is None:
+            raise ArgumentError(f"{p.label}: the simulator takes NumPy arrays, not device "
+                                "memory")
+    module = kernel._module
+    library = _library(module.source, [launch.name for launch in module.launches])
+    values = kernel._values(env)
+    memory = {p.buffer: _Guarded(arg.host) for p, arg in zip(kernel._params, args)}
+    for buffer in module.temporaries:
+        nbytes = math.prod(int(evaluate(e, values)) for e in buffer.shape) \
+            * buffer.dtype.numpy.itemsize
+        memory[buffer] = _Guarded(None, nbytes)
+    with _lock:
+        for launch, grid, block in launches:
+            sizes = [ctypes.c_longlong(env[kernel._slots[var]]) for var in launch.size_vars]
+            pointers = [memory[b].address for b in launch.params] + \
+                [ctypes.addressof(size) for size in sizes]
+            argv = (ctypes.c_void_p * max(1, len(pointers)))(*pointers)
+            dims = (ctypes.c_longlong * 6)(*grid, *block)
+            where = (f"simulated CUDA kernel {kernel.name}, launch {launch.name} "
+                     f"(grid {grid}, block {block})")
+            error = getattr(library, "tex_sim_" + launch.name)(argv, dims, seed)
+            if error:
+                raise DeviceError(f"{where}: {error.decode()}")
+            for buffer in launch.params:
+                memory[buffer].check_guards(f"{where} wrote outside buffer {buffer.name}")
+    for p, arg in zip(kernel._params, args):
+        if p.is_output:
+            memory[p.buffer].copy_to(arg.host)
+
+
+class _Guarded:
+    """A copy of an array's bytes (or `nbytes` unset bytes) between guard bytes."""
+
+    def __init__(self, array: np.ndarray | None, nbytes: int = 0):
+        if array is not None:
+            nbytes = array.nbytes
+        self.nbytes = nbytes
+        self._raw = np.full(nbytes + 3 * _GUARD, _GUARD_BYTE, np.uint8)
+        start = -self._raw.ctypes.data % _GUARD + _GUARD
+        self._data = self._raw[start:start + nbytes]
+        self._before = self._raw[:start]
+        self._after = self._raw[start + nbytes:]
+        if array is None:
+            self._data[:] = _UNSET_BYTE
+        else:
+            self._data[:] = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
+        self.address = self._data.ctypes.data
+
+    def check_guards(self, message: str):
+        if (self._before != _GUARD_BYTE).any() or (self._after != _GUARD_BYTE).any():
+            raise DeviceError(message)
+
+    def copy_to(self, array: np.ndarray):
+        array.reshape(-1).view(np.uint8)[:] = self._data
+
+
+def _wrappers(launch_names: list[str]) -> str:
+    """A C entry point per launch: `tex_sim_<name>(args, dims, seed)` -> error or NULL."""
+    return "".join(
+        f'\nextern "C" const char* tex_sim_{name}(void** args, const long long* dims, '
+        f"unsigned seed) {{\n  return tex_sim::launch({name}, args, dims, seed);\n}}\n"
+        for name in launch_names)
+
+
+def _library(source: str, launch_names: list[str]) -> ctypes.CDLL:
+    """The simulator of `source` compiled and loaded: from memory, the disk cache, or g++."""
+    cxx = compiler()
+    if cxx is None:
+        raise BuildError("simulating a CUDA kernel needs a C++ compiler: set CXX or install "
+                         "g++")
+    program = source + _wrappers(launch_names)
+    key = hashlib.sha256("\0".join(
+        [program, cxx, *_FLAGS] + [p.read_text() for p in sorted(INCLUDE_DIR.iterdir())]
+    ).encode()).hexdigest()[:32]
+    with _lock:
+        library = _libraries.get(key)
+        if library is None:
+            library = _libraries[key] = _load(_compiled(program, key, cxx), launch_names)
+    return library
+
+
+def _compiled(program: str, key: str, cxx: str) -> Path:
+    """The shared library of `program`: found in the cache directory or compiled into it."""
+    base = config.cache_dir()
+    directory = (base / "simulator") if base is not None else Path(tempfile.gettempdir()) \
+        / f"tex-simulator-{os.getuid()}"
+    path = directory / f"{key}.so"
+    if path.exists():
+        return path
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=directory) as work:
+        source = Path(work) / "kernel.cu"
+        source.write_text(program)
+        built = Path(work) / "kernel.so"
+        command = [cxx, *_FLAGS, "-I", str(INCLUDE_DIR), "-include", str(_HEADER),
+                   "-x", "c++", str(source), "-o", str(built)]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise BuildError("the CPU simulator could not compile the kernel's CUDA C:\n"
+                             + result.stderr[-4000:])
+        os.replace(built, path)  # atomic: another process may be writing the same entry
+    return path
+
+
+def _load(path: Path, launch_names: list[str]) -> ctypes.CDLL:
+    library = ctypes.CDLL(str(path))
+    for name in launch_names:
+        function = getattr(library, "tex_sim_" + name)
+        function.restype = ctypes.c_char_p
+        function.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint)
+    return library
