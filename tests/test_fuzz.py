@@ -20,9 +20,9 @@ lowered loop program.
 
 `test_random_gpu_programs` runs the same programs under GPU schedules
 (loops bound to blocks and threads, reductions across threads): built for
-"cuda" and compiled by NVRTC, and run against the reference when a GPU is
-present. A schedule tex refuses with a clear `TexError` passes, but most
-must build.
+"cuda" and compiled by NVRTC, and run against the reference, on the GPU
+when one is present, else in the CPU simulator (`CudaKernel.simulate`). A
+schedule tex refuses with a clear `TexError` passes, but most must build.
 
 The number of cases comes from `tex.config.fuzz_examples()` (TEX_FUZZ_EXAMPLES,
 default 40), the first seed from `tex.config.fuzz_seed()` (TEX_FUZZ_SEED, default 0). The bugs the
@@ -97,7 +97,8 @@ class Case:
     `write()` executes the program and the schedule as it writes them (the
     schedule's choices read the live schedule); `check()` executes the rest.
     With `gpu`, the schedule binds GPU threads and the kernel is built for
-    "cuda": run and compared when a GPU is here, compiled to PTX otherwise.
+    "cuda": compiled to PTX, and run and compared on the GPU when one is here, else
+    in the CPU simulator.
     """
 
     def __init__(self, seed: int, gpu: bool = False):
@@ -146,7 +147,8 @@ def reference_function(prog: Program) -> list[str]:
 
 def check_lines(prog: Program, seed: int, gpu: bool = False) -> list[str]:
     """Build; run with NaN-filled outputs (for each set of sizes); compare with the reference.
-    For a GPU schedule without a GPU here: build, and check that PTX came out."""
+    For a GPU schedule without a GPU here: build, check that PTX came out, and run
+    in the CPU simulator."""
     args = [t.name for t in prog.inputs + prog.outputs]
     target = ', target="cuda"' if gpu else ""
     lines = [f"args = [{', '.join(args)}]",
@@ -154,9 +156,11 @@ def check_lines(prog: Program, seed: int, gpu: bool = False) -> list[str]:
              f"# print(tex.lower(s, args{target}))",
              f"f = tex.build(s, args{target})",
              f"rng = np.random.default_rng({seed})"]
+    call = "f"
     if gpu and not gpu_available():
-        return lines + ['assert ".entry" in f.get_source("ptx")']
-    run = _run_lines(prog)
+        lines.append('assert ".entry" in f.get_source("ptx")')
+        call = "f.simulate"
+    run = _run_lines(prog, call)
     if not prog.symbols:
         return lines + run
     names = ", ".join(d.text for d in prog.symbols)
@@ -165,7 +169,7 @@ def check_lines(prog: Program, seed: int, gpu: bool = False) -> list[str]:
     return lines + [f"for {names}, in [{runs}]:"] + ["    " + line for line in run]
 
 
-def _run_lines(prog: Program) -> list[str]:
+def _run_lines(prog: Program, call: str) -> list[str]:
     is_int, dtype = prog.dtype == "int32", prog.dtype
     fill = "np.iinfo(np.int32).min" if is_int else "np.nan"
     lines = [f'{t.name}_np = data({prog.shape(t.dims)}, "{t.dtype or dtype}", rng)'
@@ -173,7 +177,7 @@ def _run_lines(prog: Program) -> list[str]:
     lines += [f'{t.name}_out = np.full({prog.shape(t.dims)}, {fill}, "{dtype}")'
               for t in prog.outputs]
     arrays = [t.name + "_np" for t in prog.inputs] + [t.name + "_out" for t in prog.outputs]
-    lines.append(f"f({', '.join(arrays)})")
+    lines.append(f"{call}({', '.join(arrays)})")
     sizes = [f"{d.text}={d.text}" for d in prog.symbols]
     versions = [("expected", "int64" if is_int else "float64")]
     versions += [] if is_int else [("rounded", "float32")]

@@ -1,14 +1,17 @@
 """Every GPU schedule of bench/gpu_schedules.py, built for "cuda": emitted as CUDA C,
-compiled by NVRTC (always), and run against NumPy on random data (when a GPU is here)."""
+compiled by NVRTC (always), and run against NumPy on random data: in the CPU simulator
+(always, with g++) and on the GPU (when one is here)."""
 import numpy as np
 import pytest
 
 import tex
 from bench import gpu_schedules as cases
+from tex.runtime import cuda_simulator
 from tex.runtime.cuda_device import gpu_available
 
 ALL = cases.all_cases()
 needs_gpu = pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
+needs_compiler = pytest.mark.skipif(cuda_simulator.compiler() is None, reason="needs g++")
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +73,7 @@ def test_running_without_a_gpu_says_so():
         pytest.skip("a GPU is present")
     case = cases.elementwise(100)
     kernel = case.build()
-    with pytest.raises(tex.DeviceError, match="needs an NVIDIA GPU"):
+    with pytest.raises(tex.DeviceError, match="needs an NVIDIA GPU.*simulate"):
         kernel(*case.inputs())
 
 
@@ -79,7 +82,19 @@ def test_running_without_a_gpu_says_so():
 def test_matches_numpy(kernels, key):
     case = ALL[_ids().index(key)]
     inputs = case.inputs()
-    result = kernels[key](*inputs)
+    check(case, inputs, kernels[key](*inputs))
+
+
+@needs_compiler
+@pytest.mark.parametrize("seed", [0, 1], ids=["in_order", "shuffled"])
+@pytest.mark.parametrize("key", _ids())
+def test_matches_numpy_in_the_simulator(kernels, key, seed):
+    case = ALL[_ids().index(key)]
+    inputs = case.inputs(seed)
+    check(case, inputs, kernels[key].simulate(*inputs, seed=seed))
+
+
+def check(case, inputs, result):
     expected = case.reference(*inputs)
     tolerance = 1e-3 if case.dtype == "float32" else 2e-2
     if case.name.startswith("row_argmax"):  # ties aside, the index must point at the max
@@ -91,14 +106,15 @@ def test_matches_numpy(kernels, key):
     np.testing.assert_allclose(result, expected, rtol=tolerance, atol=tolerance)
 
 
-@needs_gpu
-def test_atomic_reduction_refills_its_output_on_every_call():
+@pytest.mark.parametrize("run", [pytest.param("call", marks=needs_gpu),
+                                 pytest.param("simulate", marks=needs_compiler)])
+def test_atomic_reduction_refills_its_output_on_every_call(run):
     case = cases.full_sum(10_000, "atomic")
     kernel = case.build()
     data, = case.inputs()
     out = np.full((1,), 123.0, "float32")
     for _ in range(3):
-        kernel(data, out)
+        kernel(data, out) if run == "call" else kernel.simulate(data, out)
         np.testing.assert_allclose(out, case.reference(data), rtol=1e-4)
 
 

@@ -1,9 +1,11 @@
 """GPU schedules lowered for target "cuda": kernels, launch sizes, scopes, barriers,
 reduction strategies, and the errors of illegal GPU schedules (no GPU needed)."""
+import numpy as np
 import pytest
 
 import tex
 from bench import gpu_schedules as cases
+from tex.runtime import cuda_simulator
 
 
 def lowered(case_or_schedule, args=None) -> str:
@@ -278,3 +280,67 @@ def test_data_loop_bound_inside_a_reduction_is_refused():
     with pytest.raises(tex.LoweringError, match="data loop i is bound to threadIdx.x inside a "
                                                 "reduction loop"):
         lowered(s, [a, out])
+
+
+# --- found by running GPU schedules in the CPU simulator -------------------------------------
+needs_compiler = pytest.mark.skipif(cuda_simulator.compiler() is None, reason="needs g++")
+
+
+@needs_compiler
+def test_a_thread_reduction_inside_another_axis_bound_check_keeps_its_barriers_out_of_it():
+    """column_sum's threadIdx.x split does not divide its 70 columns; the threads past the
+    end must still take part in the threadIdx.y reduction's barriers."""
+    case = cases.column_sum(77, 70)
+    kernel = case.build()
+    barriers = [line for line in kernel.get_source("cuda").splitlines() if "__syncthreads" in line]
+    assert barriers and all(line == "  __syncthreads();" for line in barriers)
+    inputs = case.inputs()
+    np.testing.assert_allclose(kernel.simulate(*inputs), case.reference(*inputs), rtol=1e-4)
+
+
+def _row_sums_in_shared_memory(rows=13, cols=7, threads=3):
+    """P[i] = sum of a[i, :], computed at the block loop of its consumer (so into shared
+    memory) with no loop of its own bound to threads, while the consumer binds threads."""
+    a = tex.placeholder((rows, cols), name="a")
+    k = tex.reduce_axis((0, cols), name="k")
+    p = tex.compute((rows,), lambda i: tex.sum(a[i, k], axis=k), name="P")
+    out = tex.compute((rows,), lambda i: p[i] * 2.0, name="out")
+    s = tex.create_schedule(out.op)
+    bo, bi = s[out].split(out.op.axis[0], factor=threads)
+    s[out].bind(bo, tex.thread_axis("blockIdx.x"))
+    s[out].bind(bi, tex.thread_axis("threadIdx.x"))
+    s[p].compute_at(s[out], bo)
+    return s, a, out
+
+
+@needs_compiler
+def test_a_reduction_into_shared_memory_that_binds_no_threads_runs_in_one_thread():
+    s, a, out = _row_sums_in_shared_memory()
+    assert "if threadIdx.x == 0:" in lowered(s, [a, out])
+    data = np.random.default_rng(0).standard_normal((13, 7)).astype("float32")
+    kernel = tex.build(s, [a, out], target="cuda")
+    np.testing.assert_allclose(kernel.simulate(data), data.sum(axis=1) * 2, rtol=1e-5)
+
+
+@needs_compiler
+def test_bound_checks_moved_below_a_stage_inside_the_reduction_also_guard_the_write():
+    """The 64 columns split by 40 threads: the bound check goes below the local copy of `a`
+    computed inside the reduction loops, and must still keep the last block's extra
+    threads from writing past the end of the output."""
+    n, m = 64, 30
+    a = tex.placeholder((m, n), name="a")
+    k = tex.reduce_axis((0, m), name="k")
+    out = tex.compute((n,), lambda i: tex.sum(a[k, i], axis=k), name="out")
+    s = tex.create_schedule(out.op)
+    a_local = s.cache_read(a, "local", [out])
+    io, ii = s[out].split(out.op.axis[0], factor=40)
+    ko, ki = s[out].split(k, factor=16)
+    s[out].reorder(io, ii, ko, ki)
+    s[out].bind(io, tex.thread_axis("blockIdx.x"))
+    s[out].bind(ii, tex.thread_axis("threadIdx.x"))
+    s[out].bind(ki, tex.thread_axis("threadIdx.y"))
+    s[out].reduce_strategy(ki, "shared")
+    s[a_local].compute_at(s[out], ki)
+    data = np.random.default_rng(1).standard_normal((m, n)).astype("float32")
+    kernel = tex.build(s, [a, out], target="cuda")
+    np.testing.assert_allclose(kernel.simulate(data), data.sum(axis=0), rtol=1e-4, atol=1e-5)

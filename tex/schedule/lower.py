@@ -268,8 +268,33 @@ def _stage_nest(plan: StagePlan, buffers, plans) -> object:
         return _gpu_reduction(plan, nest, body, outs, store_index, depth, first)
     identities = op.body[0].combiner.identities
     init = seq(*(Store(b, ident, store_index(o)) for (b, o), ident in zip(outs, identities)))
-    return _init_and_update(plan, nest, leaves, first, init, _update(body, outs, store_index),
-                            depth)
+    update = _update(body, outs, store_index)
+    one_thread = _one_of_the_copies(plan, plans)
+    if one_thread is not None:
+        init, update = IfThenElse(one_thread, init), IfThenElse(one_thread, update)
+    return _init_and_update(plan, nest, leaves, first, init, update, depth)
+
+
+def _one_of_the_copies(plan: StagePlan, plans):
+    """In a GPU kernel, the condition that picks one thread among those that run the same
+    statements of `plan`'s stage, or None when no two threads do.
+
+    Every thread of the block runs a stage's statements, for the thread indices its own
+    loops are bound to; the block's other thread axes (bound by other stages of the
+    kernel) repeat them. Into a local buffer each thread computes its own copy, but into
+    shared or global memory the copies meet: repeated stores of one value are harmless,
+    while a reduction's updates would be applied once per copy, at once, so only the
+    thread at index 0 of those axes runs them."""
+    stage = plan.stage
+    if storage_scope(stage) == "local":
+        return None
+    axes = {tag for _, _, tag, extent in _kernel_bindings(stage, plans)
+            if tag.startswith("threadIdx") and not (isinstance(extent, Const) and extent.value == 1)}
+    axes -= {stage.bindings[v] for v in stage.leaf_iter_vars if v in stage.bindings}
+    if not axes:
+        return None
+    conditions = [ops.compare("eq", ThreadIndex(tag), 0) for tag in sorted(axes)]
+    return functools.reduce(lambda a, b: ops.logical("and", a, b), conditions)
 
 
 def _init_and_update(plan, nest, leaves, first: int, init, update, depth):
@@ -364,6 +389,14 @@ def _gpu_reduction(plan, nest, body, outs, store_index, depth, first):
         write = seq(*(Store(b, r, store_index(o)) for (b, o), r in zip(outs, results)))
     if thread_leaf is not None:
         write = IfThenElse(ops.compare("eq", ThreadIndex(stage.bindings[thread_leaf]), 0), write)
+    # bound checks of the data loops that went down into the reduction loops (below stages
+    # computed there, which every thread must reach) hold for the write too
+    moved = [cond for data, cond in plan.guards if data and depth[cond] >= first]
+    if moved:
+        write = IfThenElse(functools.reduce(lambda a, b: ops.logical("and", a, b), moved), write)
+    one_thread = _one_of_the_copies(plan, nest.plans)
+    if one_thread is not None:
+        write = IfThenElse(one_thread, write)
     steps.append(write)
     stmt = seq(*steps)
     for b in reversed(buffers):
