@@ -14,10 +14,12 @@ from autotune.features import program_features
 from autotune.generate import InvalidConfig, valid_configs
 from autotune.measure import Measurer, MeasureResult
 from bench import tune_gpu
+from tex.runtime import cuda_simulator
 from tex.runtime.cuda_device import gpu_available
 
 needs_gpu = pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
 no_gpu = pytest.mark.skipif(gpu_available(), reason="checks what happens without a GPU")
+needs_compiler = pytest.mark.skipif(cuda_simulator.compiler() is None, reason="needs g++")
 
 #: Sizes that divide none of the thread counts or tiles.
 SHAPES = {"matmul": (70, 90, 50), "batch_matmul": (2, 33, 45, 19), "conv2d": (1, 5, 13, 13, 6),
@@ -176,16 +178,17 @@ def test_bench_without_a_gpu_stops_with_a_clear_message(capsys):
     assert "needs an NVIDIA GPU" in capsys.readouterr().err
 
 
-@needs_gpu
+@pytest.mark.parametrize("run", [pytest.param("call", marks=needs_gpu),
+                                 pytest.param("simulate", marks=needs_compiler)])
 @pytest.mark.parametrize("op", sorted(SHAPES))
-def test_sampled_kernels_match_numpy(op):
+def test_sampled_kernels_match_numpy(op, run):
     task = _task(op)
     inputs = task.random_inputs()
     expected = task.reference_outputs(inputs)
     for config in _valid(task, 4):
         schedule, tensors = task.instantiate(config)
         kernel = tex.build(schedule, tensors, target="cuda")
-        got = kernel(*inputs)
+        got = kernel(*inputs) if run == "call" else kernel.simulate(*inputs)
         got = list(got) if isinstance(got, tuple) else [got]
         for g, e in zip(got, expected):
             np.testing.assert_allclose(np.asarray(g), e, rtol=2e-3, atol=2e-3 * np.abs(e).max())

@@ -20,7 +20,7 @@ import tex.driver
 from tex import disk_cache
 from tex.codegen import nvrtc
 from tex.codegen.cuda_json import module_from_json, module_to_json
-from tex.runtime import cache
+from tex.runtime import cache, cuda_simulator
 from tex.runtime.cuda_device import gpu_available
 from tex.schedule.fingerprint import Unfingerprintable
 from tex.schedule.lower import kernel_interface
@@ -29,6 +29,7 @@ TESTS = pathlib.Path(__file__).resolve().parent
 ROOT = TESTS.parent
 N = 1000  # not a multiple of the split factors (64, 32)
 needs_gpu = pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
+needs_compiler = pytest.mark.skipif(cuda_simulator.compiler() is None, reason="needs g++")
 
 
 def declare(factor=64, dtype="float32", n=None):
@@ -265,11 +266,13 @@ def test_the_description_reads_back_for_another_interface():
 
 
 # --- on a GPU -----------------------------------------------------------------------------
-@needs_gpu
-def test_a_kernel_read_from_disk_matches_numpy(cache_dir):
+@pytest.mark.parametrize("run", [pytest.param("call", marks=needs_gpu),
+                                 pytest.param("simulate", marks=needs_compiler)])
+def test_a_kernel_read_from_disk_matches_numpy(cache_dir, run):
     build()
     cache.clear_cache()
     kernel = build()
     rng = np.random.default_rng(3)
     a, b = (rng.standard_normal(N).astype("float32") for _ in range(2))
-    np.testing.assert_allclose(kernel(a, b), 2 * a + b, rtol=1e-6)
+    result = kernel(a, b) if run == "call" else kernel.simulate(a, b)
+    np.testing.assert_allclose(result, 2 * a + b, rtol=1e-6)
