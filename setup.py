@@ -6,6 +6,7 @@ setup(
     description="A tensor-expression compiler: declare what to compute, schedule how, "
                 "compile to LLVM, and tune.",
     packages=find_packages(include=["tex", "tex.*", "autotune", "autotune.*"]),
+    package_data={"tex.runtime": ["cuda_simulator_include/*.h"]},  # the CUDA simulator's
     python_requires=">=3.10",
     # xgboost-cpu is XGBoost without the CUDA libraries (5 MB rather than 300)
     # cuda-bindings + nvidia-cuda-nvrtc compile CUDA C in process (no GPU needed);
