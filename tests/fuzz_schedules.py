@@ -22,9 +22,12 @@ stage's first loop (a data loop; data loops are first reordered outside the
 reduction loops if need be) goes to blockIdx.x and its second, when a
 data loop of constant extent up to 1024, to threadIdx.x; sometimes a
 reduction loop of constant extent up to 1024 goes to the free threadIdx axis
-with a random strategy ("shared", or "warp" where it may apply). Stages
-computed inside a kernel keep their loops (per thread, or per block, where
-every thread computes the same values).
+with a random strategy ("shared", or "warp" where it may apply), and
+sometimes (sums, minima and maxima) the outer reduction loop goes to
+blockIdx.y with the "atomic" strategy. Stages computed inside a kernel keep
+their loops (per thread, or per block, where every thread computes the same
+values), except that a stage computed at a block-level loop sometimes gives a
+data loop to threadIdx.x, to be computed by the block's threads together.
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ from tex.visitor import collect
 
 MAX_VECTOR = 64
 MAX_UNROLL = 16
+ATOMIC_REDUCERS = ("sum", "min", "max")  # what reduce_strategy "atomic" combines
 
 
 def random_schedule(rng, ns, outputs, lines: list[str], gpu: bool = False) -> None:
@@ -117,6 +121,8 @@ class _ScheduleWriter:
             if stage.attach.kind != "inline":  # the stages computed inside it
                 if self.gpu and stage.attach.kind == "root":
                     self.bind_threads(stage)
+                elif self.gpu and stage.attach.kind == "at":
+                    self.share_threads(stage)
                 self.annotate(stage)
 
     # --- dataflow ------------------------------------------------------------
@@ -303,20 +309,60 @@ class _ScheduleWriter:
             threads = extents[leaves[1]]
         reduce = [v for v in leaves if v.kind == "reduce"]
         first = leaves.index(reduce[0]) if reduce else None
-        if not reduce or any(v.kind == "data" for v in leaves[first:]) or rng.random() < 0.5:
+        if not reduce or any(v.kind == "data" for v in leaves[first:]):
             return
-        leaf = reduce[-1]
-        extent = extents.get(leaf) or 0
-        if not 0 < extent <= 1024 // threads:
+        if rng.random() < 0.5:
+            self.reduce_across_threads(stage, reduce[-1], free[0], 1024 // threads)
+        if rng.random() < 0.25 and reduce[0] not in stage.bindings and \
+                stage.op.num_outputs == 1 and stage.op.body[0].combiner.name in ATOMIC_REDUCERS:
+            name = self.axis(stage, reduce[0])
+            self.emit(f'{self.st(stage)}.bind({name}, tex.thread_axis("blockIdx.y"))')
+            self.emit(f'{self.st(stage)}.reduce_strategy({name}, "atomic")')
+
+    def reduce_across_threads(self, stage, leaf, tag: str, most: int):
+        """Bind reduction loop `leaf` to thread axis `tag` if its extent is constant and at
+        most `most`, with a random strategy."""
+        extent = constant_extents(stage).get(leaf) or 0
+        if not 0 < extent <= most:
             return
-        tag = free[0]
         strategies = ["shared"]
         if tag == "threadIdx.x" and ((extent <= 32 and extent & (extent - 1) == 0)
                                      or extent % 32 == 0):
             strategies.append("warp")
         self.emit(f'{self.st(stage)}.bind({self.axis(stage, leaf)}, tex.thread_axis("{tag}"))')
         self.emit(f'{self.st(stage)}.reduce_strategy({self.axis(stage, leaf)}, '
-                  f'"{rng.choice(strategies)}")')
+                  f'"{self.rng.choice(strategies)}")')
+
+    def share_threads(self, stage):
+        """On a GPU, sometimes spread a stage computed at a block-level loop of a kernel
+        (so into shared memory) over the block's threads: a data loop before its reduction
+        loops, of constant extent up to 256 (split off if need be), goes to threadIdx.x."""
+        target, axis = stage.attach.stage, stage.attach.axis
+        if axis not in target.leaf_iter_vars:  # split after compute_at: lowering refuses it
+            return
+        outer = target.leaf_iter_vars[:target.leaf_iter_vars.index(axis) + 1]
+        tags = [target.bindings.get(v) or "" for v in outer]
+        if target.attach.kind != "root" or not any(t.startswith("blockIdx") for t in tags) \
+                or any(t.startswith("threadIdx") for t in tags) or self.rng.random() < 0.5:
+            return
+        data = []
+        for v in stage.leaf_iter_vars:
+            if v.kind != "data":
+                break
+            data.append(v)
+        extents = constant_extents(stage)
+        fitting = [v for v in data if 0 < (extents.get(v) or 0) <= 256]
+        if not fitting and data:
+            parent = self.axis(stage, data[0])
+            outer_name, inner_name = self.fresh(f"{parent}_o"), self.fresh(f"{parent}_i")
+            self.emit(f"{outer_name}, {inner_name} = {self.st(stage)}.split({parent}, "
+                      f"factor={self.rng.choice([4, 8, 16, 32, 64])})")
+            self.bind([outer_name, inner_name])
+            fitting = [self.ns[inner_name]]
+        if fitting:
+            leaf = self.rng.choice(fitting)
+            self.emit(f'{self.st(stage)}.bind({self.axis(stage, leaf)}, '
+                      f'tex.thread_axis("threadIdx.x"))')
 
     def inside_parallel(self, stage) -> bool:
         """Whether `stage` is computed inside a parallel loop of some consumer."""

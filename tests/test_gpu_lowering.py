@@ -344,3 +344,29 @@ def test_bound_checks_moved_below_a_stage_inside_the_reduction_also_guard_the_wr
     data = np.random.default_rng(1).standard_normal((m, n)).astype("float32")
     kernel = tex.build(s, [a, out], target="cuda")
     np.testing.assert_allclose(kernel.simulate(data), data.sum(axis=0), rtol=1e-4, atol=1e-5)
+
+
+@needs_compiler
+def test_a_thread_reduction_in_a_thread_loop_shorter_than_the_block_runs_in_every_thread():
+    """out binds 3 columns to threadIdx.x, but the block has 8 threads along x (a cache of
+    the input is copied by all 8): the 5 threads without a column still take part in the
+    reduction across threadIdx.y."""
+    rows, cols, depth = 5, 3, 4
+    a = tex.placeholder((rows, cols, depth), name="a")
+    k = tex.reduce_axis((0, depth), name="k")
+    out = tex.compute((rows, cols), lambda r, c: tex.sum(a[r, c, k], axis=k), name="out")
+    s = tex.create_schedule(out.op)
+    cached = s.cache_read(a, "shared", [out])
+    r, c = out.op.axis
+    s[out].bind(r, tex.thread_axis("blockIdx.x"))
+    s[out].bind(c, tex.thread_axis("threadIdx.x"))
+    s[out].bind(k, tex.thread_axis("threadIdx.y"))
+    s[out].reduce_strategy(k, "shared")
+    s[cached].compute_at(s[out], r)
+    _, cc, ck = s[cached].op.axis
+    outer, inner = s[cached].split(s[cached].fuse(cc, ck), factor=8)
+    s[cached].bind(inner, tex.thread_axis("threadIdx.x"))
+    data = np.random.default_rng(2).standard_normal((rows, cols, depth)).astype("float32")
+    kernel = tex.build(s, [a, out], target="cuda")
+    assert "block=(8, 4, 1)" in kernel.get_source("tex")
+    np.testing.assert_allclose(kernel.simulate(data), data.sum(axis=2), rtol=1e-5, atol=1e-6)

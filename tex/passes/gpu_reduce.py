@@ -4,8 +4,9 @@ Assumes: `split_host_device` ran (a `ThreadReduce` lies in a `KernelLaunch`
 whose block is constant). Guarantees: no `ThreadReduce` is left, and every
 thread of the block runs each one's barriers and shuffles: a guard around a
 `ThreadReduce` (such as the bound check of a split along another thread
-axis, which differs between threads) is pushed down to the statements beside
-it, and a thread that fails it contributes the identity. Afterwards every
+axis, which differs between threads, or a threadIdx loop shorter than the
+block) is pushed down to the statements beside it, and a thread that fails
+it contributes the identity. Afterwards every
 thread of the reducing group (the threads that share the other two thread
 indices) holds the combined value in the result buffers. Threads of the
 reduced axis at or past the reduction's extent contribute the identity.
@@ -50,6 +51,20 @@ class _Launches(Rewriter):
 class _Expand(Rewriter):
     def __init__(self, kernel: str, block: list):
         self.kernel, self.block = kernel, block
+
+    def rewrite_For(self, node: For):
+        """A threadIdx loop of fewer iterations than the block has threads along its axis,
+        around a ThreadReduce, is a branch too: it becomes a loop over all of them, with
+        the extra threads guarded out of everything but the ThreadReduce."""
+        if node.kind != "bound" or not node.thread_tag.startswith("threadIdx") \
+                or not _has_thread_reduce(node.body):
+            return self.generic_rewrite(node)
+        threads = self.block[_AXES.index(node.thread_tag[-1])]
+        if threads is None or (isinstance(node.extent, Const) and node.extent.value == threads):
+            return self.generic_rewrite(node)
+        inside = ops.compare("lt", ThreadIndex(node.thread_tag), node.extent)
+        return self.rewrite(dataclasses.replace(node, extent=Const(INDEX, threads),
+                                                body=_guard_each(inside, node.body, self.kernel)))
 
     def rewrite_IfThenElse(self, node: IfThenElse):
         if not _has_thread_reduce(node):
