@@ -168,3 +168,20 @@ def test_without_a_compiler_the_error_says_so(monkeypatch):
     kernel = cases.elementwise(100).build()
     with pytest.raises(tex.BuildError, match="needs a C\\+\\+ compiler"):
         kernel.simulate(*cases.elementwise(100).inputs())
+
+
+def test_a_compiled_simulator_is_read_back_from_the_disk_cache(cache_dir, monkeypatch):
+    cuda_simulator._libraries.clear()
+    case = cases.elementwise(100)
+    kernel = case.build()
+    inputs = case.inputs()
+    expected = kernel.simulate(*inputs)
+    assert [p.name for p in cache_dir.glob("simulator-*")]
+    cuda_simulator._libraries.clear()  # as in a new process
+
+    def no_compiler(command, **kwargs):
+        assert "--version" in command, "the simulator was compiled again"
+        return real_run(command, **kwargs)
+    real_run = cuda_simulator.subprocess.run
+    monkeypatch.setattr(cuda_simulator.subprocess, "run", no_compiler)
+    np.testing.assert_array_equal(kernel.simulate(*inputs), expected)

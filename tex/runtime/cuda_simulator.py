@@ -18,13 +18,14 @@ something never written shows in the results.
 Errors of a simulated launch are `DeviceError`s naming the kernel, the launch,
 its grid and block, and the CUDA source line. It takes and returns NumPy
 arrays only, and is slow (a context switch per thread at every barrier): it
-is meant for tests and small sizes. Compiled simulators are kept in the disk
-cache (`tex.config.cache_dir()`, under "simulator"), keyed by the source, the
-header and the compiler.
+is meant for tests and small sizes. Compiled simulators are entries of the
+disk cache (`tex.disk_cache`, "simulator-<key>"), keyed by the source, the
+headers, the compiler and its flags.
 """
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import math
 import os
@@ -36,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tex import config
+from tex import config, disk_cache
 from tex.arith import evaluate
 from tex.errors import ArgumentError, BuildError, DeviceError
 
@@ -129,32 +130,39 @@ def _wrappers(launch_names: list[str]) -> str:
 
 
 def _library(source: str, launch_names: list[str]) -> ctypes.CDLL:
-    """The simulator of `source` compiled and loaded: from memory, the disk cache, or g++."""
+    """The simulator of `source`, compiled and loaded: from memory, the disk cache, or g++."""
     cxx = compiler()
     if cxx is None:
         raise BuildError("simulating a CUDA kernel needs a C++ compiler: set CXX or install "
                          "g++")
     program = source + _wrappers(launch_names)
     key = hashlib.sha256("\0".join(
-        [program, cxx, *_FLAGS] + [p.read_text() for p in sorted(INCLUDE_DIR.iterdir())]
-    ).encode()).hexdigest()[:32]
+        [program, cxx, _version(cxx), *_FLAGS]
+        + [p.read_text() for p in sorted(INCLUDE_DIR.iterdir())]).encode()).hexdigest()
     with _lock:
         library = _libraries.get(key)
         if library is None:
-            library = _libraries[key] = _load(_compiled(program, key, cxx), launch_names)
+            library = _libraries[key] = _load(_shared_object(program, key, cxx), key,
+                                              launch_names)
     return library
 
 
-def _compiled(program: str, key: str, cxx: str) -> Path:
-    """The shared library of `program`: found in the cache directory or compiled into it."""
-    base = config.cache_dir()
-    directory = (base / "simulator") if base is not None else Path(tempfile.gettempdir()) \
-        / f"tex-simulator-{os.getuid()}"
-    path = directory / f"{key}.so"
-    if path.exists():
-        return path
-    directory.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=directory) as work:
+@functools.lru_cache(maxsize=None)
+def _version(cxx: str) -> str:
+    """The first line `cxx --version` prints (empty if it prints nothing)."""
+    result = subprocess.run([cxx, "--version"], capture_output=True, text=True)
+    return (result.stdout.splitlines() or [""])[0]
+
+
+def _shared_object(program: str, key: str, cxx: str) -> bytes:
+    """The shared library of `program`: a disk cache entry ("simulator"), else compiled
+    (and then written to the disk cache)."""
+    directory = config.cache_dir()
+    path = directory / f"simulator-{key}{disk_cache.SUFFIX}" if directory else None
+    entry = disk_cache.read_entry(path) if path else None
+    if entry is not None and entry[0] == "simulator":
+        return entry[1]
+    with tempfile.TemporaryDirectory(prefix="tex-simulator-") as work:
         source = Path(work) / "kernel.cu"
         source.write_text(program)
         built = Path(work) / "kernel.so"
@@ -164,12 +172,19 @@ def _compiled(program: str, key: str, cxx: str) -> Path:
         if result.returncode != 0:
             raise BuildError("the CPU simulator could not compile the kernel's CUDA C:\n"
                              + result.stderr[-4000:])
-        os.replace(built, path)  # atomic: another process may be writing the same entry
-    return path
+        data = built.read_bytes()
+    if path:
+        disk_cache.write_entry(path, disk_cache.format_entry("simulator", data, "", ""))
+    return data
 
 
-def _load(path: Path, launch_names: list[str]) -> ctypes.CDLL:
-    library = ctypes.CDLL(str(path))
+def _load(data: bytes, key: str, launch_names: list[str]) -> ctypes.CDLL:
+    """`data` (a shared library) loaded from a file of this process's own, which is
+    deleted at once: the loaded library stays mapped."""
+    with tempfile.TemporaryDirectory(prefix="tex-simulator-") as work:
+        path = Path(work) / f"{key}.so"
+        path.write_bytes(data)
+        library = ctypes.CDLL(str(path))
     for name in launch_names:
         function = getattr(library, "tex_sim_" + name)
         function.restype = ctypes.c_char_p
