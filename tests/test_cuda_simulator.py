@@ -10,7 +10,7 @@ from tex.dtype import INDEX, float32
 from tex.expr import Binary, Const, Var
 from tex.intrin import cuda_wmma
 from tex.ir import (Allocate, Barrier, Buffer, For, IfThenElse, KernelLaunch, LetStmt, Load,
-                    LoweredFunc, Store, ThreadIndex, WarpShuffle, seq)
+                    LoweredFunc, Store, WarpShuffle, seq)
 from tex.runtime import cuda_simulator
 from tex.runtime.cuda_kernel import CudaKernel
 from tex.target import Target
@@ -18,6 +18,7 @@ from tex.target import Target
 pytestmark = pytest.mark.skipif(cuda_simulator.compiler() is None, reason="needs g++")
 
 THREADS = 64
+TX = Var("tx")  # the thread's index in the hand-built kernels
 
 
 def i64(value):
@@ -25,16 +26,14 @@ def i64(value):
 
 
 def one_block_kernel(body, params, threads=THREADS) -> CudaKernel:
-    """A kernel of one block of `threads` threads along x running `body`, where the
-    variable `tx` (see `tx`) is the thread's index; the last of `params` is the output."""
+    """A kernel of one block of `threads` threads along x running `body`, in which `TX` is
+    the thread's index; the last of `params` is the output."""
     launch = KernelLaunch("f_kernel0", (i64(1), i64(1), i64(1)), (i64(threads), i64(1), i64(1)),
                           tuple(params), (), For(TX, i64(0), i64(threads), "bound", body,
                                                  thread_tag="threadIdx.x"))
     func = LoweredFunc("f", tuple(params), (), launch, (params[-1],))
     return CudaKernel(func, compile_cuda(func, Target("cuda -arch=sm_80")))
 
-
-TX = Var("tx")
 
 
 def vectors(n=THREADS):
