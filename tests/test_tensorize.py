@@ -8,11 +8,18 @@ import pytest
 import tex
 from tex.intrin import cuda_wmma
 from tex.ir import IntrinsicCall, seq
+from tex.runtime import cuda_simulator
 from tex.runtime.cuda_device import gpu_available
 from tex.schedule.tensorize import loop_nest
 from tex.visitor import collect
 
 from checks import check, random_array
+
+#: How a CUDA kernel runs in a test: on the GPU, or in the CPU simulator.
+RUNS = [pytest.param("call", marks=pytest.mark.skipif(not gpu_available(),
+                                                     reason="needs an NVIDIA GPU")),
+        pytest.param("simulate", marks=pytest.mark.skipif(cuda_simulator.compiler() is None,
+                                                          reason="needs g++"))]
 
 T = 4  # the toy intrinsics' tile
 
@@ -266,20 +273,25 @@ def test_wmma_matmul_lowers_for_cuda_with_one_warp_per_tile():
     text = lowered(s, args, target="cuda")
     assert "launch main_kernel0(grid=(2, 2, 1), block=(32, 2, 2)):" in text
     assert "for warp_lane in threadIdx.x(32):" in text
-    assert re.search(r"tex_wmma_fill_r_f32\(&C\[.*\], 64, 0\.0\)", text)
-    mma = re.search(r"tex_wmma_mma_16x16x16_f16_f32_rrr\(&A_shared\[i_outer_inner \* 256\], "
-                    r"&B_shared\[j_outer_inner \* 16\], &C\[.*\], 16, 32, 64\)", text)
-    assert mma, text
-    body = text[text.index("for k_outer"):]
+    # the C tile stays in registers across the reduction: filled, updated, stored once
+    fill = text.index("tex_wmma_fragment_fill_f32(&C_fragment[0], 0.0)")
+    loop = text.index("for k_outer in range(4):")
+    mma = re.search(r"tex_wmma_fragment_mma_16x16x16_f16_f32_rr\(&A_shared\[i_outer_inner \* "
+                    r"256\], &B_shared\[j_outer_inner \* 16\], &C_fragment\[0\], 16, 32\)", text)
+    store = re.search(r"tex_wmma_fragment_store_r_f32\(&C\[.*\], &C_fragment\[0\], 64\)", text)
+    assert "C_fragment = allocate(float32[8], 'local')" in text[:fill]
+    assert mma and store and fill < loop < mma.start() < store.start(), text
+    assert "&C[" not in text[loop:store.start()]  # no memory traffic of C in the loop
+    body = text[loop:]
     # the panels are written, then a barrier, then the tensor cores read them
-    assert body.index("A_shared[") < body.rindex("sync_threads()") < body.index("tex_wmma_mma")
+    assert body.index("A_shared[") < body.rindex("sync_threads()") < body.index("tex_wmma_fragm")
 
 
 def test_wmma_without_staging_reads_global_memory_and_a_short_reduction_uses_the_body():
     s, args = cuda_wmma.matmul_schedule(32, 16, 16, warps=(1, 1), stage_inputs=False)
     A, B, C = args
     text = lowered(s, args, target="cuda")
-    assert "tex_wmma_mma_16x16x16_f16_f32_rrr(&A[" in text
+    assert "tex_wmma_fragment_mma_16x16x16_f16_f32_rr(&A[" in text
     s = tex.create_schedule(C.op)
     io, jo, ii, ji = s[C].tile(*C.op.axis, 16, 16)
     s[C].bind(io, tex.thread_axis("blockIdx.x"))
@@ -299,7 +311,8 @@ def test_wmma_column_major_operand():
     s[C].reorder(io, jo, ko, ii, ji, ki)
     s[C].bind(io, tex.thread_axis("blockIdx.x"))
     s[C].tensorize(ii, cuda_wmma.wmma_intrin())
-    assert "tex_wmma_mma_16x16x16_f16_f32_rcr(&A[" in lowered(s, [A, Bt, C], target="cuda")
+    assert "tex_wmma_fragment_mma_16x16x16_f16_f32_rc(&A[" in lowered(s, [A, Bt, C],
+                                                                    target="cuda")
 
 
 def test_wmma_errors():
@@ -319,10 +332,13 @@ def test_wmma_errors():
         tex.lower(s, args, target="cuda")
 
 
-def wmma_cached_accumulator(scope, M=32, N=32, K=32, column_blocks=True, lanes=32):
+def wmma_cached_accumulator(scope, M=32, N=32, K=32, column_blocks=True, lanes=32,
+                            in_memory=False):
     """A WMMA matmul accumulating each 16x16 tile of C in a `scope` cache_write stage,
     which the block's 32 threads then copy out to C. A block computes one tile, or
-    without `column_blocks` one row of tiles, one after another."""
+    without `column_blocks` one row of tiles, one after another. With `in_memory`, a
+    (one-iteration) data loop between the reduction loop and the tile keeps the tile in
+    the stage's buffer across the reduction, updated there; else it stays in registers."""
     A = tex.placeholder((M, K), "float16", name="A")
     B = tex.placeholder((K, N), "float16", name="B")
     k = tex.reduce_axis((0, K), name="k")
@@ -339,15 +355,27 @@ def wmma_cached_accumulator(scope, M=32, N=32, K=32, column_blocks=True, lanes=3
     s[CS].compute_at(s[C], jo)
     ko, ki = s[CS].split(s[CS].op.reduce_axis[0], factor=16)
     i, j = s[CS].op.axis
-    s[CS].reorder(ko, i, j, ki)
+    if in_memory:
+        rows, i = s[CS].split(i, factor=16)
+        s[CS].reorder(ko, rows, i, j, ki)
+    else:
+        s[CS].reorder(ko, i, j, ki)
     s[CS].tensorize(i, cuda_wmma.wmma_intrin())
     return s, [A, B, C]
+
+
+def test_wmma_shared_accumulator_in_registers_is_stored_once_then_copied():
+    text = lowered(*wmma_cached_accumulator("shared", in_memory=False), target="cuda")
+    loop, store = text.index("for k_outer"), text.index("tex_wmma_fragment_store_r_f32(&C_shar")
+    copy = text.index("= C_shared[")
+    assert "tex_wmma_fragment_mma_16x16x16_f16_f32_rr(" in text[loop:store]
+    assert "&C_shared[" not in text[loop:store] and "sync_threads()" in text[store:copy]
 
 
 def test_wmma_shared_accumulator_is_fenced_by_barriers():
     """The calls write C_shared: barriers separate the fill from the first update, each
     update from the next, and the last from the threads that copy the tile out."""
-    text = lowered(*wmma_cached_accumulator("shared"), target="cuda")
+    text = lowered(*wmma_cached_accumulator("shared", in_memory=True), target="cuda")
     fill, loop = text.index("tex_wmma_fill_r_f32(&C_shared[0]"), text.index("for k_outer")
     mma = text.index("tex_wmma_mma_16x16x16_f16_f32_rrr(")
     copy = text.index("= C_shared[")
@@ -358,14 +386,15 @@ def test_wmma_shared_accumulator_is_fenced_by_barriers():
 
 def test_wmma_shared_accumulator_reused_for_the_next_tile_waits_for_the_copy():
     """The fill of the next tile writes C_shared, which threads were reading."""
-    text = lowered(*wmma_cached_accumulator("shared", column_blocks=False), target="cuda")
+    text = lowered(*wmma_cached_accumulator("shared", column_blocks=False, in_memory=True),
+                   target="cuda")
     loop = text[text.index("for j_outer in range(2):"):]
     assert loop.index("sync_threads()") < loop.index("tex_wmma_fill_r_f32(&C_shared[0]")
 
 
 def test_wmma_shared_accumulator_compiles_with_nvrtc():
     cuda = pytest.importorskip("tex.codegen.cuda")
-    s, args = wmma_cached_accumulator("shared")
+    s, args = wmma_cached_accumulator("shared", in_memory=True)
     target = tex.Target("cuda -arch=sm_80")
     source = cuda.compile_cuda(tex.lower(s, args, target=target), target).source
     kernel = source[source.index("__global__"):]
@@ -376,13 +405,16 @@ def test_wmma_shared_accumulator_compiles_with_nvrtc():
         assert "__syncthreads();" in kernel[before:after]
 
 
-@pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
-def test_wmma_shared_accumulator_matches_numpy_on_a_gpu():
+@pytest.mark.parametrize("run", RUNS)
+@pytest.mark.parametrize("in_memory", [False, True], ids=["in_registers", "in_memory"])
+def test_wmma_shared_accumulator_matches_numpy(in_memory, run):
     M, N, K = 32, 48, 64
-    kernel = tex.build(*wmma_cached_accumulator("shared", M, N, K), target="cuda")
+    kernel = tex.build(*wmma_cached_accumulator("shared", M, N, K, in_memory=in_memory),
+                       target="cuda")
     a, b = random_array((M, K), "float16"), random_array((K, N), "float16")
     expected = a.astype(np.float32) @ b.astype(np.float32)
-    np.testing.assert_allclose(kernel(a, b), expected, rtol=1e-3, atol=1e-3)
+    result = kernel(a, b) if run == "call" else kernel.simulate(a, b, seed=1)
+    np.testing.assert_allclose(result, expected, rtol=1e-3, atol=1e-3)
 
 
 def test_wmma_kernel_keeps_blocks_one_warp_wide():
@@ -408,13 +440,21 @@ def test_wmma_device_functions_compile_with_nvrtc():
     nvrtc = pytest.importorskip("tex.codegen.nvrtc")
     s, args = cuda_wmma.matmul_schedule(32, 32, 32)
     calls = {c.name: c for c in wmma_calls(tex.lower(s, args, target="cuda"))}
-    assert set(calls) == {"tex_wmma_fill_r_f32", "tex_wmma_mma_16x16x16_f16_f32_rrr"}
+    s, args = wmma_cached_accumulator("shared", in_memory=True)
+    calls.update((c.name, c) for c in wmma_calls(tex.lower(s, args, target="cuda")))
+    assert set(calls) == {"tex_wmma_fragment_fill_f32", "tex_wmma_fragment_store_r_f32",
+                          "tex_wmma_fragment_mma_16x16x16_f16_f32_rr", "tex_wmma_fill_r_f32",
+                          "tex_wmma_mma_16x16x16_f16_f32_rrr"}
     headers = dict.fromkeys(h for c in calls.values() for h in c.headers)
     source = "".join(f"#include <{h}>\n" for h in headers) + "\n".join(
         c.definition for c in calls.values()) + """
 extern "C" __global__ void probe(const half* a, const half* b, float* c) {
   tex_wmma_fill_r_f32(c, 16, 0.0f);
   tex_wmma_mma_16x16x16_f16_f32_rrr(a, b, c, 16, 16, 16);
+  float share[8];
+  tex_wmma_fragment_fill_f32(share, 0.0f);
+  tex_wmma_fragment_mma_16x16x16_f16_f32_rr(a, b, share, 16, 16);
+  tex_wmma_fragment_store_r_f32(c, share, 16);
 }
 """
     try:
@@ -436,12 +476,13 @@ def test_wmma_matmul_compiles_for_sm80():
     assert "wmma::mma_sync" in module.source and module.cubin
 
 
-@pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
+@pytest.mark.parametrize("run", RUNS)
 @pytest.mark.parametrize("stage_inputs", [False, True])
-def test_wmma_matmul_matches_numpy_on_a_gpu(stage_inputs):
+def test_wmma_matmul_matches_numpy(stage_inputs, run):
     M, N, K = 64, 48, 80
     s, args = cuda_wmma.matmul_schedule(M, N, K, warps=(2, 1), stage_inputs=stage_inputs)
     kernel = tex.build(s, args, target="cuda")
     a, b = random_array((M, K), "float16"), random_array((K, N), "float16")
     expected = a.astype(np.float32) @ b.astype(np.float32)
-    np.testing.assert_allclose(kernel(a, b), expected, rtol=1e-3, atol=1e-3)
+    result = kernel(a, b) if run == "call" else kernel.simulate(a, b, seed=1)
+    np.testing.assert_allclose(result, expected, rtol=1e-3, atol=1e-3)

@@ -10,10 +10,15 @@ device functions (defined in the call, emitted once per module):
 * update: load the A and B tiles and the C tile from memory into fragments,
   `wmma::mma_sync`, store the C tile back (`store_matrix_sync`);
 * reset: fill a fragment with 0 and store it into the C tile;
-* body (a reduction of exactly 16): the same with a zero accumulator.
-
-The accumulator stays in memory between updates: simple and correct first
-(keeping it in fragments across the reduction is the next step).
+* body (a reduction of exactly 16): the same with a zero accumulator;
+* and an `Accumulator` that keeps the C tile in registers across the
+  reduction loops outside the tile: each lane's share of the accumulator
+  fragment (ACCUMULATOR_ELEMENTS floats) lives in a local array, filled with 0
+  before those loops, updated by `mma_sync` in them (the share copied into a
+  fragment and back, which the compiler keeps in registers) and stored to the
+  C tile once after them. Lowering uses it when only reduction loops lie
+  between the first of them and the tile (`matmul_schedule` does), and
+  updates the C tile in memory otherwise.
 
 **Warps.** WMMA operations are collective: the 32 lanes of a warp execute
 each one together, each holding part of the fragments. So the intrinsic's
@@ -48,9 +53,9 @@ from tex.arith import simplify
 from tex.dtype import INDEX, float32
 from tex.errors import LoweringError, ScheduleError
 from tex.expr import Const, Var
-from tex.ir import For, IntrinsicCall
+from tex.ir import Buffer, For, IntrinsicCall, Load
 from tex.schedule import create_schedule, thread_axis
-from tex.schedule.tensorize import TileView, decl_tensor_intrin
+from tex.schedule.tensorize import Accumulator, TileView, decl_tensor_intrin
 from tex.tensor import compute, placeholder, reduce_axis, sum as sum_
 
 NAME = "wmma_16x16x16_f16_f32"
@@ -89,7 +94,26 @@ def _lower(inputs, outputs):
                                 _FILL.format(name=f"tex_wmma_fill_{suffix[2]}_f32",
                                              c_layout=_MEM[layouts[2]]),
                                 HEADERS, (0,), ALIGN))
-    return body, reset, mma
+    return body, reset, mma, _accumulator(c, suffix, layouts, (a.pointer(), b.pointer()), lds)
+
+
+def _accumulator(c, suffix: str, layouts, inputs, lds) -> Accumulator:
+    """The C tile in registers: each lane's share of an accumulator fragment, as a local
+    array of ACCUMULATOR_ELEMENTS floats."""
+    registers = Buffer(f"{c.buffer.name}_fragment", float32,
+                       (Const(INDEX, ACCUMULATOR_ELEMENTS),), "local")
+    share = Load(registers, (Const(INDEX, 0),))
+    reset = IntrinsicCall("tex_wmma_fragment_fill_f32", (share,), (Const(float32, 0.0),),
+                          _FRAGMENT_FILL, HEADERS, (0,), ALIGN)
+    name = f"tex_wmma_fragment_mma_16x16x16_f16_f32_{suffix[:2]}"
+    update = IntrinsicCall(name, inputs + (share,), tuple(lds[:2]),
+                           _FRAGMENT_MMA.format(name=name, a_layout=layouts[0],
+                                                b_layout=layouts[1]), HEADERS, (2,), ALIGN)
+    name = f"tex_wmma_fragment_store_{suffix[2]}_f32"
+    store = IntrinsicCall(name, (c.pointer(), share), (lds[2],),
+                          _FRAGMENT_STORE.format(name=name, c_layout=_MEM[layouts[2]]),
+                          HEADERS, (0,), ALIGN)
+    return Accumulator(registers, _warp(reset), _warp(update), _warp(store))
 
 
 def _call(kind: str, suffix: str, layouts, pointers, lds):
@@ -159,6 +183,43 @@ __device__ __forceinline__ void {name}(float* c, long long ldc, float value) {{
   wmma::fill_fragment(fc, value);
   wmma::store_matrix_sync(c, fc, (unsigned)ldc, {c_layout});
 }}"""
+
+
+#: Elements of a 16x16x16 float accumulator fragment each lane holds (on every
+#: architecture with WMMA; the definitions check it when they compile).
+ACCUMULATOR_ELEMENTS = 8
+
+_FRAGMENT = "wmma::fragment<wmma::accumulator, 16, 16, 16, float>"
+_SHARE_CHECK = (f"static_assert({_FRAGMENT}::num_elements == {ACCUMULATOR_ELEMENTS}, "
+                '"a lane holds 8 elements of the accumulator");')
+_FRAGMENT_FILL = """\
+__device__ __forceinline__ void tex_wmma_fragment_fill_f32(float* share, float value) {
+  using namespace nvcuda;
+  SHARE_CHECK
+  for (int e = 0; e < 8; ++e) share[e] = value;
+}""".replace("SHARE_CHECK", _SHARE_CHECK)
+_FRAGMENT_MMA = """\
+__device__ __forceinline__ void {name}(const half* a, const half* b, float* share,
+                                       long long lda, long long ldb) {{
+  using namespace nvcuda;
+  __syncwarp();
+  wmma::fragment<wmma::matrix_a, 16, 16, 16, half, wmma::{a_layout}> fa;
+  wmma::fragment<wmma::matrix_b, 16, 16, 16, half, wmma::{b_layout}> fb;
+  FRAGMENT fc;
+  wmma::load_matrix_sync(fa, a, (unsigned)lda);
+  wmma::load_matrix_sync(fb, b, (unsigned)ldb);
+  for (int e = 0; e < 8; ++e) fc.x[e] = share[e];
+  wmma::mma_sync(fc, fa, fb, fc);
+  for (int e = 0; e < 8; ++e) share[e] = fc.x[e];
+}}""".replace("FRAGMENT", _FRAGMENT)
+_FRAGMENT_STORE = """\
+__device__ __forceinline__ void {name}(float* c, const float* share, long long ldc) {{
+  using namespace nvcuda;
+  __syncwarp();
+  FRAGMENT fc;
+  for (int e = 0; e < 8; ++e) fc.x[e] = share[e];
+  wmma::store_matrix_sync(c, fc, (unsigned)ldc, {c_layout});
+}}""".replace("FRAGMENT", _FRAGMENT)
 
 
 def matmul_schedule(M: int, N: int, K: int, warps: tuple[int, int] = (2, 2),

@@ -315,7 +315,9 @@ def _tensorized_nest(plan: StagePlan, nest, buffers, depth):
     """The nest of a stage whose loops from its tensorize axis inward (the tile) are
     replaced by the intrinsic's statements (`tex.schedule.tensorize.lower_tile` checks
     that they match). With reduction loops outside the tile, the intrinsic's reset
-    takes the place of the init nest's body and its update that of the update's."""
+    takes the place of the init nest's body and its update that of the update's; or,
+    when those loops are plain reductions and the intrinsic has an `Accumulator`, the
+    tile stays in its local buffer across them and is stored once after them."""
     stage = plan.stage
     leaves = stage.leaf_iter_vars
     axis = stage.tensorized[0]
@@ -331,7 +333,25 @@ def _tensorized_nest(plan: StagePlan, nest, buffers, depth):
         raise LoweringError(f"tensorize on stage {stage.name}, axis {axis.name}: a reduction "
                             "loop outside the tile is bound to a GPU thread axis; keep the "
                             "reduction loops serial around a tensorized tile")
+    accumulator = tile.accumulator
+    if accumulator is not None and all(v.kind == "reduce" and stage.annotations.get(v) in
+                                       (None, "unroll") for v in outer[first:]):
+        update = nest.build(outer[first:], accumulator.update,
+                            {c: d - first for c, d in depth.items() if d >= first})
+        store = _under_moved_guards(plan, depth, first, accumulator.store)
+        body = Allocate(accumulator.buffer, seq(accumulator.reset, update, store))
+        return nest.build(outer[:first], body, {c: d for c, d in depth.items() if d < first})
     return _init_and_update(plan, nest, outer, first, tile.reset, tile.update, depth)
+
+
+def _under_moved_guards(plan, depth, first: int, stmt):
+    """`stmt`, which runs after the reduction loops from position `first`, under the bound
+    checks of the data loops that went down into them (below stages computed there,
+    which every thread must reach)."""
+    moved = [cond for data, cond in plan.guards if data and depth[cond] >= first]
+    if not moved:
+        return stmt
+    return IfThenElse(functools.reduce(lambda a, b: ops.logical("and", a, b), moved), stmt)
 
 
 def _kernel_bindings(stage, plans) -> list:
@@ -389,11 +409,7 @@ def _gpu_reduction(plan, nest, body, outs, store_index, depth, first):
         write = seq(*(Store(b, r, store_index(o)) for (b, o), r in zip(outs, results)))
     if thread_leaf is not None:
         write = IfThenElse(ops.compare("eq", ThreadIndex(stage.bindings[thread_leaf]), 0), write)
-    # bound checks of the data loops that went down into the reduction loops (below stages
-    # computed there, which every thread must reach) hold for the write too
-    moved = [cond for data, cond in plan.guards if data and depth[cond] >= first]
-    if moved:
-        write = IfThenElse(functools.reduce(lambda a, b: ops.logical("and", a, b), moved), write)
+    write = _under_moved_guards(plan, depth, first, write)
     one_thread = _one_of_the_copies(plan, nest.plans)
     if one_thread is not None:
         write = IfThenElse(one_thread, write)

@@ -32,6 +32,12 @@ axis and what differs):
    tile is bound to it, and no stage of the kernel binds it to more threads
    than the intrinsic's loop has, so the block has exactly that many.
 
+An intrinsic may also keep the output tile in registers across the
+reduction loops outside the tile (`Accumulator`): lowering then resets a
+local buffer before those loops, updates it in them and stores it to the
+output tile after them, when every loop between the first of them and the
+tile is a plain reduction loop (else the tile is updated in memory).
+
 TVM: `te.decl_tensor_intrin` and `s[C].tensorize`; the (body, reset, update)
 triple that `lower_fn` may return is TVM's.
 """
@@ -103,6 +109,19 @@ class TileView:
         return Load(self.buffer, self.origin)
 
 
+@dataclass(frozen=True)
+class Accumulator:
+    """An intrinsic's output tile kept in `buffer` (scope "local": registers) across the
+    reduction loops outside the tile: `reset` fills it with the reducer's identity,
+    `update` accumulates one tile of the inputs into it, `store` writes it to the
+    output tile once the reduction is done."""
+
+    buffer: Buffer
+    reset: Stmt
+    update: Stmt
+    store: Stmt
+
+
 class TensorIntrin:
     """A declared intrinsic: the computation `op` it performs and how to lower it.
 
@@ -139,6 +158,8 @@ def decl_tensor_intrin(compute, lower_fn, name: str | None = None) -> TensorIntr
     output tile with the reducer's identity, `update` accumulates into it.
     A reduction tensorized with its reduction loops outside the tile needs
     reset and update; with all of them inside, body (or reset then update).
+    A fourth element, an `Accumulator` (or None), keeps the tile in
+    registers across reduction loops outside it where lowering can.
 
         a = tex.placeholder((16, 16), "float16"); b = ...
         k = tex.reduce_axis((0, 16))
@@ -190,12 +211,14 @@ def loop_nest(extents, body) -> Stmt:
 class TileStatements:
     """What replaces a stage's tile: the loops from `position` (in the stage's loop order)
     inward are replaced by `whole` where the tile computes its outputs from scratch,
-    or by `update` with `reset` in place of the reduction's init nest."""
+    or by `update` with `reset` in place of the reduction's init nest, or by
+    `accumulator`'s statements (see `Accumulator`) when the intrinsic has one."""
 
     position: int
     whole: Stmt | None
     reset: Stmt | None
     update: Stmt | None
+    accumulator: Accumulator | None = None
 
 
 def lower_tile(plan, buffers: dict, children: dict, depth: dict, enclosing_tags: set,
@@ -233,8 +256,10 @@ def lower_tile(plan, buffers: dict, children: dict, depth: dict, enclosing_tags:
         result = intrin.lower_fn(inputs, [output])
     except LoweringError as e:  # the intrinsic refuses these tiles: say where
         raise LoweringError(f"{where}: {e}") from e
-    parts = _parts(result, intrin, where)
-    _check_thread_loops(parts, enclosing_tags, kernel_bindings, intrin, where)
+    parts, accumulator = _parts(result, intrin, where)
+    statements = parts if accumulator is None else \
+        parts + (accumulator.reset, accumulator.update, accumulator.store)
+    _check_thread_loops(statements, enclosing_tags, kernel_bindings, intrin, where)
     body, reset, update = parts
     if reductions_outside or (body is None and plan.op.reduce_axis):
         needed = {"reset": reset, "update": update}
@@ -246,7 +271,7 @@ def lower_tile(plan, buffers: dict, children: dict, depth: dict, enclosing_tags:
                                 "which this placement of the tile needs (lower_fn returns "
                                 "(body, reset, update))")
     if reductions_outside:
-        return TileStatements(position, None, reset, update)
+        return TileStatements(position, None, reset, update, accumulator)
     if body is None:
         body = seq(reset, update) if plan.op.reduce_axis else update
     return TileStatements(position, body, reset, update)
@@ -470,19 +495,25 @@ def _dot(values, strides) -> Expr:
 
 
 def _parts(result, intrin, where) -> tuple:
-    """(body, reset, update) from what lower_fn returned, checked."""
+    """((body, reset, update), accumulator or None) from what lower_fn returned, checked."""
+    accumulator = None
     if isinstance(result, Stmt):
         parts = (None, None, result)
-    elif isinstance(result, tuple) and len(result) == 3:
-        parts = result
+    elif isinstance(result, tuple) and len(result) in (3, 4):
+        parts, accumulator = tuple(result[:3]), (result[3] if len(result) == 4 else None)
     else:
         raise LoweringError(f"{where}: lower_fn of intrinsic {intrin.name} must return a "
-                            f"statement or (body, reset, update), got {result!r}")
+                            f"statement or (body, reset, update[, accumulator]), got {result!r}")
     for which, stmt in zip(("body", "reset", "update"), parts):
         if stmt is not None and not isinstance(stmt, Stmt):
             raise LoweringError(f"{where}: lower_fn of intrinsic {intrin.name} returned a "
                                 f"{type(stmt).__name__} as {which}, not a loop-IR statement")
-    return parts
+    if accumulator is not None and not (isinstance(accumulator, Accumulator)
+                                        and accumulator.buffer.scope == "local"):
+        raise LoweringError(f"{where}: lower_fn of intrinsic {intrin.name} returned "
+                            f"{accumulator!r} as its accumulator, not an Accumulator of a "
+                            "local buffer")
+    return parts, accumulator
 
 
 def _check_thread_loops(parts, enclosing_tags: set, kernel_bindings: list, intrin, where):
