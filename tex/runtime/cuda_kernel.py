@@ -134,7 +134,8 @@ class CudaKernel(Signature):
         `seed` (not 0) shuffles the order of blocks and threads, to expose races. See
         `tex.runtime.cuda_simulator`."""
         def run(args, env, launches):
-            cuda_simulator.run(self, args, env, launches, seed)
+            cuda_simulator.run(self.name, self._module, self._params, args, self._values(env),
+                               launches, seed)
         return self._bind_and_run(args, run, host_outputs=True)
 
     def _bind_and_run(self, args: tuple, run: Callable, host_outputs: bool = False):

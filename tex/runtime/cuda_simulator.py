@@ -57,40 +57,39 @@ def compiler() -> str | None:
     return shutil.which(os.environ.get("CXX", "g++"))
 
 
-def run(kernel, args: list, env: list, launches: list, seed: int = 0):
-    """Run `kernel`'s `launches` (each (CudaLaunch, grid, block)) on host copies of `args`
-    (checked `Arg`s in parameter order, with env the size variables' values), then copy
-    the outputs back. `seed` 0 runs blocks and threads in index order; another seed
-    shuffles both (see the header)."""
+def run(name: str, module, params: list, args: list, sizes: dict, launches: list,
+        seed: int = 0):
+    """Run the `launches` (each (CudaLaunch, grid, block)) of kernel `name`'s CudaModule
+    `module` on host copies of `args` (checked `Arg`s of its `params`, in order; `sizes`
+    the size variables' values, {Var: int}), then copy the outputs back. `seed` 0 runs
+    blocks and threads in index order; another seed shuffles both (see the header)."""
     if not isinstance(seed, int) or not 0 <= seed < 2 ** 32:
         raise ArgumentError(f"simulate: seed must be an int in [0, 2**32), got {seed!r}")
-    for p, arg in zip(kernel._params, args):
+    for p, arg in zip(params, args):
         if arg.host is None:
             raise ArgumentError(f"{p.label}: the simulator takes NumPy arrays, not device "
                                 "memory")
-    module = kernel._module
     library = _library(module.source, [launch.name for launch in module.launches])
-    values = kernel._values(env)
-    memory = {p.buffer: _Guarded(arg.host) for p, arg in zip(kernel._params, args)}
+    memory = {p.buffer: _Guarded(arg.host) for p, arg in zip(params, args)}
     for buffer in module.temporaries:
-        nbytes = math.prod(int(evaluate(e, values)) for e in buffer.shape) \
+        nbytes = math.prod(int(evaluate(e, sizes)) for e in buffer.shape) \
             * buffer.dtype.numpy.itemsize
         memory[buffer] = _Guarded(None, nbytes)
     with _lock:
         for launch, grid, block in launches:
-            sizes = [ctypes.c_longlong(env[kernel._slots[var]]) for var in launch.size_vars]
+            values = [ctypes.c_longlong(sizes[var]) for var in launch.size_vars]
             pointers = [memory[b].address for b in launch.params] + \
-                [ctypes.addressof(size) for size in sizes]
+                [ctypes.addressof(value) for value in values]
             argv = (ctypes.c_void_p * max(1, len(pointers)))(*pointers)
             dims = (ctypes.c_longlong * 6)(*grid, *block)
-            where = (f"simulated CUDA kernel {kernel.name}, launch {launch.name} "
+            where = (f"simulated CUDA kernel {name}, launch {launch.name} "
                      f"(grid {grid}, block {block})")
             error = getattr(library, "tex_sim_" + launch.name)(argv, dims, seed)
             if error:
                 raise DeviceError(f"{where}: {error.decode()}")
             for buffer in launch.params:
                 memory[buffer].check_guards(f"{where} wrote outside buffer {buffer.name}")
-    for p, arg in zip(kernel._params, args):
+    for p, arg in zip(params, args):
         if p.is_output:
             memory[p.buffer].copy_to(arg.host)
 
@@ -118,7 +117,7 @@ class _Guarded:
             raise DeviceError(message)
 
     def copy_to(self, array: np.ndarray):
-        array.reshape(-1).view(np.uint8)[:] = self._data
+        np.copyto(array, self._data.view(array.dtype).reshape(array.shape))
 
 
 def _wrappers(launch_names: list[str]) -> str:
