@@ -20,7 +20,8 @@ live schedule, so every call is legal by construction. Phases, in order:
 With `gpu=True`, phase 5 binds instead of running in parallel: each root
 stage's first loop (a data loop; data loops are first reordered outside the
 reduction loops if need be) goes to blockIdx.x and its second, when a
-data loop of constant extent up to 1024, to threadIdx.x; sometimes a
+data loop of constant extent up to 1024, to threadIdx.x, and sometimes a
+third data loop to threadIdx.y, blockIdx.y or a virtual thread; sometimes a
 reduction loop of constant extent up to 1024 goes to the free threadIdx axis
 with a random strategy ("shared", or "warp" where it may apply), and
 sometimes (sums, minima and maxima) the outer reduction loop goes to
@@ -307,6 +308,12 @@ class _ScheduleWriter:
                       f'tex.thread_axis("threadIdx.x"))')
             free.remove("threadIdx.x")
             threads = extents[leaves[1]]
+            self.bind_third_data_loop(stage, threads)
+            if "threadIdx.y" in stage.bindings.values():
+                free.remove("threadIdx.y")
+                threads *= extents[leaves[2]]
+        if not free:
+            return
         reduce = [v for v in leaves if v.kind == "reduce"]
         first = leaves.index(reduce[0]) if reduce else None
         if not reduce or any(v.kind == "data" for v in leaves[first:]):
@@ -318,6 +325,22 @@ class _ScheduleWriter:
             name = self.axis(stage, reduce[0])
             self.emit(f'{self.st(stage)}.bind({name}, tex.thread_axis("blockIdx.y"))')
             self.emit(f'{self.st(stage)}.reduce_strategy({name}, "atomic")')
+
+    def bind_third_data_loop(self, stage, threads: int):
+        """Sometimes give the stage's third loop, a data loop, to threadIdx.y (when its
+        extent is constant and the block stays within 1024 threads), blockIdx.y or a
+        virtual thread."""
+        leaves, rng = stage.leaf_iter_vars, self.rng
+        if len(leaves) < 3 or leaves[2].kind != "data" or rng.random() < 0.6:
+            return
+        extent = constant_extents(stage).get(leaves[2]) or 0
+        tags = ["blockIdx.y"]
+        if 0 < extent * threads <= 1024:
+            tags.append("threadIdx.y")
+        if 0 < extent <= 8:
+            tags.append("vthread")
+        self.emit(f'{self.st(stage)}.bind({self.axis(stage, leaves[2])}, '
+                  f'tex.thread_axis("{rng.choice(tags)}"))')
 
     def reduce_across_threads(self, stage, leaf, tag: str, most: int):
         """Bind reduction loop `leaf` to thread axis `tag` if its extent is constant and at
