@@ -140,3 +140,21 @@ def test_guarded_vector_lanes_are_stored_one_by_one():
     source = tex.build(s, [a, b], target="cuda").get_source("cuda")
     guards = [line.strip() for line in source.splitlines() if "< 1001" in line]
     assert len(guards) == 4 and all(line.startswith("if (") for line in guards)
+
+
+# the schedules bench/gpu.py times, at small sizes that do not divide their tiles
+BENCH_CASES = {
+    "matmul 128x128 tiles": lambda: cases.matmul(200, 200, 200, tile=128, per_thread=8, step=8),
+    "row sum, 512 threads": lambda: cases.row_reduce(37, 3000, "warp", threads=512),
+    "softmax, 512 threads": lambda: cases.softmax(37, 3000, threads=512),
+    **{f"strategy {s}": (lambda s=s: cases.row_reduce(50, 700, s, threads=256))
+       for s in ("shared", "warp", "atomic")},
+}
+
+
+@needs_compiler
+@pytest.mark.parametrize("name", sorted(BENCH_CASES))
+def test_the_benchmarks_schedules_in_the_simulator(name):
+    case = BENCH_CASES[name]()
+    inputs = case.inputs()
+    check(case, inputs, case.build().simulate(*inputs, seed=2))
