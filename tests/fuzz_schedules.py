@@ -28,7 +28,8 @@ sometimes (sums, minima and maxima) the outer reduction loop goes to
 blockIdx.y with the "atomic" strategy. Stages computed inside a kernel keep
 their loops (per thread, or per block, where every thread computes the same
 values), except that a stage computed at a block-level loop sometimes gives a
-data loop to threadIdx.x, to be computed by the block's threads together.
+data loop to threadIdx.x, to be computed by the block's threads together, and
+is sometimes double-buffered when that loop is serial.
 """
 from __future__ import annotations
 
@@ -386,6 +387,9 @@ class _ScheduleWriter:
             leaf = self.rng.choice(fitting)
             self.emit(f'{self.st(stage)}.bind({self.axis(stage, leaf)}, '
                       f'tex.thread_axis("threadIdx.x"))')
+        if axis not in target.bindings and axis not in target.annotations and \
+                self.rng.random() < 0.4:
+            self.emit(f"{self.st(stage)}.double_buffer()")
 
     def inside_parallel(self, stage) -> bool:
         """Whether `stage` is computed inside a parallel loop of some consumer."""

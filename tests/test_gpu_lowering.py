@@ -370,3 +370,84 @@ def test_a_thread_reduction_in_a_thread_loop_shorter_than_the_block_runs_in_ever
     kernel = tex.build(s, [a, out], target="cuda")
     assert "block=(8, 4, 1)" in kernel.get_source("tex")
     np.testing.assert_allclose(kernel.simulate(data), data.sum(axis=2), rtol=1e-5, atol=1e-6)
+
+
+# --- double_buffer -----------------------------------------------------------------------------
+def _double_buffered_matmul(n=100, m=90, k=70):
+    case = cases.matmul(n=n, m=m, k=k)
+    for stage in case.schedule.stages:
+        if stage.name.endswith("_shared"):
+            stage.double_buffer()
+    return case
+
+
+def test_double_buffer_fetches_the_next_tiles_before_computing_on_these():
+    case = _double_buffered_matmul()
+    text = lowered(case)
+    loop = text[text.index("for r_outer_pair in range(3):"):]
+    assert "B_shared_next = allocate(float32[1024], 'shared')" in text
+    assert "double_buffer()" in str(case.schedule)
+    first_half = loop[:loop.index("B_shared[")]
+    # the next tiles are written before the current ones are read, with no barrier between
+    writes_next, reads_now = first_half.index("B_shared_next["), first_half.index("A_shared[")
+    assert writes_next < reads_now and "sync_threads()" not in first_half[writes_next:reads_now]
+    body = loop[:loop.index("for i_inner_inner")]
+    assert body.count("sync_threads()") == 2  # one per iteration of the original loop
+
+
+@needs_compiler
+@pytest.mark.parametrize("k", [64, 70, 16, 5])  # 4, 5, 1 and 1 steps of 16
+def test_double_buffered_matmul_matches_numpy(k):
+    case = _double_buffered_matmul(k=k)
+    kernel = case.build()
+    inputs = case.inputs()
+    for seed in (0, 1):
+        np.testing.assert_allclose(kernel.simulate(*inputs, seed=seed), case.reference(*inputs),
+                                   rtol=1e-4, atol=1e-4)
+
+
+@needs_compiler
+def test_double_buffer_with_a_symbolic_number_of_steps():
+    n, k = 40, tex.var("k")
+    a = tex.placeholder((n, k), name="a")
+    r = tex.reduce_axis((0, k), name="r")
+    out = tex.compute((n,), lambda i: tex.sum(a[i, r] * 2.0, axis=r), name="out")
+    s = tex.create_schedule(out.op)
+    cached = s.cache_read(a, "shared", [out])
+    bo, bi = s[out].split(out.op.axis[0], factor=16)
+    ro, ri = s[out].split(r, factor=8)
+    s[out].bind(bo, tex.thread_axis("blockIdx.x"))
+    s[out].bind(bi, tex.thread_axis("threadIdx.x"))
+    s[cached].compute_at(s[out], ro)
+    s[cached].bind(s[cached].op.axis[0], tex.thread_axis("threadIdx.x"))
+    s[cached].double_buffer()
+    kernel = tex.build(s, [a, out], target="cuda")
+    for steps in (0, 1, 2, 3):
+        data = np.random.default_rng(steps).standard_normal((n, 8 * steps - 3 * (steps > 0)))
+        data = data.astype("float32")
+        np.testing.assert_allclose(kernel.simulate(data), 2 * data.sum(axis=1), rtol=1e-5,
+                                   atol=1e-5)
+
+
+def test_double_buffer_errors():
+    a = tex.placeholder((64, 64), name="a")
+    b = tex.compute((64, 64), lambda i, j: a[i, j] + 1.0, name="b")
+    s = tex.create_schedule(b.op)
+    s[b].double_buffer()
+    with pytest.raises(tex.LoweringError, match="double_buffer on stage b: it is computed at "
+                                                "the root"):
+        tex.lower(s, [a, b], target="cuda")
+    case = cases.matmul(n=100, m=90, k=70)
+    for stage in case.schedule.stages:
+        if stage.name.endswith("_shared"):
+            stage.double_buffer()
+            stage.set_scope("local")
+    with pytest.raises(tex.LoweringError, match="into local memory; double buffering is for "
+                                                "shared memory"):
+        lowered(case)
+    case = _double_buffered_matmul()
+    attach = next(st for st in case.schedule.stages if st.name.endswith("_shared")).attach
+    attach.stage.unroll(attach.axis)
+    with pytest.raises(tex.LoweringError, match="loop r_outer of stage C_local, which is "
+                                                "unrolled; double-buffer at a serial loop"):
+        lowered(case)

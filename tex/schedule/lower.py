@@ -35,7 +35,7 @@ from tex.schedule.bound import (StagePlan, drop_unneeded_guards, enclosing_loops
                                 infer_region, storage_scope)
 from tex.schedule.tensorize import lower_tile
 from tex.tensor import PlaceholderOp, Tensor
-from tex.visitor import collect, free_vars, substitute, transform, unique_definitions
+from tex.visitor import Rewriter, collect, free_vars, substitute, transform, unique_definitions
 
 _ZERO = Const(INDEX, 0)
 _LOOP_KIND = {None: "serial", "parallel": "parallel", "vectorize": "vectorized",
@@ -150,6 +150,10 @@ def _plan_stages(sch) -> list[StagePlan]:
 def _check_attach(plan: StagePlan, by_stage: dict):
     attach = plan.stage.attach
     if attach.kind != "at":
+        if plan.stage.double_buffered:
+            raise LoweringError(f"double_buffer on stage {plan.stage.name}: it is computed "
+                                "at the root; compute it at a serial loop of its consumer "
+                                "with compute_at")
         return
     target = by_stage.get(attach.stage)
     name = plan.stage.name
@@ -553,7 +557,8 @@ class _NestBuilder:
             if pos < 0:
                 break
             leaf = leaves[pos]
-            for child in reversed(self.children.get(leaf, []) if with_children else ()):
+            children = self.children.get(leaf, []) if with_children else []
+            for child in reversed([c for c in children if not c.stage.double_buffered]):
                 child_nest = _stage_nest(child, self.buffers, self.plans)
                 stmt = seq(child_nest, stmt)
                 for t in child.op.outputs:
@@ -564,8 +569,71 @@ class _NestBuilder:
             tag = plan.stage.bindings.get(leaf)
             kind = "bound" if tag else _LOOP_KIND[plan.stage.annotations.get(leaf)]
             pragmas = tuple(plan.stage.pragmas.get(leaf, ()))
-            stmt = For(rename.get(leaf.var, leaf.var), _ZERO, extent, kind, stmt, pragmas, tag)
+            var = rename.get(leaf.var, leaf.var)
+            fills = [c for c in children if c.stage.double_buffered]
+            if fills:
+                stmt = self._double_buffered(leaf, var, extent, kind, pragmas, fills, stmt)
+            else:
+                stmt = For(var, _ZERO, extent, kind, stmt, pragmas, tag)
         return stmt
+
+    def _double_buffered(self, leaf, var, extent, kind, pragmas, fills, rest):
+        """Loop `leaf` (variable `var`) over `rest`, with the `fills` (the double-buffered
+        stages computed at it) filling one of two buffers for the next iteration while
+        `rest` reads the other (see `Stage.double_buffer`): unrolled by two, with the
+        first fill before the loop."""
+        stage = self.plan.stage
+        buffers = [self.buffers[t][0] for c in fills for t in c.op.outputs]
+        for child, buffer in zip(fills, buffers):
+            where = (f"double_buffer on stage {child.stage.name}: it is computed at loop "
+                     f"{leaf.name} of stage {stage.name}")
+            if kind != "serial":
+                raise LoweringError(f"{where}, which is {kind}; double-buffer at a serial loop")
+            if buffer.scope != "shared":
+                raise LoweringError(f"{where}, into {buffer.scope} memory; double buffering is "
+                                    "for shared memory (compute it at a loop outside the "
+                                    "threadIdx loops, or set_scope('shared'))")
+        second = {b: Buffer(b.name + "_next", b.dtype, b.shape, b.scope, b.strides)
+                  for b in buffers}
+        fill = seq(*(_stage_nest(c, self.buffers, self.plans) for c in fills))
+
+        def step(stmt, index, odd: bool):
+            stmt = substitute(stmt, {var: index})
+            return _BufferSwap(second).rewrite(stmt) if odd else stmt
+
+        pair = Var(var.name + "_pair", INDEX)
+        even = ops.binary("mul", pair, 2)
+        odd = ops.binary("add", even, 1)
+        after = ops.binary("add", even, 2)
+        body = seq(IfThenElse(ops.compare("lt", odd, extent), step(fill, odd, True)),
+                   step(rest, even, False),
+                   IfThenElse(ops.compare("lt", odd, extent), seq(
+                       IfThenElse(ops.compare("lt", after, extent), step(fill, after, False)),
+                       step(rest, odd, True))))
+        pairs = ops.binary("floordiv", ops.binary("add", extent, 1), 2)
+        stmt = seq(step(fill, _ZERO, False), For(pair, _ZERO, pairs, "serial", body, pragmas))
+        if not (isinstance(extent, Const) and extent.value >= 1):
+            stmt = IfThenElse(ops.compare("lt", _ZERO, extent), stmt)
+        for buffer in reversed(buffers):
+            stmt = Allocate(buffer, Allocate(second[buffer], stmt))
+        return stmt
+
+
+class _BufferSwap(Rewriter):
+    """Loads and stores of the buffers of `mapping` redirected to the buffers it maps to."""
+
+    def __init__(self, mapping: dict):
+        self.mapping = mapping
+
+    def rewrite_Load(self, node: Load):
+        node = self.generic_rewrite(node)
+        buffer = self.mapping.get(node.buffer)
+        return node if buffer is None else Load(buffer, node.indices)
+
+    def rewrite_Store(self, node: Store):
+        node = self.generic_rewrite(node)
+        buffer = self.mapping.get(node.buffer)
+        return node if buffer is None else Store(buffer, node.value, node.indices)
 
 
 #: Bytes of a cache line: one prefetch per line.

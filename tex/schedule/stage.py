@@ -105,6 +105,7 @@ class Stage:
     bindings: dict = field(default_factory=dict)      # IterVar -> thread tag
     reduce_strategies: dict = field(default_factory=dict)  # IterVar -> "shared"|"warp"|"atomic"
     tensorized: tuple | None = None                   # (IterVar, TensorIntrin) or None
+    double_buffered: bool = False
 
     @staticmethod
     def of(op, schedule, origin_op=None) -> "Stage":
@@ -425,6 +426,23 @@ class Stage:
         self.scope = scope
         self._touch()
 
+    def double_buffer(self):
+        """Overlap the copy into this stage's shared buffer with the work that reads it.
+
+        For a stage computed in shared memory at a serial loop of its consumer (a tile
+        fetched at each step of a reduction, say), lowering keeps two buffers and
+        fills one for the next iteration while the consumer reads the other: the
+        first tile is fetched before the loop, and each iteration fetches the next
+        one before computing on the current one (the loop is unrolled by two, each
+        half with its own buffer). One barrier per iteration remains instead of two,
+        and the next tile's loads are issued before the arithmetic on this one.
+        Checked by lowering: the stage is computed with compute_at, at a serial loop
+        (not bound, unrolled, vectorized or parallel), in shared memory.
+        TVM: `double_buffer`.
+        """
+        self.double_buffered = True
+        self._touch()
+
     # --- GPU ---------------------------------------------------------------------
     def bind(self, axis, thread_axis):
         """Run the iterations of loop `axis` on the GPU threads of `thread_axis`.
@@ -541,6 +559,8 @@ class Stage:
             lines.append(f"tensorize({self.tensorized[0].name}, {self.tensorized[1].name})")
         if self.scope != "global":
             lines.append(f"set_scope({self.scope!r})")
+        if self.double_buffered:
+            lines.append("double_buffer()")
         if self.attach.kind == "at":
             lines.append(f"compute_at({self.attach.stage.name}, {self.attach.axis.name})")
         elif self.attach.kind == "inline":
