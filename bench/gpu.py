@@ -3,7 +3,8 @@
     python -m bench.gpu [--samples N] [--json FILE] [--quick]
 
 Prints, with the device's name:
-* float32 matmul 4096³ (GFLOP/s; tex's shared-memory schedule against torch.matmul),
+* float32 matmul 4096³ (GFLOP/s; tex's shared-memory schedule, plain and double-buffered,
+  against torch.matmul),
 * float16 tensor-core matmul 4096³ with float32 accumulation (tex's WMMA schedule
   against torch.matmul on float16),
 * row sum and softmax over 8192x8192 (GB/s, against the measured device-to-device
@@ -79,15 +80,16 @@ def copy_bandwidth(torch, samples: int) -> float:
 
 def matmul_rows(torch, samples: int, n: int) -> list:
     rows = []
-    case = cases.matmul(n, n, n, tile=128, per_thread=8, step=8)
-    kernel = case.build()
-    inputs = _device_inputs(torch, case)
-    out = _checked(torch, kernel, case, inputs, (n, n), rtol=1e-2)
     flops = 2 * n**3
-    tex_s = _time(torch, lambda: kernel(*inputs, out), samples)
-    ref_s = _time(torch, lambda: torch.matmul(*inputs), samples)
-    rows.append((f"matmul {n}^3 float32", "GFLOP/s", flops / tex_s / 1e9,
-                 flops / ref_s / 1e9, "cuBLAS"))
+    for double_buffer in (False, True):
+        case = cases.matmul(n, n, n, tile=128, per_thread=8, step=8, double_buffer=double_buffer)
+        kernel = case.build()
+        inputs = _device_inputs(torch, case)
+        out = _checked(torch, kernel, case, inputs, (n, n), rtol=1e-2)
+        tex_s = _time(torch, lambda: kernel(*inputs, out), samples)
+        ref_s = _time(torch, lambda: torch.matmul(*inputs), samples)
+        label = f"matmul {n}^3 float32" + (", double-buffered" if double_buffer else "")
+        rows.append((label, "GFLOP/s", flops / tex_s / 1e9, flops / ref_s / 1e9, "cuBLAS"))
     try:
         from tex.intrin.cuda_wmma import matmul_schedule
     except ImportError:

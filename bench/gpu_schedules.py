@@ -57,10 +57,11 @@ def elementwise(n: int, threads: int = 256, vector: int = 1) -> GpuCase:
 
 
 def matmul(n: int, m: int, k: int, tile: int = 64, per_thread: int = 4, step: int = 16,
-           dtype: str = "float32") -> GpuCase:
+           dtype: str = "float32", double_buffer: bool = False) -> GpuCase:
     """C = A @ B: a tile x tile block of C per block of (tile / per_thread)² threads, each
     thread a per_thread² register tile; A and B staged through shared memory
-    `step` columns / rows at a time, fetched by all threads together."""
+    `step` columns / rows at a time, fetched by all threads together (the next step's
+    while this one's are used, with `double_buffer`)."""
     A = tex.placeholder((n, k), dtype, name="A")
     B = tex.placeholder((k, m), dtype, name="B")
     r = tex.reduce_axis((0, k), name="r")
@@ -93,8 +94,10 @@ def matmul(n: int, m: int, k: int, tile: int = 64, per_thread: int = 4, step: in
         fy, fx = s[staged].split(lanes, factor=threads)
         _bind(s[staged], fy, "threadIdx.y")
         _bind(s[staged], fx, "threadIdx.x")
-    return GpuCase("matmul", s, [A, B, C], lambda a, b: a.astype("float64") @ b,
-                   [(n, k), (k, m)], dtype)
+        if double_buffer:
+            s[staged].double_buffer()
+    return GpuCase("matmul_double_buffered" if double_buffer else "matmul", s, [A, B, C],
+                   lambda a, b: a.astype("float64") @ b, [(n, k), (k, m)], dtype)
 
 
 def conv2d(batch: int, channels: int, filters: int, size: int, kernel: int = 3,
@@ -271,7 +274,8 @@ def softmax(rows: int, cols: int, threads: int = 256) -> GpuCase:
 
 def all_cases() -> list[GpuCase]:
     """Every schedule at small, awkward sizes (none divides its split factors)."""
-    cases = [elementwise(1000), elementwise(1000, threads=64, vector=4), matmul(100, 90, 70), conv2d(1, 5, 6, 13), column_sum(77, 70),
+    cases = [elementwise(1000), elementwise(1000, threads=64, vector=4), matmul(100, 90, 70),
+             matmul(100, 90, 70, double_buffer=True), conv2d(1, 5, 6, 13), column_sum(77, 70),
              softmax(9, 1000), full_sum(10_000, "shared"), full_sum(10_000, "warp"),
              full_sum(10_000, "atomic")]
     for strategy in ("shared", "warp", "atomic"):

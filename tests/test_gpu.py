@@ -145,6 +145,8 @@ def test_guarded_vector_lanes_are_stored_one_by_one():
 # the schedules bench/gpu.py times, at small sizes that do not divide their tiles
 BENCH_CASES = {
     "matmul 128x128 tiles": lambda: cases.matmul(200, 200, 200, tile=128, per_thread=8, step=8),
+    "matmul 128x128 tiles, double-buffered": lambda: cases.matmul(
+        200, 200, 200, tile=128, per_thread=8, step=8, double_buffer=True),
     "row sum, 512 threads": lambda: cases.row_reduce(37, 3000, "warp", threads=512),
     "softmax, 512 threads": lambda: cases.softmax(37, 3000, threads=512),
     **{f"strategy {s}": (lambda s=s: cases.row_reduce(50, 700, s, threads=256))
