@@ -12,7 +12,8 @@ size variables. Temporaries are flat global buffers (name, dtype, shape:
 what `split_host_device` leaves). Expressions (launch dimensions,
 temporaries' extents, all over the size variables) are nested lists
 `[node class, field, ...]`, a size variable `["Var", k]`, a `dtype` field
-its name. The cubin is not in the text; the target is the caller's.
+its name (`tex.expr_json`). The cubin is not in the text; the target is the
+caller's.
 
 `module_from_json(module_to_json(m, f), m.target, m.cubin, g)` is `m` with
 `f`'s params and size variables replaced by `g`'s, when `g` has the same
@@ -21,18 +22,12 @@ interface (as two schedules with one fingerprint do).
 from __future__ import annotations
 
 import json
-from dataclasses import fields
 
-from tex import expr as E
+from tex import expr_json
 from tex.codegen.cuda import CudaLaunch, CudaModule
 from tex.dtype import as_dtype
 from tex.errors import TexError
 from tex.ir import Buffer, KernelInterface, LoweredFunc
-
-#: The expression nodes a description may hold (variables aside).
-_NODES = {cls.__name__: cls for cls in (E.Const, E.Binary, E.Compare, E.Logical, E.Not,
-                                        E.Select, E.Cast, E.Call)}
-
 
 def module_to_json(module: CudaModule, func: LoweredFunc | KernelInterface) -> str:
     """The description of `module`, built for `func` (see the module docstring)."""
@@ -40,9 +35,7 @@ def module_to_json(module: CudaModule, func: LoweredFunc | KernelInterface) -> s
     buffers = {b: k for k, b in enumerate((*func.params, *module.temporaries))}
 
     def write(e):
-        if isinstance(e, E.Var):
-            return ["Var", sizes[e]]
-        return [type(e).__name__, *(_field(e, name, write) for name in _init_fields(e))]
+        return expr_json.to_json(e, sizes)
 
     return json.dumps({
         "source": module.source,
@@ -64,13 +57,7 @@ def module_from_json(text: str, target, cubin: bytes,
         sizes = func.size_vars
 
         def read(value):
-            if value[0] == "Var":
-                return sizes[_index(value[1])]
-            cls = _NODES[value[0]]
-            names = _init_fields(cls)
-            if len(value) != len(names) + 1:
-                raise ValueError(f"{value[0]} takes {len(names)} fields")
-            return cls(*(_read_field(name, v, read) for name, v in zip(names, value[1:])))
+            return expr_json.from_json(value, sizes)
 
         temporaries = tuple(Buffer(_text(name), as_dtype(dtype), tuple(map(read, shape)))
                             for name, dtype, shape in data["temporaries"])
@@ -82,41 +69,13 @@ def module_from_json(text: str, target, cubin: bytes,
 
 
 def _launch(launch: dict, read, buffers: tuple, sizes: tuple) -> CudaLaunch:
-    params = tuple(buffers[_index(k)] for k in launch["buffers"])
-    alignments = tuple(map(_index, launch["alignments"]))
+    params = tuple(buffers[expr_json.index(k)] for k in launch["buffers"])
+    alignments = tuple(map(expr_json.index, launch["alignments"]))
     if alignments and len(alignments) != len(params):
         raise ValueError("one alignment per buffer, or none")
     return CudaLaunch(_text(launch["name"]), _three(map(read, launch["grid"])),
                       _three(map(read, launch["block"])), params,
-                      tuple(sizes[_index(k)] for k in launch["sizes"]), alignments)
-
-
-def _init_fields(node) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(node) if f.init)
-
-
-def _field(node, name: str, write):
-    value = getattr(node, name)
-    if name == "dtype":
-        return str(value)
-    if isinstance(value, tuple):
-        return [write(v) for v in value]
-    return write(value) if isinstance(value, E.Expr) else value
-
-
-def _read_field(name: str, value, read):
-    if name == "dtype":
-        return as_dtype(value)
-    if isinstance(value, list) and value and isinstance(value[0], list):
-        return tuple(map(read, value))
-    return read(value) if isinstance(value, list) else value
-
-
-def _index(value) -> int:
-    """`value`, which must be a non-negative int (not a bool)."""
-    if type(value) is not int or value < 0:
-        raise ValueError(f"expected an index, got {value!r}")
-    return value
+                      tuple(sizes[expr_json.index(k)] for k in launch["sizes"]), alignments)
 
 
 def _text(value) -> str:
