@@ -1,0 +1,126 @@
+"""export_library / load_library: CPU kernels in one shared library with a C header, called
+from another process, from C, and checked like the kernels they were."""
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import tex
+from tex.codegen import cpu_support
+
+pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
+
+
+def kernels():
+    """A parallel, vectorized matmul over a symbolic row count, and an elementwise kernel
+    with exp (a vector math routine inlined into the kernel)."""
+    n = tex.var("n")
+    A = tex.placeholder((n, 64), name="A")
+    B = tex.placeholder((64, 48), name="B")
+    k = tex.reduce_axis((0, 64), name="k")
+    C = tex.compute((n, 48), lambda i, j: tex.sum(A[i, k] * B[k, j], axis=k), name="C")
+    s = tex.create_schedule(C.op)
+    io, _ = s[C].split(C.op.axis[0], factor=8)
+    s[C].parallel(io)
+    s[C].vectorize(C.op.axis[1])
+    x = tex.placeholder((n,), "float64", name="x")
+    y = tex.compute((n,), lambda i: tex.exp(x[i]) * 2.0, name="y")
+    return [tex.build(s, [A, B, C], name="matmul"),
+            tex.build(tex.create_schedule(y.op), [x, y], name="twice_exp")]
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    return tex.export_library(kernels(), tmp_path_factory.mktemp("lib") / "ops.so")
+
+
+def test_kernels_run_in_another_process(library):
+    script = textwrap.dedent(f"""
+        import numpy as np, tex
+        lib = tex.load_library({str(library)!r})
+        rng = np.random.default_rng(0)
+        a, b = rng.random((37, 64), dtype=np.float32), rng.random((64, 48), dtype=np.float32)
+        x = rng.random(33)
+        print(lib.names, np.abs(lib.matmul(a, b) - a @ b).max(),
+              np.abs(lib.twice_exp(x) - 2 * np.exp(x)).max())
+        """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[:2] == ["('matmul',", "'twice_exp')"]
+    assert float(out[2]) < 1e-4 and float(out[3]) < 1e-12
+
+
+def test_loaded_kernels_check_arguments_like_built_ones(library):
+    lib = tex.load_library(library)
+    with pytest.raises(tex.ArgumentError, match=r"argument B \(#1\): dimension 0 should be 64"):
+        lib.matmul(np.ones((5, 64), "float32"), np.ones((63, 48), "float32"))
+    with pytest.raises(tex.ArgumentError, match="expected dtype float64, got float32"):
+        lib.twice_exp(np.ones(5, "float32"))
+    c = np.empty((5, 48), "float32")
+    lib["matmul"](np.ones((5, 64), "float32"), np.ones((64, 48), "float32"), c)
+    np.testing.assert_array_equal(c, 64.0)
+    assert "C[" in lib.matmul.get_source("tex") and "define" in lib.matmul.get_source("ll")
+    with pytest.raises(tex.ArgumentError, match="has no kernel 'conv'; it has matmul, twice_exp"):
+        lib.conv
+
+
+def test_the_header_serves_a_c_program(library, tmp_path):
+    program = tmp_path / "main.c"
+    program.write_text(textwrap.dedent("""
+        #include <stdio.h>
+        #include "ops.h"
+        int main(void) {
+          double x[3] = {0.0, 1.0, -2.0}, y[3];
+          void *buffers[2] = {x, y};
+          int64_t sizes[1] = {3};
+          twice_exp(buffers, sizes);
+          printf("%.12f %.12f %.12f\\n", y[0], y[1], y[2]);
+          return 0;
+        }
+        """))
+    header = library.with_suffix(".h").read_text()
+    assert "void twice_exp(void **buffers, int64_t *sizes);" in header
+    assert "buffers[2]: C, float[n, 48], output" in header and "sizes[0]: n" in header
+    binary = tmp_path / "main"
+    subprocess.run(["cc", "-I", str(library.parent), str(program), str(library),
+                    f"-Wl,-rpath,{library.parent}", "-o", str(binary)], check=True)
+    values = [float(v) for v in subprocess.run([str(binary)], capture_output=True, text=True,
+                                               check=True).stdout.split()]
+    np.testing.assert_allclose(values, 2 * np.exp([0.0, 1.0, -2.0]), rtol=1e-12)
+
+
+def test_export_errors(tmp_path):
+    matmul, twice_exp = kernels()
+    with pytest.raises(tex.ArgumentError, match="kernels #0 and #1 are both named 'matmul'"):
+        tex.export_library([matmul, matmul], tmp_path / "a.so")
+    with pytest.raises(tex.ArgumentError, match="give at least one kernel"):
+        tex.export_library([], tmp_path / "a.so")
+    x = tex.placeholder((8,), name="x")
+    y = tex.compute((8,), lambda i: x[i] + 1.0, name="y")
+    s = tex.create_schedule(y.op)
+    s[y].bind(y.op.axis[0], tex.thread_axis("threadIdx.x"))
+    with pytest.raises(tex.ArgumentError, match="kernel #1 is a CudaKernel; it takes CPU "
+                                                "kernels"):
+        tex.export_library([twice_exp, tex.build(s, [x, y], target="cuda")], tmp_path / "a.so")
+    odd = tex.build(tex.create_schedule(y.op), [x, y], name="not-a-name")
+    with pytest.raises(tex.ArgumentError, match="'not-a-name', which is not a C identifier"):
+        tex.export_library([odd], tmp_path / "a.so")
+
+
+def test_loading_other_files_or_for_other_cpus(library, tmp_path, monkeypatch):
+    plain = tmp_path / "plain.so"
+    source = tmp_path / "plain.c"
+    source.write_text("int answer(void) { return 42; }\n")
+    subprocess.run(["cc", "-shared", "-fPIC", str(source), "-o", str(plain)], check=True)
+    with pytest.raises(tex.ArgumentError, match="is not a library written by "
+                                                "tex.export_library"):
+        tex.load_library(plain)
+    with pytest.raises(tex.ArgumentError, match="cannot load"):
+        tex.load_library(tmp_path / "missing.so")
+    monkeypatch.setattr(cpu_support, "missing_features", lambda features: ["avx512f"])
+    with pytest.raises(tex.DeviceError, match="compiled for a .* CPU with avx512f, which this "
+                                              "CPU lacks"):
+        tex.load_library(library)

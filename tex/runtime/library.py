@@ -1,0 +1,271 @@
+"""Kernels compiled ahead of time into one shared library with a C header, and loaded back.
+
+    tex.export_library([matmul, softmax], "ops.so")    # writes ops.so and ops.h
+    ops = tex.load_library("ops.so")                    # in this process or any other
+    c = ops.matmul(a, b)                                # checked like the Kernel it was
+
+`export_library` takes CPU kernels (built for "llvm"). It compiles each one's
+optimised LLVM IR again as position-independent code, with every function but
+its entry point made internal, adds tex's thread pool when a kernel calls it,
+and links the objects with the system's C compiler ($CC, else cc) into one
+shared library. A kernel's name (`tex.build(..., name=...)`) is its C symbol, so
+the names must be distinct C identifiers.
+
+The C interface of a kernel is `void NAME(void **buffers, int64_t *sizes)`:
+`buffers[k]` points to the data of parameter k (C-contiguous, of the element type
+the header gives), `sizes[k]` is the value of size variable k. The header lists
+both, in order, with each parameter's shape. A C caller must pass consistent
+arrays itself: nothing is checked there.
+
+The library also carries a description of its kernels (the data symbol
+`tex_library_manifest`, JSON: each kernel's parameters with dtypes and shapes,
+size variables, outputs, the CPU and features it was compiled for, its loop
+program and optimised IR). `load_library` reads it and returns a `Library`
+whose kernels check every call's arguments exactly as a `Kernel` does and take
+NumPy arrays or CPU objects with `__dlpack__`, without copies. Loading
+refuses a library compiled for CPU features this machine lacks
+(`DeviceError`), since its code would stop at the first such instruction.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from llvmlite import binding as llvm
+from llvmlite import ir
+
+from tex import expr_json
+from tex.codegen import cpu_support, llvm_jit, thread_pool
+from tex.dtype import as_dtype
+from tex.errors import ArgumentError, BuildError, DeviceError
+from tex.expr import Var
+from tex.ir import Buffer, KernelInterface
+from tex.printer import to_text
+from tex.runtime.kernel import Kernel
+from tex.target import as_target
+
+MANIFEST = "tex_library_manifest"
+_FORMAT = 1
+_C_TYPES = {"bool": "bool", "int8": "int8_t", "int16": "int16_t", "int32": "int32_t",
+            "int64": "int64_t", "uint8": "uint8_t", "uint16": "uint16_t",
+            "uint32": "uint32_t", "uint64": "uint64_t", "float16": "uint16_t /* float16 */",
+            "float32": "float", "float64": "double"}
+
+
+def export_library(kernels, path) -> Path:
+    """Write the CPU `kernels` (a list of Kernels from `tex.build`) into the shared
+    library `path` and a C header beside it (`path` with suffix .h); returns `path`.
+    See the module docstring."""
+    path = Path(path)
+    kernels = list(kernels)
+    _check_exportable(kernels)
+    cc = shutil.which(os.environ.get("CC", "cc"))
+    if cc is None:
+        raise BuildError("export_library links with a C compiler: set CC or install cc")
+    manifest = {"format": _FORMAT, "kernels": [_describe(k) for k in kernels]}
+    with tempfile.TemporaryDirectory(prefix="tex-library-") as work:
+        objects = []
+        for k, kernel in enumerate(kernels):
+            objects.append(Path(work) / f"kernel{k}.o")
+            objects[-1].write_bytes(_position_independent(kernel.get_source("ll"), kernel.name,
+                                                          kernel.target))
+        if any(thread_pool.SYMBOL in kernel.get_source("ll") for kernel in kernels):
+            objects.append(Path(work) / "thread_pool.o")
+            objects[-1].write_bytes(_position_independent(thread_pool.ir_text(),
+                                                          thread_pool.SYMBOL, kernels[0].target))
+        objects.append(Path(work) / "manifest.o")
+        objects[-1].write_bytes(_manifest_object(json.dumps(manifest).encode()))
+        linked = Path(work) / "library.so"
+        command = [cc, "-shared", "-Wl,-Bsymbolic", "-o", str(linked), *map(str, objects),
+                   "-lm", "-lpthread"]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise BuildError(f"export_library: linking {path.name} failed:\n"
+                             + result.stderr[-4000:])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(linked, path)
+    path.with_suffix(".h").write_text(_header(path, kernels))
+    return path
+
+
+def _check_exportable(kernels: list):
+    if not kernels:
+        raise ArgumentError("export_library: give at least one kernel")
+    seen = {}
+    for k, kernel in enumerate(kernels):
+        if not isinstance(kernel, Kernel):
+            raise ArgumentError(f"export_library: kernel #{k} is a {type(kernel).__name__}; "
+                                "it takes CPU kernels built by tex.build(..., target='llvm')")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", kernel.name):
+            raise ArgumentError(f"export_library: kernel #{k} is named {kernel.name!r}, which "
+                                "is not a C identifier; build it with name='...'")
+        if kernel.name in seen:
+            raise ArgumentError(f"export_library: kernels #{seen[kernel.name]} and #{k} are "
+                                f"both named {kernel.name!r}; give each its own name with "
+                                "tex.build(..., name='...')")
+        seen[kernel.name] = k
+        if kernel.name == MANIFEST or kernel.name == thread_pool.SYMBOL:
+            raise ArgumentError(f"export_library: the name {kernel.name!r} is tex's own")
+
+
+def _describe(kernel: Kernel) -> dict:
+    """What load_library needs of `kernel` (see the module docstring)."""
+    sizes = {var: k for k, var in enumerate(kernel.size_vars)}
+    params = [p.buffer for p in kernel._params]
+    return {"name": kernel.name,
+            "params": [[b.name, str(b.dtype), [expr_json.to_json(e, sizes) for e in b.shape]]
+                       for b in params],
+            "sizes": [[v.name, str(v.dtype)] for v in kernel.size_vars],
+            "outputs": [p.position for p in kernel._outputs],
+            "cpu": kernel.target.cpu, "features": kernel.target.features,
+            "target": str(kernel.target), "tex": kernel.get_source("tex"),
+            "ll": kernel.get_source("ll")}
+
+
+def _position_independent(ll: str, entry: str, target) -> bytes:
+    """The object code of the LLVM module `ll` for a shared library: position-independent,
+    every defined function and variable but `entry` internal."""
+    with llvm_jit.LLVM_LOCK:
+        module = llvm.parse_assembly(ll)
+        for value in list(module.functions) + list(module.global_variables):
+            if not value.is_declaration and value.name != entry:
+                value.linkage = "internal"
+        machine = llvm.Target.from_triple(llvm.get_process_triple()).create_target_machine(
+            cpu=target.cpu, features=target.features, opt=2, reloc="pic")
+        return machine.emit_object(module)
+
+
+def _manifest_object(data: bytes) -> bytes:
+    """An object defining `tex_library_manifest`, the bytes of `data` and a final NUL."""
+    module = ir.Module(name="manifest")
+    module.triple = llvm.get_process_triple()
+    array = ir.ArrayType(ir.IntType(8), len(data) + 1)
+    variable = ir.GlobalVariable(module, array, MANIFEST)
+    variable.global_constant = True
+    variable.initializer = ir.Constant(array, bytearray(data + b"\0"))
+    with llvm_jit.LLVM_LOCK:
+        parsed = llvm.parse_assembly(str(module))
+        machine = llvm.Target.from_triple(module.triple).create_target_machine(reloc="pic")
+        return machine.emit_object(parsed)
+
+
+def _header(path: Path, kernels: list) -> str:
+    guard = re.sub(r"\W", "_", path.stem.upper()) + "_H"
+    lines = [f"/* {path.name}: kernels compiled by tex (export_library).",
+             "",
+             "   Each takes `buffers`, the data pointers of its parameters in the order",
+             "   below (C-contiguous arrays), and `sizes`, the values of its size",
+             "   variables in order. Shapes must agree with the sizes; nothing is checked.",
+             "*/",
+             f"#ifndef {guard}", f"#define {guard}", "", "#include <stdint.h>",
+             "#include <stdbool.h>", "", "#ifdef __cplusplus", 'extern "C" {', "#endif", ""]
+    for kernel in kernels:
+        lines.append(f"/* {kernel.name}")
+        for k, p in enumerate(kernel._params):
+            shape = ", ".join(to_text(e) for e in p.buffer.shape)
+            role = "output" if p.is_output else "input"
+            lines.append(f"     buffers[{k}]: {p.buffer.name}, {_C_TYPES[str(p.buffer.dtype)]}"
+                         f"[{shape}], {role}")
+        for k, var in enumerate(kernel.size_vars):
+            lines.append(f"     sizes[{k}]: {var.name}")
+        lines += ["*/", f"void {kernel.name}(void **buffers, int64_t *sizes);", ""]
+    lines += ["#ifdef __cplusplus", "}", "#endif", "", f"#endif  /* {guard} */", ""]
+    return "\n".join(lines)
+
+
+class Library:
+    """The kernels of a library written by `export_library`: `lib.NAME` or `lib["NAME"]`,
+    each a `Kernel`; `names` lists them in the order they were exported."""
+
+    def __init__(self, path: Path, handle: ctypes.CDLL, kernels: dict):
+        self.path, self._handle, self._kernels = path, handle, kernels
+        self.names = tuple(kernels)
+
+    def __getitem__(self, name: str) -> Kernel:
+        try:
+            return self._kernels[name]
+        except KeyError:
+            raise ArgumentError(f"library {self.path.name} has no kernel {name!r}; it has "
+                                f"{', '.join(self.names)}") from None
+
+    def __getattr__(self, name: str) -> Kernel:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self[name]
+
+    def __repr__(self):
+        return f"<tex.Library {self.path.name}: {', '.join(self.names)}>"
+
+
+def load_library(path) -> Library:
+    """The kernels of the library `path` that `export_library` wrote (see the module
+    docstring). Raises DeviceError if it was compiled for CPU features this machine
+    lacks, ArgumentError if `path` is not such a library."""
+    path = Path(path)
+    try:
+        handle = ctypes.CDLL(str(path.resolve()))
+    except OSError as err:
+        raise ArgumentError(f"load_library: cannot load {path}: {err}") from None
+    try:
+        manifest = json.loads(_read_manifest(handle))
+    except (ValueError, AttributeError):
+        raise ArgumentError(f"load_library: {path} is not a library written by "
+                            "tex.export_library (it has no readable "
+                            f"{MANIFEST})") from None
+    if manifest.get("format") != _FORMAT:
+        raise ArgumentError(f"load_library: {path} has manifest format "
+                            f"{manifest.get('format')!r}; this tex reads format {_FORMAT}")
+    kernels = {}
+    for entry in manifest["kernels"]:
+        lacking = cpu_support.missing_features(entry["features"])
+        if lacking:
+            raise DeviceError(f"load_library: kernel {entry['name']} of {path.name} was compiled "
+                              f"for a {entry['cpu']} CPU with {', '.join(lacking)}, which this "
+                              "CPU lacks")
+        kernels[entry["name"]] = _kernel(entry, handle, path)
+    return Library(path, handle, kernels)
+
+
+def _read_manifest(handle: ctypes.CDLL) -> str:
+    address = ctypes.addressof(ctypes.c_char.in_dll(handle, MANIFEST))
+    return ctypes.string_at(address).decode()
+
+
+def _kernel(entry: dict, handle: ctypes.CDLL, path: Path) -> Kernel:
+    size_vars = tuple(Var(name, as_dtype(dtype)) for name, dtype in entry["sizes"])
+    params = tuple(Buffer(name, as_dtype(dtype),
+                          tuple(expr_json.from_json(e, size_vars) for e in shape))
+                   for name, dtype, shape in entry["params"])
+    outputs = tuple(params[k] for k in entry["outputs"])
+    interface = KernelInterface(entry["name"], params, size_vars, outputs)
+    code = _LibraryCode(entry, ctypes.cast(getattr(handle, entry["name"]),
+                                           ctypes.c_void_p).value, handle)
+
+    def lower():
+        raise BuildError(f"kernel {entry['name']} was loaded from {path.name}; its loop "
+                         "program is kept as text only (get_source('tex'))")
+    return Kernel(interface, code, lower=lower, tex_source=entry["tex"])
+
+
+class _LibraryCode:
+    """What a Kernel needs of compiled code, for a kernel of a loaded library."""
+
+    loaded_from_disk = True
+
+    def __init__(self, entry: dict, address: int, handle: ctypes.CDLL):
+        self.name, self.address, self._handle = entry["name"], address, handle
+        self.target = as_target(entry["target"])
+        self._ll = entry["ll"]
+        self.cannot_run = cpu_support.unavailable(self._ll)
+
+    def get_source(self, fmt: str) -> str:
+        if fmt == "ll":
+            return self._ll
+        raise ArgumentError(f"kernel {self.name} was loaded from a library, which keeps its "
+                            "loop program ('tex') and optimised IR ('ll')")
