@@ -60,6 +60,8 @@ class Target:
     Attributes (CPU targets): `kind` ("llvm"), `cpu` (LLVM CPU name), `features`
     (the LLVM feature string: the host's when `-mcpu` is not given, else only
     the `-mattr` changes, LLVM deriving the rest from the CPU name),
+    `enabled_features` (the features known on, by name: all the host's without
+    `-mcpu`, else those tex knows of the CPU, `-mattr` applied),
     `vector_bits` (512 with avx512f, 256 with avx2, else 128), `num_cores`
     (cores of this machine) and `fastmath`. CUDA targets have `kind` "cuda",
     `arch` (e.g. "sm_80") and the limits lowering checks: `max_threads_per_block`,
@@ -67,8 +69,8 @@ class Target:
     (static shared memory per block) and `warp_size`.
     """
 
-    __slots__ = ("kind", "cpu", "features", "vector_bits", "num_cores", "fastmath", "arch",
-                 "max_threads_per_block", "max_block", "max_grid", "max_shared_bytes",
+    __slots__ = ("kind", "cpu", "features", "enabled_features", "vector_bits", "num_cores",
+                 "fastmath", "arch", "max_threads_per_block", "max_block", "max_grid", "max_shared_bytes",
                  "warp_size", "_mcpu", "_mattr", "_text")
 
     def __init__(self, spec: str):
@@ -82,6 +84,7 @@ class Target:
         options = _parse_options(kind, tokens, spec)
         self.kind = kind
         self.cpu, self.features, self.vector_bits, self.num_cores = None, "", 128, None
+        self.enabled_features = frozenset()  # a CPU's, by name ("avx2"), -mattr applied
         self.max_threads_per_block = self.max_block = self.max_grid = None
         self.max_shared_bytes = self.warp_size = None
         self.fastmath = "fastmath" in options
@@ -108,6 +111,7 @@ class Target:
                              f"one of {sorted(_KNOWN_CPUS)}")
         for change in changes:
             (enabled.add if change[0] == "+" else enabled.discard)(change[1:])
+        self.enabled_features = frozenset(enabled)
         self.vector_bits = 512 if "avx512f" in enabled else 256 if "avx2" in enabled else 128
         self.num_cores = os.cpu_count() or 1
 

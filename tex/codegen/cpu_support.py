@@ -48,13 +48,11 @@ def amx_unavailable(features=("amx-int8", "amx-tile")) -> str | None:
     return amx_permission()
 
 
-def missing_features(features: str) -> list[str]:
-    """The features enabled in the LLVM feature string `features` ("+avx2,-sse4a,...")
-    that this machine's CPU lacks (none when LLVM cannot read the host's features)."""
+def missing_features(features) -> list[str]:
+    """The CPU features among `features` (LLVM's names: "avx2", "avx512f", ...) that this
+    machine's CPU lacks (none when LLVM cannot read the host's features)."""
     host = _host_features()
-    if not host:
-        return []
-    return [f[1:] for f in features.split(",") if f.startswith("+") and f[1:] not in host]
+    return [f for f in features if host and f not in host]
 
 
 @lru_cache(maxsize=1)

@@ -123,7 +123,7 @@ def _describe(kernel: Kernel) -> dict:
                        for b in params],
             "sizes": [[v.name, str(v.dtype)] for v in kernel.size_vars],
             "outputs": [p.position for p in kernel._outputs],
-            "cpu": kernel.target.cpu, "features": kernel.target.features,
+            "cpu": kernel.target.cpu, "features": sorted(kernel.target.enabled_features),
             "target": str(kernel.target), "tex": kernel.get_source("tex"),
             "ll": kernel.get_source("ll")}
 
