@@ -70,8 +70,8 @@ class Target:
     """
 
     __slots__ = ("kind", "cpu", "features", "enabled_features", "vector_bits", "num_cores",
-                 "fastmath", "arch", "max_threads_per_block", "max_block", "max_grid", "max_shared_bytes",
-                 "warp_size", "_mcpu", "_mattr", "_text")
+                 "fastmath", "arch", "max_threads_per_block", "max_block", "max_grid",
+                 "max_shared_bytes", "warp_size", "_mcpu", "_mattr", "_text")
 
     def __init__(self, spec: str):
         if not isinstance(spec, str) or not spec.split():
