@@ -373,10 +373,10 @@ def test_a_thread_reduction_in_a_thread_loop_shorter_than_the_block_runs_in_ever
 
 
 # --- double_buffer -----------------------------------------------------------------------------
-def _double_buffered_matmul(n=100, m=90, k=70):
+def _double_buffered_matmul(n=100, m=90, k=70, stages=("A_shared", "B_shared")):
     case = cases.matmul(n=n, m=m, k=k)
     for stage in case.schedule.stages:
-        if stage.name.endswith("_shared"):
+        if stage.name in stages:
             stage.double_buffer()
     return case
 
@@ -396,9 +396,13 @@ def test_double_buffer_fetches_the_next_tiles_before_computing_on_these():
 
 
 @needs_compiler
-@pytest.mark.parametrize("k", [64, 70, 16, 5])  # 4, 5, 1 and 1 steps of 16
-def test_double_buffered_matmul_matches_numpy(k):
-    case = _double_buffered_matmul(k=k)
+@pytest.mark.parametrize("k, stages", [(64, ("A_shared", "B_shared")),  # 4 steps of 16
+                                       (70, ("A_shared", "B_shared")),  # 5
+                                       (16, ("A_shared", "B_shared")),  # 1
+                                       (5, ("A_shared", "B_shared")),   # 1
+                                       (70, ("A_shared",))])  # B_shared fetched in each half
+def test_double_buffered_matmul_matches_numpy(k, stages):
+    case = _double_buffered_matmul(k=k, stages=stages)
     kernel = case.build()
     inputs = case.inputs()
     for seed in (0, 1):

@@ -293,7 +293,8 @@ def _one_of_the_copies(plan: StagePlan, plans):
     if storage_scope(stage) == "local":
         return None
     axes = {tag for _, _, tag, extent in _kernel_bindings(stage, plans)
-            if tag.startswith("threadIdx") and not (isinstance(extent, Const) and extent.value == 1)}
+            if tag.startswith("threadIdx")
+            and not (isinstance(extent, Const) and extent.value == 1)}
     axes -= {stage.bindings[v] for v in stage.leaf_iter_vars if v in stage.bindings}
     if not axes:
         return None
@@ -583,16 +584,19 @@ class _NestBuilder:
         `rest` reads the other (see `Stage.double_buffer`): unrolled by two, with the
         first fill before the loop."""
         stage = self.plan.stage
-        buffers = [self.buffers[t][0] for c in fills for t in c.op.outputs]
-        for child, buffer in zip(fills, buffers):
+        buffers = []
+        for child in fills:
             where = (f"double_buffer on stage {child.stage.name}: it is computed at loop "
                      f"{leaf.name} of stage {stage.name}")
             if kind != "serial":
                 raise LoweringError(f"{where}, which is {kind}; double-buffer at a serial loop")
-            if buffer.scope != "shared":
-                raise LoweringError(f"{where}, into {buffer.scope} memory; double buffering is "
-                                    "for shared memory (compute it at a loop outside the "
-                                    "threadIdx loops, or set_scope('shared'))")
+            for t in child.op.outputs:
+                buffer = self.buffers[t][0]
+                if buffer.scope != "shared":
+                    raise LoweringError(f"{where}, into {buffer.scope} memory; double "
+                                        "buffering is for shared memory (compute it at a loop "
+                                        "outside the threadIdx loops, or set_scope('shared'))")
+                buffers.append(buffer)
         second = {b: Buffer(b.name + "_next", b.dtype, b.shape, b.scope, b.strides)
                   for b in buffers}
         fill = seq(*(_stage_nest(c, self.buffers, self.plans) for c in fills))
