@@ -6,10 +6,10 @@ thread of the block runs each one's barriers and shuffles: a guard around a
 `ThreadReduce` (such as the bound check of a split along another thread
 axis, which differs between threads, or a threadIdx loop shorter than the
 block) is pushed down to the statements beside it, and a thread that fails
-it contributes the identity. Afterwards every
-thread of the reducing group (the threads that share the other two thread
-indices) holds the combined value in the result buffers. Threads of the
-reduced axis at or past the reduction's extent contribute the identity.
+it contributes the identity. Afterwards every thread of the reducing group
+(the threads that share the other two thread indices) holds the combined
+value in the result buffers. Threads of the reduced axis at or past the
+reduction's extent contribute the identity.
 
 * "shared": each thread writes its value to a shared buffer with one slot per
   thread of the block; then, for s = P/2, P/4, ..., 1 (P the block extent
