@@ -21,7 +21,9 @@
    __shared__ arrays are static: one per kernel, shared by the threads of the
    running block, and they keep the last block's values (the device leaves them
    undefined). Atomics are plain read-modify-writes, which is atomic here
-   because only one thread runs at a time. */
+   because only one thread runs at a time. Each thread has a stack of
+   STACK_BYTES (256 KB), which its local arrays must fit in; a block has at
+   most 1024 threads, as on the device. */
 #pragma once
 
 #include <cmath>
