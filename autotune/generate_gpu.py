@@ -18,11 +18,12 @@ replaces its rules:
 4. **reduce** (an output reduction that is not tiled: row sums and maxima,
    full sums, column sums): the `strategy` knob chooses
    "serial" (one thread per output point, points over blocks x threads),
-   "shared" or "warp" (one block per point, its `threads` threads across the
-   reduction) or "atomic" (each point's reduction split over `blocks` blocks
-   along blockIdx.y, each combining its threads by warp shuffles and adding
-   its result atomically to the output, which a generated kernel fills with
-   the identity first; sum, min and max only).
+   "shared" or "warp" (`rows` points per block, one per threadIdx.y, each with
+   `threads` threads across its reduction: several short rows fill a block)
+   or "atomic" (each point's reduction split over `blocks` blocks along
+   blockIdx.y, each combining its threads by warp shuffles and adding its
+   result atomically to the output, which a generated kernel fills with the
+   identity first; sum, min and max only).
 5. **elementwise** (every other stage): all axes fused and split into blocks
    of `threads` threads.
 
@@ -43,6 +44,8 @@ from tex.tensor import PlaceholderOp
 #: Threads per block offered for elementwise stages and reductions.
 ELEMENTWISE_THREADS = (64, 128, 256, 512, 1024)
 REDUCE_THREADS = (32, 64, 128, 256, 512, 1024)
+#: Output points per block of a shared or warp reduction (along threadIdx.y), for short rows.
+ROWS = (1, 2, 4, 8, 16, 32)
 #: Blocks per output point of an atomic (split) reduction.
 ATOMIC_BLOCKS = (2, 4, 8, 16, 32, 64, 128, 256)
 #: Reducers that atomics can combine (tex lowers them to atomicAdd / atomicMin / atomicMax).
@@ -191,10 +194,14 @@ class GpuSketch(_Sketch):
         strategy = self.knob(f"{out.name}.strategy", strategies)
         threads = self.knob(f"{out.name}.threads", REDUCE_THREADS)
         blocks = self.knob(f"{out.name}.blocks", [1] + [b for b in ATOMIC_BLOCKS if b < steps])
-        self.check(threads <= self.target.max_threads_per_block,
-                   f"{threads} threads exceed {self.target.max_threads_per_block} per block")
+        rows = self.knob(f"{out.name}.rows", [r for r in ROWS if r <= _pow2_at_least(points)])
+        self.check(threads * rows <= self.target.max_threads_per_block,
+                   f"{threads} x {rows} threads exceed {self.target.max_threads_per_block} "
+                   "per block")
         self.check((strategy == "atomic") == (blocks > 1),
                    "blocks per point is a knob of the atomic strategy only")
+        self.check(rows == 1 or strategy in ("shared", "warp"),
+                   "points per block is a knob of the shared and warp strategies only")
         work = points if strategy == "serial" else steps // max(1, blocks)
         self.check(threads <= max(REDUCE_THREADS[0], _pow2_at_least(work)),
                    f"{threads} threads for {work} points of work leave threads idle")
@@ -207,9 +214,14 @@ class GpuSketch(_Sketch):
             _bind(out, block, "blockIdx.x")
             _bind(out, thread, "threadIdx.x")
             return
-        self.check(points <= self.target.max_grid[0],
+        self.check(-(-points // rows) <= self.target.max_grid[0],
                    f"{points} points exceed the grid's {self.target.max_grid[0]} blocks")
-        _bind(out, spatial, "blockIdx.x")
+        if rows > 1:
+            block, row = out.split(spatial, factor=rows)
+            _bind(out, block, "blockIdx.x")
+            _bind(out, row, "threadIdx.y")
+        else:
+            _bind(out, spatial, "blockIdx.x")
         per_thread, lanes = out.split(out.op.reduce_axis[0], factor=threads)
         _bind(out, lanes, "threadIdx.x")
         if strategy == "atomic":

@@ -97,6 +97,27 @@ def test_invalid_configurations_raise_invalid_config():
     blocks_without_atomic = dict(serial_1024, **{"row_sum.threads": 32, "row_sum.blocks": 4})
     with pytest.raises(InvalidConfig, match="atomic strategy only"):
         task.instantiate(space.from_json(blocks_without_atomic))
+    serial_rows = dict(serial_1024, **{"row_sum.threads": 32, "row_sum.rows": 4})
+    with pytest.raises(InvalidConfig, match="shared and warp strategies only"):
+        task.instantiate(space.from_json(serial_rows))
+    too_many = dict(serial_1024, **{"row_sum.strategy": "warp", "row_sum.rows": 16})
+    with pytest.raises(InvalidConfig, match="1024 x 16 threads exceed 1024 per block"):
+        task.instantiate(space.from_json(too_many))
+
+
+@pytest.mark.skipif(cuda_simulator.compiler() is None, reason="needs g++")
+@pytest.mark.parametrize("strategy", ["shared", "warp"])
+def test_short_rows_share_a_block(strategy):
+    """77 rows of 32: 8 rows per block (threadIdx.y), 32 threads along each."""
+    task = ops.task_for("reduce_sum", (77, 32), "cuda")
+    config = task.space.from_json({"row_sum.strategy": strategy, "row_sum.threads": 32,
+                                   "row_sum.blocks": 1, "row_sum.rows": 8})
+    schedule, tensors = task.instantiate(config)
+    kernel = tex.build(schedule, tensors, target="cuda")
+    assert "launch main_kernel0(grid=(10, 1, 1), block=(32, 8, 1)):" in kernel.get_source("tex")
+    inputs = task.random_inputs()
+    np.testing.assert_allclose(kernel.simulate(*inputs, seed=1), task.reference_outputs(inputs)[0],
+                               rtol=1e-4, atol=1e-4)
 
 
 def test_configurations_replay_from_json():
@@ -109,7 +130,7 @@ def test_configurations_replay_from_json():
 def test_gpu_features_of_a_warp_row_sum():
     task = _task("reduce_sum")  # 13 rows of 1000: one block per row
     config = task.space.from_json({"row_sum.strategy": "warp", "row_sum.threads": 64,
-                                   "row_sum.blocks": 1})
+                                   "row_sum.blocks": 1, "row_sum.rows": 1})
     schedule, tensors = task.instantiate(config)
     vector = program_features(tex.lower(schedule, tensors, target="cuda"), task.target)
     assert vector.shape == (len(GPU_FEATURE_NAMES),)

@@ -308,11 +308,13 @@ if not HAVE_GPU:
 # ## The autotuner makes the same decision
 #
 # The strategy is one knob of the space that the autotuner generates for a
-# reduction on a GPU, next to the threads per block and the blocks per row
-# (used by "atomic" only). `autotune.Task.from_compute` builds that space for
-# this very declaration; from the command line, `tex-tune reduce_sum --shape
-# ROWS,COLS --target cuda` tunes the registry's row sum the same way. Tuning
-# times every candidate, so it needs a GPU; listing the space does not.
+# reduction on a GPU, next to the threads per block, the blocks per row
+# (used by "atomic" only) and the rows per block (for "shared" and "warp":
+# several short rows share a block, one per threadIdx.y).
+# `autotune.Task.from_compute` builds that space for this very declaration;
+# from the command line, `tex-tune reduce_sum --shape ROWS,COLS --target
+# cuda` tunes the registry's row sum the same way. Tuning times every
+# candidate, so it needs a GPU; listing the space does not.
 #
 # A configuration becomes a schedule with `space.instantiate`: the one with
 # strategy "warp" and 256 threads lowers to exactly the program of strategy 3.
@@ -323,7 +325,8 @@ print(task.space)
 for knob in task.space.knobs.values():
     print(f"{knob.name:12}", [choice.val for choice in knob.candidates])
 
-config = task.space.from_json({"B.strategy": "warp", "B.threads": THREADS, "B.blocks": 1})
+config = task.space.from_json({"B.strategy": "warp", "B.threads": THREADS, "B.blocks": 1,
+                               "B.rows": 1})
 tuned, args = task.space.instantiate(config)
 same = str(tex.lower(tuned, args, target="cuda")) == str(
     tex.lower(block_per_row("warp"), [A, B], target="cuda"))
