@@ -47,13 +47,26 @@ def _llvm_features(target: Target) -> str:
     return features
 
 
-def _new_target_machine(target: Target) -> llvm.TargetMachine:
+def _new_target_machine(target: Target, reloc: str = "default") -> llvm.TargetMachine:
     _initialize()
     if target.kind != "llvm":
         raise BuildError(f"the LLVM backend cannot compile for target {str(target)!r}")
     llvm_target = llvm.Target.from_triple(llvm.get_process_triple())
     return llvm_target.create_target_machine(cpu=target.cpu, features=_llvm_features(target),
-                                             opt=3, jit=True)
+                                             opt=3, reloc=reloc, jit=reloc == "default")
+
+
+def shared_library_object(ll: str, entry: str, target: Target) -> bytes:
+    """The object code of the optimised module `ll` for a shared library: compiled as a
+    kernel is for `target`, but position-independent, and with every function and
+    variable it defines but `entry` made internal (so that modules linked together
+    cannot clash)."""
+    with LLVM_LOCK:
+        module = llvm.parse_assembly(ll)
+        for value in list(module.functions) + list(module.global_variables):
+            if not value.is_declaration and value.name != entry:
+                value.linkage = "internal"
+        return _new_target_machine(target, reloc="pic").emit_object(module)
 
 
 @lru_cache(maxsize=None)

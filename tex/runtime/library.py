@@ -73,12 +73,12 @@ def export_library(kernels, path) -> Path:
         objects = []
         for k, kernel in enumerate(kernels):
             objects.append(Path(work) / f"kernel{k}.o")
-            objects[-1].write_bytes(_position_independent(kernel.get_source("ll"), kernel.name,
-                                                          kernel.target))
+            objects[-1].write_bytes(llvm_jit.shared_library_object(
+                kernel.get_source("ll"), kernel.name, kernel.target))
         if any(thread_pool.SYMBOL in kernel.get_source("ll") for kernel in kernels):
             objects.append(Path(work) / "thread_pool.o")
-            objects[-1].write_bytes(_position_independent(thread_pool.ir_text(),
-                                                          thread_pool.SYMBOL, kernels[0].target))
+            objects[-1].write_bytes(llvm_jit.shared_library_object(
+                thread_pool.ir_text(), thread_pool.SYMBOL, kernels[0].target))
         objects.append(Path(work) / "manifest.o")
         objects[-1].write_bytes(_manifest_object(json.dumps(manifest).encode()))
         linked = Path(work) / "library.so"
@@ -126,19 +126,6 @@ def _describe(kernel: Kernel) -> dict:
             "cpu": kernel.target.cpu, "features": sorted(kernel.target.enabled_features),
             "target": str(kernel.target), "tex": kernel.get_source("tex"),
             "ll": kernel.get_source("ll")}
-
-
-def _position_independent(ll: str, entry: str, target) -> bytes:
-    """The object code of the LLVM module `ll` for a shared library: position-independent,
-    every defined function and variable but `entry` internal."""
-    with llvm_jit.LLVM_LOCK:
-        module = llvm.parse_assembly(ll)
-        for value in list(module.functions) + list(module.global_variables):
-            if not value.is_declaration and value.name != entry:
-                value.linkage = "internal"
-        machine = llvm.Target.from_triple(llvm.get_process_triple()).create_target_machine(
-            cpu=target.cpu, features=target.features, opt=2, reloc="pic")
-        return machine.emit_object(module)
 
 
 def _manifest_object(data: bytes) -> bytes:
