@@ -25,7 +25,8 @@ space (see `autotune.space`). The rules:
 3. **rows** (reductions along the rows of the output that reads them:
    softmax, layernorm): the output's rows run in parallel, with its last axis
    vectorized. Each reduction is computed at the row through vector partial
-   results (`rfactor`) of a chosen width.
+   results (`rfactor`) of a chosen width. A knob prefetches the next row of
+   the inputs while a row is computed in L1.
 4. **reduce** (an output reduction with little spatial work per row, such as
    a row sum or a full sum): the same vector partials, and with few rows the
    reduction is first split into parallel chunks (`rfactor`).
@@ -316,7 +317,8 @@ class _Sketch:
     # --- rule 3 ----------------------------------------------------------------------
     def rows(self, out: Stage):
         """Rule 3: `out`'s rows in parallel; what it reads (reductions with vector partials,
-        elementwise stages vectorized) computed at the row."""
+        elementwise stages vectorized) computed at the row; a knob prefetches the next
+        row of each input shaped like `out` at the top of a row."""
         *lead, last = out.op.axis
         row = out.fuse(*lead)
         out.parallel(row)
@@ -329,6 +331,10 @@ class _Sketch:
                 self.vectorize_last(stage, stage.op.axis[-1])
             stage.compute_at(out, row)
             self.placed.add(stage)
+        row_inputs = [t for t in _inputs_of([out.op.output(0)]) if len(t.shape) == len(out.op.axis)]
+        if row_inputs and self.knob(f"{out.name}.prefetch", [False, True]):
+            for tensor in row_inputs:
+                out.prefetch(tensor, row, 1)
 
     def group_of(self, out: Stage) -> list[Stage]:
         """The non-inlined compute stages `out` reads, directly or not, producers first."""

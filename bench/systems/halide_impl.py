@@ -19,7 +19,7 @@ import time
 import halide as hl
 import numpy as np
 
-from bench.cases import LAYERNORM_EPS, Runner
+from bench.cases import LAYERNORM_EPS, Runner, aligned_empty
 
 NAME = "halide"
 
@@ -152,7 +152,7 @@ def matmul_factory(case_name):
 
     def factory(inputs):
         a, b = inputs
-        out = np.empty(a.shape[:-1] + b.shape[-1:], a.dtype)
+        out = aligned_empty(a.shape[:-1] + b.shape[-1:], a.dtype)
         func, args = matmul_pipeline(a.shape, b.shape, **params)
         notes = " ".join(f"{k}={v}" for k, v in params.items())
         return _runner(func, args, inputs, out, notes)
@@ -203,7 +203,7 @@ def conv2d_pipeline(data_shape, weight_shape):
 def conv2d(inputs):
     data, weight = inputs
     n, _, h, w = data.shape
-    out = np.empty((n, weight.shape[0], h, w), data.dtype)
+    out = aligned_empty((n, weight.shape[0], h, w), data.dtype)
     func, args = conv2d_pipeline(data.shape, weight.shape)
     return _runner(func, args, inputs, out, "register tile 16w x 2h x 8k, padded copy")
 
@@ -220,7 +220,7 @@ def rowsum(inputs):
     s.split(y, yo, y, 64).parallel(yo)
     s.update().split(y, yo, y, 64).parallel(yo)
     partial.compute_at(s, y)
-    out = np.empty(rows, a.dtype)
+    out = aligned_empty(rows, a.dtype)
     return _runner(s, [A], inputs, out, "rfactor 64 lanes, parallel rows")
 
 
@@ -246,7 +246,7 @@ def fullsum(inputs):
     lanes = chunk.update().rfactor(rxi, u)
     lanes.compute_at(chunk, v).vectorize(u, VEC).unroll(u)
     lanes.update().vectorize(u, VEC).unroll(u)
-    out = np.empty(1, a.dtype)
+    out = aligned_empty(1, a.dtype)
     return _runner(total, [A], inputs, out, f"{FULLSUM_CHUNKS} chunks x 64 lanes")
 
 
@@ -269,7 +269,7 @@ def softmax(inputs):
     mx_part.compute_at(mx, mx.args()[0])
     s_part.compute_at(s, s.args()[0])
     e.vectorize(x, VEC)
-    y_out = np.empty_like(x_in)
+    y_out = aligned_empty(x_in.shape, x_in.dtype)
     return _runner(out, [X], inputs, y_out, "fast_exp, rfactor 64 lanes, 16 rows a task")
 
 
@@ -281,7 +281,7 @@ def fused_ew(inputs):
     out = hl.Func("out")
     out[x] = hl.max(A[x] * B[x] + C[x], 0.0)
     out.split(x, xo, x, 1 << 16).parallel(xo).vectorize(x, VEC)
-    res = np.empty_like(a)
+    res = aligned_empty(a.shape, a.dtype)
     return _runner(out, [A, B, C], inputs, res, "parallel 64K blocks, vector 16")
 
 
@@ -308,7 +308,7 @@ def layernorm(inputs):
         f.compute_at(out, y)
     total_part.compute_at(total, total.args()[0])
     sq_part.compute_at(sq, sq.args()[0])
-    y_out = np.empty_like(x_in)
+    y_out = aligned_empty(x_in.shape, x_in.dtype)
     return _runner(out, [X, gamma, beta], inputs, y_out,
                    "fused per row, rfactor 64 lanes, 16 rows a task")
 

@@ -18,7 +18,7 @@ import time
 import numba
 import numpy as np
 
-from bench.cases import LAYERNORM_EPS, Runner
+from bench.cases import LAYERNORM_EPS, Runner, aligned_empty
 
 NAME = "numba"
 
@@ -150,50 +150,50 @@ def layernorm_kernel(x, gamma, beta, y):
 
 def matmul(inputs):
     a, b = inputs
-    c = np.empty((a.shape[0], b.shape[1]), a.dtype)
+    c = aligned_empty((a.shape[0], b.shape[1]), a.dtype)
     return _runner(matmul_kernel, (a, b, c), c, "i-k-j loops, prange over i")
 
 
 def bmm(inputs):
     a, b = inputs
-    c = np.empty((a.shape[0], a.shape[1], b.shape[2]), a.dtype)
+    c = aligned_empty((a.shape[0], a.shape[1], b.shape[2]), a.dtype)
     return _runner(bmm_kernel, (a, b, c), c, "i-k-j loops, prange over batch*i")
 
 
 def conv2d(inputs):
     data, weight = inputs
     n, _, h, w = data.shape
-    out = np.empty((n, weight.shape[0], h, w), data.dtype)
+    out = aligned_empty((n, weight.shape[0], h, w), data.dtype)
     return _runner(conv2d_kernel, (data, weight, out), out, "direct loops, prange over k")
 
 
 def rowsum(inputs):
     (a,) = inputs
-    out = np.empty(a.shape[0], a.dtype)
+    out = aligned_empty(a.shape[0], a.dtype)
     return _runner(rowsum_kernel, (a, out), out)
 
 
 def fullsum(inputs):
     (a,) = inputs
-    out = np.empty(1, a.dtype)
+    out = aligned_empty(1, a.dtype)
     return _runner(fullsum_kernel, (a, out), out)
 
 
 def softmax(inputs):
     (x,) = inputs
-    y = np.empty_like(x)
+    y = aligned_empty(x.shape, x.dtype)
     return _runner(softmax_kernel, (x, y), y)
 
 
 def fused_ew(inputs):
     a, b, c = inputs
-    out = np.empty_like(a)
+    out = aligned_empty(a.shape, a.dtype)
     return _runner(fused_ew_kernel, (a, b, c, out), out)
 
 
 def layernorm(inputs):
     x, gamma, beta = inputs
-    y = np.empty_like(x)
+    y = aligned_empty(x.shape, x.dtype)
     return _runner(layernorm_kernel, (x, gamma, beta, y), y)
 
 

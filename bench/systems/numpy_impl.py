@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from bench.cases import CASES_BY_NAME, LAYERNORM_EPS, Runner, relative_error
+from bench.cases import CASES_BY_NAME, LAYERNORM_EPS, Runner, aligned_empty, relative_error
 
 NAME = "numpy"
 NAME2 = "numpy-2thr"
@@ -32,8 +32,8 @@ NAME2 = "numpy-2thr"
 def matmul(inputs):
     """``np.matmul(a, b, out=c)``; also serves the batched case."""
     a, b = inputs
-    c = np.empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1]),
-                 a.dtype)
+    c = aligned_empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1]),
+                      a.dtype)
     return Runner(run=lambda: np.matmul(a, b, out=c), result=lambda: c)
 
 
@@ -48,10 +48,10 @@ def conv2d(inputs):
     n, c, h, w = data.shape
     k = weight.shape[0]
     padded = np.zeros((c, h + 2, w + 2), data.dtype)
-    cols = np.empty((c * 9, h * w), data.dtype)
+    cols = aligned_empty((c * 9, h * w), data.dtype)
     windows = cols.reshape(c, 3, 3, h, w)
     weight2 = np.ascontiguousarray(weight.reshape(k, c * 9))
-    out = np.empty((n, k, h, w), data.dtype)
+    out = aligned_empty((n, k, h, w), data.dtype)
     out2 = out.reshape(n, k, h * w)
 
     def run():
@@ -84,8 +84,8 @@ def fullsum_kernel(a, out):
 def softmax_kernel(x, y):
     """max -> subtract -> exp -> sum -> divide, row-wise, into ``y``."""
     rows = x.shape[0]
-    mx = np.empty((rows, 1), x.dtype)
-    s = np.empty((rows, 1), x.dtype)
+    mx = aligned_empty((rows, 1), x.dtype)
+    s = aligned_empty((rows, 1), x.dtype)
 
     def run():
         np.max(x, axis=1, keepdims=True, out=mx)
@@ -109,9 +109,9 @@ def fused_ew_kernel(a, b, c, out):
 def layernorm_kernel(x, gamma, beta, y):
     """Row-wise ``(x - mean) * rsqrt(var + eps) * gamma + beta`` into ``y``."""
     rows = x.shape[0]
-    mean = np.empty((rows, 1), x.dtype)
-    scale = np.empty((rows, 1), x.dtype)
-    sq = np.empty_like(x)
+    mean = aligned_empty((rows, 1), x.dtype)
+    scale = aligned_empty((rows, 1), x.dtype)
+    sq = aligned_empty(x.shape, x.dtype)
     eps = x.dtype.type(LAYERNORM_EPS)
 
     def run():
@@ -135,10 +135,10 @@ def _outputs(case_name, inputs):
     """The output array of a memory-bound case, allocated once."""
     a = inputs[0]
     if case_name == "rowsum":
-        return np.empty(a.shape[0], a.dtype)
+        return aligned_empty(a.shape[0], a.dtype)
     if case_name == "fullsum":
-        return np.empty(1, a.dtype)
-    return np.empty_like(a)
+        return aligned_empty(1, a.dtype)
+    return aligned_empty(a.shape, a.dtype)
 
 
 def _kernel(case_name, inputs, out):
@@ -191,7 +191,7 @@ def _two_threads(case_name):
         else:
             parts = [[x[s] for x in inputs] for s in halves]
         if case_name == "fullsum":
-            partials = [np.empty(1, out.dtype) for _ in halves]
+            partials = [aligned_empty(1, out.dtype) for _ in halves]
         else:
             partials = [out[s] for s in halves]
         kernels = [_kernel(case_name, p, o) for p, o in zip(parts, partials)]

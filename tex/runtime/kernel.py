@@ -1,7 +1,7 @@
 """`Kernel`: a compiled LoweredFunc you call with arrays.
 
     kernel(a, b, c)      # every parameter, destination passing; returns None
-    c = kernel(a, b)     # inputs only: outputs are allocated and returned
+    c = kernel(a, b)     # inputs only: outputs are allocated (`tex.empty`) and returned
 
 Every call checks each argument against its parameter: an ndarray (or a CPU
 object with `__dlpack__`), the exact dtype (no silent casts), the rank,
@@ -30,6 +30,7 @@ from tex.expr import Const, Var
 from tex.ir import Buffer, KernelInterface, LoweredFunc
 from tex.printer import to_text
 from tex.runtime.cache import compile_cached
+from tex.runtime.host_array import empty
 from tex.visitor import collect
 
 _ENTRY = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
@@ -297,7 +298,7 @@ class Kernel(Signature):
             return None
         if len(args) == len(self._inputs):
             given, env = self._check(self._inputs, args)
-            out = [np.empty(self._output_shape(p, env), p.dtype) for p in self._outputs]
+            out = [empty(self._output_shape(p, env), p.dtype) for p in self._outputs]
             self._run(self._in_param_order(given, out), env, check_overlap=False)
             return out[0] if len(out) == 1 else tuple(out)
         raise self._arity_error(len(args))
