@@ -2,7 +2,7 @@
 
 NumPy aligns a large array's data to 16 bytes only, so a 64-byte vector
 load or store (AVX-512) of it straddles two cache lines and costs about
-twice as much; a memory-bound kernel such as a row softmax runs 10-20%
+twice as much; a memory-bound kernel such as a row softmax ran 7-15%
 slower on such arrays. Arrays from `tex.empty` start at a multiple of
 `alignment` bytes; kernels allocate the outputs they return the same way.
 Any C-contiguous array works as an argument: alignment changes speed only.
