@@ -22,6 +22,12 @@ space (see `autotune.space`). The rules:
    input may be packed: copied, with the dimension the vector walks laid out
    last, in the vector axis's outer loop, which then runs serially around the
    parallel loop of the others, so that the tile reads a compact panel.
+   When the vector runs along another axis than the output's last (the
+   channels of an NCHW convolution), a knob writes the result back by rows
+   instead of by tiles: the accumulator holds whole rows of the last axis
+   (one per vector lane), filled one register tile at a time (a second write
+   cache), and the output's rows are written from it in vectors along the
+   last axis; its packed copies are then made once, before the parallel loop.
 3. **rows** (reductions along the rows of the output that reads them:
    softmax, layernorm): the output's rows run in parallel, with its last axis
    vectorized. Each reduction is computed at the row through vector partial
@@ -233,6 +239,8 @@ class _Sketch:
         inputs = [t for t in reduction.op.input_tensors if len(t.shape) >= 2]
         packs = [self.knob(f"{name}.pack_{t.name}", [False, True]) for t in inputs]
         unroll = self.knob(f"{name}.unroll_reduce", self.reduce_unroll_choices(reduction))
+        by_row = acc is None and len(axes) - 1 in movable  # a write cache, transposed
+        write_back = self.knob(f"{name}.write_back", ["tile", "row"]) if by_row else "tile"
 
         self.check(vector <= extents[vector_at],
                    f"a vector of {vector} is wider than axis {axes[vector_at].name}")
@@ -244,7 +252,9 @@ class _Sketch:
         registers = math.prod(rows) * -(-vector // self.lanes)
         self.check(registers <= REGISTER_BUDGET,
                    f"a register tile of {registers} vectors exceeds {REGISTER_BUDGET}")
-        serial_first = any(packs)  # the copies are made in the first outer loop, run serially
+        last, by_row = len(axes) - 1, write_back == "row"
+        # the copies are made in the first outer loop, run serially; by row, before all
+        serial_first = any(packs) and not by_row
         self.check(not any(p and self.s.stage_of(t) in self.inlined
                            for t, p in zip(inputs, packs)), "an inlined stage cannot be packed")
         vector_var = reduction.op.axis[vector_at].var
@@ -259,49 +269,73 @@ class _Sketch:
         else:
             self.check(vector_at == len(axes) - 1, "a reduction read by an epilogue keeps its "
                        "layout, so only its last axis can be vectorized")
+        self.check(not by_row or (vector_at != last and tiles[last] > 1
+                                  and others[order[-1]] == last),
+                   "a row write-back needs the vector on another axis than the last, and a "
+                   "register tile along the last, its outer loop last in the order (which then "
+                   "leaves it out)")
+        tile = self.s[self.s.cache_write(acc.op.output(0), "local")] if by_row else acc
 
         outer, inner = [], []  # inner: the register tile's loops, the vector loop last
         for d, (axis, t) in enumerate(zip(axes, tiles)):
-            if t > 1:
+            if t > 1 and not (by_row and d == last):
                 o, i = out.split(axis, factor=t)
                 outer.append(o)
                 inner.insert(len(inner) if d != vector_at else 0, i)
             else:
                 outer.append(axis)
-        if tiles[vector_at] > 1:
+        if tiles[vector_at] > 1 and not by_row:
             inner.append(inner.pop(0))
         fixed = [outer[d] for d in range(len(axes)) if d not in movable]
-        moved = [outer[vector_at]] + [outer[others[p]] for p in order]
-        out.reorder(*fixed, *moved, *inner)
+        moved = [outer[vector_at]] + [outer[others[p]] for p in order
+                                      if not (by_row and others[p] == last)]
+        lanes = list(out.split(outer[last], factor=self.lanes)) if by_row else []
+        out.reorder(*fixed, *moved, *inner, *lanes)
         first = moved[0] if serial_first and len(moved) > 1 else None
         fused = out.fuse(*(moved[1:] if first is not None else fixed + moved))
         out.parallel(fused)
-        for i in inner[:-1]:
-            out.unroll(i)
-        if tiles[vector_at] > 1:
-            out.vectorize(inner[-1])
-
+        if by_row:  # the rows of the tiles, each written out along the last axis in vectors
+            out.vectorize(lanes[-1])
+        else:
+            for i in inner[:-1]:
+                out.unroll(i)
+            if tiles[vector_at] > 1:
+                out.vectorize(inner[-1])
         acc.compute_at(out, fused)
-        *acc_spatial, vector_loop = acc.op.axis  # in `layout` order
-        reduce_axes = list(acc.op.reduce_axis)
-        acc.reorder(*reduce_axes, *acc_spatial, vector_loop)
+
+        if by_row:  # acc holds the rows; `tile` computes them one register tile at a time
+            *acc_spatial, vector_loop = acc.op.axis
+            along = acc_spatial[layout.index(last)]
+            tile_outer, tile_inner = acc.split(along, factor=tiles[last])
+            rest = [a for a in acc_spatial if a is not along]
+            acc.reorder(tile_outer, *rest, tile_inner, vector_loop)
+            for a, d in zip(acc_spatial, layout):
+                if tiles[d] > 1 and a is not along:
+                    acc.unroll(a)
+            acc.unroll(tile_inner)
+            acc.vectorize(vector_loop)
+            tile.compute_at(acc, tile_outer)
+        *tile_spatial, vector_loop = tile.op.axis  # in `layout` order
+        reduce_axes = list(tile.op.reduce_axis)
+        tile.reorder(*reduce_axes, *tile_spatial, vector_loop)
         innermost = reduce_axes[-1]
         if unroll == _extent(innermost):
-            acc.unroll(innermost)
+            tile.unroll(innermost)
         elif unroll > 1:
-            _, k_inner = acc.split(innermost, factor=unroll)
-            acc.unroll(k_inner)
-        for a, d in zip(acc_spatial, layout):
+            _, k_inner = tile.split(innermost, factor=unroll)
+            tile.unroll(k_inner)
+        for a, d in zip(tile_spatial, layout):
             if tiles[d] > 1:
-                acc.unroll(a)
+                tile.unroll(a)
         if vector > 1:
-            acc.vectorize(vector_loop)
-        self.placed.add(acc)
+            tile.vectorize(vector_loop)
+        self.placed.update((acc, tile))
 
         for tensor, pack, copy_order in zip(inputs, packs, layouts):
             if pack:
-                copy = self.s[self.s.cache_read(tensor, "global", [acc], axis_order=copy_order)]
-                copy.compute_at(out, first)
+                copy = self.s[self.s.cache_read(tensor, "global", [tile], axis_order=copy_order)]
+                if not by_row:
+                    copy.compute_at(out, first)
                 _, lane = copy.split(copy.op.axis[-1], factor=self.lanes)
                 copy.vectorize(lane)
                 if len(copy.op.axis) > 1:  # the copy runs in parallel too, before the tiles

@@ -107,6 +107,28 @@ def test_generated_schedules_compute_the_reference(op, shape):
     assert built >= min(2, len(task.space)), f"{task.name}: too few valid configurations"
 
 
+@pytest.mark.parametrize("shape", ["1,3,11,12,16", "2,5,17,19,16,3,3,2,1"])
+def test_convolutions_written_back_by_rows(shape):
+    """Rule 2's row write-back on NCHW convolutions (the vector along the channels, the
+    register tile along x): every valid configuration of a sample matches the reference."""
+    task = task_for("conv2d", shape)
+    inputs = task.random_inputs(seed=4)
+    want = task.reference_outputs(inputs)[0]
+    rows = [c for c in random_configs(task, len(task.space)) if c.to_json()["Y.write_back"] == "row"]
+    built = 0
+    for config in random.Random(0).sample(rows, len(rows)):
+        try:
+            schedule, args = task.instantiate(config)
+        except InvalidConfig:
+            continue
+        assert "Y_local_local" in str(tex.lower(schedule, args))
+        compare(tex.build(schedule, args)(*inputs), want)
+        built += 1
+        if built == 4:
+            break
+    assert built == 4
+
+
 @pytest.mark.parametrize("op, out", [("softmax", "softmax"), ("layernorm", "out")])
 def test_rows_prefetch_the_next_row_of_the_input(op, out):
     """The rows rule's prefetch knob: the row loop prefetches A (not the 1-D gamma and

@@ -145,7 +145,7 @@ def test_matmul_flops_and_workload_key_is_stable_across_declarations():
 def test_the_generated_matmul_space_holds_the_packed_register_tile():
     space = autotune.space_for(declare_matmul(96, 80, 70)[-1])
     knobs = {"C.vector_axis": 1, "C.vector": 32, "C.tile_0": 6, "C.order": [0],
-             "C.pack_A": False, "C.pack_B": True, "C.unroll_reduce": 2}
+             "C.pack_A": False, "C.pack_B": True, "C.unroll_reduce": 2, "C.write_back": "tile"}
     text = instantiate_and_check(space, knobs, 96, 80, 70)
     assert "B_global" in text and "parallel" in text and "ramp(" in text
     with pytest.raises(autotune.InvalidConfig, match="gather A: it must be packed"):
@@ -158,10 +158,27 @@ def test_a_transposed_panel_when_the_vector_runs_down_the_rows():
     # 64 rows make whole vectors, 20 columns would not: the vectors run down the rows
     space = autotune.space_for(declare_matmul(64, 20, 30)[-1])
     knobs = {"C.vector_axis": 0, "C.vector": 16, "C.tile_0": 3, "C.order": [0],
-             "C.pack_A": True, "C.pack_B": False, "C.unroll_reduce": 1}
+             "C.pack_A": True, "C.pack_B": False, "C.unroll_reduce": 1, "C.write_back": "tile"}
     text = instantiate_and_check(space, knobs, 64, 20, 30)
     # A is copied with its rows innermost, and the accumulator holds whole vectors
     assert "A_global[ramp(" in text and "C_local[ramp(0, 1, 16)]" in text
+
+
+def test_a_transposed_result_written_back_by_rows():
+    # the vectors run down the rows of C; by rows, C_local holds 16 whole rows, each
+    # register tile of 16 x 3 is computed in C_local_local, and C is written along its rows
+    space = autotune.space_for(declare_matmul(64, 20, 30)[-1])
+    knobs = {"C.vector_axis": 0, "C.vector": 16, "C.tile_0": 3, "C.order": [0],
+             "C.pack_A": True, "C.pack_B": False, "C.unroll_reduce": 1, "C.write_back": "row"}
+    text = instantiate_and_check(space, knobs, 64, 20, 30)
+    assert "C_local_local[ramp(" in text and "C[ramp(" in text
+    assert text.index("A_global = allocate") < text.index("in parallel(")  # packed first
+    with pytest.raises(autotune.InvalidConfig, match="row write-back"):
+        space.instantiate(space.from_json({**knobs, "C.tile_0": 1}))
+    wide = autotune.space_for(declare_matmul(96, 80, 70)[-1])  # the vector along the rows
+    with pytest.raises(autotune.InvalidConfig, match="row write-back"):
+        wide.instantiate(wide.from_json({**knobs, "C.vector_axis": 1, "C.pack_A": False,
+                                         "C.pack_B": True}))
 
 
 def test_config_space_collects_without_a_template_and_says_so():
