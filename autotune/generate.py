@@ -239,8 +239,8 @@ class _Sketch:
         inputs = [t for t in reduction.op.input_tensors if len(t.shape) >= 2]
         packs = [self.knob(f"{name}.pack_{t.name}", [False, True]) for t in inputs]
         unroll = self.knob(f"{name}.unroll_reduce", self.reduce_unroll_choices(reduction))
-        by_row = acc is None and len(axes) - 1 in movable  # a write cache, transposed
-        write_back = self.knob(f"{name}.write_back", ["tile", "row"]) if by_row else "tile"
+        transposable = acc is None and len(axes) - 1 in movable  # into a write cache
+        write_back = self.knob(f"{name}.write_back", ["tile", "row"]) if transposable else "tile"
 
         self.check(vector <= extents[vector_at],
                    f"a vector of {vector} is wider than axis {axes[vector_at].name}")
@@ -303,18 +303,8 @@ class _Sketch:
                 out.vectorize(inner[-1])
         acc.compute_at(out, fused)
 
-        if by_row:  # acc holds the rows; `tile` computes them one register tile at a time
-            *acc_spatial, vector_loop = acc.op.axis
-            along = acc_spatial[layout.index(last)]
-            tile_outer, tile_inner = acc.split(along, factor=tiles[last])
-            rest = [a for a in acc_spatial if a is not along]
-            acc.reorder(tile_outer, *rest, tile_inner, vector_loop)
-            for a, d in zip(acc_spatial, layout):
-                if tiles[d] > 1 and a is not along:
-                    acc.unroll(a)
-            acc.unroll(tile_inner)
-            acc.vectorize(vector_loop)
-            tile.compute_at(acc, tile_outer)
+        if by_row:
+            self.rows_of_tiles(acc, tile, layout, tiles)
         *tile_spatial, vector_loop = tile.op.axis  # in `layout` order
         reduce_axes = list(tile.op.reduce_axis)
         tile.reorder(*reduce_axes, *tile_spatial, vector_loop)
@@ -341,6 +331,24 @@ class _Sketch:
                 if len(copy.op.axis) > 1:  # the copy runs in parallel too, before the tiles
                     copy.parallel(copy.op.axis[0])
                 self.placed.add(copy)
+
+    @staticmethod
+    def rows_of_tiles(acc: Stage, tile: Stage, layout: list[int], tiles: list[int]):
+        """For a row write-back: `acc` holds whole rows of the output's last axis; that
+        axis is split into register tiles, which `tile` computes one at a time, and each
+        is copied into `acc` (its other tile loops unrolled, the vector loop vectorized)."""
+        *spatial, vector_loop = acc.op.axis  # in `layout` order
+        last = len(layout) - 1
+        along = spatial[layout.index(last)]
+        tile_outer, tile_inner = acc.split(along, factor=tiles[last])
+        rest = [a for a in spatial if a is not along]
+        acc.reorder(tile_outer, *rest, tile_inner, vector_loop)
+        for a, d in zip(spatial, layout):
+            if tiles[d] > 1 and a is not along:
+                acc.unroll(a)
+        acc.unroll(tile_inner)
+        acc.vectorize(vector_loop)
+        tile.compute_at(acc, tile_outer)
 
     @staticmethod
     def reduce_unroll_choices(acc: Stage) -> list[int]:
