@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tex.errors import ArgumentError, DeviceError
-from tex.runtime.host_array import empty
+from tex.runtime.host_array import allocate
 from tex.runtime.kernel import Param
 
 ALIGNMENT = 16  # bytes of the widest access (float4): the alignment a launch may need
@@ -201,7 +201,7 @@ class DeviceArray:
 
     def numpy(self) -> np.ndarray:
         """A copy in host memory."""
-        out = empty(self.shape, self.dtype)
+        out = allocate(self.shape, self.dtype)
         with self._device.active():
             copy_to_host(self._device, out, self.pointer, "DeviceArray.numpy")
         return out

@@ -41,7 +41,7 @@ from tex.ir import KernelInterface, LoweredFunc
 from tex.runtime.cuda_device import (ALIGNMENT, Arg, CudaParam, Device, DeviceArray, Memory,
                                      copy_to_device, copy_to_host, release, require_device)
 from tex.runtime import cuda_simulator
-from tex.runtime.host_array import empty
+from tex.runtime.host_array import allocate
 from tex.runtime.kernel import Signature
 from tex.visitor import collect
 
@@ -159,7 +159,7 @@ class CudaKernel(Signature):
 
     def _new_outputs(self, shapes: list, on_device: bool) -> list:
         if not on_device:
-            return [empty(shape, p.dtype) for p, shape in zip(self._outputs, shapes)]
+            return [allocate(shape, p.dtype) for p, shape in zip(self._outputs, shapes)]
         device = self._device()
         return [DeviceArray(device, shape, p.dtype) for p, shape in zip(self._outputs, shapes)]
 
