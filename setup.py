@@ -12,7 +12,7 @@ setup(
     # cuda-bindings + nvidia-cuda-nvrtc compile CUDA C in process (no GPU needed);
     # nvidia-cuda-runtime and -crt only for the headers kernels include
     # (cuda_fp16.h; mma.h, which includes crt/mma.h)
-    install_requires=["numpy>=1.24", "llvmlite>=0.42", "xgboost-cpu>=2.0",
+    install_requires=["numpy>=1.24", "llvmlite>=0.42", "ml_dtypes>=0.4", "xgboost-cpu>=2.0",
                       "cuda-bindings>=13.0", "nvidia-cuda-nvrtc>=13.0",
                       "nvidia-cuda-runtime>=13.0", "nvidia-cuda-crt>=13.0"],
     extras_require={

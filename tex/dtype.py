@@ -1,7 +1,13 @@
 """Data types and the promotion rules of tex expressions.
 
-A `DType` is a scalar kind (`bool`, `int`, `uint`, `float`), a bit width and a
-lane count (lanes > 1 only appear inside vectorized loop IR).
+A `DType` is a scalar kind (`bool`, `int`, `uint`, `float`, `bfloat`), a bit
+width and a lane count (lanes > 1 only appear inside vectorized loop IR).
+bfloat16 is float32's exponent with an 8-bit significand; NumPy knows it
+through the `ml_dtypes` package, imported when a bfloat16 array is checked.
+Arithmetic on bfloat16 rounds to bfloat16 after every operation (computed in
+float32, as `ml_dtypes` and the hardware do; CPUs with AVX512-BF16 flush
+subnormal results to zero), so sums over long axes lose precision fast:
+accumulate in float32 with `tex.cast`. The CUDA backend has no bfloat16 yet.
 
 Promotion, applied when a binary operator meets two different dtypes:
 
@@ -9,7 +15,8 @@ Promotion, applied when a binary operator meets two different dtypes:
    takes the other operand's dtype if that is a float, else float32.
 2. bool < integers < floats: the operand of the higher category wins, so
    int32 + float16 is float16.
-3. Two floats, or two integers of the same signedness: the wider wins.
+3. Two floats, or two integers of the same signedness: the wider wins;
+   float16 meets bfloat16: float32, which holds both exactly.
 4. Signed meets unsigned: a signed integer wide enough for both
    (uint8 + int8 is int16; uint64 + int64 is int64).
 
@@ -23,7 +30,7 @@ import numpy as np
 
 from tex.errors import ExprError
 
-_KINDS = ("bool", "int", "uint", "float")
+_KINDS = ("bool", "int", "uint", "float", "bfloat")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +53,7 @@ class DType:
 
     @property
     def is_float(self):
-        return self.kind == "float"
+        return self.kind in ("float", "bfloat")
 
     @property
     def is_int(self):
@@ -59,7 +66,7 @@ class DType:
 
     @property
     def is_signed(self):
-        return self.kind in ("int", "float")
+        return self.kind in ("int", "float", "bfloat")
 
     @property
     def element(self) -> DType:
@@ -72,6 +79,13 @@ class DType:
     def numpy(self) -> np.dtype:
         if self.lanes != 1:
             raise ExprError(f"vector dtype {self} has no NumPy equivalent")
+        if self.kind == "bfloat":
+            try:
+                import ml_dtypes  # 0.1 s to import: only when bfloat16 arrays are used
+            except ImportError:
+                raise ExprError("bfloat16 arrays need the ml_dtypes package "
+                                "(pip install ml_dtypes)") from None
+            return np.dtype(ml_dtypes.bfloat16)
         return np.dtype("bool" if self.is_bool else str(self))
 
     @property
@@ -83,12 +97,13 @@ bool_ = DType("bool", 1)
 int8, int16, int32, int64 = (DType("int", b) for b in (8, 16, 32, 64))
 uint8, uint16, uint32, uint64 = (DType("uint", b) for b in (8, 16, 32, 64))
 float16, float32, float64 = (DType("float", b) for b in (16, 32, 64))
+bfloat16 = DType("bfloat", 16)
 
 #: The dtype of loop variables, shapes and every index computation.
 INDEX = int64
 
 _BY_NAME = {str(t): t for t in (bool_, int8, int16, int32, int64, uint8, uint16, uint32,
-                                uint64, float16, float32, float64)}
+                                uint64, float16, bfloat16, float32, float64)}
 
 
 def as_dtype(value) -> DType:
@@ -107,10 +122,12 @@ def promote(a: DType, b: DType) -> DType:
         return a
     if a.lanes != b.lanes:
         raise ExprError(f"cannot combine vectors of {a.lanes} and {b.lanes} lanes")
-    rank = {"bool": 0, "uint": 1, "int": 1, "float": 2}
+    rank = {"bool": 0, "uint": 1, "int": 1, "float": 2, "bfloat": 2}
     if rank[a.kind] != rank[b.kind]:
         return a if rank[a.kind] > rank[b.kind] else b
-    if a.kind == b.kind:
+    if a.is_float and a.bits == b.bits:  # float16 and bfloat16
+        return DType("float", 32, a.lanes)
+    if a.kind == b.kind or a.is_float:
         return a if a.bits >= b.bits else b
     signed, unsigned = (a, b) if a.kind == "int" else (b, a)
     bits = signed.bits if signed.bits > unsigned.bits else min(64, unsigned.bits * 2)

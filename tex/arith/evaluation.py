@@ -95,7 +95,11 @@ def _convert(value, dtype: DType):
 
 
 def _round_float(value, dtype: DType) -> float:
-    return float(value) if dtype.bits == 64 else float(np.float64(value).astype(dtype.numpy))
+    if dtype.bits == 64:
+        return float(value)
+    if dtype.kind == "bfloat":  # through float32, as LLVM, the hardware and ml_dtypes round
+        value = np.float32(value)
+    return float(np.float64(value).astype(dtype.numpy))
 
 
 def _wrap(value: int, dtype: DType) -> int:

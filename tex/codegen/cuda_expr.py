@@ -85,7 +85,9 @@ def c_type(dtype: DType) -> str:
     """The C type of one element of `dtype`."""
     name = _C_TYPES.get(dtype.element)
     if name is None:
-        raise BuildError(f"CUDA codegen has no C type for {dtype}")
+        hint = ("; bfloat16 kernels are CPU-only for now: use float16 or float32 on the GPU"
+                if dtype.kind == "bfloat" else "")
+        raise BuildError(f"CUDA codegen has no C type for {dtype}{hint}")
     return name
 
 

@@ -15,7 +15,13 @@ Semantics kept here:
   when the target has `-fastmath`; signed int64 arithmetic is `nsw` (index
   arithmetic never wraps);
 * exp, sigmoid and float32 tanh are lane-wise vector code from
-  `tex.codegen.llvm_math` (float16 through float32), not libm calls;
+  `tex.codegen.llvm_math` (float16 and bfloat16 through float32), not libm
+  calls;
+* bfloat16 is LLVM's `bfloat`: LLVM computes it in float32 and rounds after
+  every operation, as NumPy's `ml_dtypes` does, with `vcvtneps2bf16` where
+  the CPU has AVX512-BF16, which flushes subnormal results to zero. It needs
+  LLVM 22 or newer; older ones raise `BuildError` rather than risk a backend
+  crash;
   float64 tanh and erf call libm lane by lane;
 * `Select` is lazy (see the `expr_Select` docstring); loads under a lane
   mask become masked loads/gathers, and a scalar load under a mask is
@@ -25,19 +31,37 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from llvmlite import ir
+import numpy as np
+from llvmlite import binding, ir
 from llvmlite.ir.instructions import GEPInstr
+from llvmlite.ir.types import _BaseFloatType, _format_double
 
 from tex.codegen import llvm_math
 from tex.codegen.llvm_constants import poison, splat_constant, zeros
-from tex.dtype import DType, INDEX
+from tex.dtype import DType, INDEX, bfloat16
 from tex.errors import BuildError
 from tex.expr import Binary, Const, Expr, Var
 from tex.ir import Broadcast, Buffer, Load, Ramp
 from tex.visitor import collect
 
 I1, I8, I32, I64 = (ir.IntType(bits) for bits in (1, 8, 32, 64))
+class _BFloatType(_BaseFloatType):
+    """LLVM's `bfloat`, which llvmlite lacks. A constant is rounded to bfloat16 through
+    float32, as `tex.arith` folds them."""
+
+    null = "0.0"
+    intrinsic_name = "bf16"
+
+    def __str__(self):
+        return "bfloat"
+
+    def format_constant(self, value):
+        return _format_double(float(np.float32(value).astype(bfloat16.numpy)))
+
+
+_BFloatType._create_instance()
 _FLOATS = {16: ir.HalfType(), 32: ir.FloatType(), 64: ir.DoubleType()}
+BFLOAT = _BFloatType()
 
 _CMP = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 _LLVM_MATH = {"log": "log", "sqrt": "sqrt", "abs": "fabs", "floor": "floor",
@@ -50,6 +74,12 @@ def value_type(dtype: DType) -> ir.Type:
     """The LLVM type of a value of `dtype` in registers."""
     if dtype.is_bool:
         scalar = I1
+    elif dtype.kind == "bfloat":
+        if binding.llvm_version_info < (22,):
+            raise BuildError(f"bfloat16 needs llvmlite built on LLVM 22 or newer (this one "
+                             f"has LLVM {'.'.join(map(str, binding.llvm_version_info))}); "
+                             "upgrade llvmlite, or compute in float32")
+        scalar = BFLOAT
     elif dtype.is_float:
         scalar = _FLOATS[dtype.bits]
     else:
@@ -70,7 +100,8 @@ def mangle(t: ir.Type) -> str:
         return "p0"
     if isinstance(t, ir.IntType):
         return f"i{t.width}"
-    return {ir.HalfType: "f16", ir.FloatType: "f32", ir.DoubleType: "f64"}[type(t)]
+    return {ir.HalfType: "f16", _BFloatType: "bf16", ir.FloatType: "f32",
+            ir.DoubleType: "f64"}[type(t)]
 
 
 def const_int(e: Expr):
@@ -321,10 +352,17 @@ class ExprEmitter:
         return self.convert(self.expr(e.value), e.value.dtype, e.dtype)
 
     def convert(self, v: ir.Value, src: DType, dst: DType) -> ir.Value:
-        """`v` of dtype `src` as dtype `dst` (same lanes), C/numpy style."""
+        """`v` of dtype `src` as dtype `dst` (same lanes), C/numpy style. bfloat16 converts
+        only to and from float32 directly (others would be runtime library calls that the
+        JIT does not have): the rest goes through float32."""
         t = value_type(dst)
         if v.type == t and src.is_bool == dst.is_bool:
             return v
+        wide = DType("float", 32, dst.lanes)
+        if src.kind == "bfloat" and dst != wide:
+            return self.convert(self.b.fpext(v, value_type(wide)), wide, dst)
+        if dst.kind == "bfloat" and src != wide:
+            return self.b.fptrunc(self.convert(v, src, wide), t)
         if dst.is_bool:
             zero = ir.Constant(v.type, 0)
             if src.is_float:
@@ -379,7 +417,8 @@ class ExprEmitter:
         return self.b.call(fn, args)
 
     def _fast_math(self, name: str, x: ir.Value, dtype: DType) -> ir.Value:
-        """exp, sigmoid or tanh as vector code (`tex.codegen.llvm_math`); half via float."""
+        """exp, sigmoid or tanh as vector code (`tex.codegen.llvm_math`); 16-bit floats
+        via float."""
         target = self.mod.target
         flags = (llvm_math.target_has_fma(target), llvm_math.target_has_avx512(target))
         if dtype.bits != 16:
@@ -389,7 +428,8 @@ class ExprEmitter:
                               x.type)
 
     def _libm(self, name: str, x: ir.Value, dtype: DType) -> ir.Value:
-        """A libm function (tanhf/tanh, erff/erf), applied lane by lane; half goes via float."""
+        """A libm function (tanhf/tanh, erff/erf), applied lane by lane; 16-bit floats go
+        via float."""
         scalar = dtype.element
         via = _FLOATS[64] if scalar.bits == 64 else _FLOATS[32]
         fn = self.mod.function(name if scalar.bits == 64 else name + "f", via, [via])

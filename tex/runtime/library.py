@@ -55,6 +55,7 @@ _FORMAT = 1
 _C_TYPES = {"bool": "bool", "int8": "int8_t", "int16": "int16_t", "int32": "int32_t",
             "int64": "int64_t", "uint8": "uint8_t", "uint16": "uint16_t",
             "uint32": "uint32_t", "uint64": "uint64_t", "float16": "uint16_t (float16 bits)",
+            "bfloat16": "uint16_t (bfloat16 bits)",
             "float32": "float", "float64": "double"}
 
 
