@@ -1,4 +1,4 @@
-"""Benchmark: int8 matmul on Intel AMX (tex.intrin.x86_amx) against NumPy and float32 matmuls.
+"""Benchmark: int8 and bfloat16 matmuls on Intel AMX (tex.intrin.x86_amx) against float32 ones.
 
     python -m bench.amx                 # 1024^3 and 4096x4096x1024
     python -m bench.amx --save          # also append the run to bench/results/amx.txt
@@ -6,16 +6,20 @@
 For each size, prints GOP/s (2 operations per multiply-add) of, interleaved
 in one run (`bench.__main__.time_interleaved`, medians):
 
-* tex AMX: `x86_amx.matmul_schedule(M, N, K)`, int8 in, int32 out, the
+* tex AMX int8: `x86_amx.matmul_schedule(M, N, K)`, int8 in, int32 out, the
   packing of A and B (zero padding, VNNI panels) included in every call;
+* tex AMX bf16: the same with `dtype="bfloat16"`, bfloat16 in (the int8
+  values, exact in bfloat16), float32 out;
 * tex f32: tex's best float32 hand schedule (`bench.schedules.matmul` with
   `BEST_MATMUL`) on the same values as float32;
 * NumPy f32: `np.matmul` in float32 (OpenBLAS sgemm);
 
 and NumPy's int32 matmul of the same data (`A.astype(int32) @ B.astype(int32)`:
 no BLAS, a plain loop) timed once, at the smaller size only: it takes
-seconds per call. The AMX result is checked exactly against an exact
-reference before anything is timed. Needs a CPU with AMX (and Linux that
+seconds per call. The AMX results are checked against exact references
+(bfloat16 to float32 rounding: sums of integers below 2^24 are exact until
+a partial sum passes it, so against a relative 1e-6) before anything is
+timed. Needs a CPU with AMX (and Linux that
 grants it); elsewhere the benchmark says what is missing and stops.
 """
 from __future__ import annotations
@@ -53,10 +57,16 @@ def runners(M: int, N: int, K: int, seed: int = 0) -> dict[str, Runner]:
     c_amx = np.empty((M, N), np.int32)
     amx(a, b, c_amx)
     np.testing.assert_array_equal(c_amx, exact)
+    a16, b16 = a.astype(tex.dtype.bfloat16.numpy), b.astype(tex.dtype.bfloat16.numpy)
+    amx16 = tex.build(*x86_amx.matmul_schedule(M, N, K, dtype="bfloat16"))
+    c_amx16 = np.empty((M, N), np.float32)
+    amx16(a16, b16, c_amx16)
+    np.testing.assert_allclose(c_amx16, exact, rtol=1e-6, atol=1)
     af, bf = a.astype(np.float32), b.astype(np.float32)
     f32 = tex.build(*matmul(M, N, K, **BEST_MATMUL))
     c_f32, c_np = np.empty((M, N), np.float32), np.empty((M, N), np.float32)
     return {"tex AMX int8": Runner(lambda: amx(a, b, c_amx), lambda: c_amx),
+            "tex AMX bf16": Runner(lambda: amx16(a16, b16, c_amx16), lambda: c_amx16),
             "tex f32": Runner(lambda: f32(af, bf, c_f32), lambda: c_f32),
             "NumPy f32": Runner(lambda: np.matmul(af, bf, out=c_np), lambda: c_np)}
 
@@ -74,17 +84,19 @@ def numpy_int32_seconds(M: int, N: int, K: int) -> float:
 def benchmark(samples: int) -> list[str]:
     lines = [f"medians of {samples} interleaved samples; GOP/s = 2 M N K / seconds; "
              f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT')}",
-             f"{'M x N x K':18} {'tex AMX int8':>13} {'NumPy int32':>12} {'tex f32':>9} "
-             f"{'NumPy f32':>10} {'AMX/tex f32':>12}"]
+             f"{'M x N x K':18} {'tex AMX int8':>13} {'tex AMX bf16':>13} {'NumPy int32':>12} "
+             f"{'tex f32':>9} {'NumPy f32':>10} {'int8/tex f32':>13} {'bf16/tex f32':>13}"]
     for M, N, K in SIZES:
         ops = 2 * M * N * K
         times = time_interleaved(runners(M, N, K), samples)
         rate = {name: ops / statistics.median(ts) / 1e9 for name, ts in times.items()}
         int32 = f"{ops / numpy_int32_seconds(M, N, K) / 1e9:12.1f}" \
             if M * N * K <= NUMPY_INT32_UP_TO else f"{'(minutes)':>12}"
-        lines.append(f"{f'{M}x{N}x{K}':18} {rate['tex AMX int8']:13.0f} {int32} "
+        lines.append(f"{f'{M}x{N}x{K}':18} {rate['tex AMX int8']:13.0f} "
+                     f"{rate['tex AMX bf16']:13.0f} {int32} "
                      f"{rate['tex f32']:9.0f} {rate['NumPy f32']:10.0f} "
-                     f"{rate['tex AMX int8'] / rate['tex f32']:12.1f}")
+                     f"{rate['tex AMX int8'] / rate['tex f32']:13.1f} "
+                     f"{rate['tex AMX bf16'] / rate['tex f32']:13.1f}")
     return lines
 
 
@@ -106,7 +118,7 @@ def main(argv=None):
     parser.add_argument("--samples", type=int, default=15, help="timed samples of each")
     parser.add_argument("--save", action="store_true", help=f"append to {RESULTS.name}")
     args = parser.parse_args(argv)
-    missing = cpu_support.amx_unavailable()
+    missing = cpu_support.amx_unavailable(("amx-bf16", "amx-int8", "amx-tile"))
     if missing is not None:
         raise SystemExit(f"bench.amx needs AMX: {missing}")
     stamp = datetime.datetime.now().isoformat(timespec="seconds")

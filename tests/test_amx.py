@@ -1,6 +1,6 @@
-"""The AMX int8 intrinsic (tex.intrin.x86_amx): what it lowers and compiles to, and the
-errors of schedules it does not fit, on any x86-64 machine; results against NumPy where
-the CPU (and Linux) let this process use AMX."""
+"""The AMX intrinsics (tex.intrin.x86_amx, int8 and bfloat16): what they lower and compile
+to, and the errors of schedules they do not fit, on any x86-64 machine; results against
+NumPy where the CPU (and Linux) let this process use AMX."""
 import types
 
 import numpy as np
@@ -14,6 +14,10 @@ from tex.runtime.kernel import Kernel
 
 AMX_MISSING = cpu_support.amx_unavailable()
 needs_amx = pytest.mark.skipif(AMX_MISSING is not None, reason=f"no AMX: {AMX_MISSING}")
+AMX_BF16_MISSING = cpu_support.amx_unavailable(("amx-bf16", "amx-tile"))
+needs_amx_bf16 = pytest.mark.skipif(AMX_BF16_MISSING is not None,
+                                    reason=f"no AMX-BF16: {AMX_BF16_MISSING}")
+BF16 = tex.dtype.bfloat16.numpy
 # A target with AMX whatever the host, so that the compiled code is the same everywhere.
 AMX_TARGET = "llvm -mcpu=sapphirerapids"
 RNG = np.random.default_rng(7)
@@ -96,6 +100,19 @@ def test_lowers_to_calls_and_compiles_to_tile_instructions():
     assert "@llvm.x86.tdpbssd.internal" in ll and "@llvm.x86.tileloadd64.internal" in ll
     assert "@tex_amx" not in ll                            # linked in once, then inlined
     for instruction in ("ldtilecfg", "tileloadd", "tdpbssd", "tilestored"):
+        assert instruction in asm
+
+
+def test_bfloat16_lowers_to_calls_and_compiles_to_tile_instructions():
+    s, args = x86_amx.matmul_schedule(50, 70, 130, dtype="bfloat16")
+    text = str(tex.lower(s, args))
+    assert "tex_amx_bf16_16x16x160_body(&Ap[" in text     # k padded to 32s
+    # B in pairs of k per column: 5 panels x 80 pairs x 16 columns x 2
+    assert "Bp = allocate(bfloat16[12800]" in text and "Cp = allocate(float32[" in text
+    kernel = tex.build(s, args, target=AMX_TARGET)
+    ll, asm = kernel.get_source("ll"), kernel.get_source("asm")
+    assert "@llvm.x86.tdpbf16ps.internal" in ll and "@tex_amx" not in ll
+    for instruction in ("ldtilecfg", "tileloadd", "tdpbf16ps", "tilestored"):
         assert instruction in asm
 
 
@@ -184,6 +201,10 @@ def test_bad_arguments_are_refused():
         x86_amx.matmul_schedule(4, 4, 0)
     with pytest.raises(tex.ScheduleError, match="depth must be a multiple of 64 dividing"):
         x86_amx.matmul_schedule(4, 4, 200, depth=192)
+    with pytest.raises(tex.ScheduleError, match="positive multiple of 32 for bfloat16"):
+        x86_amx.amx_intrin(48, dtype="bfloat16")
+    with pytest.raises(tex.ScheduleError, match=r"dtype must be one of \['bfloat16', 'int8'\]"):
+        x86_amx.matmul_schedule(4, 4, 4, dtype="float16")
 
 
 @needs_amx
@@ -200,6 +221,24 @@ def test_matches_numpy(M, N, K, options):
     kernel = tex.build(s, args)
     a, b = int8(M, K), int8(K, N)
     np.testing.assert_array_equal(kernel(a, b), reference(a, b))
+
+
+@needs_amx_bf16
+@pytest.mark.parametrize("M, N, K, options", [
+    (50, 70, 130, {}),
+    (1, 17, 32, {}),
+    (200, 33, 300, {"block": (32, 32), "depth": 32}),
+    (96, 64, 128, {"block": (32, 16)}),                  # tiles divide: no copy stage
+])
+def test_bfloat16_matches_numpy(M, N, K, options):
+    kernel = tex.build(*x86_amx.matmul_schedule(M, N, K, dtype="bfloat16", **options))
+    # small integers: every product and partial sum is exact in float32, in any order
+    a, b = int8(M, K) // 16, int8(K, N) // 16
+    np.testing.assert_array_equal(kernel(a.astype(BF16), b.astype(BF16)),
+                                  reference(a, b).astype(np.float32))
+    a, b = RNG.standard_normal((M, K)).astype(BF16), RNG.standard_normal((K, N)).astype(BF16)
+    np.testing.assert_allclose(kernel(a, b), a.astype(np.float64) @ b.astype(np.float64),
+                               rtol=1e-5, atol=1e-5)
 
 
 @needs_amx

@@ -2,7 +2,7 @@
 
 * `cuda_wmma`: 16x16x16 float16 matrix multiply-accumulate on NVIDIA tensor
   cores through CUDA's WMMA API, and an example matmul schedule using it.
-* `x86_amx`: int8 matrix multiply-accumulate on Intel AMX tiles (CPU), and a
+* `x86_amx`: int8 and bfloat16 matrix multiply-accumulate on Intel AMX tiles (CPU), and a
   matmul schedule using it (zero padding, VNNI packing of B, parallel row blocks).
 
 Declare your own with `tex.decl_tensor_intrin`.
