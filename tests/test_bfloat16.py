@@ -1,11 +1,14 @@
-"""bfloat16 on the CPU: every result is compared bit for bit with NumPy's `ml_dtypes`, which
-rounds to bfloat16 after each operation as tex does; sizes do not divide the vector width."""
+"""bfloat16: every result is compared bit for bit with NumPy's `ml_dtypes`, which rounds to
+bfloat16 after each operation as tex does; sizes do not divide the vector width. CUDA
+kernels are compiled by NVRTC and run in the simulator, and on a GPU where there is one."""
 import ml_dtypes
 import numpy as np
 import pytest
 
 import tex
 from tex import dtype as dt
+from tex.runtime import cuda_simulator
+from tex.runtime.cuda_device import gpu_available
 
 BF16 = ml_dtypes.bfloat16
 RNG = np.random.default_rng(16)
@@ -151,12 +154,41 @@ def test_arguments_of_another_dtype_are_refused():
         f(np.ones(8, np.float32))
 
 
-def test_cuda_says_bfloat16_is_cpu_only():
-    A = tex.placeholder((64,), "bfloat16", name="A")
-    B = tex.compute((64,), lambda i: A[i] * 2.0, name="B")
-    s = tex.create_schedule(B.op)
-    bx, tx = s[B].split(B.op.axis[0], factor=32)
-    s[B].bind(bx, tex.thread_axis("blockIdx.x"))
-    s[B].bind(tx, tex.thread_axis("threadIdx.x"))
-    with pytest.raises(tex.BuildError, match="bfloat16 kernels are CPU-only"):
-        tex.build(s, [A, B], target="cuda")
+def cuda_kernel():
+    """C = max((A*B + A) / B - 0.1, exp(A) / 2) in bfloat16, and D = float(C) + float16(A),
+    one thread per element over 1000 elements."""
+    n = 1000
+    A, B = (tex.placeholder((n,), "bfloat16", name=name) for name in "AB")
+    C = tex.compute((n,), lambda i: tex.max((A[i] * B[i] + A[i]) / B[i] - 0.1,
+                                            tex.exp(A[i]) * 0.5), name="C")
+    D = tex.compute((n,), lambda i: tex.cast("float32", C[i])
+                    + tex.cast("float32", tex.cast("float16", A[i])), name="D")
+    s = tex.create_schedule([C.op, D.op])
+    for T in (C, D):
+        bx, tx = s[T].split(T.op.axis[0], factor=64)
+        s[T].bind(bx, tex.thread_axis("blockIdx.x"))
+        s[T].bind(tx, tex.thread_axis("threadIdx.x"))
+    return tex.build(s, [A, B, C, D], target="cuda")
+
+
+def check_cuda_results(run):
+    a, b = random_bf16(1000, 2.0), random_bf16(1000, 2.0)
+    c, d = np.empty(1000, BF16), np.empty(1000, np.float32)
+    run(a, b, c, d)
+    exp = np.exp(a.astype(np.float32)).astype(BF16) * BF16(0.5)
+    np.testing.assert_array_equal(bits(c), bits(np.maximum((a * b + a) / b - BF16(0.1), exp)))
+    np.testing.assert_array_equal(d, c.astype(np.float32) + a.astype(np.float16))
+
+
+def test_cuda_kernels_compute_in_bfloat16():
+    kernel = cuda_kernel()
+    source = kernel.get_source("cuda")
+    assert "#include <cuda_bf16.h>" in source and "const __nv_bfloat16* __restrict__ A" in source
+    assert "__float2bfloat16(0.100097656f)" in source  # 0.1 rounded to bfloat16
+    if cuda_simulator.compiler() is not None:
+        check_cuda_results(kernel.simulate)
+
+
+@pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
+def test_cuda_kernels_of_bfloat16_on_the_gpu():
+    check_cuda_results(cuda_kernel())

@@ -7,7 +7,7 @@ through the `ml_dtypes` package, imported when a bfloat16 array is checked.
 Arithmetic on bfloat16 rounds to bfloat16 after every operation (computed in
 float32, as `ml_dtypes` and the hardware do; CPUs with AVX512-BF16 flush
 subnormal results to zero), so sums over long axes lose precision fast:
-accumulate in float32 with `tex.cast`. The CUDA backend has no bfloat16 yet.
+accumulate in float32 with `tex.cast`.
 
 Promotion, applied when a binary operator meets two different dtypes:
 
@@ -87,6 +87,15 @@ class DType:
                                 "(pip install ml_dtypes)") from None
             return np.dtype(ml_dtypes.bfloat16)
         return np.dtype("bool" if self.is_bool else str(self))
+
+    def round(self, value) -> float:
+        """`value` rounded to this float dtype, to nearest even (bfloat16 through float32, as
+        LLVM, the hardware and `ml_dtypes` convert)."""
+        if self.bits == 64:
+            return float(value)
+        if self.kind == "bfloat":
+            value = np.float32(value)
+        return float(np.float64(value).astype(self.numpy))
 
     @property
     def itemsize(self) -> int:

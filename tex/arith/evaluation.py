@@ -70,7 +70,7 @@ def evaluate(expr: Expr, env: dict):
 def _binary_value(op: str, a, b, dtype: DType):
     if dtype.is_float:
         with np.errstate(all="ignore"):
-            return _round_float(_FLOAT_OPS[op](np.float64(a), np.float64(b)), dtype)
+            return dtype.round(_FLOAT_OPS[op](np.float64(a), np.float64(b)))
     return _wrap(_INT_OPS[op](a, b), dtype)
 
 
@@ -78,7 +78,7 @@ def _call_value(e: Call, args):
     if not e.dtype.is_float:
         return _wrap(abs(args[0]), e.dtype)
     with np.errstate(all="ignore"):
-        return _round_float(_CALLS[e.name](*(np.float64(a) for a in args)), e.dtype)
+        return e.dtype.round(_CALLS[e.name](*(np.float64(a) for a in args)))
 
 
 def _convert(value, dtype: DType):
@@ -86,20 +86,12 @@ def _convert(value, dtype: DType):
     if dtype.is_bool:
         return bool(value)
     if dtype.is_float:
-        return _round_float(value, dtype)
+        return dtype.round(value)
     if isinstance(value, (float, np.floating)):
         if not math.isfinite(value):
             raise ValueError(f"evaluate: cannot convert {value} to {dtype}")
         value = math.trunc(value)
     return _wrap(int(value), dtype)
-
-
-def _round_float(value, dtype: DType) -> float:
-    if dtype.bits == 64:
-        return float(value)
-    if dtype.kind == "bfloat":  # through float32, as LLVM, the hardware and ml_dtypes round
-        value = np.float32(value)
-    return float(np.float64(value).astype(dtype.numpy))
 
 
 def _wrap(value: int, dtype: DType) -> int:

@@ -20,9 +20,10 @@ Guarantees:
 * Float min/max are `fminf`/`fmaxf` (a NaN operand yields the other one).
   Integers narrower than 32 bits wrap: their sums, differences and products
   are cast back to their type.
-* float16 is `half` from `cuda_fp16.h`, included only when used: arithmetic
-  and comparisons use its operators, math functions and floor division run in
-  float.
+* float16 is `half` from `cuda_fp16.h`, bfloat16 `__nv_bfloat16` from
+  `cuda_bf16.h`, included only when used: arithmetic and comparisons use
+  their operators (rounding after each), math functions and floor division
+  run in float. Conversions to bfloat16 go through float, as on the CPU.
 """
 from __future__ import annotations
 
@@ -32,8 +33,8 @@ from contextlib import contextmanager
 import numpy as np
 
 from tex.arith import Interval, const_bound
-from tex.dtype import (DType, bool_, float16, float32, float64, int8, int16, int32, int64,
-                       uint8, uint16, uint32, uint64)
+from tex.dtype import (DType, bfloat16, bool_, float16, float32, float64, int8, int16, int32,
+                       int64, uint8, uint16, uint32, uint64)
 from tex.errors import BuildError
 from tex.expr import Binary, Const, Expr, Var, _int_range
 from tex.ir import Broadcast, Buffer, Ramp, ThreadIndex
@@ -46,7 +47,10 @@ ATOM, UNARY, MUL, ADD, REL, EQ, AND, OR, COND = 15, 14, 13, 12, 10, 9, 5, 4, 3
 _C_TYPES = {bool_: "bool", int8: "signed char", int16: "short", int32: "int",
             int64: "long long", uint8: "unsigned char", uint16: "unsigned short",
             uint32: "unsigned int", uint64: "unsigned long long", float16: "half",
-            float32: "float", float64: "double"}
+            bfloat16: "__nv_bfloat16", float32: "float", float64: "double"}
+#: The 16-bit floats: header, conversion to float, conversion from float.
+_HALVES = {float16: ("cuda_fp16.h", "__half2float", "__float2half"),
+           bfloat16: ("cuda_bf16.h", "__bfloat162float", "__float2bfloat16")}
 
 #: The CUDA vector types one aligned access of `lanes` elements can use.
 _VECTOR_TYPES = {(float32, 2): "float2", (float32, 4): "float4", (int32, 2): "int2",
@@ -85,9 +89,7 @@ def c_type(dtype: DType) -> str:
     """The C type of one element of `dtype`."""
     name = _C_TYPES.get(dtype.element)
     if name is None:
-        hint = ("; bfloat16 kernels are CPU-only for now: use float16 or float32 on the GPU"
-                if dtype.kind == "bfloat" else "")
-        raise BuildError(f"CUDA codegen has no C type for {dtype}{hint}")
+        raise BuildError(f"CUDA codegen has no C type for {dtype}")
     return name
 
 
@@ -135,8 +137,8 @@ class Preamble:
         self.helpers: dict[str, str] = {}
 
     def use_type(self, dtype: DType):
-        if dtype.element == float16:
-            self.headers["cuda_fp16.h"] = None
+        if dtype.element in _HALVES:
+            self.headers[_HALVES[dtype.element][0]] = None
 
     def floor_helper(self, op: str, dtype: DType) -> str:
         """The name of the helper computing `op` ("floordiv"/"floormod") on `dtype`."""
@@ -213,9 +215,9 @@ def literal(dtype: DType, value) -> tuple[str, int]:
         return ("true" if value else "false"), ATOM
     if dtype.is_int:
         return _int_literal(dtype, value)
-    if dtype == float16:
-        exact = float(np.float16(value))
-        return f"__float2half({_float_literal(float32, exact)[0]})", ATOM
+    if dtype in _HALVES:
+        exact = _float_literal(float32, dtype.round(value))[0]
+        return f"{_HALVES[dtype][2]}({exact})", ATOM
     return _float_literal(dtype, value)
 
 
@@ -302,12 +304,12 @@ class ExprEmitter:
         return self.expr(e, lane)
 
     def in_float(self, e: Expr, lane: int) -> tuple[str, int]:
-        """A float16 value as a float: a constant directly, else `__half2float`."""
+        """A 16-bit float value as a float: a constant directly, else converted."""
         if isinstance(e, Broadcast):
             e = e.value
         if isinstance(e, Const):
-            return literal(float32, e.value)
-        return f"__half2float({self.expr(e, lane)})", ATOM
+            return literal(float32, e.dtype.round(e.value))
+        return f"{_HALVES[e.dtype.element][1]}({self.expr(e, lane)})", ATOM
 
     def note_alignment(self, b: Buffer, size: int):
         """The pointer of `b` must be aligned to `size` bytes."""
@@ -374,10 +376,10 @@ class ExprEmitter:
 
     def _floor(self, e: Binary, lane: int) -> tuple[str, int]:
         op, dtype = e.op, e.dtype.element
-        if dtype == float16:
+        if dtype in _HALVES:
             helper = self.preamble.floor_helper(op, float32)
             a, b = (self.in_float(x, lane)[0] for x in (e.a, e.b))
-            return f"__float2half({helper}({a}, {b}))", ATOM
+            return f"{_HALVES[dtype][2]}({helper}({a}, {b}))", ATOM
         a, b = self.emit(e.a, lane), self.emit(e.b, lane)
         if dtype.kind == "uint" or (dtype.kind == "int" and self._non_negative(e)):
             return f"{wrap(a, MUL)} {'/' if op == 'floordiv' else '%'} {wrap(b, MUL + 1)}", MUL
@@ -430,21 +432,25 @@ class ExprEmitter:
         value = self.emit(e.value, lane)
         if src == dst:
             return value
-        if src == float16:
-            value, src = (f"__half2float({value[0]})", ATOM), float32
+        if src in _HALVES:
+            value, src = (f"{_HALVES[src][1]}({value[0]})", ATOM), float32
             if dst == float32:
                 return value
         if dst == float16:
             if src == bool_:
                 value, src = (f"(int){wrap(value, UNARY)}", UNARY), int32
             return f"{_TO_HALF[src]}({value[0]})", ATOM
+        if dst == bfloat16:
+            if src != float32:
+                value = (f"(float){wrap(value, UNARY)}", UNARY)
+            return f"__float2bfloat16({value[0]})", ATOM
         return f"({c_type(dst)}){wrap(value, UNARY)}", UNARY
 
     def expr_Call(self, e, lane):
         dtype = e.dtype.element
-        if dtype == float16:
+        if dtype in _HALVES:
             args = [self.in_float(a, lane) for a in e.args]
-            return f"__float2half({_float_call(e.name, float32, args)[0]})", ATOM
+            return f"{_HALVES[dtype][2]}({_float_call(e.name, float32, args)[0]})", ATOM
         args = [self.emit(a, lane) for a in e.args]
         if dtype.is_float:
             return _float_call(e.name, dtype, args)
@@ -537,7 +543,7 @@ def _readable(op: str, b: Expr) -> tuple[str, Expr]:
 
 
 def _min_max(op: str, dtype: DType) -> str:
-    if dtype == float16:
+    if dtype in _HALVES:
         return f"__h{op}"
     if dtype.is_float:
         return f"f{op}f" if dtype == float32 else f"f{op}"

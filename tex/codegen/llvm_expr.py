@@ -31,7 +31,6 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-import numpy as np
 from llvmlite import binding, ir
 from llvmlite.ir.instructions import GEPInstr
 from llvmlite.ir.types import _BaseFloatType, _format_double
@@ -46,8 +45,8 @@ from tex.visitor import collect
 
 I1, I8, I32, I64 = (ir.IntType(bits) for bits in (1, 8, 32, 64))
 class _BFloatType(_BaseFloatType):
-    """LLVM's `bfloat`, which llvmlite lacks. A constant is rounded to bfloat16 through
-    float32, as `tex.arith` folds them."""
+    """LLVM's `bfloat`, which llvmlite lacks. Constants are rounded as `tex.arith` folds
+    them (`DType.round`)."""
 
     null = "0.0"
     intrinsic_name = "bf16"
@@ -56,7 +55,7 @@ class _BFloatType(_BaseFloatType):
         return "bfloat"
 
     def format_constant(self, value):
-        return _format_double(float(np.float32(value).astype(bfloat16.numpy)))
+        return _format_double(bfloat16.round(value))
 
 
 _BFloatType._create_instance()

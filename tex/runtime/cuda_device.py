@@ -44,6 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tex import dtype as dt
 from tex.errors import ArgumentError, DeviceError
 from tex.runtime.host_array import allocate
 from tex.runtime.kernel import Param
@@ -276,12 +277,10 @@ _capsule_pointer = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c
     ("PyCapsule_GetPointer", ctypes.pythonapi))
 _KDLCPU, _KDLCUDA = 1, 2
 _DLPACK_DTYPES = {  # (type code, bits, lanes) -> dtype
-    (0, 8, 1): np.dtype("int8"), (0, 16, 1): np.dtype("int16"),
-    (0, 32, 1): np.dtype("int32"), (0, 64, 1): np.dtype("int64"),
-    (1, 8, 1): np.dtype("uint8"), (1, 16, 1): np.dtype("uint16"),
-    (1, 32, 1): np.dtype("uint32"), (1, 64, 1): np.dtype("uint64"),
-    (2, 16, 1): np.dtype("float16"), (2, 32, 1): np.dtype("float32"),
-    (2, 64, 1): np.dtype("float64"), (6, 8, 1): np.dtype("bool"),
+    (0, 8, 1): dt.int8, (0, 16, 1): dt.int16, (0, 32, 1): dt.int32, (0, 64, 1): dt.int64,
+    (1, 8, 1): dt.uint8, (1, 16, 1): dt.uint16, (1, 32, 1): dt.uint32, (1, 64, 1): dt.uint64,
+    (2, 16, 1): dt.float16, (2, 32, 1): dt.float32, (2, 64, 1): dt.float64,
+    (4, 16, 1): dt.bfloat16, (6, 8, 1): dt.bool_,
 }
 
 
@@ -363,7 +362,7 @@ class CudaParam(Param):
         if key not in _DLPACK_DTYPES:
             raise ArgumentError(f"{self.label}: its DLPack dtype (code {key[0]}, {key[1]} bits, "
                                 f"{key[2]} lanes) is not one tex kernels take")
-        dtype = _DLPACK_DTYPES[key]
+        dtype = _DLPACK_DTYPES[key].numpy
         shape = tuple(t.shape[k] for k in range(t.ndim))
         strides = tuple(t.strides[k] * dtype.itemsize for k in range(t.ndim)) \
             if t.strides else None

@@ -89,6 +89,39 @@ inline half __ull2half_rn(unsigned long long v) { return (half)v; }
 inline half __hmin(half a, half b) { return a < b ? a : b; }
 inline half __hmax(half a, half b) { return a > b ? a : b; }
 
+/* ---- bfloat16 (cuda_bf16.h) -------------------------------------------- */
+
+/* The upper half of a float's bits. Every operator computes in float and
+   rounds to nearest even, as the device's do; NaN stays a (quiet) NaN. */
+struct __nv_bfloat16 { unsigned short x; };
+typedef __nv_bfloat16 nv_bfloat16;
+
+inline float __bfloat162float(__nv_bfloat16 h) {
+  unsigned u = (unsigned)h.x << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+inline __nv_bfloat16 __float2bfloat16(float f) {
+  unsigned u;
+  memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return {(unsigned short)((u >> 16) | 0x40)};
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return {(unsigned short)(u >> 16)};
+}
+#define TEX_BF16_ARITH(op) \
+  inline __nv_bfloat16 operator op(__nv_bfloat16 a, __nv_bfloat16 b) { \
+    return __float2bfloat16(__bfloat162float(a) op __bfloat162float(b)); }
+#define TEX_BF16_COMPARE(op) \
+  inline bool operator op(__nv_bfloat16 a, __nv_bfloat16 b) { \
+    return __bfloat162float(a) op __bfloat162float(b); }
+TEX_BF16_ARITH(+) TEX_BF16_ARITH(-) TEX_BF16_ARITH(*) TEX_BF16_ARITH(/)
+TEX_BF16_COMPARE(==) TEX_BF16_COMPARE(!=) TEX_BF16_COMPARE(<) TEX_BF16_COMPARE(<=)
+TEX_BF16_COMPARE(>) TEX_BF16_COMPARE(>=)
+inline __nv_bfloat16 operator-(__nv_bfloat16 a) { return {(unsigned short)(a.x ^ 0x8000u)}; }
+inline __nv_bfloat16 __hmin(__nv_bfloat16 a, __nv_bfloat16 b) { return a < b ? a : b; }
+inline __nv_bfloat16 __hmax(__nv_bfloat16 a, __nv_bfloat16 b) { return a > b ? a : b; }
+
 /* ---- math and bit casts ------------------------------------------------ */
 
 inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
