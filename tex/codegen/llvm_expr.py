@@ -16,13 +16,12 @@ Semantics kept here:
   arithmetic never wraps);
 * exp, sigmoid and float32 tanh are lane-wise vector code from
   `tex.codegen.llvm_math` (float16 and bfloat16 through float32), not libm
-  calls;
+  calls; float64 tanh and erf call libm lane by lane;
 * bfloat16 is LLVM's `bfloat`: LLVM computes it in float32 and rounds after
   every operation, as NumPy's `ml_dtypes` does, with `vcvtneps2bf16` where
   the CPU has AVX512-BF16, which flushes subnormal results to zero. It needs
   LLVM 22 or newer; older ones raise `BuildError` rather than risk a backend
   crash;
-  float64 tanh and erf call libm lane by lane;
 * `Select` is lazy (see the `expr_Select` docstring); loads under a lane
   mask become masked loads/gathers, and a scalar load under a mask is
   branched around when no lane is set.
@@ -44,6 +43,8 @@ from tex.ir import Broadcast, Buffer, Load, Ramp
 from tex.visitor import collect
 
 I1, I8, I32, I64 = (ir.IntType(bits) for bits in (1, 8, 32, 64))
+
+
 class _BFloatType(_BaseFloatType):
     """LLVM's `bfloat`, which llvmlite lacks. Constants are rounded as `tex.arith` folds
     them (`DType.round`)."""
@@ -58,9 +59,9 @@ class _BFloatType(_BaseFloatType):
         return _format_double(bfloat16.round(value))
 
 
-_BFloatType._create_instance()
-_FLOATS = {16: ir.HalfType(), 32: ir.FloatType(), 64: ir.DoubleType()}
+_BFloatType._create_instance()  # llvmlite's float types are singletons
 BFLOAT = _BFloatType()
+_FLOATS = {16: ir.HalfType(), 32: ir.FloatType(), 64: ir.DoubleType()}
 
 _CMP = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 _LLVM_MATH = {"log": "log", "sqrt": "sqrt", "abs": "fabs", "floor": "floor",
