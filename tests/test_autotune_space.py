@@ -154,22 +154,24 @@ def test_the_generated_matmul_space_holds_the_packed_register_tile():
         space.instantiate(space.from_json({**knobs, "C.vector": 64, "C.tile_0": 8}))
 
 
+#: A 64 x 20 x 30 matmul's register tile with the vectors down the rows (64 rows make whole
+#: vectors, 20 columns would not), A packed.
+DOWN_THE_ROWS = {"C.vector_axis": 0, "C.vector": 16, "C.tile_0": 3, "C.order": [0],
+                 "C.pack_A": True, "C.pack_B": False, "C.unroll_reduce": 1}
+
+
 def test_a_transposed_panel_when_the_vector_runs_down_the_rows():
-    # 64 rows make whole vectors, 20 columns would not: the vectors run down the rows
     space = autotune.space_for(declare_matmul(64, 20, 30)[-1])
-    knobs = {"C.vector_axis": 0, "C.vector": 16, "C.tile_0": 3, "C.order": [0],
-             "C.pack_A": True, "C.pack_B": False, "C.unroll_reduce": 1, "C.write_back": "tile"}
-    text = instantiate_and_check(space, knobs, 64, 20, 30)
+    text = instantiate_and_check(space, {**DOWN_THE_ROWS, "C.write_back": "tile"}, 64, 20, 30)
     # A is copied with its rows innermost, and the accumulator holds whole vectors
     assert "A_global[ramp(" in text and "C_local[ramp(0, 1, 16)]" in text
 
 
 def test_a_transposed_result_written_back_by_rows():
-    # the vectors run down the rows of C; by rows, C_local holds 16 whole rows, each
-    # register tile of 16 x 3 is computed in C_local_local, and C is written along its rows
+    # C_local holds 16 whole rows, each register tile of 16 x 3 is computed in
+    # C_local_local, and C is written along its rows
     space = autotune.space_for(declare_matmul(64, 20, 30)[-1])
-    knobs = {"C.vector_axis": 0, "C.vector": 16, "C.tile_0": 3, "C.order": [0],
-             "C.pack_A": True, "C.pack_B": False, "C.unroll_reduce": 1, "C.write_back": "row"}
+    knobs = {**DOWN_THE_ROWS, "C.write_back": "row"}
     text = instantiate_and_check(space, knobs, 64, 20, 30)
     assert "C_local_local[ramp(" in text and "C[ramp(" in text
     assert text.index("A_global = allocate") < text.index("in parallel(")  # packed first
