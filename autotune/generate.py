@@ -15,11 +15,11 @@ space (see `autotune.space`). The rules:
    registers wide), the others get tile extents (`tile_0`, `tile_1`: the
    tile's rows, in axis order) and are unrolled. The outer loops are fused
    into one parallel loop, the vector axis's first (consecutive tiles share
-   a panel of the input the vectors walk) and the others in a chosen order. The reduction is computed at the
-   tile, reduction axes outermost, so that its accumulator stays in
-   registers: a write cache of the output laid out with the vector axis
-   last, or the reduction itself when an elementwise epilogue reads it. Each
-   input may be packed: copied, with the dimension the vector walks laid out
+   a panel of the input the vectors walk) and the others in a chosen order.
+   The reduction is computed at the tile, reduction axes outermost, so that
+   its accumulator stays in registers: a write cache of the output laid out
+   with the vector axis last, or the reduction itself when an elementwise
+   epilogue reads it. Each input may be packed: copied, with the dimension the vector walks laid out
    last, in the vector axis's outer loop, which then runs serially around the
    parallel loop of the others, so that the tile reads a compact panel.
    When the vector runs along another axis than the output's last (the

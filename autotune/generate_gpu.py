@@ -162,17 +162,30 @@ class GpuSketch(_Sketch):
 
     # --- rule 3 ----------------------------------------------------------------------
     def rows(self, out: Stage):
-        """Rule 3: one block per row; the row's reductions across its threads."""
+        """Rule 3: `rows` rows per block, one per threadIdx.y; each row's reductions across
+        its threads."""
         *lead, last = out.op.axis
         threads = self.threads_knob(f"{out.name}.threads", REDUCE_THREADS, _extent(last))
         strategy = self.knob(f"{out.name}.strategy", ["shared", "warp"])
-        row = out.fuse(*lead) if len(lead) > 1 else lead[0]
-        _bind(out, row, "blockIdx.x")
+        points = math.prod(_extent(a) for a in lead)
+        rows = self.knob(f"{out.name}.rows", [r for r in ROWS if r <= _pow2_at_least(points)])
+        self.check(threads * rows <= self.target.max_threads_per_block,
+                   f"{threads} x {rows} threads exceed {self.target.max_threads_per_block} "
+                   "per block")
+        block = out.fuse(*lead) if len(lead) > 1 else lead[0]
+        if rows > 1:
+            block, row = out.split(block, factor=rows)
+            _bind(out, row, "threadIdx.y")
+        _bind(out, block, "blockIdx.x")
         col_outer, col_thread = out.split(last, factor=threads)
         out.reorder(col_thread, col_outer)
         _bind(out, col_thread, "threadIdx.x")
         for stage in self.group_of(out):
-            stage.compute_at(out, row)
+            stage.compute_at(out, block)
+            if rows > 1:  # the block's rows, one per threadIdx.y
+                rows_of = stage.fuse(*stage.op.axis[:len(lead)]) if len(lead) > 1 \
+                    else stage.op.axis[0]
+                _bind(stage, rows_of, "threadIdx.y")
             if stage.op.reduce_axis:
                 _, lanes = stage.split(stage.op.reduce_axis[-1], factor=threads)
                 _bind(stage, lanes, "threadIdx.x")

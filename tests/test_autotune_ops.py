@@ -114,7 +114,8 @@ def test_convolutions_written_back_by_rows(shape):
     task = task_for("conv2d", shape)
     inputs = task.random_inputs(seed=4)
     want = task.reference_outputs(inputs)[0]
-    rows = [c for c in random_configs(task, len(task.space)) if c.to_json()["Y.write_back"] == "row"]
+    rows = [c for c in random_configs(task, len(task.space))
+            if c.to_json()["Y.write_back"] == "row"]
     built = 0
     for config in random.Random(0).sample(rows, len(rows)):
         try:

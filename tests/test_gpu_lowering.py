@@ -372,6 +372,40 @@ def test_a_thread_reduction_in_a_thread_loop_shorter_than_the_block_runs_in_ever
     np.testing.assert_allclose(kernel.simulate(data), data.sum(axis=2), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("strategy", ["shared", "warp"])
+def test_a_thread_reduction_into_a_local_buffer_reaches_every_thread(strategy):
+    """A softmax with two rows per block (threadIdx.y), the row's maximum and sum computed
+    inside the threadIdx.y loop, so into local buffers, each reduced across threadIdx.x:
+    every thread writes the result into its own copy (thread 0 alone left the others'
+    copies unset)."""
+    n, m = 5, 300
+    A = tex.placeholder((n, m), name="A")
+    k1, k2 = tex.reduce_axis((0, m), name="k1"), tex.reduce_axis((0, m), name="k2")
+    top = tex.compute((n,), lambda i: tex.max(A[i, k1], axis=k1), name="top")
+    total = tex.compute((n,), lambda i: tex.sum(tex.exp(A[i, k2] - top[i]), axis=k2),
+                        name="total")
+    Y = tex.compute((n, m), lambda i, j: tex.exp(A[i, j] - top[i]) / total[i], name="Y")
+    s = tex.create_schedule(Y.op)
+    block, row = s[Y].split(Y.op.axis[0], factor=2)
+    s[Y].bind(block, tex.thread_axis("blockIdx.x"))
+    s[Y].bind(row, tex.thread_axis("threadIdx.y"))
+    outer, lane = s[Y].split(Y.op.axis[1], factor=32)
+    s[Y].reorder(lane, outer)
+    s[Y].bind(lane, tex.thread_axis("threadIdx.x"))
+    for R in (top, total):
+        s[R].compute_at(s[Y], row)
+        _, lanes = s[R].split(R.op.reduce_axis[0], factor=32)
+        s[R].bind(lanes, tex.thread_axis("threadIdx.x"))
+        s[R].reduce_strategy(lanes, strategy)
+    kernel = tex.build(s, [A, Y], target="cuda")
+    assert "top = allocate(float32[1], 'local')" in kernel.get_source("tex")
+    a = np.random.default_rng(3).standard_normal((n, m)).astype("float32")
+    e = np.exp(a - a.max(axis=1, keepdims=True))
+    want = e / e.sum(axis=1, keepdims=True)
+    for seed in range(2):
+        np.testing.assert_allclose(kernel.simulate(a, seed=seed), want, rtol=1e-5, atol=1e-6)
+
+
 # --- double_buffer -----------------------------------------------------------------------------
 def _double_buffered_matmul(n=100, m=90, k=70, stages=("A_shared", "B_shared")):
     case = cases.matmul(n=n, m=m, k=k)

@@ -309,7 +309,8 @@ def _with_amx_features(module: ir.Module, kind: _Kind) -> str:
     text = str(module)
     head, brace, rest = text.partition("\n{\n")  # the end of the `define` line
     features = f"+amx-tile,{kind.feature}"
-    return f"{head} #0{brace}{rest}\nattributes #0 = {{ \"target-cpu\"=\"x86-64\" \"target-features\"=\"{features}\" }}\n"
+    attributes = f'"target-cpu"="x86-64" "target-features"="{features}"'
+    return f"{head} #0{brace}{rest}\nattributes #0 = {{ {attributes} }}\n"
 
 
 class _TileBuilder(ir.IRBuilder):

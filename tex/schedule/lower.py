@@ -412,7 +412,9 @@ def _gpu_reduction(plan, nest, body, outs, store_index, depth, first):
         write = AtomicUpdate(outs[0][0], op, results[0], store_index(outs[0][1]))
     else:
         write = seq(*(Store(b, r, store_index(o)) for (b, o), r in zip(outs, results)))
-    if thread_leaf is not None:
+    if thread_leaf is not None and storage_scope(stage) != "local":
+        # every thread of the group holds the result: into shared or global memory one
+        # writes it, into a local buffer each writes its own copy
         write = IfThenElse(ops.compare("eq", ThreadIndex(stage.bindings[thread_leaf]), 0), write)
     write = _under_moved_guards(plan, depth, first, write)
     one_thread = _one_of_the_copies(plan, nest.plans)
