@@ -19,9 +19,10 @@ space (see `autotune.space`). The rules:
    The reduction is computed at the tile, reduction axes outermost, so that
    its accumulator stays in registers: a write cache of the output laid out
    with the vector axis last, or the reduction itself when an elementwise
-   epilogue reads it. Each input may be packed: copied, with the dimension the vector walks laid out
-   last, in the vector axis's outer loop, which then runs serially around the
-   parallel loop of the others, so that the tile reads a compact panel.
+   epilogue reads it. Each input may be packed: copied, with the dimension
+   the vector walks laid out last, in the vector axis's outer loop, which then
+   runs serially around the parallel loop of the others, so that the tile
+   reads a compact panel.
    When the vector runs along another axis than the output's last (the
    channels of an NCHW convolution), a knob writes the result back by rows
    instead of by tiles: the accumulator holds whole rows of the last axis

@@ -12,9 +12,11 @@ replaces its rules:
    the leading axes run over blockIdx.z. With one reduction axis, both inputs
    may be staged through shared memory `step` reduction steps at a time
    (bench/gpu_schedules.matmul).
-3. **rows** (softmax, layernorm): one block per row, `threads` threads across
-   it; every row reduction is computed at the row, its axis across the same
-   threads, combined by the `strategy` knob ("shared" or "warp").
+3. **rows** (softmax, layernorm): `rows` rows per block, one per threadIdx.y
+   (several short rows fill a block), `threads` threads across each; every
+   row reduction is computed at the block, its rows on threadIdx.y and its
+   axis across the same threads, combined by the `strategy` knob ("shared"
+   or "warp").
 4. **reduce** (an output reduction that is not tiled: row sums and maxima,
    full sums, column sums): the `strategy` knob chooses
    "serial" (one thread per output point, points over blocks x threads),

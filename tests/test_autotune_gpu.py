@@ -103,6 +103,10 @@ def test_invalid_configurations_raise_invalid_config():
     too_many = dict(serial_1024, **{"row_sum.strategy": "warp", "row_sum.rows": 16})
     with pytest.raises(InvalidConfig, match="1024 x 16 threads exceed 1024 per block"):
         task.instantiate(space.from_json(too_many))
+    softmax = _task("softmax")  # 9 rows of 1000
+    with pytest.raises(InvalidConfig, match="512 x 4 threads exceed 1024 per block"):
+        softmax.instantiate(softmax.space.from_json(
+            {"softmax.threads": 512, "softmax.strategy": "shared", "softmax.rows": 4}))
 
 
 @pytest.mark.skipif(cuda_simulator.compiler() is None, reason="needs g++")
@@ -118,6 +122,24 @@ def test_short_rows_share_a_block(strategy):
     inputs = task.random_inputs()
     np.testing.assert_allclose(kernel.simulate(*inputs, seed=1), task.reference_outputs(inputs)[0],
                                rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(cuda_simulator.compiler() is None, reason="needs g++")
+@pytest.mark.parametrize("op, out", [("softmax", "softmax"), ("layernorm", "out")])
+@pytest.mark.parametrize("strategy", ["shared", "warp"])
+def test_short_softmax_and_layernorm_rows_share_a_block(op, out, strategy):
+    """77 rows of 45: 8 rows per block (threadIdx.y), 32 threads along each; the row
+    reductions keep one shared slot per row of the block."""
+    task = ops.task_for(op, (77, 45), "cuda")
+    config = task.space.from_json({f"{out}.threads": 32, f"{out}.strategy": strategy,
+                                   f"{out}.rows": 8})
+    schedule, tensors = task.instantiate(config)
+    kernel = tex.build(schedule, tensors, target="cuda")
+    text = kernel.get_source("tex")
+    assert "grid=(10, 1, 1), block=(32, 8, 1)" in text and "float32[8], 'shared')" in text
+    inputs = task.random_inputs()
+    np.testing.assert_allclose(kernel.simulate(*inputs, seed=1), task.reference_outputs(inputs)[0],
+                               rtol=1e-4, atol=1e-5)
 
 
 def test_configurations_replay_from_json():
