@@ -29,7 +29,7 @@ intrinsics in their `.internal` form (`llvm.x86.tileloadd64.internal`,
 `llvm.x86.tdpbssd.internal`, ...), whose tile shapes are operands: LLVM
 chooses the tile registers and writes the tile configuration (`ldtilecfg`)
 itself. One call keeps the `rows/16 x cols/16` accumulator tiles in
-registers for its whole depth (`depth / 64` steps, each loading `rows/16` A
+registers for its whole depth (a step per 64 bytes of k, each loading `rows/16` A
 tiles and `cols/16` B tiles for `rows/16 x cols/16` products), so the C tile
 goes through memory once per call:
 
@@ -37,8 +37,8 @@ goes through memory once per call:
 * update: they are loaded from c first (the reduction continues outside);
 * reset: zero tiles are stored into c.
 
-Running needs a CPU with amx-tile and amx-int8 (or amx-bf16) and a Linux that grants the
-process AMX tile data; `tex.codegen.cpu_support` asks for it when such a
+Running needs a CPU with amx-tile and amx-int8 (or amx-bf16) and a Linux
+that grants the process AMX tile data; `tex.codegen.cpu_support` asks for it when such a
 kernel is built or loaded, and calling it raises DeviceError when it cannot
 run. Building works for any x86-64 target: the functions carry the AMX
 features themselves, and are inlined where the target has them too (the
@@ -166,16 +166,16 @@ def matmul_schedule(M: int, N: int, K: int, depth: int | None = None,
     even number of cache lines, so that the rows of a tile do not crowd into
     a few cache sets); `Bp` packs B into VNNI panels `cols` columns wide,
     `Bp[jo, kq, ji, kr] = B[V kq + kr, cols jo + ji]` (V = 4 for int8, 2 for
-    bfloat16); `Cp` (C itself when M
-    and N are multiples of `block` = (rows, cols)) is computed in
+    bfloat16); `Cp` (C itself when M and N are multiples of `block` =
+    (rows, cols)) is computed in
     `rows x cols` blocks, one intrinsic call each, running through `depth` of
     k (default: all of it) with its accumulators in tile registers. Panels
     are taken `panel_block` columns at a time, so that those of B stay in
     cache while the row blocks of A, split among the threads, pass by.
 
     The default block, one 16 x 16 tile per call over all of k, measured
-    faster than 2 x 2 tiles (32 x 32) on a Sapphire Rapids class CPU: fewer
-    tile loads per tdpbssd matter less than the A rows and the B panel of a
+    faster than 2 x 2 tiles (32 x 32) for int8 on a Sapphire Rapids class CPU:
+    fewer tile loads per product matter less than the A rows and the B panel of a
     call fitting in L1 together (`bench/results/amx.txt`).
 
         Ap = pad(A); Bp = pack(B)                   # parallel over rows / panels
