@@ -6,14 +6,20 @@ A target is parsed from a string, TVM style::
     Target("llvm -mcpu=skylake-avx512")         # another x86 CPU (features from its name)
     Target("llvm -mattr=-avx512f")              # the host, minus a feature
     Target("llvm -fastmath")                    # allow LLVM's fast-math flags
+    Target("llvm -mtriple=aarch64-linux-gnu -mcpu=neoverse-v1")   # cross-compile for aarch64
     Target("cuda")                              # the GPU present (else sm_80)
     Target("cuda -arch=sm_90")                  # a given NVIDIA architecture
 
 Options of `llvm`:
 
 =============  ==============================================================
-``-mcpu=X``    the CPU to tune and select instructions for (``native``: host)
+``-mcpu=X``    the CPU to tune and select instructions for: ``native`` (the
+               host), an x86-64 level (``x86-64-v2|v3|v4``) or any CPU LLVM
+               knows for the triple
 ``-mattr=L``   comma-separated ``+feature`` / ``-feature`` changes
+``-mtriple=T`` the machine to compile for, ``x86_64-linux-gnu`` or
+               ``aarch64-linux-gnu`` (default: this one); another machine's
+               kernels can be printed and exported, not run here
 ``-fastmath``  float arithmetic may be reassociated and assume no NaN/Inf
 =============  ==============================================================
 
@@ -27,15 +33,17 @@ the machine from here.
 """
 from __future__ import annotations
 
+import glob
 import os
 import re
+import subprocess
 import sys
 from functools import lru_cache
 
 from tex.dtype import DType
 from tex.errors import BuildError
 
-_OPTIONS = {"llvm": {"mcpu": "value", "mattr": "value", "fastmath": "flag"},
+_OPTIONS = {"llvm": {"mcpu": "value", "mattr": "value", "mtriple": "value", "fastmath": "flag"},
             "cuda": {"arch": "value"}}
 
 # x86 CPUs LLVM knows, by widest vector unit the rules below care about.
@@ -51,27 +59,34 @@ _SSE_CPUS = frozenset("""
     generic x86-64 x86-64-v2 core2 penryn nehalem corei7 westmere sandybridge corei7-avx
     ivybridge core-avx-i bonnell atom silvermont slm goldmont goldmont-plus tremont btver1
     btver2 bdver1 bdver2 bdver3 k8 opteron athlon64 amdfam10 barcelona""".split())
-_KNOWN_CPUS = _AVX512_CPUS | _AVX2_CPUS | _SSE_CPUS
+_X86_CPUS = _AVX512_CPUS | _AVX2_CPUS | _SSE_CPUS
+
+#: The machines tex compiles for: LLVM's architecture name -> the name Linux reports.
+_MACHINES = {"x86_64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
 
 
 class Target:
     """A compilation target parsed from a string such as ``"llvm -mcpu=skylake-avx512"``.
 
-    Attributes (CPU targets): `kind` ("llvm"), `cpu` (LLVM CPU name), `features`
+    Attributes (CPU targets): `kind` ("llvm"), `triple` (LLVM's target triple),
+    `machine` ("x86_64" or "aarch64"), `cpu` (LLVM CPU name), `features`
     (the LLVM feature string: the host's when `-mcpu` is not given, else only
     the `-mattr` changes, LLVM deriving the rest from the CPU name),
     `enabled_features` (the features known on, by name: all the host's without
     `-mcpu`, else those tex knows of the CPU, `-mattr` applied),
-    `vector_bits` (512 with avx512f, 256 with avx2, else 128), `num_cores`
-    (cores of this machine) and `fastmath`. CUDA targets have `kind` "cuda",
+    `vector_bits` (512 with avx512f, 256 with avx2, else 128), `vector_registers`
+    (32 with AVX-512 and on aarch64, else 16), `cache_bytes` (the L1 data, L2 and
+    last-level cache sizes a core sees: this machine's, read from Linux, when
+    `-mcpu` is not given, else typical sizes), `num_cores` (cores of this machine)
+    and `fastmath`. CUDA targets have `kind` "cuda",
     `arch` (e.g. "sm_80") and the limits lowering checks: `max_threads_per_block`,
     `max_block` and `max_grid` (per dimension x, y, z), `max_shared_bytes`
     (static shared memory per block) and `warp_size`.
     """
 
-    __slots__ = ("kind", "cpu", "features", "enabled_features", "vector_bits", "num_cores",
-                 "fastmath", "arch", "max_threads_per_block", "max_block", "max_grid",
-                 "max_shared_bytes", "warp_size", "_mcpu", "_mattr", "_text")
+    __slots__ = ("kind", "triple", "machine", "cpu", "features", "enabled_features",
+                 "vector_bits", "vector_registers", "cache_bytes", "num_cores", "fastmath", "arch", "max_threads_per_block", "max_block", "max_grid",
+                 "max_shared_bytes", "warp_size", "_mcpu", "_mattr", "_mtriple", "_text")
 
     def __init__(self, spec: str):
         if not isinstance(spec, str) or not spec.split():
@@ -84,6 +99,7 @@ class Target:
         options = _parse_options(kind, tokens, spec)
         self.kind = kind
         self.cpu, self.features, self.vector_bits, self.num_cores = None, "", 128, None
+        self.triple = self.machine = self.vector_registers = self.cache_bytes = None
         self.enabled_features = frozenset()  # a CPU's, by name ("avx2"), -mattr applied
         self.max_threads_per_block = self.max_block = self.max_grid = None
         self.max_shared_bytes = self.warp_size = None
@@ -91,6 +107,7 @@ class Target:
         self.arch = options.get("arch")
         self._mcpu = options.get("mcpu", "native")
         self._mattr = options.get("mattr", "")
+        self._mtriple = options.get("mtriple")
         if kind == "llvm":
             self._describe_cpu(spec)
         else:
@@ -99,20 +116,30 @@ class Target:
 
     def _describe_cpu(self, spec: str):
         changes = _parse_mattr(self._mattr, spec)
-        if self._mcpu == "native":
+        host_triple = _host_triple()
+        self.triple = _normalized_triple(self._mtriple, spec) if self._mtriple else host_triple
+        self.machine = _MACHINES[self.triple.split("-")[0]]
+        foreign = self.machine != _MACHINES.get(host_triple.split("-")[0])
+        if self._mcpu == "native" and not foreign:
             self.cpu, base_features = _host_cpu()
             self.features = ",".join(filter(None, (base_features, self._mattr)))
             enabled = {f[1:] for f in base_features.split(",") if f.startswith("+")}
-        elif self._mcpu in _KNOWN_CPUS:
-            self.cpu, self.features = self._mcpu, self._mattr
-            enabled = _features_of_cpu(self._mcpu)
+        elif self._mcpu == "native" or self._mcpu in _X86_CPUS and self.machine == "x86_64" \
+                or self._mcpu in _llvm_cpus(self.triple):
+            self.cpu = "generic" if self._mcpu == "native" else self._mcpu
+            self.features = self._mattr
+            enabled = _features_of_cpu(self.cpu, self.machine)
         else:
-            raise BuildError(f"unknown CPU {self._mcpu!r} in {spec!r}; use -mcpu=native or "
-                             f"one of {sorted(_KNOWN_CPUS)}")
+            raise BuildError(f"unknown CPU {self._mcpu!r} for {self.machine} in {spec!r}; use "
+                             f"-mcpu=native or one of {sorted(_llvm_cpus(self.triple))}")
         for change in changes:
             (enabled.add if change[0] == "+" else enabled.discard)(change[1:])
         self.enabled_features = frozenset(enabled)
         self.vector_bits = 512 if "avx512f" in enabled else 256 if "avx2" in enabled else 128
+        self.vector_registers = 32 if self.vector_bits == 512 or self.machine == "aarch64" \
+            else 16
+        self.cache_bytes = _host_caches() if self._mcpu == "native" and not foreign \
+            else _TYPICAL_CACHES
         self.num_cores = os.cpu_count() or 1
 
     def _describe_gpu(self, spec: str):
@@ -128,6 +155,8 @@ class Target:
     def _canonical(self) -> str:
         parts = [self.kind]
         if self.kind == "llvm":
+            if self._mtriple:
+                parts.append(f"-mtriple={self._mtriple}")
             if self._mcpu != "native":
                 parts.append(f"-mcpu={self._mcpu}")
             if self._mattr:
@@ -235,9 +264,67 @@ def _present_gpu_arch() -> str | None:
         return None
 
 
-def _features_of_cpu(cpu: str) -> set[str]:
+def _features_of_cpu(cpu: str, machine: str) -> set[str]:
+    if machine == "aarch64":
+        return {"neon"}
     if cpu in _AVX512_CPUS:
         return {"avx512f", "avx2"}
     if cpu in _AVX2_CPUS:
         return {"avx2"}
     return set()
+
+
+@lru_cache(maxsize=1)
+def _host_triple() -> str:
+    import llvmlite.binding as llvm
+    return llvm.get_process_triple()
+
+
+def _normalized_triple(triple: str, spec: str) -> str:
+    """`triple` (e.g. "aarch64-linux-gnu") as LLVM spells it, if tex compiles for it."""
+    parts = triple.split("-")
+    if parts[0] not in _MACHINES or "linux" not in parts:
+        raise BuildError(f"tex compiles for Linux on x86_64 or aarch64; -mtriple={triple} in "
+                         f"{spec!r} is not one of them (e.g. -mtriple=aarch64-linux-gnu)")
+    arch = "aarch64" if parts[0] == "arm64" else parts[0]
+    return "-".join([arch, "unknown", *parts[parts.index("linux"):]])
+
+
+@lru_cache(maxsize=None)
+def _llvm_cpus(triple: str) -> frozenset[str]:
+    """The CPU names LLVM knows for `triple`. LLVM prints them only to the standard error
+    of its process when asked for the CPU "help", so a child process asks."""
+    script = ("import llvmlite.binding as l; l.initialize_all_targets(); "
+              "l.initialize_all_asmprinters(); "
+              f"m = l.Target.from_triple({triple!r}).create_target_machine(cpu='help'); "
+              "mod = l.parse_assembly('define void @f() { ret void }'); "
+              f"mod.triple = {triple!r}; m.emit_assembly(mod)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    listing = result.stderr.split("Available CPUs for this target:")[-1]
+    listing = listing.split("Available features for this target:")[0]
+    return frozenset(re.findall(r"^\s+([\w.-]+)\s+- ", listing, re.MULTILINE))
+
+
+#: L1 data, L2 and last-level cache of a core, for a CPU named by -mcpu (what most
+#: current server cores have; the host's own are read from Linux).
+_TYPICAL_CACHES = (32 * 1024, 1024 * 1024, 32 * 1024 * 1024)
+
+
+@lru_cache(maxsize=1)
+def _host_caches() -> tuple[int, int, int]:
+    """(L1 data, L2, last level) cache sizes of CPU 0 in bytes, from Linux's sysfs; the
+    typical sizes where it does not say."""
+    sizes = {}
+    for index in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*"):
+        try:
+            kind = open(f"{index}/type").read().strip()
+            level = int(open(f"{index}/level").read())
+            text = open(f"{index}/size").read().strip()
+        except (OSError, ValueError):
+            continue
+        if kind in ("Data", "Unified") and text[:-1].isdigit():
+            sizes[level] = int(text[:-1]) * {"K": 1024, "M": 1024**2, "G": 1024**3}.get(
+                text[-1], 1)
+    last = max(sizes, default=0)
+    return (sizes.get(1, _TYPICAL_CACHES[0]), sizes.get(2, _TYPICAL_CACHES[1]),
+            sizes[last] if last >= 3 else _TYPICAL_CACHES[2])

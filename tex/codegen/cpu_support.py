@@ -28,8 +28,27 @@ _ARCH_REQ_XCOMP_PERM = 0x1023
 _XFEATURE_XTILEDATA = 18
 
 
+def runs_on_this_machine(target) -> bool:
+    """Whether code for the CPU target `target` is this machine's kind (x86_64, aarch64)."""
+    return target.machine == platform.machine()
+
+
+def cannot_run(target, ll: str) -> str | None:
+    """Why a module compiled for `target`, whose optimised IR is `ll`, cannot run in this
+    process (another machine, CPU features this one lacks, AMX it may not use), or None."""
+    if not runs_on_this_machine(target):
+        return f"it was compiled for {target.machine} ({target.triple}, -mcpu={target.cpu}), " \
+            f"and this machine is {platform.machine()}"
+    lacking = missing_features(sorted(target.enabled_features))
+    if lacking:
+        return f"it was compiled for -mcpu={target.cpu} with {', '.join(lacking)}, which " \
+            "this CPU lacks"
+    return unavailable(ll)
+
+
 def unavailable(ll: str) -> str | None:
-    """Why the module whose optimised IR is `ll` cannot run in this process, or None."""
+    """Why the module whose optimised IR is `ll` cannot run in this process because of the
+    AMX instructions it uses, or None."""
     needed = set()
     for name in _AMX_CALL.findall(ll):
         needed.add("amx-tile")

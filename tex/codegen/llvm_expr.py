@@ -35,7 +35,7 @@ from llvmlite.ir.instructions import GEPInstr
 from llvmlite.ir.types import _BaseFloatType, _format_double
 
 from tex.codegen import llvm_math
-from tex.codegen.llvm_constants import poison, splat_constant, zeros
+from tex.codegen.llvm_constants import poison, splat_constant, uniform, zeros
 from tex.dtype import DType, INDEX, bfloat16
 from tex.errors import BuildError
 from tex.expr import Binary, Const, Expr, Var
@@ -352,17 +352,21 @@ class ExprEmitter:
         return self.convert(self.expr(e.value), e.value.dtype, e.dtype)
 
     def convert(self, v: ir.Value, src: DType, dst: DType) -> ir.Value:
-        """`v` of dtype `src` as dtype `dst` (same lanes), C/numpy style. bfloat16 converts
-        only to and from float32 directly (others would be runtime library calls that the
-        JIT does not have): the rest goes through float32."""
+        """`v` of dtype `src` as dtype `dst` (same lanes), C/numpy style. bfloat16 widens
+        exactly to float32 and goes on from there; it is rounded to from float32 and
+        float64 directly and from other types through float64 (exact but for 64-bit
+        integers, which round twice there as ml_dtypes' do)."""
         t = value_type(dst)
         if v.type == t and src.is_bool == dst.is_bool:
             return v
-        wide = DType("float", 32, dst.lanes)
-        if src.kind == "bfloat" and dst != wide:
+        if src.kind == "bfloat" and dst != DType("float", 32, dst.lanes):
+            wide = DType("float", 32, dst.lanes)
             return self.convert(self.b.fpext(v, value_type(wide)), wide, dst)
-        if dst.kind == "bfloat" and src != wide:
+        if dst.kind == "bfloat" and not (src.is_float and src.bits >= 32):
+            wide = DType("float", 64, dst.lanes)
             return self.b.fptrunc(self.convert(v, src, wide), t)
+        if dst.kind == "bfloat" and src.bits == 32:
+            return self._float_to_bfloat(v, t)
         if dst.is_bool:
             zero = ir.Constant(v.type, 0)
             if src.is_float:
@@ -379,6 +383,20 @@ class ExprEmitter:
         if dst.bits < src.bits:
             return self.b.trunc(v, t)
         return self.b.sext(v, t) if src.kind == "int" else self.b.zext(v, t)
+
+    def _float_to_bfloat(self, v: ir.Value, t: ir.Type) -> ir.Value:
+        """float32 `v` rounded to the nearest bfloat16 (of type `t`), ties to even, in integer
+        operations: subnormals are kept on every CPU (AVX512-BF16's conversion flushes
+        them to zero), overflow gives infinity and a NaN stays a quiet NaN."""
+        lanes = t.count if isinstance(t, ir.VectorType) else 1
+        wide_t, narrow_t = (value_type(DType("int", bits, lanes)) for bits in (32, 16))
+        bits = self.b.bitcast(v, wide_t)
+        odd = self.b.and_(self.b.lshr(bits, uniform(wide_t, 16)), uniform(wide_t, 1))
+        rounded = self.b.add(bits, self.b.add(odd, uniform(wide_t, 0x7FFF)))
+        quiet_nan = self.b.or_(bits, uniform(wide_t, 0x400000))
+        is_nan = self.b.fcmp_unordered("uno", v, v)
+        result = self.b.lshr(self.b.select(is_nan, quiet_nan, rounded), uniform(wide_t, 16))
+        return self.b.bitcast(self.b.trunc(result, narrow_t), t)
 
     def _float_to_int(self, v: ir.Value, dst: DType) -> ir.Value:
         # Narrow targets go through a wider signed int, so out-of-range values (-2.5 to

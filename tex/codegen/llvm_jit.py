@@ -16,13 +16,12 @@ symbol lookup before the first kernel that calls it is loaded.
 """
 from __future__ import annotations
 
-import re
 import threading
 from functools import lru_cache
 
 import llvmlite.binding as llvm
 
-from tex.codegen import cpu_support, thread_pool
+from tex.codegen import cpu_support, llvm_builtins, object_file, thread_pool
 from tex.errors import ArgumentError, BuildError
 from tex.target import Target
 
@@ -33,8 +32,8 @@ LLVM_LOCK = threading.RLock()
 
 @lru_cache(maxsize=1)
 def _initialize():
-    llvm.initialize_native_target()
-    llvm.initialize_native_asmprinter()
+    llvm.initialize_all_targets()  # this machine's and the ones -mtriple may name
+    llvm.initialize_all_asmprinters()
     return True
 
 
@@ -51,20 +50,22 @@ def _new_target_machine(target: Target, reloc: str = "default") -> llvm.TargetMa
     _initialize()
     if target.kind != "llvm":
         raise BuildError(f"the LLVM backend cannot compile for target {str(target)!r}")
-    llvm_target = llvm.Target.from_triple(llvm.get_process_triple())
+    llvm_target = llvm.Target.from_triple(target.triple)
     return llvm_target.create_target_machine(cpu=target.cpu, features=_llvm_features(target),
                                              opt=3, reloc=reloc, jit=reloc == "default")
 
 
-def shared_library_object(ll: str, entry: str, target: Target) -> bytes:
+def shared_library_object(ll: str, exported, target: Target) -> bytes:
     """The object code of the optimised module `ll` for a shared library: compiled as a
     kernel is for `target`, but position-independent, and with every function and
-    variable it defines but `entry` made internal (so that modules linked together
-    cannot clash)."""
+    variable it defines but those named in `exported` made internal (so that modules
+    linked together cannot clash)."""
     with LLVM_LOCK:
+        _initialize()
         module = llvm.parse_assembly(ll)
+        module.triple = target.triple
         for value in list(module.functions) + list(module.global_variables):
-            if not value.is_declaration and value.name != entry:
+            if not value.is_declaration and value.name not in exported:
                 value.linkage = "internal"
         return _new_target_machine(target, reloc="pic").emit_object(module)
 
@@ -118,11 +119,11 @@ class CompiledModule:
         self.loaded_from_disk = False
         self._ll = ll
         self._asm = None
-        self._engine = engine  # keeps the machine code alive
-        self.address = engine.get_function_address(name)
-        if not self.address:
+        self._engine = engine  # keeps the machine code alive; None for another machine's
+        self.cannot_run = cpu_support.cannot_run(target, ll)
+        self.address = engine.get_function_address(name) if engine is not None else None
+        if engine is not None and not self.address:
             raise BuildError(f"compiled module has no function {name!r}")
-        self.cannot_run = cpu_support.unavailable(ll)
 
     def get_source(self, fmt: str = "ll") -> str:
         if fmt == "ll":
@@ -181,27 +182,31 @@ def load_object(object_code: bytes, name: str, ll: str, target: Target) -> Compi
         return _load(object_code, name, ll, target)
 
 
-_DECLARE = re.compile(r'^declare [^@]*@"?([^"(]+)"?\(', re.MULTILINE)
-
-
 def _load(object_code: bytes, name: str, ll: str, target: Target) -> CompiledModule:
+    if not cpu_support.runs_on_this_machine(target):
+        return CompiledModule(name, ll, object_code, None, target)  # to print or export
     engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _new_target_machine(target))
-    _check_externals(ll, name)  # after the engine: it makes the process's symbols visible
+    _resolve_externals(object_code, name)  # after the engine: it loads the process's symbols
     engine.add_object_file(llvm.ObjectFileRef.from_data(object_code))
     engine.finalize_object()
     return CompiledModule(name, ll, object_code, engine, target)
 
 
-def _check_externals(ll: str, name: str):
-    """Raise BuildError unless this process defines every function `ll` declares.
+def _resolve_externals(object_code: bytes, name: str):
+    """Make sure every symbol `object_code` refers to resolves to code we know, or raise
+    BuildError naming the ones that do not. (MCJIT leaves an unresolved call pointing at
+    address 0.)
 
-    (MCJIT leaves an unresolved call pointing at address 0.) Intrinsics are
-    skipped; the thread pool is compiled first if the module calls it.
+    tex's thread pool and tex's own runtime routines (`tex.codegen.llvm_builtins`: float
+    conversions the code generator lowered to calls) are compiled and defined first when
+    the object calls them; anything else (libm, memcpy) must be defined by the process.
     """
-    externals = [f for f in _DECLARE.findall(ll) if not f.startswith("llvm.")]
+    externals = object_file.undefined_symbols(object_code)
     if thread_pool.SYMBOL in externals:
         thread_pool.install()
-    missing = [f for f in externals if llvm.address_of_symbol(f) is None]
+    if externals & llvm_builtins.ROUTINES.keys():
+        llvm_builtins.install()
+    missing = sorted(f for f in externals if llvm.address_of_symbol(f) is None)
     if missing:
-        raise BuildError(f"{name!r} calls {', '.join(missing)}, which this process does "
-                         "not define")
+        raise BuildError(f"{name!r} calls {', '.join(missing)}, which neither tex nor this "
+                         "process defines")

@@ -47,8 +47,12 @@ from tex.errors import BuildError
 
 SYMBOL = "tex_parallel_for"
 
-#: Per machine: the futex system call's number and the spin-wait instruction.
-_ARCHES = {"x86_64": (202, "pause"), "aarch64": (98, "yield")}
+#: Per machine: the futex system call's number and the spin-wait instruction's intrinsic
+#: (an intrinsic, not inline assembly, which LLVM could assemble for this machine only).
+_ARCHES = {"x86_64": (202, "declare void @llvm.x86.sse2.pause()",
+                      "call void @llvm.x86.sse2.pause()"),
+           "aarch64": (98, "declare void @llvm.aarch64.hint(i32)",
+                       "call void @llvm.aarch64.hint(i32 1)")}  # 1: YIELD
 
 #: Spin-wait instructions before an idle worker sleeps (and before a caller waiting for
 #: claimed chunks yields its core): about 45 us on a Xeon where `pause` takes 11 ns.
@@ -74,8 +78,9 @@ declare i32 @sched_yield()
 declare i32 @pthread_create(ptr, ptr, ptr, ptr)
 declare i32 @pthread_detach(i64)
 
+${pause_declaration}
 define internal void @relax() {
-  call void asm sideeffect "${pause}", ""()
+  ${pause_call}
   ret void
 }
 
@@ -283,17 +288,21 @@ _address = None  # of SYMBOL, once compiled
 _engine = None  # the pool's machine code: kept for the life of the process
 
 
-def _arch():
-    """(futex system call number, spin instruction) of this machine, or None."""
-    return _ARCHES.get(platform.machine()) if sys.platform.startswith("linux") else None
+def _arch(machine: str | None):
+    """(futex system call number, declaration and call of the spin-wait intrinsic) of
+    Linux on `machine` (default: this one), or None."""
+    if machine is None:
+        machine = platform.machine() if sys.platform.startswith("linux") else None
+    return _ARCHES.get(machine)
 
 
-def ir_text() -> str:
-    """The pool's LLVM module: `config.num_threads() - 1` workers (none without futexes)."""
-    futex, pause = _arch() or (0, "")
+def ir_text(machine: str | None = None) -> str:
+    """The pool's LLVM module for Linux on `machine` ("x86_64", "aarch64"; default: this
+    one): `config.num_threads() - 1` workers (none without futexes)."""
+    futex, declaration, call = _arch(machine) or (0, "", "")
     workers = config.num_threads() - 1 if futex else 0
-    return _IR.substitute(symbol=SYMBOL, workers=workers, futex=futex, pause=pause,
-                          spins=SPINS)
+    return _IR.substitute(symbol=SYMBOL, workers=workers, futex=futex, spins=SPINS,
+                          pause_declaration=declaration, pause_call=call)
 
 
 def _machine() -> llvm.TargetMachine:
@@ -302,7 +311,6 @@ def _machine() -> llvm.TargetMachine:
     parallel call costs the same (5.1-5.3 us per call of bench/overhead.py's kernel)."""
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
-    llvm.initialize_native_asmparser()  # for the inline `pause`
     return llvm.Target.from_triple(llvm.get_process_triple()).create_target_machine(opt=0,
                                                                                     jit=True)
 

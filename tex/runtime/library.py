@@ -31,17 +31,17 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
-from llvmlite import binding as llvm
 from llvmlite import ir
 
 from tex import expr_json
-from tex.codegen import cpu_support, llvm_jit, thread_pool
+from tex.codegen import cpu_support, llvm_builtins, llvm_jit, object_file, thread_pool
 from tex.dtype import as_dtype
 from tex.errors import ArgumentError, BuildError, DeviceError
 from tex.expr import Var
@@ -59,40 +59,61 @@ _C_TYPES = {"bool": "bool", "int8": "int8_t", "int16": "int16_t", "int32": "int3
             "float32": "float", "float64": "double"}
 
 
-def export_library(kernels, path) -> Path:
-    """Write the CPU `kernels` (a list of Kernels from `tex.build`) into the shared
-    library `path` and a C header beside it (`path` with suffix .h); returns `path`.
-    See the module docstring."""
+def export_library(kernels, path, cc: str | None = None) -> Path:
+    """Write the CPU `kernels` (a list of Kernels from `tex.build`, all for one machine)
+    into the shared library `path` and a C header beside it (`path` with suffix .h);
+    returns `path`. `cc` is the C compiler that links it (default $CC, else cc; for
+    kernels built with another machine's -mtriple, that machine's cross compiler,
+    default e.g. aarch64-linux-gnu-gcc). See the module docstring."""
     path = Path(path)
     kernels = list(kernels)
     _check_exportable(kernels)
-    cc = shutil.which(os.environ.get("CC", "cc"))
-    if cc is None:
-        raise BuildError("export_library links with a C compiler: set CC or install cc")
+    target = kernels[0].target
+    cc = _linker(cc, target)
     manifest = {"format": _FORMAT, "kernels": [_describe(k) for k in kernels]}
     with tempfile.TemporaryDirectory(prefix="tex-library-") as work:
-        objects = []
-        for k, kernel in enumerate(kernels):
-            objects.append(Path(work) / f"kernel{k}.o")
-            objects[-1].write_bytes(llvm_jit.shared_library_object(
-                kernel.get_source("ll"), kernel.name, kernel.target))
-        if any(thread_pool.SYMBOL in kernel.get_source("ll") for kernel in kernels):
-            objects.append(Path(work) / "thread_pool.o")
-            objects[-1].write_bytes(llvm_jit.shared_library_object(
-                thread_pool.ir_text(), thread_pool.SYMBOL, kernels[0].target))
-        objects.append(Path(work) / "manifest.o")
-        objects[-1].write_bytes(_manifest_object(json.dumps(manifest).encode()))
+        objects = {f"kernel{k}.o": llvm_jit.shared_library_object(
+            kernel.get_source("ll"), (kernel.name,), target) for k, kernel in enumerate(kernels)}
+        called = set().union(*map(object_file.undefined_symbols, objects.values()))
+        if thread_pool.SYMBOL in called:
+            objects["thread_pool.o"] = llvm_jit.shared_library_object(
+                thread_pool.ir_text(target.machine), (thread_pool.SYMBOL,), target)
+        if called & llvm_builtins.ROUTINES.keys():
+            objects["builtins.o"] = llvm_jit.shared_library_object(
+                llvm_builtins.ir_text(), llvm_builtins.ROUTINES, target)
+        objects["manifest.o"] = _manifest_object(json.dumps(manifest).encode(), target)
+        for name, code in objects.items():
+            (Path(work) / name).write_bytes(code)
         linked = Path(work) / "library.so"
-        command = [cc, "-shared", "-Wl,-Bsymbolic", "-o", str(linked), *map(str, objects),
-                   "-lm", "-lpthread"]
+        # -z defs: a symbol that neither the objects nor the libraries named define is an
+        # error now, not a crash when the library is loaded or called
+        command = [cc, "-shared", "-Wl,-Bsymbolic", "-Wl,-z,defs", "-o", str(linked),
+                   *(str(Path(work) / name) for name in objects), "-lm", "-lpthread"]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
-            raise BuildError(f"export_library: linking {path.name} failed:\n"
+            undefined = sorted(set(re.findall(r"undefined reference to `([^']+)'",
+                                              result.stderr)))
+            what = f"it calls {', '.join(undefined)}, which neither tex nor libc/libm " \
+                "define" if undefined else "the linker said"
+            raise BuildError(f"export_library: linking {path.name} with {cc} failed: {what}\n"
                              + result.stderr[-4000:])
         path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(linked, path)
     path.with_suffix(".h").write_text(_header(path, kernels))
     return path
+
+
+def _linker(cc: str | None, target) -> str:
+    """The path of the C compiler that links a library of kernels for `target`."""
+    foreign = not cpu_support.runs_on_this_machine(target)
+    if cc is None:
+        cc = f"{target.machine}-linux-gnu-gcc" if foreign else os.environ.get("CC", "cc")
+    found = shutil.which(cc)
+    if found is None:
+        need = f"a C compiler for {target.machine} Linux" if foreign else "a C compiler"
+        raise BuildError(f"export_library links with {need}: {cc!r} was not found; pass "
+                         "cc='...'" + ("" if foreign else " or set CC"))
+    return found
 
 
 def _check_exportable(kernels: list):
@@ -111,6 +132,11 @@ def _check_exportable(kernels: list):
                                 f"both named {kernel.name!r}; give each its own name with "
                                 "tex.build(..., name='...')")
         seen[kernel.name] = k
+        if kernel.target.triple != kernels[0].target.triple:
+            raise ArgumentError(f"export_library: kernel #{k} ({kernel.name}) was built for "
+                                f"{kernel.target.triple}, kernel #0 for "
+                                f"{kernels[0].target.triple}; a library holds one machine's "
+                                "code")
         if kernel.name == MANIFEST or kernel.name == thread_pool.SYMBOL:
             raise ArgumentError(f"export_library: the name {kernel.name!r} is tex's own")
 
@@ -129,18 +155,16 @@ def _describe(kernel: Kernel) -> dict:
             "ll": kernel.get_source("ll")}
 
 
-def _manifest_object(data: bytes) -> bytes:
-    """An object defining `tex_library_manifest`, the bytes of `data` and a final NUL."""
+def _manifest_object(data: bytes, target) -> bytes:
+    """An object for `target` defining `tex_library_manifest`, the bytes of `data` and a
+    final NUL."""
     module = ir.Module(name="manifest")
-    module.triple = llvm.get_process_triple()
+    module.triple = target.triple
     array = ir.ArrayType(ir.IntType(8), len(data) + 1)
     variable = ir.GlobalVariable(module, array, MANIFEST)
     variable.global_constant = True
     variable.initializer = ir.Constant(array, bytearray(data + b"\0"))
-    with llvm_jit.LLVM_LOCK:
-        parsed = llvm.parse_assembly(str(module))
-        machine = llvm.Target.from_triple(module.triple).create_target_machine(reloc="pic")
-        return machine.emit_object(parsed)
+    return llvm_jit.shared_library_object(str(module), (MANIFEST,), target)
 
 
 def _header(path: Path, kernels: list) -> str:
@@ -196,6 +220,10 @@ def load_library(path) -> Library:
     docstring). Raises DeviceError if it was compiled for CPU features this machine
     lacks, ArgumentError if `path` is not such a library."""
     path = Path(path)
+    machine = object_file.machine_of(path)
+    if machine is not None and machine != platform.machine():
+        raise DeviceError(f"load_library: {path} holds {machine} code; this machine is "
+                          f"{platform.machine()}")
     try:
         handle = ctypes.CDLL(str(path.resolve()))
     except OSError as err:
@@ -250,7 +278,7 @@ class _LibraryCode:
         self.name, self.address, self._handle = entry["name"], address, handle
         self.target = as_target(entry["target"])
         self._ll = entry["ll"]
-        self.cannot_run = cpu_support.unavailable(self._ll)
+        self.cannot_run = cpu_support.cannot_run(self.target, self._ll)
 
     def get_source(self, fmt: str) -> str:
         if fmt == "ll":
