@@ -1,5 +1,13 @@
 from setuptools import find_packages, setup
 
+# cuda-bindings + nvidia-cuda-nvrtc compile CUDA C in process (no GPU needed);
+# nvidia-cuda-runtime and -crt only for the headers kernels include
+# (cuda_fp16.h; mma.h, which includes crt/mma.h)
+CUDA = ["cuda-bindings>=13.0", "nvidia-cuda-nvrtc>=13.0",
+        "nvidia-cuda-runtime>=13.0", "nvidia-cuda-crt>=13.0"]
+# xgboost-cpu is XGBoost without the CUDA libraries (5 MB rather than 300)
+TUNE = ["xgboost-cpu>=2.0"]
+
 setup(
     name="tex",
     version="0.1.0",
@@ -8,16 +16,16 @@ setup(
     packages=find_packages(include=["tex", "tex.*", "autotune", "autotune.*"]),
     package_data={"tex.runtime": ["cuda_simulator_include/*.h"]},  # the CUDA simulator's
     python_requires=">=3.10",
-    # xgboost-cpu is XGBoost without the CUDA libraries (5 MB rather than 300)
-    # cuda-bindings + nvidia-cuda-nvrtc compile CUDA C in process (no GPU needed);
-    # nvidia-cuda-runtime and -crt only for the headers kernels include
-    # (cuda_fp16.h; mma.h, which includes crt/mma.h)
-    install_requires=["numpy>=1.24", "llvmlite>=0.42", "ml_dtypes>=0.4", "xgboost-cpu>=2.0",
-                      "cuda-bindings>=13.0", "nvidia-cuda-nvrtc>=13.0",
-                      "nvidia-cuda-runtime>=13.0", "nvidia-cuda-crt>=13.0"],
+    license="MIT",
+    # no "License ::" classifier: setuptools >= 77 deprecates them in favour of `license`
+    classifiers=["Programming Language :: Python :: 3", "Operating System :: POSIX :: Linux"],
+    install_requires=["numpy>=1.24", "llvmlite>=0.42", "ml_dtypes>=0.4"],
     extras_require={
+        "cuda": CUDA,
+        "tune": TUNE,
+        # the tests compile CUDA C with NVRTC (no GPU needed) and train the tuner's model
         "test": ["pytest>=7", "hypothesis>=6", "nbclient>=0.7", "nbformat>=5",
-                 "ipykernel>=6", "jupytext>=1.14", "matplotlib>=3.5"],
+                 "ipykernel>=6", "jupytext>=1.14", "matplotlib>=3.5"] + CUDA + TUNE,
         "plot": ["matplotlib>=3.5"],
     },
     entry_points={"console_scripts": ["tex-tune=autotune.cli:main"]},

@@ -58,8 +58,9 @@ class XGBoostModel:
         try:  # imported here: loading it costs ~0.3 s, and only tuning needs it
             import xgboost
         except ImportError:
-            raise TuneError("the XGBoost cost model needs the xgboost package: "
-                            "pip install xgboost-cpu (or use model='random')") from None
+            raise TuneError("the XGBoost cost model needs tex's tune extra: "
+                            "pip install 'tex[tune]' (or pip install xgboost-cpu, "
+                            "or use model='random')") from None
         self._xgb = xgboost
         self.seed, self.rounds = seed, rounds
         self.params = {"objective": "rank:pairwise", "eta": 0.2, "max_depth": max_depth,

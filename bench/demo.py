@@ -1,6 +1,6 @@
 """The short demo: a matmul declared, scheduled, lowered, built, checked, timed and tuned.
 
-    pip install -e . && python -m bench.demo
+    pip install -e ".[tune]" && python -m bench.demo
 
 It prints the hand schedule's decisions, the loop nest they produce, the
 build time, and the speed next to NumPy's (medians of interleaved calls; see

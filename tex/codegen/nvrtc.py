@@ -13,7 +13,7 @@ Guarantees:
   damaged entry is a miss and is rewritten; a failed compile is not cached.
 * A failed compile raises `BuildError` with NVRTC's log and the numbered source
   lines around the first line the log reports. Missing cuda-python or NVRTC,
-  or missing CUDA headers, raise `BuildError` saying what to install.
+  or missing CUDA headers, raise `BuildError` naming tex's `cuda` extra.
 * The include directory of the CUDA headers (`cuda_fp16.h`, from the
   nvidia-cuda-runtime wheel) is passed only to sources that `#include`.
 
@@ -36,7 +36,8 @@ from pathlib import Path
 from tex import config, disk_cache
 from tex.errors import BuildError
 
-INSTALL_HINT = "pip install cuda-bindings nvidia-cuda-nvrtc"
+#: What to install for CUDA (setup.py's `cuda` extra); every "missing" error ends with it.
+INSTALL_HINT = "building for CUDA needs tex's cuda extra: pip install 'tex[cuda]'"
 _FILE_NAME = "tex_kernels.cu"
 _CONTEXT_LINES = 3
 _WHEELS = ("nvidia-cuda-nvrtc", "nvidia-cuda-nvrtc-cu12")
@@ -122,7 +123,7 @@ def _nvrtc():
     try:
         from cuda.bindings import nvrtc
     except ImportError as e:
-        raise BuildError(f"CUDA codegen needs cuda-python ({e}); {INSTALL_HINT}") from None
+        raise BuildError(f"cuda-python is missing ({e}); {INSTALL_HINT}") from None
     try:
         _checked(nvrtc, "nvrtcVersion", nvrtc.nvrtcVersion())
     except BuildError:
@@ -184,5 +185,4 @@ def header_dir() -> str:
     for directory in candidates:
         if os.path.isfile(os.path.join(directory, "cuda_fp16.h")):
             return directory
-    raise BuildError("the CUDA headers (cuda_fp16.h) were not found; "
-                     "pip install nvidia-cuda-runtime")
+    raise BuildError(f"the CUDA headers (cuda_fp16.h) were not found; {INSTALL_HINT}")

@@ -114,6 +114,8 @@ def _try_open() -> Device | str:
         if err != driver.CUresult.CUDA_SUCCESS:
             return f"cuInit failed with {_describe(driver, err)}"
         return Device(driver)
+    except ImportError as err:
+        return f"{err}; running CUDA kernels needs tex's cuda extra: pip install 'tex[cuda]'"
     except Exception as err:  # noqa: BLE001 - see above
         return f"{type(err).__name__}: {err}"
 
