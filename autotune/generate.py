@@ -64,11 +64,20 @@ from tex.target import as_target
 from tex.tensor import ComputeOp, PlaceholderOp, Tensor
 from tex.visitor import collect, uses_var
 
-#: The vector registers a register tile may occupy (AVX-512 has 32; some are
-#: needed for the operands).
-REGISTER_BUDGET = 28
+#: Vector registers a register tile leaves free for its operands (the vectors of
+#: one input, a broadcast of the other) and the addresses.
+OPERAND_REGISTERS = 4
+#: Parallel chunks per core offered for a reduction with few points (rule 4).
+CHUNKS_PER_CORE = (2, 8, 32)
 #: Register-tile extents offered for the axes that are not vectorized.
 TILE_ROWS = (1, 2, 3, 4, 6, 7, 8, 14)
+
+
+def register_budget(target) -> int:
+    """The vector registers a register tile may occupy on `target`: all of them
+    (`Target.vector_registers`: 32 with AVX-512 or on aarch64, 16 with AVX2 or SSE)
+    but OPERAND_REGISTERS, kept for the operands of each step of the reduction."""
+    return as_target(target).vector_registers - OPERAND_REGISTERS
 
 
 class InvalidConfig(TuneError):
@@ -250,9 +259,11 @@ class _Sketch:
         for d, t in zip(others, rows):
             self.check(t <= extents[d], f"a tile of {t} is longer than axis {axes[d].name}")
             tiles[d] = t
-        registers = math.prod(rows) * -(-vector // self.lanes)
-        self.check(registers <= REGISTER_BUDGET,
-                   f"a register tile of {registers} vectors exceeds {REGISTER_BUDGET}")
+        registers, budget = math.prod(rows) * -(-vector // self.lanes), register_budget(self.target)
+        self.check(registers <= budget,
+                   f"a register tile of {registers} vectors exceeds {budget}, the "
+                   f"{self.target.vector_registers} vector registers of {self.target} less "
+                   f"{OPERAND_REGISTERS} for the operands")
         last, by_row = len(axes) - 1, write_back == "row"
         # the copies are made in the first outer loop, run serially; by row, before all
         serial_first = any(packs) and not by_row
@@ -418,11 +429,15 @@ class _Sketch:
 
     # --- rule 4 ----------------------------------------------------------------------
     def reduce(self, out: Stage):
-        """Rule 4: a reduction at the root, split into parallel chunks when it has few
-        points, each reduced through vector partials."""
+        """Rule 4: a reduction at the root, split into parallel chunks when it has fewer
+        points than 32 per core, each reduced through vector partials: 2, 8 or 32 chunks
+        per core (`CHUNKS_PER_CORE`; 4, 16 or 64 on 2 cores)."""
         points = math.prod(_extent(a) for a in out.op.axis)
         first = out.op.reduce_axis[0]
-        chunk_choices = [1] + [c for c in (4, 16, 64) if points < 64 and c < _extent(first)]
+        cores = self.target.num_cores or 1
+        few = points < CHUNKS_PER_CORE[-1] * cores
+        chunk_choices = [1] + [c * cores for c in CHUNKS_PER_CORE
+                               if few and c * cores < _extent(first)]
         chunks = self.knob(f"{out.name}.chunks", chunk_choices)
         lanes = self.partial_lanes(out)
         work = out

@@ -6,10 +6,10 @@
 
 Systems: tex (the hand schedules of bench/schedules.py), NumPy as written
 and NumPy split over the cores in Python threads (its ufuncs use one core),
-and, where installed, numba, Halide and TVM (bench/systems/). A missing peer
-is reported and skipped. Every kernel's result is checked against a float64
-NumPy reference before it is timed; a wrong or failing one is reported as
-such and not timed.
+and, where installed, numba, Halide, TVM, and PyTorch eager and under
+torch.compile (bench/systems/). A missing peer is reported and skipped.
+Every kernel's result is checked against a float64 NumPy reference before
+it is timed; a wrong or failing one is reported as such and not timed.
 
 Timing: each sample is a batch of calls lasting at least 40 ms (inputs and
 outputs allocated once, each starting on a 64-byte cache line as TVM's own
@@ -42,7 +42,8 @@ from bench import latency as bench_latency
 from bench import peak
 
 #: Peer modules in bench/systems/, tried in this order; each may be absent.
-SYSTEM_MODULES = ["tex_impl", "numpy_impl", "numba_impl", "halide_impl", "tvm_impl"]
+SYSTEM_MODULES = ["tex_impl", "numpy_impl", "numba_impl", "halide_impl", "tvm_impl",
+                  "torch_impl", "torch_compile_impl"]
 BATCH_SECONDS = 0.04
 PAUSE_SECONDS = 0.15
 ROUND = 3
@@ -133,8 +134,9 @@ def limit_for(case: Case, limits: dict) -> tuple[str, float] | None:
 
 def format_table(results: dict, columns: list[str]) -> list[str]:
     peers = [c for c in columns if c not in ("tex", "numpy", "numpy-2thr")]
+    widths = {p: max(8, len(p) + 1) for p in peers}
     header = (f"{'case':34} {'unit':8} {'numpy':>8} {'tex':>8} {'tex/np':>7} "
-              + "".join(f"{p:>8}" for p in peers) + f" {'tex/best peer':>14}")
+              + "".join(f"{p:>{widths[p]}}" for p in peers) + f" {'tex/best peer':>14}")
     lines = [header, "-" * len(header)]
     for name, record in results.items():
         rates = record["rates"]
@@ -149,7 +151,7 @@ def format_table(results: dict, columns: list[str]) -> list[str]:
         peer_ratio = tex_rate / max(best_peer, numpy_best or 0) if tex_rate and best_peer else None
         lines.append(f"{record['title'][:34]:34} {record['unit']:8} {cell(numpy_best)} "
                      f"{cell(tex_rate)} {cell(ratio, 7, '{:.2f}')}"
-                     + "".join(cell(rates.get(p)) for p in peers)
+                     + "".join(cell(rates.get(p), widths[p]) for p in peers)
                      + f" {cell(peer_ratio, 14, '{:.2f}')}")
     return lines
 

@@ -8,17 +8,88 @@ at small, awkward sizes and compares it with NumPy.
 from __future__ import annotations
 
 import tex
+from tex.dtype import as_dtype
+from tex.target import Target, as_target
 
-#: The best matmul configuration found on the development machine (2 cores,
-#: AVX-512), see bench/results/matmul.txt and `python -m bench.matmul --sweep`.
-BEST_MATMUL = {"mr": 6, "nr": 64, "kc": None, "pack_a": False, "unroll_k": 2}
+FLOAT32 = as_dtype("float32")
 
-#: Lanes of the vector accumulators of the row reductions (four AVX-512 registers,
-#: so that four additions are in flight).
-REDUCE_LANES = 64
-#: Lanes of elementwise loops: one AVX-512 register. Wider vectors measured slower
-#: on streaming loops (24 against 31 GB/s on the fused elementwise case).
-VECTOR_LANES = 16
+
+# --- machine facts -> schedule parameters --------------------------------------------------
+# Every tile, width and chunk below is a function of a `tex.Target` (default: this host,
+# "llvm"), so that a schedule tuned on one CPU stays sensible on the next (STYLE.md).
+
+def _target(target) -> Target:
+    return as_target("llvm" if target is None else target)
+
+
+def vector_lanes(target=None) -> int:
+    """Lanes of elementwise loops: floats in one vector register. Wider vectors measured
+    slower on streaming loops (24 against 31 GB/s on the fused elementwise case, AVX-512)."""
+    return _target(target).vector_lanes(FLOAT32)
+
+
+def reduce_lanes(target=None) -> int:
+    """Lanes of the vector accumulators of the row reductions: four vector registers, so
+    that four additions (latency 3-4 cycles, two issued a cycle) are in flight."""
+    return 4 * vector_lanes(target)
+
+
+def matmul_config(target=None) -> dict:
+    """The matmul register tile for `target`: nr = registers / 8 vectors of B (4 of the 32
+    AVX-512 / NEON registers, 2 of AVX2's 16), mr = the rows of accumulators that fit in
+    the rest, one register kept for A's broadcast: mr * nv + nv + 1 <= registers. AVX-512:
+    6 x 64 (24 accumulators), the best of `python -m bench.matmul --sweep` on the
+    development machine (bench/results/matmul.txt); AVX2: 6 x 16, BLIS's Haswell sgemm
+    tile. unroll_k 2 was measured best on AVX-512 (see `matmul`)."""
+    t = _target(target)
+    vectors = max(1, t.vector_registers // 8)
+    mr = (t.vector_registers - vectors - 1) // vectors
+    return {"mr": mr, "nr": vectors * vector_lanes(t), "kc": None, "pack_a": False,
+            "unroll_k": 2}
+
+
+def conv_tile(target=None) -> tuple[int, int]:
+    """(kb, wb) of conv2d's register tile: kb = one vector of output channels, wb = pixels
+    = half the registers less two, each pixel one accumulator (AVX-512: 16 x 14, which
+    divides the 56-pixel rows; AVX2 and SSE: 6 pixels). The other half holds the weight
+    vector, the broadcasts and the transposing write-back, with room to spare: 14 measured
+    faster than tiles that fill all 32 registers."""
+    t = _target(target)
+    return vector_lanes(t), max(2, t.vector_registers // 2 - 2)
+
+
+def row_partial_lanes(target=None) -> int:
+    """Lanes of the vector partials of a reduction fused into a row-wise schedule (softmax,
+    layernorm): one vector register. The row is in L1 by then, and one chain of vector
+    additions (16 floats per 3-4 cycles) outruns the memory a core streams the row from.
+    Wider partials make the loop over a row short (16 steps of 4 AVX-512 vectors at 1024
+    columns), LLVM unrolls it fully, keeps the whole row in registers between the passes
+    and spills (86 stack accesses in layernorm's AVX-512 kernel, 5 with one vector). On the
+    AMD EPYC (Zen 4) host, 1 thread, layernorm 4096 x 1024: 27 GB/s with 4 vectors, 33
+    with one (no prefetch)."""
+    return vector_lanes(target)
+
+
+def row_prefetch(target=None) -> int:
+    """Rows ahead that a row-wise schedule prefetches its input (0: none), one prefetch per
+    cache line at the top of a row. Intel's L2 streamer stops at each 4 KB page, which a
+    row of 1024 floats is, so on the development Xeon the prefetch of the next row paid
+    (softmax 39 -> 43 GB/s, layernorm 51 -> 55 on 4096 x 1024). On AMD Zen (`znver*`) the
+    hardware prefetchers keep up and the 65 prefetches per row only cost: on the EPYC Zen 4
+    host layernorm ran 49 GB/s without, 18 with; softmax 16 against 15."""
+    return 0 if (_target(target).cpu or "").startswith("znver") else 1
+
+
+def elementwise_chunk(target=None, arrays: int = 4) -> int:
+    """Floats per parallel task of a streaming loop over `arrays` arrays: the task's share
+    of every array fills about the L2 of a core (1 MiB: 64 Ki floats by 4 arrays), large
+    enough that a task's start is noise, small enough to balance the cores."""
+    l2 = _target(target).cache_bytes[1]
+    return max(1024, 1 << (l2 // (4 * arrays)).bit_length() - 1)
+
+
+#: The matmul configuration of this host (`matmul_config()`), for the scripts that time it.
+BEST_MATMUL = matmul_config()
 
 ZERO = tex.const(0.0, "float32")
 
@@ -60,9 +131,9 @@ def _pack_a(A, M: int, K: int, mr: int):
         name="A_packed")
 
 
-def matmul(M: int, N: int, K: int, *, mr: int = 4, nr: int = 64, kc: int | None = None,
-           pack_a: bool = False, unroll_k: int = 1, parallel: bool = True,
-           batch: int | None = None):
+def matmul(M: int, N: int, K: int, *, mr: int | None = None, nr: int | None = None,
+           kc: int | None = None, pack_a: bool = False, unroll_k: int | None = None,
+           parallel: bool = True, batch: int | None = None, target=None):
     """C = A @ B (float32) with an mr x nr tile of C accumulated in registers.
 
     B is packed into panels nr columns wide, so that the inner loop reads one
@@ -80,8 +151,13 @@ def matmul(M: int, N: int, K: int, *, mr: int = 4, nr: int = 64, kc: int | None 
     while on the skinny shape 4 was 2% ahead, 329 against 323). With `kc`, k is split by kc and its outer loop
     goes outside the loop over row tiles (the k-blocked "GotoBLAS" order): C itself accumulates, one kc-deep slice of A at a time.
     With `batch`, A, B and C carry a leading batch axis of that extent.
+    mr, nr and unroll_k left out come from `matmul_config(target)`.
     Returns (schedule, [A, B, C]).
     """
+    config = matmul_config(target)
+    mr = config["mr"] if mr is None else mr
+    nr = config["nr"] if nr is None else nr
+    unroll_k = config["unroll_k"] if unroll_k is None else unroll_k
     lead = () if batch is None else (batch,)
     A = tex.placeholder(lead + (M, K), name="A")
     B = tex.placeholder(lead + (K, N), name="B")
@@ -161,7 +237,8 @@ def _schedule_pack(s, packed, parallel: bool, lanes: str):
 
 # --- conv2d -------------------------------------------------------------------------------
 
-def conv2d(N: int, C: int, H: int, W: int, K: int, *, kb: int = 16, wb: int = 14):
+def conv2d(N: int, C: int, H: int, W: int, K: int, *, kb: int | None = None,
+           wb: int | None = None, target=None):
     """NCHW convolution with K 3x3 filters, stride 1, padding 1 (float32).
 
     The kernel pads the input into a buffer of its own, packs the weights so
@@ -173,8 +250,11 @@ def conv2d(N: int, C: int, H: int, W: int, K: int, *, kb: int = 16, wb: int = 14
     block, y): each row's block of kb channels is computed into a small
     buffer inside the loop, then read back transposed (a gather per vector
     of x), so the blocked result never goes through memory as a whole.
+    kb and wb left out come from `conv_tile(target)`.
     Returns (schedule, [data, weight, out]).
     """
+    kb = conv_tile(target)[0] if kb is None else kb
+    wb = conv_tile(target)[1] if wb is None else wb
     data = tex.placeholder((N, C, H, W), name="data")
     weight = tex.placeholder((K, C, 3, 3), name="weight")
     padded = tex.compute(
@@ -229,7 +309,7 @@ def conv2d(N: int, C: int, H: int, W: int, K: int, *, kb: int = 16, wb: int = 14
 
 # --- reductions ---------------------------------------------------------------------------
 
-def _vector_partials(s, R, at_stage, at_axis, lanes: int = REDUCE_LANES):
+def _vector_partials(s, R, at_stage, at_axis, lanes: int):
     """Reduce R's innermost reduction axis through `lanes` vector partial results.
 
     `rfactor` splits the axis into lanes partial reductions, vectorized
@@ -248,24 +328,28 @@ def _vector_partials(s, R, at_stage, at_axis, lanes: int = REDUCE_LANES):
     return partial
 
 
-def row_sum(rows: int, cols: int):
+def row_sum(rows: int, cols: int, *, target=None):
     """B[i] = sum of A[i, :], rows in parallel. Returns (schedule, [A, B])."""
     A = tex.placeholder((rows, cols), name="A")
     k = tex.reduce_axis((0, cols), name="k")
     B = tex.compute((rows,), lambda i: tex.sum(A[i, k], axis=k), name="B")
     s = tex.create_schedule(B.op)
     (i,) = B.op.axis
-    _vector_partials(s, B, s[B], i)
+    _vector_partials(s, B, s[B], i, reduce_lanes(target))
     s[B].parallel(i)
     return s, [A, B]
 
 
-def full_sum(rows: int, cols: int, *, chunks: int = 16):
+def full_sum(rows: int, cols: int, *, chunks: int | None = None, target=None):
     """B[0] = sum of all of A: chunks of rows summed in parallel, then the chunks' sums.
 
     The rows are split into `chunks` parts (rfactor), each summed by one task
-    into vector partials; the last step adds the chunks. Returns (schedule, [A, B]).
+    into vector partials; the last step adds the chunks. By default 8 chunks per
+    core (16 on 2 cores), so that a core that is held up leaves little for the
+    others to wait on. Returns (schedule, [A, B]).
     """
+    if chunks is None:
+        chunks = 8 * _target(target).num_cores
     A = tex.placeholder((rows, cols), name="A")
     r = tex.reduce_axis((0, rows), name="r")
     c = tex.reduce_axis((0, cols), name="c")
@@ -274,13 +358,13 @@ def full_sum(rows: int, cols: int, *, chunks: int = 16):
     r_chunk, _ = s[B].split(r, nparts=chunks)
     per_chunk = s.rfactor(B, r_chunk)
     chunk = per_chunk.op.axis[0]
-    _vector_partials(s, per_chunk, s[per_chunk], chunk)
+    _vector_partials(s, per_chunk, s[per_chunk], chunk, reduce_lanes(target))
     s[per_chunk].parallel(chunk)
     return s, [A, B]
 
 
-def softmax(rows: int, cols: int, *, lanes: int = VECTOR_LANES,
-            reduce_lanes: int = REDUCE_LANES):
+def softmax(rows: int, cols: int, *, lanes: int | None = None,
+            partial_lanes: int | None = None, prefetch: int | None = None, target=None):
     """Y = softmax of X over its last axis, one row per task, in one pass over memory.
 
     The row's maximum, its exponentials (kept in a row buffer, so exp runs
@@ -295,13 +379,14 @@ def softmax(rows: int, cols: int, *, lanes: int = VECTOR_LANES,
     row_sum = tex.compute((rows,), lambda i: tex.sum(E[i, k2], axis=k2), name="row_sum")
     Y = tex.compute((rows, cols), lambda i, j: E[i, j] * (1.0 / row_sum[i]), name="Y")
     s = tex.create_schedule(Y.op)
-    _rows_in_parallel(s, X, Y, [row_max, row_sum], [E], lanes, reduce_lanes)
+    lanes = vector_lanes(target) if lanes is None else lanes
+    _rows_in_parallel(s, X, Y, [row_max, row_sum], [E], lanes, partial_lanes, prefetch, target)
     _vectorize_split(s, E, E.op.axis[1], lanes)
     return s, [X, Y]
 
 
-def layernorm(rows: int, cols: int, *, eps: float = 1e-5, lanes: int = VECTOR_LANES,
-              reduce_lanes: int = REDUCE_LANES):
+def layernorm(rows: int, cols: int, *, eps: float = 1e-5, lanes: int | None = None,
+              partial_lanes: int | None = None, prefetch: int | None = None, target=None):
     """Y = (X - mean) / sqrt(var + eps) * gamma + beta over the last axis, one row per task.
 
     The mean and the variance (of the centred row, as NumPy computes it) are
@@ -322,22 +407,26 @@ def layernorm(rows: int, cols: int, *, eps: float = 1e-5, lanes: int = VECTOR_LA
     Y = tex.compute((rows, cols),
                     lambda i, j: (X[i, j] - mean[i]) * scale[i] * gamma[j] + beta[j], name="Y")
     s = tex.create_schedule(Y.op)
-    _rows_in_parallel(s, X, Y, [total, squares], [mean, scale], lanes, reduce_lanes)
+    _rows_in_parallel(s, X, Y, [total, squares], [mean, scale], lanes, partial_lanes, prefetch,
+                      target)
     return s, [X, gamma, beta, Y]
 
 
-def _rows_in_parallel(s, X, Y, reductions, others, lanes: int, reduce_lanes: int):
+def _rows_in_parallel(s, X, Y, reductions, others, lanes, partial_lanes, prefetch, target):
     """Y's rows in parallel, its columns vectorized; the row `reductions` (vector
-    partials) and the `others` it reads are computed at Y's row. Each row starts by
-    prefetching the next row of X: the row's passes run in L1 and leave the memory
-    idle, and a row of 4 KB is one page, where the hardware prefetcher stops
-    (softmax 39 -> 43 GB/s, layernorm 51 -> 55 on 4096 x 1024)."""
+    partials, `row_partial_lanes` wide) and the `others` it reads are computed at Y's
+    row. Where `row_prefetch` says so, each row starts by prefetching a later row of X:
+    the row's passes run in L1 and leave the memory idle. Parameters left None come
+    from `target`."""
     i, j = Y.op.axis
     s[Y].parallel(i)
-    s[Y].prefetch(X, i, 1)
-    _vectorize_split(s, Y, j, lanes)
+    prefetch = row_prefetch(target) if prefetch is None else prefetch
+    if prefetch:
+        s[Y].prefetch(X, i, prefetch)
+    _vectorize_split(s, Y, j, vector_lanes(target) if lanes is None else lanes)
+    partial_lanes = row_partial_lanes(target) if partial_lanes is None else partial_lanes
     for R in reductions:
-        _vector_partials(s, R, s[R], R.op.axis[0], reduce_lanes)
+        _vector_partials(s, R, s[R], R.op.axis[0], partial_lanes)
         s[R].compute_at(s[Y], i)
     for T in others:
         s[T].compute_at(s[Y], i)
@@ -350,11 +439,15 @@ def _vectorize_split(s, T, axis, lanes: int):
 
 # --- elementwise --------------------------------------------------------------------------
 
-def fused_elementwise(n: int, *, chunk: int = 1 << 16, lanes: int = VECTOR_LANES):
+def fused_elementwise(n: int, *, chunk: int | None = None, lanes: int | None = None,
+                      target=None):
     """D = max(A * B + C, 0) over n floats: chunks in parallel, vectorized inside.
 
-    Returns (schedule, [A, B, C, D]).
+    chunk and lanes left out come from `elementwise_chunk` and `vector_lanes` of
+    `target`. Returns (schedule, [A, B, C, D]).
     """
+    chunk = elementwise_chunk(target) if chunk is None else chunk
+    lanes = vector_lanes(target) if lanes is None else lanes
     A, B, C = (tex.placeholder((n,), name=name) for name in "ABC")
     D = tex.compute((n,), lambda i: tex.max(A[i] * B[i] + C[i], ZERO), name="D")
     s = tex.create_schedule(D.op)

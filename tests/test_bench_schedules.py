@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import tex
+
 from bench import schedules
 from bench.cases import CASES, conv2d_reference, layernorm_reference, softmax_reference
 from checks import check, random_array
@@ -77,3 +79,59 @@ def test_fused_elementwise():
 def test_every_case_has_a_tex_schedule():
     from bench.systems import tex_impl
     assert sorted(tex_impl.FACTORIES) == sorted(case.name for case in CASES)
+
+
+#: Other x86-64 levels this host can run: AVX2 (16 registers of 8 floats) and SSE4.2 (16 of 4).
+OTHER_LEVELS = ["llvm -mcpu=x86-64-v3", "llvm -mcpu=x86-64-v2"]
+
+
+def _schedules_at_awkward_sizes(target):
+    """(name, (schedule, args), inputs, expected) for every hand schedule, its parameters
+    derived from `target`."""
+    a, b = random_array((37, 29)), random_array((29, 75))
+    ab, bb = random_array((3, 23, 45)), random_array((3, 45, 70))
+    data, weight = random_array((2, 5, 9, 13)), random_array((20, 5, 3, 3))
+    rows = random_array((19, 333))
+    gamma, beta = random_array((333,)), random_array((333,))
+    v = [random_array((70001,)) for _ in range(3)]
+    return [
+        ("matmul", schedules.matmul(37, 75, 29, target=target), [a, b], a @ b),
+        ("bmm", schedules.matmul(23, 70, 45, batch=3, target=target), [ab, bb], ab @ bb),
+        ("conv2d", schedules.conv2d(2, 5, 9, 13, 20, target=target), [data, weight],
+         conv2d_reference(data, weight).astype(np.float32)),
+        ("row_sum", schedules.row_sum(19, 333, target=target), [rows], rows.sum(axis=1)),
+        ("full_sum", schedules.full_sum(19, 333, target=target), [rows],
+         np.array([rows.sum()], np.float32)),
+        ("softmax", schedules.softmax(19, 333, target=target), [rows],
+         softmax_reference(rows).astype(np.float32)),
+        ("layernorm", schedules.layernorm(19, 333, target=target), [rows, gamma, beta],
+         layernorm_reference(rows, gamma, beta).astype(np.float32)),
+        ("fused_ew", schedules.fused_elementwise(70001, target=target), v,
+         np.maximum(v[0] * v[1] + v[2], 0)),
+    ]
+
+
+@pytest.mark.parametrize("target", OTHER_LEVELS)
+def test_every_schedule_built_for_another_x86_level(target):
+    """Each schedule, its tiles and widths derived from `target`, built for it and run here."""
+    for name, (s, args), inputs, expected in _schedules_at_awkward_sizes(target):
+        kernel = check(s, args, inputs, expected, rtol=1e-4, atol=1e-3, target=target)
+        assert "zmm" not in kernel.get_source("asm"), f"{name}: AVX-512 code for {target}"
+
+
+def test_schedule_parameters_follow_the_target():
+    avx512, avx2, sse = "llvm -mcpu=x86-64-v4", "llvm -mcpu=x86-64-v3", "llvm -mcpu=x86-64-v2"
+    assert schedules.matmul_config(avx512) == {"mr": 6, "nr": 64, "kc": None,
+                                               "pack_a": False, "unroll_k": 2}
+    assert (schedules.matmul_config(avx2)["mr"], schedules.matmul_config(avx2)["nr"]) == (6, 16)
+    assert schedules.matmul_config(sse)["nr"] == 8
+    assert schedules.conv_tile(avx512) == (16, 14) and schedules.conv_tile(avx2)[0] == 8
+    assert [schedules.vector_lanes(t) for t in (avx512, avx2, sse)] == [16, 8, 4]
+    assert [schedules.reduce_lanes(t) for t in (avx512, avx2, sse)] == [64, 32, 16]
+    assert schedules.elementwise_chunk(avx512) == 1 << 16  # 1 MiB of L2, 4 arrays
+    assert schedules.row_prefetch("llvm -mcpu=znver4") == 0
+    assert schedules.row_prefetch("llvm -mcpu=sapphirerapids") == 1
+    for t in (avx512, avx2, sse):  # the matmul tile, B's vectors and a broadcast fit
+        config, lanes = schedules.matmul_config(t), schedules.vector_lanes(t)
+        vectors = config["nr"] // lanes
+        assert (config["mr"] + 1) * vectors + 1 <= tex.target.as_target(t).vector_registers

@@ -4,12 +4,15 @@
     ops = tex.load_library("ops.so")                    # in this process or any other
     c = ops.matmul(a, b)                                # checked like the Kernel it was
 
-`export_library` takes CPU kernels (built for "llvm"). It compiles each one's
-optimised LLVM IR again as position-independent code, with every function but
-its entry point made internal, adds tex's thread pool when a kernel calls it,
-and links the objects with the system's C compiler ($CC, else cc) into one
-shared library. A kernel's name (`tex.build(..., name=...)`) is its C symbol, so
-the names must be distinct C identifiers.
+`export_library` takes CPU kernels (built for "llvm", all for one machine). It
+compiles each one's optimised LLVM IR again as position-independent code, with
+every function but its entry point made internal, adds tex's thread pool and
+tex's runtime routines (`tex.codegen.llvm_builtins`) when the code calls them,
+and links the objects with the system's C compiler ($CC, else cc; for
+another machine's kernels its cross compiler, `cc=`) into one shared library,
+with `-z defs`: a symbol nothing defines is a BuildError naming it, not a
+crash at load time. A kernel's name (`tex.build(..., name=...)`) is its C
+symbol, so the names must be distinct C identifiers.
 
 The C interface of a kernel is `void NAME(void **buffers, int64_t *sizes)`:
 `buffers[k]` points to the data of parameter k (C-contiguous, of the element type
@@ -24,7 +27,8 @@ program and optimised IR). `load_library` reads it and returns a `Library`
 whose kernels check every call's arguments exactly as a `Kernel` does and take
 NumPy arrays or CPU objects with `__dlpack__`, without copies. Loading
 refuses a library compiled for CPU features this machine lacks
-(`DeviceError`), since its code would stop at the first such instruction.
+(`DeviceError`), since its code would stop at the first such instruction, and
+so does a library of another machine's code.
 """
 from __future__ import annotations
 
