@@ -82,8 +82,11 @@ def target_has_fma(target: Target) -> bool:
     """Whether `target` has fused multiply-add (so `llvm.fma` is an instruction, not a call).
 
     The last `+fma`/`-fma` in the feature string decides; without one (a CPU
-    named by -mcpu), every AVX2 or AVX-512 CPU tex knows has FMA3.
+    named by -mcpu), every AVX2 or AVX-512 CPU tex knows has FMA3, and every
+    aarch64 CPU has FMA in its base vector unit.
     """
+    if target.machine == "aarch64":
+        return True
     for feature in reversed(target.features.split(",")):
         if feature[1:] == "fma":
             return feature[0] == "+"
