@@ -10,9 +10,15 @@ ownership of the target machine handed to it; creating that second machine
 costs about a millisecond. The engine (and so the machine code) lives
 exactly as long as its `CompiledModule`.
 
-Parallel loops call `tex_parallel_for`, tex's thread pool
-(`tex.codegen.thread_pool`); it is compiled and made known to the JIT's
-symbol lookup before the first kernel that calls it is loaded.
+Before object code is loaded, its undefined symbols are read
+(`tex.codegen.object_file`) and each must resolve: tex's thread pool
+(`tex_parallel_for`, `tex.codegen.thread_pool`) and the runtime routines
+LLVM's code generator may call (`tex.codegen.llvm_builtins`) are compiled and
+made known to the JIT's symbol lookup first; anything else must be defined
+by the process (libm, libc), or the load raises BuildError naming it.
+
+Code for another machine (`-mtriple`) is compiled and kept, to print and
+export, but never loaded.
 """
 from __future__ import annotations
 
