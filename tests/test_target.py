@@ -124,3 +124,16 @@ def test_gpu_detection_skips_the_driver_where_linux_shows_none(monkeypatch, tmp_
         assert calls == [0]
     finally:
         target_module._present_gpu_arch.cache_clear()
+
+
+def test_machine_facts_for_tiling():
+    host = Target("llvm")
+    l1, l2, last = host.cache_bytes
+    assert 4096 <= l1 <= l2 <= last
+    assert host.vector_registers == (32 if host.vector_bits == 512 or host.machine == "aarch64"
+                                     else 16)
+    assert Target("llvm -mcpu=haswell").vector_registers == 16
+    assert Target("llvm -mcpu=x86-64-v4").vector_registers == 32
+    arm = Target("llvm -mtriple=aarch64-linux-gnu -mcpu=neoverse-v1")
+    assert (arm.machine, arm.vector_bits, arm.vector_registers) == ("aarch64", 128, 32)
+    assert arm.triple.startswith("aarch64-") and "-mtriple=aarch64-linux-gnu" in str(arm)
