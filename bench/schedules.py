@@ -40,7 +40,8 @@ def matmul_config(target=None) -> dict:
     the rest, one register kept for A's broadcast: mr * nv + nv + 1 <= registers. AVX-512:
     6 x 64 (24 accumulators), the best of `python -m bench.matmul --sweep` on the
     development machine (bench/results/matmul.txt); AVX2: 6 x 16, BLIS's Haswell sgemm
-    tile. unroll_k 2 was measured best on AVX-512 (see `matmul`)."""
+    tile (built for AVX2 on the Zen 4 host, 512^3: 187 GFLOP/s against 58 with 6 x 64,
+    which needs 48 registers). unroll_k 2 was measured best on AVX-512 (see `matmul`)."""
     t = _target(target)
     vectors = max(1, t.vector_registers // 8)
     mr = (t.vector_registers - vectors - 1) // vectors
@@ -49,13 +50,13 @@ def matmul_config(target=None) -> dict:
 
 
 def conv_tile(target=None) -> tuple[int, int]:
-    """(kb, wb) of conv2d's register tile: kb = one vector of output channels, wb = pixels
-    = half the registers less two, each pixel one accumulator (AVX-512: 16 x 14, which
-    divides the 56-pixel rows; AVX2 and SSE: 6 pixels). The other half holds the weight
-    vector, the broadcasts and the transposing write-back, with room to spare: 14 measured
-    faster than tiles that fill all 32 registers."""
+    """(kb, wb) of conv2d's register tile: kb = one vector of output channels, wb = pixels,
+    one accumulator each: as many as the registers hold beside a weight vector and a
+    broadcast, at most 14 (which divides the 56-pixel rows). On the AMD EPYC (Zen 4) host,
+    1x64x56x56: AVX-512 16 x 14 109 GFLOP/s against 16 x 28 103, 16 x 8 97, 32 x 14 79;
+    built for AVX2 (16 registers), 8 x 14 75-98 against 8 x 7 79, 8 x 6 71, 16 x 7 52."""
     t = _target(target)
-    return vector_lanes(t), max(2, t.vector_registers // 2 - 2)
+    return vector_lanes(t), max(1, min(14, t.vector_registers - 2))
 
 
 def row_partial_lanes(target=None) -> int:

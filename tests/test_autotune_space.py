@@ -7,7 +7,10 @@ import pytest
 
 import autotune
 import tex
+from autotune.generate import register_budget
 from autotune.space import ConfigSpace, split_candidates
+from tex.dtype import as_dtype
+from tex.target import as_target
 
 
 @autotune.template("tiled_add")
@@ -144,14 +147,28 @@ def test_matmul_flops_and_workload_key_is_stable_across_declarations():
 
 def test_the_generated_matmul_space_holds_the_packed_register_tile():
     space = autotune.space_for(declare_matmul(96, 80, 70)[-1])
-    knobs = {"C.vector_axis": 1, "C.vector": 32, "C.tile_0": 6, "C.order": [0],
+    lanes = as_target("llvm").vector_lanes(as_dtype("float32"))  # 6 x 2 vectors fit any CPU
+    knobs = {"C.vector_axis": 1, "C.vector": 2 * lanes, "C.tile_0": 6, "C.order": [0],
              "C.pack_A": False, "C.pack_B": True, "C.unroll_reduce": 2, "C.write_back": "tile"}
     text = instantiate_and_check(space, knobs, 96, 80, 70)
     assert "B_global" in text and "parallel" in text and "ramp(" in text
     with pytest.raises(autotune.InvalidConfig, match="gather A: it must be packed"):
         space.instantiate(space.from_json({**knobs, "C.vector_axis": 0}))
     with pytest.raises(autotune.InvalidConfig, match="register tile"):
-        space.instantiate(space.from_json({**knobs, "C.vector": 64, "C.tile_0": 8}))
+        space.instantiate(space.from_json({**knobs, "C.vector": 4 * lanes, "C.tile_0": 8}))
+
+
+def test_the_register_budget_follows_the_target():
+    assert register_budget("llvm -mcpu=x86-64-v4") == 28  # 32 AVX-512 registers
+    assert register_budget("llvm -mcpu=x86-64-v3") == 12  # 16 AVX2 registers
+    knobs = {"C.vector_axis": 1, "C.vector": 32, "C.tile_0": 6, "C.order": [0],
+             "C.pack_A": False, "C.pack_B": True, "C.unroll_reduce": 2, "C.write_back": "tile"}
+    avx512 = autotune.space_for(declare_matmul(96, 80, 70)[-1], "llvm -mcpu=x86-64-v4")
+    avx512.instantiate(avx512.from_json(knobs))  # 6 x 2 vectors of 16
+    avx2 = autotune.space_for(declare_matmul(96, 80, 70)[-1], "llvm -mcpu=x86-64-v3")
+    with pytest.raises(autotune.InvalidConfig, match="24 vectors exceeds 12"):
+        avx2.instantiate(avx2.from_json(knobs))  # 6 x 4 vectors of 8
+    avx2.instantiate(avx2.from_json({**knobs, "C.vector": 16}))
 
 
 #: A 64 x 20 x 30 matmul's register tile with the vectors down the rows (64 rows make whole

@@ -75,9 +75,9 @@ class Target:
     `enabled_features` (the features known on, by name: all the host's without
     `-mcpu`, else those tex knows of the CPU, `-mattr` applied),
     `vector_bits` (512 with avx512f, 256 with avx2, else 128), `vector_registers`
-    (32 with AVX-512 and on aarch64, else 16), `cache_bytes` (the L1 data, L2 and
-    last-level cache sizes a core sees: this machine's, read from Linux, when
-    `-mcpu` is not given, else typical sizes), `num_cores` (cores of this machine)
+    (32 with AVX-512 and on aarch64, else 16), `cache_bytes` (the sizes of the L1 data
+    and L2 caches of one core and of the last-level cache, which the cores share:
+    this machine's, read from Linux, when `-mcpu` is not given, else typical sizes), `num_cores` (cores of this machine)
     and `fastmath`. CUDA targets have `kind` "cuda",
     `arch` (e.g. "sm_80") and the limits lowering checks: `max_threads_per_block`,
     `max_block` and `max_grid` (per dimension x, y, z), `max_shared_bytes`
