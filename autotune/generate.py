@@ -221,10 +221,12 @@ class _Sketch:
             self.elementwise(out)
 
     def tileable(self, stage: Stage) -> bool:
-        """Worth a register tile: enough spatial points and reduction steps, a wide last axis."""
+        """Worth a register tile: two spatial axes or more (a reduction of each row, such as
+        a row sum or a matrix-vector product, is rule 4's: vector partials along the
+        row), enough spatial points and reduction steps, a wide last axis."""
         spatial = [_extent(a) for a in stage.op.axis]
         steps = math.prod(_extent(a) for a in stage.op.reduce_axis)
-        return (stage.op.num_outputs == 1 and bool(spatial) and spatial[-1] >= 8
+        return (stage.op.num_outputs == 1 and len(spatial) >= 2 and spatial[-1] >= 8
                 and math.prod(spatial) >= 1024 and steps >= 8)
 
     # --- rule 2 ----------------------------------------------------------------------
@@ -303,7 +305,9 @@ class _Sketch:
                                       if not (by_row and others[p] == last)]
         lanes = list(out.split(outer[last], factor=self.lanes)) if by_row else []
         out.reorder(*fixed, *moved, *inner, *lanes)
-        first = moved[0] if serial_first and len(moved) > 1 else None
+        self.check(not serial_first or len(moved) > 1, "packed copies are made in a serial "
+                   "outer loop, and this tile has only the one it runs in parallel")
+        first = moved[0] if serial_first else None
         fused = out.fuse(*(moved[1:] if first is not None else fixed + moved))
         out.parallel(fused)
         if by_row:  # the rows of the tiles, each written out along the last axis in vectors

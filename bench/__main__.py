@@ -4,7 +4,9 @@
     python -m bench --cases softmax,rowsum  # some cases
     python -m bench --json results.json     # also write {case: {system: rate}}
 
-Systems: tex (the hand schedules of bench/schedules.py), NumPy as written
+Systems: tex (the hand schedules of bench/schedules.py), tex tuned (the
+autotuner's best after `--tune-trials` trials on this CPU, its logs kept per
+CPU in bench/results/tuning/ so that a rerun only rebuilds), NumPy as written
 and NumPy split over the cores in Python threads (its ufuncs use one core),
 and, where installed, numba, Halide, TVM, and PyTorch eager and under
 torch.compile (bench/systems/). A missing peer is reported and skipped.
@@ -18,9 +20,11 @@ arrays do), reported per call. The systems of a case take turns:
 round and a 0.15 s pause between systems, so that each runtime's idle
 threads (OpenBLAS, tex's and TVM's pools) go to sleep before the next one
 runs. The table shows medians. Before the cases, the suite measures the
-machine's FP32 FMA peak, a 64 MiB read and a 16 MiB copy bandwidth (bench/peak.py)
-and prints each tex figure as a fraction of the matching limit; after them,
-tex's build latency and call overhead (bench/latency.py).
+machine's FP32 FMA peak and its read and copy bandwidth from memory (DRAM)
+and from the last-level cache (bench/peak.py), and prints each tex figure as
+a fraction of the matching limit: a memory-bound case against the bandwidth
+of where its working set lives; after them, tex's build latency and call
+overhead (bench/latency.py).
 """
 from __future__ import annotations
 
@@ -37,13 +41,17 @@ import traceback
 
 import numpy as np
 
+import tex
 from bench.cases import CASES, CASES_BY_NAME, Case, relative_error
 from bench import latency as bench_latency
 from bench import peak
+from bench.systems import tex_tuned_impl
 
 #: Peer modules in bench/systems/, tried in this order; each may be absent.
-SYSTEM_MODULES = ["tex_impl", "numpy_impl", "numba_impl", "halide_impl", "tvm_impl",
-                  "torch_impl", "torch_compile_impl"]
+SYSTEM_MODULES = ["tex_impl", "tex_tuned_impl", "numpy_impl", "numba_impl", "halide_impl",
+                  "tvm_impl", "torch_impl", "torch_compile_impl"]
+#: Columns that are tex itself, not peers.
+TEX_SYSTEMS = ("tex", "tex tuned")
 BATCH_SECONDS = 0.04
 PAUSE_SECONDS = 0.15
 ROUND = 3
@@ -123,36 +131,45 @@ def time_interleaved(runners: dict, samples: int) -> dict[str, list[float]]:
 
 
 def limit_for(case: Case, limits: dict) -> tuple[str, float] | None:
-    """The machine limit a case's rate is read against."""
+    """The machine limit a case's rate is read against: the FMA peak, or the read (sums)
+    or copy (cases that write as much as they read) bandwidth of the cache when the
+    case's working set fits in the last-level cache, else of DRAM."""
     if case.unit == "GFLOP/s":
         return "FMA peak", limits.get("fma")
     if case.unit == "GB/s":
         kind = "copy" if case.name in ("softmax", "fused_ew", "layernorm") else "read"
-        return f"{kind} bandwidth", limits.get(kind)
+        where = "cache" if case.work <= tex.Target("llvm").cache_bytes[2] else "dram"
+        return f"{kind} {where} bandwidth", limits.get(f"{kind} {where}")
     return None
 
 
 def format_table(results: dict, columns: list[str]) -> list[str]:
-    peers = [c for c in columns if c not in ("tex", "numpy", "numpy-2thr")]
+    """One line per case: NumPy (the better of its two columns), tex's hand schedule and
+    tuned kernel, tex over NumPy, each peer, and both tex columns over the best peer."""
+    peers = [c for c in columns if c not in TEX_SYSTEMS + ("numpy", "numpy-2thr")]
     widths = {p: max(8, len(p) + 1) for p in peers}
-    header = (f"{'case':34} {'unit':8} {'numpy':>8} {'tex':>8} {'tex/np':>7} "
-              + "".join(f"{p:>{widths[p]}}" for p in peers) + f" {'tex/best peer':>14}")
+    header = (f"{'case':34} {'unit':8} {'numpy':>8} {'tex':>8} {'tuned':>8} {'tex/np':>7} "
+              + "".join(f"{p:>{widths[p]}}" for p in peers)
+              + f" {'tex/best peer':>14} {'tuned/best peer':>16}")
     lines = [header, "-" * len(header)]
     for name, record in results.items():
         rates = record["rates"]
         numpy_best = max((rates[n] for n in ("numpy", "numpy-2thr") if n in rates), default=None)
-        tex_rate = rates.get("tex")
-        best_peer = max((rates[p] for p in peers if p in rates), default=None)
+        tex_rate, tuned_rate = rates.get("tex"), rates.get("tex tuned")
+        best_peer = max([rates[p] for p in peers if p in rates] + [numpy_best or 0])
 
         def cell(value, width=8, fmt="{:.1f}"):
             return f"{fmt.format(value):>{width}}" if value is not None else f"{'-':>{width}}"
 
-        ratio = tex_rate / numpy_best if tex_rate and numpy_best else None
-        peer_ratio = tex_rate / max(best_peer, numpy_best or 0) if tex_rate and best_peer else None
+        def over(value, base):
+            return value / base if value and base else None
+
         lines.append(f"{record['title'][:34]:34} {record['unit']:8} {cell(numpy_best)} "
-                     f"{cell(tex_rate)} {cell(ratio, 7, '{:.2f}')}"
+                     f"{cell(tex_rate)} {cell(tuned_rate)} "
+                     f"{cell(over(tex_rate, numpy_best), 7, '{:.2f}')}"
                      + "".join(cell(rates.get(p), widths[p]) for p in peers)
-                     + f" {cell(peer_ratio, 14, '{:.2f}')}")
+                     + f" {cell(over(tex_rate, best_peer), 14, '{:.2f}')}"
+                     + f" {cell(over(tuned_rate, best_peer), 16, '{:.2f}')}")
     return lines
 
 
@@ -167,7 +184,11 @@ def main(argv=None):
                         help="skip measuring the FMA peak and the bandwidth")
     parser.add_argument("--no-latency", action="store_true",
                         help="skip measuring build latency and call overhead")
+    parser.add_argument("--tune-trials", type=int, default=tex_tuned_impl.TRIALS,
+                        help="trials the tuner measures per case for 'tex tuned' (default "
+                             f"{tex_tuned_impl.TRIALS}; a kept log counts)")
     args = parser.parse_args(argv)
+    tex_tuned_impl.TRIALS = args.tune_trials
     cases = [CASES_BY_NAME[n] for n in args.cases.split(",")] if args.cases else CASES
     systems, notes = load_systems(set(args.systems.split(",")) if args.systems else None)
 
@@ -181,8 +202,11 @@ def main(argv=None):
     if not args.no_limits:
         limits["fma"] = peak.fma_peak()
         limits.update(peak.bandwidth())
-        print(f"# machine limits: FP32 FMA peak {limits['fma']:.0f} GFLOP/s; 64 MiB read "
-              f"{limits['read']:.1f} GB/s, 16 MiB copy {limits['copy']:.1f} GB/s")
+        sizes = peak.working_sets()
+        print(f"# machine limits: FP32 FMA peak {limits['fma']:.0f} GFLOP/s; DRAM "
+              f"({sizes['dram'] >> 20} MiB) read {limits['read dram']:.1f}, copy "
+              f"{limits['copy dram']:.1f} GB/s; last-level cache ({sizes['cache'] >> 20} MiB) "
+              f"read {limits['read cache']:.1f}, copy {limits['copy cache']:.1f} GB/s")
 
     results = {}
     columns = list(systems)
@@ -207,10 +231,12 @@ def main(argv=None):
     print()
     for name, record in results.items():
         limit = limit_for(CASES_BY_NAME[name], limits)
-        tex_rate = record["rates"].get("tex")
-        if limit and limit[1] and tex_rate:
-            print(f"tex {name}: {tex_rate / limit[1]:.0%} of the {limit[0]} "
-                  f"({limit[1]:.0f} {record['unit']}); build {record['build_ms'].get('tex', 0):.0f} ms")
+        for system in TEX_SYSTEMS:
+            rate = record["rates"].get(system)
+            if limit and limit[1] and rate:
+                print(f"{system} {name}: {rate / limit[1]:.0%} of the {limit[0]} "
+                      f"({limit[1]:.0f} {record['unit']}); build "
+                      f"{record['build_ms'].get(system, 0):.0f} ms")
     latency = {}
     if not args.no_latency:
         latency = {"build_ms": bench_latency.build_latency(),
@@ -223,9 +249,10 @@ def main(argv=None):
         out = {name: {"unit": r["unit"], "title": r["title"], **r["rates"]}
                for name, r in results.items()}
         out.update(latency)
-        out["machine"] = {"cpu": peak.cpu_name(), "cores": os.cpu_count(),
-                          "fma_peak_gflops": limits.get("fma"),
-                          "read_gbs": limits.get("read"), "copy_gbs": limits.get("copy")}
+        out["machine"] = {"cpu": peak.cpu_name(), "llvm_cpu": tex.Target("llvm").cpu,
+                          "cores": os.cpu_count(), "fma_peak_gflops": limits.get("fma"),
+                          **{f"{k.replace(' ', '_')}_gbs": v for k, v in limits.items()
+                             if k != "fma"}}
         pathlib.Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
         print(f"wrote {args.json}")
 

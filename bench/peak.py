@@ -6,9 +6,10 @@ The FMA peak runs a JIT-compiled loop of independent vector FMA chains
 (as wide as the CPU's widest vectors) on every core at once, each core in a
 thread of its own (ctypes releases the GIL); flops = 2 per lane per FMA.
 Bandwidth is measured with tex kernels, parallel and vectorized: a
-read-only stream (a sum) of a 64 MiB array, and a copy between two 16 MiB
-arrays (the working set of the softmax and layernorm cases, which this
-host's large L3 serves); bytes = read + written.
+read-only stream (a sum) and a copy, each on a working set far beyond the
+last-level cache (DRAM) and on one that fits in it (half of it); bytes =
+read + written. The suite reads a memory-bound case against the figure of
+the working set it has (`bench.__main__.limit_for`).
 These are the yardsticks the suite's table is read against, not peers.
 """
 from __future__ import annotations
@@ -116,24 +117,34 @@ def _stream_kernels(n: int):
     return reader, tex.build(s, [A, B])
 
 
-def bandwidth(read_mib: int = 64, copy_mib: int = 16, repeats: int = 21) -> dict[str, float]:
-    """Median GB/s of a parallel read-only stream over a `read_mib` MiB array and of a
-    copy between `copy_mib` MiB arrays."""
-    n, m = read_mib * (1 << 20) // 4, copy_mib * (1 << 20) // 4
-    reader, _ = _stream_kernels(n)
-    _, copier = _stream_kernels(m)
-    a = np.random.default_rng(0).random(n, dtype=np.float32)
-    b, total = np.empty(m, np.float32), np.empty(1, np.float32)
+def working_sets() -> dict[str, int]:
+    """Bytes of the two working sets bandwidth is measured on: "dram", eight times the
+    last-level cache (at least 256 MiB), so that nearly every byte comes from memory, and
+    "cache", half of it, which the last-level cache holds."""
+    last_level = tex.Target("llvm").cache_bytes[2]
+    return {"dram": max(8 * last_level, 256 << 20), "cache": last_level // 2}
+
+
+def bandwidth(repeats: int = 21) -> dict[str, float]:
+    """Median GB/s of a parallel read-only stream (a sum) and of a copy, each on both
+    working sets of `working_sets` (the copy's split between source and destination):
+    keys "read dram", "copy dram", "read cache", "copy cache"."""
     rates = {}
-    for name, run, nbytes in (("read", lambda: reader(a, total), 4 * n),
-                              ("copy", lambda: copier(a[:m], b), 8 * m)):
-        run()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
+    for where, nbytes in working_sets().items():
+        n, m = nbytes // 4, nbytes // 8
+        reader, _ = _stream_kernels(n)
+        _, copier = _stream_kernels(m)
+        a = np.random.default_rng(0).random(n, dtype=np.float32)
+        b, total = np.empty(m, np.float32), np.empty(1, np.float32)
+        for name, run in (("read", lambda: reader(a, total)),
+                          ("copy", lambda: copier(a[:m], b))):
             run()
-            times.append(time.perf_counter() - start)
-        rates[name] = nbytes / statistics.median(times) / 1e9
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                run()
+                times.append(time.perf_counter() - start)
+            rates[f"{name} {where}"] = nbytes / statistics.median(times) / 1e9
     return rates
 
 
@@ -150,9 +161,10 @@ def cpu_name() -> str:
 
 def main():
     print(f"FP32 FMA peak, all cores: {fma_peak():.0f} GFLOP/s")
-    rates = bandwidth()
-    print(f"read bandwidth, 64 MiB, all cores: {rates['read']:.1f} GB/s")
-    print(f"copy bandwidth, 16 MiB to 16 MiB, all cores: {rates['copy']:.1f} GB/s")
+    rates, sizes = bandwidth(), working_sets()
+    for name, rate in rates.items():
+        print(f"{name} bandwidth, {sizes[name.split()[1]] >> 20} MiB, all cores: "
+              f"{rate:.1f} GB/s")
 
 
 if __name__ == "__main__":

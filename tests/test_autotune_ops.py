@@ -26,6 +26,7 @@ CASES = [
     ("depthwise_conv2d", "1,4,17,15,5,3,2,1"),
     ("reduce_sum", "7,45"),                # few rows: the reduction is chunked
     ("reduce_sum", "300,45"),
+    ("reduce_sum", "1030,9"),              # rows enough for a tile, which one axis cannot use
     ("reduce_max", "7,45"),
     ("full_sum", "1000"),
     ("softmax", "7,45"),
