@@ -33,12 +33,12 @@ the machine from here.
 """
 from __future__ import annotations
 
-import glob
 import os
 import re
 import subprocess
 import sys
 from functools import lru_cache
+from pathlib import Path
 
 from tex.dtype import DType
 from tex.errors import BuildError
@@ -75,18 +75,20 @@ class Target:
     `enabled_features` (the features known on, by name: all the host's without
     `-mcpu`, else those tex knows of the CPU, `-mattr` applied),
     `vector_bits` (512 with avx512f, 256 with avx2, else 128), `vector_registers`
-    (32 with AVX-512 and on aarch64, else 16), `cache_bytes` (the sizes of the L1 data
-    and L2 caches of one core and of the last-level cache, which the cores share:
-    this machine's, read from Linux, when `-mcpu` is not given, else typical sizes), `num_cores` (cores of this machine)
-    and `fastmath`. CUDA targets have `kind` "cuda",
+    (32 with AVX-512 and on aarch64, else 16), `cache_bytes` (the sizes of the L1
+    data and L2 caches of one core and of the last-level cache, which the cores
+    share: this machine's, read from Linux, when `-mcpu` is not given, else typical
+    sizes), `num_cores` (cores of this machine) and `fastmath`. CUDA targets have
+    `kind` "cuda",
     `arch` (e.g. "sm_80") and the limits lowering checks: `max_threads_per_block`,
     `max_block` and `max_grid` (per dimension x, y, z), `max_shared_bytes`
     (static shared memory per block) and `warp_size`.
     """
 
     __slots__ = ("kind", "triple", "machine", "cpu", "features", "enabled_features",
-                 "vector_bits", "vector_registers", "cache_bytes", "num_cores", "fastmath", "arch", "max_threads_per_block", "max_block", "max_grid",
-                 "max_shared_bytes", "warp_size", "_mcpu", "_mattr", "_mtriple", "_text")
+                 "vector_bits", "vector_registers", "cache_bytes", "num_cores", "fastmath",
+                 "arch", "max_threads_per_block", "max_block", "max_grid", "max_shared_bytes",
+                 "warp_size", "_mcpu", "_mattr", "_mtriple", "_text")
 
     def __init__(self, spec: str):
         if not isinstance(spec, str) or not spec.split():
@@ -315,11 +317,11 @@ def _host_caches() -> tuple[int, int, int]:
     """(L1 data, L2, last level) cache sizes of CPU 0 in bytes, from Linux's sysfs; the
     typical sizes where it does not say."""
     sizes = {}
-    for index in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*"):
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
         try:
-            kind = open(f"{index}/type").read().strip()
-            level = int(open(f"{index}/level").read())
-            text = open(f"{index}/size").read().strip()
+            kind = (index / "type").read_text().strip()
+            level = int((index / "level").read_text())
+            text = (index / "size").read_text().strip()
         except (OSError, ValueError):
             continue
         if kind in ("Data", "Unified") and text[:-1].isdigit():
