@@ -13,9 +13,11 @@ Guarantees:
   hoisted: loads are read lane by lane and an expression `Let` becomes an
   immediately invoked lambda; elsewhere a `Let` is hoisted as a `const`.
 * Integer floordiv/floormod round toward negative infinity through small
-  helpers (`tex_floordiv_i64`, ...), or are C's `/` and `%` where both
-  operands are provably non-negative (`tex.arith.const_bound` over the ranges
-  of the enclosing loops; thread indices are non-negative). Float floordiv is
+  helpers (`tex_floordiv_i64`, ...), which also give x // 0 = x % 0 = 0 and
+  INT_MIN // -1 = INT_MIN as NumPy does, or are C's `/` and `%` where the
+  divisor is provably >= 1 and the dividend unsigned or provably >= 0
+  (`tex.arith.const_bound` over the ranges of the enclosing loops; thread
+  indices are non-negative). Float floordiv is
   `floor(a / b)`, floormod `a - floor(a / b) * b`.
 * Float min/max are `fminf`/`fmaxf` (a NaN operand yields the other one).
   Integers narrower than 32 bits wrap: their sums, differences and products
@@ -67,7 +69,8 @@ _TO_HALF = {int8: "__short2half_rn", int16: "__short2half_rn", int32: "__int2hal
             int64: "__ll2half_rn", uint8: "__ushort2half_rn", uint16: "__ushort2half_rn",
             uint32: "__uint2half_rn", uint64: "__ull2half_rn", float32: "__float2half",
             float64: "__double2half"}
-_SUFFIX = {int32: "i32", int64: "i64", float32: "f32", float64: "f64"}
+_SUFFIX = {int32: "i32", int64: "i64", uint32: "u32", uint64: "u64", float32: "f32",
+           float64: "f64"}
 
 _CPP_WORDS = """
     auto bool break case char const continue default do double else enum extern float for
@@ -147,8 +150,9 @@ class Preamble:
             template = _FLOAT_FLOOR[op].replace("{floor}", "floorf" if dtype == float32
                                                 else "floor")
         else:
-            template = _INT_FLOOR[op]
-        self.helpers.setdefault(name, template.format(name=name, t=c_type(dtype)))
+            template = (_INT_FLOOR if dtype.kind == "int" else _UINT_FLOOR)[op]
+        unsigned = c_type(DType("uint", dtype.bits)) if dtype.is_int else None
+        self.helpers.setdefault(name, template.format(name=name, t=c_type(dtype), u=unsigned))
         return name
 
     def atomic_helper(self, op: str, dtype: DType) -> str:
@@ -175,16 +179,30 @@ class Preamble:
         return (includes + "\n" if includes else "") + helpers
 
 
+# Integer division as NumPy defines it where C does not: x // 0 and x % 0 are 0, and
+# INT_MIN // -1 wraps to INT_MIN (-x computed unsigned), INT_MIN % -1 is 0.
 _INT_FLOOR = {
     "floordiv": """\
 __device__ __forceinline__ {t} {name}({t} a, {t} b) {{
+  if (b == 0) return 0;
+  if (b == -1) return ({t})(({u})0 - ({u})a);
   const {t} q = a / b;
   return (a % b != 0 && (a % b < 0) != (b < 0)) ? q - 1 : q;
 }}""",
     "floormod": """\
 __device__ __forceinline__ {t} {name}({t} a, {t} b) {{
+  if (b == 0 || b == -1) return 0;
   const {t} r = a % b;
   return (r != 0 && (r < 0) != (b < 0)) ? r + b : r;
+}}"""}
+_UINT_FLOOR = {
+    "floordiv": """\
+__device__ __forceinline__ {t} {name}({t} a, {t} b) {{
+  return b == 0 ? 0 : a / b;
+}}""",
+    "floormod": """\
+__device__ __forceinline__ {t} {name}({t} a, {t} b) {{
+  return b == 0 ? 0 : a % b;
 }}"""}
 _FLOAT_FLOOR = {
     "floordiv": """\
@@ -381,19 +399,22 @@ class ExprEmitter:
             a, b = (self.in_float(x, lane)[0] for x in (e.a, e.b))
             return f"{_HALVES[dtype][2]}({helper}({a}, {b}))", ATOM
         a, b = self.emit(e.a, lane), self.emit(e.b, lane)
-        if dtype.kind == "uint" or (dtype.kind == "int" and self._non_negative(e)):
+        if self._c_division_is_floor(e):
             return f"{wrap(a, MUL)} {'/' if op == 'floordiv' else '%'} {wrap(b, MUL + 1)}", MUL
-        wide = int32 if dtype.is_int and dtype.bits < 32 else dtype
+        wide = DType(dtype.kind, 32) if dtype.bits < 32 else dtype
         text = f"{self.preamble.floor_helper(op, wide)}({a[0]}, {b[0]})"
-        return (f"({c_type(dtype)}){text}", UNARY) if wide is not dtype else (text, ATOM)
+        return (f"({c_type(dtype)}){text}", UNARY) if wide != dtype else (text, ATOM)
 
-    def _non_negative(self, e: Binary) -> bool:
-        """Whether both operands of a scalar signed division are provably >= 0."""
-        if e.dtype.lanes != 1 or e.dtype.kind != "int":
+    def _c_division_is_floor(self, e: Binary) -> bool:
+        """Whether C's `/` and `%` compute a scalar integer floordiv/floormod as tex
+        defines it: the divisor provably >= 1, and the dividend unsigned or provably
+        >= 0."""
+        if e.dtype.lanes != 1:
             return False
-        operands = (transform(x, post=self._thread_index_as_var) for x in (e.a, e.b))
-        lows = (const_bound(x, self.ranges)[0] for x in operands)
-        return all(low is not None and low >= 0 for low in lows)
+        low_a, low_b = (const_bound(transform(x, post=self._thread_index_as_var),
+                                    self.ranges)[0] for x in (e.a, e.b))
+        return low_b is not None and low_b >= 1 and (
+            e.dtype.kind == "uint" or low_a is not None and low_a >= 0)
 
     def _thread_index_as_var(self, node):
         """A `ThreadIndex` as a variable ranging over [0, inf), for the bounds analysis."""

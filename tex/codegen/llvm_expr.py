@@ -308,27 +308,43 @@ class ExprEmitter:
         return self.b.fsub(a, self.b.fmul(floor, b, flags=flags), flags=flags)
 
     def _floor_divide(self, e, a, b):
-        """Integer floordiv/floormod with Python semantics for negative operands."""
+        """Integer floordiv/floormod with Python semantics for negative operands, and
+        NumPy's where Python has none: x // 0 and x % 0 are 0, INT_MIN // -1 wraps to
+        INT_MIN (and INT_MIN % -1 is 0). The divisor the machine divides by is never 0
+        (or -1 under INT_MIN, which traps on x86 too): selects, no branch."""
         divisor = const_int(e.b)
         if divisor is not None and divisor > 0 and divisor & (divisor - 1) == 0:
             if e.op == "floordiv":
                 shift = ir.Constant(a.type, divisor.bit_length() - 1)
                 return self.b.ashr(a, shift) if e.dtype.is_signed else self.b.lshr(a, shift)
             return self.b.and_(a, ir.Constant(a.type, divisor - 1))
+        zero, one = ir.Constant(a.type, 0), ir.Constant(a.type, 1)
+        by_zero = None
+        if divisor is None or divisor <= 0:  # a divisor of 0 (or -1) may come: divide by 1
+            by_zero = self.b.icmp_unsigned("==", b, zero)
+            unsafe = by_zero
+            if e.dtype.is_signed:
+                lowest = ir.Constant(a.type, -(1 << (e.dtype.bits - 1)))
+                unsafe = self.b.or_(unsafe, self.b.and_(
+                    self.b.icmp_signed("==", a, lowest),
+                    self.b.icmp_signed("==", b, ir.Constant(a.type, -1))))
+            b = self.b.select(unsafe, one, b)
         if self.mask is not None and e.dtype.lanes > 1:  # masked-off lanes must not trap
-            b = self.b.select(self.mask, b, ir.Constant(b.type, 1))
+            b = self.b.select(self.mask, b, one)
         if not e.dtype.is_signed:
-            return self.b.udiv(a, b) if e.op == "floordiv" else self.b.urem(a, b)
-        q, r = self.b.sdiv(a, b), self.b.srem(a, b)
-        zero = ir.Constant(a.type, 0)
-        if divisor is not None and divisor > 0:
-            fix = self.b.icmp_signed("<", r, zero)
-        else:  # the remainder is nonzero and its sign differs from the divisor's
-            fix = self.b.and_(self.b.icmp_signed("!=", r, zero),
-                              self.b.icmp_signed("<", self.b.xor(r, b), zero))
-        if e.op == "floordiv":
-            return self.b.sub(q, self.b.zext(fix, a.type))
-        return self.b.add(r, self.b.select(fix, b, zero))
+            result = self.b.udiv(a, b) if e.op == "floordiv" else self.b.urem(a, b)
+        else:
+            q, r = self.b.sdiv(a, b), self.b.srem(a, b)
+            if divisor is not None and divisor > 0:
+                fix = self.b.icmp_signed("<", r, zero)
+            else:  # the remainder is nonzero and its sign differs from the divisor's
+                fix = self.b.and_(self.b.icmp_signed("!=", r, zero),
+                                  self.b.icmp_signed("<", self.b.xor(r, b), zero))
+            result = self.b.sub(q, self.b.zext(fix, a.type)) if e.op == "floordiv" else \
+                self.b.add(r, self.b.select(fix, b, zero))
+        if by_zero is None or e.op == "floormod":  # x % 1 is 0 already
+            return result
+        return self.b.select(by_zero, zero, result)
 
     def expr_Compare(self, e):
         a, b, op, dt = self.expr(e.a), self.expr(e.b), _CMP[e.op], e.a.dtype
