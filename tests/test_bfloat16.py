@@ -192,3 +192,26 @@ def test_cuda_kernels_compute_in_bfloat16():
 @pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
 def test_cuda_kernels_of_bfloat16_on_the_gpu():
     check_cuda_results(cuda_kernel())
+
+
+@pytest.mark.parametrize("target", ["llvm", "llvm -mcpu=x86-64-v3", "llvm -mcpu=x86-64-v2"])
+@pytest.mark.parametrize("lanes", [1, 16])
+def test_subnormal_results_are_kept_on_every_cpu(target, lanes):
+    """Products below bfloat16's smallest normal (1.2e-38) and their square roots, bit for
+    bit as ml_dtypes gives them: AVX512-BF16's conversion would flush them to zero."""
+    from tex.codegen import cpu_support
+    if cpu_support.cannot_run(tex.Target(target), ""):
+        pytest.skip(f"this CPU cannot run {target}")
+    n = 301
+    A = tex.placeholder((n,), "bfloat16", name="A")
+    B = tex.placeholder((n,), "bfloat16", name="B")
+    C = tex.compute((n,), lambda i: A[i] * B[i] + tex.sqrt(tex.abs(A[i])) * 1e-30, name="C")
+    s = tex.create_schedule(C.op)
+    if lanes > 1:
+        _, inner = s[C].split(C.op.axis[0], factor=lanes)
+        s[C].vectorize(inner)
+    a, b = random_bf16(n, 1e-20), random_bf16(n, 1e-19)
+    want = a * b + np.sqrt(np.abs(a)) * BF16(1e-30)
+    assert (np.abs(want.astype(np.float32)) < 1.1754944e-38).mean() > 0.5  # mostly subnormal
+    got = tex.build(s, [A, B, C], target=target)(a, b)
+    np.testing.assert_array_equal(bits(got), bits(want))

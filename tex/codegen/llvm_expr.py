@@ -17,11 +17,12 @@ Semantics kept here:
 * exp, sigmoid and float32 tanh are lane-wise vector code from
   `tex.codegen.llvm_math` (float16 and bfloat16 through float32), not libm
   calls; float64 tanh and erf call libm lane by lane;
-* bfloat16 is LLVM's `bfloat`: LLVM computes it in float32 and rounds after
-  every operation, as NumPy's `ml_dtypes` does, with `vcvtneps2bf16` where
-  the CPU has AVX512-BF16, which flushes subnormal results to zero. It needs
-  LLVM 22 or newer; older ones raise `BuildError` rather than risk a backend
-  crash;
+* bfloat16 is LLVM's `bfloat` in memory and registers; arithmetic and math
+  on it are computed in float32 and rounded after every operation, as
+  NumPy's `ml_dtypes` does, by tex's own rounding in integer operations
+  (`_float_to_bfloat`), not `vcvtneps2bf16`, which flushes subnormal results
+  to zero on CPUs with AVX512-BF16. It needs LLVM 22 or newer; older ones
+  raise `BuildError` rather than risk a backend crash;
 * `Select` is lazy (see the `expr_Select` docstring); loads under a lane
   mask become masked loads/gathers, and a scalar load under a mask is
   branched around when no lane is set.
@@ -102,6 +103,10 @@ def mangle(t: ir.Type) -> str:
         return f"i{t.width}"
     return {ir.HalfType: "f16", _BFloatType: "bf16", ir.FloatType: "f32",
             ir.DoubleType: "f64"}[type(t)]
+
+
+def _is_bfloat(t: ir.Type) -> bool:
+    return isinstance(t.element if isinstance(t, ir.VectorType) else t, _BFloatType)
 
 
 def const_int(e: Expr):
@@ -296,6 +301,8 @@ class ExprEmitter:
         return self.b.shuffle_vector(vector, poison(vector.type), mask)
 
     def _float_binary(self, op, a, b):
+        if _is_bfloat(a.type):  # computed in float32, rounded once by tex (see _narrow)
+            return self._narrow(self._float_binary(op, self._widen(a), self._widen(b)), a.type)
         flags = self.mod.fp_flags
         if op in ("add", "sub", "mul", "div"):
             return getattr(self.b, "f" + op)(a, b, flags=flags)
@@ -400,6 +407,16 @@ class ExprEmitter:
             return self.b.trunc(v, t)
         return self.b.sext(v, t) if src.kind == "int" else self.b.zext(v, t)
 
+    def _widen(self, v: ir.Value) -> ir.Value:
+        """The 16-bit float `v` as float32 (exact)."""
+        lanes = v.type.count if isinstance(v.type, ir.VectorType) else 1
+        return self.b.fpext(v, value_type(DType("float", 32, lanes)))
+
+    def _narrow(self, v: ir.Value, t: ir.Type) -> ir.Value:
+        """float32 `v` rounded to the 16-bit float type `t`: bfloat16 by tex's own rounding,
+        which keeps subnormals on every CPU, float16 by LLVM's."""
+        return self._float_to_bfloat(v, t) if _is_bfloat(t) else self.b.fptrunc(v, t)
+
     def _float_to_bfloat(self, v: ir.Value, t: ir.Type) -> ir.Value:
         """float32 `v` rounded to the nearest bfloat16 (of type `t`), ties to even, in integer
         operations: subnormals are kept on every CPU (AVX512-BF16's conversion flushes
@@ -447,6 +464,8 @@ class ExprEmitter:
 
     def _math(self, name: str, args) -> ir.Value:
         t = args[0].type
+        if _is_bfloat(t):
+            return self._narrow(self._math(name, [self._widen(a) for a in args]), t)
         fn = self.mod.function(f"llvm.{name}.{mangle(t)}", t, [t] * len(args))
         return self.b.call(fn, args)
 
@@ -457,9 +476,9 @@ class ExprEmitter:
         flags = (llvm_math.target_has_fma(target), llvm_math.target_has_avx512(target))
         if dtype.bits != 16:
             return llvm_math.emit_call(self.mod.module, self.b, name, x, *flags)
-        wide = self.b.fpext(x, value_type(DType("float", 32, dtype.lanes)))
-        return self.b.fptrunc(llvm_math.emit_call(self.mod.module, self.b, name, wide, *flags),
-                              x.type)
+        wide = self._widen(x)
+        return self._narrow(llvm_math.emit_call(self.mod.module, self.b, name, wide, *flags),
+                            x.type)
 
     def _libm(self, name: str, x: ir.Value, dtype: DType) -> ir.Value:
         """A libm function (tanhf/tanh, erff/erf), applied lane by lane; 16-bit floats go
@@ -471,7 +490,7 @@ class ExprEmitter:
         def one(v):
             wide = v if scalar.bits != 16 else self.b.fpext(v, via)
             out = self.b.call(fn, [wide])
-            return out if scalar.bits != 16 else self.b.fptrunc(out, v.type)
+            return out if scalar.bits != 16 else self._narrow(out, v.type)
 
         if dtype.lanes == 1:
             return one(x)
