@@ -310,8 +310,8 @@ def test_vector_load_in_a_select_branch_is_read_lane_by_lane():
     src = build(bound(i, "threadIdx.x", 64, Store(B, guarded, (i,))), (A, B),
                 block=(64, 1, 1)).source
     assert "float4" not in src
-    assert "B[i] = i < 60 ? fmaxf(fmaxf(A[i * 4], A[i * 4 + 2]), fmaxf(A[i * 4 + 1], " \
-           "A[i * 4 + 3])) : 0.0f;" in src
+    assert "B[i] = i < 60 ? tex_max_f32(tex_max_f32(A[i * 4], A[i * 4 + 2]), " \
+           "tex_max_f32(A[i * 4 + 1], A[i * 4 + 3])) : 0.0f;" in src
 
 
 # --- expressions ----------------------------------------------------------------------------
@@ -374,8 +374,8 @@ def test_float_floordiv_floormod_min_max():
               Binary("min", x, Const(float32, 0.5)), (i,)),
         Store(D, Binary("floordiv", y, Const(float64, -2.5)) + Binary("max", y, y), (i,))))
     src = build(body, (A, D), block=(64, 1, 1)).source
-    assert "A[i] = tex_floormod_f32(A[i], 3.0f) + fminf(A[i], 0.5f);" in src
-    assert "D[i] = tex_floordiv_f64(D[i], -2.5) + fmax(D[i], D[i]);" in src
+    assert "A[i] = tex_floormod_f32(A[i], 3.0f) + tex_min_f32(A[i], 0.5f);" in src
+    assert "D[i] = tex_floordiv_f64(D[i], -2.5) + tex_max_f64(D[i], D[i]);" in src
     assert "return a - floorf(a / b) * b;" in src
 
 

@@ -37,6 +37,8 @@ def erf(x): return _ops.call("erf", x)
 def floor(x): return _ops.call("floor", x)
 def ceil(x): return _ops.call("ceil", x)
 def pow(x, y): return _ops.call("pow", x, y)  # noqa: A001
+def fmax(x, y): return _ops.call("fmax", x, y)  # NaN ignored, as np.fmax; tex.max keeps it
+def fmin(x, y): return _ops.call("fmin", x, y)  # NaN ignored, as np.fmin; tex.min keeps it
 def abs(x): return _ops.abs_(x)  # noqa: A001
 def floordiv(a, b): return _ops.binary("floordiv", a, b)
 def floormod(a, b): return _ops.binary("floormod", a, b)
@@ -47,7 +49,8 @@ __all__ = [
     "IterVar", "LoweringError", "Range", "Schedule", "ScheduleError", "Stage", "Target", "Tensor",
     "TexError", "Var", "abs", "all", "any", "build", "cast", "ceil", "comm_reducer", "compute",
     "const", "create_schedule", "decl_tensor_intrin", "device_array", "empty", "empty_device", "erf",
-    "exp", "export_library", "floor", "floordiv", "floormod", "if_then_else", "Library",
+    "exp", "export_library", "floor", "floordiv", "floormod", "fmax", "fmin", "if_then_else",
+    "Library",
     "load_library", "log", "lower", "max", "max_value", "min", "min_value", "placeholder", "pow",
     "reduce_axis", "rsqrt", "thread_axis", "select", "sigmoid", "sqrt", "sum", "tanh", "var",
 ]

@@ -272,7 +272,7 @@ class Cast(Expr):
 
 #: Math intrinsics: name -> number of arguments. All take and return floats.
 INTRINSICS = {"exp": 1, "log": 1, "sqrt": 1, "rsqrt": 1, "tanh": 1, "sigmoid": 1, "erf": 1,
-              "abs": 1, "floor": 1, "ceil": 1, "pow": 2}
+              "abs": 1, "floor": 1, "ceil": 1, "pow": 2, "fmax": 2, "fmin": 2}
 
 
 @dataclass(frozen=True, eq=False, slots=True, repr=False)

@@ -92,7 +92,9 @@ def _convert_constant(value, dtype: DType):
 
 _FOLD = {
     "add": operator.add, "sub": operator.sub, "mul": operator.mul,
-    "min": min, "max": max,
+    # NumPy's minimum/maximum: a NaN in either is the result (Python's min/max are not)
+    "min": lambda x, y: x if x <= y or x != x else y,
+    "max": lambda x, y: x if x >= y or x != x else y,
     "div": lambda x, y: x / y if y != 0 else None,
     "floordiv": lambda x, y: x // y if y != 0 else None,
     "floormod": lambda x, y: x % y if y != 0 else None,

@@ -25,7 +25,8 @@ _FLOAT_OPS = {**_INT_OPS, "div": operator.truediv, "floordiv": np.floor_divide,
               "floormod": np.mod}
 _CALLS = {"exp": np.exp, "log": np.log, "sqrt": np.sqrt, "rsqrt": lambda v: 1.0 / np.sqrt(v),
           "tanh": np.tanh, "sigmoid": lambda v: 1.0 / (1.0 + np.exp(-v)), "erf": math.erf,
-          "abs": abs, "floor": np.floor, "ceil": np.ceil, "pow": np.power}
+          "abs": abs, "floor": np.floor, "ceil": np.ceil, "pow": np.power,
+          "fmax": np.fmax, "fmin": np.fmin}
 
 
 def evaluate(expr: Expr, env: dict):

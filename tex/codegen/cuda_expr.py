@@ -64,7 +64,8 @@ _ARITH = {"add": ("+", ADD), "sub": ("-", ADD), "mul": ("*", MUL), "div": ("/", 
 _COMPARE = {"eq": ("==", EQ), "ne": ("!=", EQ), "lt": ("<", REL), "le": ("<=", REL),
             "gt": (">", REL), "ge": (">=", REL)}
 _MATH = {"exp": "exp", "log": "log", "sqrt": "sqrt", "rsqrt": "rsqrt", "tanh": "tanh",
-         "erf": "erf", "abs": "fabs", "floor": "floor", "ceil": "ceil", "pow": "pow"}
+         "erf": "erf", "abs": "fabs", "floor": "floor", "ceil": "ceil", "pow": "pow",
+         "fmax": "fmax", "fmin": "fmin"}
 _TO_HALF = {int8: "__short2half_rn", int16: "__short2half_rn", int32: "__int2half_rn",
             int64: "__ll2half_rn", uint8: "__ushort2half_rn", uint16: "__ushort2half_rn",
             uint32: "__uint2half_rn", uint64: "__ull2half_rn", float32: "__float2half",
@@ -155,15 +156,25 @@ class Preamble:
         self.helpers.setdefault(name, template.format(name=name, t=c_type(dtype), u=unsigned))
         return name
 
+    def min_max_helper(self, op: str, dtype: DType) -> str:
+        """The name of the helper computing `op` ("min"/"max") of two floats or doubles as
+        NumPy's minimum/maximum do: a NaN in either operand is the result (C's fminf and
+        fmaxf return the other operand)."""
+        name = f"tex_{op}_{_SUFFIX[dtype]}"
+        self.helpers.setdefault(name, _MIN_MAX.format(name=name, t=c_type(dtype),
+                                                      cmp=">=" if op == "max" else "<="))
+        return name
+
     def atomic_helper(self, op: str, dtype: DType) -> str:
         """The name of the compare-and-swap helper doing atomic min/max on a float."""
         name = f"tex_atomic_{op}_{_SUFFIX[dtype]}"
         if dtype == float32:
             parts = dict(bits="int", to_bits="__float_as_int", from_bits="__int_as_float",
-                         fn=f"f{op}f")
+                         fn=self.min_max_helper(op, dtype))
         else:
             parts = dict(bits="unsigned long long", from_bits="__longlong_as_double",
-                         to_bits="(unsigned long long)__double_as_longlong", fn=f"f{op}")
+                         to_bits="(unsigned long long)__double_as_longlong",
+                         fn=self.min_max_helper(op, dtype))
         self.helpers.setdefault(name, _ATOMIC_CAS.format(name=name, t=c_type(dtype), **parts))
         return name
 
@@ -213,6 +224,10 @@ __device__ __forceinline__ {t} {name}({t} a, {t} b) {{
 __device__ __forceinline__ {t} {name}({t} a, {t} b) {{
   return a - {floor}(a / b) * b;
 }}"""}
+_MIN_MAX = """\
+__device__ __forceinline__ {t} {name}({t} a, {t} b) {{
+  return (a {cmp} b || a != a) ? a : b;
+}}"""
 _ATOMIC_CAS = """\
 __device__ __forceinline__ void {name}({t}* address, {t} value) {{
   {bits}* word = ({bits}*)address;
@@ -375,17 +390,32 @@ class ExprEmitter:
     def expr_Binary(self, e, lane):
         dtype = e.dtype.element
         if e.op in ("min", "max"):
-            return (f"{_min_max(e.op, dtype)}({self.argument(e.a, lane)}, "
-                    f"{self.argument(e.b, lane)})"), ATOM
+            if dtype in _HALVES:
+                a, b = (self.in_float(x, lane)[0] for x in (e.a, e.b))
+                return (f"{_HALVES[dtype][2]}({self.preamble.min_max_helper(e.op, float32)}"
+                        f"({a}, {b}))"), ATOM
+            return self.min_max(e.op, dtype, self.argument(e.a, lane),
+                                self.argument(e.b, lane)), ATOM
         if e.op in ("floordiv", "floormod"):
             return self._floor(e, lane)
         op, b = _readable(e.op, e.b)
         return self.arith(op, dtype, self.emit(e.a, lane), self.emit(b, lane))
 
+    def min_max(self, op: str, dtype: DType, a: str, b: str) -> str:
+        """`op` ("min"/"max") of the C operands `a` and `b` of the float or integer `dtype`,
+        a NaN in either being the result, as in NumPy."""
+        if dtype.is_float:
+            return f"{self.preamble.min_max_helper(op, dtype)}({a}, {b})"
+        return f"{op}({a}, {b})"
+
     def arith(self, op: str, dtype: DType, a, b) -> tuple[str, int]:
         """`a op b` on two (text, precedence) operands of `dtype`, op any but floor division."""
         if op in ("min", "max"):
-            return f"{_min_max(op, dtype)}({a[0]}, {b[0]})", ATOM
+            if dtype in _HALVES:
+                to_float, from_float = _HALVES[dtype][1:]
+                return (f"{from_float}({self.preamble.min_max_helper(op, float32)}"
+                        f"({to_float}({a[0]}), {to_float}({b[0]})))"), ATOM
+            return self.min_max(op, dtype, a[0], b[0]), ATOM
         symbol, prec = _ARITH[op]
         text = f"{wrap(a, prec)} {symbol} {wrap(b, prec + 1)}"
         if dtype.is_int and dtype.bits < 32:  # C computes in int: wrap back
@@ -561,14 +591,6 @@ def _readable(op: str, b: Expr) -> tuple[str, Expr]:
     if not b.value < 0 or (b.dtype.is_int and -b.value > _int_range(b.dtype)[1]):
         return op, b
     return ("sub" if op == "add" else "add"), Const(b.dtype, -b.value)
-
-
-def _min_max(op: str, dtype: DType) -> str:
-    if dtype in _HALVES:
-        return f"__h{op}"
-    if dtype.is_float:
-        return f"f{op}f" if dtype == float32 else f"f{op}"
-    return op
 
 
 def _float_call(name: str, dtype: DType, args) -> tuple[str, int]:

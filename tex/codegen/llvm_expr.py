@@ -66,7 +66,7 @@ _FLOATS = {16: ir.HalfType(), 32: ir.FloatType(), 64: ir.DoubleType()}
 
 _CMP = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 _LLVM_MATH = {"log": "log", "sqrt": "sqrt", "abs": "fabs", "floor": "floor",
-              "ceil": "ceil", "pow": "pow"}
+              "ceil": "ceil", "pow": "pow", "fmax": "maxnum", "fmin": "minnum"}
 _LIBM = ("tanh", "erf")  # no LLVM intrinsic everywhere: call libm, lane by lane
 _MISSING = object()
 
@@ -307,8 +307,14 @@ class ExprEmitter:
         if op in ("add", "sub", "mul", "div"):
             return getattr(self.b, "f" + op)(a, b, flags=flags)
         if op in ("min", "max"):
-            less = self.b.fcmp_ordered("<" if op == "min" else ">", a, b, flags=flags)
-            return self.b.select(less, a, b)
+            # b if it is strictly beyond a, else a (x86's maxps/minps: a NaN in either
+            # gives a); then b where b is NaN: NumPy's minimum/maximum. The NaN test of b
+            # is off the dependency chain of an accumulator a.
+            beyond = self.b.fcmp_ordered("<" if op == "min" else ">", b, a, flags=flags)
+            picked = self.b.select(beyond, b, a)
+            if self.mod.target.fastmath:
+                return picked
+            return self.b.select(self.b.fcmp_unordered("uno", b, b), b, picked)
         floor = self._math("floor", [self.b.fdiv(a, b, flags=flags)])
         if op == "floordiv":
             return floor
