@@ -346,3 +346,24 @@ class TestKernelCalls:
     def test_unknown_source_format(self, kernel):
         with raises(tex.ArgumentError, "ptx"):
             kernel.get_source("ptx")
+
+
+def test_vector_and_unroll_limits():
+    """Beyond 1024 lanes or copies LLVM works for minutes or aborts the process."""
+    A = tex.placeholder((70000,), name="A")
+    B = tex.compute((70000,), lambda i: A[i] + 1.0, name="B")
+    for primitive in ("vectorize", "unroll"):
+        s = tex.create_schedule(B.op)
+        getattr(s[B], primitive)(B.op.axis[0])
+        with raises(tex.LoweringError, primitive, "stage B", "axis i", "70000", "1024"):
+            tex.build(s, [A, B])
+
+
+def test_reduce_strategy_on_a_cpu_build():
+    A = tex.placeholder((8, 64), name="A")
+    k = tex.reduce_axis((0, 64), name="k")
+    B = tex.compute((8,), lambda i: tex.sum(A[i, k], axis=k), name="B")
+    s = tex.create_schedule(B.op)
+    s[B].reduce_strategy(k, "warp")
+    with raises(tex.BuildError, "reduce_strategy", "stage B", "axis k", "CPU"):
+        tex.build(s, [A, B])

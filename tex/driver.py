@@ -135,13 +135,23 @@ def build(sch: Schedule, args, target="llvm", name: str = "main"):
 
 
 def _check_target_fits(sch: Schedule, target: Target):
-    """A schedule binding loops to GPU threads builds for a GPU target, and only there."""
+    """A schedule binding loops to GPU threads, or choosing how GPU threads combine a
+    reduction, builds for a GPU target, and only there."""
+    if target.kind != "llvm":
+        return
     bound = next(((st, axis) for st in sch.stages for axis in st.bindings), None)
-    if target.kind == "llvm" and bound is not None:
+    if bound is not None:
         stage, axis = bound
         raise BuildError(f"stage {stage.name} binds axis {axis.name} to "
                          f"{stage.bindings[axis]}, a GPU thread axis; build it for "
                          "target='cuda', or schedule it without bind for the CPU")
+    chosen = next(((st, axis) for st in sch.stages for axis in st.reduce_strategies), None)
+    if chosen is not None:
+        stage, axis = chosen
+        raise BuildError(f"reduce_strategy on stage {stage.name}, axis {axis.name}: "
+                         f"{stage.reduce_strategies[axis]!r} says how GPU threads combine a "
+                         f"reduction, and target {str(target)!r} is a CPU; build for "
+                         "target='cuda', or use rfactor for the CPU")
 
 
 def _build_uncached(sch: Schedule, args, target, name: str):

@@ -188,14 +188,24 @@ def infer_loops(plan: StagePlan, done: list) -> None:
     _check_constant_extents(plan)
 
 
+#: The most lanes a vectorized loop and copies an unrolled loop may have: beyond them
+#: LLVM works for minutes or aborts the process (65536 lanes overflow its node operands).
+LOOP_LIMITS = {"vectorize": 1024, "unroll": 1024}
+
+
 def _check_constant_extents(plan: StagePlan):
     for leaf, what in plan.stage.annotations.items():
-        if what in ("vectorize", "unroll"):
+        if what in LOOP_LIMITS:
             extent = plan.ranges[leaf].extent
             if not isinstance(extent, Const):
                 raise LoweringError(f"{what} on stage {plan.stage.name}, axis {leaf.name}: the "
                                     f"loop extent must be a constant, got {extent}; split the "
                                     "axis by a constant factor and annotate the inner part")
+            if extent.value > LOOP_LIMITS[what]:
+                raise LoweringError(f"{what} on stage {plan.stage.name}, axis {leaf.name}: the "
+                                    f"loop has {extent.value} iterations, more than the "
+                                    f"{LOOP_LIMITS[what]} tex allows; split the axis and "
+                                    f"{what} an inner part of at most {LOOP_LIMITS[what]}")
 
 
 def drop_unneeded_guards(plans: list, buffers: dict) -> None:
