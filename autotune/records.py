@@ -10,7 +10,8 @@ error), the error kind and message (null when fine) and a timestamp:
      "time": 1763750000.0}
 
 Lines are appended and flushed one at a time, so a killed job loses at most
-the line being written; `load` skips a damaged line with a warning.
+the line being written; `load` skips a damaged line with a warning, and a
+writer moves a cut-off last line aside (to LOG.cut) before it appends.
 """
 from __future__ import annotations
 
@@ -73,6 +74,7 @@ class RecordWriter:
     def __init__(self, path):
         self.path = os.fspath(path)
         try:
+            _set_aside_cut_line(self.path)
             self._file = open(self.path, "a", encoding="utf-8")
         except OSError as err:
             raise TuneError(f"cannot open the tuning log {self.path!r} for appending: "
@@ -90,6 +92,26 @@ class RecordWriter:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _set_aside_cut_line(path: str) -> None:
+    """If the log at `path` does not end with a newline (a job killed mid-line, a full
+    disk), move its cut-off last line to `path`.cut with a `TuneWarning`, so that the
+    next record starts a line of its own instead of being lost with the fragment."""
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        return
+    with open(path, "rb+") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return
+        f.seek(0)
+        data = f.read()
+        keep = data.rfind(b"\n") + 1
+        with open(path + ".cut", "ab") as aside:
+            aside.write(data[keep:] + b"\n")
+        f.truncate(keep)
+    warnings.warn(f"{path}: its last line was cut off (a job stopped while writing it?); "
+                  f"moved it to {path}.cut", TuneWarning, stacklevel=3)
 
 
 def load(path) -> list[Record]:

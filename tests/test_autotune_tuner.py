@@ -113,6 +113,21 @@ def test_a_corrupt_log_line_is_skipped_with_a_warning(task, tmp_path):
     assert len(loaded) == 4 + 3  # and the three leaders measured again
 
 
+def test_a_cut_off_last_line_is_set_aside_before_appending(task, tmp_path):
+    """A job killed mid-line leaves a fragment; the next run must not glue its first record
+    to it (which would lose that record too)."""
+    log = tmp_path / "log.jsonl"
+    autotune.tune(task, 4, log=log, model="random", batch_size=4, measurer=FakeMeasurer())
+    fragment = '{"workload": "cut off he'
+    with open(log, "a") as f:
+        f.write(fragment)
+    with pytest.warns(autotune.TuneWarning, match="cut off"):
+        autotune.tune(task, 8, log=log, model="random", batch_size=4, measurer=FakeMeasurer())
+    assert (tmp_path / "log.jsonl.cut").read_text() == fragment + "\n"
+    loaded = records.load(log)  # no warning: every line is a record
+    assert len({json.dumps(r.config, sort_keys=True) for r in loaded}) == 8
+
+
 def test_records_round_trip():
     record = records.Record("w", "llvm", {"a": [1, 2]}, task="t", times=(0.5, 0.25, 0.75))
     again = records.Record.from_line(record.to_line())
