@@ -367,3 +367,47 @@ def test_reduce_strategy_on_a_cpu_build():
     s[B].reduce_strategy(k, "warp")
     with raises(tex.BuildError, "reduce_strategy", "stage B", "axis k", "CPU"):
         tex.build(s, [A, B])
+
+
+def test_an_output_of_negative_or_overflowing_size_is_refused():
+    n, m = tex.var("n"), tex.var("m")
+    A = tex.placeholder((n,), name="A")
+    B = tex.compute((n - 4,), lambda i: A[i] + 1.0, name="B")
+    f = tex.build(tex.create_schedule(B.op), [A, B])
+    with raises(tex.ArgumentError, "output B", "n - 4", "n = 3", "negative"):
+        f(np.ones(3, "float32"))
+    np.testing.assert_array_equal(f(np.arange(7, dtype="float32")), np.arange(3) + 1.0)
+    C = tex.placeholder((m, 1), name="C")
+    D = tex.compute((m * m * m * m, 1), lambda i, j: C[0, 0] * 2.0, name="D")
+    g = tex.build(tex.create_schedule(D.op), [C, D])
+    with raises(tex.ArgumentError, "output D", "m = 65536", "too large"):  # 2**64 wraps to 0
+        g(np.ones((2 ** 16, 1), "float32"))
+
+
+def test_an_exception_from_a_user_dlpack_object_becomes_an_argument_error():
+    class Broken:
+        def __dlpack__(self, stream=None):
+            raise KeyError("no such tensor")
+
+        def __dlpack_device__(self):
+            return (1, 0)
+
+    A = tex.placeholder((4,), name="A")
+    B = tex.compute((4,), lambda i: A[i] * 2.0, name="B")
+    f = tex.build(tex.create_schedule(B.op), [A, B])
+    with pytest.raises(tex.ArgumentError, match="argument A.*KeyError") as info:
+        f(Broken())
+    assert isinstance(info.value.__cause__, KeyError)
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int8"])
+def test_narrow_size_variables_bind_and_are_range_checked(dtype):
+    k = tex.var("k", dtype)
+    A = tex.placeholder((k,), name="A")
+    B = tex.compute((k,), lambda i: A[i] * 2.0, name="B")
+    f = tex.build(tex.create_schedule(B.op), [A, B])
+    a = np.random.default_rng(0).standard_normal(101).astype("float32")
+    np.testing.assert_array_equal(f(a), a * 2)
+    if dtype == "int8":
+        with raises(tex.ArgumentError, "argument A", "k = 300", "int8"):
+            f(np.ones(300, "float32"))

@@ -20,13 +20,14 @@ The checks live in `Signature` and `Param`, which `tex.runtime.cuda_device` and
 from __future__ import annotations
 
 import ctypes
+import operator
 from typing import Callable
 
 import numpy as np
 
 from tex.arith import evaluate
 from tex.errors import ArgumentError, BuildError, DeviceError
-from tex.expr import Const, Var
+from tex.expr import Binary, Cast, Const, Var, _int_range
 from tex.ir import Buffer, KernelInterface, LoweredFunc
 from tex.printer import to_text
 from tex.runtime.cache import compile_cached
@@ -51,6 +52,30 @@ def _unbound(extent, values: dict) -> str:
                      if v not in values)
 
 
+def _exact_extent(extent, values: dict) -> int | None:
+    """The value of the size expression `extent` in Python's unbounded integers (where the
+    compiled code's int64 would wrap), or None when it divides by zero."""
+    if isinstance(extent, Const):
+        return int(extent.value)
+    if isinstance(extent, Var):
+        return int(values[extent])
+    if isinstance(extent, Cast):
+        return _exact_extent(extent.value, values)
+    if isinstance(extent, Binary) and extent.op in _EXACT:
+        a, b = (_exact_extent(x, values) for x in (extent.a, extent.b))
+        if a is None or b is None or extent.op in ("floordiv", "floormod") and b == 0:
+            return None
+        return _EXACT[extent.op](a, b)
+    try:
+        return evaluate(extent, values)
+    except ZeroDivisionError:
+        return None
+
+
+_EXACT = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "min": min,
+          "max": max, "floordiv": operator.floordiv, "floormod": operator.mod}
+
+
 class Param:
     """What a call must check about one parameter, precomputed.
 
@@ -71,10 +96,12 @@ class Param:
                 if var not in slots:
                     raise BuildError(f"the shape of {buffer.name} uses {var.name}, which is "
                                      "not a size variable of the kernel")
+            size_var = extent.value if isinstance(extent, Cast) and \
+                isinstance(extent.value, Var) and extent.value.dtype.is_int else extent
             if isinstance(extent, Const):
                 self.consts.append((dim, int(extent.value)))
-            elif isinstance(extent, Var):
-                self.binds.append((dim, slots[extent]))
+            elif isinstance(size_var, Var):  # `n`, or an int32 `n` widened to an index
+                self.binds.append((dim, slots[size_var]))
             else:
                 self.exprs.append((dim, extent))
         self.shape_text = "(" + ", ".join(to_text(d) for d in buffer.shape) + \
@@ -114,14 +141,19 @@ class Param:
         if not hasattr(value, "__dlpack__"):
             raise ArgumentError(f"{self.label}: expected a numpy.ndarray or an object with "
                                 f"__dlpack__, got {type(value).__name__}")
-        device = getattr(value, "__dlpack_device__", lambda: (1, 0))()
+        try:
+            device = getattr(value, "__dlpack_device__", lambda: (1, 0))()
+        except Exception as err:  # the object's own code: whatever it raises is its fault
+            raise ArgumentError(f"{self.label}: its __dlpack_device__ raised "
+                                f"{type(err).__name__}: {err}") from err
         if device[0] != 1:  # kDLCPU
             raise ArgumentError(f"{self.label} lives on DLPack device {tuple(device)}; this "
                                 "kernel runs on the CPU")
         try:
             return np.from_dlpack(value)
-        except (BufferError, RuntimeError, TypeError, ValueError) as err:
-            raise ArgumentError(f"{self.label}: cannot view it as an array: {err}") from None
+        except Exception as err:  # numpy's refusal, or the object's __dlpack__ failing
+            raise ArgumentError(f"{self.label}: cannot view it as an array: "
+                                f"{type(err).__name__}: {err}") from err
 
 
 class Signature:
@@ -180,6 +212,7 @@ class Signature:
                                         f"{shape[dim]} (shape {shape}, expected {p.shape_text})")
             for dim, slot in p.binds:
                 if env[slot] is None:
+                    self._check_fits(p, dim, shape[dim], self.size_vars[slot])
                     env[slot] = shape[dim]
                 elif env[slot] != shape[dim]:
                     self._disagree(list(zip(params, arrays)) + [(p, a)], p, dim, slot)
@@ -188,6 +221,14 @@ class Signature:
             for dim, extent in p.exprs:
                 self._check_expression(p, a, dim, extent, env)
         return arrays, env
+
+    @staticmethod
+    def _check_fits(p, dim: int, value: int, var: Var):
+        """A size variable narrower than int64 must hold the dimension that binds it."""
+        low, high = _int_range(var.dtype)
+        if not low <= value <= high:
+            raise ArgumentError(f"{p.label}: dimension {dim} is {var.name} = {value}, which "
+                                f"does not fit {var.name}'s dtype {var.dtype}")
 
     def _check_expression(self, p, a, dim, extent, env):
         values = self._values(env)
@@ -224,7 +265,15 @@ class Signature:
                 raise ArgumentError(f"cannot allocate output {p.buffer.name} of shape "
                                     f"{p.shape_text}: {unbound} is not set by the inputs; "
                                     "pass the output array too")
-        return tuple(evaluate(extent, values) for extent in p.buffer.shape)
+        shape = tuple(_exact_extent(extent, values) for extent in p.buffer.shape)
+        if any(d is None or d < 0 or d >= 2**63 for d in shape) or \
+                np.prod(shape, dtype=object) * p.dtype.itemsize >= 2**63:
+            sizes = ", ".join(f"{v.name} = {n}" for v, n in values.items())
+            raise ArgumentError(f"cannot allocate output {p.buffer.name} of shape "
+                                f"{p.shape_text} with {sizes}: that is "
+                                f"({', '.join(map(str, shape))}), a negative or too large "
+                                "size")
+        return shape
 
     def _check_overlap(self, arrays, pointers):
         for p in self._outputs:
