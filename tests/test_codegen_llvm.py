@@ -182,7 +182,7 @@ _REFERENCE = {
     "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "rsqrt": lambda x: 1 / np.sqrt(x),
     "tanh": np.tanh, "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
     "erf": np.vectorize(math.erf), "abs": np.abs, "floor": np.floor, "ceil": np.ceil,
-    "pow": np.power,
+    "pow": np.power, "fmax": np.fmax, "fmin": np.fmin,
 }
 
 
