@@ -117,9 +117,9 @@ def const_int(e: Expr):
 
 
 def may_trap(e: Expr) -> bool:
-    """Whether evaluating `e` where it is not wanted could fault (a load, an int division)."""
-    return bool(collect(e, lambda n: isinstance(n, Load) or isinstance(n, Binary)
-                        and n.op in ("floordiv", "floormod") and not n.dtype.is_float))
+    """Whether evaluating `e` where it is not wanted could fault: whether it loads. (Integer
+    division never faults: `ExprEmitter._floor_divide` never divides by 0 or -1.)"""
+    return bool(collect(e, lambda n: isinstance(n, Load)))
 
 
 def single_index(node) -> Expr:
