@@ -30,7 +30,9 @@ fuzzer found are kept at the end of this file as small named regression tests.
 """
 from __future__ import annotations
 
+import os
 import random
+import subprocess
 import sys
 import traceback
 
@@ -283,6 +285,20 @@ def test_compute_at_producer_of_a_gather():
     s[D].compute_at(s[E], E.op.axis[0])
     a, m = random_array((13,)), random_array((13,), "int32")
     check(s, [A, M, E], [a, m], 2 * a[m % 13])
+
+
+def test_a_uniform_division_in_a_vectorized_branch():
+    """Fuzz seed 777696 segfaulted: `C[.. (k1 + 2) % n1 ..]` read in one arm of a select,
+    in an inner loop LLVM's vectorizer if-converts. LLVM computed the division (uniform
+    across lanes) under the first lane's mask only and gave the other lanes a poison
+    address. `hoist_divisions` now computes it before the loops. Run in a child process:
+    the failure is a crash."""
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from test_fuzz import Case; "
+            "Case(777696).write().check()")
+    env = {**os.environ, "TEX_CACHE_DIR": "off"}
+    result = subprocess.run([sys.executable, "-c", code, os.path.dirname(__file__)],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from tex.ir import Allocate, Buffer, For, IfThenElse, LoweredFunc, Store, Load, 
 from tex.ops import const
 from tex.passes.flatten import flatten_storage
 from tex.passes.hoist import hoist_invariant_guards
+from tex.passes.hoist_divisions import hoist_divisions
 from tex.passes.simplify import simplify_stmt
 from tex.passes.unroll import unroll_loops
 from tex.passes.vectorize import vectorize_loops
@@ -174,6 +175,25 @@ def test_hoist_moves_an_invariant_guard_out():
           for i in range(8):
             A[i] = B[i]
     """)
+
+
+def test_hoist_divisions_moves_a_division_by_a_variable_out_of_its_invariant_loops():
+    k, i, j, p, n = Var("k"), Var("i"), Var("j"), Var("p"), Var("n")
+    invariant = Load(B, (((k + 2) % n) * 4 + i,))
+    varying = Load(B, ((j + 1) % n,))
+    body = loop(k, 8, loop(i, 4, loop(j, 4, IfThenElse(j < 3, Store(
+        A, invariant + varying, (i * 16 + j,))))))
+    expect(hoist_divisions(body), """
+        for k in range(8):
+          quotient2 = (k + 2) % n
+          for i in range(4):
+            for j in range(4):
+              if j < 3:
+                A[i * 16 + j] = B[quotient2 * 4 + i] + B[(j + 1) % n]
+    """)
+    # never out of a parallel loop, whose body becomes a function of its own
+    parallel = loop(p, 4, Store(A, Load(B, ((n + 1) % n,)), (p,)), kind="parallel")
+    assert hoist_divisions(parallel) is parallel
 
 
 def test_verifier_catches_undefined_and_twice_defined_variables():

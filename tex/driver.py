@@ -1,7 +1,7 @@
 """The two entry points: `lower` (schedule -> loop program) and `build` (-> callable kernel).
 
 The lowering pipeline is the list `PIPELINE`, read top to bottom, followed
-for GPU targets by `GPU_PIPELINE`. With TEX_VERIFY=1 the verifier runs after
+by `CPU_PIPELINE` or, for GPU targets, `GPU_PIPELINE`. With TEX_VERIFY=1 the verifier runs after
 every pass; TEX_PRINT_AFTER prints the program after the passes it names
 (see `tex.config`).
 """
@@ -21,6 +21,7 @@ from tex.passes.gpu_kernels import split_host_device
 from tex.passes.gpu_reduce import lower_thread_reduce
 from tex.passes.gpu_sync import insert_barriers
 from tex.passes.hoist import hoist_invariant_guards
+from tex.passes.hoist_divisions import hoist_divisions
 from tex.passes.simplify import simplify_stmt
 from tex.passes.unroll import unroll_loops
 from tex.passes.vectorize import vectorize_loops
@@ -43,7 +44,12 @@ PIPELINE = (
     ("hoist_invariant_guards", hoist_invariant_guards, True),
 )
 
-#: Then, for GPU targets: root nests become kernel launches (checked against
+#: Then, for CPU targets (and for printing without a target):
+CPU_PIPELINE = (
+    ("hoist_divisions", hoist_divisions),
+)
+
+#: Or, for GPU targets: root nests become kernel launches (checked against
 #: the target's limits), cross-thread reductions are expanded, and barriers
 #: placed between threads' shared-memory writes and reads.
 GPU_PIPELINE = (
@@ -89,9 +95,12 @@ def lower(sch: Schedule, args, name: str = "main", upto: str | None = None,
     if target is not None and target.kind == "cuda":
         func = split_host_device(func, target)
         after("split_host_device", True)
-        for pass_name, run in GPU_PIPELINE:
-            func = dataclasses.replace(func, body=run(func.body))
-            after(pass_name, True)
+        passes = GPU_PIPELINE
+    else:
+        passes = CPU_PIPELINE
+    for pass_name, run in passes:
+        func = dataclasses.replace(func, body=run(func.body))
+        after(pass_name, True)
     return func
 
 
