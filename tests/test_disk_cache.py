@@ -434,3 +434,51 @@ def test_a_kernel_loaded_from_disk_becomes_recent(cache_dir):
     cache.clear_cache()
     assert build().loaded_from_disk
     assert path.stat().st_mtime > time.time() - 600
+
+
+def test_a_new_cache_directory_is_private(tmp_path, monkeypatch):
+    directory = tmp_path / "new" / "cache"
+    monkeypatch.setenv("TEX_CACHE_DIR", str(directory))
+    cache.clear_cache()
+    assert matches_numpy(build())
+    assert directory.stat().st_mode & 0o777 == 0o700 and entries(directory)
+    cache.clear_cache()
+
+
+def test_a_directory_others_can_write_is_not_used(tmp_path, monkeypatch):
+    """tex runs the code it finds there: a group- or world-writable directory is refused,
+    with one warning, and kernels are compiled as if there were no disk cache."""
+    directory = tmp_path / "shared"
+    directory.mkdir()
+    directory.chmod(0o777)
+    monkeypatch.setenv("TEX_CACHE_DIR", str(directory))
+    cache.clear_cache()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert matches_numpy(build("float32"))
+        assert matches_numpy(build("float64"), "float64")
+    assert len([w for w in caught if "written by other users" in str(w.message)]) == 1
+    assert not list(directory.iterdir())
+    cache.clear_cache()
+
+
+@pytest.mark.filterwarnings("ignore:tex. cannot write the kernel cache")  # a directory there
+@pytest.mark.parametrize("replacement", ["fifo", "link to /dev/zero", "directory"])
+def test_an_entry_replaced_by_something_else_is_a_miss(cache_dir, replacement):
+    """Neither waited on (a FIFO), nor read without end (a device), nor followed (a link):
+    the kernel is compiled again, promptly."""
+    build()
+    (entry,) = entries(cache_dir)
+    entry.unlink()
+    if replacement == "fifo":
+        os.mkfifo(entry)
+    elif replacement == "directory":
+        entry.mkdir()
+    else:
+        entry.symlink_to("/dev/zero")
+    assert disk_cache.read_entry(entry) is None
+    cache.clear_cache()
+    start = time.perf_counter()
+    kernel = build()
+    assert not kernel.loaded_from_disk and matches_numpy(kernel)
+    assert time.perf_counter() - start < 30

@@ -22,6 +22,12 @@ a temporary file `<entry>.<random>.tmp` in the same directory and
 concurrent writers of one entry leave one whole entry. A directory that
 cannot be written means no disk cache, with one warning per directory.
 
+Trust. tex runs the object code it finds here, so the directory is created
+0700, and an existing one is used only if this user owns it and nobody else
+can write it (else one warning, and no disk cache there). An entry is read
+only if it is a regular file, not through a symbolic link, and at most
+MAX_ENTRY_BYTES: a FIFO, a device or a link put in its place is a miss.
+
 The size bound. The directory is kept under `config.cache_max_bytes()`
 (TEX_CACHE_MAX_MB, default 1024 MB) by deleting the least recently used
 entries. An entry's mtime is its last use: a write sets it and a hit
@@ -58,6 +64,7 @@ import hashlib
 import json
 import os
 import random
+import stat
 import tempfile
 import threading
 import time
@@ -68,6 +75,8 @@ from tex import config
 
 MAGIC = b"tex-kernel 2"
 SUFFIX = ".texk"
+#: The largest entry file read (a kernel's object code, IR and loop program).
+MAX_ENTRY_BYTES = 256 << 20
 LOW_WATER = 0.8
 SLACK = 0.05
 STALE_TMP_SECONDS = 3600.0
@@ -122,12 +131,14 @@ def parse_entry(data: bytes) -> tuple[str, bytes, str, str] | None:
 
 
 def read_entry(path: Path) -> tuple[str, bytes, str, str] | None:
-    """`parse_entry` of the file at `path`, or None if it cannot be read. A whole entry
+    """`parse_entry` of the file at `path`, or None if it cannot be read, is not a regular
+    file of at most MAX_ENTRY_BYTES (a symbolic link, a FIFO, a device are not followed,
+    waited on or read), or lies in a directory `trusted_directory` refuses. A whole entry
     is marked as just used (its mtime set to now), for eviction."""
-    try:
-        entry = parse_entry(path.read_bytes())
-    except OSError:
+    if not trusted_directory(path.parent):
         return None
+    data = _read_regular_file(path)
+    entry = parse_entry(data) if data is not None else None
     if entry is not None:
         try:
             os.utime(path)
@@ -136,13 +147,56 @@ def read_entry(path: Path) -> tuple[str, bytes, str, str] | None:
     return entry
 
 
+def _read_regular_file(path: Path) -> bytes | None:
+    """The bytes of `path` if it is a regular file (not a link to one) of at most
+    MAX_ENTRY_BYTES, else None."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode) or status.st_size > MAX_ENTRY_BYTES:
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as file:
+            return file.read(MAX_ENTRY_BYTES + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def trusted_directory(directory: Path) -> bool:
+    """Whether kernels may be read from and written to the existing `directory`: tex runs
+    the code it holds, so it must be owned by this user and writable by nobody else. One
+    that fails the test turns the disk cache off there, with one warning."""
+    try:
+        status = os.stat(directory)
+    except OSError:
+        return False
+    owner_ok = not hasattr(os, "getuid") or status.st_uid == os.getuid()
+    if owner_ok and not status.st_mode & 0o022:
+        return True
+    if directory not in _warned:
+        _warned.add(directory)
+        why = "is not owned by this user" if not owner_ok else \
+            f"can be written by other users (mode {status.st_mode & 0o777:o})"
+        warnings.warn(f"tex: the kernel cache {directory} {why}, and tex would run code "
+                      "found there: it is not used (chmod go-w it, or set TEX_CACHE_DIR to a "
+                      "directory of your own, or to 'off')", RuntimeWarning, stacklevel=4)
+    return False
+
+
 def write_entry(path: Path, data: bytes):
     """Put `data` at `path` whole, or warn (once per directory) and give up; then keep
     the directory under its size bound (see the module docstring). A failing filesystem
     never raises; a malformed TEX_CACHE_MAX_MB raises ConfigError."""
     tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not trusted_directory(path.parent):
+            return
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
         with os.fdopen(fd, "wb") as file:
             file.write(data)
