@@ -301,5 +301,15 @@ def test_a_uniform_division_in_a_vectorized_branch():
     assert result.returncode == 0, result.stderr[-3000:]
 
 
+def test_a_thread_loop_of_one_iteration_in_a_wider_block():
+    """Fuzz seed 777396 (GPU, simulated) had 3 of 21 elements wrong: a stage bound to
+    threadIdx.x with one iteration, in a block of 4 threads, lost its loop to the
+    simplifier, so all 4 threads ran it (adding one sum four times over)."""
+    from tex.runtime import cuda_simulator
+    if cuda_simulator.compiler() is None:
+        pytest.skip("the simulator needs g++")
+    assert run_case(777396, gpu=True)
+
+
 if __name__ == "__main__":
     print(Case(int(sys.argv[1])).write().script() if len(sys.argv) > 1 else __doc__)

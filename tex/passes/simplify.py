@@ -4,9 +4,11 @@ Guarantees: the program computes the same values; every expression is in the
 simplifier's canonical form (`tex.arith.simplify`) given the ranges of the
 enclosing loops; branches whose condition is provably true or false are
 replaced by the side taken; a serial loop whose whole body is guarded by
-`var < end` stops at `end` (when that is a constant); a (non-parallel) loop
-that runs once becomes its body with the variable replaced by the start;
-loops that never run disappear.
+`var < end` stops at `end` (when that is a constant); a loop that runs once
+becomes its body with the variable replaced by the start, unless it is
+parallel or bound to a GPU thread axis (a thread loop of one iteration in a
+wider block says that only its first thread runs the body); loops that never
+run disappear.
 """
 from __future__ import annotations
 
@@ -42,7 +44,8 @@ class _Simplify(Rewriter):
             extent, body = self._tighten(loop.var, lo, extent, body)
         if isinstance(extent, Const) and extent.value <= 0:
             return seq()
-        if isinstance(extent, Const) and extent.value == 1 and loop.kind != "parallel":
+        if isinstance(extent, Const) and extent.value == 1 and \
+                loop.kind not in ("parallel", "bound"):
             return self.rewrite(substitute(body, {loop.var: lo}))
         outer_scope, self._scope = self._scope, None
         self.ranges[loop.var] = Interval.from_extent(lo, extent, self.ranges)
