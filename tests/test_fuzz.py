@@ -301,6 +301,19 @@ def test_a_uniform_division_in_a_vectorized_branch():
     assert result.returncode == 0, result.stderr[-3000:]
 
 
+def test_min_max_of_selects_compiles_in_seconds():
+    """Fuzz seed 777473 (min/max reductions over selects of loads) kept LLVM's O3 pipeline
+    busy for minutes with the old `a > b ? a : b` form of max; it builds in about a second
+    with NumPy's NaN-propagating form. A child process with a time limit, so that a
+    regression fails here instead of stalling the suite."""
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from test_fuzz import Case; "
+            "Case(777473).write().check()")
+    env = {**os.environ, "TEX_CACHE_DIR": "off"}
+    result = subprocess.run([sys.executable, "-c", code, os.path.dirname(__file__)],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
 def test_a_thread_loop_of_one_iteration_in_a_wider_block():
     """Fuzz seed 777396 (GPU, simulated) had 3 of 21 elements wrong: a stage bound to
     threadIdx.x with one iteration, in a block of 4 threads, lost its loop to the
