@@ -41,8 +41,8 @@ HOST_TARGETS = ["llvm"] + [spec for spec in X86_LEVELS
                            if platform.machine() == "x86_64" and runnable_here(spec)]
 
 
-def run_cases(spec: str, case: str, *extra: str) -> str:
-    env = {**os.environ, "TEX_CACHE_DIR": "off"}
+def run_cases(spec: str, case: str, *extra: str, **settings: str) -> str:
+    env = {**os.environ, "TEX_CACHE_DIR": "off", **settings}
     result = subprocess.run([sys.executable, str(HERE / "machine_cases.py"), spec, case, *extra],
                             capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, f"{spec} {case}: exit {result.returncode}\n" \
@@ -54,6 +54,19 @@ def run_cases(spec: str, case: str, *extra: str) -> str:
 @pytest.mark.parametrize("spec", HOST_TARGETS)
 def test_every_cast_and_kernel_on_each_level_this_host_runs(spec, case):
     assert "all right" in run_cases(spec, case)
+
+
+@pytest.mark.parametrize("case", ["casts", "kernels"])
+def test_results_do_not_depend_on_the_irs_claims(case):
+    """TEX_LLVM_CLAIMS=0 compiles without nsw/nuw/inbounds/noalias: the same results."""
+    assert "all right" in run_cases("llvm", case, TEX_LLVM_CLAIMS="0")
+
+
+def test_stripping_claims():
+    text = 'define void @f(ptr noalias %a) {\n  %b = add nsw i64 %x, 1\n' \
+           '  %c = getelementptr inbounds float, ptr %a, i64 %b\n  %d = mul nuw nsw i64 %b, 2\n'
+    assert llvm_jit.strip_claims(text) == 'define void @f(ptr %a) {\n  %b = add i64 %x, 1\n' \
+        '  %c = getelementptr float, ptr %a, i64 %b\n  %d = mul i64 %b, 2\n'
 
 
 @pytest.mark.parametrize("spec", [s for s in X86_LEVELS if s not in HOST_TARGETS])

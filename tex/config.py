@@ -13,6 +13,9 @@
 | TEX_CACHE_MAX_MB  | 1024         | the disk cache's size bound in megabytes (fractions  |
 |                   |              | allowed); least recently used entries are deleted    |
 |                   |              | beyond it (`tex/disk_cache.py`); 0: no bound         |
+| TEX_LLVM_CLAIMS   | 1            | 0: strip what tex's LLVM IR promises (`nsw`, `nuw`,  |
+|                   |              | `inbounds`, `noalias`) before compiling, to check    |
+|                   |              | that no result depends on a promise broken           |
 | TEX_NUM_THREADS   | usable CPUs  | threads that run a parallel loop, the caller         |
 |                   |              | included (1: no worker threads); read once, when the |
 |                   |              | thread pool is compiled (the first parallel kernel)  |
@@ -67,6 +70,14 @@ def cache_max_bytes() -> int | None:
     if not math.isfinite(megabytes):
         raise ConfigError(f"TEX_CACHE_MAX_MB is a number of megabytes, got {value!r}")
     return None if megabytes <= 0 else int(megabytes * 2**20)
+
+
+def llvm_claims() -> bool:
+    """False when TEX_LLVM_CLAIMS is 0: compile without nsw/nuw/inbounds/noalias."""
+    value = os.environ.get("TEX_LLVM_CLAIMS", "1").strip()
+    if value not in ("0", "1"):
+        raise ConfigError(f"TEX_LLVM_CLAIMS is 0 or 1, got {value!r}")
+    return value == "1"
 
 
 def num_threads() -> int:

@@ -22,11 +22,13 @@ export, but never loaded.
 """
 from __future__ import annotations
 
+import re
 import threading
 from functools import lru_cache
 
 import llvmlite.binding as llvm
 
+from tex import config
 from tex.codegen import cpu_support, llvm_builtins, object_file, thread_pool
 from tex.errors import ArgumentError, BuildError
 from tex.target import Target
@@ -88,10 +90,15 @@ def module_header(target: Target) -> tuple[str, str]:
     return tm.triple, str(tm.target_data)
 
 
-@lru_cache(maxsize=None)
 def machine_description(target: Target) -> str:
     """Everything about `target`'s machine that the object code depends on, as one line:
-    LLVM's version, the triple, CPU name, feature string and data layout given to LLVM."""
+    LLVM's version, the triple, CPU name, feature string and data layout given to LLVM,
+    and whether TEX_LLVM_CLAIMS=0 strips the IR's claims."""
+    return _machine_line(target) + ("" if config.llvm_claims() else "; claims stripped")
+
+
+@lru_cache(maxsize=None)
+def _machine_line(target: Target) -> str:
     tm = target_machine(target)
     version = ".".join(map(str, llvm.llvm_version_info))
     return f"llvm {version}; {tm.triple}; {target.cpu}; {_llvm_features(target)}; " \
@@ -150,6 +157,8 @@ def compile_ir(ir_text: str, name: str, target: Target, definitions=()) -> Compi
     `definitions` are LLVM IR modules defining functions the module declares (intrinsic
     calls); they are linked in, their functions made internal."""
     _initialize()
+    if not config.llvm_claims():
+        ir_text = strip_claims(ir_text)
     with LLVM_LOCK:  # LLVM's global context is not thread-safe
         try:
             module = llvm.parse_assembly(ir_text)
@@ -163,6 +172,16 @@ def compile_ir(ir_text: str, name: str, target: Target, definitions=()) -> Compi
         ll = str(module)  # before emitting: codegen mutates the module
         object_code = target_machine(target).emit_object(module)
         return _load(object_code, name, ll, target)
+
+
+_CLAIMS = re.compile(r" (?:nsw|nuw|inbounds|noalias)\b")
+
+
+def strip_claims(ir_text: str) -> str:
+    """`ir_text` without the flags that promise LLVM facts about values and pointers
+    (`nsw`, `nuw`, `inbounds`, `noalias`): what TEX_LLVM_CLAIMS=0 compiles, so that a test
+    run can show no result depends on one of them being wrong."""
+    return _CLAIMS.sub("", ir_text)
 
 
 def _link_definition(module: llvm.ModuleRef, text: str):
