@@ -1,4 +1,4 @@
-"""Does the GPU tuner pick the right reduction strategy? (issue #5)
+"""Does the GPU tuner pick the right reduction strategy?
 
     python -m bench.tune_gpu [--trials 16] [--quick]
 
