@@ -287,18 +287,25 @@ def test_compute_at_producer_of_a_gather():
     check(s, [A, M, E], [a, m], 2 * a[m % 13])
 
 
+def run_case_in_a_child(seed: int, seconds: float):
+    """Seed's CPU case in a fresh interpreter (disk cache off), which must exit cleanly
+    within `seconds`: for failures that crash or hang rather than raise."""
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from test_fuzz import Case; "
+            f"Case({seed}).write().check()")
+    env = {**os.environ, "TEX_CACHE_DIR": "off"}
+    result = subprocess.run([sys.executable, "-c", code, os.path.dirname(__file__)],
+                            capture_output=True, text=True, env=env, timeout=seconds)
+    assert result.returncode == 0, f"seed {seed}: exit {result.returncode}\n" \
+        + result.stderr[-3000:]
+
+
 def test_a_uniform_division_in_a_vectorized_branch():
     """Fuzz seed 777696 segfaulted: `C[.. (k1 + 2) % n1 ..]` read in one arm of a select,
     in an inner loop LLVM's vectorizer if-converts. LLVM computed the division (uniform
     across lanes) under the first lane's mask only and gave the other lanes a poison
     address. `hoist_divisions` now computes it before the loops. Run in a child process:
     the failure is a crash."""
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from test_fuzz import Case; "
-            "Case(777696).write().check()")
-    env = {**os.environ, "TEX_CACHE_DIR": "off"}
-    result = subprocess.run([sys.executable, "-c", code, os.path.dirname(__file__)],
-                            capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_case_in_a_child(777696, seconds=300)
 
 
 def test_min_max_of_selects_compiles_in_seconds():
@@ -306,12 +313,7 @@ def test_min_max_of_selects_compiles_in_seconds():
     busy for minutes with the old `a > b ? a : b` form of max; it builds in about a second
     with NumPy's NaN-propagating form. A child process with a time limit, so that a
     regression fails here instead of stalling the suite."""
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from test_fuzz import Case; "
-            "Case(777473).write().check()")
-    env = {**os.environ, "TEX_CACHE_DIR": "off"}
-    result = subprocess.run([sys.executable, "-c", code, os.path.dirname(__file__)],
-                            capture_output=True, text=True, env=env, timeout=120)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_case_in_a_child(777473, seconds=120)
 
 
 def test_a_thread_loop_of_one_iteration_in_a_wider_block():
