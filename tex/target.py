@@ -126,8 +126,9 @@ class Target:
             self.cpu, base_features = _host_cpu()
             self.features = ",".join(filter(None, (base_features, self._mattr)))
             enabled = {f[1:] for f in base_features.split(",") if f.startswith("+")}
-        elif self._mcpu == "native" or self._mcpu in _X86_CPUS and self.machine == "x86_64" \
-                or self._mcpu in _llvm_cpus(self.triple):
+        elif (self._mcpu == "native"  # another machine's: its generic CPU
+              or (self._mcpu in _X86_CPUS and self.machine == "x86_64")
+              or self._mcpu in _llvm_cpus(self.triple)):
             self.cpu = "generic" if self._mcpu == "native" else self._mcpu
             self.features = self._mattr
             enabled = _features_of_cpu(self.cpu, self.machine)
