@@ -23,7 +23,7 @@ from tex.codegen.cuda_json import module_from_json, module_to_json
 from tex.runtime import cache, cuda_simulator
 from tex.runtime.cuda_device import gpu_available
 from tex.schedule.fingerprint import Unfingerprintable
-from tex.schedule.lower import kernel_interface
+from tex.lower import kernel_interface
 
 TESTS = pathlib.Path(__file__).resolve().parent
 ROOT = TESTS.parent

@@ -7,11 +7,14 @@ import pytest
 import tex
 from tex.dtype import float32
 from tex.expr import Var
-from tex.ir import Allocate, Buffer, For, IfThenElse, LoweredFunc, Store, Load, seq
+from tex.ir import (Allocate, Buffer, DoubleBuffer, For, IfThenElse, LoweredFunc, PrefetchAhead,
+                    Store, Load, seq)
 from tex.ops import const
 from tex.passes.flatten import flatten_storage
 from tex.passes.hoist import hoist_invariant_guards
 from tex.passes.hoist_divisions import hoist_divisions
+from tex.passes.inject_double_buffer import inject_double_buffer
+from tex.passes.inject_prefetch import inject_prefetch
 from tex.passes.simplify import simplify_stmt
 from tex.passes.unroll import unroll_loops
 from tex.passes.vectorize import vectorize_loops
@@ -194,6 +197,65 @@ def test_hoist_divisions_moves_a_division_by_a_variable_out_of_its_invariant_loo
     # never out of a parallel loop, whose body becomes a function of its own
     parallel = loop(p, 4, Store(A, Load(B, ((n + 1) % n,)), (p,)), kind="parallel")
     assert hoist_divisions(parallel) is parallel
+
+
+def test_inject_prefetch_fetches_the_box_read_ahead_clamped_into_the_buffer():
+    i, j = Var("i"), Var("j")
+    row = loop(j, 16, Store(B, Load(M, (i, j)), (i * 16 + j,)))
+    marked = loop(i, 4, PrefetchAhead(M, 1, row))
+    expect(marked, """
+        for i in range(4):
+          prefetch_ahead(M, 1):
+            for j in range(16):
+              B[i * 16 + j] = M[i, j]
+    """)
+    expect(inject_prefetch(marked), """
+        for i in range(4):
+          for M_prefetch1 in range(2):
+            prefetch(M[min(max(i + 1, 0), 3), min(M_prefetch1 * 16, 15)])
+          for j in range(16):
+            B[i * 16 + j] = M[i, j]
+    """)
+
+
+def test_inject_double_buffer_fills_the_second_buffer_while_the_first_is_read():
+    S = Buffer("S", float32, (const(16),), "shared")
+    k, t, u = Var("k"), Var("t"), Var("u")
+    fill = loop(t, 16, Store(S, Load(A, (k * 16 + t,)), (t,)))
+    use = loop(u, 16, Store(B, Load(S, (u,)) * 2.0, (k * 16 + u,)))
+    marked = loop(k, 4, DoubleBuffer((S,), fill, use))
+    func = LoweredFunc("f", (A, B), (), marked, (B,))
+    verify(func)  # the mark allocates S for its fill and body
+    expect(marked, """
+        for k in range(4):
+          double_buffer(S):
+            fill:
+              for t in range(16):
+                S[t] = A[k * 16 + t]
+            body:
+              for u in range(16):
+                B[k * 16 + u] = S[u] * 2.0
+    """)
+    expanded = inject_double_buffer(marked)
+    verify(LoweredFunc("f", (A, B), (), expanded, (B,)))  # each copy defines fresh variables
+    expect(expanded, """
+        S = allocate(float32[16], 'shared')
+        S_next = allocate(float32[16], 'shared')
+        for t in range(16):
+          S[t] = A[0 * 16 + t]
+        for k_pair in range(2):
+          if k_pair * 2 + 1 < 4:
+            for t_1 in range(16):
+              S_next[t_1] = A[(k_pair * 2 + 1) * 16 + t_1]
+          for u in range(16):
+            B[k_pair * 2 * 16 + u] = S[u] * 2.0
+          if k_pair * 2 + 1 < 4:
+            if k_pair * 2 + 2 < 4:
+              for t_2 in range(16):
+                S[t_2] = A[(k_pair * 2 + 2) * 16 + t_2]
+            for u_1 in range(16):
+              B[(k_pair * 2 + 1) * 16 + u_1] = S_next[u_1] * 2.0
+    """)
 
 
 def test_verifier_catches_undefined_and_twice_defined_variables():

@@ -22,6 +22,8 @@ from tex.passes.gpu_reduce import lower_thread_reduce
 from tex.passes.gpu_sync import insert_barriers
 from tex.passes.hoist import hoist_invariant_guards
 from tex.passes.hoist_divisions import hoist_divisions
+from tex.passes.inject_double_buffer import inject_double_buffer
+from tex.passes.inject_prefetch import inject_prefetch
 from tex.passes.simplify import simplify_stmt
 from tex.passes.unroll import unroll_loops
 from tex.passes.vectorize import vectorize_loops
@@ -30,12 +32,14 @@ from tex.runtime.cache import kernel_code
 from tex.runtime.cuda_kernel import CudaKernel
 from tex.runtime.kernel import Kernel, build_kernel
 from tex.schedule.fingerprint import Unfingerprintable, fingerprint, process_local
-from tex.schedule.lower import kernel_interface, schedule_to_func
+from tex.lower import kernel_interface, schedule_to_func
 from tex.schedule.schedule import Schedule
 from tex.target import Target, as_target
 
 #: (name, pass, whether storage is flat afterwards), in the order they run.
 PIPELINE = (
+    ("inject_double_buffer", inject_double_buffer, False),
+    ("inject_prefetch", inject_prefetch, False),
     ("simplify", simplify_stmt, False),
     ("flatten_storage", flatten_storage, True),
     ("vectorize_loops", vectorize_loops, True),

@@ -220,6 +220,29 @@ class Prefetch(Stmt):
 
 
 @dataclass(frozen=True, eq=False, slots=True, repr=False)
+class PrefetchAhead(Stmt):
+    """The body of a loop, marked by lowering (from `Stage.prefetch`): each iteration
+    should first prefetch what `body` reads of `buffer` `distance` iterations later.
+    `inject_prefetch` replaces the mark by `Prefetch` statements."""
+
+    buffer: Buffer
+    distance: int
+    body: Stmt
+
+
+@dataclass(frozen=True, eq=False, slots=True, repr=False)
+class DoubleBuffer(Stmt):
+    """The body of a serial loop, marked by lowering (from `Stage.double_buffer`): each
+    iteration runs `fill`, which writes the shared `buffers` (allocated here), then
+    `body`, which reads them. `inject_double_buffer` overlaps the next iteration's
+    fill with this iteration's body, with a second copy of each buffer."""
+
+    buffers: tuple[Buffer, ...]
+    fill: Stmt
+    body: Stmt
+
+
+@dataclass(frozen=True, eq=False, slots=True, repr=False)
 class Allocate(Stmt):
     """`buffer` exists (uninitialised) while `body` runs."""
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 from tex import ops
 from tex.expr import (Binary, Call, Cast, Compare, Const, Let, Logical, Not, Reduce, Select,
                       TensorRead, Var)
-from tex.ir import (Allocate, AtomicUpdate, Barrier, Broadcast, For, IfThenElse, IntrinsicCall,
-                    KernelLaunch, LetStmt, Load, LoweredFunc, Prefetch, Ramp, Seq, Store, ThreadIndex,
-                    ThreadReduce, VectorReduce, WarpShuffle)
+from tex.ir import (Allocate, AtomicUpdate, Barrier, Broadcast, DoubleBuffer, For, IfThenElse,
+                    IntrinsicCall, KernelLaunch, LetStmt, Load, LoweredFunc, Prefetch,
+                    PrefetchAhead, Ramp, Seq, Store, ThreadIndex, ThreadReduce, VectorReduce,
+                    WarpShuffle)
 
 _BINARY = {"add": ("+", 5), "sub": ("-", 5), "mul": ("*", 6), "div": ("/", 6),
            "floordiv": ("//", 6), "floormod": ("%", 6)}
@@ -141,6 +142,17 @@ class _Printer:
         elif isinstance(s, Prefetch):
             target = self.name(s.buffer, s.buffer.name)
             self.lines.append(f"{pad}prefetch({target}[{self.exprs(s.indices)}])")
+        elif isinstance(s, PrefetchAhead):
+            target = self.name(s.buffer, s.buffer.name)
+            self.lines.append(f"{pad}prefetch_ahead({target}, {s.distance}):")
+            self.stmt(s.body, depth + 1)
+        elif isinstance(s, DoubleBuffer):
+            names = ", ".join(self.name(b, b.name) for b in s.buffers)
+            self.lines.append(f"{pad}double_buffer({names}):")
+            self.lines.append(f"{pad}  fill:")
+            self.stmt(s.fill, depth + 2)
+            self.lines.append(f"{pad}  body:")
+            self.stmt(s.body, depth + 2)
         elif isinstance(s, Allocate):
             b = s.buffer
             self.lines.append(f"{pad}{self.name(b, b.name)} = allocate({b.dtype}"

@@ -3,14 +3,14 @@
 Checks what the node constructors cannot see on their own: every variable is
 defined before it is used (a size parameter, an enclosing loop or let), no
 variable is defined twice, every buffer accessed is a parameter or an
-enclosing allocation, and (when `flat` is set) every access has one index.
+enclosing allocation (or double-buffer mark), and (when `flat` is set) every access has one index.
 GPU loop IR: a kernel's buffers and a thread reduction's results are allocated.
 """
 from __future__ import annotations
 
 from tex.errors import TexError
 from tex.expr import Let, Var
-from tex.ir import Allocate, For, LetStmt, LoweredFunc
+from tex.ir import Allocate, DoubleBuffer, For, LetStmt, LoweredFunc
 from tex.visitor import Visitor
 
 
@@ -58,6 +58,11 @@ class _Verifier(Visitor):
         self.buffers.add(s.buffer)
         self.visit(s.body)
         self.buffers.discard(s.buffer)
+
+    def visit_DoubleBuffer(self, s: DoubleBuffer):
+        self.buffers.update(s.buffers)
+        self.generic_visit(s)
+        self.buffers.difference_update(s.buffers)
 
     def _access(self, node):
         if node.buffer not in self.buffers:

@@ -1,4 +1,4 @@
-"""Schedules (how to compute) and lowering them to loop IR."""
+"""Schedules (how to compute): stages, their records and primitives. Only `tex.lower` reads them."""
 from tex.schedule.schedule import Schedule, create_schedule
 from tex.schedule.stage import Stage, ThreadAxis, thread_axis
 

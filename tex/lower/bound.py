@@ -14,10 +14,16 @@ says (`storage_scope`): a "shared" buffer holds what every thread of the
 block needs (threadIdx and vthread loops relaxed), a "global" one what the
 whole grid needs (every bound loop relaxed), a "local" one what its thread
 needs.
+
+`infer_bounds` returns one frozen `StagePlan` per stage; nest building only
+reads them. `drop_unneeded_guards`, run once buffers are known, returns new
+plans without the guards no access needs.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+from typing import Mapping
 
 from tex import ops
 from tex.arith import Interval, bound, const_bound, prove, simplify
@@ -25,24 +31,33 @@ from tex.dtype import INDEX
 from tex.errors import LoweringError
 from tex.expr import Binary, Const, Expr, TensorRead, Var
 from tex.schedule.relations import pass_down, pass_up, split_guards
-from tex.tensor import Range
+from tex.tensor import IterVar, Range
 from tex.visitor import collect, substitute, transform
 
 _ZERO = Const(INDEX, 0)
 
 
-@dataclass(eq=False)
+@dataclass(frozen=True)
+class Guard:
+    """A condition a stage's statements run under. A data guard keeps the stage inside
+    its domain (a split that does not divide, a tile at an edge); a reduction guard
+    decides which terms a reduction adds."""
+
+    on_data: bool
+    cond: Expr
+
+
+@dataclass(frozen=True, eq=False)
 class StagePlan:
-    """What lowering knows about one stage that is not inlined."""
+    """What bound inference found for one stage that is not inlined; read-only."""
 
     stage: object
-    body: tuple[Expr, ...]                 # the op's body with inlined stages substituted
-    region: list = field(default_factory=list)      # per dim: Range actually computed
-    alloc_shape: list = field(default_factory=list)  # per dim: buffer extent
-    ranges: dict = field(default_factory=dict)      # IterVar -> Range, every axis
-    values: dict = field(default_factory=dict)      # IterVar -> Expr over leaf vars
-    guards: list = field(default_factory=list)      # (is_data_guard, condition)
-    consumers: list = field(default_factory=list)   # StagePlans reading this stage
+    body: tuple[Expr, ...]              # the op's body with inlined stages substituted
+    region: tuple[Range, ...]           # per dimension: the part computed
+    alloc_shape: tuple[Expr, ...]       # per dimension: the buffer's extent
+    ranges: Mapping[IterVar, Range]     # every axis, roots and derived
+    values: Mapping[IterVar, Expr]      # every axis, over the leaf loop variables
+    guards: tuple[Guard, ...]
 
     @property
     def op(self):
@@ -55,16 +70,24 @@ class StagePlan:
             return [r.min for r in self.region]
         return [_ZERO] * len(self.region)
 
+    @property
+    def root_values(self) -> dict:
+        """Each root axis variable (data and reduction) -> its value over the leaf loops."""
+        op = self.op
+        return {iv.var: self.values[iv] for iv in op.axis + op.reduce_axis}
+
 
 def loop_intervals(plans) -> dict:
     """Interval of every leaf loop variable of the given plans (leaf loops start at 0)."""
     intervals = {}
     for plan in plans:
-        for leaf in plan.stage.leaf_iter_vars:
-            r = plan.ranges.get(leaf)
-            if r is not None:
-                intervals[leaf.var] = Interval.from_extent(_ZERO, r.extent)
+        intervals.update(_leaf_intervals(plan.stage, plan.ranges))
     return intervals
+
+
+def _leaf_intervals(stage, ranges) -> dict:
+    return {leaf.var: Interval.from_extent(_ZERO, ranges[leaf].extent)
+            for leaf in stage.leaf_iter_vars if leaf in ranges}
 
 
 def enclosing_loops(stage) -> list:
@@ -102,47 +125,69 @@ def visible_vars(stage) -> set:
             if not _relaxed_by_scope(scope, owner.bindings.get(v))}
 
 
-def infer_region(plan: StagePlan, done: list) -> None:
-    """Fill `plan.region` and `plan.alloc_shape` (consumers are already in `done`)."""
-    op = plan.op
+def infer_bounds(stages, consumers: dict) -> tuple[StagePlan, ...]:
+    """The plan of each of `stages` (`InlinedStage`s, in schedule order), inferred
+    consumers first; `consumers` maps a stage to the stages reading it."""
+    done: list[StagePlan] = []
+    by_stage = {}
+    for source in reversed(stages):
+        readers = [by_stage[c] for c in consumers[source.stage]]
+        region, alloc_shape = _region(source, readers, done)
+        plan = _with_loops(source, region, alloc_shape, done)
+        done.append(plan)
+        by_stage[source.stage] = plan
+    return tuple(by_stage[s.stage] for s in stages)
+
+
+def _region(source, readers: list, done: list) -> tuple[tuple, tuple]:
+    """(region, buffer shape) of the stage of `source`: its whole domain at the root, else
+    the union of what its `readers` read of it (their plans are in `done`)."""
+    op = source.op
     shape = op.shape
-    if plan.stage.attach.kind != "at":
-        plan.region = [Range(_ZERO, e) for e in shape]
-        plan.alloc_shape = list(shape)
-        return
+    if source.stage.attach.kind != "at":
+        return tuple(Range(_ZERO, e) for e in shape), tuple(shape)
     intervals = loop_intervals(done)
-    visible = visible_vars(plan.stage)
+    visible = visible_vars(source.stage)
     relaxed = {v: i for v, i in intervals.items() if v not in visible}
     lows, highs = [[] for _ in shape], [[] for _ in shape]
-    for consumer in plan.consumers:
-        root_values = {iv.var: v for iv, v in consumer.values.items()
-                       if iv in consumer.op.axis or iv in consumer.op.reduce_axis}
-        for b in consumer.body:
-            for read in collect(b, lambda n: isinstance(n, TensorRead)):
-                if read.tensor.op is not op and read.tensor.op is not plan.stage.origin_op:
-                    continue
-                for d, index in enumerate(read.indices):
-                    index, unknown = _loaded_values_unknown(substitute(index, root_values))
-                    i = bound(index, {**relaxed, **unknown})
-                    lows[d].append(i.lo)
-                    highs[d].append(i.hi)
+    for consumer in readers:
+        for read in _reads_of(source.stage, consumer):
+            for d, index in enumerate(read.indices):
+                index, unknown = _loaded_values_unknown(substitute(index, consumer.root_values))
+                i = bound(index, {**relaxed, **unknown})
+                lows[d].append(i.lo)
+                highs[d].append(i.hi)
     region, alloc = [], []
     for d, extent in enumerate(shape):
-        whole = Range(_ZERO, extent)
-        if not lows[d] or any(x is None for x in lows[d] + highs[d]):
-            region.append(whole)
+        part = _part_read(lows[d], highs[d], intervals)
+        if part is None:
+            region.append(Range(_ZERO, extent))
             alloc.append(extent)
-            continue
-        lo, hi = _fold(ops.minimum, lows[d]), _fold(ops.maximum, highs[d])
-        size = simplify(ops.binary("add", ops.binary("sub", hi, lo), 1), intervals)
-        _, size_max = const_bound(size, intervals)
-        if size_max is None:
-            region.append(whole)
-            alloc.append(extent)
-            continue
-        region.append(Range(simplify(lo, intervals), size))
-        alloc.append(Const(INDEX, max(size_max, 1)))
-    plan.region, plan.alloc_shape = region, alloc
+        else:
+            region.append(part[0])
+            alloc.append(part[1])
+    return tuple(region), tuple(alloc)
+
+
+def _reads_of(stage, consumer: StagePlan) -> list:
+    """The reads of `stage`'s output in `consumer`'s body."""
+    ops_ = (stage.op, stage.origin_op)
+    return [read for b in consumer.body
+            for read in collect(b, lambda n: isinstance(n, TensorRead))
+            if any(read.tensor.op is o for o in ops_)]
+
+
+def _part_read(lows: list, highs: list, intervals: dict):
+    """(Range read, constant buffer extent) of one dimension from the bounds of its
+    indices, or None when the whole dimension must be computed."""
+    if not lows or any(x is None for x in lows + highs):
+        return None
+    lo, hi = _fold(ops.minimum, lows), _fold(ops.maximum, highs)
+    size = simplify(ops.binary("add", ops.binary("sub", hi, lo), 1), intervals)
+    _, size_max = const_bound(size, intervals)
+    if size_max is None:
+        return None
+    return Range(simplify(lo, intervals), size), Const(INDEX, max(size_max, 1))
 
 
 def _loaded_values_unknown(index):
@@ -166,26 +211,30 @@ def _fold(combine, items):
     return simplify(result)
 
 
-def infer_loops(plan: StagePlan, done: list) -> None:
-    """Fill the ranges of every axis, the value of every root axis and the guards."""
-    stage, op = plan.stage, plan.op
-    roots = {iv: r for iv, r in zip(op.axis, plan.region)}
+def _with_loops(source, region: tuple, alloc_shape: tuple, done: list) -> StagePlan:
+    """The plan of `source`'s stage computing `region`: the ranges of every axis, the
+    value of every axis over the leaf loops, and the guards."""
+    stage, op = source.stage, source.op
+    roots = {iv: r for iv, r in zip(op.axis, region)}
     roots.update({iv: iv.dom for iv in op.reduce_axis})
-    plan.ranges = pass_down(stage.relations, roots)
-    plan.values = pass_up(stage.relations, stage.leaf_iter_vars, plan.ranges)
-    plan.values = {iv: simplify(v) for iv, v in plan.values.items()}
-    intervals = loop_intervals(done + [plan])
-    guards = split_guards(stage.relations, plan.ranges, plan.values)
-    plan.guards = [(axis.kind == "data", simplify(cond, intervals)) for axis, cond in guards]
+    ranges = pass_down(stage.relations, roots)
+    values = pass_up(stage.relations, stage.leaf_iter_vars, ranges)
+    values = {iv: simplify(v) for iv, v in values.items()}
+    intervals = loop_intervals(done)
+    intervals.update(_leaf_intervals(stage, ranges))
+    guards = [Guard(axis.kind == "data", simplify(cond, intervals))
+              for axis, cond in split_guards(stage.relations, ranges, values)]
     if stage.attach.kind == "at":
         for iv, extent in zip(op.axis, op.shape):
-            value = plan.values[iv]
+            value = values[iv]
             for cond in (ops.compare("ge", value, 0), ops.compare("lt", value, extent)):
                 if not prove(cond, intervals):
-                    plan.guards.append((True, simplify(cond, intervals)))
-    plan.guards = [(d, c) for d, c in plan.guards
-                   if not (isinstance(c, Const) and c.value)]
+                    guards.append(Guard(True, simplify(cond, intervals)))
+    guards = tuple(g for g in guards if not (isinstance(g.cond, Const) and g.cond.value))
+    plan = StagePlan(stage, source.body, region, alloc_shape, MappingProxyType(ranges),
+                     MappingProxyType(values), guards)
     _check_constant_extents(plan)
+    return plan
 
 
 #: The most lanes a vectorized loop and copies an unrolled loop may have: beyond them
@@ -208,8 +257,9 @@ def _check_constant_extents(plan: StagePlan):
                                     f"{what} an inner part of at most {LOOP_LIMITS[what]}")
 
 
-def drop_unneeded_guards(plans: list, buffers: dict) -> None:
-    """Remove a stage's data guards when, without them, every access stays in its buffer.
+def drop_unneeded_guards(plans, buffers: dict) -> tuple[StagePlan, ...]:
+    """`plans` with a stage's data guards removed when, without them, every access stays
+    in its buffer.
 
     A data guard keeps a stage inside its domain (a split that does not
     divide, a tile at an edge). Computing a few points outside it is harmless
@@ -220,29 +270,34 @@ def drop_unneeded_guards(plans: list, buffers: dict) -> None:
     so a register tile stays in registers. Guards on reduction axes are kept:
     they decide which terms the reduction adds.
 
-    `buffers` maps each tensor to (Buffer, offsets) as lowering allocates them.
+    `buffers` maps each tensor to its `TensorBuffer` as lowering allocates them.
     """
     intervals = loop_intervals(plans)
-    for plan in plans:
-        if not any(data for data, _ in plan.guards) or _may_trap(plan.body):
-            continue
-        op = plan.op
-        roots = {iv.var: plan.values[iv] for iv in op.axis + op.reduce_axis}
-        accesses = [(t, [plan.values[iv] for iv in op.axis]) for t in op.outputs]
-        for b in plan.body:
-            for read in collect(b, lambda n: isinstance(n, TensorRead)):
-                accesses.append((read.tensor, [substitute(i, roots) for i in read.indices]))
-        if all(_inside(index, buffers.get(t), intervals) for t, index in accesses):
-            plan.guards = [(data, cond) for data, cond in plan.guards if not data]
+    return tuple(_without_data_guards(plan) if _data_guards_unneeded(plan, buffers, intervals)
+                 else plan for plan in plans)
+
+
+def _data_guards_unneeded(plan: StagePlan, buffers: dict, intervals: dict) -> bool:
+    if not any(g.on_data for g in plan.guards) or _may_trap(plan.body):
+        return False
+    op, roots = plan.op, plan.root_values
+    accesses = [(t, [plan.values[iv] for iv in op.axis]) for t in op.outputs]
+    for b in plan.body:
+        for read in collect(b, lambda n: isinstance(n, TensorRead)):
+            accesses.append((read.tensor, [substitute(i, roots) for i in read.indices]))
+    return all(_inside(index, buffers.get(t), intervals) for t, index in accesses)
+
+
+def _without_data_guards(plan: StagePlan) -> StagePlan:
+    return replace(plan, guards=tuple(g for g in plan.guards if not g.on_data))
 
 
 def _inside(index, entry, intervals) -> bool:
     """Whether every index stays inside its buffer dimension (False if no buffer is known)."""
     if entry is None:  # a tensor missing from args: lowering reports it later
         return False
-    buffer, offsets = entry
-    offsets = offsets or [_ZERO] * len(index)
-    for i, offset, extent in zip(index, offsets, buffer.shape):
+    offsets = entry.offsets or [_ZERO] * len(index)
+    for i, offset, extent in zip(index, offsets, entry.buffer.shape):
         position = ops.binary("sub", i, offset)
         if not (prove(ops.compare("ge", position, 0), intervals)
                 and prove(ops.compare("lt", position, extent), intervals)):

@@ -1,0 +1,81 @@
+"""The buffer of every tensor a kernel reads or writes, and tensor reads made loads.
+
+A parameter is its own buffer. A stage computed at the root gets a buffer of
+its whole shape; one computed at a loop gets a buffer of the part it computes
+there (`StagePlan.alloc_shape`), indexed from the part's start (`offsets`),
+in the scope `storage_scope` gives it, with the strides `storage_align` asks
+for.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tex import ops
+from tex.dtype import INDEX
+from tex.errors import LoweringError
+from tex.expr import Const, Expr, TensorRead
+from tex.ir import Buffer, Load
+from tex.lower.bound import storage_scope
+from tex.tensor import PlaceholderOp
+from tex.visitor import transform
+
+
+@dataclass(frozen=True, eq=False)
+class TensorBuffer:
+    """Where a tensor lives: element `x` of the tensor is `buffer[x - offsets]`
+    (`offsets` None: `buffer[x]`)."""
+
+    buffer: Buffer
+    offsets: tuple[Expr, ...] | None = None
+
+    def index(self, indices) -> tuple[Expr, ...]:
+        """The buffer index of the tensor's element `indices`."""
+        if self.offsets is None:
+            return tuple(indices)
+        return tuple(ops.binary("sub", i, o) for i, o in zip(indices, self.offsets))
+
+
+def make_buffers(plans, params: dict) -> dict:
+    """Tensor -> TensorBuffer for every tensor a kernel reads or writes; `params` maps
+    the argument tensors to their parameter buffers."""
+    buffers = {t: TensorBuffer(b) for t, b in params.items() if isinstance(t.op, PlaceholderOp)}
+    for plan in plans:
+        stage = plan.stage
+        for k in range(plan.op.num_outputs):
+            origin, current = stage.origin_op.output(k), plan.op.output(k)
+            buf = params.get(origin) or params.get(current)
+            if buf is None:
+                buf = Buffer(current.name, current.dtype, tuple(plan.alloc_shape),
+                             storage_scope(stage), _aligned_strides(stage, plan.alloc_shape))
+            buffers[origin] = buffers[current] = TensorBuffer(buf, tuple(plan.offsets))
+    return buffers
+
+
+def _aligned_strides(stage, shape):
+    """Strides honouring storage_align, or None for compact row-major."""
+    if not stage.storage_aligns:
+        return None
+    strides = [Const(INDEX, 1)]
+    for d in range(len(shape) - 1, 0, -1):
+        if not isinstance(shape[d], Const) or not isinstance(strides[0], Const):
+            raise LoweringError(f"storage_align on stage {stage.name}: the buffer shape must be "
+                                f"constant, got {shape[d]}")
+        stride = strides[0].value * shape[d].value
+        if d - 1 in stage.storage_aligns:
+            factor, offset = stage.storage_aligns[d - 1]
+            stride += (offset - stride) % factor
+        strides.insert(0, Const(INDEX, stride))
+    return tuple(strides)
+
+
+def to_loads(expr, buffers: dict):
+    """`expr` with each tensor read replaced by a load of the tensor's buffer."""
+    def load(node):
+        if isinstance(node, TensorRead):
+            entry = buffers.get(node.tensor)
+            if entry is None:
+                raise LoweringError(f"tensor {node.tensor.name} is read but is neither computed "
+                                    "by the schedule nor given in args")
+            return Load(entry.buffer, entry.index(node.indices))
+        return None
+    return transform(expr, load)

@@ -1,0 +1,234 @@
+"""The loop nest of one stage.
+
+A stage's nest is its leaf loops in order around the statements that
+compute one point: a store for each output, or for a reduction an init
+nest (the identity stored, over the data loops among the reduction loops)
+and an update (`out = combine(out, source)`) inside the reduction loops.
+Each guard goes just inside the innermost loop it depends on. A stage
+computed at a loop is placed at the top of that loop's body, with its
+buffers allocated around the rest of it; loops asked to prefetch or to
+double-buffer are marked for the passes that do it (`tex.lower.loop_marks`).
+A reduction with a reduction loop bound to a GPU thread axis is built by
+`tex.lower.gpu_reduction`, a tensorized tile by `tex.lower.tile`.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Mapping
+
+from tex import ops
+from tex.dtype import INDEX
+from tex.errors import LoweringError
+from tex.expr import Const, Expr, Var
+from tex.ir import Allocate, For, IfThenElse, LetStmt, Load, Store, seq
+from tex.lower.bound import StagePlan
+from tex.lower.buffers import TensorBuffer, to_loads
+from tex.lower.loop_marks import check_double_buffer, mark_double_buffer, mark_prefetches
+from tex.visitor import free_vars, substitute
+
+_ZERO = Const(INDEX, 0)
+_LOOP_KIND = {None: "serial", "parallel": "parallel", "vectorize": "vectorized",
+              "unroll": "unrolled"}
+
+
+@dataclass(frozen=True, eq=False)
+class Lowering:
+    """What nest building reads: the plan of every stage that gets a nest, in schedule
+    order, and the buffer of every tensor."""
+
+    plans: tuple[StagePlan, ...]
+    buffers: Mapping[object, TensorBuffer]
+
+    def attached_at(self, stage) -> dict:
+        """Leaf loop of `stage` -> the plans of the stages computed at it."""
+        attached = {}
+        for p in self.plans:
+            if p.stage.attach.kind == "at" and p.stage.attach.stage is stage:
+                attached.setdefault(p.stage.attach.axis, []).append(p)
+        return attached
+
+
+@dataclass(frozen=True, eq=False)
+class StageOutputs:
+    """Where a stage's statements write: the buffer of each output, and the point of
+    the stage's domain its leaf loops are at."""
+
+    buffers: tuple[TensorBuffer, ...]
+    point: tuple[Expr, ...]
+
+    def index(self, entry: TensorBuffer) -> tuple[Expr, ...]:
+        """The index of the point in the buffer of `entry`."""
+        offsets = entry.offsets or [0] * len(self.point)
+        return tuple(ops.binary("sub", i, o) for i, o in zip(self.point, offsets))
+
+    def targets(self) -> list[tuple]:
+        """(buffer, index) of the point in each output."""
+        return [(e.buffer, self.index(e)) for e in self.buffers]
+
+
+class StageLoops:
+    """Builds loops over some of one stage's leaf axes around a body.
+
+    `depth` maps each guard of the stage to the position, among the stage's
+    leaves, of the loop it goes just inside (-1: above all of them). `nests`
+    holds the finished nests of the stages computed inside this one.
+    """
+
+    def __init__(self, plan: StagePlan, lowering: Lowering, nests: Mapping):
+        self.plan, self.lowering, self.nests = plan, lowering, nests
+        self.attached = lowering.attached_at(plan.stage)
+        self.depth = _guard_depths(plan, self.attached)
+
+    def around(self, leaves, body, levels: dict, *, rename=None, with_children=True):
+        """Loops over `leaves` (outermost first) around `body`; `levels` maps each
+        guard to the index in `leaves` of the loop it goes just inside (-1: above all).
+        `rename` gives fresh loop variables (for the init nest of a reduction), which
+        has no stages computed in it (`with_children` False)."""
+        rename = rename or {}
+        stmt = substitute(body, rename)
+        for pos in range(len(leaves) - 1, -2, -1):
+            here = [c for c, level in levels.items() if level == pos]
+            if here:
+                stmt = IfThenElse(substitute(ops.all_(*here), rename), stmt)
+            if pos >= 0:
+                leaf = leaves[pos]
+                stmt = self._loop(leaf, rename.get(leaf.var, leaf.var), stmt, with_children)
+        return stmt
+
+    def split_at(self, leaves, first: int, inner_body, wrap):
+        """Loops over `leaves[first:]` around `inner_body`; `wrap(inner_loops)` adds what
+        runs around them (an init nest before, a store after); loops over
+        `leaves[:first]` around that. Each guard goes at the loop it depends on, in
+        whichever part that loop is."""
+        inner = {c: d - first for c, d in self.depth.items() if d >= first}
+        outer = {c: d for c, d in self.depth.items() if d < first}
+        return self.around(leaves[:first], wrap(self.around(leaves[first:], inner_body, inner)),
+                           outer)
+
+    def _loop(self, leaf, var: Var, body, with_children: bool) -> For:
+        """Loop `leaf` (variable `var`) around `body`, with the stages computed at it."""
+        stage = self.plan.stage
+        children = self.attached.get(leaf, []) if with_children else []
+        for child in reversed([c for c in children if not c.stage.double_buffered]):
+            body = seq(self.nests[child.stage], body)
+            for t in child.op.outputs:
+                body = Allocate(self.lowering.buffers[t].buffer, body)
+        if with_children and leaf in stage.prefetches:
+            body = mark_prefetches(self.plan, leaf, body, self.lowering.buffers)
+        tag = stage.bindings.get(leaf)
+        kind = "bound" if tag else _LOOP_KIND[stage.annotations.get(leaf)]
+        fills = [c for c in children if c.stage.double_buffered]
+        if fills:
+            buffers = check_double_buffer(kind, fills, self.lowering.buffers)
+            body = mark_double_buffer(buffers, [self.nests[c.stage] for c in fills], body)
+        pragmas = tuple(stage.pragmas.get(leaf, ()))
+        return For(var, _ZERO, self.plan.ranges[leaf].extent, kind, body, pragmas, tag)
+
+    def guards_moved_below(self, first: int, stmt):
+        """`stmt`, which runs after the reduction loops from position `first`, under the
+        data guards of the loops that went down into them (below stages computed
+        there, which every thread must reach)."""
+        moved = [g.cond for g in self.plan.guards if g.on_data and self.depth[g.cond] >= first]
+        if not moved:
+            return stmt
+        return IfThenElse(functools.reduce(lambda a, b: ops.logical("and", a, b), moved), stmt)
+
+
+def _guard_depths(plan: StagePlan, attached: dict) -> dict:
+    """Guard condition -> position of the innermost leaf it depends on (-1: none). In a
+    GPU kernel every thread must reach the stages computed inside the nest (they may
+    be fetched cooperatively), so guards go below the deepest of them."""
+    leaves = plan.stage.leaf_iter_vars
+    depth = {g.cond: leaf_depth(g.cond, leaves) for g in plan.guards}
+    if plan.stage.bindings and attached:
+        deepest = max(leaves.index(axis) for axis in attached)
+        depth = {cond: max(d, deepest) for cond, d in depth.items()}
+    return depth
+
+
+def leaf_depth(cond, leaves) -> int:
+    """Position in `leaves` of the innermost leaf `cond` depends on, or -1 for none."""
+    used = free_vars(cond)
+    return max((i for i, v in enumerate(leaves) if v.var in used), default=-1)
+
+
+def stage_outputs(plan: StagePlan, lowering: Lowering) -> StageOutputs:
+    op = plan.op
+    return StageOutputs(tuple(lowering.buffers[t] for t in op.outputs),
+                        tuple(plan.values[iv] for iv in op.axis))
+
+
+def point_body(plan: StagePlan, lowering: Lowering) -> tuple:
+    """The stage's body at the point of its leaf loops, tensor reads made loads."""
+    roots = plan.root_values
+    return tuple(to_loads(substitute(b, roots), lowering.buffers) for b in plan.body)
+
+
+def reduction_start(stage) -> int | None:
+    """Position of the first reduction loop among `stage`'s leaves (None: no reduction),
+    checked: no data loop inside it is bound to a GPU thread axis."""
+    leaves = stage.leaf_iter_vars
+    if not stage.op.reduce_axis:
+        return None
+    first = next(i for i, v in enumerate(leaves) if v.kind == "reduce")
+    for v in leaves[first:]:
+        if v.kind == "data" and v in stage.bindings:
+            raise LoweringError(f"stage {stage.name}: data loop {v.name} is bound to "
+                                f"{stage.bindings[v]} inside a reduction loop, where threads "
+                                "would start accumulating before others set the initial "
+                                "values; reorder it outside the reduction loops")
+    return first
+
+
+def stage_nest(loops: StageLoops, one_thread=None):
+    """The nest of a stage that is neither tensorized nor reduced across GPU threads.
+    `one_thread`, when given, is the condition under which a reduction's statements
+    run (see `gpu_reduction.one_of_the_copies`)."""
+    plan, lowering = loops.plan, loops.lowering
+    body, outputs = point_body(plan, lowering), stage_outputs(plan, lowering)
+    leaves = plan.stage.leaf_iter_vars
+    first = reduction_start(plan.stage)
+    if first is None:
+        provide = seq(*(Store(b, v, i) for (b, i), v in zip(outputs.targets(), body)))
+        return loops.around(leaves, provide, dict(loops.depth))
+    identities = plan.op.body[0].combiner.identities
+    init = seq(*(Store(b, ident, i) for (b, i), ident in zip(outputs.targets(), identities)))
+    update = update_statement(body[0], outputs.targets())
+    if one_thread is not None:
+        init, update = IfThenElse(one_thread, init), IfThenElse(one_thread, update)
+    return init_and_update(loops, leaves, first, (init, update))
+
+
+def init_and_update(loops: StageLoops, leaves, first: int, statements: tuple):
+    """Loops over `leaves` (the reduction loops from position `first`) around `update`,
+    with `init` run first for each point of the data loops among them (under fresh
+    variables); `statements` is (init, update)."""
+    init, update = statements
+    init_leaves = [v for v in leaves[first:] if v.kind == "data"]
+    fresh = {v.var: Var(v.name + "_init", INDEX) for v in init_leaves}
+    init_levels = {g.cond: leaf_depth(g.cond, init_leaves) for g in loops.plan.guards
+                   if g.on_data and loops.depth[g.cond] >= first}
+    init_nest = loops.around(init_leaves, init, init_levels, rename=fresh, with_children=False)
+    return loops.split_at(leaves, first, update, lambda inner: seq(init_nest, inner))
+
+
+def update_statement(reduce, targets) -> object:
+    """`out = combine(out, source)` for each (buffer, index) of `targets`, one per
+    output of the reduction `reduce`."""
+    combiner = reduce.combiner
+    current = [Load(b, i) for b, i in targets]
+    mapping = dict(zip(combiner.lhs, current))
+    mapping.update(zip(combiner.rhs, reduce.sources))
+    results = [substitute(r, mapping) for r in combiner.results]
+    if len(targets) == 1:
+        (buffer, index), = targets
+        stmt = Store(buffer, results[0], index)
+    else:
+        temps = [Var(f"{b.name}_new", b.dtype) for b, _ in targets]
+        stmt = seq(*(Store(b, t, i) for (b, i), t in zip(targets, temps)))
+        for t, r in reversed(list(zip(temps, results))):
+            stmt = LetStmt(t, r, stmt)
+    if not (isinstance(reduce.condition, Const) and reduce.condition.value):
+        stmt = IfThenElse(reduce.condition, stmt)
+    return stmt

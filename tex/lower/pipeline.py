@@ -1,0 +1,147 @@
+"""From a schedule to a loop program, as a straight list of steps.
+
+`schedule_to_func(schedule, args)`:
+
+1. `inline_stages`: inlined stages substituted into their readers;
+2. `check_attach`: each compute_at legal (the target has the loop, every
+   consumer lies inside it);
+3. `infer_bounds`: the region, loop ranges and guards of every stage,
+   consumers first (frozen `StagePlan`s);
+4. `make_buffers`: the buffer of every tensor, then `drop_unneeded_guards`;
+5. `stage_nest` for every stage, those computed inside others first: the
+   loop nest of the stage (`tex.lower.nest`; GPU reductions in
+   `tex.lower.gpu_reduction`, tensorized tiles in `tex.lower.tile`), with the
+   nests of the stages computed at its loops placed there and the loops that
+   prefetch or double-buffer marked (`tex.lower.loop_marks`);
+6. the root nests in order, intermediate buffers allocated around them,
+   every variable defined once.
+
+The result is multi-dimensional loop IR with marks; the passes in
+`tex.passes` (listed in `tex.driver`) take it from there.
+"""
+from __future__ import annotations
+
+from tex.errors import LoweringError
+from tex.expr import Var
+from tex.ir import Allocate, Buffer, KernelInterface, LoweredFunc, seq
+from tex.lower.bound import drop_unneeded_guards, infer_bounds
+from tex.lower.buffers import make_buffers
+from tex.lower.gpu_reduction import (atomic_init_nest, gpu_reduction_nest, one_of_the_copies,
+                                     reduced_across_threads)
+from tex.lower.nest import Lowering, StageLoops, reduction_start, stage_nest
+from tex.lower.stages import attach_depth, check_attach, consumers_of, inline_stages
+from tex.lower.tile import tensorized_nest
+from tex.tensor import PlaceholderOp, Tensor
+from tex.visitor import collect, free_vars, unique_definitions
+
+
+def kernel_interface(sch, args, name: str = "main") -> KernelInterface:
+    """How the kernel of `sch` with parameters `args` is called: exactly the params,
+    size variables and outputs of `schedule_to_func(sch, args, name)`, without lowering."""
+    args = _check_args(sch, args)
+    params = tuple(Buffer(t.name, t.dtype, t.shape) for t in args)
+    size_vars = _size_vars(args)
+    outputs = tuple(p for t, p in zip(args, params) if sch.stage_of(t) is not None)
+    return KernelInterface(name, params, size_vars, outputs)
+
+
+def schedule_to_func(sch, args, name: str = "main") -> LoweredFunc:
+    """Lower `sch` to a LoweredFunc whose parameters are `args` in order."""
+    interface = kernel_interface(sch, args, name)
+    params = dict(zip(args, interface.params))
+    stages = inline_stages(sch)
+    consumers = consumers_of(sch, stages)
+    lowered = {s.stage for s in stages}
+    for s in stages:
+        check_attach(s.stage, consumers[s.stage], lowered)
+    _check_args_computed_at_root(sch, args)
+    plans = infer_bounds(stages, consumers)
+    buffers = make_buffers(plans, params)
+    lowering = Lowering(drop_unneeded_guards(plans, buffers), buffers)
+    roots = [p for p in lowering.plans if p.stage.attach.kind == "root"]
+    _check_root_scopes(sch, roots)
+    nests = {}
+    for plan in sorted(lowering.plans, key=lambda p: -attach_depth(p.stage)):
+        nests[plan.stage] = _stage_nest(plan, lowering, nests)
+    body = seq(*(nest for p in roots
+                 for nest in (atomic_init_nest(p, buffers), nests[p.stage])))
+    body = _allocate_intermediates(roots, buffers, set(params.values()), body)
+    body = unique_definitions(body)  # a reduce axis may be shared by several computes
+    _check_sizes_defined(interface.size_vars, body)
+    return LoweredFunc(name, interface.params, interface.size_vars, body, interface.outputs)
+
+
+def _stage_nest(plan, lowering: Lowering, nests: dict):
+    """The nest of `plan`'s stage, built by the module its kind of stage needs."""
+    loops = StageLoops(plan, lowering, nests)
+    if plan.stage.tensorized is not None:
+        return tensorized_nest(loops)
+    first = reduction_start(plan.stage)
+    if reduced_across_threads(plan.stage, first):
+        return gpu_reduction_nest(loops, first)
+    one_thread = None if first is None else one_of_the_copies(plan, lowering)
+    return stage_nest(loops, one_thread)
+
+
+def _allocate_intermediates(roots, buffers: dict, param_buffers: set, body):
+    """`body` inside allocations of the root stages' buffers that are not parameters."""
+    for plan in reversed(roots):
+        for t in plan.op.outputs:
+            if buffers[t].buffer not in param_buffers:
+                body = Allocate(buffers[t].buffer, body)
+    return body
+
+
+def _check_args(sch, args) -> list[Tensor]:
+    if not isinstance(args, (list, tuple)) or not args:
+        raise LoweringError(f"lower/build: args must be a non-empty list of tensors, got {args!r}")
+    for i, a in enumerate(args):
+        if not isinstance(a, Tensor):
+            raise LoweringError(f"lower/build: argument {i} must be a tensor, got "
+                                f"{type(a).__name__} {a!r}")
+        if args.count(a) > 1:
+            raise LoweringError(f"lower/build: tensor {a.name} is given twice in args")
+    for op in sch.outputs:
+        for t in op.outputs:
+            if t not in args and not isinstance(op, PlaceholderOp):
+                raise LoweringError(f"lower/build: output {t.name} of the schedule is missing "
+                                    "from args")
+    return list(args)
+
+
+def _check_args_computed_at_root(sch, args):
+    for t in args:
+        stage = sch.stage_of(t)
+        if stage is not None and stage.attach.kind != "root":
+            raise LoweringError(f"stage {stage.name} is a kernel argument, so it must be "
+                                f"computed at the root, not {stage.attach.kind}")
+
+
+def _check_root_scopes(sch, roots):
+    """In a GPU schedule, a stage computed at the root lives in global memory: shared and
+    local memory exist only inside a kernel."""
+    if not any(st.bindings for st in sch.stages):
+        return
+    for plan in roots:
+        if plan.stage.scope != "global":
+            raise LoweringError(f"stage {plan.stage.name} has scope {plan.stage.scope!r} but is "
+                                "computed at the root, outside every GPU kernel; compute it "
+                                "inside a kernel with compute_at, or give it scope 'global'")
+
+
+def _size_vars(args) -> tuple[Var, ...]:
+    """Symbolic sizes in order of first appearance in the parameters' shapes."""
+    found = []
+    for t in args:
+        for e in t.shape:
+            for v in collect(e, lambda n: isinstance(n, Var)):
+                if v not in found:
+                    found.append(v)
+    return tuple(found)
+
+
+def _check_sizes_defined(size_vars, body):
+    for v in free_vars(body):
+        if v not in size_vars:
+            raise LoweringError(f"variable {v.name} is used by the computation but no argument's "
+                                "shape defines it; add a tensor with that size to args")

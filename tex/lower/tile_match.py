@@ -1,0 +1,231 @@
+"""Matching a tensorized tile with its intrinsic, and the views of its tensors.
+
+`pair_axes` pairs the tile's loops with the intrinsic's axes, `BodyMatch`
+walks the stage's body and the intrinsic's together, and `TileViews` gives
+the `TileView` of each of the intrinsic's tensors from the stage's accesses
+(the rules are in `tex.schedule.tensorize`). Each difference raises a
+`LoweringError` that says where.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tex import ops
+from tex.arith import Interval, simplify
+from tex.dtype import INDEX
+from tex.errors import LoweringError
+from tex.expr import Const, Expr, Let, Node, Reduce, TensorRead, Var, field_names, \
+    structurally_equal
+from tex.ir import strides_of
+from tex.schedule.tensorize import TileView
+from tex.tensor import Tensor
+from tex.visitor import substitute
+
+_ZERO = Const(INDEX, 0)
+
+
+@dataclass(frozen=True, eq=False)
+class Tile:
+    """The loops of `plan`'s stage that intrinsic `intrin` replaces: its leaves from
+    `position` inward. `where` names the tensorize in messages."""
+
+    plan: object
+    intrin: object
+    position: int
+    where: str
+
+    @property
+    def leaves(self) -> list:
+        return self.plan.stage.leaf_iter_vars[self.position:]
+
+
+def pair_axes(tile: Tile) -> dict:
+    """Intrinsic axis variable -> tile loop variable, checked by kind, count and extent."""
+    plan, intrin, where = tile.plan, tile.intrin, tile.where
+    pairs = {}
+    for kind, axes in (("data", intrin.op.axis), ("reduce", intrin.op.reduce_axis)):
+        loops = [leaf for leaf in tile.leaves if leaf.kind == kind]
+        if len(loops) != len(axes):
+            raise LoweringError(
+                f"{where}: the tile has {len(loops)} {kind} loop(s) "
+                f"({', '.join(v.name for v in loops) or 'none'}) where intrinsic "
+                f"{intrin.name} has {len(axes)} ({intrin.describe()})")
+        for leaf, iv in zip(loops, axes):
+            extent = plan.ranges[leaf].extent
+            if not (isinstance(extent, Const) and extent.value == iv.dom.extent.value):
+                raise LoweringError(f"{where}: loop {leaf.name} has extent {extent} where "
+                                    f"intrinsic {intrin.name}'s axis {iv.name} has "
+                                    f"{iv.dom.extent.value} (intrinsic loops: "
+                                    f"{intrin.describe()})")
+            pairs[iv.var] = leaf.var
+    return pairs
+
+
+class BodyMatch:
+    """Walks the stage's body and the intrinsic's together; records the paired tensor reads."""
+
+    def __init__(self, tile: Tile):
+        self.intrin, self.where = tile.intrin, tile.where
+        self.reads: list = []      # (stage TensorRead, intrinsic TensorRead)
+        self.tensors: dict = {}    # intrinsic tensor -> stage tensor
+        self.lets: dict = {}       # intrinsic Let variable -> stage Let variable
+
+    def differ(self, what: str, s, p):
+        raise LoweringError(f"{self.where}: the body differs from intrinsic "
+                            f"{self.intrin.name}'s: {what} (stage: `{s}`, intrinsic: `{p}`)")
+
+    def expr(self, s, p):
+        if type(s) is not type(p):
+            self.differ(f"{_kind(s)} vs {_kind(p)}", s, p)
+        if s.dtype != p.dtype:
+            self.differ(f"dtype {s.dtype} vs {p.dtype}", s, p)
+        if isinstance(p, TensorRead):
+            known = self.tensors.setdefault(p.tensor, s.tensor)
+            if known is not s.tensor:
+                self.differ(f"the intrinsic reads {p.tensor.name} where the stage reads both "
+                            f"{known.name} and {s.tensor.name}", s, p)
+            self.reads.append((s, p))
+        elif isinstance(p, Var):
+            if self.lets.get(p) is not s:
+                raise LoweringError(f"{self.where}: variable {s.name} is used as a value; "
+                                    "tensorize matches index variables only inside tensor "
+                                    "indices")
+        elif isinstance(p, Reduce):
+            self.reduce(s, p)
+        else:
+            if isinstance(p, Let):
+                self.lets[p.var] = s.var
+            for name in field_names(type(p)):
+                a, b = getattr(s, name), getattr(p, name)
+                if isinstance(b, Node) and not (isinstance(b, Var) and name == "var"):
+                    self.expr(a, b)
+                elif isinstance(b, tuple):
+                    if len(a) != len(b):
+                        self.differ(f"{len(a)} vs {len(b)} {name}", s, p)
+                    for x, y in zip(a, b):
+                        self.expr(x, y)
+                elif name != "var" and a != b:
+                    self.differ(_field_difference(name, a, b), s, p)
+
+    def reduce(self, s: Reduce, p: Reduce):
+        a, b = s.combiner, p.combiner
+        same = a is b or (a.name == b.name and a.result_dtypes == b.result_dtypes and all(
+            structurally_equal(x, substitute(y, dict(zip(b.lhs + b.rhs, a.lhs + a.rhs))))
+            for x, y in zip(a.results, b.results)))
+        if not same:
+            self.differ(f"reducer {a.name} vs {b.name}", s, p)
+        if s.value_index != p.value_index or len(s.sources) != len(p.sources):
+            self.differ("a different tuple reduction", s, p)
+        for x, y in zip(s.sources, p.sources):
+            self.expr(x, y)
+        self.expr(s.condition, p.condition)
+
+
+def _kind(e) -> str:
+    """A short word for what an expression does, for messages."""
+    op = getattr(e, "op", None)
+    if isinstance(op, str):
+        return op
+    return {"TensorRead": "a tensor read", "Const": "a constant", "Var": "a variable",
+            "Call": f"call {getattr(e, 'name', '')}"}.get(type(e).__name__,
+                                                           type(e).__name__.lower())
+
+
+def _field_difference(name: str, a, b) -> str:
+    if name == "op":
+        return f"operation {a} vs {b}"
+    if name == "value":
+        return f"constant {a} vs {b}"
+    if name == "name":
+        return f"function {a} vs {b}"
+    return f"{name} {a!r} vs {b!r}"
+
+
+class TileViews:
+    """The TileView of each tensor of the intrinsic, from the stage's accesses."""
+
+    def __init__(self, tile: Tile, buffers: dict, tile_var: dict):
+        plan = tile.plan
+        self.plan, self.buffers, self.where = plan, buffers, tile.where
+        self.tile_var = tile_var                      # intrinsic axis var -> tile loop var
+        self.tile_vars = [leaf.var for leaf in tile.leaves]
+        self.ranges = {leaf.var: Interval.from_extent(_ZERO, plan.ranges[leaf].extent)
+                       for leaf in plan.stage.leaf_iter_vars}
+        self.root_values = plan.root_values
+
+    def input(self, p_tensor: Tensor, match: BodyMatch) -> TileView:
+        views = []
+        for s_read, p_read in match.reads:
+            if p_read.tensor is p_tensor:
+                index = [substitute(i, self.root_values) for i in s_read.indices]
+                views.append(self.view(s_read.tensor, index, p_read.indices, str(s_read)))
+        first = views[0]
+        for other in views[1:]:
+            if other.steps != first.steps or not all(
+                    structurally_equal(a, b) for a, b in zip(other.origin, first.origin)):
+                raise LoweringError(f"{self.where}: intrinsic tensor {p_tensor.name} is read at "
+                                    "two places that are different tiles of "
+                                    f"{match.tensors[p_tensor].name}")
+        return first
+
+    def output(self, intrin) -> TileView:
+        op = self.plan.op
+        index = [self.plan.values[iv] for iv in op.axis]
+        return self.view(op.output(0), index, [iv.var for iv in intrin.op.axis],
+                         f"the output {op.output(0).name}")
+
+    def view(self, tensor, index, p_indices, what: str) -> TileView:
+        """The view of `tensor` accessed at `index` (over loop variables) where the intrinsic
+        accesses its tensor at `p_indices` (its axis variables)."""
+        entry = self.buffers.get(tensor)
+        if entry is None:
+            raise LoweringError(f"{self.where}: tensor {tensor.name} is read but is neither "
+                                "computed by the schedule nor given in args")
+        buffer = entry.buffer
+        index = list(entry.index(index))
+        origin, coefs = [], []        # coefs[d][tile var] = coefficient
+        for e in index:
+            base, coef = self.affine(e, what)
+            origin.append(base)
+            coefs.append(coef)
+        used = [self.tile_var[v] for v in p_indices]
+        for d, coef in enumerate(coefs):
+            for v, c in coef.items():
+                if c and v not in used:
+                    raise LoweringError(
+                        f"{self.where}: {what} varies along loop {v.name} (index {d} is "
+                        f"`{index[d]}`), which the intrinsic's access does not index; order the "
+                        "tile's loops as the intrinsic's axes")
+        steps = tuple(tuple(coef[v] for coef in coefs) for v in used)
+        strides = strides_of(buffer)
+        offset = _dot(origin, strides)
+        view_strides = tuple(simplify(_dot([Const(INDEX, c) for c in step], strides))
+                             for step in steps)
+        return TileView(buffer, simplify(offset, self.ranges), view_strides, tuple(origin),
+                        steps)
+
+    def affine(self, e, what: str):
+        """(base, {tile var: coefficient}) with `e == base + sum(coef * var)`, or an error."""
+        zero = {v: _ZERO for v in self.tile_vars}
+        base = simplify(substitute(e, zero), self.ranges)
+        coef, total = {}, base
+        for v in self.tile_vars:
+            at_one = simplify(ops.binary("sub", substitute(e, {**zero, v: Const(INDEX, 1)}), base),
+                              self.ranges)
+            if not isinstance(at_one, Const):
+                raise LoweringError(f"{self.where}: index `{e}` of {what} is not affine in the "
+                                    f"tile's loops (coefficient of {v.name}: {at_one})")
+            coef[v] = at_one.value
+            total = ops.binary("add", total, ops.binary("mul", v, at_one.value))
+        rest = simplify(ops.binary("sub", e, total), self.ranges)
+        if not (isinstance(rest, Const) and rest.value == 0):
+            raise LoweringError(f"{self.where}: index `{e}` of {what} is not affine in the "
+                                "tile's loops")
+        return base, coef
+
+
+def _dot(values, strides) -> Expr:
+    total = _ZERO
+    for v, s in zip(values, strides):
+        total = ops.binary("add", total, ops.binary("mul", v, s))
+    return total
