@@ -11,8 +11,9 @@ command line (autotune/cli.py).
 """
 from autotune.dispatch import apply_history_best
 from autotune.errors import TuneError
-from autotune.generate import InvalidConfig, space_for
+from autotune.generate import space_for
 from autotune.records import Record, TuneWarning, best_record, load
+from autotune.sketch import InvalidConfig
 from autotune.space import Config, ConfigSpace
 from autotune.task import Task, Template, template
 from autotune.tuner import Progress, TuneResult, tune

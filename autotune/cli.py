@@ -45,6 +45,7 @@ import tex
 from autotune import ops
 from autotune import records as rec
 from autotune.errors import TuneError
+from autotune.targets import kind_of
 from autotune.task import Task, Template
 from autotune.tuner import REMEASURED, measured_configs, tune
 from tex.runtime.cuda_device import require_device
@@ -186,7 +187,7 @@ class _WarningPrinter:
 def run_tune(args) -> int:
     """Tune the task the arguments name; see the module docstring."""
     task = _task_of(args)
-    if task.target.kind == "cuda":  # fail now, not once per candidate
+    if kind_of(task.target).on_device:  # fail now, not once per candidate
         require_device(f"tuning {task.name} for {task.target} (every candidate is timed on "
                        "the GPU)", " Tune on a machine with one.")
     done, failed = _logged(task, rec.load(args.log))

@@ -1,12 +1,12 @@
-"""Generated spaces for CUDA GPUs: the rules of `autotune.generate`, for blocks and threads.
+"""The GPU rules of the generated spaces: blocks, threads, shared memory, reduction strategies.
 
 `autotune.generate.space_for(outputs, "cuda")` runs `GpuSketch`, which keeps
-the CPU sketch's structure (stages, producers, knobs, `InvalidConfig`) and
-replaces its rules:
+the structure the CPU rules have (`autotune.sketch`: stages, producers,
+knobs, `InvalidConfig`) and has rules of its own:
 
 1. **inline**: every elementwise stage that is not an output is inlined.
 2. **tile** (matmul, batch matmul, convolution, matmul + bias + relu: the CPU
-   rule's `tileable` reductions): the last two output axes are split into
+   rules' `tileable` reductions): the last two output axes are split into
    blocks (blockIdx.y, blockIdx.x) of threads (threadIdx.y, threadIdx.x), each
    thread a register tile (`tile_y` x `tile_x`) accumulated in a local cache;
    the leading axes run over blockIdx.z. With one reduction axis, both inputs
@@ -37,9 +37,10 @@ Thread counts are powers of two; a configuration past the target's limits
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import tex
-from autotune.generate import _extent, _Sketch
+from autotune.sketch import Sketch, static_extent
 from tex.schedule.stage import Stage
 from tex.tensor import PlaceholderOp
 
@@ -60,17 +61,59 @@ STEPS = (4, 8, 16, 32)
 
 
 def _pow2_at_least(n: int) -> int:
+    """The smallest power of two not below `n` (1 for n < 1)."""
     return 1 << max(0, (n - 1).bit_length())
 
 
 def _bind(stage: Stage, axis, tag: str):
+    """Bind `axis` of `stage` to the GPU thread axis `tag` ("blockIdx.x", ...)."""
     stage.bind(axis, tex.thread_axis(tag))
 
 
-class GpuSketch(_Sketch):
+def _fuse_all(stage: Stage):
+    """`stage`'s axes fused into one loop (its one axis, if it has one)."""
+    return stage.fuse(*stage.op.axis) if len(stage.op.axis) > 1 else stage.op.axis[0]
+
+
+@dataclass
+class BlockTile:
+    """Rule 2's choices for one output: per thread a register tile of `tile_y` x `tile_x`
+    points, `threads_y` x `threads_x` threads per block, and with `staged` the inputs
+    staged in shared memory `step` reduction steps at a time."""
+
+    lead: list             # the output's leading axes, over blockIdx.z
+    axis_y: object         # its last two axes
+    axis_x: object
+    ext_y: int
+    ext_x: int
+    tile_y: int
+    tile_x: int
+    threads_y: int
+    threads_x: int
+    reduction: Stage       # the reduction computed at the thread
+    inputs: list           # its placeholder inputs
+    stageable: bool        # one reduction axis and two placeholder inputs
+    staged: bool
+    step: int
+
+
+@dataclass
+class BlockReduction:
+    """Rule 4's choices for one reduction of `points` output points of `steps` steps."""
+
+    points: int
+    steps: int
+    strategy: str          # "serial", "shared", "warp" or "atomic"
+    threads: int           # threads per point (per block, serial)
+    blocks: int            # blocks per point (atomic)
+    rows: int              # points per block (shared, warp)
+
+
+class GpuSketch(Sketch):
     """One run of the GPU rules over a fresh schedule (see the module docstring)."""
 
     def inline(self):
+        """Rule 1: every elementwise stage that is not an output inlined."""
         for stage in self.compute_stages():
             if not self.s.is_output(stage) and not stage.op.reduce_axis:
                 stage.compute_inline()
@@ -92,9 +135,17 @@ class GpuSketch(_Sketch):
         """Rule 2: blocks of threads over the last two axes, a register tile per thread."""
         if len(out.op.axis) < 2:
             return self.reduce(out) if out.op.reduce_axis else self.elementwise(out)
+        plan = self.tile_knobs(out, acc)
+        self.check_tile(plan)
+        self.apply_tile(out, acc, plan)
+
+    def tile_knobs(self, out: Stage, acc: Stage | None) -> BlockTile:
+        """Rule 2's knobs for `out`, defined in this order: the register tile, the threads
+        along y and x, shared staging and its step (staging only for a reduction of two
+        placeholders along one axis)."""
         name = out.name
         *lead, axis_y, axis_x = out.op.axis
-        ext_y, ext_x = _extent(axis_y), _extent(axis_x)
+        ext_y, ext_x = static_extent(axis_y), static_extent(axis_x)
         tile_y = self.knob(f"{name}.tile_y", [t for t in TILE if t <= ext_y])
         tile_x = self.knob(f"{name}.tile_x", [t for t in TILE if t <= ext_x])
         threads_y = self.knob(f"{name}.threads_y", TILE_THREADS)
@@ -104,29 +155,51 @@ class GpuSketch(_Sketch):
         stageable = len(reduction.op.reduce_axis) == 1 and len(inputs) == 2
         staged = self.knob(f"{name}.shared", [False, True] if stageable else [False])
         step = self.knob(f"{name}.step", STEPS if stageable else [1])
-        threads = threads_y * threads_x
-        self.check(staged or step == STEPS[0] or not stageable,
+        return BlockTile(lead, axis_y, axis_x, ext_y, ext_x, tile_y, tile_x, threads_y,
+                         threads_x, reduction, inputs, stageable, staged, step)
+
+    def check_tile(self, plan: BlockTile):
+        """InvalidConfig for a step without staging, or a block past the output, the
+        threads, shared memory or grid the target allows."""
+        threads = plan.threads_y * plan.threads_x
+        block_y, block_x = plan.tile_y * plan.threads_y, plan.tile_x * plan.threads_x
+        self.check(plan.staged or plan.step == STEPS[0] or not plan.stageable,
                    "without shared staging the step means nothing")
         self.check(threads <= self.target.max_threads_per_block,
                    f"{threads} threads exceed {self.target.max_threads_per_block} per block")
-        self.check(tile_y * threads_y <= _pow2_at_least(ext_y)
-                   and tile_x * threads_x <= _pow2_at_least(ext_x),
-                   f"a block tile of {tile_y * threads_y}x{tile_x * threads_x} is larger than "
-                   f"the {ext_y}x{ext_x} output")
-        itemsize = reduction.op.output(0).dtype.itemsize
-        shared = step * (tile_y * threads_y + tile_x * threads_x) * itemsize * staged
+        self.check(block_y <= _pow2_at_least(plan.ext_y) and block_x <= _pow2_at_least(plan.ext_x),
+                   f"a block tile of {block_y}x{block_x} is larger than "
+                   f"the {plan.ext_y}x{plan.ext_x} output")
+        itemsize = plan.reduction.op.output(0).dtype.itemsize
+        shared = plan.step * (block_y + block_x) * itemsize * plan.staged
         self.check(shared <= self.target.max_shared_bytes,
                    f"{shared} bytes of shared memory exceed {self.target.max_shared_bytes}")
-        rest = math.prod(_extent(a) for a in lead)
+        rest = math.prod(static_extent(a) for a in plan.lead)
         self.check(rest <= self.target.max_grid[2],
                    f"{rest} leading points exceed the grid's {self.target.max_grid[2]} in z")
 
+    def apply_tile(self, out: Stage, acc: Stage | None, plan: BlockTile):
+        """Schedule `out` by `plan`, with `acc` (or a new local cache) at each thread and
+        the staged inputs' shared copies at each step."""
         if acc is None:
             acc = self.s[self.s.cache_write(out.op.output(0), "local")]
-        by, iy = out.split(axis_y, factor=tile_y * threads_y)
-        bx, ix = out.split(axis_x, factor=tile_x * threads_x)
-        ty, ti = out.split(iy, nparts=threads_y)
-        tx, tj = out.split(ix, nparts=threads_x)
+        thread_x = self.bind_block_tile(out, plan)
+        acc.compute_at(out, thread_x)
+        steps = self.accumulate_in_registers(acc, plan)
+        self.placed.add(acc)
+        if plan.staged:
+            for tensor in plan.inputs:
+                self.stage_shared(tensor, acc, steps, plan.threads_y, plan.threads_x)
+
+    @staticmethod
+    def bind_block_tile(out: Stage, plan: BlockTile):
+        """`out`'s last two axes split into blocks, threads and register tiles (unrolled),
+        its leading axes fused over blockIdx.z; the threadIdx.x loop."""
+        lead = plan.lead
+        by, iy = out.split(plan.axis_y, factor=plan.tile_y * plan.threads_y)
+        bx, ix = out.split(plan.axis_x, factor=plan.tile_x * plan.threads_x)
+        ty, ti = out.split(iy, nparts=plan.threads_y)
+        tx, tj = out.split(ix, nparts=plan.threads_x)
         out.reorder(*lead, by, bx, ty, tx, ti, tj)
         if lead:
             _bind(out, out.fuse(*lead) if len(lead) > 1 else lead[0], "blockIdx.z")
@@ -135,28 +208,30 @@ class GpuSketch(_Sketch):
             _bind(out, axis, tag)
         out.unroll(ti)
         out.unroll(tj)
-        acc.compute_at(out, tx)
+        return tx
+
+    @staticmethod
+    def accumulate_in_registers(acc: Stage, plan: BlockTile):
+        """`acc`'s reduction axes outside its register tile (unrolled), the first split by
+        the step when staged; the loop of the steps, or None."""
         first, *other_reduce = acc.op.reduce_axis
         spatial = acc.op.axis
-        if staged:
-            ro, ri = acc.split(first, factor=step)
-            acc.reorder(ro, ri, *other_reduce, *spatial)
+        steps = None
+        if plan.staged:
+            steps, within = acc.split(first, factor=plan.step)
+            acc.reorder(steps, within, *other_reduce, *spatial)
         else:
             acc.reorder(first, *other_reduce, *spatial)
         for axis in spatial[-2:]:
             acc.unroll(axis)
-        self.placed.add(acc)
-        if staged:
-            for tensor in inputs:
-                self.stage_shared(tensor, acc, ro, threads_y, threads_x)
+        return steps
 
     def stage_shared(self, tensor, acc: Stage, at_axis, threads_y: int, threads_x: int):
         """A shared-memory copy of `tensor` for `acc`, made at `at_axis` by all the block's
         threads together."""
         copy = self.s[self.s.cache_read(tensor, "shared", [acc])]
         copy.compute_at(acc, at_axis)
-        fused = copy.fuse(*copy.op.axis) if len(copy.op.axis) > 1 else copy.op.axis[0]
-        _, lanes = copy.split(fused, factor=threads_y * threads_x)
+        _, lanes = copy.split(_fuse_all(copy), factor=threads_y * threads_x)
         fy, fx = copy.split(lanes, factor=threads_x)
         _bind(copy, fy, "threadIdx.y")
         _bind(copy, fx, "threadIdx.x")
@@ -166,14 +241,11 @@ class GpuSketch(_Sketch):
     def rows(self, out: Stage):
         """Rule 3: `rows` rows per block, one per threadIdx.y; each row's reductions across
         its threads."""
-        *lead, last = out.op.axis
-        threads = self.threads_knob(f"{out.name}.threads", REDUCE_THREADS, _extent(last))
-        strategy = self.knob(f"{out.name}.strategy", ["shared", "warp"])
-        points = math.prod(_extent(a) for a in lead)
-        rows = self.knob(f"{out.name}.rows", [r for r in ROWS if r <= _pow2_at_least(points)])
+        threads, strategy, rows = self.rows_knobs(out)
         self.check(threads * rows <= self.target.max_threads_per_block,
                    f"{threads} x {rows} threads exceed {self.target.max_threads_per_block} "
                    "per block")
+        *lead, last = out.op.axis
         block = out.fuse(*lead) if len(lead) > 1 else lead[0]
         if rows > 1:
             block, row = out.split(block, factor=rows)
@@ -183,25 +255,54 @@ class GpuSketch(_Sketch):
         out.reorder(col_thread, col_outer)
         _bind(out, col_thread, "threadIdx.x")
         for stage in self.group_of(out):
-            stage.compute_at(out, block)
-            if rows > 1:  # the block's rows, one per threadIdx.y
-                rows_of = stage.fuse(*stage.op.axis[:len(lead)]) if len(lead) > 1 \
-                    else stage.op.axis[0]
-                _bind(stage, rows_of, "threadIdx.y")
-            if stage.op.reduce_axis:
-                _, lanes = stage.split(stage.op.reduce_axis[-1], factor=threads)
-                _bind(stage, lanes, "threadIdx.x")
-                stage.reduce_strategy(lanes, strategy)
-            else:
-                _, lanes = stage.split(stage.op.axis[-1], factor=threads)
-                _bind(stage, lanes, "threadIdx.x")
-            self.placed.add(stage)
+            self.row_stage(stage, out, block, threads, rows, strategy)
+
+    def rows_knobs(self, out: Stage):
+        """Rule 3's knobs for `out`, in this order: (threads per row, the strategy that
+        combines them, rows per block)."""
+        *lead, last = out.op.axis
+        threads = self.threads_knob(f"{out.name}.threads", REDUCE_THREADS, static_extent(last))
+        strategy = self.knob(f"{out.name}.strategy", ["shared", "warp"])
+        points = math.prod(static_extent(a) for a in lead)
+        rows = self.knob(f"{out.name}.rows", [r for r in ROWS if r <= _pow2_at_least(points)])
+        return threads, strategy, rows
+
+    def row_stage(self, stage: Stage, out: Stage, block, threads: int, rows: int,
+                  strategy: str):
+        """`stage` computed at `out`'s `block`: its rows on threadIdx.y where the block has
+        several, its reduction (combined by `strategy`) or last axis across the threads."""
+        lead = len(out.op.axis) - 1
+        stage.compute_at(out, block)
+        if rows > 1:  # the block's rows, one per threadIdx.y
+            rows_of = stage.fuse(*stage.op.axis[:lead]) if lead > 1 else stage.op.axis[0]
+            _bind(stage, rows_of, "threadIdx.y")
+        if stage.op.reduce_axis:
+            _, lanes = stage.split(stage.op.reduce_axis[-1], factor=threads)
+            _bind(stage, lanes, "threadIdx.x")
+            stage.reduce_strategy(lanes, strategy)
+        else:
+            _, lanes = stage.split(stage.op.axis[-1], factor=threads)
+            _bind(stage, lanes, "threadIdx.x")
+        self.placed.add(stage)
 
     # --- rule 4 ----------------------------------------------------------------------
     def reduce(self, out: Stage):
         """Rule 4: the `strategy` knob over serial, shared, warp and atomic reductions."""
-        points = math.prod(_extent(a) for a in out.op.axis)
-        steps = math.prod(_extent(a) for a in out.op.reduce_axis)
+        plan = self.reduce_knobs(out)
+        self.check_reduce(plan)
+        spatial = _fuse_all(out)
+        if plan.strategy == "serial":
+            block, thread = out.split(spatial, factor=plan.threads)
+            _bind(out, block, "blockIdx.x")
+            _bind(out, thread, "threadIdx.x")
+        else:
+            self.reduce_in_blocks(out, spatial, plan)
+
+    def reduce_knobs(self, out: Stage) -> BlockReduction:
+        """Rule 4's knobs for `out`, in this order: the strategy (shared and warp for one
+        reduction axis, atomic also for a reducer atomics combine), threads, blocks, rows."""
+        points = math.prod(static_extent(a) for a in out.op.axis)
+        steps = math.prod(static_extent(a) for a in out.op.reduce_axis)
         single = len(out.op.reduce_axis) == 1 and out.op.num_outputs == 1
         combiner = out.op.body[0].combiner.name
         strategies = ["serial"] + (["shared", "warp"] if single else []) \
@@ -210,49 +311,54 @@ class GpuSketch(_Sketch):
         threads = self.knob(f"{out.name}.threads", REDUCE_THREADS)
         blocks = self.knob(f"{out.name}.blocks", [1] + [b for b in ATOMIC_BLOCKS if b < steps])
         rows = self.knob(f"{out.name}.rows", [r for r in ROWS if r <= _pow2_at_least(points)])
+        return BlockReduction(points, steps, strategy, threads, blocks, rows)
+
+    def check_reduce(self, plan: BlockReduction):
+        """InvalidConfig for knobs the strategy does not read, idle threads, threads or
+        blocks past the target's limits, or a warp reduction of a partial warp."""
+        strategy, threads, rows = plan.strategy, plan.threads, plan.rows
         self.check(threads * rows <= self.target.max_threads_per_block,
                    f"{threads} x {rows} threads exceed {self.target.max_threads_per_block} "
                    "per block")
-        self.check((strategy == "atomic") == (blocks > 1),
+        self.check((strategy == "atomic") == (plan.blocks > 1),
                    "blocks per point is a knob of the atomic strategy only")
         self.check(rows == 1 or strategy in ("shared", "warp"),
                    "points per block is a knob of the shared and warp strategies only")
-        work = points if strategy == "serial" else steps // max(1, blocks)
+        work = plan.points if strategy == "serial" else plan.steps // max(1, plan.blocks)
         self.check(threads <= max(REDUCE_THREADS[0], _pow2_at_least(work)),
                    f"{threads} threads for {work} points of work leave threads idle")
         self.check(strategy != "warp" or threads % self.target.warp_size == 0,
                    f"a warp reduction needs a multiple of {self.target.warp_size} threads, "
                    f"got {threads}")
-        spatial = out.fuse(*out.op.axis) if len(out.op.axis) > 1 else out.op.axis[0]
-        if strategy == "serial":
-            block, thread = out.split(spatial, factor=threads)
-            _bind(out, block, "blockIdx.x")
-            _bind(out, thread, "threadIdx.x")
-            return
-        self.check(-(-points // rows) <= self.target.max_grid[0],
-                   f"{points} points exceed the grid's {self.target.max_grid[0]} blocks")
-        if rows > 1:
-            block, row = out.split(spatial, factor=rows)
+        self.check(strategy == "serial" or -(-plan.points // rows) <= self.target.max_grid[0],
+                   f"{plan.points} points exceed the grid's {self.target.max_grid[0]} blocks")
+
+    @staticmethod
+    def reduce_in_blocks(out: Stage, spatial, plan: BlockReduction):
+        """`out`'s points (the fused loop `spatial`) over blocks, `rows` per block on
+        threadIdx.y, each reduced across `threads` threads; atomic: over `blocks` blocks
+        along blockIdx.y too, each block's threads combined by warp shuffles."""
+        if plan.rows > 1:
+            block, row = out.split(spatial, factor=plan.rows)
             _bind(out, block, "blockIdx.x")
             _bind(out, row, "threadIdx.y")
         else:
             _bind(out, spatial, "blockIdx.x")
-        per_thread, lanes = out.split(out.op.reduce_axis[0], factor=threads)
+        per_thread, lanes = out.split(out.op.reduce_axis[0], factor=plan.threads)
         _bind(out, lanes, "threadIdx.x")
-        if strategy == "atomic":
-            block, serial = out.split(per_thread, nparts=blocks)
+        if plan.strategy == "atomic":
+            block, serial = out.split(per_thread, nparts=plan.blocks)
             out.reorder(block, serial, lanes)
             _bind(out, block, "blockIdx.y")
             out.reduce_strategy(block, "atomic")
-        out.reduce_strategy(lanes, "warp" if strategy == "atomic" else strategy)
+        out.reduce_strategy(lanes, "warp" if plan.strategy == "atomic" else plan.strategy)
 
     # --- rule 5 ----------------------------------------------------------------------
     def elementwise(self, stage: Stage):
         """Rule 5: all axes fused, split into blocks of `threads` threads."""
-        points = math.prod(_extent(a) for a in stage.op.axis)
+        points = math.prod(static_extent(a) for a in stage.op.axis)
         threads = self.threads_knob(f"{stage.name}.threads", ELEMENTWISE_THREADS, points)
-        fused = stage.fuse(*stage.op.axis) if len(stage.op.axis) > 1 else stage.op.axis[0]
-        block, thread = stage.split(fused, factor=threads)
+        block, thread = stage.split(_fuse_all(stage), factor=threads)
         _bind(stage, block, "blockIdx.x")
         _bind(stage, thread, "threadIdx.x")
         self.placed.add(stage)

@@ -63,6 +63,7 @@ import numpy as np
 import tex
 from autotune.errors import TuneError
 from autotune.space import Config
+from autotune.targets import kind_of
 from autotune.task import static_shape
 from tex.runtime.cache import clear_cache
 from tex.tensor import PlaceholderOp
@@ -139,9 +140,9 @@ class Measurer:
         self.cache_dir = tempfile.mkdtemp(prefix="tex-measure-")
         # The children's state holds the task and the plan, never the Measurer, so that
         # collecting the Measurer runs the finalizer.
-        on_gpu = task.target.kind == "cuda"
-        runner_task = _RunnerTask(task.space, task.target, task.outputs) if on_gpu else task
-        if on_gpu:
+        on_device = kind_of(task.target).on_device
+        runner_task = _RunnerTask(task.space, task.target, task.outputs) if on_device else task
+        if on_device:
             try:
                 pickle.dumps(runner_task)
             except Exception as err:
@@ -151,7 +152,7 @@ class Measurer:
         self._children = _Children(build_workers, self.cache_dir,
                                    functools.partial(_serve_builds, task),
                                    functools.partial(_serve_runs, runner_task, self.plan),
-                                   _SPAWN if on_gpu else _FORK)
+                                   _SPAWN if on_device else _FORK)
         self._finalizer = weakref.finalize(self, _shut_down, self._children, self.cache_dir)
 
     def measure(self, configs, best_seconds=None) -> list[MeasureResult]:
@@ -313,16 +314,16 @@ def _run_one(task, plan: _Plan, config, outputs, best_seconds) -> tuple[str | No
         return "build", (), _describe(err)
     ins, outs = iter(plan.inputs), iter(outputs)  # in the order of the kernel's tensors
     args = [next(ins) if isinstance(t.op, PlaceholderOp) else next(outs, None) for t in tensors]
-    on_gpu = task.target.kind == "cuda"
+    on_device = kind_of(task.target).on_device
     try:
         if plan.reference is not None:
             for out, ref in zip(outputs, plan.reference):
                 _poison(out, ref)
-        if on_gpu:  # the arrays (poisoned outputs included) copied to the GPU
+        if on_device:  # the arrays (poisoned outputs included) copied to the device
             host, args = args, [tex.device_array(a) for a in args]
         if plan.reference is not None:
             kernel(*args)
-            if on_gpu:
+            if on_device:
                 for out, arg in zip(host, args):
                     if any(out is o for o in outputs):
                         out[...] = arg.numpy()

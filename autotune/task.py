@@ -20,6 +20,7 @@ from autotune.dispatch import best_config
 from autotune.errors import TuneError
 from autotune.generate import space_for
 from autotune.space import Config, ConfigSpace
+from autotune.targets import kind_of
 from tex.expr import Binary, Call, Compare, Reduce
 from tex import driver
 from tex.schedule.fingerprint import fingerprint
@@ -156,7 +157,7 @@ class Task:
         # would hand tex.build the tuned schedule, making the check compare it with itself)
         token = driver.schedule_provider.set(None)
         try:
-            target = "llvm" if self.target.kind == "cuda" else self.target
+            target = kind_of(self.target).reference_target or self.target
             kernel = tex.build(s, self.inputs + self.outputs, target=target)
         finally:
             driver.schedule_provider.reset(token)

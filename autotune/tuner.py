@@ -27,6 +27,7 @@ from autotune.features import program_features
 from autotune.measure import Measurer
 from autotune.search import EvolutionarySearch
 from autotune.space import Config
+from autotune.targets import kind_of
 from autotune.task import Task
 
 
@@ -92,7 +93,7 @@ class FeatureCache:
             try:
                 schedule, tensors = self.task.instantiate(config)
                 target = self.task.target
-                if target.kind == "cuda":
+                if kind_of(target).gpu:
                     func = tex.lower(schedule, tensors, target=target)
                 else:
                     func = tex.lower(schedule, tensors, upto=FEATURES_AFTER)

@@ -14,8 +14,8 @@ from autotune.features.gpu import gpu_values
 from autotune.features.layout import (ACCESS_NAMES, ARITH, FEATURE_NAMES, GPU_FEATURE_NAMES, HOT,
                                       THREADS, TOP_ACCESSES, clamped_ceil, log_scale)
 from autotune.features.walk import StoreRecord, Walk, memory_scope
+from autotune.targets import kind_of
 from tex.ir import LoweredFunc
-from tex.target import as_target
 
 
 def program_features(func: LoweredFunc, target=None) -> np.ndarray:
@@ -36,7 +36,7 @@ def program_features(func: LoweredFunc, target=None) -> np.ndarray:
         row = accesses[k] if k < len(accesses) else dict.fromkeys(ACCESS_NAMES, 0.0)
         values.update((f"acc{k}.{name}", value) for name, value in row.items())
     names = FEATURE_NAMES
-    if target is not None and as_target(target).kind == "cuda":
+    if target is not None and kind_of(target).gpu:
         values.update(gpu_values(func.body))
         names = GPU_FEATURE_NAMES
     vector = np.array([values[name] for name in names], dtype=np.float64)
