@@ -15,15 +15,13 @@ innermost that knows a workload wins.
 """
 from __future__ import annotations
 
-import contextvars
 import os
 
 from autotune import records as rec
 from autotune.errors import TuneError
+from autotune.history import active_logs, best_record
+from autotune.task import Task, compute_workload_key
 from tex import driver
-
-_logs: contextvars.ContextVar = contextvars.ContextVar("tuning_logs", default=())
-
 
 class apply_history_best:  # noqa: N801 (a context manager named like TVM's)
     """Context in which builds and templates use the best recorded configurations.
@@ -53,36 +51,21 @@ class apply_history_best:  # noqa: N801 (a context manager named like TVM's)
         self._tokens = []
 
     def __enter__(self):
-        self._tokens.append((_logs.set(_logs.get() + (self,)),
+        self._tokens.append((active_logs.set(active_logs.get() + (self,)),
                              driver.schedule_provider.set(_tuned_schedule)))
         return self
 
     def __exit__(self, *exc):
         logs_token, provider_token = self._tokens.pop()
         driver.schedule_provider.reset(provider_token)
-        _logs.reset(logs_token)
-
-
-def _best_record(workload: str, target: str):
-    for context in reversed(_logs.get()):
-        found = context.best.get((workload, target))
-        if found is not None:
-            return found
-    return None
-
-
-def best_config(task):
-    """The best recorded configuration of `task` in the active contexts, or None."""
-    found = _best_record(task.workload_key, str(task.target))
-    return None if found is None else task.space.from_json(found.config)
+        active_logs.reset(logs_token)
 
 
 def _tuned_schedule(schedule, args, target):
     """For `tex.build`: the tuned schedule of an untouched one's workload, or None."""
-    from autotune.task import Task, compute_workload_key  # task.py imports this module
-    if not _logs.get():
+    if not active_logs.get():
         return None
-    found = _best_record(compute_workload_key(args), str(target))
+    found = best_record(compute_workload_key(args), str(target))
     if found is None:
         return None
     task = Task.from_compute(args, target)

@@ -16,9 +16,9 @@ import math
 import numpy as np
 
 import tex
-from autotune.dispatch import best_config
 from autotune.errors import TuneError
 from autotune.generate import space_for
+from autotune.history import best_config
 from autotune.space import Config, ConfigSpace
 from autotune.targets import kind_of
 from tex.expr import Binary, Call, Compare, Reduce
