@@ -32,7 +32,7 @@ from tex.errors import LoweringError
 from tex.expr import Binary, Const, Expr, TensorRead, Var
 from tex.schedule.relations import pass_down, pass_up, split_guards
 from tex.tensor import IterVar, Range
-from tex.visitor import collect, substitute, transform
+from tex.visitor import collect, free_vars, substitute, transform
 
 _ZERO = Const(INDEX, 0)
 
@@ -219,6 +219,7 @@ def _with_loops(source, region: tuple, alloc_shape: tuple, done: list) -> StageP
     roots.update({iv: iv.dom for iv in op.reduce_axis})
     ranges = pass_down(stage.relations, roots)
     values = pass_up(stage.relations, stage.leaf_iter_vars, ranges)
+    ranges, values = _data_axes_placed(op, ranges, values)
     values = {iv: simplify(v) for iv, v in values.items()}
     intervals = loop_intervals(done)
     intervals.update(_leaf_intervals(stage, ranges))
@@ -235,6 +236,22 @@ def _with_loops(source, region: tuple, alloc_shape: tuple, done: list) -> StageP
                      MappingProxyType(values), guards)
     _check_constant_extents(plan)
     return plan
+
+
+def _data_axes_placed(op, ranges: dict, values: dict) -> tuple[dict, dict]:
+    """Ranges and values of the reduction axes with each data axis variable in their
+    bounds (`reduce_axis((0, i + 1))`) replaced by that axis's value over the leaf
+    loops: the data axis may be split, fused or offset into a region."""
+    points = {iv.var: values[iv] for iv in op.axis}
+    reducing = [iv for iv in ranges if iv.kind == "reduce"]
+    used = set().union(*(free_vars(ranges[iv].min) | free_vars(ranges[iv].extent)
+                         for iv in reducing))
+    if not used & points.keys():
+        return ranges, values
+    ranges = {iv: Range(substitute(r.min, points), substitute(r.extent, points))
+              if iv.kind == "reduce" else r for iv, r in ranges.items()}
+    return ranges, {iv: substitute(v, points) if iv.kind == "reduce" else v
+                    for iv, v in values.items()}
 
 
 #: The most lanes a vectorized loop and copies an unrolled loop may have: beyond them

@@ -1,9 +1,10 @@
 """Storage flattening: every buffer access gets a single, linear index.
 
 Assumes: loads and stores index with one expression per buffer dimension.
-Guarantees: every `Load`/`Store`/`AtomicUpdate`/`Prefetch` has exactly one index, `sum(i_d * stride_d)`
-(row-major, or the buffer's own strides from storage_align); every allocated
-buffer is replaced by a one-dimensional buffer of its full size. Kernel
+Guarantees: every `Load`/`Store`/`AtomicUpdate`/`Prefetch` has exactly one
+index, `sum(i_d * stride_d)` (row-major, or the buffer's own strides from
+storage_align; 0 for a 0-d buffer); every allocated buffer is replaced by a
+one-dimensional buffer of its full size (1 for a 0-d buffer). Kernel
 parameters keep their multi-dimensional shape (the runtime checks it) and
 are indexed linearly.
 """
@@ -33,7 +34,7 @@ class _Flatten(Rewriter):
 
     def rewrite_Allocate(self, node: Allocate):
         b = node.buffer
-        size = ops.binary("mul", b.shape[0], strides_of(b)[0])
+        size = ops.binary("mul", b.shape[0], strides_of(b)[0]) if b.shape else Const(INDEX, 1)
         self.flat[b] = Buffer(b.name, b.dtype, (size,), b.scope)
         return Allocate(self.flat[b], self.rewrite(node.body))
 

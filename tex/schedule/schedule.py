@@ -197,7 +197,8 @@ class Schedule:
         order = _permutation(axis_order, len(old.axis), "cache_write", tensor.name)
         axis = tuple(IterVar(Var(old.axis[d].name), old.axis[d].dom, "data") for d in order)
         remap = {old.axis[d].var: a.var for d, a in zip(order, axis)}
-        cache = ComputeOp(f"{old.name}_{scope}", axis, tuple(substitute(b, remap) for b in old.body))
+        body = tuple(_remap_reduce_domains(substitute(b, remap), remap) for b in old.body)
+        cache = ComputeOp(f"{old.name}_{scope}", axis, body)
         cache_stage = Stage.of(cache, self)
         cache_stage.scope = _scope(scope, "cache_write", tensor.name)
         self._add(cache_stage, self.stages.index(stage))
@@ -322,3 +323,26 @@ def create_schedule(outputs) -> Schedule:
     TVM: `te.create_schedule`.
     """
     return Schedule(outputs)
+
+
+def _remap_reduce_domains(expr, remap: dict):
+    """`expr` with the domains of its reductions' axes renamed by `remap` too: an axis
+    whose bounds use a remapped variable (`reduce_axis((0, i + 1))`) becomes a new axis;
+    the others stay the same objects."""
+    def remap_axes(node):
+        if not isinstance(node, Reduce):
+            return None
+        axes = tuple(_remapped_axis(iv, remap) for iv in node.axes)
+        if all(a is b for a, b in zip(axes, node.axes)):
+            return None
+        renamed = {old.var: new.var for old, new in zip(node.axes, axes)}
+        return Reduce(node.combiner, tuple(substitute(x, renamed) for x in node.sources), axes,
+                      substitute(node.condition, renamed), node.value_index)
+    return transform(expr, remap_axes)
+
+
+def _remapped_axis(iv: IterVar, remap: dict) -> IterVar:
+    lo, extent = substitute(iv.dom.min, remap), substitute(iv.dom.extent, remap)
+    if lo is iv.dom.min and extent is iv.dom.extent:
+        return iv
+    return IterVar(Var(iv.var.name, iv.var.dtype), Range(lo, extent), iv.kind)
