@@ -47,3 +47,21 @@ def test_a_reduction_bounded_by_a_data_axis(how):
     x = random_array((11, 11))
     expected = np.tril(x).sum(axis=1) * (2.0 if how == "compute_at" else 1.0)
     check(s, [X, out], [x], expected.astype("float32"), rtol=1e-4)
+
+
+def test_dtypes_compare_with_their_names_and_pass_to_numpy():
+    A = tex.placeholder((3, 4), "float32", name="A")
+    assert A.dtype == "float32" and A.dtype == "float" and A.dtype != "int32"
+    assert {A.dtype: 1}["float32"] == 1
+    assert np.zeros((2,), dtype=A.dtype).dtype == np.float32
+    assert np.arange(3).astype(A.dtype).dtype == np.float32
+    assert tex.placeholder((2,), "float").dtype == "float32"
+
+
+def test_tensors_are_called_or_indexed_one_dimension_at_a_time():
+    A = tex.placeholder((5, 6), "float32", name="A")
+    B = tex.compute((5, 6), lambda i, j: A[i][j] * 2.0 + A(i, j), name="B")
+    a = random_array((5, 6))
+    check(tex.create_schedule(B.op), [A, B], [a], 3 * a)
+    with pytest.raises(tex.ExprError, match="A has 2 dimensions but 1 index"):
+        tex.compute((5,), lambda i: A[i] + 1.0)

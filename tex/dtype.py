@@ -51,6 +51,23 @@ class DType:
 
     __repr__ = __str__
 
+    def __eq__(self, other):
+        """Equal to the same dtype, and to its name (`A.dtype == "float32"`, as in TVM)."""
+        if isinstance(other, str):
+            return str(self) == _ALIASES.get(other, other)
+        if isinstance(other, DType):
+            return (self.kind, self.bits, self.lanes) == (other.kind, other.bits, other.lanes)
+        return NotImplemented
+
+    def __hash__(self):
+        return hash(str(self))
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The NumPy dtype, so that NumPy takes a DType wherever it takes a dtype:
+        `np.zeros(shape, dtype=A.dtype)`, `x.astype(A.dtype)`."""
+        return self.numpy
+
     @property
     def is_float(self):
         return self.kind in ("float", "bfloat")
@@ -115,11 +132,16 @@ _BY_NAME = {str(t): t for t in (bool_, int8, int16, int32, int64, uint8, uint16,
                                 uint64, float16, bfloat16, float32, float64)}
 
 
+#: Other names of dtypes, as TVM spells them.
+_ALIASES = {"float": "float32", "double": "float64", "int": "int32", "uint": "uint32"}
+
+
 def as_dtype(value) -> DType:
-    """Accept a DType, a name such as "float32", or a NumPy dtype."""
+    """Accept a DType, a name such as "float32" (or "float", TVM's float32), or a NumPy
+    dtype."""
     if isinstance(value, DType):
         return value
-    name = str(np.dtype(value)) if not isinstance(value, str) else value
+    name = str(np.dtype(value)) if not isinstance(value, str) else _ALIASES.get(value, value)
     if name in _BY_NAME:
         return _BY_NAME[name]
     raise ExprError(f"unsupported dtype {value!r}; expected one of {sorted(_BY_NAME)}")

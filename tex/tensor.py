@@ -123,8 +123,11 @@ class Tensor:
         return f"{self.op.name}_v{self.value_index}"
 
     def __getitem__(self, indices) -> TensorRead:
+        """`A[i, j]`; `A[i][j]` too (`A[i]` of a 2-d tensor is a `TensorSlice`)."""
         if not isinstance(indices, tuple):
             indices = (indices,)
+        if 0 < len(indices) < len(self.shape):
+            return TensorSlice(self, indices)
         exprs = []
         for i, index in enumerate(indices):
             if isinstance(index, slice):
@@ -134,8 +137,38 @@ class Tensor:
             exprs.append(ops.cast(INDEX, e) if e.dtype.is_int and e.dtype != INDEX else e)
         return TensorRead(self, tuple(exprs))
 
+    def __call__(self, *indices) -> TensorRead:
+        """`A(i, j)` is `A[i, j]`; `A()` reads a 0-d tensor (TVM's spellings)."""
+        return self[tuple(indices)]
+
     def __repr__(self):
         return f"Tensor({self.name}, shape={list(map(str, self.shape))}, {self.dtype})"
+
+
+class TensorSlice:
+    """The first indices of a tensor read, waiting for the rest: `A[i]` in `A[i][j]`."""
+
+    def __init__(self, tensor: Tensor, indices: tuple):
+        self.tensor, self.indices = tensor, indices
+
+    def __getitem__(self, more):
+        return self.tensor[self.indices + (more if isinstance(more, tuple) else (more,))]
+
+    def __repr__(self):
+        return (f"TensorSlice({self.tensor.name}, {len(self.indices)} of "
+                f"{len(self.tensor.shape)} indices given)")
+
+    def _incomplete(self, *_):
+        raise ExprError(f"tensor {self.tensor.name} has {len(self.tensor.shape)} dimensions but "
+                        f"{len(self.indices)} index(es) were given; index it fully "
+                        f"({self.tensor.name}[i][j] or {self.tensor.name}[i, j])")
+
+
+for _operator in ("add", "radd", "sub", "rsub", "mul", "rmul", "truediv", "rtruediv", "floordiv",
+                  "rfloordiv", "mod", "rmod", "pow", "rpow", "neg", "lt", "le", "gt", "ge",
+                  "bool"):
+    setattr(TensorSlice, f"__{_operator}__", TensorSlice._incomplete)
+del _operator
 
 
 class PlaceholderOp:
