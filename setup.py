@@ -1,3 +1,6 @@
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 # cuda-bindings + nvidia-cuda-nvrtc compile CUDA C in process (no GPU needed);
@@ -8,9 +11,17 @@ CUDA = ["cuda-bindings>=13.0", "nvidia-cuda-nvrtc>=13.0",
 # xgboost-cpu is XGBoost without the CUDA libraries (5 MB rather than 300)
 TUNE = ["xgboost-cpu>=2.0"]
 
+
+def tex_version() -> str:
+    """The version in tex/version.py, its single source (read, not imported: importing
+    tex needs its dependencies)."""
+    text = (Path(__file__).resolve().parent / "tex" / "version.py").read_text()
+    return re.search(r'^__version__ = "([^"]+)"$', text, re.MULTILINE).group(1)
+
+
 setup(
     name="tex",
-    version="0.1.0",
+    version=tex_version(),
     description="A tensor-expression compiler: declare what to compute, schedule how, "
                 "compile to LLVM, and tune.",
     packages=find_packages(include=["tex", "tex.*", "autotune", "autotune.*"]),

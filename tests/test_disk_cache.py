@@ -169,7 +169,7 @@ def test_keys_separate_targets_dtypes_versions_and_sources(monkeypatch):
     assert key() == base
     assert len({base, key(target="llvm -fastmath"), key(target="llvm -mcpu=x86-64"),
                 key(target="llvm -mcpu=haswell"), key("float64")}) == 5
-    monkeypatch.setattr(tex, "__version__", "999.0")
+    monkeypatch.setattr(cache, "__version__", "999.0")
     assert key() != base
     monkeypatch.undo()
     monkeypatch.setattr(disk_cache, "source_digest", lambda: "a changed compiler")

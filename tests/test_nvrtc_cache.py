@@ -118,7 +118,7 @@ def test_keys_separate_sources_archs_outputs_and_compilers(cache_dir, monkeypatc
     monkeypatch.setattr(nvrtc, "nvrtc_version", real_version)
     monkeypatch.setattr(disk_cache, "source_digest", lambda: "a changed compiler")
     others.add(key())
-    monkeypatch.setattr(tex, "__version__", "999.0")
+    monkeypatch.setattr(nvrtc, "__version__", "999.0")
     others.add(key())
     assert len(others) == 6 and base not in others
 

@@ -73,3 +73,11 @@ def test_tex_works_without_its_extras_and_names_them_when_needed(tmp_path):
     assert "needs tex's cuda extra: pip install 'tex[cuda]'" in cuda_run
     assert xgboost.startswith("TuneError: ")
     assert "needs tex's tune extra: pip install 'tex[tune]'" in xgboost
+
+
+def test_setup_reads_the_version_from_tex_version():
+    import tex
+    out = subprocess.run([sys.executable, "setup.py", "--version"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == tex.__version__

@@ -20,9 +20,8 @@ from tex.schedule.tensorize import decl_tensor_intrin
 from tex.target import Target
 from tex.tensor import (IterVar, Range, Tensor, comm_reducer, compute, const, max, max_value, min,
                         min_value, placeholder, reduce_axis, sum, var)
+from tex.version import __version__  # noqa: F401 - re-exported: tex.__version__
 from tex import ops as _ops
-
-__version__ = "0.1.0"
 
 select = if_then_else
 

@@ -4,6 +4,10 @@ The lowering pipeline is the list `PIPELINE`, read top to bottom, followed
 by `CPU_PIPELINE` or, for GPU targets, `GPU_PIPELINE`. With TEX_VERIFY=1 the verifier runs after
 every pass; TEX_PRINT_AFTER prints the program after the passes it names
 (see `tex.config`).
+
+What differs between the kinds of target (the passes after `PIPELINE`, the
+compiler, the kernel class, whether loops may bind GPU threads) is the table
+`BACKENDS`, looked up once per call by `backend(target)`.
 """
 from __future__ import annotations
 
@@ -11,11 +15,13 @@ import contextvars
 import dataclasses
 import sys
 import weakref
+from typing import Callable
 
 from tex import config
 from tex.codegen.cuda import compile_cuda
 from tex.errors import BuildError
 from tex.ir import LoweredFunc
+from tex.lower import kernel_interface, schedule_to_func
 from tex.passes.flatten import flatten_storage
 from tex.passes.gpu_kernels import split_host_device
 from tex.passes.gpu_reduce import lower_thread_reduce
@@ -28,11 +34,10 @@ from tex.passes.simplify import simplify_stmt
 from tex.passes.unroll import unroll_loops
 from tex.passes.vectorize import vectorize_loops
 from tex.passes.verify import verify
-from tex.runtime.cache import kernel_code
+from tex.runtime.cache import compile_cached, kernel_code
 from tex.runtime.cuda_kernel import CudaKernel
-from tex.runtime.kernel import Kernel, build_kernel
+from tex.runtime.kernel import Kernel
 from tex.schedule.fingerprint import Unfingerprintable, fingerprint, process_local
-from tex.lower import kernel_interface, schedule_to_func
 from tex.schedule.schedule import Schedule
 from tex.target import Target, as_target
 
@@ -61,6 +66,41 @@ GPU_PIPELINE = (
     ("insert_barriers", insert_barriers),
     ("simplify_kernels", simplify_stmt),
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class Backend:
+    """What `lower` and `build` do for one kind of target.
+
+    `function_passes`: the passes `(name, pass(func, target))` of the whole
+    function that run after `PIPELINE` (the GPU's split into host code and
+    kernel launches); `passes`: the passes of the body that follow them;
+    `compile(func, target)`: the compiled code of a lowered function, for a
+    schedule without a fingerprint; `kernel_class`: the kernel made of the
+    code; `binds_threads`: whether loops may be bound to GPU thread axes (and
+    reductions given a GPU strategy).
+    """
+
+    function_passes: tuple[tuple[str, Callable], ...]
+    passes: tuple[tuple[str, Callable], ...]
+    compile: Callable
+    kernel_class: type
+    binds_threads: bool
+
+
+#: The backend of each kind of target (`tex.target`).
+BACKENDS = {
+    "llvm": Backend(function_passes=(), passes=CPU_PIPELINE, compile=compile_cached,
+                    kernel_class=Kernel, binds_threads=False),
+    "cuda": Backend(function_passes=(("split_host_device", split_host_device),),
+                    passes=GPU_PIPELINE, compile=compile_cuda, kernel_class=CudaKernel,
+                    binds_threads=True),
+}
+
+
+def backend(target: Target | None) -> Backend:
+    """The backend of `target`'s kind; without a target (printing), the CPU's."""
+    return BACKENDS["llvm" if target is None else target.kind]
 
 
 def lower(sch: Schedule, args, name: str = "main", upto: str | None = None,
@@ -96,13 +136,11 @@ def lower(sch: Schedule, args, name: str = "main", upto: str | None = None,
         after(pass_name, flat)
         if pass_name == upto:
             return func
-    if target is not None and target.kind == "cuda":
-        func = split_host_device(func, target)
-        after("split_host_device", True)
-        passes = GPU_PIPELINE
-    else:
-        passes = CPU_PIPELINE
-    for pass_name, run in passes:
+    chosen = backend(target)
+    for pass_name, run in chosen.function_passes:
+        func = run(func, target)
+        after(pass_name, True)
+    for pass_name, run in chosen.passes:
         func = dataclasses.replace(func, body=run(func.body))
         after(pass_name, True)
     return func
@@ -150,7 +188,7 @@ def build(sch: Schedule, args, target="llvm", name: str = "main"):
 def _check_target_fits(sch: Schedule, target: Target):
     """A schedule binding loops to GPU threads, or choosing how GPU threads combine a
     reduction, builds for a GPU target, and only there."""
-    if target.kind != "llvm":
+    if backend(target).binds_threads:
         return
     bound = next(((st, axis) for st in sch.stages for axis in st.bindings), None)
     if bound is not None:
@@ -170,13 +208,12 @@ def _check_target_fits(sch: Schedule, target: Target):
 def _build_uncached(sch: Schedule, args, target, name: str):
     """A new Kernel (a CudaKernel for a CUDA target) for `sch`, its code found by the
     schedule's fingerprint if it can be."""
+    chosen = backend(target)
     try:
         text = fingerprint(sch, args, name)
     except Unfingerprintable:
         func = lower(sch, args, name, target=target)
-        if target.kind == "cuda":
-            return CudaKernel(func, compile_cuda(func, target))
-        return build_kernel(func, target)
+        return chosen.kernel_class(func, chosen.compile(func, target))
     version, schedule_ref = sch.version, weakref.ref(sch)  # a kernel must not keep its schedule
 
     def lower_unchanged() -> LoweredFunc:
@@ -189,6 +226,5 @@ def _build_uncached(sch: Schedule, args, target, name: str):
 
     code = kernel_code(text, target, lower_unchanged, lambda: kernel_interface(sch, args, name),
                        on_disk=not process_local(text))
-    kernel_class = CudaKernel if target.kind == "cuda" else Kernel
-    return kernel_class(code.func, code.compiled, lower=lower_unchanged,
-                        tex_source=code.tex_source)
+    return chosen.kernel_class(code.func, code.compiled, lower=lower_unchanged,
+                               tex_source=code.tex_source)

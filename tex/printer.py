@@ -7,12 +7,9 @@ name inside one printed tree, the later ones get a numeric suffix.
 from __future__ import annotations
 
 from tex import ops
-from tex.expr import (Binary, Call, Cast, Compare, Const, Let, Logical, Not, Reduce, Select,
-                      TensorRead, Var)
-from tex.ir import (Allocate, AtomicUpdate, Barrier, Broadcast, DoubleBuffer, For, IfThenElse,
-                    IntrinsicCall, KernelLaunch, LetStmt, Load, LoweredFunc, Prefetch,
-                    PrefetchAhead, Ramp, Seq, Store, ThreadIndex, ThreadReduce, VectorReduce,
-                    WarpShuffle)
+from tex.expr import Const
+from tex.ir import LoweredFunc
+from tex.visitor import handler
 
 _BINARY = {"add": ("+", 5), "sub": ("-", 5), "mul": ("*", 6), "div": ("/", 6),
            "floordiv": ("//", 6), "floormod": ("%", 6)}
@@ -40,6 +37,10 @@ class UniqueNames:
 
 
 class _Printer:
+    """Prints one tree: one `expr_<Node>` method per expression node, giving its text and
+    precedence, and one `stmt_<Node>` method per statement node, appending its lines
+    (`tex.visitor.handler` finds them: the dispatch rule of every IR walker)."""
+
     def __init__(self):
         self.names: dict[object, str] = {}
         self.unique = UniqueNames()
@@ -57,55 +58,60 @@ class _Printer:
         return f"({text})" if prec < parent else text
 
     def _expr(self, e):
-        if isinstance(e, Const):
-            if e.dtype.is_bool:
-                return ("True" if e.value else "False"), _ATOM
-            text = repr(e.value)
-            return text, (_ATOM if e.value >= 0 else 7)
-        if isinstance(e, Var):
-            return self.name(e, e.name), _ATOM
-        if isinstance(e, Binary):
-            if e.op in ("min", "max"):
-                return f"{e.op}({self.expr(e.a)}, {self.expr(e.b)})", _ATOM
-            sym, prec = _BINARY[e.op]
-            return f"{self.expr(e.a, prec)} {sym} {self.expr(e.b, prec + 1)}", prec
-        if isinstance(e, Compare):
-            return f"{self.expr(e.a, 5)} {_COMPARE[e.op]} {self.expr(e.b, 5)}", 4
-        if isinstance(e, Logical):
-            prec = 2 if e.op == "and" else 1
-            return f"{self.expr(e.a, prec)} {e.op} {self.expr(e.b, prec + 1)}", prec
-        if isinstance(e, Not):
-            return f"not {self.expr(e.a, 3)}", 3
-        if isinstance(e, Select):
-            return (f"select({self.expr(e.cond)}, {self.expr(e.true_value)}, "
-                    f"{self.expr(e.false_value)})"), _ATOM
-        if isinstance(e, Cast):
-            return f"{e.dtype}({self.expr(e.value)})", _ATOM
-        if isinstance(e, Call):
-            return f"{e.name}({', '.join(self.expr(a) for a in e.args)})", _ATOM
-        if isinstance(e, Let):
-            return (f"(let {self.name(e.var, e.var.name)} = {self.expr(e.value)} in "
-                    f"{self.expr(e.body)})"), _ATOM
-        if isinstance(e, TensorRead):
-            return f"{e.tensor.name}[{self.exprs(e.indices)}]", _ATOM
-        if isinstance(e, Load):
-            return f"{self.name(e.buffer, e.buffer.name)}[{self.exprs(e.indices)}]", _ATOM
-        if isinstance(e, Reduce):
-            return self._reduce(e), _ATOM
-        if isinstance(e, Ramp):
-            return f"ramp({self.expr(e.base)}, {self.expr(e.stride)}, {e.lanes})", _ATOM
-        if isinstance(e, Broadcast):
-            return f"broadcast({self.expr(e.value)}, {e.lanes})", _ATOM
-        if isinstance(e, VectorReduce):
-            return f"reduce_{e.op}({self.expr(e.value)})", _ATOM
-        if isinstance(e, ThreadIndex):
-            return e.tag, _ATOM
-        if isinstance(e, WarpShuffle):
-            return (f"shfl_{e.mode}({self.expr(e.value)}, {e.offset}, width={e.width}, "
-                    f"mask={e.mask:#x})"), _ATOM
-        raise TypeError(f"no printer for {type(e).__name__}")
+        method = handler(self, "expr_", e)
+        if method is None:
+            raise TypeError(f"no printer for {type(e).__name__}")
+        return method(e)
 
-    def _reduce(self, e: Reduce) -> str:
+    def exprs(self, items) -> str:
+        return ", ".join(self.expr(i) for i in items)
+
+    def expr_Const(self, e):
+        if e.dtype.is_bool:
+            return ("True" if e.value else "False"), _ATOM
+        text = repr(e.value)
+        return text, (_ATOM if e.value >= 0 else 7)
+
+    def expr_Var(self, e):
+        return self.name(e, e.name), _ATOM
+
+    def expr_Binary(self, e):
+        if e.op in ("min", "max"):
+            return f"{e.op}({self.expr(e.a)}, {self.expr(e.b)})", _ATOM
+        sym, prec = _BINARY[e.op]
+        return f"{self.expr(e.a, prec)} {sym} {self.expr(e.b, prec + 1)}", prec
+
+    def expr_Compare(self, e):
+        return f"{self.expr(e.a, 5)} {_COMPARE[e.op]} {self.expr(e.b, 5)}", 4
+
+    def expr_Logical(self, e):
+        prec = 2 if e.op == "and" else 1
+        return f"{self.expr(e.a, prec)} {e.op} {self.expr(e.b, prec + 1)}", prec
+
+    def expr_Not(self, e):
+        return f"not {self.expr(e.a, 3)}", 3
+
+    def expr_Select(self, e):
+        return (f"select({self.expr(e.cond)}, {self.expr(e.true_value)}, "
+                f"{self.expr(e.false_value)})"), _ATOM
+
+    def expr_Cast(self, e):
+        return f"{e.dtype}({self.expr(e.value)})", _ATOM
+
+    def expr_Call(self, e):
+        return f"{e.name}({', '.join(self.expr(a) for a in e.args)})", _ATOM
+
+    def expr_Let(self, e):
+        return (f"(let {self.name(e.var, e.var.name)} = {self.expr(e.value)} in "
+                f"{self.expr(e.body)})"), _ATOM
+
+    def expr_TensorRead(self, e):
+        return f"{e.tensor.name}[{self.exprs(e.indices)}]", _ATOM
+
+    def expr_Load(self, e):
+        return f"{self.name(e.buffer, e.buffer.name)}[{self.exprs(e.indices)}]", _ATOM
+
+    def expr_Reduce(self, e):
         axes = ", ".join(self.name(a.var, a.var.name) for a in e.axes)
         sources = self.exprs(e.sources)
         if len(e.sources) > 1:
@@ -115,77 +121,106 @@ class _Printer:
             text += f", where={self.expr(e.condition)}"
         if len(e.sources) > 1:
             text += f", value_index={e.value_index}"
-        return text + ")"
+        return text + ")", _ATOM
 
-    def exprs(self, items) -> str:
-        return ", ".join(self.expr(i) for i in items)
+    def expr_Ramp(self, e):
+        return f"ramp({self.expr(e.base)}, {self.expr(e.stride)}, {e.lanes})", _ATOM
+
+    def expr_Broadcast(self, e):
+        return f"broadcast({self.expr(e.value)}, {e.lanes})", _ATOM
+
+    def expr_VectorReduce(self, e):
+        return f"reduce_{e.op}({self.expr(e.value)})", _ATOM
+
+    def expr_ThreadIndex(self, e):
+        return e.tag, _ATOM
+
+    def expr_WarpShuffle(self, e):
+        return (f"shfl_{e.mode}({self.expr(e.value)}, {e.offset}, width={e.width}, "
+                f"mask={e.mask:#x})"), _ATOM
 
     # --- statements --------------------------------------------------
     def stmt(self, s, depth: int):
-        pad = "  " * depth
-        if isinstance(s, Seq):
-            for item in s.stmts:
-                self.stmt(item, depth)
-        elif isinstance(s, For):
-            var = self.name(s.var, s.var.name)
-            if isinstance(s.min, Const) and s.min.value == 0:
-                bounds = self.expr(s.extent)
-            else:  # Python's range(start, stop)
-                bounds = f"{self.expr(s.min)}, {self.expr(ops.binary('add', s.min, s.extent))}"
-            kind = {"serial": "range", "bound": s.thread_tag}.get(s.kind, s.kind)
-            pragmas = "".join(f"  # pragma {k}={v}" for k, v in s.pragmas)
-            self.lines.append(f"{pad}for {var} in {kind}({bounds}):{pragmas}")
-            self.stmt(s.body, depth + 1)
-        elif isinstance(s, Store):
-            target = self.name(s.buffer, s.buffer.name)
-            self.lines.append(f"{pad}{target}[{self.exprs(s.indices)}] = {self.expr(s.value)}")
-        elif isinstance(s, Prefetch):
-            target = self.name(s.buffer, s.buffer.name)
-            self.lines.append(f"{pad}prefetch({target}[{self.exprs(s.indices)}])")
-        elif isinstance(s, PrefetchAhead):
-            target = self.name(s.buffer, s.buffer.name)
-            self.lines.append(f"{pad}prefetch_ahead({target}, {s.distance}):")
-            self.stmt(s.body, depth + 1)
-        elif isinstance(s, DoubleBuffer):
-            names = ", ".join(self.name(b, b.name) for b in s.buffers)
-            self.lines.append(f"{pad}double_buffer({names}):")
-            self.lines.append(f"{pad}  fill:")
-            self.stmt(s.fill, depth + 2)
-            self.lines.append(f"{pad}  body:")
-            self.stmt(s.body, depth + 2)
-        elif isinstance(s, Allocate):
-            b = s.buffer
-            self.lines.append(f"{pad}{self.name(b, b.name)} = allocate({b.dtype}"
-                              f"[{self.exprs(b.shape)}], {b.scope!r})")
-            self.stmt(s.body, depth)
-        elif isinstance(s, IfThenElse):
-            self.lines.append(f"{pad}if {self.expr(s.cond)}:")
-            self.stmt(s.then_body, depth + 1)
-            if s.else_body is not None:
-                self.lines.append(f"{pad}else:")
-                self.stmt(s.else_body, depth + 1)
-        elif isinstance(s, LetStmt):
-            self.lines.append(f"{pad}{self.name(s.var, s.var.name)} = {self.expr(s.value)}")
-            self.stmt(s.body, depth)
-        elif isinstance(s, Barrier):
-            self.lines.append(f"{pad}sync_threads()")
-        elif isinstance(s, AtomicUpdate):
-            target = self.name(s.buffer, s.buffer.name)
-            self.lines.append(f"{pad}atomic_{s.op}({target}[{self.exprs(s.indices)}], "
-                              f"{self.expr(s.value)})")
-        elif isinstance(s, ThreadReduce):
-            results = ", ".join(f"{self.name(b, b.name)}[0]" for b in s.results)
-            self.lines.append(f"{pad}{results} = thread_reduce_{s.strategy}({s.combiner.name}, "
-                              f"({self.exprs(s.values)},), over={s.tag}({s.extent}))")
-        elif isinstance(s, IntrinsicCall):
-            args = [f"&{self.expr(p)}" for p in s.pointers] + [self.expr(v) for v in s.values]
-            self.lines.append(f"{pad}{s.name}({', '.join(args)})")
-        elif isinstance(s, KernelLaunch):
-            self.lines.append(f"{pad}launch {s.name}(grid=({self.exprs(s.grid)}), "
-                              f"block=({self.exprs(s.block)})):")
-            self.stmt(s.body, depth + 1)
-        else:
+        method = handler(self, "stmt_", s)
+        if method is None:
             raise TypeError(f"no printer for {type(s).__name__}")
+        method(s, depth)
+
+    def line(self, depth: int, text: str):
+        self.lines.append("  " * depth + text)
+
+    def stmt_Seq(self, s, depth):
+        for item in s.stmts:
+            self.stmt(item, depth)
+
+    def stmt_For(self, s, depth):
+        var = self.name(s.var, s.var.name)
+        if isinstance(s.min, Const) and s.min.value == 0:
+            bounds = self.expr(s.extent)
+        else:  # Python's range(start, stop)
+            bounds = f"{self.expr(s.min)}, {self.expr(ops.binary('add', s.min, s.extent))}"
+        kind = {"serial": "range", "bound": s.thread_tag}.get(s.kind, s.kind)
+        pragmas = "".join(f"  # pragma {k}={v}" for k, v in s.pragmas)
+        self.line(depth, f"for {var} in {kind}({bounds}):{pragmas}")
+        self.stmt(s.body, depth + 1)
+
+    def stmt_Store(self, s, depth):
+        target = self.name(s.buffer, s.buffer.name)
+        self.line(depth, f"{target}[{self.exprs(s.indices)}] = {self.expr(s.value)}")
+
+    def stmt_Prefetch(self, s, depth):
+        target = self.name(s.buffer, s.buffer.name)
+        self.line(depth, f"prefetch({target}[{self.exprs(s.indices)}])")
+
+    def stmt_PrefetchAhead(self, s, depth):
+        self.line(depth, f"prefetch_ahead({self.name(s.buffer, s.buffer.name)}, {s.distance}):")
+        self.stmt(s.body, depth + 1)
+
+    def stmt_DoubleBuffer(self, s, depth):
+        self.line(depth, f"double_buffer({', '.join(self.name(b, b.name) for b in s.buffers)}):")
+        self.line(depth + 1, "fill:")
+        self.stmt(s.fill, depth + 2)
+        self.line(depth + 1, "body:")
+        self.stmt(s.body, depth + 2)
+
+    def stmt_Allocate(self, s, depth):
+        b = s.buffer
+        self.line(depth, f"{self.name(b, b.name)} = allocate({b.dtype}"
+                         f"[{self.exprs(b.shape)}], {b.scope!r})")
+        self.stmt(s.body, depth)
+
+    def stmt_IfThenElse(self, s, depth):
+        self.line(depth, f"if {self.expr(s.cond)}:")
+        self.stmt(s.then_body, depth + 1)
+        if s.else_body is not None:
+            self.line(depth, "else:")
+            self.stmt(s.else_body, depth + 1)
+
+    def stmt_LetStmt(self, s, depth):
+        self.line(depth, f"{self.name(s.var, s.var.name)} = {self.expr(s.value)}")
+        self.stmt(s.body, depth)
+
+    def stmt_Barrier(self, s, depth):
+        self.line(depth, "sync_threads()")
+
+    def stmt_AtomicUpdate(self, s, depth):
+        target = self.name(s.buffer, s.buffer.name)
+        self.line(depth, f"atomic_{s.op}({target}[{self.exprs(s.indices)}], "
+                         f"{self.expr(s.value)})")
+
+    def stmt_ThreadReduce(self, s, depth):
+        results = ", ".join(f"{self.name(b, b.name)}[0]" for b in s.results)
+        self.line(depth, f"{results} = thread_reduce_{s.strategy}({s.combiner.name}, "
+                         f"({self.exprs(s.values)},), over={s.tag}({s.extent}))")
+
+    def stmt_IntrinsicCall(self, s, depth):
+        args = [f"&{self.expr(p)}" for p in s.pointers] + [self.expr(v) for v in s.values]
+        self.line(depth, f"{s.name}({', '.join(args)})")
+
+    def stmt_KernelLaunch(self, s, depth):
+        self.line(depth, f"launch {s.name}(grid=({self.exprs(s.grid)}), "
+                         f"block=({self.exprs(s.block)})):")
+        self.stmt(s.body, depth + 1)
 
     def func(self, f: LoweredFunc):
         for v in f.size_vars:

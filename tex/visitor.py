@@ -1,10 +1,22 @@
-"""One visitor and one rewriter for every IR node.
+"""One visitor and one rewriter for every IR node, and the dispatch rule of every IR walker.
 
-Both dispatch on the node's class name (`visit_For`, `rewrite_Load`) and
-otherwise walk the node's child fields, found once per class from the
-dataclass annotations: fields holding an `Expr`, a `Stmt` or a tuple of them.
-Fields that *define* a variable (`For.var`, `Let.var`) are not children: a
-rewrite of uses never touches a definition.
+The dispatch rule. A walker of the IR handles a node of class `C` with its
+method `<prefix>C`, the prefix naming what the walker does with the node:
+`visit_For`, `rewrite_Load`, the code generators' `expr_Binary` and
+`stmt_Store`, the printer's `expr_Ramp` and `stmt_Allocate`. `handler(walker,
+prefix, node)` finds that method: `Visitor`, `Rewriter`, the printer
+(`tex.printer`) and the code generators (`tex.codegen.llvm`, `llvm_expr`,
+`cuda`, `cuda_expr`) all dispatch through it, and a new walker should too,
+rather than test the node's class in a chain of `isinstance`. Where a walker
+has no method for a class, it decides what happens: the visitor and the
+rewriter walk the node's children, the printer and the code generators raise
+an error naming the class.
+
+Both the visitor and the rewriter otherwise walk the node's child fields,
+found once per class from the dataclass annotations: fields holding an
+`Expr`, a `Stmt` or a tuple of them. Fields that *define* a variable
+(`For.var`, `Let.var`) are not children: a rewrite of uses never touches a
+definition.
 
 The rewriter returns the very same object when nothing below changed, so
 `rewritten is original` tells whether a pass did anything.
@@ -15,6 +27,12 @@ import dataclasses
 from functools import lru_cache
 
 from tex.expr import Var
+
+
+def handler(walker, prefix: str, node):
+    """The method of `walker` that handles `node`, `<prefix><class name of node>` (bound),
+    or None when `walker` has none: the dispatch rule of every IR walker."""
+    return getattr(walker, prefix + type(node).__name__, None)
 
 
 @lru_cache(maxsize=None)
@@ -32,7 +50,7 @@ class Visitor:
     """Walks a tree; override `visit_<Class>` and call `self.generic_visit(node)` to recurse."""
 
     def visit(self, node):
-        method = getattr(self, "visit_" + type(node).__name__, None)
+        method = handler(self, "visit_", node)
         if method is not None:
             return method(node)
         return self.generic_visit(node)
@@ -55,7 +73,7 @@ class Rewriter:
     """
 
     def rewrite(self, node):
-        method = getattr(self, "rewrite_" + type(node).__name__, None)
+        method = handler(self, "rewrite_", node)
         if method is not None:
             return method(node)
         return self.generic_rewrite(node)

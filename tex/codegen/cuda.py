@@ -46,10 +46,10 @@ from tex.codegen.nvrtc import compile_source
 from tex.dtype import float32, float64, int32, int64, uint32, uint64
 from tex.errors import ArgumentError, BuildError
 from tex.expr import Const, Expr, Var, structurally_equal
-from tex.ir import (Allocate, AtomicUpdate, Buffer, For, IfThenElse, KernelLaunch, Load,
-                    LoweredFunc, Seq, Store)
+from tex.ir import (Allocate, AtomicUpdate, Buffer, For, KernelLaunch, Load, LoweredFunc, Seq,
+                    Store)
 from tex.target import as_target
-from tex.visitor import collect
+from tex.visitor import collect, handler
 
 #: How many characters a kernel's signature may take before its arguments wrap.
 _LINE_WIDTH = 100
@@ -136,7 +136,8 @@ def _host_program(func: LoweredFunc) -> tuple[list[Buffer], list[KernelLaunch]]:
 
 
 class _KernelEmitter(ExprEmitter):
-    """Emits one `KernelLaunch` as a `__global__` function (`source`)."""
+    """Emits one `KernelLaunch` as a `__global__` function (`source`), one `stmt_<Node>`
+    method per statement node (`tex.visitor.handler` finds it)."""
 
     def __init__(self, launch: KernelLaunch, name: str, target, preamble: Preamble):
         super().__init__(preamble, Names(), f"kernel {name}")
@@ -204,7 +205,7 @@ class _KernelEmitter(ExprEmitter):
 
     # --- statements --------------------------------------------------
     def stmt(self, s):
-        method = getattr(self, "stmt_" + type(s).__name__, None)
+        method = handler(self, "stmt_", s)
         if method is None:
             raise BuildError(f"{self.context}: CUDA codegen cannot emit {type(s).__name__} "
                              "inside a kernel; lowering should have removed it")
@@ -306,21 +307,28 @@ class _KernelEmitter(ExprEmitter):
             self.line(line)
 
     def _lane(self, s, k: int) -> list[str]:
-        """Lines of C doing lane `k` of `s`: stores, and branches holding them."""
-        if isinstance(s, Store):
-            (index,) = s.indices
-            return [f"{self.buffer(s.buffer)}[{self.expr(index, k)}] = {self.expr(s.value, k)};"]
-        if isinstance(s, Seq):
-            return [line for item in s.stmts for line in self._lane(item, k)]
-        if isinstance(s, IfThenElse):
-            lines = [f"if ({self.expr(s.cond, k)}) {{"]
-            lines += [_INDENT + line for line in self._lane(s.then_body, k)]
-            if s.else_body is not None:
-                lines.append("} else {")
-                lines += [_INDENT + line for line in self._lane(s.else_body, k)]
-            return lines + ["}"]
-        raise BuildError(f"{self.context}: a branch on a vector condition may only hold "
-                         f"stores and branches, not {type(s).__name__}")
+        """Lines of C doing lane `k` of `s`: stores, and branches holding them (one
+        `lane_<Node>` method per statement node that may be there)."""
+        method = handler(self, "lane_", s)
+        if method is None:
+            raise BuildError(f"{self.context}: a branch on a vector condition may only hold "
+                             f"stores and branches, not {type(s).__name__}")
+        return method(s, k)
+
+    def lane_Store(self, s, k: int) -> list[str]:
+        (index,) = s.indices
+        return [f"{self.buffer(s.buffer)}[{self.expr(index, k)}] = {self.expr(s.value, k)};"]
+
+    def lane_Seq(self, s, k: int) -> list[str]:
+        return [line for item in s.stmts for line in self._lane(item, k)]
+
+    def lane_IfThenElse(self, s, k: int) -> list[str]:
+        lines = [f"if ({self.expr(s.cond, k)}) {{"]
+        lines += [_INDENT + line for line in self._lane(s.then_body, k)]
+        if s.else_body is not None:
+            lines.append("} else {")
+            lines += [_INDENT + line for line in self._lane(s.else_body, k)]
+        return lines + ["}"]
 
     def stmt_LetStmt(self, s):
         names = self.declare(s.var, s.value)

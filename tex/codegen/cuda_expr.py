@@ -41,7 +41,7 @@ from tex.errors import BuildError
 from tex.expr import Binary, Const, Expr, Var, _int_range
 from tex.ir import Broadcast, Buffer, Ramp, ThreadIndex
 from tex.printer import UniqueNames
-from tex.visitor import transform
+from tex.visitor import handler, transform
 
 #: C precedence levels, tighter binding higher.
 ATOM, UNARY, MUL, ADD, REL, EQ, AND, OR, COND = 15, 14, 13, 12, 10, 9, 5, 4, 3
@@ -277,7 +277,8 @@ def _float_literal(dtype: DType, value: float) -> tuple[str, int]:
 
 
 class ExprEmitter:
-    """Emits the expressions of one kernel.
+    """Emits the expressions of one kernel, one `expr_<Node>` method per expression node
+    (`tex.visitor.handler` finds it: the dispatch rule of every IR walker).
 
     `values` maps each variable in scope to its C text (one per lane),
     `buffers` each buffer to its C name, `ranges` the loop variables to their
@@ -315,7 +316,7 @@ class ExprEmitter:
 
     def emit(self, e: Expr, lane: int = 0) -> tuple[str, int]:
         """(C text, precedence) of lane `lane` of `e` (scalars ignore `lane`)."""
-        method = getattr(self, "expr_" + type(e).__name__, None)
+        method = handler(self, "expr_", e)
         if method is None:
             raise BuildError(f"{self.context}: CUDA codegen cannot emit {type(e).__name__} "
                              f"`{e}`; lowering should have removed it")

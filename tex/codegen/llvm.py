@@ -54,7 +54,7 @@ from tex.errors import BuildError
 from tex.expr import Expr
 from tex.ir import For, LoweredFunc, Ramp
 from tex.target import Target, as_target
-from tex.visitor import Visitor
+from tex.visitor import Visitor, handler
 
 VOID = ir.VoidType()
 I8P = I8.as_pointer()
@@ -223,7 +223,8 @@ def _name_args(fn: ir.Function, names):
 
 
 class _Emitter(ExprEmitter):
-    """Emits the statements of one LLVM function (expressions: `ExprEmitter`).
+    """Emits the statements of one LLVM function (expressions: `ExprEmitter`), one
+    `stmt_<Node>` method per statement node (`tex.visitor.handler` finds it).
 
     Allocas go to the entry block through `self.allocas`; code goes to the
     blocks after it; `finish()` closes the function.
@@ -239,7 +240,7 @@ class _Emitter(ExprEmitter):
         self.allocas.branch(self.fn.basic_blocks[1])
 
     def stmt(self, s):
-        method = getattr(self, "stmt_" + type(s).__name__, None)
+        method = handler(self, "stmt_", s)
         if method is None:
             raise BuildError(f"the LLVM backend cannot emit statement {type(s).__name__}")
         method(s)

@@ -2,7 +2,8 @@
 
 `ExprEmitter` holds what one LLVM function's emission needs (builder, the
 values of variables and buffers, the current lane mask) and one `expr_<Node>`
-method per expression node. Statements are in `tex.codegen.llvm`.
+method per expression node, found by the dispatch rule of every IR walker
+(`tex.visitor.handler`). Statements are in `tex.codegen.llvm`.
 
 Semantics kept here:
 
@@ -39,9 +40,9 @@ from tex.codegen import llvm_math
 from tex.codegen.llvm_constants import poison, splat_constant, uniform, zeros
 from tex.dtype import DType, INDEX, bfloat16
 from tex.errors import BuildError
-from tex.expr import Binary, Const, Expr, Var
+from tex.expr import Const, Expr, Var
 from tex.ir import Broadcast, Buffer, Load, Ramp
-from tex.visitor import collect
+from tex.visitor import collect, handler
 
 I1, I8, I32, I64 = (ir.IntType(bits) for bits in (1, 8, 32, 64))
 
@@ -144,7 +145,7 @@ class ExprEmitter:
         self.mask = None
 
     def expr(self, e: Expr) -> ir.Value:
-        method = getattr(self, "expr_" + type(e).__name__, None)
+        method = handler(self, "expr_", e)
         if method is None:
             raise BuildError(f"the LLVM backend cannot emit {type(e).__name__} `{e}`; "
                              "lowering should have removed it")

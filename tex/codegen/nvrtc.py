@@ -35,6 +35,7 @@ from pathlib import Path
 
 from tex import config, disk_cache
 from tex.errors import BuildError
+from tex.version import __version__
 
 #: What to install for CUDA (setup.py's `cuda` extra); every "missing" error ends with it.
 INSTALL_HINT = "building for CUDA needs tex's cuda extra: pip install 'tex[cuda]'"
@@ -75,7 +76,6 @@ def _disk_path(source: str, arch: str, output: str) -> Path | None:
     directory = config.cache_dir()
     if directory is None:
         return None
-    from tex import __version__  # at call time: tex imports this module while starting
     text = repr((source, arch, output, nvrtc_version(), __version__,
                  disk_cache.source_digest()))
     return directory / f"nvrtc-{hashlib.sha256(text.encode()).hexdigest()}{disk_cache.SUFFIX}"

@@ -15,7 +15,9 @@ size variables, the dtypes of all variables) and the target. Differently
 written schedules that lower to the same program share their code this way.
 
 CUDA kernels are cached by fingerprint the same way, in memory and on disk;
-their code is a `CudaModule` (`tex.codegen.cuda`), compiled by NVRTC.
+their code is a `CudaModule` (`tex.codegen.cuda`), compiled by NVRTC. What
+differs between the kinds of target (the compiler, compiling, the entries'
+contents) is decided in one place, the table `_TARGET_CODE`.
 
 On disk. The entries live in `config.cache_dir()` (TEX_CACHE_DIR, default
 ~/.cache/tex) as `<disk_key>.texk`, where `disk_key` is the sha256 of the
@@ -53,6 +55,7 @@ from tex.errors import BuildError
 from tex.expr import Var
 from tex.ir import For, IntrinsicCall, KernelInterface, LoweredFunc
 from tex.target import Target, as_target
+from tex.version import __version__
 from tex.visitor import collect
 
 _cache: dict[tuple, CompiledModule] = {}
@@ -106,9 +109,7 @@ def disk_key(fingerprint: str, target: Target) -> str:
     """The file name (without suffix) of the kernel with `fingerprint` on `target`: a hex
     sha256 that also covers tex's version, its sources and the compiler (LLVM and the
     machine, or NVRTC)."""
-    from tex import __version__  # at call time: tex imports this module while starting
-    compiler = nvrtc.nvrtc_version() if target.kind == "cuda" else \
-        llvm_jit.machine_description(target)
+    compiler = _target_code(target).compiler(target)
     text = repr((fingerprint, str(target), __version__, disk_cache.source_digest(), compiler))
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -133,14 +134,9 @@ def kernel_code(fingerprint: str, target, lower: Callable[[], LoweredFunc],
     path = directory / (disk_key(fingerprint, target) + disk_cache.SUFFIX) if directory else None
     code = _read_entry(path, target, interface) if path else None
     if code is None:
-        func = lower()
-        if target.kind == "cuda":
-            code = KernelCode(compile_cuda(func, target), str(func), func)
-        else:
-            program_key = cache_key(func, target)  # its first part is the printed program
-            code = KernelCode(_compile_keyed(func, target, program_key), program_key[0], func)
+        code = _target_code(target).compile(lower(), target)
         if path:
-            _write_entry(path, code)
+            _write_entry(path, code, target)
     with _lock:
         return _by_fingerprint.setdefault(key, code)
 
@@ -157,7 +153,6 @@ def start_thread_pool():
         directory = config.cache_dir()
         path = None
         if directory is not None:
-            from tex import __version__  # at call time, as in disk_key
             text = repr((thread_pool.ir_text(), thread_pool.machine_description(),
                          __version__, disk_cache.source_digest()))
             digest = hashlib.sha256(text.encode()).hexdigest()
@@ -181,13 +176,44 @@ def _read_entry(path: Path, target: Target,
     """The kernel stored at `path`, or None if there is no whole, loadable entry that
     fits `interface()`."""
     entry = disk_cache.read_entry(path)
-    if entry is None:
-        return None
+    return None if entry is None else _target_code(target).load(entry, target, interface)
+
+
+def _write_entry(path: Path, code: KernelCode, target: Target):
+    """Put the entry of `code`, compiled for `target`, at `path` (`tex.disk_cache.write_entry`)."""
+    disk_cache.write_entry(path, _target_code(target).entry(code))
+
+
+@dataclasses.dataclass(frozen=True)
+class _TargetCode:
+    """What the caches do with the code of one kind of target (`_TARGET_CODE`): name its
+    compiler in the disk key, compile a lowered function on a miss, format its disk entry,
+    and load the code back from a disk entry read for a kernel interface (None when the
+    entry does not load or fit)."""
+
+    compiler: Callable[[Target], str]
+    compile: Callable[[LoweredFunc, Target], KernelCode]
+    entry: Callable[[KernelCode], bytes]
+    load: Callable[[tuple, Target, Callable[[], KernelInterface]], KernelCode | None]
+
+
+def _llvm_compile(func: LoweredFunc, target: Target) -> KernelCode:
+    """`func` compiled for a CPU, through the cache by program."""
+    program_key = cache_key(func, target)  # its first part is the printed program
+    return KernelCode(_compile_keyed(func, target, program_key), program_key[0], func)
+
+
+def _llvm_entry(code: KernelCode) -> bytes:
+    """A CPU kernel's entry: named by its entry symbol, its object code and optimised IR."""
+    compiled = code.compiled
+    return disk_cache.format_entry(compiled.name, compiled.object_code,
+                                   compiled.get_source("ll"), code.tex_source)
+
+
+def _llvm_load(entry: tuple, target: Target,
+               interface: Callable[[], KernelInterface]) -> KernelCode | None:
+    """A CPU kernel from its entry: its object code loaded into a new engine."""
     name, object_code, ll, tex_source = entry
-    if target.kind == "cuda":
-        func = interface()
-        module = module_from_json(ll, target, object_code, func) if name == _CUDA_ENTRY else None
-        return None if module is None else KernelCode(module, tex_source, func)
     if thread_pool.SYMBOL in ll:
         start_thread_pool()
     try:
@@ -198,16 +224,40 @@ def _read_entry(path: Path, target: Target,
     return KernelCode(compiled, tex_source, interface())
 
 
-def _write_entry(path: Path, code: KernelCode):
-    """Put `code`'s entry at `path` (`tex.disk_cache.write_entry`)."""
+def _cuda_compiler(target: Target) -> str:
+    """The compiler of every CUDA target: NVRTC, by its version."""
+    return nvrtc.nvrtc_version()
+
+
+def _cuda_compile(func: LoweredFunc, target: Target) -> KernelCode:
+    return KernelCode(compile_cuda(func, target), str(func), func)
+
+
+def _cuda_entry(code: KernelCode) -> bytes:
+    """A CUDA kernel's entry: its cubin and the module's description."""
     compiled = code.compiled
-    if isinstance(compiled, CudaModule):
-        data = disk_cache.format_entry(_CUDA_ENTRY, compiled.cubin,
-                                       module_to_json(compiled, code.func), code.tex_source)
-    else:
-        data = disk_cache.format_entry(compiled.name, compiled.object_code,
-                                       compiled.get_source("ll"), code.tex_source)
-    disk_cache.write_entry(path, data)
+    return disk_cache.format_entry(_CUDA_ENTRY, compiled.cubin,
+                                   module_to_json(compiled, code.func), code.tex_source)
+
+
+def _cuda_load(entry: tuple, target: Target,
+               interface: Callable[[], KernelInterface]) -> KernelCode | None:
+    """A CUDA kernel from its entry: the module's description rebuilt for `interface()`."""
+    name, cubin, description, tex_source = entry
+    func = interface()
+    module = module_from_json(description, target, cubin, func) if name == _CUDA_ENTRY else None
+    return None if module is None else KernelCode(module, tex_source, func)
+
+
+_TARGET_CODE = {
+    "llvm": _TargetCode(llvm_jit.machine_description, _llvm_compile, _llvm_entry, _llvm_load),
+    "cuda": _TargetCode(_cuda_compiler, _cuda_compile, _cuda_entry, _cuda_load),
+}
+
+
+def _target_code(target: Target) -> _TargetCode:
+    """What the caches do with the code of `target`'s kind: the one place they decide by it."""
+    return _TARGET_CODE[target.kind]
 
 
 def clear_cache(disk: bool = False):
