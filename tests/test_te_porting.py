@@ -17,6 +17,54 @@ def test_a_zero_dimensional_intermediate_stage():
     check(tex.create_schedule(E.op), [A, E], [a], a[:3] * (a.sum() + 1), rtol=1e-5)
 
 
+def test_fuse_of_no_axes_gives_a_loop_of_one_iteration():
+    A = tex.placeholder((7,), "float32", name="A")
+    k = tex.reduce_axis((0, 7), name="k")
+    D = tex.compute((), lambda: tex.sum(A[k] * 2.0, axis=k), name="D")
+    s = tex.create_schedule(D.op)
+    one = s[D].fuse()
+    assert s[D].leaf_iter_vars[0] is one and "fuse() -> singleton" in "\n".join(s[D].describe())
+    s[D].bind(one, tex.thread_axis("blockIdx.x"))
+    f = tex.build(s, [A, D], target="cuda")
+    a, out = random_array((7,)), np.zeros((), "float32")
+    f.simulate(a, out)
+    np.testing.assert_allclose(out, 2 * a.sum(), rtol=1e-5)
+    s = tex.create_schedule(D.op)
+    s[D].fuse()
+    check(s, [A, D], [a], np.asarray(2 * a.sum(), "float32"), rtol=1e-5)
+
+
+def test_stages_computed_at_an_axis_follow_it_when_it_is_split_or_fused():
+    A = tex.placeholder((10, 37), "float32", name="A")
+    B = tex.compute((10, 37), lambda i, j: A[i, j] + 1.0, name="B")
+    C = tex.compute((10, 37), lambda i, j: B[i, j] * 2.0, name="C")
+    s = tex.create_schedule(C.op)
+    i, j = C.op.axis
+    jo, ji = s[C].split(j, factor=8)
+    s[B].compute_at(s[C], jo)
+    joo, joi = s[C].split(jo, factor=2)  # B goes to joi, the innermost part of jo
+    assert s[B].attach.axis is joi
+    fused = s[C].fuse(i, joo)
+    a = random_array((10, 37))
+    check(s, [A, C], [a], (a + 1) * 2)
+    s[C].parallel(fused)
+    check(s, [A, C], [a], (a + 1) * 2)
+
+
+def test_a_stage_computed_at_a_loop_is_a_kernel_argument():
+    A = tex.placeholder((29,), "float32", name="A")
+    B = tex.compute((29,), lambda i: A[i] + 1.0, name="B")
+    C = tex.compute((29,), lambda i: B[i] * 2.0, name="C")
+    s = tex.create_schedule(C.op)
+    outer, _ = s[C].split(C.op.axis[0], factor=8)
+    s[B].compute_at(s[C], outer)
+    a = random_array((29,))
+    check(s, [A, B, C], [a], [a + 1, (a + 1) * 2])
+    s[B].compute_inline()
+    with pytest.raises(tex.LoweringError, match="stage B is a kernel argument.*not inlined"):
+        tex.lower(s, [A, B, C])
+
+
 def lower_triangle_sums(n):
     """Y[i] = sum of X[i, :i + 1]: a reduction whose bounds use the data axis."""
     X = tex.placeholder((n, n), "float32", name="X")

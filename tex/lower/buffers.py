@@ -1,8 +1,9 @@
 """The buffer of every tensor a kernel reads or writes, and tensor reads made loads.
 
-A parameter is its own buffer. A stage computed at the root gets a buffer of
-its whole shape; one computed at a loop gets a buffer of the part it computes
-there (`StagePlan.alloc_shape`), indexed from the part's start (`offsets`),
+A parameter is its own buffer, indexed by the tensor's own indices (also
+when its stage is computed at a loop, part by part). A stage computed at the
+root gets a buffer of its whole shape; one computed at a loop gets a buffer of
+the part it computes there (`StagePlan.alloc_shape`), indexed from the part's start (`offsets`),
 in the scope `storage_scope` gives it, with the strides `storage_align` asks
 for.
 """
@@ -19,14 +20,18 @@ from tex.lower.bound import storage_scope
 from tex.tensor import PlaceholderOp
 from tex.visitor import transform
 
+_ZERO = Const(INDEX, 0)
+
 
 @dataclass(frozen=True, eq=False)
 class TensorBuffer:
     """Where a tensor lives: element `x` of the tensor is `buffer[x - offsets]`
-    (`offsets` None: `buffer[x]`)."""
+    (`offsets` None: `buffer[x]`); `argument`: the buffer is a kernel parameter
+    (else lowering allocates it)."""
 
     buffer: Buffer
     offsets: tuple[Expr, ...] | None = None
+    argument: bool = False
 
     def index(self, indices) -> tuple[Expr, ...]:
         """The buffer index of the tensor's element `indices`."""
@@ -38,7 +43,8 @@ class TensorBuffer:
 def make_buffers(plans, params: dict) -> dict:
     """Tensor -> TensorBuffer for every tensor a kernel reads or writes; `params` maps
     the argument tensors to their parameter buffers."""
-    buffers = {t: TensorBuffer(b) for t, b in params.items() if isinstance(t.op, PlaceholderOp)}
+    buffers = {t: TensorBuffer(b, argument=True) for t, b in params.items()
+               if isinstance(t.op, PlaceholderOp)}
     for plan in plans:
         stage = plan.stage
         for k in range(plan.op.num_outputs):
@@ -47,7 +53,10 @@ def make_buffers(plans, params: dict) -> dict:
             if buf is None:
                 buf = Buffer(current.name, current.dtype, tuple(plan.alloc_shape),
                              storage_scope(stage), _aligned_strides(stage, plan.alloc_shape))
-            buffers[origin] = buffers[current] = TensorBuffer(buf, tuple(plan.offsets))
+                entry = TensorBuffer(buf, tuple(plan.offsets))
+            else:  # an argument holds the whole tensor, even when computed part by part
+                entry = TensorBuffer(buf, tuple(_ZERO for _ in plan.offsets), argument=True)
+            buffers[origin] = buffers[current] = entry
     return buffers
 
 

@@ -54,7 +54,7 @@ def schedule_to_func(sch, args, name: str = "main") -> LoweredFunc:
     lowered = {s.stage for s in stages}
     for s in stages:
         check_attach(s.stage, consumers[s.stage], lowered)
-    _check_args_computed_at_root(sch, args)
+    _check_args_not_inlined(sch, args)
     plans = infer_bounds(stages, consumers)
     buffers = make_buffers(plans, params)
     lowering = Lowering(drop_unneeded_guards(plans, buffers), buffers)
@@ -65,7 +65,7 @@ def schedule_to_func(sch, args, name: str = "main") -> LoweredFunc:
         nests[plan.stage] = _stage_nest(plan, lowering, nests)
     body = seq(*(nest for p in roots
                  for nest in (atomic_init_nest(p, buffers), nests[p.stage])))
-    body = _allocate_intermediates(roots, buffers, set(params.values()), body)
+    body = _allocate_intermediates(roots, buffers, body)
     body = unique_definitions(body)  # a reduce axis may be shared by several computes
     _check_sizes_defined(interface.size_vars, body)
     return LoweredFunc(name, interface.params, interface.size_vars, body, interface.outputs)
@@ -83,11 +83,11 @@ def _stage_nest(plan, lowering: Lowering, nests: dict):
     return stage_nest(loops, one_thread)
 
 
-def _allocate_intermediates(roots, buffers: dict, param_buffers: set, body):
+def _allocate_intermediates(roots, buffers: dict, body):
     """`body` inside allocations of the root stages' buffers that are not parameters."""
     for plan in reversed(roots):
         for t in plan.op.outputs:
-            if buffers[t].buffer not in param_buffers:
+            if not buffers[t].argument:
                 body = Allocate(buffers[t].buffer, body)
     return body
 
@@ -109,12 +109,15 @@ def _check_args(sch, args) -> list[Tensor]:
     return list(args)
 
 
-def _check_args_computed_at_root(sch, args):
+def _check_args_not_inlined(sch, args):
+    """A kernel argument computed by the schedule is written: at the root, or part by part
+    at a loop (into the argument's buffer), but not inlined."""
     for t in args:
         stage = sch.stage_of(t)
-        if stage is not None and stage.attach.kind != "root":
+        if stage is not None and stage.attach.kind == "inline":
             raise LoweringError(f"stage {stage.name} is a kernel argument, so it must be "
-                                f"computed at the root, not {stage.attach.kind}")
+                                "computed (at the root or at a loop), not inlined; leave "
+                                "compute_inline out or drop it from the arguments")
 
 
 def _check_root_scopes(sch, roots):

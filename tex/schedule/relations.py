@@ -11,7 +11,7 @@ from tex import ops
 from tex.arith import prove, simplify
 from tex.dtype import INDEX
 from tex.expr import Const, Expr
-from tex.schedule.stage import Split
+from tex.schedule.stage import Fuse, Split
 from tex.tensor import Range
 
 _ZERO = Const(INDEX, 0)
@@ -36,9 +36,11 @@ def pass_down(relations, root_ranges: dict) -> dict:
             outer, inner = split_extents(r, ranges[r.parent])
             ranges[r.outer] = Range(_ZERO, outer)
             ranges[r.inner] = Range(_ZERO, inner)
-        else:
+        elif isinstance(r, Fuse):
             extent = ops.binary("mul", ranges[r.outer].extent, ranges[r.inner].extent)
             ranges[r.fused] = Range(_ZERO, simplify(extent))
+        else:  # a singleton: one iteration
+            ranges[r.axis] = Range(_ZERO, Const(INDEX, 1))
     return ranges
 
 
@@ -55,7 +57,7 @@ def pass_up(relations, leaves, ranges: dict, leaf_values: dict | None = None) ->
             _, inner = split_extents(r, ranges[r.parent])
             offset = ops.binary("add", ops.binary("mul", values[r.outer], inner), values[r.inner])
             values[r.parent] = ops.binary("add", ranges[r.parent].min, offset)
-        else:
+        elif isinstance(r, Fuse):
             inner = ranges[r.inner].extent
             values[r.outer] = ops.binary("add", ranges[r.outer].min,
                                          ops.binary("floordiv", values[r.fused], inner))

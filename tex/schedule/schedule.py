@@ -15,7 +15,7 @@ from tex.dtype import INDEX
 from tex.errors import ScheduleError
 from tex.expr import Const, Reduce, TensorRead, Var
 from tex.schedule.relations import pass_down, pass_up, split_guards
-from tex.schedule.stage import SCOPES, Split, Stage
+from tex.schedule.stage import SCOPES, Stage
 from tex.tensor import ComputeOp, IterVar, PlaceholderOp, Range, Tensor
 from tex.visitor import substitute, transform
 
@@ -103,8 +103,7 @@ class Schedule:
             if axis in stage.op.axis or axis in stage.op.reduce_axis:
                 return stage
             for r in stage.relations:
-                if axis in ((r.parent, r.outer, r.inner) if isinstance(r, Split)
-                            else (r.outer, r.inner, r.fused)):
+                if axis in r.axes:
                     return stage
         return None
 
@@ -251,8 +250,7 @@ class Schedule:
         new_op = op.with_body(body)
         self._stage_by_op[new_op] = stage
         stage.op = new_op
-        stage.relations = [r for r in stage.relations
-                           if (r.parent if isinstance(r, Split) else r.outer).kind == "data"]
+        stage.relations = [r for r in stage.relations if r.kind == "data"]
         stage.leaf_iter_vars = [v for v in stage.leaf_iter_vars if v.kind == "data"] + [k]
         for table in ("annotations", "bindings", "reduce_strategies"):
             setattr(stage, table, {v: a for v, a in getattr(stage, table).items()
@@ -263,8 +261,7 @@ class Schedule:
 def _rfactor_op(stage: Stage, factor: IterVar, factor_axis: int) -> ComputeOp:
     """The partial-result operation of rfactor (see `Schedule.rfactor`)."""
     op = stage.op
-    reduce_relations = [r for r in stage.relations
-                        if (r.parent if isinstance(r, Split) else r.outer).kind == "reduce"]
+    reduce_relations = [r for r in stage.relations if r.kind == "reduce"]
     reduce_leaves = [v for v in stage.leaf_iter_vars if v.kind == "reduce"]
     ranges = pass_down(reduce_relations, {iv: iv.dom for iv in op.reduce_axis})
     new_axis = [IterVar(Var(iv.name), iv.dom, "data") for iv in op.axis]

@@ -27,6 +27,19 @@ class Split:
     factor: int | None
     nparts: int | None
 
+    @property
+    def axes(self) -> tuple[IterVar, ...]:
+        return (self.parent, self.outer, self.inner)
+
+    @property
+    def kind(self) -> str:
+        """"data" or "reduce": the kind of the axes it relates."""
+        return self.parent.kind
+
+    def describe(self) -> str:
+        arg = f"factor={self.factor}" if self.factor is not None else f"nparts={self.nparts}"
+        return f"split({self.parent.name}, {arg}) -> {self.outer.name}, {self.inner.name}"
+
 
 @dataclass(frozen=True, slots=True)
 class Fuse:
@@ -35,6 +48,35 @@ class Fuse:
     outer: IterVar
     inner: IterVar
     fused: IterVar
+
+    @property
+    def axes(self) -> tuple[IterVar, ...]:
+        return (self.outer, self.inner, self.fused)
+
+    @property
+    def kind(self) -> str:
+        return self.outer.kind
+
+    def describe(self) -> str:
+        return f"fuse({self.outer.name}, {self.inner.name}) -> {self.fused.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Singleton:
+    """A new outermost data axis `axis` of one iteration (what `fuse()` of no axes makes)."""
+
+    axis: IterVar
+
+    @property
+    def axes(self) -> tuple[IterVar, ...]:
+        return (self.axis,)
+
+    @property
+    def kind(self) -> str:
+        return "data"
+
+    def describe(self) -> str:
+        return f"fuse() -> {self.axis.name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,12 +232,15 @@ class Stage:
               for j in range(m):      ->        body(i_j_fused // m, i_j_fused % m)
 
         One axis fuses to itself, so code that fuses a varying number of
-        loops needs no special case. TVM: `fuse`; Halide: `fuse`.
+        loops needs no special case; no axis gives a new outermost loop of one
+        iteration (a 0-d stage gets a loop to bind to a GPU block, say).
+        Stages computed at a fused axis move to the fused one.
+        TVM: `fuse`; Halide: `fuse`.
         """
         if len(axes) == 1 and isinstance(axes[0], (list, tuple)):
             axes = tuple(axes[0])
         if not axes:
-            raise ScheduleError(f"fuse on stage {self.name}: needs at least one axis")
+            return self._singleton()
         leaves = [self._leaf(a, "fuse") for a in axes]
         positions = [self.leaf_iter_vars.index(a) for a in leaves]
         for (a, pa), (b, pb) in zip(zip(leaves, positions), zip(leaves[1:], positions[1:])):
@@ -213,8 +258,24 @@ class Stage:
             self._replace_leaf(fused, [new])
             self.leaf_iter_vars.remove(inner)
             fused = new
+        self._move_attachments(leaves, fused)
         self._touch()
         return fused
+
+    def _singleton(self) -> IterVar:
+        axis = IterVar(Var("singleton", INDEX), None, "data")
+        self.relations.append(Singleton(axis))
+        self.leaf_iter_vars.insert(0, axis)
+        self._touch()
+        return axis
+
+    def _move_attachments(self, old_axes, new_axis: IterVar):
+        """Stages computed at one of `old_axes` (split or fused away) go to `new_axis`,
+        the innermost loop of what was that axis."""
+        for stage in self.schedule.stages:
+            attach = stage.attach
+            if attach.kind == "at" and attach.stage is self and attach.axis in old_axes:
+                stage.attach = Attach("at", self, new_axis)
 
     def reorder(self, *axes):
         """Put the given axes in this order, in the loop positions they occupy now.
@@ -238,6 +299,7 @@ class Stage:
     def _replace_leaf(self, old, new: list):
         pos = self.leaf_iter_vars.index(old)
         self.leaf_iter_vars[pos:pos + 1] = new
+        self._move_attachments([old], new[-1])
         for table in (self.annotations, self.pragmas, self.prefetches, self.bindings,
                       self.reduce_strategies):
             table.pop(old, None)
@@ -345,6 +407,9 @@ class Stage:
             for i in range(n):              C[i] = g(P_at[0])
               C[i] = g(P[i])
 
+        Splitting or fusing `axis` afterwards moves this stage to the innermost
+        loop made of it (the same place). A kernel argument may be computed at
+        a loop: each iteration writes its part into the argument.
         Errors: `parent` must use this stage (directly or through other
         stages); `axis` must be a loop of `parent`; every stage that reads
         this one must run inside that loop (checked when lowering).
@@ -541,13 +606,7 @@ class Stage:
 
     def describe(self) -> list[str]:
         """The stage's records, one line each (for logs and printing)."""
-        lines = []
-        for r in self.relations:
-            if isinstance(r, Split):
-                arg = f"factor={r.factor}" if r.factor is not None else f"nparts={r.nparts}"
-                lines.append(f"split({r.parent.name}, {arg}) -> {r.outer.name}, {r.inner.name}")
-            else:
-                lines.append(f"fuse({r.outer.name}, {r.inner.name}) -> {r.fused.name}")
+        lines = [r.describe() for r in self.relations]
         lines.append("loops: " + ", ".join(v.name for v in self.leaf_iter_vars))
         for iv, what in self.annotations.items():
             lines.append(f"{what}({iv.name})")
