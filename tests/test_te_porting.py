@@ -113,3 +113,12 @@ def test_tensors_are_called_or_indexed_one_dimension_at_a_time():
     check(tex.create_schedule(B.op), [A, B], [a], 3 * a)
     with pytest.raises(tex.ExprError, match="A has 2 dimensions but 1 index"):
         tex.compute((5,), lambda i: A[i] + 1.0)
+
+
+def test_a_variable_in_the_arguments_is_refused_with_what_to_do():
+    n = tex.var("n")
+    A = tex.placeholder((n,), "float32", name="A")
+    B = tex.compute((n,), lambda i: A[i] * 2.0, name="B")
+    s = tex.create_schedule(B.op)
+    with pytest.raises(tex.LoweringError, match="argument 2 is the variable n.*leave it out"):
+        tex.build(s, [A, B, n])

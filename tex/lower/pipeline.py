@@ -96,10 +96,14 @@ def _check_args(sch, args) -> list[Tensor]:
     if not isinstance(args, (list, tuple)) or not args:
         raise LoweringError(f"lower/build: args must be a non-empty list of tensors, got {args!r}")
     for i, a in enumerate(args):
+        if isinstance(a, Var):
+            raise LoweringError(f"lower/build: argument {i} is the variable {a.name}; tex "
+                                "takes sizes from the arrays' shapes, so leave it out of args "
+                                "(scalar parameters are not supported)")
         if not isinstance(a, Tensor):
             raise LoweringError(f"lower/build: argument {i} must be a tensor, got "
                                 f"{type(a).__name__} {a!r}")
-        if args.count(a) > 1:
+        if sum(b is a for b in args) > 1:
             raise LoweringError(f"lower/build: tensor {a.name} is given twice in args")
     for op in sch.outputs:
         for t in op.outputs:
