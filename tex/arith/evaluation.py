@@ -14,6 +14,7 @@ import numpy as np
 
 from tex.dtype import DType
 from tex.expr import Binary, Call, Cast, Compare, Const, Expr, Let, Logical, Not, Select, Var
+from tex.visitor import handler
 
 _COMPARE = {"eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le": operator.le,
             "gt": operator.gt, "ge": operator.ge}
@@ -39,33 +40,55 @@ def evaluate(expr: Expr, env: dict):
     variable missing from `env`, ZeroDivisionError for an integer division by
     zero, TypeError for a node that is not a scalar expression.
     """
-    e = expr
-    if e.dtype.lanes != 1:
-        raise TypeError(f"evaluate: {e} is a vector of {e.dtype}; only scalars evaluate")
-    if isinstance(e, Const):
+    if expr.dtype.lanes != 1:
+        raise TypeError(f"evaluate: {expr} is a vector of {expr.dtype}; only scalars evaluate")
+    return _Evaluator(env).value(expr)
+
+
+class _Evaluator:
+    """`value_<Node>` per kind of scalar expression (the dispatch rule of `tex.visitor`)."""
+
+    def __init__(self, env: dict):
+        self.env = env
+
+    def value(self, e: Expr):
+        method = handler(self, "value_", e)
+        if method is None:
+            raise TypeError(f"evaluate: cannot evaluate a {type(e).__name__} ({e})")
+        return method(e)
+
+    def value_Const(self, e: Const):
         return _convert(e.value, e.dtype)
-    if isinstance(e, Var):
-        if e not in env:
+
+    def value_Var(self, e: Var):
+        if e not in self.env:
             raise KeyError(f"evaluate: no value given for variable {e.name!r}")
-        return _convert(env[e], e.dtype)
-    if isinstance(e, Binary):
-        return _binary_value(e.op, evaluate(e.a, env), evaluate(e.b, env), e.dtype)
-    if isinstance(e, Compare):
-        return bool(_COMPARE[e.op](evaluate(e.a, env), evaluate(e.b, env)))
-    if isinstance(e, Logical):
-        a = evaluate(e.a, env)
-        return (a and evaluate(e.b, env)) if e.op == "and" else (a or evaluate(e.b, env))
-    if isinstance(e, Not):
-        return not evaluate(e.a, env)
-    if isinstance(e, Select):
-        return evaluate(e.true_value if evaluate(e.cond, env) else e.false_value, env)
-    if isinstance(e, Cast):
-        return _convert(evaluate(e.value, env), e.dtype)
-    if isinstance(e, Call):
-        return _call_value(e, [evaluate(a, env) for a in e.args])
-    if isinstance(e, Let):
-        return evaluate(e.body, {**env, e.var: evaluate(e.value, env)})
-    raise TypeError(f"evaluate: cannot evaluate a {type(e).__name__} ({e})")
+        return _convert(self.env[e], e.dtype)
+
+    def value_Binary(self, e: Binary):
+        return _binary_value(e.op, self.value(e.a), self.value(e.b), e.dtype)
+
+    def value_Compare(self, e: Compare):
+        return bool(_COMPARE[e.op](self.value(e.a), self.value(e.b)))
+
+    def value_Logical(self, e: Logical):
+        a = self.value(e.a)
+        return (a and self.value(e.b)) if e.op == "and" else (a or self.value(e.b))
+
+    def value_Not(self, e: Not):
+        return not self.value(e.a)
+
+    def value_Select(self, e: Select):
+        return self.value(e.true_value if self.value(e.cond) else e.false_value)
+
+    def value_Cast(self, e: Cast):
+        return _convert(self.value(e.value), e.dtype)
+
+    def value_Call(self, e: Call):
+        return _call_value(e, [self.value(a) for a in e.args])
+
+    def value_Let(self, e: Let):
+        return evaluate(e.body, {**self.env, e.var: self.value(e.value)})
 
 
 def _binary_value(op: str, a, b, dtype: DType):
