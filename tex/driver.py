@@ -20,7 +20,7 @@ from typing import Callable
 from tex import config
 from tex.codegen.cuda import compile_cuda
 from tex.errors import BuildError
-from tex.ir import LoweredFunc
+from tex.ir import For, KernelLaunch, LoweredFunc, ThreadIndex
 from tex.lower import kernel_interface, schedule_to_func
 from tex.passes.flatten import flatten_storage
 from tex.passes.gpu_kernels import split_host_device
@@ -40,6 +40,7 @@ from tex.runtime.kernel import Kernel
 from tex.schedule.fingerprint import Unfingerprintable, fingerprint, process_local
 from tex.schedule.schedule import Schedule
 from tex.target import Target, as_target
+from tex.visitor import collect
 
 #: (name, pass, whether storage is flat afterwards), in the order they run.
 PIPELINE = (
@@ -104,15 +105,18 @@ def backend(target: Target | None) -> Backend:
 
 
 def lower(sch: Schedule, args, name: str = "main", upto: str | None = None,
-          target=None) -> LoweredFunc:
+          target=None, simple_mode: bool = False) -> LoweredFunc:
     """The loop program of `sch` with parameters `args`; `str()` of it is readable.
 
     `upto` names a pass of `PIPELINE` to stop after (the autotuner reads its
     features after `unroll_loops`, skipping the final clean-up). With a GPU
     `target` ("cuda"), the program goes on through `GPU_PIPELINE` and shows
     the kernels it launches; without one, loops bound to GPU threads are
-    printed as such (`for i in threadIdx.x(64):`).
-    TVM: `tvm.lower(s, args)`.
+    printed as such (`for i in threadIdx.x(64):`). The result also serves as
+    TVM's module of one function (`mod["main"]`, `mod.functions`), and
+    `build` takes it. `simple_mode` is accepted for TVM code: tex prints the
+    loop program alone either way.
+    TVM: `tvm.lower(s, args, name=..., simple_mode=True)`.
     """
     if upto is not None and upto not in {pass_name for pass_name, _, _ in PIPELINE}:
         raise BuildError(f"lower: upto must name a pass of the pipeline "
@@ -156,21 +160,30 @@ schedule_provider: contextvars.ContextVar = contextvars.ContextVar("schedule_pro
                                                                   default=None)
 
 
-def build(sch: Schedule, args, target="llvm", name: str = "main"):
+def build(sch: Schedule, args=None, target=None, name: str = "main", target_host=None):
     """Compile `sch` into a callable `Kernel` for `target` ("llvm", "llvm -mcpu=..."), or a
     `CudaKernel` for "cuda" ("cuda -arch=sm_90").
 
+    Without `target`, the target of the enclosing `with tex.Target(...):`, else
+    "llvm". `target_host` must be a CPU target; like `Target(..., host=)`, it
+    changes nothing that is built.
     Building the same schedule (unchanged since) with the same arguments
     again returns the kernel built before. An identical schedule declared
     again, in this process or (through the disk cache) in another, reuses the
     compiled code without lowering; an identical program from a differently
     written schedule reuses it after lowering (see `tex.runtime.cache`).
-    TVM: `tvm.build(s, args, target)`.
+    `build(tex.lower(s, args), target)` builds a lowered program for a CPU.
+    TVM: `tvm.build(s, args, target, name=...)`.
     """
-    target = as_target(target)
+    target = _chosen_target(target, target_host)
+    if isinstance(sch, LoweredFunc):
+        return _build_lowered(sch, args, target)
     if not isinstance(sch, Schedule):
         raise BuildError(f"build: expected a schedule from tex.create_schedule, got "
                          f"{type(sch).__name__}")
+    if args is None:
+        raise BuildError("build: a schedule is built with its arguments, "
+                         "tex.build(s, [A, B, C], target)")
     args = tuple(args)
     _check_target_fits(sch, target)
     provider = schedule_provider.get()
@@ -183,6 +196,31 @@ def build(sch: Schedule, args, target="llvm", name: str = "main"):
         kernel = _build_uncached(sch, args, target, name)
         per_schedule[key] = (args, kernel)  # the args pin the ids in the key
     return kernel
+
+
+def _chosen_target(target, target_host) -> Target:
+    """The target `build` compiles for: `target`, else the one of the enclosing
+    `with Target(...):`, else "llvm"; with `target_host` as its host."""
+    if target is None:
+        target = Target.current() or "llvm"
+    target = as_target(target)
+    return target if target_host is None else Target(str(target), host=target_host)
+
+
+def _build_lowered(func: LoweredFunc, args, target: Target) -> Kernel:
+    """A CPU kernel of a program `lower` returned (lowered for the CPU, the default)."""
+    if args is not None:
+        raise BuildError(f"build: the lowered program {func.name} has its parameters "
+                         "already; call tex.build(mod, target=...) without args")
+    if backend(target) is not BACKENDS["llvm"]:
+        raise BuildError(f"build: a lowered program builds for a CPU target, got "
+                         f"{str(target)!r}; for a GPU, build the schedule: "
+                         "tex.build(s, args, 'cuda')")
+    if collect(func.body, lambda n: isinstance(n, (KernelLaunch, ThreadIndex)) or
+               isinstance(n, For) and n.kind == "bound"):
+        raise BuildError(f"build: the lowered program {func.name} uses GPU threads; build "
+                         "its schedule for a GPU: tex.build(s, args, 'cuda')")
+    return Kernel(func, compile_cached(func, target))
 
 
 def _check_target_fits(sch: Schedule, target: Target):

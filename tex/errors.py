@@ -9,6 +9,10 @@ class TexError(Exception):
     """Base class of every error tex raises on bad input."""
 
 
+#: TVM's name for its errors, so that `except tvm.TVMError` ports as `except tex.TVMError`.
+TVMError = TexError
+
+
 class ExprError(TexError, TypeError):
     """An expression was built from operands that do not fit (dtype, arity, kind)."""
 

@@ -22,7 +22,7 @@ import itertools
 from dataclasses import dataclass, field
 
 from tex.dtype import INDEX, DType
-from tex.errors import ExprError
+from tex.errors import ArgumentError, ExprError
 from tex import ops
 from tex.expr import Const, Expr, Node, Var
 
@@ -446,6 +446,8 @@ class LoweredFunc:
 
     `size_vars` are the symbolic sizes, bound from argument shapes at call time;
     `outputs` are the params the kernel writes. `str()` is the readable loop nest.
+    It is also a module of one function, as TVM's `IRModule`: `func["main"]` (its
+    name) is itself and `functions` maps its name to it.
     """
 
     name: str
@@ -457,6 +459,18 @@ class LoweredFunc:
     def __str__(self):
         from tex.printer import to_text
         return to_text(self)
+
+    @property
+    def functions(self) -> dict[str, "LoweredFunc"]:
+        """`{name: self}`, the functions of this one-function module."""
+        return {self.name: self}
+
+    def __getitem__(self, name: str) -> "LoweredFunc":
+        """The function called `name`: this one, the only one. TVM: `mod["main"]`."""
+        if name != self.name:
+            raise ArgumentError(f"the lowered module has one function, {self.name!r}, and no "
+                                f"{name!r}; lower with name={name!r} to call it so")
+        return self
 
     __repr__ = __str__
 

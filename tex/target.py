@@ -30,9 +30,15 @@ present, else sm_80, so that building works on a machine without one).
 dropped), round-trips through `Target(...)`, and is what targets compare and
 hash by; codegen, legality checks, tuner features and cache keys all read
 the machine from here.
+
+As in TVM, a target is also a context: inside ``with Target("cuda"):``,
+`Target.current()` is that target and `tex.build` without a target builds
+for it. `Target("cuda", host="llvm")` keeps `host` as a Target; tex's host
+code is Python and the CUDA driver, so the host changes nothing that is built.
 """
 from __future__ import annotations
 
+import contextvars
 import os
 import re
 import subprocess
@@ -65,6 +71,21 @@ _X86_CPUS = _AVX512_CPUS | _AVX2_CPUS | _SSE_CPUS
 _MACHINES = {"x86_64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
 
 
+class TargetKind(str):
+    """A target's kind, "llvm" or "cuda": a string (`target.kind == "cuda"`) with TVM's
+    `target.kind.name`."""
+
+    __slots__ = ()
+
+    @property
+    def name(self) -> str:
+        return str(self)
+
+
+#: The targets of the `with Target(...):` blocks being run, innermost last.
+_entered: contextvars.ContextVar = contextvars.ContextVar("entered_targets", default=())
+
+
 class Target:
     """A compilation target parsed from a string such as ``"llvm -mcpu=skylake-avx512"``.
 
@@ -82,15 +103,16 @@ class Target:
     `kind` "cuda",
     `arch` (e.g. "sm_80") and the limits lowering checks: `max_threads_per_block`,
     `max_block` and `max_grid` (per dimension x, y, z), `max_shared_bytes`
-    (static shared memory per block) and `warp_size`.
+    (static shared memory per block) and `warp_size`. Every target has `host`: the
+    CPU Target given as `host=` (None without one). TVM: `tvm.target.Target`.
     """
 
-    __slots__ = ("kind", "triple", "machine", "cpu", "features", "enabled_features",
+    __slots__ = ("kind", "host", "triple", "machine", "cpu", "features", "enabled_features",
                  "vector_bits", "vector_registers", "cache_bytes", "num_cores", "fastmath",
                  "arch", "max_threads_per_block", "max_block", "max_grid", "max_shared_bytes",
                  "warp_size", "_mcpu", "_mattr", "_mtriple", "_text")
 
-    def __init__(self, spec: str):
+    def __init__(self, spec: str, host=None):
         if not isinstance(spec, str) or not spec.split():
             raise BuildError(f"a target is a string such as 'llvm' or 'cuda -arch=sm_80', "
                              f"got {spec!r}")
@@ -99,7 +121,8 @@ class Target:
             raise BuildError(f"unknown target kind {kind!r} in {spec!r}; "
                              f"expected one of {sorted(_OPTIONS)}")
         options = _parse_options(kind, tokens, spec)
-        self.kind = kind
+        self.kind = TargetKind(kind)
+        self.host = None if host is None else _host_target(host, spec)
         self.cpu, self.features, self.vector_bits, self.num_cores = None, "", 128, None
         self.triple = self.machine = self.vector_registers = self.cache_bytes = None
         self.enabled_features = frozenset()  # a CPU's, by name ("avx2"), -mattr applied
@@ -175,6 +198,25 @@ class Target:
         bits = 8 if dtype.is_bool else dtype.bits
         return max(1, self.vector_bits // bits)
 
+    def __enter__(self) -> "Target":
+        _entered.set(_entered.get() + (self,))
+        return self
+
+    def __exit__(self, *exc_info):
+        _entered.set(_entered.get()[:-1])
+
+    @staticmethod
+    def current(allow_none: bool = True) -> "Target | None":
+        """The target of the innermost `with Target(...):` block being run; without one,
+        None, or a BuildError when `allow_none` is False. TVM: `Target.current()`."""
+        entered = _entered.get()
+        if entered:
+            return entered[-1]
+        if not allow_none:
+            raise BuildError("Target.current(allow_none=False): no target is set; build "
+                             "inside `with tex.Target(...):` or pass target=")
+        return None
+
     def __str__(self):
         return self._text
 
@@ -196,6 +238,15 @@ def as_target(target) -> Target:
         return _parse_cached(target)
     raise BuildError(f"expected a Target or a target string, got {type(target).__name__} "
                      f"{target!r}")
+
+
+def _host_target(host, spec: str) -> Target:
+    """`host=` of the target `spec`, checked to be a CPU target."""
+    host = as_target(host)
+    if host.kind != "llvm":
+        raise BuildError(f"the host of target {spec!r} must be a CPU target such as 'llvm', "
+                         f"got {str(host)!r}")
+    return host
 
 
 @lru_cache(maxsize=64)

@@ -86,6 +86,13 @@ def var(name: str = "n", dtype="int64") -> Var:
     return Var(name, dtype)
 
 
+def size_var(name: str = "n", dtype="int64") -> Var:
+    """A symbolic size known to be >= 0: `var`, since every size variable of a kernel is
+    bound by a dimension of an argument, and a dimension is never negative.
+    TVM: `te.size_var`."""
+    return var(name, dtype)
+
+
 def const(value, dtype=None) -> Const:
     """A constant; ints default to int64, floats to float32."""
     return ops.const(value, dtype)

@@ -209,6 +209,8 @@ class DeviceArray:
             copy_to_host(self._device, out, self.pointer, "DeviceArray.numpy")
         return out
 
+    asnumpy = numpy  # TVM's older name
+
     def __repr__(self):
         return f"DeviceArray(shape={self.shape}, dtype={self.dtype})"
 

@@ -59,6 +59,8 @@ class CudaKernel(Signature):
     module came from the disk cache), `target` its Target.
     """
 
+    device_kind = "cuda"
+
     def __init__(self, func: LoweredFunc | KernelInterface, module: CudaModule, *,
                  lower: Callable[[], LoweredFunc] | None = None, tex_source: str | None = None):
         """`func` is the LoweredFunc of `module`, or, for a module read from the disk
@@ -266,6 +268,12 @@ class CudaKernel(Signature):
             (ctypes.c_longlong,) * len(launch.size_vars)
         device.call("cuLaunchKernel", function, *grid, *block, 0, device.stream,
                     (values, types), 0, what=f"CUDA kernel {self.name}, launch {launch.name}")
+
+    @property
+    def imported_modules(self) -> list[CudaModule]:
+        """The device code: one module, whose `get_source()` is the CUDA C.
+        TVM: `f.imported_modules[0].get_source()`."""
+        return [self._module]
 
     def get_source(self, fmt: str = "tex") -> str:
         """The kernel as text: "tex" (the loop program), "cuda" (CUDA C), "ptx"."""

@@ -32,6 +32,7 @@ from tex.ir import Buffer, KernelInterface, LoweredFunc
 from tex.printer import to_text
 from tex.runtime.cache import compile_cached
 from tex.runtime.host_array import allocate, data_pointer
+from tex.runtime.timing import time_evaluator
 from tex.visitor import collect
 
 _ENTRY = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
@@ -163,8 +164,13 @@ class Signature:
     (`Param` here) turns each argument into an array-like with `.shape` and
     `.nbytes`; the checks of shapes against constants, size variables and
     expressions, the shapes of allocated outputs and the overlap check are the
-    same for every runtime, and so are their messages.
+    same for every runtime, and so are their messages. So are the parts of TVM's
+    runtime module that TE code calls: `entry_name`, `imported_modules`,
+    `time_evaluator`.
     """
+
+    #: The kind of device the kernel runs on, as in `tex.cpu(0)` / `tex.cuda(0)`.
+    device_kind = "cpu"
 
     def __init__(self, func: LoweredFunc | KernelInterface, param_class=Param):
         self.name = func.name
@@ -186,6 +192,23 @@ class Signature:
             if slot not in bound:
                 raise BuildError(f"size variable {var.name} of {self.name} is not a "
                                  "dimension of any parameter, so no call can bind it")
+
+    @property
+    def entry_name(self) -> str:
+        """The name of the function to call: the kernel's. TVM: `Module.entry_name`."""
+        return self.name
+
+    @property
+    def imported_modules(self) -> list:
+        """The device code's modules (none for a CPU kernel). TVM: `imported_modules`."""
+        return []
+
+    def time_evaluator(self, func_name: str, dev, number: int = 10, repeat: int = 1,
+                       min_repeat_ms: float = 0):
+        """A function that calls the kernel with its arguments and returns their timing
+        (`.mean`, `.median`, `.results`, in seconds); see `tex.runtime.timing`.
+        TVM: `f.time_evaluator(f.entry_name, dev, number=10)`."""
+        return time_evaluator(self, func_name, dev, number, repeat, min_repeat_ms)
 
     def _arity_error(self, count: int) -> ArgumentError:
         return ArgumentError(

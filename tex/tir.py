@@ -1,0 +1,145 @@
+"""TVM's `tvm.tir` expression helpers, in tex's terms, so that TE code ports by renaming.
+
+    from tex import tir                     # was: from tvm import tir
+    tir.if_then_else(i < n, A[i], tir.const(0, "float32"))
+    tir.truncdiv(x, 4), tir.floormod(x, 4), tir.all(i >= 1, i < n - 1)
+
+Division comes in three flavours, as in TVM:
+
+* `floordiv` / `floormod` (and `indexdiv` / `indexmod`, which TVM uses for
+  indices it assumes non-negative): rounding toward negative infinity, the
+  remainder taking the divisor's sign; these are tex's `//` and `%`.
+* `truncdiv` / `truncmod`: C's integer `/` and `%`, rounding toward zero, the
+  remainder taking the dividend's sign (`np.fix(a / b)`, `np.fmod`). Built
+  from the floor operations and a select; integers only.
+* `div`: true division for floats, `truncdiv` for integers.
+
+Like the rest of tex, dividing an integer by zero gives 0 (quotient and
+remainder), never a trap.
+
+`Var`, `SizeVar`, `IntImm`, `FloatImm` and `Cast` build expressions (they are
+functions here, not node classes: test an expression with `isinstance(e,
+tex.Var)`). `Select` evaluates only the side its condition chooses (TVM's
+evaluates both), which is safe either way.
+"""
+from __future__ import annotations
+
+from tex import ops
+from tex.errors import ExprError
+from tex.expr import Expr
+from tex.expr import Var as _VarNode
+from tex.tensor import (comm_reducer, const, max, max_value, min, min_value,  # noqa: A004
+                        size_var, sum, var)
+
+__all__ = ["Cast", "FloatImm", "IntImm", "Select", "SizeVar", "Var", "all", "any", "cast",
+           "comm_reducer", "const", "div", "floordiv", "floormod", "if_then_else", "indexdiv",
+           "indexmod", "max", "max_value", "min", "min_value", "sum", "truncdiv", "truncmod"]
+
+all = ops.all_  # noqa: A001 - TVM's name
+any = ops.any_  # noqa: A001 - TVM's name
+if_then_else = ops.if_then_else
+Select = ops.if_then_else
+
+
+def IntImm(dtype, value) -> Expr:
+    """An integer constant. TVM: `tir.IntImm(dtype, value)`."""
+    return _typed_const("IntImm", dtype, value, lambda d: d.is_int or d.is_bool)
+
+
+def FloatImm(dtype, value) -> Expr:
+    """A float constant. TVM: `tir.FloatImm(dtype, value)`."""
+    return _typed_const("FloatImm", dtype, value, lambda d: d.is_float)
+
+
+def _typed_const(who: str, dtype, value, fits) -> Expr:
+    constant = ops.const(value, dtype)
+    if not fits(constant.dtype):
+        raise ExprError(f"{who}: dtype {constant.dtype} is not the kind {who} makes")
+    return constant
+
+
+def Var(name: str = "v", dtype="int64") -> _VarNode:
+    """A symbolic size (an integer variable bound when a kernel is called), as `tex.var`.
+    TVM: `tir.Var(name, dtype)`."""
+    return var(name, dtype)
+
+
+def SizeVar(name: str = "n", dtype="int64") -> _VarNode:
+    """A symbolic size known to be >= 0, as `tex.size_var`. TVM: `tir.SizeVar(name, dtype)`."""
+    return size_var(name, dtype)
+
+
+def Cast(dtype, value) -> Expr:
+    """`value` converted to `dtype`. TVM: `tir.Cast(dtype, value)`."""
+    return ops.cast(dtype, value)
+
+
+def cast(value, dtype) -> Expr:
+    """`value` converted to `dtype`; note TVM's argument order, the reverse of
+    `tex.cast(dtype, value)`. TVM: `tir.cast(value, dtype)`."""
+    return ops.cast(dtype, value)
+
+
+def floordiv(a, b) -> Expr:
+    """`a / b` rounded toward negative infinity (`a // b`). TVM: `tir.floordiv`."""
+    return ops.binary("floordiv", a, b)
+
+
+def floormod(a, b) -> Expr:
+    """The remainder of `floordiv`, with the sign of `b` (`a % b`). TVM: `tir.floormod`."""
+    return ops.binary("floormod", a, b)
+
+
+def indexdiv(a, b) -> Expr:
+    """Division of indices; TVM assumes them non-negative, tex floors (`floordiv`)."""
+    return floordiv(a, b)
+
+
+def indexmod(a, b) -> Expr:
+    """Remainder of indices; TVM assumes them non-negative, tex floors (`floormod`)."""
+    return floormod(a, b)
+
+
+def truncdiv(a, b) -> Expr:
+    """C's integer `a / b`: rounded toward zero. TVM: `tir.truncdiv`."""
+    a, b = _integer_operands("truncdiv", a, b)
+    quotient = ops.binary("floordiv", a, b)
+    if not a.dtype.is_signed:
+        return quotient
+    correction = ops.binary("add", quotient, 1)
+    return ops.if_then_else(_floor_differs(a, b), correction, quotient)
+
+
+def truncmod(a, b) -> Expr:
+    """C's integer `a % b`: the remainder of `truncdiv`, with the sign of `a`.
+    TVM: `tir.truncmod`."""
+    a, b = _integer_operands("truncmod", a, b)
+    remainder = ops.binary("floormod", a, b)
+    if not a.dtype.is_signed:
+        return remainder
+    return ops.if_then_else(_floor_differs(a, b), ops.binary("sub", remainder, b), remainder)
+
+
+def div(a, b) -> Expr:
+    """True division of floats; for integers, `truncdiv` (C's `/`). TVM: `tir.div`."""
+    a, b = ops._operands(a, b)
+    if a.dtype.is_float:
+        return ops.true_div(a, b)
+    return truncdiv(a, b)
+
+
+def _integer_operands(who: str, a, b) -> tuple[Expr, Expr]:
+    a, b = ops._operands(a, b)
+    if not a.dtype.is_int:
+        raise ExprError(f"{who} needs integer operands, got {a.dtype} ({a}) and {b.dtype} "
+                        f"({b}); for floats use tex.tir.div (true division) or tex.floor")
+    return a, b
+
+
+def _floor_differs(a: Expr, b: Expr) -> Expr:
+    """Whether flooring and truncating `a / b` differ: a remainder, and signs that differ
+    (a nonzero floor remainder implies that neither `a` nor `b` is zero)."""
+    has_remainder = ops.compare("ne", ops.binary("floormod", a, b), 0)
+    signs_differ = ops.any_(ops.all_(ops.compare("lt", a, 0), ops.compare("gt", b, 0)),
+                            ops.all_(ops.compare("gt", a, 0), ops.compare("lt", b, 0)))
+    return ops.all_(has_remainder, signs_differ)
