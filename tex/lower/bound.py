@@ -31,6 +31,7 @@ from tex.dtype import INDEX
 from tex.errors import LoweringError
 from tex.expr import Binary, Const, Expr, TensorRead, Var
 from tex.schedule.relations import pass_down, pass_up, split_guards
+from tex.schedule.stage import Stage
 from tex.tensor import IterVar, Range
 from tex.visitor import collect, free_vars, substitute, transform
 
@@ -51,7 +52,7 @@ class Guard:
 class StagePlan:
     """What bound inference found for one stage that is not inlined; read-only."""
 
-    stage: object
+    stage: Stage
     body: tuple[Expr, ...]              # the op's body with inlined stages substituted
     region: tuple[Range, ...]           # per dimension: the part computed
     alloc_shape: tuple[Expr, ...]       # per dimension: the buffer's extent

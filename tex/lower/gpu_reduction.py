@@ -20,11 +20,13 @@ from dataclasses import dataclass
 from tex import ops
 from tex.dtype import INDEX
 from tex.errors import LoweringError
-from tex.expr import Const, Var
+from tex.expr import Const, Expr, Var
 from tex.ir import (Allocate, AtomicUpdate, Buffer, For, IfThenElse, Load, Store, ThreadIndex,
                     ThreadReduce, seq, warp_sized)
 from tex.lower.bound import StagePlan, storage_scope
 from tex.lower.nest import StageLoops, point_body, stage_outputs, update_statement
+from tex.schedule.stage import Stage
+from tex.tensor import IterVar
 
 _ZERO = Const(INDEX, 0)
 
@@ -39,10 +41,10 @@ _FILL_THREADS = 256
 class Binding:
     """A loop `leaf` of `stage` bound to the GPU thread axis `tag`, with its extent."""
 
-    stage: object
-    leaf: object
+    stage: Stage
+    leaf: IterVar
     tag: str
-    extent: object
+    extent: Expr
 
 
 def reduced_across_threads(stage, first: int | None) -> bool:

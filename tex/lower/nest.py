@@ -20,11 +20,12 @@ from typing import Mapping
 from tex import ops
 from tex.dtype import INDEX
 from tex.errors import LoweringError
-from tex.expr import Const, Expr, Var
-from tex.ir import Allocate, For, IfThenElse, LetStmt, Load, Store, seq
+from tex.expr import Const, Expr, Reduce, Var
+from tex.ir import Allocate, For, IfThenElse, LetStmt, Load, Stmt, Store, seq
 from tex.lower.bound import StagePlan
 from tex.lower.buffers import TensorBuffer, to_loads
 from tex.lower.loop_marks import check_double_buffer, mark_double_buffer, mark_prefetches
+from tex.tensor import Tensor
 from tex.visitor import free_vars, substitute
 
 _ZERO = Const(INDEX, 0)
@@ -38,7 +39,7 @@ class Lowering:
     order, and the buffer of every tensor."""
 
     plans: tuple[StagePlan, ...]
-    buffers: Mapping[object, TensorBuffer]
+    buffers: Mapping[Tensor, TensorBuffer]
 
     def attached_at(self, stage) -> dict:
         """Leaf loop of `stage` -> the plans of the stages computed at it."""
@@ -214,7 +215,7 @@ def init_and_update(loops: StageLoops, leaves, first: int, statements: tuple):
     return loops.split_at(leaves, first, update, lambda inner: seq(init_nest, inner))
 
 
-def update_statement(reduce, targets) -> object:
+def update_statement(reduce: Reduce, targets) -> Stmt:
     """`out = combine(out, source)` for each (buffer, index) of `targets`, one per
     output of the reduction `reduce`."""
     combiner = reduce.combiner

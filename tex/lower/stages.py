@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from tex.errors import LoweringError
 from tex.expr import Expr, TensorRead
+from tex.schedule.stage import Stage
 from tex.visitor import collect, substitute, transform
 
 
@@ -19,7 +20,7 @@ from tex.visitor import collect, substitute, transform
 class InlinedStage:
     """A stage that gets a loop nest, and its op's body with inlined stages substituted."""
 
-    stage: object
+    stage: Stage
     body: tuple[Expr, ...]
 
     @property

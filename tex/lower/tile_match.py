@@ -17,7 +17,8 @@ from tex.errors import LoweringError
 from tex.expr import Const, Expr, Let, Node, Reduce, TensorRead, Var, field_names, \
     structurally_equal
 from tex.ir import strides_of
-from tex.schedule.tensorize import TileView
+from tex.lower.bound import StagePlan
+from tex.schedule.tensorize import TensorIntrin, TileView
 from tex.tensor import Tensor
 from tex.visitor import substitute
 
@@ -29,8 +30,8 @@ class Tile:
     """The loops of `plan`'s stage that intrinsic `intrin` replaces: its leaves from
     `position` inward. `where` names the tensorize in messages."""
 
-    plan: object
-    intrin: object
+    plan: StagePlan
+    intrin: TensorIntrin
     position: int
     where: str
 
