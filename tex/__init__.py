@@ -15,6 +15,7 @@ from tex.ops import cast, if_then_else
 from tex.runtime.cuda_device import DeviceArray, device_array, empty_device
 from tex.runtime.host_array import empty
 from tex.runtime.library import Library, export_library, load_library
+from tex.scan_op import scan
 from tex.schedule import Schedule, Stage, create_schedule, thread_axis
 from tex.schedule.tensorize import decl_tensor_intrin
 from tex.target import Target
@@ -51,5 +52,6 @@ __all__ = [
     "exp", "export_library", "floor", "floordiv", "floormod", "fmax", "fmin", "if_then_else",
     "Library",
     "load_library", "log", "lower", "max", "max_value", "min", "min_value", "placeholder", "pow",
-    "reduce_axis", "rsqrt", "thread_axis", "select", "sigmoid", "sqrt", "sum", "tanh", "var",
+    "reduce_axis", "rsqrt", "scan", "thread_axis", "select", "sigmoid", "sqrt", "sum", "tanh",
+    "var",
 ]

@@ -23,10 +23,12 @@ from tex.visitor import transform
 @dataclass(frozen=True, eq=False)
 class TensorBuffer:
     """Where a tensor lives: element `x` of the tensor is `buffer[x - offsets]`
-    (`offsets` None: `buffer[x]`)."""
+    (`offsets` None: `buffer[x]`). A `borrowed` buffer is another tensor's, which
+    allocates it (a scan's inits, updates and states live in the scan's output)."""
 
     buffer: Buffer
     offsets: tuple[Expr, ...] | None = None
+    borrowed: bool = False
 
     def index(self, indices) -> tuple[Expr, ...]:
         """The buffer index of the tensor's element `indices`."""

@@ -113,7 +113,8 @@ class StageLoops:
         for child in reversed([c for c in children if not c.stage.double_buffered]):
             body = seq(self.nests[child.stage], body)
             for t in child.op.outputs:
-                body = Allocate(self.lowering.buffers[t].buffer, body)
+                if not self.lowering.buffers[t].borrowed:
+                    body = Allocate(self.lowering.buffers[t].buffer, body)
         if with_children and leaf in stage.prefetches:
             body = mark_prefetches(self.plan, leaf, body, self.lowering.buffers)
         tag = stage.bindings.get(leaf)
