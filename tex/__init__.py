@@ -21,6 +21,7 @@ from tex.runtime.host_array import empty
 from tex.runtime import nd
 from tex.runtime.library import Library, export_library, load_library
 from tex.runtime.nd import cpu, cuda, device
+from tex.scan_op import scan
 from tex.schedule import Schedule, Stage, create_schedule, thread_axis
 from tex.schedule.tensorize import decl_tensor_intrin
 from tex.target import Target
@@ -56,7 +57,7 @@ __all__ = [
     "ExprError", "floor", "floordiv", "floormod", "fmax", "fmin", "if_then_else", "indexdiv",
     "indexmod", "IterVar", "Library", "load_library", "log", "lower", "LoweringError", "max",
     "max_value", "min", "min_value", "nd", "placeholder", "pow", "Range", "reduce_axis",
-    "rsqrt", "Schedule", "ScheduleError", "select", "sigmoid", "size_var", "sqrt", "Stage",
+    "rsqrt", "scan", "Schedule", "ScheduleError", "select", "sigmoid", "size_var", "sqrt", "Stage",
     "sum", "tanh", "Target", "Tensor", "TexError", "thread_axis", "tir", "truncdiv",
     "truncmod", "TVMError", "Var", "var",
 ]

@@ -7,6 +7,7 @@ name inside one printed tree, the later ones get a numeric suffix.
 from __future__ import annotations
 
 from tex import ops
+from tex.arith import simplify
 from tex.expr import Const
 from tex.ir import LoweredFunc
 from tex.visitor import handler
@@ -158,7 +159,8 @@ class _Printer:
         if isinstance(s.min, Const) and s.min.value == 0:
             bounds = self.expr(s.extent)
         else:  # Python's range(start, stop)
-            bounds = f"{self.expr(s.min)}, {self.expr(ops.binary('add', s.min, s.extent))}"
+            stop = simplify(ops.binary("add", s.min, s.extent))
+            bounds = f"{self.expr(s.min)}, {self.expr(stop)}"
         kind = {"serial": "range", "bound": s.thread_tag}.get(s.kind, s.kind)
         pragmas = "".join(f"  # pragma {k}={v}" for k, v in s.pragmas)
         self.line(depth, f"for {var} in {kind}({bounds}):{pragmas}")

@@ -40,7 +40,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tex import ops
-from tex.arith import Interval, bound
+from tex.arith import Interval, bound, simplify
 from tex.codegen.cuda_expr import ADD, UNARY, ExprEmitter, Names, Preamble, c_type, vector_type
 from tex.codegen.nvrtc import compile_source
 from tex.dtype import float32, float64, int32, int64, uint32, uint64
@@ -421,7 +421,9 @@ def _written_buffers(body) -> set[Buffer]:
 
 
 def _end(s: For) -> Expr:
-    return ops.binary("add", s.min, s.extent)
+    if isinstance(s.min, Const) and s.min.value == 0:
+        return s.extent
+    return simplify(ops.binary("add", s.min, s.extent))
 
 
 def _constant_product(exprs) -> int | None:

@@ -145,8 +145,8 @@ def _region(source, readers: list, done: list) -> tuple[tuple, tuple]:
     the union of what its `readers` read of it (their plans are in `done`)."""
     op = source.op
     shape = op.shape
-    if source.stage.attach.kind != "at":
-        return tuple(Range(_ZERO, e) for e in shape), tuple(shape)
+    if source.stage.attach.kind != "at":  # the axes' domains (a scan's starts after init)
+        return tuple(iv.dom for iv in op.axis), tuple(shape)
     intervals = loop_intervals(done)
     visible = visible_vars(source.stage)
     relaxed = {v: i for v, i in intervals.items() if v not in visible}

@@ -26,12 +26,20 @@ _ZERO = Const(INDEX, 0)
 @dataclass(frozen=True, eq=False)
 class TensorBuffer:
     """Where a tensor lives: element `x` of the tensor is `buffer[x - offsets]`
-    (`offsets` None: `buffer[x]`); `argument`: the buffer is a kernel parameter
-    (else lowering allocates it)."""
+    (`offsets` None: `buffer[x]`). An `argument` buffer is a kernel parameter; a
+    `borrowed` one is another tensor's, which allocates it (a scan's inits, updates
+    and states live in the scan's output). Lowering allocates the others.
+    """
 
     buffer: Buffer
     offsets: tuple[Expr, ...] | None = None
     argument: bool = False
+    borrowed: bool = False
+
+    @property
+    def allocated_here(self) -> bool:
+        """Whether lowering allocates this buffer for the tensor."""
+        return not (self.argument or self.borrowed)
 
     def index(self, indices) -> tuple[Expr, ...]:
         """The buffer index of the tensor's element `indices`."""

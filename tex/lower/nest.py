@@ -114,7 +114,7 @@ class StageLoops:
         for child in reversed([c for c in children if not c.stage.double_buffered]):
             body = seq(self.nests[child.stage], body)
             for t in child.op.outputs:
-                if not self.lowering.buffers[t].argument:
+                if self.lowering.buffers[t].allocated_here:
                     body = Allocate(self.lowering.buffers[t].buffer, body)
         if with_children and leaf in stage.prefetches:
             body = mark_prefetches(self.plan, leaf, body, self.lowering.buffers)

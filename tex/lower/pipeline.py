@@ -3,16 +3,20 @@
 `schedule_to_func(schedule, args)`:
 
 1. `inline_stages`: inlined stages substituted into their readers;
-2. `check_attach`: each compute_at legal (the target has the loop, every
-   consumer lies inside it);
+2. `check_scan_placement`, `check_attach`: each scan's stages where its steps
+   run in order (`tex.lower.scan`), each compute_at legal (the target has
+   the loop, every consumer lies inside it);
 3. `infer_bounds`: the region, loop ranges and guards of every stage,
-   consumers first (frozen `StagePlan`s);
-4. `make_buffers`: the buffer of every tensor, then `drop_unneeded_guards`;
+   consumers first (frozen `StagePlan`s); `check_scans`: each step of a scan
+   reads rows written before it;
+4. `make_buffers`: the buffer of every tensor, a scan's shared by its inits,
+   updates and states (`share_scan_buffers`), then `drop_unneeded_guards`;
 5. `stage_nest` for every stage, those computed inside others first: the
    loop nest of the stage (`tex.lower.nest`; GPU reductions in
-   `tex.lower.gpu_reduction`, tensorized tiles in `tex.lower.tile`), with the
-   nests of the stages computed at its loops placed there and the loops that
-   prefetch or double-buffer marked (`tex.lower.loop_marks`);
+   `tex.lower.gpu_reduction`, tensorized tiles in `tex.lower.tile`, scans in
+   `tex.lower.scan`), with the nests of the stages computed at its loops
+   placed there and the loops that prefetch or double-buffer marked
+   (`tex.lower.loop_marks`);
 6. the root nests in order, intermediate buffers allocated around them,
    every variable defined once.
 
@@ -29,8 +33,10 @@ from tex.lower.buffers import make_buffers
 from tex.lower.gpu_reduction import (atomic_init_nest, gpu_reduction_nest, one_of_the_copies,
                                      reduced_across_threads)
 from tex.lower.nest import Lowering, StageLoops, reduction_start, stage_nest
+from tex.lower.scan import check_scan_placement, check_scans, scan_nest, share_scan_buffers
 from tex.lower.stages import attach_depth, check_attach, consumers_of, inline_stages
 from tex.lower.tile import tensorized_nest
+from tex.scan_op import ScanOp
 from tex.tensor import PlaceholderOp, Tensor
 from tex.visitor import collect, free_vars, unique_definitions
 
@@ -51,12 +57,13 @@ def schedule_to_func(sch, args, name: str = "main") -> LoweredFunc:
     params = dict(zip(args, interface.params))
     stages = inline_stages(sch)
     consumers = consumers_of(sch, stages)
+    check_scan_placement(stages, consumers)
     lowered = {s.stage for s in stages}
     for s in stages:
         check_attach(s.stage, consumers[s.stage], lowered)
     _check_args_not_inlined(sch, args)
-    plans = infer_bounds(stages, consumers)
-    buffers = make_buffers(plans, params)
+    plans = check_scans(infer_bounds(stages, consumers))
+    buffers = share_scan_buffers(plans, make_buffers(plans, params), params)
     lowering = Lowering(drop_unneeded_guards(plans, buffers), buffers)
     roots = [p for p in lowering.plans if p.stage.attach.kind == "root"]
     _check_root_scopes(sch, roots)
@@ -74,6 +81,8 @@ def schedule_to_func(sch, args, name: str = "main") -> LoweredFunc:
 def _stage_nest(plan, lowering: Lowering, nests: dict):
     """The nest of `plan`'s stage, built by the module its kind of stage needs."""
     loops = StageLoops(plan, lowering, nests)
+    if isinstance(plan.op, ScanOp):
+        return scan_nest(loops)
     if plan.stage.tensorized is not None:
         return tensorized_nest(loops)
     first = reduction_start(plan.stage)
@@ -87,7 +96,7 @@ def _allocate_intermediates(roots, buffers: dict, body):
     """`body` inside allocations of the root stages' buffers that are not parameters."""
     for plan in reversed(roots):
         for t in plan.op.outputs:
-            if not buffers[t].argument:
+            if buffers[t].allocated_here:
                 body = Allocate(buffers[t].buffer, body)
     return body
 

@@ -41,6 +41,8 @@ import weakref
 
 from tex.dtype import DType
 from tex.expr import Var
+from tex.scan_op import ScanOp
+from tex.schedule.scan import ScanStage
 from tex.schedule.stage import Stage
 from tex.schedule.tensorize import TensorIntrin
 from tex.tensor import CommReducer, ComputeOp, IterVar, PlaceholderOp, Tensor
@@ -56,9 +58,11 @@ _IDENTITIES = {
     IterVar: ("iv", ("var", "dom", "kind")),
     PlaceholderOp: ("op", ("name", "shape", "dtypes")),
     ComputeOp: ("op", ("name", "axis", "body", "tag")),
+    ScanOp: ("op", ("name", "axis", "init", "update", "state_placeholder", "inputs")),
     CommReducer: ("r", ("name", "lhs", "rhs", "results", "identities")),
     TensorIntrin: ("ti", ("name", "op", "lower_fn")),  # lower_fn: see `lowering_identity`
     Stage: ("st", None),  # every attribute but the back-reference to the schedule
+    ScanStage: ("st", None),
 }
 
 

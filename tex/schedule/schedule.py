@@ -14,7 +14,9 @@ from tex.arith import simplify
 from tex.dtype import INDEX
 from tex.errors import ScheduleError
 from tex.expr import Const, Reduce, TensorRead, Var
+from tex.scan_op import ScanOp
 from tex.schedule.relations import pass_down, pass_up, split_guards
+from tex.schedule.scan import ScanStage, attach_steps
 from tex.schedule.stage import SCOPES, Stage
 from tex.tensor import ComputeOp, IterVar, PlaceholderOp, Range, Tensor
 from tex.visitor import substitute, transform
@@ -25,7 +27,7 @@ def _as_ops(outputs) -> list:
     result = []
     for item in items:
         op = item.op if isinstance(item, Tensor) else item
-        if not isinstance(op, (ComputeOp, PlaceholderOp)):
+        if not isinstance(op, (ComputeOp, PlaceholderOp, ScanOp)):
             raise ScheduleError(f"create_schedule: expected operations or tensors, got "
                                 f"{type(item).__name__} {item!r}")
         if op not in result:
@@ -34,7 +36,7 @@ def _as_ops(outputs) -> list:
 
 
 def _post_order(outputs) -> list:
-    """Every compute op the outputs depend on, producers first."""
+    """Every compute and scan op the outputs depend on, producers first."""
     order, visited = [], set()
 
     def visit(op):
@@ -43,7 +45,7 @@ def _post_order(outputs) -> list:
         visited.add(op)
         for t in op.input_tensors:
             visit(t.op)
-        if isinstance(op, ComputeOp):
+        if isinstance(op, (ComputeOp, ScanOp)):
             order.append(op)
     for op in outputs:
         visit(op)
@@ -59,7 +61,11 @@ class Schedule:
         self._stage_by_op: dict = {}
         self.version = 0
         for op in _post_order(self.outputs):
-            self._add(Stage.of(op, self), len(self.stages))
+            stage_class = ScanStage if isinstance(op, ScanOp) else Stage
+            self._add(stage_class.of(op, self), len(self.stages))
+        for stage in self.stages:
+            if isinstance(stage, ScanStage):
+                attach_steps(stage)
         self.version = 0  # bumped by every primitive from now on, so builds can be cached
 
     @property
@@ -153,6 +159,10 @@ class Schedule:
         if not reader_stages:
             raise ScheduleError(f"cache_read of {tensor.name}: give at least one reader")
         for stage in reader_stages:
+            if not isinstance(stage.op, ComputeOp):
+                raise ScheduleError(f"cache_read of {tensor.name}: stage {stage.name} computes "
+                                    "nothing of its own to read a copy; give the stages that "
+                                    "read the tensor")
             if tensor not in stage.op.input_tensors:
                 raise ScheduleError(f"cache_read of {tensor.name}: stage {stage.name} does not "
                                     f"read {tensor.name}")
@@ -186,6 +196,9 @@ class Schedule:
         """
         _check_tensor("cache_write", tensor)
         stage = self[tensor]
+        if not isinstance(stage.op, ComputeOp):
+            raise ScheduleError(f"cache_write of {tensor.name}: stage {stage.name} is not a "
+                                "compute; cache the stage of its update instead")
         if stage.relations or stage.annotations or stage.bindings or stage.attach.kind != "root":
             raise ScheduleError(f"cache_write of {tensor.name}: call it before any other "
                                 f"primitive on stage {stage.name}")

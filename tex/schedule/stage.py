@@ -149,9 +149,9 @@ class Stage:
     tensorized: tuple | None = None                   # (IterVar, TensorIntrin) or None
     double_buffered: bool = False
 
-    @staticmethod
-    def of(op, schedule, origin_op=None) -> "Stage":
-        stage = Stage(op, origin_op or op, schedule)
+    @classmethod
+    def of(cls, op, schedule, origin_op=None) -> "Stage":
+        stage = cls(op, origin_op or op, schedule)
         stage.leaf_iter_vars = list(op.axis) + list(op.reduce_axis)
         return stage
 
