@@ -4,11 +4,13 @@ Declare what to compute (`placeholder`, `compute`, reductions), say how with
 a schedule (`create_schedule`, then primitives on `s[T]`), look at the loop
 program (`lower`) and compile it (`build`). See README.md and tutorials/.
 """
+from tex.codegen.packed_func import get_global_func, register_func
 from tex.driver import build, lower
 from tex.dtype import DType
 from tex.errors import (ArgumentError, BuildError, ConfigError, DeviceError, ExprError,
-                        LoweringError, ScheduleError, TexError)
+                        LoweringError, PackedFuncError, ScheduleError, TexError)
 from tex.expr import Expr, Var
+from tex.extern_op import call_packed, extern
 from tex.ops import all_ as all  # noqa: A001
 from tex.ops import any_ as any  # noqa: A001
 from tex.ops import cast, if_then_else
@@ -52,4 +54,5 @@ __all__ = [
     "Library",
     "load_library", "log", "lower", "max", "max_value", "min", "min_value", "placeholder", "pow",
     "reduce_axis", "rsqrt", "thread_axis", "select", "sigmoid", "sqrt", "sum", "tanh", "var",
+    "PackedFuncError", "call_packed", "extern", "get_global_func", "register_func",
 ]

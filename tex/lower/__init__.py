@@ -2,8 +2,9 @@
 
 In the order they run: `stages` (inlining, compute_at checks), `bound`
 (bound inference, frozen per-stage plans), `buffers`, `nest` (loop nests),
-`gpu_reduction`, `tile` and `tile_match` (tensorized tiles), `loop_marks`
-(prefetch and double-buffer marks for the passes).
+`gpu_reduction`, `tile` and `tile_match` (tensorized tiles), `extern` (the
+statements of extern stages), `loop_marks` (prefetch and double-buffer marks
+for the passes).
 """
 from tex.lower.pipeline import kernel_interface, schedule_to_func
 

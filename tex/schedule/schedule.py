@@ -1,7 +1,7 @@
 """A schedule: one stage per operation, and the primitives that rewrite dataflow.
 
-`create_schedule(outputs)` makes a stage for every compute operation the
-outputs depend on, in producer-before-consumer order. `cache_read`,
+`create_schedule(outputs)` makes a stage for every compute (and extern)
+operation the outputs depend on, in producer-before-consumer order. `cache_read`,
 `cache_write` and `rfactor` add stages and rewrite which tensors the
 consumers read; consumers keep reading the tensors the user declared, and
 `Schedule.stage_of` maps any of those tensors to the stage that now
@@ -14,9 +14,10 @@ from tex.arith import simplify
 from tex.dtype import INDEX
 from tex.errors import ScheduleError
 from tex.expr import Const, Reduce, TensorRead, Var
+from tex.schedule.extern_stage import ExternStage, refuse_extern
 from tex.schedule.relations import pass_down, pass_up, split_guards
 from tex.schedule.stage import SCOPES, Stage
-from tex.tensor import ComputeOp, IterVar, PlaceholderOp, Range, Tensor
+from tex.tensor import ComputeOp, ExternOp, IterVar, PlaceholderOp, Range, Tensor
 from tex.visitor import substitute, transform
 
 
@@ -25,7 +26,7 @@ def _as_ops(outputs) -> list:
     result = []
     for item in items:
         op = item.op if isinstance(item, Tensor) else item
-        if not isinstance(op, (ComputeOp, PlaceholderOp)):
+        if not isinstance(op, (ComputeOp, ExternOp, PlaceholderOp)):
             raise ScheduleError(f"create_schedule: expected operations or tensors, got "
                                 f"{type(item).__name__} {item!r}")
         if op not in result:
@@ -34,7 +35,7 @@ def _as_ops(outputs) -> list:
 
 
 def _post_order(outputs) -> list:
-    """Every compute op the outputs depend on, producers first."""
+    """Every compute and extern op the outputs depend on, producers first."""
     order, visited = [], set()
 
     def visit(op):
@@ -43,7 +44,7 @@ def _post_order(outputs) -> list:
         visited.add(op)
         for t in op.input_tensors:
             visit(t.op)
-        if isinstance(op, ComputeOp):
+        if isinstance(op, (ComputeOp, ExternOp)):
             order.append(op)
     for op in outputs:
         visit(op)
@@ -59,7 +60,8 @@ class Schedule:
         self._stage_by_op: dict = {}
         self.version = 0
         for op in _post_order(self.outputs):
-            self._add(Stage.of(op, self), len(self.stages))
+            kind = ExternStage if isinstance(op, ExternOp) else Stage
+            self._add(kind.of(op, self), len(self.stages))
         self.version = 0  # bumped by every primitive from now on, so builds can be cached
 
     @property
@@ -153,6 +155,7 @@ class Schedule:
         if not reader_stages:
             raise ScheduleError(f"cache_read of {tensor.name}: give at least one reader")
         for stage in reader_stages:
+            refuse_extern(stage, "cache_read (as a reader)")
             if tensor not in stage.op.input_tensors:
                 raise ScheduleError(f"cache_read of {tensor.name}: stage {stage.name} does not "
                                     f"read {tensor.name}")
@@ -186,6 +189,7 @@ class Schedule:
         """
         _check_tensor("cache_write", tensor)
         stage = self[tensor]
+        refuse_extern(stage, "cache_write")
         if stage.relations or stage.annotations or stage.bindings or stage.attach.kind != "root":
             raise ScheduleError(f"cache_write of {tensor.name}: call it before any other "
                                 f"primitive on stage {stage.name}")
@@ -219,6 +223,7 @@ class Schedule:
         """
         _check_tensor("rfactor", tensor)
         stage = self[tensor]
+        refuse_extern(stage, "rfactor")
         op = stage.op
         if not op.reduce_axis:
             raise ScheduleError(f"rfactor on stage {stage.name}: it is not a reduction")
