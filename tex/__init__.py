@@ -8,11 +8,13 @@ TVM TE's spellings work too (`tex.tir`, `tex.nd`, `tex.cpu(0)`, `with tex.Target
 """
 from tex import errors as error  # TVM: tvm.error.TVMError
 from tex import tir
+from tex.codegen.packed_func import get_global_func, register_func
 from tex.driver import build, lower
 from tex.dtype import DType
 from tex.errors import (ArgumentError, BuildError, ConfigError, DeviceError, ExprError,
-                        LoweringError, ScheduleError, TexError, TVMError)
+                        LoweringError, PackedFuncError, ScheduleError, TexError, TVMError)
 from tex.expr import Expr, Var
+from tex.extern_op import call_packed, extern
 from tex.ops import all_ as all  # noqa: A001
 from tex.ops import any_ as any  # noqa: A001
 from tex.ops import cast, if_then_else
@@ -50,14 +52,15 @@ def abs(x): return _ops.abs_(x)  # noqa: A001
 
 
 __all__ = [
-    "abs", "all", "any", "ArgumentError", "build", "BuildError", "cast", "ceil",
+    "abs", "all", "any", "ArgumentError", "build", "BuildError", "call_packed", "cast", "ceil",
     "comm_reducer", "compute", "ConfigError", "const", "cpu", "create_schedule", "cuda",
     "decl_tensor_intrin", "device", "device_array", "DeviceArray", "DeviceError", "div",
     "DType", "empty", "empty_device", "erf", "error", "exp", "export_library", "Expr",
-    "ExprError", "floor", "floordiv", "floormod", "fmax", "fmin", "if_then_else", "indexdiv",
-    "indexmod", "IterVar", "Library", "load_library", "log", "lower", "LoweringError", "max",
-    "max_value", "min", "min_value", "nd", "placeholder", "pow", "Range", "reduce_axis",
-    "rsqrt", "scan", "Schedule", "ScheduleError", "select", "sigmoid", "size_var", "sqrt", "Stage",
-    "sum", "tanh", "Target", "Tensor", "TexError", "thread_axis", "tir", "truncdiv",
-    "truncmod", "TVMError", "Var", "var",
+    "ExprError", "extern", "floor", "floordiv", "floormod", "fmax", "fmin", "get_global_func",
+    "if_then_else", "indexdiv", "indexmod", "IterVar", "Library", "load_library", "log",
+    "lower", "LoweringError", "max", "max_value", "min", "min_value", "nd", "PackedFuncError",
+    "placeholder", "pow", "Range", "reduce_axis", "register_func", "rsqrt", "scan", "Schedule",
+    "ScheduleError", "select", "sigmoid", "size_var", "sqrt", "Stage", "sum", "tanh", "Target",
+    "Tensor", "TexError", "thread_axis", "tir", "truncdiv", "truncmod", "TVMError", "Var",
+    "var",
 ]

@@ -41,6 +41,7 @@ from tex.schedule.fingerprint import Unfingerprintable, fingerprint, process_loc
 from tex.schedule.schedule import Schedule
 from tex.target import Target, as_target
 from tex.visitor import collect
+from tex.tensor import ExternOp
 
 #: (name, pass, whether storage is flat afterwards), in the order they run.
 PIPELINE = (
@@ -125,6 +126,8 @@ def lower(sch: Schedule, args, name: str = "main", upto: str | None = None,
         raise BuildError(f"lower: expected a schedule from tex.create_schedule, got "
                          f"{type(sch).__name__}")
     target = None if target is None else as_target(target)
+    if target is not None and backend(target).binds_threads:
+        _check_no_extern_stage(sch, target)
     func = schedule_to_func(sch, list(args), name)
     checking, printing = config.verify_enabled(), config.print_after()
 
@@ -225,8 +228,10 @@ def _build_lowered(func: LoweredFunc, args, target: Target) -> Kernel:
 
 def _check_target_fits(sch: Schedule, target: Target):
     """A schedule binding loops to GPU threads, or choosing how GPU threads combine a
-    reduction, builds for a GPU target, and only there."""
+    reduction, builds for a GPU target, and only there; one with an extern stage (whose
+    packed calls run Python on the host) for a CPU target."""
     if backend(target).binds_threads:
+        _check_no_extern_stage(sch, target)
         return
     bound = next(((st, axis) for st in sch.stages for axis in st.bindings), None)
     if bound is not None:
@@ -241,6 +246,15 @@ def _check_target_fits(sch: Schedule, target: Target):
                          f"{stage.reduce_strategies[axis]!r} says how GPU threads combine a "
                          f"reduction, and target {str(target)!r} is a CPU; build for "
                          "target='cuda', or use rfactor for the CPU")
+
+
+def _check_no_extern_stage(sch: Schedule, target: Target):
+    """A GPU target has no place for an extern stage, whose packed calls run Python."""
+    extern = next((st for st in sch.stages if isinstance(st.op, ExternOp)), None)
+    if extern is not None:
+        raise BuildError(f"stage {extern.name} is an extern stage, whose statement calls "
+                         f"Python functions on the CPU; build it for target='llvm' (tex "
+                         f"runs extern stages on CPU targets only), not {str(target)!r}")
 
 
 def _build_uncached(sch: Schedule, args, target, name: str):

@@ -40,3 +40,8 @@ class BuildError(TexError, RuntimeError):
 class DeviceError(TexError, RuntimeError):
     """A kernel needs a device that is missing or failed (no GPU or driver, a CUDA error,
     a CPU unit such as AMX that this machine lacks or the OS refuses)."""
+
+
+class PackedFuncError(TexError, RuntimeError):
+    """A packed function (`tex.register_func`, `tex.call_packed`) is registered twice, is
+    missing when a kernel calls it, or raised there (its exception is the `__cause__`)."""

@@ -12,6 +12,8 @@ codegen emits it. Expression nodes shared with tensor expressions are in
   host-side launch of a device body.
 * `IntrinsicCall` calls a function that tensorize brought in (a tensor-core
   or AMX tile operation, see `tex.intrin.cuda_wmma` and `tex.intrin.x86_amx`).
+* `PackedCall` calls a Python function registered with `tex.register_func`
+  (the statement of an extern stage, `tex.extern`).
 
 Before `flatten_storage`, loads and stores index a buffer with one index per
 dimension; afterwards every buffer is one-dimensional.
@@ -380,6 +382,37 @@ class IntrinsicCall(Stmt):
         if any(not 0 <= w < len(self.pointers) for w in self.writes):
             raise ExprError(f"IntrinsicCall {self.name}: writes {self.writes} must index "
                             f"its {len(self.pointers)} pointer(s)")
+
+
+@dataclass(frozen=True, eq=False, slots=True, repr=False)
+class PackedCall(Stmt):
+    """`name(args...)`: a call of the Python function registered as `name`
+    (`tex.register_func`), made with `tex.call_packed` in the statement of an extern
+    stage (`tex.extern`).
+
+    The arguments at the positions `buffer_args` are buffers, each given as a scalar
+    `Load` of its first element (so that passes rename and flatten it like any
+    access) and passed as a whole array; the others are scalar values, passed as
+    int64 (integers, and bools as 0 or 1) or float64 (floats). `shapes` holds the dimensions of
+    the buffer arguments one after another, `ranks` how many each has: flattening
+    leaves buffers one-dimensional, the function sees them in their own shape.
+    """
+
+    name: str
+    args: tuple[Expr, ...]
+    buffer_args: tuple[int, ...]
+    shapes: tuple[Expr, ...]
+    ranks: tuple[int, ...]
+
+    def __post_init__(self):
+        if len(self.ranks) != len(self.buffer_args) or sum(self.ranks) != len(self.shapes):
+            raise ExprError(f"PackedCall {self.name}: one rank per buffer argument, and as "
+                            "many shape dimensions as the ranks add up to")
+        for k, arg in enumerate(self.args):
+            if arg.dtype.lanes != 1 or (k in self.buffer_args) != isinstance(arg, Load):
+                raise ExprError(f"PackedCall {self.name}: argument {k} must be a scalar "
+                                f"{'Load' if k in self.buffer_args else 'value'}, got "
+                                f"{type(arg).__name__} of {arg.dtype}")
 
 
 #: Cross-thread reduction strategies (see `Stage.reduce_strategy`).

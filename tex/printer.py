@@ -219,6 +219,11 @@ class _Printer:
         args = [f"&{self.expr(p)}" for p in s.pointers] + [self.expr(v) for v in s.values]
         self.line(depth, f"{s.name}({', '.join(args)})")
 
+    def stmt_PackedCall(self, s, depth):
+        args = [self.name(a.buffer, a.buffer.name) if k in s.buffer_args else self.expr(a)
+                for k, a in enumerate(s.args)]
+        self.line(depth, f"call_packed({', '.join([repr(s.name)] + args)})")
+
     def stmt_KernelLaunch(self, s, depth):
         self.line(depth, f"launch {s.name}(grid=({self.exprs(s.grid)}), "
                          f"block=({self.exprs(s.block)})):")

@@ -7,6 +7,8 @@
 * `reduce_axis((lo, hi), name)` declares a reduction variable.
 * `comm_reducer(combine, identity, name)` declares a commutative reducer;
   `sum`, `max` and `min` are the built-in ones.
+* `ExternOp` holds tensors computed by a statement tex does not look into
+  (made by `tex.extern_op.extern`).
 
 Operations and tensors are immutable and compared by identity. Shapes are
 int64 expressions, possibly over symbolic sizes made with `var`.
@@ -20,6 +22,7 @@ from tex import ops
 from tex.dtype import DType, INDEX, as_dtype
 from tex.errors import ExprError
 from tex.expr import Const, Expr, Reduce, TensorRead, Var, structurally_equal
+from tex.ir import Stmt
 from tex.visitor import collect, substitute
 
 
@@ -113,6 +116,8 @@ class Tensor:
 
     @property
     def shape(self) -> tuple[Expr, ...]:
+        if isinstance(self.op, ExternOp):  # its outputs may differ in shape
+            return self.op.shapes[self.value_index]
         return self.op.shape
 
     @property
@@ -397,3 +402,43 @@ def min_value(dtype) -> Const:
 sum = Reducer(lambda x, y: x + y, lambda t: Const(t, 0), "sum")  # noqa: A001
 max = Reducer(ops.maximum, min_value, "max")  # noqa: A001
 min = Reducer(ops.minimum, max_value, "min")  # noqa: A001
+
+
+class ExternOp:
+    """Tensors computed by a statement that tex runs as it is: usually `call_packed`, a
+    call of a Python function (made by `tex.extern_op.extern`).
+
+    The statement names the buffers `input_placeholders` (one per tensor of `inputs`)
+    and `output_placeholders` (one per output, giving its shape and dtype); lowering
+    binds them to the buffers the tensors get. An extern op has no axes, so its stage
+    is computed whole, at the root, and cannot be scheduled.
+    """
+
+    axis = ()
+    reduce_axis = ()
+
+    def __init__(self, name: str, inputs, input_placeholders, output_placeholders,
+                 statement: Stmt, tag: str = ""):
+        self.name, self.inputs, self.tag = name, tuple(inputs), tag
+        self.input_placeholders = tuple(input_placeholders)
+        self.output_placeholders = tuple(output_placeholders)
+        self.statement = statement
+        self.shapes = tuple(b.shape for b in self.output_placeholders)
+        self.shape = self.shapes[0]
+        self.dtypes = tuple(b.dtype for b in self.output_placeholders)
+        self.outputs = tuple(Tensor(self, k) for k in range(len(self.dtypes)))
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.outputs)
+
+    def output(self, index: int = 0) -> Tensor:
+        return self.outputs[index]
+
+    @property
+    def input_tensors(self) -> tuple[Tensor, ...]:
+        return self.inputs
+
+    def __repr__(self):
+        return f"extern {self.name}"
+

@@ -37,6 +37,11 @@ Intrinsic calls (tensorize). An `IntrinsicCall` becomes `call void @name(ptrs...
 each pointer the address of its load; the module declares `name`, and
 `build` links its definition (an LLVM IR module, the same for every call of
 that name) into the module once, with internal linkage so that O3 inlines it.
+
+Packed calls (extern stages). A `PackedCall` becomes a call of
+`tex_call_packed`, whose ABI `tex.codegen.packed_func` defines; when it
+returns non-zero (the Python function is missing or raised), the function
+frees the heap buffers it allocated so far and returns.
 """
 from __future__ import annotations
 
@@ -45,11 +50,11 @@ import re
 
 from llvmlite import ir
 
-from tex.codegen import llvm_jit
+from tex.codegen import llvm_jit, packed_func
 from tex.codegen.llvm_constants import splat_constant
 from tex.codegen.llvm_expr import (I1, I8, I32, I64, ExprEmitter, const_int, mangle,
                                    memory_type, single_index, value_type)
-from tex.dtype import INDEX
+from tex.dtype import INDEX, float64
 from tex.errors import BuildError
 from tex.expr import Expr
 from tex.ir import For, LoweredFunc, Ramp
@@ -65,7 +70,7 @@ STACK_LIMIT = 64 * 1024
 ALLOC_ALIGN = 64
 
 # Names the module declares itself; a kernel by one of these names is renamed.
-_RESERVED = {"main", "tex_parallel_for"}
+_RESERVED = {"main", "tex_parallel_for", packed_func.SYMBOL}
 _PROCESS = ctypes.CDLL(None)  # the symbols already loaded: libc, libm, ...
 
 
@@ -161,6 +166,7 @@ class _Module:
         self.target = target
         self.fp_flags = ("fast",) if target.fastmath else ("contract",)
         self.definitions: dict[str, str] = {}  # intrinsic function -> its LLVM IR module
+        self.strings: dict[str, ir.GlobalVariable] = {}
         self._outlined = 0
 
     def function(self, name: str, ret: ir.Type, args) -> ir.Function:
@@ -177,6 +183,18 @@ class _Module:
         if known != definition:
             raise BuildError(f"intrinsic calls of {name} carry two different definitions")
         return self.function(name, VOID, args)
+
+    def string(self, text: str) -> ir.GlobalVariable:
+        """A constant, NUL-terminated string of the module (one per distinct text)."""
+        constant = self.strings.get(text)
+        if constant is None:
+            data = bytearray(text.encode() + b"\0")
+            constant = ir.GlobalVariable(self.module, ir.ArrayType(I8, len(data)),
+                                         f".str.{len(self.strings)}")
+            constant.linkage, constant.global_constant = "internal", True
+            constant.initializer = ir.Constant(constant.value_type, data)
+            self.strings[text] = constant
+        return constant
 
     def new_function(self, suffix: str, args, noalias_from: int) -> ir.Function:
         """Internal `void <name><suffix>(args)`; pointer args from `noalias_from` on are noalias."""
@@ -232,6 +250,7 @@ class _Emitter(ExprEmitter):
 
     def __init__(self, mod: _Module, fn: ir.Function, in_parallel: bool):
         self.fn, self.in_parallel = fn, in_parallel
+        self.heap: list[ir.Value] = []  # the heap buffers allocated around the current point
         self.allocas = ir.IRBuilder(fn.append_basic_block("entry"))
         super().__init__(mod, ir.IRBuilder(fn.append_basic_block("start")))
 
@@ -332,8 +351,10 @@ class _Emitter(ExprEmitter):
         size = self.b.and_(self.b.add(size, I64(ALLOC_ALIGN - 1)), I64(-ALLOC_ALIGN))
         alloc = self.mod.function("aligned_alloc", I8P, [I64, I64])
         raw = self.b.call(alloc, [I64(ALLOC_ALIGN), size])
+        self.heap.append(raw)
         with self.bound(self.buffers, buf, self.b.bitcast(raw, mem.as_pointer())):
             self.stmt(s.body)
+        self.heap.pop()
         self.b.call(self.mod.function("free", VOID, [I8P]), [raw])
 
     def stmt_Store(self, s):
@@ -368,6 +389,35 @@ class _Emitter(ExprEmitter):
         args = [self.b.gep(self.buffer(p.buffer), [self.index(single_index(p))], inbounds=True)
                 for p in s.pointers] + [self.expr(v) for v in s.values]
         self.b.call(self.mod.intrinsic(s.name, s.definition, [a.type for a in args]), args)
+
+    def stmt_PackedCall(self, s):
+        """`tex_call_packed(signature, values, shapes)`; on failure free the heap and return."""
+        if self.mask is not None or self.in_parallel:
+            raise BuildError(f"packed call {s.name!r} inside a parallel loop or under a vector "
+                             "condition; an extern stage runs at the root of its kernel")
+        values = self.allocas.alloca(ir.ArrayType(I64, max(1, len(s.args))))
+        for k, arg in enumerate(s.args):
+            if k in s.buffer_args:
+                ptr = self.b.gep(self.buffer(arg.buffer), [self.index(single_index(arg))],
+                                 inbounds=True)
+                value = self.b.ptrtoint(ptr, I64)
+            elif arg.dtype.is_float:
+                value = self.b.bitcast(self.convert(self.expr(arg), arg.dtype, float64), I64)
+            else:
+                value = self.convert(self.expr(arg), arg.dtype, INDEX)
+            self.b.store(value, self.b.gep(values, [I32(0), I32(k)], inbounds=True))
+        shapes = self.allocas.alloca(ir.ArrayType(I64, max(1, len(s.shapes))))
+        for k, dim in enumerate(s.shapes):
+            self.b.store(self.index(dim), self.b.gep(shapes, [I32(0), I32(k)], inbounds=True))
+        first = [I32(0), I32(0)]
+        call = self.mod.function(packed_func.SYMBOL, I32, [I8P, I64.as_pointer(),
+                                                           I64.as_pointer()])
+        failed = self.b.call(call, [self.b.gep(self.mod.string(packed_func.signature(s)), first),
+                                    self.b.gep(values, first), self.b.gep(shapes, first)])
+        with self.b.if_then(self.b.icmp_signed("!=", failed, I32(0)), likely=False):
+            for raw in reversed(self.heap):
+                self.b.call(self.mod.function("free", VOID, [I8P]), [raw])
+            self.b.ret_void()
 
     def _dense_store(self, ptr, base, value, align):
         vt = value.type

@@ -14,8 +14,9 @@ Before object code is loaded, its undefined symbols are read
 (`tex.codegen.object_file`) and each must resolve: tex's thread pool
 (`tex_parallel_for`, `tex.codegen.thread_pool`) and the runtime routines
 LLVM's code generator may call (`tex.codegen.llvm_builtins`) are compiled and
-made known to the JIT's symbol lookup first; anything else must be defined
-by the process (libm, libc), or the load raises BuildError naming it.
+made known to the JIT's symbol lookup first, and so is the entry of packed
+calls (`tex_call_packed`, `tex.codegen.packed_func`); anything else must be
+defined by the process (libm, libc), or the load raises BuildError naming it.
 
 Code for another machine (`-mtriple`) is compiled and kept, to print and
 export, but never loaded.
@@ -29,7 +30,7 @@ from functools import lru_cache
 import llvmlite.binding as llvm
 
 from tex import config
-from tex.codegen import cpu_support, llvm_builtins, object_file, thread_pool
+from tex.codegen import cpu_support, llvm_builtins, object_file, packed_func, thread_pool
 from tex.errors import ArgumentError, BuildError
 from tex.target import Target
 
@@ -224,13 +225,16 @@ def _resolve_externals(object_code: bytes, name: str):
 
     tex's thread pool and tex's own runtime routines (`tex.codegen.llvm_builtins`: float
     conversions the code generator lowered to calls) are compiled and defined first when
-    the object calls them; anything else (libm, memcpy) must be defined by the process.
+    the object calls them, and so is the entry of packed calls (`tex.codegen.packed_func`);
+    anything else (libm, memcpy) must be defined by the process.
     """
     externals = object_file.undefined_symbols(object_code)
     if thread_pool.SYMBOL in externals:
         thread_pool.install()
     if externals & llvm_builtins.ROUTINES.keys():
         llvm_builtins.install()
+    if packed_func.SYMBOL in externals:
+        packed_func.install()
     missing = sorted(f for f in externals if llvm.address_of_symbol(f) is None)
     if missing:
         raise BuildError(f"{name!r} calls {', '.join(missing)}, which neither tex nor this "

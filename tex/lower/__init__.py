@@ -3,7 +3,8 @@
 In the order they run: `stages` (inlining, compute_at checks), `bound`
 (bound inference, frozen per-stage plans), `buffers`, `nest` (loop nests),
 `gpu_reduction`, `tile` and `tile_match` (tensorized tiles), `scan` (scans),
-`loop_marks` (prefetch and double-buffer marks for the passes).
+`extern` (the statements of extern stages), `loop_marks` (prefetch and
+double-buffer marks for the passes).
 """
 from tex.lower.pipeline import kernel_interface, schedule_to_func
 

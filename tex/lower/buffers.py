@@ -1,7 +1,8 @@
 """The buffer of every tensor a kernel reads or writes, and tensor reads made loads.
 
 A parameter is its own buffer, indexed by the tensor's own indices (also
-when its stage is computed at a loop, part by part). A stage computed at the
+when its stage is computed at a loop, part by part). Each output of an extern
+stage has a buffer of its own whole shape. A stage computed at the
 root gets a buffer of its whole shape; one computed at a loop gets a buffer of
 the part it computes there (`StagePlan.alloc_shape`), indexed from the part's start (`offsets`),
 in the scope `storage_scope` gives it, with the strides `storage_align` asks
@@ -17,7 +18,7 @@ from tex.errors import LoweringError
 from tex.expr import Const, Expr, TensorRead
 from tex.ir import Buffer, Load
 from tex.lower.bound import storage_scope
-from tex.tensor import PlaceholderOp
+from tex.tensor import ExternOp, PlaceholderOp
 from tex.visitor import transform
 
 _ZERO = Const(INDEX, 0)
@@ -58,7 +59,10 @@ def make_buffers(plans, params: dict) -> dict:
         for k in range(plan.op.num_outputs):
             origin, current = stage.origin_op.output(k), plan.op.output(k)
             buf = params.get(origin) or params.get(current)
-            if buf is None:
+            if isinstance(plan.op, ExternOp):  # whole outputs, which may differ in shape
+                entry = TensorBuffer(buf or Buffer(current.name, current.dtype, current.shape),
+                                     argument=buf is not None)
+            elif buf is None:
                 buf = Buffer(current.name, current.dtype, tuple(plan.alloc_shape),
                              storage_scope(stage), _aligned_strides(stage, plan.alloc_shape))
                 entry = TensorBuffer(buf, tuple(plan.offsets))

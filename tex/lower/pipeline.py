@@ -14,9 +14,9 @@
 5. `stage_nest` for every stage, those computed inside others first: the
    loop nest of the stage (`tex.lower.nest`; GPU reductions in
    `tex.lower.gpu_reduction`, tensorized tiles in `tex.lower.tile`, scans in
-   `tex.lower.scan`), with the nests of the stages computed at its loops
-   placed there and the loops that prefetch or double-buffer marked
-   (`tex.lower.loop_marks`);
+   `tex.lower.scan`, the statement of an extern stage in `tex.lower.extern`),
+   with the nests of the stages computed at its loops placed there and the
+   loops that prefetch or double-buffer marked (`tex.lower.loop_marks`);
 6. the root nests in order, intermediate buffers allocated around them,
    every variable defined once.
 
@@ -30,6 +30,7 @@ from tex.expr import Var
 from tex.ir import Allocate, Buffer, KernelInterface, LoweredFunc, seq
 from tex.lower.bound import drop_unneeded_guards, infer_bounds
 from tex.lower.buffers import make_buffers
+from tex.lower.extern import extern_nest
 from tex.lower.gpu_reduction import (atomic_init_nest, gpu_reduction_nest, one_of_the_copies,
                                      reduced_across_threads)
 from tex.lower.nest import Lowering, StageLoops, reduction_start, stage_nest
@@ -37,7 +38,7 @@ from tex.lower.scan import check_scan_placement, check_scans, scan_nest, share_s
 from tex.lower.stages import attach_depth, check_attach, consumers_of, inline_stages
 from tex.lower.tile import tensorized_nest
 from tex.scan_op import ScanOp
-from tex.tensor import PlaceholderOp, Tensor
+from tex.tensor import ExternOp, PlaceholderOp, Tensor
 from tex.visitor import collect, free_vars, unique_definitions
 
 
@@ -80,6 +81,8 @@ def schedule_to_func(sch, args, name: str = "main") -> LoweredFunc:
 
 def _stage_nest(plan, lowering: Lowering, nests: dict):
     """The nest of `plan`'s stage, built by the module its kind of stage needs."""
+    if isinstance(plan.op, ExternOp):
+        return extern_nest(plan, lowering.buffers)
     loops = StageLoops(plan, lowering, nests)
     if isinstance(plan.op, ScanOp):
         return scan_nest(loops)

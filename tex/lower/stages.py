@@ -2,8 +2,9 @@
 compute_at checked.
 
 `inline_stages` substitutes every inlined stage into its readers and
-returns the other stages with their bodies; `consumers_of` says which of
-them read each one; `check_attach` refuses a compute_at whose stage is read
+returns the other stages with their bodies (an extern stage has none: it
+reads its inputs whole, so they must not be inlined); `consumers_of` says
+which of them read each one; `check_attach` refuses a compute_at whose stage is read
 outside the loop it is computed in.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from tex.errors import LoweringError
 from tex.expr import Expr, TensorRead
 from tex.schedule.stage import Stage
+from tex.tensor import ExternOp
 from tex.visitor import collect, substitute, transform
 
 
@@ -40,6 +42,10 @@ def inline_stages(sch) -> tuple[InlinedStage, ...]:
 
     stages = []
     for stage in sch.stages:
+        if isinstance(stage.op, ExternOp):
+            _check_inputs_stored(stage, inline_bodies)
+            stages.append(InlinedStage(stage, ()))
+            continue
         body = tuple(transform(b, inline) for b in stage.op.body)
         if stage.attach.kind == "inline":
             for t in (stage.origin_op.output(0), stage.op.output(0)):
@@ -49,17 +55,33 @@ def inline_stages(sch) -> tuple[InlinedStage, ...]:
     return tuple(stages)
 
 
+def _check_inputs_stored(stage, inline_bodies: dict):
+    """The inputs of the extern `stage` are in memory: none of them is inlined."""
+    for t in stage.op.inputs:
+        if t in inline_bodies:
+            raise LoweringError(f"stage {t.op.name} is inlined, but the extern stage "
+                                f"{stage.name} reads it whole from memory; leave compute_inline "
+                                f"out for {t.op.name}")
+
+
 def consumers_of(sch, stages) -> dict:
     """Stage -> the stages among `stages` that read it, in schedule order."""
     consumers = {s.stage: [] for s in stages}
     for reader in stages:
-        for b in reader.body:
-            for read in collect(b, lambda n: isinstance(n, TensorRead)):
-                producer = sch.stage_of(read.tensor)
-                readers = consumers.get(producer)
-                if readers is not None and reader.stage not in readers:
-                    readers.append(reader.stage)
+        for tensor in _tensors_read(reader):
+            producer = sch.stage_of(tensor)
+            readers = consumers.get(producer)
+            if readers is not None and reader.stage not in readers:
+                readers.append(reader.stage)
     return consumers
+
+
+def _tensors_read(reader: InlinedStage) -> list:
+    """The tensors `reader` reads: its body's reads, or an extern stage's inputs."""
+    if isinstance(reader.op, ExternOp):
+        return list(reader.op.inputs)
+    return [read.tensor for b in reader.body
+            for read in collect(b, lambda n: isinstance(n, TensorRead))]
 
 
 def check_attach(stage, consumers: list, lowered: set) -> None:

@@ -14,6 +14,8 @@ name and position), the dimension, what was expected and what came.
 
 The compiled entry point is `void f(void** buffers, int64* sizes)` (see
 `tex.codegen.llvm`); the call goes through one prebuilt ctypes prototype.
+A packed call (`tex.call_packed`) that failed in it is raised afterwards as
+`PackedFuncError`, from the Python function's exception.
 The checks live in `Signature` and `Param`, which `tex.runtime.cuda_device` and
 `tex.runtime.cuda_kernel` share.
 """
@@ -26,6 +28,7 @@ from typing import Callable
 import numpy as np
 
 from tex.arith import evaluate
+from tex.codegen import packed_func
 from tex.errors import ArgumentError, BuildError, DeviceError
 from tex.expr import Binary, Cast, Const, Var, _int_range
 from tex.ir import Buffer, KernelInterface, LoweredFunc
@@ -363,6 +366,7 @@ class Kernel(Signature):
         if check_overlap:
             self._check_overlap(arrays, pointers)
         self._entry(self._pointers(*pointers), self._sizes(*env))
+        packed_func.raise_failure(self.name)
 
     def get_source(self, fmt: str = "tex") -> str:
         """The kernel as text: "tex" (the loop nest), "ll" (optimised LLVM IR), "asm"."""

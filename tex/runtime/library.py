@@ -18,7 +18,9 @@ The C interface of a kernel is `void NAME(void **buffers, int64_t *sizes)`:
 `buffers[k]` points to the data of parameter k (C-contiguous, of the element type
 the header gives), `sizes[k]` is the value of size variable k. The header lists
 both, in order, with each parameter's shape. A C caller must pass consistent
-arrays itself: nothing is checked there.
+arrays itself: nothing is checked there. A kernel that calls Python functions
+(an extern stage's `tex.call_packed`) is refused: a library runs without the
+process that registered them.
 
 The library also carries a description of its kernels (the data symbol
 `tex_library_manifest`, JSON: each kernel's parameters with dtypes and shapes,
@@ -45,7 +47,8 @@ from pathlib import Path
 from llvmlite import ir
 
 from tex import expr_json
-from tex.codegen import cpu_support, llvm_builtins, llvm_jit, object_file, thread_pool
+from tex.codegen import (cpu_support, llvm_builtins, llvm_jit, object_file, packed_func,
+                         thread_pool)
 from tex.dtype import as_dtype
 from tex.errors import ArgumentError, BuildError, DeviceError
 from tex.expr import Var
@@ -143,6 +146,11 @@ def _check_exportable(kernels: list):
                                 "code")
         if kernel.name == MANIFEST or kernel.name == thread_pool.SYMBOL:
             raise ArgumentError(f"export_library: the name {kernel.name!r} is tex's own")
+        if packed_func.SYMBOL in object_file.undefined_symbols(kernel._compiled.object_code):
+            raise ArgumentError(f"export_library: kernel #{k} ({kernel.name}) calls Python "
+                                "functions (tex.call_packed in an extern stage), which need "
+                                "the Python process that registered them; a library runs "
+                                "without one")
 
 
 def _describe(kernel: Kernel) -> dict:

@@ -28,6 +28,12 @@ reused, tagged with a token unique to the process. Two intrinsics with the
 same function object then share kernels in this process, and their kernels
 are not written to the disk cache (`process_local`): the same name in another
 process may well mean different code.
+
+An extern operation is written with its statement and the buffers it names
+(buffers, like variables, are identities). A packed call in it names its
+Python function by the registered name, which is data: the kernel looks the
+name up each time it runs, in the process running it, so such kernels are
+kept on disk like any other.
 """
 from __future__ import annotations
 
@@ -41,11 +47,13 @@ import weakref
 
 from tex.dtype import DType
 from tex.expr import Var
+from tex.ir import Buffer
 from tex.scan_op import ScanOp
+from tex.schedule.extern_stage import ExternStage
 from tex.schedule.scan import ScanStage
 from tex.schedule.stage import Stage
 from tex.schedule.tensorize import TensorIntrin
-from tex.tensor import CommReducer, ComputeOp, IterVar, PlaceholderOp, Tensor
+from tex.tensor import CommReducer, ComputeOp, ExternOp, IterVar, PlaceholderOp, Tensor
 
 
 class Unfingerprintable(Exception):
@@ -59,10 +67,14 @@ _IDENTITIES = {
     PlaceholderOp: ("op", ("name", "shape", "dtypes")),
     ComputeOp: ("op", ("name", "axis", "body", "tag")),
     ScanOp: ("op", ("name", "axis", "init", "update", "state_placeholder", "inputs")),
+    ExternOp: ("op", ("name", "inputs", "input_placeholders", "output_placeholders",
+                      "statement", "tag")),
+    Buffer: ("b", ("name", "dtype", "shape", "scope", "strides")),
     CommReducer: ("r", ("name", "lhs", "rhs", "results", "identities")),
     TensorIntrin: ("ti", ("name", "op", "lower_fn")),  # lower_fn: see `lowering_identity`
     Stage: ("st", None),  # every attribute but the back-reference to the schedule
     ScanStage: ("st", None),
+    ExternStage: ("st", None),
 }
 
 

@@ -1,7 +1,7 @@
 """A schedule: one stage per operation, and the primitives that rewrite dataflow.
 
-`create_schedule(outputs)` makes a stage for every compute operation the
-outputs depend on, in producer-before-consumer order. `cache_read`,
+`create_schedule(outputs)` makes a stage for every compute (and extern)
+operation the outputs depend on, in producer-before-consumer order. `cache_read`,
 `cache_write` and `rfactor` add stages and rewrite which tensors the
 consumers read; consumers keep reading the tensors the user declared, and
 `Schedule.stage_of` maps any of those tensors to the stage that now
@@ -15,10 +15,11 @@ from tex.dtype import INDEX
 from tex.errors import ScheduleError
 from tex.expr import Const, Reduce, TensorRead, Var
 from tex.scan_op import ScanOp
+from tex.schedule.extern_stage import ExternStage, refuse_extern
 from tex.schedule.relations import pass_down, pass_up, split_guards
 from tex.schedule.scan import ScanStage, attach_steps
 from tex.schedule.stage import SCOPES, Stage
-from tex.tensor import ComputeOp, IterVar, PlaceholderOp, Range, Tensor
+from tex.tensor import ComputeOp, ExternOp, IterVar, PlaceholderOp, Range, Tensor
 from tex.visitor import substitute, transform
 
 
@@ -27,7 +28,7 @@ def _as_ops(outputs) -> list:
     result = []
     for item in items:
         op = item.op if isinstance(item, Tensor) else item
-        if not isinstance(op, (ComputeOp, PlaceholderOp, ScanOp)):
+        if not isinstance(op, (ComputeOp, ExternOp, PlaceholderOp, ScanOp)):
             raise ScheduleError(f"create_schedule: expected operations or tensors, got "
                                 f"{type(item).__name__} {item!r}")
         if op not in result:
@@ -36,7 +37,7 @@ def _as_ops(outputs) -> list:
 
 
 def _post_order(outputs) -> list:
-    """Every compute and scan op the outputs depend on, producers first."""
+    """Every compute, scan and extern op the outputs depend on, producers first."""
     order, visited = [], set()
 
     def visit(op):
@@ -45,7 +46,7 @@ def _post_order(outputs) -> list:
         visited.add(op)
         for t in op.input_tensors:
             visit(t.op)
-        if isinstance(op, (ComputeOp, ScanOp)):
+        if isinstance(op, (ComputeOp, ExternOp, ScanOp)):
             order.append(op)
     for op in outputs:
         visit(op)
@@ -61,8 +62,9 @@ class Schedule:
         self._stage_by_op: dict = {}
         self.version = 0
         for op in _post_order(self.outputs):
-            stage_class = ScanStage if isinstance(op, ScanOp) else Stage
-            self._add(stage_class.of(op, self), len(self.stages))
+            kind = ScanStage if isinstance(op, ScanOp) else \
+                ExternStage if isinstance(op, ExternOp) else Stage
+            self._add(kind.of(op, self), len(self.stages))
         for stage in self.stages:
             if isinstance(stage, ScanStage):
                 attach_steps(stage)
@@ -159,6 +161,7 @@ class Schedule:
         if not reader_stages:
             raise ScheduleError(f"cache_read of {tensor.name}: give at least one reader")
         for stage in reader_stages:
+            refuse_extern(stage, "cache_read (as a reader)")
             if not isinstance(stage.op, ComputeOp):
                 raise ScheduleError(f"cache_read of {tensor.name}: stage {stage.name} computes "
                                     "nothing of its own to read a copy; give the stages that "
@@ -196,6 +199,7 @@ class Schedule:
         """
         _check_tensor("cache_write", tensor)
         stage = self[tensor]
+        refuse_extern(stage, "cache_write")
         if not isinstance(stage.op, ComputeOp):
             raise ScheduleError(f"cache_write of {tensor.name}: stage {stage.name} is not a "
                                 "compute; cache the stage of its update instead")
@@ -232,6 +236,7 @@ class Schedule:
         """
         _check_tensor("rfactor", tensor)
         stage = self[tensor]
+        refuse_extern(stage, "rfactor")
         op = stage.op
         if not op.reduce_axis:
             raise ScheduleError(f"rfactor on stage {stage.name}: it is not a reduction")
