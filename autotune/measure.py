@@ -113,30 +113,33 @@ class _Plan:
     reference: list | None
     repeat: int
     min_seconds: float
+    number: int
 
 
 class Measurer:
     """Builds, checks and times configurations of `task` (see the module docstring).
 
-    `repeat` timings per configuration, each long enough to last at least
-    `min_repeat_ms`; `check` compares every configuration's outputs with
+    `repeat` timings per configuration, each of at least `number` calls and long
+    enough to last at least `min_repeat_ms`; `check` compares every configuration's outputs with
     `task.reference_outputs` on `task.random_inputs(seed)` (computed here,
     once). The children start at the first `measure`.
     """
 
     def __init__(self, task, *, build_workers=2, timeout=10.0, repeat=3, min_repeat_ms=40.0,
-                 check=True, seed=0):
+                 number=1, check=True, seed=0):
         if not (isinstance(build_workers, int) and build_workers >= 1):
             raise TuneError(f"Measurer: build_workers must be an int >= 1, got {build_workers!r}")
         if not (isinstance(repeat, int) and repeat >= 1):
             raise TuneError(f"Measurer: repeat must be an int >= 1, got {repeat!r}")
+        if not (isinstance(number, int) and number >= 1):
+            raise TuneError(f"Measurer: number must be an int >= 1, got {number!r}")
         if not timeout > 0 or not min_repeat_ms >= 0:
             raise TuneError(f"Measurer: timeout must be > 0 and min_repeat_ms >= 0, got "
                             f"timeout={timeout!r}, min_repeat_ms={min_repeat_ms!r}")
         self.task, self.timeout, self.build_workers = task, float(timeout), build_workers
         inputs = task.random_inputs(seed)
         self.plan = _Plan(inputs, _reference(task, inputs) if check else None, repeat,
-                          min_repeat_ms / 1000.0)
+                          min_repeat_ms / 1000.0, number)
         self.cache_dir = tempfile.mkdtemp(prefix="tex-measure-")
         # The children's state holds the task and the plan, never the Measurer, so that
         # collecting the Measurer runs the finalizer.
@@ -332,26 +335,28 @@ def _run_one(task, plan: _Plan, config, outputs, best_seconds) -> tuple[str | No
                 return "wrong", (), mismatch
         else:
             kernel(*args)  # a warm-up, as the check is otherwise
-        return None, _time(kernel, args, plan.repeat, plan.min_seconds, best_seconds), ""
+        return None, _time(kernel, args, plan, best_seconds), ""
     except Exception as err:
         return "run", (), _describe(err)
 
 
-def _time(kernel, args, repeat: int, min_seconds: float, best_seconds) -> tuple[float, ...]:
-    """Mean seconds per call of each of `repeat` repeats of `number` calls, each repeat
-    lasting at least `min_seconds`; only the first repeat when it is more than 3x
-    slower than `best_seconds`.
+def _time(kernel, args, plan: _Plan, best_seconds) -> tuple[float, ...]:
+    """Mean seconds per call of each of `plan.repeat` repeats of `number` calls, each
+    repeat lasting at least `plan.min_seconds`; only the first repeat when it is more
+    than 3x slower than `best_seconds`.
 
-    `number` grows from 1 until a repeat lasts long enough; that repeat is the first.
+    `number` grows from `plan.number` until a repeat lasts long enough; that repeat is
+    the first.
     """
-    number, first = 1, _timed(kernel, args, 1)
-    while first < min_seconds:
-        number = max(number + 1, math.ceil(number * 1.2 * min_seconds / max(first, 1e-9)))
+    number = plan.number
+    first = _timed(kernel, args, number)
+    while first < plan.min_seconds:
+        number = max(number + 1, math.ceil(number * 1.2 * plan.min_seconds / max(first, 1e-9)))
         first = _timed(kernel, args, number)
     times = [first / number]
     if best_seconds is not None and times[0] > 3 * best_seconds:
         return tuple(times)
-    times += [_timed(kernel, args, number) / number for _ in range(repeat - 1)]
+    times += [_timed(kernel, args, number) / number for _ in range(plan.repeat - 1)]
     return tuple(times)
 
 

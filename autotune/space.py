@@ -27,7 +27,8 @@ collected, `cfg` is the `ConfigSpace` itself and `cfg["name"]` returns the
 knob's first candidate, so the template runs through once; while a schedule is
 being made, `cfg` is a `Config`, whose `define_*` calls only check that the
 knob exists. Knobs must be defined on every run of the template, whatever
-the other knobs chose.
+the other knobs chose. `cfg.add_flop(n)` declares the workload's floating-point
+operations, for templates whose count tex cannot make from the computes.
 """
 from __future__ import annotations
 
@@ -172,7 +173,7 @@ def split_candidates(extent: int, num_outputs: int, policy: str = "all",
     return tuple(choices)
 
 
-def _extent_of(axis) -> int:
+def axis_extent(axis) -> int:
     """The constant extent of an axis (an IterVar of a compute) or an int given as it."""
     if isinstance(axis, int):
         return axis
@@ -189,8 +190,12 @@ def _extent_of(axis) -> int:
 class _Definer:
     """The `define_*` methods shared by ConfigSpace (which records) and Config (which checks)."""
 
+    def define(self, knob: Knob):
+        """Define a knob whose candidates the caller made (e.g. a filtered list of splits)."""
+        return self._define(knob)
+
     def define_split(self, name, axis, num_outputs=2, policy="all", max_factor=None):
-        extent = _extent_of(axis)
+        extent = axis_extent(axis)
         return self._define(Knob(name, "split",
                                  split_candidates(extent, num_outputs, policy, max_factor)))
 
@@ -235,6 +240,14 @@ class ConfigSpace(_Definer):
     def __init__(self):
         self.knobs: dict[str, Knob] = {}
         self.make_schedule = None
+        self.declared_flops = 0.0
+
+    def add_flop(self, flops) -> None:
+        """Declare floating-point operations of the workload (a template may know better
+        than the count `autotune.task.flop_count` makes); declarations add up."""
+        if not isinstance(flops, (int, float)) or flops < 0:
+            raise TuneError(f"add_flop needs a non-negative number, got {flops!r}")
+        self.declared_flops += flops
 
     def _define(self, knob: Knob):
         if knob.name in self.knobs:
@@ -333,6 +346,9 @@ class Config(_Definer):
     def __init__(self, space: ConfigSpace, picks: tuple[int, ...]):
         self.space = space
         self.picks = picks
+
+    def add_flop(self, flops) -> None:
+        """Nothing: the space counted the template's declarations when it was collected."""
 
     def _define(self, knob: Knob):
         if self.space.knobs.get(knob.name) != knob:

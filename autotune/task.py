@@ -83,7 +83,7 @@ class Task:
             if not all(isinstance(getattr(d, "value", None), int) for d in t.shape):
                 raise TuneError(f"tensor {t.name} of task {name!r} has a symbolic shape "
                                 f"{list(t.shape)}; tuning needs static shapes")
-        self.flops = float(flop_count(self.outputs))
+        self.flops = float(space.declared_flops or flop_count(self.outputs))
         self.bytes = float(sum(math.prod(static_shape(t)) * t.dtype.itemsize
                                for t in self.tensors))
 
@@ -94,11 +94,7 @@ class Task:
             raise TuneError(f"expected a function decorated with @autotune.template, got "
                             f"{tmpl!r}")
         args = tuple(args)
-        try:
-            key = json.dumps(["template", tmpl.name, list(args)])
-        except TypeError:
-            raise TuneError(f"the arguments of template {tmpl.name!r} must be JSON values "
-                            f"(ints, floats, strings, lists), got {args!r}") from None
+        key = template_workload_key(tmpl.name, args)
         return cls(tmpl.name, key, tmpl.space(*args), target, reference)
 
     @classmethod
@@ -171,6 +167,15 @@ class Task:
 def static_shape(t: Tensor) -> tuple[int, ...]:
     """The shape of a tensor of a task (tasks have static shapes only)."""
     return tuple(int(d.value) for d in t.shape)
+
+
+def template_workload_key(name: str, args) -> str:
+    """The key naming template `name` applied to `args` (JSON values) in logs."""
+    try:
+        return json.dumps(["template", name, list(args)])
+    except TypeError:
+        raise TuneError(f"the arguments of template {name!r} must be JSON values "
+                        f"(ints, floats, strings, lists), got {tuple(args)!r}") from None
 
 
 def compute_workload_key(args) -> str:

@@ -25,7 +25,7 @@ from autotune.cost_model import RandomModel, XGBoostModel
 from autotune.errors import TuneError
 from autotune.features import program_features
 from autotune.measure import Measurer
-from autotune.search import EvolutionarySearch
+from autotune.search import make_search
 from autotune.space import Config
 from autotune.targets import kind_of
 from autotune.task import Task
@@ -133,7 +133,8 @@ def measured_configs(task: Task, records) -> dict[Config, float]:
 
 def tune(task: Task, trials: int, log=None, *, model="xgboost", seed: int = 0,
          batch_size: int = 8, measurer=None, transfer=(), callback=None,
-         remeasure: int = REMEASURED, **measure_options) -> TuneResult:
+         remeasure: int = REMEASURED, search="evolutionary", early_stopping: int | None = None,
+         **measure_options) -> TuneResult:
     """Tune `task` until `trials` configurations are measured (see the module docstring).
 
     `log`: a JSONL file to resume from and append to. `model`: "xgboost",
@@ -143,11 +144,17 @@ def tune(task: Task, trials: int, log=None, *, model="xgboost", seed: int = 0,
     pairs (task, records) from earlier logs of other workloads whose
     measurements pre-train the model. `callback(progress)` runs after each
     round. `remeasure`: how many of the fastest to measure again at the end.
+    `search`: "evolutionary" (model-guided), "random", "grid", "genetic" or a
+    function making a search (see `autotune.search.make_search`).
+    `early_stopping`: stop once that many measurements in a row found nothing faster.
     """
     if not isinstance(task, Task):
         raise TuneError(f"tune needs an autotune.Task, got {type(task).__name__}")
     if not isinstance(trials, int) or trials < 0:
         raise TuneError(f"trials must be a non-negative int, got {trials!r}")
+    if early_stopping is not None and not (isinstance(early_stopping, int)
+                                           and early_stopping >= 1):
+        raise TuneError(f"early_stopping must be None or an int >= 1, got {early_stopping!r}")
     start = time.perf_counter()
     measured = measured_configs(task, rec.load(log)) if log is not None else {}
     features = FeatureCache(task)
@@ -159,7 +166,7 @@ def tune(task: Task, trials: int, log=None, *, model="xgboost", seed: int = 0,
         rows = [(x, t) for x, t in rows if x is not None]
         if rows and hasattr(cost_model, "add_prior"):
             cost_model.add_prior(np.stack([x for x, _ in rows]), [t for _, t in rows])
-    search = EvolutionarySearch(task.space, features, cost_model, seed=seed)
+    search = make_search(search, task.space, features, cost_model, seed)
     trials = min(trials, len(task.space))
     own_measurer = measurer is None
     if own_measurer:
@@ -186,10 +193,12 @@ def tune(task: Task, trials: int, log=None, *, model="xgboost", seed: int = 0,
             cost_model.fit(np.stack([x for x, _ in rows]), np.array([t for _, t in rows]))
 
     already = len(measured)
+    improved_at = already  # how many had been measured when the best last improved
     try:
         if measured:
             refit()
-        while len(measured) < trials:
+        while len(measured) < trials and (early_stopping is None
+                                           or len(measured) - improved_at < early_stopping):
             model_ready = cost_model.trained and len(measured) >= batch_size
             batch = search.next_batch(min(batch_size, trials - len(measured)), measured,
                                       model_ready)
@@ -200,6 +209,8 @@ def tune(task: Task, trials: int, log=None, *, model="xgboost", seed: int = 0,
             for result in results:
                 measured[result.config] = result.seconds
                 log_result(result)
+                if result.seconds < fastest:
+                    fastest, improved_at = result.seconds, len(measured)
             refit()
             if callback is not None:
                 config, seconds = best()

@@ -20,7 +20,7 @@ import pytest
 
 import tex
 from autotune.errors import TuneError
-from autotune.measure import ERROR_KINDS, Measurer, MeasureResult
+from autotune.measure import ERROR_KINDS, Measurer, MeasureResult, _Plan, _time
 from autotune.task import Task, template
 from tex.runtime.kernel import Kernel
 
@@ -188,6 +188,15 @@ def test_integer_outputs_are_compared_exactly():
         fine, off = m.measure([task.space.get(0), task.space.get(1)])
     assert fine.error is None
     assert off.error == "wrong" and "41 of 41 elements" in off.message
+
+
+def test_each_repeat_makes_at_least_number_calls():
+    calls = []
+    plan = _Plan(inputs=[], reference=None, repeat=3, min_seconds=0.0, number=4)
+    times = _time(lambda: calls.append(1), [], plan, best_seconds=None)
+    assert len(times) == 3 and len(calls) == 12
+    with pytest.raises(TuneError, match="number must be an int >= 1, got 0"):
+        Measurer(TASK, number=0)
 
 
 def test_misuse_raises():

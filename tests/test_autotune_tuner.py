@@ -242,3 +242,55 @@ def test_a_template_picks_its_best_config_inside_the_context(tmp_path):
     assert str(task.target) == "llvm"
     assert best_schedule[best_schedule.outputs[0]].annotations != \
         default_schedule[default_schedule.outputs[0]].annotations
+
+
+def test_grid_search_measures_in_index_order_and_resumes_where_it_stopped(tmp_path):
+    from tests.test_autotune_space import tiled_add
+    task = autotune.Task.from_template(tiled_add, (37, 29))  # every configuration is valid
+    log = tmp_path / "log.jsonl"
+    first = KnobSumMeasurer()
+    autotune.tune(task, 6, log=log, search="grid", batch_size=4, measurer=first, remeasure=0)
+    assert first.measured == [task.space.get(i) for i in range(6)]
+    again = KnobSumMeasurer()
+    autotune.tune(task, 9, log=log, search="grid", batch_size=4, measurer=again, remeasure=0)
+    assert again.measured == [task.space.get(i) for i in range(6, 9)]
+
+
+def test_genetic_search_breeds_new_configurations_from_the_fastest(task):
+    runs = []
+    for _ in range(2):
+        fake = KnobSumMeasurer()
+        result = autotune.tune(task, 18, search="genetic", model="random", batch_size=6,
+                               measurer=fake, seed=5, remeasure=0)
+        assert len(set(fake.measured)) == 18
+        runs.append([c.picks for c in fake.measured])
+    assert runs[0] == runs[1]
+    random_best = autotune.tune(task, 18, search="random", batch_size=6, seed=5,
+                                measurer=KnobSumMeasurer(), remeasure=0).best_seconds
+    assert result.best_seconds <= random_best
+    with pytest.raises(autotune.TuneError, match="search must be one of.*got 'annealing'"):
+        autotune.tune(task, 4, search="annealing", measurer=FakeMeasurer())
+
+
+def test_early_stopping_ends_a_run_that_stops_improving(task):
+    fake = KnobSumMeasurer()  # the first configuration of the grid is the fastest
+    result = autotune.tune(task, 40, search="grid", batch_size=4, measurer=fake,
+                           early_stopping=5, remeasure=0)
+    assert len(fake.measured) == result.measured == 8  # the second batch found nothing faster
+    with pytest.raises(autotune.TuneError, match="early_stopping must be None or an int"):
+        autotune.tune(task, 4, early_stopping=0, measurer=fake)
+
+
+def test_a_template_may_declare_its_flops():
+    @autotune.template
+    def scaled(cfg, n, declared):
+        A = tex.placeholder((n,), name="A")
+        B = tex.compute((n,), lambda i: A[i] * 2.0, name="B")
+        for flops in declared:
+            cfg.add_flop(flops)
+        return tex.create_schedule(B.op), [A, B]
+
+    assert autotune.Task.from_template(scaled, (50, [])).flops == 50  # counted
+    assert autotune.Task.from_template(scaled, (50, [150, 50])).flops == 200
+    with pytest.raises(autotune.TuneError, match="non-negative number, got -1"):
+        autotune.Task.from_template(scaled, (50, [-1]))

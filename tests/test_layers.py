@@ -2,9 +2,10 @@
 
 The folders follow the pipeline: base -> expressions and loop IR ->
 schedule records -> lowering -> passes -> codegen -> runtime -> the driver
-and the public surface -> autotune. This table is the one place the rule is
-written; every `import` in `tex/` and `autotune/`, at the top of a module or
-inside a function, is checked against it.
+and the public surface -> autotune -> `tex.autotvm` (which re-exports
+`autotune.autotvm`, and which `import tex` does not load). This table is the
+one place the rule is written; every `import` in `tex/` and `autotune/`, at
+the top of a module or inside a function, is checked against it.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ LAYERS = (
     ("runtime", ("tex.runtime",)),
     ("driver", ("tex.driver", "tex")),
     ("autotune", ("autotune",)),
+    ("the AutoTVM surface", ("tex.autotvm",)),
 )
 
 
