@@ -224,3 +224,19 @@ def test_errors_name_what_was_expected_and_what_came(task):
         autotvm.measure_option(runner="rpc")
     with pytest.raises(autotune.TuneError, match="needs a task from autotvm.task.create"):
         autotvm.tuner.RandomTuner(autotune.Task.from_compute(task.tensors))
+
+
+
+def test_inside_a_target_context_a_template_uses_that_target_s_records(task, tmp_path):
+    log = tmp_path / "matmul.log"
+    autotvm.tuner.RandomTuner(task).tune(
+        n_trial=2, measure_option=FAST, callbacks=[autotvm.callback.log_to_file(str(log))])
+    with autotvm.apply_history_best(str(log)):
+        seen_fallback.clear()
+        with tex.Target("llvm"):
+            schedule, tensors = matmul(*SHAPE, "float32")
+        assert seen_fallback[-1] is False
+        with tex.Target("llvm -mcpu=x86-64"):  # no records for this target: the fallback
+            matmul(*SHAPE, "float32")
+        assert seen_fallback[-1] is True
+    run_and_compare(schedule, tensors)

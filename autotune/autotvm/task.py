@@ -20,9 +20,9 @@ user's function.
 
 Called directly, a template builds the configuration that the active
 `autotvm.apply_history_best` contexts recorded as fastest for its workload
-(template name and arguments). tex has no current-target context, so the
-target is the one those records were measured on (a TuneError when they hold
-the workload for several targets). With no record, the template runs with
+(template name and arguments), for the target of the enclosing
+`with tex.Target(...):`, or else the one target those records were measured
+on (a TuneError when they hold the workload for several targets). With no record, the template runs with
 the fallback configuration: every knob's first candidate (no split, the given
 order, no annotation), `cfg.is_fallback` True.
 
@@ -41,6 +41,7 @@ from autotune.autotvm import space
 from autotune.autotvm.space import ConfigEntity
 from autotune.errors import TuneError
 from autotune.history import active_logs, best_record
+from tex.target import Target
 
 __all__ = ["Task", "TemplateFunction", "create", "get_config", "space", "template"]
 
@@ -97,8 +98,12 @@ class TemplateFunction:
 
 
 def _recorded_target(name: str, key: str) -> str | None:
-    """The one target the active `apply_history_best` contexts hold records of workload
-    `key` for; None when they hold none."""
+    """The target of the enclosing `with tex.Target(...):`, else the one target the
+    active `apply_history_best` contexts hold records of workload `key` for; None when
+    they hold none."""
+    current = Target.current()
+    if current is not None:
+        return str(current)
     targets = sorted({t for context in active_logs.get() for w, t in context.best if w == key})
     if len(targets) > 1:
         raise TuneError(f"the tuning logs in effect hold template {name!r} with these "
