@@ -122,3 +122,37 @@ def test_a_variable_in_the_arguments_is_refused_with_what_to_do():
     s = tex.create_schedule(B.op)
     with pytest.raises(tex.LoweringError, match="argument 2 is the variable n.*leave it out"):
         tex.build(s, [A, B, n])
+
+
+def test_auto_inline_and_normalize():
+    A = tex.placeholder((6, 7), "float32", name="A")
+    B = tex.compute((6, 7), lambda i, j: A[i, j] * 2.0, name="B")       # elementwise
+    C = tex.compute((6, 7), lambda i, j: B[i, 6 - j] + 1.0, name="C")   # injective only
+    k = tex.reduce_axis((0, 7), name="k")
+    D = tex.compute((6,), lambda i: tex.sum(C[i, k], axis=k), name="D")
+    s = tex.create_schedule(D.op).normalize()
+    tex.schedule.AutoInlineElemWise(s)
+    assert [s[t].attach.kind for t in (B, C, D)] == ["inline", "root", "root"]
+    tex.schedule.AutoInlineInjective(s)
+    assert [s[t].attach.kind for t in (B, C, D)] == ["inline", "inline", "root"]
+    a = random_array((6, 7))
+    check(s, [A, D], [a], (a[:, ::-1] * 2 + 1).sum(axis=1), rtol=1e-5)
+
+
+def test_stmt_functor_walks_and_rewrites_the_loop_program():
+    import dataclasses
+    from tex.ir import For
+    from tex.tir import stmt_functor
+    A = tex.placeholder((10,), "float32", name="A")
+    B = tex.compute((10,), lambda i: A[i] + 1.0, name="B")
+    s = tex.create_schedule(B.op)
+    s[B].split(B.op.axis[0], factor=4)
+    body = tex.lower(s, [A, B])["main"].body
+    names = []
+    stmt_functor.post_order_visit(body, lambda n: names.append(n.var.name)
+                                  if isinstance(n, For) else None)
+    assert names == ["i_inner", "i_outer"]  # children first
+    unrolled = stmt_functor.ir_transform(
+        body, None, lambda n: dataclasses.replace(n, kind="unrolled"), ["tir.For"])
+    assert [n.kind for n in tex.visitor.collect(unrolled, lambda n: isinstance(n, For))] == \
+        ["unrolled", "unrolled"]

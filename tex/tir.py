@@ -24,7 +24,7 @@ evaluates both), which is safe either way.
 """
 from __future__ import annotations
 
-from tex import ops
+from tex import ops, stmt_functor  # noqa: F401 - stmt_functor: tvm.tir.stmt_functor
 from tex.errors import ExprError
 from tex.expr import Expr
 from tex.expr import Var as _VarNode
