@@ -34,9 +34,11 @@ setup(
     extras_require={
         "cuda": CUDA,
         "tune": TUNE,
-        # the tests compile CUDA C with NVRTC (no GPU needed) and train the tuner's model
+        # the tests compile CUDA C with NVRTC (no GPU needed), train the tuner's model and
+        # register kernels as PyTorch operators (tex.torch; the CPU wheel serves)
         "test": ["pytest>=7", "hypothesis>=6", "nbclient>=0.7", "nbformat>=5",
-                 "ipykernel>=6", "jupytext>=1.14", "matplotlib>=3.5"] + CUDA + TUNE,
+                 "ipykernel>=6", "jupytext>=1.14", "matplotlib>=3.5", "torch>=2.4"]
+        + CUDA + TUNE,
         "plot": ["matplotlib>=3.5"],
     },
     entry_points={"console_scripts": ["tex-tune=autotune.cli:main"]},

@@ -27,8 +27,10 @@ int main(int argc, char **argv) {
     if (argc < 4) { fprintf(stderr, "usage: %s LIB KERNEL NSIZES SIZE... NBUFFERS FILE...\n", argv[0]); return 2; }
     void *library = dlopen(argv[1], RTLD_NOW);
     if (!library) { fprintf(stderr, "%s\n", dlerror()); return 2; }
-    void (*kernel)(void **, int64_t *) = (void (*)(void **, int64_t *))dlsym(library, argv[2]);
-    if (!kernel) { fprintf(stderr, "%s\n", dlerror()); return 2; }
+    int (*kernel)(void **, const int64_t *) =
+        (int (*)(void **, const int64_t *))dlsym(library, argv[2]);
+    const char *(*last_error)(void) = (const char *(*)(void))dlsym(library, "tex_last_error");
+    if (!kernel || !last_error) { fprintf(stderr, "%s\n", dlerror()); return 2; }
     int at = 3, nsizes = atoi(argv[at++]);
     int64_t sizes[16];
     for (int k = 0; k < nsizes && k < 16; k++) sizes[k] = atoll(argv[at++]);
@@ -36,7 +38,7 @@ int main(int argc, char **argv) {
     void *buffers[64];
     long bytes[64];
     for (int k = 0; k < nbuffers && k < 64; k++) buffers[k] = read_file(argv[at + k], &bytes[k]);
-    kernel(buffers, sizes);
+    if (kernel(buffers, sizes) != 0) { fprintf(stderr, "%s\n", last_error()); return 3; }
     char path[4096];
     for (int k = 0; k < nbuffers && k < 64; k++) {
         snprintf(path, sizeof path, "%s.out", argv[at + k]);

@@ -27,7 +27,7 @@ LAYERS = (
     ("passes", ("tex.passes",)),
     ("codegen", ("tex.codegen", "tex.intrin")),
     ("runtime", ("tex.runtime",)),
-    ("driver", ("tex.driver", "tex")),
+    ("driver", ("tex.driver", "tex", "tex.torch")),
     ("autotune", ("autotune",)),
     ("the AutoTVM surface", ("tex.autotvm",)),
 )

@@ -15,8 +15,9 @@ pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C co
 
 
 def kernels():
-    """A parallel, vectorized matmul over a symbolic row count, and an elementwise kernel
-    with exp (a vector math routine inlined into the kernel)."""
+    """A parallel, vectorized matmul over a symbolic row count, an elementwise kernel
+    with exp (a vector math routine inlined into the kernel), and a stencil whose output
+    size is an expression (n - 2) of an int32 size."""
     n = tex.var("n")
     A = tex.placeholder((n, 64), name="A")
     B = tex.placeholder((64, 48), name="B")
@@ -28,8 +29,12 @@ def kernels():
     s[C].vectorize(C.op.axis[1])
     x = tex.placeholder((n,), "float64", name="x")
     y = tex.compute((n,), lambda i: tex.exp(x[i]) * 2.0, name="y")
+    m = tex.var("m", "int32")
+    u = tex.placeholder((m,), "float32", name="u")
+    v = tex.compute((m - 2,), lambda i: u[i] + u[i + 2], name="v")
     return [tex.build(s, [A, B, C], name="matmul"),
-            tex.build(tex.create_schedule(y.op), [x, y], name="twice_exp")]
+            tex.build(tex.create_schedule(y.op), [x, y], name="twice_exp"),
+            tex.build(tex.create_schedule(v.op), [u, v], name="stencil")]
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +49,7 @@ def test_kernels_run_in_another_process(library):
         rng = np.random.default_rng(0)
         a, b = rng.random((37, 64), dtype=np.float32), rng.random((64, 48), dtype=np.float32)
         x = rng.random(33)
-        print(lib.names, np.abs(lib.matmul(a, b) - a @ b).max(),
+        print(lib.names[:2], np.abs(lib.matmul(a, b) - a @ b).max(),
               np.abs(lib.twice_exp(x) - 2 * np.exp(x)).max())
         """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
@@ -63,37 +68,148 @@ def test_loaded_kernels_check_arguments_like_built_ones(library):
     lib["matmul"](np.ones((5, 64), "float32"), np.ones((64, 48), "float32"), c)
     np.testing.assert_array_equal(c, 64.0)
     assert "C[" in lib.matmul.get_source("tex") and "define" in lib.matmul.get_source("ll")
-    with pytest.raises(tex.ArgumentError, match="has no kernel 'conv'; it has matmul, twice_exp"):
+    with pytest.raises(tex.ArgumentError, match="has no kernel 'conv'; it has matmul, twice_exp, "
+                                                "stencil"):
         lib.conv
 
 
-def test_the_header_serves_a_c_program(library, tmp_path):
-    program = tmp_path / "main.c"
-    program.write_text(textwrap.dedent("""
-        #include <stdio.h>
-        #include "ops.h"
-        int main(void) {
-          double x[3] = {0.0, 1.0, -2.0}, y[3];
-          void *buffers[2] = {x, y};
-          int64_t sizes[1] = {3};
-          twice_exp(buffers, sizes);
-          printf("%.12f %.12f %.12f\\n", y[0], y[1], y[2]);
-          return 0;
-        }
-        """))
+C_PROGRAM = r"""
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include "ops.h"
+
+static void report(const char *what, int code) {
+    printf("%s: %d %s\n", what, code, code ? tex_last_error() : "");
+}
+
+static void *fail_in_a_thread(void *unused) {
+    (void)unused;
+    report("thread", twice_exp(NULL, NULL));
+    return NULL;
+}
+
+int main(void) {
+    static float a[37 * 64], b[64 * 48], c[37 * 48];
+    for (int k = 0; k < 37 * 64; k++) a[k] = (float)(k % 7) - 3.0f;
+    for (int k = 0; k < 64 * 48; k++) b[k] = (float)(k % 5) * 0.5f;
+    void *mm[3] = {a, b, c};
+    int64_t rows[1] = {37};
+    double worst = 0.0;
+    for (int threads = 0; threads < 2; threads++) {  /* every thread, then one */
+        if (threads) tex_set_num_threads(1);
+        memset(c, 0, sizeof c);
+        report("matmul", matmul(mm, rows));
+        for (int i = 0; i < 37; i++)
+            for (int j = 0; j < 48; j++) {
+                double want = 0.0;
+                for (int k = 0; k < 64; k++) want += (double)a[i * 64 + k] * b[k * 48 + j];
+                worst = fmax(worst, fabs(want - c[i * 48 + j]));
+            }
+    }
+    printf("matmul error: %g\n", worst);
+    double x[3] = {0.0, 1.0, -2.0}, y[3];
+    void *xy[2] = {x, y};
+    int64_t three[1] = {3};
+    report("twice_exp", twice_exp(xy, three));
+    printf("values: %.12f %.12f %.12f\n", y[0], y[1], y[2]);
+    report("null buffers", twice_exp(NULL, three));
+    report("null sizes", twice_exp(xy, NULL));
+    void *missing[2] = {x, NULL};
+    report("null buffer", twice_exp(missing, three));
+    int64_t negative[1] = {-4};
+    report("negative size", matmul(mm, negative));
+    float u[8], v[6];
+    void *uv[2] = {u, v};
+    int64_t one[1] = {1}, wide[1] = {(int64_t)1 << 40};
+    report("negative dimension", stencil(uv, one));
+    report("size beyond its dtype", stencil(uv, wide));
+    pthread_t thread;
+    pthread_create(&thread, NULL, fail_in_a_thread, NULL);
+    pthread_join(thread, NULL);
+    printf("main thread still: %s\n", tex_last_error());
+    return 0;
+}
+"""
+
+
+def test_a_c_program_calls_the_kernels_and_gets_error_codes(library, tmp_path):
     header = library.with_suffix(".h").read_text()
-    assert "void twice_exp(void **buffers, int64_t *sizes);" in header
-    assert "buffers[2]: C, float[n, 48], output" in header and "sizes[0]: n" in header
+    assert "int twice_exp(void **buffers, const int64_t *sizes);" in header
+    assert "buffers[2]: C, float[n, 48], output" in header and "sizes[0]: n (int64)" in header
+    assert "#define TEX_ERROR_SIZE 2" in header and "const char *tex_last_error(void);" in header
+    program = tmp_path / "main.c"
+    program.write_text(C_PROGRAM)
     binary = tmp_path / "main"
-    subprocess.run(["cc", "-I", str(library.parent), str(program), str(library),
-                    f"-Wl,-rpath,{library.parent}", "-o", str(binary)], check=True)
-    values = [float(v) for v in subprocess.run([str(binary)], capture_output=True, text=True,
-                                               check=True).stdout.split()]
-    np.testing.assert_allclose(values, 2 * np.exp([0.0, 1.0, -2.0]), rtol=1e-12)
+    subprocess.run(["cc", "-Wall", "-Werror", "-I", str(library.parent), str(program),
+                    str(library), f"-Wl,-rpath,{library.parent}", "-lm", "-lpthread", "-o",
+                    str(binary)], check=True)
+    lines = subprocess.run([str(binary)], capture_output=True, text=True,
+                           check=True).stdout.splitlines()
+    results = dict(line.split(": ", 1) for line in lines)
+    assert results["matmul"] == "0 " and float(results["matmul error"]) < 1e-3
+    assert results["twice_exp"] == "0 "
+    np.testing.assert_allclose([float(v) for v in results["values"].split()],
+                               2 * np.exp([0.0, 1.0, -2.0]), rtol=1e-12)
+    assert results["null buffers"] == "1 twice_exp: buffers is NULL"
+    assert results["null sizes"] == "1 twice_exp: sizes is NULL"
+    assert results["null buffer"] == "1 twice_exp: buffers[1] (y) is NULL"
+    assert results["negative size"] == "2 matmul: sizes[0] (n) is -4; a size cannot be " \
+        "negative"
+    assert results["negative dimension"] == "2 stencil: buffers[1] (v) dimension 0 is " \
+        "int64(m - 2) = -1 for these sizes; a dimension cannot be negative"
+    assert results["size beyond its dtype"] == "2 stencil: sizes[0] (m) is 1099511627776, " \
+        "which does not fit its dtype int32"
+    assert results["thread"] == "1 twice_exp: buffers is NULL"
+    assert results["main thread still"] == results["size beyond its dtype"][2:]
+
+
+THREADS_PROGRAM = r"""
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include "ops.h"
+
+int main(int argc, char **argv) {
+    static float a[64 * 64], b[64 * 48], c[64 * 48];
+    void *buffers[3] = {a, b, c};
+    int64_t rows[1] = {64};
+    tex_set_num_threads(atoi(argv[1]));
+    if (matmul(buffers, rows) != 0) return 1;
+    int threads = 0;
+    DIR *tasks = opendir("/proc/self/task");
+    for (struct dirent *e; (e = readdir(tasks));) threads += e->d_name[0] != '.';
+    printf("%d\n", threads);
+    return 0;
+}
+"""
+
+
+def test_tex_set_num_threads_bounds_the_pool(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEX_NUM_THREADS", "4")
+    library = tex.export_library(kernels()[:1], tmp_path / "ops.so")
+    program = tmp_path / "threads.c"
+    program.write_text(THREADS_PROGRAM)
+    binary = tmp_path / "threads"
+    subprocess.run(["cc", "-Wall", "-Werror", "-I", str(tmp_path), str(program), str(library),
+                    f"-Wl,-rpath,{tmp_path}", "-o", str(binary)], check=True)
+    counts = [int(subprocess.run([str(binary), str(n)], capture_output=True, text=True,
+                                 check=True).stdout) for n in (1, 2, 0)]
+    assert counts == [1, 4, 4]  # the pool starts its workers at once; one thread runs alone
+
+
+def test_a_loaded_kernel_raises_what_its_entry_point_returns(library):
+    lib = tex.load_library(library)
+    u, v = np.ones(5, "float32"), np.empty(3, "float32")
+    np.testing.assert_array_equal(lib.stencil(u), [2.0, 2.0, 2.0])
+    with pytest.raises(tex.ArgumentError, match=r"stencil: sizes\[0\] \(m\) is -1; a size "
+                                                "cannot be negative"):
+        lib.stencil._run([u, v], [-1])
 
 
 def test_export_errors(tmp_path):
-    matmul, twice_exp = kernels()
+    matmul, twice_exp, _ = kernels()
     with pytest.raises(tex.ArgumentError, match="kernels #0 and #1 are both named 'matmul'"):
         tex.export_library([matmul, matmul], tmp_path / "a.so")
     with pytest.raises(tex.ArgumentError, match="give at least one kernel"):

@@ -64,17 +64,24 @@ def _new_target_machine(target: Target, reloc: str = "default") -> llvm.TargetMa
                                              opt=3, reloc=reloc, jit=reloc == "default")
 
 
-def shared_library_object(ll: str, exported, target: Target) -> bytes:
+def shared_library_object(ll: str, exported, target: Target, hidden=None) -> bytes:
     """The object code of the optimised module `ll` for a shared library: compiled as a
     kernel is for `target`, but position-independent, and with every function and
     variable it defines but those named in `exported` made internal (so that modules
-    linked together cannot clash)."""
+    linked together cannot clash). `hidden` maps names of functions it defines to new
+    names, kept external for the library's other objects but hidden from its users."""
+    hidden = hidden or {}
     with LLVM_LOCK:
         _initialize()
         module = llvm.parse_assembly(ll)
         module.triple = target.triple
         for value in list(module.functions) + list(module.global_variables):
-            if not value.is_declaration and value.name not in exported:
+            if value.is_declaration:
+                continue
+            if value.name in hidden:
+                value.name = hidden[value.name]
+                value.visibility = "hidden"
+            elif value.name not in exported:
                 value.linkage = "internal"
         return _new_target_machine(target, reloc="pic").emit_object(module)
 

@@ -33,6 +33,10 @@ pid that started its workers: a forked child (whose copy of the pool has no
 threads) starts workers of its own at its first call. A child forked while a
 job was running in another thread finds the pool busy and runs every loop
 serially.
+
+`void tex_set_num_threads(int n)` bounds every later job to n threads, the
+caller included (n < 1: all of them); a library exports it. Worker k claims
+chunks only while k < n - 1, so the others spin a while and sleep.
 """
 from __future__ import annotations
 
@@ -46,6 +50,8 @@ from tex import config
 from tex.errors import BuildError
 
 SYMBOL = "tex_parallel_for"
+#: `void tex_set_num_threads(int n)`: bounds the threads of later jobs (n < 1: all).
+SET_THREADS = "tex_set_num_threads"
 
 #: Per machine: the futex system call's number and the spin-wait instruction's intrinsic
 #: (an intrinsic, not inline assembly, which LLVM could assemble for this machine only).
@@ -71,6 +77,7 @@ _IR = string.Template(r"""
 @wanted = internal global i32 ${workers}      ; workers to start
 @workers = internal global i32 0              ; workers started by process @owner
 @owner = internal global i32 0
+@limit = internal global i32 ${threads}       ; threads a job may use (tex_set_num_threads)
 
 declare i64 @syscall(i64, ...)
 declare i32 @getpid()
@@ -137,17 +144,38 @@ out:
   ret void
 }
 
-; A worker: runs chunks while there are any, spins, then sleeps until woken.
-define internal ptr @worker(ptr %unused) {
+; Whether worker %index (0, 1, ...) may claim chunks under the bound on threads.
+define internal i1 @may_work(i32 %index) {
+  %limit = load atomic i32, ptr @limit monotonic, align 4
+  %others = sub i32 %limit, 1
+  %allowed = icmp slt i32 %index, %others
+  ret i1 %allowed
+}
+
+; Whether there are chunks to claim that worker %index may claim.
+define internal i1 @work_for(i32 %index) {
+  %w = load atomic i64, ptr @word seq_cst, align 8
+  %left = call i1 @has_work(i64 %w)
+  %allowed = call i1 @may_work(i32 %index)
+  %both = and i1 %left, %allowed
+  ret i1 %both
+}
+
+; A worker (its index passed as the pointer): runs chunks while there are any it may
+; claim, spins, then sleeps until woken.
+define internal ptr @worker(ptr %index_pointer) {
 entry:
+  %index = ptrtoint ptr %index_pointer to i32
   br label %work
 work:
+  %allowed = call i1 @may_work(i32 %index)
+  br i1 %allowed, label %run, label %spin
+run:
   call void @run_chunks()
   br label %spin
 spin:
-  %i = phi i32 [0, %work], [%i1, %idle]
-  %w = load atomic i64, ptr @word monotonic, align 8
-  %left = call i1 @has_work(i64 %w)
+  %i = phi i32 [0, %work], [0, %run], [%i1, %idle]
+  %left = call i1 @work_for(i32 %index)
   br i1 %left, label %work, label %idle
 idle:
   call void @relax()
@@ -158,8 +186,7 @@ sleep:
   ; Dekker with the caller: it stores @word then reads @sleepers; all seq_cst.
   %s0 = atomicrmw add ptr @sleepers, i32 1 seq_cst
   %seq = load atomic i32, ptr @wake seq_cst, align 4
-  %w2 = load atomic i64, ptr @word seq_cst, align 8
-  %left2 = call i1 @has_work(i64 %w2)
+  %left2 = call i1 @work_for(i32 %index)
   br i1 %left2, label %awake, label %wait
 wait:
   %seq64 = zext i32 %seq to i64
@@ -185,7 +212,8 @@ loop:
   %more = icmp ult i32 %k, %wanted
   br i1 %more, label %create, label %out
 create:
-  %err = call i32 @pthread_create(ptr %thread, ptr null, ptr @worker, ptr null)
+  %index = inttoptr i32 %k to ptr
+  %err = call i32 @pthread_create(ptr %thread, ptr null, ptr @worker, ptr %index)
   %ok = icmp eq i32 %err, 0
   br i1 %ok, label %started, label %out
 started:
@@ -198,6 +226,14 @@ out:
   ret void
 }
 
+; Bounds the threads of every later job to %n (the caller included); %n < 1: all of them.
+define void @${set_threads}(i32 %n) {
+  %positive = icmp sgt i32 %n, 0
+  %limit = select i1 %positive, i32 %n, i32 ${threads}
+  store atomic i32 %limit, ptr @limit monotonic, align 4
+  ret void
+}
+
 define void @${symbol}(ptr %body, ptr %closure, i64 %n) {
 entry:
   %nothing = icmp sle i64 %n, 0
@@ -206,7 +242,10 @@ some:
   %one = icmp eq i64 %n, 1
   %wanted = load i32, ptr @wanted
   %alone = icmp eq i32 %wanted, 0
-  %serial = or i1 %one, %alone
+  %limit = load atomic i32, ptr @limit monotonic, align 4
+  %bounded = icmp slt i32 %limit, 2
+  %single = or i1 %alone, %bounded
+  %serial = or i1 %one, %single
   br i1 %serial, label %inline, label %lock
 lock:
   %pair = cmpxchg ptr @busy, i32 0, i32 1 acquire monotonic
@@ -225,8 +264,10 @@ ready:
   %none = icmp eq i32 %workers, 0
   br i1 %none, label %unlock_inline, label %publish
 publish:
-  ; chunks = min(n, 4 * threads, 65535)
-  %threads = add i32 %workers, 1
+  ; chunks = min(n, 4 * threads, 65535), threads = min(workers + 1, limit)
+  %all_threads = add i32 %workers, 1
+  %limited = icmp slt i32 %limit, %all_threads
+  %threads = select i1 %limited, i32 %limit, i32 %all_threads
   %threads64 = zext i32 %threads to i64
   %four = mul i64 %threads64, 4
   %fewer = icmp ult i64 %n, %four
@@ -301,7 +342,8 @@ def ir_text(machine: str | None = None) -> str:
     one): `config.num_threads() - 1` workers (none without futexes)."""
     futex, declaration, call = _arch(machine) or (0, "", "")
     workers = config.num_threads() - 1 if futex else 0
-    return _IR.substitute(symbol=SYMBOL, workers=workers, futex=futex, spins=SPINS,
+    return _IR.substitute(symbol=SYMBOL, set_threads=SET_THREADS, workers=workers,
+                          threads=workers + 1, futex=futex, spins=SPINS,
                           pause_declaration=declaration, pause_call=call)
 
 

@@ -13,7 +13,9 @@ other argument. A mismatch raises `ArgumentError` naming the argument (buffer
 name and position), the dimension, what was expected and what came.
 
 The compiled entry point is `void f(void** buffers, int64* sizes)` (see
-`tex.codegen.llvm`); the call goes through one prebuilt ctypes prototype.
+`tex.codegen.llvm`); the call goes through one prebuilt ctypes prototype. A
+kernel of a loaded library calls its checking entry point instead, which
+returns a status: nonzero is raised as the code's `failure()`.
 A packed call (`tex.call_packed`) that failed in it is raised afterwards as
 `PackedFuncError`, from the Python function's exception.
 The checks live in `Signature` and `Param`, which `tex.runtime.cuda_device` and
@@ -332,7 +334,9 @@ class Kernel(Signature):
         self._lower = lower
         self._tex_source = tex_source
         self._compiled = compiled
-        self._entry = _ENTRY(compiled.address) if compiled.cannot_run is None else \
+        # a library's entry point returns a status (`tex.runtime.library`), the JIT's nothing
+        entry_type = getattr(compiled, "entry_type", _ENTRY)
+        self._entry = entry_type(compiled.address) if compiled.cannot_run is None else \
             _refuse(f"kernel {self.name} cannot run here: {compiled.cannot_run}")
         self._pointers = ctypes.c_void_p * len(self._params)
         self._sizes = ctypes.c_int64 * max(1, len(func.size_vars))
@@ -365,7 +369,8 @@ class Kernel(Signature):
         pointers = [data_pointer(a) for a in arrays]
         if check_overlap:
             self._check_overlap(arrays, pointers)
-        self._entry(self._pointers(*pointers), self._sizes(*env))
+        if self._entry(self._pointers(*pointers), self._sizes(*env)):
+            raise self._compiled.failure()
         packed_func.raise_failure(self.name)
 
     def get_source(self, fmt: str = "tex") -> str:

@@ -14,20 +14,24 @@ with `-z defs`: a symbol nothing defines is a BuildError naming it, not a
 crash at load time. A kernel's name (`tex.build(..., name=...)`) is its C
 symbol, so the names must be distinct C identifiers.
 
-The C interface of a kernel is `void NAME(void **buffers, int64_t *sizes)`:
+The C interface of a kernel is `int NAME(void **buffers, const int64_t *sizes)`:
 `buffers[k]` points to the data of parameter k (C-contiguous, of the element type
 the header gives), `sizes[k]` is the value of size variable k. The header lists
-both, in order, with each parameter's shape. A C caller must pass consistent
-arrays itself: nothing is checked there. A kernel that calls Python functions
-(an extern stage's `tex.call_packed`) is refused: a library runs without the
-process that registered them.
+both, in order, with each parameter's shape. NAME checks what it can before it
+runs the kernel (no NULL pointer; sizes that give every dimension a value) and
+returns 0, or an error code with the message in `tex_last_error()`;
+`tex_set_num_threads(n)` bounds the thread pool (`tex.runtime.library_abi`).
+A kernel that calls Python functions (an extern stage's `tex.call_packed`) is
+refused: a library runs without the process that registered them.
 
 The library also carries a description of its kernels (the data symbol
-`tex_library_manifest`, JSON: each kernel's parameters with dtypes and shapes,
-size variables, outputs, the CPU and features it was compiled for, its loop
-program and optimised IR). `load_library` reads it and returns a `Library`
-whose kernels check every call's arguments exactly as a `Kernel` does and take
-NumPy arrays or CPU objects with `__dlpack__`, without copies. Loading
+`tex_library_manifest`, JSON: its device, "cpu", the tex version that wrote it,
+and each kernel's parameters with dtypes and shapes, size variables, outputs, the
+CPU and features it was compiled for, its loop program and optimised IR).
+`load_library` reads it and returns a `Library` whose kernels check every call's
+arguments exactly as a `Kernel` does and take NumPy arrays or CPU objects with
+`__dlpack__`, without copies; a nonzero code from the entry point is raised as
+ArgumentError with its message. Loading
 refuses a library compiled for CPU features this machine lacks
 (`DeviceError`), since its code would stop at the first such instruction, and
 so does a library of another machine's code.
@@ -53,17 +57,15 @@ from tex.dtype import as_dtype
 from tex.errors import ArgumentError, BuildError, DeviceError
 from tex.expr import Var
 from tex.ir import Buffer, KernelInterface
-from tex.printer import to_text
+from tex.runtime import library_abi
 from tex.runtime.kernel import Kernel
 from tex.target import as_target
+from tex.version import __version__
 
 MANIFEST = "tex_library_manifest"
-_FORMAT = 1
-_C_TYPES = {"bool": "bool", "int8": "int8_t", "int16": "int16_t", "int32": "int32_t",
-            "int64": "int64_t", "uint8": "uint8_t", "uint16": "uint16_t",
-            "uint32": "uint32_t", "uint64": "uint64_t", "float16": "uint16_t (float16 bits)",
-            "bfloat16": "uint16_t (bfloat16 bits)",
-            "float32": "float", "float64": "double"}
+#: 2: entry points return a status (`int NAME(...)`); 1 returned nothing.
+_FORMAT = 2
+_STATUS_ENTRY = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
 
 
 def export_library(kernels, path, cc: str | None = None) -> Path:
@@ -77,24 +79,31 @@ def export_library(kernels, path, cc: str | None = None) -> Path:
     _check_exportable(kernels)
     target = kernels[0].target
     cc = _linker(cc, target)
-    manifest = {"format": _FORMAT, "kernels": [_describe(k) for k in kernels]}
+    manifest = {"format": _FORMAT, "device": "cpu", "tex_version": __version__,
+                "kernels": [_describe(k) for k in kernels]}
     with tempfile.TemporaryDirectory(prefix="tex-library-") as work:
         objects = {f"kernel{k}.o": llvm_jit.shared_library_object(
-            kernel.get_source("ll"), (kernel.name,), target) for k, kernel in enumerate(kernels)}
+            kernel.get_source("ll"), (), target,
+            hidden={kernel.name: library_abi.unchecked_name(kernel.name)})
+            for k, kernel in enumerate(kernels)}
         called = set().union(*map(object_file.undefined_symbols, objects.values()))
-        if thread_pool.SYMBOL in called:
-            objects["thread_pool.o"] = llvm_jit.shared_library_object(
-                thread_pool.ir_text(target.machine), (thread_pool.SYMBOL,), target)
+        # always: tex_set_num_threads is part of every library's interface
+        objects["thread_pool.o"] = llvm_jit.shared_library_object(
+            thread_pool.ir_text(target.machine), (thread_pool.SYMBOL, thread_pool.SET_THREADS),
+            target)
         if called & llvm_builtins.ROUTINES.keys():
             objects["builtins.o"] = llvm_jit.shared_library_object(
                 llvm_builtins.ir_text(), llvm_builtins.ROUTINES, target)
         objects["manifest.o"] = _manifest_object(json.dumps(manifest).encode(), target)
         for name, code in objects.items():
             (Path(work) / name).write_bytes(code)
+        checks = Path(work) / "entry_points.c"
+        checks.write_text(library_abi.checks_source(kernels))
         linked = Path(work) / "library.so"
         # -z defs: a symbol that neither the objects nor the libraries named define is an
         # error now, not a crash when the library is loaded or called
-        command = [cc, "-shared", "-Wl,-Bsymbolic", "-Wl,-z,defs", "-o", str(linked),
+        command = [cc, "-shared", "-fPIC", "-O2", "-fvisibility=hidden", "-Wl,-Bsymbolic",
+                   "-Wl,-z,defs", "-o", str(linked), str(checks),
                    *(str(Path(work) / name) for name in objects), "-lm", "-lpthread"]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
@@ -106,7 +115,7 @@ def export_library(kernels, path, cc: str | None = None) -> Path:
                              + result.stderr[-4000:])
         path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(linked, path)
-    path.with_suffix(".h").write_text(_header(path, kernels))
+    path.with_suffix(".h").write_text(library_abi.header(path, kernels))
     return path
 
 
@@ -144,7 +153,9 @@ def _check_exportable(kernels: list):
                                 f"{kernel.target.triple}, kernel #0 for "
                                 f"{kernels[0].target.triple}; a library holds one machine's "
                                 "code")
-        if kernel.name == MANIFEST or kernel.name == thread_pool.SYMBOL:
+        if kernel.name in (MANIFEST, thread_pool.SYMBOL, thread_pool.SET_THREADS,
+                           library_abi.LAST_ERROR) or \
+                kernel.name.startswith(library_abi.unchecked_name("")):
             raise ArgumentError(f"export_library: the name {kernel.name!r} is tex's own")
         if packed_func.SYMBOL in object_file.undefined_symbols(kernel._compiled.object_code):
             raise ArgumentError(f"export_library: kernel #{k} ({kernel.name}) calls Python "
@@ -177,30 +188,6 @@ def _manifest_object(data: bytes, target) -> bytes:
     variable.global_constant = True
     variable.initializer = ir.Constant(array, bytearray(data + b"\0"))
     return llvm_jit.shared_library_object(str(module), (MANIFEST,), target)
-
-
-def _header(path: Path, kernels: list) -> str:
-    guard = re.sub(r"\W", "_", path.stem.upper()) + "_H"
-    lines = [f"/* {path.name}: kernels compiled by tex (export_library).",
-             "",
-             "   Each takes `buffers`, the data pointers of its parameters in the order",
-             "   below (C-contiguous arrays), and `sizes`, the values of its size",
-             "   variables in order. Shapes must agree with the sizes; nothing is checked.",
-             "*/",
-             f"#ifndef {guard}", f"#define {guard}", "", "#include <stdint.h>",
-             "#include <stdbool.h>", "", "#ifdef __cplusplus", 'extern "C" {', "#endif", ""]
-    for kernel in kernels:
-        lines.append(f"/* {kernel.name}")
-        for k, p in enumerate(kernel._params):
-            shape = ", ".join(to_text(e) for e in p.buffer.shape)
-            role = "output" if p.is_output else "input"
-            lines.append(f"     buffers[{k}]: {p.buffer.name}, {_C_TYPES[str(p.buffer.dtype)]}"
-                         f"[{shape}], {role}")
-        for k, var in enumerate(kernel.size_vars):
-            lines.append(f"     sizes[{k}]: {var.name}")
-        lines += ["*/", f"void {kernel.name}(void **buffers, int64_t *sizes);", ""]
-    lines += ["#ifdef __cplusplus", "}", "#endif", "", f"#endif  /* {guard} */", ""]
-    return "\n".join(lines)
 
 
 class Library:
@@ -285,12 +272,19 @@ class _LibraryCode:
     """What a Kernel needs of compiled code, for a kernel of a loaded library."""
 
     loaded_from_disk = True
+    entry_type = _STATUS_ENTRY
 
     def __init__(self, entry: dict, address: int, handle: ctypes.CDLL):
         self.name, self.address, self._handle = entry["name"], address, handle
         self.target = as_target(entry["target"])
         self._ll = entry["ll"]
         self.cannot_run = cpu_support.cannot_run(self.target, self._ll)
+        self._last_error = getattr(handle, library_abi.LAST_ERROR)
+        self._last_error.restype = ctypes.c_char_p
+
+    def failure(self) -> ArgumentError:
+        """The error the entry point just returned a nonzero code for, with its message."""
+        return ArgumentError(self._last_error().decode(errors="replace"))
 
     def get_source(self, fmt: str) -> str:
         if fmt == "ll":

@@ -1,0 +1,245 @@
+"""The C interface of a library that `tex.export_library` writes: the checking entry
+points (C source, compiled by the library's C compiler) and the header.
+
+    int NAME(void **buffers, const int64_t *sizes);   /* 0: ran; else an error code */
+    const char *tex_last_error(void);                  /* this thread's last message */
+    void tex_set_num_threads(int n);                   /* n < 1: every thread */
+
+`NAME` checks its arguments against the kernel's declaration before it calls the
+kernel's machine code (`tex_unchecked_NAME`, hidden): `buffers` and `sizes` are not
+NULL, nor is any buffer (TEX_ERROR_NULL); every size variable is non-negative and
+fits its dtype, and every dimension of every parameter, evaluated from the sizes,
+neither divides by zero nor is negative nor overflows, and no parameter holds
+2**63 bytes or more (TEX_ERROR_SIZE). The shapes themselves are not passed: they
+follow from the sizes, so a C caller cannot pass a constant dimension or two
+dimensions of one size variable that disagree. An error returns its code and
+leaves its message for `tex_last_error`, in a buffer per thread.
+"""
+from __future__ import annotations
+
+from tex.errors import BuildError
+from tex.expr import Binary, Cast, Const, Var, _int_range
+from tex.printer import to_text
+
+#: The return codes of an entry point, as the header defines them.
+ERROR_CODES = {"TEX_OK": 0, "TEX_ERROR_NULL": 1, "TEX_ERROR_SIZE": 2}
+LAST_ERROR = "tex_last_error"
+_C_OPERATORS = {"add": "tex_add", "sub": "tex_sub", "mul": "tex_mul", "min": "tex_min",
+                "max": "tex_max", "floordiv": "tex_floordiv", "floormod": "tex_floormod"}
+C_TYPES = {"bool": "bool", "int8": "int8_t", "int16": "int16_t", "int32": "int32_t",
+           "int64": "int64_t", "uint8": "uint8_t", "uint16": "uint16_t",
+           "uint32": "uint32_t", "uint64": "uint64_t", "float16": "uint16_t (float16 bits)",
+           "bfloat16": "uint16_t (bfloat16 bits)",
+           "float32": "float", "float64": "double"}
+
+_RUNTIME = r"""/* The checking entry points of a library written by tex.export_library. */
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define TEX_EXPORT __attribute__((visibility("default")))
+#define TEX_ERROR_NULL 1
+#define TEX_ERROR_SIZE 2
+#define TEX_OVERFLOW 1
+#define TEX_DIVIDES_BY_ZERO 2
+
+static _Thread_local char last_error[512];
+
+TEX_EXPORT const char *tex_last_error(void) { return last_error; }
+
+static int fail(int code, const char *format, ...) {
+    va_list args;
+    va_start(args, format);
+    vsnprintf(last_error, sizeof last_error, format, args);
+    va_end(args);
+    return code;
+}
+
+static int64_t tex_add(int64_t a, int64_t b, int *bad) {
+    int64_t r;
+    if (__builtin_add_overflow(a, b, &r)) *bad |= TEX_OVERFLOW;
+    return r;
+}
+
+static int64_t tex_sub(int64_t a, int64_t b, int *bad) {
+    int64_t r;
+    if (__builtin_sub_overflow(a, b, &r)) *bad |= TEX_OVERFLOW;
+    return r;
+}
+
+static int64_t tex_mul(int64_t a, int64_t b, int *bad) {
+    int64_t r;
+    if (__builtin_mul_overflow(a, b, &r)) *bad |= TEX_OVERFLOW;
+    return r;
+}
+
+static int64_t tex_min(int64_t a, int64_t b, int *bad) { (void)bad; return a < b ? a : b; }
+
+static int64_t tex_max(int64_t a, int64_t b, int *bad) { (void)bad; return a > b ? a : b; }
+
+static int64_t tex_floordiv(int64_t a, int64_t b, int *bad) {
+    if (b == 0) { *bad |= TEX_DIVIDES_BY_ZERO; return 0; }
+    if (b == -1) return tex_sub(0, a, bad);
+    int64_t q = a / b;
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+static int64_t tex_floormod(int64_t a, int64_t b, int *bad) {
+    if (b == 0) { *bad |= TEX_DIVIDES_BY_ZERO; return 0; }
+    if (b == -1) return 0;
+    int64_t r = a % b;
+    return (r != 0 && (r < 0) != (b < 0)) ? r + b : r;
+}
+
+/* Checks the size variable sizes[k] against the range [low, high] of its dtype. */
+static int check_size(const char *kernel, const int64_t *sizes, int k, const char *name,
+                      int64_t low, int64_t high, const char *dtype) {
+    if (sizes[k] < 0)
+        return fail(TEX_ERROR_SIZE, "%s: sizes[%d] (%s) is %lld; a size cannot be negative",
+                    kernel, k, name, (long long)sizes[k]);
+    if (sizes[k] < low || sizes[k] > high)
+        return fail(TEX_ERROR_SIZE, "%s: sizes[%d] (%s) is %lld, which does not fit its "
+                    "dtype %s", kernel, k, name, (long long)sizes[k], dtype);
+    return 0;
+}
+
+/* Checks the dimensions `dims` of buffers[k] (`bad`: how computing each went wrong). */
+static int check_buffer(const char *kernel, int k, const char *name, int rank,
+                        const int64_t *dims, const int *bad, const char *const *texts,
+                        int64_t itemsize) {
+    int bytes_bad = 0;
+    int64_t bytes = itemsize;
+    for (int d = 0; d < rank; d++) {
+        if (bad[d] & TEX_DIVIDES_BY_ZERO)
+            return fail(TEX_ERROR_SIZE, "%s: buffers[%d] (%s) dimension %d is %s, which "
+                        "divides by zero for these sizes", kernel, k, name, d, texts[d]);
+        if (bad[d] & TEX_OVERFLOW)
+            return fail(TEX_ERROR_SIZE, "%s: buffers[%d] (%s) dimension %d is %s, which "
+                        "overflows int64 for these sizes", kernel, k, name, d, texts[d]);
+        if (dims[d] < 0)
+            return fail(TEX_ERROR_SIZE, "%s: buffers[%d] (%s) dimension %d is %s = %lld for "
+                        "these sizes; a dimension cannot be negative", kernel, k, name, d,
+                        texts[d], (long long)dims[d]);
+        bytes = tex_mul(bytes, dims[d], &bytes_bad);
+    }
+    if (bytes_bad)
+        return fail(TEX_ERROR_SIZE, "%s: buffers[%d] (%s) would hold 2**63 bytes or more for "
+                    "these sizes", kernel, k, name);
+    return 0;
+}
+"""
+
+
+def unchecked_name(name: str) -> str:
+    """The hidden symbol of kernel `name`'s machine code, which its entry point calls."""
+    return f"tex_unchecked_{name}"
+
+
+def checks_source(kernels: list) -> str:
+    """The C source of the checking entry points of `kernels` and of `tex_last_error`."""
+    return _RUNTIME + "".join(_entry_point(kernel) for kernel in kernels)
+
+
+def _entry_point(kernel) -> str:
+    """The C definition of `int NAME(void **buffers, const int64_t *sizes)` for `kernel`."""
+    name, params = kernel.name, kernel._params
+    slots = {var: k for k, var in enumerate(kernel.size_vars)}
+    lines = ["", f"void {unchecked_name(name)}(void **buffers, int64_t *sizes);", "",
+             f"TEX_EXPORT int {name}(void **buffers, const int64_t *sizes) {{",
+             f'    static const char *const names[{len(params)}] = {{'
+             + ", ".join(_c_string(p.buffer.name) for p in params) + "};",
+             "    if (!buffers || !sizes)",
+             f'        return fail(TEX_ERROR_NULL, "{name}: %s is NULL", '
+             '!buffers ? "buffers" : "sizes");',
+             f"    for (int k = 0; k < {len(params)}; k++)",
+             "        if (!buffers[k])",
+             f'            return fail(TEX_ERROR_NULL, "{name}: buffers[%d] (%s) is NULL", '
+             "k, names[k]);"]
+    for var, k in slots.items():
+        low, high = _int_range(var.dtype)
+        lines.append(f"    if (check_size({_c_string(name)}, sizes, {k}, {_c_string(var.name)},"
+                     f" {_c_int(max(low, -2**63))}, {_c_int(min(high, 2**63 - 1))}, "
+                     f"{_c_string(str(var.dtype))})) return TEX_ERROR_SIZE;")
+    for p in params:
+        lines += _buffer_check(name, p, slots)
+    lines += [f"    {unchecked_name(name)}(buffers, (int64_t *)sizes);", "    return 0;", "}", ""]
+    return "\n".join(lines)
+
+
+def _buffer_check(kernel_name: str, p, slots: dict) -> list:
+    """C lines (a block) that check the dimensions of parameter `p` for the sizes given."""
+    shape = p.buffer.shape
+    rank = max(1, len(shape))
+    lines = ["    {", f"        int bad[{rank}] = {{0}};",
+             f"        const int64_t dims[{rank}] = {{"
+             + (", ".join(_c_expr(e, slots, f"bad + {d}") for d, e in enumerate(shape))
+                or "0") + "};",
+             f"        static const char *const texts[{rank}] = {{"
+             + (", ".join(_c_string(to_text(e)) for e in shape) or '""') + "};",
+             f"        if (check_buffer({_c_string(kernel_name)}, {p.position}, "
+             f"{_c_string(p.buffer.name)}, {len(shape)}, dims, bad, texts, "
+             f"{p.buffer.dtype.numpy.itemsize})) return TEX_ERROR_SIZE;", "    }"]
+    return lines
+
+
+def _c_expr(extent, slots: dict, bad: str) -> str:
+    """The size expression `extent` in C, in int64_t, where the sizes are `sizes[k]`;
+    overflow and division by zero set bits of `*bad` (`bad`: a C pointer to an int)."""
+    if isinstance(extent, Const):
+        return _c_int(int(extent.value))
+    if isinstance(extent, Var):
+        return f"sizes[{slots[extent]}]"
+    if isinstance(extent, Cast) and extent.dtype.is_int:
+        return _c_expr(extent.value, slots, bad)
+    if isinstance(extent, Binary) and extent.op in _C_OPERATORS:
+        return f"{_C_OPERATORS[extent.op]}({_c_expr(extent.a, slots, bad)}, " \
+               f"{_c_expr(extent.b, slots, bad)}, {bad})"
+    raise BuildError(f"export_library: the dimension {to_text(extent)} has no C form the "
+                     "library's checks could evaluate")
+
+
+def _c_int(value: int) -> str:
+    """`value` as a C int64_t literal (INT64_MIN has none: written as an expression)."""
+    return "(-INT64_MAX - 1)" if value == -2**63 else f"INT64_C({value})"
+
+
+def _c_string(text: str) -> str:
+    """`text` as a C string literal."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def header(path, kernels: list) -> str:
+    """The C header of the library `path` (a Path) holding `kernels`."""
+    guard = "".join(c if c.isalnum() else "_" for c in path.stem.upper()) + "_H"
+    lines = [f"/* {path.name}: kernels compiled by tex (export_library).",
+             "",
+             "   Each takes `buffers`, the data pointers of its parameters in the order",
+             "   below (C-contiguous arrays), and `sizes`, the values of its size",
+             "   variables in order; every shape follows from the sizes. It returns",
+             "   TEX_OK (0) once the kernel ran, or, having run nothing, an error code:",
+             "   TEX_ERROR_NULL for a NULL `buffers`, `sizes` or buffer, TEX_ERROR_SIZE",
+             "   for a size that is negative or does not fit its dtype, or that makes a",
+             "   dimension negative, overflow or divide by zero. tex_last_error() then",
+             "   says what was wrong (the calling thread's last error).",
+             "   tex_set_num_threads(n) bounds the threads of parallel loops to n",
+             "   (n < 1: all of them).",
+             "*/",
+             f"#ifndef {guard}", f"#define {guard}", "", "#include <stdint.h>",
+             "#include <stdbool.h>", "", "#ifdef __cplusplus", 'extern "C" {', "#endif", "",
+             "#ifndef TEX_OK"]
+    lines += [f"#define {code} {value}" for code, value in ERROR_CODES.items()]
+    lines += ["#endif", "", f"const char *{LAST_ERROR}(void);",
+              "void tex_set_num_threads(int n);", ""]
+    for kernel in kernels:
+        lines.append(f"/* {kernel.name}")
+        for k, p in enumerate(kernel._params):
+            shape = ", ".join(to_text(e) for e in p.buffer.shape)
+            role = "output" if p.is_output else "input"
+            lines.append(f"     buffers[{k}]: {p.buffer.name}, {C_TYPES[str(p.buffer.dtype)]}"
+                         f"[{shape}], {role}")
+        for k, var in enumerate(kernel.size_vars):
+            lines.append(f"     sizes[{k}]: {var.name} ({var.dtype})")
+        lines += ["*/", f"int {kernel.name}(void **buffers, const int64_t *sizes);", ""]
+    lines += ["#ifdef __cplusplus", "}", "#endif", "", f"#endif  /* {guard} */", ""]
+    return "\n".join(lines)
