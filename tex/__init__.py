@@ -11,7 +11,7 @@ from tex.errors import (ArgumentError, BuildError, ConfigError, DeviceError, Exp
 from tex.expr import Expr, Var
 from tex.ops import all_ as all  # noqa: A001
 from tex.ops import any_ as any  # noqa: A001
-from tex.ops import cast, if_then_else
+from tex.ops import call_pure_extern, cast, if_then_else, ldexp
 from tex.runtime.cuda_device import DeviceArray, device_array, empty_device
 from tex.runtime.host_array import empty
 from tex.runtime.library import Library, export_library, load_library
@@ -39,17 +39,50 @@ def pow(x, y): return _ops.call("pow", x, y)  # noqa: A001
 def fmax(x, y): return _ops.call("fmax", x, y)  # NaN ignored, as np.fmax; tex.max keeps it
 def fmin(x, y): return _ops.call("fmin", x, y)  # NaN ignored, as np.fmin; tex.min keeps it
 def abs(x): return _ops.abs_(x)  # noqa: A001
+def nearbyint(x): return _ops.call("nearbyint", x)  # to nearest, ties to even, as np.rint
+def round(x): return _ops.call("round", x)  # noqa: A001 - ties to even, as np.round
+def trunc(x): return _ops.call("trunc", x)
+def exp2(x): return _ops.call("exp2", x)
+def exp10(x): return _ops.call("exp10", x)
+def log2(x): return _ops.call("log2", x)
+def log10(x): return _ops.call("log10", x)
+def log1p(x): return _ops.call("log1p", x)
+def sin(x): return _ops.call("sin", x)
+def cos(x): return _ops.call("cos", x)
+def tan(x): return _ops.call("tan", x)
+def sinh(x): return _ops.call("sinh", x)
+def cosh(x): return _ops.call("cosh", x)
+def asin(x): return _ops.call("asin", x)
+def acos(x): return _ops.call("acos", x)
+def atan(x): return _ops.call("atan", x)
+def asinh(x): return _ops.call("asinh", x)
+def acosh(x): return _ops.call("acosh", x)
+def atanh(x): return _ops.call("atanh", x)
+def atan2(y, x): return _ops.call("atan2", y, x)
+def hypot(x, y): return _ops.call("hypot", x, y)
+def copysign(x, y): return _ops.call("copysign", x, y)
+def nextafter(x, y): return _ops.call("nextafter", x, y)
+def fmod(x, y): return _ops.call("fmod", x, y)  # the sign of x, as np.fmod (not np.mod)
+def clz(x): return _ops.bit_count("clz", x)  # leading zero bits of an integer, in its dtype
+def popcount(x): return _ops.bit_count("popcount", x)  # one bits (two's complement)
+def isnan(x): return _ops.classify("isnan", x)
+def isinf(x): return _ops.classify("isinf", x)
+def isfinite(x): return _ops.classify("isfinite", x)
 def floordiv(a, b): return _ops.binary("floordiv", a, b)
 def floormod(a, b): return _ops.binary("floormod", a, b)
 
 
 __all__ = [
-    "ArgumentError", "BuildError", "ConfigError", "DType", "DeviceArray", "DeviceError", "Expr", "ExprError",
-    "IterVar", "LoweringError", "Range", "Schedule", "ScheduleError", "Stage", "Target", "Tensor",
-    "TexError", "Var", "abs", "all", "any", "build", "cast", "ceil", "comm_reducer", "compute",
-    "const", "create_schedule", "decl_tensor_intrin", "device_array", "empty", "empty_device", "erf",
-    "exp", "export_library", "floor", "floordiv", "floormod", "fmax", "fmin", "if_then_else",
-    "Library",
-    "load_library", "log", "lower", "max", "max_value", "min", "min_value", "placeholder", "pow",
-    "reduce_axis", "rsqrt", "thread_axis", "select", "sigmoid", "sqrt", "sum", "tanh", "var",
+    "ArgumentError", "BuildError", "ConfigError", "DType", "DeviceArray", "DeviceError",
+    "Expr", "ExprError", "IterVar", "Library", "LoweringError", "Range", "Schedule",
+    "ScheduleError", "Stage", "Target", "Tensor", "TexError", "Var", "abs", "acos", "acosh",
+    "all", "any", "asin", "asinh", "atan", "atan2", "atanh", "build", "call_pure_extern",
+    "cast", "ceil", "clz", "comm_reducer", "compute", "const", "copysign", "cos", "cosh",
+    "create_schedule", "decl_tensor_intrin", "device_array", "empty", "empty_device", "erf",
+    "exp", "exp10", "exp2", "export_library", "floor", "floordiv", "floormod", "fmax", "fmin",
+    "fmod", "hypot", "if_then_else", "isfinite", "isinf", "isnan", "ldexp", "load_library",
+    "log", "log10", "log1p", "log2", "lower", "max", "max_value", "min", "min_value",
+    "nearbyint", "nextafter", "placeholder", "popcount", "pow", "reduce_axis", "round",
+    "rsqrt", "select", "sigmoid", "sin", "sinh", "sqrt", "sum", "tan", "tanh", "thread_axis",
+    "trunc", "var",
 ]
