@@ -204,6 +204,8 @@ class _ArithmeticCounter(Visitor):
         self.count += 1
         self.generic_visit(node)
 
+    visit_ExternCall = visit_Call
+
     def visit_Compare(self, node: Compare):
         self.count += node.a.dtype.is_float
         self.generic_visit(node)

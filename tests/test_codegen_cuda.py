@@ -21,8 +21,8 @@ from tex.codegen.cuda import CudaModule, compile_cuda
 from tex.dtype import (INDEX, bool_, float16, float32, float64, int8, int16, int32, int64,
                        uint8, uint16, uint32, uint64)
 from tex.errors import ArgumentError, BuildError
-from tex.expr import (INTRINSICS, Binary, Call, Cast, Compare, Const, Let, Logical, Not,
-                      Select, Var)
+from tex.expr import (INTEGER_INTRINSICS, INTRINSICS, PREDICATES, Binary, Call, Cast, Compare,
+                      Const, Let, Logical, Not, Select, Var)
 from tex.ir import (Allocate, AtomicUpdate, Barrier, Broadcast, Buffer, For, IfThenElse,
                     KernelLaunch, LetStmt, Load, LoweredFunc, Ramp, Store, ThreadIndex,
                     VectorReduce, WarpShuffle, seq)
@@ -450,7 +450,10 @@ def every_operation_of(d, buffers, i):
                for op in ("add", "mul", "min", "max")]
     t = Var("t", d)
     stores.append((d, Let(t, x * y, t + t)))
-    names = INTRINSICS if d.is_float else {"abs": 1}
+    if d.is_float:
+        stores += [(bool_, Call(name, (x,))) for name in PREDICATES]
+        stores.append((d, Call("ldexp", (x, Cast(int32, y)))))
+    names = INTRINSICS if d.is_float else {"abs": 1, **INTEGER_INTRINSICS}
     return stores + [(d, Call(name, (x,) * arity)) for name, arity in names.items()]
 
 

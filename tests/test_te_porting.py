@@ -156,3 +156,24 @@ def test_stmt_functor_walks_and_rewrites_the_loop_program():
         body, None, lambda n: dataclasses.replace(n, kind="unrolled"), ["tir.For"])
     assert [n.kind for n in tex.visitor.collect(unrolled, lambda n: isinstance(n, For))] == \
         ["unrolled", "unrolled"]
+
+
+@pytest.mark.parametrize("strategies", [(None, None), ("shared", "shared"), ("shared", "warp")])
+def test_a_reduction_over_two_thread_axes(strategies):
+    A = tex.placeholder((19, 200), "float32", name="A")
+    k = tex.reduce_axis((0, 200), name="k")
+    B = tex.compute((19,), lambda i: tex.sum(A[i, k], axis=k), name="B")
+    s = tex.create_schedule(B.op)
+    ko, ki = s[B].split(k, factor=32)
+    kc, ko = s[B].split(ko, nparts=4)
+    s[B].reorder(B.op.axis[0], kc, ko, ki)
+    s[B].bind(B.op.axis[0], tex.thread_axis("blockIdx.x"))
+    s[B].bind(kc, tex.thread_axis("threadIdx.y"))
+    s[B].bind(ki, tex.thread_axis("threadIdx.x"))
+    for axis, strategy in zip((kc, ki), strategies):
+        if strategy is not None:
+            s[B].reduce_strategy(axis, strategy)
+    f = tex.build(s, [A, B], target="cuda")
+    a, out = random_array((19, 200)), np.zeros(19, "float32")
+    f.simulate(a, out)
+    np.testing.assert_allclose(out, a.sum(axis=1), rtol=1e-4, atol=1e-4)

@@ -17,7 +17,7 @@ from tex.expr import Expr, Var
 from tex.extern_op import call_packed, extern
 from tex.ops import all_ as all  # noqa: A001
 from tex.ops import any_ as any  # noqa: A001
-from tex.ops import cast, if_then_else
+from tex.ops import call_pure_extern, cast, if_then_else, ldexp
 from tex.runtime.cuda_device import DeviceArray, device_array, empty_device
 from tex.runtime.host_array import empty
 from tex.runtime import nd
@@ -49,18 +49,50 @@ def pow(x, y): return _ops.call("pow", x, y)  # noqa: A001
 def fmax(x, y): return _ops.call("fmax", x, y)  # NaN ignored, as np.fmax; tex.max keeps it
 def fmin(x, y): return _ops.call("fmin", x, y)  # NaN ignored, as np.fmin; tex.min keeps it
 def abs(x): return _ops.abs_(x)  # noqa: A001
+def nearbyint(x): return _ops.call("nearbyint", x)  # to nearest, ties to even, as np.rint
+def round(x): return _ops.call("round", x)  # noqa: A001 - ties to even, as np.round
+def trunc(x): return _ops.call("trunc", x)
+def exp2(x): return _ops.call("exp2", x)
+def exp10(x): return _ops.call("exp10", x)
+def log2(x): return _ops.call("log2", x)
+def log10(x): return _ops.call("log10", x)
+def log1p(x): return _ops.call("log1p", x)
+def sin(x): return _ops.call("sin", x)
+def cos(x): return _ops.call("cos", x)
+def tan(x): return _ops.call("tan", x)
+def sinh(x): return _ops.call("sinh", x)
+def cosh(x): return _ops.call("cosh", x)
+def asin(x): return _ops.call("asin", x)
+def acos(x): return _ops.call("acos", x)
+def atan(x): return _ops.call("atan", x)
+def asinh(x): return _ops.call("asinh", x)
+def acosh(x): return _ops.call("acosh", x)
+def atanh(x): return _ops.call("atanh", x)
+def atan2(y, x): return _ops.call("atan2", y, x)
+def hypot(x, y): return _ops.call("hypot", x, y)
+def copysign(x, y): return _ops.call("copysign", x, y)
+def nextafter(x, y): return _ops.call("nextafter", x, y)
+def fmod(x, y): return _ops.call("fmod", x, y)  # the sign of x, as np.fmod (not np.mod)
+def clz(x): return _ops.bit_count("clz", x)  # leading zero bits of an integer, in its dtype
+def popcount(x): return _ops.bit_count("popcount", x)  # one bits (two's complement)
+def isnan(x): return _ops.classify("isnan", x)
+def isinf(x): return _ops.classify("isinf", x)
+def isfinite(x): return _ops.classify("isfinite", x)
 
 
 __all__ = [
-    "abs", "all", "any", "ArgumentError", "build", "BuildError", "call_packed", "cast", "ceil",
-    "comm_reducer", "compute", "ConfigError", "const", "cpu", "create_schedule", "cuda",
-    "decl_tensor_intrin", "device", "device_array", "DeviceArray", "DeviceError", "div",
-    "DType", "empty", "empty_device", "erf", "error", "exp", "export_library", "Expr",
-    "ExprError", "extern", "floor", "floordiv", "floormod", "fmax", "fmin", "get_global_func",
-    "if_then_else", "indexdiv", "indexmod", "IterVar", "Library", "load_library", "log",
-    "lower", "LoweringError", "max", "max_value", "min", "min_value", "nd", "PackedFuncError",
-    "placeholder", "pow", "Range", "reduce_axis", "register_func", "rsqrt", "scan", "Schedule",
-    "ScheduleError", "select", "sigmoid", "size_var", "sqrt", "Stage", "sum", "tanh", "Target",
-    "Tensor", "TexError", "thread_axis", "tir", "truncdiv", "truncmod", "TVMError", "Var",
-    "var",
+    "abs", "acos", "acosh", "all", "any", "ArgumentError", "asin", "asinh", "atan", "atan2",
+    "atanh", "build", "BuildError", "call_packed", "call_pure_extern", "cast", "ceil", "clz",
+    "comm_reducer", "compute", "ConfigError", "const", "copysign", "cos", "cosh", "cpu",
+    "create_schedule", "cuda", "decl_tensor_intrin", "device", "device_array", "DeviceArray",
+    "DeviceError", "div", "DType", "empty", "empty_device", "erf", "error", "exp", "exp10",
+    "exp2", "export_library", "Expr", "ExprError", "extern", "floor", "floordiv", "floormod",
+    "fmax", "fmin", "fmod", "get_global_func", "hypot", "if_then_else", "indexdiv", "indexmod",
+    "isfinite", "isinf", "isnan", "IterVar", "ldexp", "Library", "load_library", "log",
+    "log10", "log1p", "log2", "lower", "LoweringError", "max", "max_value", "min", "min_value",
+    "nd", "nearbyint", "nextafter", "PackedFuncError", "placeholder", "popcount", "pow",
+    "Range", "reduce_axis", "register_func", "round", "rsqrt", "scan", "Schedule",
+    "ScheduleError", "select", "sigmoid", "sin", "sinh", "size_var", "sqrt", "Stage", "sum",
+    "tan", "tanh", "Target", "Tensor", "TexError", "thread_axis", "tir", "trunc", "truncdiv",
+    "truncmod", "TVMError", "Var", "var",
 ]

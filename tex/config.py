@@ -16,6 +16,9 @@
 | TEX_LLVM_CLAIMS   | 1            | 0: strip what tex's LLVM IR promises (`nsw`, `nuw`,  |
 |                   |              | `inbounds`, `noalias`) before compiling, to check    |
 |                   |              | that no result depends on a promise broken           |
+| TEX_BUILD_TIMEOUT | (none)       | seconds: LLVM builds run in a helper process and one |
+|                   |              | that takes longer is stopped with a BuildError       |
+|                   |              | (`tex/codegen/build_worker.py`); unset: in process   |
 | TEX_NUM_THREADS   | usable CPUs  | threads that run a parallel loop, the caller         |
 |                   |              | included (1: no worker threads); read once, when the |
 |                   |              | thread pool is compiled (the first parallel kernel)  |
@@ -78,6 +81,20 @@ def llvm_claims() -> bool:
     if value not in ("0", "1"):
         raise ConfigError(f"TEX_LLVM_CLAIMS is 0 or 1, got {value!r}")
     return value == "1"
+
+
+def build_timeout() -> float | None:
+    """TEX_BUILD_TIMEOUT in seconds (> 0), or None when it is unset or empty."""
+    value = os.environ.get("TEX_BUILD_TIMEOUT", "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise ConfigError(f"TEX_BUILD_TIMEOUT is a positive number of seconds, got {value!r}")
+    return seconds
 
 
 def num_threads() -> int:

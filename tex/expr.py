@@ -270,31 +270,84 @@ class Cast(Expr):
             raise ExprError(f"cast from {self.value.dtype} to {self.dtype} changes lanes")
 
 
-#: Math intrinsics: name -> number of arguments. All take and return floats.
+#: Math intrinsics on floats: name -> number of arguments. Each takes floats of one dtype
+#: and returns that dtype (`abs` takes integers too).
 INTRINSICS = {"exp": 1, "log": 1, "sqrt": 1, "rsqrt": 1, "tanh": 1, "sigmoid": 1, "erf": 1,
-              "abs": 1, "floor": 1, "ceil": 1, "pow": 2, "fmax": 2, "fmin": 2}
+              "abs": 1, "floor": 1, "ceil": 1, "pow": 2, "fmax": 2, "fmin": 2,
+              "nearbyint": 1, "round": 1, "trunc": 1, "exp2": 1, "exp10": 1, "log2": 1,
+              "log10": 1, "log1p": 1, "sin": 1, "cos": 1, "tan": 1, "sinh": 1, "cosh": 1,
+              "asin": 1, "acos": 1, "atan": 1, "asinh": 1, "acosh": 1, "atanh": 1,
+              "atan2": 2, "hypot": 2, "copysign": 2, "nextafter": 2, "fmod": 2}
+#: Bit counts: each takes an integer and returns a count of its dtype.
+INTEGER_INTRINSICS = {"clz": 1, "popcount": 1}
+#: Classifications: each takes a float and returns a bool.
+PREDICATES = {"isnan": 1, "isinf": 1, "isfinite": 1}
+#: Every intrinsic: the three tables above, and `ldexp(x, n)` = x * 2**n, which takes a float
+#: and an int32 and returns the float's dtype.
+_ALL_INTRINSICS = {**INTRINSICS, **INTEGER_INTRINSICS, **PREDICATES, "ldexp": 2}
 
 
 @dataclass(frozen=True, eq=False, slots=True, repr=False)
 class Call(Expr):
-    """A math intrinsic applied to operands of its result dtype."""
+    """A math intrinsic (one of `INTRINSICS`, `INTEGER_INTRINSICS`, `PREDICATES`, or
+    `ldexp`) applied to operands of the dtypes it takes; its dtype follows from them."""
 
     name: str
     args: tuple[Expr, ...]
     dtype: DType = field(init=False)
 
     def __post_init__(self):
-        arity = INTRINSICS.get(self.name)
+        arity = _ALL_INTRINSICS.get(self.name)
         if arity is None:
-            raise ExprError(f"unknown intrinsic {self.name!r}; known: {sorted(INTRINSICS)}")
+            raise ExprError(f"unknown intrinsic {self.name!r}; known: "
+                            f"{sorted(_ALL_INTRINSICS)}")
         if len(self.args) != arity:
             raise ExprError(f"{self.name} takes {arity} argument(s), got {len(self.args)}")
-        for arg in self.args[1:]:
-            _check_same_dtype(self.name, self.args[0], arg)
-        dtype = self.args[0].dtype
-        if not dtype.is_float and self.name != "abs":
-            raise ExprError(f"{self.name} needs a float argument, got {dtype}; cast it first")
-        object.__setattr__(self, "dtype", dtype)
+        object.__setattr__(self, "dtype", _call_dtype(self.name, self.args))
+
+
+def _call_dtype(name: str, args: tuple[Expr, ...]) -> DType:
+    """The dtype of the intrinsic `name` applied to `args`, checking what they are."""
+    dtype = args[0].dtype
+    if name == "ldexp":
+        exponent = args[1].dtype
+        if exponent.element.kind != "int" or exponent.bits != 32 or \
+                exponent.lanes != dtype.lanes:
+            raise ExprError(f"ldexp needs an int32 exponent with {dtype.lanes} lane(s), got "
+                            f"{exponent}; cast it first")
+    else:
+        for arg in args[1:]:
+            _check_same_dtype(name, args[0], arg)
+    if name in INTEGER_INTRINSICS:
+        if not dtype.is_int:
+            raise ExprError(f"{name} needs an integer argument, got {dtype}; cast it first")
+        return dtype
+    if not dtype.is_float and name != "abs":
+        raise ExprError(f"{name} needs a float argument, got {dtype}; cast it first")
+    return bool_.with_lanes(dtype.lanes) if name in PREDICATES else dtype
+
+
+@dataclass(frozen=True, eq=False, slots=True, repr=False)
+class ExternCall(Expr):
+    """A call of the pure C function `name` (libm's `expf`, CUDA's `__expf`), whose result
+    has `dtype`: TE's `call_pure_extern`. Pure: it depends on its arguments only, so a
+    vector of it is one call per lane, and code may move or repeat it."""
+
+    dtype: DType
+    name: str
+    args: tuple[Expr, ...]
+
+    def __post_init__(self):
+        if not self.name.isidentifier() or not self.name.isascii():
+            raise ExprError(f"call_pure_extern needs a C function name, got {self.name!r}")
+        for dtype in (self.dtype, *(arg.dtype for arg in self.args)):
+            if dtype.is_bool or dtype.bits == 16:
+                raise ExprError(f"call_pure_extern {self.name}: C functions take and return "
+                                f"float32, float64 or integers here, got {dtype}; cast first")
+        for arg in self.args:
+            if arg.dtype.lanes != self.dtype.lanes:
+                raise ExprError(f"call_pure_extern {self.name}: argument {arg} has "
+                                f"{arg.dtype.lanes} lane(s), the call {self.dtype.lanes}")
 
 
 @dataclass(frozen=True, eq=False, slots=True, repr=False)

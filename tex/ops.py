@@ -13,10 +13,10 @@ import operator
 
 import numpy as np
 
-from tex.dtype import DType, as_dtype, bool_, float32, promote, INDEX
+from tex.dtype import DType, as_dtype, bool_, float32, int32, promote, INDEX
 from tex.errors import ExprError
-from tex.expr import (Binary, Call, Cast, Compare, Const, Expr, Logical, Not, Select,
-                      _int_range)
+from tex.expr import (Binary, Call, Cast, Compare, Const, Expr, ExternCall, Logical, Not,
+                      Select, _int_range)
 
 
 def const(value, dtype=None) -> Const:
@@ -195,6 +195,51 @@ def call(name: str, *args) -> Expr:
     if not dtype.is_float and name != "abs":
         dtype = float32
     return Call(name, tuple(cast(dtype, e) for e in exprs))
+
+
+def bit_count(name: str, x) -> Expr:
+    """`clz` (leading zero bits; all bits for 0) or `popcount` (one bits) of the integer
+    `x`, counted in its two's complement bits, as a value of its dtype."""
+    x = as_expr(x)
+    if not x.dtype.is_int:
+        raise ExprError(f"{name} needs an integer argument, got {x.dtype} ({x})")
+    return Call(name, (x,))
+
+
+def classify(name: str, x) -> Expr:
+    """`isnan`, `isinf` or `isfinite` of `x` as a bool; integers and bools are finite
+    numbers, as NumPy says."""
+    x = as_expr(x)
+    if x.dtype.is_float or x.dtype.lanes != 1:
+        return Call(name, (x,))
+    return Const(bool_, name == "isfinite")
+
+
+def ldexp(x, n) -> Expr:
+    """`x * 2**n` (NumPy's `ldexp`): `x` a float (an integer is converted to float32), `n`
+    an integer, clamped to int32 (beyond it every float over- or underflows anyway)."""
+    x = as_expr(x)
+    if not x.dtype.is_float:
+        x = cast(float32, x)
+    n = as_expr(n, int32)
+    if not n.dtype.is_int:
+        raise ExprError(f"ldexp needs an integer exponent, got {n.dtype} ({n}); NumPy "
+                        "rejects a float one too")
+    low, high = _int_range(int32)
+    if _int_range(n.dtype)[1] > high:
+        n = minimum(n, Const(n.dtype, high))
+    if _int_range(n.dtype)[0] < low:
+        n = maximum(n, Const(n.dtype, low))
+    return Call("ldexp", (x, cast(int32.with_lanes(n.dtype.lanes), n)))
+
+
+def call_pure_extern(dtype, name: str, *args) -> Expr:
+    """A call of the pure C function `name` returning `dtype` (TE's `call_pure_extern`).
+    Each argument is passed with its own dtype (a Python float has `dtype` when that is a
+    float, a Python int is int64), so cast to the function's parameter types."""
+    dtype = as_dtype(dtype)
+    return ExternCall(dtype, name, tuple(
+        as_expr(a, dtype if isinstance(a, (float, np.floating)) else None) for a in args))
 
 
 def power(a, b) -> Expr:

@@ -102,6 +102,8 @@ class _Printer:
     def expr_Call(self, e):
         return f"{e.name}({', '.join(self.expr(a) for a in e.args)})", _ATOM
 
+    expr_ExternCall = expr_Call
+
     def expr_Let(self, e):
         return (f"(let {self.name(e.var, e.var.name)} = {self.expr(e.value)} in "
                 f"{self.expr(e.body)})"), _ATOM

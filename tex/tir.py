@@ -26,12 +26,14 @@ from __future__ import annotations
 
 from tex import ops, stmt_functor  # noqa: F401 - stmt_functor: tvm.tir.stmt_functor
 from tex.errors import ExprError
+from tex.ops import call_pure_extern  # noqa: F401 - re-exported: tvm.tir.call_pure_extern
 from tex.expr import Expr
 from tex.expr import Var as _VarNode
 from tex.tensor import (comm_reducer, const, max, max_value, min, min_value,  # noqa: A004
                         size_var, sum, var)
 
-__all__ = ["Cast", "FloatImm", "IntImm", "Select", "SizeVar", "Var", "all", "any", "cast",
+__all__ = ["Cast", "FloatImm", "IntImm", "Select", "SizeVar", "Var", "all", "any",
+           "call_pure_extern", "cast",
            "comm_reducer", "const", "div", "floordiv", "floormod", "if_then_else", "indexdiv",
            "indexmod", "max", "max_value", "min", "min_value", "sum", "truncdiv", "truncmod"]
 

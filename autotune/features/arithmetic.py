@@ -15,7 +15,7 @@ _ARITH_INDEX = {name: k for k, (name, _) in enumerate(ARITH)}
 _FLOAT_CATEGORY = {"add": "float_addsub", "sub": "float_addsub", "mul": "float_mul",
                    "div": "float_div", "floordiv": "float_div", "floormod": "float_div",
                    "min": "float_minmax", "max": "float_minmax"}
-_CHEAP_CALLS = ("abs", "floor", "ceil")
+_CHEAP_CALLS = ("abs", "floor", "ceil", "trunc", "round", "nearbyint", "copysign")
 
 
 class Scan(Visitor):
@@ -60,6 +60,8 @@ class Scan(Visitor):
         else:
             self.count("float_addsub" if e.name in _CHEAP_CALLS else "float_math", e)
         return self.generic_visit(e)
+
+    visit_ExternCall = visit_Call
 
     def _compare(self, e):
         self.count("compare_select", e)

@@ -27,7 +27,18 @@ _FLOAT_OPS = {**_INT_OPS, "div": operator.truediv, "floordiv": np.floor_divide,
 _CALLS = {"exp": np.exp, "log": np.log, "sqrt": np.sqrt, "rsqrt": lambda v: 1.0 / np.sqrt(v),
           "tanh": np.tanh, "sigmoid": lambda v: 1.0 / (1.0 + np.exp(-v)), "erf": math.erf,
           "abs": abs, "floor": np.floor, "ceil": np.ceil, "pow": np.power,
-          "fmax": np.fmax, "fmin": np.fmin}
+          "fmax": np.fmax, "fmin": np.fmin, "nearbyint": np.rint, "round": np.round,
+          "trunc": np.trunc, "exp2": np.exp2, "exp10": lambda v: np.power(10.0, v),
+          "log2": np.log2, "log10": np.log10, "log1p": np.log1p, "sin": np.sin, "cos": np.cos,
+          "tan": np.tan, "sinh": np.sinh, "cosh": np.cosh, "asin": np.arcsin,
+          "acos": np.arccos, "atan": np.arctan, "asinh": np.arcsinh, "acosh": np.arccosh,
+          "atanh": np.arctanh, "atan2": np.arctan2, "hypot": np.hypot,
+          "copysign": np.copysign, "fmod": np.fmod,
+          "ldexp": lambda x, n: np.ldexp(x, np.int64(n))}
+_PREDICATES = {"isnan": math.isnan, "isinf": math.isinf, "isfinite": math.isfinite}
+#: Bit counts of an integer's two's complement `bits` bits.
+_BIT_COUNTS = {"clz": lambda v, bits: bits - (v & ((1 << bits) - 1)).bit_length(),
+               "popcount": lambda v, bits: (v & ((1 << bits) - 1)).bit_count()}
 
 
 def evaluate(expr: Expr, env: dict):
@@ -99,10 +110,25 @@ def _binary_value(op: str, a, b, dtype: DType):
 
 
 def _call_value(e: Call, args):
+    if e.name in _BIT_COUNTS:
+        return _BIT_COUNTS[e.name](args[0], e.dtype.bits)
+    if e.name in _PREDICATES:
+        return _PREDICATES[e.name](args[0])
     if not e.dtype.is_float:
         return _wrap(abs(args[0]), e.dtype)
     with np.errstate(all="ignore"):
+        if e.name == "nextafter":
+            return _nextafter(args[0], args[1], e.dtype)
         return e.dtype.round(_CALLS[e.name](*(np.float64(a) for a in args)))
+
+
+def _nextafter(x: float, y: float, dtype: DType) -> float:
+    """One step from `x` toward `y` in `dtype` itself (not in float64); `y` when they are
+    equal, as C says (NumPy's float16 returns `x`, the first of two zeros)."""
+    if x == y:
+        return y
+    scalar = dtype.numpy.type
+    return float(np.nextafter(scalar(x), scalar(y)))
 
 
 def _convert(value, dtype: DType):

@@ -41,7 +41,8 @@ from dataclasses import dataclass
 
 from tex import ops
 from tex.arith import Interval, bound, simplify
-from tex.codegen.cuda_expr import ADD, UNARY, ExprEmitter, Names, Preamble, c_type, vector_type
+from tex.codegen.cuda_calls import CallEmitter
+from tex.codegen.cuda_expr import ADD, UNARY, Names, Preamble, c_type, vector_type
 from tex.codegen.nvrtc import compile_source
 from tex.dtype import float32, float64, int32, int64, uint32, uint64
 from tex.errors import ArgumentError, BuildError
@@ -135,7 +136,7 @@ def _host_program(func: LoweredFunc) -> tuple[list[Buffer], list[KernelLaunch]]:
     return temporaries, launches
 
 
-class _KernelEmitter(ExprEmitter):
+class _KernelEmitter(CallEmitter):
     """Emits one `KernelLaunch` as a `__global__` function (`source`), one `stmt_<Node>`
     method per statement node (`tex.visitor.handler` finds it)."""
 

@@ -63,9 +63,6 @@ _LANE_FIELDS = ("x", "y", "z", "w")
 _ARITH = {"add": ("+", ADD), "sub": ("-", ADD), "mul": ("*", MUL), "div": ("/", MUL)}
 _COMPARE = {"eq": ("==", EQ), "ne": ("!=", EQ), "lt": ("<", REL), "le": ("<=", REL),
             "gt": (">", REL), "ge": (">=", REL)}
-_MATH = {"exp": "exp", "log": "log", "sqrt": "sqrt", "rsqrt": "rsqrt", "tanh": "tanh",
-         "erf": "erf", "abs": "fabs", "floor": "floor", "ceil": "ceil", "pow": "pow",
-         "fmax": "fmax", "fmin": "fmin"}
 _TO_HALF = {int8: "__short2half_rn", int16: "__short2half_rn", int32: "__int2half_rn",
             int64: "__ll2half_rn", uint8: "__ushort2half_rn", uint16: "__ushort2half_rn",
             uint32: "__uint2half_rn", uint64: "__ull2half_rn", float32: "__float2half",
@@ -85,6 +82,11 @@ _CUDA_WORDS = """
     fmaxf fmin fmax exp expf log logf sqrt sqrtf rsqrt rsqrtf tanh tanhf erf erff floor
     floorf ceil ceilf pow powf atomicAdd atomicMin atomicMax atomicCAS float2 float4 int2
     int4 uint2 uint4 double2 longlong2 ulonglong2
+    nearbyint nearbyintf rint rintf trunc truncf exp2 exp2f exp10 exp10f log2 log2f log10
+    log10f log1p log1pf sin sinf cos cosf tan tanf sinh sinhf cosh coshf asin asinf acos
+    acosf atan atanf asinh asinhf acosh acoshf atanh atanhf atan2 atan2f hypot hypotf
+    copysign copysignf nextafter nextafterf ldexp ldexpf fmod fmodf isnan isinf isfinite
+    __clz __clzll __popc __popcll
 """
 _RESERVED = frozenset(_CPP_WORDS.split()) | frozenset(_CUDA_WORDS.split())
 
@@ -498,19 +500,6 @@ class ExprEmitter:
             return f"__float2bfloat16({value[0]})", ATOM
         return f"({c_type(dst)}){wrap(value, UNARY)}", UNARY
 
-    def expr_Call(self, e, lane):
-        dtype = e.dtype.element
-        if dtype in _HALVES:
-            args = [self.in_float(a, lane) for a in e.args]
-            return f"{_HALVES[dtype][2]}({_float_call(e.name, float32, args)[0]})", ATOM
-        args = [self.emit(a, lane) for a in e.args]
-        if dtype.is_float:
-            return _float_call(e.name, dtype, args)
-        if dtype.kind == "uint":  # abs, the only intrinsic taking integers
-            return args[0]
-        text = f"{'llabs' if dtype == int64 else 'abs'}({args[0][0]})"
-        return (f"({c_type(dtype)}){text}", UNARY) if dtype.bits < 32 else (text, ATOM)
-
     def expr_WarpShuffle(self, e, lane):
         dtype = e.dtype
         if dtype.is_bool:
@@ -593,11 +582,3 @@ def _readable(op: str, b: Expr) -> tuple[str, Expr]:
         return op, b
     return ("sub" if op == "add" else "add"), Const(b.dtype, -b.value)
 
-
-def _float_call(name: str, dtype: DType, args) -> tuple[str, int]:
-    """A math intrinsic on float or double operands (given as C text)."""
-    suffix = "f" if dtype == float32 else ""
-    if name == "sigmoid":
-        one = literal(dtype, 1.0)[0]
-        return f"{one} / ({one} + exp{suffix}(-{wrap(args[0], ATOM)}))", MUL
-    return f"{_MATH[name]}{suffix}({', '.join(a[0] for a in args)})", ATOM

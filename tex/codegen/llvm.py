@@ -51,6 +51,7 @@ import re
 from llvmlite import ir
 
 from tex.codegen import llvm_jit, packed_func
+from tex.codegen.llvm_calls import CallEmitter
 from tex.codegen.llvm_constants import splat_constant
 from tex.codegen.llvm_expr import (I1, I8, I32, I64, ExprEmitter, const_int, mangle,
                                    memory_type, single_index, value_type)
@@ -240,8 +241,8 @@ def _name_args(fn: ir.Function, names):
         arg.name = name
 
 
-class _Emitter(ExprEmitter):
-    """Emits the statements of one LLVM function (expressions: `ExprEmitter`), one
+class _Emitter(CallEmitter):
+    """Emits the statements of one LLVM function (expressions: `CallEmitter`), one
     `stmt_<Node>` method per statement node (`tex.visitor.handler` finds it).
 
     Allocas go to the entry block through `self.allocas`; code goes to the

@@ -15,9 +15,8 @@ Semantics kept here:
 * float arithmetic carries the `contract` flag (FMA formation), or `fast`
   when the target has `-fastmath`; signed int64 arithmetic is `nsw` (index
   arithmetic never wraps);
-* exp, sigmoid and float32 tanh are lane-wise vector code from
-  `tex.codegen.llvm_math` (float16 and bfloat16 through float32), not libm
-  calls; float64 tanh and erf call libm lane by lane;
+* math intrinsics (`Call`, `ExternCall`) are emitted by the subclass in
+  `tex.codegen.llvm_calls`;
 * bfloat16 is LLVM's `bfloat` in memory and registers; arithmetic and math
   on it are computed in float32 and rounded after every operation, as
   NumPy's `ml_dtypes` does, by tex's own rounding in integer operations
@@ -36,7 +35,6 @@ from llvmlite import binding, ir
 from llvmlite.ir.instructions import GEPInstr
 from llvmlite.ir.types import _BaseFloatType, _format_double
 
-from tex.codegen import llvm_math
 from tex.codegen.llvm_constants import poison, splat_constant, uniform, zeros
 from tex.dtype import DType, INDEX, bfloat16
 from tex.errors import BuildError
@@ -66,9 +64,6 @@ BFLOAT = _BFloatType()
 _FLOATS = {16: ir.HalfType(), 32: ir.FloatType(), 64: ir.DoubleType()}
 
 _CMP = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
-_LLVM_MATH = {"log": "log", "sqrt": "sqrt", "abs": "fabs", "floor": "floor",
-              "ceil": "ceil", "pow": "pow", "fmax": "maxnum", "fmin": "minnum"}
-_LIBM = ("tanh", "erf")  # no LLVM intrinsic everywhere: call libm, lane by lane
 _MISSING = object()
 
 
@@ -424,6 +419,14 @@ class ExprEmitter:
         which keeps subnormals on every CPU, float16 by LLVM's."""
         return self._float_to_bfloat(v, t) if _is_bfloat(t) else self.b.fptrunc(v, t)
 
+    def _math(self, name: str, args) -> ir.Value:
+        """The LLVM intrinsic `llvm.<name>` of operands of one type; bfloat16 via float32."""
+        t = args[0].type
+        if _is_bfloat(t):
+            return self._narrow(self._math(name, [self._widen(a) for a in args]), t)
+        fn = self.mod.function(f"llvm.{name}.{mangle(t)}", t, [t] * len(args))
+        return self.b.call(fn, args)
+
     def _float_to_bfloat(self, v: ir.Value, t: ir.Type) -> ir.Value:
         """float32 `v` rounded to the nearest bfloat16 (of type `t`), ties to even, in integer
         operations: subnormals are kept on every CPU (AVX512-BF16's conversion flushes
@@ -448,64 +451,6 @@ class ExprEmitter:
             return self.b.fptosi(v, t)
         wide = value_type(DType("int", 32 if dst.bits < 32 else 64, dst.lanes))
         return self.b.trunc(self.b.fptosi(v, wide), t)
-
-    # --- intrinsics ------------------------------------------------------
-    def expr_Call(self, e):
-        args = [self.expr(a) for a in e.args]
-        x, t, flags = args[0], args[0].type, self.mod.fp_flags
-        if e.name == "abs" and not e.dtype.is_float:
-            if e.dtype.kind == "uint":
-                return x
-            negative = self.b.icmp_signed("<", x, ir.Constant(t, 0))
-            return self.b.select(negative, self.b.sub(ir.Constant(t, 0), x), x)
-        if e.name in _LLVM_MATH:
-            return self._math(_LLVM_MATH[e.name], args)
-        if e.name in llvm_math.FUNCTIONS and (e.dtype.bits == 16 or
-                                              llvm_math.supports(e.name, t)):
-            return self._fast_math(e.name, x, e.dtype)
-        if e.name in _LIBM:
-            return self._libm(e.name, x, e.dtype)
-        if e.name == "rsqrt":
-            return self.b.fdiv(ir.Constant(t, 1.0), self._math("sqrt", [x]), flags=flags)
-        raise BuildError(f"the LLVM backend has no implementation of intrinsic {e.name!r}")
-
-    def _math(self, name: str, args) -> ir.Value:
-        t = args[0].type
-        if _is_bfloat(t):
-            return self._narrow(self._math(name, [self._widen(a) for a in args]), t)
-        fn = self.mod.function(f"llvm.{name}.{mangle(t)}", t, [t] * len(args))
-        return self.b.call(fn, args)
-
-    def _fast_math(self, name: str, x: ir.Value, dtype: DType) -> ir.Value:
-        """exp, sigmoid or tanh as vector code (`tex.codegen.llvm_math`); 16-bit floats
-        via float."""
-        target = self.mod.target
-        flags = (llvm_math.target_has_fma(target), llvm_math.target_has_avx512(target))
-        if dtype.bits != 16:
-            return llvm_math.emit_call(self.mod.module, self.b, name, x, *flags)
-        wide = self._widen(x)
-        return self._narrow(llvm_math.emit_call(self.mod.module, self.b, name, wide, *flags),
-                            x.type)
-
-    def _libm(self, name: str, x: ir.Value, dtype: DType) -> ir.Value:
-        """A libm function (tanhf/tanh, erff/erf), applied lane by lane; 16-bit floats go
-        via float."""
-        scalar = dtype.element
-        via = _FLOATS[64] if scalar.bits == 64 else _FLOATS[32]
-        fn = self.mod.function(name if scalar.bits == 64 else name + "f", via, [via])
-
-        def one(v):
-            wide = v if scalar.bits != 16 else self.b.fpext(v, via)
-            out = self.b.call(fn, [wide])
-            return out if scalar.bits != 16 else self._narrow(out, v.type)
-
-        if dtype.lanes == 1:
-            return one(x)
-        result = poison(x.type)
-        for lane in range(dtype.lanes):
-            value = one(self.b.extract_element(x, I32(lane)))
-            result = self.b.insert_element(result, value, I32(lane))
-        return result
 
     # --- select: lazy ----------------------------------------------------
     def expr_Select(self, e):

@@ -30,7 +30,8 @@ from functools import lru_cache
 import llvmlite.binding as llvm
 
 from tex import config
-from tex.codegen import cpu_support, llvm_builtins, object_file, packed_func, thread_pool
+from tex.codegen import (build_worker, cpu_support, llvm_builtins, object_file, packed_func,
+                         thread_pool)
 from tex.errors import ArgumentError, BuildError
 from tex.target import Target
 
@@ -163,10 +164,24 @@ def compile_ir(ir_text: str, name: str, target: Target, definitions=()) -> Compi
     """Verify, optimise (O3) and JIT-compile an LLVM module whose entry point is `name`:
     the module's object code is emitted and loaded as `load_object` would load it.
     `definitions` are LLVM IR modules defining functions the module declares (intrinsic
-    calls); they are linked in, their functions made internal."""
+    calls); they are linked in, their functions made internal. With TEX_BUILD_TIMEOUT,
+    the object code is made in a helper process within that bound (`build_worker`)."""
     _initialize()
     if not config.llvm_claims():
         ir_text = strip_claims(ir_text)
+    seconds = config.build_timeout()
+    if seconds is None:
+        ll, object_code = optimized_object(ir_text, name, target, definitions)
+    else:
+        ll, object_code = build_worker.optimized_object(ir_text, name, target, definitions,
+                                                        seconds)
+    with LLVM_LOCK:
+        return _load(object_code, name, ll, target)
+
+
+def optimized_object(ir_text: str, name: str, target: Target, definitions=()):
+    """(optimised IR text, object code) of the module `ir_text` (see `compile_ir`)."""
+    _initialize()
     with LLVM_LOCK:  # LLVM's global context is not thread-safe
         try:
             module = llvm.parse_assembly(ir_text)
@@ -178,8 +193,7 @@ def compile_ir(ir_text: str, name: str, target: Target, definitions=()) -> Compi
                 from None
         _optimize(module, target)
         ll = str(module)  # before emitting: codegen mutates the module
-        object_code = target_machine(target).emit_object(module)
-        return _load(object_code, name, ll, target)
+        return ll, target_machine(target).emit_object(module)
 
 
 _CLAIMS = re.compile(r" (?:nsw|nuw|inbounds|noalias)\b")

@@ -1,10 +1,10 @@
 """Reductions combined across GPU threads and blocks.
 
 A reduction with a reduction loop bound to a GPU thread axis accumulates,
-in each thread, its terms in a local one-element buffer; a loop bound to
-threadIdx then combines the threads' values (`ThreadReduce`, by the
-strategy asked for or the warp shuffle where it applies) and the first
-thread writes the result; a loop bound to blockIdx adds each block's result
+in each thread, its terms in a local one-element buffer; each loop bound to
+a thread axis then combines the threads' values along it (`ThreadReduce`, by
+the strategy asked for or the warp shuffle where it applies; the innermost
+first) and the first thread writes the result; a loop bound to blockIdx adds each block's result
 to the output atomically, after a nest that fills the output with the
 reducer's identity (`atomic_init_nest`).
 
@@ -59,7 +59,7 @@ def gpu_reduction_nest(loops: StageLoops, first: int):
     plan = loops.plan
     stage = plan.stage
     rest = stage.leaf_iter_vars[first:]
-    thread_leaf, block_leaf = _bound_reduction_leaves(stage, rest)
+    thread_leaves, block_leaf = _bound_reduction_leaves(stage, rest)
     outputs = stage_outputs(plan, loops.lowering)
     combiner = plan.op.body[0].combiner
     accs = [_one_element(e.buffer, "_acc") for e in outputs.buffers]
@@ -67,12 +67,13 @@ def gpu_reduction_nest(loops: StageLoops, first: int):
     update = update_statement(point_body(plan, loops.lowering)[0], [(a, zero) for a in accs])
     init = seq(*(Store(a, ident, zero) for a, ident in zip(accs, combiner.identities)))
     results, buffers, combine = [Load(a, zero) for a in accs], list(accs), []
-    if thread_leaf is not None:
-        combined = [_one_element(e.buffer, "_red") for e in outputs.buffers]
+    for n, leaf in enumerate(reversed(thread_leaves)):  # innermost thread axis first
+        suffix = "_red" if n == 0 else f"_red{n}"
+        combined = [_one_element(e.buffer, suffix) for e in outputs.buffers]
         buffers.extend(combined)
-        combine.append(_thread_reduce(plan, thread_leaf, results, combined))
+        combine.append(_thread_reduce(plan, leaf, results, combined))
         results = [Load(b, zero) for b in combined]
-    write = _final_write(loops, outputs, results, (thread_leaf, block_leaf))
+    write = _final_write(loops, outputs, results, (thread_leaves, block_leaf))
     write = loops.guards_moved_below(first, write)
     one_thread = one_of_the_copies(plan, loops.lowering)
     if one_thread is not None:
@@ -103,7 +104,7 @@ def _final_write(loops: StageLoops, outputs, results: list, bound_leaves: tuple)
     reduction loop is bound to blockIdx; by one thread of the group when combined
     across threads into shared or global memory."""
     stage = loops.plan.stage
-    thread_leaf, block_leaf = bound_leaves
+    thread_leaves, block_leaf = bound_leaves
     targets = outputs.targets()
     if block_leaf is not None:
         op = _ATOMIC_OPS.get(loops.plan.op.body[0].combiner.name)
@@ -116,21 +117,25 @@ def _final_write(loops: StageLoops, outputs, results: list, bound_leaves: tuple)
         write = AtomicUpdate(buffer, op, results[0], index)
     else:
         write = seq(*(Store(b, r, i) for (b, i), r in zip(targets, results)))
-    if thread_leaf is not None and storage_scope(stage) != "local":
+    if thread_leaves and storage_scope(stage) != "local":
         # every thread of the group holds the result: into shared or global memory one
         # writes it, into a local buffer each writes its own copy
-        write = IfThenElse(ops.compare("eq", ThreadIndex(stage.bindings[thread_leaf]), 0), write)
+        first_thread = [ops.compare("eq", ThreadIndex(stage.bindings[v]), 0)
+                        for v in thread_leaves]
+        write = IfThenElse(functools.reduce(lambda a, b: ops.logical("and", a, b),
+                                            first_thread), write)
     return write
 
 
 def _bound_reduction_leaves(stage, rest):
-    """The reduction loops bound to threadIdx and to blockIdx (None when absent), checked."""
+    """The reduction loops bound to thread axes (outermost first) and the one bound to
+    blockIdx (None when absent), checked."""
     for v in rest:
         if v.kind == "data":
             raise LoweringError(f"stage {stage.name}: with reduction loop(s) bound to GPU "
                                 f"threads, data loop {v.name} must come before the reduction "
                                 "loops; reorder it outside them")
-    thread_leaf = block_leaf = None
+    thread_leaves, block_leaf = [], None
     for v in rest:
         tag, strategy = stage.bindings.get(v), stage.reduce_strategies.get(v)
         if tag is None:
@@ -141,9 +146,9 @@ def _bound_reduction_leaves(stage, rest):
             _check_block_leaf(stage, v, block_leaf)
             block_leaf = v
         else:
-            _check_thread_leaf(stage, v, thread_leaf)
-            thread_leaf = v
-    return thread_leaf, block_leaf
+            _check_thread_leaf(stage, v)
+            thread_leaves.append(v)
+    return thread_leaves, block_leaf
 
 
 def _check_block_leaf(stage, leaf, earlier):
@@ -158,15 +163,12 @@ def _check_block_leaf(stage, leaf, earlier):
                             "reduction axis")
 
 
-def _check_thread_leaf(stage, leaf, earlier):
+def _check_thread_leaf(stage, leaf):
     tag = stage.bindings[leaf]
     if stage.reduce_strategies.get(leaf) == "atomic":
         raise LoweringError(f"reduce_strategy 'atomic' on stage {stage.name}, axis "
                             f"{leaf.name}: atomics combine blocks; bind the axis to "
                             f"blockIdx, not {tag}")
-    if earlier is not None:
-        raise LoweringError(f"stage {stage.name}: reduction axes {earlier.name} and "
-                            f"{leaf.name} are both bound to threads; fuse them into one")
 
 
 def _thread_strategy(stage, leaf, extent) -> str:

@@ -30,8 +30,8 @@ from __future__ import annotations
 import dataclasses
 
 from tex import ops
-from tex.expr import (Binary, Call, Cast, Compare, Const, Expr, Let, Logical, Not, Select, Var,
-                      structurally_equal)
+from tex.expr import (Binary, Call, Cast, Compare, Const, Expr, ExternCall, Let, Logical, Not,
+                      Select, Var, structurally_equal)
 from tex.ir import (VECTOR_REDUCE_OPS, Allocate, Broadcast, For, IfThenElse, LetStmt, Load, Ramp,
                     Stmt, Store, VectorReduce, seq)
 from tex.visitor import (Rewriter, collect, free_vars, fresh_copy, substitute, transform,
@@ -100,6 +100,10 @@ class _Vectorizer(Rewriter):
 
     def rewrite_Call(self, e):
         return self._lanewise(e, lambda *args: Call(e.name, args), *e.args)
+
+    def rewrite_ExternCall(self, e):
+        return self._lanewise(e, lambda *args: ExternCall(
+            e.dtype.with_lanes(args[0].dtype.lanes), e.name, args), *e.args)
 
     def rewrite_Let(self, e: Let):
         value = self.rewrite(e.value)

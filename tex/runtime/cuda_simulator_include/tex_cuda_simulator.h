@@ -86,6 +86,8 @@ inline half __int2half_rn(int v) { return (half)v; }
 inline half __uint2half_rn(unsigned v) { return (half)v; }
 inline half __ll2half_rn(long long v) { return (half)v; }
 inline half __ull2half_rn(unsigned long long v) { return (half)v; }
+inline unsigned short __half_as_ushort(half h) { unsigned short u; memcpy(&u, &h, 2); return u; }
+inline half __ushort_as_half(unsigned short u) { half h; memcpy(&h, &u, 2); return h; }
 inline half __hmin(half a, half b) { return a < b ? a : b; }
 inline half __hmax(half a, half b) { return a > b ? a : b; }
 
@@ -119,6 +121,8 @@ TEX_BF16_ARITH(+) TEX_BF16_ARITH(-) TEX_BF16_ARITH(*) TEX_BF16_ARITH(/)
 TEX_BF16_COMPARE(==) TEX_BF16_COMPARE(!=) TEX_BF16_COMPARE(<) TEX_BF16_COMPARE(<=)
 TEX_BF16_COMPARE(>) TEX_BF16_COMPARE(>=)
 inline __nv_bfloat16 operator-(__nv_bfloat16 a) { return {(unsigned short)(a.x ^ 0x8000u)}; }
+inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 h) { return h.x; }
+inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short u) { return {u}; }
 inline __nv_bfloat16 __hmin(__nv_bfloat16 a, __nv_bfloat16 b) { return a < b ? a : b; }
 inline __nv_bfloat16 __hmax(__nv_bfloat16 a, __nv_bfloat16 b) { return a > b ? a : b; }
 
@@ -126,6 +130,13 @@ inline __nv_bfloat16 __hmax(__nv_bfloat16 a, __nv_bfloat16 b) { return a > b ? a
 
 inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
 inline double rsqrt(double x) { return 1.0 / sqrt(x); }
+using std::isnan;
+using std::isinf;
+using std::isfinite;
+inline int __clz(int x) { return x == 0 ? 32 : __builtin_clz((unsigned)x); }
+inline int __clzll(long long x) { return x == 0 ? 64 : __builtin_clzll((unsigned long long)x); }
+inline int __popc(unsigned x) { return __builtin_popcount(x); }
+inline int __popcll(unsigned long long x) { return __builtin_popcountll(x); }
 inline float __int_as_float(int v) { float f; memcpy(&f, &v, 4); return f; }
 inline int __float_as_int(float f) { int v; memcpy(&v, &f, 4); return v; }
 inline double __longlong_as_double(long long v) { double d; memcpy(&d, &v, 8); return d; }
