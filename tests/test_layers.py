@@ -21,7 +21,7 @@ LAYERS = (
     ("expressions and loop IR", ("tex.expr", "tex.ops", "tex.tensor", "tex.scan_op",
                                  "tex.extern_op", "tex.ir", "tex.visitor", "tex.arith",
                                  "tex.printer", "tex.expr_json", "tex.stmt_functor",
-                                 "tex.tir")),
+                                 "tex.buffer_decl", "tex.ir_builder", "tex.tir")),
     ("schedule", ("tex.schedule",)),
     ("lowering", ("tex.lower",)),
     ("passes", ("tex.passes",)),

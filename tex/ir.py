@@ -14,6 +14,8 @@ codegen emits it. Expression nodes shared with tensor expressions are in
   or AMX tile operation, see `tex.intrin.cuda_wmma` and `tex.intrin.x86_amx`).
 * `PackedCall` calls a Python function registered with `tex.register_func`
   (the statement of an extern stage, `tex.extern`).
+* `ExternCall` calls a C function by name (TVM's `call_extern`), defined by a
+  module the kernel imports (`LoweredFunc.imports`) or by the process.
 
 Before `flatten_storage`, loads and stores index a buffer with one index per
 dimension; afterwards every buffer is one-dimensional.
@@ -415,6 +417,38 @@ class PackedCall(Stmt):
                                 f"{type(arg).__name__} of {arg.dtype}")
 
 
+@dataclass(frozen=True, eq=False, slots=True, repr=False)
+class ExternCall(Stmt):
+    """`name(args...)`: a call of the C function `name` for what it does, its result (of
+    `result`, None for none) dropped; made by `tex.tir.call_extern` (TVM's `call_extern`
+    under `Evaluate`).
+
+    The arguments at the positions `pointers` are scalar `Load`s whose *address* is
+    passed (`&buffer[index]`); the call may write through those at `writes`, and only
+    reads through the others. The other arguments are scalar values. The function is
+    defined by a module the kernel imports (`LoweredFunc.imports`), or else by the
+    process (libc, libm) for CPU targets, or else the build fails naming it.
+    """
+
+    name: str
+    args: tuple[Expr, ...]
+    pointers: tuple[int, ...] = ()
+    writes: tuple[int, ...] = ()
+    result: DType | None = None
+
+    def __post_init__(self):
+        for k, arg in enumerate(self.args):
+            if arg.dtype.lanes != 1 or (k in self.pointers) != isinstance(arg, Load):
+                raise ExprError(f"ExternCall {self.name}: argument {k} must be a scalar "
+                                f"{'Load' if k in self.pointers else 'value'}, got "
+                                f"{type(arg).__name__} of {arg.dtype}")
+        if not set(self.writes) <= set(self.pointers) or \
+                any(not 0 <= p < len(self.args) for p in self.pointers):
+            raise ExprError(f"ExternCall {self.name}: pointers {self.pointers} must index its "
+                            f"{len(self.args)} argument(s), and writes {self.writes} be "
+                            "among them")
+
+
 #: Cross-thread reduction strategies (see `Stage.reduce_strategy`).
 THREAD_REDUCE_STRATEGIES = ("shared", "warp")
 
@@ -473,12 +507,20 @@ class KernelInterface:
     outputs: tuple[Buffer, ...]
 
 
+#: The pragmas whose value is a module to link into the kernel (`LoweredFunc.imports`),
+#: and the language each names: LLVM IR (CPU targets), CUDA C (CUDA targets).
+IMPORT_PRAGMAS = {"import_llvm": "llvm", "import_c": "c"}
+
+
 @dataclass(frozen=True, eq=False, slots=True)
 class LoweredFunc:
     """A lowered kernel: its parameters (buffers, in call order), its body.
 
     `size_vars` are the symbolic sizes, bound from argument shapes at call time;
-    `outputs` are the params the kernel writes. `str()` is the readable loop nest.
+    `outputs` are the params the kernel writes. `imports` are the modules linked into
+    the kernel, `(language, text)` pairs from the schedule's `import_llvm` ("llvm": an
+    LLVM IR module) and `import_c` ("c": CUDA C) pragmas, which define the functions
+    of its `ExternCall`s. `str()` is the readable loop nest.
     It is also a module of one function, as TVM's `IRModule`: `func["main"]` (its
     name) is itself and `functions` maps its name to it.
     """
@@ -488,6 +530,7 @@ class LoweredFunc:
     size_vars: tuple[Var, ...]
     body: Stmt
     outputs: tuple[Buffer, ...] = ()
+    imports: tuple[tuple[str, str], ...] = ()
 
     def __str__(self):
         from tex.printer import to_text

@@ -6,6 +6,8 @@ name inside one printed tree, the later ones get a numeric suffix.
 """
 from __future__ import annotations
 
+import re
+
 from tex import ops
 from tex.arith import simplify
 from tex.expr import Const
@@ -221,6 +223,11 @@ class _Printer:
         args = [f"&{self.expr(p)}" for p in s.pointers] + [self.expr(v) for v in s.values]
         self.line(depth, f"{s.name}({', '.join(args)})")
 
+    def stmt_ExternCall(self, s, depth):
+        args = [f"&{self.expr(a)}" if k in s.pointers else self.expr(a)
+                for k, a in enumerate(s.args)]
+        self.line(depth, f"call_extern({', '.join([repr(s.name)] + args)})")
+
     def stmt_PackedCall(self, s, depth):
         args = [self.name(a.buffer, a.buffer.name) if k in s.buffer_args else self.expr(a)
                 for k, a in enumerate(s.args)]
@@ -237,7 +244,21 @@ class _Printer:
         params = ", ".join(f"{self.name(b, b.name)}: {b.dtype}[{self.exprs(b.shape)}]"
                            for b in f.params)
         self.lines.append(f"def {f.name}({params}):")
+        for language, text in f.imports:
+            self.line(1, f"# import_{language}: {_defined_functions(language, text)}")
         self.stmt(f.body, 1)
+
+
+#: The definition of a function in LLVM IR (`define ... @name(`) or C (`name(` at the
+#: start of a line, after its type, outside any brace).
+_DEFINITIONS = {"llvm": re.compile(r'^define\b[^@\n]*@"?([\w.$]+)"?\(', re.M),
+                "c": re.compile(r"^[\w \t*]*?\b(\w+)\s*\([^;{]*\)\s*\{", re.M)}
+
+
+def _defined_functions(language: str, text: str) -> str:
+    """What an imported module defines, for the printed program: its functions' names."""
+    names = _DEFINITIONS[language].findall(text)
+    return f"defines {', '.join(names)}" if names else f"{len(text.splitlines())} lines"
 
 
 def to_text(node) -> str:

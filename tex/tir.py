@@ -21,10 +21,14 @@ remainder), never a trap.
 functions here, not node classes: test an expression with `isinstance(e,
 tex.Var)`). `Select` evaluates only the side its condition chooses (TVM's
 evaluates both), which is safe either way.
+
+For tensor intrinsics written the TE way: `decl_buffer` (`tex.buffer_decl`),
+`call_extern` and `ir_builder.create()` (`tex.ir_builder`).
 """
 from __future__ import annotations
 
-from tex import ops, stmt_functor  # noqa: F401 - stmt_functor: tvm.tir.stmt_functor
+from tex import ir_builder, ops, stmt_functor  # noqa: F401 - tvm.tir.stmt_functor
+from tex.buffer_decl import decl_buffer
 from tex.errors import ExprError
 from tex.ops import call_pure_extern  # noqa: F401 - re-exported: tvm.tir.call_pure_extern
 from tex.expr import Expr
@@ -32,11 +36,12 @@ from tex.expr import Var as _VarNode
 from tex.tensor import (comm_reducer, const, max, max_value, min, min_value,  # noqa: A004
                         size_var, sum, var)
 
-__all__ = ["Cast", "FloatImm", "IntImm", "Select", "SizeVar", "Var", "all", "any",
-           "call_pure_extern", "cast",
-           "comm_reducer", "const", "div", "floordiv", "floormod", "if_then_else", "indexdiv",
-           "indexmod", "max", "max_value", "min", "min_value", "sum", "truncdiv", "truncmod"]
+__all__ = ["Cast", "FloatImm", "IntImm", "Select", "SizeVar", "Var", "all", "any", "call_extern",
+           "call_pure_extern", "cast", "comm_reducer", "const", "decl_buffer", "div", "floordiv",
+           "floormod", "if_then_else", "indexdiv", "indexmod", "ir_builder", "max", "max_value",
+           "min", "min_value", "stmt_functor", "sum", "truncdiv", "truncmod"]
 
+call_extern = ir_builder.call_extern
 all = ops.all_  # noqa: A001 - TVM's name
 any = ops.any_  # noqa: A001 - TVM's name
 if_then_else = ops.if_then_else

@@ -31,6 +31,9 @@ What the source guarantees (expressions: see `tex.codegen.cuda_expr`):
 * An `IntrinsicCall` (tensorize) is a call `name(&buffer[index]..., values...)`;
   its definition and headers come once before the kernels, and the buffers it
   reaches are aligned (declared `__align__`, or via `alignments`) to its `align`.
+* An `ExternCall` (`call_extern`) is a call `name(args...)`, each pointer
+  `(T*)&buffer[index]`; the CUDA C modules of `LoweredFunc.imports` (pragma
+  import_c) come before the kernels and define what CUDA itself does not.
 
 Anything else in a program raises `BuildError` naming the kernel and the loop
 or buffer at fault. The cubin comes from `tex.codegen.nvrtc` (cached per source).
@@ -101,6 +104,11 @@ def compile_cuda(func: LoweredFunc, target) -> CudaModule:
         raise BuildError(f"compile_cuda needs a cuda target, got {target}")
     temporaries, launches = _host_program(func)
     preamble, kernel_names = Preamble(), Names()
+    for k, (language, text) in enumerate(func.imports):
+        if language != "c":
+            raise BuildError(f"{func.name}: pragma import_{language} gives a module for CPU "
+                             "targets; a CUDA kernel takes CUDA C source, with pragma import_c")
+        preamble.definition(f"import_c{k}", text, ())
     kernels, cuda_launches = [], []
     for launch in launches:
         emitter = _KernelEmitter(launch, kernel_names.fresh(launch.name), target, preamble)
@@ -387,6 +395,13 @@ class _KernelEmitter(CallEmitter):
         self.flush()
         self.line(f"{s.name}({', '.join(args)});")
 
+    def stmt_ExternCall(self, s):
+        """`name(args...)`, each pointer cast to a (non-const) pointer to its element type."""
+        args = [f"({c_type(a.dtype)}*)&{self.expr(a)}" if k in s.pointers else self.expr(a)
+                for k, a in enumerate(s.args)]
+        self.flush()
+        self.line(f"{s.name}({', '.join(args)});")
+
     def stmt_AtomicUpdate(self, s):
         (index,) = s.indices
         address = f"&{self.buffer(s.buffer)}[{self.expr(index)}]"
@@ -418,6 +433,8 @@ def _written_buffers(body) -> set[Buffer]:
     written = {n.buffer for n in collect(body, lambda n: isinstance(n, (Store, AtomicUpdate)))}
     for call in _intrinsic_calls(body):
         written.update(call.pointers[k].buffer for k in call.writes)
+    for call in collect(body, lambda n: type(n).__name__ == "ExternCall"):
+        written.update(call.args[k].buffer for k in call.writes)
     return written
 
 

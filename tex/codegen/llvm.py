@@ -38,6 +38,10 @@ each pointer the address of its load; the module declares `name`, and
 `build` links its definition (an LLVM IR module, the same for every call of
 that name) into the module once, with internal linkage so that O3 inlines it.
 
+Extern calls (`tex.tir.call_extern`). An `ExternCall` becomes `call @name(args...)`,
+its result dropped; `build` links in the LLVM IR modules the kernel imports,
+which define such functions (`tex.codegen.llvm_extern`).
+
 Packed calls (extern stages). A `PackedCall` becomes a call of
 `tex_call_packed`, whose ABI `tex.codegen.packed_func` defines; when it
 returns non-zero (the Python function is missing or raised), the function
@@ -53,6 +57,7 @@ from llvmlite import ir
 from tex.codegen import llvm_jit, packed_func
 from tex.codegen.llvm_calls import CallEmitter
 from tex.codegen.llvm_constants import splat_constant
+from tex.codegen.llvm_extern import Imports, call_arguments
 from tex.codegen.llvm_expr import (I1, I8, I32, I64, ExprEmitter, const_int, mangle,
                                    memory_type, single_index, value_type)
 from tex.dtype import INDEX, float64
@@ -79,7 +84,7 @@ def build(func: LoweredFunc, target="llvm") -> llvm_jit.CompiledModule:
     """Compile `func` for a CPU target: emit LLVM IR, verify, optimise at O3, JIT."""
     mod = _emit(func, as_target(target))
     return llvm_jit.compile_ir(str(mod.module), mod.name, mod.target,
-                               tuple(mod.definitions.values()))
+                               tuple(mod.definitions.values()) + mod.imports.texts)
 
 
 def entry_name(func: LoweredFunc) -> str:
@@ -98,12 +103,13 @@ def entry_name(func: LoweredFunc) -> str:
 
 def emit_llvm(func: LoweredFunc, target="llvm") -> ir.Module:
     """The (unoptimised) LLVM module of `func`; the calling convention is in the module doc.
-    Functions that intrinsic calls define are only declared here (`build` links them in)."""
+    Functions that intrinsic calls or imported modules define are only declared here
+    (`build` links them in)."""
     return _emit(func, as_target(target)).module
 
 
 def _emit(func: LoweredFunc, target: Target) -> _Module:
-    mod = _Module(entry_name(func), target)
+    mod = _Module(entry_name(func), target, func.imports)
     size_types = [value_type(v.dtype) for v in func.size_vars]
     pointer_types = [memory_type(b.dtype).as_pointer() for b in func.params]
     body = mod.new_function("_body", size_types + pointer_types, len(size_types))
@@ -160,13 +166,14 @@ class _Uses(Visitor):
 class _Module:
     """What the functions of one LLVM module share: the module, the target, declarations."""
 
-    def __init__(self, name: str, target: Target):
+    def __init__(self, name: str, target: Target, imports=()):
         self.module = ir.Module(name=name)
         self.module.triple, self.module.data_layout = llvm_jit.module_header(target)
         self.name = name
         self.target = target
         self.fp_flags = ("fast",) if target.fastmath else ("contract",)
         self.definitions: dict[str, str] = {}  # intrinsic function -> its LLVM IR module
+        self.imports = Imports(imports)  # the LLVM IR modules the kernel imports
         self.strings: dict[str, ir.GlobalVariable] = {}
         self._outlined = 0
 
@@ -390,6 +397,17 @@ class _Emitter(CallEmitter):
         args = [self.b.gep(self.buffer(p.buffer), [self.index(single_index(p))], inbounds=True)
                 for p in s.pointers] + [self.expr(v) for v in s.values]
         self.b.call(self.mod.intrinsic(s.name, s.definition, [a.type for a in args]), args)
+
+    def stmt_ExternCall(self, s):
+        """`call @name(args...)`, each argument converted to its parameter's type."""
+        if self.mask is not None:
+            raise BuildError(f"call_extern {s.name} under a vector condition")
+        values = [self.b.gep(self.buffer(a.buffer), [self.index(single_index(a))], inbounds=True)
+                  if k in s.pointers else self.expr(a) for k, a in enumerate(s.args)]
+        result = VOID if s.result is None else value_type(s.result)
+        fn = self.mod.imports.declaration(self.mod.module, s.name, result,
+                                          [v.type for v in values])
+        self.b.call(fn, call_arguments(self, s, fn, values))
 
     def stmt_PackedCall(self, s):
         """`tex_call_packed(signature, values, shapes)`; on failure free the heap and return."""

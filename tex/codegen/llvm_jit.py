@@ -28,6 +28,7 @@ import threading
 from functools import lru_cache
 
 import llvmlite.binding as llvm
+from llvmlite import ir
 
 from tex import config
 from tex.codegen import (build_worker, cpu_support, llvm_builtins, object_file, packed_func,
@@ -206,12 +207,29 @@ def strip_claims(ir_text: str) -> str:
     return _CLAIMS.sub("", ir_text)
 
 
+def defined_functions(text: str, what: str) -> dict[str, ir.FunctionType]:
+    """The functions the LLVM IR module `text` defines, by name, with their types; raises
+    BuildError naming `what` when `text` is not LLVM IR."""
+    _initialize()
+    with LLVM_LOCK:
+        try:
+            module = llvm.parse_assembly(text)
+        except RuntimeError as err:
+            raise BuildError(f"{what} is not an LLVM IR module: {str(err).strip()}") from None
+        return {f.name: f.global_value_type.as_ir(ir.global_context)
+                for f in module.functions if not f.is_declaration}
+
+
 def _link_definition(module: llvm.ModuleRef, text: str):
     """Link the LLVM IR module `text` into `module`; the functions it defines become internal."""
     other = llvm.parse_assembly(text)
     other.triple, other.data_layout = module.triple, module.data_layout
     defined = [f.name for f in other.functions if not f.is_declaration]
-    module.link_in(other)
+    try:
+        module.link_in(other)
+    except RuntimeError as err:
+        raise BuildError(f"cannot link the LLVM IR module defining {', '.join(defined)} into "
+                         f"the kernel: {str(err).strip()}") from None
     for fn in defined:
         module.get_function(fn).linkage = "internal"
 

@@ -21,7 +21,7 @@ from tex import ops
 from tex.dtype import INDEX
 from tex.errors import LoweringError
 from tex.expr import Const, Expr, Reduce, Var
-from tex.ir import Allocate, For, IfThenElse, LetStmt, Load, Stmt, Store, seq
+from tex.ir import IMPORT_PRAGMAS, Allocate, For, IfThenElse, LetStmt, Load, Stmt, Store, seq
 from tex.lower.bound import StagePlan
 from tex.lower.buffers import TensorBuffer, to_loads
 from tex.lower.loop_marks import check_double_buffer, mark_double_buffer, mark_prefetches
@@ -124,7 +124,7 @@ class StageLoops:
         if fills:
             buffers = check_double_buffer(kind, fills, self.lowering.buffers)
             body = mark_double_buffer(buffers, [self.nests[c.stage] for c in fills], body)
-        pragmas = tuple(stage.pragmas.get(leaf, ()))
+        pragmas = tuple(p for p in stage.pragmas.get(leaf, ()) if p[0] not in IMPORT_PRAGMAS)
         return For(var, _ZERO, self.plan.ranges[leaf].extent, kind, body, pragmas, tag)
 
     def guards_moved_below(self, first: int, stmt):

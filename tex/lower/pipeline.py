@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from tex.errors import LoweringError
 from tex.expr import Var
-from tex.ir import Allocate, Buffer, KernelInterface, LoweredFunc, seq
+from tex.ir import IMPORT_PRAGMAS, Allocate, Buffer, KernelInterface, LoweredFunc, seq
 from tex.lower.bound import drop_unneeded_guards, infer_bounds
 from tex.lower.buffers import make_buffers
 from tex.lower.extern import extern_nest
@@ -76,7 +76,19 @@ def schedule_to_func(sch, args, name: str = "main") -> LoweredFunc:
     body = _allocate_intermediates(roots, buffers, body)
     body = unique_definitions(body)  # a reduce axis may be shared by several computes
     _check_sizes_defined(interface.size_vars, body)
-    return LoweredFunc(name, interface.params, interface.size_vars, body, interface.outputs)
+    return LoweredFunc(name, interface.params, interface.size_vars, body, interface.outputs,
+                       _imports(lowering.plans))
+
+
+def _imports(plans) -> tuple:
+    """The modules the stages' import pragmas give, `(language, text)`, each once."""
+    found = {}
+    for plan in plans:
+        for pragmas in plan.stage.pragmas.values():
+            for key, value in pragmas:
+                if key in IMPORT_PRAGMAS:
+                    found.setdefault((IMPORT_PRAGMAS[key], value), None)
+    return tuple(found)
 
 
 def _stage_nest(plan, lowering: Lowering, nests: dict):

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tex.errors import LoweringError
+from tex.errors import ExprError, LoweringError
 from tex.expr import Const, structurally_equal
 from tex.ir import Allocate, For, Stmt, seq
 from tex.lower.bound import enclosing_loops
 from tex.lower.gpu_reduction import kernel_bindings
 from tex.lower.nest import StageLoops, init_and_update
+from tex.lower.tile_binds import bind_buffers
 from tex.lower.tile_match import BodyMatch, Tile, TileViews, pair_axes
 from tex.schedule.tensorize import Accumulator
-from tex.visitor import collect
+from tex.visitor import collect, substitute
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,9 @@ def lower_tile(loops: StageLoops, enclosing_tags: set, reductions_outside: bool)
                             "fused or factored after tensorize); tensorize a current loop")
     tile = Tile(plan, intrin, stage.leaf_iter_vars.index(axis), where)
     _check_tile_loops(tile, loops)
-    result = _call_lower_fn(tile, loops.lowering.buffers)
+    result, bindings = _call_lower_fn(tile, loops.lowering.buffers)
     parts, accumulator = _parts(result, intrin, where)
+    parts = tuple(None if p is None else substitute(p, bindings) for p in parts)
     statements = parts if accumulator is None else \
         parts + (accumulator.reset, accumulator.update, accumulator.store)
     _check_thread_loops(statements, tile, enclosing_tags,
@@ -93,7 +95,8 @@ def lower_tile(loops: StageLoops, enclosing_tags: set, reductions_outside: bool)
 
 
 def _call_lower_fn(tile: Tile, buffers: dict):
-    """What the intrinsic's lower_fn returns for the views of the tile's tensors."""
+    """What the intrinsic's lower_fn returns for the views of the tile's tensors, and the
+    values of its declared buffers' variables (`tex.lower.tile_binds`)."""
     plan, intrin = tile.plan, tile.intrin
     tile_var = pair_axes(tile)
     match = BodyMatch(tile)
@@ -104,9 +107,12 @@ def _call_lower_fn(tile: Tile, buffers: dict):
     views = TileViews(tile, buffers, tile_var)
     inputs = [views.input(p, match) for p in intrin.inputs]
     output = views.output(intrin)
+    tensors = intrin.inputs + (intrin.output,)
+    bindings = bind_buffers(tile, dict(zip(tensors, inputs + [output])), views.ranges)
+    scalars = (list(intrin.scalar_params),) if intrin.scalar_params else ()
     try:
-        return intrin.lower_fn(inputs, [output])
-    except LoweringError as e:  # the intrinsic refuses these tiles: say where
+        return intrin.lower_fn(inputs, [output], *scalars), bindings
+    except (LoweringError, ExprError) as e:  # the intrinsic refuses these tiles: say where
         raise LoweringError(f"{tile.where}: {e}") from e
 
 
@@ -156,15 +162,15 @@ def _check_tile_loops(tile: Tile, loops: StageLoops):
 
 
 def _parts(result, intrin, where) -> tuple:
-    """((body, reset, update), accumulator or None) from what lower_fn returned, checked."""
-    accumulator = None
+    """((body, reset, update), accumulator or None) from what lower_fn returned, checked:
+    a statement alone, or a list shorter than three, is the body and what follows it."""
     if isinstance(result, Stmt):
-        parts = (None, None, result)
-    elif isinstance(result, tuple) and len(result) in (3, 4):
-        parts, accumulator = tuple(result[:3]), (result[3] if len(result) == 4 else None)
-    else:
+        result = (result,)
+    if not (isinstance(result, (tuple, list)) and 1 <= len(result) <= 4):
         raise LoweringError(f"{where}: lower_fn of intrinsic {intrin.name} must return a "
                             f"statement or (body, reset, update[, accumulator]), got {result!r}")
+    parts = tuple(result[:3]) + (None,) * (3 - min(len(result), 3))
+    accumulator = result[3] if len(result) == 4 else None
     for which, stmt in zip(("body", "reset", "update"), parts):
         if stmt is not None and not isinstance(stmt, Stmt):
             raise LoweringError(f"{where}: lower_fn of intrinsic {intrin.name} returned a "

@@ -148,6 +148,7 @@ class TileViews:
     def __init__(self, tile: Tile, buffers: dict, tile_var: dict):
         plan = tile.plan
         self.plan, self.buffers, self.where = plan, buffers, tile.where
+        self.binds = tile.intrin.binds
         self.tile_var = tile_var                      # intrinsic axis var -> tile loop var
         self.tile_vars = [leaf.var for leaf in tile.leaves]
         self.ranges = {leaf.var: Interval.from_extent(_ZERO, plan.ranges[leaf].extent)
@@ -159,7 +160,8 @@ class TileViews:
         for s_read, p_read in match.reads:
             if p_read.tensor is p_tensor:
                 index = [substitute(i, self.root_values) for i in s_read.indices]
-                views.append(self.view(s_read.tensor, index, p_read.indices, str(s_read)))
+                views.append(self.view(s_read.tensor, index, p_tensor, p_read.indices,
+                                       str(s_read)))
         first = views[0]
         for other in views[1:]:
             if other.steps != first.steps or not all(
@@ -172,12 +174,12 @@ class TileViews:
     def output(self, intrin) -> TileView:
         op = self.plan.op
         index = [self.plan.values[iv] for iv in op.axis]
-        return self.view(op.output(0), index, [iv.var for iv in intrin.op.axis],
+        return self.view(op.output(0), index, intrin.output, [iv.var for iv in intrin.op.axis],
                          f"the output {op.output(0).name}")
 
-    def view(self, tensor, index, p_indices, what: str) -> TileView:
+    def view(self, tensor, index, p_tensor, p_indices, what: str) -> TileView:
         """The view of `tensor` accessed at `index` (over loop variables) where the intrinsic
-        accesses its tensor at `p_indices` (its axis variables)."""
+        accesses its tensor `p_tensor` at `p_indices` (its axis variables)."""
         entry = self.buffers.get(tensor)
         if entry is None:
             raise LoweringError(f"{self.where}: tensor {tensor.name} is read but is neither "
@@ -202,8 +204,9 @@ class TileViews:
         offset = _dot(origin, strides)
         view_strides = tuple(simplify(_dot([Const(INDEX, c) for c in step], strides))
                              for step in steps)
+        decl = self.binds.get(p_tensor)
         return TileView(buffer, simplify(offset, self.ranges), view_strides, tuple(origin),
-                        steps)
+                        steps, p_tensor.shape, p_tensor.name if decl is None else decl.name)
 
     def affine(self, e, what: str):
         """(base, {tile var: coefficient}) with `e == base + sum(coef * var)`, or an error."""

@@ -14,6 +14,8 @@ depends on another loop, or a launch over the limits.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from tex import ops
 from tex.arith import simplify
 from tex.dtype import INDEX
@@ -38,7 +40,7 @@ def split_host_device(func: LoweredFunc, target) -> LoweredFunc:
     stmt = Seq(tuple(launches)) if len(launches) > 1 else launches[0]
     for buffer in reversed(allocations):
         stmt = Allocate(buffer, stmt)
-    return LoweredFunc(func.name, func.params, func.size_vars, stmt, func.outputs)
+    return dataclasses.replace(func, body=stmt)
 
 
 def _launch(name: str, nest, func: LoweredFunc, temporaries: list, target) -> KernelLaunch:

@@ -17,17 +17,17 @@ Guarantees, in each kernel:
    there (from reductions) count; no barrier is placed where none is needed
    by this rule.
 
-An `IntrinsicCall` counts as reading the buffer of every one of its
-pointers and writing those of its `writes`, whole (the pass does not know
-which elements the call touches).
+An `IntrinsicCall` or `ExternCall` counts as reading the buffer of every
+one of its pointers and writing those of its `writes`, whole (the pass does
+not know which elements the call touches).
 """
 from __future__ import annotations
 
 import dataclasses
 
 from tex.expr import Const, Var
-from tex.ir import (Allocate, AtomicUpdate, Barrier, For, IfThenElse, IntrinsicCall, KernelLaunch,
-                    LetStmt, Load, Seq, Stmt, Store, ThreadIndex, seq)
+from tex.ir import (Allocate, AtomicUpdate, Barrier, ExternCall, For, IfThenElse, IntrinsicCall,
+                    KernelLaunch, LetStmt, Load, Seq, Stmt, Store, ThreadIndex, seq)
 from tex.visitor import Rewriter, child_fields, collect, free_vars, fresh_copy
 
 
@@ -64,6 +64,8 @@ class _SharedAccesses:
             writes.add(stmt.buffer)
         elif isinstance(stmt, IntrinsicCall):
             writes.update(stmt.pointers[w].buffer for w in stmt.writes)
+        elif isinstance(stmt, ExternCall):
+            writes.update(stmt.args[w].buffer for w in stmt.writes)
         for name in child_fields(type(stmt)):
             value = getattr(stmt, name)
             for child in value if isinstance(value, tuple) else (value,):

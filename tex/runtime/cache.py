@@ -78,12 +78,14 @@ class KernelCode:
 
 def cache_key(func: LoweredFunc, target) -> tuple:
     """What identifies the machine code of `func` on `target` (the printed program shows
-    an intrinsic call's name but not the definition it links in, so those are added)."""
+    an intrinsic call's name but not the definition it links in, nor the text of the
+    modules it imports, so those are added)."""
     nodes = collect(func.body, lambda n: isinstance(n, (Var, IntrinsicCall)))
     var_dtypes = tuple(str(n.dtype) for n in nodes if isinstance(n, Var))
     sizes = tuple((v.name, str(v.dtype)) for v in func.size_vars)
     definitions = sorted({(n.name, n.definition) for n in nodes if isinstance(n, IntrinsicCall)})
-    return str(func), sizes, var_dtypes, tuple(definitions), str(as_target(target))
+    return (str(func), sizes, var_dtypes, tuple(definitions), func.imports,
+            str(as_target(target)))
 
 
 def compile_cached(func: LoweredFunc, target="llvm") -> CompiledModule:

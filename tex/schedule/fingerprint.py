@@ -71,7 +71,8 @@ _IDENTITIES = {
                       "statement", "tag")),
     Buffer: ("b", ("name", "dtype", "shape", "scope", "strides")),
     CommReducer: ("r", ("name", "lhs", "rhs", "results", "identities")),
-    TensorIntrin: ("ti", ("name", "op", "lower_fn")),  # lower_fn: see `lowering_identity`
+    # lower_fn: see `lowering_identity`
+    TensorIntrin: ("ti", ("name", "op", "lower_fn", "binds", "scalar_params")),
     Stage: ("st", None),  # every attribute but the back-reference to the schedule
     ScanStage: ("st", None),
     ExternStage: ("st", None),

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from tex.dtype import INDEX
 from tex.errors import ScheduleError
 from tex.expr import Var
-from tex.ir import THREAD_TAGS
+from tex.ir import IMPORT_PRAGMAS, THREAD_TAGS
 from tex.schedule.tensorize import TensorIntrin
 from tex.tensor import IterVar, Tensor
 
@@ -351,12 +351,20 @@ class Stage:
     def pragma(self, axis, key: str, value=None):
         """Attach a free-form (key, value) note to a loop; it is kept on the loop IR.
 
+        Two keys are modules for the kernel instead, whatever the loop:
+        "import_llvm" (an LLVM IR module's text, linked into CPU kernels) and
+        "import_c" (CUDA C source, put before CUDA kernels); they define the
+        functions that `tex.tir.call_extern` calls (`LoweredFunc.imports`).
+
         TVM: `pragma`.
         """
         axis = self._leaf(axis, "pragma")
         if not isinstance(key, str) or not key:
             raise ScheduleError(f"pragma on stage {self.name}, axis {axis.name}: key must be a "
                                 f"non-empty string, got {key!r}")
+        if key in IMPORT_PRAGMAS and not (isinstance(value, str) and value.strip()):
+            raise ScheduleError(f"pragma {key} on stage {self.name}, axis {axis.name}: the "
+                                f"value must be the module's text, got {value!r}")
         self.pragmas.setdefault(axis, []).append((key, value))
         self._touch()
 

@@ -39,36 +39,54 @@ local buffer before those loops, updates it in them and stores it to the
 output tile after them, when every loop between the first of them and the
 tile is a plain reduction loop (else the tile is updated in memory).
 
+An intrinsic may declare the memory layout it expects of its tensors
+(`binds`, from `tex.tir.decl_buffer`); lowering checks every tile against
+those declarations and binds their variables (`tex.lower.tile_binds`).
+
 TVM: `te.decl_tensor_intrin` and `s[C].tensorize`; the (body, reset, update)
-triple that `lower_fn` may return is TVM's.
+triple that `lower_fn` may return, the declared buffers and what a `TileView`
+offers as one (`access_ptr`, `data`, `elem_offset`, `vload`, `vstore`) are
+TVM's, so that TE's `intrin_func`s, written with `tex.tir.ir_builder` and
+`tex.tir.call_extern`, work as they are.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from tex import ops
-from tex.dtype import INDEX
-from tex.errors import LoweringError, ScheduleError
+from tex.buffer_decl import BufferDecl, decl_buffer
+from tex.dtype import INDEX, as_dtype
+from tex.errors import ExprError, LoweringError, ScheduleError
 from tex.expr import Const, Expr, TensorRead, Var
-from tex.ir import Buffer, For, Load, Stmt, Store
+from tex.ir import Buffer, For, Load, Stmt, Store, strides_of
+from tex.ir_builder import AccessPtr, access_mode
 from tex.tensor import ComputeOp, PlaceholderOp, Tensor
 from tex.visitor import collect
 
 _ZERO = Const(INDEX, 0)
 
 
+def _indices(begin) -> tuple:
+    return tuple(begin) if isinstance(begin, (tuple, list)) else (begin,)
+
+
 @dataclass(frozen=True, eq=False)
 class TileView:
     """Where one tensor of an intrinsic lies in a buffer of the lowered program.
 
-    Element `x = (x_0, ..., x_r-1)` of the intrinsic's tensor (rank r) is the
-    element `offset + sum(x_e * strides[e])` of `buffer`, counted in elements
-    from its start (row-major, or by the buffer's own strides). Before
-    storage is flattened, accesses index a buffer with one index per
+    Element `x = (x_0, ..., x_r-1)` of the intrinsic's tensor (rank r, `shape`)
+    is the element `offset + sum(x_e * strides[e])` of `buffer`, counted in
+    elements from its start (row-major, or by the buffer's own strides).
+    Before storage is flattened, accesses index a buffer with one index per
     dimension: `origin` is the index of element 0, and `steps[e][d]` how much
     index `d` grows per unit of `x_e`. Build accesses with `index`, `load`
     and `store`; `pointer()` is the access whose address an `IntrinsicCall`
     passes.
+
+    It is also what TE's `intrin_func(ins, outs)` receives as a bound buffer:
+    `access_ptr(mode)` and `data` are pointers for `tex.tir.call_extern`,
+    `elem_offset` is `offset`, `vload`/`vstore` read and write elements, and
+    `name` is the declared buffer's name (or the tensor's).
     """
 
     buffer: Buffer
@@ -76,10 +94,58 @@ class TileView:
     strides: tuple[Expr, ...]
     origin: tuple[Expr, ...]
     steps: tuple[tuple[int, ...], ...]
+    shape: tuple[Expr, ...]
+    name: str
 
     @property
     def scope(self) -> str:
         return self.buffer.scope
+
+    @property
+    def dtype(self):
+        return self.buffer.dtype
+
+    @property
+    def elem_offset(self) -> Expr:
+        """The tile's first element, counted in elements from the buffer's start."""
+        return self.offset
+
+    @property
+    def data(self) -> AccessPtr:
+        """The buffer's start (element 0, not the tile's), which a call may write.
+        TVM: `Buffer.data`."""
+        return AccessPtr(Load(self.buffer, tuple(_ZERO for _ in self.buffer.shape)), True)
+
+    def access_ptr(self, access_mask, ptr_type: str = "handle", content_lanes: int = 1,
+                   offset=0, extent=None) -> AccessPtr:
+        """The address of the tile's element `offset` (counted in elements, of
+        `content_lanes` lanes each, in memory order from the tile's first), for
+        `call_extern`; `access_mask` ("r", "w", "rw") says whether the call may write
+        through it. `ptr_type` and `extent` change nothing (LLVM and C pointers carry
+        no extent). TVM: `Buffer.access_ptr`.
+        """
+        where = f"access_ptr of {self.name}"
+        write = access_mode(access_mask, where)
+        extra = ops.binary("mul", ops.as_expr(offset, INDEX), content_lanes)
+        origin = list(self.origin)
+        if not (isinstance(extra, Const) and extra.value == 0):
+            stride = strides_of(self.buffer)[-1] if origin else None
+            if not (isinstance(stride, Const) and stride.value == 1):
+                raise LoweringError(f"{where}: an offset needs the last dimension of "
+                                    f"{self.buffer.name} to have stride 1")
+            origin[-1] = ops.binary("add", origin[-1], extra)
+        return AccessPtr(Load(self.buffer, tuple(origin)), write)
+
+    def vload(self, begin, dtype=None) -> Load:
+        """Element `begin` (a tuple of indices) of the tile. TVM: `Buffer.vload` (scalars)."""
+        if dtype is not None and as_dtype(dtype) != self.dtype:
+            raise LoweringError(f"vload of {self.name}: loads {self.dtype} elements, not "
+                                f"{dtype}")
+        return self.load(*_indices(begin))
+
+    def vstore(self, begin, value) -> Store:
+        """Write `value` into element `begin` of the tile. TVM: `Buffer.vstore`."""
+        return self.store(value, *_indices(begin))
 
     def index(self, *x) -> tuple[Expr, ...]:
         """The buffer index (one expression per dimension) of element `x` of the tile."""
@@ -126,13 +192,18 @@ class TensorIntrin:
 
     `inputs` are the placeholders `op` reads, in the order of first use;
     `lower_fn(inputs, outputs)` receives a `TileView` for each of them, and
-    one for `op`'s output, in that order.
+    one for `op`'s output, in that order (and `scalar_params` third, when
+    there are any). `binds` maps a tensor of `op` to the `BufferDecl` that
+    lowering checks its tile against.
     """
 
-    def __init__(self, name: str, op: ComputeOp, lower_fn):
+    def __init__(self, name: str, op: ComputeOp, lower_fn, binds: dict | None = None,
+                 scalar_params: tuple = ()):
         self.name, self.op, self.lower_fn = name, op, lower_fn
         self.inputs: tuple[Tensor, ...] = op.input_tensors
         self.output: Tensor = op.output(0)
+        self.binds: dict[Tensor, BufferDecl] = binds or {}
+        self.scalar_params: tuple[Var, ...] = scalar_params
 
     def __repr__(self):
         return f"TensorIntrin({self.name})"
@@ -144,7 +215,9 @@ class TensorIntrin:
         return ", ".join(data + red)
 
 
-def decl_tensor_intrin(compute, lower_fn, name: str | None = None) -> TensorIntrin:
+def decl_tensor_intrin(compute, lower_fn, name: str | None = None, binds: dict | None = None,
+                       default_buffer_params: dict | None = None,
+                       scalar_params=None) -> TensorIntrin:
     """Declare that the computation `compute` is carried out by an intrinsic.
 
     `compute` is a tensor made by `tex.compute` (or its operation) over
@@ -152,13 +225,23 @@ def decl_tensor_intrin(compute, lower_fn, name: str | None = None) -> TensorIntr
     starting at 0, and plain accesses (each index one axis: `A[i, k]`).
     `lower_fn(inputs, outputs)` gets a `TileView` per input (in first-use
     order, `TensorIntrin.inputs`) and one for the output, and returns loop
-    IR: a statement, or TVM's triple `(body, reset, update)`, any of which
-    may be None: `body` computes the tile from scratch, `reset` fills the
-    output tile with the reducer's identity, `update` accumulates into it.
-    A reduction tensorized with its reduction loops outside the tile needs
-    reset and update; with all of them inside, body (or reset then update).
-    A fourth element, an `Accumulator` (or None), keeps the tile in
-    registers across reduction loops outside it where lowering can.
+    IR: TVM's `(body, reset, update)`, any of which may be None (a single
+    statement, or a shorter list, is the body and what follows it): `body`
+    computes the tile from scratch, `reset` fills the output tile with the
+    reducer's identity, `update` accumulates into it. A reduction
+    tensorized with its reduction loops outside the tile needs reset and
+    update; with all of them inside, body (or reset then update); a tile
+    without reduction, body (or update). A fourth element, an
+    `Accumulator` (or None), keeps the tile in registers across reduction
+    loops outside it where lowering can.
+
+    `binds` maps tensors of `compute` (inputs or output) to
+    `tex.tir.decl_buffer` declarations, which each tile must satisfy (their
+    stride and offset variables are bound to the tile's);
+    `default_buffer_params` (decl_buffer's keywords) declares the tensors
+    that `binds` leaves out, compact. `scalar_params`, variables, are
+    passed to `lower_fn` as a third argument; tensorize binds no value to
+    them, so those left in its statements must be sizes of the kernel.
 
         a = tex.placeholder((16, 16), "float16"); b = ...
         k = tex.reduce_axis((0, 16))
@@ -166,7 +249,7 @@ def decl_tensor_intrin(compute, lower_fn, name: str | None = None) -> TensorIntr
         mma = tex.decl_tensor_intrin(c, lower_fn, name="mma16")
         s[C].tensorize(i_inner, mma)
 
-    Raises ScheduleError when `compute` breaks one of those rules.
+    Raises ScheduleError when an argument breaks one of those rules.
     TVM: `te.decl_tensor_intrin`.
     """
     op = compute.op if isinstance(compute, Tensor) else compute
@@ -177,6 +260,17 @@ def decl_tensor_intrin(compute, lower_fn, name: str | None = None) -> TensorIntr
     where = f"decl_tensor_intrin {name}"
     if not callable(lower_fn):
         raise ScheduleError(f"{where}: lower_fn must be callable, got {lower_fn!r}")
+    _check_computation(op, where)
+    declared = _declared_buffers(op, binds, default_buffer_params, where)
+    params = tuple(scalar_params or ())
+    for v in params:
+        if not isinstance(v, Var):
+            raise ScheduleError(f"{where}: scalar_params must be variables, got {v!r}")
+    return TensorIntrin(name, op, lower_fn, declared, params)
+
+
+def _check_computation(op: ComputeOp, where: str):
+    """One output, axes over [0, constant), placeholders read with plain indices."""
     if op.num_outputs != 1:
         raise ScheduleError(f"{where}: the computation must have one output, it has "
                             f"{op.num_outputs}")
@@ -193,7 +287,47 @@ def decl_tensor_intrin(compute, lower_fn, name: str | None = None) -> TensorIntr
         if not all(i in axes for i in read.indices) or len(set(read.indices)) != len(read.indices):
             raise ScheduleError(f"{where}: access {read} must index with distinct axes only "
                                 "(one axis per index)")
-    return TensorIntrin(name, op, lower_fn)
+
+
+def _declared_buffers(op: ComputeOp, binds, defaults, where: str) -> dict:
+    """{tensor: BufferDecl} from `binds` and, for the other tensors, `defaults`; checked."""
+    tensors = list(op.input_tensors) + [op.output(0)]
+    if binds is not None and not isinstance(binds, dict):
+        raise ScheduleError(f"{where}: binds must be a dict {{tensor: decl_buffer(...)}}, got "
+                            f"{binds!r}")
+    declared = {}
+    for t, decl in (binds or {}).items():
+        if not any(t is u for u in tensors):
+            raise ScheduleError(f"{where}: binds has {getattr(t, 'name', t)!r}, which is none of "
+                                f"the intrinsic's tensors ({', '.join(u.name for u in tensors)})")
+        if not isinstance(decl, BufferDecl):
+            raise ScheduleError(f"{where}: binds[{t.name}] must come from "
+                                f"tex.tir.decl_buffer, got {decl!r}")
+        declared[t] = decl
+    for t in tensors:
+        if t not in declared and defaults is not None:
+            try:
+                declared[t] = decl_buffer(t.shape, t.dtype, t.op.name, **defaults)
+            except (TypeError, ExprError) as e:
+                raise ScheduleError(f"{where}: default_buffer_params {defaults!r}: {e}") from e
+    for t, decl in declared.items():
+        _check_declaration(t, decl, where)
+    return declared
+
+
+def _check_declaration(t: Tensor, decl: BufferDecl, where: str):
+    """The declaration has the tensor's dtype and shape."""
+    same_shape = len(decl.shape) == len(t.shape) and all(
+        isinstance(a, Const) and isinstance(b, Const) and a.value == b.value
+        for a, b in zip(decl.shape, t.shape))
+    if decl.dtype != t.dtype or not same_shape:
+        raise ScheduleError(f"{where}: buffer {decl.name} is declared {decl.dtype}"
+                            f"{_dims(decl.shape)} for tensor {t.name}, which is {t.dtype}"
+                            f"{_dims(t.shape)}")
+
+
+def _dims(shape) -> str:
+    return "(" + ", ".join(map(str, shape)) + ")"
 
 
 def loop_nest(extents, body) -> Stmt:

@@ -1,0 +1,92 @@
+"""A tensor intrinsic's declared buffers (TE's `binds`) checked against a tile's views.
+
+An intrinsic may declare, with `tex.tir.decl_buffer`, what it assumes of the
+memory each of its tensors lies in (`TensorIntrin.binds`). `bind_buffers`
+checks each declaration against the view of that tensor in the tile being
+tensorized and returns the values of the variables the declarations hold:
+
+* a stride or `elem_offset` that is a variable not yet bound is bound to the
+  view's value (a variable in two declarations is bound once, then checked);
+  any other must equal the view's, or LoweringError names both;
+* strides left out (None) declare compact row-major storage of the declared
+  shape (dimensions of extent 1 aside, whose stride never matters);
+* `offset_factor` (elements) and `data_alignment` (bytes) must divide the
+  view's offset when the simplifier can tell; when it cannot, they are
+  accepted;
+* a non-empty `scope` must be the memory scope of the view's buffer.
+"""
+from __future__ import annotations
+
+from tex import ops
+from tex.arith import simplify
+from tex.buffer_decl import BufferDecl
+from tex.dtype import INDEX
+from tex.errors import LoweringError
+from tex.expr import Const, Expr, Var
+from tex.schedule.tensorize import TileView
+from tex.visitor import substitute
+
+
+def bind_buffers(tile, views: dict, ranges: dict) -> dict:
+    """{variable: value} for the variables of `tile.intrin`'s declared buffers, after
+    checking each declaration against `views[tensor]` (see the module docstring);
+    `ranges` are the loop variables' intervals, for the simplifier."""
+    bindings: dict[Var, Expr] = {}
+    for tensor, decl in tile.intrin.binds.items():
+        view = views[tensor]
+        where = (f"{tile.where}: the tile of intrinsic tensor {tensor.name} (in "
+                 f"{view.buffer.name})")
+        _check_scope(decl, view, where)
+        for d, (declared, actual) in enumerate(zip(_declared_strides(decl), view.strides)):
+            if declared is not None:
+                _bind(declared, actual, bindings, ranges,
+                      f"{where} has stride `{actual}` along dimension {d}", decl)
+        if decl.elem_offset is not None:
+            _bind(decl.elem_offset, view.offset, bindings, ranges,
+                  f"{where} starts at element `{view.offset}`", decl)
+        _check_multiple(view.offset, decl.offset_factor, "offset_factor", ranges, where)
+        alignment = decl.data_alignment
+        if alignment > 0 and alignment % view.dtype.itemsize == 0:
+            _check_multiple(view.offset, alignment // view.dtype.itemsize,
+                            f"data_alignment {alignment} (bytes)", ranges, where)
+    return bindings
+
+
+def _check_scope(decl: BufferDecl, view: TileView, where: str):
+    if decl.scope and decl.scope != view.scope:
+        raise LoweringError(f"{where} is in {view.scope!r} memory, where decl_buffer "
+                            f"{decl.name} declares {decl.scope!r}")
+
+
+def _declared_strides(decl: BufferDecl) -> list:
+    """The declared stride of each dimension; compact row-major when none are declared,
+    with None for the dimensions of extent 1 (any stride will do)."""
+    if decl.strides is not None:
+        return list(decl.strides)
+    strides, size = [], 1
+    for extent in reversed(decl.shape):
+        strides.insert(0, None if extent.value == 1 else Const(INDEX, size))
+        size *= extent.value
+    return strides
+
+
+def _bind(declared: Expr, actual: Expr, bindings: dict, ranges: dict, what: str,
+          decl: BufferDecl):
+    """Bind `declared` to `actual` if it is an unbound variable, else check they agree."""
+    if isinstance(declared, Var) and declared not in bindings:
+        bindings[declared] = ops.cast(declared.dtype, actual)
+        return
+    declared = substitute(declared, bindings)
+    difference = simplify(ops.binary("sub", actual, ops.cast(INDEX, declared)), ranges)
+    if not (isinstance(difference, Const) and difference.value == 0):
+        raise LoweringError(f"{what}, where decl_buffer {decl.name} declares `{declared}`")
+
+
+def _check_multiple(offset: Expr, factor: int, what: str, ranges: dict, where: str):
+    """`offset` is a multiple of `factor`, unless the simplifier cannot tell."""
+    if factor <= 1:
+        return
+    remainder = simplify(ops.binary("floormod", offset, factor), ranges)
+    if isinstance(remainder, Const) and remainder.value != 0:
+        raise LoweringError(f"{where} starts at element `{offset}`, which is not a multiple "
+                            f"of {factor}, as its {what} requires")
