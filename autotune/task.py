@@ -204,7 +204,7 @@ class _ArithmeticCounter(Visitor):
         self.count += 1
         self.generic_visit(node)
 
-    visit_ExternCall = visit_Call
+    visit_PureExternCall = visit_Call
 
     def visit_Compare(self, node: Compare):
         self.count += node.a.dtype.is_float

@@ -328,7 +328,7 @@ def _call_dtype(name: str, args: tuple[Expr, ...]) -> DType:
 
 
 @dataclass(frozen=True, eq=False, slots=True, repr=False)
-class ExternCall(Expr):
+class PureExternCall(Expr):
     """A call of the pure C function `name` (libm's `expf`, CUDA's `__expf`), whose result
     has `dtype`: TE's `call_pure_extern`. Pure: it depends on its arguments only, so a
     vector of it is one call per lane, and code may move or repeat it."""

@@ -15,7 +15,7 @@ import numpy as np
 
 from tex.dtype import DType, as_dtype, bool_, float32, int32, promote, INDEX
 from tex.errors import ExprError
-from tex.expr import (Binary, Call, Cast, Compare, Const, Expr, ExternCall, Logical, Not,
+from tex.expr import (Binary, Call, Cast, Compare, Const, Expr, Logical, PureExternCall, Not,
                       Select, _int_range)
 
 
@@ -238,7 +238,7 @@ def call_pure_extern(dtype, name: str, *args) -> Expr:
     Each argument is passed with its own dtype (a Python float has `dtype` when that is a
     float, a Python int is int64), so cast to the function's parameter types."""
     dtype = as_dtype(dtype)
-    return ExternCall(dtype, name, tuple(
+    return PureExternCall(dtype, name, tuple(
         as_expr(a, dtype if isinstance(a, (float, np.floating)) else None) for a in args))
 
 

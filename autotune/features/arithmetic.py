@@ -61,7 +61,7 @@ class Scan(Visitor):
             self.count("float_addsub" if e.name in _CHEAP_CALLS else "float_math", e)
         return self.generic_visit(e)
 
-    visit_ExternCall = visit_Call
+    visit_PureExternCall = visit_Call
 
     def _compare(self, e):
         self.count("compare_select", e)

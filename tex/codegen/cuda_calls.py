@@ -1,4 +1,4 @@
-"""Math calls as CUDA C: `Call` (tex's intrinsics) and `ExternCall`.
+"""Math calls as CUDA C: `Call` (tex's intrinsics) and `PureExternCall`.
 
 `CallEmitter` adds the two `expr_` methods to the expression emitter of
 `tex.codegen.cuda_expr`; `tex.codegen.cuda` emits kernels on top of it.
@@ -14,7 +14,7 @@
   and popcount `__popc`/`__popcll` of the two's complement bits, narrower
   integers zero-extended (clz then less the added bits); the count has the
   argument's type.
-* An `ExternCall` is `name(arguments)`, each argument of its exact C type.
+* A `PureExternCall` is `name(arguments)`, each argument of its exact C type.
 
 The CPU simulator (`tex.runtime.cuda_simulator`) runs the same text against
 the host's libm and its own `__clz`/`__popc`.
@@ -80,7 +80,7 @@ def _zero_extended(dtype: DType, x: tuple[str, int]) -> str:
 
 
 class CallEmitter(ExprEmitter):
-    """The CUDA expression emitter with math calls: `expr_Call`, `expr_ExternCall`."""
+    """The CUDA expression emitter with math calls: `expr_Call`, `expr_PureExternCall`."""
 
     def expr_Call(self, e, lane):
         operand = e.args[0].dtype.element
@@ -100,7 +100,7 @@ class CallEmitter(ExprEmitter):
             return text
         return f"{_HALVES[operand][2]}({text[0]})", ATOM
 
-    def expr_ExternCall(self, e, lane):
+    def expr_PureExternCall(self, e, lane):
         args = ", ".join(self.argument(a, lane) for a in e.args)
         return f"{e.name}({args})", ATOM
 

@@ -1,4 +1,4 @@
-"""Emitting math calls as LLVM values: `Call` (tex's intrinsics) and `ExternCall`.
+"""Emitting math calls as LLVM values: `Call` (tex's intrinsics) and `PureExternCall`.
 
 `CallEmitter` adds the two `expr_` methods to the expression emitter of
 `tex.codegen.llvm_expr`; `tex.codegen.llvm` emits statements on top of it.
@@ -67,7 +67,7 @@ def _is_16_bit_float(t: ir.Type) -> bool:
 
 
 class CallEmitter(ExprEmitter):
-    """The expression emitter with math calls: `expr_Call`, `expr_ExternCall`."""
+    """The expression emitter with math calls: `expr_Call`, `expr_PureExternCall`."""
 
     def expr_Call(self, e):
         args = [self.expr(a) for a in e.args]
@@ -93,7 +93,7 @@ class CallEmitter(ExprEmitter):
         wide = [self._widen(a) if _is_16_bit_float(a.type) else a for a in args]
         return self._narrow(self._float_function(name, wide), x.type)
 
-    def expr_ExternCall(self, e):
+    def expr_PureExternCall(self, e):
         """The C function `e.name`, declared with the dtypes of the call, lane by lane."""
         if e.name == self.mod.name or e.name.startswith(self.mod.name + "_"):
             raise BuildError(f"call_pure_extern {e.name}: the kernel's own functions are "

@@ -15,7 +15,7 @@ Semantics kept here:
 * float arithmetic carries the `contract` flag (FMA formation), or `fast`
   when the target has `-fastmath`; signed int64 arithmetic is `nsw` (index
   arithmetic never wraps);
-* math intrinsics (`Call`, `ExternCall`) are emitted by the subclass in
+* math intrinsics (`Call`, `PureExternCall`) are emitted by the subclass in
   `tex.codegen.llvm_calls`;
 * bfloat16 is LLVM's `bfloat` in memory and registers; arithmetic and math
   on it are computed in float32 and rounded after every operation, as

@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 
 from tex import ops
-from tex.expr import (Binary, Call, Cast, Compare, Const, Expr, ExternCall, Let, Logical, Not,
+from tex.expr import (Binary, Call, Cast, Compare, Const, Expr, PureExternCall, Let, Logical, Not,
                       Select, Var, structurally_equal)
 from tex.ir import (VECTOR_REDUCE_OPS, Allocate, Broadcast, For, IfThenElse, LetStmt, Load, Ramp,
                     Stmt, Store, VectorReduce, seq)
@@ -101,8 +101,8 @@ class _Vectorizer(Rewriter):
     def rewrite_Call(self, e):
         return self._lanewise(e, lambda *args: Call(e.name, args), *e.args)
 
-    def rewrite_ExternCall(self, e):
-        return self._lanewise(e, lambda *args: ExternCall(
+    def rewrite_PureExternCall(self, e):
+        return self._lanewise(e, lambda *args: PureExternCall(
             e.dtype.with_lanes(args[0].dtype.lanes), e.name, args), *e.args)
 
     def rewrite_Let(self, e: Let):
