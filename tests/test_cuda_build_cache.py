@@ -178,28 +178,30 @@ def test_the_kernels_name_is_part_of_the_key(cache_dir, lowerings):
 
 
 # --- damaged, unfitting or unwritable entries ----------------------------------------------
-def flip_last_byte(data: bytes) -> bytes:
+def flip_last_byte(data: bytes, secret: bytes) -> bytes:
     return data[:-1] + bytes([data[-1] ^ 0xFF])
+
+
+def resigned(change):
+    """Damage that keeps the file whole and authentic: `change(entry)` is stored instead."""
+    def damage(data: bytes, secret: bytes) -> bytes:
+        return disk_cache.format_entry(change(disk_cache.parse_entry(data, secret)), secret)
+    return damage
 
 
 def with_description(change):
     """Damage that keeps the file whole: `change(description)` is stored instead."""
-    def damage(data: bytes) -> bytes:
-        name, cubin, text, tex_source = disk_cache.parse_entry(data)
-        description = json.loads(text)
+    def changed(entry):
+        description = json.loads(entry.ll)
         change(description)
-        return disk_cache.format_entry(name, cubin, json.dumps(description), tex_source)
-    return damage
-
-
-def renamed_entry(data: bytes) -> bytes:
-    return disk_cache.format_entry("main", *disk_cache.parse_entry(data)[1:])
+        return entry._replace(ll=json.dumps(description))
+    return resigned(changed)
 
 
 DAMAGE = {
-    "truncated": lambda data: data[:len(data) // 2],
+    "truncated": lambda data, secret: data[:len(data) // 2],
     "flipped byte": flip_last_byte,
-    "not an entry": lambda data: b"garbage",
+    "not an entry": lambda data, secret: b"garbage",
     "empty description": with_description(lambda d: d.clear()),
     "unknown buffer": with_description(lambda d: d["launches"][0]["buffers"].append(99)),
     "unknown size variable": with_description(lambda d: d["launches"][0]["sizes"].append(1)),
@@ -209,17 +211,19 @@ DAMAGE = {
         with_description(lambda d: d["launches"][0]["alignments"].append(4)),
     "a name that is no string": with_description(lambda d: d["launches"][0].update(name=7)),
     "bad dtype": with_description(lambda d: d["temporaries"][0].__setitem__(1, "float7")),
-    "another kind of entry": renamed_entry,
+    "another kind of entry": resigned(lambda entry: entry._replace(name="main")),
+    "another kernel's key": resigned(lambda entry: entry._replace(key=entry.key + " ")),
 }
 
 
 @pytest.mark.parametrize("damage", DAMAGE.values(), ids=DAMAGE.keys())
-def test_a_damaged_entry_is_rebuilt_and_rewritten(cache_dir, lowerings, damage):
+def test_a_damaged_entry_is_reported_and_rebuilt(cache_dir, lowerings, damage):
     first = build()
     [path] = entries(cache_dir)
-    path.write_bytes(damage(path.read_bytes()))
+    path.write_bytes(damage(path.read_bytes(), disk_cache.secret(cache_dir)))
     cache.clear_cache()
-    again = build()
+    with pytest.warns(RuntimeWarning, match="cannot be used"):
+        again = build()
     assert len(lowerings) == 2 and described(again) == described(first)
     cache.clear_cache()
     third = build()

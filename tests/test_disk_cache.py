@@ -77,6 +77,11 @@ def child_result(child: subprocess.Popen) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def files_in(directory) -> list[pathlib.Path]:
+    """The files in `directory` but its secret."""
+    return [p for p in pathlib.Path(directory).iterdir() if p.name != disk_cache.SECRET_FILE]
+
+
 def entries(cache_dir) -> list[pathlib.Path]:
     """The kernels' entries (the thread pool keeps one of its own beside them)."""
     return sorted(p for p in pathlib.Path(cache_dir).glob("*" + disk_cache.SUFFIX)
@@ -102,46 +107,54 @@ def test_a_disk_hit_shows_the_same_sources(cache_dir):
     assert again.get_source("tex") == first.get_source("tex")
 
 
-def truncate(data: bytes) -> bytes:
+def whole(path) -> bool:
+    """Whether the file at `path` is a whole, authentic entry."""
+    try:
+        disk_cache.parse_entry(path.read_bytes(), disk_cache.secret(path.parent))
+        return True
+    except disk_cache.DamagedEntry:
+        return False
+
+
+def truncate(data: bytes, secret: bytes) -> bytes:
     return data[:len(data) // 2]
 
 
-def flip_payload_byte(data: bytes) -> bytes:
+def flip_payload_byte(data: bytes, secret: bytes) -> bytes:
     return data[:-100] + bytes([data[-100] ^ 0xFF]) + data[-99:]
 
 
-def flip_header_byte(data: bytes) -> bytes:
+def flip_header_byte(data: bytes, secret: bytes) -> bytes:
     at = data.index(b'"name"') + 1
     return data[:at] + b"N" + data[at + 1:]
 
 
-def bad_magic(data: bytes) -> bytes:
+def bad_magic(data: bytes, secret: bytes) -> bytes:
     return b"tex-kernel 0" + data[len(disk_cache.MAGIC):]
 
 
-def empty(data: bytes) -> bytes:
+def empty(data: bytes, secret: bytes) -> bytes:
     return b""
 
 
-def wrong_name(data: bytes) -> bytes:
-    """A whole entry whose entry symbol is not in the object: the load fails."""
-    magic, header, payload = data.split(b"\n", 2)
-    fields = dict(json.loads(header), name="nowhere")
-    return b"\n".join([magic, json.dumps(fields).encode(), payload])
+def wrong_name(data: bytes, secret: bytes) -> bytes:
+    """A whole, authentic entry whose entry symbol is not in the object: the load fails."""
+    entry = disk_cache.parse_entry(data, secret)
+    return disk_cache.format_entry(entry._replace(name="nowhere"), secret)
 
 
 @pytest.mark.parametrize("damage", [truncate, flip_payload_byte, flip_header_byte, bad_magic,
                                     empty, wrong_name])
-def test_a_damaged_entry_is_recompiled_and_rewritten(cache_dir, damage):
+def test_a_damaged_entry_is_reported_deleted_and_rewritten(cache_dir, damage):
     build()
     [path] = entries(cache_dir)
-    good = path.read_bytes()
-    path.write_bytes(damage(good))
-    assert disk_cache.parse_entry(path.read_bytes()) is None or damage is wrong_name
+    path.write_bytes(damage(path.read_bytes(), disk_cache.secret(cache_dir)))
+    assert whole(path) == (damage is wrong_name)
     cache.clear_cache()
-    again = build()
+    with pytest.warns(RuntimeWarning, match=f"cache entry {path} cannot be used"):
+        again = build()
     assert not again.loaded_from_disk and matches_numpy(again)
-    assert disk_cache.parse_entry(path.read_bytes()) is not None
+    assert whole(path)
     cache.clear_cache()
     third = build()
     assert third.loaded_from_disk and matches_numpy(third)
@@ -151,8 +164,8 @@ def test_processes_building_at_once_leave_one_whole_entry(cache_dir):
     children = [start_child(cache_dir) for _ in range(4)]
     assert all(child_result(c)["correct"] for c in children)
     [path] = entries(cache_dir)
-    assert all(p.suffix == disk_cache.SUFFIX for p in cache_dir.iterdir())  # no temporary files
-    assert disk_cache.parse_entry(path.read_bytes()) is not None
+    assert all(p.suffix == disk_cache.SUFFIX for p in files_in(cache_dir))  # no temporary files
+    assert whole(path)
     assert build().loaded_from_disk
 
 
@@ -267,9 +280,9 @@ def test_the_thread_pool_is_loaded_from_disk_too(cache_dir):
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1])["correct"]
-    pool.write_bytes(truncate(pool.read_bytes()))  # a damaged pool entry is compiled again
+    pool.write_bytes(truncate(pool.read_bytes(), b""))  # a damaged pool entry: compiled again
     assert child_result(start_child(cache_dir))["correct"]
-    assert disk_cache.parse_entry(pool.read_bytes()) is not None
+    assert whole(pool)
 
 
 # The size bound (tex.disk_cache): least recently used entries go first, down to the
@@ -288,7 +301,7 @@ def write_aged(directory, names, start=1_000_000.0):
     paths = []
     for age, name in enumerate(names):
         path = directory / (name + disk_cache.SUFFIX)
-        disk_cache.write_entry(path, b"x" * ENTRY_BYTES)
+        disk_cache.write_whole(path, b"x" * ENTRY_BYTES)
         os.utime(path, (start + age, start + age))
         paths.append(path)
     return paths
@@ -312,18 +325,20 @@ def test_a_write_over_the_bound_evicts_the_oldest_down_to_the_low_water_mark(tmp
 
 
 def test_a_hit_makes_an_entry_recent(tmp_path, monkeypatch):
-    size = len(disk_cache.format_entry("a", b"\0" * 100, "", ""))
+    def entry(name):
+        return disk_cache.Entry(name, name, b"\0" * 100, "", "")
+
+    size = len(disk_cache.format_entry(entry("a"), disk_cache.secret(tmp_path)))
     monkeypatch.setenv("TEX_CACHE_MAX_MB", limit_mb(3 * size))
     paths = []
     for age, name in enumerate("abc"):
         path = tmp_path / (name + disk_cache.SUFFIX)
-        disk_cache.write_entry(path, disk_cache.format_entry(name, b"\0" * 100, "", ""))
+        disk_cache.write_entry(path, entry(name))
         os.utime(path, (1_000_000.0 + age, 1_000_000.0 + age))
         paths.append(path)
-    assert disk_cache.read_entry(paths[0])[0] == "a"  # the oldest is used now
+    assert disk_cache.read_entry(paths[0], "a").name == "a"  # the oldest is used now
     assert paths[0].stat().st_mtime > paths[2].stat().st_mtime
-    disk_cache.write_entry(tmp_path / ("d" + disk_cache.SUFFIX),
-                           disk_cache.format_entry("d", b"\0" * 100, "", ""))
+    disk_cache.write_entry(tmp_path / ("d" + disk_cache.SUFFIX), entry("d"))
     assert names_in(tmp_path) == {"a", "d"}  # b and c, used before a, went first
 
 
@@ -362,7 +377,7 @@ def test_old_temporary_files_are_removed_and_young_ones_left(tmp_path, monkeypat
         path.write_bytes(b"partial")
     hours_ago = time.time() - 2 * disk_cache.STALE_TMP_SECONDS
     os.utime(old, (hours_ago, hours_ago))
-    disk_cache.write_entry(tmp_path / ("c" + disk_cache.SUFFIX), b"x" * 100)
+    disk_cache.write_whole(tmp_path / ("c" + disk_cache.SUFFIX), b"x" * 100)
     assert young.exists() and not old.exists()
 
 
@@ -392,15 +407,15 @@ from tex import disk_cache
 directory, seed = pathlib.Path(sys.argv[1]), int(sys.argv[2])
 rng = random.Random(seed)
 def data(name):
-    return disk_cache.format_entry(name, name.encode() * 200, "", "")
+    return disk_cache.Entry(name, name, name.encode() * 200, "", "")
 for _ in range(300):
     name = f"e{rng.randrange(60)}"
     path = directory / (name + disk_cache.SUFFIX)
     if rng.random() < 0.5:
         disk_cache.write_entry(path, data(name))
     else:
-        entry = disk_cache.read_entry(path)
-        assert entry is None or disk_cache.format_entry(*entry) == data(name), name
+        entry = disk_cache.read_entry(path, name)
+        assert entry is None or entry == data(name), name
 print("ok")
 """
 
@@ -417,19 +432,19 @@ def test_processes_writing_and_evicting_at_once_leave_a_whole_directory(tmp_path
     for child in children:
         out, err = child.communicate(timeout=120)
         assert child.returncode == 0 and out.strip() == "ok" and err == "", err
-    files = list(tmp_path.iterdir())
+    files = files_in(tmp_path)
     assert files and all(p.suffix == disk_cache.SUFFIX for p in files)  # no temporary files
-    assert all(disk_cache.parse_entry(p.read_bytes()) is not None for p in files)
+    assert all(whole(p) for p in files)
     assert sum(p.stat().st_size for p in files) <= len(children) * (limit + 1000)
-    disk_cache.write_entry(tmp_path / ("last" + disk_cache.SUFFIX), b"x" * 2000)  # scans
-    assert sum(p.stat().st_size for p in tmp_path.iterdir()) <= limit
+    disk_cache.write_whole(tmp_path / ("last" + disk_cache.SUFFIX), b"x" * 2000)  # scans
+    assert sum(p.stat().st_size for p in files_in(tmp_path)) <= limit
 
 
 def test_kernels_and_the_thread_pool_are_evicted_like_any_entry(cache_dir, monkeypatch):
     monkeypatch.setenv("TEX_CACHE_MAX_MB", limit_mb(1000))  # less than one entry
     result = child_result(start_child(cache_dir))  # writes the pool's entry, then the kernel's
     assert result["correct"] and not result["from_disk"]
-    [kept] = cache_dir.iterdir()
+    [kept] = files_in(cache_dir)
     assert not kept.name.startswith("thread_pool-")
 
 
@@ -476,7 +491,7 @@ def test_an_entry_replaced_by_something_else_is_a_miss(cache_dir, replacement):
         entry.mkdir()
     else:
         entry.symlink_to("/dev/zero")
-    assert disk_cache.read_entry(entry) is None
+    assert disk_cache.read_entry(entry, "any key") is None
     cache.clear_cache()
     start = time.perf_counter()
     kernel = build()

@@ -1,5 +1,6 @@
 """export_library / load_library: CPU kernels in one shared library with a C header, called
 from another process, from C, and checked like the kernels they were."""
+import json
 import shutil
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 import tex
-from tex.codegen import cpu_support
+from tex.codegen import cpu_support, object_file
 
 pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
 
@@ -240,3 +241,42 @@ def test_loading_other_files_or_for_other_cpus(library, tmp_path, monkeypatch):
     with pytest.raises(tex.DeviceError, match="compiled for a .* CPU with avx512f, which this "
                                               "CPU lacks"):
         tex.load_library(library)
+
+
+CONSTRUCTOR = """
+#include <fcntl.h>
+__attribute__((constructor)) static void leave_a_mark(void) { creat("%s", 0600); }
+"""
+
+
+@pytest.mark.parametrize("manifest", [None, '{"sha256": "%s", "format": 2, "kernels": []}'
+                                      % ("0" * 64)], ids=["no manifest", "forged manifest"])
+def test_a_library_is_checked_before_any_of_its_code_runs(tmp_path, manifest):
+    """The manifest is read from the file: a shared library without one, or with one that
+    does not match the file, is refused before the dynamic loader runs its constructors."""
+    mark = tmp_path / "constructor_ran"
+    source = tmp_path / "other.c"
+    source.write_text(CONSTRUCTOR % mark + (
+        "" if manifest is None else
+        f"const char tex_library_manifest[] = {json.dumps(manifest)};\n"))
+    other = tmp_path / "other.so"
+    subprocess.run(["cc", "-shared", "-fPIC", str(source), "-o", str(other)], check=True)
+    expected = "is not a library written by" if manifest is None else "was changed after"
+    with pytest.raises(tex.ArgumentError, match=expected):
+        tex.load_library(other)
+    assert not mark.exists()
+
+
+def flip_first_code_byte(data: bytes) -> bytes:
+    at, _ = object_file.symbol_extent(data, "twice_exp")  # the kernel's first instruction
+    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
+
+
+@pytest.mark.parametrize("change", [flip_first_code_byte, lambda data: data + b"\0"],
+                         ids=["a byte of code", "a byte appended"])
+def test_a_library_changed_after_export_is_refused(library, tmp_path, change):
+    changed = tmp_path / "changed.so"
+    changed.write_bytes(change(library.read_bytes()))
+    with pytest.raises(tex.ArgumentError, match="was changed after tex.export_library wrote"):
+        tex.load_library(changed)
+    assert tex.load_library(library).names == ("matmul", "twice_exp")

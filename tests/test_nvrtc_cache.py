@@ -80,29 +80,32 @@ def test_another_process_needs_neither_nvrtc_nor_its_library(cache_dir):
     assert int(out.stdout) == len(nvrtc.compile_source(SOURCE, "sm_80"))
 
 
-def truncate(data: bytes) -> bytes:
+def truncate(data: bytes, secret: bytes) -> bytes:
     return data[:len(data) // 2]
 
 
-def flip_last_byte(data: bytes) -> bytes:
+def flip_last_byte(data: bytes, secret: bytes) -> bytes:
     return data[:-1] + bytes([data[-1] ^ 0xFF])
 
 
-def ptx_for_cubin(data: bytes) -> bytes:
-    """A whole entry of the other output kind."""
-    entry = disk_cache.parse_entry(data)
-    return disk_cache.format_entry("ptx", *entry[1:])
+def ptx_for_cubin(data: bytes, secret: bytes) -> bytes:
+    """A whole, authentic entry of the other output kind."""
+    entry = disk_cache.parse_entry(data, secret)
+    return disk_cache.format_entry(entry._replace(name="ptx"), secret)
 
 
 @pytest.mark.parametrize("damage", [truncate, flip_last_byte, ptx_for_cubin])
 def test_a_damaged_entry_is_compiled_again_and_rewritten(cache_dir, compiles, damage):
     first = nvrtc.compile_source(SOURCE, "sm_80")
     [path] = nvrtc_entries(cache_dir)
-    path.write_bytes(damage(path.read_bytes()))
+    secret = disk_cache.secret(cache_dir)
+    path.write_bytes(damage(path.read_bytes(), secret))
     tex.runtime.clear_cache()
-    assert nvrtc.compile_source(SOURCE, "sm_80") == first
+    with pytest.warns(RuntimeWarning, match="cannot be used"):
+        assert nvrtc.compile_source(SOURCE, "sm_80") == first
     assert len(compiles) == 2
-    assert disk_cache.parse_entry(path.read_bytes())[:2] == ("cubin", first)
+    entry = disk_cache.parse_entry(path.read_bytes(), secret)
+    assert (entry.name, entry.object_code) == ("cubin", first)
 
 
 def test_keys_separate_sources_archs_outputs_and_compilers(cache_dir, monkeypatch):

@@ -1,27 +1,31 @@
 """Every environment variable tex reads, in one place.
 
-| variable          | default      | effect                                               |
-|-------------------|--------------|------------------------------------------------------|
-| TEX_VERIFY        | 0            | 1: run the loop-IR verifier after every pass         |
-| TEX_PRINT_AFTER   | (none)       | comma-separated pass names (or `all`): print the     |
-|                   |              | program after each of them to stderr                 |
-| TEX_FUZZ_EXAMPLES | 40           | how many random programs the fuzzer test tries       |
-| TEX_FUZZ_SEED     | 0            | the fuzzer's first seed                              |
-| TEX_CACHE_DIR     | ~/.cache/tex | where compiled kernels are kept between processes    |
-|                   |              | (`$XDG_CACHE_HOME/tex` when XDG_CACHE_HOME is set);  |
-|                   |              | `off` or empty: no disk cache                        |
-| TEX_CACHE_MAX_MB  | 1024         | the disk cache's size bound in megabytes (fractions  |
-|                   |              | allowed); least recently used entries are deleted    |
-|                   |              | beyond it (`tex/disk_cache.py`); 0: no bound         |
-| TEX_LLVM_CLAIMS   | 1            | 0: strip what tex's LLVM IR promises (`nsw`, `nuw`,  |
-|                   |              | `inbounds`, `noalias`) before compiling, to check    |
-|                   |              | that no result depends on a promise broken           |
-| TEX_BUILD_TIMEOUT | (none)       | seconds: LLVM builds run in a helper process and one |
-|                   |              | that takes longer is stopped with a BuildError       |
-|                   |              | (`tex/codegen/build_worker.py`); unset: in process   |
-| TEX_NUM_THREADS   | usable CPUs  | threads that run a parallel loop, the caller         |
-|                   |              | included (1: no worker threads); read once, when the |
-|                   |              | thread pool is compiled (the first parallel kernel)  |
+| variable                 | default      | effect                                               |
+|--------------------------|--------------|------------------------------------------------------|
+| TEX_VERIFY               | 0            | 1: run the loop-IR verifier after every pass         |
+| TEX_PRINT_AFTER          | (none)       | comma-separated pass names (or `all`): print the     |
+|                          |              | program after each of them to stderr                 |
+| TEX_FUZZ_EXAMPLES        | 40           | how many random programs the fuzzer test tries       |
+| TEX_FUZZ_SEED            | 0            | the fuzzer's first seed                              |
+| TEX_CACHE_DIR            | ~/.cache/tex | where compiled kernels are kept between processes    |
+|                          |              | (`$XDG_CACHE_HOME/tex` when XDG_CACHE_HOME is set);  |
+|                          |              | `off` or empty: no disk cache                        |
+| TEX_CACHE_MAX_MB         | 1024         | the disk cache's size bound in megabytes (fractions  |
+|                          |              | allowed); least recently used entries are deleted    |
+|                          |              | beyond it (`tex/disk_cache.py`); 0: no bound         |
+| TEX_CACHE_MEMORY_KERNELS | 256          | compiled kernels each in-memory cache keeps (by      |
+|                          |              | fingerprint, by program); the least recently used    |
+|                          |              | are dropped beyond it, and their machine code freed  |
+|                          |              | once no kernel uses it (`tex/runtime/cache.py`)      |
+| TEX_LLVM_CLAIMS          | 1            | 0: strip what tex's LLVM IR promises (`nsw`, `nuw`,  |
+|                          |              | `inbounds`, `noalias`) before compiling, to check    |
+|                          |              | that no result depends on a promise broken           |
+| TEX_BUILD_TIMEOUT        | (none)       | seconds: LLVM builds run in a helper process and one |
+|                          |              | that takes longer is stopped with a BuildError       |
+|                          |              | (`tex/codegen/build_worker.py`); unset: in process   |
+| TEX_NUM_THREADS          | usable CPUs  | threads that run a parallel loop, the caller         |
+|                          |              | included (1: no worker threads); read once, when the |
+|                          |              | thread pool is compiled (the first parallel kernel)  |
 
 Each is read when it is used, so a change takes effect at the next build
 (TEX_NUM_THREADS excepted).
@@ -73,6 +77,20 @@ def cache_max_bytes() -> int | None:
     if not math.isfinite(megabytes):
         raise ConfigError(f"TEX_CACHE_MAX_MB is a number of megabytes, got {value!r}")
     return None if megabytes <= 0 else int(megabytes * 2**20)
+
+
+def cache_memory_kernels() -> int:
+    """TEX_CACHE_MEMORY_KERNELS (default 256): how many compiled kernels each in-memory
+    cache keeps (0: none)."""
+    value = os.environ.get("TEX_CACHE_MEMORY_KERNELS", "").strip() or "256"
+    try:
+        count = int(value)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise ConfigError(f"TEX_CACHE_MEMORY_KERNELS is a whole number of kernels (0 or "
+                          f"more), got {value!r}")
+    return count
 
 
 def llvm_claims() -> bool:

@@ -173,8 +173,7 @@ def build(sch: Schedule, args=None, target=None, name: str = "main", target_host
     Building the same schedule (unchanged since) with the same arguments
     again returns the kernel built before. An identical schedule declared
     again, in this process or (through the disk cache) in another, reuses the
-    compiled code without lowering; an identical program from a differently
-    written schedule reuses it after lowering (see `tex.runtime.cache`).
+    compiled code without lowering (see `tex.runtime.cache`).
     `build(tex.lower(s, args), target)` builds a lowered program for a CPU.
     TVM: `tvm.build(s, args, target, name=...)`.
     """

@@ -80,11 +80,12 @@ _RESERVED = {"main", "tex_parallel_for", packed_func.SYMBOL}
 _PROCESS = ctypes.CDLL(None)  # the symbols already loaded: libc, libm, ...
 
 
-def build(func: LoweredFunc, target="llvm") -> llvm_jit.CompiledModule:
-    """Compile `func` for a CPU target: emit LLVM IR, verify, optimise at O3, JIT."""
+def build(func: LoweredFunc, target="llvm", key: str | None = None) -> llvm_jit.CompiledModule:
+    """Compile `func` for a CPU target: emit LLVM IR, verify, optimise at O3, JIT. With
+    `key` (a disk cache entry's), the code defines `llvm_jit.key_symbol(key)`."""
     mod = _emit(func, as_target(target))
     return llvm_jit.compile_ir(str(mod.module), mod.name, mod.target,
-                               tuple(mod.definitions.values()) + mod.imports.texts)
+                               tuple(mod.definitions.values()) + mod.imports.texts, key=key)
 
 
 def entry_name(func: LoweredFunc) -> str:

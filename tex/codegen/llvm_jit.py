@@ -8,9 +8,19 @@ an empty module), so a compile and a load of stored object code
 the same path. Each module gets its own engine, because an engine takes
 ownership of the target machine handed to it; creating that second machine
 costs about a millisecond. The engine (and so the machine code) lives
-exactly as long as its `CompiledModule`.
+exactly as long as its `CompiledModule`: when that is collected, the engine is
+disposed of (under LLVM_LOCK) and its machine code unmapped.
 
-Before object code is loaded, its undefined symbols are read
+A module compiled for the disk cache defines a key symbol, `tex_key_<sha256
+of the entry's key>` (`key_symbol`, `compile_ir(..., key=...)`): the object
+code itself says which entry it belongs to, so that object code moved from
+one entry into another is refused when it is loaded (`load_object`).
+
+Object code that tex did not just compile is checked before MCJIT sees it
+(`object_file.check_object`: its ELF structure, the machine, relocations
+MCJIT implements, the entry point and key symbol defined): LLVM trusts the
+objects it loads, and aborts the process on a damaged one. Before any object
+code is loaded, its undefined symbols are read
 (`tex.codegen.object_file`) and each must resolve: tex's thread pool
 (`tex_parallel_for`, `tex.codegen.thread_pool`) and the runtime routines
 LLVM's code generator may call (`tex.codegen.llvm_builtins`) are compiled and
@@ -23,8 +33,10 @@ export, but never loaded.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
+import weakref
 from functools import lru_cache
 
 import llvmlite.binding as llvm
@@ -37,6 +49,7 @@ from tex.errors import ArgumentError, BuildError
 from tex.target import Target
 
 SOURCE_FORMATS = ("ll", "asm")
+KEY_SYMBOL_PREFIX = "tex_key_"
 #: Held around every use of LLVM's global context, which is not thread-safe.
 LLVM_LOCK = threading.RLock()
 
@@ -143,6 +156,8 @@ class CompiledModule:
         self._ll = ll
         self._asm = None
         self._engine = engine  # keeps the machine code alive; None for another machine's
+        if engine is not None:
+            weakref.finalize(self, _dispose, engine).atexit = False
         self.cannot_run = cpu_support.cannot_run(target, ll)
         self.address = engine.get_function_address(name) if engine is not None else None
         if engine is not None and not self.address:
@@ -161,15 +176,30 @@ class CompiledModule:
         raise ArgumentError(f"unknown source format {fmt!r}; expected one of {SOURCE_FORMATS}")
 
 
-def compile_ir(ir_text: str, name: str, target: Target, definitions=()) -> CompiledModule:
+def _dispose(engine):
+    """Free `engine` and its machine code, holding LLVM's lock (it edits LLVM's context)."""
+    with LLVM_LOCK:
+        engine.close()
+
+
+def key_symbol(key: str) -> str:
+    """The symbol that marks the object code of the disk cache entry of `key`."""
+    return KEY_SYMBOL_PREFIX + hashlib.sha256(key.encode()).hexdigest()
+
+
+def compile_ir(ir_text: str, name: str, target: Target, definitions=(),
+               key: str | None = None) -> CompiledModule:
     """Verify, optimise (O3) and JIT-compile an LLVM module whose entry point is `name`:
     the module's object code is emitted and loaded as `load_object` would load it.
     `definitions` are LLVM IR modules defining functions the module declares (intrinsic
-    calls); they are linked in, their functions made internal. With TEX_BUILD_TIMEOUT,
-    the object code is made in a helper process within that bound (`build_worker`)."""
+    calls); they are linked in, their functions made internal. With `key` (a disk cache
+    entry's), the module also defines `key_symbol(key)`. With TEX_BUILD_TIMEOUT, the
+    object code is made in a helper process within that bound (`build_worker`)."""
     _initialize()
     if not config.llvm_claims():
         ir_text = strip_claims(ir_text)
+    if key is not None:
+        ir_text += f"\n@{key_symbol(key)} = constant i8 0\n"
     seconds = config.build_timeout()
     if seconds is None:
         ll, object_code = optimized_object(ir_text, name, target, definitions)
@@ -234,40 +264,48 @@ def _link_definition(module: llvm.ModuleRef, text: str):
         module.get_function(fn).linkage = "internal"
 
 
-def load_object(object_code: bytes, name: str, ll: str, target: Target) -> CompiledModule:
-    """The CompiledModule of object code that `compile_ir` produced (in any process) for
-    `target`, whose entry point is `name` and optimised IR `ll`; the IR is not parsed.
-
-    `object_code` must be exactly what `compile_ir` emitted (LLVM may crash on a damaged
-    object: check it before). Raises BuildError if a function the module declares cannot
-    be found in this process or the entry point is missing.
+def load_object(object_code: bytes, name: str, ll: str, target: Target,
+                key: str) -> CompiledModule:
+    """The CompiledModule of object code that `compile_ir(..., key=key)` produced (in any
+    process) for `target`, whose entry point is `name` and optimised IR `ll`; the IR is not
+    parsed. Raises BuildError, before MCJIT sees the object, if it is malformed or for
+    another machine (`object_file.check_object`), if it or `ll` does not define `name` and
+    `key_symbol(key)`, or if a function it declares cannot be found in this process.
     """
+    marker = key_symbol(key)
+    externals = object_file.check_object(object_code, target.machine, (name, marker))
+    if f"@{marker} = " not in ll or f"@{name}(" not in ll:
+        raise BuildError(f"the IR stored with {name!r} is not that of its object code")
     _initialize()
     with LLVM_LOCK:
-        return _load(object_code, name, ll, target)
+        return _load(object_code, name, ll, target, externals)
 
 
-def _load(object_code: bytes, name: str, ll: str, target: Target) -> CompiledModule:
+def _load(object_code: bytes, name: str, ll: str, target: Target,
+          externals: frozenset[str] | None = None) -> CompiledModule:
+    """Load `object_code` into an engine of its own; `externals` are its undefined symbols
+    when the caller has read them."""
     if not cpu_support.runs_on_this_machine(target):
         return CompiledModule(name, ll, object_code, None, target)  # to print or export
     engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _new_target_machine(target))
-    _resolve_externals(object_code, name)  # after the engine: it loads the process's symbols
+    if externals is None:
+        externals = object_file.undefined_symbols(object_code)
+    _resolve_externals(externals, name)  # after the engine: it loads the process's symbols
     engine.add_object_file(llvm.ObjectFileRef.from_data(object_code))
     engine.finalize_object()
     return CompiledModule(name, ll, object_code, engine, target)
 
 
-def _resolve_externals(object_code: bytes, name: str):
-    """Make sure every symbol `object_code` refers to resolves to code we know, or raise
-    BuildError naming the ones that do not. (MCJIT leaves an unresolved call pointing at
-    address 0.)
+def _resolve_externals(externals: frozenset[str], name: str):
+    """Make sure every symbol in `externals` (those an object refers to) resolves to code
+    we know, or raise BuildError naming the ones that do not. (MCJIT leaves an unresolved
+    call pointing at address 0.)
 
     tex's thread pool and tex's own runtime routines (`tex.codegen.llvm_builtins`: float
     conversions the code generator lowered to calls) are compiled and defined first when
     the object calls them, and so is the entry of packed calls (`tex.codegen.packed_func`);
     anything else (libm, memcpy) must be defined by the process.
     """
-    externals = object_file.undefined_symbols(object_code)
     if thread_pool.SYMBOL in externals:
         thread_pool.install()
     if externals & llvm_builtins.ROUTINES.keys():

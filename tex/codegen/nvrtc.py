@@ -8,9 +8,10 @@ Guarantees:
 * One (source, arch, output) compiles once per process (an in-memory cache of
   the most recent 256), and once per machine: the output is kept in the disk
   cache (`tex.disk_cache`, TEX_CACHE_DIR; `off`: none) as
-  `nvrtc-<sha256>.texk`, the sha256 of the source, arch, output kind, NVRTC's
-  version (`nvrtc_version`), tex's version and a digest of tex's sources. A
-  damaged entry is a miss and is rewritten; a failed compile is not cached.
+  `nvrtc-<sha256>.texk`, the sha256 of its key: the source, arch, output
+  kind, NVRTC's version (`nvrtc_version`), tex's version and a digest of
+  tex's sources. A damaged entry is reported, deleted and rewritten; a failed
+  compile is not cached.
 * A failed compile raises `BuildError` with NVRTC's log and the numbered source
   lines around the first line the log reports. Missing cuda-python or NVRTC,
   or missing CUDA headers, raise `BuildError` naming tex's `cuda` extra.
@@ -25,7 +26,6 @@ A disk hit neither loads NVRTC nor compiles: it reads and checks one file.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import os
@@ -60,15 +60,25 @@ def clear_cache():
 def _compile(source: str, arch: str, output: str) -> bytes | str:
     """`compile_source` without the check of `output`: from the disk cache, else NVRTC
     (and then written to the disk cache)."""
+    key = _disk_key(source, arch, output)
     path = _disk_path(source, arch, output)
-    entry = disk_cache.read_entry(path) if path else None
-    if entry is not None and entry[0] == output:
-        return entry[1] if output == "cubin" else entry[1].decode()
+    entry = disk_cache.read_entry(path, key) if path else None
+    if entry is not None and entry.name != output:
+        disk_cache.discard_entry(path, f"it holds {entry.name!r}, not {output!r}")
+    elif entry is not None:
+        return entry.object_code if output == "cubin" else entry.object_code.decode()
     result = _nvrtc_compile(source, arch, output)
     if path:
         data = result if output == "cubin" else result.encode()
-        disk_cache.write_entry(path, disk_cache.format_entry(output, data, "", ""))
+        disk_cache.write_entry(path, disk_cache.Entry(key, output, data, "", ""))
     return result
+
+
+def _disk_key(source: str, arch: str, output: str) -> str:
+    """The key of the disk cache's entry of this output: what it depends on, NVRTC and tex
+    included."""
+    return repr((source, arch, output, nvrtc_version(), __version__,
+                 disk_cache.source_digest()))
 
 
 def _disk_path(source: str, arch: str, output: str) -> Path | None:
@@ -76,9 +86,7 @@ def _disk_path(source: str, arch: str, output: str) -> Path | None:
     directory = config.cache_dir()
     if directory is None:
         return None
-    text = repr((source, arch, output, nvrtc_version(), __version__,
-                 disk_cache.source_digest()))
-    return directory / f"nvrtc-{hashlib.sha256(text.encode()).hexdigest()}{disk_cache.SUFFIX}"
+    return disk_cache.entry_path(directory, _disk_key(source, arch, output), "nvrtc-")
 
 
 @lru_cache(maxsize=1)

@@ -47,6 +47,7 @@ import sys
 import llvmlite.binding as llvm
 
 from tex import config
+from tex.codegen import object_file
 from tex.errors import BuildError
 
 SYMBOL = "tex_parallel_for"
@@ -379,11 +380,18 @@ def installed() -> bool:
 def install_object(object_code: bytes) -> int:
     """Load the pool from `compile_object`'s output (this process's or an earlier one's,
     on the same machine) and define SYMBOL for the JIT's symbol lookup, so that kernels
-    loaded afterwards call it; returns its address. Does nothing once installed. The
-    caller holds `llvm_jit.LLVM_LOCK` (LLVM's global state is not thread-safe)."""
+    loaded afterwards call it; returns its address. Does nothing once installed. Raises
+    BuildError, before MCJIT sees it, if the object is malformed, lacks SYMBOL or calls
+    what this process does not define (`object_file.check_object`). The caller holds
+    `llvm_jit.LLVM_LOCK` (LLVM's global state is not thread-safe)."""
     global _address, _engine
     if _address is None:
+        externals = object_file.check_object(object_code, platform.machine(), (SYMBOL,))
         engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _machine())
+        missing = sorted(name for name in externals if llvm.address_of_symbol(name) is None)
+        if missing:
+            raise BuildError(f"the thread pool calls {', '.join(missing)}, which this "
+                             "process does not define")
         engine.add_object_file(llvm.ObjectFileRef.from_data(object_code))
         engine.finalize_object()
         address = engine.get_function_address(SYMBOL)

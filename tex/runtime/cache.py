@@ -11,35 +11,50 @@ By program. `compile_cached(func, target)` compiles a LoweredFunc once per
 process: the key is the printed function (deterministic; it shows buffer
 names and dtypes, loop structure and every expression), plus what the
 printed form leaves out but codegen depends on (the order and dtypes of the
-size variables, the dtypes of all variables) and the target. Differently
-written schedules that lower to the same program share their code this way.
+size variables, the dtypes of all variables) and the target. Builds without
+a fingerprint share their code this way; a kernel found by fingerprint is
+compiled with its own key symbol (below), so it shares its code with no
+other fingerprint.
 
 CUDA kernels are cached by fingerprint the same way, in memory and on disk;
 their code is a `CudaModule` (`tex.codegen.cuda`), compiled by NVRTC. What
 differs between the kinds of target (the compiler, compiling, the entries'
 contents) is decided in one place, the table `_TARGET_CODE`.
 
+In memory, both caches are bounded: each keeps the most recently used
+`config.cache_memory_kernels()` kernels (TEX_CACHE_MEMORY_KERNELS, default 256)
+and drops the least recently used beyond that. Dropping a kernel's code, here
+or by `clear_cache`, frees its machine code (the MCJIT engine) as soon as no
+Kernel uses it; a Kernel holds its own code, so it keeps working.
+
 On disk. The entries live in `config.cache_dir()` (TEX_CACHE_DIR, default
 ~/.cache/tex) as `<disk_key>.texk`, where `disk_key` is the sha256 of the
-fingerprint, the target, tex's version, a digest of tex's own source files
-(so a changed compiler never reuses old code) and the compiler: the machine
-as LLVM is told it (`llvm_jit.machine_description`), or NVRTC's version. An
-LLVM entry holds the object code, the optimised LLVM IR and the printed loop
-program, its name is the entry symbol; a CUDA entry (named "cuda") holds the
-cubin, the module's description (`tex.codegen.cuda_json`: CUDA C source,
-launches, temporaries) and the printed loop program. `tex.disk_cache`
-defines the format, writes entries whole, and keeps the directory under
-TEX_CACHE_MAX_MB by evicting the least recently used. An LLVM hit loads the
-stored object code into a new engine (`llvm_jit.load_object`) without
-parsing or optimising any IR; a CUDA hit rebuilds the module's description
-for the kernel's interface, without lowering or NVRTC. The thread pool's object code
-(`start_thread_pool`) is kept the same way, as `thread_pool-<sha256>.texk`,
-and is evicted like any other entry. An entry that does not parse, whose
-load fails or whose description does not fit the kernel counts as a miss,
-and the entry is rewritten.
+entry's key (`entry_key`): the fingerprint, the target, tex's version, a
+digest of tex's own source files (so a changed compiler never reuses old
+code) and the compiler: the machine as LLVM is told it
+(`llvm_jit.machine_description`), or NVRTC's version. The entry holds its key
+and is authenticated with the user's secret (`tex.disk_cache`), so an entry
+renamed, copied or written by someone else is refused. An LLVM entry holds the
+object code, the optimised LLVM IR and the printed loop program, its name is
+the entry symbol, and the code defines the key symbol of its key
+(`llvm_jit.key_symbol`): object code moved between entries is refused too. A
+CUDA entry (named "cuda") holds the cubin, the module's description
+(`tex.codegen.cuda_json`: CUDA C source, launches, temporaries) and the
+printed loop program. `tex.disk_cache` defines the format, writes entries
+whole, and keeps the directory under TEX_CACHE_MAX_MB by evicting the least
+recently used. An LLVM hit checks the stored object code
+(`object_file.check_object`) and loads it into a new engine
+(`llvm_jit.load_object`) without parsing or optimising any IR; a CUDA hit
+rebuilds the module's description for the kernel's interface, without
+lowering or NVRTC. The thread pool's object code (`start_thread_pool`) is
+kept the same way, as `thread_pool-<sha256>.texk`, and is evicted like any
+other entry. An entry that does not parse, whose load fails or whose
+description does not fit the kernel is reported (a warning), deleted and
+rewritten (`disk_cache.discard_entry`).
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import threading
@@ -58,10 +73,47 @@ from tex.target import Target, as_target
 from tex.version import __version__
 from tex.visitor import collect
 
-_cache: dict[tuple, CompiledModule] = {}
-_by_fingerprint: dict[tuple[str, str], "KernelCode"] = {}
-_lock = threading.Lock()
 _CUDA_ENTRY = "cuda"  # the name of CUDA entries (an LLVM entry's is its entry symbol)
+
+
+class _RecentlyUsed:
+    """A thread-safe map that keeps the `config.cache_memory_kernels()` most recently used
+    items (the bound is read at each insertion)."""
+
+    def __init__(self):
+        self._items = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        """The value of `key` (now the most recently used), or None."""
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def setdefault(self, key, value):
+        """The value of `key` if there is one, else `value`, now kept under `key`; the least
+        recently used items beyond the bound are dropped."""
+        with self._lock:
+            kept = self._items.setdefault(key, value)
+            self._items.move_to_end(key)
+            dropped = []  # released after the lock: dropping code may dispose of an engine
+            while len(self._items) > config.cache_memory_kernels():
+                dropped.append(self._items.popitem(last=False))
+        return kept
+
+    def clear(self):
+        with self._lock:
+            dropped = list(self._items.items())  # released after the lock, as above
+            self._items.clear()
+
+    def __len__(self):
+        return len(self._items)
+
+
+_cache = _RecentlyUsed()           # CompiledModule by `cache_key`
+_by_fingerprint = _RecentlyUsed()  # KernelCode by (fingerprint, target)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,30 +142,33 @@ def cache_key(func: LoweredFunc, target) -> tuple:
 
 def compile_cached(func: LoweredFunc, target="llvm") -> CompiledModule:
     """`tex.codegen.llvm.build(func, target)`, once per distinct program and target in
-    this process."""
+    this process (of those most recently used)."""
     target = as_target(target)
-    return _compile_keyed(func, target, cache_key(func, target))
+    key = cache_key(func, target)
+    hit = _cache.get(key)
+    return hit if hit is not None else _cache.setdefault(key, _compile(func, target))
 
 
-def _compile_keyed(func: LoweredFunc, target: Target, key: tuple) -> CompiledModule:
-    with _lock:
-        hit = _cache.get(key)
-    if hit is not None:
-        return hit
+def _compile(func: LoweredFunc, target: Target, key: str | None = None) -> CompiledModule:
+    """`llvm.build(func, target, key)`, tex's thread pool installed first if `func` has a
+    parallel loop."""
     if collect(func.body, lambda n: isinstance(n, For) and n.kind == "parallel"):
         start_thread_pool()
-    compiled = llvm.build(func, target)
-    with _lock:
-        return _cache.setdefault(key, compiled)
+    return llvm.build(func, target, key=key)
+
+
+def entry_key(fingerprint: str, target: Target) -> str:
+    """The key of the disk entry of the kernel with `fingerprint` on `target`: the text of
+    everything its code depends on, tex's version, its sources and the compiler (LLVM and
+    the machine, or NVRTC) included."""
+    compiler = _target_code(target).compiler(target)
+    return repr((fingerprint, str(target), __version__, disk_cache.source_digest(), compiler))
 
 
 def disk_key(fingerprint: str, target: Target) -> str:
-    """The file name (without suffix) of the kernel with `fingerprint` on `target`: a hex
-    sha256 that also covers tex's version, its sources and the compiler (LLVM and the
-    machine, or NVRTC)."""
-    compiler = _target_code(target).compiler(target)
-    text = repr((fingerprint, str(target), __version__, disk_cache.source_digest(), compiler))
-    return hashlib.sha256(text.encode()).hexdigest()
+    """The file name (without suffix) of the kernel with `fingerprint` on `target`: the hex
+    sha256 of its `entry_key`."""
+    return hashlib.sha256(entry_key(fingerprint, target).encode()).hexdigest()
 
 
 def kernel_code(fingerprint: str, target, lower: Callable[[], LoweredFunc],
@@ -122,25 +177,24 @@ def kernel_code(fingerprint: str, target, lower: Callable[[], LoweredFunc],
 
     From memory, else from the disk cache (read for `interface()`, the
     kernel's interface), else `lower()` is called and its program compiled
-    (through `compile_cached`, or `compile_cuda` for a CUDA target), and the
-    result is kept in memory and written to disk. Without `on_disk` the disk
-    is left alone (a fingerprint no other process can have).
+    (marked with its `entry_key`, or by `compile_cuda` for a CUDA target), and
+    the result is kept in memory and written to disk. Without `on_disk` the
+    disk is left alone (a fingerprint no other process can have).
     """
     target = as_target(target)
-    key = (fingerprint, str(target))
-    with _lock:
-        hit = _by_fingerprint.get(key)
+    memory_key = (fingerprint, str(target))
+    hit = _by_fingerprint.get(memory_key)
     if hit is not None:
         return hit
+    key = entry_key(fingerprint, target)
     directory = config.cache_dir() if on_disk else None
-    path = directory / (disk_key(fingerprint, target) + disk_cache.SUFFIX) if directory else None
-    code = _read_entry(path, target, interface) if path else None
+    path = disk_cache.entry_path(directory, key) if directory else None
+    code = _read_entry(path, key, target, interface) if path else None
     if code is None:
-        code = _target_code(target).compile(lower(), target)
+        code = _target_code(target).compile(lower(), target, key)
         if path:
-            _write_entry(path, code, target)
-    with _lock:
-        return _by_fingerprint.setdefault(key, code)
+            disk_cache.write_entry(path, _target_code(target).entry(code, key))
+    return _by_fingerprint.setdefault(memory_key, code)
 
 
 def start_thread_pool():
@@ -153,77 +207,76 @@ def start_thread_pool():
         if thread_pool.installed():
             return
         directory = config.cache_dir()
-        path = None
-        if directory is not None:
-            text = repr((thread_pool.ir_text(), thread_pool.machine_description(),
-                         __version__, disk_cache.source_digest()))
-            digest = hashlib.sha256(text.encode()).hexdigest()
-            path = directory / f"thread_pool-{digest}{disk_cache.SUFFIX}"
-            entry = disk_cache.read_entry(path)
-            if entry is not None and entry[0] == thread_pool.SYMBOL:
-                try:
-                    thread_pool.install_object(entry[1])
-                    return
-                except (BuildError, RuntimeError):
-                    pass  # compiled below, and the entry rewritten
+        key = repr((thread_pool.ir_text(), thread_pool.machine_description(), __version__,
+                    disk_cache.source_digest()))
+        path = disk_cache.entry_path(directory, key, "thread_pool-") if directory else None
+        entry = disk_cache.read_entry(path, key) if path else None
+        if entry is not None:
+            try:
+                if entry.name != thread_pool.SYMBOL:
+                    raise BuildError(f"it is named {entry.name!r}, not {thread_pool.SYMBOL!r}")
+                thread_pool.install_object(entry.object_code)
+                return
+            except (BuildError, RuntimeError) as err:
+                disk_cache.discard_entry(path, str(err))  # compiled below, and rewritten
         object_code = thread_pool.compile_object()
         thread_pool.install_object(object_code)
         if path is not None:
-            disk_cache.write_entry(path, disk_cache.format_entry(
-                thread_pool.SYMBOL, object_code, thread_pool.ir_text(), ""))
+            disk_cache.write_entry(path, disk_cache.Entry(
+                key, thread_pool.SYMBOL, object_code, thread_pool.ir_text(), ""))
 
 
-def _read_entry(path: Path, target: Target,
+def _read_entry(path: Path, key: str, target: Target,
                 interface: Callable[[], KernelInterface]) -> KernelCode | None:
-    """The kernel stored at `path`, or None if there is no whole, loadable entry that
-    fits `interface()`."""
-    entry = disk_cache.read_entry(path)
-    return None if entry is None else _target_code(target).load(entry, target, interface)
-
-
-def _write_entry(path: Path, code: KernelCode, target: Target):
-    """Put the entry of `code`, compiled for `target`, at `path` (`tex.disk_cache.write_entry`)."""
-    disk_cache.write_entry(path, _target_code(target).entry(code))
+    """The kernel stored at `path` under `key`, or None if there is no whole, loadable
+    entry that fits `interface()` (one that is there but does not is discarded)."""
+    entry = disk_cache.read_entry(path, key)
+    if entry is None:
+        return None
+    try:
+        return _target_code(target).load(entry, target, interface)
+    except disk_cache.DamagedEntry as err:
+        disk_cache.discard_entry(path, str(err))
+        return None
 
 
 @dataclasses.dataclass(frozen=True)
 class _TargetCode:
     """What the caches do with the code of one kind of target (`_TARGET_CODE`): name its
-    compiler in the disk key, compile a lowered function on a miss, format its disk entry,
-    and load the code back from a disk entry read for a kernel interface (None when the
-    entry does not load or fit)."""
+    compiler in the entry key, compile a lowered function on a miss (given the entry key),
+    make its disk entry (given the key), and load the code back from a disk entry read for
+    a kernel interface (raising DamagedEntry when it does not load or fit)."""
 
     compiler: Callable[[Target], str]
-    compile: Callable[[LoweredFunc, Target], KernelCode]
-    entry: Callable[[KernelCode], bytes]
-    load: Callable[[tuple, Target, Callable[[], KernelInterface]], KernelCode | None]
+    compile: Callable[[LoweredFunc, Target, str], KernelCode]
+    entry: Callable[[KernelCode, str], disk_cache.Entry]
+    load: Callable[[disk_cache.Entry, Target, Callable[[], KernelInterface]], KernelCode]
 
 
-def _llvm_compile(func: LoweredFunc, target: Target) -> KernelCode:
-    """`func` compiled for a CPU, through the cache by program."""
-    program_key = cache_key(func, target)  # its first part is the printed program
-    return KernelCode(_compile_keyed(func, target, program_key), program_key[0], func)
+def _llvm_compile(func: LoweredFunc, target: Target, key: str) -> KernelCode:
+    """`func` compiled for a CPU, its code marked with `key` (`llvm_jit.key_symbol`)."""
+    return KernelCode(_compile(func, target, key), str(func), func)
 
 
-def _llvm_entry(code: KernelCode) -> bytes:
+def _llvm_entry(code: KernelCode, key: str) -> disk_cache.Entry:
     """A CPU kernel's entry: named by its entry symbol, its object code and optimised IR."""
     compiled = code.compiled
-    return disk_cache.format_entry(compiled.name, compiled.object_code,
-                                   compiled.get_source("ll"), code.tex_source)
+    return disk_cache.Entry(key, compiled.name, compiled.object_code,
+                            compiled.get_source("ll"), code.tex_source)
 
 
-def _llvm_load(entry: tuple, target: Target,
-               interface: Callable[[], KernelInterface]) -> KernelCode | None:
-    """A CPU kernel from its entry: its object code loaded into a new engine."""
-    name, object_code, ll, tex_source = entry
-    if thread_pool.SYMBOL in ll:
+def _llvm_load(entry: disk_cache.Entry, target: Target,
+               interface: Callable[[], KernelInterface]) -> KernelCode:
+    """A CPU kernel from its entry: its object code checked and loaded into a new engine."""
+    if thread_pool.SYMBOL in entry.ll:
         start_thread_pool()
     try:
-        compiled = llvm_jit.load_object(object_code, name, ll, target)
-    except BuildError:
-        return None
+        compiled = llvm_jit.load_object(entry.object_code, entry.name, entry.ll, target,
+                                        entry.key)
+    except (BuildError, RuntimeError) as err:
+        raise disk_cache.DamagedEntry(f"its object code does not load ({err})") from None
     compiled.loaded_from_disk = True
-    return KernelCode(compiled, tex_source, interface())
+    return KernelCode(compiled, entry.tex, interface())
 
 
 def _cuda_compiler(target: Target) -> str:
@@ -231,24 +284,27 @@ def _cuda_compiler(target: Target) -> str:
     return nvrtc.nvrtc_version()
 
 
-def _cuda_compile(func: LoweredFunc, target: Target) -> KernelCode:
+def _cuda_compile(func: LoweredFunc, target: Target, key: str) -> KernelCode:
     return KernelCode(compile_cuda(func, target), str(func), func)
 
 
-def _cuda_entry(code: KernelCode) -> bytes:
+def _cuda_entry(code: KernelCode, key: str) -> disk_cache.Entry:
     """A CUDA kernel's entry: its cubin and the module's description."""
     compiled = code.compiled
-    return disk_cache.format_entry(_CUDA_ENTRY, compiled.cubin,
-                                   module_to_json(compiled, code.func), code.tex_source)
+    return disk_cache.Entry(key, _CUDA_ENTRY, compiled.cubin,
+                            module_to_json(compiled, code.func), code.tex_source)
 
 
-def _cuda_load(entry: tuple, target: Target,
-               interface: Callable[[], KernelInterface]) -> KernelCode | None:
+def _cuda_load(entry: disk_cache.Entry, target: Target,
+               interface: Callable[[], KernelInterface]) -> KernelCode:
     """A CUDA kernel from its entry: the module's description rebuilt for `interface()`."""
-    name, cubin, description, tex_source = entry
+    if entry.name != _CUDA_ENTRY:
+        raise disk_cache.DamagedEntry(f"it is named {entry.name!r}, not {_CUDA_ENTRY!r}")
     func = interface()
-    module = module_from_json(description, target, cubin, func) if name == _CUDA_ENTRY else None
-    return None if module is None else KernelCode(module, tex_source, func)
+    module = module_from_json(entry.ll, target, entry.object_code, func)
+    if module is None:
+        raise disk_cache.DamagedEntry("its module description does not fit the kernel")
+    return KernelCode(module, entry.tex, func)
 
 
 _TARGET_CODE = {
@@ -263,11 +319,11 @@ def _target_code(target: Target) -> _TargetCode:
 
 
 def clear_cache(disk: bool = False):
-    """Forget every compiled module in memory, NVRTC's output included (kernels already
-    built keep theirs); with `disk`, also delete every entry in the disk cache's directory."""
-    with _lock:
-        _cache.clear()
-        _by_fingerprint.clear()
+    """Forget every compiled module in memory, NVRTC's output included: the machine code of
+    kernels no longer used is freed (kernels still used keep theirs). With `disk`, also
+    delete every entry in the disk cache's directory."""
+    _cache.clear()
+    _by_fingerprint.clear()
     nvrtc.clear_cache()
     directory = config.cache_dir()
     if disk and directory is not None and directory.is_dir():
@@ -279,5 +335,5 @@ def clear_cache(disk: bool = False):
 
 
 def cache_size() -> int:
-    """How many compiled modules the in-memory cache holds."""
+    """How many compiled modules the in-memory cache by program holds."""
     return len(_cache)

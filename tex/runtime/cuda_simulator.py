@@ -157,10 +157,12 @@ def _shared_object(program: str, key: str, cxx: str) -> bytes:
     """The shared library of `program`: a disk cache entry ("simulator"), else compiled
     (and then written to the disk cache)."""
     directory = config.cache_dir()
-    path = directory / f"simulator-{key}{disk_cache.SUFFIX}" if directory else None
-    entry = disk_cache.read_entry(path) if path else None
-    if entry is not None and entry[0] == "simulator":
-        return entry[1]
+    path = disk_cache.entry_path(directory, key, "simulator-") if directory else None
+    entry = disk_cache.read_entry(path, key) if path else None
+    if entry is not None and entry.name != "simulator":
+        disk_cache.discard_entry(path, f"it holds {entry.name!r}, not a simulator")
+    elif entry is not None:
+        return entry.object_code
     with tempfile.TemporaryDirectory(prefix="tex-simulator-") as work:
         source = Path(work) / "kernel.cu"
         source.write_text(program)
@@ -173,7 +175,7 @@ def _shared_object(program: str, key: str, cxx: str) -> bytes:
                              + result.stderr[-4000:])
         data = built.read_bytes()
     if path:
-        disk_cache.write_entry(path, disk_cache.format_entry("simulator", data, "", ""))
+        disk_cache.write_entry(path, disk_cache.Entry(key, "simulator", data, "", ""))
     return data
 
 

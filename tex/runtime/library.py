@@ -27,8 +27,16 @@ refused: a library runs without the process that registered them.
 The library also carries a description of its kernels (the data symbol
 `tex_library_manifest`, JSON: its device, "cpu", the tex version that wrote it,
 and each kernel's parameters with dtypes and shapes, size variables, outputs, the
-CPU and features it was compiled for, its loop program and optimised IR).
-`load_library` reads it and returns a `Library` whose kernels check every call's
+CPU and features it was compiled for, its loop program and optimised IR), and,
+first in it, the sha256 of the library file as export_library wrote it (with the
+64 digits of that sha256 read as "0"s). `load_library` reads the manifest from
+the file (`object_file.symbol_extent`) before loading anything: a file that is
+not a shared library exporting a manifest of this format, or whose contents do
+not match its sha256 (changed after export: stripped, patched, truncated), is
+refused with ArgumentError before the dynamic loader runs any of its code
+(constructors included). This is a check of integrity, not of origin: whoever
+can write a library can write a matching manifest, so load only libraries you
+would run. Then it loads the library and returns a `Library` whose kernels check every call's
 arguments exactly as a `Kernel` does and take NumPy arrays or CPU objects with
 `__dlpack__`, without copies; a nonzero code from the entry point is raised as
 ArgumentError with its message. Loading
@@ -39,6 +47,7 @@ so does a library of another machine's code.
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
 import os
 import platform
@@ -63,9 +72,13 @@ from tex.target import as_target
 from tex.version import __version__
 
 MANIFEST = "tex_library_manifest"
-#: 2: entry points return a status (`int NAME(...)`); 1 returned nothing.
+#: 2: entry points return a status (`int NAME(...)`) and the manifest starts with the
+#: file's sha256; 1 returned nothing and was not sealed.
 _FORMAT = 2
 _STATUS_ENTRY = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+#: How the manifest starts: the library's sha256 follows (64 hex digits).
+_DIGEST_FIELD = b'{"sha256": "'
+_UNSEALED = "0" * 64
 
 
 def export_library(kernels, path, cc: str | None = None) -> Path:
@@ -79,7 +92,8 @@ def export_library(kernels, path, cc: str | None = None) -> Path:
     _check_exportable(kernels)
     target = kernels[0].target
     cc = _linker(cc, target)
-    manifest = {"format": _FORMAT, "device": "cpu", "tex_version": __version__,
+    manifest = {"sha256": _UNSEALED, "format": _FORMAT, "device": "cpu",
+                "tex_version": __version__,
                 "kernels": [_describe(k) for k in kernels]}
     with tempfile.TemporaryDirectory(prefix="tex-library-") as work:
         objects = {f"kernel{k}.o": llvm_jit.shared_library_object(
@@ -114,7 +128,7 @@ def export_library(kernels, path, cc: str | None = None) -> Path:
             raise BuildError(f"export_library: linking {path.name} with {cc} failed: {what}\n"
                              + result.stderr[-4000:])
         path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(linked, path)
+        path.write_bytes(_sealed(linked.read_bytes()))
     path.with_suffix(".h").write_text(library_abi.header(path, kernels))
     return path
 
@@ -178,6 +192,14 @@ def _describe(kernel: Kernel) -> dict:
             "ll": kernel.get_source("ll")}
 
 
+def _sealed(library: bytes) -> bytes:
+    """The linked `library` with its sha256 written into its manifest, in place of the
+    zeros it was linked with."""
+    at = object_file.symbol_extent(library, MANIFEST)[0] + len(_DIGEST_FIELD)
+    digest = hashlib.sha256(library).hexdigest().encode()
+    return library[:at] + digest + library[at + len(digest):]
+
+
 def _manifest_object(data: bytes, target) -> bytes:
     """An object for `target` defining `tex_library_manifest`, the bytes of `data` and a
     final NUL."""
@@ -216,40 +238,58 @@ class Library:
 
 def load_library(path) -> Library:
     """The kernels of the library `path` that `export_library` wrote (see the module
-    docstring). Raises DeviceError if it was compiled for CPU features this machine
-    lacks, ArgumentError if `path` is not such a library."""
+    docstring). Raises ArgumentError, before loading it, if `path` is not such a library
+    or was changed since; DeviceError if it was compiled for another machine or for CPU
+    features this machine lacks."""
     path = Path(path)
     machine = object_file.machine_of(path)
     if machine is not None and machine != platform.machine():
         raise DeviceError(f"load_library: {path} holds {machine} code; this machine is "
                           f"{platform.machine()}")
     try:
-        handle = ctypes.CDLL(str(path.resolve()))
+        manifest = _checked_manifest(path.read_bytes(), path)
     except OSError as err:
         raise ArgumentError(f"load_library: cannot load {path}: {err}") from None
-    try:
-        manifest = json.loads(_read_manifest(handle))
-    except (ValueError, AttributeError):
-        raise ArgumentError(f"load_library: {path} is not a library written by "
-                            "tex.export_library (it has no readable "
-                            f"{MANIFEST})") from None
-    if manifest.get("format") != _FORMAT:
-        raise ArgumentError(f"load_library: {path} has manifest format "
-                            f"{manifest.get('format')!r}; this tex reads format {_FORMAT}")
-    kernels = {}
     for entry in manifest["kernels"]:
         lacking = cpu_support.missing_features(entry["features"])
         if lacking:
             raise DeviceError(f"load_library: kernel {entry['name']} of {path.name} was compiled "
                               f"for a {entry['cpu']} CPU with {', '.join(lacking)}, which this "
                               "CPU lacks")
-        kernels[entry["name"]] = _kernel(entry, handle, path)
+    try:
+        handle = ctypes.CDLL(str(path.resolve()))
+    except OSError as err:
+        raise ArgumentError(f"load_library: cannot load {path}: {err}") from None
+    kernels = {entry["name"]: _kernel(entry, handle, path) for entry in manifest["kernels"]}
     return Library(path, handle, kernels)
 
 
-def _read_manifest(handle: ctypes.CDLL) -> str:
-    address = ctypes.addressof(ctypes.c_char.in_dll(handle, MANIFEST))
-    return ctypes.string_at(address).decode()
+def _checked_manifest(library: bytes, path: Path) -> dict:
+    """The manifest of the file `library` (at `path`), read without loading it; raises
+    ArgumentError unless it is a manifest of this format whose sha256 matches the file."""
+    try:
+        at, size = object_file.symbol_extent(library, MANIFEST)
+        text = library[at:at + size]
+        manifest = json.loads(text.rstrip(b"\0"))
+        kernels = manifest["kernels"]
+    except (BuildError, ValueError, TypeError, KeyError) as err:
+        raise ArgumentError(f"load_library: {path} is not a library written by "
+                            f"tex.export_library (it has no readable {MANIFEST}: "
+                            f"{err})") from None
+    if manifest.get("format") != _FORMAT:
+        raise ArgumentError(f"load_library: {path} has manifest format "
+                            f"{manifest.get('format')!r}; this tex reads format {_FORMAT}")
+    digest = at + len(_DIGEST_FIELD)
+    recorded = library[digest:digest + len(_UNSEALED)]
+    unsealed = library[:digest] + _UNSEALED.encode() + library[digest + len(_UNSEALED):]
+    if not text.startswith(_DIGEST_FIELD) or \
+            hashlib.sha256(unsealed).hexdigest().encode() != recorded:
+        raise ArgumentError(f"load_library: {path} was changed after tex.export_library wrote "
+                            "it (its contents do not match the sha256 its manifest records); "
+                            "export it again")
+    if not isinstance(kernels, list) or not all(isinstance(k, dict) for k in kernels):
+        raise ArgumentError(f"load_library: the manifest of {path} lists no kernels")
+    return manifest
 
 
 def _kernel(entry: dict, handle: ctypes.CDLL, path: Path) -> Kernel:
