@@ -308,6 +308,16 @@ def test_a_uniform_division_in_a_vectorized_branch():
     run_case_in_a_child(777696, seconds=300)
 
 
+def test_index_arithmetic_llvm_widens_to_128_bits_links(monkeypatch):
+    """Fuzz seed 932271, built with the IR's claims stripped (TEX_LLVM_CLAIMS=0): without
+    `nsw`, LLVM widened a remainder of the index arithmetic to 128 bits and called
+    `__umodti3`, which neither tex nor the process defined. tex defines the 128-bit
+    division routines now (`tex.codegen.llvm_builtins`)."""
+    monkeypatch.setenv("TEX_LLVM_CLAIMS", "0")
+    monkeypatch.setenv("TEX_CACHE_DIR", "off")
+    run_case(932271)
+
+
 def test_min_max_of_selects_compiles_in_seconds():
     """Fuzz seed 777473 (min/max reductions over selects of loads) kept LLVM's O3 pipeline
     busy for minutes with the old `a > b ? a : b` form of max; it builds in about a second

@@ -4,11 +4,15 @@ On a CPU without an instruction for a float conversion, LLVM lowers it to a
 call of a routine of compiler-rt / libgcc: double -> half on any x86 CPU
 without AVX512-FP16 becomes `__truncdfhf2`, float -> bfloat16 without
 AVX512-BF16 `__truncsfbf2`, half <-> float without F16C `__truncsfhf2` and
-`__extendhfsf2`. Neither the process nor LLVM's JIT is sure to define them,
-so tex does: each routine here is LLVM IR written with integer operations only
-(so that compiling it calls nothing), correctly rounded (to nearest, ties to
-even, subnormals kept, overflow to infinity, NaN stays NaN with its payload's
-top bits, as compiler-rt does).
+`__extendhfsf2`. And where LLVM widens index arithmetic to 128 bits (it may,
+when no `nsw` flag tells it a value cannot overflow: TEX_LLVM_CLAIMS=0), a
+128-bit division or remainder becomes `__udivti3`, `__umodti3`, `__divti3` or
+`__modti3`. Neither the process nor LLVM's JIT is sure to define them, so tex
+does: each routine here is LLVM IR written with integer operations only (so
+that compiling it calls nothing). The conversions round correctly (to
+nearest, ties to even, subnormals kept, overflow to infinity, NaN stays NaN
+with its payload's top bits, as compiler-rt does); the divisions truncate
+toward zero, the remainder taking the dividend's sign, as C's do.
 
 `install` compiles them once per process and makes them known to the JIT's
 symbol lookup; `tex.codegen.llvm_jit` calls it before it loads object code
@@ -27,10 +31,17 @@ from tex.errors import BuildError
 _FORMATS = {"half": (16, 5, 10), "bfloat": (16, 8, 7), "float": (32, 8, 23),
             "double": (64, 11, 52)}
 
-#: routine -> (source type, result type); every one of them narrows but __extendhfsf2.
-ROUTINES = {"__truncsfhf2": ("float", "half"), "__truncdfhf2": ("double", "half"),
-            "__truncsfbf2": ("float", "bfloat"), "__truncdfbf2": ("double", "bfloat"),
-            "__extendhfsf2": ("half", "float")}
+#: conversion routine -> (source type, result type); all narrow but __extendhfsf2.
+_CONVERSIONS = {"__truncsfhf2": ("float", "half"), "__truncdfhf2": ("double", "half"),
+                "__truncsfbf2": ("float", "bfloat"), "__truncdfbf2": ("double", "bfloat"),
+                "__extendhfsf2": ("half", "float")}
+
+#: 128-bit division routine -> (signed, which result: "q" quotient or "r" remainder).
+_DIVISIONS = {"__udivti3": (False, "q"), "__umodti3": (False, "r"),
+              "__divti3": (True, "q"), "__modti3": (True, "r")}
+
+#: Every routine tex defines.
+ROUTINES = frozenset(_CONVERSIONS) | frozenset(_DIVISIONS)
 
 
 def _truncation(name: str, source: str, result: str) -> str:
@@ -127,10 +138,78 @@ define hidden float @__extendhfsf2(half %x) {
 """
 
 
+#: Unsigned 128-bit division, one quotient bit per step (restoring long division).
+#: The partial remainder stays below the divisor, but twice it may pass 2^128 when the
+#: divisor is above 2^127: the bit shifted out (%carry) then forces the subtraction.
+_UNSIGNED_DIVISION = """
+define internal {i128, i128} @tex.udivmod128(i128 %n, i128 %d) {
+entry:
+  br label %step
+step:
+  %i = phi i32 [127, %entry], [%i.next, %step]
+  %q = phi i128 [0, %entry], [%q.next, %step]
+  %r = phi i128 [0, %entry], [%r.next, %step]
+  %shift = zext i32 %i to i128
+  %n.shifted = lshr i128 %n, %shift
+  %bit = and i128 %n.shifted, 1
+  %carry = icmp slt i128 %r, 0
+  %twice = shl i128 %r, 1
+  %r.in = or i128 %twice, %bit
+  %fits = icmp uge i128 %r.in, %d
+  %take = or i1 %carry, %fits
+  %r.less = sub i128 %r.in, %d
+  %r.next = select i1 %take, i128 %r.less, i128 %r.in
+  %take.wide = zext i1 %take to i128
+  %q.bit = shl i128 %take.wide, %shift
+  %q.next = or i128 %q, %q.bit
+  %i.next = sub i32 %i, 1
+  %done = icmp eq i32 %i, 0
+  br i1 %done, label %exit, label %step
+exit:
+  %pair = insertvalue {i128, i128} undef, i128 %q.next, 0
+  %out = insertvalue {i128, i128} %pair, i128 %r.next, 1
+  ret {i128, i128} %out
+}
+"""
+
+
+def _division(name: str, signed: bool, which: str) -> str:
+    """IR of `i128 name(i128 a, i128 b)`: the quotient or remainder of a / b."""
+    field = 0 if which == "q" else 1
+    if not signed:
+        return f"""
+define hidden i128 @{name}(i128 %a, i128 %b) {{
+  %qr = call {{i128, i128}} @tex.udivmod128(i128 %a, i128 %b)
+  %out = extractvalue {{i128, i128}} %qr, {field}
+  ret i128 %out
+}}
+"""
+    # the result's sign: the quotient's is a's xor b's, the remainder's is a's
+    sign = "%sa" if which == "r" else "%sq"
+    return f"""
+define hidden i128 @{name}(i128 %a, i128 %b) {{
+  %sa = ashr i128 %a, 127
+  %sb = ashr i128 %b, 127
+  %sq = xor i128 %sa, %sb
+  %xa = xor i128 %a, %sa
+  %ua = sub i128 %xa, %sa
+  %xb = xor i128 %b, %sb
+  %ub = sub i128 %xb, %sb
+  %qr = call {{i128, i128}} @tex.udivmod128(i128 %ua, i128 %ub)
+  %u = extractvalue {{i128, i128}} %qr, {field}
+  %xu = xor i128 %u, {sign}
+  %out = sub i128 %xu, {sign}
+  ret i128 %out
+}}
+"""
+
+
 def ir_text() -> str:
     """An LLVM module defining every routine of ROUTINES (hidden visibility)."""
     parts = [_EXTEND_HALF if name == "__extendhfsf2" else _truncation(name, *types)
-             for name, types in ROUTINES.items()]
+             for name, types in _CONVERSIONS.items()]
+    parts.append(_UNSIGNED_DIVISION)
+    parts += [_division(name, *how) for name, how in _DIVISIONS.items()]
     return "".join(parts)
 
 
@@ -152,7 +231,7 @@ def install() -> dict[str, int]:
     _engine = llvm.create_mcjit_compiler(module, machine)
     _engine.finalize_object()
     addresses = {}
-    for name in ROUTINES:
+    for name in sorted(ROUTINES):
         addresses[name] = _engine.get_function_address(name)
         if not addresses[name]:
             raise BuildError(f"tex's runtime routine {name} did not compile")

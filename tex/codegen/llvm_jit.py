@@ -308,7 +308,7 @@ def _resolve_externals(externals: frozenset[str], name: str):
     """
     if thread_pool.SYMBOL in externals:
         thread_pool.install()
-    if externals & llvm_builtins.ROUTINES.keys():
+    if externals & llvm_builtins.ROUTINES:
         llvm_builtins.install()
     if packed_func.SYMBOL in externals:
         packed_func.install()

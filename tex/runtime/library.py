@@ -105,7 +105,7 @@ def export_library(kernels, path, cc: str | None = None) -> Path:
         objects["thread_pool.o"] = llvm_jit.shared_library_object(
             thread_pool.ir_text(target.machine), (thread_pool.SYMBOL, thread_pool.SET_THREADS),
             target)
-        if called & llvm_builtins.ROUTINES.keys():
+        if called & llvm_builtins.ROUTINES:
             objects["builtins.o"] = llvm_jit.shared_library_object(
                 llvm_builtins.ir_text(), llvm_builtins.ROUTINES, target)
         objects["manifest.o"] = _manifest_object(json.dumps(manifest).encode(), target)
