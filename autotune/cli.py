@@ -4,6 +4,7 @@
     tex-tune matmul --shape 1024,1024,1024 --trials 400 --log matmul.jsonl --resume
     tex-tune matmul --shape 512,512,512 --trials 100 --log m512.jsonl --transfer matmul.jsonl
     tex-tune --file my_ops.py my_matmul --args 1024,64 --trials 100 --log mine.jsonl
+    tex-tune job net.toml --log-dir logs --time-budget 20m   # many tasks, one budget
     tex-tune best matmul.jsonl                  # the best configuration and its loop nest
     tex-tune plot matmul.jsonl -o curve.png     # best rate against trials, per workload
     tex-tune ops                                # the operators tex-tune knows by name
@@ -23,6 +24,11 @@ a plain function that returns the tensors to build (inputs, then outputs), as
 `--args` is a list of JSON values separated by commas: `1024,64` or
 `"NCHW",[3,3]`. Errors raised by the user's code keep their traceback.
 
+`tex-tune job TASKS --log-dir DIR` tunes the tasks of a TOML or JSON file
+under one trial or time budget (`autotune.job`), one log per task.
+`tex-tune best` uses only records of this machine's CPU model unless
+`--any-hardware` is given.
+
 `--transfer LOG ...` pre-trains the cost model with the measurements of other
 registry workloads (other shapes of an operator, say) on the same target.
 
@@ -34,7 +40,6 @@ or an input tex-tune cannot honour (`tex-tune: error: ...`), 130 stopped.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -44,13 +49,17 @@ import warnings
 import tex
 from autotune import ops
 from autotune import records as rec
+from autotune import job
 from autotune.errors import TuneError
+from autotune.hardware import matching_records, other_hardware_note
+from autotune.measure import Measurer
 from autotune.targets import kind_of
-from autotune.task import Task, Template
+from autotune.task import Task
 from autotune.tuner import REMEASURED, measured_configs, tune
+from autotune.userfile import function_task, task_of_record
 from tex.runtime.cuda_device import require_device
 
-COMMANDS = ("tune", "best", "plot", "ops")
+COMMANDS = ("tune", "job", "best", "plot", "ops")
 EXAMPLES = "examples:\n" + __doc__.split("\n\n")[1]
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 130
 
@@ -77,6 +86,62 @@ def _positive_float(text: str) -> float:
     return value
 
 
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "min": 60, "h": 3600}
+
+
+def _duration_arg(text: str) -> float:
+    """"20m" -> 1200.0; also "90s", "1.5h" and plain seconds."""
+    number = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = text[len(number):]
+    try:
+        value = float(number) * _DURATION_UNITS[unit]
+    except (ValueError, KeyError):
+        value = math.nan
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a duration such as 20m, 90s, 1h or 1200 "
+                                         f"(seconds), got {text!r}")
+    return value
+
+
+def _measure_arguments(parser) -> None:
+    """The options of measurement and search that `tune` and `job` share."""
+    parser.add_argument("--target", default="llvm", help="the target to tune for (llvm)")
+    parser.add_argument("--seed", type=int, default=0, metavar="N",
+                        help="the search's random seed (0)")
+    parser.add_argument("--batch-size", type=_positive_int, default=8, metavar="N",
+                        help="configurations measured per round (8)")
+    parser.add_argument("--timeout", type=_positive_float, default=10.0, metavar="SECONDS",
+                        help="seconds allowed to build, or to check and time, one "
+                             "configuration (10)")
+    parser.add_argument("-j", "--build-workers", type=_positive_int, default=2, metavar="N",
+                        help="processes building candidates in parallel (2)")
+    parser.add_argument("--model", choices=("xgboost", "random"), default="xgboost",
+                        help="the cost model guiding the search (xgboost)")
+
+
+def _job_parser(commands) -> None:
+    run = commands.add_parser(
+        "job", help="tune the tasks of a TOML or JSON file under one budget",
+        description="Tune every task of TASKS (a TOML or JSON file of registry operators\n"
+                    "with shapes and functions of Python files with arguments, each with\n"
+                    "an optional target and weight) under one budget, giving each round\n"
+                    "to the task whose weighted best time is expected to fall most. One\n"
+                    "log per task in --log-dir. See autotune/job.py for the format.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("tasks", metavar="TASKS", help="the TOML (.toml) or JSON file of tasks")
+    run.add_argument("--log-dir", required=True, metavar="DIR",
+                     help="the directory of the tasks' logs (made if missing)")
+    run.add_argument("--trials", type=_positive_int, metavar="N",
+                     help="configurations to measure in all, counting those the logs hold")
+    run.add_argument("--time-budget", type=_duration_arg, metavar="DURATION",
+                     help="stop starting rounds after this long: 20m, 90s, 1h")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the measurements the logs already hold")
+    run.add_argument("--early-stop", type=_positive_int, metavar="ROUNDS",
+                     help="stop when no task improved for this many rounds")
+    _measure_arguments(run)
+
+
 def _parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="tex-tune", description="Tune tex operators, and read tuning logs.",
@@ -101,31 +166,29 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--args", metavar="VALUES",
                      help="with --file: the function's arguments, JSON values separated by "
                           "commas (1024,64)")
-    run.add_argument("--target", default="llvm", help="the target to tune for (llvm)")
     run.add_argument("--trials", type=_positive_int, required=True, metavar="N",
                      help="configurations to measure, counting those the log already holds")
     run.add_argument("--log", required=True, help="the JSONL tuning log to append to")
     run.add_argument("--resume", action="store_true",
                      help="continue the measurements the log already holds for this workload")
-    run.add_argument("--seed", type=int, default=0, metavar="N",
-                     help="the search's random seed (0)")
-    run.add_argument("--batch-size", type=_positive_int, default=8, metavar="N",
-                     help="configurations measured per round (8)")
     run.add_argument("--remeasure", type=int, default=REMEASURED, metavar="N",
                      help=f"measure the N fastest once more at the end (default {REMEASURED})")
-    run.add_argument("--timeout", type=_positive_float, default=10.0, metavar="SECONDS",
-                     help="seconds allowed to build, or to check and time, one "
-                          "configuration (10)")
-    run.add_argument("--model", choices=("xgboost", "random"), default="xgboost",
-                     help="the cost model guiding the search (xgboost)")
+    _measure_arguments(run)
     run.add_argument("--transfer", nargs="+", action="extend", default=[], metavar="LOG",
                      help="logs of other registry workloads that pre-train the cost model")
+    _job_parser(commands)
 
     best = commands.add_parser("best", help="print the best configuration per workload",
                                description="Print the best configuration of each workload "
-                                           "of a log, and its loop nest when the workload is "
-                                           "a registry operator.")
+                                           "of a log measured on this machine's CPU model, "
+                                           "its rate and loop nest when the workload is a "
+                                           "registry operator or a function of --file.")
     best.add_argument("log", metavar="LOG")
+    best.add_argument("--file", metavar="PATH",
+                      help="the Python file of the log's --file workloads, for their rate "
+                           "and loop nest")
+    best.add_argument("--any-hardware", action="store_true",
+                      help="use records measured on other CPU models too")
     best.add_argument("--workload", metavar="KEY",
                       help="only this workload: its task name (\"matmul 64,64,64\") or key")
 
@@ -153,7 +216,8 @@ def main(argv=None) -> int:
     if args.command is None:
         _parser().print_help(sys.stderr)
         return EXIT_USAGE
-    run = {"tune": run_tune, "best": run_best, "plot": run_plot, "ops": run_ops}[args.command]
+    run = {"tune": run_tune, "job": run_job, "best": run_best, "plot": run_plot,
+           "ops": run_ops}[args.command]
     with warnings.catch_warnings():
         warnings.showwarning = _WarningPrinter()
         try:
@@ -203,12 +267,12 @@ def run_tune(args) -> int:
         print(f"the log already holds {done} measurements of {task.name} (--trials "
               f"{args.trials}); nothing to measure", file=sys.stderr)
         return _print_best(task, rec.load(args.log), args.log)
-    line = ProgressLine(task, failed, sys.stderr)
+    line = ProgressLine(task, failed, sys.stderr, done)
     try:
         result = tune(task, args.trials, log=args.log, model=args.model, seed=args.seed,
                       batch_size=args.batch_size, transfer=transfer, callback=line.update,
-                      remeasure=args.remeasure,
-                      timeout=args.timeout)
+                      remeasure=args.remeasure, timeout=args.timeout,
+                      build_workers=args.build_workers)
     finally:
         line.close()
     if result.interrupted:
@@ -231,18 +295,7 @@ def _task_of(args) -> Task:
     if args.shape is not None or args.dtype is not None:
         raise TuneError("--shape and --dtype go with a registry operator; a function of "
                         "--file takes its arguments with --args")
-    values = _json_args(args.args)
-    func = _load_function(args.file, args.name)
-    if isinstance(func, Template):
-        return Task.from_template(func, values, args.target)
-    tensors = func(*values)
-    if not isinstance(tensors, (list, tuple)) or not all(
-            isinstance(t, tex.Tensor) for t in tensors):
-        raise TuneError(f"{args.name}({args.args or ''}) in {args.file} must return the "
-                        f"tensors to build (inputs, then outputs) or be an "
-                        f"@autotune.template; it returned {type(tensors).__name__}")
-    name = " ".join([args.name] + ([args.args.replace(" ", "")] if values else []))
-    return Task.from_compute(tensors, args.target, name=name)
+    return function_task(args.file, args.name, _json_args(args.args), args.target)
 
 
 def _json_args(text) -> list:
@@ -253,26 +306,6 @@ def _json_args(text) -> list:
     except json.JSONDecodeError:
         raise TuneError(f"--args takes JSON values separated by commas, such as 1024,64 or "
                         f"'\"NCHW\",[3,3]'; got {text!r}") from None
-
-
-def _load_function(path: str, name: str):
-    """The attribute `name` of the Python file at `path`, run as a fresh module."""
-    if not os.path.isfile(path):
-        raise TuneError(f"--file: no Python file at {path!r}")
-    module_name = "_tex_tune_" + os.path.splitext(os.path.basename(path))[0]
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module  # dataclasses and pickling look modules up
-    spec.loader.exec_module(module)
-    func = getattr(module, name, None)
-    if not callable(func):
-        found = sorted(k for k, v in vars(module).items()
-                       if isinstance(v, Template) or (callable(v) and not k.startswith("_")
-                                                      and getattr(v, "__module__", None)
-                                                      == module_name))
-        raise TuneError(f"{path} defines no function {name!r}; it defines "
-                        f"{', '.join(found) or 'none'}")
-    return func
 
 
 def _logged(task: Task, records) -> tuple[int, int]:
@@ -316,20 +349,23 @@ def registry_task(name: str, target: str, workload: str) -> Task | None:
 
 
 class ProgressLine:
-    """The tuning's progress on `stream`: trials done of the total, best rate, elapsed time
-    and failures; redrawn in place on a terminal, else one line per round."""
+    """The tuning's progress on `stream`: trials done of the total, best rate, elapsed time,
+    the time left at this pace, and failures; redrawn in place on a terminal, else one
+    line per round. `done`: trials the log held before this run."""
 
-    def __init__(self, task: Task, failures: int, stream):
-        self.task, self.failures, self.stream = task, failures, stream
+    def __init__(self, task: Task, failures: int, stream, done: int = 0):
+        self.task, self.failures, self.stream, self.done = task, failures, stream, done
         self.tty = hasattr(stream, "isatty") and stream.isatty()
         self._width = 0
 
     def update(self, progress) -> None:
         self.failures += sum(r.error is not None for r in progress.last)
         filled = round(20 * progress.measured / max(progress.trials, 1))
+        eta = _eta(progress.elapsed, progress.measured - self.done,
+                   progress.trials - progress.measured)
         text = (f"[{'#' * filled}{'.' * (20 - filled)}] {progress.measured}/{progress.trials} "
                 f"trials  best {_rate(progress.best_rate, self.task.unit)}  "
-                f"{_duration(progress.elapsed)}  {self.failures} failed")
+                f"{_duration(progress.elapsed)}  {eta}{self.failures} failed")
         if self.tty:
             self.stream.write("\r" + text.ljust(self._width))
             self._width = len(text)
@@ -342,6 +378,14 @@ class ProgressLine:
             self.stream.write("\n")
             self.stream.flush()
         self._width = 0
+
+
+def _eta(elapsed: float, measured_now: int, left: int) -> str:
+    """"ETA 3 min 10 s  " at the pace of the `measured_now` trials of this run; '' before
+    any or after the last."""
+    if measured_now <= 0 or left <= 0:
+        return ""
+    return f"ETA {_duration(elapsed / measured_now * left)}  "
 
 
 def _rate(rate: float, unit: str) -> str:
@@ -375,6 +419,72 @@ def _print_best(task: Task, records, log: str) -> int:
     return EXIT_OK
 
 
+# --- job ------------------------------------------------------------------------------------
+
+def run_job(args) -> int:
+    """Tune the tasks of a TASKS file under one budget; see `autotune.job`."""
+    if args.trials is None and args.time_budget is None:
+        raise TuneError("tex-tune job needs --trials N or --time-budget DURATION (or both)")
+    entries = job.load_tasks(args.tasks, args.target)
+    for entry in entries:
+        if kind_of(entry.task.target).on_device:
+            require_device(f"tuning {entry.task.name} for {entry.task.target}",
+                           " Tune on a machine with one.")
+    print(f"job {args.tasks}: {len(entries)} tasks, logs in {args.log_dir}", file=sys.stderr)
+    line = JobProgress(args.trials, args.time_budget, sys.stderr)
+    result = job.run_job(
+        entries, args.log_dir, trials=args.trials, time_budget=args.time_budget,
+        resume=args.resume, early_stop=args.early_stop, batch_size=args.batch_size,
+        make_measurer=lambda task: Measurer(task, seed=args.seed, timeout=args.timeout,
+                                            build_workers=args.build_workers),
+        callback=line.update, model=args.model, seed=args.seed)
+    _print_summary(job.summary_rows(result.states))
+    print(f"stopped by the {result.stopped_by} after {_duration(result.elapsed)}"
+          if result.stopped_by != "interrupted" else "stopped; the logs keep every measurement",
+          file=sys.stderr)
+    return EXIT_STOPPED if result.interrupted else EXIT_OK
+
+
+class JobProgress:
+    """A job's progress on `stream`: trials in all, the last round's task and best, and the
+    time left (by the time budget, or at this pace by the trial budget)."""
+
+    def __init__(self, trials, time_budget, stream):
+        self.trials, self.time_budget, self.stream = trials, time_budget, stream
+        self.start_trials = None
+
+    def update(self, state, states, elapsed: float) -> None:
+        done = sum(s.trials for s in states)
+        if self.start_trials is None:
+            self.start_trials = done - (state.history[-2][0] if len(state.history) > 1 else 0)
+        left = []
+        if self.time_budget is not None:
+            left.append(max(0.0, self.time_budget - elapsed))
+        if self.trials is not None and done > self.start_trials:
+            left.append(elapsed / (done - self.start_trials) * (self.trials - done))
+        total = f"/{self.trials}" if self.trials is not None else ""
+        eta = f"  ETA {_duration(min(left))}" if left else ""
+        best = _rate(state.task.rate(state.best), state.task.unit) \
+            if math.isfinite(state.best) else "-"
+        self.stream.write(f"{done}{total} trials  {_duration(elapsed)}{eta}  "
+                          f"{state.task.name}: {state.trials} trials, best {best}\n")
+        self.stream.flush()
+
+
+def _print_summary(rows) -> None:
+    """The job's table: task, weight, trials, best time and rate, speed-up over the first
+    valid trial."""
+    width = max(len(r.task.name) for r in rows)
+    print(f"{'task':<{width}}  {'weight':>6}  {'trials':>6}  {'best ms':>9}  "
+          f"{'rate':>14}  speed-up")
+    for r in rows:
+        ok = math.isfinite(r.best_seconds)
+        print(f"{r.task.name:<{width}}  {r.weight:>6g}  {r.trials:>6}  "
+              f"{(f'{r.best_seconds * 1e3:.4g}' if ok else '-'):>9}  "
+              f"{_rate(r.task.rate(r.best_seconds) if ok else 0, r.task.unit):>14}  "
+              f"{(f'{r.speedup:.2f}x' if ok else '-')}")
+
+
 # --- best, plot, ops ---------------------------------------------------------------------
 
 def _load_existing(path: str) -> list:
@@ -393,67 +503,109 @@ def _workloads(records, only=None) -> dict[tuple[str, str], list]:
 
 
 def run_best(args) -> int:
-    """Print each workload's best record, and its loop nest for a registry operator."""
+    """Print each workload's best record of this machine's hardware (every record with
+    --any-hardware), its rate and loop nest when its task can be declared again."""
     records = _load_existing(args.log)
-    groups = _workloads(records, args.workload)
-    if not groups:
+    used, other = matching_records(records, not args.any_hardware)
+    groups = _workloads(used, args.workload)
+    other_groups = {key: group for key, group in _workloads(other, args.workload).items()
+                    if key not in groups}
+    if not groups and not other_groups:
         names = sorted({r.task or r.workload for r in records})
         raise TuneError(f"{args.log} holds no workload {args.workload!r}; it holds "
                         f"{', '.join(names) or 'nothing'}" if args.workload
                         else f"{args.log} holds no measurement")
+    for (workload, target), group in other_groups.items():
+        print(f"== {group[-1].task or workload} on {target} ({workload}): "
+              f"{other_hardware_note(group)}; --any-hardware uses them")
     for (workload, target), group in groups.items():
-        name = group[-1].task or workload
-        best = rec.best_record(group)
-        failed = sum(r.error is not None for r in group)
-        print(f"== {name} on {target} ({workload}): {len(group)} measurements, {failed} failed")
-        if best is None:
-            print("no configuration worked")
-            continue
-        task = registry_task(name, target, workload)
-        rate = f"{_rate(task.rate(best.seconds), task.unit)}, " if task else ""
-        print(f"best: {rate}{best.seconds * 1e3:.4g} ms")
-        print(f"config: {json.dumps(best.config)}")
-        if task is not None:
-            try:
-                schedule, tensors = task.instantiate(task.space.from_json(best.config))
-            except TuneError as err:
-                print(f"(no loop nest: the registry's space has changed since the log was "
-                      f"written: {err})")
-                continue
-            print(tex.lower(schedule, tensors))
+        _print_workload_best(group, workload, target, args.file)
     return EXIT_OK
 
 
+def _print_workload_best(group, workload: str, target: str, file) -> None:
+    """The best record of one workload's records, with its rate and loop nest when the
+    registry (or the --file) declares its task."""
+    name = group[-1].task or workload
+    best = rec.best_record(group)
+    failed = sum(r.error is not None for r in group)
+    print(f"== {name} on {target} ({workload}): {len(group)} measurements, {failed} failed")
+    if best is None:
+        print("no configuration worked")
+        return
+    task = registry_task(name, target, workload)
+    if task is None and file is not None:
+        task = task_of_record(file, name, target, workload)
+    rate = f"{_rate(task.rate(best.seconds), task.unit)}, " if task else ""
+    print(f"best: {rate}{best.seconds * 1e3:.4g} ms")
+    print(f"config: {json.dumps(best.config)}")
+    if task is None:
+        print("(no loop nest: not a registry operator; pass the --file that declares it)")
+        return
+    try:
+        schedule, tensors = task.instantiate(task.space.from_json(best.config))
+    except TuneError as err:
+        print(f"(no loop nest: the task's space has changed since the log was written: {err})")
+        return
+    print(tex.lower(schedule, tensors))
+
+
+def _curve(group, task) -> tuple[list, list, list, list]:
+    """(trial numbers, values, failed trial numbers, running best) of one workload's
+    records, re-measurements of a configuration left out: rates when `task` is known,
+    else milliseconds."""
+    def value(seconds):
+        return task.rate(seconds) if task else seconds * 1e3
+    xs, ys, failed, best_line, best, seen = [], [], [], [], math.inf, set()
+    for r in group:
+        config = json.dumps(r.config, sort_keys=True)
+        if config in seen:
+            continue
+        seen.add(config)
+        trial = len(seen)
+        if math.isfinite(r.seconds):
+            xs.append(trial)
+            ys.append(value(r.seconds))
+        else:
+            failed.append(trial)
+        best = min(best, r.seconds)
+        best_line.append(value(best) if math.isfinite(best) else math.nan)
+    return xs, ys, failed, best_line
+
+
 def run_plot(args) -> int:
-    """Write the best-so-far curves of every workload of the log to a PNG file."""
+    """Write each workload's measured trials (failures marked) and running best to a PNG."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         raise TuneError("tex-tune plot needs matplotlib: pip install matplotlib") from None
-    curves: dict[str, list] = {}  # unit -> [(label, trial numbers, best so far)]
+    panels = []
     for (workload, target), group in _workloads(_load_existing(args.log)).items():
         name = group[-1].task or workload
         task = registry_task(name, target, workload)
-        unit = task.unit if task else "ms (lower is better)"
-        best, xs, ys = math.inf, [], []
-        for trial, r in enumerate(group, 1):
-            best = min(best, r.seconds)
-            if math.isfinite(best):
-                xs.append(trial)
-                ys.append(task.rate(best) if task else best * 1e3)
-        curves.setdefault(unit, []).append((f"{name} ({target})", xs, ys))
-    if not curves:
+        best = rec.best_record(group)
+        summary = (f"best {_rate(task.rate(best.seconds), task.unit)}" if task and best
+                   else f"best {best.seconds * 1e3:.4g} ms" if best else "nothing worked")
+        panels.append((f"{name} ({target}): {summary}", task.unit if task else
+                       "ms (lower is better)", _curve(group, task)))
+    if not panels:
         raise TuneError(f"{args.log} holds no measurement to plot")
-    figure = Figure(figsize=(7, 3.5 * len(curves)), layout="constrained")
+    figure = Figure(figsize=(7, 3.2 * len(panels)), layout="constrained")
     FigureCanvasAgg(figure)
     figure.suptitle(os.path.basename(args.log))
-    for axes, (unit, lines) in zip(figure.subplots(len(curves), squeeze=False)[:, 0],
-                                   curves.items()):
-        for label, xs, ys in lines:
-            axes.step(xs, ys, where="post", label=label)
-        axes.set_xlabel("trial")
-        axes.set_ylabel(f"best so far, {unit}")
+    for axes, (title, unit, (xs, ys, failed, best_line)) in zip(
+            figure.subplots(len(panels), squeeze=False)[:, 0], panels):
+        trials = range(1, len(best_line) + 1)
+        axes.plot(xs, ys, "o", markersize=3, alpha=0.5, label="trial")
+        axes.plot(failed, [0] * len(failed), "x", color="red", label="failed")
+        axes.plot(trials, best_line, "-", label="best so far")
+        axes.set_title(title, fontsize="medium")
+        axes.set_xlabel("measured trial")
+        axes.set_ylabel(unit)
+        axes.set_ylim(bottom=0)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.grid(alpha=0.3)
         axes.legend(fontsize="small")
     figure.savefig(args.output, dpi=100)

@@ -3,11 +3,12 @@
 A line holds the tex version, the target, the workload key, the task's
 name (for registry operators, enough to declare it again), the
 configuration (knob name -> value), the measured times in seconds (empty on
-error), the error kind and message (null when fine) and a timestamp:
+error), the error kind and message (null when fine), a timestamp and the
+hardware it was measured on (`autotune.hardware`; absent from older logs):
 
     {"workload": "compute:...", "target": "llvm", "config": {...}, "task": "matmul 1024,1024,1024",
      "times": [0.0071, 0.0070, 0.0071], "error": null, "message": "", "tex": "0.1.0",
-     "time": 1763750000.0}
+     "time": 1763750000.0, "hardware": {"cpu_model": "...", "llvm_cpu": "znver3", ...}}
 
 Lines are appended and flushed one at a time, so a killed job loses at most
 the line being written; `load` skips a damaged line with a warning, and a
@@ -43,6 +44,7 @@ class Record:
     message: str = ""
     tex: str = tex.__version__
     time: float = field(default_factory=time.time)
+    hardware: dict = field(default_factory=dict)
 
     @property
     def seconds(self) -> float:
@@ -62,10 +64,15 @@ class Record:
         data = json.loads(line)
         if not isinstance(data, dict) or not isinstance(data["config"], dict):
             raise ValueError("not a record")
+        hardware = data.get("hardware", {})
+        if not isinstance(hardware, dict):
+            raise ValueError("hardware is not an object")
         return cls(workload=str(data["workload"]), target=str(data["target"]),
-                   config=data["config"], task=str(data.get("task", "")), times=tuple(float(t) for t in data["times"]),
+                   config=data["config"], task=str(data.get("task", "")),
+                   times=tuple(float(t) for t in data["times"]),
                    error=data.get("error"), message=str(data.get("message", "")),
-                   tex=str(data.get("tex", "")), time=float(data.get("time", 0.0)))
+                   tex=str(data.get("tex", "")), time=float(data.get("time", 0.0)),
+                   hardware=hardware)
 
 
 class RecordWriter:

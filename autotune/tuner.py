@@ -24,6 +24,7 @@ from autotune import records as rec
 from autotune.cost_model import RandomModel, XGBoostModel
 from autotune.errors import TuneError
 from autotune.features import program_features
+from autotune.hardware import hardware_of
 from autotune.measure import Measurer
 from autotune.search import make_search
 from autotune.space import Config
@@ -134,7 +135,7 @@ def measured_configs(task: Task, records) -> dict[Config, float]:
 def tune(task: Task, trials: int, log=None, *, model="xgboost", seed: int = 0,
          batch_size: int = 8, measurer=None, transfer=(), callback=None,
          remeasure: int = REMEASURED, search="evolutionary", early_stopping: int | None = None,
-         **measure_options) -> TuneResult:
+         features: FeatureCache | None = None, **measure_options) -> TuneResult:
     """Tune `task` until `trials` configurations are measured (see the module docstring).
 
     `log`: a JSONL file to resume from and append to. `model`: "xgboost",
@@ -147,6 +148,8 @@ def tune(task: Task, trials: int, log=None, *, model="xgboost", seed: int = 0,
     `search`: "evolutionary" (model-guided), "random", "grid", "genetic" or a
     function making a search (see `autotune.search.make_search`).
     `early_stopping`: stop once that many measurements in a row found nothing faster.
+    `features`: a FeatureCache of `task` to reuse (calls that each continue a log
+    lower every configuration only once).
     """
     if not isinstance(task, Task):
         raise TuneError(f"tune needs an autotune.Task, got {type(task).__name__}")
@@ -157,7 +160,8 @@ def tune(task: Task, trials: int, log=None, *, model="xgboost", seed: int = 0,
         raise TuneError(f"early_stopping must be None or an int >= 1, got {early_stopping!r}")
     start = time.perf_counter()
     measured = measured_configs(task, rec.load(log)) if log is not None else {}
-    features = FeatureCache(task)
+    if features is None or features.task is not task:
+        features = FeatureCache(task)
     cost_model = _make_model(model, seed)
     for other_task, other_records in transfer:
         other = measured_configs(other_task, other_records)
@@ -172,6 +176,7 @@ def tune(task: Task, trials: int, log=None, *, model="xgboost", seed: int = 0,
     if own_measurer:
         measurer = Measurer(task, seed=seed, **measure_options)
     writer = rec.RecordWriter(log) if log is not None else None
+    hardware = hardware_of(task.target)
     interrupted = False
 
     def best():
@@ -184,7 +189,7 @@ def tune(task: Task, trials: int, log=None, *, model="xgboost", seed: int = 0,
             writer.write(rec.Record(
                 workload=task.workload_key, target=str(task.target),
                 config=result.config.to_json(), task=task.name, times=result.times,
-                error=result.error, message=result.message))
+                error=result.error, message=result.message, hardware=hardware))
 
     def refit():
         rows = [(features(c), t) for c, t in measured.items()]

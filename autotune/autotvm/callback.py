@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import os
 import sys
+import dataclasses
 import time
 
 from autotune import records as rec
 from autotune.autotvm.measure import MeasureErrorNo, record_of_pair
 from autotune.errors import TuneError
+from autotune.hardware import hardware_of
 
 __all__ = ["log_to_file", "progress_bar"]
 
@@ -32,7 +34,9 @@ def log_to_file(file_out):
     def write(tuner, inputs, results):
         with rec.RecordWriter(file_out) as writer:
             for inp, res in zip(inputs, results):
-                writer.write(record_of_pair(inp, res))
+                record = record_of_pair(inp, res)
+                writer.write(dataclasses.replace(record,
+                                                 hardware=hardware_of(inp.task.target)))
 
     return write
 

@@ -87,8 +87,8 @@ class apply_history_best(dispatch.apply_history_best):  # noqa: N801 (AutoTVM's 
     """`autotune.apply_history_best` that also takes (MeasureInput, MeasureResult)
     pairs, as `load_from_file` gives them, besides log paths and `Record`s."""
 
-    def __init__(self, records):
+    def __init__(self, records, match_hardware: bool = True):
         if isinstance(records, (str, os.PathLike)):
             records = [records]
         super().__init__([record_of_pair(*item) if isinstance(item, tuple) else item
-                          for item in records])
+                          for item in records], match_hardware)

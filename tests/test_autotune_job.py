@@ -1,0 +1,251 @@
+"""Tuning jobs with a fake measurer: the TASKS file, the scheduler, budgets, resume, and
+records tied to the hardware they were measured on."""
+import json
+import math
+import warnings
+
+import pytest
+
+import autotune
+import autotune.userfile
+from autotune import cli, job
+from autotune import records as rec
+from autotune.hardware import host_cpu_model
+from autotune.measure import MeasureResult
+
+TASKS_TOML = '''
+[[tasks]]
+op = "matmul"
+shape = [40, 36, 20]
+weight = 2
+
+[[tasks]]
+op = "full_sum"
+shape = "1000"
+
+[[tasks]]
+file = "my_ops.py"
+function = "scale"
+args = [100]
+'''
+
+MY_OPS = '''
+import autotune
+import tex
+
+
+@autotune.template
+def scale(cfg, n):
+    A = tex.placeholder((n,), name="A")
+    B = tex.compute((n,), lambda i: A[i] * 2.0, name="B")
+    s = tex.create_schedule(B.op)
+    cfg.define_split("split", n, num_outputs=2, policy="power2")
+    cfg["split"].apply(s[B], B.op.axis[0])
+    return s, [A, B]
+'''
+
+
+class FakeMeasurer:
+    """Times from the configuration's picks, scaled per task; first pick 1 fails."""
+
+    def __init__(self, scale=1.0):
+        self.measured, self.scale = [], scale
+
+    def measure(self, configs, best_seconds=None):
+        results = []
+        for config in configs:
+            self.measured.append(config)
+            if config.picks[0] == 1:
+                results.append(MeasureResult(config, (), "build", "boom", 0.0))
+            else:
+                t = self.scale * 1e-4 * (1 + sum(config.picks))
+                results.append(MeasureResult(config, (t, t, t), None, "", 0.0))
+        return results
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def tasks_file(tmp_path):
+    (tmp_path / "my_ops.py").write_text(MY_OPS)
+    path = tmp_path / "job.toml"
+    path.write_text(TASKS_TOML)
+    return path
+
+
+def run(entries, log_dir, measurers, **options):
+    """run_job with one FakeMeasurer per task (kept in `measurers` by task name)."""
+    def make(task):
+        return measurers.setdefault(task.name, FakeMeasurer())
+    return job.run_job(entries, log_dir, make_measurer=make, batch_size=3, model="random",
+                       **options)
+
+
+def test_a_job_of_three_tasks_spends_its_trial_budget_writing_each_record_once(
+        tasks_file, tmp_path):
+    entries = job.load_tasks(tasks_file)
+    assert [e.weight for e in entries] == [2.0, 1.0, 1.0]
+    assert [e.task.name for e in entries] == ["matmul 40,36,20", "full_sum 1000", "scale"]
+    measurers = {}
+    result = run(entries, tmp_path / "logs", measurers, trials=20)
+    assert result.stopped_by == "trial budget"
+    assert sum(s.trials for s in result.states) == 20
+    for state in result.states:
+        records = rec.load(state.log)
+        configs = [json.dumps(r.config, sort_keys=True) for r in records]
+        assert len(configs) == len(set(configs)) == state.trials >= 3
+        assert state.task.name.split()[0] in state.log
+        assert all(r.hardware["cpu_model"] == host_cpu_model() for r in records)
+        assert records[0].hardware["llvm_cpu"] == state.task.target.cpu
+        assert records[0].hardware["cores"] >= 1 and records[0].hardware["features"]
+    rows = job.summary_rows(result.states)
+    assert all(r.speedup >= 1 for r in rows if math.isfinite(r.best_seconds))
+
+
+def test_resume_measures_nothing_twice(tasks_file, tmp_path):
+    entries = job.load_tasks(tasks_file)
+    first = {}
+    run(entries, tmp_path / "logs", first, trials=12)
+    with pytest.raises(autotune.TuneError, match="pass --resume"):
+        run(entries, tmp_path / "logs", {}, trials=20)
+    again = {}
+    result = run(entries, tmp_path / "logs", again, trials=20, resume=True)
+    assert sum(s.trials for s in result.states) == 20
+    for name, measurer in again.items():
+        assert not set(measurer.measured) & set(first.get(name, FakeMeasurer()).measured)
+    finished = {}
+    run(entries, tmp_path / "logs", finished, trials=20, resume=True)
+    assert all(not m.measured for m in finished.values())
+
+
+def state_of(weight, history, exhausted=False):
+    entry = job.JobEntry(task=None, weight=weight)
+    trials, best = history[-1]
+    return job.TaskState(entry, "", trials, best, list(history), exhausted)
+
+
+def test_the_scheduler_favours_the_larger_weighted_gain():
+    improving = state_of(1, [(3, 2e-3), (6, 1e-3)])   # fell by 1/3 ms a trial
+    stalled = state_of(1, [(3, 1e-3), (6, 1e-3)])
+    assert job.estimated_gain(improving) > job.estimated_gain(stalled) > 0
+    assert job.pick_task([stalled, improving]) is improving
+    heavy = state_of(10, [(3, 1e-3), (6, 1e-3)])       # stalled, but weighs ten times more
+    assert job.pick_task([improving, heavy]) is heavy
+    spent = state_of(100, [(3, 2e-3), (6, 1e-3)], exhausted=True)
+    assert job.pick_task([spent, stalled]) is stalled
+    assert job.pick_task([spent]) is None
+
+
+def test_a_time_budget_stops_the_job(tasks_file, tmp_path):
+    ticks = iter(range(1000))
+    result = run(job.load_tasks(tasks_file), tmp_path / "logs", {}, time_budget=5,
+                 clock=lambda: float(next(ticks)))  # a second passes at each look
+    assert result.stopped_by == "time budget"
+    assert sum(s.trials for s in result.states) < 20
+
+
+def test_early_stop_ends_a_job_that_stops_improving(tasks_file, tmp_path):
+    result = run(job.load_tasks(tasks_file), tmp_path / "logs", {}, trials=500, early_stop=1)
+    assert result.stopped_by.startswith("no improvement for 1 rounds")
+    assert sum(s.trials for s in result.states) < 500
+
+
+@pytest.mark.parametrize("text, suffix, words", [
+    ("[[tasks]]\nop = 'matmul'\n", ".toml", ["task 1", "matmul needs shape"]),
+    ("[[tasks]]\nop = 'gemm'\nshape = [4]\n", ".toml", ["task 1", "unknown operator 'gemm'"]),
+    ("[[tasks]]\nop = 'matmul'\nshape = [4, 4, 4]\nwieght = 2\n", ".toml",
+     ["unknown keys ['wieght']"]),
+    ("[[tasks]]\nop = 'matmul'\nshape = [4, 4, 4]\nweight = -1\n", ".toml",
+     ["weight must be a positive number, got -1"]),
+    ("[[tasks]]\nop = 'matmul'\nfile = 'x.py'\n", ".toml", ["either op", "got both"]),
+    ("[[tasks]]\nfile = 'missing.py'\nfunction = 'f'\n", ".toml", ["no Python file"]),
+    ("[[tasks]\n", ".toml", ["not valid TOML"]),
+    ('{"tasks": []}', ".json", ["non-empty list of tasks"]),
+    ('[{"op": "matmul", "shape": [4, 4, 4]}, {"op": "matmul", "shape": [4, 4, 4]}]', ".json",
+     ["listed twice"]),
+    ("{op: matmul}", ".json", ["not valid JSON"]),
+])
+def test_bad_tasks_files_give_clear_errors(tmp_path, text, suffix, words):
+    path = tmp_path / f"tasks{suffix}"
+    path.write_text(text)
+    with pytest.raises(autotune.TuneError) as err:
+        job.load_tasks(path)
+    for word in words:
+        assert word in str(err.value)
+
+
+# --- records tied to hardware ---------------------------------------------------------------
+
+def declare_matmul():
+    return autotune.ops.task_for("matmul", "40,36,20")
+
+
+def foreign_log(tmp_path, model="Imaginary CPU 9000"):
+    """A log of matmul 40,36,20 whose records claim another CPU model."""
+    task = declare_matmul()
+    log = tmp_path / "other.jsonl"
+    autotune.tune(task, 3, log=log, model="random", batch_size=3, remeasure=0,
+                  measurer=FakeMeasurer())
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    for line in lines:
+        line["hardware"]["cpu_model"] = model
+    log.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return task, log
+
+
+def test_apply_history_best_leaves_out_records_of_other_hardware(tmp_path):
+    task, log = foreign_log(tmp_path)
+    with pytest.warns(autotune.TuneWarning, match="Imaginary CPU 9000"):
+        context = autotune.apply_history_best(log)
+    assert context.best == {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert autotune.apply_history_best(log, match_hardware=False).best
+
+
+def test_old_logs_without_hardware_still_load_and_match(tmp_path):
+    task, log = foreign_log(tmp_path)
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    for line in lines:
+        del line["hardware"]
+    log.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert all(r.hardware == {} for r in rec.load(log))
+    assert autotune.apply_history_best(log).best
+
+
+def test_tex_tune_best_says_when_records_are_of_other_hardware(tmp_path, capsys):
+    task, log = foreign_log(tmp_path)
+    assert cli.main(["best", str(log)]) == 0
+    out = capsys.readouterr().out
+    assert "Imaginary CPU 9000" in out and "--any-hardware" in out and "config:" not in out
+    assert cli.main(["best", str(log), "--any-hardware"]) == 0
+    out = capsys.readouterr().out
+    assert "GFLOP/s" in out and "config:" in out and "C[" in out
+
+
+def test_tex_tune_best_shows_rate_and_loop_nest_of_a_file_workload(tmp_path, capsys):
+    source = tmp_path / "my_ops.py"
+    source.write_text(MY_OPS)
+    task = autotune.userfile.function_task(str(source), "scale", [100], "llvm")
+    log = tmp_path / "s.jsonl"
+    autotune.tune(task, 3, log=log, model="random", batch_size=3, remeasure=0,
+                  measurer=FakeMeasurer())
+    assert cli.main(["best", str(log)]) == 0
+    assert "pass the --file" in capsys.readouterr().out
+    assert cli.main(["best", str(log), "--file", str(source)]) == 0
+    out = capsys.readouterr().out
+    assert "GB/s" in out and "B[" in out
+
+
+def test_tex_tune_job_prints_a_summary(tasks_file, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "Measurer", lambda task, **options: FakeMeasurer())
+    argv = ["job", str(tasks_file), "--log-dir", str(tmp_path / "logs"), "--trials", "12",
+            "--batch-size", "3", "--model", "random"]
+    assert cli.main(argv) == 0
+    out, err = capsys.readouterr()
+    assert "speed-up" in out and "matmul 40,36,20" in out and "scale" in out
+    assert "12/12 trials" in err and "stopped by the trial budget" in err
+    assert cli.main(argv) == 2 and "--resume" in capsys.readouterr().err
+    assert cli.main(argv[:-6] + ["--model", "random"]) == 2
+    assert "--trials N or --time-budget" in capsys.readouterr().err
