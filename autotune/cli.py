@@ -49,14 +49,14 @@ import warnings
 import tex
 from autotune import ops
 from autotune import records as rec
-from autotune import job
+from autotune import job, reports
 from autotune.errors import TuneError
-from autotune.hardware import matching_records, other_hardware_note
 from autotune.measure import Measurer
 from autotune.targets import kind_of
 from autotune.task import Task
 from autotune.tuner import REMEASURED, measured_configs, tune
-from autotune.userfile import function_task, task_of_record
+from autotune.reports import duration_text, load_existing, rate_text, registry_task
+from autotune.userfile import function_task
 from tex.runtime.cuda_device import require_device
 
 COMMANDS = ("tune", "job", "best", "plot", "ops")
@@ -318,7 +318,7 @@ def _transfer(paths, task: Task) -> list[tuple[Task, list]]:
     """(task, records) of each registry workload on `task`'s target in the logs `paths`."""
     groups: dict[tuple[str, str], list] = {}
     for path in paths:
-        for r in _load_existing(path):
+        for r in load_existing(path):
             if r.target == str(task.target) and r.workload != task.workload_key:
                 groups.setdefault((r.workload, r.task), []).append(r)
     pairs, skipped = [], []
@@ -337,17 +337,6 @@ def _transfer(paths, task: Task) -> list[tuple[Task, list]]:
     return pairs
 
 
-def registry_task(name: str, target: str, workload: str) -> Task | None:
-    """The registry task a log's record names, or None when `name` is not a registry task's
-    or the registry now declares it differently (another workload key)."""
-    try:
-        op, shape, dtype = ops.parse_task_name(name)
-        task = ops.task_for(op, shape, target, dtype)
-    except tex.TexError:
-        return None
-    return task if task.workload_key == workload else None
-
-
 class ProgressLine:
     """The tuning's progress on `stream`: trials done of the total, best rate, elapsed time,
     the time left at this pace, and failures; redrawn in place on a terminal, else one
@@ -364,8 +353,8 @@ class ProgressLine:
         eta = _eta(progress.elapsed, progress.measured - self.done,
                    progress.trials - progress.measured)
         text = (f"[{'#' * filled}{'.' * (20 - filled)}] {progress.measured}/{progress.trials} "
-                f"trials  best {_rate(progress.best_rate, self.task.unit)}  "
-                f"{_duration(progress.elapsed)}  {eta}{self.failures} failed")
+                f"trials  best {rate_text(progress.best_rate, self.task.unit)}  "
+                f"{duration_text(progress.elapsed)}  {eta}{self.failures} failed")
         if self.tty:
             self.stream.write("\r" + text.ljust(self._width))
             self._width = len(text)
@@ -385,22 +374,7 @@ def _eta(elapsed: float, measured_now: int, left: int) -> str:
     any or after the last."""
     if measured_now <= 0 or left <= 0:
         return ""
-    return f"ETA {_duration(elapsed / measured_now * left)}  "
-
-
-def _rate(rate: float, unit: str) -> str:
-    if rate <= 0:
-        return f"- {unit}"
-    return f"{rate:.0f} {unit}" if rate >= 100 else f"{rate:.3g} {unit}"
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, seconds = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds:02d} s"
-    return f"{minutes // 60} h {minutes % 60:02d} min"
+    return f"ETA {duration_text(elapsed / measured_now * left)}  "
 
 
 def _print_best(task: Task, records, log: str) -> int:
@@ -413,7 +387,7 @@ def _print_best(task: Task, records, log: str) -> int:
         print(f"no configuration of {task.name} worked: {failed} of {done} failed "
               f"({', '.join(kinds)}); see the messages in {log}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"{task.name} on {task.target}: best {_rate(task.rate(best.seconds), task.unit)} "
+    print(f"{task.name} on {task.target}: best {rate_text(task.rate(best.seconds), task.unit)} "
           f"({best.seconds * 1e3:.4g} ms) of {done} measured, {failed} failed")
     print(f"config: {json.dumps(best.config)}")
     return EXIT_OK
@@ -439,7 +413,7 @@ def run_job(args) -> int:
                                             build_workers=args.build_workers),
         callback=line.update, model=args.model, seed=args.seed)
     _print_summary(job.summary_rows(result.states))
-    print(f"stopped by the {result.stopped_by} after {_duration(result.elapsed)}"
+    print(f"stopped by the {result.stopped_by} after {duration_text(result.elapsed)}"
           if result.stopped_by != "interrupted" else "stopped; the logs keep every measurement",
           file=sys.stderr)
     return EXIT_STOPPED if result.interrupted else EXIT_OK
@@ -463,10 +437,10 @@ class JobProgress:
         if self.trials is not None and done > self.start_trials:
             left.append(elapsed / (done - self.start_trials) * (self.trials - done))
         total = f"/{self.trials}" if self.trials is not None else ""
-        eta = f"  ETA {_duration(min(left))}" if left else ""
-        best = _rate(state.task.rate(state.best), state.task.unit) \
+        eta = f"  ETA {duration_text(min(left))}" if left else ""
+        best = rate_text(state.task.rate(state.best), state.task.unit) \
             if math.isfinite(state.best) else "-"
-        self.stream.write(f"{done}{total} trials  {_duration(elapsed)}{eta}  "
+        self.stream.write(f"{done}{total} trials  {duration_text(elapsed)}{eta}  "
                           f"{state.task.name}: {state.trials} trials, best {best}\n")
         self.stream.flush()
 
@@ -481,135 +455,19 @@ def _print_summary(rows) -> None:
         ok = math.isfinite(r.best_seconds)
         print(f"{r.task.name:<{width}}  {r.weight:>6g}  {r.trials:>6}  "
               f"{(f'{r.best_seconds * 1e3:.4g}' if ok else '-'):>9}  "
-              f"{_rate(r.task.rate(r.best_seconds) if ok else 0, r.task.unit):>14}  "
+              f"{rate_text(r.task.rate(r.best_seconds) if ok else 0, r.task.unit):>14}  "
               f"{(f'{r.speedup:.2f}x' if ok else '-')}")
 
 
-# --- best, plot, ops ---------------------------------------------------------------------
-
-def _load_existing(path: str) -> list:
-    if not os.path.isfile(path):
-        raise TuneError(f"no tuning log at {path!r}")
-    return rec.load(path)
-
-
-def _workloads(records, only=None) -> dict[tuple[str, str], list]:
-    """Records per (workload, target), in the log's order; `only` picks by key or name."""
-    groups: dict[tuple[str, str], list] = {}
-    for r in records:
-        if only is None or only in (r.workload, r.task):
-            groups.setdefault((r.workload, r.target), []).append(r)
-    return groups
-
-
 def run_best(args) -> int:
-    """Print each workload's best record of this machine's hardware (every record with
-    --any-hardware), its rate and loop nest when its task can be declared again."""
-    records = _load_existing(args.log)
-    used, other = matching_records(records, not args.any_hardware)
-    groups = _workloads(used, args.workload)
-    other_groups = {key: group for key, group in _workloads(other, args.workload).items()
-                    if key not in groups}
-    if not groups and not other_groups:
-        names = sorted({r.task or r.workload for r in records})
-        raise TuneError(f"{args.log} holds no workload {args.workload!r}; it holds "
-                        f"{', '.join(names) or 'nothing'}" if args.workload
-                        else f"{args.log} holds no measurement")
-    for (workload, target), group in other_groups.items():
-        print(f"== {group[-1].task or workload} on {target} ({workload}): "
-              f"{other_hardware_note(group)}; --any-hardware uses them")
-    for (workload, target), group in groups.items():
-        _print_workload_best(group, workload, target, args.file)
+    """`tex-tune best` (see `autotune.reports.print_best`)."""
+    reports.print_best(args.log, args.workload, args.file, args.any_hardware)
     return EXIT_OK
 
 
-def _print_workload_best(group, workload: str, target: str, file) -> None:
-    """The best record of one workload's records, with its rate and loop nest when the
-    registry (or the --file) declares its task."""
-    name = group[-1].task or workload
-    best = rec.best_record(group)
-    failed = sum(r.error is not None for r in group)
-    print(f"== {name} on {target} ({workload}): {len(group)} measurements, {failed} failed")
-    if best is None:
-        print("no configuration worked")
-        return
-    task = registry_task(name, target, workload)
-    if task is None and file is not None:
-        task = task_of_record(file, name, target, workload)
-    rate = f"{_rate(task.rate(best.seconds), task.unit)}, " if task else ""
-    print(f"best: {rate}{best.seconds * 1e3:.4g} ms")
-    print(f"config: {json.dumps(best.config)}")
-    if task is None:
-        print("(no loop nest: not a registry operator; pass the --file that declares it)")
-        return
-    try:
-        schedule, tensors = task.instantiate(task.space.from_json(best.config))
-    except TuneError as err:
-        print(f"(no loop nest: the task's space has changed since the log was written: {err})")
-        return
-    print(tex.lower(schedule, tensors))
-
-
-def _curve(group, task) -> tuple[list, list, list, list]:
-    """(trial numbers, values, failed trial numbers, running best) of one workload's
-    records, re-measurements of a configuration left out: rates when `task` is known,
-    else milliseconds."""
-    def value(seconds):
-        return task.rate(seconds) if task else seconds * 1e3
-    xs, ys, failed, best_line, best, seen = [], [], [], [], math.inf, set()
-    for r in group:
-        config = json.dumps(r.config, sort_keys=True)
-        if config in seen:
-            continue
-        seen.add(config)
-        trial = len(seen)
-        if math.isfinite(r.seconds):
-            xs.append(trial)
-            ys.append(value(r.seconds))
-        else:
-            failed.append(trial)
-        best = min(best, r.seconds)
-        best_line.append(value(best) if math.isfinite(best) else math.nan)
-    return xs, ys, failed, best_line
-
-
 def run_plot(args) -> int:
-    """Write each workload's measured trials (failures marked) and running best to a PNG."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-        from matplotlib.ticker import MaxNLocator
-    except ImportError:
-        raise TuneError("tex-tune plot needs matplotlib: pip install matplotlib") from None
-    panels = []
-    for (workload, target), group in _workloads(_load_existing(args.log)).items():
-        name = group[-1].task or workload
-        task = registry_task(name, target, workload)
-        best = rec.best_record(group)
-        summary = (f"best {_rate(task.rate(best.seconds), task.unit)}" if task and best
-                   else f"best {best.seconds * 1e3:.4g} ms" if best else "nothing worked")
-        panels.append((f"{name} ({target}): {summary}", task.unit if task else
-                       "ms (lower is better)", _curve(group, task)))
-    if not panels:
-        raise TuneError(f"{args.log} holds no measurement to plot")
-    figure = Figure(figsize=(7, 3.2 * len(panels)), layout="constrained")
-    FigureCanvasAgg(figure)
-    figure.suptitle(os.path.basename(args.log))
-    for axes, (title, unit, (xs, ys, failed, best_line)) in zip(
-            figure.subplots(len(panels), squeeze=False)[:, 0], panels):
-        trials = range(1, len(best_line) + 1)
-        axes.plot(xs, ys, "o", markersize=3, alpha=0.5, label="trial")
-        axes.plot(failed, [0] * len(failed), "x", color="red", label="failed")
-        axes.plot(trials, best_line, "-", label="best so far")
-        axes.set_title(title, fontsize="medium")
-        axes.set_xlabel("measured trial")
-        axes.set_ylabel(unit)
-        axes.set_ylim(bottom=0)
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.grid(alpha=0.3)
-        axes.legend(fontsize="small")
-    figure.savefig(args.output, dpi=100)
-    print(f"wrote {args.output}")
+    """`tex-tune plot` (see `autotune.reports.write_plot`)."""
+    reports.write_plot(args.log, args.output)
     return EXIT_OK
 
 
