@@ -249,7 +249,7 @@ __attribute__((constructor)) static void leave_a_mark(void) { creat("%s", 0600);
 """
 
 
-@pytest.mark.parametrize("manifest", [None, '{"sha256": "%s", "format": 2, "kernels": []}'
+@pytest.mark.parametrize("manifest", [None, '{"sha256": "%s", "format": 3, "kernels": []}'
                                       % ("0" * 64)], ids=["no manifest", "forged manifest"])
 def test_a_library_is_checked_before_any_of_its_code_runs(tmp_path, manifest):
     """The manifest is read from the file: a shared library without one, or with one that

@@ -1,4 +1,6 @@
 """What porting TE code to tex needs: programs TE accepts, compiled and compared with NumPy."""
+import ctypes
+
 import numpy as np
 import pytest
 
@@ -115,13 +117,130 @@ def test_tensors_are_called_or_indexed_one_dimension_at_a_time():
         tex.compute((5,), lambda i: A[i] + 1.0)
 
 
-def test_a_variable_in_the_arguments_is_refused_with_what_to_do():
-    n = tex.var("n")
-    A = tex.placeholder((n,), "float32", name="A")
-    B = tex.compute((n,), lambda i: A[i] * 2.0, name="B")
+def scaled(dtype: str):
+    """B = A * alpha with alpha a scalar parameter, split and vectorized."""
+    n, alpha = tex.var("n"), tex.var("alpha", dtype)
+    A = tex.placeholder((n,), dtype, name="A")
+    B = tex.compute((n,), lambda i: A[i] * alpha, name="B")
     s = tex.create_schedule(B.op)
-    with pytest.raises(tex.LoweringError, match="argument 2 is the variable n.*leave it out"):
-        tex.build(s, [A, B, n])
+    _, inner = s[B].split(B.op.axis[0], factor=8)
+    s[B].vectorize(inner)
+    return s, A, B, alpha, n
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_float_scalar_parameter_is_passed_at_each_call(dtype):
+    s, A, B, alpha, _ = scaled(dtype)
+    f = tex.build(s, [A, B, alpha])
+    a = random_array((37,), dtype)
+    for value in (2.5, np.float32(-0.75), 3):
+        b = np.empty_like(a)
+        f(a, b, value)
+        np.testing.assert_allclose(b, a * np.array(value, dtype), rtol=1e-6)
+    np.testing.assert_allclose(f(a, 0.5), a * 0.5, rtol=1e-6)  # the output allocated
+    assert "alpha: " + dtype in f.get_source("tex").splitlines()[0]
+
+
+def test_an_int_scalar_parameter_in_an_index_and_a_condition():
+    n, shift, limit = tex.var("n"), tex.var("shift", "int32"), tex.var("limit")
+    A = tex.placeholder((n + 8,), name="A")
+    B = tex.compute((n,), lambda i: tex.if_then_else(i < limit, A[i + shift], 0.0), name="B")
+    s = tex.create_schedule(B.op)
+    _, inner = s[B].split(B.op.axis[0], factor=4)
+    s[B].vectorize(inner)
+    f = tex.build(s, [A, shift, B, limit])
+    a = random_array((29,))
+    for k, cut in ((0, 21), (3, 5), (8, -1)):
+        b = np.empty(21, "float32")
+        f(a, k, b, cut)
+        np.testing.assert_array_equal(b, np.where(np.arange(21) < cut, a[k:k + 21], 0))
+
+
+def test_a_size_variable_named_in_args_is_checked_against_the_arrays():
+    s, A, B, alpha, n = scaled("float32")
+    f = tex.build(s, [A, B, n, alpha])
+    a = random_array((19,))
+    np.testing.assert_allclose(f(a, 19, 2.0), a * 2, rtol=1e-6)
+    with pytest.raises(tex.ArgumentError, match="size variable n .*is 18, but the arrays "
+                                                "give n = 19"):
+        f(a, 18, 2.0)
+
+
+def test_a_scalar_argument_that_does_not_fit_is_refused():
+    s, A, B, alpha, _ = scaled("float32")
+    f = tex.build(s, [A, B, alpha])
+    a = random_array((5,))
+    with pytest.raises(tex.ArgumentError, match="alpha .*1e\\+40 does not fit its dtype "
+                                                "float32"):
+        f(a, 1e40)
+    with pytest.raises(tex.ArgumentError, match="alpha .*expected a float of dtype float32, "
+                                                "got str"):
+        f(a, "2")
+    with pytest.raises(tex.ArgumentError, match=r"takes 3 arguments \(A, B, alpha\) or its 2 "
+                                                r"inputs \(A, alpha\)"):
+        f(a)
+    n, k = tex.var("n"), tex.var("k", "int8")
+    A = tex.placeholder((n,), "int32", name="A")
+    C = tex.compute((n,), lambda i: A[i] + k.astype("int32"), name="C")
+    g = tex.build(tex.create_schedule(C.op), [A, C, k])
+    with pytest.raises(tex.ArgumentError, match=r"k .*300 does not fit its dtype int8"):
+        g(np.zeros(3, "int32"), 300)
+    with pytest.raises(tex.ArgumentError, match="k .*expected an int of dtype int8, got float"):
+        g(np.zeros(3, "int32"), 1.0)
+
+
+def test_a_variable_argument_of_a_vector_dtype_is_refused():
+    A = tex.placeholder((4,), name="A")
+    v = tex.expr.Var("v", tex.dtype.float32.with_lanes(4))
+    B = tex.compute((4,), lambda i: A[i] * 2.0, name="B")
+    with pytest.raises(tex.LoweringError, match="argument 2 is the variable v of dtype "
+                                                "float32x4"):
+        tex.build(tex.create_schedule(B.op), [A, B, v])
+
+
+def test_a_variable_argument_is_refused_for_cuda_with_what_to_do():
+    n, alpha = tex.var("n"), tex.var("alpha", "float32")
+    A = tex.placeholder((n,), name="A")
+    B = tex.compute((n,), lambda i: A[i] * alpha, name="B")
+    s = tex.create_schedule(B.op)
+    outer, inner = s[B].split(B.op.axis[0], factor=64)
+    s[B].bind(outer, tex.thread_axis("blockIdx.x"))
+    s[B].bind(inner, tex.thread_axis("threadIdx.x"))
+    with pytest.raises(tex.BuildError, match="argument alpha is a variable.*takes tensors only"):
+        tex.build(s, [A, B, alpha], target="cuda")
+
+
+def test_a_scalar_parameter_kernel_loads_from_the_disk_cache(cache_dir):
+    from tex.runtime import clear_cache
+    s, A, B, alpha, _ = scaled("float64")
+    tex.build(s, [A, alpha, B])
+    clear_cache()  # memory only: the next build, of the same program declared anew, reads it
+    s, A, B, alpha, _ = scaled("float64")
+    again = tex.build(s, [A, alpha, B])
+    a = random_array((13,), "float64")
+    assert again.loaded_from_disk
+    np.testing.assert_allclose(again(a, -1.5), a * -1.5)
+
+
+def test_a_scalar_parameter_kernel_through_a_library(tmp_path):
+    s, A, B, alpha, _ = scaled("float32")
+    f = tex.build(s, [A, alpha, B], name="scale")
+    path = tex.export_library([f], tmp_path / "scale.so")
+    assert "sizes[1]: alpha (float32, scalar parameter: its IEEE bits, low 32)" in \
+        path.with_suffix(".h").read_text()
+    lib = tex.load_library(path)
+    a = random_array((21,))
+    np.testing.assert_allclose(lib.scale(a, 1.25), a * 1.25, rtol=1e-6)
+    b = np.empty_like(a)
+    lib.scale(a, -2.0, b)
+    np.testing.assert_allclose(b, a * -2, rtol=1e-6)
+    # a C caller passes the float's bits; bits above them are refused
+    entry = ctypes.CDLL(str(path)).scale
+    buffers = (ctypes.c_void_p * 2)(a.ctypes.data, b.ctypes.data)
+    bits = int(np.float32(3.0).view(np.uint32))
+    assert entry(buffers, (ctypes.c_int64 * 2)(21, bits)) == 0
+    np.testing.assert_allclose(b, a * 3, rtol=1e-6)
+    assert entry(buffers, (ctypes.c_int64 * 2)(21, bits | 2**40)) == 2  # TEX_ERROR_SIZE
 
 
 def test_auto_inline_and_normalize():

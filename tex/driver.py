@@ -41,6 +41,7 @@ from tex.schedule.fingerprint import Unfingerprintable, fingerprint, process_loc
 from tex.schedule.schedule import Schedule
 from tex.target import Target, as_target
 from tex.visitor import collect
+from tex.expr import Var
 from tex.tensor import ExternOp
 
 #: (name, pass, whether storage is flat afterwards), in the order they run.
@@ -128,6 +129,7 @@ def lower(sch: Schedule, args, name: str = "main", upto: str | None = None,
     target = None if target is None else as_target(target)
     if target is not None and backend(target).binds_threads:
         _check_no_extern_stage(sch, target)
+        _check_no_variable_args(args, target)
     func = schedule_to_func(sch, list(args), name)
     checking, printing = config.verify_enabled(), config.print_after()
 
@@ -254,6 +256,16 @@ def _check_no_extern_stage(sch: Schedule, target: Target):
         raise BuildError(f"stage {extern.name} is an extern stage, whose statement calls "
                          f"Python functions on the CPU; build it for target='llvm' (tex "
                          f"runs extern stages on CPU targets only), not {str(target)!r}")
+
+
+def _check_no_variable_args(args, target: Target):
+    """A GPU kernel takes tensors only: its launches pass sizes bound from the arrays."""
+    variable = next((a for a in args if isinstance(a, Var)), None)
+    if variable is not None:
+        raise BuildError(f"argument {variable.name} is a variable; a kernel for "
+                         f"{str(target)!r} takes tensors only (sizes come from the arrays' "
+                         "shapes; scalar parameters are for target='llvm'): leave it out "
+                         "of args, or pass a one-element tensor instead")
 
 
 def _build_uncached(sch: Schedule, args, target, name: str):

@@ -497,14 +497,22 @@ class KernelLaunch(Stmt):
 
 @dataclass(frozen=True, eq=False, slots=True)
 class KernelInterface:
-    """How a kernel is called: its parameters (buffers, in call order), the symbolic
-    sizes bound from their shapes, and the parameters it writes. A LoweredFunc has
-    the same four fields, and a body."""
+    """How a kernel is called: its parameters (buffers, in call order), the values its
+    entry takes in `sizes` (`size_vars`: the symbolic sizes bound from the params'
+    shapes, then the scalar parameters), the parameters it writes, and the call's
+    arguments in order (`arguments`: buffers and variables; empty when they are the
+    params alone). A LoweredFunc has the same fields, and a body."""
 
     name: str
     params: tuple[Buffer, ...]
     size_vars: tuple[Var, ...]
     outputs: tuple[Buffer, ...]
+    arguments: tuple[Buffer | Var, ...] = ()
+
+    @property
+    def call_arguments(self) -> tuple[Buffer | Var, ...]:
+        """The call's arguments in order: buffers and variables."""
+        return self.arguments or self.params
 
 
 #: The pragmas whose value is a module to link into the kernel (`LoweredFunc.imports`),
@@ -516,8 +524,11 @@ IMPORT_PRAGMAS = {"import_llvm": "llvm", "import_c": "c"}
 class LoweredFunc:
     """A lowered kernel: its parameters (buffers, in call order), its body.
 
-    `size_vars` are the symbolic sizes, bound from argument shapes at call time;
-    `outputs` are the params the kernel writes. `imports` are the modules linked into
+    `size_vars` are the symbolic sizes, bound from argument shapes at call time, then
+    the scalar parameters, passed by value; `outputs` are the params the kernel writes;
+    `arguments` the call's arguments in order when variables are among them (a size
+    variable named in `build`'s args, a scalar parameter), else empty (the params
+    alone). `imports` are the modules linked into
     the kernel, `(language, text)` pairs from the schedule's `import_llvm` ("llvm": an
     LLVM IR module) and `import_c` ("c": CUDA C) pragmas, which define the functions
     of its `ExternCall`s. `str()` is the readable loop nest.
@@ -531,6 +542,12 @@ class LoweredFunc:
     body: Stmt
     outputs: tuple[Buffer, ...] = ()
     imports: tuple[tuple[str, str], ...] = ()
+    arguments: tuple[Buffer | Var, ...] = ()
+
+    @property
+    def call_arguments(self) -> tuple[Buffer | Var, ...]:
+        """The call's arguments in order: buffers and variables."""
+        return self.arguments or self.params
 
     def __str__(self):
         from tex.printer import to_text

@@ -10,7 +10,7 @@ import re
 
 from tex import ops
 from tex.arith import simplify
-from tex.expr import Const
+from tex.expr import Const, Var
 from tex.ir import LoweredFunc
 from tex.visitor import handler
 
@@ -241,8 +241,9 @@ class _Printer:
     def func(self, f: LoweredFunc):
         for v in f.size_vars:
             self.name(v, v.name)
-        params = ", ".join(f"{self.name(b, b.name)}: {b.dtype}[{self.exprs(b.shape)}]"
-                           for b in f.params)
+        params = ", ".join(f"{self.name(a, a.name)}: {a.dtype}" if isinstance(a, Var) else
+                           f"{self.name(a, a.name)}: {a.dtype}[{self.exprs(a.shape)}]"
+                           for a in f.call_arguments)
         self.lines.append(f"def {f.name}({params}):")
         for language, text in f.imports:
             self.line(1, f"# import_{language}: {_defined_functions(language, text)}")

@@ -82,10 +82,12 @@ class IterVar:
 
 
 def var(name: str = "n", dtype="int64") -> Var:
-    """A symbolic size (or scalar parameter), bound when a kernel is called."""
+    """A variable bound when a kernel is called: a symbolic size (an integer dtype), or
+    a scalar parameter passed by value in `build`'s args (a bool, int or float dtype)."""
     dtype = as_dtype(dtype)
-    if not dtype.is_int:
-        raise ExprError(f"var {name!r}: symbolic sizes are integers, got {dtype}")
+    if dtype.lanes != 1 or not (dtype.is_int or dtype.is_float or dtype.is_bool):
+        raise ExprError(f"var {name!r}: a variable holds one bool, int or float value, got "
+                        f"{dtype}")
     return Var(name, dtype)
 
 
@@ -93,6 +95,8 @@ def size_var(name: str = "n", dtype="int64") -> Var:
     """A symbolic size known to be >= 0: `var`, since every size variable of a kernel is
     bound by a dimension of an argument, and a dimension is never negative.
     TVM: `te.size_var`."""
+    if not as_dtype(dtype).is_int:
+        raise ExprError(f"var {name!r}: symbolic sizes are integers, got {as_dtype(dtype)}")
     return var(name, dtype)
 
 

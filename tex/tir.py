@@ -66,8 +66,8 @@ def _typed_const(who: str, dtype, value, fits) -> Expr:
 
 
 def Var(name: str = "v", dtype="int64") -> _VarNode:
-    """A symbolic size (an integer variable bound when a kernel is called), as `tex.var`.
-    TVM: `tir.Var(name, dtype)`."""
+    """A variable bound when a kernel is called (a symbolic size, or a scalar parameter
+    in `build`'s args), as `tex.var`. TVM: `tir.Var(name, dtype)`."""
     return var(name, dtype)
 
 

@@ -55,6 +55,11 @@ def register(qualname: str, kernel: Kernel, *, backward=None):
     if not isinstance(kernel, Kernel):
         raise ArgumentError(f"tex.torch.register({qualname!r}): expected a CPU tex.Kernel "
                             f"(tex.build(..., target='llvm')), got {type(kernel).__name__}")
+    if kernel._variables:
+        raise ArgumentError(f"tex.torch.register({qualname!r}): kernel {kernel.name} takes "
+                            f"the variable {kernel._variables[0].var.name} in its arguments; "
+                            "an operator takes tensors only: build it without variables "
+                            "in args")
     _check_dtypes(qualname, kernel)
     torch.library.define(qualname, _schema(kernel))
     trains = backward is not None

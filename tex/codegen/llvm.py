@@ -9,7 +9,11 @@ Calling convention. The entry point is
     void <name>(i8** buffers, i64* sizes)
 
 `buffers[k]` is the data pointer of `func.params[k]` (compact, row-major),
-`sizes[k]` the value of `func.size_vars[k]`. It unpacks both and calls
+`sizes[k]` the value of `func.size_vars[k]`: the size variables, then the scalar
+parameters. An integer or bool value is the int64 of it (an unsigned 64-bit
+value by its bits), truncated to the variable's dtype; a float value is its IEEE
+bits in the low bits of the slot (float32: the low 32, float16 and bfloat16: the
+low 16, float64: all 64), bit-cast back to the float. It unpacks both and calls
 `<name>_body(sizes..., buffers...)`, whose buffer arguments are `noalias`:
 tex never passes overlapping arrays to one kernel (the runtime checks that no
 output overlaps another argument; inputs may overlap each other, which
@@ -130,13 +134,22 @@ def _emit(func: LoweredFunc, target: Target) -> _Module:
     buffers, sizes = entry.args
     args = []
     for k, var in enumerate(func.size_vars):
-        size = b.load(b.gep(sizes, [I64(k)], inbounds=True), align=8)
-        args.append(ExprEmitter(mod, b).convert(size, INDEX, var.dtype))
+        args.append(_unpack_size(mod, b, b.load(b.gep(sizes, [I64(k)], inbounds=True),
+                                                align=8), var))
     for k, t in enumerate(pointer_types):
         args.append(b.bitcast(b.load(b.gep(buffers, [I64(k)], inbounds=True), align=8), t))
     b.call(body, args)
     b.ret_void()
     return mod
+
+
+def _unpack_size(mod: _Module, b: ir.IRBuilder, slot: ir.Value, var) -> ir.Value:
+    """The value of `var` from its int64 slot of `sizes`: a float from its IEEE bits in
+    the slot's low bits, an int or bool converted (see the module docstring)."""
+    if var.dtype.is_float:
+        return b.bitcast(b.trunc(slot, ir.IntType(var.dtype.bits)) if var.dtype.bits < 64
+                         else slot, value_type(var.dtype))
+    return ExprEmitter(mod, b).convert(slot, INDEX, var.dtype)
 
 
 class _Uses(Visitor):

@@ -43,18 +43,31 @@ from tex.visitor import collect, free_vars, unique_definitions
 
 
 def kernel_interface(sch, args, name: str = "main") -> KernelInterface:
-    """How the kernel of `sch` with parameters `args` is called: exactly the params,
-    size variables and outputs of `schedule_to_func(sch, args, name)`, without lowering."""
+    """How the kernel of `sch` with arguments `args` is called: exactly the params,
+    size variables, outputs and arguments of `schedule_to_func(sch, args, name)`,
+    without lowering.
+
+    A tensor of `args` is a param; a variable is passed by value at its position: a
+    size variable (one that a tensor's shape uses), checked against the arrays'
+    shapes, or else a scalar parameter, which follows the size variables in
+    `size_vars`."""
     args = _check_args(sch, args)
-    params = tuple(Buffer(t.name, t.dtype, t.shape) for t in args)
-    size_vars = _size_vars(args)
-    outputs = tuple(p for t, p in zip(args, params) if sch.stage_of(t) is not None)
-    return KernelInterface(name, params, size_vars, outputs)
+    tensors = [a for a in args if isinstance(a, Tensor)]
+    params = tuple(Buffer(t.name, t.dtype, t.shape) for t in tensors)
+    shape_vars = _size_vars(tensors)
+    sizes = set(shape_vars)
+    scalars = tuple(a for a in args if isinstance(a, Var) and a not in sizes)
+    outputs = tuple(p for t, p in zip(tensors, params) if sch.stage_of(t) is not None)
+    buffer_of = dict(zip(tensors, params))
+    arguments = tuple(buffer_of[a] if isinstance(a, Tensor) else a for a in args) \
+        if len(tensors) < len(args) else ()
+    return KernelInterface(name, params, shape_vars + scalars, outputs, arguments)
 
 
 def schedule_to_func(sch, args, name: str = "main") -> LoweredFunc:
-    """Lower `sch` to a LoweredFunc whose parameters are `args` in order."""
+    """Lower `sch` to a LoweredFunc whose arguments are `args` in order."""
     interface = kernel_interface(sch, args, name)
+    args = [a for a in args if isinstance(a, Tensor)]
     params = dict(zip(args, interface.params))
     stages = inline_stages(sch)
     consumers = consumers_of(sch, stages)
@@ -77,7 +90,7 @@ def schedule_to_func(sch, args, name: str = "main") -> LoweredFunc:
     body = unique_definitions(body)  # a reduce axis may be shared by several computes
     _check_sizes_defined(interface.size_vars, body)
     return LoweredFunc(name, interface.params, interface.size_vars, body, interface.outputs,
-                       _imports(lowering.plans))
+                       _imports(lowering.plans), interface.arguments)
 
 
 def _imports(plans) -> tuple:
@@ -116,32 +129,43 @@ def _allocate_intermediates(roots, buffers: dict, body):
     return body
 
 
-def _check_args(sch, args) -> list[Tensor]:
+def _check_args(sch, args) -> list[Tensor | Var]:
+    """`args` as a list: tensors and variables, each once, every output of the schedule
+    among them."""
     if not isinstance(args, (list, tuple)) or not args:
         raise LoweringError(f"lower/build: args must be a non-empty list of tensors, got {args!r}")
     for i, a in enumerate(args):
         if isinstance(a, Var):
-            raise LoweringError(f"lower/build: argument {i} is the variable {a.name}; tex "
-                                "takes sizes from the arrays' shapes, so leave it out of args "
-                                "(scalar parameters are not supported)")
-        if not isinstance(a, Tensor):
-            raise LoweringError(f"lower/build: argument {i} must be a tensor, got "
-                                f"{type(a).__name__} {a!r}")
+            _check_variable_arg(i, a)
+        elif not isinstance(a, Tensor):
+            raise LoweringError(f"lower/build: argument {i} must be a tensor or a variable "
+                                f"(te.var), got {type(a).__name__} {a!r}")
         if sum(b is a for b in args) > 1:
-            raise LoweringError(f"lower/build: tensor {a.name} is given twice in args")
+            kind = "variable" if isinstance(a, Var) else "tensor"
+            raise LoweringError(f"lower/build: {kind} {a.name} is given twice in args")
     for op in sch.outputs:
         for t in op.outputs:
-            if t not in args and not isinstance(op, PlaceholderOp):
+            if not any(t is a for a in args) and not isinstance(op, PlaceholderOp):
                 raise LoweringError(f"lower/build: output {t.name} of the schedule is missing "
                                     "from args")
     return list(args)
+
+
+def _check_variable_arg(i: int, var: Var):
+    """A variable among the args is passed by value: one scalar of a bool, int or float
+    dtype."""
+    if var.dtype.lanes != 1 or not (var.dtype.is_int or var.dtype.is_float or
+                                    var.dtype.is_bool):
+        raise LoweringError(f"lower/build: argument {i} is the variable {var.name} of dtype "
+                            f"{var.dtype}; a variable argument is one bool, int or float "
+                            "value")
 
 
 def _check_args_not_inlined(sch, args):
     """A kernel argument computed by the schedule is written: at the root, or part by part
     at a loop (into the argument's buffer), but not inlined."""
     for t in args:
-        stage = sch.stage_of(t)
+        stage = sch.stage_of(t) if isinstance(t, Tensor) else None
         if stage is not None and stage.attach.kind == "inline":
             raise LoweringError(f"stage {stage.name} is a kernel argument, so it must be "
                                 "computed (at the root or at a loop), not inlined; leave "
@@ -175,4 +199,5 @@ def _check_sizes_defined(size_vars, body):
     for v in free_vars(body):
         if v not in size_vars:
             raise LoweringError(f"variable {v.name} is used by the computation but no argument's "
-                                "shape defines it; add a tensor with that size to args")
+                                "shape defines it; add a tensor with that size to args, or "
+                                f"pass {v.name} itself in args (a scalar parameter)")

@@ -12,6 +12,13 @@ the variables are bound. Outputs must be writable and must not overlap any
 other argument. A mismatch raises `ArgumentError` naming the argument (buffer
 name and position), the dimension, what was expected and what came.
 
+A kernel built with variables among its arguments (`tex.build(s, [A, B, alpha])`)
+takes their values at those positions, in both forms of the call (`f(a, b, 2.5)`,
+`b = f(a, 2.5)`): Python or NumPy bools, ints and floats (`Variable`). A size
+variable's value must equal the size the arrays give it (or, when no array gives
+it, sets it); a scalar parameter's must fit its dtype: an int in range, a float
+that stays finite. Calls of kernels without variables skip all of this.
+
 The compiled entry point is `void f(void** buffers, int64* sizes)` (see
 `tex.codegen.llvm`); the call goes through one prebuilt ctypes prototype. A
 kernel of a loaded library calls its checking entry point instead, which
@@ -162,6 +169,50 @@ class Param:
                                 f"{type(err).__name__}: {err}") from err
 
 
+class Variable:
+    """A variable among a kernel's arguments, passed by value at `position` of the call
+    with all its arguments: a size variable (`is_size`) or a scalar parameter; `slot` is
+    its index in the entry's `sizes`. `encode` checks a value and gives that slot's int64
+    (the convention of `tex.codegen.llvm`)."""
+
+    def __init__(self, position: int, var: Var, slot: int, is_size: bool):
+        self.position, self.var, self.slot, self.is_size = position, var, slot, is_size
+        kind = "size variable" if is_size else "scalar parameter"
+        self.label = f"{kind} {var.name} (argument #{position})"
+
+    def encode(self, value) -> int:
+        """`value` as the int64 of this variable's slot, or an ArgumentError."""
+        dtype = self.var.dtype
+        if dtype.is_bool:
+            return self._encode_int(value, (0, 1))
+        if dtype.is_float:
+            return self._encode_float(value)
+        return self._encode_int(value, _int_range(dtype))
+
+    def _encode_int(self, value, bounds: tuple[int, int]) -> int:
+        if not isinstance(value, (int, np.integer, np.bool_)):
+            raise ArgumentError(f"{self.label}: expected an int of dtype {self.var.dtype}, "
+                                f"got {type(value).__name__} {value!r}")
+        low, high = bounds
+        if not low <= int(value) <= high:
+            raise ArgumentError(f"{self.label}: {int(value)} does not fit its dtype "
+                                f"{self.var.dtype} ([{low}, {high}])")
+        return int(value) - 2**64 if int(value) >= 2**63 else int(value)
+
+    def _encode_float(self, value) -> int:
+        if not isinstance(value, (int, float, np.integer, np.floating)):
+            raise ArgumentError(f"{self.label}: expected a float of dtype {self.var.dtype}, "
+                                f"got {type(value).__name__} {value!r}")
+        numpy_type = self.var.dtype.numpy
+        with np.errstate(over="ignore"):
+            converted = np.array(value).astype(numpy_type)
+        if np.isfinite(float(value)) and not np.isfinite(float(converted)):
+            raise ArgumentError(f"{self.label}: {value!r} does not fit its dtype "
+                                f"{self.var.dtype} (it would be {float(converted)})")
+        bits = int(converted.view(f"uint{8 * numpy_type.itemsize}"))
+        return bits - 2**64 if bits >= 2**63 else bits
+
+
 class Signature:
     """A kernel's parameters and the checks every call makes on its arguments.
 
@@ -184,15 +235,39 @@ class Signature:
         for out in outputs:
             if out not in func.params:
                 raise BuildError(f"output {out.name} of {func.name} is not one of its params")
-        self._slots = {var: k for k, var in enumerate(func.size_vars)}
+        self._arguments = func.arguments
+        shape_vars = {v for b in func.params for e in b.shape
+                      for v in collect(e, lambda n: isinstance(n, Var))}
+        self._slots = {var: k for k, var in enumerate(func.size_vars) if var in shape_vars}
         self._params = [param_class(k, b, self._slots, b in outputs)
                         for k, b in enumerate(func.params)]
         self._inputs = [p for p in self._params if not p.is_output]
         self._outputs = [p for p in self._params if p.is_output]
+        self._written = {p.buffer for p in self._outputs}
+        self._variables = self._variables_of(func)
         self._check_sizes_bindable()
+
+    def _variables_of(self, func) -> list[Variable]:
+        """The variables among the call's arguments; every size variable that is not a
+        shape's must be one of them (a scalar parameter)."""
+        slots = {var: k for k, var in enumerate(func.size_vars)}
+        found = [Variable(k, a, slots.get(a, -1), a in self._slots)
+                 for k, a in enumerate(func.arguments) if isinstance(a, Var)]
+        for v in found:
+            if v.slot < 0:
+                raise BuildError(f"argument {v.var.name} of {self.name} is a variable that is "
+                                 "not among its size variables")
+        scalars = {v.var for v in found if not v.is_size}
+        for var in func.size_vars:
+            if var not in self._slots and var not in scalars:
+                raise BuildError(f"size variable {var.name} of {self.name} is neither a "
+                                 "dimension of a parameter nor an argument, so no call can "
+                                 "bind it")
+        return found
 
     def _check_sizes_bindable(self):
         bound = {slot for p in self._params for _, slot in p.binds}
+        bound |= {v.slot for v in self._variables if v.is_size}
         for var, slot in self._slots.items():
             if slot not in bound:
                 raise BuildError(f"size variable {var.name} of {self.name} is not a "
@@ -216,11 +291,44 @@ class Signature:
         return time_evaluator(self, func_name, dev, number, repeat, min_repeat_ms)
 
     def _arity_error(self, count: int) -> ArgumentError:
+        every = [a.name for a in self._arguments] or [p.buffer.name for p in self._params]
+        outputs = {p.buffer.name for p in self._outputs}
+        inputs = [name for name in every if name not in outputs]
         return ArgumentError(
-            f"{self.name} takes {len(self._params)} arguments ("
-            + ", ".join(p.buffer.name for p in self._params) + f") or its {len(self._inputs)} "
-            "inputs (" + ", ".join(p.buffer.name for p in self._inputs)
+            f"{self.name} takes {len(every)} arguments (" + ", ".join(every)
+            + f") or its {len(inputs)} inputs (" + ", ".join(inputs)
             + f") with outputs returned; got {count}")
+
+    def _separate(self, args) -> tuple[list, list]:
+        """The arrays among `args` (all the arguments, or the inputs only), and each
+        variable with the value given for it."""
+        if len(args) == len(self._arguments):
+            outputs_given = True
+        elif len(args) == len(self._arguments) - len(self._outputs):
+            outputs_given = False
+        else:
+            raise self._arity_error(len(args))
+        arrays, values = [], []
+        given = iter(args)
+        for a in self._arguments:
+            if isinstance(a, Var):
+                values.append(next(given))
+            elif outputs_given or a not in self._written:
+                arrays.append(next(given))
+        return arrays, list(zip(self._variables, values))
+
+    def _bind_variables(self, env: list, values: list):
+        """Each variable's slot of `env` set from its value: a size variable checked
+        against the arrays' value for it (or setting it when no array gave one)."""
+        for v, value in values:
+            encoded = v.encode(value)
+            if v.is_size:
+                if encoded < 0:
+                    raise ArgumentError(f"{v.label}: a size cannot be negative, got {encoded}")
+                if env[v.slot] is not None and env[v.slot] != encoded:
+                    raise ArgumentError(f"{v.label} is {encoded}, but the arrays give "
+                                        f"{v.var.name} = {env[v.slot]}")
+            env[v.slot] = encoded
 
     def _in_param_order(self, inputs: list, outputs: list) -> list:
         """`inputs` and `outputs` (each in parameter order) merged into one list."""
@@ -229,7 +337,7 @@ class Signature:
 
     def _check(self, params, args) -> tuple[list, list]:
         """The arguments as arrays, and the size variables' values (None: unbound)."""
-        env = [None] * len(self._slots)
+        env = [None] * len(self.size_vars)
         arrays = []
         for p, value in zip(params, args):
             a = p.as_array(value)
@@ -354,12 +462,19 @@ class Kernel(Signature):
         return self._compiled.loaded_from_disk
 
     def __call__(self, *args):
+        values = None
+        if self._variables:
+            args, values = self._separate(args)
         if len(args) == len(self._params):
             arrays, env = self._check(self._params, args)
+            if values:
+                self._bind_variables(env, values)
             self._run(arrays, env)
             return None
         if len(args) == len(self._inputs):
             given, env = self._check(self._inputs, args)
+            if values:
+                self._bind_variables(env, values)
             out = [allocate(self._output_shape(p, env), p.dtype) for p in self._outputs]
             self._run(self._in_param_order(given, out), env, check_overlap=False)
             return out[0] if len(out) == 1 else tuple(out)

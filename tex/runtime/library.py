@@ -16,8 +16,9 @@ symbol, so the names must be distinct C identifiers.
 
 The C interface of a kernel is `int NAME(void **buffers, const int64_t *sizes)`:
 `buffers[k]` points to the data of parameter k (C-contiguous, of the element type
-the header gives), `sizes[k]` is the value of size variable k. The header lists
-both, in order, with each parameter's shape. NAME checks what it can before it
+the header gives), `sizes[k]` is the value of size variable k, then of each
+scalar parameter (a float by its IEEE bits: `tex.runtime.library_abi`). The header
+lists both, in order, with each parameter's shape. NAME checks what it can before it
 runs the kernel (no NULL pointer; sizes that give every dimension a value) and
 returns 0, or an error code with the message in `tex_last_error()`;
 `tex_set_num_threads(n)` bounds the thread pool (`tex.runtime.library_abi`).
@@ -26,7 +27,8 @@ refused: a library runs without the process that registered them.
 
 The library also carries a description of its kernels (the data symbol
 `tex_library_manifest`, JSON: its device, "cpu", the tex version that wrote it,
-and each kernel's parameters with dtypes and shapes, size variables, outputs, the
+and each kernel's parameters with dtypes and shapes, size variables and scalar
+parameters, outputs, the order of the Python call's arguments, the
 CPU and features it was compiled for, its loop program and optimised IR), and,
 first in it, the sha256 of the library file as export_library wrote it (with the
 64 digits of that sha256 read as "0"s). `load_library` reads the manifest from
@@ -72,9 +74,10 @@ from tex.target import as_target
 from tex.version import __version__
 
 MANIFEST = "tex_library_manifest"
+#: 3: a kernel lists its call's arguments (buffers and variables, for scalar parameters);
 #: 2: entry points return a status (`int NAME(...)`) and the manifest starts with the
 #: file's sha256; 1 returned nothing and was not sealed.
-_FORMAT = 2
+_FORMAT = 3
 _STATUS_ENTRY = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
 #: How the manifest starts: the library's sha256 follows (64 hex digits).
 _DIGEST_FIELD = b'{"sha256": "'
@@ -187,6 +190,8 @@ def _describe(kernel: Kernel) -> dict:
                        for b in params],
             "sizes": [[v.name, str(v.dtype)] for v in kernel.size_vars],
             "outputs": [p.position for p in kernel._outputs],
+            "arguments": [["variable", sizes[a]] if isinstance(a, Var) else
+                          ["buffer", params.index(a)] for a in kernel._arguments],
             "cpu": kernel.target.cpu, "features": sorted(kernel.target.enabled_features),
             "target": str(kernel.target), "tex": kernel.get_source("tex"),
             "ll": kernel.get_source("ll")}
@@ -298,7 +303,9 @@ def _kernel(entry: dict, handle: ctypes.CDLL, path: Path) -> Kernel:
                           tuple(expr_json.from_json(e, size_vars) for e in shape))
                    for name, dtype, shape in entry["params"])
     outputs = tuple(params[k] for k in entry["outputs"])
-    interface = KernelInterface(entry["name"], params, size_vars, outputs)
+    arguments = tuple(size_vars[k] if kind == "variable" else params[k]
+                      for kind, k in entry["arguments"])
+    interface = KernelInterface(entry["name"], params, size_vars, outputs, arguments)
     code = _LibraryCode(entry, ctypes.cast(getattr(handle, entry["name"]),
                                            ctypes.c_void_p).value, handle)
 

@@ -8,12 +8,19 @@ points (C source, compiled by the library's C compiler) and the header.
 `NAME` checks its arguments against the kernel's declaration before it calls the
 kernel's machine code (`tex_unchecked_NAME`, hidden): `buffers` and `sizes` are not
 NULL, nor is any buffer (TEX_ERROR_NULL); every size variable is non-negative and
-fits its dtype, and every dimension of every parameter, evaluated from the sizes,
+fits its dtype, every integer scalar parameter fits its dtype, every float one
+leaves the bits above its own zero, and every dimension of every parameter,
+evaluated from the sizes,
 neither divides by zero nor is negative nor overflows, and no parameter holds
 2**63 bytes or more (TEX_ERROR_SIZE). The shapes themselves are not passed: they
 follow from the sizes, so a C caller cannot pass a constant dimension or two
 dimensions of one size variable that disagree. An error returns its code and
 leaves its message for `tex_last_error`, in a buffer per thread.
+
+Scalar parameters (variables among `tex.build`'s args that no shape uses) follow
+the size variables in `sizes`, as `tex.codegen.llvm` takes them: an integer or
+bool as its int64 value, a float as its IEEE bits in the low bits of the slot
+(float32: `uint32_t bits; memcpy(&bits, &x, 4); sizes[k] = bits;`).
 """
 from __future__ import annotations
 
@@ -103,6 +110,25 @@ static int check_size(const char *kernel, const int64_t *sizes, int k, const cha
     return 0;
 }
 
+/* Checks the integer scalar parameter sizes[k] against the range [low, high] of its dtype. */
+static int check_scalar(const char *kernel, const int64_t *sizes, int k, const char *name,
+                        int64_t low, int64_t high, const char *dtype) {
+    if (sizes[k] < low || sizes[k] > high)
+        return fail(TEX_ERROR_SIZE, "%s: sizes[%d] (scalar %s) is %lld, which does not fit "
+                    "its dtype %s", kernel, k, name, (long long)sizes[k], dtype);
+    return 0;
+}
+
+/* Checks that the float scalar parameter sizes[k] (its IEEE bits) uses its low `bits` only. */
+static int check_float_bits(const char *kernel, const int64_t *sizes, int k, const char *name,
+                            int bits, const char *dtype) {
+    if (((uint64_t)sizes[k] >> bits) != 0)
+        return fail(TEX_ERROR_SIZE, "%s: sizes[%d] (scalar %s) is 0x%llx; a %s value is its "
+                    "IEEE bits in the low %d bits, the others zero", kernel, k, name,
+                    (unsigned long long)sizes[k], dtype, bits);
+    return 0;
+}
+
 /* Checks the dimensions `dims` of buffers[k] (`bad`: how computing each went wrong). */
 static int check_buffer(const char *kernel, int k, const char *name, int rank,
                         const int64_t *dims, const int *bad, const char *const *texts,
@@ -156,14 +182,27 @@ def _entry_point(kernel) -> str:
              f'            return fail(TEX_ERROR_NULL, "{name}: buffers[%d] (%s) is NULL", '
              "k, names[k]);"]
     for var, k in slots.items():
-        low, high = _int_range(var.dtype)
-        lines.append(f"    if (check_size({_c_string(name)}, sizes, {k}, {_c_string(var.name)},"
-                     f" {_c_int(max(low, -2**63))}, {_c_int(min(high, 2**63 - 1))}, "
-                     f"{_c_string(str(var.dtype))})) return TEX_ERROR_SIZE;")
+        lines += _size_check(name, var, k, var in kernel._slots)
     for p in params:
         lines += _buffer_check(name, p, slots)
     lines += [f"    {unchecked_name(name)}(buffers, (int64_t *)sizes);", "    return 0;", "}", ""]
     return "\n".join(lines)
+
+
+def _size_check(kernel_name: str, var, k: int, is_size: bool) -> list:
+    """C lines that check sizes[k], the value of `var`: a size variable (`is_size`) or a
+    scalar parameter (an int in its dtype's range, a float's bits in the low bits)."""
+    dtype = var.dtype
+    where = f"{_c_string(kernel_name)}, sizes, {k}, {_c_string(var.name)}"
+    if dtype.is_float:
+        return [f"    if (check_float_bits({where}, {dtype.bits}, {_c_string(str(dtype))}))"
+                " return TEX_ERROR_SIZE;"] if dtype.bits < 64 else []
+    low, high = (0, 1) if dtype.is_bool else _int_range(dtype)
+    if not is_size and dtype in ("int64", "uint64"):
+        return []  # every int64 is a value of an int64 or uint64 (by its bits) scalar
+    check = "check_size" if is_size else "check_scalar"
+    return [f"    if ({check}({where}, {_c_int(max(low, -2**63))}, "
+            f"{_c_int(min(high, 2**63 - 1))}, {_c_string(str(dtype))})) return TEX_ERROR_SIZE;"]
 
 
 def _buffer_check(kernel_name: str, p, slots: dict) -> list:
@@ -209,6 +248,11 @@ def _c_string(text: str) -> str:
     return f'"{escaped}"'
 
 
+def _bits_note(var) -> str:
+    """How a float scalar parameter's value sits in its slot of `sizes` (ints: nothing)."""
+    return f": its IEEE bits, low {var.dtype.bits}" if var.dtype.is_float else ""
+
+
 def header(path, kernels: list) -> str:
     """The C header of the library `path` (a Path) holding `kernels`."""
     guard = "".join(c if c.isalnum() else "_" for c in path.stem.upper()) + "_H"
@@ -220,10 +264,15 @@ def header(path, kernels: list) -> str:
              "   TEX_OK (0) once the kernel ran, or, having run nothing, an error code:",
              "   TEX_ERROR_NULL for a NULL `buffers`, `sizes` or buffer, TEX_ERROR_SIZE",
              "   for a size that is negative or does not fit its dtype, or that makes a",
-             "   dimension negative, overflow or divide by zero. tex_last_error() then",
+             "   dimension negative, overflow or divide by zero, or for a scalar",
+             "   parameter out of its dtype's range. tex_last_error() then",
              "   says what was wrong (the calling thread's last error).",
              "   tex_set_num_threads(n) bounds the threads of parallel loops to n",
              "   (n < 1: all of them).",
+             "   Scalar parameters follow the size variables in `sizes`: an integer or",
+             "   bool as its int64 value, a float as its IEEE bits in the low bits of",
+             "   the slot, the others zero (float32: uint32_t bits; memcpy(&bits, &x, 4);",
+             "   sizes[k] = bits;  double: all 64 bits; float16: the low 16).",
              "*/",
              f"#ifndef {guard}", f"#define {guard}", "", "#include <stdint.h>",
              "#include <stdbool.h>", "", "#ifdef __cplusplus", 'extern "C" {', "#endif", "",
@@ -239,7 +288,8 @@ def header(path, kernels: list) -> str:
             lines.append(f"     buffers[{k}]: {p.buffer.name}, {C_TYPES[str(p.buffer.dtype)]}"
                          f"[{shape}], {role}")
         for k, var in enumerate(kernel.size_vars):
-            lines.append(f"     sizes[{k}]: {var.name} ({var.dtype})")
+            role = "" if var in kernel._slots else f", scalar parameter{_bits_note(var)}"
+            lines.append(f"     sizes[{k}]: {var.name} ({var.dtype}{role})")
         lines += ["*/", f"int {kernel.name}(void **buffers, const int64_t *sizes);", ""]
     lines += ["#ifdef __cplusplus", "}", "#endif", "", f"#endif  /* {guard} */", ""]
     return "\n".join(lines)
