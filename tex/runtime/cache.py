@@ -105,8 +105,9 @@ class _RecentlyUsed:
 
     def clear(self):
         with self._lock:
-            dropped = list(self._items.items())  # released after the lock, as above
+            dropped = list(self._items.items())
             self._items.clear()
+        del dropped  # released after the lock, as above
 
     def __len__(self):
         return len(self._items)
