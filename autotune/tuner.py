@@ -6,8 +6,9 @@ resumed job measures only what is missing, and never measures a
 configuration twice in its search). Each round the search proposes a
 batch, the measurer builds and runs it, every result is appended to the log
 at once, and the cost model is fitted again on all measurements. At the end
-the few fastest (`remeasure`) are measured once more and judged by the mean. Ctrl-C stops after closing
-the measurer; the log keeps every finished measurement.
+the few fastest (`remeasure`) are measured once more and judged by the mean.
+Ctrl-C stops after closing the measurer; the log keeps every finished
+measurement.
 """
 from __future__ import annotations
 
@@ -151,6 +152,38 @@ def tune(task: Task, trials: int, log=None, *, model="xgboost", seed: int = 0,
     `features`: a FeatureCache of `task` to reuse (calls that each continue a log
     lower every configuration only once).
     """
+    _check_tune_arguments(task, trials, early_stopping)
+    start = time.perf_counter()
+    if features is None or features.task is not task:
+        features = FeatureCache(task)
+    cost_model = _make_model(model, seed)
+    _pretrain(cost_model, transfer)
+    measured = measured_configs(task, rec.load(log)) if log is not None else {}
+    search = make_search(search, task.space, features, cost_model, seed)
+    trials = min(trials, len(task.space))
+    own_measurer = measurer is None
+    if own_measurer:
+        measurer = Measurer(task, seed=seed, **measure_options)
+    run = _Run(task, measured, features, cost_model)
+    run.start(measurer, log)
+    interrupted = False
+    try:
+        run.measure_batches(search, trials, batch_size, early_stopping,
+                            lambda results: callback is not None and callback(
+                                run.progress(trials, start, results)))
+        run.remeasure_leaders(remeasure)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if own_measurer:
+            measurer.close()
+        run.close()
+    config, seconds = run.best()
+    return TuneResult(task, config, seconds, len(run.measured), time.perf_counter() - start,
+                      interrupted)
+
+
+def _check_tune_arguments(task, trials, early_stopping):
     if not isinstance(task, Task):
         raise TuneError(f"tune needs an autotune.Task, got {type(task).__name__}")
     if not isinstance(trials, int) or trials < 0:
@@ -158,11 +191,10 @@ def tune(task: Task, trials: int, log=None, *, model="xgboost", seed: int = 0,
     if early_stopping is not None and not (isinstance(early_stopping, int)
                                            and early_stopping >= 1):
         raise TuneError(f"early_stopping must be None or an int >= 1, got {early_stopping!r}")
-    start = time.perf_counter()
-    measured = measured_configs(task, rec.load(log)) if log is not None else {}
-    if features is None or features.task is not task:
-        features = FeatureCache(task)
-    cost_model = _make_model(model, seed)
+
+
+def _pretrain(cost_model, transfer):
+    """Pre-train `cost_model` on the measurements of other workloads' logs."""
     for other_task, other_records in transfer:
         other = measured_configs(other_task, other_records)
         other_features = FeatureCache(other_task)
@@ -170,72 +202,86 @@ def tune(task: Task, trials: int, log=None, *, model="xgboost", seed: int = 0,
         rows = [(x, t) for x, t in rows if x is not None]
         if rows and hasattr(cost_model, "add_prior"):
             cost_model.add_prior(np.stack([x for x, _ in rows]), [t for _, t in rows])
-    search = make_search(search, task.space, features, cost_model, seed)
-    trials = min(trials, len(task.space))
-    own_measurer = measurer is None
-    if own_measurer:
-        measurer = Measurer(task, seed=seed, **measure_options)
-    writer = rec.RecordWriter(log) if log is not None else None
-    hardware = hardware_of(task.target)
-    interrupted = False
 
-    def best():
-        ok = {c: t for c, t in measured.items() if math.isfinite(t)}
+
+class _Run:
+    """One call of `tune`: the configurations measured (those of the log first), the
+    model refitted on them, and every result written to the log."""
+
+    def __init__(self, task, measured: dict, features, cost_model):
+        self.task, self.features, self.cost_model = task, features, cost_model
+        self.measured, self.already = measured, len(measured)
+        self.measurer = self.writer = None
+        self.hardware = hardware_of(task.target)
+
+    def start(self, measurer, log):
+        """Measure with `measurer` from now on, appending every result to `log` (if any)."""
+        self.measurer = measurer
+        self.writer = rec.RecordWriter(log) if log is not None else None
+
+    def best(self):
+        ok = {c: t for c, t in self.measured.items() if math.isfinite(t)}
         config = min(ok, key=ok.get, default=None)
         return config, (ok[config] if config is not None else math.inf)
 
-    def log_result(result):
-        if writer is not None:
-            writer.write(rec.Record(
-                workload=task.workload_key, target=str(task.target),
-                config=result.config.to_json(), task=task.name, times=result.times,
-                error=result.error, message=result.message, hardware=hardware))
+    def progress(self, trials: int, start: float, results) -> Progress:
+        config, seconds = self.best()
+        return Progress(self.task, trials, len(self.measured), seconds, config,
+                        time.perf_counter() - start, results)
 
-    def refit():
-        rows = [(features(c), t) for c, t in measured.items()]
+    def log_result(self, result):
+        if self.writer is not None:
+            self.writer.write(rec.Record(
+                workload=self.task.workload_key, target=str(self.task.target),
+                config=result.config.to_json(), task=self.task.name, times=result.times,
+                error=result.error, message=result.message, hardware=self.hardware))
+
+    def refit(self):
+        rows = [(self.features(c), t) for c, t in self.measured.items()]
         rows = [(x, t) for x, t in rows if x is not None]
         if rows:
-            cost_model.fit(np.stack([x for x, _ in rows]), np.array([t for _, t in rows]))
+            self.cost_model.fit(np.stack([x for x, _ in rows]),
+                                np.array([t for _, t in rows]))
 
-    already = len(measured)
-    improved_at = already  # how many had been measured when the best last improved
-    try:
+    def measure_batches(self, search, trials: int, batch_size: int, early_stopping,
+                        after_batch):
+        """Measure batches the search proposes until `trials` are measured, the space is
+        spent, or `early_stopping` measurements in a row found nothing faster."""
+        measured = self.measured
+        improved_at = len(measured)  # how many had been measured when the best improved
         if measured:
-            refit()
+            self.refit()
         while len(measured) < trials and (early_stopping is None
                                            or len(measured) - improved_at < early_stopping):
-            model_ready = cost_model.trained and len(measured) >= batch_size
+            model_ready = self.cost_model.trained and len(measured) >= batch_size
             batch = search.next_batch(min(batch_size, trials - len(measured)), measured,
                                       model_ready)
             if not batch:
                 break  # every valid configuration is measured
-            fastest = best()[1]
-            results = measurer.measure(batch, best_seconds=fastest if fastest < math.inf else None)
+            fastest = self.best()[1]
+            results = self.measurer.measure(
+                batch, best_seconds=fastest if fastest < math.inf else None)
             for result in results:
                 measured[result.config] = result.seconds
-                log_result(result)
+                self.log_result(result)
                 if result.seconds < fastest:
                     fastest, improved_at = result.seconds, len(measured)
-            refit()
-            if callback is not None:
-                config, seconds = best()
-                callback(Progress(task, trials, len(measured), seconds, config,
-                                  time.perf_counter() - start, results))
+            self.refit()
+            after_batch(results)
+
+    def remeasure_leaders(self, count: int):
+        """Measure the `count` fastest again, each kept as the mean of both timings; nothing
+        when this call measured nothing new (a finished job resumed)."""
+        measured = self.measured
         leaders = sorted((c for c in measured if math.isfinite(measured[c])),
-                         key=measured.get)[:remeasure]
-        if len(measured) == already:  # nothing new (a finished job resumed): measure nothing
-            leaders = []
-        for result in measurer.measure(leaders) if leaders else ():
+                         key=measured.get)[:count]
+        if len(measured) == self.already or not leaders:
+            return
+        for result in self.measurer.measure(leaders):
             measured[result.config] = statistics.fmean([measured[result.config],
                                                         result.seconds])
-            log_result(result)
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        if own_measurer:
-            measurer.close()
-        if writer is not None:
-            writer.close()
-    config, seconds = best()
-    return TuneResult(task, config, seconds, len(measured), time.perf_counter() - start,
-                      interrupted)
+            self.log_result(result)
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.close()
