@@ -161,7 +161,7 @@ class TileViews:
             if p_read.tensor is p_tensor:
                 index = [substitute(i, self.root_values) for i in s_read.indices]
                 views.append(self.view(s_read.tensor, index, p_tensor, p_read.indices,
-                                       str(s_read)))
+                                       what=str(s_read)))
         first = views[0]
         for other in views[1:]:
             if other.steps != first.steps or not all(
@@ -175,9 +175,9 @@ class TileViews:
         op = self.plan.op
         index = [self.plan.values[iv] for iv in op.axis]
         return self.view(op.output(0), index, intrin.output, [iv.var for iv in intrin.op.axis],
-                         f"the output {op.output(0).name}")
+                         what=f"the output {op.output(0).name}")
 
-    def view(self, tensor, index, p_tensor, p_indices, what: str) -> TileView:
+    def view(self, tensor, index, p_tensor, p_indices, *, what: str) -> TileView:
         """The view of `tensor` accessed at `index` (over loop variables) where the intrinsic
         accesses its tensor `p_tensor` at `p_indices` (its axis variables)."""
         entry = self.buffers.get(tensor)
