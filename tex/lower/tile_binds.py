@@ -31,7 +31,7 @@ def bind_buffers(tile, views: dict, ranges: dict) -> dict:
     """{variable: value} for the variables of `tile.intrin`'s declared buffers, after
     checking each declaration against `views[tensor]` (see the module docstring);
     `ranges` are the loop variables' intervals, for the simplifier."""
-    bindings: dict[Var, Expr] = {}
+    binder = _Binder(ranges)
     for tensor, decl in tile.intrin.binds.items():
         view = views[tensor]
         where = (f"{tile.where}: the tile of intrinsic tensor {tensor.name} (in "
@@ -39,17 +39,17 @@ def bind_buffers(tile, views: dict, ranges: dict) -> dict:
         _check_scope(decl, view, where)
         for d, (declared, actual) in enumerate(zip(_declared_strides(decl), view.strides)):
             if declared is not None:
-                _bind(declared, actual, bindings, ranges,
-                      f"{where} has stride `{actual}` along dimension {d}", decl)
+                binder.bind(declared, actual, decl,
+                            what=f"{where} has stride `{actual}` along dimension {d}")
         if decl.elem_offset is not None:
-            _bind(decl.elem_offset, view.offset, bindings, ranges,
-                  f"{where} starts at element `{view.offset}`", decl)
-        _check_multiple(view.offset, decl.offset_factor, "offset_factor", ranges, where)
+            binder.bind(decl.elem_offset, view.offset, decl,
+                        what=f"{where} starts at element `{view.offset}`")
+        binder.check_multiple(view.offset, decl.offset_factor, "offset_factor", where)
         alignment = decl.data_alignment
         if alignment > 0 and alignment % view.dtype.itemsize == 0:
-            _check_multiple(view.offset, alignment // view.dtype.itemsize,
-                            f"data_alignment {alignment} (bytes)", ranges, where)
-    return bindings
+            binder.check_multiple(view.offset, alignment // view.dtype.itemsize,
+                                  f"data_alignment {alignment} (bytes)", where)
+    return binder.bindings
 
 
 def _check_scope(decl: BufferDecl, view: TileView, where: str):
@@ -70,23 +70,31 @@ def _declared_strides(decl: BufferDecl) -> list:
     return strides
 
 
-def _bind(declared: Expr, actual: Expr, bindings: dict, ranges: dict, what: str,
-          decl: BufferDecl):
-    """Bind `declared` to `actual` if it is an unbound variable, else check they agree."""
-    if isinstance(declared, Var) and declared not in bindings:
-        bindings[declared] = ops.cast(declared.dtype, actual)
-        return
-    declared = substitute(declared, bindings)
-    difference = simplify(ops.binary("sub", actual, ops.cast(INDEX, declared)), ranges)
-    if not (isinstance(difference, Const) and difference.value == 0):
-        raise LoweringError(f"{what}, where decl_buffer {decl.name} declares `{declared}`")
+class _Binder:
+    """The values bound so far to the declarations' variables, and the loop variables'
+    intervals the checks simplify with."""
 
+    def __init__(self, ranges: dict):
+        self.bindings: dict[Var, Expr] = {}
+        self.ranges = ranges
 
-def _check_multiple(offset: Expr, factor: int, what: str, ranges: dict, where: str):
-    """`offset` is a multiple of `factor`, unless the simplifier cannot tell."""
-    if factor <= 1:
-        return
-    remainder = simplify(ops.binary("floormod", offset, factor), ranges)
-    if isinstance(remainder, Const) and remainder.value != 0:
-        raise LoweringError(f"{where} starts at element `{offset}`, which is not a multiple "
-                            f"of {factor}, as its {what} requires")
+    def bind(self, declared: Expr, actual: Expr, decl: BufferDecl, *, what: str):
+        """Bind `declared` to `actual` if it is an unbound variable, else check they
+        agree (`what` says what `actual` is, for the message)."""
+        if isinstance(declared, Var) and declared not in self.bindings:
+            self.bindings[declared] = ops.cast(declared.dtype, actual)
+            return
+        declared = substitute(declared, self.bindings)
+        difference = simplify(ops.binary("sub", actual, ops.cast(INDEX, declared)),
+                              self.ranges)
+        if not (isinstance(difference, Const) and difference.value == 0):
+            raise LoweringError(f"{what}, where decl_buffer {decl.name} declares `{declared}`")
+
+    def check_multiple(self, offset: Expr, factor: int, what: str, where: str):
+        """`offset` is a multiple of `factor`, unless the simplifier cannot tell."""
+        if factor <= 1:
+            return
+        remainder = simplify(ops.binary("floormod", offset, factor), self.ranges)
+        if isinstance(remainder, Const) and remainder.value != 0:
+            raise LoweringError(f"{where} starts at element `{offset}`, which is not a "
+                                f"multiple of {factor}, as its {what} requires")
