@@ -43,3 +43,19 @@ def check(schedule, args, inputs, expected, rtol=1e-5, atol=1e-5, target="llvm")
         assert got.shape == want.shape, (got.shape, want.shape)
         np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
     return kernel
+
+
+def row_parallel_matmul(name: str = "matmul"):
+    """C (n, 48) = A (n, 64) @ B (64, 48) over a symbolic row count, its rows split by 8
+    and run in parallel, its columns vectorized: built for the CPU under `name`."""
+    n = tex.var("n")
+    A = tex.placeholder((n, 64), name="A")
+    B = tex.placeholder((64, 48), name="B")
+    k = tex.reduce_axis((0, 64), name="k")
+    C = tex.compute((n, 48), lambda i, j: tex.sum(A[i, k] * B[k, j], axis=k), name="C")
+    s = tex.create_schedule(C.op)
+    io, _ = s[C].split(C.op.axis[0], factor=8)
+    s[C].parallel(io)
+    s[C].vectorize(C.op.axis[1])
+    return tex.build(s, [A, B, C], name=name)
+

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import tex
+from checks import row_parallel_matmul
 from tex.codegen import cpu_support, object_file
 
 pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
@@ -20,20 +21,12 @@ def kernels():
     with exp (a vector math routine inlined into the kernel), and a stencil whose output
     size is an expression (n - 2) of an int32 size."""
     n = tex.var("n")
-    A = tex.placeholder((n, 64), name="A")
-    B = tex.placeholder((64, 48), name="B")
-    k = tex.reduce_axis((0, 64), name="k")
-    C = tex.compute((n, 48), lambda i, j: tex.sum(A[i, k] * B[k, j], axis=k), name="C")
-    s = tex.create_schedule(C.op)
-    io, _ = s[C].split(C.op.axis[0], factor=8)
-    s[C].parallel(io)
-    s[C].vectorize(C.op.axis[1])
     x = tex.placeholder((n,), "float64", name="x")
     y = tex.compute((n,), lambda i: tex.exp(x[i]) * 2.0, name="y")
     m = tex.var("m", "int32")
     u = tex.placeholder((m,), "float32", name="u")
     v = tex.compute((m - 2,), lambda i: u[i] + u[i + 2], name="v")
-    return [tex.build(s, [A, B, C], name="matmul"),
+    return [row_parallel_matmul("matmul"),
             tex.build(tex.create_schedule(y.op), [x, y], name="twice_exp"),
             tex.build(tex.create_schedule(v.op), [u, v], name="stencil")]
 

@@ -8,24 +8,11 @@ import numpy as np
 import pytest
 
 import tex
+from checks import row_parallel_matmul
 
 torch = pytest.importorskip("torch")
 import tex.torch  # noqa: E402  (after the skip: it imports torch)
 from torch._dynamo.testing import CompileCounterWithBackend  # noqa: E402
-
-
-def matmul_kernel(name="matmul"):
-    """C (n, 48) = A (n, 64) @ B (64, 48) over a symbolic row count, parallel and vectorized."""
-    n = tex.var("n")
-    A = tex.placeholder((n, 64), name="A")
-    B = tex.placeholder((64, 48), name="B")
-    k = tex.reduce_axis((0, 64), name="k")
-    C = tex.compute((n, 48), lambda i, j: tex.sum(A[i, k] * B[k, j], axis=k), name="C")
-    s = tex.create_schedule(C.op)
-    io, _ = s[C].split(C.op.axis[0], factor=8)
-    s[C].parallel(io)
-    s[C].vectorize(C.op.axis[1])
-    return tex.build(s, [A, B, C], name=name)
 
 
 def multiply_kernel():
@@ -48,7 +35,7 @@ def pairs_kernel():
 
 @pytest.fixture(scope="module")
 def matmul():
-    return tex.torch.register("textest::matmul", matmul_kernel())
+    return tex.torch.register("textest::matmul", row_parallel_matmul())
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +76,7 @@ def test_the_kernel_writes_torch_memory_without_copies(matmul, monkeypatch):
 
 @pytest.mark.skipif(__import__("shutil").which("cc") is None, reason="needs a C compiler")
 def test_a_kernel_of_a_loaded_library(tmp_path):
-    path = tex.export_library([matmul_kernel("library_matmul")], tmp_path / "ops.so")
+    path = tex.export_library([row_parallel_matmul("library_matmul")], tmp_path / "ops.so")
     op = tex.torch.register("textest::library_matmul", tex.load_library(path).library_matmul)
     a, b = torch.randn(9, 64), torch.randn(64, 48)
     torch.testing.assert_close(op(a, b), a @ b, rtol=1e-4, atol=1e-4)
@@ -177,7 +164,7 @@ def test_bad_tensors_are_refused_in_pytorch_words(matmul):
 
 def test_registration_errors(matmul):
     with pytest.raises(tex.ArgumentError, match="expected a name 'namespace::name'"):
-        tex.torch.register("no_namespace", matmul_kernel())
+        tex.torch.register("no_namespace", row_parallel_matmul())
     with pytest.raises(tex.ArgumentError, match="expected a CPU tex.Kernel"):
         tex.torch.register("textest::not_a_kernel", np.add)
 
