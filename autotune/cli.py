@@ -6,6 +6,7 @@
     tex-tune --file my_ops.py my_matmul --args 1024,64 --trials 100 --log mine.jsonl
     tex-tune job net.toml --log-dir logs --time-budget 20m   # many tasks, one budget
     tex-tune best matmul.jsonl                  # the best configuration and its loop nest
+    tex-tune export m64.jsonl m96.jsonl -o ops.so   # a library of the best kernels, ops.h
     tex-tune plot matmul.jsonl -o curve.png     # best rate against trials, per workload
     tex-tune ops                                # the operators tex-tune knows by name
 
@@ -29,6 +30,13 @@ under one trial or time budget (`autotune.job`), one log per task.
 `tex-tune best` uses only records of this machine's CPU model unless
 `--any-hardware` is given.
 
+`tex-tune export LOG... -o ops.so` builds the best configuration of every
+workload of the logs (of this machine's CPU model, as `best` chooses) into one
+library with its C header (`tex.export_library`; see `autotune.export`): the
+shapes of one registry operator and dtype become one entry named after it
+(`matmul`) that runs the kernel tuned for a call's sizes, and for other sizes a
+kernel built for all sizes with the schedule of the nearest tuned shape.
+
 `--transfer LOG ...` pre-trains the cost model with the measurements of other
 registry workloads (other shapes of an operator, say) on the same target.
 
@@ -51,6 +59,7 @@ from autotune import ops
 from autotune import records as rec
 from autotune import job, reports
 from autotune.errors import TuneError
+from autotune.export import export_logs
 from autotune.measure import Measurer
 from autotune.targets import kind_of
 from autotune.task import Task
@@ -59,7 +68,7 @@ from autotune.reports import duration_text, load_existing, rate_text, registry_t
 from autotune.userfile import function_task
 from tex.runtime.cuda_device import require_device
 
-COMMANDS = ("tune", "job", "best", "plot", "ops")
+COMMANDS = ("tune", "job", "best", "export", "plot", "ops")
 EXAMPLES = "examples:\n" + __doc__.split("\n\n")[1]
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 130
 
@@ -142,6 +151,34 @@ def _job_parser(commands) -> None:
     _measure_arguments(run)
 
 
+def _export_parser(commands) -> None:
+    export = commands.add_parser(
+        "export", help="build a library of the best kernels of tuning logs",
+        description="Build the best configuration of every workload of the logs (records of\n"
+                    "this machine's CPU model, as `best` chooses them) into one shared\n"
+                    "library with a C header beside it (tex.export_library). The shapes of\n"
+                    "one registry operator and dtype become one entry, named after the\n"
+                    "operator (matmul; matmul_float64 for another dtype than float32), that\n"
+                    "runs the kernel tuned for a call's sizes, and for other sizes a kernel\n"
+                    "built for all sizes with the schedule of the nearest tuned shape (the\n"
+                    "least sum of |log(a) - log(b)| over the sizes), or the default schedule\n"
+                    "where that one needs constant sizes. Operators declared for constant\n"
+                    "sizes only (conv2d, depthwise_conv2d, layernorm) get one entry per\n"
+                    "shape (conv2d_1_64_56_56_64). See autotune/export.py.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    export.add_argument("logs", nargs="+", metavar="LOG", help="tuning logs (JSONL)")
+    export.add_argument("-o", "--output", required=True, metavar="LIBRARY",
+                        help="the shared library to write (ops.so); its header goes beside "
+                             "it (ops.h)")
+    export.add_argument("--target", metavar="TARGET",
+                        help="use the records of this CPU target (default: the logs' only "
+                             "one)")
+    export.add_argument("--any-hardware", action="store_true",
+                        help="use records measured on other CPU models too")
+    export.add_argument("--file", metavar="PATH",
+                        help="the Python file of the logs' --file workloads")
+
+
 def _parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="tex-tune", description="Tune tex operators, and read tuning logs.",
@@ -192,6 +229,8 @@ def _parser() -> argparse.ArgumentParser:
     best.add_argument("--workload", metavar="KEY",
                       help="only this workload: its task name (\"matmul 64,64,64\") or key")
 
+    _export_parser(commands)
+
     plot = commands.add_parser("plot", help="plot the best rate against trials",
                                description="Plot the best rate so far against the trial "
                                            "number, one line per workload (needs matplotlib).")
@@ -216,8 +255,8 @@ def main(argv=None) -> int:
     if args.command is None:
         _parser().print_help(sys.stderr)
         return EXIT_USAGE
-    run = {"tune": run_tune, "job": run_job, "best": run_best, "plot": run_plot,
-           "ops": run_ops}[args.command]
+    run = {"tune": run_tune, "job": run_job, "best": run_best, "export": run_export,
+           "plot": run_plot, "ops": run_ops}[args.command]
     with warnings.catch_warnings():
         warnings.showwarning = _WarningPrinter()
         try:
@@ -462,6 +501,19 @@ def _print_summary(rows) -> None:
 def run_best(args) -> int:
     """`tex-tune best` (see `autotune.reports.print_best`)."""
     reports.print_best(args.log, args.workload, args.file, args.any_hardware)
+    return EXIT_OK
+
+
+def run_export(args) -> int:
+    """`tex-tune export` (see `autotune.export.export_logs`): prints what each entry of
+    the library runs."""
+    entries = export_logs(args.logs, args.output, target=args.target,
+                          any_hardware=args.any_hardware, file=args.file)
+    for entry in entries:
+        print(f"{entry.name}: {'; '.join(entry.tuned)}")
+        for tuned, how in zip(entry.tuned, entry.fallbacks):
+            print(f"  other sizes nearest {tuned}: {how}")
+    print(f"wrote {args.output} and {os.path.splitext(args.output)[0]}.h", file=sys.stderr)
     return EXIT_OK
 
 

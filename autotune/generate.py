@@ -49,12 +49,17 @@ def valid_configs(space: ConfigSpace, count: int | None = None,
     return found
 
 
-def space_for(outputs, target="llvm", args=None) -> ConfigSpace:
+def space_for(outputs, target="llvm", args=None, sizes=None) -> ConfigSpace:
     """The generated space of schedules for `outputs` (a tensor or a list of them).
 
     `args` is the kernel's argument list as `tex.build` takes it (default:
     the inputs in the order they are first read, then the outputs).
     `space.instantiate(config)` returns `(schedule, args)`.
+
+    `sizes` ({size variable: value}, CPU targets only) schedules a declaration with
+    symbolic shapes as if its sizes had those values: the rules decide by the extents at
+    `sizes` (so a configuration tuned for those sizes applies), and the schedule's splits
+    guard the extents the kernel meets at run time.
     """
     outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     for t in outputs:
@@ -63,13 +68,18 @@ def space_for(outputs, target="llvm", args=None) -> ConfigSpace:
     target = as_target(target)
     args = list(args) if args is not None else inputs_of(outputs) + outputs
     space = ConfigSpace()
-    _sketch(space, outputs, args, target)
+    if sizes and kind_of(target).gpu:
+        raise TuneError(f"space_for: sizes= schedules symbolic shapes for CPUs only, not "
+                        f"for {target}")
+    _sketch(space, outputs, args, target, sizes)
     # a partial, not a lambda: a CUDA task's space travels to a spawned runner (measure.py)
-    space.make_schedule = functools.partial(_sketch, outputs=outputs, args=args, target=target)
+    space.make_schedule = functools.partial(_sketch, outputs=outputs, args=args, target=target,
+                                            sizes=sizes)
     return space
 
 
-def _sketch(cfg, outputs, args, target):
+def _sketch(cfg, outputs, args, target, sizes=None):
     """The rules of `target`'s kind run over `cfg`: (schedule, args)."""
-    rules = GpuSketch if kind_of(target).gpu else CpuSketch
-    return rules(cfg, outputs, target).run(), args
+    if kind_of(target).gpu:
+        return GpuSketch(cfg, outputs, target).run(), args
+    return CpuSketch(cfg, outputs, target, sizes).run(), args

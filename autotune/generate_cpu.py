@@ -51,7 +51,7 @@ import itertools
 import math
 from dataclasses import dataclass
 
-from autotune.sketch import Sketch, inputs_of, static_extent
+from autotune.sketch import Sketch, inputs_of
 from tex.expr import TensorRead
 from tex.schedule.stage import Stage
 from tex.target import as_target
@@ -126,8 +126,8 @@ class TilePlan:
 class CpuSketch(Sketch):
     """One run of the CPU rules over a fresh schedule (see the module docstring)."""
 
-    def __init__(self, cfg, outputs, target):
-        super().__init__(cfg, outputs, target)
+    def __init__(self, cfg, outputs, target, sizes=None):
+        super().__init__(cfg, outputs, target, sizes)
         self.lanes = target.vector_lanes(outputs[0].dtype)
 
     # --- rule 1 ----------------------------------------------------------------------
@@ -159,7 +159,7 @@ class CpuSketch(Sketch):
         tile extents, the loop order, packing per input, the reduction's unrolling and,
         into a write cache holding the last axis in the tile, the write-back."""
         name, axes = out.name, list(out.op.axis)
-        extents = [static_extent(a) for a in axes]
+        extents = [self.extent(a) for a in axes]
         movable = [d for d in range(len(axes)) if extents[d] > 1][-3:] or [len(axes) - 1]
         vector_at, vector = self.vector_knobs(name, extents, movable)
         longest = max(extents[d] for d in movable)
@@ -189,10 +189,9 @@ class CpuSketch(Sketch):
         vector = self.knob(f"{name}.vector", widths or sorted({extents[d] for d in vector_axes}))
         return vector_at, vector
 
-    @staticmethod
-    def reduce_unroll_choices(acc: Stage) -> list[int]:
+    def reduce_unroll_choices(self, acc: Stage) -> list[int]:
         """Unroll factors for the innermost reduction axis: 1, 2, 4, or all of a short one."""
-        extent = static_extent(acc.op.reduce_axis[-1])
+        extent = self.extent(acc.op.reduce_axis[-1])
         return [1] + [u for u in (2, 4) if u < extent] + ([extent] if 1 < extent <= 4 else [])
 
     def check_tile(self, plan: TilePlan, epilogue: bool):
@@ -308,15 +307,15 @@ class CpuSketch(Sketch):
         acc.vectorize(vector_loop)
         tile.compute_at(acc, tile_outer)
 
-    @staticmethod
-    def reduce_in_registers(tile: Stage, plan: TilePlan):
+    def reduce_in_registers(self, tile: Stage, plan: TilePlan):
         """The register tile's reduction: the reduction axes outermost, the innermost
         unrolled by the knob, the tile's loops unrolled and its vector loop vectorized."""
         *tile_spatial, vector_loop = tile.op.axis  # in `layout` order
         reduce_axes = list(tile.op.reduce_axis)
         tile.reorder(*reduce_axes, *tile_spatial, vector_loop)
         innermost = reduce_axes[-1]
-        if plan.unroll == static_extent(innermost):
+        # unrolled whole only when its extent is a constant (not just at the sizes scheduled for)
+        if plan.unroll == getattr(innermost.dom.extent, "value", None):
             tile.unroll(innermost)
         elif plan.unroll > 1:
             _, k_inner = tile.split(innermost, factor=plan.unroll)
@@ -387,7 +386,7 @@ class CpuSketch(Sketch):
 
     def partial_lanes(self, stage: Stage) -> int:
         """The knob of how many vector partial results reduce `stage` (0: none)."""
-        extent = static_extent(stage.op.reduce_axis[-1])
+        extent = self.extent(stage.op.reduce_axis[-1])
         return self.knob(f"{stage.name}.lanes",
                          [0] + [w for w in (self.lanes, 4 * self.lanes) if w <= extent])
 
@@ -409,7 +408,7 @@ class CpuSketch(Sketch):
     def reduce(self, out: Stage):
         """Rule 4: a reduction at the root, split into parallel chunks when it has few
         points (`chunk_choices`), each reduced through vector partials."""
-        points = math.prod(static_extent(a) for a in out.op.axis)
+        points = math.prod(self.extent(a) for a in out.op.axis)
         first = out.op.reduce_axis[0]
         chunks = self.knob(f"{out.name}.chunks", self.chunk_choices(out))
         lanes = self.partial_lanes(out)
@@ -430,16 +429,16 @@ class CpuSketch(Sketch):
         """Parallel chunks of `out`'s first reduction axis: 1, and when it has fewer points
         than 32 per core, 2, 8 or 32 chunks per core (`CHUNKS_PER_CORE`; 4, 16 or 64 on 2
         cores) fewer than the axis's extent."""
-        points = math.prod(static_extent(a) for a in out.op.axis)
+        points = math.prod(self.extent(a) for a in out.op.axis)
         cores = self.target.num_cores or 1
         few = points < CHUNKS_PER_CORE[-1] * cores
         return [1] + [c * cores for c in CHUNKS_PER_CORE
-                      if few and c * cores < static_extent(out.op.reduce_axis[0])]
+                      if few and c * cores < self.extent(out.op.reduce_axis[0])]
 
     # --- rule 5 ----------------------------------------------------------------------
     def width_choices(self, stage: Stage) -> list[int]:
         """Vector widths for `stage`'s last axis: one or four vector registers, or 1."""
-        extent = static_extent(stage.op.axis[-1])
+        extent = self.extent(stage.op.axis[-1])
         return [w for w in (self.lanes, 4 * self.lanes) if w <= extent] or [1]
 
     def elementwise_width(self, stage: Stage) -> int:
@@ -455,7 +454,7 @@ class CpuSketch(Sketch):
             outer, lane = stage.split(last, factor=width)
             stage.vectorize(lane)
         rows = stage.fuse(*lead, outer)
-        if math.prod(static_extent(a) for a in stage.op.axis) >= 2 * width:
+        if math.prod(self.extent(a) for a in stage.op.axis) >= 2 * width:
             stage.parallel(rows)
         self.placed.add(stage)
 

@@ -88,6 +88,18 @@ class Op:
                             f"got {dtype!r}")
         return list(self._declare(*self.full_shape(shape), dtype=dtype))
 
+    def declare_symbolic(self, dtype: str = "float32") -> tuple[list, list]:
+        """(tensors, size variables): the kernel's tensors (as `declare` gives them) with
+        every shape parameter a `tex.size_var` named after it, in `params` order.
+        TuneError when the declaration needs constant sizes (conv2d's padding stage and
+        output size, layernorm's division by the row length as a float constant)."""
+        sizes = [tex.size_var(param) for param in self.params]
+        try:
+            return list(self._declare(*sizes, dtype=dtype)), sizes
+        except (tex.TexError, TypeError, AttributeError, ValueError) as err:
+            raise TuneError(f"{self.name} is declared for constant sizes only "
+                            f"({type(err).__name__}: {err})") from None
+
     def reference(self, *inputs, **options) -> np.ndarray:
         """The output for `inputs` (NumPy arrays), computed in float64 and cast to their dtype.
 

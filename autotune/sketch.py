@@ -15,20 +15,28 @@ import math
 import tex
 from autotune.errors import TuneError
 from autotune.space import ConfigSpace
+from tex.arith import evaluate
+from tex.expr import Var
 from tex.schedule.stage import Stage
 from tex.tensor import ComputeOp, PlaceholderOp, Tensor
+from tex.visitor import collect
 
 
 class InvalidConfig(TuneError):
     """A configuration outside a generated rule's limits; it is never measured."""
 
 
-def static_extent(axis) -> int:
-    """The constant extent of `axis`; TuneError when it is symbolic."""
-    value = getattr(axis.dom.extent, "value", None)
-    if not isinstance(value, int):
-        raise TuneError(f"axis {axis.name} has a symbolic extent; tuning needs static shapes")
-    return value
+def static_extent(axis, sizes=None) -> int:
+    """The constant extent of `axis`, or, given `sizes` ({size variable: value}), the
+    value its symbolic extent takes at those sizes; TuneError when it is symbolic and
+    `sizes` does not bind it."""
+    extent = axis.dom.extent
+    value = getattr(extent, "value", None)
+    if isinstance(value, int):
+        return value
+    if sizes and all(v in sizes for v in collect(extent, lambda n: isinstance(n, Var))):
+        return int(evaluate(extent, sizes))
+    raise TuneError(f"axis {axis.name} has a symbolic extent; tuning needs static shapes")
 
 
 def inputs_of(outputs) -> list[Tensor]:
@@ -54,8 +62,8 @@ class Sketch:
     (see `schedule_output`), the last two also for stages no rule placed.
     """
 
-    def __init__(self, cfg, outputs, target):
-        self.cfg, self.target = cfg, target
+    def __init__(self, cfg, outputs, target, sizes=None):
+        self.cfg, self.target, self.sizes = cfg, target, sizes
         self.collecting = isinstance(cfg, ConfigSpace)
         self.s = tex.create_schedule([t.op for t in outputs])
         self.inlined: set = set()
@@ -72,6 +80,11 @@ class Sketch:
         candidates = list(dict.fromkeys(candidates))
         self.cfg.define_knob(name, candidates)
         return self.cfg[name].val
+
+    def extent(self, axis) -> int:
+        """The extent of `axis`: its constant, or its value at `self.sizes` (the sizes a
+        declaration with symbolic shapes is scheduled for; see `static_extent`)."""
+        return static_extent(axis, self.sizes)
 
     # --- structure -------------------------------------------------------------------
     def compute_stages(self) -> list[Stage]:
@@ -110,8 +123,8 @@ class Sketch:
         """Worth a register tile: two spatial axes or more (a reduction of each row, such as
         a row sum or a matrix-vector product, is the reduce rule's: vector partials along
         the row), enough spatial points and reduction steps, a wide last axis."""
-        spatial = [static_extent(a) for a in stage.op.axis]
-        steps = math.prod(static_extent(a) for a in stage.op.reduce_axis)
+        spatial = [self.extent(a) for a in stage.op.axis]
+        steps = math.prod(self.extent(a) for a in stage.op.reduce_axis)
         return (stage.op.num_outputs == 1 and len(spatial) >= 2 and spatial[-1] >= 8
                 and math.prod(spatial) >= 1024 and steps >= 8)
 

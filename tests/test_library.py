@@ -12,6 +12,7 @@ import pytest
 import tex
 from checks import row_parallel_matmul
 from tex.codegen import cpu_support, object_file
+from tex.runtime.library_dispatch import distance
 
 pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
 
@@ -273,3 +274,89 @@ def test_a_library_changed_after_export_is_refused(library, tmp_path, change):
     with pytest.raises(tex.ArgumentError, match="was changed after tex.export_library wrote"):
         tex.load_library(changed)
     assert tex.load_library(library).names == ("matmul", "twice_exp", "stencil")
+
+
+def scaled_matmul(M, N, K, scale: float, name: str):
+    """C = scale * A @ B at the sizes given (ints or size variables), its columns split by
+    4 (which divides none of the sizes below): `scale` tells which kernel of a dispatch
+    ran."""
+    A = tex.placeholder((M, K), name="A")
+    B = tex.placeholder((K, N), name="B")
+    k = tex.reduce_axis((0, K), name="k")
+    C = tex.compute((M, N), lambda i, j: tex.sum(A[i, k] * B[k, j] * scale, axis=k), name="C")
+    s = tex.create_schedule(C.op)
+    s[C].split(C.op.axis[1], factor=4)
+    return tex.build(s, [A, B, C], name=name)
+
+
+def symbolic_matmul(scale: float, name: str):
+    return scaled_matmul(*(tex.size_var(n) for n in "MNK"), scale, name)
+
+
+def test_a_dispatch_runs_the_kernel_for_the_sizes_of_each_call(tmp_path):
+    """Specialisations run at their exact sizes, and every other call runs the fallback of
+    the specialisation nearest it (sum of |log| ratios); the entry is a Kernel of symbolic
+    sizes, checked like one, and the manifest lists what it dispatches to."""
+    group = tex.dispatch("matmul", [scaled_matmul(9, 6, 5, 2.0, "small"),
+                                    scaled_matmul(30, 70, 90, 3.0, "large")],
+                         fallback=[symbolic_matmul(4.0, "near_small"),
+                                   symbolic_matmul(5.0, "near_large")])
+    single = tex.dispatch("single", [scaled_matmul(9, 6, 5, 2.0, "small")],
+                          fallback=symbolic_matmul(6.0, "any"))
+    path = tex.export_library([group, single], tmp_path / "ops.so")
+    lib = tex.load_library(path)
+    assert lib.names == ("matmul", "single")
+    assert [v.name for v in lib.matmul.size_vars] == ["M", "K", "N"]
+    rng = np.random.default_rng(3)
+    for (m, n, k), matmul_scale, single_scale in [
+            ((9, 6, 5), 2, 2), ((30, 70, 90), 3, 6), ((7, 5, 6), None, 6),
+            ((41, 60, 77), None, 6), ((9, 6, 6), None, 6), ((12, 25, 30), None, 6)]:
+        if matmul_scale is None:  # the fallback of the nearest specialisation
+            near = [distance((m, k, n), sizes) for sizes, _ in group.cases]
+            matmul_scale = 4 if near[0] <= near[1] else 5
+        a = rng.standard_normal((m, k)).astype("float32")
+        b = rng.standard_normal((k, n)).astype("float32")
+        np.testing.assert_allclose(lib.matmul(a, b), matmul_scale * (a @ b), rtol=1e-4,
+                                   atol=1e-4)
+        np.testing.assert_allclose(lib.single(a, b), single_scale * (a @ b), rtol=1e-4,
+                                   atol=1e-4)
+    with pytest.raises(tex.ArgumentError, match=r"argument B \(#1\): dimension 0 is K = 6, "
+                                                r"but argument A \(#0\) dimension 1 set K = 5"):
+        lib.matmul(np.ones((9, 5), "float32"), np.ones((6, 6), "float32"))
+    at, size = object_file.symbol_extent(path.read_bytes(), "tex_library_manifest")
+    manifest = json.loads(path.read_bytes()[at:at + size].rstrip(b"\0"))
+    entry = manifest["kernels"][0]
+    assert manifest["format"] == 4
+    assert [(c["name"], c["sizes"]) for c in entry["dispatch"]["specialized"]] == \
+        [("small", [9, 5, 6]), ("large", [30, 90, 70])]
+    assert entry["dispatch"]["fallback"] == "near_small"
+    assert [f["name"] for f in entry["dispatch"]["nearest"]] == ["near_large"]
+    assert manifest["kernels"][1]["dispatch"]["nearest"] == []
+    header = path.with_suffix(".h").read_text()
+    assert "int matmul(void **buffers, const int64_t *sizes);" in header
+    assert "(M, K, N) where it has one:\n     (9, 5, 6)\n     (30, 90, 70)" in header
+
+
+def test_dispatch_errors():
+    fallback = symbolic_matmul(1.0, "any")
+    with pytest.raises(tex.ArgumentError, match=r"specialisations #0 and #1 are both for "
+                                                "sizes M=9, K=5, N=6"):
+        tex.dispatch("mm", [scaled_matmul(9, 6, 5, 1.0, "a"), scaled_matmul(9, 6, 5, 1.0, "b")],
+                     fallback)
+    with pytest.raises(tex.ArgumentError, match="specialisation #0 .any. has size variables "
+                                                r"\(M, K, N\); a specialisation has constant"):
+        tex.dispatch("mm", [fallback], fallback)
+    x = tex.placeholder((9, 5), "float64", name="A")
+    y = tex.placeholder((5, 6), "float64", name="B")
+    z = tex.compute((9, 6), lambda i, j: x[i, 0] + y[0, j], name="C")
+    other = tex.build(tex.create_schedule(z.op), [x, y, z], name="f64")
+    with pytest.raises(tex.ArgumentError, match=r"specialisation #0 \(f64\) takes A "
+                                                r"float64\[9, 5\].*; the fallback any takes "
+                                                r"A float32\[M, K\]"):
+        tex.dispatch("mm", [other], fallback)
+    with pytest.raises(tex.ArgumentError, match="2 fallbacks for 1 specialisations"):
+        tex.dispatch("mm", [scaled_matmul(9, 6, 5, 1.0, "a")], [fallback, fallback])
+    with pytest.raises(tex.ArgumentError, match="fallback #0 must be a CPU tex.Kernel, got int"):
+        tex.dispatch("mm", [], 3)
+    with pytest.raises(tex.ArgumentError, match="the name 'tex_fallback_x' is tex's own"):
+        tex.export_library([tex.dispatch("tex_fallback_x", [], fallback)], "unused.so")

@@ -22,6 +22,7 @@ from tex.runtime.cuda_device import DeviceArray, device_array, empty_device
 from tex.runtime.host_array import empty
 from tex.runtime import nd
 from tex.runtime.library import Library, export_library, load_library
+from tex.runtime.library_dispatch import dispatch
 from tex.runtime.nd import cpu, cuda, device
 from tex.scan_op import scan
 from tex.schedule import Schedule, Stage, create_schedule, thread_axis
@@ -85,13 +86,13 @@ __all__ = [
     "atanh", "build", "BuildError", "call_packed", "call_pure_extern", "cast", "ceil", "clz",
     "comm_reducer", "compute", "ConfigError", "const", "copysign", "cos", "cosh", "cpu",
     "create_schedule", "cuda", "decl_tensor_intrin", "device", "device_array", "DeviceArray",
-    "DeviceError", "div", "DType", "empty", "empty_device", "erf", "error", "exp", "exp10",
-    "exp2", "export_library", "Expr", "ExprError", "extern", "floor", "floordiv", "floormod",
-    "fmax", "fmin", "fmod", "get_global_func", "hypot", "if_then_else", "indexdiv", "indexmod",
-    "isfinite", "isinf", "isnan", "IterVar", "ldexp", "Library", "load_library", "log",
-    "log10", "log1p", "log2", "lower", "LoweringError", "max", "max_value", "min", "min_value",
-    "nd", "nearbyint", "nextafter", "PackedFuncError", "placeholder", "popcount", "pow",
-    "Range", "reduce_axis", "register_func", "round", "rsqrt", "scan", "Schedule",
+    "DeviceError", "dispatch", "div", "DType", "empty", "empty_device", "erf", "error", "exp",
+    "exp10", "exp2", "export_library", "Expr", "ExprError", "extern", "floor", "floordiv",
+    "floormod", "fmax", "fmin", "fmod", "get_global_func", "hypot", "if_then_else", "indexdiv",
+    "indexmod", "isfinite", "isinf", "isnan", "IterVar", "ldexp", "Library", "load_library",
+    "log", "log10", "log1p", "log2", "lower", "LoweringError", "max", "max_value", "min",
+    "min_value", "nd", "nearbyint", "nextafter", "PackedFuncError", "placeholder", "popcount",
+    "pow", "Range", "reduce_axis", "register_func", "round", "rsqrt", "scan", "Schedule",
     "ScheduleError", "select", "sigmoid", "sin", "sinh", "size_var", "sqrt", "Stage", "sum",
     "tan", "tanh", "Target", "Tensor", "TexError", "thread_axis", "tir", "trunc", "truncdiv",
     "truncmod", "TVMError", "Var", "var",

@@ -14,6 +14,18 @@ with `-z defs`: a symbol nothing defines is a BuildError naming it, not a
 crash at load time. A kernel's name (`tex.build(..., name=...)`) is its C
 symbol, so the names must be distinct C identifiers.
 
+    group = tex.dispatch("matmul", [k64, k96], fallback=k_any)   # one entry, three kernels
+    tex.export_library([group, softmax], "ops.so")
+
+A `dispatch` (`tex.runtime.library_dispatch`) is one entry point over kernels of
+one declaration: specialisations built at constant shapes, and a fallback built
+for symbolic sizes (or one per specialisation, each run for the sizes nearest its
+specialisation's: `library_dispatch.distance`). The entry has the fallback's
+interface; its C code checks a call's sizes as the fallback's would, compares
+them with each specialisation's and calls the first that matches, else a
+fallback. Only the entry is exported: the kernels' machine code sits in hidden
+functions (`library_abi.specialized_name`, `fallback_name`).
+
 The C interface of a kernel is `int NAME(void **buffers, const int64_t *sizes)`:
 `buffers[k]` points to the data of parameter k (C-contiguous, of the element type
 the header gives), `sizes[k]` is the value of size variable k, then of each
@@ -29,7 +41,10 @@ The library also carries a description of its kernels (the data symbol
 `tex_library_manifest`, JSON: its device, "cpu", the tex version that wrote it,
 and each kernel's parameters with dtypes and shapes, size variables and scalar
 parameters, outputs, the order of the Python call's arguments, the
-CPU and features it was compiled for, its loop program and optimised IR), and,
+CPU and features it was compiled for, its loop program and optimised IR; a
+dispatch is described by its fallback's interface and code, with the features
+of all its kernels and a `dispatch` field listing its specialisations' sizes and
+code and its other fallbacks: `_describe`), and,
 first in it, the sha256 of the library file as export_library wrote it (with the
 64 digits of that sha256 read as "0"s). `load_library` reads the manifest from
 the file (`object_file.symbol_extent`) before loading anything: a file that is
@@ -70,14 +85,17 @@ from tex.expr import Var
 from tex.ir import Buffer, KernelInterface
 from tex.runtime import library_abi
 from tex.runtime.kernel import Kernel
+from tex.runtime.library_dispatch import Dispatch
 from tex.target import as_target
 from tex.version import __version__
 
 MANIFEST = "tex_library_manifest"
+#: 4: an entry may dispatch on its sizes (`dispatch`: its specialisations and fallback);
 #: 3: a kernel lists its call's arguments (buffers and variables, for scalar parameters);
 #: 2: entry points return a status (`int NAME(...)`) and the manifest starts with the
-#: file's sha256; 1 returned nothing and was not sealed.
-_FORMAT = 3
+#: file's sha256; 1 returned nothing and was not sealed. Format 3 libraries are read too.
+_FORMAT = 4
+_READABLE = (3, 4)
 _STATUS_ENTRY = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
 #: How the manifest starts: the library's sha256 follows (64 hex digits).
 _DIGEST_FIELD = b'{"sha256": "'
@@ -85,24 +103,24 @@ _UNSEALED = "0" * 64
 
 
 def export_library(kernels, path, cc: str | None = None) -> Path:
-    """Write the CPU `kernels` (a list of Kernels from `tex.build`, all for one machine)
-    into the shared library `path` and a C header beside it (`path` with suffix .h);
-    returns `path`. `cc` is the C compiler that links it (default $CC, else cc; for
-    kernels built with another machine's -mtriple, that machine's cross compiler,
-    default e.g. aarch64-linux-gnu-gcc). See the module docstring."""
+    """Write the CPU `kernels` (a list of Kernels from `tex.build`, all for one machine,
+    and of `Dispatch`es from `tex.dispatch`) into the shared library `path` and a C header
+    beside it (`path` with suffix .h); returns `path`. `cc` is the C compiler that links
+    it (default $CC, else cc; for kernels built with another machine's -mtriple, that
+    machine's cross compiler, default e.g. aarch64-linux-gnu-gcc). See the module
+    docstring."""
     path = Path(path)
     kernels = list(kernels)
     _check_exportable(kernels)
-    target = kernels[0].target
+    target = _members(kernels)[0][1].target
     cc = _linker(cc, target)
     manifest = {"sha256": _UNSEALED, "format": _FORMAT, "device": "cpu",
                 "tex_version": __version__,
                 "kernels": [_describe(k) for k in kernels]}
     with tempfile.TemporaryDirectory(prefix="tex-library-") as work:
         objects = {f"kernel{k}.o": llvm_jit.shared_library_object(
-            kernel.get_source("ll"), (), target,
-            hidden={kernel.name: library_abi.unchecked_name(kernel.name)})
-            for k, kernel in enumerate(kernels)}
+            kernel.get_source("ll"), (), target, hidden={kernel.name: symbol})
+            for k, (symbol, kernel) in enumerate(_members(kernels))}
         called = set().union(*map(object_file.undefined_symbols, objects.values()))
         # always: tex_set_num_threads is part of every library's interface
         objects["thread_pool.o"] = llvm_jit.shared_library_object(
@@ -149,14 +167,30 @@ def _linker(cc: str | None, target) -> str:
     return found
 
 
+def _members(entries: list) -> list[tuple[str, Kernel]]:
+    """(hidden symbol, kernel) of every kernel whose machine code the library holds."""
+    return [member for entry in entries for member in _kernels_of(entry)]
+
+
+def _kernels_of(entry) -> list[tuple[str, Kernel]]:
+    """(hidden symbol, kernel) of each kernel of the Kernel or Dispatch `entry`."""
+    if not isinstance(entry, Dispatch):
+        return [(library_abi.unchecked_name(entry.name), entry)]
+    return [(library_abi.fallback_name(entry, k), kernel)
+            for k, kernel in enumerate(entry.fallbacks)] + \
+        [(library_abi.specialized_name(entry.name, k), kernel)
+         for k, (_, kernel) in enumerate(entry.cases)]
+
+
 def _check_exportable(kernels: list):
     if not kernels:
         raise ArgumentError("export_library: give at least one kernel")
     seen = {}
     for k, kernel in enumerate(kernels):
-        if not isinstance(kernel, Kernel):
+        if not isinstance(kernel, (Kernel, Dispatch)):
             raise ArgumentError(f"export_library: kernel #{k} is a {type(kernel).__name__}; "
-                                "it takes CPU kernels built by tex.build(..., target='llvm')")
+                                "it takes CPU kernels built by tex.build(..., target='llvm') "
+                                "and tex.dispatch groups of them")
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", kernel.name):
             raise ArgumentError(f"export_library: kernel #{k} is named {kernel.name!r}, which "
                                 "is not a C identifier; build it with name='...'")
@@ -165,23 +199,53 @@ def _check_exportable(kernels: list):
                                 f"both named {kernel.name!r}; give each its own name with "
                                 "tex.build(..., name='...')")
         seen[kernel.name] = k
-        if kernel.target.triple != kernels[0].target.triple:
-            raise ArgumentError(f"export_library: kernel #{k} ({kernel.name}) was built for "
-                                f"{kernel.target.triple}, kernel #0 for "
-                                f"{kernels[0].target.triple}; a library holds one machine's "
-                                "code")
         if kernel.name in (MANIFEST, thread_pool.SYMBOL, thread_pool.SET_THREADS,
                            library_abi.LAST_ERROR) or \
-                kernel.name.startswith(library_abi.unchecked_name("")):
+                kernel.name.startswith(library_abi.RESERVED_PREFIXES):
             raise ArgumentError(f"export_library: the name {kernel.name!r} is tex's own")
-        if packed_func.SYMBOL in object_file.undefined_symbols(kernel._compiled.object_code):
-            raise ArgumentError(f"export_library: kernel #{k} ({kernel.name}) calls Python "
-                                "functions (tex.call_packed in an extern stage), which need "
-                                "the Python process that registered them; a library runs "
-                                "without one")
+    triple = _members(kernels)[0][1].target.triple
+    for k, entry in enumerate(kernels):
+        for _, kernel in _kernels_of(entry):
+            which = f"kernel #{k} ({kernel.name})" if kernel is entry else \
+                f"kernel {kernel.name} of dispatch #{k} ({entry.name})"
+            if kernel.target.triple != triple:
+                raise ArgumentError(f"export_library: {which} was built for "
+                                    f"{kernel.target.triple}, kernel #0 for {triple}; a "
+                                    "library holds one machine's code")
+            if packed_func.SYMBOL in object_file.undefined_symbols(
+                    kernel._compiled.object_code):
+                raise ArgumentError(f"export_library: {which} calls Python functions "
+                                    "(tex.call_packed in an extern stage), which need the "
+                                    "Python process that registered them; a library runs "
+                                    "without one")
 
 
-def _describe(kernel: Kernel) -> dict:
+def _describe(entry) -> dict:
+    """What load_library needs of the Kernel or Dispatch `entry` (see the module docstring):
+    a dispatch is described as its first fallback, under its own name, with the features
+    of all its kernels and `dispatch` added: each specialisation's sizes, name, features
+    and code ("specialized"), the first fallback's name ("fallback") and the other
+    fallbacks' names, features and code ("nearest", one per specialisation but the
+    first, or none)."""
+    if not isinstance(entry, Dispatch):
+        return _describe_kernel(entry)
+    described = _describe_kernel(entry.fallback)
+    cases = [{"sizes": list(sizes), "name": kernel.name,
+              "features": sorted(kernel.target.enabled_features),
+              "tex": kernel.get_source("tex"), "ll": kernel.get_source("ll")}
+             for sizes, kernel in entry.cases]
+    fallbacks = [{"name": kernel.name, "features": sorted(kernel.target.enabled_features),
+                  "tex": kernel.get_source("tex"), "ll": kernel.get_source("ll")}
+                 for kernel in entry.fallbacks[1:]]
+    described.update(name=entry.name, dispatch={"specialized": cases,
+                                                "fallback": entry.fallback.name,
+                                                "nearest": fallbacks})
+    described["features"] = sorted(set(described["features"]).union(
+        *(case["features"] for case in cases + fallbacks)))
+    return described
+
+
+def _describe_kernel(kernel: Kernel) -> dict:
     """What load_library needs of `kernel` (see the module docstring)."""
     sizes = {var: k for k, var in enumerate(kernel.size_vars)}
     params = [p.buffer for p in kernel._params]
@@ -281,9 +345,10 @@ def _checked_manifest(library: bytes, path: Path) -> dict:
         raise ArgumentError(f"load_library: {path} is not a library written by "
                             f"tex.export_library (it has no readable {MANIFEST}: "
                             f"{err})") from None
-    if manifest.get("format") != _FORMAT:
+    if manifest.get("format") not in _READABLE:
         raise ArgumentError(f"load_library: {path} has manifest format "
-                            f"{manifest.get('format')!r}; this tex reads format {_FORMAT}")
+                            f"{manifest.get('format')!r}; this tex reads formats "
+                            f"{', '.join(map(str, _READABLE))}")
     digest = at + len(_DIGEST_FIELD)
     recorded = library[digest:digest + len(_UNSEALED)]
     unsealed = library[:digest] + _UNSEALED.encode() + library[digest + len(_UNSEALED):]

@@ -17,6 +17,12 @@ follow from the sizes, so a C caller cannot pass a constant dimension or two
 dimensions of one size variable that disagree. An error returns its code and
 leaves its message for `tex_last_error`, in a buffer per thread.
 
+The entry point of a dispatch (`tex.runtime.library_dispatch`) checks the
+arguments of its fallback's interface, then calls the hidden code of the
+specialisation made for the sizes given (`tex_specialized_NAME_k`), else of its
+fallback (or of the fallback of the specialisation nearest the sizes, by
+`tex_distance`).
+
 Scalar parameters (variables among `tex.build`'s args that no shape uses) follow
 the size variables in `sizes`, as `tex.codegen.llvm` takes them: an integer or
 bool as its int64 value, a float as its IEEE bits in the low bits of the slot
@@ -40,6 +46,7 @@ C_TYPES = {"bool": "bool", "int8": "int8_t", "int16": "int16_t", "int32": "int32
            "float32": "float", "float64": "double"}
 
 _RUNTIME = r"""/* The checking entry points of a library written by tex.export_library. */
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -96,6 +103,14 @@ static int64_t tex_floormod(int64_t a, int64_t b, int *bad) {
     if (b == -1) return 0;
     int64_t r = a % b;
     return (r != 0 && (r < 0) != (b < 0)) ? r + b : r;
+}
+
+/* How far the sizes `a` are from `b`: the sum of |log(max(x, 1)) - log(max(y, 1))|. */
+static double tex_distance(const int64_t *a, const int64_t *b, int count) {
+    double sum = 0;
+    for (int k = 0; k < count; k++)
+        sum += fabs(log(a[k] > 1 ? (double)a[k] : 1.0) - log(b[k] > 1 ? (double)b[k] : 1.0));
+    return sum;
 }
 
 /* Checks the size variable sizes[k] against the range [low, high] of its dtype. */
@@ -156,22 +171,81 @@ static int check_buffer(const char *kernel, int k, const char *name, int rank,
 """
 
 
+#: The beginnings of the library's hidden symbols, which no entry point may take.
+RESERVED_PREFIXES = ("tex_unchecked_", "tex_specialized_", "tex_fallback_")
+
+
 def unchecked_name(name: str) -> str:
-    """The hidden symbol of kernel `name`'s machine code, which its entry point calls."""
-    return f"tex_unchecked_{name}"
+    """The hidden symbol of kernel `name`'s machine code, which its entry point calls (for
+    a dispatch, that of its fallback)."""
+    return f"{RESERVED_PREFIXES[0]}{name}"
 
 
-def checks_source(kernels: list) -> str:
-    """The C source of the checking entry points of `kernels` and of `tex_last_error`."""
-    return _RUNTIME + "".join(_entry_point(kernel) for kernel in kernels)
+def specialized_name(name: str, k: int) -> str:
+    """The hidden symbol of the machine code of specialisation #k of dispatch `name`."""
+    return f"{RESERVED_PREFIXES[1]}{name}_{k}"
 
 
-def _entry_point(kernel) -> str:
-    """The C definition of `int NAME(void **buffers, const int64_t *sizes)` for `kernel`."""
-    name, params = kernel.name, kernel._params
+def fallback_name(entry, k: int) -> str:
+    """The hidden symbol of the machine code of fallback #k of the dispatch `entry`."""
+    return unchecked_name(entry.name) if k == 0 else f"{RESERVED_PREFIXES[2]}{entry.name}_{k}"
+
+
+def checks_source(entries: list) -> str:
+    """The C source of the checking entry points of `entries` (Kernels, and dispatches:
+    objects with `name`, `cases`, `fallbacks` and `fallback`, see
+    `tex.runtime.library_dispatch.Dispatch`) and
+    of `tex_last_error`."""
+    return _RUNTIME + "".join(_entry_point(entry) for entry in entries)
+
+
+def _entry_point(entry) -> str:
+    """The C definition of `int NAME(void **buffers, const int64_t *sizes)` for the kernel
+    or dispatch `entry`: the checks of the kernel (of a dispatch, its fallback's), then
+    the call of its machine code (of a dispatch, the first specialisation for the sizes
+    given, compared one by one, else the fallback)."""
+    name = entry.name
+    kernel = getattr(entry, "fallback", entry)
+    cases = getattr(entry, "cases", ())
+    fallbacks = [fallback_name(entry, k) for k in range(len(getattr(entry, "fallbacks", [0])))]
+    call = "(buffers, (int64_t *)sizes);"
+    calls = []
+    for k, (values, _) in enumerate(cases):
+        test = " && ".join(f"sizes[{slot}] == {_c_int(value)}"
+                           for slot, value in enumerate(values)) or "1"
+        calls += [f"    if ({test}) {{", f"        {specialized_name(name, k)}{call}",
+                  "        return 0;", "    }"]
+    if len(fallbacks) == 1:
+        calls.append(f"    {fallbacks[0]}{call}")
+    else:
+        calls += _nearest_call(cases, fallbacks, len(kernel.size_vars))
+    declared = fallbacks + [specialized_name(name, k) for k in range(len(cases))]
+    return _checked_entry(name, kernel, declared, calls)
+
+
+def _nearest_call(cases, fallbacks: list, count: int) -> list:
+    """C lines that call the fallback (of `fallbacks`, one per case) of the case whose
+    sizes are nearest the call's by `tex_distance` (the first of equals)."""
+    table = ", ".join("{" + ", ".join(_c_int(v) for v in values) + "}" for values, _ in cases)
+    return [f"    static const int64_t tuned[{len(cases)}][{count}] = {{{table}}};",
+            f"    static void (*const fallbacks[{len(cases)}])(void **, int64_t *) = {{"
+            + ", ".join(fallbacks) + "};",
+            "    int nearest = 0;",
+            f"    double least = tex_distance(sizes, tuned[0], {count});",
+            f"    for (int k = 1; k < {len(cases)}; k++) {{",
+            f"        double d = tex_distance(sizes, tuned[k], {count});",
+            "        if (d < least) { least = d; nearest = k; }",
+            "    }",
+            "    fallbacks[nearest](buffers, (int64_t *)sizes);"]
+
+
+def _checked_entry(name: str, kernel, declared: list, calls: list) -> str:
+    """The C entry point `name` that checks the arguments of `kernel`'s interface and then
+    runs `calls` (C lines calling the functions `declared`)."""
+    params = kernel._params
     slots = {var: k for k, var in enumerate(kernel.size_vars)}
-    lines = ["", f"void {unchecked_name(name)}(void **buffers, int64_t *sizes);", "",
-             f"TEX_EXPORT int {name}(void **buffers, const int64_t *sizes) {{",
+    lines = ["", *(f"void {symbol}(void **buffers, int64_t *sizes);" for symbol in declared),
+             "", f"TEX_EXPORT int {name}(void **buffers, const int64_t *sizes) {{",
              f'    static const char *const names[{len(params)}] = {{'
              + ", ".join(_c_string(p.buffer.name) for p in params) + "};",
              "    if (!buffers || !sizes)",
@@ -185,7 +259,7 @@ def _entry_point(kernel) -> str:
         lines += _size_check(name, var, k, var in kernel._slots)
     for p in params:
         lines += _buffer_check(name, p, slots)
-    lines += [f"    {unchecked_name(name)}(buffers, (int64_t *)sizes);", "    return 0;", "}", ""]
+    lines += calls + ["    return 0;", "}", ""]
     return "\n".join(lines)
 
 
@@ -253,8 +327,24 @@ def _bits_note(var) -> str:
     return f": its IEEE bits, low {var.dtype.bits}" if var.dtype.is_float else ""
 
 
+def _dispatch_note(entry, kernel) -> list:
+    """The header's comment lines on the sizes a dispatch `entry` has kernels for."""
+    cases = getattr(entry, "cases", None)
+    if cases is None:
+        return []
+    names = ", ".join(v.name for v in kernel.size_vars)
+    lines = [f"   Runs a kernel specialised for the sizes ({names}) where it has one:"]
+    lines += [f"     ({', '.join(map(str, values))})" for values, _ in cases]
+    if len(entry.fallbacks) == 1:
+        return lines + ["   and for any other sizes a kernel built for all sizes."]
+    return lines + ["   and for any other sizes a kernel built for all sizes with the",
+                    "   schedule of the nearest of these (the least sum over the sizes of",
+                    "   |log(max(size, 1)) - log(max(specialised size, 1))|)."]
+
+
 def header(path, kernels: list) -> str:
-    """The C header of the library `path` (a Path) holding `kernels`."""
+    """The C header of the library `path` (a Path) holding `kernels` (Kernels and
+    dispatches, see `checks_source`)."""
     guard = "".join(c if c.isalnum() else "_" for c in path.stem.upper()) + "_H"
     lines = [f"/* {path.name}: kernels compiled by tex (export_library).",
              "",
@@ -280,8 +370,9 @@ def header(path, kernels: list) -> str:
     lines += [f"#define {code} {value}" for code, value in ERROR_CODES.items()]
     lines += ["#endif", "", f"const char *{LAST_ERROR}(void);",
               "void tex_set_num_threads(int n);", ""]
-    for kernel in kernels:
-        lines.append(f"/* {kernel.name}")
+    for entry in kernels:
+        kernel = getattr(entry, "fallback", entry)
+        lines.append(f"/* {entry.name}")
         for k, p in enumerate(kernel._params):
             shape = ", ".join(to_text(e) for e in p.buffer.shape)
             role = "output" if p.is_output else "input"
@@ -290,6 +381,7 @@ def header(path, kernels: list) -> str:
         for k, var in enumerate(kernel.size_vars):
             role = "" if var in kernel._slots else f", scalar parameter{_bits_note(var)}"
             lines.append(f"     sizes[{k}]: {var.name} ({var.dtype}{role})")
-        lines += ["*/", f"int {kernel.name}(void **buffers, const int64_t *sizes);", ""]
+        lines += _dispatch_note(entry, kernel)
+        lines += ["*/", f"int {entry.name}(void **buffers, const int64_t *sizes);", ""]
     lines += ["#ifdef __cplusplus", "}", "#endif", "", f"#endif  /* {guard} */", ""]
     return "\n".join(lines)
