@@ -8,6 +8,8 @@ from setuptools import find_packages, setup
 # (cuda_fp16.h; mma.h, which includes crt/mma.h)
 CUDA = ["cuda-bindings>=13.0", "nvidia-cuda-nvrtc>=13.0",
         "nvidia-cuda-runtime>=13.0", "nvidia-cuda-crt>=13.0"]
+# nvdisasm and cuobjdump read the SASS of compiled kernels (bench/gpu_static.py)
+GPU_DEV = ["nvidia-cuda-nvdisasm>=13.5", "nvidia-cuda-cuobjdump>=13.5"]
 # xgboost-cpu is XGBoost without the CUDA libraries (5 MB rather than 300)
 TUNE = ["xgboost-cpu>=2.0"]
 
@@ -40,7 +42,8 @@ setup(
         # rather than a newer build that brings the CUDA libraries along (gigabytes)
         "test": ["pytest>=7", "hypothesis>=6", "nbclient>=0.7", "nbformat>=5",
                  "ipykernel>=6", "jupytext>=1.14", "matplotlib>=3.5", "torch>=2.4,<2.14"]
-        + CUDA + TUNE,
+        + CUDA + TUNE + GPU_DEV,
+        "gpu-dev": CUDA + GPU_DEV,
         "plot": ["matplotlib>=3.5"],
     },
     entry_points={"console_scripts": ["tex-tune=autotune.cli:main"]},

@@ -90,13 +90,7 @@ def matmul_rows(torch, samples: int, n: int) -> list:
         ref_s = _time(torch, lambda: torch.matmul(*inputs), samples)
         label = f"matmul {n}^3 float32" + (", double-buffered" if double_buffer else "")
         rows.append((label, "GFLOP/s", flops / tex_s / 1e9, flops / ref_s / 1e9, "cuBLAS"))
-    try:
-        from tex.intrin.cuda_wmma import matmul_schedule
-    except ImportError:
-        return rows
-    schedule, args = matmul_schedule(n, n, n)
-    import tex
-    kernel = tex.build(schedule, args, target="cuda", name="matmul_fp16")
+    kernel = cases.matmul_wmma(n, n, n).build()
     a = torch.randn(n, n, device="cuda").half()
     b = torch.randn(n, n, device="cuda").half()
     c = torch.empty(n, n, device="cuda")

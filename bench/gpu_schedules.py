@@ -1,9 +1,10 @@
 """GPU schedules of the benchmark and test workloads.
 
 Each function declares a computation, schedules it for a CUDA GPU and
-returns a `GpuCase`: the schedule, the kernel's arguments, a NumPy reference
-and how to make inputs. `tests/test_gpu.py` compiles every case with NVRTC
-(and runs it on a GPU when there is one); `bench/gpu.py` times them.
+returns a `GpuCase`: the schedule, the kernel's arguments, a NumPy reference,
+how to make inputs and the work of one block; its name names the kernel.
+`tests/test_gpu.py` compiles every case with NVRTC (and runs it on a GPU when
+there is one); `bench/gpu.py` times them, `bench/gpu_static.py` reads their SASS.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Callable
 import numpy as np
 
 import tex
+from tex.intrin.cuda_wmma import matmul_schedule
 
 
 @dataclass
@@ -26,6 +28,9 @@ class GpuCase:
     reference: Callable
     shapes: list                    # input shapes, in argument order
     dtype: str = "float32"
+    #: (flops, bytes of global memory read and written) of one block, each element counted
+    #: once; each add, multiply, max, exp, ... of the definition is one flop
+    block_work: tuple[int, int] | None = None
 
     def build(self, target: str = "cuda"):
         return tex.build(self.schedule, self.args, target=target, name=self.name)
@@ -52,8 +57,10 @@ def elementwise(n: int, threads: int = 256, vector: int = 1) -> GpuCase:
     blocks, thread = s[out].split(axis, factor=threads)
     _bind(s[out], blocks, "blockIdx.x")
     _bind(s[out], thread, "threadIdx.x")
+    per_block = min(n, threads * vector)
     return GpuCase("elementwise" if vector == 1 else f"elementwise_x{vector}", s, [a, b, c, out],
-                   lambda x, y, z: np.maximum(x * y + z, 0), [(n,)] * 3)
+                   lambda x, y, z: np.maximum(x * y + z, 0), [(n,)] * 3,
+                   block_work=(3 * per_block, 16 * per_block))
 
 
 def matmul(n: int, m: int, k: int, tile: int = 64, per_thread: int = 4, step: int = 16,
@@ -96,8 +103,30 @@ def matmul(n: int, m: int, k: int, tile: int = 64, per_thread: int = 4, step: in
         _bind(s[staged], fx, "threadIdx.x")
         if double_buffer:
             s[staged].double_buffer()
-    return GpuCase("matmul_double_buffered" if double_buffer else "matmul", s, [A, B, C],
-                   lambda a, b: a.astype("float64") @ b, [(n, k), (k, m)], dtype)
+    size = np.dtype(dtype).itemsize
+    name = f"matmul_{_short(dtype)}" + ("_double_buffered" if double_buffer else "")
+    return GpuCase(name, s, [A, B, C], lambda a, b: a.astype("float64") @ b,
+                   [(n, k), (k, m)], dtype, _matmul_work(min(tile, n), min(tile, m), k, size))
+
+
+def _short(dtype: str) -> str:
+    return dtype.replace("float", "f")
+
+
+def _matmul_work(rows: int, cols: int, depth: int, size: int, out_size: int = 4):
+    """(flops, bytes) of a rows x cols tile of C over a reduction of `depth`: A's panel and
+    B's panel read once, the tile written once."""
+    return 2 * rows * cols * depth, (rows + cols) * depth * size + rows * cols * out_size
+
+
+def matmul_wmma(n: int, m: int, k: int, warps: tuple[int, int] = (2, 2)) -> GpuCase:
+    """C (float32) = A @ B (float16) on tensor cores: `tex.intrin.cuda_wmma.matmul_schedule`,
+    a 16 x 16 tile per warp, warps[0] x warps[1] warps per block, panels staged in shared
+    memory (n, m, k multiples of 16)."""
+    s, args = matmul_schedule(n, m, k, warps)
+    return GpuCase("matmul_f16_wmma", s, args, lambda a, b: a.astype("float64") @ b,
+                   [(n, k), (k, m)], "float16",
+                   _matmul_work(16 * warps[0], 16 * warps[1], k, 2))
 
 
 def conv2d(batch: int, channels: int, filters: int, size: int, kernel: int = 3,
@@ -134,36 +163,49 @@ def conv2d(batch: int, channels: int, filters: int, size: int, kernel: int = 3,
                 result += np.einsum("bcyx,fc->bfyx", p[:, :, dy:dy + size, dx:dx + size],
                                     w[:, :, dy, dx])
         return result
+    outputs = min(threads, batch * filters * size * size)
+    data_rows = min(size, -(-outputs // size) + kernel)    # the rows one block's outputs read
+    moved = 4 * (channels * data_rows * size + channels * kernel * kernel + outputs)
     return GpuCase("conv2d", s, [data, weight, out], reference,
-                   [(batch, channels, size, size), (filters, channels, kernel, kernel)])
+                   [(batch, channels, size, size), (filters, channels, kernel, kernel)],
+                   block_work=(2 * outputs * channels * kernel * kernel, moved))
 
 
 def row_reduce(rows: int, cols: int, strategy: str, threads: int = 256,
                reducer: str = "sum") -> GpuCase:
-    """out[i] = reduce(a[i, :]): one block per row, its threads across the row, combined
-    with `strategy` ("shared" or "warp"); or for "atomic", the row split over
-    blocks (blockIdx.y) whose partial results are combined atomically."""
+    """out[i] = reduce(a[i, :]): one block per row, its threads across the row (a warp
+    reads consecutive elements), combined with `strategy` ("shared" or "warp"); or
+    for "atomic", the row cut into up to 64 contiguous chunks, one block each
+    (blockIdx.y; at least 4 elements per thread), each chunk reduced across its
+    threads with warp shuffles (so `threads` is a power of two up to 32 or a multiple
+    of 32) and the chunks' results combined atomically."""
     a = tex.placeholder((rows, cols), name="a")
     k = tex.reduce_axis((0, cols), name="k")
     fn = {"sum": tex.sum, "max": tex.max, "min": tex.min}[reducer]
     out = tex.compute((rows,), lambda i: fn(a[i, k], axis=k), name="out")
     s = tex.create_schedule(out.op)
+    steps, lanes = s[out].split(k, factor=threads)
+    _bind(s[out], out.op.axis[0], "blockIdx.x")
+    _bind(s[out], lanes, "threadIdx.x")
+    per_block = cols
     if strategy == "atomic":
-        chunks, rest = s[out].split(k, nparts=max(1, min(64, cols // 64)))
-        row_blocks, row_threads = s[out].split(out.op.axis[0], factor=threads)
-        s[out].reorder(row_blocks, row_threads, chunks, rest)
-        _bind(s[out], row_blocks, "blockIdx.x")
-        _bind(s[out], row_threads, "threadIdx.x")
-        _bind(s[out], chunks, "blockIdx.y")
+        chunks = max(1, min(64, cols // (4 * threads)))
+        chunk, _ = s[out].split(steps, nparts=chunks)
+        _bind(s[out], chunk, "blockIdx.y")
+        s[out].reduce_strategy(chunk, "atomic")
+        s[out].reduce_strategy(lanes, "warp")
+        per_block = -(-cols // chunks)
     else:
-        outer, lanes = s[out].split(k, factor=threads)
-        _bind(s[out], out.op.axis[0], "blockIdx.x")
-        _bind(s[out], lanes, "threadIdx.x")
-        chunks = lanes
-    s[out].reduce_strategy(chunks, strategy)
+        s[out].reduce_strategy(lanes, strategy)
     numpy_fn = {"sum": np.sum, "max": np.max, "min": np.min}[reducer]
     return GpuCase(f"row_{reducer}_{strategy}", s, [a, out],
-                   lambda x: numpy_fn(x.astype("float64"), axis=1), [(rows, cols)])
+                   lambda x: numpy_fn(x.astype("float64"), axis=1), [(rows, cols)],
+                   block_work=_reduction_work(per_block))
+
+
+def _reduction_work(elements: int, results: int = 1, size: int = 4):
+    """(flops, bytes) of a block reducing `elements` of `size` bytes into `results` values."""
+    return elements, size * (elements + results)
 
 
 def row_argmax(rows: int, cols: int, strategy: str, threads: int = 64) -> GpuCase:
@@ -182,7 +224,8 @@ def row_argmax(rows: int, cols: int, strategy: str, threads: int = 64) -> GpuCas
     _bind(s[index], lanes, "threadIdx.x")
     s[index].reduce_strategy(lanes, strategy)
     return GpuCase(f"row_argmax_{strategy}", s, [a, index, value],
-                   lambda x: (x.argmax(axis=1), x.max(axis=1)), [(rows, cols)])
+                   lambda x: (x.argmax(axis=1), x.max(axis=1)), [(rows, cols)],
+                   block_work=_reduction_work(cols, results=2))
 
 
 def row_sum_rfactor(rows: int, cols: int, strategy: str, threads: int = 64) -> GpuCase:
@@ -200,7 +243,8 @@ def row_sum_rfactor(rows: int, cols: int, strategy: str, threads: int = 64) -> G
     s[out].reduce_strategy(lane, strategy)
     s[partial].compute_at(s[out], lane)
     return GpuCase(f"row_sum_rfactor_{strategy}", s, [a, out],
-                   lambda x: x.astype("float64").sum(axis=1), [(rows, cols)])
+                   lambda x: x.astype("float64").sum(axis=1), [(rows, cols)],
+                   block_work=_reduction_work(cols))
 
 
 def column_sum(rows: int, cols: int, threads_x: int = 32, threads_y: int = 8) -> GpuCase:
@@ -217,7 +261,7 @@ def column_sum(rows: int, cols: int, threads_x: int = 32, threads_y: int = 8) ->
     _bind(s[out], ty, "threadIdx.y")
     s[out].reduce_strategy(ty, "shared")
     return GpuCase("column_sum", s, [a, out], lambda x: x.astype("float64").sum(axis=0),
-                   [(rows, cols)])
+                   [(rows, cols)], block_work=_reduction_work(rows * threads_x, threads_x))
 
 
 def full_sum(n: int, strategy: str, threads: int = 256, blocks: int = 64) -> GpuCase:
@@ -228,7 +272,9 @@ def full_sum(n: int, strategy: str, threads: int = 256, blocks: int = 64) -> Gpu
     k = tex.reduce_axis((0, n), name="k")
     out = tex.compute((1,), lambda _: tex.sum(a[k], axis=k), name="out")
     s = tex.create_schedule(out.op)
+    elements = n
     if strategy == "atomic":
+        elements = -(-n // blocks)
         per_block, lanes = s[out].split(k, factor=threads)
         block, serial = s[out].split(per_block, nparts=blocks)
         s[out].reorder(block, serial, lanes)
@@ -239,50 +285,131 @@ def full_sum(n: int, strategy: str, threads: int = 256, blocks: int = 64) -> Gpu
     _bind(s[out], lanes, "threadIdx.x")
     s[out].reduce_strategy(lanes, "warp" if strategy == "atomic" else strategy)
     return GpuCase(f"full_sum_{strategy}", s, [a, out],
-                   lambda x: np.array([x.astype("float64").sum()]), [(n,)])
+                   lambda x: np.array([x.astype("float64").sum()]), [(n,)],
+                   block_work=_reduction_work(elements))
 
 
 def softmax(rows: int, cols: int, threads: int = 256) -> GpuCase:
-    """Softmax over the last axis, one block per row: the row's max and sum of
-    exponentials are reduced across the block's threads (warp shuffles) into
-    shared memory, then every thread writes its part of the row."""
+    """Softmax over the last axis in one pass over memory, one block per row: each thread
+    keeps its part of the row in registers (`_row_in_registers`: element t, t + threads,
+    ... of the row), so the row is read once and written once; the max and the sum of
+    exponentials are reduced across the block (warp shuffles), each exponential
+    computed once and kept, and the output is each kept exponential times the
+    reciprocal of the sum (one divide per thread). Up to 32 or so elements per thread
+    (cols / threads) stay in registers."""
     a = tex.placeholder((rows, cols), name="a")
-    k1 = tex.reduce_axis((0, cols), name="k1")
-    k2 = tex.reduce_axis((0, cols), name="k2")
-    row_max = tex.compute((rows,), lambda i: tex.max(a[i, k1], axis=k1), name="row_max")
-    total = tex.compute((rows,), lambda i: tex.sum(tex.exp(a[i, k2] - row_max[i]), axis=k2),
-                        name="total")
-    out = tex.compute((rows, cols), lambda i, j: tex.exp(a[i, j] - row_max[i]) / total[i],
+    x = _row_view(a, threads, tex.min_value("float32"), "x")
+    row_max = _row_reduction(x, lambda v, axes: tex.max(v, axis=axes), "row_max")
+    e = tex.compute(x.shape, lambda i, o, t: tex.exp(x[i, o, t] - row_max[i]), name="e")
+    total = _row_reduction(e, lambda v, axes: tex.sum(v, axis=axes), "total")
+    scale = tex.compute((rows,), lambda i: tex.const(1.0) / total[i], name="scale")
+    out = tex.compute((rows, cols), lambda i, j: e[i, j // threads, j % threads] * scale[i],
                       name="out")
     s = tex.create_schedule(out.op)
+    row = _row_in_registers(s, out, threads, [x, e], [row_max, total], [scale])
+
+    def reference(v):
+        v = v.astype("float64")
+        exp = np.exp(v - v.max(axis=1, keepdims=True))
+        return exp / exp.sum(axis=1, keepdims=True)
+    return GpuCase("softmax", s, [a, out], reference, [(rows, cols)],
+                   block_work=(5 * row, 8 * row))
+
+
+def layernorm(rows: int, cols: int, threads: int = 256, eps: float = 1e-5) -> GpuCase:
+    """(a - mean) / sqrt(variance + eps) * gamma + beta over the last axis, in one pass
+    over memory as `softmax`: each thread keeps its part of the row in registers,
+    the sum and the sum of squares are reduced together across the block (a tuple
+    reducer, warp shuffles), then each thread normalises its elements with the row's
+    mean and 1 / sqrt(variance + eps) (computed once per thread)."""
+    a = tex.placeholder((rows, cols), name="a")
+    gamma = tex.placeholder((cols,), name="gamma")
+    beta = tex.placeholder((cols,), name="beta")
+    x = _row_view(a, threads, tex.const(0.0), "x")
+    moments = tex.comm_reducer(lambda p, q: (p[0] + q[0], p[1] + q[1]),
+                               lambda s, q: (tex.const(0.0, s), tex.const(0.0, q)),
+                               name="moments")
+    total, squares = _row_reduction(
+        x, lambda v, axes: moments((v, v * v), axis=axes), "moments")
+    mean = tex.compute((rows,), lambda i: total[i] * (1.0 / cols), name="mean")
+    scale = tex.compute((rows,), lambda i: tex.rsqrt(
+        squares[i] * (1.0 / cols) - mean[i] * mean[i] + eps), name="scale")
+    out = tex.compute((rows, cols), lambda i, j: (x[i, j // threads, j % threads] - mean[i])
+                      * scale[i] * gamma[j] + beta[j], name="out")
+    s = tex.create_schedule(out.op)
+    row = _row_in_registers(s, out, threads, [x], [total], [mean, scale])
+
+    def reference(v, g, b):
+        v = v.astype("float64")
+        centred = v - v.mean(axis=1, keepdims=True)
+        return centred / np.sqrt((centred ** 2).mean(axis=1, keepdims=True) + eps) * g + b
+    return GpuCase("layernorm", s, [a, gamma, beta, out], reference,
+                   [(rows, cols), (cols,), (cols,)], block_work=(7 * row, 16 * row))
+
+
+def _row_view(a, threads: int, fill, name: str):
+    """Row-major `a` (rows x cols) seen as rows x steps x threads: [i, o, t] is
+    a[i, o * threads + t], or `fill` past the end of the row."""
+    rows, cols = (int(d.value) for d in a.shape)
+    steps = -(-cols // threads)
+    return tex.compute((rows, steps, threads), lambda i, o, t: tex.if_then_else(
+        o * threads + t < cols, a[i, o * threads + t], fill), name=name)
+
+
+def _row_reduction(view, reduce, name: str):
+    """reduce(view[i, o, t], [o, t]) per row i of a `_row_view`."""
+    rows, steps, threads = (int(d.value) for d in view.shape)
+    o = tex.reduce_axis((0, steps), name=f"{name}_o")
+    t = tex.reduce_axis((0, threads), name=f"{name}_t")
+    return tex.compute((rows,), lambda i: reduce(view[i, o, t], [o, t]), name=name)
+
+
+def _row_in_registers(s, out, threads: int, views, reductions, per_row) -> int:
+    """Schedule a row-wise computation one row per block: `out`'s columns and every
+    `_row_view`-shaped stage of `views` (kept in registers, "local") over `threads`
+    threads, a thread's elements in an unrolled loop; each of `reductions` across the
+    threads (warp shuffles); each of `per_row` (a value per row) once per thread.
+    Returns the elements per block."""
     row, col = s[out].op.axis
     _bind(s[out], row, "blockIdx.x")
-    col_outer, col_thread = s[out].split(col, factor=threads)
-    s[out].reorder(col_thread, col_outer)
-    _bind(s[out], col_thread, "threadIdx.x")
-    for stage in (row_max, total):
-        s[stage].compute_at(s[out], row)
-        _, lanes = s[stage].split(s[stage].op.reduce_axis[0], factor=threads)
-        _bind(s[stage], lanes, "threadIdx.x")
-
-    def reference(x):
-        x = x.astype("float64")
-        e = np.exp(x - x.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
-    return GpuCase("softmax", s, [a, out], reference, [(rows, cols)])
+    steps, lane = s[out].split(col, factor=threads)
+    s[out].reorder(lane, steps)
+    _bind(s[out], lane, "threadIdx.x")
+    s[out].unroll(steps)
+    for view in views:
+        s[view].set_scope("local")
+        s[view].compute_at(s[out], row)
+        _, step, thread = s[view].op.axis
+        s[view].reorder(thread, step)
+        _bind(s[view], thread, "threadIdx.x")
+        s[view].unroll(step)
+    for reduction in reductions:
+        s[reduction].compute_at(s[out], row)
+        step, thread = s[reduction].op.reduce_axis
+        s[reduction].reorder(thread, step)
+        _bind(s[reduction], thread, "threadIdx.x")
+        s[reduction].unroll(step)
+        s[reduction].reduce_strategy(thread, "warp")
+    for value in per_row:
+        s[value].set_scope("local")
+        s[value].compute_at(s[out], row)
+    return int(out.shape[1].value)
 
 
 def all_cases() -> list[GpuCase]:
     """Every schedule at small, awkward sizes (none divides its split factors)."""
     cases = [elementwise(1000), elementwise(1000, threads=64, vector=4), matmul(100, 90, 70),
              matmul(100, 90, 70, double_buffer=True), conv2d(1, 5, 6, 13), column_sum(77, 70),
-             softmax(9, 1000), full_sum(10_000, "shared"), full_sum(10_000, "warp"),
+             softmax(9, 1000), softmax(5, 300, threads=128), layernorm(9, 1000),
+             layernorm(4, 77, threads=32), full_sum(10_000, "shared"), full_sum(10_000, "warp"),
              full_sum(10_000, "atomic")]
-    for strategy in ("shared", "warp", "atomic"):
+    for strategy in ("shared", "warp"):
         cases.append(row_reduce(13, 1000, strategy))
+    cases.append(row_reduce(13, 1000, "atomic", threads=64))      # 3 chunks of 334
     cases.append(row_reduce(13, 700, "shared", threads=100))
     cases.append(row_reduce(13, 1000, "warp", threads=16, reducer="max"))
-    cases.append(row_reduce(13, 1000, "atomic", reducer="min"))
+    cases.append(row_reduce(13, 1000, "atomic", threads=32, reducer="min"))  # 7 chunks
+    cases.append(matmul_wmma(48, 32, 64))
     for strategy in ("shared", "warp"):
         cases.append(row_sum_rfactor(13, 1000, strategy))
         cases.append(row_argmax(13, 300, strategy))

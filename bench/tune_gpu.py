@@ -1,14 +1,14 @@
 """Does the GPU tuner pick the right reduction strategy?
 
-    python -m bench.tune_gpu [--trials 16] [--quick]
+    python -m bench.tune_gpu [--trials 16] [--quick] [--out DIR]
 
 For row sums and softmax over a grid of shapes (rows 1 to 64k, row lengths 32
 to 1M, at most 64M elements), every configuration of the generated CUDA
 space is measured (so each strategy gets its best thread count), then the
 tuner runs with a few trials. The table gives per shape the fastest strategy
 and its time, the tuner's strategy and time, whether they agree and the
-tuner's slowdown; it is written to bench/results/tune_gpu.txt and .json with
-the device's name. Needs a GPU: without one it stops at once, saying so.
+tuner's slowdown; it is written to tune_gpu.txt and .json in bench/results (or
+--out DIR) with the device's name. Needs a GPU: without one it stops at once, saying so.
 
 `compare(op, shape, make_measurer, trials)` is the logic, with the measurer
 a parameter (`autotune.measure.Measurer` here, a fake in the tests).
@@ -34,7 +34,7 @@ SHAPES = [(65536, 32), (16384, 128), (65536, 256), (4096, 1024), (65536, 1024), 
 #: A few small shapes for a quick look (--quick).
 QUICK_SHAPES = [(4096, 32), (64, 4096), (1, 65536)]
 OPS = ("reduce_sum", "softmax")
-RESULTS = os.path.join(os.path.dirname(__file__), "results", "tune_gpu")
+RESULTS = os.path.join(os.path.dirname(__file__), "results")
 
 
 def strategy_of(config) -> str:
@@ -76,7 +76,8 @@ def table(rows, device: str) -> str:
     for r in rows:
         shape = "x".join(map(str, r["shape"]))
         lines.append(f"{r['op']:<11}{shape:>16}  {r['fastest']:<8}"
-                     f"{r['fastest_seconds'] * 1e6:>10.1f}  {r['tuned']:<8}{r['tuned_seconds'] * 1e6:>10.1f}"
+                     f"{r['fastest_seconds'] * 1e6:>10.1f}  {r['tuned']:<8}"
+                     f"{r['tuned_seconds'] * 1e6:>10.1f}"
                      f"  {'yes' if r['agree'] else 'no':<6}{r['slowdown']:>9.2f}")
     agree = sum(r["agree"] for r in rows)
     lines.append(f"the tuner agrees on {agree} of {len(rows)}")
@@ -94,6 +95,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=16, help="the tuner's trials per shape")
     parser.add_argument("--quick", action="store_true", help="three small shapes only")
+    parser.add_argument("--out", default=RESULTS, help="the folder of tune_gpu.txt and .json")
     args = parser.parse_args(argv)
     try:
         device = device_name()
@@ -108,9 +110,10 @@ def main(argv=None) -> int:
             print(table(rows[-1:], device).splitlines()[-2], flush=True)
     text = table(rows, device)
     print(text)
-    with open(RESULTS + ".txt", "w") as f:
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "tune_gpu.txt"), "w") as f:
         f.write(text + "\n")
-    with open(RESULTS + ".json", "w") as f:
+    with open(os.path.join(args.out, "tune_gpu.json"), "w") as f:
         json.dump({"device": device, "trials": args.trials, "rows": rows}, f, indent=1)
     return 0
 

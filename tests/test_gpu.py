@@ -1,6 +1,8 @@
 """Every GPU schedule of bench/gpu_schedules.py, built for "cuda": emitted as CUDA C,
 compiled by NVRTC (always), and run against NumPy on random data: in the CPU simulator
 (always, with g++) and on the GPU (when one is here)."""
+import re
+
 import numpy as np
 import pytest
 
@@ -160,3 +162,13 @@ def test_the_benchmarks_schedules_in_the_simulator(name):
     case = BENCH_CASES[name]()
     inputs = case.inputs()
     check(case, inputs, case.build().simulate(*inputs, seed=2))
+
+
+@pytest.mark.parametrize("name", ["softmax", "layernorm"])
+def test_one_pass_row_kernels_keep_the_row_in_registers(name):
+    source = _source(name, rows=5, cols=1000, threads=128)   # 8 elements per thread
+    assert "float x[8];" in source and len(re.findall(r"\ba\[", source)) == 8
+    stores = [line for line in source.splitlines() if "out[" in line]
+    assert len(stores) == 8 and not any("/" in line for line in stores)
+    if name == "softmax":
+        assert source.count("expf(") == 8 and "float e[8];" in source

@@ -132,6 +132,13 @@ def test_atomic_strategy_zero_fills_in_its_own_kernel_then_adds():
     assert "atomic_add(out[" in text[second:]
 
 
+def test_atomic_row_reduction_puts_lanes_along_the_row():
+    text = lowered(cases.row_reduce(13, 1000, "atomic", threads=64))
+    # 3 chunks of 6 steps of 64 consecutive elements, a lane's element at unit stride
+    assert "for k_outer_outer in blockIdx.y(3):" in text
+    assert "a[i * 1000 + k_outer_outer * 384 + k_outer_inner * 64 + k_inner]" in text
+
+
 def test_atomic_min_fills_with_the_largest_value():
     text = lowered(cases.row_reduce(13, 1000, "atomic", reducer="min"))
     assert "= inf" in text and "atomic_min(out[" in text
@@ -489,3 +496,51 @@ def test_double_buffer_errors():
     with pytest.raises(tex.LoweringError, match="loop r_outer of stage C_local, which is "
                                                 "unrolled; double-buffer at a serial loop"):
         lowered(case)
+
+
+def _row_kept_by_threads(cols=100, threads=32, producer_bound=True):
+    """b[i, j] = 2 * a[i, j] + (row sum of a), one row per block: `a` cached per thread
+    in a local buffer x[i, step, lane] at the block, its lanes on threadIdx.x when
+    `producer_bound` (else each thread fills the whole row serially)."""
+    steps = -(-cols // threads)
+    a = tex.placeholder((3, cols), name="a")
+    x = tex.compute((3, steps, threads), lambda i, o, t: tex.if_then_else(
+        o * threads + t < cols, a[i, o * threads + t], tex.const(0.0)), name="x")
+    ko = tex.reduce_axis((0, steps), name="ko")
+    kt = tex.reduce_axis((0, threads), name="kt")
+    total = tex.compute((3,), lambda i: tex.sum(x[i, ko, kt], axis=[ko, kt]), name="total")
+    b = tex.compute((3, cols), lambda i, j: x[i, j // threads, j % threads] * 2.0 + total[i],
+                    name="b")
+    s = tex.create_schedule(b.op)
+    row, col = b.op.axis
+    s[b].bind(row, tex.thread_axis("blockIdx.x"))
+    jo, jt = s[b].split(col, factor=threads)
+    s[b].reorder(jt, jo)
+    s[b].bind(jt, tex.thread_axis("threadIdx.x"))
+    s[x].set_scope("local")
+    s[x].compute_at(s[b], row)
+    if producer_bound:
+        s[x].reorder(x.op.axis[2], x.op.axis[1])
+        s[x].bind(x.op.axis[2], tex.thread_axis("threadIdx.x"))
+    s[total].compute_at(s[b], row)
+    s[total].reorder(kt, ko)
+    s[total].bind(kt, tex.thread_axis("threadIdx.x"))
+    return s, a, b
+
+
+@pytest.mark.parametrize("producer_bound", [True, False], ids=["lanes", "serial"])
+def test_a_local_buffer_at_the_block_holds_one_threads_part(producer_bound):
+    s, a, b = _row_kept_by_threads(producer_bound=producer_bound)
+    text = lowered(s, [a, b])
+    # 100 columns over 32 threads: 4 per thread when each thread writes only its own part;
+    # a thread that fills the whole row needs it all
+    if producer_bound:
+        assert "x = allocate(float32[4], 'local')" in text and "x[o] = select(" in text
+        assert "x[j_outer] * 2.0" in text
+    else:
+        assert "x = allocate(float32[128], 'local')" in text
+    if cuda_simulator.compiler() is None:
+        pytest.skip("needs g++")
+    data = np.random.default_rng(0).uniform(-1, 1, (3, 100)).astype("float32")
+    result = tex.build(s, [a, b], target="cuda").simulate(data)
+    np.testing.assert_allclose(result, 2 * data + data.sum(axis=1, keepdims=True), rtol=1e-5)

@@ -17,6 +17,9 @@ Guarantees:
   or missing CUDA headers, raise `BuildError` naming tex's `cuda` extra.
 * The include directory of the CUDA headers (`cuda_fp16.h`, from the
   nvidia-cuda-runtime wheel) is passed only to sources that `#include`.
+* `resource_usage(source, arch)` gives, per kernel function, what ptxas reports
+  with `--ptxas-options=-v`: registers, spill bytes, static shared memory bytes
+  (not cached: it compiles each time).
 
 Options: `--std=c++17`; no fast-math flags, so float results follow IEEE
 rounding as on the CPU. A small elementwise kernel compiles to a cubin in about
@@ -103,20 +106,57 @@ def nvrtc_version() -> str:
     return f"NVRTC {major}.{minor}"
 
 
-def _nvrtc_compile(source: str, arch: str, output: str) -> bytes | str:
-    """The output of one NVRTC compile of `source`."""
+def resource_usage(source: str, arch: str) -> dict[str, dict[str, int]]:
+    """{kernel function: {"registers", "spill_bytes", "shared_bytes", "stack_bytes"}} of
+    `source` compiled for `arch` ("sm_90"), as ptxas reports them (`--ptxas-options=-v`);
+    spill_bytes counts spill stores and loads, shared_bytes the static shared memory."""
     nvrtc = _nvrtc()
-    target_arch = arch if output == "cubin" else "compute_" + arch.removeprefix("sm_")
-    options = [f"-arch={target_arch}", "--std=c++17"]
+    program = _compiled_program(nvrtc, source, arch, ["--ptxas-options=-v"])
+    try:
+        log = _log(nvrtc, program)
+    finally:
+        nvrtc.nvrtcDestroyProgram(program)
+    usage: dict[str, dict[str, int]] = {}
+    for name, report in re.findall(r"Compiling entry function '(\w+)'(.*?)(?=Compiling entry|\Z)",
+                                   log, re.DOTALL):
+        own = re.search(rf"Function properties for {name}\n([^\n]*)", report)
+        frame = own[1] if own else ""
+        usage[name] = {"registers": _reported(r"Used (\d+) registers", report),
+                       "spill_bytes": _reported(r"(\d+) bytes spill stores", frame)
+                       + _reported(r"(\d+) bytes spill loads", frame),
+                       "shared_bytes": _reported(r"(\d+) bytes smem", report),
+                       "stack_bytes": _reported(r"(\d+) bytes stack frame", frame)}
+    return usage
+
+
+def _reported(pattern: str, report: str) -> int:
+    """The number `pattern`'s group matches in a ptxas report; 0 where it says nothing."""
+    match = re.search(pattern, report)
+    return int(match[1]) if match else 0
+
+
+def _compiled_program(nvrtc, source: str, arch: str, extra: list[str]):
+    """An NVRTC program holding `source` compiled for `arch` (real "sm_NN" or virtual
+    "compute_NN") with `extra` options; the caller destroys it. BuildError if it fails."""
+    options = [f"-arch={arch}", "--std=c++17", *extra]
     if "#include" in source:
         options.append(f"-I{header_dir()}")
     program = _checked(nvrtc, "nvrtcCreateProgram",
                        nvrtc.nvrtcCreateProgram(source.encode(), _FILE_NAME.encode(), 0, [], []))
+    (result,) = nvrtc.nvrtcCompileProgram(program, len(options), [o.encode() for o in options])
+    if result != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+        message = failure_message(_log(nvrtc, program), source, arch)
+        nvrtc.nvrtcDestroyProgram(program)
+        raise BuildError(message)
+    return program
+
+
+def _nvrtc_compile(source: str, arch: str, output: str) -> bytes | str:
+    """The output of one NVRTC compile of `source`."""
+    nvrtc = _nvrtc()
+    target_arch = arch if output == "cubin" else "compute_" + arch.removeprefix("sm_")
+    program = _compiled_program(nvrtc, source, target_arch, [])
     try:
-        (result,) = nvrtc.nvrtcCompileProgram(program, len(options),
-                                              [o.encode() for o in options])
-        if result != nvrtc.nvrtcResult.NVRTC_SUCCESS:
-            raise BuildError(failure_message(_log(nvrtc, program), source, arch))
         if output == "cubin":
             return _read(nvrtc, program, nvrtc.nvrtcGetCUBINSize, nvrtc.nvrtcGetCUBIN)
         ptx = _read(nvrtc, program, nvrtc.nvrtcGetPTXSize, nvrtc.nvrtcGetPTX)

@@ -13,7 +13,13 @@ thread axes above the attach point are relaxed too, as the buffer's scope
 says (`storage_scope`): a "shared" buffer holds what every thread of the
 block needs (threadIdx and vthread loops relaxed), a "global" one what the
 whole grid needs (every bound loop relaxed), a "local" one what its thread
-needs.
+needs. A "local" buffer computed at a loop above the thread loops (one block
+per row, say, its threads each keeping their part of the row) holds only
+what one thread writes and reads: with every loop bound to threadIdx.* read
+as that thread's index (`ThreadIndex`), the part each thread touches of a
+dimension, when a constant extent covers it, is the buffer's
+(`per_thread_storage`; `StagePlan.storage_offsets` and `thread_vars` index it).
+The stage's loops still cover the whole region.
 
 `infer_bounds` returns one frozen `StagePlan` per stage; nest building only
 reads them. `drop_unneeded_guards`, run once buffers are known, returns new
@@ -30,6 +36,7 @@ from tex.arith import Interval, bound, const_bound, prove, simplify
 from tex.dtype import INDEX
 from tex.errors import LoweringError
 from tex.expr import Binary, Const, Expr, TensorRead, Var
+from tex.ir import ThreadIndex
 from tex.schedule.relations import pass_down, pass_up, split_guards
 from tex.schedule.stage import Stage
 from tex.tensor import IterVar, Range
@@ -59,6 +66,7 @@ class StagePlan:
     ranges: Mapping[IterVar, Range]     # every axis, roots and derived
     values: Mapping[IterVar, Expr]      # every axis, over the leaf loop variables
     guards: tuple[Guard, ...]
+    storage_offsets: tuple[Expr, ...] | None = None     # a per-thread buffer's offsets
 
     @property
     def op(self):
@@ -66,7 +74,10 @@ class StagePlan:
 
     @property
     def offsets(self) -> list[Expr]:
-        """Subtract these from an index of the op's domain to index its buffer."""
+        """Subtract these from an index of the op's domain to index its buffer (after
+        `thread_vars` for a per-thread buffer)."""
+        if self.storage_offsets is not None:
+            return list(self.storage_offsets)
         if self.stage.attach.kind == "at":
             return [r.min for r in self.region]
         return [_ZERO] * len(self.region)
@@ -135,6 +146,8 @@ def infer_bounds(stages, consumers: dict) -> tuple[StagePlan, ...]:
         readers = [by_stage[c] for c in consumers[source.stage]]
         region, alloc_shape = _region(source, readers, done)
         plan = _with_loops(source, region, alloc_shape, done)
+        if source.stage.attach.kind == "at" and storage_scope(source.stage) == "local":
+            plan = per_thread_storage(plan, readers, done)
         done.append(plan)
         by_stage[source.stage] = plan
     return tuple(by_stage[s.stage] for s in stages)
@@ -168,6 +181,48 @@ def _region(source, readers: list, done: list) -> tuple[tuple, tuple]:
             region.append(part[0])
             alloc.append(part[1])
     return tuple(region), tuple(alloc)
+
+
+def thread_vars(plans) -> dict:
+    """Each loop variable of `plans` bound to threadIdx.* -> the thread's index along it
+    (the loop runs once per thread, its variable equal to that index)."""
+    return {leaf.var: ThreadIndex(tag) for plan in plans
+            for leaf, tag in plan.stage.bindings.items() if tag.startswith("threadIdx")}
+
+
+def per_thread_storage(plan: StagePlan, readers: list, done: list) -> StagePlan:
+    """`plan` of a "local" stage with a buffer of what one thread writes and reads of each
+    dimension where a constant extent covers it (see the module docstring)."""
+    threads, visible = thread_vars([plan, *done]), visible_vars(plan.stage)
+    if not threads:
+        return plan
+    every = loop_intervals([plan, *done])
+    intervals = {v: i for v, i in every.items() if v not in threads and v not in visible}
+    indices = [[plan.values[iv] for iv in plan.op.axis]]
+    for consumer in readers:
+        indices += [[substitute(i, consumer.root_values) for i in read.indices]
+                    for read in _reads_of(plan.stage, consumer)]
+    shape, offsets = list(plan.alloc_shape), list(plan.offsets)
+    smaller = False
+    for d in range(len(shape)):
+        bounds = [_bound_in_thread(index[d], every, threads, intervals) for index in indices]
+        part = _part_read([b.lo for b in bounds], [b.hi for b in bounds], intervals)
+        if part is not None and part[1].value < _constant(shape[d]):
+            offsets[d], shape[d], smaller = part[0].min, part[1], True
+    if not smaller:
+        return plan
+    return replace(plan, alloc_shape=tuple(shape), storage_offsets=tuple(offsets))
+
+
+def _bound_in_thread(index, every: dict, threads: dict, intervals: dict) -> Interval:
+    """The bounds of `index` in one thread: simplified knowing every loop's range, each
+    threadIdx-bound loop variable then read as its thread's index, loaded values unknown."""
+    index, unknown = _loaded_values_unknown(substitute(simplify(index, every), threads))
+    return bound(index, {**intervals, **unknown})
+
+
+def _constant(extent) -> float:
+    return extent.value if isinstance(extent, Const) else float("inf")
 
 
 def _reads_of(stage, consumer: StagePlan) -> list:
@@ -314,9 +369,7 @@ def _inside(index, entry, intervals) -> bool:
     """Whether every index stays inside its buffer dimension (False if no buffer is known)."""
     if entry is None:  # a tensor missing from args: lowering reports it later
         return False
-    offsets = entry.offsets or [_ZERO] * len(index)
-    for i, offset, extent in zip(index, offsets, entry.buffer.shape):
-        position = ops.binary("sub", i, offset)
+    for position, extent in zip(entry.index(index), entry.buffer.shape):
         if not (prove(ops.compare("ge", position, 0), intervals)
                 and prove(ops.compare("lt", position, extent), intervals)):
             return False

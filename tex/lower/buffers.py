@@ -6,20 +6,23 @@ stage has a buffer of its own whole shape. A stage computed at the
 root gets a buffer of its whole shape; one computed at a loop gets a buffer of
 the part it computes there (`StagePlan.alloc_shape`), indexed from the part's start (`offsets`),
 in the scope `storage_scope` gives it, with the strides `storage_align` asks
-for.
+for; a per-thread "local" buffer is indexed from offsets in the thread's
+index, written as the index's own threadIdx-bound loop variable
+(`tex.lower.bound.per_thread_storage`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 from tex import ops
 from tex.dtype import INDEX
 from tex.errors import LoweringError
 from tex.expr import Const, Expr, TensorRead
-from tex.ir import Buffer, Load
-from tex.lower.bound import storage_scope
+from tex.ir import Buffer, Load, ThreadIndex
+from tex.lower.bound import storage_scope, thread_vars
 from tex.tensor import ExternOp, PlaceholderOp
-from tex.visitor import transform
+from tex.visitor import free_vars, transform
 
 _ZERO = Const(INDEX, 0)
 
@@ -29,13 +32,16 @@ class TensorBuffer:
     """Where a tensor lives: element `x` of the tensor is `buffer[x - offsets]`
     (`offsets` None: `buffer[x]`). An `argument` buffer is a kernel parameter; a
     `borrowed` one is another tensor's, which allocates it (a scan's inits, updates
-    and states live in the scan's output). Lowering allocates the others.
+    and states live in the scan's output). Lowering allocates the others. A
+    per-thread buffer's offsets hold `ThreadIndex`es; `thread_vars` maps each
+    threadIdx-bound loop variable to its thread's index.
     """
 
     buffer: Buffer
     offsets: tuple[Expr, ...] | None = None
     argument: bool = False
     borrowed: bool = False
+    thread_vars: Mapping | None = None
 
     @property
     def allocated_here(self) -> bool:
@@ -46,7 +52,18 @@ class TensorBuffer:
         """The buffer index of the tensor's element `indices`."""
         if self.offsets is None:
             return tuple(indices)
-        return tuple(ops.binary("sub", i, o) for i, o in zip(indices, self.offsets))
+        if self.thread_vars is None:
+            return tuple(ops.binary("sub", i, o) for i, o in zip(indices, self.offsets))
+        return tuple(ops.binary("sub", i, self._thread_offset(o, i))
+                     for i, o in zip(indices, self.offsets))
+
+    def _thread_offset(self, offset: Expr, index: Expr) -> Expr:
+        """A per-thread buffer's `offset` (in `ThreadIndex`es) for `index`: each thread's
+        index written as the loop variable bound to it in `index`, if any, so that the
+        two cancel where the loop's range is known."""
+        own = {self.thread_vars[v].tag: v for v in free_vars(index) if v in self.thread_vars}
+        return transform(offset, lambda n: own.get(n.tag) if isinstance(n, ThreadIndex)
+                         else None)
 
 
 def make_buffers(plans, params: dict) -> dict:
@@ -54,6 +71,7 @@ def make_buffers(plans, params: dict) -> dict:
     the argument tensors to their parameter buffers."""
     buffers = {t: TensorBuffer(b, argument=True) for t, b in params.items()
                if isinstance(t.op, PlaceholderOp)}
+    threads = thread_vars(plans)
     for plan in plans:
         stage = plan.stage
         for k in range(plan.op.num_outputs):
@@ -65,7 +83,8 @@ def make_buffers(plans, params: dict) -> dict:
             elif buf is None:
                 buf = Buffer(current.name, current.dtype, tuple(plan.alloc_shape),
                              storage_scope(stage), _aligned_strides(stage, plan.alloc_shape))
-                entry = TensorBuffer(buf, tuple(plan.offsets))
+                per_thread = threads if plan.storage_offsets is not None else None
+                entry = TensorBuffer(buf, tuple(plan.offsets), thread_vars=per_thread)
             else:  # an argument holds the whole tensor, even when computed part by part
                 entry = TensorBuffer(buf, tuple(_ZERO for _ in plan.offsets), argument=True)
             buffers[origin] = buffers[current] = entry

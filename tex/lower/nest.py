@@ -60,8 +60,7 @@ class StageOutputs:
 
     def index(self, entry: TensorBuffer) -> tuple[Expr, ...]:
         """The index of the point in the buffer of `entry`."""
-        offsets = entry.offsets or [0] * len(self.point)
-        return tuple(ops.binary("sub", i, o) for i, o in zip(self.point, offsets))
+        return entry.index(self.point)
 
     def targets(self) -> list[tuple]:
         """(buffer, index) of the point in each output."""
