@@ -24,7 +24,8 @@ must then be picklable (generated spaces are; a template's closure is not).
 A script that measures a CUDA task needs the `if __name__ == "__main__":`
 guard that spawning asks for. The runner copies the inputs to the GPU,
 checks each kernel's outputs copied back, and times calls on device arrays,
-so no copy is timed. Without a GPU every CUDA candidate fails with a "run"
+so no copy is timed, with CUDA events on the launch stream around the calls
+queued back to back. Without a GPU every CUDA candidate fails with a "run"
 error saying it needs one.
 
 A child that dies is replaced and its configuration reported as a "crash";
@@ -361,7 +362,11 @@ def _time(kernel, args, plan: _Plan, best_seconds) -> tuple[float, ...]:
 
 
 def _timed(kernel, args, number: int) -> float:
-    """Seconds that `number` calls of `kernel(*args)` take."""
+    """Seconds that `number` back-to-back calls of `kernel(*args)` take. A tex kernel times
+    itself (`time_calls`: by the wall clock on a CPU, by CUDA events on the launch stream
+    on a GPU); any other callable is timed by the wall clock."""
+    if hasattr(kernel, "time_calls"):
+        return kernel.time_calls(args, number)
     start = time.perf_counter()
     for _ in range(number):
         kernel(*args)

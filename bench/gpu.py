@@ -13,9 +13,12 @@ Prints, with the device's name:
   to 1M elements (the same 2^24 elements in all), showing which wins where.
 
 Every result is checked against the reference before it is timed. Times are
-medians of `samples` batches measured with CUDA events; inputs live on the
-device (PyTorch tensors, passed through __cuda_array_interface__), so no
-copies are timed. Needs a GPU and PyTorch; without them it says so and exits.
+medians of `samples` batches of calls queued back to back, measured with CUDA
+events on the stream the calls run on: tex's `time_calls` on its launch stream,
+which for PyTorch tensors is PyTorch's current stream, where the references'
+events are recorded too. Inputs live on the device (PyTorch tensors, passed
+through __cuda_array_interface__), so no copies are timed. Needs a GPU and
+PyTorch; without them it says so and exits.
 """
 from __future__ import annotations
 
@@ -36,26 +39,33 @@ def _torch():
     return torch if torch.cuda.is_available() else None
 
 
-def _time(torch, fn, samples: int) -> float:
-    """Median seconds per call of `fn`, over `samples` batches timed with CUDA events."""
-    fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    fn()
-    end.record()
-    end.synchronize()
-    once = max(start.elapsed_time(end) / 1e3, 1e-6)
+def _median(run, samples: int) -> float:
+    """Median seconds per call over `samples` batches, where `run(count)` gives the GPU's
+    seconds for `count` calls queued back to back; a warm-up call first, and batches
+    of about 50 ms."""
+    run(1)
+    once = max(run(1), 1e-6)
     repeat = max(1, int(0.05 / once))
-    times = []
-    for _ in range(samples):
+    return float(np.median([run(repeat) / repeat for _ in range(samples)]))
+
+
+def _time_tex(kernel, args, samples: int) -> float:
+    """Median seconds per call of `kernel(*args)`: CUDA events on its launch stream
+    (PyTorch's current stream, for tensors), `kernel.time_calls`."""
+    return _median(lambda count: kernel.time_calls(args, count), samples)
+
+
+def _time_torch(torch, fn, samples: int) -> float:
+    """Median seconds per call of `fn`, timed with CUDA events on PyTorch's current stream."""
+    def run(count: int) -> float:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        for _ in range(repeat):
+        for _ in range(count):
             fn()
         end.record()
         end.synchronize()
-        times.append(start.elapsed_time(end) / 1e3 / repeat)
-    return float(np.median(times))
+        return start.elapsed_time(end) / 1e3
+    return _median(run, samples)
 
 
 def _device_inputs(torch, case, seed=0):
@@ -74,7 +84,7 @@ def copy_bandwidth(torch, samples: int) -> float:
     """Device-to-device copy of 1 GiB, in GB/s counting bytes read and written."""
     src = torch.empty(2**28, dtype=torch.float32, device="cuda")
     dst = torch.empty_like(src)
-    seconds = _time(torch, lambda: dst.copy_(src), samples)
+    seconds = _time_torch(torch, lambda: dst.copy_(src), samples)
     return 2 * src.numel() * 4 / seconds / 1e9
 
 
@@ -86,8 +96,8 @@ def matmul_rows(torch, samples: int, n: int) -> list:
         kernel = case.build()
         inputs = _device_inputs(torch, case)
         out = _checked(torch, kernel, case, inputs, (n, n), rtol=1e-2)
-        tex_s = _time(torch, lambda: kernel(*inputs, out), samples)
-        ref_s = _time(torch, lambda: torch.matmul(*inputs), samples)
+        tex_s = _time_tex(kernel, (*inputs, out), samples)
+        ref_s = _time_torch(torch, lambda: torch.matmul(*inputs), samples)
         label = f"matmul {n}^3 float32" + (", double-buffered" if double_buffer else "")
         rows.append((label, "GFLOP/s", flops / tex_s / 1e9, flops / ref_s / 1e9, "cuBLAS"))
     kernel = cases.matmul_wmma(n, n, n).build()
@@ -97,8 +107,8 @@ def matmul_rows(torch, samples: int, n: int) -> list:
     kernel(a, b, c)
     expected = (a.float() @ b.float())
     torch.testing.assert_close(c, expected, rtol=2e-2, atol=2e-1)
-    tex_s = _time(torch, lambda: kernel(a, b, c), samples)
-    ref_s = _time(torch, lambda: torch.matmul(a, b), samples)
+    tex_s = _time_tex(kernel, (a, b, c), samples)
+    ref_s = _time_torch(torch, lambda: torch.matmul(a, b), samples)
     rows.append((f"matmul {n}^3 float16 tensor cores", "GFLOP/s", flops / tex_s / 1e9,
                  flops / ref_s / 1e9, "cuBLAS"))
     return rows
@@ -112,7 +122,7 @@ def memory_rows(torch, samples: int, n: int, copy: float) -> list:
         inputs = _device_inputs(torch, case)
         out = _checked(torch, kernel, case, inputs, output)
         moved = sum(x.numel() for x in inputs) * 4 + out.numel() * 4
-        seconds = _time(torch, lambda: kernel(*inputs, out), samples)
+        seconds = _time_tex(kernel, (*inputs, out), samples)
         rows.append((f"{label} {n}x{n}", "GB/s", moved / seconds / 1e9, copy, "copy"))
     return rows
 
@@ -130,7 +140,7 @@ def strategy_table(torch, samples: int, total: int = 2**24) -> list:
             kernel = case.build()
             inputs = _device_inputs(torch, case)
             out = _checked(torch, kernel, case, inputs, (rows,))
-            seconds = _time(torch, lambda: kernel(*inputs, out), samples)
+            seconds = _time_tex(kernel, (*inputs, out), samples)
             line.append(total * 4 / seconds / 1e9)
         table.append(line)
         length *= 4

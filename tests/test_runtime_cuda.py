@@ -489,7 +489,10 @@ def run_twice(A, T, n, m):
 
 
 class HostDriver:
-    """Enough of `cuda.bindings.driver`, in host memory, for the kernels of this file."""
+    """Enough of `cuda.bindings.driver`, in host memory, for the kernels of this file.
+
+    Work runs when it is queued; `calls` records each call's name and arguments, so that
+    tests can check which stream work went to and what was waited for."""
 
     class CUresult(enum.IntEnum):
         CUDA_SUCCESS = 0
@@ -499,28 +502,57 @@ class HostDriver:
     class CUpointer_attribute(enum.IntEnum):
         CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL = 9
 
+    class CUevent_flags(enum.IntEnum):
+        CU_EVENT_DEFAULT = 0
+        CU_EVENT_DISABLE_TIMING = 2
+
     CUstream = int
+    CONTEXT = 0xC0
     KERNELS = {"add_rows_kernel0": run_add_rows, "twice": run_twice, "add_row": run_add_rows}
     OK = (CUresult.CUDA_SUCCESS,)
 
     def __init__(self):
         self.allocations = {}  # address -> (buffer, size)
-        self.depth = 0  # contexts pushed
-        self.launches, self.fail_launches = [], False
+        self.contexts = []  # the thread's context stack
+        self.events = set()
+        self.launches, self.fail_launches, self.calls = [], False, []
+        self.failing = set()  # the functions that fail (CUDA_ERROR_LAUNCH_FAILED)
+        self.elapsed_ms = 0.0  # what cuEventElapsedTime answers
+
+    @property
+    def depth(self):
+        return len(self.contexts)
+
+    def called(self, *names) -> list:
+        """The recorded calls of the functions `names`, as (name, *arguments)."""
+        return [c for c in self.calls if c[0] in names]
+
+    def __getattribute__(self, name):
+        value = object.__getattribute__(self, name)
+        if name.startswith("cu") and callable(value):
+            def record(*args):
+                self.calls.append((name, *args))
+                if name in self.failing:
+                    return (self.CUresult.CUDA_ERROR_LAUNCH_FAILED,)
+                return value(*args)
+            return record
+        return value
 
     def cuDeviceGet(self, ordinal):
         return *self.OK, ordinal
 
     def cuDevicePrimaryCtxRetain(self, device):
-        return *self.OK, "primary context"
+        return *self.OK, self.CONTEXT
+
+    def cuCtxGetCurrent(self):
+        return *self.OK, self.contexts[-1] if self.contexts else 0
 
     def cuCtxPushCurrent(self, context):
-        self.depth += 1
+        self.contexts.append(context)
         return self.OK
 
     def cuCtxPopCurrent(self):
-        self.depth -= 1
-        return *self.OK, "primary context"
+        return *self.OK, self.contexts.pop()
 
     def cuMemAlloc(self, size):
         assert self.depth and type(size) is int and size > 0
@@ -548,6 +580,12 @@ class HostDriver:
         ctypes.memmove(host, device, size)
         return self.OK
 
+    def cuMemcpyHtoDAsync(self, device, host, size, stream):
+        return self.cuMemcpyHtoD(device, host, size)
+
+    def cuMemcpyDtoHAsync(self, host, device, size, stream):
+        return self.cuMemcpyDtoH(host, device, size)
+
     def cuPointerGetAttribute(self, attribute, address):
         if self.allocated(address, 1):
             return *self.OK, 0
@@ -564,11 +602,10 @@ class HostDriver:
         return self.OK
 
     def cuLaunchKernel(self, function, gx, gy, gz, bx, by, bz, shared, stream, params, extra):
-        values, types = params
-        assert self.depth and min(gx, gy, gz, bx, by, bz) >= 1 and len(values) == len(types)
-        assert all(type(v) is int for v in values)
-        assert [t for t in types if t is not ctypes.c_longlong] == [ctypes.c_void_p] * (
-            len(values) - 2)  # the buffers, then n and m
+        assert self.depth and min(gx, gy, gz, bx, by, bz) >= 1 and type(stream) is int
+        count = len(inspect.signature(self.KERNELS[function]).parameters)
+        pointers = (ctypes.c_void_p * count).from_address(params)
+        values = [ctypes.c_int64.from_address(p).value for p in pointers]
         assert gx * bx >= values[-2] * values[-1]  # a thread per element
         self.launches.append(function)
         if self.fail_launches:
@@ -576,10 +613,35 @@ class HostDriver:
         self.KERNELS[function](*values)
         return self.OK
 
+    def cuEventCreate(self, flags):
+        assert self.depth
+        event = f"event{len(self.events)}"
+        self.events.add(event)
+        return *self.OK, event
+
+    def cuEventDestroy(self, event):
+        self.events.remove(event)
+        return self.OK
+
+    def cuEventRecord(self, event, stream):
+        assert self.depth and event in self.events and type(stream) is int
+        return self.OK
+
+    def cuStreamWaitEvent(self, stream, event, flags):
+        assert self.depth and event in self.events and type(stream) is int
+        return self.OK
+
+    def cuEventSynchronize(self, event):
+        return self.OK
+
+    def cuEventElapsedTime(self, start, end):
+        return *self.OK, self.elapsed_ms
+
     def cuCtxSynchronize(self):
         return self.OK
 
     def cuStreamSynchronize(self, stream):
+        assert type(stream) is int
         return self.OK
 
     def cuGetErrorName(self, err):

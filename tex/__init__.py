@@ -18,7 +18,7 @@ from tex.extern_op import call_packed, extern
 from tex.ops import all_ as all  # noqa: A001
 from tex.ops import any_ as any  # noqa: A001
 from tex.ops import call_pure_extern, cast, if_then_else, ldexp
-from tex.runtime.cuda_device import DeviceArray, device_array, empty_device
+from tex.runtime.cuda_device import DeviceArray, device_array, empty_device, synchronize
 from tex.runtime.host_array import empty
 from tex.runtime import nd
 from tex.runtime.library import Library, export_library, load_library
@@ -94,6 +94,6 @@ __all__ = [
     "min_value", "nd", "nearbyint", "nextafter", "PackedFuncError", "placeholder", "popcount",
     "pow", "Range", "reduce_axis", "register_func", "round", "rsqrt", "scan", "Schedule",
     "ScheduleError", "select", "sigmoid", "sin", "sinh", "size_var", "sqrt", "Stage", "sum",
-    "tan", "tanh", "Target", "Tensor", "TexError", "thread_axis", "tir", "trunc", "truncdiv",
-    "truncmod", "TVMError", "Var", "var",
+    "synchronize", "tan", "tanh", "Target", "Tensor", "TexError", "thread_axis", "tir", "trunc",
+    "truncdiv", "truncmod", "TVMError", "Var", "var",
 ]

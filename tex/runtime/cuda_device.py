@@ -1,84 +1,169 @@
-"""CUDA device 0 for tex's kernels: the driver and its context, device memory, arguments.
+"""CUDA device 0 for tex's kernels: the driver and its context, streams, device memory.
 
 * The driver is reached lazily: importing this module or building a kernel
   touches nothing; the first use (`gpu_available()`, a device array, a
-  kernel call) initialises CUDA and retains the primary context of device 0,
-  which is made current only for the duration of each use (`Device.active`).
-  Without a GPU or its driver `gpu_available()` is False and any use raises
-  `DeviceError`. A process forked after CUDA was initialised cannot use it
-  (CUDA does not survive fork).
+  kernel call) initialises CUDA and retains the primary context of device 0.
+  A use makes it current in its thread (`Device.active`) unless it is current
+  already, and restores the caller's after. Without a GPU or its driver
+  `gpu_available()` is False and any use raises `DeviceError`. A process
+  forked after CUDA was initialised cannot use it (CUDA does not survive fork).
+* Work is asynchronous: kernels are queued on streams (handles, read by
+  `tex.runtime.cuda_stream`); `Device.wait` orders one stream after another on
+  the device, `Device.synchronize_stream` and `synchronize()` (`tex.synchronize`)
+  wait on the host, and a CUDA error found there names what tex last queued on
+  the stream (`Device.note`).
 * Device memory: `DeviceArray` (made by `device_array(ndarray)`, a copy, or
   `empty_device(shape, dtype)`), a C-contiguous array freed when
-  garbage-collected; `Memory`, the raw allocation under it and under a
-  kernel's staged arguments and temporaries.
-* Arguments: `CudaParam.as_array` turns what a kernel is called with into an
-  `Arg`, checked as `tex.runtime.kernel.Param` checks an ndarray, with the
-  same messages (dtype, rank, C-contiguity, read-only outputs). An argument
-  may be
+  garbage-collected, which knows the stream of tex's pending writes to it;
+  `Memory`, the raw allocation under it and under a kernel's staged arguments
+  and temporaries.
 
-  - a NumPy array, or a CPU object with `__dlpack__`: host data, which the
-    kernel copies to the GPU before its launches and back after (outputs,
-    which are also copied in, so that elements a kernel leaves alone keep
-    their values). Convenient and slow: every call allocates, copies and
-    frees.
-  - GPU memory, used in place: a `DeviceArray`, an object with
-    `__cuda_array_interface__` (CuPy, PyTorch, Numba) or one with
-    `__dlpack__` on a CUDA device. It must be on device 0, C-contiguous, and
-    aligned as the kernels' vector accesses need (`CudaLaunch.alignments`;
-    ALIGNMENT, a float4, where a launch does not say). A producer's pending
-    writes are waited for: the `stream` of `__cuda_array_interface__` is
-    kept to be synchronized, `__dlpack__` is asked for the legacy default
-    stream.
-
-`tex.runtime.cuda_kernel.CudaKernel` runs kernels on it.
+`tex.runtime.cuda_args` reads kernel arguments, and
+`tex.runtime.cuda_kernel.CudaKernel` runs kernels on the device.
 """
 from __future__ import annotations
 
-import ctypes
 import math
 import os
 import threading
 import weakref
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import numpy as np
 
-from tex import dtype as dt
 from tex.errors import ArgumentError, DeviceError
+from tex.runtime.cuda_stream import LEGACY
 from tex.runtime.host_array import allocate
-from tex.runtime.kernel import Param
-
-ALIGNMENT = 16  # bytes of the widest access (float4): the alignment a launch may need
-_LEGACY_STREAM = 1  # the legacy default stream, in __dlpack__(stream=...) terms
 
 
 # --- the driver -------------------------------------------------------------------------------
 class Device:
-    """The retained primary context of CUDA device 0, and driver calls that check results."""
+    """The retained primary context of CUDA device 0, and driver calls that check results.
+
+    It also keeps what asynchronous calls need: an event to order one stream after
+    another (`wait`), the addresses already found to be memory of device 0
+    (`ordinal`), and what tex last queued on each stream (`note`), which the error of a
+    later synchronization names.
+    """
 
     def __init__(self, driver):
         self.driver = driver
         self.pid = os.getpid()
+        self._success = driver.CUresult.CUDA_SUCCESS
         self.context = self.call("cuDevicePrimaryCtxRetain", self.call("cuDeviceGet", 0))
-        self.stream = driver.CUstream(0)  # the legacy default stream
+        self._context_handle = int(self.context)
+        self.no_timing = driver.CUevent_flags.CU_EVENT_DISABLE_TIMING  # cuEventCreate flags
+        self._lock = threading.Lock()
+        self._order_event = None  # the event of `wait`, made at its first use
+        self._ordinals = {}  # address -> its device ordinal, the last _CHECKED_POINTERS
+        self._queued = {}  # stream -> what tex last queued on it
+        self._launch_kernel = driver.cuLaunchKernel
 
     def call(self, function: str, *args, what: str = "CUDA"):
         """`driver.<function>(*args)` without its CUresult; DeviceError naming `what` if
         that is an error. One result comes back bare, several as a tuple."""
         err, *results = getattr(self.driver, function)(*args)
-        if err != self.driver.CUresult.CUDA_SUCCESS:
+        if err != self._success:
             raise DeviceError(f"{what}: {function} failed with {_describe(self.driver, err)}")
         return results[0] if len(results) == 1 else tuple(results)
+
+    def launch(self, function, grid: tuple, block: tuple, stream: int, params: int,
+               what: str):
+        """`cuLaunchKernel` of `function` on `stream`, its parameters at the address
+        `params`; DeviceError naming `what` if the driver refuses it (an error of earlier
+        asynchronous work may show here too)."""
+        err, = self._launch_kernel(function, *grid, *block, 0, stream, params, 0)
+        if err != self._success:
+            raise DeviceError(f"{what}: cuLaunchKernel failed with "
+                              f"{_describe(self.driver, err)}{self._last_queued([stream])}")
+
+    def enter(self) -> bool:
+        """Make the primary context current in this thread; whether it had to be pushed
+        (if so, `leave(True)` pops it). Where it is current already (PyTorch and CuPy use
+        it too), nothing changes."""
+        err, current = self.driver.cuCtxGetCurrent()
+        if err == self._success and current is not None and \
+                int(current) == self._context_handle:
+            return False
+        self.call("cuCtxPushCurrent", self.context)
+        return True
+
+    def leave(self, pushed: bool):
+        if pushed:
+            self.driver.cuCtxPopCurrent()
 
     @contextmanager
     def active(self):
         """The primary context is current in this thread inside the block (the caller's after)."""
-        self.call("cuCtxPushCurrent", self.context)
+        pushed = self.enter()
         try:
             yield
         finally:
-            self.driver.cuCtxPopCurrent()
+            self.leave(pushed)
+
+    def wait(self, stream: int, producer: int, what: str):
+        """Make the work queued next on `stream` wait, on the device, for the work queued so
+        far on `producer`: an event recorded on `producer` that `stream` waits for. The
+        host does not wait."""
+        with self._lock:
+            if self._order_event is None:
+                self._order_event = self.call("cuEventCreate", self.no_timing, what=what)
+            self.call("cuEventRecord", self._order_event, producer, what=what)
+            self.call("cuStreamWaitEvent", stream, self._order_event, 0, what=what)
+
+    def ordinal(self, address: int) -> int | str:
+        """The ordinal of the device whose memory `address` is, or why it is not CUDA
+        memory. Each address is asked of the driver once (the last _CHECKED_POINTERS
+        answers are kept)."""
+        known = self._ordinals.get(address)
+        if known is not None:
+            return known
+        attribute = self.driver.CUpointer_attribute.CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL
+        err, ordinal = self.driver.cuPointerGetAttribute(attribute, address)
+        if err != self._success:
+            return _describe(self.driver, err)
+        with self._lock:
+            if len(self._ordinals) >= _CHECKED_POINTERS:
+                self._ordinals.pop(next(iter(self._ordinals)))
+            self._ordinals[address] = int(ordinal)
+        return int(ordinal)
+
+    def note(self, stream: int, what: str):
+        """Remember that `what` is the last work tex queued on `stream` (for the last
+        _NOTED_STREAMS streams noted)."""
+        queued = self._queued
+        if queued.get(stream) is not what:
+            queued.pop(stream, None)
+            queued[stream] = what
+            if len(queued) > _NOTED_STREAMS:
+                queued.pop(next(iter(queued)), None)
+
+    def synchronize_stream(self, stream: int, what: str):
+        """Wait until the work queued on `stream` is done; a CUDA error, which may come from
+        any earlier asynchronous work, is a DeviceError naming what tex queued there last."""
+        err, = self.driver.cuStreamSynchronize(stream)
+        if err != self._success:
+            raise DeviceError(f"{what}: cuStreamSynchronize of stream {stream:#x} failed with "
+                              f"{_describe(self.driver, err)}{self._last_queued([stream])}")
+
+    def synchronize(self, what: str):
+        """Wait until all work queued in the context is done (`cuCtxSynchronize`); errors
+        as in `synchronize_stream`, naming what tex queued last on each stream."""
+        err, = self.driver.cuCtxSynchronize()
+        if err != self._success:
+            raise DeviceError(f"{what}: cuCtxSynchronize failed with "
+                              f"{_describe(self.driver, err)}{self._last_queued(self._queued)}")
+
+    def _last_queued(self, streams) -> str:
+        known = [(s, self._queued[s]) for s in list(streams) if s in self._queued]
+        if not known:
+            return ""
+        return ("; it may come from earlier asynchronous work. Last queued by tex: "
+                + "; ".join(f"{what} on stream {s:#x}" for s, what in known))
+
+
+_CHECKED_POINTERS = 256  # addresses whose device ordinal Device.ordinal keeps
+_NOTED_STREAMS = 16  # streams whose last work Device.note keeps
 
 
 def _describe(driver, err) -> str:
@@ -91,6 +176,15 @@ def _describe(driver, err) -> str:
 
 _opened: Device | str | None = None  # the device, why there is none, or not tried yet
 _open_lock = threading.Lock()
+_pid = os.getpid()  # this process's, kept up to date across forks
+
+
+def _forked():
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def _open() -> Device | str:
@@ -128,6 +222,9 @@ def gpu_available() -> bool:
 
 def require_device(purpose: str, hint: str = "") -> Device:
     """The device, or DeviceError saying that `purpose` needs one."""
+    opened = _opened
+    if type(opened) is Device and opened.pid == _pid:
+        return opened
     opened = _open()
     if isinstance(opened, str):
         raise DeviceError(f"{purpose} needs an NVIDIA GPU and its driver; none was found "
@@ -135,10 +232,24 @@ def require_device(purpose: str, hint: str = "") -> Device:
     return opened
 
 
+def synchronize():
+    """Wait until all the work tex queued on the GPU is done (`cuCtxSynchronize`). A CUDA
+    error of an earlier asynchronous launch is raised here, as a DeviceError naming what
+    tex last queued on each stream. Does nothing where tex has not used the GPU.
+    TVM: `dev.sync()`."""
+    with _open_lock:
+        opened = _opened
+    if isinstance(opened, Device) and opened.pid == os.getpid():
+        with opened.active():
+            opened.synchronize("tex.synchronize")
+
+
 # --- device memory ----------------------------------------------------------------------------
 class Memory:
     """`nbytes` of device memory (address `pointer`, 0 for none), freed by `free()` or when
-    garbage-collected."""
+    garbage-collected. `cuMemFree` synchronizes with the device's work in flight before
+    it frees (the cost CUDA's stream-ordered allocator exists to avoid), so memory that a
+    queued launch uses is not reused under it."""
 
     def __init__(self, device: Device, nbytes: int, what: str):
         self.nbytes, self.pointer = nbytes, 0
@@ -158,14 +269,31 @@ def release(device: Device, function: str, handle):
             getattr(device.driver, function)(handle)
 
 
-def copy_to_device(device: Device, pointer: int, array: np.ndarray, what: str):
-    if array.nbytes:
+def copy_to_device(device: Device, pointer: int, array: np.ndarray, what: str,
+                   stream: int | None = None):
+    """Copy `array` to `pointer`: queued on `stream`, or at once on the legacy default
+    stream (cuMemcpyHtoD, which returns once pageable memory has been staged: the
+    copy to the device may still be pending on that stream)."""
+    if not array.nbytes:
+        return
+    if stream is None:
         device.call("cuMemcpyHtoD", pointer, array.ctypes.data, array.nbytes, what=what)
+    else:
+        device.call("cuMemcpyHtoDAsync", pointer, array.ctypes.data, array.nbytes, stream,
+                    what=what)
 
 
-def copy_to_host(device: Device, array: np.ndarray, pointer: int, what: str):
-    if array.nbytes:
+def copy_to_host(device: Device, array: np.ndarray, pointer: int, what: str,
+                 stream: int | None = None):
+    """Copy to `array` from `pointer`: queued on `stream` (the caller synchronizes it before
+    reading `array`), or on the legacy default stream, returning once done."""
+    if not array.nbytes:
+        return
+    if stream is None:
         device.call("cuMemcpyDtoH", array.ctypes.data, pointer, array.nbytes, what=what)
+    else:
+        device.call("cuMemcpyDtoHAsync", array.ctypes.data, pointer, array.nbytes, stream,
+                    what=what)
 
 
 class DeviceArray:
@@ -174,14 +302,23 @@ class DeviceArray:
     Made by `tex.device_array(ndarray)` (a copy) or `tex.empty_device(shape, dtype)`;
     `.numpy()` copies it back. `__cuda_array_interface__` (version 3) lets CuPy,
     PyTorch and Numba use its memory.
+
+    `stream` is the stream on which tex may have left writes to it pending (its handle;
+    `tex.runtime.cuda_stream.LEGACY`, 1, for the legacy default stream), or None when
+    none may be: the copy of `device_array` and every kernel call that writes it set
+    it. `__cuda_array_interface__` gives it as its `stream`, so that a consumer waits
+    for those writes; a tex kernel reading the array waits for them on the device, and
+    `.numpy()` on the host.
     """
 
-    __slots__ = ("shape", "dtype", "_memory", "_device")
+    __slots__ = ("shape", "dtype", "stream", "pointer", "_memory", "_device")
 
     def __init__(self, device: Device, shape: tuple[int, ...], dtype: np.dtype):
         """Uninitialised memory; use `empty_device` or `device_array` to make one."""
         self.shape, self.dtype, self._device = shape, dtype, device
+        self.stream = None
         self._memory = Memory(device, math.prod(shape) * dtype.itemsize, "tex.DeviceArray")
+        self.pointer = self._memory.pointer  # the address of the first element (0: empty)
 
     @property
     def ndim(self) -> int:
@@ -192,20 +329,18 @@ class DeviceArray:
         return self._memory.nbytes
 
     @property
-    def pointer(self) -> int:
-        """The device address of the first element (0 when empty)."""
-        return self._memory.pointer
-
-    @property
     def __cuda_array_interface__(self) -> dict:
-        # stream None: no writes are pending, since every tex call waits for its kernels.
         return {"shape": self.shape, "typestr": self.dtype.str, "data": (self.pointer, False),
-                "strides": None, "stream": None, "version": 3}
+                "strides": None, "stream": self.stream, "version": 3}
 
     def numpy(self) -> np.ndarray:
-        """A copy in host memory."""
+        """A copy in host memory, once the writes pending on `stream` are done (a CUDA error
+        of an earlier asynchronous launch is raised here)."""
         out = allocate(self.shape, self.dtype)
         with self._device.active():
+            if self.stream is not None:
+                self._device.synchronize_stream(self.stream, "DeviceArray.numpy")
+                self.stream = None
             copy_to_host(self._device, out, self.pointer, "DeviceArray.numpy")
         return out
 
@@ -229,6 +364,7 @@ def device_array(array) -> DeviceArray:
     out = DeviceArray(device, host.shape, host.dtype)
     with device.active():
         copy_to_device(device, out.pointer, host, "tex.device_array")
+    out.stream = LEGACY if host.nbytes else None
     return out
 
 
@@ -244,167 +380,3 @@ def _checked_dtype(dtype: np.dtype, who: str) -> np.dtype:
         raise ArgumentError(f"{who}: dtype {dtype} is not one tex kernels take "
                             "(bool, integers, floats)")
     return dtype
-
-
-# --- arguments --------------------------------------------------------------------------------
-@dataclass(slots=True)
-class Arg:
-    """One checked argument of a call: what `Signature` checks (`shape`, `nbytes`) and
-    where the data is: `host` (copied in for the call) or device memory at `address`."""
-
-    shape: tuple[int, ...]
-    nbytes: int
-    address: int  # the data's address: in host memory when `host` is set, else on the device
-    host: np.ndarray | None
-    owner: object  # what keeps the memory alive during the call (a DLPack capsule, say)
-    stream: int | None = None  # the producer's stream to wait for (__cuda_array_interface__)
-    ask_device: bool = False  # whether the driver must say which device `address` is on
-
-
-class _DLDevice(ctypes.Structure):
-    _fields_ = [("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32)]
-
-
-class _DLDataType(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16)]
-
-
-class _DLTensor(ctypes.Structure):
-    """The head of DLPack's DLManagedTensor, which a "dltensor" capsule points to."""
-
-    _fields_ = [("data", ctypes.c_void_p), ("device", _DLDevice), ("ndim", ctypes.c_int32),
-                ("dtype", _DLDataType), ("shape", ctypes.POINTER(ctypes.c_int64)),
-                ("strides", ctypes.POINTER(ctypes.c_int64)), ("byte_offset", ctypes.c_uint64)]
-
-
-_capsule_pointer = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)(
-    ("PyCapsule_GetPointer", ctypes.pythonapi))
-_KDLCPU, _KDLCUDA = 1, 2
-_DLPACK_DTYPES = {  # (type code, bits, lanes) -> dtype
-    (0, 8, 1): dt.int8, (0, 16, 1): dt.int16, (0, 32, 1): dt.int32, (0, 64, 1): dt.int64,
-    (1, 8, 1): dt.uint8, (1, 16, 1): dt.uint16, (1, 32, 1): dt.uint32, (1, 64, 1): dt.uint64,
-    (2, 16, 1): dt.float16, (2, 32, 1): dt.float32, (2, 64, 1): dt.float64,
-    (4, 16, 1): dt.bfloat16, (6, 8, 1): dt.bool_,
-}
-
-
-def _c_contiguous(shape: tuple, strides, itemsize: int) -> bool:
-    """Whether `strides` (bytes; None: compact) lay `shape` out in C order. Dimensions of
-    size 1 may have any stride, and an empty array is contiguous (as NumPy has it)."""
-    if strides is None or 0 in shape:
-        return True
-    if len(strides) != len(shape):
-        return False
-    expected = itemsize
-    for size, stride in zip(reversed(shape), reversed(strides)):
-        if size != 1 and stride != expected:
-            return False
-        expected *= size
-    return True
-
-
-class CudaParam(Param):
-    """A parameter of a CUDA kernel: `as_array` takes host and device arrays (an `Arg`)."""
-
-    alignment = ALIGNMENT  # bytes its device address must be a multiple of (see CudaKernel)
-
-    def as_array(self, value) -> Arg:
-        if isinstance(value, DeviceArray):
-            return self._device_arg(value, value.shape, value.dtype, value.pointer)
-        if isinstance(value, np.ndarray):
-            return self._host_arg(value)
-        try:
-            interface = getattr(value, "__cuda_array_interface__", None)
-        except (RuntimeError, TypeError, ValueError) as err:  # torch: a tensor needing grad
-            raise ArgumentError(f"{self.label}: cannot read its __cuda_array_interface__: "
-                                f"{err}") from None
-        if interface is not None:
-            return self._interface_arg(value, interface)
-        if hasattr(value, "__dlpack__"):
-            device = tuple(getattr(value, "__dlpack_device__", lambda: (_KDLCPU, 0))())
-            if device[0] == _KDLCUDA:
-                return self._dlpack_arg(value, device[1])
-            if device[0] != _KDLCPU:
-                raise ArgumentError(f"{self.label} lives on DLPack device {device}; CUDA "
-                                    "kernels take host (kDLCPU) or CUDA (kDLCUDA) arrays")
-            return self._host_arg(value)
-        raise ArgumentError(f"{self.label}: expected a numpy.ndarray, a tex.DeviceArray or "
-                            "an object with __cuda_array_interface__ or __dlpack__, got "
-                            f"{type(value).__name__}")
-
-    def _host_arg(self, value) -> Arg:
-        array = super().as_array(value)
-        return Arg(array.shape, array.nbytes, array.ctypes.data, array, value)
-
-    def _interface_arg(self, value, interface: dict) -> Arg:
-        try:
-            shape = tuple(int(d) for d in interface["shape"])
-            dtype = np.dtype(interface["typestr"])
-            address, read_only = interface["data"]
-            strides = interface.get("strides")
-        except (KeyError, TypeError, ValueError) as err:
-            raise ArgumentError(f"{self.label}: malformed __cuda_array_interface__ "
-                                f"({err!r})") from None
-        if interface.get("mask") is not None:
-            raise ArgumentError(f"{self.label}: masked arrays are not supported (its "
-                                "__cuda_array_interface__ has a mask)")
-        return self._device_arg(value, shape, dtype, address or 0, strides=strides,
-                                read_only=read_only, stream=interface.get("stream"),
-                                ask_device=True)
-
-    def _dlpack_arg(self, value, device_id: int) -> Arg:
-        if device_id != 0:
-            raise ArgumentError(f"{self.label} lives on CUDA device {device_id}; tex runs "
-                                "CUDA kernels on device 0")
-        try:
-            capsule = value.__dlpack__(stream=_LEGACY_STREAM)
-            t = _DLTensor.from_address(_capsule_pointer(capsule, b"dltensor"))
-        except (BufferError, RuntimeError, TypeError, ValueError) as err:
-            raise ArgumentError(f"{self.label}: cannot read it through __dlpack__: "
-                                f"{err}") from None
-        key = (t.dtype.code, t.dtype.bits, t.dtype.lanes)
-        if key not in _DLPACK_DTYPES:
-            raise ArgumentError(f"{self.label}: its DLPack dtype (code {key[0]}, {key[1]} bits, "
-                                f"{key[2]} lanes) is not one tex kernels take")
-        dtype = _DLPACK_DTYPES[key].numpy
-        shape = tuple(t.shape[k] for k in range(t.ndim))
-        strides = tuple(t.strides[k] * dtype.itemsize for k in range(t.ndim)) \
-            if t.strides else None
-        return self._device_arg((value, capsule), shape, dtype, (t.data or 0) + t.byte_offset,
-                                strides=strides)
-
-    def _device_arg(self, owner, shape, dtype, address, *, strides=None, read_only=False,
-                    stream=None, ask_device=False) -> Arg:
-        """Device memory at `address`, checked as `Param.as_array` checks an ndarray, and
-        for alignment. `strides` are in bytes."""
-        if dtype != self.dtype:
-            raise self.dtype_error(dtype)
-        if len(shape) != self.ndim:
-            raise self.rank_error(shape)
-        if not _c_contiguous(shape, strides, dtype.itemsize):
-            raise self.layout_error(strides, "pass a C-contiguous copy of it "
-                                             "(x.contiguous(), cupy.ascontiguousarray(x))")
-        if self.is_output and read_only:
-            raise self.read_only_error()
-        nbytes = math.prod(shape) * dtype.itemsize
-        if nbytes and address % self.alignment:
-            raise ArgumentError(f"{self.label}: its data at 0x{address:x} is not aligned to "
-                                f"{self.alignment} bytes (the kernel accesses "
-                                f"{self.alignment} bytes at once); pass a copy, not a view at "
-                                "an offset")
-        return Arg(shape, nbytes, address, None, owner, stream, ask_device)
-
-    def check_location(self, device: Device, arg: Arg):
-        """Raise unless `arg`'s memory is on device 0, for pointers that do not say where
-        they are (those of `__cuda_array_interface__`)."""
-        if not arg.ask_device or not arg.nbytes:
-            return
-        attribute = device.driver.CUpointer_attribute.CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL
-        err, ordinal = device.driver.cuPointerGetAttribute(attribute, arg.address)
-        if err != device.driver.CUresult.CUDA_SUCCESS:
-            raise ArgumentError(f"{self.label}: its __cuda_array_interface__ address "
-                                f"0x{arg.address:x} is not CUDA memory "
-                                f"({_describe(device.driver, err)})")
-        if int(ordinal) != 0:
-            raise ArgumentError(f"{self.label} lives on CUDA device {int(ordinal)}; tex runs "
-                                "CUDA kernels on device 0")

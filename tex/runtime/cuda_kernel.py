@@ -6,19 +6,56 @@
 Arguments are checked as `tex.runtime.kernel.Kernel` checks them, with the same
 messages (dtype, rank, C-contiguity, shapes, size variables, outputs that are
 read-only or overlap another argument), and before anything touches the GPU.
-They may be host or device arrays, mixed (`tex.runtime.cuda_device` says which
+They may be host or device arrays, mixed (`tex.runtime.cuda_args` says which
 and how each is taken). Called with its inputs only, a kernel returns NumPy
 arrays if every input was on the host, else `DeviceArray`s.
 
-Calls are synchronous. A producer's pending writes are waited for, the
-launches go to the legacy default stream, and the call returns once they are
-done (`cuCtxSynchronize`): results are ready, and a CUDA error is a
-`DeviceError` raised by the call that caused it. Calls of one kernel from
-several threads run one at a time.
+Calls are asynchronous and stream-ordered:
 
-Temporaries (global buffers the launches share) live in one workspace per
-kernel, allocated by the first call, grown when a call needs more and freed
-with the kernel.
+    kernel(a, b, c, stream=s)    # queued on stream s; returns before the GPU is done
+    kernel(a, b, c, sync=True)   # returns once the launches are done
+    tex.synchronize()            # waits for all of tex's work
+
+* The launches go to `stream` (a cuda-python CUstream, an int handle, or an
+  object with `.cuda_stream`, as PyTorch's streams, or `.ptr`, as CuPy's);
+  without one, to the first stream an argument names: PyTorch's current
+  stream for a PyTorch tensor, the `stream` of `__cuda_array_interface__`
+  (a `DeviceArray`'s pending writes included); else the legacy default stream.
+  A DLPack producer is asked (`__dlpack__(stream=...)`) to make its data
+  ready for that stream.
+* A producer's writes pending on another stream are waited for on the
+  device: an event recorded on its stream, waited for by the launch stream.
+  The host never waits for them.
+* With device arrays only, a call returns once its launches are queued. A
+  `DeviceArray` it writes records the stream (`DeviceArray.stream`), which
+  its `__cuda_array_interface__` gives to consumers. With host (NumPy)
+  arguments the call copies them in on the stream, launches, copies the
+  outputs back and waits for that stream only, then frees the copies.
+  `sync=True` waits for the stream in any case.
+* A CUDA error of an asynchronous launch surfaces at the next synchronizing
+  call (`sync=True`, a host-array call on that stream, `DeviceArray.numpy()`,
+  `tex.synchronize()`, a timing), as a `DeviceError` that names what tex
+  queued last on the stream. An error that the launch itself returns names
+  the kernel and launch.
+* Only writes are tracked, as `__cuda_array_interface__` has it: before an
+  array that a call on one stream reads is written on another, order the
+  two (`sync=True`, `tex.synchronize()`, or an event of your own).
+* Calls of one kernel from several threads queue their launches one at a time.
+
+A call derives its launch plan once per distinct sizes of its arguments
+(`tex.runtime.cuda_launch.LaunchPlan`: grid and block, their limits checked,
+the parameters packed), so a later call with the same sizes only writes the
+pointers; the device of a `__cuda_array_interface__` pointer is asked of the
+driver once per address; the primary context is pushed only when it is not
+current already (PyTorch and CuPy make it current).
+
+Temporaries (global buffers the launches share) live in a workspace per stream
+(`tex.runtime.cuda_launch.Workspaces`): calls on one stream share theirs, calls
+on different streams never share one. A workspace grows when a call needs more
+and is freed with the kernel, once its last work is done.
+
+`time_calls(args, calls)` times back-to-back calls with CUDA events on the
+launch stream; `time_evaluator` uses it.
 
 Building a CudaKernel touches no GPU; the first call opens the device
 (`tex.runtime.cuda_device`) and loads the module. Without a GPU or its driver
@@ -26,27 +63,28 @@ a call raises `DeviceError`.
 """
 from __future__ import annotations
 
-import ctypes
-import itertools
 import math
+import sys
 import threading
 import weakref
 from typing import Callable
 
-from tex.arith import evaluate
 from tex.codegen.cuda import CudaLaunch, CudaModule
 from tex.errors import ArgumentError, BuildError
 from tex.expr import Var
 from tex.ir import KernelInterface, LoweredFunc
-from tex.runtime.cuda_device import (ALIGNMENT, Arg, CudaParam, Device, DeviceArray, Memory,
-                                     copy_to_device, copy_to_host, release, require_device)
+from tex.runtime.cuda_args import ALIGNMENT, Arg, CallStreams, CudaParam
+from tex.runtime.cuda_device import (Device, DeviceArray, Memory, copy_to_device, copy_to_host,
+                                     release, require_device)
+from tex.runtime.cuda_launch import LaunchPlan, Workspaces
+from tex.runtime.cuda_stream import LEGACY, as_stream
 from tex.runtime import cuda_simulator
 from tex.runtime.host_array import allocate
 from tex.runtime.kernel import Signature
 from tex.visitor import collect
 
 SOURCE_FORMATS = ("tex", "cuda", "ptx")
-_TEMPORARY_ALIGNMENT = 256  # bytes between temporaries in a workspace, as cuMemAlloc aligns
+_PLANS = 32  # launch plans (one per distinct sizes) a kernel keeps
 _NO_GPU_HINT = (" Building works without one: kernel.get_source('cuda') and "
                 "get_source('ptx') show the code, and kernel.simulate(...) runs it on the "
                 "CPU.")
@@ -80,7 +118,13 @@ class CudaKernel(Signature):
             p.alignment = alignments.get(p.buffer, 1)
         self._lock = threading.Lock()
         self._functions = None  # {launch name: CUfunction}, once the module is loaded
-        self._workspace = None  # the Memory of the temporaries
+        self._what = f"CUDA kernel {self.name}"
+        self._purpose = f"running {self._what}"  # what needs the device, in its errors
+        self._plans = {}  # tuple(env) -> LaunchPlan, the last _PLANS
+        self._known = {}  # _device_array_key -> LaunchPlan, the last _PLANS
+        self._output_positions = [p.position for p in self._outputs]
+        self._dtypes = [p.dtype for p in self._params]
+        self._workspaces = Workspaces(self._what)
 
     @property
     def func(self) -> LoweredFunc:
@@ -124,8 +168,24 @@ class CudaKernel(Signature):
                 raise BuildError(f"{user} of {self.name} uses {var.name}, which is not a size "
                                  "variable of the kernel")
 
-    def __call__(self, *args):
-        return self._bind_and_run(args, self._run)
+    def __call__(self, *args, stream=None, sync: bool = False):
+        """Queue the kernel's launches on a stream and return (see the module docstring).
+        `stream`: a cuda-python CUstream, an int handle, or an object with `.cuda_stream`
+        (PyTorch), `.ptr` (CuPy) or `__cuda_stream__`; default: the stream the arguments
+        name, else the legacy default stream. `sync`: wait for that stream before
+        returning (a CUDA error of the launches is then raised here)."""
+        key = self._device_array_key(args)
+        plan = self._known.get(key) if key is not None else None
+        if plan is not None:
+            self._run_device_arrays(args, plan, stream, sync)
+            return None
+        streams = CallStreams.of_call(args, stream)
+
+        def run(given, env, plan):
+            self._run(given, plan, streams.launch, sync)
+            if key is not None:
+                _remember(self._known, key, plan)
+        return self._bind_and_run(args, run, streams)
 
     def simulate(self, *args, seed: int = 0):
         """Run the kernel on the CPU instead of a GPU, called as the kernel is (NumPy
@@ -134,28 +194,54 @@ class CudaKernel(Signature):
         operation a lane never joins, or a write outside a buffer is a `DeviceError`.
         `seed` (not 0) shuffles the order of blocks and threads, to expose races. See
         `tex.runtime.cuda_simulator`."""
-        def run(args, env, launches):
+        def run(args, env, plan):
             cuda_simulator.run(self.name, self._module, self._params, args, self._values(env),
-                               launches, seed)
-        return self._bind_and_run(args, run, host_outputs=True)
+                               plan.dims, seed)
+        return self._bind_and_run(args, run, None, host_outputs=True)
 
-    def _bind_and_run(self, args: tuple, run: Callable, host_outputs: bool = False):
-        """Check `args` (every parameter, or the inputs only), then `run(args, env,
-        launches)`; return the outputs allocated when only inputs came (on the host if
-        `host_outputs` or every input is there, else on the device)."""
+    def time_calls(self, args, calls: int, stream=None) -> float:
+        """Seconds that `calls` back-to-back calls `self(*args, stream=...)` take on the
+        GPU, timed by CUDA events recorded on the launch stream before the first and after
+        the last; the host waits for the second only. Warm the kernel up first (the
+        first call loads the module)."""
+        launch = CallStreams.of_call(args, stream).launch
+        device = self._device()
+        what = f"timing CUDA kernel {self.name}"
+        with device.active():
+            start, end = (device.call("cuEventCreate", 0, what=what) for _ in range(2))
+            try:
+                device.call("cuEventRecord", start, launch, what=what)
+                for _ in range(calls):
+                    self(*args, stream=launch)
+                device.call("cuEventRecord", end, launch, what=what)
+                device.call("cuEventSynchronize", end, what=f"{what} (an error of its "
+                                                             "launches shows here)")
+                milliseconds = device.call("cuEventElapsedTime", start, end, what=what)
+            finally:
+                device.driver.cuEventDestroy(start)
+                device.driver.cuEventDestroy(end)
+        return float(milliseconds) / 1e3
+
+    def _bind_and_run(self, args: tuple, run: Callable, streams: CallStreams | None,
+                      host_outputs: bool = False):
+        """Check `args` (every parameter, or the inputs only; device arguments are read
+        with `streams`), then `run(args, env, plan)`; return the outputs allocated when
+        only inputs came (on the host if `host_outputs` or every input is there, else on
+        the device)."""
+        context = () if streams is None else (streams,)
         if len(args) == len(self._params):
-            given, env = self._check(self._params, args)
+            given, env = self._check(self._params, args, *context)
             self._check_overlap(given, [a.address for a in given])
-            run(given, env, self._launch_dims(env))
+            run(given, env, self._plan(env))
             return None
         if len(args) == len(self._inputs):
-            given, env = self._check(self._inputs, args)
+            given, env = self._check(self._inputs, args, *context)
             shapes = [self._output_shape(p, env) for p in self._outputs]
-            launches = self._launch_dims(env)
+            plan = self._plan(env)
             on_device = not host_outputs and any(a.host is None for a in given)
             outputs = self._new_outputs(shapes, on_device)
             arrays = [p.as_array(out) for p, out in zip(self._outputs, outputs)]
-            run(self._in_param_order(given, arrays), env, launches)
+            run(self._in_param_order(given, arrays), env, plan)
             return outputs[0] if len(outputs) == 1 else tuple(outputs)
         raise self._arity_error(len(args))
 
@@ -166,20 +252,50 @@ class CudaKernel(Signature):
         return [DeviceArray(device, shape, p.dtype) for p, shape in zip(self._outputs, shapes)]
 
     def _device(self) -> Device:
-        return require_device(f"running CUDA kernel {self.name}", _NO_GPU_HINT)
+        return require_device(self._purpose, _NO_GPU_HINT)
 
-    def _launch_dims(self, env: list) -> list[tuple[CudaLaunch, tuple, tuple]]:
-        """Each launch with its grid and block for these sizes, checked against the
-        target's limits; a launch with an empty grid or block is left out."""
-        values = self._values(env)
-        launches = []
-        for launch in self._module.launches:
-            grid = tuple(int(evaluate(e, values)) for e in launch.grid)
-            block = tuple(int(evaluate(e, values)) for e in launch.block)
-            self._check_limits(launch, grid, block, values)
-            if 0 not in grid and 0 not in block:
-                launches.append((launch, grid, block))
-        return launches
+    def _plan(self, env: list) -> LaunchPlan:
+        """The launch plan for these sizes: made at the first call with them, kept for
+        the last _PLANS distinct sizes."""
+        key = tuple(env)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = LaunchPlan(self, env)
+            _remember(self._plans, key, plan)
+        return plan
+
+    def _device_array_key(self, args: tuple) -> tuple | None:
+        """The shapes of `args` when they are every parameter, each a distinct DeviceArray
+        of the parameter's dtype (it cannot overlap another: it owns its memory), else
+        None. A call with such arguments that passed the checks once needs none again
+        (`self._known`): the same shapes pass them, C-contiguous and aligned."""
+        if len(args) != len(self._params):
+            return None
+        for a, dtype in zip(args, self._dtypes):
+            if type(a) is not DeviceArray or a.dtype is not dtype and a.dtype != dtype:
+                return None
+        if len(set(map(id, args))) != len(args):
+            return None
+        return tuple([a.shape for a in args])
+
+    def _run_device_arrays(self, arrays: tuple, plan: LaunchPlan, stream, sync: bool):
+        """`_run` for distinct DeviceArrays (`_device_array_key`), checked before."""
+        producers = [a.stream for a in arrays]
+        if stream is not None:
+            stream = as_stream(stream)
+        else:
+            stream = next(filter(None, producers), LEGACY)
+        device = self._device()
+        pushed = device.enter()
+        try:
+            with self._lock:
+                self._queue(device, plan, [a.pointer for a in arrays], producers, stream)
+            for k in self._output_positions:
+                arrays[k].stream = stream
+            if sync:
+                device.synchronize_stream(stream, self._what)
+        finally:
+            device.leave(pushed)
 
     def _check_limits(self, launch: CudaLaunch, grid: tuple, block: tuple, values: dict):
         t = self.target
@@ -199,55 +315,65 @@ class CudaKernel(Signature):
                                 f"{threads} threads, above the limit "
                                 f"{t.max_threads_per_block} of {t}")
 
-    def _run(self, args: list[Arg], env: list, launches: list):
+    def _run(self, args: list[Arg], plan: LaunchPlan, stream: int, sync: bool):
+        """Queue the launches of `plan` on `stream` after the producers' pending writes;
+        with host arguments, copy them in and out and wait for `stream`."""
         device = self._device()
-        what = f"CUDA kernel {self.name}"
+        what = self._what
         staged = []
-        with self._lock, device.active():
-            try:
-                functions = self._load(device)
-                pointers = {}
-                for p, arg in zip(self._params, args):
-                    p.check_location(device, arg)
-                    if arg.stream is not None:
-                        device.call("cuStreamSynchronize", arg.stream, what=what)
-                    pointers[p.buffer] = self._device_address(device, arg, staged, what)
-                pointers.update(self._temporaries(device, self._values(env)))
-                for launch, grid, block in launches:
-                    self._launch(device, functions[launch.name], launch, grid, block,
-                                 pointers, env)
-                device.call("cuCtxSynchronize", what=what)
-                for p in self._outputs:
-                    if args[p.position].host is not None:
-                        copy_to_host(device, args[p.position].host, pointers[p.buffer], what)
-            finally:
-                for memory in staged:
-                    memory.free()
+        pushed = device.enter()
+        try:
+            with self._lock:
+                addresses = self._addresses(device, args, stream, staged)
+                self._queue(device, plan, addresses, [a.stream for a in args], stream)
+            for p in self._outputs:
+                arg = args[p.position]
+                if arg.host is not None:
+                    copy_to_host(device, arg.host, addresses[p.position], what, stream)
+                elif type(arg.owner) is DeviceArray:
+                    arg.owner.stream = stream
+            if staged or sync:
+                device.synchronize_stream(stream, what)
+        finally:
+            if staged and sys.exc_info()[0] is not None:
+                device.driver.cuStreamSynchronize(stream)  # before freeing what it may use
+            for memory in staged:
+                memory.free()
+            device.leave(pushed)
 
-    def _device_address(self, device, arg: Arg, staged: list, what: str) -> int:
-        """Where `arg` is on the device: its own address, or a copy of its host data
-        (whose memory is added to `staged`)."""
-        if arg.host is None:
-            return arg.address
-        memory = Memory(device, arg.nbytes, what)
-        staged.append(memory)
-        copy_to_device(device, memory.pointer, arg.host, what)
-        return memory.pointer
+    def _addresses(self, device: Device, args: list[Arg], stream: int, staged: list) -> list:
+        """Each argument's device address: its own, checked to be on device 0, or that of
+        a copy of its host data made on `stream` (its memory added to `staged`)."""
+        addresses = []
+        for p, arg in zip(self._params, args):
+            if arg.host is not None:
+                memory = Memory(device, arg.nbytes, self._what)
+                staged.append(memory)
+                copy_to_device(device, memory.pointer, arg.host, self._what, stream)
+                addresses.append(memory.pointer)
+            else:
+                p.check_location(device, arg)
+                addresses.append(arg.address)
+        return addresses
 
-    def _temporaries(self, device: Device, values: dict) -> dict:
-        """The device address of each temporary, in the workspace (grown if too small)."""
-        if not self._module.temporaries:
-            return {}
-        sizes = [_round_up(math.prod(int(evaluate(e, values)) for e in b.shape)
-                           * b.dtype.numpy.itemsize) for b in self._module.temporaries]
-        if self._workspace is None or self._workspace.nbytes < sum(sizes):
-            if self._workspace is not None:
-                self._workspace.free()
-                self._workspace = None
-            self._workspace = Memory(device, sum(sizes), f"CUDA kernel {self.name}")
-        offsets = itertools.accumulate(sizes[:-1], initial=0)
-        return {b: self._workspace.pointer + offset
-                for b, offset in zip(self._module.temporaries, offsets)}
+    def _queue(self, device: Device, plan: LaunchPlan, addresses: list, producers: list,
+               stream: int):
+        """Queue the launches of `plan` on `stream`, after the writes pending on each of
+        `producers` (a stream or None per argument). The kernel's lock is held."""
+        waits = [p for p in producers if p is not None and p != stream]
+        for producer in dict.fromkeys(waits):
+            device.wait(stream, producer, self._what)
+        functions = self._functions or self._load(device)
+        workspace = 0
+        if plan.workspace_bytes:
+            workspace = self._workspaces.acquire(device, stream, plan.workspace_bytes)
+        for launch in plan.launches:
+            launch.pack(addresses, workspace)
+            device.launch(functions[launch.name], launch.grid, launch.block, stream,
+                          launch.params, launch.what)
+        if plan.workspace_bytes:
+            self._workspaces.done(device, stream)
+        device.note(stream, self._what)
 
     def _load(self, device: Device) -> dict:
         """The module's functions by launch name; the module is loaded at the first call and
@@ -260,14 +386,6 @@ class CudaKernel(Signature):
                                                         launch.name.encode(), what=what)
                                for launch in self._module.launches}
         return self._functions
-
-    def _launch(self, device, function, launch: CudaLaunch, grid, block, pointers, env):
-        values = tuple(pointers[b] for b in launch.params) + \
-            tuple(env[self._slots[var]] for var in launch.size_vars)
-        types = (ctypes.c_void_p,) * len(launch.params) + \
-            (ctypes.c_longlong,) * len(launch.size_vars)
-        device.call("cuLaunchKernel", function, *grid, *block, 0, device.stream,
-                    (values, types), 0, what=f"CUDA kernel {self.name}, launch {launch.name}")
 
     @property
     def imported_modules(self) -> list[CudaModule]:
@@ -287,9 +405,13 @@ class CudaKernel(Signature):
         return f"<tex.CudaKernel {self.name} for {self.target}>"
 
 
+def _remember(cache: dict, key, value):
+    """`cache[key] = value`, the oldest entry dropped beyond _PLANS."""
+    if len(cache) >= _PLANS:
+        cache.pop(next(iter(cache)), None)
+    cache[key] = value
+
+
 def _variables(exprs) -> list[Var]:
     return [v for e in exprs for v in collect(e, lambda n: isinstance(n, Var))]
 
-
-def _round_up(nbytes: int) -> int:
-    return -(-nbytes // _TEMPORARY_ALIGNMENT) * _TEMPORARY_ALIGNMENT

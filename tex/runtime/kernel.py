@@ -25,13 +25,14 @@ kernel of a loaded library calls its checking entry point instead, which
 returns a status: nonzero is raised as the code's `failure()`.
 A packed call (`tex.call_packed`) that failed in it is raised afterwards as
 `PackedFuncError`, from the Python function's exception.
-The checks live in `Signature` and `Param`, which `tex.runtime.cuda_device` and
+The checks live in `Signature` and `Param`, which `tex.runtime.cuda_args` and
 `tex.runtime.cuda_kernel` share.
 """
 from __future__ import annotations
 
 import ctypes
 import operator
+import time
 from typing import Callable
 
 import numpy as np
@@ -93,7 +94,7 @@ class Param:
     """What a call must check about one parameter, precomputed.
 
     `as_array` is the CPU check; the `*_error` methods build the messages, so that
-    other runtimes (`tex.runtime.cuda_device.CudaParam`) check their arguments the same way.
+    other runtimes (`tex.runtime.cuda_args.CudaParam`) check their arguments the same way.
     """
 
     def __init__(self, position: int, buffer: Buffer, slots: dict, is_output: bool):
@@ -290,6 +291,14 @@ class Signature:
         TVM: `f.time_evaluator(f.entry_name, dev, number=10)`."""
         return time_evaluator(self, func_name, dev, number, repeat, min_repeat_ms)
 
+    def time_calls(self, args, calls: int) -> float:
+        """Seconds that `calls` back-to-back calls `self(*args)` take, by the wall clock
+        (a CPU kernel's calls are synchronous). `time_evaluator` times with it."""
+        start = time.perf_counter()
+        for _ in range(calls):
+            self(*args)
+        return time.perf_counter() - start
+
     def _arity_error(self, count: int) -> ArgumentError:
         every = [a.name for a in self._arguments] or [p.buffer.name for p in self._params]
         outputs = {p.buffer.name for p in self._outputs}
@@ -335,12 +344,13 @@ class Signature:
         it_in, it_out = iter(inputs), iter(outputs)
         return [next(it_out) if p.is_output else next(it_in) for p in self._params]
 
-    def _check(self, params, args) -> tuple[list, list]:
-        """The arguments as arrays, and the size variables' values (None: unbound)."""
+    def _check(self, params, args, *context) -> tuple[list, list]:
+        """The arguments as arrays (`p.as_array(value, *context)`), and the size
+        variables' values (None: unbound)."""
         env = [None] * len(self.size_vars)
         arrays = []
         for p, value in zip(params, args):
-            a = p.as_array(value)
+            a = p.as_array(value, *context)
             shape = a.shape
             for dim, expected in p.consts:
                 if shape[dim] != expected:

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from tex.errors import ArgumentError, DeviceError
-from tex.runtime.cuda_device import DeviceArray, device_array, empty_device, gpu_available
+from tex.runtime.cuda_device import (DeviceArray, device_array, empty_device, gpu_available,
+                                     synchronize)
 from tex.runtime.host_array import allocate
 from tex.runtime.host_array import empty as host_empty
 
@@ -51,8 +52,10 @@ class Device:
         return self.kind == "cpu" or (self.index == 0 and gpu_available())
 
     def sync(self):
-        """Wait for the device's pending work: none, since every tex call waits for its
-        kernels before it returns."""
+        """Wait for the device's pending work: on a GPU, all the work tex queued
+        (`tex.synchronize()`); a CPU has none, its calls being synchronous."""
+        if self.kind == "cuda":
+            synchronize()
 
     def __str__(self):
         return f"{self.kind}({self.index})"

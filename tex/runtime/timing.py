@@ -7,15 +7,16 @@ One call runs the kernel once to warm it up (load, first touch), then
 `repeat` times runs it `number` times in a row and records the mean time of
 one run: `results` holds those `repeat` means, in seconds. With
 `min_repeat_ms`, `number` grows until one such run of `number` calls lasts at
-least that long. Calls of tex kernels are synchronous (a CUDA call returns
-when its launches are done), so the wall clock measures the work itself;
-for a CUDA kernel, arrays already on the device (`tex.nd.array(x, tex.cuda(0))`)
-keep the copies out of the time.
+least that long. The kernel times its own runs (`time_calls`): a CPU kernel's
+calls are synchronous and timed by the wall clock; a CUDA kernel's are queued
+back to back on their stream between two CUDA events, and the time is the
+device's between them (`CudaKernel.time_calls`). For a CUDA kernel, arrays
+already on the device (`tex.nd.array(x, tex.cuda(0))`) keep the copies out of
+the time.
 """
 from __future__ import annotations
 
 import statistics
-import time
 from dataclasses import dataclass
 
 from tex.errors import ArgumentError
@@ -82,19 +83,12 @@ def time_evaluator(kernel, func_name: str, dev, number: int = 10, repeat: int = 
         calls = number
         results = []
         for _ in range(repeat):
-            elapsed = _run(kernel, args, calls)
+            elapsed = kernel.time_calls(args, calls)
             while elapsed * 1e3 < min_repeat_ms:
                 wanted = calls * min_repeat_ms / max(elapsed * 1e3, 1e-3)
                 calls = int(max(wanted, calls * _GROWTH)) + 1
-                elapsed = _run(kernel, args, calls)
+                elapsed = kernel.time_calls(args, calls)
             results.append(elapsed / calls)
         return TimingResult(tuple(results))
     return evaluate
 
-
-def _run(kernel, args: tuple, calls: int) -> float:
-    """Seconds that `calls` calls of `kernel(*args)` take."""
-    start = time.perf_counter()
-    for _ in range(calls):
-        kernel(*args)
-    return time.perf_counter() - start
