@@ -13,6 +13,8 @@ from typing import Callable
 import numpy as np
 
 import tex
+from tex.dtype import as_dtype
+from tex.intrin import cuda_mma
 
 
 @dataclass
@@ -32,7 +34,8 @@ class GpuCase:
 
     def inputs(self, seed: int = 0) -> list[np.ndarray]:
         rng = np.random.default_rng(seed)
-        return [rng.uniform(-1, 1, shape).astype(self.dtype) for shape in self.shapes]
+        dtype = as_dtype(self.dtype).numpy
+        return [rng.uniform(-1, 1, shape).astype(dtype) for shape in self.shapes]
 
 
 def _bind(stage, axis, tag):
@@ -98,6 +101,16 @@ def matmul(n: int, m: int, k: int, tile: int = 64, per_thread: int = 4, step: in
             s[staged].double_buffer()
     return GpuCase("matmul_double_buffered" if double_buffer else "matmul", s, [A, B, C],
                    lambda a, b: a.astype("float64") @ b, [(n, k), (k, m)], dtype)
+
+
+def matmul_mma(n: int, m: int, k: int, dtype: str = "float16", **tiles) -> GpuCase:
+    """C (float32) = A @ B (float16 or bfloat16) on tensor cores: mma.sync with ldmatrix
+    operands, cp.async pipelined shared tiles (`tex.intrin.cuda_mma.matmul_schedule`;
+    `tiles` are its block, warp, k_tile and stages)."""
+    s, args = cuda_mma.matmul_schedule(n, m, k, dtype, **tiles)
+    return GpuCase(f"matmul_{cuda_mma.DTYPES[dtype]}_mma", s, args,
+                   lambda a, b: a.astype("float64") @ b.astype("float64"), [(n, k), (k, m)],
+                   dtype)
 
 
 def conv2d(batch: int, channels: int, filters: int, size: int, kernel: int = 3,
@@ -277,7 +290,8 @@ def all_cases() -> list[GpuCase]:
     cases = [elementwise(1000), elementwise(1000, threads=64, vector=4), matmul(100, 90, 70),
              matmul(100, 90, 70, double_buffer=True), conv2d(1, 5, 6, 13), column_sum(77, 70),
              softmax(9, 1000), full_sum(10_000, "shared"), full_sum(10_000, "warp"),
-             full_sum(10_000, "atomic")]
+             full_sum(10_000, "atomic"), matmul_mma(150, 140, 70),
+             matmul_mma(150, 140, 70, "bfloat16")]
     for strategy in ("shared", "warp", "atomic"):
         cases.append(row_reduce(13, 1000, strategy))
     cases.append(row_reduce(13, 700, "shared", threads=100))
