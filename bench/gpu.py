@@ -6,7 +6,8 @@ Prints, with the device's name:
 * float32 matmul 4096³ (GFLOP/s; tex's shared-memory schedule, plain and double-buffered,
   against torch.matmul),
 * float16 tensor-core matmul 4096³ with float32 accumulation (tex's WMMA schedule
-  against torch.matmul on float16),
+  against torch.matmul on float16), and float16 and bfloat16 ones through mma.sync
+  with a cp.async pipeline (`matmul_mma`, tex.intrin.cuda_mma),
 * row sum and softmax over 8192x8192 (GB/s, against the measured device-to-device
   copy bandwidth, bytes read plus bytes written),
 * the three reduction strategies (shared, warp, atomic) on row sums with rows of 32
@@ -111,6 +112,16 @@ def matmul_rows(torch, samples: int, n: int) -> list:
     ref_s = _time_torch(torch, lambda: torch.matmul(a, b), samples)
     rows.append((f"matmul {n}^3 float16 tensor cores", "GFLOP/s", flops / tex_s / 1e9,
                  flops / ref_s / 1e9, "cuBLAS"))
+    for dtype in ("float16", "bfloat16"):
+        case = cases.matmul_mma(n, n, n, dtype)
+        kernel = case.build()
+        a, b = (torch.randn(n, n, device="cuda").to(getattr(torch, dtype)) for _ in "ab")
+        kernel(a, b, c)
+        torch.testing.assert_close(c, a.float() @ b.float(), rtol=2e-2, atol=2e-1)
+        tex_s = _time(torch, lambda: kernel(a, b, c), samples)
+        ref_s = _time(torch, lambda: torch.matmul(a, b), samples)
+        rows.append((f"matmul {n}^3 {dtype} mma.sync, cp.async pipeline", "GFLOP/s",
+                     flops / tex_s / 1e9, flops / ref_s / 1e9, "cuBLAS"))
     return rows
 
 

@@ -14,6 +14,8 @@ from typing import Callable
 import numpy as np
 
 import tex
+from tex.dtype import as_dtype
+from tex.intrin import cuda_mma
 from tex.intrin.cuda_wmma import matmul_schedule
 
 
@@ -37,7 +39,8 @@ class GpuCase:
 
     def inputs(self, seed: int = 0) -> list[np.ndarray]:
         rng = np.random.default_rng(seed)
-        return [rng.uniform(-1, 1, shape).astype(self.dtype) for shape in self.shapes]
+        dtype = as_dtype(self.dtype).numpy
+        return [rng.uniform(-1, 1, shape).astype(dtype) for shape in self.shapes]
 
 
 def _bind(stage, axis, tag):
@@ -127,6 +130,17 @@ def matmul_wmma(n: int, m: int, k: int, warps: tuple[int, int] = (2, 2)) -> GpuC
     return GpuCase("matmul_f16_wmma", s, args, lambda a, b: a.astype("float64") @ b,
                    [(n, k), (k, m)], "float16",
                    _matmul_work(16 * warps[0], 16 * warps[1], k, 2))
+
+
+def matmul_mma(n: int, m: int, k: int, dtype: str = "float16", **tiles) -> GpuCase:
+    """C (float32) = A @ B (float16 or bfloat16) on tensor cores: mma.sync with ldmatrix
+    operands, cp.async pipelined shared tiles (`tex.intrin.cuda_mma.matmul_schedule`;
+    `tiles` are its block, warp, k_tile and stages)."""
+    s, args = cuda_mma.matmul_schedule(n, m, k, dtype, **tiles)
+    rows, cols = tiles.get("block", (128, 128))
+    return GpuCase(f"matmul_{cuda_mma.DTYPES[dtype]}_mma", s, args,
+                   lambda a, b: a.astype("float64") @ b.astype("float64"), [(n, k), (k, m)],
+                   dtype, _matmul_work(min(rows, n), min(cols, m), k, 2))
 
 
 def conv2d(batch: int, channels: int, filters: int, size: int, kernel: int = 3,
@@ -402,7 +416,8 @@ def all_cases() -> list[GpuCase]:
              matmul(100, 90, 70, double_buffer=True), conv2d(1, 5, 6, 13), column_sum(77, 70),
              softmax(9, 1000), softmax(5, 300, threads=128), layernorm(9, 1000),
              layernorm(4, 77, threads=32), full_sum(10_000, "shared"), full_sum(10_000, "warp"),
-             full_sum(10_000, "atomic")]
+             full_sum(10_000, "atomic"), matmul_mma(150, 140, 70),
+             matmul_mma(150, 140, 70, "bfloat16")]
     for strategy in ("shared", "warp"):
         cases.append(row_reduce(13, 1000, strategy))
     cases.append(row_reduce(13, 1000, "atomic", threads=64))      # 3 chunks of 334

@@ -1,7 +1,15 @@
-"""Helpers shared by the tests: random inputs and the compile-and-compare check."""
+"""Helpers shared by the tests: random inputs, the compile-and-compare check, and the SASS
+of CUDA C (cuobjdump)."""
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sysconfig
+import tempfile
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 import tex
 
@@ -59,3 +67,24 @@ def row_parallel_matmul(name: str = "matmul"):
     s[C].vectorize(C.op.axis[1])
     return tex.build(s, [A, B, C], name=name)
 
+
+def _cuobjdump() -> str | None:
+    """cuobjdump: on the PATH, else from the nvidia-cuda-cuobjdump wheel; None if neither."""
+    found = shutil.which("cuobjdump")
+    if found:
+        return found
+    wheel = Path(sysconfig.get_paths()["purelib"]) / "nvidia" / "cu13" / "bin" / "cuobjdump"
+    return str(wheel) if wheel.exists() else None
+
+
+needs_cuobjdump = pytest.mark.skipif(_cuobjdump() is None, reason="needs cuobjdump")
+
+
+def sass(source: str, arch: str = "sm_90") -> str:
+    """The SASS (cuobjdump -sass) of CUDA C `source` compiled by NVRTC for `arch`."""
+    from tex.codegen.nvrtc import compile_source
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "kernels.cubin"
+        path.write_bytes(compile_source(source, arch))
+        return subprocess.run([_cuobjdump(), "-sass", str(path)], capture_output=True,
+                              text=True, check=True).stdout

@@ -55,6 +55,7 @@ def random_schedule(rng, ns, outputs, lines: list[str], gpu: bool = False) -> No
 class _ScheduleWriter:
     def __init__(self, rng, ns, outputs, lines, gpu=False):
         self.rng, self.ns, self.lines, self.gpu = rng, ns, lines, gpu
+        self.fetch_ahead = None   # how shared tiles are fetched ahead: one way per program
         self.used = set(ns)
         self.emit(f"s = tex.create_schedule([{', '.join(o + '.op' for o in outputs)}])")
         self.s = ns["s"]
@@ -389,7 +390,10 @@ class _ScheduleWriter:
                       f'tex.thread_axis("threadIdx.x"))')
         if axis not in target.bindings and axis not in target.annotations and \
                 self.rng.random() < 0.4:
-            self.emit(f"{self.st(stage)}.double_buffer()")
+            if self.fetch_ahead is None:  # drawn at first use: other programs keep their draws
+                self.fetch_ahead = self.rng.choice(["double_buffer()", "pipeline(2)",
+                                                    "pipeline(3)"])
+            self.emit(f"{self.st(stage)}.{self.fetch_ahead}")
 
     def inside_parallel(self, stage) -> bool:
         """Whether `stage` is computed inside a parallel loop of some consumer."""

@@ -7,13 +7,15 @@ import pytest
 import tex
 from tex.dtype import float32
 from tex.expr import Var
-from tex.ir import (Allocate, Buffer, DoubleBuffer, For, IfThenElse, LoweredFunc, PrefetchAhead,
+from tex.ir import (Allocate, Buffer, DoubleBuffer, For, IfThenElse, LoweredFunc, Pipeline,
+                    PrefetchAhead,
                     Store, Load, seq)
 from tex.ops import const
 from tex.passes.flatten import flatten_storage
 from tex.passes.hoist import hoist_invariant_guards
 from tex.passes.hoist_divisions import hoist_divisions
 from tex.passes.inject_double_buffer import inject_double_buffer
+from tex.passes.inject_pipeline import inject_pipeline
 from tex.passes.inject_prefetch import inject_prefetch
 from tex.passes.simplify import simplify_stmt
 from tex.passes.unroll import unroll_loops
@@ -255,6 +257,50 @@ def test_inject_double_buffer_fills_the_second_buffer_while_the_first_is_read():
                 S[t_2] = A[(k_pair * 2 + 2) * 16 + t_2]
             for u_1 in range(16):
               B[(k_pair * 2 + 1) * 16 + u_1] = S_next[u_1] * 2.0
+    """)
+
+
+def test_inject_pipeline_fetches_stages_minus_one_tiles_ahead_into_slots():
+    S = Buffer("S", float32, (const(16),), "shared")
+    k, t, u = Var("k"), Var("t"), Var("u")
+    fill = loop(t, 16, Store(S, Load(A, (k * 16 + t,)), (t,)))
+    use = loop(u, 16, Store(B, Load(S, (u,)) * 2.0, (k * 16 + u,)))
+    marked = loop(k, 4, Pipeline((S,), 3, fill, use))
+    verify(LoweredFunc("f", (A, B), (), marked, (B,)))  # the mark allocates S
+    expect(marked, """
+        for k in range(4):
+          pipeline(S, stages=3):
+            fill:
+              for t in range(16):
+                S[t] = A[k * 16 + t]
+            body:
+              for u in range(16):
+                B[k * 16 + u] = S[u] * 2.0
+    """)
+    expanded = inject_pipeline(marked)
+    verify(LoweredFunc("f", (A, B), (), expanded, (B,)))  # each copy defines fresh variables
+    expect(expanded, """
+        S_stages = allocate(float32[3, 16], 'shared')
+        async_fill:
+          for t in range(16):
+            S_stages[0, t] = A[0 * 16 + t]
+        tex_cp_async_commit()
+        async_fill:
+          for t_1 in range(16):
+            S_stages[1, t_1] = A[1 * 16 + t_1]
+        tex_cp_async_commit()
+        for k in range(4):
+          tex_cp_async_wait_group_1()
+          sync_threads()
+          if k + 2 < 4:
+            async_fill:
+              for t_2 in range(16):
+                S_stages[(k + 2) % 3, t_2] = A[(k + 2) * 16 + t_2]
+          tex_cp_async_commit()
+          for u in range(16):
+            B[k * 16 + u] = S_stages[k % 3, u] * 2.0
+        tex_cp_async_wait_group_0()
+        sync_threads()
     """)
 
 

@@ -28,7 +28,9 @@ from tex.passes.gpu_reduce import lower_thread_reduce
 from tex.passes.gpu_sync import insert_barriers
 from tex.passes.hoist import hoist_invariant_guards
 from tex.passes.hoist_divisions import hoist_divisions
+from tex.passes.async_copy import lower_async_copies
 from tex.passes.inject_double_buffer import inject_double_buffer
+from tex.passes.inject_pipeline import inject_pipeline
 from tex.passes.inject_prefetch import inject_prefetch
 from tex.passes.simplify import simplify_stmt
 from tex.passes.unroll import unroll_loops
@@ -47,6 +49,7 @@ from tex.tensor import ExternOp
 #: (name, pass, whether storage is flat afterwards), in the order they run.
 PIPELINE = (
     ("inject_double_buffer", inject_double_buffer, False),
+    ("inject_pipeline", inject_pipeline, False),
     ("inject_prefetch", inject_prefetch, False),
     ("simplify", simplify_stmt, False),
     ("flatten_storage", flatten_storage, True),
@@ -62,10 +65,12 @@ CPU_PIPELINE = (
 )
 
 #: Or, for GPU targets: root nests become kernel launches (checked against
-#: the target's limits), cross-thread reductions are expanded, and barriers
-#: placed between threads' shared-memory writes and reads.
+#: the target's limits), cross-thread reductions are expanded, pipelined
+#: fills become asynchronous copies, and barriers placed between threads'
+#: shared-memory writes and reads.
 GPU_PIPELINE = (
     ("lower_thread_reduce", lower_thread_reduce),
+    ("lower_async_copies", lower_async_copies),
     ("insert_barriers", insert_barriers),
     ("simplify_kernels", simplify_stmt),
 )

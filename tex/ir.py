@@ -247,6 +247,30 @@ class DoubleBuffer(Stmt):
 
 
 @dataclass(frozen=True, eq=False, slots=True, repr=False)
+class Pipeline(Stmt):
+    """The body of a serial loop, marked by lowering (from `Stage.pipeline`): each
+    iteration runs `fill`, which writes the shared `buffers` (allocated here), then
+    `body`, which reads them. `inject_pipeline` gives each buffer `stages` slots and
+    fills the slot of iteration v + stages - 1 with asynchronous copies while `body`
+    reads that of iteration v."""
+
+    buffers: tuple[Buffer, ...]
+    stages: int
+    fill: Stmt
+    body: Stmt
+
+
+@dataclass(frozen=True, eq=False, slots=True, repr=False)
+class AsyncFill(Stmt):
+    """Stores into shared buffers (in `body`) that a pipeline orders itself: they may be
+    asynchronous copies (`lower_async_copies` makes them so where it can), and the
+    pipeline's own wait and barrier, not the barrier pass, separate them from the
+    statements that read those buffers."""
+
+    body: Stmt
+
+
+@dataclass(frozen=True, eq=False, slots=True, repr=False)
 class Allocate(Stmt):
     """`buffer` exists (uninitialised) while `body` runs."""
 

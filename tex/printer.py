@@ -189,6 +189,18 @@ class _Printer:
         self.line(depth + 1, "body:")
         self.stmt(s.body, depth + 2)
 
+    def stmt_Pipeline(self, s, depth):
+        names = ", ".join(self.name(b, b.name) for b in s.buffers)
+        self.line(depth, f"pipeline({names}, stages={s.stages}):")
+        self.line(depth + 1, "fill:")
+        self.stmt(s.fill, depth + 2)
+        self.line(depth + 1, "body:")
+        self.stmt(s.body, depth + 2)
+
+    def stmt_AsyncFill(self, s, depth):
+        self.line(depth, "async_fill:")
+        self.stmt(s.body, depth + 1)
+
     def stmt_Allocate(self, s, depth):
         b = s.buffer
         self.line(depth, f"{self.name(b, b.name)} = allocate({b.dtype}"

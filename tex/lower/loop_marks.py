@@ -1,42 +1,69 @@
 """Marks on loops for the passes that expand them, with the schedule's checks.
 
-`Stage.prefetch` and `Stage.double_buffer` change how a loop runs, not what
-it computes. Lowering checks that they apply where the schedule put them
-and marks the loop's body (`PrefetchAhead`, `DoubleBuffer`); the passes
-`inject_prefetch` and `inject_double_buffer` expand the marks.
+`Stage.prefetch`, `Stage.double_buffer` and `Stage.pipeline` change how a loop
+runs, not what it computes. Lowering checks that they apply where the schedule
+put them and marks the loop's body (`PrefetchAhead`, `DoubleBuffer`,
+`Pipeline`); the passes `inject_prefetch`, `inject_double_buffer` and
+`inject_pipeline` expand the marks.
 """
 from __future__ import annotations
 
 from tex.errors import LoweringError
-from tex.ir import DoubleBuffer, Load, PrefetchAhead, seq
+from tex.ir import DoubleBuffer, Load, Pipeline, PrefetchAhead, seq
 from tex.lower.bound import enclosing_loops
 from tex.visitor import collect
 
 
-def check_double_buffer(kind: str, fills: list, buffers: dict) -> tuple:
-    """The buffers of the double-buffered stages `fills`, all computed at one loop of
-    kind `kind`, checked: the loop is serial and the buffers are in shared memory.
-    `buffers` maps tensors to their `TensorBuffer`s."""
+def check_double_buffer(kind: str, fills: list, buffers: dict,
+                        primitive: str = "double_buffer") -> tuple:
+    """The buffers of the double-buffered (or pipelined: `primitive`) stages `fills`, all
+    computed at one loop of kind `kind`, checked: the loop is serial and the buffers
+    are in shared memory. `buffers` maps tensors to their `TensorBuffer`s."""
     found = []
     for child in fills:
         attach = child.stage.attach
-        where = (f"double_buffer on stage {child.stage.name}: it is computed at loop "
+        where = (f"{primitive} on stage {child.stage.name}: it is computed at loop "
                  f"{attach.axis.name} of stage {attach.stage.name}")
         if kind != "serial":
-            raise LoweringError(f"{where}, which is {kind}; double-buffer at a serial loop")
+            raise LoweringError(f"{where}, which is {kind}; {_VERB[primitive]} at a serial "
+                                "loop")
         for t in child.op.outputs:
             buffer = buffers[t].buffer
             if buffer.scope != "shared":
-                raise LoweringError(f"{where}, into {buffer.scope} memory; double "
-                                    "buffering is for shared memory (compute it at a loop "
-                                    "outside the threadIdx loops, or set_scope('shared'))")
+                raise LoweringError(f"{where}, into {buffer.scope} memory; "
+                                    f"{_NOUN[primitive]} is for shared memory (compute it at a "
+                                    "loop outside the threadIdx loops, or set_scope('shared'))")
             found.append(buffer)
     return tuple(found)
+
+
+_VERB = {"double_buffer": "double-buffer", "pipeline": "pipeline"}
+_NOUN = {"double_buffer": "double buffering", "pipeline": "pipelining"}
 
 
 def mark_double_buffer(buffers: tuple, fill_nests: list, body) -> DoubleBuffer:
     """A loop body that runs the `fill_nests` (writing `buffers`), then `body`."""
     return DoubleBuffer(buffers, seq(*fill_nests), body)
+
+
+def mark_pipeline(kind: str, fills: list, nests: dict, buffers: dict, body) -> Pipeline:
+    """A loop body (of a loop of kind `kind`) that runs the nests of the pipelined stages
+    `fills`, then `body`; checked as `check_double_buffer` does, the loop runs in a
+    GPU kernel, and the stages agree on the number of slots."""
+    found = check_double_buffer(kind, fills, buffers, "pipeline")
+    consumer = fills[0].stage.attach.stage
+    if not (consumer.bindings or any(owner.bindings for _, owner in enclosing_loops(consumer))):
+        raise LoweringError(f"pipeline on stage {fills[0].stage.name}: stage {consumer.name} "
+                            "runs outside any GPU kernel; pipelines are for GPU kernels "
+                            "(asynchronous copies into shared memory)")
+    stages = {child.stage.pipeline_stages for child in fills}
+    if len(stages) > 1:
+        names = ", ".join(f"{c.stage.name} ({c.stage.pipeline_stages})" for c in fills)
+        attach = fills[0].stage.attach
+        raise LoweringError(f"pipeline at loop {attach.axis.name} of stage "
+                            f"{attach.stage.name}: the stages computed there ask for "
+                            f"different numbers of stages: {names}; give them the same")
+    return Pipeline(found, stages.pop(), seq(*(nests[c.stage] for c in fills)), body)
 
 
 def mark_prefetches(plan, leaf, body, buffers: dict):

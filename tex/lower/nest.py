@@ -24,7 +24,8 @@ from tex.expr import Const, Expr, Reduce, Var
 from tex.ir import IMPORT_PRAGMAS, Allocate, For, IfThenElse, LetStmt, Load, Stmt, Store, seq
 from tex.lower.bound import StagePlan
 from tex.lower.buffers import TensorBuffer, to_loads
-from tex.lower.loop_marks import check_double_buffer, mark_double_buffer, mark_prefetches
+from tex.lower.loop_marks import check_double_buffer, mark_double_buffer, mark_pipeline, \
+    mark_prefetches
 from tex.tensor import Tensor
 from tex.visitor import free_vars, substitute
 
@@ -110,7 +111,7 @@ class StageLoops:
         """Loop `leaf` (variable `var`) around `body`, with the stages computed at it."""
         stage = self.plan.stage
         children = self.attached.get(leaf, []) if with_children else []
-        for child in reversed([c for c in children if not c.stage.double_buffered]):
+        for child in reversed([c for c in children if not _fetched_ahead(c.stage)]):
             body = seq(self.nests[child.stage], body)
             for t in child.op.outputs:
                 if self.lowering.buffers[t].allocated_here:
@@ -123,6 +124,13 @@ class StageLoops:
         if fills:
             buffers = check_double_buffer(kind, fills, self.lowering.buffers)
             body = mark_double_buffer(buffers, [self.nests[c.stage] for c in fills], body)
+        pipelined = [c for c in children if c.stage.pipeline_stages]
+        if fills and pipelined:
+            raise LoweringError(f"stages {fills[0].stage.name} (double_buffer) and "
+                                f"{pipelined[0].stage.name} (pipeline) are computed at loop "
+                                f"{leaf.name} of stage {stage.name}; use one of the two there")
+        if pipelined:
+            body = mark_pipeline(kind, pipelined, self.nests, self.lowering.buffers, body)
         pragmas = tuple(p for p in stage.pragmas.get(leaf, ()) if p[0] not in IMPORT_PRAGMAS)
         return For(var, _ZERO, self.plan.ranges[leaf].extent, kind, body, pragmas, tag)
 
@@ -134,6 +142,12 @@ class StageLoops:
         if not moved:
             return stmt
         return IfThenElse(functools.reduce(lambda a, b: ops.logical("and", a, b), moved), stmt)
+
+
+def _fetched_ahead(stage) -> bool:
+    """Whether a stage computed at a loop is fetched by that loop's double buffer or
+    pipeline mark rather than at the top of its body."""
+    return stage.double_buffered or bool(stage.pipeline_stages)
 
 
 def _guard_depths(plan: StagePlan, attached: dict) -> dict:

@@ -87,13 +87,15 @@ def _tensors_read(reader: InlinedStage) -> list:
 def check_attach(stage, consumers: list, lowered: set) -> None:
     """A stage computed at a loop of another is computed there legally: the target gets
     a nest (`lowered` holds the stages that do), still has that loop, and every
-    consumer runs inside it; a double-buffered stage is computed at a loop."""
+    consumer runs inside it; a double-buffered or pipelined stage is computed at a loop."""
     attach = stage.attach
     if attach.kind != "at":
-        if stage.double_buffered:
-            raise LoweringError(f"double_buffer on stage {stage.name}: it is computed "
-                                "at the root; compute it at a serial loop of its consumer "
-                                "with compute_at")
+        for primitive, used in (("double_buffer", stage.double_buffered),
+                                ("pipeline", stage.pipeline_stages)):
+            if used:
+                raise LoweringError(f"{primitive} on stage {stage.name}: it is computed "
+                                    "at the root; compute it at a serial loop of its "
+                                    "consumer with compute_at")
         return
     name = stage.name
     if attach.stage not in lowered:

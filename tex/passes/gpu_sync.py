@@ -20,14 +20,19 @@ Guarantees, in each kernel:
 An `IntrinsicCall` or `ExternCall` counts as reading the buffer of every
 one of its pointers and writing those of its `writes`, whole (the pass does
 not know which elements the call touches).
+
+The stores of an `AsyncFill` (a pipeline's fill, see `inject_pipeline`) count
+as no access: the pipeline's own wait and barrier order them. The pass
+removes the marks, leaving their bodies.
 """
 from __future__ import annotations
 
 import dataclasses
 
 from tex.expr import Const, Var
-from tex.ir import (Allocate, AtomicUpdate, Barrier, ExternCall, For, IfThenElse, IntrinsicCall,
-                    KernelLaunch, LetStmt, Load, Seq, Stmt, Store, ThreadIndex, seq)
+from tex.ir import (Allocate, AsyncFill, AtomicUpdate, Barrier, ExternCall, For, IfThenElse,
+                    IntrinsicCall, KernelLaunch, LetStmt, Load, Seq, Stmt, Store, ThreadIndex,
+                    seq)
 from tex.visitor import Rewriter, child_fields, collect, free_vars, fresh_copy
 
 
@@ -59,6 +64,8 @@ class _SharedAccesses:
         hit = self._memo.get(id(stmt))
         if hit is not None:
             return hit[1]
+        if isinstance(stmt, AsyncFill):  # ordered by its pipeline
+            return frozenset(), frozenset(), False
         reads, writes, has_barrier = set(), set(), isinstance(stmt, Barrier)
         if isinstance(stmt, (Store, AtomicUpdate)):
             writes.add(stmt.buffer)
@@ -193,6 +200,8 @@ class _Sync:
     def visit(self, stmt, state: _State):
         if isinstance(stmt, Barrier):
             return stmt, _State()
+        if isinstance(stmt, AsyncFill):
+            return stmt.body, state
         if isinstance(stmt, Seq):
             out = []
             for s in stmt.stmts:

@@ -64,6 +64,8 @@ class _Verifier(Visitor):
         self.generic_visit(s)
         self.buffers.difference_update(s.buffers)
 
+    visit_Pipeline = visit_DoubleBuffer
+
     def _access(self, node):
         if node.buffer not in self.buffers:
             self.fail(f"buffer {node.buffer.name} is accessed outside its allocation")

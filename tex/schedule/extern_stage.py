@@ -16,7 +16,7 @@ from tex.schedule.stage import Stage
 #: The primitives of `Stage` that an extern stage refuses.
 REFUSED = ("split", "tile", "fuse", "reorder", "unroll", "vectorize", "parallel", "pragma",
            "prefetch", "compute_at", "compute_inline", "storage_align", "set_scope",
-           "double_buffer", "bind", "reduce_strategy", "tensorize")
+           "double_buffer", "pipeline", "bind", "reduce_strategy", "tensorize")
 
 
 def refusal(primitive: str, stage) -> ScheduleError:

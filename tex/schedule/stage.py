@@ -148,6 +148,7 @@ class Stage:
     reduce_strategies: dict = field(default_factory=dict)  # IterVar -> "shared"|"warp"|"atomic"
     tensorized: tuple | None = None                   # (IterVar, TensorIntrin) or None
     double_buffered: bool = False
+    pipeline_stages: int = 0                          # Stage.pipeline's stages, 0: none
 
     @classmethod
     def of(cls, op, schedule, origin_op=None) -> "Stage":
@@ -510,10 +511,49 @@ class Stage:
         half with its own buffer). One barrier per iteration remains instead of two,
         and the next tile's loads are issued before the arithmetic on this one.
         Checked by lowering: the stage is computed with compute_at, at a serial loop
-        (not bound, unrolled, vectorized or parallel), in shared memory.
+        (not bound, unrolled, vectorized or parallel), in shared memory. Replaces an
+        earlier `pipeline` of the stage.
         TVM: `double_buffer`.
         """
         self.double_buffered = True
+        self.pipeline_stages = 0
+        self._touch()
+
+    def pipeline(self, stages: int = 3):
+        """Fetch this stage's shared tiles `stages - 1` iterations ahead, asynchronously.
+
+        For a stage computed in shared memory at a serial loop `v` of its consumer,
+        like `double_buffer`: its buffer gets a leading dimension of `stages` slots;
+        before the loop the tiles of iterations 0 .. stages-2 are fetched, and
+        iteration v waits for its tile, passes one barrier, starts fetching the tile
+        of v + stages - 1 into the slot iteration v - 1 read, and computes on its own.
+        The copies from global memory are `cp.async` (sm_80 and newer: 4, 8 or 16
+        bytes each, a zero-filled copy for a padded element) wherever the store
+        is a plain copy of that many aligned bytes; others stay ordinary stores.
+        Each iteration's copies are one commit group, and `cp.async.wait_group`
+        stages-2 waits for the oldest. `stages=2` is double buffering with
+        asynchronous copies; `double_buffer()` keeps its synchronous two-buffer form.
+
+            for v in range(n):             fill(0) ... fill(stages-2) into slots
+              fill(v)                      for v in range(n):
+              body(v)              ->        wait until fill(v) landed; barrier
+                                             fill(v + stages - 1) into its slot
+                                             body(v) reading slot v % stages
+
+        Args: `stages`, the number of slots (tiles in flight plus the one read).
+        Checked by lowering: the stage is computed with compute_at, at a serial
+        loop of a GPU kernel, in shared memory, and the stages computed at that loop
+        with `pipeline` agree on `stages` (and none of them is double-buffered).
+        The loop ends with a wait for every copy and one more barrier. Raises
+        ScheduleError unless `stages` is an int of at least 2. Replaces an
+        earlier `double_buffer` of the stage.
+        TVM: `software_pipeline_stage` annotations; CUTLASS: multistage mainloop.
+        """
+        if not isinstance(stages, int) or isinstance(stages, bool) or stages < 2:
+            raise ScheduleError(f"pipeline on stage {self.name}: stages must be an int of at "
+                                f"least 2, got {stages!r}")
+        self.pipeline_stages = stages
+        self.double_buffered = False
         self._touch()
 
     # --- GPU ---------------------------------------------------------------------
@@ -628,6 +668,8 @@ class Stage:
             lines.append(f"set_scope({self.scope!r})")
         if self.double_buffered:
             lines.append("double_buffer()")
+        if self.pipeline_stages:
+            lines.append(f"pipeline(stages={self.pipeline_stages})")
         if self.attach.kind == "at":
             lines.append(f"compute_at({self.attach.stage.name}, {self.attach.axis.name})")
         elif self.attach.kind == "inline":

@@ -23,7 +23,11 @@
    undefined). Atomics are plain read-modify-writes, which is atomic here
    because only one thread runs at a time. Each thread has a stack of
    STACK_BYTES (256 KB), which its local arrays must fit in; a block has at
-   most 1024 threads, as on the device. */
+   most 1024 threads, as on the device.
+
+   TEX_CUDA_SIMULATOR is defined, so that device helpers written with inline PTX can
+   call the models here instead; tex_cuda_simulator_sm80.h (included at the end) has
+   those of cp.async, ldmatrix and mma.sync. */
 #pragma once
 
 #include <cmath>
@@ -36,6 +40,7 @@
 #include <sys/mman.h>
 #include <ucontext.h>
 
+#define TEX_CUDA_SIMULATOR 1
 #define __global__
 #define __device__
 #define __host__
@@ -474,3 +479,5 @@ const char* launch(void (*kernel)(P...), void** args, const long long* dims, uns
   tex_sim::shuffle_xor(__LINE__, mask, value, lane_mask, width)
 #define __shfl_down_sync(mask, value, delta, width) \
   tex_sim::shuffle_down(__LINE__, mask, value, delta, width)
+
+#include "tex_cuda_simulator_sm80.h"
