@@ -16,8 +16,9 @@ from autotune.records import Record, TuneWarning, best_record, load
 from autotune.sketch import InvalidConfig
 from autotune.space import Config, ConfigSpace
 from autotune.task import Task, Template, template
+from autotune.tensorcore import matmul_tensorcore
 from autotune.tuner import Progress, TuneResult, tune
 
 __all__ = ["Config", "ConfigSpace", "InvalidConfig", "Progress", "Record", "Task", "Template",
            "TuneError", "TuneResult", "TuneWarning", "apply_history_best", "best_record", "load",
-           "space_for", "template", "tune"]
+           "matmul_tensorcore", "space_for", "template", "tune"]

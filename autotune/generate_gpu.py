@@ -11,7 +11,9 @@ knobs, `InvalidConfig`) and has rules of its own:
    thread a register tile (`tile_y` x `tile_x`) accumulated in a local cache;
    the leading axes run over blockIdx.z. With one reduction axis, both inputs
    may be staged through shared memory `step` reduction steps at a time
-   (bench/gpu_schedules.matmul).
+   (bench/gpu_schedules.matmul), in a pipeline of `stages` slots (1: one copy
+   filled between barriers; 2 or 3: `Stage.pipeline`, cp.async fills of the
+   next steps while the current one is computed).
 3. **rows** (softmax, layernorm): `rows` rows per block, one per threadIdx.y
    (several short rows fill a block), `threads` threads across each; every
    row reduction is computed at the block, its rows on threadIdx.y and its
@@ -58,6 +60,9 @@ TILE = (1, 2, 4, 8)
 TILE_THREADS = (4, 8, 16, 32)
 #: Reduction steps staged in shared memory at a time.
 STEPS = (4, 8, 16, 32)
+#: Shared copies of the staged steps in flight: 1 (one copy, filled between barriers), or a
+#: pipeline of 2 or 3 slots filled by asynchronous copies ahead of the compute.
+PIPELINE_STAGES = (1, 2, 3)
 
 
 def _pow2_at_least(n: int) -> int:
@@ -95,6 +100,7 @@ class BlockTile:
     stageable: bool        # one reduction axis and two placeholder inputs
     staged: bool
     step: int
+    stages: int            # shared slots of the staged inputs (1: no pipeline)
 
 
 @dataclass
@@ -155,8 +161,9 @@ class GpuSketch(Sketch):
         stageable = len(reduction.op.reduce_axis) == 1 and len(inputs) == 2
         staged = self.knob(f"{name}.shared", [False, True] if stageable else [False])
         step = self.knob(f"{name}.step", STEPS if stageable else [1])
+        stages = self.knob(f"{name}.stages", PIPELINE_STAGES if stageable else [1])
         return BlockTile(lead, axis_y, axis_x, ext_y, ext_x, tile_y, tile_x, threads_y,
-                         threads_x, reduction, inputs, stageable, staged, step)
+                         threads_x, reduction, inputs, stageable, staged, step, stages)
 
     def check_tile(self, plan: BlockTile):
         """InvalidConfig for a step without staging, or a block past the output, the
@@ -165,13 +172,15 @@ class GpuSketch(Sketch):
         block_y, block_x = plan.tile_y * plan.threads_y, plan.tile_x * plan.threads_x
         self.check(plan.staged or plan.step == STEPS[0] or not plan.stageable,
                    "without shared staging the step means nothing")
+        self.check(plan.staged or plan.stages == 1,
+                   "without shared staging there is no pipeline")
         self.check(threads <= self.target.max_threads_per_block,
                    f"{threads} threads exceed {self.target.max_threads_per_block} per block")
         self.check(block_y <= _pow2_at_least(plan.ext_y) and block_x <= _pow2_at_least(plan.ext_x),
                    f"a block tile of {block_y}x{block_x} is larger than "
                    f"the {plan.ext_y}x{plan.ext_x} output")
         itemsize = plan.reduction.op.output(0).dtype.itemsize
-        shared = plan.step * (block_y + block_x) * itemsize * plan.staged
+        shared = plan.step * (block_y + block_x) * itemsize * plan.staged * plan.stages
         self.check(shared <= self.target.max_shared_bytes,
                    f"{shared} bytes of shared memory exceed {self.target.max_shared_bytes}")
         rest = math.prod(static_extent(a) for a in plan.lead)
@@ -189,7 +198,7 @@ class GpuSketch(Sketch):
         self.placed.add(acc)
         if plan.staged:
             for tensor in plan.inputs:
-                self.stage_shared(tensor, acc, steps, plan.threads_y, plan.threads_x)
+                self.stage_shared(tensor, acc, steps, plan)
 
     @staticmethod
     def bind_block_tile(out: Stage, plan: BlockTile):
@@ -226,15 +235,17 @@ class GpuSketch(Sketch):
             acc.unroll(axis)
         return steps
 
-    def stage_shared(self, tensor, acc: Stage, at_axis, threads_y: int, threads_x: int):
+    def stage_shared(self, tensor, acc: Stage, at_axis, plan: BlockTile):
         """A shared-memory copy of `tensor` for `acc`, made at `at_axis` by all the block's
-        threads together."""
+        threads together, pipelined over `plan.stages` slots when there are several."""
         copy = self.s[self.s.cache_read(tensor, "shared", [acc])]
         copy.compute_at(acc, at_axis)
-        _, lanes = copy.split(_fuse_all(copy), factor=threads_y * threads_x)
-        fy, fx = copy.split(lanes, factor=threads_x)
+        _, lanes = copy.split(_fuse_all(copy), factor=plan.threads_y * plan.threads_x)
+        fy, fx = copy.split(lanes, factor=plan.threads_x)
         _bind(copy, fy, "threadIdx.y")
         _bind(copy, fx, "threadIdx.x")
+        if plan.stages > 1:
+            copy.pipeline(plan.stages)
         self.placed.add(copy)
 
     # --- rule 3 ----------------------------------------------------------------------

@@ -87,6 +87,25 @@ def test_rows_and_tiles_use_shared_memory_where_their_knobs_say():
     assert source.count("__shared__") == 2 and "__syncthreads();" in source
 
 
+
+@needs_compiler
+@pytest.mark.parametrize("stages", [2, 3])
+def test_pipelined_tiles_fetch_asynchronously_and_match_numpy(stages):
+    """The tile rule's `stages` knob: staged panels filled by cp.async in a pipeline."""
+    task = _task("matmul")
+    config = [c for c in _valid(task, len(task.space), seed=stages)
+              if c["C.shared"].val and c["C.stages"].val == stages][0]
+    schedule, tensors = task.instantiate(config)
+    kernel = tex.build(schedule, tensors, target="cuda -arch=sm_80")
+    source = kernel.get_source("cuda")
+    assert "tex_cp_async_commit()" in source and "_stages[" in source
+    inputs = task.random_inputs()
+    np.testing.assert_allclose(kernel.simulate(*inputs), task.reference_outputs(inputs)[0],
+                               rtol=1e-4, atol=1e-4)
+    without = dict(config.to_json(), **{"C.shared": False, "C.step": 4})
+    with pytest.raises(InvalidConfig, match="no pipeline"):
+        task.instantiate(task.space.from_json(without))
+
 def test_invalid_configurations_raise_invalid_config():
     task = _task("reduce_sum")  # 13 rows of 1000
     space = task.space

@@ -239,6 +239,17 @@ def matmul_schedule(M: int, N: int, K: int, dtype: str = "float16",
     return s, [A, B, C]
 
 
+def panel_bytes(block: tuple[int, int], k_tile: int, dtype: str) -> int:
+    """Shared memory of one pipeline slot of `matmul_schedule`: A's block[0] x k_tile
+    panel and B's k_tile x block[1] panel, each row padded to an odd number of 16 bytes."""
+    itemsize = 2  # float16 and bfloat16
+
+    def padded(row_bytes: int) -> int:
+        units = -(-row_bytes // ROW_BYTES)
+        return (units | 1) * ROW_BYTES
+    return block[0] * padded(k_tile * itemsize) + k_tile * padded(block[1] * itemsize)
+
+
 def _check_tiles(M, N, K, dtype, block, warp, k_tile, stages):
     for what, value in (("M", M), ("N", N), ("K", K), ("k_tile", k_tile), ("stages", stages)):
         if not isinstance(value, int) or value <= 0:
