@@ -12,6 +12,8 @@ CUDA = ["cuda-bindings>=13.0", "nvidia-cuda-nvrtc>=13.0",
 GPU_DEV = ["nvidia-cuda-nvdisasm>=13.5", "nvidia-cuda-cuobjdump>=13.5"]
 # xgboost-cpu is XGBoost without the CUDA libraries (5 MB rather than 300)
 TUNE = ["xgboost-cpu>=2.0"]
+# tuning jobs on a Dask cluster (tex-tune job --workers / --scheduler)
+CLUSTER = ["dask>=2024.1", "distributed>=2024.1"]
 
 
 def tex_version() -> str:
@@ -36,13 +38,15 @@ setup(
     extras_require={
         "cuda": CUDA,
         "tune": TUNE,
-        # the tests compile CUDA C with NVRTC (no GPU needed), train the tuner's model and
-        # register kernels as PyTorch operators (tex.torch). torch: the releases tex.torch is
-        # tested with; where pip finds the CPU wheel of 2.13 (see README), it takes that one
-        # rather than a newer build that brings the CUDA libraries along (gigabytes)
+        "cluster": CLUSTER,
+        # the tests compile CUDA C with NVRTC (no GPU needed), train the tuner's model, run
+        # tuning jobs on a local Dask cluster and register kernels as PyTorch operators
+        # (tex.torch). torch: the releases tex.torch is tested with; where pip finds the
+        # CPU wheel of 2.13 (see README), it takes that one rather than a newer build that
+        # brings the CUDA libraries along (gigabytes)
         "test": ["pytest>=7", "hypothesis>=6", "nbclient>=0.7", "nbformat>=5",
                  "ipykernel>=6", "jupytext>=1.14", "matplotlib>=3.5", "torch>=2.4,<2.14"]
-        + CUDA + TUNE + GPU_DEV,
+        + CUDA + TUNE + GPU_DEV + CLUSTER,
         "gpu-dev": CUDA + GPU_DEV,
         "plot": ["matplotlib>=3.5"],
     },

@@ -26,7 +26,10 @@ a plain function that returns the tensors to build (inputs, then outputs), as
 `"NCHW",[3,3]`. Errors raised by the user's code keep their traceback.
 
 `tex-tune job TASKS --log-dir DIR` tunes the tasks of a TOML or JSON file
-under one trial or time budget (`autotune.job`), one log per task.
+under one trial or time budget (`autotune.job`), one log per task; with
+`--workers local:K` it builds and measures on a Dask LocalCluster of K
+worker processes, with `--scheduler ADDRESS` on a running Dask cluster
+(`autotune.cluster`; `pip install 'tex[cluster]'`).
 `tex-tune best` uses only records of this machine's CPU model unless
 `--any-hardware` is given.
 
@@ -48,6 +51,8 @@ or an input tex-tune cannot honour (`tex-tune: error: ...`), 130 stopped.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import math
 import os
@@ -57,7 +62,7 @@ import warnings
 import tex
 from autotune import ops
 from autotune import records as rec
-from autotune import job, reports
+from autotune import cluster, job, reports
 from autotune.errors import TuneError
 from autotune.export import export_logs
 from autotune.measure import Measurer
@@ -93,6 +98,16 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
     return value
+
+
+def _local_workers(text: str) -> int:
+    """"local:4" -> 4, the size of the job's own Dask LocalCluster."""
+    kind, _, count = text.partition(":")
+    if kind == "local" and count.isdigit() and int(count) >= 1:
+        return int(count)
+    raise argparse.ArgumentTypeError(f"expected local:K with K >= 1 worker processes (such as "
+                                     f"local:4), got {text!r}; for a running cluster give "
+                                     f"--scheduler ADDRESS")
 
 
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "min": 60, "h": 3600}
@@ -148,6 +163,14 @@ def _job_parser(commands) -> None:
                      help="continue the measurements the logs already hold")
     run.add_argument("--early-stop", type=_positive_int, metavar="ROUNDS",
                      help="stop when no task improved for this many rounds")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_local_workers, metavar="local:K",
+                       help="build and measure on a Dask LocalCluster of K worker processes "
+                            "(needs pip install 'tex[cluster]')")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="build and measure on the Dask cluster of this scheduler "
+                            "(tcp://host:8786); its measuring workers offer the resource "
+                            f"{cluster.RESOURCE}=1")
     _measure_arguments(run)
 
 
@@ -439,18 +462,23 @@ def run_job(args) -> int:
     if args.trials is None and args.time_budget is None:
         raise TuneError("tex-tune job needs --trials N or --time-budget DURATION (or both)")
     entries = job.load_tasks(args.tasks, args.target)
+    on_cluster = args.workers is not None or args.scheduler is not None
     for entry in entries:
-        if kind_of(entry.task.target).on_device:
+        if kind_of(entry.task.target).on_device and not on_cluster:
             require_device(f"tuning {entry.task.name} for {entry.task.target}",
-                           " Tune on a machine with one.")
+                           " Tune on a machine with one, or on a cluster's (--scheduler).")
     print(f"job {args.tasks}: {len(entries)} tasks, logs in {args.log_dir}", file=sys.stderr)
     line = JobProgress(args.trials, args.time_budget, sys.stderr)
-    result = job.run_job(
-        entries, args.log_dir, trials=args.trials, time_budget=args.time_budget,
-        resume=args.resume, early_stop=args.early_stop, batch_size=args.batch_size,
-        make_measurer=lambda task: Measurer(task, seed=args.seed, timeout=args.timeout,
-                                            build_workers=args.build_workers),
-        callback=line.update, model=args.model, seed=args.seed)
+    # a partial, not a closure: on a cluster each worker makes its measurers with it
+    make_measurer = functools.partial(Measurer, seed=args.seed, timeout=args.timeout,
+                                      build_workers=args.build_workers)
+    with (cluster.connect(args.workers, args.scheduler) if on_cluster
+          else contextlib.nullcontext()) as client:
+        result = job.run_job(
+            entries, args.log_dir, trials=args.trials, time_budget=args.time_budget,
+            resume=args.resume, early_stop=args.early_stop, batch_size=args.batch_size,
+            make_measurer=make_measurer, callback=line.update, model=args.model,
+            seed=args.seed, client=client)
     _print_summary(job.summary_rows(result.states))
     print(f"stopped by the {result.stopped_by} after {duration_text(result.elapsed)}"
           if result.stopped_by != "interrupted" else "stopped; the logs keep every measurement",

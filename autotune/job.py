@@ -27,6 +27,11 @@ stops at the trial budget (over all tasks), the time budget, when no task
 has improved for `early_stop` rounds, or when every space is spent. Each
 task has its own log in the log directory, named after the task and target,
 which a resumed job continues.
+
+With a Dask `client` (`autotune.cluster.connect`), the rounds' candidates are
+built on the cluster's workers and timed one at a time per machine on workers
+of the task's hardware (see `autotune.cluster`); the job itself, its search,
+cost model and logs stay in this process, which alone writes the logs.
 """
 from __future__ import annotations
 
@@ -37,7 +42,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from autotune import ops
+from autotune import cluster, ops
 from autotune import records as rec
 from autotune.errors import TuneError
 from autotune.measure import Measurer
@@ -272,7 +277,7 @@ class _Budget:
 def run_job(entries, log_dir, *, trials: int | None = None, time_budget: float | None = None,
             resume: bool = False, early_stop: int | None = None, batch_size: int = 8,
             warmup: int | None = None, make_measurer=Measurer, callback=None,
-            clock=time.monotonic, **tune_options) -> JobResult:
+            clock=time.monotonic, client=None, **tune_options) -> JobResult:
     """Tune `entries` (JobEntry list) into one log each in `log_dir` (see the module
     docstring) until `trials` in all (counting those of resumed logs) or `time_budget`
     seconds are spent, or `early_stop` rounds pass without improvement.
@@ -281,8 +286,14 @@ def run_job(entries, log_dir, *, trials: int | None = None, time_budget: float |
     makes a task's measurer (closed at the end). `callback(state, states, elapsed)` runs
     after each round. Other keywords go to `autotune.tune` (model, seed, search, ...).
     Without `resume`, a log that already holds a task's measurements is an error.
+
+    `client`: a `distributed.Client` whose cluster builds and measures; each worker then
+    makes its own measurer of a task with `make_measurer(task)` (which must pickle).
+    TuneError at the start when no worker can measure a task (`autotune.cluster`).
     """
     _check_job_options(entries, trials, time_budget, early_stop, batch_size)
+    if client is not None:
+        make_measurer = _cluster_measurers(client, entries, make_measurer)
     os.makedirs(log_dir, exist_ok=True)
     states = [_initial_state(entry, log_dir, resume) for entry in entries]
     budget = _Budget(trials, time_budget, early_stop, clock)
@@ -323,6 +334,14 @@ def _check_job_options(entries, trials, time_budget, early_stop, batch_size) -> 
             raise TuneError(f"run_job: {name} must be an int >= 1, got {value!r}")
     if time_budget is not None and not time_budget > 0:
         raise TuneError(f"run_job: time_budget must be > 0 seconds, got {time_budget!r}")
+
+
+def _cluster_measurers(client, entries, make_measurer):
+    """A maker of each task's DaskMeasurer on `client`'s cluster, after checking that the
+    cluster can measure every task."""
+    hosts = cluster.measuring_hosts(client, [entry.task for entry in entries])
+    by_task = {id(entry.task): task_hosts for entry, task_hosts in zip(entries, hosts)}
+    return lambda task: cluster.DaskMeasurer(task, client, by_task[id(task)], make_measurer)
 
 
 def _initial_state(entry: JobEntry, log_dir, resume: bool) -> TaskState:

@@ -56,7 +56,7 @@ import tempfile
 import time
 import weakref
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 
 import numpy as np
@@ -89,6 +89,8 @@ class MeasureResult:
     `times` holds the mean seconds per call of each repeat (empty on error);
     `error` is None or one of ERROR_KINDS, and `message` says what went wrong
     ('' when nothing did). `build_seconds` is the builder's time on it.
+    `hardware` (`autotune.hardware.hardware_of`) is set when it was measured on
+    another machine (a worker of a cluster); empty means this one.
     """
 
     config: Config
@@ -96,6 +98,7 @@ class MeasureResult:
     error: str | None
     message: str
     build_seconds: float
+    hardware: dict = field(default_factory=dict)
 
     @property
     def seconds(self) -> float:
@@ -176,12 +179,12 @@ class Measurer:
         if best_seconds is not None and not best_seconds > 0:
             raise TuneError(f"Measurer.measure: best_seconds must be > 0, got {best_seconds!r}")
         try:
-            builds = self._build_all(configs)
+            builds = self.build(configs)
             results = []
             for config, (error, message, build_seconds) in zip(configs, builds):
                 times = ()
                 if error is None:
-                    error, times, message = self._run(config, best_seconds)
+                    error, times, message = self.run(config, best_seconds)
                 results.append(MeasureResult(config, tuple(times), error, message,
                                              build_seconds))
             return results
@@ -200,8 +203,9 @@ class Measurer:
     def __exit__(self, *exc):
         self.close()
 
-    def _build_all(self, configs) -> list[tuple[str | None, str, float]]:
-        """(error kind or None, message, seconds) of building each configuration.
+    def build(self, configs) -> list[tuple[str | None, str, float]]:
+        """(error kind or None, message, seconds) of building each configuration: the
+        first half of `measure` (a cluster's workers call the halves apart).
 
         Hands configurations to idle builders, then waits for an answer or the
         earliest deadline, until every configuration has an answer.
@@ -240,9 +244,10 @@ class Measurer:
             return "crash", f"the build worker died ({why})", time.perf_counter() - start
         return ("build" if failure else None), failure or "", seconds
 
-    def _run(self, config, best_seconds) -> tuple[str | None, tuple, str]:
+    def run(self, config, best_seconds=None) -> tuple[str | None, tuple, str]:
         """(error kind or None, times, message) of checking and timing `config` in the
-        runner, which is replaced if it dies or runs past the timeout."""
+        runner, which is replaced if it dies or runs past the timeout: the second half of
+        `measure`, after `build`."""
         runner = self._children.send("run", (config.picks, best_seconds))
         if not runner.conn.poll(self.timeout):
             self._children.stop("run")

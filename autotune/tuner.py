@@ -234,7 +234,8 @@ class _Run:
             self.writer.write(rec.Record(
                 workload=self.task.workload_key, target=str(self.task.target),
                 config=result.config.to_json(), task=self.task.name, times=result.times,
-                error=result.error, message=result.message, hardware=self.hardware))
+                error=result.error, message=result.message,
+                hardware=result.hardware or self.hardware))
 
     def refit(self):
         rows = [(self.features(c), t) for c, t in self.measured.items()]
