@@ -1,6 +1,7 @@
 """The tutorials: each notebook matches its paired .py and runs from top to bottom.
 
-The notebooks run at a small size (TEX_TUTORIAL_SIZE=128) in a fresh kernel of
+The notebooks run at a small size (TEX_TUTORIAL_SIZE=128, and TEX_TUTORIAL_TRIALS=2 for
+those that tune) in a fresh kernel of
 this very interpreter: the kernel spec is written to a temporary folder, so
 nothing needs `python -m ipykernel install` and a user's own "python3" kernel
 spec (which may point at another Python) is never picked up.
@@ -55,6 +56,7 @@ def kernel_specs(tmp_path_factory):
 @pytest.mark.parametrize("notebook_path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs(notebook_path, kernel_specs, monkeypatch):
     monkeypatch.setenv("TEX_TUTORIAL_SIZE", "128")   # the kernel inherits the environment
+    monkeypatch.setenv("TEX_TUTORIAL_TRIALS", "2")
     notebook = nbformat.read(notebook_path, as_version=4)
     manager = KernelManager(kernel_name=KERNEL, kernel_spec_manager=kernel_specs)
     client = nbclient.NotebookClient(notebook, km=manager, kernel_name=KERNEL, timeout=120,
