@@ -228,10 +228,15 @@ class GpuSketch(Sketch):
 
     def stage_shared(self, tensor, acc: Stage, at_axis, threads_y: int, threads_x: int):
         """A shared-memory copy of `tensor` for `acc`, made at `at_axis` by all the block's
-        threads together."""
+        threads together, 16 bytes per thread and access for 32-bit elements (one
+        vector load and store where the sizes keep the addresses aligned)."""
         copy = self.s[self.s.cache_read(tensor, "shared", [acc])]
         copy.compute_at(acc, at_axis)
-        _, lanes = copy.split(_fuse_all(copy), factor=threads_y * threads_x)
+        fused = _fuse_all(copy)
+        if tensor.dtype.bits == 32:
+            fused, elements = copy.split(fused, factor=4)
+            copy.vectorize(elements)
+        _, lanes = copy.split(fused, factor=threads_y * threads_x)
         fy, fx = copy.split(lanes, factor=threads_x)
         _bind(copy, fy, "threadIdx.y")
         _bind(copy, fx, "threadIdx.x")

@@ -4,7 +4,9 @@ Guarantees:
 
 * `compile_source(source, arch)` returns the cubin of `source` for the real
   architecture `arch` ("sm_80"); `compile_source(source, arch, "ptx")` the PTX
-  for the virtual architecture of the same number ("compute_80").
+  for the virtual architecture of the same number ("compute_80");
+  `compile_with_ptx(source, arch)` the cubin and the PTX NVRTC made it from
+  (one compile, one cache entry).
 * One (source, arch, output) compiles once per process (an in-memory cache of
   the most recent 256), and once per machine: the output is kept in the disk
   cache (`tex.disk_cache`, TEX_CACHE_DIR; `off`: none) as
@@ -17,6 +19,9 @@ Guarantees:
   or missing CUDA headers, raise `BuildError` naming tex's `cuda` extra.
 * The include directory of the CUDA headers (`cuda_fp16.h`, from the
   nvidia-cuda-runtime wheel) is passed only to sources that `#include`.
+* `resource_usage(source, arch)` gives, per kernel function, what ptxas reports
+  with `--ptxas-options=-v`: registers, spill bytes, static shared memory bytes
+  (not cached: it compiles each time).
 
 Options: `--std=c++17`; no fast-math flags, so float results follow IEEE
 rounding as on the CPU. A small elementwise kernel compiles to a cubin in about
@@ -48,7 +53,15 @@ def compile_source(source: str, arch: str, output: str = "cubin") -> bytes | str
     """The cubin (bytes) or PTX (str) of CUDA C `source` for `arch` ("sm_80")."""
     if output not in ("cubin", "ptx"):
         raise ValueError(f"NVRTC output is 'cubin' or 'ptx', got {output!r}")
-    return _compile(source, arch, output)
+    result = _compile(source, arch, output)
+    return result[0] if output == "cubin" else result
+
+
+def compile_with_ptx(source: str, arch: str) -> tuple[bytes, str]:
+    """The cubin of `source` for `arch` and the PTX it was made from, in one compile. The
+    PTX targets `arch`; the driver compiles it for a device of that or a later
+    architecture."""
+    return _compile(source, arch, "cubin")
 
 
 def clear_cache():
@@ -57,20 +70,22 @@ def clear_cache():
 
 
 @lru_cache(maxsize=256)
-def _compile(source: str, arch: str, output: str) -> bytes | str:
-    """`compile_source` without the check of `output`: from the disk cache, else NVRTC
-    (and then written to the disk cache)."""
+def _compile(source: str, arch: str, output: str) -> tuple[bytes, str] | str:
+    """The (cubin, PTX) or the PTX alone of `source`: from the disk cache, else NVRTC
+    (and then written to the disk cache: a cubin as the entry's object code with its
+    PTX as the entry's text, a PTX alone as the object code)."""
     key = _disk_key(source, arch, output)
     path = _disk_path(source, arch, output)
     entry = disk_cache.read_entry(path, key) if path else None
     if entry is not None and entry.name != output:
         disk_cache.discard_entry(path, f"it holds {entry.name!r}, not {output!r}")
     elif entry is not None:
-        return entry.object_code if output == "cubin" else entry.object_code.decode()
+        return (entry.object_code, entry.ll) if output == "cubin" else \
+            entry.object_code.decode()
     result = _nvrtc_compile(source, arch, output)
     if path:
-        data = result if output == "cubin" else result.encode()
-        disk_cache.write_entry(path, disk_cache.Entry(key, output, data, "", ""))
+        data, text = result if output == "cubin" else (result.encode(), "")
+        disk_cache.write_entry(path, disk_cache.Entry(key, output, data, text, ""))
     return result
 
 
@@ -103,24 +118,63 @@ def nvrtc_version() -> str:
     return f"NVRTC {major}.{minor}"
 
 
-def _nvrtc_compile(source: str, arch: str, output: str) -> bytes | str:
-    """The output of one NVRTC compile of `source`."""
+def resource_usage(source: str, arch: str) -> dict[str, dict[str, int]]:
+    """{kernel function: {"registers", "spill_bytes", "shared_bytes", "stack_bytes"}} of
+    `source` compiled for `arch` ("sm_90"), as ptxas reports them (`--ptxas-options=-v`);
+    spill_bytes counts spill stores and loads, shared_bytes the static shared memory."""
     nvrtc = _nvrtc()
-    target_arch = arch if output == "cubin" else "compute_" + arch.removeprefix("sm_")
-    options = [f"-arch={target_arch}", "--std=c++17"]
+    program = _compiled_program(nvrtc, source, arch, ["--ptxas-options=-v"])
+    try:
+        log = _log(nvrtc, program)
+    finally:
+        nvrtc.nvrtcDestroyProgram(program)
+    usage: dict[str, dict[str, int]] = {}
+    for name, report in re.findall(r"Compiling entry function '(\w+)'(.*?)(?=Compiling entry|\Z)",
+                                   log, re.DOTALL):
+        own = re.search(rf"Function properties for {name}\n([^\n]*)", report)
+        frame = own[1] if own else ""
+        usage[name] = {"registers": _reported(r"Used (\d+) registers", report),
+                       "spill_bytes": _reported(r"(\d+) bytes spill stores", frame)
+                       + _reported(r"(\d+) bytes spill loads", frame),
+                       "shared_bytes": _reported(r"(\d+) bytes smem", report),
+                       "stack_bytes": _reported(r"(\d+) bytes stack frame", frame)}
+    return usage
+
+
+def _reported(pattern: str, report: str) -> int:
+    """The number `pattern`'s group matches in a ptxas report; 0 where it says nothing."""
+    match = re.search(pattern, report)
+    return int(match[1]) if match else 0
+
+
+def _compiled_program(nvrtc, source: str, arch: str, extra: list[str]):
+    """An NVRTC program holding `source` compiled for `arch` (real "sm_NN" or virtual
+    "compute_NN") with `extra` options; the caller destroys it. BuildError if it fails."""
+    options = [f"-arch={arch}", "--std=c++17", *extra]
     if "#include" in source:
         options.append(f"-I{header_dir()}")
     program = _checked(nvrtc, "nvrtcCreateProgram",
                        nvrtc.nvrtcCreateProgram(source.encode(), _FILE_NAME.encode(), 0, [], []))
+    (result,) = nvrtc.nvrtcCompileProgram(program, len(options), [o.encode() for o in options])
+    if result != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+        message = failure_message(_log(nvrtc, program), source, arch)
+        nvrtc.nvrtcDestroyProgram(program)
+        raise BuildError(message)
+    return program
+
+
+def _nvrtc_compile(source: str, arch: str, output: str) -> tuple[bytes, str] | str:
+    """The output of one NVRTC compile of `source`: (cubin, the PTX it was made from), or
+    the PTX for the virtual architecture."""
+    nvrtc = _nvrtc()
+    target_arch = arch if output == "cubin" else "compute_" + arch.removeprefix("sm_")
+    program = _compiled_program(nvrtc, source, target_arch, [])
     try:
-        (result,) = nvrtc.nvrtcCompileProgram(program, len(options),
-                                              [o.encode() for o in options])
-        if result != nvrtc.nvrtcResult.NVRTC_SUCCESS:
-            raise BuildError(failure_message(_log(nvrtc, program), source, arch))
-        if output == "cubin":
-            return _read(nvrtc, program, nvrtc.nvrtcGetCUBINSize, nvrtc.nvrtcGetCUBIN)
         ptx = _read(nvrtc, program, nvrtc.nvrtcGetPTXSize, nvrtc.nvrtcGetPTX)
-        return ptx.rstrip(b"\0").decode()
+        ptx = ptx.rstrip(b"\0").decode()
+        if output == "cubin":
+            return _read(nvrtc, program, nvrtc.nvrtcGetCUBINSize, nvrtc.nvrtcGetCUBIN), ptx
+        return ptx
     finally:
         nvrtc.nvrtcDestroyProgram(program)
 

@@ -60,8 +60,21 @@ class Device:
     def __init__(self, driver):
         self.driver = driver
         self.pid = os.getpid()
-        self.context = self.call("cuDevicePrimaryCtxRetain", self.call("cuDeviceGet", 0))
+        self.handle = self.call("cuDeviceGet", 0)
+        self.context = self.call("cuDevicePrimaryCtxRetain", self.handle)
         self.stream = driver.CUstream(0)  # the legacy default stream
+        self._arch = None
+
+    @property
+    def arch(self) -> str:
+        """The device's architecture as a CUDA target names it ("sm_90")."""
+        if self._arch is None:
+            kinds = self.driver.CUdevice_attribute
+            major, minor = (self.call("cuDeviceGetAttribute", getattr(
+                kinds, f"CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_{part}"), self.handle)
+                for part in ("MAJOR", "MINOR"))
+            self._arch = f"sm_{major}{minor}"
+        return self._arch
 
     def call(self, function: str, *args, what: str = "CUDA"):
         """`driver.<function>(*args)` without its CUresult; DeviceError naming `what` if
