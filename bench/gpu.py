@@ -93,7 +93,8 @@ def matmul_rows(torch, samples: int, n: int) -> list:
     rows = []
     flops = 2 * n**3
     for double_buffer in (False, True):
-        case = cases.matmul(n, n, n, tile=128, per_thread=8, step=8, double_buffer=double_buffer)
+        case = cases.matmul(n, n, n, tile=128, per_thread=8, step=8, double_buffer=double_buffer,
+                            min_blocks=2)
         kernel = case.build()
         inputs = _device_inputs(torch, case)
         out = _checked(torch, kernel, case, inputs, (n, n), rtol=1e-2)

@@ -67,11 +67,15 @@ def elementwise(n: int, threads: int = 256, vector: int = 1) -> GpuCase:
 
 
 def matmul(n: int, m: int, k: int, tile: int = 64, per_thread: int = 4, step: int = 16,
-           dtype: str = "float32", double_buffer: bool = False) -> GpuCase:
+           dtype: str = "float32", double_buffer: bool = False, vector: int = 4,
+           min_blocks: int | None = None) -> GpuCase:
     """C = A @ B: a tile x tile block of C per block of (tile / per_thread)² threads, each
     thread a per_thread² register tile; A and B staged through shared memory
-    `step` columns / rows at a time, fetched by all threads together (the next step's
-    while this one's are used, with `double_buffer`)."""
+    `step` columns / rows at a time, fetched by all threads together, `vector`
+    consecutive elements per thread and access (4 float32: 16-byte loads and stores
+    where the sizes keep them aligned; the next step's while this one's are used, with
+    `double_buffer`); C is written `vector` elements at a time too. `min_blocks`: the
+    launch_bounds pragma (blocks per multiprocessor, which caps a thread's registers)."""
     A = tex.placeholder((n, k), dtype, name="A")
     B = tex.placeholder((k, m), dtype, name="B")
     r = tex.reduce_axis((0, k), name="r")
@@ -86,10 +90,15 @@ def matmul(n: int, m: int, k: int, tile: int = 64, per_thread: int = 4, step: in
     ty, ti = s[C].split(ii, nparts=threads)
     tx, tj = s[C].split(jj, nparts=threads)
     s[C].reorder(bi, bj, ty, tx, ti, tj)
+    if vector > 1 and per_thread % vector == 0:  # C written `vector` elements at a time
+        _, lanes = s[C].split(tj, factor=vector)
+        s[C].vectorize(lanes)
     _bind(s[C], bi, "blockIdx.y")
     _bind(s[C], bj, "blockIdx.x")
     _bind(s[C], ty, "threadIdx.y")
     _bind(s[C], tx, "threadIdx.x")
+    if min_blocks is not None:
+        s[C].pragma(bi, "launch_bounds", min_blocks)
     s[C_local].compute_at(s[C], tx)
     ci, cj = s[C_local].op.axis
     ro, ri = s[C_local].split(s[C_local].op.reduce_axis[0], factor=step)
@@ -100,10 +109,13 @@ def matmul(n: int, m: int, k: int, tile: int = 64, per_thread: int = 4, step: in
     for staged in (A_shared, B_shared):
         s[staged].compute_at(s[C_local], ro)
         fused = s[staged].fuse(*s[staged].op.axis)
+        fused, elements = s[staged].split(fused, factor=vector)
         rest, lanes = s[staged].split(fused, factor=threads * threads)
         fy, fx = s[staged].split(lanes, factor=threads)
         _bind(s[staged], fy, "threadIdx.y")
         _bind(s[staged], fx, "threadIdx.x")
+        if vector > 1:
+            s[staged].vectorize(elements)
         if double_buffer:
             s[staged].double_buffer()
     size = np.dtype(dtype).itemsize

@@ -264,6 +264,7 @@ def test_the_description_reads_back_for_another_interface():
     text = module_to_json(kernel._module, kernel.func)
     module = module_from_json(text, kernel.target, b"cubin", interface)
     assert module.cubin == b"cubin" and module.source == kernel.get_source("cuda")
+    assert module.ptx == kernel.get_source("ptx") and ".entry" in module.ptx
     assert module.temporaries[0].shape[0] is interface.size_vars[0]
     assert module.launches[1].params[:2] == interface.params[1:]
     assert module_from_json(text[:-1], kernel.target, b"", interface) is None

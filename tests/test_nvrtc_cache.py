@@ -61,6 +61,9 @@ def test_a_cuda_build_loads_its_cubin_from_disk(cache_dir, monkeypatch):
     refuse_nvrtc(monkeypatch)
     again = cases.elementwise(1000).build()
     assert again._module.cubin == first._module.cubin
+    assert again._module.ptx == first._module.ptx
+    assert ".entry elementwise_kernel0" in again._module.ptx
+    assert again.get_source("ptx") == first.get_source("ptx") == first._module.ptx
 
 
 def test_another_process_needs_neither_nvrtc_nor_its_library(cache_dir):

@@ -100,12 +100,12 @@ def blocks_of(n, m, threads=128):
             i64(1), i64(1))
 
 
-def add_rows_kernel(grid=blocks_of, block=(128, 1, 1), alignments=()):
+def add_rows_kernel(grid=blocks_of, block=(128, 1, 1), alignments=(), shared_bytes=0):
     """add_rows in one launch of `grid(n, m)` blocks of `block` threads."""
     func, (n, m) = add_rows_program()
     A, B, C = func.params
     launch = CudaLaunch("add_rows_kernel0", grid(n, m), tuple(i64(b) for b in block),
-                        (A, B, C), (n, m), alignments)
+                        (A, B, C), (n, m), alignments, shared_bytes)
     return CudaKernel(func, Module(TARGET, ADD_ROWS, cubin(ADD_ROWS), (launch,), ()))
 
 
@@ -506,6 +506,13 @@ class HostDriver:
         CU_EVENT_DEFAULT = 0
         CU_EVENT_DISABLE_TIMING = 2
 
+    class CUdevice_attribute(enum.IntEnum):
+        CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75
+        CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76
+
+    class CUfunction_attribute(enum.IntEnum):
+        CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8
+
     CUstream = int
     CONTEXT = 0xC0
     KERNELS = {"add_rows_kernel0": run_add_rows, "twice": run_twice, "add_row": run_add_rows}
@@ -518,6 +525,9 @@ class HostDriver:
         self.launches, self.fail_launches, self.calls = [], False, []
         self.failing = set()  # the functions that fail (CUDA_ERROR_LAUNCH_FAILED)
         self.elapsed_ms = 0.0  # what cuEventElapsedTime answers
+        digits = TARGET.arch.removeprefix("sm_").removesuffix("a")
+        self.capability = (int(digits[:-1]), int(digits[-1]))  # the target's, unless changed
+        self.images, self.function_attributes, self.shared_bytes = [], {}, []
 
     @property
     def depth(self):
@@ -591,9 +601,20 @@ class HostDriver:
             return *self.OK, 0
         return self.CUresult.CUDA_ERROR_INVALID_VALUE, None
 
+    def cuDeviceGetAttribute(self, attribute, device):
+        kinds = self.CUdevice_attribute
+        major = attribute == kinds.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
+        return *self.OK, self.capability[0 if major else 1]
+
     def cuModuleLoadData(self, image):
-        assert self.depth and image[:4] == b"\x7fELF"
+        assert self.depth and (image[:4] == b"\x7fELF"  # a cubin, or NUL-terminated PTX
+                               or image.endswith(b"\0"))
+        self.images.append(image)
         return *self.OK, "module"
+
+    def cuFuncSetAttribute(self, function, attribute, value):
+        self.function_attributes[function, attribute] = value
+        return self.OK
 
     def cuModuleGetFunction(self, module, name):
         return *self.OK, name.decode()
@@ -608,6 +629,7 @@ class HostDriver:
         values = [ctypes.c_int64.from_address(p).value for p in pointers]
         assert gx * bx >= values[-2] * values[-1]  # a thread per element
         self.launches.append(function)
+        self.shared_bytes.append(shared)
         if self.fail_launches:
             return (self.CUresult.CUDA_ERROR_LAUNCH_FAILED,)
         self.KERNELS[function](*values)
@@ -685,3 +707,28 @@ def test_a_failed_launch_is_a_device_error_and_frees_the_call_memory(host_driver
         k(a, b)
     assert host_driver.launches == ["add_rows_kernel0"]
     assert host_driver.allocations == {} and host_driver.depth == 0
+
+
+@without_gpu
+@pytest.mark.parametrize("capability", ["target's", (9, 9)])
+def test_a_device_of_another_architecture_loads_the_ptx(host_driver, capability):
+    if capability != "target's":
+        host_driver.capability = capability
+    a, b = data()
+    np.testing.assert_allclose(add_rows_kernel()(a, b), a + b[None, :], rtol=1e-6)
+    (image,) = host_driver.images
+    if capability == "target's":
+        assert image == cubin(ADD_ROWS)
+    else:
+        assert image == b"ptx source of add_rows_kernel0\0"  # the module's get_source("ptx")
+
+
+@without_gpu
+def test_dynamic_shared_memory_is_opted_in_and_passed(host_driver):
+    a, b = data()
+    add_rows_kernel(shared_bytes=100_000)(a, b)
+    attribute = HostDriver.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+    assert host_driver.function_attributes == {("add_rows_kernel0", attribute): 100_000}
+    assert host_driver.shared_bytes == [100_000]
+    add_rows_kernel()(a, b)
+    assert len(host_driver.function_attributes) == 1 and host_driver.shared_bytes[-1] == 0

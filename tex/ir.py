@@ -542,6 +542,9 @@ class KernelInterface:
 #: The pragmas whose value is a module to link into the kernel (`LoweredFunc.imports`),
 #: and the language each names: LLVM IR (CPU targets), CUDA C (CUDA targets).
 IMPORT_PRAGMAS = {"import_llvm": "llvm", "import_c": "c"}
+#: The pragma whose value is the least number of blocks a CUDA kernel's multiprocessor
+#: should hold at once: the `min_blocks` of its `__launch_bounds__`.
+LAUNCH_BOUNDS_PRAGMA = "launch_bounds"
 
 
 @dataclass(frozen=True, eq=False, slots=True)

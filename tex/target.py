@@ -82,6 +82,13 @@ class TargetKind(str):
         return str(self)
 
 
+#: Per CUDA architecture number: (shared bytes per block with opt-in, threads per SM),
+#: from the CUDA C Programming Guide's table of compute capabilities.
+_GPU_LIMITS = {70: (96 * 1024, 2048), 72: (96 * 1024, 2048), 75: (64 * 1024, 1024),
+               80: (163 * 1024, 2048), 86: (99 * 1024, 1536), 87: (163 * 1024, 1536),
+               89: (99 * 1024, 1536), 90: (227 * 1024, 2048), 100: (227 * 1024, 2048),
+               120: (99 * 1024, 1536)}
+
 #: The targets of the `with Target(...):` blocks being run, innermost last.
 _entered: contextvars.ContextVar = contextvars.ContextVar("entered_targets", default=())
 
@@ -103,14 +110,18 @@ class Target:
     `kind` "cuda",
     `arch` (e.g. "sm_80") and the limits lowering checks: `max_threads_per_block`,
     `max_block` and `max_grid` (per dimension x, y, z), `max_shared_bytes`
-    (static shared memory per block) and `warp_size`. Every target has `host`: the
+    (static shared memory per block), `max_dynamic_shared_bytes` (shared memory per
+    block a kernel may opt in to, as dynamic shared memory: 163 KB on sm_80, 227 KB on
+    sm_90), `max_threads_per_sm` (resident threads per multiprocessor) and
+    `warp_size`. Every target has `host`: the
     CPU Target given as `host=` (None without one). TVM: `tvm.target.Target`.
     """
 
     __slots__ = ("kind", "host", "triple", "machine", "cpu", "features", "enabled_features",
                  "vector_bits", "vector_registers", "cache_bytes", "num_cores", "fastmath",
                  "arch", "max_threads_per_block", "max_block", "max_grid", "max_shared_bytes",
-                 "warp_size", "_mcpu", "_mattr", "_mtriple", "_text")
+                 "max_dynamic_shared_bytes", "max_threads_per_sm", "warp_size", "_mcpu",
+                 "_mattr", "_mtriple", "_text")
 
     def __init__(self, spec: str, host=None):
         if not isinstance(spec, str) or not spec.split():
@@ -128,6 +139,7 @@ class Target:
         self.enabled_features = frozenset()  # a CPU's, by name ("avx2"), -mattr applied
         self.max_threads_per_block = self.max_block = self.max_grid = None
         self.max_shared_bytes = self.warp_size = None
+        self.max_dynamic_shared_bytes = self.max_threads_per_sm = None
         self.fastmath = "fastmath" in options
         self.arch = options.get("arch")
         self._mcpu = options.get("mcpu", "native")
@@ -177,6 +189,9 @@ class Target:
         self.max_threads_per_block, self.warp_size = 1024, 32
         self.max_block, self.max_grid = (1024, 1024, 64), (2**31 - 1, 65535, 65535)
         self.max_shared_bytes = 48 * 1024
+        number = int(re.sub(r"\D", "", self.arch))
+        self.max_dynamic_shared_bytes, self.max_threads_per_sm = _GPU_LIMITS.get(
+            number, (self.max_shared_bytes, 2048))
 
     def _canonical(self) -> str:
         parts = [self.kind]

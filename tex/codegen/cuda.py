@@ -3,23 +3,33 @@
 `compile_cuda(func, target)` takes a LoweredFunc whose body is host-level code
 (`Allocate`s of global temporaries around a `Seq` of `KernelLaunch`es, as
 `split_host_device` leaves it) and returns a `CudaModule`: the CUDA C source
-of every kernel, the machine code (cubin) for `target.arch`, and what the
-runtime needs to launch each kernel.
+of every kernel, the machine code (cubin) for `target.arch` and the PTX beside
+it (for devices of another architecture), and what the runtime needs to launch
+each kernel.
 
 What the source guarantees (expressions: see `tex.codegen.cuda_expr`):
 
 * Each `KernelLaunch` is one `extern "C" __global__` function, named after the
   launch (made C-valid and unique in the module), with
-  `__launch_bounds__(threads)` when the block size is constant. Its arguments
+  `__launch_bounds__(threads)` when the block size is constant,
+  `__launch_bounds__(threads, min_blocks)` with a `launch_bounds` pragma
+  (`Stage.pragma`) on one of its loops. Its arguments
   are a `T* __restrict__` per param, `const` when the kernel never writes it,
   then a `long long` per size variable.
+* Index arithmetic (loop variables, thread indices, int64 `Let`s and casts) is
+  `int` where `tex.codegen.cuda_index` proves every int64 value of the kernel fits
+  in 32 bits (constant sizes small enough), else `long long` (symbolic sizes:
+  the kernel serves every size, so it keeps 64 bits).
 * A loop bound to `threadIdx`/`blockIdx` reads its variable from that register
   and is guarded by `if (v < end)` unless its extent is the launch's extent on
   that axis. `vthread` and unrolled loops are `#pragma unroll` loops, other
   serial or leftover vectorized loops plain `for` loops; a parallel loop is an
   error.
 * Shared allocations are static `__shared__` arrays of constant size aligned
-  to 16 bytes, and all of one kernel's fit `target.max_shared_bytes`; local
+  to 16 bytes while all of one kernel's fit `target.max_shared_bytes` (48 KB, the
+  most a static array may take); past that they are slices, aligned alike, of one
+  `extern __shared__` array (`TEX_DYNAMIC_SHARED`) whose size is the launch's
+  `CudaLaunch.shared_bytes`, at most `target.max_dynamic_shared_bytes`. Local
   ones are per-thread arrays of constant size. A vector access of a param
   needs its pointer aligned to the vector's size: `CudaLaunch.alignments`.
 * Atomic add is `atomicAdd` on float, double and 32/64-bit integers; atomic
@@ -46,12 +56,13 @@ from tex import ops
 from tex.arith import Interval, bound, simplify
 from tex.codegen.cuda_calls import CallEmitter
 from tex.codegen.cuda_expr import ADD, UNARY, Names, Preamble, c_type, vector_type
-from tex.codegen.nvrtc import compile_source
+from tex.codegen.cuda_index import index_fits_int32
+from tex.codegen.nvrtc import compile_source, compile_with_ptx
 from tex.dtype import float32, float64, int32, int64, uint32, uint64
 from tex.errors import ArgumentError, BuildError
 from tex.expr import Const, Expr, Var, structurally_equal
-from tex.ir import (Allocate, AtomicUpdate, Buffer, For, KernelLaunch, Load, LoweredFunc, Seq,
-                    Store)
+from tex.ir import (LAUNCH_BOUNDS_PRAGMA, Allocate, AtomicUpdate, Buffer, For, KernelLaunch, Load,
+                    LoweredFunc, Seq, Store)
 from tex.target import as_target
 from tex.visitor import collect, handler
 
@@ -66,7 +77,10 @@ class CudaLaunch:
     (x, y, z; expressions over the size variables), and its arguments: the
     pointers of `params`, then the int64 values of `size_vars`. `alignments`
     gives, per param, the byte alignment its pointer needs (the element size,
-    or the size of the widest vector access the kernel makes to it)."""
+    or the size of the widest vector access the kernel makes to it).
+    `shared_bytes` is the dynamic shared memory the launch needs (cuLaunchKernel's
+    sharedMemBytes, after raising the function's MAX_DYNAMIC_SHARED_SIZE_BYTES to it);
+    0 when its shared arrays are static."""
 
     name: str
     grid: tuple[Expr, Expr, Expr]
@@ -74,25 +88,30 @@ class CudaLaunch:
     params: tuple[Buffer, ...]
     size_vars: tuple[Var, ...]
     alignments: tuple[int, ...] = ()
+    shared_bytes: int = 0
 
 
 @dataclass(frozen=True, eq=False)
 class CudaModule:
     """Compiled CUDA code. `launches` run in order; `temporaries` are the global
-    buffers the host allocates on the device before them (and frees after)."""
+    buffers the host allocates on the device before them (and frees after).
+    `cubin` is the machine code for `target.arch`, `ptx` the PTX it was made from
+    (`.target` that architecture), which the driver compiles for a device of a later
+    architecture ("" in a module made without it: compiled when asked for)."""
 
     target: object
     source: str
     cubin: bytes
     launches: tuple[CudaLaunch, ...]
     temporaries: tuple[Buffer, ...]
+    ptx: str = ""
 
     def get_source(self, fmt: str = "cuda") -> str:
-        """The module as CUDA C ("cuda") or PTX ("ptx", compiled on first request)."""
+        """The module as CUDA C ("cuda") or PTX ("ptx")."""
         if fmt == "cuda":
             return self.source
         if fmt == "ptx":
-            return compile_source(self.source, self.target.arch, "ptx")
+            return self.ptx or compile_source(self.source, self.target.arch, "ptx")
         raise ArgumentError(f"a CUDA kernel's source formats are 'cuda' and 'ptx', "
                             f"got {fmt!r}")
 
@@ -116,8 +135,8 @@ def compile_cuda(func: LoweredFunc, target) -> CudaModule:
         cuda_launches.append(emitter.cuda_launch())
     source = (f"// {func.name}: generated by tex for {target}\n\n" + preamble.text()
               + "\n\n".join(kernels) + "\n")
-    cubin = compile_source(source, target.arch)
-    return CudaModule(target, source, cubin, tuple(cuda_launches), tuple(temporaries))
+    cubin, ptx = compile_with_ptx(source, target.arch)
+    return CudaModule(target, source, cubin, tuple(cuda_launches), tuple(temporaries), ptx)
 
 
 def _host_program(func: LoweredFunc) -> tuple[list[Buffer], list[KernelLaunch]]:
@@ -153,19 +172,22 @@ class _KernelEmitter(CallEmitter):
         self.launch, self.name, self.target = launch, name, target
         self.lines: list[str] = []
         self.depth = 1
-        self.shared: list[tuple[Buffer, int]] = []
+        self.narrow_index = index_fits_int32(launch)
+        self.shared_offsets: dict[Buffer, int] | None = None  # in the dynamic array, if used
+        self.dynamic_shared_bytes = 0
+        self.dynamic_shared = ""  # the C name of the dynamic shared array
 
     def source(self) -> str:
         signature = self._signature()
+        self._lay_out_shared()
         self.stmt(self.launch.body)
-        self._check_shared()
         return "\n".join([signature + " {", *self.lines, "}"])
 
     def cuda_launch(self) -> CudaLaunch:
         launch = self.launch
         alignments = tuple(self.alignments.get(b, b.dtype.itemsize) for b in launch.params)
         return CudaLaunch(self.name, launch.grid, launch.block, launch.params,
-                          launch.size_vars, alignments)
+                          launch.size_vars, alignments, self.dynamic_shared_bytes)
 
     def _signature(self) -> str:
         written = _written_buffers(self.launch.body)
@@ -179,19 +201,62 @@ class _KernelEmitter(CallEmitter):
             self.values[v] = [self.names.fresh(v.name)]
             self.ranges[v] = Interval(0, None)
             args.append(f"{c_type(v.dtype)} {self.values[v][0]}")
-        threads = _constant_product(self.launch.block)
-        bounds = f"__launch_bounds__({threads}) " if threads else ""
-        head = f'extern "C" __global__ void {bounds}{self.name}('
+        head = f'extern "C" __global__ void {self._launch_bounds()}{self.name}('
         if len(head) + sum(len(a) + 2 for a in args) <= _LINE_WIDTH:
             return head + ", ".join(args) + ")"
         return head + "\n" + ",\n".join(_INDENT * 2 + a for a in args) + ")"
 
-    def _check_shared(self):
-        total = sum(size for _, size in self.shared)
-        if total > self.target.max_shared_bytes:
-            listing = ", ".join(f"{b.name} ({size} bytes)" for b, size in self.shared)
+    def _launch_bounds(self) -> str:
+        """`__launch_bounds__(threads[, min_blocks]) ` for a constant block size, with the
+        `min_blocks` of the kernel's launch_bounds pragma; "" for a symbolic block."""
+        threads = _constant_product(self.launch.block)
+        asked = {(loop.var.name, value)
+                 for loop in collect(self.launch.body, lambda n: isinstance(n, For))
+                 for key, value in loop.pragmas if key == LAUNCH_BOUNDS_PRAGMA}
+        if not asked:
+            return f"__launch_bounds__({threads}) " if threads else ""
+        loops = ", ".join(sorted(name for name, _ in asked))
+        values = sorted({value for _, value in asked})
+        if len(values) > 1:
+            raise BuildError(f"{self.context}: the launch_bounds pragmas of loops {loops} ask "
+                             f"for different numbers of blocks {values}; a kernel takes one")
+        min_blocks = values[0]
+        if threads is None:
+            block = ", ".join(str(d) for d in self.launch.block)
+            raise BuildError(f"{self.context}: pragma launch_bounds on loop {loops} needs a "
+                             f"constant block size, got ({block})")
+        if threads * min_blocks > self.target.max_threads_per_sm:
+            raise BuildError(f"{self.context}: pragma launch_bounds on loop {loops} asks for "
+                             f"{min_blocks} blocks of {threads} threads per multiprocessor; "
+                             f"{self.target} holds at most {self.target.max_threads_per_sm} "
+                             "threads")
+        return f"__launch_bounds__({threads}, {min_blocks}) "
+
+    def _lay_out_shared(self):
+        """Static `__shared__` arrays while the kernel's shared buffers fit the target's
+        static limit; past it, one dynamic array (declared first) holding each buffer at
+        an offset aligned as its static array would be, its size `dynamic_shared_bytes`.
+        More than the target's opt-in limit is a BuildError naming the buffers."""
+        sizes, offsets, total = [], {}, 0
+        for s in collect(self.launch.body, lambda n: isinstance(n, Allocate)
+                         and n.buffer.scope == "shared"):
+            size = _constant_size(s.buffer)
+            if size is None or s.buffer in offsets:
+                continue  # a symbolic size is an error of stmt_Allocate
+            total = -(-total // _alignment(s)) * _alignment(s)
+            offsets[s.buffer] = total
+            sizes.append((s.buffer, size * s.buffer.dtype.itemsize))
+            total += sizes[-1][1]
+        limit = self.target.max_dynamic_shared_bytes
+        if total > limit:
+            listing = ", ".join(f"{b.name} ({size} bytes)" for b, size in sizes)
             raise BuildError(f"{self.context} needs {total} bytes of shared memory ({listing}); "
-                             f"{self.target} allows {self.target.max_shared_bytes} per block")
+                             f"{self.target} allows {limit} per block")
+        if total > self.target.max_shared_bytes:
+            self.shared_offsets, self.dynamic_shared_bytes = offsets, total
+            self.dynamic_shared = self.names.fresh("tex_dynamic_shared")
+            self.preamble.definition("TEX_DYNAMIC_SHARED", _DYNAMIC_SHARED_MACRO, ())
+            self.line(f"TEX_DYNAMIC_SHARED({self.dynamic_shared});")
 
     # --- output ------------------------------------------------------
     def line(self, text: str):
@@ -233,7 +298,7 @@ class _KernelEmitter(CallEmitter):
             return self._thread_loop(s)
         start, end = self.expr(s.min), self.expr(_end(s))
         self.flush()
-        ctype, var = c_type(s.var.dtype), self.define(s.var)
+        ctype, var = self.scalar_type(s.var.dtype), self.define(s.var)
         self.ranges[s.var] = Interval.from_extent(s.min, s.extent, self.ranges)
         if s.kind in ("unrolled", "bound"):
             self.line("#pragma unroll")
@@ -242,7 +307,7 @@ class _KernelEmitter(CallEmitter):
         self.line("}")
 
     def _thread_loop(self, s: For):
-        ctype, tag = c_type(s.var.dtype), s.thread_tag
+        ctype, tag = self.scalar_type(s.var.dtype), s.thread_tag
         value = f"({ctype}){tag}"
         if not (isinstance(s.min, Const) and s.min.value == 0):
             value = f"{self.operand(s.min, 0, ADD)} + {value}"
@@ -281,14 +346,15 @@ class _KernelEmitter(CallEmitter):
                              "(split its axes by constant factors)")
         name = self.buffers[b] = self.names.fresh(b.name)
         self.preamble.use_type(b.dtype)
-        align = max([16 if b.scope == "shared" else b.dtype.itemsize]
-                    + [call.align for call in _intrinsic_calls(s.body)
-                       if any(p.buffer is b for p in call.pointers)])
+        align = _alignment(s)
         declaration = f"{c_type(b.dtype)} {name}[{size}];"
         if align > b.dtype.itemsize:
             declaration = f"__align__({align}) {declaration}"
-        if b.scope == "shared":
-            self.shared.append((b, size * b.dtype.itemsize))
+        if b.scope == "shared" and self.shared_offsets is not None:
+            ctype = c_type(b.dtype)
+            declaration = (f"{ctype}* const {name} = ({ctype}*)({self.dynamic_shared} + "
+                           f"{self.shared_offsets[b]});")
+        elif b.scope == "shared":
             declaration = f"__shared__ {declaration}"
         self.line(declaration)
         self.stmt(s.body)
@@ -421,6 +487,22 @@ class _KernelEmitter(CallEmitter):
                              "int64 or uint64")
         self.flush()
         self.line(text + ";")
+
+
+def _alignment(s: Allocate) -> int:
+    """The byte alignment of the array `s` allocates: 16 for shared memory (a float4
+    access), else its element's size; more where an intrinsic call asks for more."""
+    b = s.buffer
+    return max([16 if b.scope == "shared" else b.dtype.itemsize]
+               + [call.align for call in _intrinsic_calls(s.body)
+                  if any(p.buffer is b for p in call.pointers)])
+
+
+#: How a kernel declares its dynamic shared array (the CPU simulator's header has its own).
+_DYNAMIC_SHARED_MACRO = """\
+#ifndef TEX_DYNAMIC_SHARED
+#define TEX_DYNAMIC_SHARED(name) extern __shared__ __align__(16) unsigned char name[]
+#endif"""
 
 
 def _intrinsic_calls(body) -> list:

@@ -300,6 +300,12 @@ class ExprEmitter:
         self._hoisted: dict = {}  # id of a Load or Let node -> its temporaries, this statement
         self._conditional = 0
         self._thread_vars: dict[str, Var] = {}  # ThreadIndex tag -> its stand-in variable
+        self.narrow_index = False  # int64 scalars as `int` (`tex.codegen.cuda_index`)
+
+    def scalar_type(self, dtype: DType) -> str:
+        """The C type of a scalar of `dtype` the kernel computes: `int` for int64 where
+        `narrow_index` (every int64 value proven to fit), else `c_type`."""
+        return "int" if self.narrow_index and dtype.element == int64 else c_type(dtype)
 
     def begin_statement(self):
         self.prelude, self._hoisted = [], {}
@@ -333,10 +339,10 @@ class ExprEmitter:
         must match exactly: an int64 constant gets its `LL`."""
         if isinstance(e, Broadcast):
             e = e.value
-        if isinstance(e, Const) and e.dtype == int64:
+        if isinstance(e, Const) and e.dtype == int64 and not self.narrow_index:
             return f"{e.value}LL" if e.value > _int_range(int64)[0] else self.expr(e)
         if isinstance(e, Ramp) and e.dtype.element == int64:  # a lane is `base + k * stride`
-            return f"(long long)({self.expr(e, lane)})"
+            return f"({self.scalar_type(int64)})({self.expr(e, lane)})"
         return self.expr(e, lane)
 
     def in_float(self, e: Expr, lane: int) -> tuple[str, int]:
@@ -370,7 +376,7 @@ class ExprEmitter:
         return texts[lane if len(texts) > 1 else 0], ATOM
 
     def expr_ThreadIndex(self, e, lane):
-        return f"(long long){e.tag}", UNARY
+        return f"({self.scalar_type(e.dtype)}){e.tag}", UNARY
 
     def expr_Ramp(self, e, lane):
         if lane == 0:
@@ -434,9 +440,12 @@ class ExprEmitter:
         a, b = self.emit(e.a, lane), self.emit(e.b, lane)
         if self._c_division_is_floor(e):
             return f"{wrap(a, MUL)} {'/' if op == 'floordiv' else '%'} {wrap(b, MUL + 1)}", MUL
-        wide = DType(dtype.kind, 32) if dtype.bits < 32 else dtype
+        narrow = dtype.bits < 32 or self.scalar_type(dtype) == "int"
+        wide = DType(dtype.kind, 32) if narrow else dtype
         text = f"{self.preamble.floor_helper(op, wide)}({a[0]}, {b[0]})"
-        return (f"({c_type(dtype)}){text}", UNARY) if wide != dtype else (text, ATOM)
+        if self.scalar_type(wide) == self.scalar_type(dtype):
+            return text, ATOM
+        return f"({c_type(dtype)}){text}", UNARY
 
     def _c_division_is_floor(self, e: Binary) -> bool:
         """Whether C's `/` and `%` compute a scalar integer floordiv/floormod as tex
@@ -484,7 +493,8 @@ class ExprEmitter:
     def expr_Cast(self, e, lane):
         src, dst = e.value.dtype.element, e.dtype.element
         value = self.emit(e.value, lane)
-        if src == dst:
+        if src == dst or (src.is_int and dst.is_int
+                          and self.scalar_type(src) == self.scalar_type(dst)):
             return value
         if src in _HALVES:
             value, src = (f"{_HALVES[src][1]}({value[0]})", ATOM), float32
@@ -498,7 +508,7 @@ class ExprEmitter:
             if src != float32:
                 value = (f"(float){wrap(value, UNARY)}", UNARY)
             return f"__float2bfloat16({value[0]})", ATOM
-        return f"({c_type(dst)}){wrap(value, UNARY)}", UNARY
+        return f"({self.scalar_type(dst)}){wrap(value, UNARY)}", UNARY
 
     def expr_WarpShuffle(self, e, lane):
         dtype = e.dtype
@@ -555,7 +565,7 @@ class ExprEmitter:
                  for k in range(lanes)]
         for k, name in enumerate(names):
             (self.prelude if into is None else into).append(
-                f"const {c_type(value.dtype)} {name} = {self.expr(value, k)};")
+                f"const {self.scalar_type(value.dtype)} {name} = {self.expr(value, k)};")
         return names
 
     def _let_lambda(self, e, lane):

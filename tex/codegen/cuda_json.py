@@ -1,9 +1,10 @@
 """A `CudaModule` as JSON text and back, for the disk cache (`tex.runtime.cache`).
 
-    {"source": CUDA C,
+    {"source": CUDA C, "ptx": PTX text,
      "temporaries": [[name, dtype, [extent, ...]], ...],
      "launches": [{"name": S, "grid": [e, e, e], "block": [e, e, e],
-                   "buffers": [k, ...], "sizes": [k, ...], "alignments": [n, ...]}, ...]}
+                   "buffers": [k, ...], "sizes": [k, ...], "alignments": [n, ...],
+                   "shared_bytes": n}, ...]}
 
 The text describes a module relative to the kernel it belongs to: a launch
 names its buffers by position among the kernel's params followed by the
@@ -39,13 +40,15 @@ def module_to_json(module: CudaModule, func: LoweredFunc | KernelInterface) -> s
 
     return json.dumps({
         "source": module.source,
+        "ptx": module.ptx,
         "temporaries": [[b.name, str(b.dtype), [write(d) for d in b.shape]]
                         for b in module.temporaries],
         "launches": [{"name": launch.name, "grid": [write(e) for e in launch.grid],
                       "block": [write(e) for e in launch.block],
                       "buffers": [buffers[b] for b in launch.params],
                       "sizes": [sizes[v] for v in launch.size_vars],
-                      "alignments": list(launch.alignments)} for launch in module.launches]})
+                      "alignments": list(launch.alignments),
+                      "shared_bytes": launch.shared_bytes} for launch in module.launches]})
 
 
 def module_from_json(text: str, target, cubin: bytes,
@@ -63,7 +66,8 @@ def module_from_json(text: str, target, cubin: bytes,
                             for name, dtype, shape in data["temporaries"])
         buffers = (*func.params, *temporaries)
         launches = tuple(_launch(launch, read, buffers, sizes) for launch in data["launches"])
-        return CudaModule(target, _text(data["source"]), cubin, launches, temporaries)
+        return CudaModule(target, _text(data["source"]), cubin, launches, temporaries,
+                          _text(data["ptx"]))
     except (ValueError, TypeError, KeyError, IndexError, TexError):
         return None
 
@@ -75,7 +79,8 @@ def _launch(launch: dict, read, buffers: tuple, sizes: tuple) -> CudaLaunch:
         raise ValueError("one alignment per buffer, or none")
     return CudaLaunch(_text(launch["name"]), _three(map(read, launch["grid"])),
                       _three(map(read, launch["block"])), params,
-                      tuple(sizes[expr_json.index(k)] for k in launch["sizes"]), alignments)
+                      tuple(sizes[expr_json.index(k)] for k in launch["sizes"]), alignments,
+                      expr_json.index(launch["shared_bytes"]))
 
 
 def _text(value) -> str:

@@ -4,7 +4,9 @@ Guarantees:
 
 * `compile_source(source, arch)` returns the cubin of `source` for the real
   architecture `arch` ("sm_80"); `compile_source(source, arch, "ptx")` the PTX
-  for the virtual architecture of the same number ("compute_80").
+  for the virtual architecture of the same number ("compute_80");
+  `compile_with_ptx(source, arch)` the cubin and the PTX NVRTC made it from
+  (one compile, one cache entry).
 * One (source, arch, output) compiles once per process (an in-memory cache of
   the most recent 256), and once per machine: the output is kept in the disk
   cache (`tex.disk_cache`, TEX_CACHE_DIR; `off`: none) as
@@ -51,7 +53,15 @@ def compile_source(source: str, arch: str, output: str = "cubin") -> bytes | str
     """The cubin (bytes) or PTX (str) of CUDA C `source` for `arch` ("sm_80")."""
     if output not in ("cubin", "ptx"):
         raise ValueError(f"NVRTC output is 'cubin' or 'ptx', got {output!r}")
-    return _compile(source, arch, output)
+    result = _compile(source, arch, output)
+    return result[0] if output == "cubin" else result
+
+
+def compile_with_ptx(source: str, arch: str) -> tuple[bytes, str]:
+    """The cubin of `source` for `arch` and the PTX it was made from, in one compile. The
+    PTX targets `arch`; the driver compiles it for a device of that or a later
+    architecture."""
+    return _compile(source, arch, "cubin")
 
 
 def clear_cache():
@@ -60,20 +70,22 @@ def clear_cache():
 
 
 @lru_cache(maxsize=256)
-def _compile(source: str, arch: str, output: str) -> bytes | str:
-    """`compile_source` without the check of `output`: from the disk cache, else NVRTC
-    (and then written to the disk cache)."""
+def _compile(source: str, arch: str, output: str) -> tuple[bytes, str] | str:
+    """The (cubin, PTX) or the PTX alone of `source`: from the disk cache, else NVRTC
+    (and then written to the disk cache: a cubin as the entry's object code with its
+    PTX as the entry's text, a PTX alone as the object code)."""
     key = _disk_key(source, arch, output)
     path = _disk_path(source, arch, output)
     entry = disk_cache.read_entry(path, key) if path else None
     if entry is not None and entry.name != output:
         disk_cache.discard_entry(path, f"it holds {entry.name!r}, not {output!r}")
     elif entry is not None:
-        return entry.object_code if output == "cubin" else entry.object_code.decode()
+        return (entry.object_code, entry.ll) if output == "cubin" else \
+            entry.object_code.decode()
     result = _nvrtc_compile(source, arch, output)
     if path:
-        data = result if output == "cubin" else result.encode()
-        disk_cache.write_entry(path, disk_cache.Entry(key, output, data, "", ""))
+        data, text = result if output == "cubin" else (result.encode(), "")
+        disk_cache.write_entry(path, disk_cache.Entry(key, output, data, text, ""))
     return result
 
 
@@ -151,16 +163,18 @@ def _compiled_program(nvrtc, source: str, arch: str, extra: list[str]):
     return program
 
 
-def _nvrtc_compile(source: str, arch: str, output: str) -> bytes | str:
-    """The output of one NVRTC compile of `source`."""
+def _nvrtc_compile(source: str, arch: str, output: str) -> tuple[bytes, str] | str:
+    """The output of one NVRTC compile of `source`: (cubin, the PTX it was made from), or
+    the PTX for the virtual architecture."""
     nvrtc = _nvrtc()
     target_arch = arch if output == "cubin" else "compute_" + arch.removeprefix("sm_")
     program = _compiled_program(nvrtc, source, target_arch, [])
     try:
-        if output == "cubin":
-            return _read(nvrtc, program, nvrtc.nvrtcGetCUBINSize, nvrtc.nvrtcGetCUBIN)
         ptx = _read(nvrtc, program, nvrtc.nvrtcGetPTXSize, nvrtc.nvrtcGetPTX)
-        return ptx.rstrip(b"\0").decode()
+        ptx = ptx.rstrip(b"\0").decode()
+        if output == "cubin":
+            return _read(nvrtc, program, nvrtc.nvrtcGetCUBINSize, nvrtc.nvrtcGetCUBIN), ptx
+        return ptx
     finally:
         nvrtc.nvrtcDestroyProgram(program)
 

@@ -50,7 +50,8 @@ class Device:
         self.driver = driver
         self.pid = os.getpid()
         self._success = driver.CUresult.CUDA_SUCCESS
-        self.context = self.call("cuDevicePrimaryCtxRetain", self.call("cuDeviceGet", 0))
+        self.handle = self.call("cuDeviceGet", 0)
+        self.context = self.call("cuDevicePrimaryCtxRetain", self.handle)
         self._context_handle = int(self.context)
         self.no_timing = driver.CUevent_flags.CU_EVENT_DISABLE_TIMING  # cuEventCreate flags
         self._lock = threading.Lock()
@@ -58,6 +59,18 @@ class Device:
         self._ordinals = {}  # address -> its device ordinal, the last _CHECKED_POINTERS
         self._queued = {}  # stream -> what tex last queued on it
         self._launch_kernel = driver.cuLaunchKernel
+        self._arch = None
+
+    @property
+    def arch(self) -> str:
+        """The device's architecture as a CUDA target names it ("sm_90")."""
+        if self._arch is None:
+            kinds = self.driver.CUdevice_attribute
+            major, minor = (self.call("cuDeviceGetAttribute", getattr(
+                kinds, f"CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_{part}"), self.handle)
+                for part in ("MAJOR", "MINOR"))
+            self._arch = f"sm_{major}{minor}"
+        return self._arch
 
     def call(self, function: str, *args, what: str = "CUDA"):
         """`driver.<function>(*args)` without its CUresult; DeviceError naming `what` if
@@ -67,12 +80,12 @@ class Device:
             raise DeviceError(f"{what}: {function} failed with {_describe(self.driver, err)}")
         return results[0] if len(results) == 1 else tuple(results)
 
-    def launch(self, function, grid: tuple, block: tuple, stream: int, params: int,
-               what: str):
-        """`cuLaunchKernel` of `function` on `stream`, its parameters at the address
-        `params`; DeviceError naming `what` if the driver refuses it (an error of earlier
-        asynchronous work may show here too)."""
-        err, = self._launch_kernel(function, *grid, *block, 0, stream, params, 0)
+    def launch(self, function, grid: tuple, block: tuple, shared_bytes: int, stream: int,
+               params: int, what: str):
+        """`cuLaunchKernel` of `function` on `stream` with `shared_bytes` of dynamic shared
+        memory, its parameters at the address `params`; DeviceError naming `what` if the
+        driver refuses it (an error of earlier asynchronous work may show here too)."""
+        err, = self._launch_kernel(function, *grid, *block, shared_bytes, stream, params, 0)
         if err != self._success:
             raise DeviceError(f"{what}: cuLaunchKernel failed with "
                               f"{_describe(self.driver, err)}{self._last_queued([stream])}")

@@ -58,7 +58,10 @@ and is freed with the kernel, once its last work is done.
 launch stream; `time_evaluator` uses it.
 
 Building a CudaKernel touches no GPU; the first call opens the device
-(`tex.runtime.cuda_device`) and loads the module. Without a GPU or its driver
+(`tex.runtime.cuda_device`) and loads the module: its cubin on a device of the
+target's architecture, else its PTX, which the driver compiles for the device.
+A launch with dynamic shared memory (`CudaLaunch.shared_bytes`) raises its
+function's limit to that size when the module is loaded. Without a GPU or its driver
 a call raises `DeviceError`.
 """
 from __future__ import annotations
@@ -369,8 +372,8 @@ class CudaKernel(Signature):
             workspace = self._workspaces.acquire(device, stream, plan.workspace_bytes)
         for launch in plan.launches:
             launch.pack(addresses, workspace)
-            device.launch(functions[launch.name], launch.grid, launch.block, stream,
-                          launch.params, launch.what)
+            device.launch(functions[launch.name], launch.grid, launch.block,
+                          launch.shared_bytes, stream, launch.params, launch.what)
         if plan.workspace_bytes:
             self._workspaces.done(device, stream)
         device.note(stream, self._what)
@@ -380,12 +383,25 @@ class CudaKernel(Signature):
         unloaded with this kernel."""
         if self._functions is None:
             what = f"CUDA kernel {self.name} (built for {self.target})"
-            module = device.call("cuModuleLoadData", self._module.cubin, what=what)
+            module = device.call("cuModuleLoadData", self._image(device), what=what)
             weakref.finalize(self, release, device, "cuModuleUnload", module).atexit = False
             self._functions = {launch.name: device.call("cuModuleGetFunction", module,
                                                         launch.name.encode(), what=what)
                                for launch in self._module.launches}
+            for launch in self._module.launches:  # dynamic shared memory past 48 KB: opt in
+                if launch.shared_bytes:
+                    attribute = device.driver.CUfunction_attribute
+                    device.call("cuFuncSetAttribute", self._functions[launch.name],
+                                attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                launch.shared_bytes, what=what)
         return self._functions
+
+    def _image(self, device: Device) -> bytes:
+        """What the driver loads: the cubin on a device of the target's architecture, else
+        the PTX (NUL-terminated), which the driver compiles for the device."""
+        if device.arch == self.target.arch.removesuffix("a"):
+            return self._module.cubin
+        return self._module.get_source("ptx").encode() + b"\0"
 
     @property
     def imported_modules(self) -> list[CudaModule]:

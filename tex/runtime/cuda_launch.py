@@ -27,17 +27,19 @@ _WORD = 2**64  # kernel parameters are 8 bytes: pointers and long long sizes
 
 
 class PackedLaunch:
-    """One launch of a plan: `name`, `grid`, `block`, and its parameter array at
-    `params` (an address for `cuLaunchKernel`'s kernelParams). `pack` writes a
-    call's buffer addresses into it."""
+    """One launch of a plan: `name`, `grid`, `block`, its dynamic shared memory
+    (`shared_bytes`), and its parameter array at `params` (an address for
+    `cuLaunchKernel`'s kernelParams). `pack` writes a call's buffer addresses into it."""
 
-    __slots__ = ("name", "grid", "block", "params", "what", "_values", "_pointers", "_buffers")
+    __slots__ = ("name", "grid", "block", "shared_bytes", "params", "what", "_values",
+                 "_pointers", "_buffers")
 
     def __init__(self, launch: CudaLaunch, grid: tuple, block: tuple, places: dict,
                  sizes: tuple, what: str):
         """`places[buffer]` is ("param", position) or ("temporary", offset); `sizes` are
         the values of `launch.size_vars`; `what` names the launch in errors."""
         self.name, self.grid, self.block, self.what = launch.name, grid, block, what
+        self.shared_bytes = launch.shared_bytes
         count = len(launch.params) + len(sizes)
         self._values = (ctypes.c_uint64 * max(count, 1))()
         base = ctypes.addressof(self._values)

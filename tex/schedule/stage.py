@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from tex.dtype import INDEX
 from tex.errors import ScheduleError
 from tex.expr import Var
-from tex.ir import IMPORT_PRAGMAS, THREAD_TAGS
+from tex.ir import IMPORT_PRAGMAS, LAUNCH_BOUNDS_PRAGMA, THREAD_TAGS
 from tex.schedule.tensorize import TensorIntrin
 from tex.tensor import IterVar, Tensor
 
@@ -356,8 +356,15 @@ class Stage:
         "import_llvm" (an LLVM IR module's text, linked into CPU kernels) and
         "import_c" (CUDA C source, put before CUDA kernels); they define the
         functions that `tex.tir.call_extern` calls (`LoweredFunc.imports`).
+        "launch_bounds" with a positive int `min_blocks`, on any loop of a CUDA
+        kernel (e.g. the one bound to blockIdx.x), asks that `min_blocks` blocks fit
+        on one multiprocessor at once: the kernel is emitted with
+        `__launch_bounds__(threads, min_blocks)`, so ptxas keeps each thread within
+        registers / (threads * min_blocks) registers. Its block size must be constant
+        and threads * min_blocks at most the target's `max_threads_per_sm` (a
+        `BuildError` otherwise).
 
-        TVM: `pragma`.
+        TVM: `pragma`; TVM's CUDA backend writes `__launch_bounds__` itself.
         """
         axis = self._leaf(axis, "pragma")
         if not isinstance(key, str) or not key:
@@ -366,6 +373,10 @@ class Stage:
         if key in IMPORT_PRAGMAS and not (isinstance(value, str) and value.strip()):
             raise ScheduleError(f"pragma {key} on stage {self.name}, axis {axis.name}: the "
                                 f"value must be the module's text, got {value!r}")
+        if key == LAUNCH_BOUNDS_PRAGMA and (type(value) is not int or value < 1):
+            raise ScheduleError(f"pragma {key} on stage {self.name}, axis {axis.name}: the "
+                                f"value is the least number of blocks per multiprocessor, a "
+                                f"positive int, got {value!r}")
         self.pragmas.setdefault(axis, []).append((key, value))
         self._touch()
 

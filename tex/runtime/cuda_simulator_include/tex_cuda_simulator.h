@@ -20,7 +20,7 @@
 
    __shared__ arrays are static: one per kernel, shared by the threads of the
    running block, and they keep the last block's values (the device leaves them
-   undefined). Atomics are plain read-modify-writes, which is atomic here
+   undefined); so is the dynamic shared array (TEX_DYNAMIC_SHARED), of 256 KB. Atomics are plain read-modify-writes, which is atomic here
    because only one thread runs at a time. Each thread has a stack of
    STACK_BYTES (256 KB), which its local arrays must fit in; a block has at
    most 1024 threads, as on the device.
@@ -48,12 +48,17 @@
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
 #define __shared__ static
+/* The dynamic shared array: one for every kernel, as large as any target allows. */
+#define TEX_DYNAMIC_SHARED(name) unsigned char* const name = tex_sim::g_dynamic_shared
 
 struct uint3 { unsigned x, y, z; };
 struct dim3 { unsigned x, y, z; };
 static uint3 threadIdx, blockIdx;
 static dim3 blockDim, gridDim;
 static const int warpSize = 32;
+namespace tex_sim {
+alignas(16) static unsigned char g_dynamic_shared[256 * 1024];
+}
 
 /* ---- vector types ------------------------------------------------------ */
 
