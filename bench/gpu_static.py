@@ -70,9 +70,11 @@ def benchmark_cases() -> list[cases.GpuCase]:
     """Every schedule of bench/gpu_schedules.py at the sizes bench/gpu.py times."""
     n, rows = 4096, 8192
     found = [cases.elementwise(2**26), cases.elementwise(2**26, threads=256, vector=4),
-             cases.matmul(n, n, n, tile=128, per_thread=8, step=8),
-             cases.matmul(n, n, n, tile=128, per_thread=8, step=8, double_buffer=True),
-             cases.matmul_wmma(n, n, n), cases.conv2d(32, 64, 64, 56),
+             cases.matmul(n, n, n, tile=128, per_thread=8, step=8, min_blocks=2),
+             cases.matmul(n, n, n, tile=128, per_thread=8, step=8, double_buffer=True,
+                          min_blocks=2),
+             cases.matmul_wmma(n, n, n), cases.matmul_mma(n, n, n, "float16"),
+             cases.matmul_mma(n, n, n, "bfloat16"), cases.conv2d(32, 64, 64, 56),
              cases.column_sum(rows, rows), cases.softmax(rows, rows, threads=512),
              cases.layernorm(rows, rows, threads=512)]
     found += [cases.row_reduce(rows, rows, strategy, threads=512)
