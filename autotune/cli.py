@@ -232,7 +232,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true",
                      help="continue the measurements the log already holds for this workload")
     run.add_argument("--remeasure", type=int, default=REMEASURED, metavar="N",
-                     help=f"measure the N fastest once more at the end (default {REMEASURED})")
+                     help=f"re-time the N fastest at the end, interleaved, and report "
+                          f"those timings (default {REMEASURED})")
     _measure_arguments(run)
     run.add_argument("--transfer", nargs="+", action="extend", default=[], metavar="LOG",
                      help="logs of other registry workloads that pre-train the cost model")

@@ -33,7 +33,8 @@ class TuneWarning(UserWarning):
 
 @dataclass(frozen=True)
 class Record:
-    """One measurement of one configuration."""
+    """One measurement of one configuration; `final` for a re-timing of a finalist at
+    the end of a tuning run (`autotune.tuner`)."""
 
     workload: str
     target: str
@@ -45,6 +46,7 @@ class Record:
     tex: str = tex.__version__
     time: float = field(default_factory=time.time)
     hardware: dict = field(default_factory=dict)
+    final: bool = False
 
     @property
     def seconds(self) -> float:
@@ -72,7 +74,7 @@ class Record:
                    times=tuple(float(t) for t in data["times"]),
                    error=data.get("error"), message=str(data.get("message", "")),
                    tex=str(data.get("tex", "")), time=float(data.get("time", 0.0)),
-                   hardware=hardware)
+                   hardware=hardware, final=bool(data.get("final", False)))
 
 
 class RecordWriter:
@@ -143,11 +145,13 @@ def load(path) -> list[Record]:
 
 
 def best_record(records, workload: str | None = None, target: str | None = None):
-    """The successful record (of `workload` on `target`, when given) of the configuration
-    with the least mean time over its records, or None.
+    """The successful record (of `workload` on `target`, when given) of the fastest
+    configuration, or None.
 
-    A configuration measured again (the tuner re-measures its leaders at the end
-    of a run) is judged by the mean, so one lucky measurement does not win.
+    Where some configurations were re-timed as finalists (`final` records: the tuner
+    times its leaders again at the end of a run), the fastest is chosen among those, by
+    the median of their final records, so that a lucky measurement in the search does
+    not win; otherwise by the mean over each configuration's records.
     """
     groups: dict[tuple, list[Record]] = {}
     for r in records:
@@ -157,5 +161,9 @@ def best_record(records, workload: str | None = None, target: str | None = None)
             groups.setdefault(key, []).append(r)
     if not groups:
         return None
+    finalists = [[r for r in g if r.final] for g in groups.values()]
+    finalists = [g for g in finalists if g]
+    if finalists:
+        return min(finalists, key=lambda g: statistics.median(r.seconds for r in g))[-1]
     best = min(groups.values(), key=lambda g: statistics.fmean(r.seconds for r in g))
     return best[-1]

@@ -6,7 +6,11 @@ resumed job measures only what is missing, and never measures a
 configuration twice in its search). Each round the search proposes a
 batch, the measurer builds and runs it, every result is appended to the log
 at once, and the cost model is fitted again on all measurements. At the end
-the few fastest (`remeasure`) are measured once more and judged by the mean.
+the few fastest (`remeasure`) are timed again, interleaved against each other
+over `RETIMING_ROUNDS` rounds, and judged by those times alone: the search's
+figure of the fastest of many noisy measurements is often lucky, and the
+figure reported (and kept in the log as its `final` records) is one a fresh
+timing reproduces.
 Ctrl-C stops after closing the measurer; the log keeps every finished
 measurement.
 """
@@ -73,9 +77,11 @@ class TuneResult:
         return self.task.instantiate(self.best_config)
 
 
-#: How many of the fastest configurations are measured once more at the end of a run (by
-#: default), their times averaged: the fastest of many noisy measurements is often lucky.
+#: How many of the fastest configurations are timed again at the end of a run (by default),
+#: and in how many rounds: each round times every finalist once, starting one further along,
+#: so that a drift of the machine's speed falls on all of them alike.
 REMEASURED = 3
+RETIMING_ROUNDS = 3
 
 #: The pass after which features are read: the program is vectorized and unrolled, and
 #: skipping the final simplification makes lowering about three times faster. (For a CUDA
@@ -211,6 +217,7 @@ class _Run:
     def __init__(self, task, measured: dict, features, cost_model):
         self.task, self.features, self.cost_model = task, features, cost_model
         self.measured, self.already = measured, len(measured)
+        self.retimed: dict = {}  # finalist -> the median of its re-timings, once re-timed
         self.measurer = self.writer = None
         self.hardware = hardware_of(task.target)
 
@@ -220,7 +227,10 @@ class _Run:
         self.writer = rec.RecordWriter(log) if log is not None else None
 
     def best(self):
-        ok = {c: t for c, t in self.measured.items() if math.isfinite(t)}
+        """(config, seconds) of the fastest: among the re-timed finalists once there are
+        any, by their re-timings."""
+        times = self.retimed or self.measured
+        ok = {c: t for c, t in times.items() if math.isfinite(t)}
         config = min(ok, key=ok.get, default=None)
         return config, (ok[config] if config is not None else math.inf)
 
@@ -229,13 +239,13 @@ class _Run:
         return Progress(self.task, trials, len(self.measured), seconds, config,
                         time.perf_counter() - start, results)
 
-    def log_result(self, result):
+    def log_result(self, result, final: bool = False):
         if self.writer is not None:
             self.writer.write(rec.Record(
                 workload=self.task.workload_key, target=str(self.task.target),
                 config=result.config.to_json(), task=self.task.name, times=result.times,
                 error=result.error, message=result.message,
-                hardware=result.hardware or self.hardware))
+                hardware=result.hardware or self.hardware, final=final))
 
     def refit(self):
         rows = [(self.features(c), t) for c, t in self.measured.items()]
@@ -270,18 +280,24 @@ class _Run:
             self.refit()
             after_batch(results)
 
-    def remeasure_leaders(self, count: int):
-        """Measure the `count` fastest again, each kept as the mean of both timings; nothing
-        when this call measured nothing new (a finished job resumed)."""
+    def remeasure_leaders(self, count: int, rounds: int = RETIMING_ROUNDS):
+        """Time the `count` fastest again in `rounds` interleaved rounds (each round all
+        of them, starting one further along) and judge them by the median of those
+        timings alone (`retimed`), logged as final records; nothing when this call
+        measured nothing new (a finished job resumed)."""
         measured = self.measured
         leaders = sorted((c for c in measured if math.isfinite(measured[c])),
                          key=measured.get)[:count]
         if len(measured) == self.already or not leaders:
             return
-        for result in self.measurer.measure(leaders):
-            measured[result.config] = statistics.fmean([measured[result.config],
-                                                        result.seconds])
-            self.log_result(result)
+        timings = {c: [] for c in leaders}
+        for round_ in range(rounds):
+            turn = round_ % len(leaders)
+            for result in self.measurer.measure(leaders[turn:] + leaders[:turn]):
+                timings[result.config].append(result.seconds)
+                self.log_result(result, final=True)
+        self.retimed = {c: statistics.median(t) for c, t in timings.items()}
+        measured.update(self.retimed)
 
     def close(self):
         if self.writer is not None:

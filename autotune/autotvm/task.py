@@ -22,9 +22,9 @@ Called directly, a template builds the configuration that the active
 `autotvm.apply_history_best` contexts recorded as fastest for its workload
 (template name and arguments), for the target of the enclosing
 `with tex.Target(...):`, or else the one target those records were measured
-on (a TuneError when they hold the workload for several targets). With no record, the template runs with
-the fallback configuration: every knob's first candidate (no split, the given
-order, no annotation), `cfg.is_fallback` True.
+on (a TuneError when they hold the workload for several targets). With no
+record, the template runs with the fallback configuration: every knob's first
+candidate (no split, the given order, no annotation), `cfg.is_fallback` True.
 
 Templates are found by name in a table this module keeps; decorating a
 function under a name already taken replaces the older template (a notebook
