@@ -112,7 +112,8 @@ class Target:
                  "arch", "max_threads_per_block", "max_block", "max_grid", "max_shared_bytes",
                  "warp_size", "_mcpu", "_mattr", "_mtriple", "_text")
 
-    def __init__(self, spec: str, host=None):
+    def __init__(self, target: str, host=None):
+        spec = target
         if not isinstance(spec, str) or not spec.split():
             raise BuildError(f"a target is a string such as 'llvm' or 'cuda -arch=sm_80', "
                              f"got {spec!r}")
