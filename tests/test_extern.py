@@ -126,6 +126,34 @@ def test_the_function_views_the_kernel_memory_without_copies():
                     "dtypes": (np.int32, np.float64), "shapes": ((5, 3), (5, 1))}
 
 
+def test_the_function_gets_arrays_with_tvm_ndarray_methods():
+    """TVM's packed functions call numpy(), copyto() and copyfrom() on their arguments, and
+    fcompute may pass a buffer's `.data`."""
+    @tex.register_func("test_extern.ndarray_methods", override=True)
+    def add_one_then_double(x, y, z):
+        tex.nd.array(x.numpy() + 1).copyto(y)
+        z.copyfrom(y.asnumpy() * 2)
+
+    n = tex.var("n")
+    A = tex.placeholder((n,), name="A")
+    B, C = tex.extern([A.shape, A.shape], [A], lambda ins, outs: tex.call_packed(
+        "test_extern.ndarray_methods", ins[0].data, outs[0].data, outs[1]), name="BC")
+    a = random_array((13,))
+    check(tex.create_schedule(B.op), [A, B, C], [a], [a + 1, (a + 1) * 2])
+
+
+def test_extern_buffers_vload_and_vstore():
+    A = tex.placeholder((4, 3), "int32", name="A")
+    B = tex.extern((2,), [A], lambda ins, outs: [
+        outs[0].vstore(0, ins[0].vload((1, 2)) * 3),
+        outs[0].vstore((1,), ins[0].vload([3, 0], "int32") + ins[0].vload((0, 1)))],
+        name="B", dtype="int32")
+    a = random_array((4, 3), "int32")
+    check(tex.create_schedule(B.op), [A, B], [a], np.array([a[1, 2] * 3, a[3, 0] + a[0, 1]]))
+    with pytest.raises(tex.ExprError, match="vload of A: its elements are int32, not float32"):
+        tex.extern((2,), [A], lambda ins, outs: outs[0].vstore(0, ins[0].vload(0, "float32")))
+
+
 def test_scalar_arguments_arrive_as_python_numbers():
     got = []
 

@@ -254,8 +254,8 @@ def test_clz_and_popcount_count_twos_complement_bits(dtype):
     a = integer_inputs(dtype)
     results = cpu_kernel(list(BIT_COUNTS.values()), [dtype], len(a))(a)
     for k, name in enumerate(BIT_COUNTS):
-        for got in results[2 * k: 2 * k + 2]:
-            assert got.dtype == np.dtype(dtype)
+        for got in results[2 * k: 2 * k + 2]:  # clz is int32 as in TVM, popcount a's dtype
+            assert got.dtype == np.dtype("int32" if name == "clz" else dtype)
             np.testing.assert_array_equal(got, _bit_reference(name, a))
 
 

@@ -189,6 +189,56 @@ def test_a_scan_read_by_a_later_stage_and_an_init_given_as_an_input():
     check(tex.create_schedule(Y.op), [X, first, Y], [x, f], want, rtol=1e-6)
 
 
+def states_of_two_shapes():
+    """TE's scan example of several states: a running sum of X's rows (m, n) and a state
+    of another width (m, l) that adds up the first column of the sum's previous row."""
+    m, n, l = tex.var("m"), tex.var("n"), tex.var("l")
+    X = tex.placeholder((m, n), name="X")
+    s1, s2 = tex.placeholder((m, n), name="s1"), tex.placeholder((m, l), name="s2")
+    i1 = tex.compute((1, n), lambda _, i: X[0, i], name="i1")
+    i2 = tex.compute((1, l), lambda _, i: 0.0, name="i2")
+    u1 = tex.compute((m, n), lambda t, i: s1[t - 1, i] + X[t, i], name="u1")
+    u2 = tex.compute((m, l), lambda t, i: s2[t - 1, i] + s1[t - 1, 0] * (i + 1), name="u2")
+    return X, (i1, i2, u1, u2), tex.scan([i1, i2], [u1, u2], [s1, s2], inputs=[X])
+
+
+def two_shapes_reference(x, width):
+    sums, other = np.cumsum(x, axis=0), np.zeros((len(x), width), "float32")
+    for t in range(1, len(x)):
+        other[t] = other[t - 1] + sums[t - 1, 0] * np.arange(1, width + 1)
+    return sums, other
+
+
+def test_states_of_different_shapes():
+    X, (_, _, u1, _), (R1, R2) = states_of_two_shapes()
+    assert [str(d) for d in R2.shape] == ["m", "l"] and R2.ndim == 2
+    assert [iv.name for iv in R1.op.spatial_axis] == ["i", "i"]  # each output's own
+    s = tex.create_schedule(R2.op)
+    _, inner = s[u1].split(u1.op.axis[1], factor=4)
+    s[u1].vectorize(inner)
+    x = random_array((7, 10))
+    sums, other = np.zeros((7, 10), "float32"), np.zeros((7, 3), "float32")
+    tex.build(s, [X, R1, R2])(x, sums, other)
+    want_sums, want_other = two_shapes_reference(x, 3)
+    np.testing.assert_allclose(sums, want_sums, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(other, want_other, rtol=1e-4, atol=1e-4)
+
+
+def test_cuda_states_of_different_shapes_in_one_block():
+    X, (i1, i2, u1, u2), (R1, R2) = states_of_two_shapes()
+    s = tex.create_schedule(R2.op)
+    for T in (i1, i2, u1, u2):
+        _, threads = s[T].split(T.op.axis[1], factor=8)
+        s[T].bind(threads, tex.thread_axis("threadIdx.x"))
+    f = tex.build(s, [X, R1, R2], target="cuda")
+    x = random_array((6, 13))
+    sums, other = np.zeros((6, 13), "float32"), np.zeros((6, 5), "float32")
+    f.simulate(x, sums, other)
+    want_sums, want_other = two_shapes_reference(x, 5)
+    np.testing.assert_allclose(sums, want_sums, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(other, want_other, rtol=1e-4, atol=1e-4)
+
+
 # --- GPUs: one kernel of steps, checked in the simulator --------------------------------------
 def test_cuda_cumulative_sum_on_threads_and_blocks_needs_no_barrier():
     """Each thread reads back only the column it wrote, so the blocks may share the work."""
@@ -275,6 +325,11 @@ def declaration_errors():
         "update kind": (lambda: tex.scan(init, X, state), ["update 0 must be a compute"]),
         "state kind": (lambda: tex.scan(init, update(lambda t, i: X[t, i]), init),
                        ["state_placeholder 0 must be a placeholder"]),
+        "first dimensions": (lambda: tex.scan([init, init], [update(lambda t, i: X[t, i]),
+                                                             update(lambda t, i: X[t, i],
+                                                                    (m + 1, n))],
+                                              [state, state]),
+                             ["update update has shape (m + 1, n)", "first update's first, (m)"]),
         "symbolic init rows": (lambda: tex.scan(tex.compute((m, n), lambda r, i: X[r, i]),
                                                 update(lambda t, i: X[t, i]), state),
                                ["one constant number of rows", "(m)"]),

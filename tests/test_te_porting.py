@@ -62,9 +62,21 @@ def test_a_stage_computed_at_a_loop_is_a_kernel_argument():
     s[B].compute_at(s[C], outer)
     a = random_array((29,))
     check(s, [A, B, C], [a], [a + 1, (a + 1) * 2])
+
+
+def test_an_inlined_stage_among_the_arguments_is_a_param_left_unwritten():
+    A = tex.placeholder((29,), "float32", name="A")
+    B = tex.compute((29,), lambda i: A[i] + 1.0, name="B")
+    C = tex.compute((29,), lambda i: B[i] * 2.0, name="C")
+    s = tex.create_schedule(C.op)
     s[B].compute_inline()
-    with pytest.raises(tex.LoweringError, match="stage B is a kernel argument.*not inlined"):
-        tex.lower(s, [A, B, C])
+    assert "B: float32[29]" in str(tex.lower(s, [A, B, C]))
+    f = tex.build(s, [A, B, C])
+    a, b, c = random_array((29,)), np.full(29, 7.0, "float32"), np.zeros(29, "float32")
+    f(a, b, c)
+    np.testing.assert_allclose(c, (a + 1) * 2, rtol=1e-6)
+    np.testing.assert_array_equal(b, np.full(29, 7.0, "float32"))
+    np.testing.assert_allclose(f(a, b), (a + 1) * 2, rtol=1e-6)  # C alone is an output
 
 
 def lower_triangle_sums(n):
@@ -296,3 +308,188 @@ def test_a_reduction_over_two_thread_axes(strategies):
     a, out = random_array((19, 200)), np.zeros(19, "float32")
     f.simulate(a, out)
     np.testing.assert_allclose(out, a.sum(axis=1), rtol=1e-4, atol=1e-4)
+
+
+def test_a_whole_float_dimension_is_that_int_and_another_float_is_an_error():
+    B = tex.placeholder((12, 64), "float32", name="B")
+    bn = 16
+    packed = tex.compute((64 / bn, 12, bn), lambda x, y, z: B[y, x * bn + z], name="packed")
+    assert [int(d.value) for d in packed.shape] == [4, 12, 16]
+    b = random_array((12, 64))
+    check(tex.create_schedule(packed.op), [B, packed], [b],
+          b.reshape(12, 4, 16).transpose(1, 0, 2))
+    with pytest.raises(tex.ExprError, match="packed2: dimension 0 must be a whole number.*2.5"):
+        tex.compute((10 / 4, 12), lambda x, y: B[y, x], name="packed2")
+
+
+def test_target_takes_target_and_host_as_keywords():
+    target = tex.Target(target="llvm", host="llvm")
+    assert target.kind.name == "llvm" and target.host.kind.name == "llvm"
+
+
+def test_thread_axis_takes_a_range_and_a_name_as_in_te():
+    A = tex.placeholder((37,), "float32", name="A")
+    B = tex.compute((37,), lambda i: A[i] * 3.0, name="B")
+    s = tex.create_schedule(B.op)
+    bx, tx = s[B].split(B.op.axis[0], factor=8)
+    with pytest.raises(tex.ScheduleError, match="i_inner has 8 iterations.*range \\(0, 4\\)"):
+        s[B].bind(tx, tex.thread_axis((0, 4), "threadIdx.x"))
+    s[B].bind(tx, tex.thread_axis((0, 8), "threadIdx.x"))
+    block = tex.thread_axis("blockIdx.x", name="bx")
+    assert block.name == "bx" and block == tex.thread_axis("blockIdx.x")
+    s[B].bind(bx, block)
+    a, out = random_array((37,)), np.zeros(37, "float32")
+    tex.build(s, [A, B], target="cuda").simulate(a, out)
+    np.testing.assert_allclose(out, a * 3)
+    with pytest.raises(tex.ScheduleError, match="range must be \\(0, n\\)"):
+        tex.thread_axis((1, 4), "threadIdx.x")
+    with pytest.raises(tex.ScheduleError, match="unknown thread axis"):
+        tex.thread_axis((0, 4), "threadIdx.w")
+
+
+def test_a_store_predicate_keeps_the_stores_where_it_holds():
+    A = tex.placeholder((23, 9), "float32", name="A")
+    k = tex.reduce_axis((0, 9), name="k")
+    B = tex.compute((23, 9), lambda i, j: A[i, j] + 1.0, name="B")
+    C = tex.compute((23,), lambda i: tex.sum(A[i, k], axis=k), name="C")
+    a = random_array((23, 9))
+    for out, expected, cond in [(B, a + 1, lambda i: (i % 3).equal(1)),
+                                (C, a.sum(axis=1), lambda i: i < 11)]:
+        s = tex.create_schedule(out.op)
+        s[out].split(out.op.axis[0], factor=4)
+        s[out].set_store_predicate(cond(out.op.axis[0]))
+        got = np.full(expected.shape, -7.0, "float32")
+        tex.build(s, [A, out])(a, got)
+        keep = np.arange(23) % 3 == 1 if out is B else np.arange(23) < 11
+        want = np.where(keep.reshape((23,) + (1,) * (expected.ndim - 1)), expected, -7.0)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(tex.ScheduleError, match="expected a bool expression"):
+        s[C].set_store_predicate(C.op.axis[0] + 1)
+    s[C].set_store_predicate(k.var < 3)
+    with pytest.raises(tex.LoweringError, match="reads reduction axis k"):
+        tex.lower(s, [A, C])
+    s[C].set_store_predicate(tex.thread_axis("threadIdx.x").var.equal(0))
+    with pytest.raises(tex.LoweringError, match="reads threadIdx.x, but no loop"):
+        tex.lower(s, [A, C])
+
+
+def test_one_thread_stores_a_reduction_across_threads_by_its_store_predicate():
+    """The reduction tutorial's schedule: rfactor, the reduction bound to threadIdx.x, the
+    result stored by thread 0 only."""
+    n = tex.var("n")
+    A = tex.placeholder((n, n), "float32", name="A")
+    k = tex.reduce_axis((0, n), "k")
+    B = tex.compute((n,), lambda i: tex.sum(A[i, k], axis=k), name="B")
+    s = tex.create_schedule(B.op)
+    _, ki = s[B].split(B.op.reduce_axis[0], factor=16)
+    BF = s.rfactor(B, ki)
+    xo, xi = s[B].split(s[B].op.axis[0], factor=32)
+    s[B].bind(xo, tex.thread_axis("blockIdx.x"))
+    s[B].bind(xi, tex.thread_axis("threadIdx.y"))
+    tx = tex.thread_axis("threadIdx.x")
+    s[B].bind(s[B].op.reduce_axis[0], tx)
+    s[BF].compute_at(s[B], s[B].op.reduce_axis[0])
+    s[B].set_store_predicate(tx.var.equal(0))
+    f = tex.build(s, [A, B], target="cuda")
+    a, out = random_array((45, 45)), np.zeros(45, "float32")
+    f.simulate(a, out)
+    np.testing.assert_allclose(out, a.sum(axis=1), rtol=1e-4, atol=1e-4)
+    C = tex.compute((45,), lambda i: A[i, 0] * 2.0, name="C")  # threads 0..2 of each block
+    s = tex.create_schedule(C.op)
+    bx, tx_loop = s[C].split(C.op.axis[0], factor=8)
+    s[C].bind(bx, tex.thread_axis("blockIdx.x"))
+    s[C].bind(tx_loop, tx)
+    s[C].set_store_predicate(tx.var < 3)
+    out = np.full(45, -1.0, "float32")
+    tex.build(s, [A, C], target="cuda").simulate(a, out)
+    np.testing.assert_allclose(out, np.where(np.arange(45) % 8 < 3, a[:, 0] * 2, -1.0))
+
+
+def test_tex_errors_are_runtime_errors_as_tvm_errors_are():
+    A = tex.placeholder((20, 6), "float32", name="A")
+    T = tex.compute((20, 6), lambda i, j: A[i, j], name="T")
+    s = tex.create_schedule(T.op)
+    xo, _ = s[T].split(T.op.axis[0], factor=10)
+    with pytest.raises(RuntimeError, match="fuse on stage T"):
+        s[T].fuse(xo, T.op.axis[1])
+    with pytest.raises(ValueError):  # a ScheduleError is still the ValueError it was
+        s[T].fuse(xo, T.op.axis[1])
+    with pytest.raises(TypeError):  # and an ExprError the TypeError
+        tex.clz(A[0, 0])
+    assert issubclass(tex.TVMError, RuntimeError)
+
+
+def test_schedule_introspection_as_te_tests_do_it():
+    A = tex.placeholder((30, 20), "float32", name="A")
+    B = tex.compute((30, 20), lambda i, j: A[i, j] * 2.0, name="B")
+    T = tex.compute((30, 20), lambda i, j: B[i, j] + 1.0, name="T")
+    s = tex.create_schedule(T.op)
+    xo, yo, xi, yi = s[T].tile(T.op.axis[0], T.op.axis[1], x_factor=8, y_factor=4)
+    fused = s[T].fuse(xo, yo)
+    assert any(isinstance(r, tex.schedule.Split) for r in s[T].relations)
+    assert any(isinstance(r, tex.schedule.Fuse) for r in s[T].relations)
+    s[T].unroll(xi)
+    s[T].pragma(yi, "vectorize")  # as TVM: the key names the annotation
+    s[T].pragma(fused, "my_note", 3)
+    attrs = s[T].iter_var_attrs
+    assert attrs[xi].iter_type == tex.IterVar.Unrolled
+    assert attrs[yi].iter_type == tex.IterVar.Vectorized
+    assert attrs[fused].iter_type == tex.IterVar.DataPar
+    assert [k.value for k in attrs[fused].pragma_keys] == ["my_note"]
+    assert attrs[fused].pragma_values == (3,) and attrs[fused].tensor_intrin is None
+    assert s[B].attach_type == 1
+    s[B].compute_inline()
+    assert s[B].attach_type == 2
+    s[B].compute_at(s[T], fused)
+    assert s[B].attach_type == 4
+    a = random_array((30, 20))
+    check(s, [A, T], [a], a * 2 + 1)
+    S = tex.compute((), lambda: A[0, 0] + 1.0, name="S")
+    s = tex.create_schedule(S.op)
+    s[S].fuse()
+    assert any(isinstance(r, tex.schedule.Singleton) for r in s[S].relations)
+
+
+RNG_INTS = np.random.default_rng(5)
+
+
+def test_te_spellings_of_reduce_round_clz_equal_and_split():
+    n = 13
+    k1, k2 = tex.reduce_axis((0, n), name="k1"), tex.reduce_axis((0, n), name="k2")
+    A = tex.placeholder((n, n, n), name="A")
+    B = tex.compute((n,), lambda i: tex.sum(A[i, k1, k2], axis=[k1, k2]), name="B")
+    s = tex.create_schedule(B.op)
+    BF = s.rfactor(B, k1)
+    assert [iv.name for iv in BF.op.body[0].axis] == ["k2"] and len(BF.op.body[0].source) == 1
+    for fn in (tex.round, tex.trunc, tex.ceil, tex.floor, tex.nearbyint):
+        assert fn(tex.const(10, "int32")).value == 10
+        assert fn(tex.const(True, "bool")).value is True
+        i = tex.var("i", "int32")
+        assert fn(i).same_as(i) and not fn(tex.const(1.5)).same_as(i)
+    assert isinstance(tex.const(1, "int32"), tex.tir.IntImm)
+    assert isinstance(tex.tir.FloatImm("float32", 1.5), tex.tir.FloatImm)
+    assert not isinstance(tex.const(1.5), tex.tir.IntImm)
+    X = tex.placeholder((37,), "int64", name="X")
+    Y = tex.compute((37,), lambda i: tex.clz(X[i]) + X[i].equal(1).astype("int32"), name="Y")
+    assert Y.dtype == "int32"  # clz is int32 as in TVM
+    s = tex.create_schedule(Y.op)
+    s[Y].split(Y.op.axis[0], factor=4, disable_predication=True)
+    x = np.concatenate([[1, 0, -1], RNG_INTS.integers(1, 1 << 62, 34)]).astype("int64")
+    want = np.array([64 - int(v).bit_length() if v >= 0 else 0 for v in x]) + (x == 1)
+    check(s, [X, Y], [x], want.astype("int32"))
+
+
+def test_build_takes_a_list_of_lowered_programs():
+    A, B = tex.placeholder((19,), name="A"), tex.placeholder((19,), name="B")
+    C = tex.compute(A.shape, lambda i: A[i] + B[i], name="C")
+    s = tex.create_schedule(C.op)
+    s[C].vectorize(s[C].split(C.op.axis[0], factor=4)[1])
+    kernels = tex.build([tex.lower(s, [A, B, C], name="fadd1"),
+                         tex.lower(s, [A, B, C], name="fadd2")], "llvm")
+    a, b = random_array((19,)), random_array((19,))
+    for name in ("fadd1", "fadd2"):
+        c = np.zeros(19, "float32")
+        kernels[name](a, b, c)
+        np.testing.assert_allclose(c, a + b)
+    with pytest.raises(tex.BuildError, match="names must differ"):
+        tex.build([tex.lower(s, [A, B, C]), tex.lower(s, [A, B, C])], "llvm")

@@ -346,3 +346,21 @@ def test_tvm_error_catches_every_tex_error():
         s[B].split(B.op.axis[0], factor=0)
     with pytest.raises(te.error.TVMError):
         te.build(s, [A, B], target="opencl")
+
+
+def test_nd_arrays_take_a_device_keyword_and_copy_from_and_to_arrays():
+    a = te.nd.empty((4,), "float32", device=te.cpu(0))
+    assert a.copyfrom(np.arange(4, dtype="float32")) is a
+    np.testing.assert_array_equal(a.numpy(), np.arange(4))
+    b = te.nd.array(np.zeros(4, "float32"), device=te.cpu(0))
+    assert a.copyto(b) is b and b.device == te.cpu(0)
+    np.testing.assert_array_equal(b.asnumpy(), np.arange(4))
+    c = a.copyto(te.cpu(0))
+    assert isinstance(c, te.nd.NDArray) and c is not a
+    np.testing.assert_array_equal(c, a)
+    with pytest.raises(te.ArgumentError, match="copyfrom: the source has shape \\(3,\\)"):
+        a.copyfrom(np.zeros(3, "float32"))
+    with pytest.raises(te.ArgumentError, match="copyto: the target has shape"):
+        a.copyto(np.zeros(5, "float32"))
+    with pytest.raises(te.ArgumentError, match="copyto: expected an array"):
+        a.copyto("cpu")

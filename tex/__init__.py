@@ -44,15 +44,15 @@ def rsqrt(x): return _ops.call("rsqrt", x)
 def tanh(x): return _ops.call("tanh", x)
 def sigmoid(x): return _ops.call("sigmoid", x)
 def erf(x): return _ops.call("erf", x)
-def floor(x): return _ops.call("floor", x)
-def ceil(x): return _ops.call("ceil", x)
+def floor(x): return _ops.rounding("floor", x)
+def ceil(x): return _ops.rounding("ceil", x)
 def pow(x, y): return _ops.call("pow", x, y)  # noqa: A001
 def fmax(x, y): return _ops.call("fmax", x, y)  # NaN ignored, as np.fmax; tex.max keeps it
 def fmin(x, y): return _ops.call("fmin", x, y)  # NaN ignored, as np.fmin; tex.min keeps it
 def abs(x): return _ops.abs_(x)  # noqa: A001
-def nearbyint(x): return _ops.call("nearbyint", x)  # to nearest, ties to even, as np.rint
-def round(x): return _ops.call("round", x)  # noqa: A001 - ties to even, as np.round
-def trunc(x): return _ops.call("trunc", x)
+def nearbyint(x): return _ops.rounding("nearbyint", x)  # to nearest, ties to even, as np.rint
+def round(x): return _ops.rounding("round", x)  # noqa: A001 - ties to even, as np.round
+def trunc(x): return _ops.rounding("trunc", x)
 def exp2(x): return _ops.call("exp2", x)
 def exp10(x): return _ops.call("exp10", x)
 def log2(x): return _ops.call("log2", x)
@@ -74,7 +74,7 @@ def hypot(x, y): return _ops.call("hypot", x, y)
 def copysign(x, y): return _ops.call("copysign", x, y)
 def nextafter(x, y): return _ops.call("nextafter", x, y)
 def fmod(x, y): return _ops.call("fmod", x, y)  # the sign of x, as np.fmod (not np.mod)
-def clz(x): return _ops.bit_count("clz", x)  # leading zero bits of an integer, in its dtype
+def clz(x): return _ops.cast("int32", _ops.bit_count("clz", x))  # leading zero bits, int32
 def popcount(x): return _ops.bit_count("popcount", x)  # one bits (two's complement)
 def isnan(x): return _ops.classify("isnan", x)
 def isinf(x): return _ops.classify("isinf", x)

@@ -181,12 +181,21 @@ def build(sch: Schedule, args=None, target=None, name: str = "main", target_host
     again returns the kernel built before. An identical schedule declared
     again, in this process or (through the disk cache) in another, reuses the
     compiled code without lowering (see `tex.runtime.cache`).
-    `build(tex.lower(s, args), target)` builds a lowered program for a CPU.
+    `build(tex.lower(s, args), target)` builds a lowered program for a CPU;
+    `build([f, g], target)` several, returned as a dict of kernels by name.
     TVM: `tvm.build(s, args, target, name=...)`.
     """
+    if not isinstance(sch, Schedule) and isinstance(args, (str, Target)) and target is None:
+        args, target = None, args  # build(mod, "llvm"): the target in args' place, as TVM
     target = _chosen_target(target, target_host)
     if isinstance(sch, LoweredFunc):
         return _build_lowered(sch, args, target)
+    if isinstance(sch, (list, tuple)) and sch and all(isinstance(f, LoweredFunc) for f in sch):
+        names = [f.name for f in sch]
+        if len(set(names)) < len(names):
+            raise BuildError(f"build: the lowered programs' names must differ, got {names}; "
+                             "lower each with its own name=")
+        return {f.name: _build_lowered(f, args, target) for f in sch}
     if not isinstance(sch, Schedule):
         raise BuildError(f"build: expected a schedule from tex.create_schedule, got "
                          f"{type(sch).__name__}")

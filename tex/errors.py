@@ -5,8 +5,10 @@ Every error a user can cause is a `TexError`. Messages name the thing at fault
 """
 
 
-class TexError(Exception):
-    """Base class of every error tex raises on bad input."""
+class TexError(RuntimeError):
+    """Base class of every error tex raises on bad input. A RuntimeError, as TVM's
+    `TVMError` is, so that TE code catching RuntimeError catches it; the subclasses are
+    also the ValueError or TypeError that says what was wrong."""
 
 
 #: TVM's name for its errors, so that `except tvm.TVMError` ports as `except tex.TVMError`.

@@ -109,6 +109,14 @@ class Expr(Node):
     def astype(self, dtype) -> Expr:
         return ops.cast(dtype, self)
 
+    def equal(self, other) -> Expr:
+        """`self == other` as an expression (TVM: `PrimExpr.equal`)."""
+        return ops.compare("eq", self, other)
+
+    def same_as(self, other) -> bool:
+        """Whether `other` is this very node (TVM: `same_as`; `==` builds an expression)."""
+        return self is other
+
 
 @dataclass(frozen=True, eq=False, slots=True, repr=False)
 class Const(Expr):
@@ -406,6 +414,16 @@ class Reduce(Expr):
                 raise ExprError(f"axis {axis.name} is not a reduce axis; make it with "
                                 "tex.reduce_axis")
         object.__setattr__(self, "dtype", self.combiner.result_dtypes[self.value_index])
+
+    @property
+    def axis(self) -> tuple:
+        """The reduce axes, by TVM's name (`Reduce.axis`)."""
+        return self.axes
+
+    @property
+    def source(self) -> tuple[Expr, ...]:
+        """The sources, by TVM's name (`Reduce.source`)."""
+        return self.sources
 
 
 def _check_same_dtype(op: str, a: Expr, b: Expr):

@@ -5,7 +5,8 @@
   returns the statement.
 * `call_packed(name, *args)` is that statement, usually: a call of the Python
   function registered as `name` (`tex.register_func`, in
-  `tex.codegen.packed_func`), which gets the buffers as NumPy arrays.
+  `tex.codegen.packed_func`), which gets the buffers as NumPy arrays (with
+  TVM NDArray's `numpy()`, `copyfrom`, `copyto`).
 
     @tex.register_func("my.add_one")
     def add_one(x, y):
@@ -99,12 +100,13 @@ def call_packed(name: str, *args) -> PackedCall:
     """A call of the Python function registered as `name` (`tex.register_func`), as the
     statement of an extern stage; the function is looked up when the kernel runs.
 
-    Each argument is a buffer that `extern`'s fcompute received, which the
-    function gets as a NumPy array of the buffer's dtype and shape viewing its
-    memory (no copy; write the outputs in place), or a scalar: a Python int
-    or float, or a scalar expression over the kernel's sizes (`n`, `n * 2`),
-    which the function gets as a Python int, bool or float.
-    TVM: `tvm.tir.call_packed` (tex passes NumPy arrays, not NDArrays).
+    Each argument is a buffer that `extern`'s fcompute received (or its
+    `.data`), which the function gets as a NumPy array of the buffer's dtype
+    and shape viewing its memory (no copy; write the outputs in place) that
+    also has TVM NDArray's `numpy()`, `copyfrom` and `copyto`, or a scalar: a
+    Python int or float, or a scalar expression over the kernel's sizes (`n`,
+    `n * 2`), which the function gets as a Python int, bool or float.
+    TVM: `tvm.tir.call_packed`.
     """
     if not isinstance(name, str) or not name or "\0" in name:
         raise ExprError(f"call_packed: the first argument is the registered name of the "

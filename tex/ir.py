@@ -25,7 +25,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from tex.dtype import INDEX, DType
+from tex.dtype import INDEX, DType, as_dtype
 from tex.errors import ArgumentError, ExprError
 from tex import ops
 from tex.expr import Const, Expr, Node, Var
@@ -57,6 +57,29 @@ class Buffer:
 
     def __repr__(self):
         return f"Buffer({self.name})"
+
+    @property
+    def data(self) -> "Buffer":
+        """The buffer's memory as an argument of `call_packed` or `call_extern`: the buffer
+        itself, which they pass whole. TVM: `Buffer.data`."""
+        return self
+
+    def vload(self, begin, dtype=None) -> "Load":
+        """The element at index `begin` (a tuple, one index per dimension). TVM:
+        `Buffer.vload` (of scalars)."""
+        if dtype is not None and as_dtype(dtype) != self.dtype:
+            raise ExprError(f"vload of {self.name}: its elements are {self.dtype}, not {dtype}")
+        return Load(self, _element_index(begin))
+
+    def vstore(self, begin, value) -> "Store":
+        """The statement writing `value` into the element at index `begin`. TVM:
+        `Buffer.vstore`."""
+        return Store(self, ops.as_expr(value, self.dtype), _element_index(begin))
+
+
+def _element_index(begin) -> tuple[Expr, ...]:
+    items = tuple(begin) if isinstance(begin, (tuple, list)) else (begin,)
+    return tuple(ops.cast(INDEX, ops.as_expr(i, INDEX)) for i in items)
 
 
 def strides_of(buffer: Buffer) -> tuple:

@@ -197,6 +197,15 @@ def call(name: str, *args) -> Expr:
     return Call(name, tuple(cast(dtype, e) for e in exprs))
 
 
+def rounding(name: str, x) -> Expr:
+    """`floor`, `ceil`, `trunc`, `round` or `nearbyint` of `x`: an integer or bool is already
+    whole, so it is `x` itself (as TVM folds it); a float is the intrinsic's call."""
+    x = as_expr(x)
+    if x.dtype.is_int or x.dtype.is_bool:
+        return x
+    return call(name, x)
+
+
 def bit_count(name: str, x) -> Expr:
     """`clz` (leading zero bits; all bits for 0) or `popcount` (one bits) of the integer
     `x`, counted in its two's complement bits, as a value of its dtype."""

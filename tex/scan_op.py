@@ -7,9 +7,11 @@
 `scan(init, update, state_placeholder)` declares it as in TE: the state is a
 placeholder standing for the scan's own output, `update` a compute over the
 output's whole shape that reads it, `init` a compute (or tensor) giving the
-first rows. Several states at once are lists of the three, all updates of one
-shape. The result is a `ScanOp` with the update's shape and dtypes; its
-`scan_axis` runs over [k, m) and `spatial_axis` over the other dimensions.
+first rows. Several states at once are lists of the three; their updates
+share the first dimension. The result is a `ScanOp` with the updates' shapes
+and dtypes; its `scan_axis` runs over [k, m) and `spatial_axis` over the
+other dimensions: those of the first update when every update has its shape,
+else those of each update in turn (as in TE).
 
 What each step computes is the updates and every compute between them and the
 states (`ScanOp.step_ops`); the schedule computes those inside the scan axis.
@@ -32,6 +34,8 @@ class ScanOp:
     `axis` is (`scan_axis`, *`spatial_axis`), the loops of its stage; `body[k]`
     is what output k holds at a point of them, the value of update k there (the
     update's stage writes it in place, and reads of the state read the output).
+    Output k is indexed by the scan axis and its own spatial axes: all of them
+    when the outputs share a shape, else its part of them, in output order.
     """
 
     reduce_axis = ()
@@ -42,10 +46,11 @@ class ScanOp:
         self.name, self.axis = name, axis
         self.init, self.update, self.inputs = init, update, inputs
         self.state_placeholder = state_placeholder
-        self.shape = self.update[0].shape
+        self.shapes = tuple(u.shape for u in self.update)
+        self.shape = self.shapes[0]
         self.dtypes = tuple(u.dtype for u in self.update)
-        point = tuple(iv.var for iv in axis)
-        self.body = tuple(TensorRead(u, point) for u in self.update)
+        self.body = tuple(TensorRead(u, (axis[0].var,) + tuple(iv.var for iv in spatial))
+                          for u, spatial in zip(self.update, _spatial_of_outputs(axis, update)))
         self.outputs = tuple(Tensor(self, k) for k in range(len(self.update)))
 
     @property
@@ -78,6 +83,18 @@ class ScanOp:
 
     def __repr__(self):
         return f"scan {self.name}"
+
+
+def _spatial_of_outputs(axis, update) -> list[tuple[IterVar, ...]]:
+    """The spatial axes of each output (see `ScanOp`)."""
+    spatial = axis[1:]
+    if all(_same_extents(u.shape, update[0].shape) for u in update):
+        return [spatial] * len(update)
+    parts, start = [], 0
+    for u in update:
+        parts.append(spatial[start:start + len(u.shape) - 1])
+        start += len(u.shape) - 1
+    return parts
 
 
 def _reading_states(update, states: set, inputs: set) -> tuple[ComputeOp, ...]:
@@ -122,7 +139,7 @@ def scan(init, update, state_placeholder, inputs=None, name: str = "scan"):
     inputs = _tensors(inputs or [], "inputs", name)
     init = tuple(_computed(t, k, name) for k, t in enumerate(init))
     first = _check_shapes(init, update, state, name)
-    op = ScanOp(name, _scan_axes(update[0], first, name), init=init, update=update,
+    op = ScanOp(name, _scan_axes(update, first, name), init=init, update=update,
                 state_placeholder=state, inputs=inputs)
     _check_state_reads(op, first)
     return op.outputs[0] if op.num_outputs == 1 else list(op.outputs)
@@ -148,17 +165,17 @@ def _computed(init: Tensor, k: int, name: str) -> Tensor:
 
 def _check_shapes(init, update, state, name: str) -> Const:
     """The checked shapes and dtypes; returns the first step (the inits' extent)."""
-    shape = update[0].shape
     for k, (i, u, s) in enumerate(zip(init, update, state)):
+        shape = u.shape
         if not isinstance(u.op, ComputeOp):
             raise ExprError(f"scan {name}: update {k} must be a compute, got {u.op!r}")
         if not isinstance(s.op, PlaceholderOp):
             raise ExprError(f"scan {name}: state_placeholder {k} must be a placeholder, got "
                             f"{s.op!r}")
-        if not shape or not _same_extents(u.shape, shape):
-            raise ExprError(f"scan {name}: update {u.name} has shape {_text(u.shape)}; every "
-                            f"update needs the first update's shape {_text(shape)}, "
-                            "at least one dimension")
+        if not shape or not _same_extents(shape[:1], update[0].shape[:1]):
+            raise ExprError(f"scan {name}: update {u.name} has shape {_text(shape)}; every "
+                            f"update needs at least one dimension and the first update's "
+                            f"first, {_text(update[0].shape[:1])}")
         if not _same_extents(s.shape, shape):
             raise ExprError(f"scan {name}: state_placeholder {s.name} has shape "
                             f"{_text(s.shape)}, expected the update's {_text(shape)}")
@@ -173,10 +190,10 @@ def _check_shapes(init, update, state, name: str) -> Const:
                                                for i in init):
         raise ExprError(f"scan {name}: the inits' first dimension must be one constant number "
                         f"of rows, got {', '.join(_text(i.shape[:1]) for i in init)}")
-    steps = simplify(ops.binary("sub", shape[0], first))
+    steps = simplify(ops.binary("sub", update[0].shape[0], first))
     if isinstance(steps, Const) and steps.value < 0:
         raise ExprError(f"scan {name}: init has {first.value} rows, more than the "
-                        f"{_text(shape[:1])} of the update")
+                        f"{_text(update[0].shape[:1])} of the update")
     return first
 
 
@@ -190,12 +207,15 @@ def _text(shape) -> str:
     return "(" + ", ".join(str(simplify(e)) for e in shape) + ")"
 
 
-def _scan_axes(update: Tensor, first: Const, name: str) -> tuple[IterVar, ...]:
-    """The scan axis over [first, m) and a spatial axis per other dimension."""
-    steps = simplify(ops.binary("sub", update.shape[0], first))
+def _scan_axes(update, first: Const, name: str) -> tuple[IterVar, ...]:
+    """The scan axis over [first, m) and a spatial axis per other dimension: of the first
+    update when all updates share its shape, else of each update in turn."""
+    steps = simplify(ops.binary("sub", update[0].shape[0], first))
     axes = [IterVar(Var(f"{name}_idx", INDEX), Range(first, steps), "data")]
-    for iv, extent in zip(update.op.axis[1:], update.shape[1:]):
-        axes.append(IterVar(Var(iv.name, INDEX), Range(Const(INDEX, 0), extent), "data"))
+    shared = all(_same_extents(u.shape, update[0].shape) for u in update)
+    for u in update[:1] if shared else update:
+        for iv, extent in zip(u.op.axis[1:], u.shape[1:]):
+            axes.append(IterVar(Var(iv.name, INDEX), Range(Const(INDEX, 0), extent), "data"))
     return tuple(axes)
 
 

@@ -123,7 +123,8 @@ class Target:
                  "max_dynamic_shared_bytes", "max_threads_per_sm", "warp_size", "_mcpu",
                  "_mattr", "_mtriple", "_text")
 
-    def __init__(self, spec: str, host=None):
+    def __init__(self, target: str, host=None):
+        spec = target
         if not isinstance(spec, str) or not spec.split():
             raise BuildError(f"a target is a string such as 'llvm' or 'cuda -arch=sm_80', "
                              f"got {spec!r}")

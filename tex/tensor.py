@@ -64,6 +64,11 @@ class IterVar:
 
     __slots__ = ("var", "dom", "kind")
 
+    #: TVM's iteration types (`IterVar.Vectorized`, ...), as `Stage.iter_var_attrs` gives
+    #: them for a leaf axis.
+    DataPar, ThreadIndex, CommReduce, Ordered, DimInfo = 0, 1, 2, 3, 4
+    Unrolled, Vectorized, Parallelized, Tensorized = 5, 6, 7, 8
+
     def __init__(self, var: Var, dom: Range | None, kind: str):
         self.var, self.dom, self.kind = var, dom, kind
 
@@ -76,7 +81,7 @@ class IterVar:
 
     for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
                   "__floordiv__", "__rfloordiv__", "__mod__", "__rmod__", "__truediv__",
-                  "__rtruediv__", "__neg__", "__lt__", "__le__", "__gt__", "__ge__"):
+                  "__rtruediv__", "__neg__", "__lt__", "__le__", "__gt__", "__ge__", "equal"):
         locals()[_name] = _forward(_name)
     del _name
 
@@ -120,13 +125,12 @@ class Tensor:
 
     @property
     def shape(self) -> tuple[Expr, ...]:
-        if isinstance(self.op, ExternOp):  # its outputs may differ in shape
-            return self.op.shapes[self.value_index]
-        return self.op.shape
+        shapes = getattr(self.op, "shapes", None)  # an extern's or scan's outputs may differ
+        return self.op.shape if shapes is None else shapes[self.value_index]
 
     @property
     def ndim(self) -> int:
-        return len(self.op.shape)
+        return len(self.shape)
 
     @property
     def dtype(self) -> DType:
@@ -246,12 +250,23 @@ class ComputeOp:
         return f"compute {self.name}"
 
 
+def _whole_float_as_int(extent, what: str):
+    """A float extent that is a whole number (`N / bn` with N = 1024, bn = 32) as that int,
+    as TE accepts it; any other float is an error naming the dimension."""
+    value = extent.value if isinstance(extent, Const) and extent.dtype.is_float else extent
+    if not isinstance(value, float):
+        return extent
+    if not value.is_integer():
+        raise ExprError(f"{what} must be a whole number, got {value}")
+    return int(value)
+
+
 def _shape(shape, what: str) -> tuple[Expr, ...]:
     if not isinstance(shape, (tuple, list)):
         shape = (shape,)
     result = []
     for d, extent in enumerate(shape):
-        e = ops.as_expr(extent, INDEX)
+        e = ops.as_expr(_whole_float_as_int(extent, f"{what}: dimension {d}"), INDEX)
         if not e.dtype.is_int:
             raise ExprError(f"{what}: dimension {d} must be an integer, got {e} ({e.dtype})")
         if isinstance(e, Const) and e.value <= 0:

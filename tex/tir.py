@@ -31,7 +31,7 @@ from tex import ir_builder, ops, stmt_functor  # noqa: F401 - tvm.tir.stmt_funct
 from tex.buffer_decl import decl_buffer
 from tex.errors import ExprError
 from tex.ops import call_pure_extern  # noqa: F401 - re-exported: tvm.tir.call_pure_extern
-from tex.expr import Expr
+from tex.expr import Const, Expr
 from tex.expr import Var as _VarNode
 from tex.tensor import (comm_reducer, const, max, max_value, min, min_value,  # noqa: A004
                         size_var, sum, var)
@@ -48,14 +48,31 @@ if_then_else = ops.if_then_else
 Select = ops.if_then_else
 
 
-def IntImm(dtype, value) -> Expr:
-    """An integer constant. TVM: `tir.IntImm(dtype, value)`."""
-    return _typed_const("IntImm", dtype, value, lambda d: d.is_int or d.is_bool)
+class _ConstantKind(type):
+    """The type of `IntImm` and `FloatImm`: calling one makes a `Const` of its kind, and
+    `isinstance(e, IntImm)` asks whether `e` is a constant of that kind, as in TVM."""
+
+    def __call__(cls, dtype, value) -> Expr:
+        return _typed_const(cls.__name__, dtype, value, cls.fits)
+
+    def __instancecheck__(cls, obj) -> bool:
+        return isinstance(obj, Const) and cls.fits(obj.dtype)
 
 
-def FloatImm(dtype, value) -> Expr:
+class IntImm(metaclass=_ConstantKind):
+    """An integer (or bool) constant. TVM: `tir.IntImm(dtype, value)`."""
+
+    @staticmethod
+    def fits(dtype) -> bool:
+        return dtype.is_int or dtype.is_bool
+
+
+class FloatImm(metaclass=_ConstantKind):
     """A float constant. TVM: `tir.FloatImm(dtype, value)`."""
-    return _typed_const("FloatImm", dtype, value, lambda d: d.is_float)
+
+    @staticmethod
+    def fits(dtype) -> bool:
+        return dtype.is_float
 
 
 def _typed_const(who: str, dtype, value, fits) -> Expr:

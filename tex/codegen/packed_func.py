@@ -17,8 +17,10 @@ and rank, a scalar as int64, float64 or bool. `values[k]` holds argument k: a
 buffer's data pointer, an integer (0 or 1 for a bool), or a double's bits; `shapes` the
 dimensions of the buffer arguments, one buffer after another. The symbol is
 a ctypes callback, made known to LLVM's JIT (`install`) when an object
-refers to it. It wraps each buffer as a NumPy array of its dtype and shape
-over the kernel's memory (no copy; valid during the call only), calls the
+refers to it. It wraps each buffer as a `PackedArray` of its dtype and shape
+over the kernel's memory (no copy; valid during the call only): a NumPy array
+that also has TVM NDArray's `numpy()`, `asnumpy()`, `copyfrom` and `copyto`,
+so TVM's packed functions run unchanged. Then it calls the
 function with the GIL held (ctypes takes it) and returns 0. When the name
 is not registered or the function raises, it keeps the exception for this
 thread and returns 1; the kernel then frees what it allocated and returns
@@ -42,10 +44,43 @@ import llvmlite.binding as llvm
 import numpy as np
 
 from tex.dtype import as_dtype
-from tex.errors import PackedFuncError
+from tex.errors import ArgumentError, PackedFuncError
 from tex.ir import PackedCall
 
 SYMBOL = "tex_call_packed"
+
+
+class PackedArray(np.ndarray):
+    """A NumPy array with TVM NDArray's methods: what a packed function receives for a
+    buffer (a view of the kernel's memory), and the base of `tex.nd.NDArray`."""
+
+    def numpy(self) -> np.ndarray:
+        """A copy, as a plain NumPy array. TVM: `NDArray.numpy()`."""
+        return np.array(self)
+
+    asnumpy = numpy
+
+    def copyfrom(self, source) -> "PackedArray":
+        """Copy `source` (an array of this shape) into this array; returns it.
+        TVM: `NDArray.copyfrom`."""
+        source = np.asarray(source)
+        if source.shape != self.shape:
+            raise ArgumentError(f"copyfrom: the source has shape {source.shape}, this array "
+                                f"{self.shape}")
+        self[...] = source
+        return self
+
+    def copyto(self, target):
+        """Copy this array into `target` (an array of this shape); returns `target`.
+        TVM: `NDArray.copyto`."""
+        if not isinstance(target, np.ndarray):
+            raise ArgumentError(f"copyto: expected an array to copy into, got "
+                                f"{type(target).__name__} {target!r}")
+        if target.shape != self.shape:
+            raise ArgumentError(f"copyto: the target has shape {target.shape}, this array "
+                                f"{self.shape}")
+        target[...] = self
+        return target
 
 _registry: dict[str, Callable] = {}
 _registry_lock = threading.Lock()
@@ -120,8 +155,9 @@ def _array(address: int | None, dtype: np.dtype, shape: tuple) -> np.ndarray:
     """The array of `dtype` and `shape` over the memory at `address` (no copy)."""
     nbytes = dtype.itemsize * math.prod(shape)
     if nbytes == 0:
-        return np.empty(shape, dtype)
-    return np.frombuffer((ctypes.c_char * nbytes).from_address(address), dtype).reshape(shape)
+        return np.empty(shape, dtype).view(PackedArray)
+    memory = (ctypes.c_char * nbytes).from_address(address)
+    return np.frombuffer(memory, dtype).reshape(shape).view(PackedArray)
 
 
 def _arguments(kinds: tuple, values: int, shapes: int) -> list:

@@ -24,7 +24,8 @@ from tex.expr import Const, Expr, Var
 from tex.ir import (Allocate, AtomicUpdate, Buffer, For, IfThenElse, Load, Store, ThreadIndex,
                     ThreadReduce, seq, warp_sized)
 from tex.lower.bound import StagePlan, storage_scope
-from tex.lower.nest import StageLoops, point_body, stage_outputs, update_statement
+from tex.lower.nest import (StageLoops, point_body, stage_outputs, store_predicate,
+                            update_statement)
 from tex.schedule.stage import Stage
 from tex.tensor import IterVar
 
@@ -75,9 +76,9 @@ def gpu_reduction_nest(loops: StageLoops, first: int):
         results = [Load(b, zero) for b in combined]
     write = _final_write(loops, outputs, results, (thread_leaves, block_leaf))
     write = loops.guards_moved_below(first, write)
-    one_thread = one_of_the_copies(plan, loops.lowering)
-    if one_thread is not None:
-        write = IfThenElse(one_thread, write)
+    for cond in (one_of_the_copies(plan, loops.lowering), store_predicate(plan)):
+        if cond is not None:
+            write = IfThenElse(cond, write)
 
     def around_accumulation(update_loops):
         stmt = seq(init, update_loops, *combine, write)

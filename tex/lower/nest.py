@@ -21,13 +21,14 @@ from tex import ops
 from tex.dtype import INDEX
 from tex.errors import LoweringError
 from tex.expr import Const, Expr, Reduce, Var
-from tex.ir import IMPORT_PRAGMAS, Allocate, For, IfThenElse, LetStmt, Load, Stmt, Store, seq
+from tex.ir import (IMPORT_PRAGMAS, Allocate, For, IfThenElse, LetStmt, Load, Stmt, Store,
+                    ThreadIndex, seq)
 from tex.lower.bound import StagePlan
 from tex.lower.buffers import TensorBuffer, to_loads
 from tex.lower.loop_marks import check_double_buffer, mark_double_buffer, mark_pipeline, \
     mark_prefetches
 from tex.tensor import Tensor
-from tex.visitor import free_vars, substitute
+from tex.visitor import collect, free_vars, substitute
 
 _ZERO = Const(INDEX, 0)
 _LOOP_KIND = {None: "serial", "parallel": "parallel", "vectorize": "vectorized",
@@ -204,15 +205,38 @@ def stage_nest(loops: StageLoops, one_thread=None):
     body, outputs = point_body(plan, lowering), stage_outputs(plan, lowering)
     leaves = plan.stage.leaf_iter_vars
     first = reduction_start(plan.stage)
+    predicate = store_predicate(plan)
     if first is None:
         provide = seq(*(Store(b, v, i) for (b, i), v in zip(outputs.targets(), body)))
+        provide = provide if predicate is None else IfThenElse(predicate, provide)
         return loops.around(leaves, provide, dict(loops.depth))
     identities = plan.op.body[0].combiner.identities
     init = seq(*(Store(b, ident, i) for (b, i), ident in zip(outputs.targets(), identities)))
     update = update_statement(body[0], outputs.targets())
-    if one_thread is not None:
-        init, update = IfThenElse(one_thread, init), IfThenElse(one_thread, update)
+    for cond in (one_thread, predicate):
+        if cond is not None:
+            init, update = IfThenElse(cond, init), IfThenElse(cond, update)
     return init_and_update(loops, leaves, first, (init, update))
+
+
+def store_predicate(plan: StagePlan) -> Expr | None:
+    """The condition of `Stage.set_store_predicate` over the stage's leaf loops (None when
+    not set), checked: each thread index it reads is one some loop of the schedule is
+    bound to, and it reads no reduction axis (the initial value is stored outside them)."""
+    cond, stage = plan.stage.store_predicate, plan.stage
+    if cond is None:
+        return None
+    bound = {tag for st in stage.schedule.stages for tag in st.bindings.values()}
+    for thread in collect(cond, lambda n: isinstance(n, ThreadIndex)):
+        if thread.tag not in bound:
+            raise LoweringError(f"stage {stage.name}: the store predicate reads "
+                                f"{thread.tag}, but no loop of the schedule is bound to it")
+    reduce_vars = {v.var for v in (*plan.op.reduce_axis, *stage.leaf_iter_vars)
+                   if v.kind == "reduce"}
+    for var in free_vars(cond) & reduce_vars:
+        raise LoweringError(f"stage {stage.name}: the store predicate reads reduction axis "
+                            f"{var.name}; it may read data axes, thread indices and sizes")
+    return substitute(cond, plan.root_values)
 
 
 def init_and_update(loops: StageLoops, leaves, first: int, statements: tuple):

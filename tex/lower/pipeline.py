@@ -50,14 +50,15 @@ def kernel_interface(sch, args, name: str = "main") -> KernelInterface:
     A tensor of `args` is a param; a variable is passed by value at its position: a
     size variable (one that a tensor's shape uses), checked against the arrays'
     shapes, or else a scalar parameter, which follows the size variables in
-    `size_vars`."""
+    `size_vars`. A tensor whose stage is inlined stays a param, as in TE, but the
+    kernel neither writes nor reads it, so it is not an output."""
     args = _check_args(sch, args)
     tensors = [a for a in args if isinstance(a, Tensor)]
     params = tuple(Buffer(t.name, t.dtype, t.shape) for t in tensors)
     shape_vars = _size_vars(tensors)
     sizes = set(shape_vars)
     scalars = tuple(a for a in args if isinstance(a, Var) and a not in sizes)
-    outputs = tuple(p for t, p in zip(tensors, params) if sch.stage_of(t) is not None)
+    outputs = tuple(p for t, p in zip(tensors, params) if _written(sch, t))
     buffer_of = dict(zip(tensors, params))
     arguments = tuple(buffer_of[a] if isinstance(a, Tensor) else a for a in args) \
         if len(tensors) < len(args) else ()
@@ -75,7 +76,6 @@ def schedule_to_func(sch, args, name: str = "main") -> LoweredFunc:
     lowered = {s.stage for s in stages}
     for s in stages:
         check_attach(s.stage, consumers[s.stage], lowered)
-    _check_args_not_inlined(sch, args)
     plans = check_scans(infer_bounds(stages, consumers))
     buffers = share_scan_buffers(plans, make_buffers(plans, params), params)
     lowering = Lowering(drop_unneeded_guards(plans, buffers), buffers)
@@ -106,6 +106,10 @@ def _imports(plans) -> tuple:
 
 def _stage_nest(plan, lowering: Lowering, nests: dict):
     """The nest of `plan`'s stage, built by the module its kind of stage needs."""
+    if plan.stage.store_predicate is not None and (
+            isinstance(plan.op, (ExternOp, ScanOp)) or plan.stage.tensorized is not None):
+        raise LoweringError(f"stage {plan.stage.name}: set_store_predicate applies to compute "
+                            "stages, not to extern, scan or tensorized ones")
     if isinstance(plan.op, ExternOp):
         return extern_nest(plan, lowering.buffers)
     loops = StageLoops(plan, lowering, nests)
@@ -161,15 +165,10 @@ def _check_variable_arg(i: int, var: Var):
                             "value")
 
 
-def _check_args_not_inlined(sch, args):
-    """A kernel argument computed by the schedule is written: at the root, or part by part
-    at a loop (into the argument's buffer), but not inlined."""
-    for t in args:
-        stage = sch.stage_of(t) if isinstance(t, Tensor) else None
-        if stage is not None and stage.attach.kind == "inline":
-            raise LoweringError(f"stage {stage.name} is a kernel argument, so it must be "
-                                "computed (at the root or at a loop), not inlined; leave "
-                                "compute_inline out or drop it from the arguments")
+def _written(sch, tensor: Tensor) -> bool:
+    """Whether the kernel writes `tensor`: computed by the schedule and not inlined."""
+    stage = sch.stage_of(tensor)
+    return stage is not None and stage.attach.kind != "inline"
 
 
 def _check_root_scopes(sch, roots):

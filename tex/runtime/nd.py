@@ -8,7 +8,7 @@
 
 On the CPU, an array is an `NDArray`: a NumPy array (a subclass, its data on
 a cache line as `tex.empty` places it) that also answers TVM's `numpy()`,
-`asnumpy()` and `device`. On a GPU it is a `tex.DeviceArray`. Kernels take
+`asnumpy()`, `copyfrom`, `copyto` and `device`. On a GPU it is a `tex.DeviceArray`. Kernels take
 both like any other array; tex kernels take plain NumPy arrays as well.
 """
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tex.codegen.packed_func import PackedArray
 from tex.errors import ArgumentError, DeviceError
 from tex.runtime.cuda_device import (DeviceArray, device_array, empty_device, gpu_available,
                                      synchronize)
@@ -81,24 +82,26 @@ def cuda(index: int = 0) -> Device:
     return device("cuda", index)
 
 
-class NDArray(np.ndarray):
-    """A NumPy array with TVM's `numpy()`, `asnumpy()` and `device` (the CPU)."""
-
-    def numpy(self) -> np.ndarray:
-        """A copy, as a plain NumPy array."""
-        return np.array(self)
-
-    asnumpy = numpy
+class NDArray(PackedArray):
+    """A NumPy array with TVM's `numpy()`, `asnumpy()`, `copyfrom`, `copyto` and `device`
+    (the CPU)."""
 
     @property
     def device(self) -> Device:
         return cpu(0)
 
+    def copyto(self, target):
+        """Copy into `target`, an array of this shape (returned), or onto the device
+        `target` (a new array). TVM: `NDArray.copyto`."""
+        if isinstance(target, Device):
+            return array(self, target)
+        return super().copyto(target)
 
-def array(source, dev: Device | None = None):
-    """A copy of `source` (anything `np.asarray` takes) on `dev` (default: the CPU), as
+
+def array(source, device: Device | None = None):
+    """A copy of `source` (anything `np.asarray` takes) on `device` (default: the CPU), as
     an `NDArray` or, on a GPU, a `DeviceArray`. TVM: `tvm.nd.array(x, dev)`."""
-    dev = _checked_device(dev, "tex.nd.array")
+    dev = _checked_device(device, "tex.nd.array")
     host = np.asarray(source)
     if dev.kind == "cuda":
         return device_array(host)
@@ -107,9 +110,9 @@ def array(source, dev: Device | None = None):
     return out.view(NDArray)
 
 
-def empty(shape, dtype="float32", dev: Device | None = None):
-    """An uninitialised array on `dev` (default: the CPU). TVM: `tvm.nd.empty`."""
-    dev = _checked_device(dev, "tex.nd.empty")
+def empty(shape, dtype="float32", device: Device | None = None):
+    """An uninitialised array on `device` (default: the CPU). TVM: `tvm.nd.empty`."""
+    dev = _checked_device(device, "tex.nd.empty")
     if dev.kind == "cuda":
         return empty_device(shape, str(dtype))
     return host_empty(shape, dtype).view(NDArray)

@@ -41,7 +41,7 @@ class ScanStage(Stage):
                     "steps run in order, each reading the ones before; it stays the outermost, "
                     "serial loop (schedule the spatial axes, or the update's stage)")
 
-    def split(self, parent, factor=None, nparts=None):
+    def split(self, parent, factor=None, nparts=None, disable_predication: bool = False):
         self._not_the_scan_axis([parent], "split")
         return super().split(parent, factor=factor, nparts=nparts)
 

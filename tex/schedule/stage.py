@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tex import ops
 from tex.dtype import INDEX
 from tex.errors import ScheduleError
-from tex.expr import Var
-from tex.ir import IMPORT_PRAGMAS, LAUNCH_BOUNDS_PRAGMA, THREAD_TAGS
+from tex.expr import Const, Var
+from tex.ir import IMPORT_PRAGMAS, LAUNCH_BOUNDS_PRAGMA, THREAD_TAGS, ThreadIndex
 from tex.schedule.tensorize import TensorIntrin
-from tex.tensor import IterVar, Tensor
+from tex.tensor import IterVar, Range, Tensor
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +95,33 @@ INLINE = Attach("inline")
 #: Loop annotations a leaf axis may carry (at most one each).
 ANNOTATIONS = ("unroll", "vectorize", "parallel")
 
+#: TVM's iteration type (`IterVar.Unrolled`, ...) of each annotation.
+_ITER_TYPES = {"unroll": IterVar.Unrolled, "vectorize": IterVar.Vectorized,
+               "parallel": IterVar.Parallelized}
+
+#: TVM's attach types (`Stage.attach_type`) of tex's attachments.
+_ATTACH_TYPES = {"root": 1, "inline": 2, "at": 4}
+
+
+@dataclass(frozen=True, slots=True)
+class PragmaKey:
+    """A pragma's key as TVM's `iter_var_attrs[axis].pragma_keys` gives it (`.value`)."""
+
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class IterVarAttr:
+    """What a schedule says of one leaf axis, as TVM's `Stage.iter_var_attrs[axis]`:
+    `iter_type` (`tex.IterVar.Vectorized`, ...), `bind_thread` (the thread tag or None),
+    `pragma_keys` and `pragma_values`, `tensor_intrin` (None unless tensorized there)."""
+
+    iter_type: int
+    bind_thread: str | None
+    pragma_keys: tuple[PragmaKey, ...]
+    pragma_values: tuple
+    tensor_intrin: TensorIntrin | None
+
 #: Where a stage's buffer lives (see `Stage.set_scope`).
 SCOPES = ("global", "shared", "local")
 
@@ -104,24 +132,63 @@ REDUCE_STRATEGIES = ("shared", "warp", "atomic")
 
 @dataclass(frozen=True, slots=True)
 class ThreadAxis:
-    """A GPU thread axis that loops are bound to: `tex.thread_axis("threadIdx.x")`."""
+    """A GPU thread axis that loops are bound to: `tex.thread_axis("threadIdx.x")`.
+
+    Axes are identified by their tag; `extent` (from a range `(0, n)`) and `name`
+    are what the user declared, not part of the identity. `var` stands for the
+    thread's index in a store predicate (`Stage.set_store_predicate(tx.var.equal(0))`)."""
 
     tag: str
+    extent: int | None = field(default=None, compare=False)
+    name: str = field(default="", compare=False)
+
+    @property
+    def var(self) -> ThreadIndex:
+        """The index of the running thread along this axis, for expressions."""
+        if self.tag == "vthread":
+            raise ScheduleError(f"thread_axis {self.name}: a vthread has no thread index to "
+                                "use in an expression")
+        return ThreadIndex(self.tag)
 
 
-def thread_axis(tag: str) -> ThreadAxis:
+def thread_axis(dom=None, tag: str = "", name: str = "") -> ThreadAxis:
     """The GPU thread axis `tag`: "blockIdx.x|y|z", "threadIdx.x|y|z" or "vthread".
 
     A loop bound to a blockIdx axis runs its iterations on different blocks,
     to a threadIdx axis on different threads of a block; "vthread" is a
     virtual thread, run serially in each thread but treated like a thread by
     bound inference (so a shared tile covers every virtual thread).
-    TVM: `te.thread_axis`; Halide: `gpu_blocks` / `gpu_threads`.
+    As in TE, the tag may come first (`thread_axis("threadIdx.x", name="tx")`)
+    or after a range (`thread_axis((0, 8), "threadIdx.x")`); a loop bound to
+    an axis with a range must have that many iterations where `bind` can
+    tell. TVM: `te.thread_axis`; Halide: `gpu_blocks` / `gpu_threads`.
     """
+    if isinstance(dom, str):
+        if tag:
+            raise ScheduleError(f"thread_axis: got the tag twice ({dom!r} and {tag!r}); "
+                                "pass thread_axis(tag) or thread_axis((0, n), tag)")
+        dom, tag = None, dom
     if tag not in THREAD_TAGS:
         raise ScheduleError(f"thread_axis: unknown thread axis {tag!r}; expected one of "
                             f"{', '.join(THREAD_TAGS)}")
-    return ThreadAxis(tag)
+    return ThreadAxis(tag, _thread_extent(dom, tag), name or tag)
+
+
+def _thread_extent(dom, tag: str) -> int | None:
+    """The number of threads of a range `(0, n)` (or `Range`) given to `thread_axis`."""
+    if dom is None:
+        return None
+    if isinstance(dom, Range):
+        lo, hi = dom.min, dom.extent
+    elif isinstance(dom, (tuple, list)) and len(dom) == 2:
+        lo, hi = dom
+    else:
+        lo = hi = None
+    lo, hi = (b.value if isinstance(b, Const) else b for b in (lo, hi))
+    if lo != 0 or not isinstance(hi, int) or isinstance(hi, bool) or hi <= 0:
+        raise ScheduleError(f"thread_axis {tag}: the range must be (0, n) with a positive "
+                            f"constant n, got {dom!r}")
+    return hi
 
 
 @dataclass(eq=False)
@@ -149,6 +216,7 @@ class Stage:
     tensorized: tuple | None = None                   # (IterVar, TensorIntrin) or None
     double_buffered: bool = False
     pipeline_stages: int = 0                          # Stage.pipeline's stages, 0: none
+    store_predicate: object = None                    # bool Expr or None
 
     @classmethod
     def of(cls, op, schedule, origin_op=None) -> "Stage":
@@ -162,6 +230,31 @@ class Stage:
 
     def __repr__(self):
         return f"Stage({self.name})"
+
+    @property
+    def attach_type(self) -> int:
+        """TVM's attach type: 1 at the root, 2 inlined, 4 computed at a loop."""
+        return _ATTACH_TYPES[self.attach.kind]
+
+    @property
+    def iter_var_attrs(self) -> dict:
+        """`IterVarAttr` of each leaf axis the schedule annotated, bound, gave pragmas or
+        tensorized. TVM: `Stage.iter_var_attrs`."""
+        found = {}
+        for axis in self.leaf_iter_vars:
+            pragmas = self.pragmas.get(axis, [])
+            intrin = self.tensorized[1] if self.tensorized and self.tensorized[0] is axis \
+                else None
+            if axis in self.annotations or axis in self.bindings or pragmas or intrin:
+                iter_type = IterVar.Tensorized if intrin else \
+                    _ITER_TYPES.get(self.annotations.get(axis),
+                                    IterVar.ThreadIndex if axis in self.bindings else
+                                    IterVar.CommReduce if axis.kind == "reduce" else
+                                    IterVar.DataPar)
+                found[axis] = IterVarAttr(iter_type, self.bindings.get(axis),
+                                          tuple(PragmaKey(k) for k, _ in pragmas),
+                                          tuple(v for _, v in pragmas), intrin)
+        return found
 
     # --- checks ---------------------------------------------------------
     def _leaf(self, axis, primitive: str) -> IterVar:
@@ -190,7 +283,7 @@ class Stage:
         self.schedule.version += 1
 
     # --- loop structure ---------------------------------------------------
-    def split(self, parent, factor=None, nparts=None):
+    def split(self, parent, factor=None, nparts=None, disable_predication: bool = False):
         """Split `parent` into (outer, inner); returns both.
 
         `factor` fixes the inner extent, `nparts` the outer one; exactly one is
@@ -200,6 +293,8 @@ class Stage:
               body(i)           ->        for i_inner in range(8):
                                             if i_outer * 8 + i_inner < n: body(...)
 
+        `disable_predication` is accepted for TVM's sake and changes nothing: tex
+        keeps the guard, which lowering drops where it can prove the split divides.
         TVM: `split`; Halide: `split` (Halide rounds up instead of guarding).
         """
         parent = self._leaf(parent, "split")
@@ -364,8 +459,12 @@ class Stage:
         and threads * min_blocks at most the target's `max_threads_per_sm` (a
         `BuildError` otherwise).
 
-        TVM: `pragma`; TVM's CUDA backend writes `__launch_bounds__` itself.
+        As in TVM, the keys "unroll" and "vectorize" without a value are `unroll(axis)`
+        and `vectorize(axis)`. TVM: `pragma`; TVM's CUDA backend writes
+        `__launch_bounds__` itself.
         """
+        if key in ("unroll", "vectorize") and value is None:
+            return getattr(self, key)(axis)
         axis = self._leaf(axis, "pragma")
         if not isinstance(key, str) or not key:
             raise ScheduleError(f"pragma on stage {self.name}, axis {axis.name}: key must be a "
@@ -596,7 +695,40 @@ class Stage:
         if axis.kind == "reduce" and tag == "vthread":
             raise ScheduleError(f"bind on stage {self.name}: reduction axis {axis.name} "
                                 "cannot be a vthread; bind it to threadIdx or blockIdx")
+        declared, known = getattr(thread_axis, "extent", None), self._known_extent(axis)
+        if declared is not None and known is not None and declared != known:
+            raise ScheduleError(f"bind on stage {self.name}: axis {axis.name} has {known} "
+                                f"iterations but thread axis {thread_axis.name} was declared "
+                                f"with range (0, {declared})")
         self.bindings[axis] = tag
+        self._touch()
+
+    def _known_extent(self, axis: IterVar) -> int | None:
+        """The constant extent of `axis` where its declaration or split fixes it, else None."""
+        for rel in self.relations:
+            if isinstance(rel, Split) and axis is rel.inner and rel.factor is not None:
+                return rel.factor
+            if isinstance(rel, Split) and axis is rel.outer and rel.nparts is not None:
+                return rel.nparts
+        if axis.dom is not None and isinstance(axis.dom.extent, Const) \
+                and isinstance(axis.dom.min, Const) and axis.dom.min.value == 0:
+            return axis.dom.extent.value
+        return None
+
+    def set_store_predicate(self, predicate):
+        """Store the stage's values only where `predicate` holds: every store into its
+        output (a reduction's initial value and updates too; after a reduction across
+        GPU threads, the write of the combined result).
+
+        `predicate` is a bool expression of the stage's axes and of thread axes'
+        `var` (`tx.var.equal(0)`: only the first thread along `tx` writes, as after
+        a reduction across threads). TVM: `set_store_predicate`.
+        """
+        cond = ops.as_expr(predicate)
+        if not cond.dtype.is_bool or cond.dtype.lanes != 1:
+            raise ScheduleError(f"set_store_predicate on stage {self.name}: expected a bool "
+                                f"expression, got {cond} ({cond.dtype})")
+        self.store_predicate = cond
         self._touch()
 
     def reduce_strategy(self, axis, strategy: str):
