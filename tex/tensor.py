@@ -384,7 +384,8 @@ class Reducer:
         sources = tuple(ops.as_expr(s) for s in (source if tuple_form else (source,)))
         condition = ops.as_expr(True if where is None else where)
         if not condition.dtype.is_bool:
-            raise ExprError(f"{self.name}: `where` must be a bool expression, got {condition.dtype}")
+            raise ExprError(f"{self.name}: `where` must be a bool expression, got "
+                            f"{condition.dtype}")
         combiner = self.typed(tuple(s.dtype for s in sources))
         nodes = tuple(Reduce(combiner, sources, axes, condition, k) for k in range(len(sources)))
         return nodes if tuple_form else nodes[0]

@@ -584,8 +584,9 @@ class Stage:
         TVM: `storage_align`.
         """
         if axis not in self.op.axis:
-            raise ScheduleError(f"storage_align on stage {self.name}: {getattr(axis, 'name', axis)} "
-                                "is not one of the operation's own data axes (op.axis)")
+            name = getattr(axis, "name", axis)
+            raise ScheduleError(f"storage_align on stage {self.name}: {name} is not one of "
+                                "the operation's own data axes (op.axis)")
         self._positive(factor, "factor", "storage_align", axis)
         if not isinstance(offset, int) or not 0 <= offset < factor:
             raise ScheduleError(f"storage_align on stage {self.name}, axis {axis.name}: offset "
@@ -759,8 +760,8 @@ class Stage:
                                 "data axis; give a reduction axis bound to a thread axis")
         if strategy not in REDUCE_STRATEGIES:
             raise ScheduleError(f"reduce_strategy on stage {self.name}, axis {axis.name}: "
-                                f"strategy must be one of {', '.join(map(repr, REDUCE_STRATEGIES))}, "
-                                f"got {strategy!r}")
+                                "strategy must be one of "
+                                f"{', '.join(map(repr, REDUCE_STRATEGIES))}, got {strategy!r}")
         self.reduce_strategies[axis] = strategy
         self._touch()
 
