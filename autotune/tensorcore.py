@@ -9,7 +9,8 @@ its tiles knobs: the block tile, the warp tile, the reduction steps per shared
 panel (`k_tile`) and the pipeline's slots (`stages`). A configuration whose
 warps do not tile the block, whose block holds more threads than the target
 allows, or whose padded panels need more shared memory than the target gives
-a block, raises `InvalidConfig`: it is never built or measured.
+a block (dynamic shared memory past 48 KB), raises `InvalidConfig`: it is never
+built or measured.
 """
 from __future__ import annotations
 
@@ -50,7 +51,8 @@ def _check(block, warp, k_tile: int, stages: int, dtype: str):
         raise InvalidConfig(f"{threads} threads exceed the target's "
                             f"{target.max_threads_per_block} per block")
     shared = cuda_mma.panel_bytes(block, k_tile, dtype) * stages
-    if shared > target.max_shared_bytes:
+    limit = target.max_dynamic_shared_bytes or target.max_shared_bytes
+    if shared > limit:
         raise InvalidConfig(f"{stages} stages of {block[0]}x{block[1]}x{k_tile} panels need "
                             f"{shared} bytes of shared memory; the target gives a block "
-                            f"{target.max_shared_bytes}")
+                            f"{limit}")

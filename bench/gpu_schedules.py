@@ -144,12 +144,18 @@ def matmul_wmma(n: int, m: int, k: int, warps: tuple[int, int] = (2, 2)) -> GpuC
                    _matmul_work(16 * warps[0], 16 * warps[1], k, 2))
 
 
+#: The tensor-core matmul's tiles: 128 x 256 blocks of 8 warps of 64 x 64, k-tiles of 32,
+#: three cp.async stages (80 KB of dynamic shared memory).
+MMA_TILES = {"block": (128, 256), "warp": (64, 64), "k_tile": 32, "stages": 3}
+
+
 def matmul_mma(n: int, m: int, k: int, dtype: str = "float16", **tiles) -> GpuCase:
     """C (float32) = A @ B (float16 or bfloat16) on tensor cores: mma.sync with ldmatrix
     operands, cp.async pipelined shared tiles (`tex.intrin.cuda_mma.matmul_schedule`;
-    `tiles` are its block, warp, k_tile and stages)."""
+    `tiles` are its block, warp, k_tile and stages, MMA_TILES where not given)."""
+    tiles = {**MMA_TILES, **tiles}
     s, args = cuda_mma.matmul_schedule(n, m, k, dtype, **tiles)
-    rows, cols = tiles.get("block", (128, 128))
+    rows, cols = tiles["block"]
     return GpuCase(f"matmul_{cuda_mma.DTYPES[dtype]}_mma", s, args,
                    lambda a, b: a.astype("float64") @ b.astype("float64"), [(n, k), (k, m)],
                    dtype, _matmul_work(min(rows, n), min(cols, m), k, 2))

@@ -6,8 +6,9 @@ Every kernel of bench/gpu_schedules.py, built at the benchmark's sizes (matmul
 4096³, reductions and softmax over 8192 x 8192, ...) for `cuda -arch=<arch>` and
 compiled by NVRTC. Per kernel function it prints:
 
-* registers, spill bytes (stores + loads) and static shared memory bytes, as
-  ptxas reports them (`tex.codegen.nvrtc.resource_usage`);
+* registers, spill bytes (stores + loads) and shared memory bytes, as ptxas
+  reports them (`tex.codegen.nvrtc.resource_usage`), plus the dynamic shared
+  memory a launch asks for (`CudaLaunch.shared_bytes`, past 48 KB);
 * counts of the SASS instructions that matter (`FAMILIES`: FFMA, HMMA, global
   and shared loads and stores by width, LDGSTS, LDSM, BAR, SHFL, MUFU, ...) in the
   main loop and in the whole kernel, from `nvdisasm` (the nvidia-cuda-nvdisasm
@@ -186,6 +187,8 @@ def kernel_facts(case: cases.GpuCase, arch: str) -> dict[str, dict]:
     source = kernel.get_source("cuda")
     usage = nvrtc.resource_usage(source, arch)
     sass = disassemble(nvrtc.compile_source(source, arch))
+    launches = kernel.imported_modules[0].launches
+    dynamic = {launch.name: launch.shared_bytes for launch in launches}
     facts = {}
     for function in sorted(usage):
         instructions = sass.get(function, [])
@@ -194,7 +197,7 @@ def kernel_facts(case: cases.GpuCase, arch: str) -> dict[str, dict]:
         facts[name] = {
             "registers": usage[function]["registers"],
             "spills": usage[function]["spill_bytes"],
-            "shared_bytes": usage[function]["shared_bytes"],
+            "shared_bytes": usage[function]["shared_bytes"] + dynamic.get(function, 0),
             "sass": count(loop) if loop else {},
             "sass_kernel": count(instructions),
             "loop_instructions": _executable(loop or []),

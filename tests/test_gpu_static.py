@@ -37,7 +37,8 @@ def test_shared_memory_matmul_main_loop_is_one_step_of_the_reduction():
     facts = only(gpu_static.kernel_facts(cases.matmul(64, 64, 256), ARCH))
     assert facts["sass"]["FFMA"] == 256 and facts["sass"]["BAR"] >= 1
     assert facts["shared_bytes"] == 2 * 64 * 16 * 4
-    assert facts["sass"].get("STG.32", 0) == 0 and facts["sass_kernel"]["STG.32"] >= 1
+    stores = [op for op in facts["sass_kernel"] if op.startswith("STG")]
+    assert stores and not any(op.startswith("STG") for op in facts["sass"])  # after the loop
     assert facts["flops_per_byte"] == pytest.approx(2 * 64 * 64 * 256
                                                     / (4 * (2 * 64 * 256 + 64 * 64)), 1e-3)
 
