@@ -8,8 +8,11 @@ import json
 import math
 import multiprocessing
 import os
+import signal
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import pytest
@@ -111,6 +114,76 @@ def test_a_worker_dying_mid_build_and_mid_measurement_loses_no_trial(tasks_file,
     assert len(runs) == 6
     assert all(end <= next_began for (_, end), (next_began, _) in zip(runs, runs[1:]))
 
+
+
+class StallingMeasurer(Measurer):
+    """A Measurer whose first run of the whole test writes its process's pid to
+    `marks`/running and stalls there, holding the machine, until it is killed."""
+
+    def __init__(self, task, marks):
+        super().__init__(task, build_workers=1, repeat=1, min_repeat_ms=1.0)
+        self.marks = marks
+
+    def run(self, config, best_seconds=None):
+        try:
+            mark = os.open(os.path.join(self.marks, "running"),
+                           os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return super().run(config, best_seconds)
+        os.write(mark, str(os.getpid()).encode())
+        os.close(mark)
+        time.sleep(300)
+        return super().run(config, best_seconds)
+
+
+def test_a_dask_worker_killed_by_sigkill_mid_measurement_loses_no_trial(tasks_file, tmp_path):
+    """A real `dask scheduler` and two real `dask worker` processes (no nanny to restart
+    them); the worker measuring first is killed with SIGKILL while it holds the machine,
+    and the other one measures what it was given."""
+    env = dict(os.environ, DASK_DISTRIBUTED__WORKER__DAEMON="False")
+    address_file = tmp_path / "scheduler.json"
+    quiet = {"env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    processes = [subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--port", "0",
+                                   "--no-dashboard", "--scheduler-file", str(address_file)],
+                                  **quiet)]
+    try:
+        for _ in range(2):
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "dask", "worker", "--scheduler-file", str(address_file),
+                 "--nthreads", "1", "--no-nanny", "--no-dashboard", "--resources",
+                 f"{cluster.RESOURCE}=1"], **quiet))
+        killed = []
+        killer = threading.Thread(target=_kill_when_stalled, args=(tmp_path, killed),
+                                  daemon=True)
+        killer.start()
+        with distributed.Client(scheduler_file=str(address_file), timeout=60) as client:
+            client.wait_for_workers(2, timeout=60)
+            result = job.run_job(job.load_tasks(tasks_file), tmp_path / "logs", trials=6,
+                                 batch_size=2, model="random", client=client,
+                                 make_measurer=functools.partial(StallingMeasurer,
+                                                                 marks=str(tmp_path)))
+        killer.join()
+        assert killed and killed[0] in {p.pid for p in processes[1:]}
+        assert processes[1 + [p.pid for p in processes[1:]].index(killed[0])].wait() == \
+            -signal.SIGKILL
+        assert result.stopped_by == "trial budget"
+        check_logs(result.states, 6)
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+
+
+def _kill_when_stalled(marks, killed, patience: float = 120.0):
+    """Kill with SIGKILL the process whose pid `marks`/running names, once it appears."""
+    running = marks / "running"
+    deadline = time.monotonic() + patience
+    while not (running.exists() and running.read_text()):
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
+    killed.append(int(running.read_text()))
+    os.kill(killed[0], signal.SIGKILL)
 
 def test_the_machine_lock_shuts_out_other_processes():
     def try_lock(conn):
