@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import tex
 from tex.expr import Const, TensorRead
-from tex.schedule.stage import Split
+from tex.schedule.relations import Split
 from tex.visitor import collect
 
 MAX_VECTOR = 64

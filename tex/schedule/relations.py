@@ -1,4 +1,5 @@
-"""The arithmetic of split and fuse records.
+"""The records of how a stage's axes relate (`Split`, `Fuse`, `Singleton`), where its
+loop nest goes (`Attach`), and the arithmetic of split and fuse records.
 
 Given the range of each root axis of a stage, `pass_down` gives the range of
 every derived axis; `pass_up` gives the value of every axis in terms of the
@@ -7,12 +8,92 @@ that does not divide inside its parent's range. Every leaf loop runs from 0.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 from tex import ops
 from tex.arith import prove, simplify
 from tex.dtype import INDEX
 from tex.expr import Const, Expr
-from tex.schedule.stage import Fuse, Split
-from tex.tensor import Range
+from tex.tensor import IterVar, Range
+
+if TYPE_CHECKING:  # only for the annotation: stage imports this module
+    from tex.schedule.stage import Stage
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """`parent` becomes `outer * inner_extent + inner`; exactly one of factor/nparts is set."""
+
+    parent: IterVar
+    outer: IterVar
+    inner: IterVar
+    factor: int | None
+    nparts: int | None
+
+    @property
+    def axes(self) -> tuple[IterVar, ...]:
+        return (self.parent, self.outer, self.inner)
+
+    @property
+    def kind(self) -> str:
+        """"data" or "reduce": the kind of the axes it relates."""
+        return self.parent.kind
+
+    def describe(self) -> str:
+        arg = f"factor={self.factor}" if self.factor is not None else f"nparts={self.nparts}"
+        return f"split({self.parent.name}, {arg}) -> {self.outer.name}, {self.inner.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Fuse:
+    """`outer` and `inner` (adjacent, outer first) become one axis `fused`."""
+
+    outer: IterVar
+    inner: IterVar
+    fused: IterVar
+
+    @property
+    def axes(self) -> tuple[IterVar, ...]:
+        return (self.outer, self.inner, self.fused)
+
+    @property
+    def kind(self) -> str:
+        return self.outer.kind
+
+    def describe(self) -> str:
+        return f"fuse({self.outer.name}, {self.inner.name}) -> {self.fused.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Singleton:
+    """A new outermost data axis `axis` of one iteration (what `fuse()` of no axes makes)."""
+
+    axis: IterVar
+
+    @property
+    def axes(self) -> tuple[IterVar, ...]:
+        return (self.axis,)
+
+    @property
+    def kind(self) -> str:
+        return "data"
+
+    def describe(self) -> str:
+        return f"fuse() -> {self.axis.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Attach:
+    """Where a stage's loop nest goes: "root", "inline", or "at" `stage`'s loop `axis`."""
+
+    kind: str
+    stage: "Stage | None" = None
+    axis: IterVar | None = None
+
+
+ROOT = Attach("root")
+INLINE = Attach("inline")
 
 _ZERO = Const(INDEX, 0)
 

@@ -15,7 +15,8 @@ TVM: the stage of a `ScanOp`, its updates attached at the scan axis.
 from __future__ import annotations
 
 from tex.errors import ScheduleError
-from tex.schedule.stage import Attach, Stage
+from tex.schedule.relations import Attach
+from tex.schedule.stage import Stage
 
 
 def attach_steps(stage: Stage) -> None:
