@@ -4,9 +4,11 @@
     ops = tex.load_library("ops.so")                    # in this process or any other
     c = ops.matmul(a, b)                                # checked like the Kernel it was
 
-`export_library` takes CPU kernels (built for "llvm", all for one machine). It
-compiles each one's optimised LLVM IR again as position-independent code, with
-every function but its entry point made internal, adds tex's thread pool and
+`export_library` takes CPU kernels (built for "llvm", all for one machine) and CUDA
+kernels (built for "cuda": `tex.runtime.library_cuda` says how they are carried and
+launched; `archs=` the architectures of their cubins). It compiles each CPU one's
+optimised LLVM IR again as position-independent code, with every function but its
+entry point made internal, adds tex's thread pool and
 tex's runtime routines (`tex.codegen.llvm_builtins`) when the code calls them,
 and links the objects with the system's C compiler ($CC, else cc; for
 another machine's kernels its cross compiler, `cc=`) into one shared library,
@@ -37,14 +39,20 @@ returns 0, or an error code with the message in `tex_last_error()`;
 A kernel that calls Python functions (an extern stage's `tex.call_packed`) is
 refused: a library runs without the process that registered them.
 
+The C interface of a CUDA kernel is `int NAME(void **buffers, const int64_t *sizes,
+void *stream)`: device pointers, the same sizes, and the CUstream its launches are
+queued on (NULL: the default stream); an error of the CUDA driver, or no driver or
+GPU, returns TEX_ERROR_CUDA (`tex.runtime.library_cuda`).
+
 The library also carries a description of its kernels (the data symbol
-`tex_library_manifest`, JSON: its device, "cpu", the tex version that wrote it,
-and each kernel's parameters with dtypes and shapes, size variables and scalar
-parameters, outputs, the order of the Python call's arguments, the
+`tex_library_manifest`, JSON: its `devices`, the tex version that wrote it,
+and each kernel's device ("cpu" or "cuda"), parameters with dtypes and shapes,
+size variables and scalar parameters, outputs, the order of the Python call's arguments, the
 CPU and features it was compiled for, its loop program and optimised IR; a
 dispatch is described by its fallback's interface and code, with the features
 of all its kernels and a `dispatch` field listing its specialisations' sizes and
-code and its other fallbacks: `_describe`), and,
+code and its other fallbacks: `_describe`; a CUDA kernel by its interface, its
+architectures (`archs`, `ptx_arch`), CUDA C and launches: `_describe_cuda`), and,
 first in it, the sha256 of the library file as export_library wrote it (with the
 64 digits of that sha256 read as "0"s). `load_library` reads the manifest from
 the file (`object_file.symbol_extent`) before loading anything: a file that is
@@ -56,7 +64,9 @@ can write a library can write a matching manifest, so load only libraries you
 would run. Then it loads the library and returns a `Library` whose kernels check every call's
 arguments exactly as a `Kernel` does and take NumPy arrays or CPU objects with
 `__dlpack__`, without copies; a nonzero code from the entry point is raised as
-ArgumentError with its message. Loading
+ArgumentError with its message. Its CUDA kernels are `CudaEntry`s, which raise
+DeviceError when called: load_library does not call them from Python (call them
+from C; in Python, call the CudaKernel that was exported). Loading
 refuses a library compiled for CPU features this machine lacks
 (`DeviceError`), since its code would stop at the first such instruction, and
 so does a library of another machine's code.
@@ -83,44 +93,55 @@ from tex.dtype import as_dtype
 from tex.errors import ArgumentError, BuildError, DeviceError
 from tex.expr import Var
 from tex.ir import Buffer, KernelInterface
-from tex.runtime import library_abi
+from tex.runtime import library_abi, library_cuda
+from tex.runtime.cuda_kernel import CudaKernel
 from tex.runtime.kernel import Kernel
 from tex.runtime.library_dispatch import Dispatch
 from tex.target import as_target
 from tex.version import __version__
 
 MANIFEST = "tex_library_manifest"
+#: 5: each kernel says its device ("cpu", "cuda"), the library all of them (`devices`),
+#: and a CUDA kernel its architectures (`archs`, `ptx_arch`);
 #: 4: an entry may dispatch on its sizes (`dispatch`: its specialisations and fallback);
 #: 3: a kernel lists its call's arguments (buffers and variables, for scalar parameters);
 #: 2: entry points return a status (`int NAME(...)`) and the manifest starts with the
-#: file's sha256; 1 returned nothing and was not sealed. Format 3 libraries are read too.
-_FORMAT = 4
-_READABLE = (3, 4)
+#: file's sha256; 1 returned nothing and was not sealed. Formats 3 and 4 are read too.
+_FORMAT = 5
+_READABLE = (3, 4, 5)
 _STATUS_ENTRY = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
 #: How the manifest starts: the library's sha256 follows (64 hex digits).
 _DIGEST_FIELD = b'{"sha256": "'
 _UNSEALED = "0" * 64
 
 
-def export_library(kernels, path, cc: str | None = None) -> Path:
-    """Write the CPU `kernels` (a list of Kernels from `tex.build`, all for one machine,
-    and of `Dispatch`es from `tex.dispatch`) into the shared library `path` and a C header
-    beside it (`path` with suffix .h); returns `path`. `cc` is the C compiler that links
-    it (default $CC, else cc; for kernels built with another machine's -mtriple, that
-    machine's cross compiler, default e.g. aarch64-linux-gnu-gcc). See the module
-    docstring."""
+def export_library(kernels, path, cc: str | None = None, archs=None) -> Path:
+    """Write `kernels` (CPU Kernels from `tex.build`, all for one machine, `Dispatch`es
+    from `tex.dispatch`, and CudaKernels built for "cuda") into the shared library `path`
+    and a C header beside it (`path` with suffix .h); returns `path`. `cc` is the C
+    compiler that links it (default $CC, else cc; for kernels built with another
+    machine's -mtriple, that machine's cross compiler, default e.g.
+    aarch64-linux-gnu-gcc). `archs`: the CUDA architectures (["sm_80", "sm_90"]) the
+    library carries each CUDA kernel's cubin for (default: the kernel's target
+    architecture), with the PTX of the lowest. See the module docstring."""
     path = Path(path)
     kernels = list(kernels)
+    archs = library_cuda.check_archs(archs)
     _check_exportable(kernels)
-    target = _members(kernels)[0][1].target
+    cuda = [k for k in kernels if isinstance(k, CudaKernel)]
+    kernels_cpu = [k for k in kernels if not isinstance(k, CudaKernel)]
+    members = _members(kernels_cpu)
+    target = members[0][1].target if members else as_target("llvm")
     cc = _linker(cc, target)
-    manifest = {"sha256": _UNSEALED, "format": _FORMAT, "device": "cpu",
-                "tex_version": __version__,
-                "kernels": [_describe(k) for k in kernels]}
+    described = [_describe(k) if not isinstance(k, CudaKernel) else
+                 _describe_cuda(k, library_cuda.kernel_archs(k, archs)) for k in kernels]
+    manifest = {"sha256": _UNSEALED, "format": _FORMAT,
+                "devices": sorted({d["device"] for d in described}),
+                "tex_version": __version__, "kernels": described}
     with tempfile.TemporaryDirectory(prefix="tex-library-") as work:
         objects = {f"kernel{k}.o": llvm_jit.shared_library_object(
             kernel.get_source("ll"), (), target, hidden={kernel.name: symbol})
-            for k, (symbol, kernel) in enumerate(_members(kernels))}
+            for k, (symbol, kernel) in enumerate(members)}
         called = set().union(*map(object_file.undefined_symbols, objects.values()))
         # always: tex_set_num_threads is part of every library's interface
         objects["thread_pool.o"] = llvm_jit.shared_library_object(
@@ -133,13 +154,15 @@ def export_library(kernels, path, cc: str | None = None) -> Path:
         for name, code in objects.items():
             (Path(work) / name).write_bytes(code)
         checks = Path(work) / "entry_points.c"
-        checks.write_text(library_abi.checks_source(kernels))
+        checks.write_text(library_abi.checks_source(kernels_cpu)
+                          + library_cuda.launchers_source(cuda, archs))
         linked = Path(work) / "library.so"
         # -z defs: a symbol that neither the objects nor the libraries named define is an
         # error now, not a crash when the library is loaded or called
         command = [cc, "-shared", "-fPIC", "-O2", "-fvisibility=hidden", "-Wl,-Bsymbolic",
                    "-Wl,-z,defs", "-o", str(linked), str(checks),
-                   *(str(Path(work) / name) for name in objects), "-lm", "-lpthread"]
+                   *(str(Path(work) / name) for name in objects), "-lm", "-lpthread",
+                   *(["-ldl"] if cuda else [])]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
             undefined = sorted(set(re.findall(r"undefined reference to `([^']+)'",
@@ -150,7 +173,8 @@ def export_library(kernels, path, cc: str | None = None) -> Path:
                              + result.stderr[-4000:])
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(_sealed(linked.read_bytes()))
-    path.with_suffix(".h").write_text(library_abi.header(path, kernels))
+    cuda_archs = {d["name"]: d["archs"] for d in described if d["device"] == "cuda"}
+    path.with_suffix(".h").write_text(library_abi.header(path, kernels, cuda_archs))
     return path
 
 
@@ -187,10 +211,10 @@ def _check_exportable(kernels: list):
         raise ArgumentError("export_library: give at least one kernel")
     seen = {}
     for k, kernel in enumerate(kernels):
-        if not isinstance(kernel, (Kernel, Dispatch)):
+        if not isinstance(kernel, (Kernel, Dispatch, CudaKernel)):
             raise ArgumentError(f"export_library: kernel #{k} is a {type(kernel).__name__}; "
-                                "it takes CPU kernels built by tex.build(..., target='llvm') "
-                                "and tex.dispatch groups of them")
+                                "it takes kernels built by tex.build(..., target='llvm') or "
+                                "target='cuda', and tex.dispatch groups of CPU kernels")
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", kernel.name):
             raise ArgumentError(f"export_library: kernel #{k} is named {kernel.name!r}, which "
                                 "is not a C identifier; build it with name='...'")
@@ -203,9 +227,13 @@ def _check_exportable(kernels: list):
                            library_abi.LAST_ERROR) or \
                 kernel.name.startswith(library_abi.RESERVED_PREFIXES):
             raise ArgumentError(f"export_library: the name {kernel.name!r} is tex's own")
-    triple = _members(kernels)[0][1].target.triple
+    for k, kernel in enumerate(kernels):
+        if isinstance(kernel, CudaKernel):
+            library_cuda.check_exportable(kernel, f"CUDA kernel #{k} ({kernel.name})")
+    members = _members([k for k in kernels if not isinstance(k, CudaKernel)])
+    triple = members[0][1].target.triple if members else None
     for k, entry in enumerate(kernels):
-        for _, kernel in _kernels_of(entry):
+        for _, kernel in _kernels_of(entry) if not isinstance(entry, CudaKernel) else ():
             which = f"kernel #{k} ({kernel.name})" if kernel is entry else \
                 f"kernel {kernel.name} of dispatch #{k} ({entry.name})"
             if kernel.target.triple != triple:
@@ -247,6 +275,19 @@ def _describe(entry) -> dict:
 
 def _describe_kernel(kernel: Kernel) -> dict:
     """What load_library needs of `kernel` (see the module docstring)."""
+    return {**_describe_interface(kernel), "device": "cpu", "cpu": kernel.target.cpu,
+            "features": sorted(kernel.target.enabled_features),
+            "target": str(kernel.target), "tex": kernel.get_source("tex"),
+            "ll": kernel.get_source("ll")}
+
+
+def _describe_cuda(kernel: CudaKernel, archs: list[str]) -> dict:
+    """The manifest's description of the CUDA kernel `kernel`, carried for `archs`."""
+    return {**_describe_interface(kernel), **library_cuda.describe(kernel, archs)}
+
+
+def _describe_interface(kernel) -> dict:
+    """The name, parameters, size variables, outputs and call arguments of `kernel`."""
     sizes = {var: k for k, var in enumerate(kernel.size_vars)}
     params = [p.buffer for p in kernel._params]
     return {"name": kernel.name,
@@ -255,10 +296,7 @@ def _describe_kernel(kernel: Kernel) -> dict:
             "sizes": [[v.name, str(v.dtype)] for v in kernel.size_vars],
             "outputs": [p.position for p in kernel._outputs],
             "arguments": [["variable", sizes[a]] if isinstance(a, Var) else
-                          ["buffer", params.index(a)] for a in kernel._arguments],
-            "cpu": kernel.target.cpu, "features": sorted(kernel.target.enabled_features),
-            "target": str(kernel.target), "tex": kernel.get_source("tex"),
-            "ll": kernel.get_source("ll")}
+                          ["buffer", params.index(a)] for a in kernel._arguments]}
 
 
 def _sealed(library: bytes) -> bytes:
@@ -283,7 +321,8 @@ def _manifest_object(data: bytes, target) -> bytes:
 
 class Library:
     """The kernels of a library written by `export_library`: `lib.NAME` or `lib["NAME"]`,
-    each a `Kernel`; `names` lists them in the order they were exported."""
+    each a `Kernel` (a CUDA kernel: a `CudaEntry`); `names` lists them in the order they
+    were exported."""
 
     def __init__(self, path: Path, handle: ctypes.CDLL, kernels: dict):
         self.path, self._handle, self._kernels = path, handle, kernels
@@ -320,6 +359,8 @@ def load_library(path) -> Library:
     except OSError as err:
         raise ArgumentError(f"load_library: cannot load {path}: {err}") from None
     for entry in manifest["kernels"]:
+        if entry.get("device", "cpu") != "cpu":
+            continue
         lacking = cpu_support.missing_features(entry["features"])
         if lacking:
             raise DeviceError(f"load_library: kernel {entry['name']} of {path.name} was compiled "
@@ -329,7 +370,8 @@ def load_library(path) -> Library:
         handle = ctypes.CDLL(str(path.resolve()))
     except OSError as err:
         raise ArgumentError(f"load_library: cannot load {path}: {err}") from None
-    kernels = {entry["name"]: _kernel(entry, handle, path) for entry in manifest["kernels"]}
+    kernels = {entry["name"]: _kernel(entry, handle, path) if entry.get("device", "cpu") == "cpu"
+               else CudaEntry(entry, path) for entry in manifest["kernels"]}
     return Library(path, handle, kernels)
 
 
@@ -403,3 +445,32 @@ class _LibraryCode:
             return self._ll
         raise ArgumentError(f"kernel {self.name} was loaded from a library, which keeps its "
                             "loop program ('tex') and optimised IR ('ll')")
+
+
+class CudaEntry:
+    """A CUDA kernel of a loaded library. Python does not call it (DeviceError): its
+    launcher is for C callers, `int NAME(void **buffers, const int64_t *sizes, void
+    *stream)` (the library's header); in Python, use the CudaKernel that was exported.
+    `archs` are the architectures it carries cubins for; `get_source` gives its loop
+    program ("tex") and CUDA C ("cuda")."""
+
+    device_kind = "cuda"
+
+    def __init__(self, entry: dict, path: Path):
+        self.name, self.archs, self._path = entry["name"], tuple(entry["archs"]), path
+        self._sources = {"tex": entry["tex"], "cuda": entry["cuda"]}
+
+    def __call__(self, *args, **kwargs):
+        raise DeviceError(f"{self.name} of {self._path.name} is a CUDA kernel, which "
+                          "load_library does not call from Python; call it from C: "
+                          f"int {self.name}(void **buffers, const int64_t *sizes, void "
+                          f"*stream), declared in {self._path.with_suffix('.h').name}")
+
+    def get_source(self, fmt: str = "tex") -> str:
+        if fmt in self._sources:
+            return self._sources[fmt]
+        raise ArgumentError(f"kernel {self.name} was loaded from a library, which keeps its "
+                            "loop program ('tex') and CUDA C ('cuda')")
+
+    def __repr__(self):
+        return f"<tex.library CUDA kernel {self.name} ({', '.join(self.archs)})>"

@@ -2,6 +2,7 @@
 points (C source, compiled by the library's C compiler) and the header.
 
     int NAME(void **buffers, const int64_t *sizes);   /* 0: ran; else an error code */
+    int NAME(void **buffers, const int64_t *sizes, void *stream);   /* a CUDA kernel */
     const char *tex_last_error(void);                  /* this thread's last message */
     void tex_set_num_threads(int n);                   /* n < 1: every thread */
 
@@ -15,7 +16,9 @@ neither divides by zero nor is negative nor overflows, and no parameter holds
 2**63 bytes or more (TEX_ERROR_SIZE). The shapes themselves are not passed: they
 follow from the sizes, so a C caller cannot pass a constant dimension or two
 dimensions of one size variable that disagree. An error returns its code and
-leaves its message for `tex_last_error`, in a buffer per thread.
+leaves its message for `tex_last_error`, in a buffer per thread. A CUDA kernel's
+entry point (`tex.runtime.library_cuda`) makes the same checks (`argument_checks`)
+and returns TEX_ERROR_CUDA for an error of the CUDA driver.
 
 The entry point of a dispatch (`tex.runtime.library_dispatch`) checks the
 arguments of its fallback's interface, then calls the hidden code of the
@@ -35,7 +38,7 @@ from tex.expr import Binary, Cast, Const, Var, _int_range
 from tex.printer import to_text
 
 #: The return codes of an entry point, as the header defines them.
-ERROR_CODES = {"TEX_OK": 0, "TEX_ERROR_NULL": 1, "TEX_ERROR_SIZE": 2}
+ERROR_CODES = {"TEX_OK": 0, "TEX_ERROR_NULL": 1, "TEX_ERROR_SIZE": 2, "TEX_ERROR_CUDA": 3}
 LAST_ERROR = "tex_last_error"
 _C_OPERATORS = {"add": "tex_add", "sub": "tex_sub", "mul": "tex_mul", "min": "tex_min",
                 "max": "tex_max", "floordiv": "tex_floordiv", "floormod": "tex_floormod"}
@@ -54,6 +57,7 @@ _RUNTIME = r"""/* The checking entry points of a library written by tex.export_l
 #define TEX_EXPORT __attribute__((visibility("default")))
 #define TEX_ERROR_NULL 1
 #define TEX_ERROR_SIZE 2
+#define TEX_ERROR_CUDA 3
 #define TEX_OVERFLOW 1
 #define TEX_DIVIDES_BY_ZERO 2
 
@@ -171,8 +175,9 @@ static int check_buffer(const char *kernel, int k, const char *name, int rank,
 """
 
 
-#: The beginnings of the library's hidden symbols, which no entry point may take.
-RESERVED_PREFIXES = ("tex_unchecked_", "tex_specialized_", "tex_fallback_")
+#: The beginnings of the library's hidden symbols, which no entry point may take ("tex_cu":
+#: the CUDA launchers' driver table, helpers and data, `tex.runtime.library_cuda`).
+RESERVED_PREFIXES = ("tex_unchecked_", "tex_specialized_", "tex_fallback_", "tex_cu")
 
 
 def unchecked_name(name: str) -> str:
@@ -211,7 +216,7 @@ def _entry_point(entry) -> str:
     call = "(buffers, (int64_t *)sizes);"
     calls = []
     for k, (values, _) in enumerate(cases):
-        test = " && ".join(f"sizes[{slot}] == {_c_int(value)}"
+        test = " && ".join(f"sizes[{slot}] == {c_int(value)}"
                            for slot, value in enumerate(values)) or "1"
         calls += [f"    if ({test}) {{", f"        {specialized_name(name, k)}{call}",
                   "        return 0;", "    }"]
@@ -226,7 +231,7 @@ def _entry_point(entry) -> str:
 def _nearest_call(cases, fallbacks: list, count: int) -> list:
     """C lines that call the fallback (of `fallbacks`, one per case) of the case whose
     sizes are nearest the call's by `tex_distance` (the first of equals)."""
-    table = ", ".join("{" + ", ".join(_c_int(v) for v in values) + "}" for values, _ in cases)
+    table = ", ".join("{" + ", ".join(c_int(v) for v in values) + "}" for values, _ in cases)
     return [f"    static const int64_t tuned[{len(cases)}][{count}] = {{{table}}};",
             f"    static void (*const fallbacks[{len(cases)}])(void **, int64_t *) = {{"
             + ", ".join(fallbacks) + "};",
@@ -242,12 +247,21 @@ def _nearest_call(cases, fallbacks: list, count: int) -> list:
 def _checked_entry(name: str, kernel, declared: list, calls: list) -> str:
     """The C entry point `name` that checks the arguments of `kernel`'s interface and then
     runs `calls` (C lines calling the functions `declared`)."""
-    params = kernel._params
-    slots = {var: k for k, var in enumerate(kernel.size_vars)}
     lines = ["", *(f"void {symbol}(void **buffers, int64_t *sizes);" for symbol in declared),
              "", f"TEX_EXPORT int {name}(void **buffers, const int64_t *sizes) {{",
-             f'    static const char *const names[{len(params)}] = {{'
-             + ", ".join(_c_string(p.buffer.name) for p in params) + "};",
+             *argument_checks(name, kernel)]
+    lines += calls + ["    return 0;", "}", ""]
+    return "\n".join(lines)
+
+
+def argument_checks(name: str, kernel) -> list:
+    """C lines, in the body of the entry point `name`, that check its `buffers` and
+    `sizes` against the interface of `kernel` (see the module docstring) and return an
+    error code with its message at the first that is wrong."""
+    params = kernel._params
+    slots = {var: k for k, var in enumerate(kernel.size_vars)}
+    lines = [f'    static const char *const names[{len(params)}] = {{'
+             + ", ".join(c_string(p.buffer.name) for p in params) + "};",
              "    if (!buffers || !sizes)",
              f'        return fail(TEX_ERROR_NULL, "{name}: %s is NULL", '
              '!buffers ? "buffers" : "sizes");',
@@ -259,24 +273,23 @@ def _checked_entry(name: str, kernel, declared: list, calls: list) -> str:
         lines += _size_check(name, var, k, var in kernel._slots)
     for p in params:
         lines += _buffer_check(name, p, slots)
-    lines += calls + ["    return 0;", "}", ""]
-    return "\n".join(lines)
+    return lines
 
 
 def _size_check(kernel_name: str, var, k: int, is_size: bool) -> list:
     """C lines that check sizes[k], the value of `var`: a size variable (`is_size`) or a
     scalar parameter (an int in its dtype's range, a float's bits in the low bits)."""
     dtype = var.dtype
-    where = f"{_c_string(kernel_name)}, sizes, {k}, {_c_string(var.name)}"
+    where = f"{c_string(kernel_name)}, sizes, {k}, {c_string(var.name)}"
     if dtype.is_float:
-        return [f"    if (check_float_bits({where}, {dtype.bits}, {_c_string(str(dtype))}))"
+        return [f"    if (check_float_bits({where}, {dtype.bits}, {c_string(str(dtype))}))"
                 " return TEX_ERROR_SIZE;"] if dtype.bits < 64 else []
     low, high = (0, 1) if dtype.is_bool else _int_range(dtype)
     if not is_size and dtype in ("int64", "uint64"):
         return []  # every int64 is a value of an int64 or uint64 (by its bits) scalar
     check = "check_size" if is_size else "check_scalar"
-    return [f"    if ({check}({where}, {_c_int(max(low, -2**63))}, "
-            f"{_c_int(min(high, 2**63 - 1))}, {_c_string(str(dtype))})) return TEX_ERROR_SIZE;"]
+    return [f"    if ({check}({where}, {c_int(max(low, -2**63))}, "
+            f"{c_int(min(high, 2**63 - 1))}, {c_string(str(dtype))})) return TEX_ERROR_SIZE;"]
 
 
 def _buffer_check(kernel_name: str, p, slots: dict) -> list:
@@ -285,38 +298,38 @@ def _buffer_check(kernel_name: str, p, slots: dict) -> list:
     rank = max(1, len(shape))
     lines = ["    {", f"        int bad[{rank}] = {{0}};",
              f"        const int64_t dims[{rank}] = {{"
-             + (", ".join(_c_expr(e, slots, f"bad + {d}") for d, e in enumerate(shape))
+             + (", ".join(c_expr(e, slots, f"bad + {d}") for d, e in enumerate(shape))
                 or "0") + "};",
              f"        static const char *const texts[{rank}] = {{"
-             + (", ".join(_c_string(to_text(e)) for e in shape) or '""') + "};",
-             f"        if (check_buffer({_c_string(kernel_name)}, {p.position}, "
-             f"{_c_string(p.buffer.name)}, {len(shape)}, dims, bad, texts, "
+             + (", ".join(c_string(to_text(e)) for e in shape) or '""') + "};",
+             f"        if (check_buffer({c_string(kernel_name)}, {p.position}, "
+             f"{c_string(p.buffer.name)}, {len(shape)}, dims, bad, texts, "
              f"{p.buffer.dtype.numpy.itemsize})) return TEX_ERROR_SIZE;", "    }"]
     return lines
 
 
-def _c_expr(extent, slots: dict, bad: str) -> str:
+def c_expr(extent, slots: dict, bad: str) -> str:
     """The size expression `extent` in C, in int64_t, where the sizes are `sizes[k]`;
     overflow and division by zero set bits of `*bad` (`bad`: a C pointer to an int)."""
     if isinstance(extent, Const):
-        return _c_int(int(extent.value))
+        return c_int(int(extent.value))
     if isinstance(extent, Var):
         return f"sizes[{slots[extent]}]"
     if isinstance(extent, Cast) and extent.dtype.is_int:
-        return _c_expr(extent.value, slots, bad)
+        return c_expr(extent.value, slots, bad)
     if isinstance(extent, Binary) and extent.op in _C_OPERATORS:
-        return f"{_C_OPERATORS[extent.op]}({_c_expr(extent.a, slots, bad)}, " \
-               f"{_c_expr(extent.b, slots, bad)}, {bad})"
+        return f"{_C_OPERATORS[extent.op]}({c_expr(extent.a, slots, bad)}, " \
+               f"{c_expr(extent.b, slots, bad)}, {bad})"
     raise BuildError(f"export_library: the dimension {to_text(extent)} has no C form the "
                      "library's checks could evaluate")
 
 
-def _c_int(value: int) -> str:
+def c_int(value: int) -> str:
     """`value` as a C int64_t literal (INT64_MIN has none: written as an expression)."""
     return "(-INT64_MAX - 1)" if value == -2**63 else f"INT64_C({value})"
 
 
-def _c_string(text: str) -> str:
+def c_string(text: str) -> str:
     """`text` as a C string literal."""
     escaped = text.replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}"'
@@ -342,9 +355,10 @@ def _dispatch_note(entry, kernel) -> list:
                     "   |log(max(size, 1)) - log(max(specialised size, 1))|)."]
 
 
-def header(path, kernels: list) -> str:
-    """The C header of the library `path` (a Path) holding `kernels` (Kernels and
-    dispatches, see `checks_source`)."""
+def header(path, kernels: list, cuda_archs: dict | None = None) -> str:
+    """The C header of the library `path` (a Path) holding `kernels` (Kernels, dispatches,
+    see `checks_source`, and CudaKernels, whose cubins' architectures `cuda_archs` gives
+    by name)."""
     guard = "".join(c if c.isalnum() else "_" for c in path.stem.upper()) + "_H"
     lines = [f"/* {path.name}: kernels compiled by tex (export_library).",
              "",
@@ -363,6 +377,16 @@ def header(path, kernels: list) -> str:
              "   bool as its int64 value, a float as its IEEE bits in the low bits of",
              "   the slot, the others zero (float32: uint32_t bits; memcpy(&bits, &x, 4);",
              "   sizes[k] = bits;  double: all 64 bits; float16: the low 16).",
+             "",
+             "   A CUDA kernel takes a third argument, `stream` (a CUstream; NULL: the",
+             "   default stream), and device pointers in `buffers`. It checks what a",
+             "   CPU kernel checks, and its launch dimensions against the device limits,",
+             "   then queues its launches on `stream` in the calling thread's current",
+             "   CUDA context (none: device 0's primary context, retained and made",
+             "   current) and returns without waiting for them. It loads the CUDA",
+             "   driver (libcuda.so.1) at first use and its module once per context",
+             "   (the cubin of the device's architecture, else the PTX). No driver or",
+             "   GPU, or a CUDA error, returns TEX_ERROR_CUDA.",
              "*/",
              f"#ifndef {guard}", f"#define {guard}", "", "#include <stdint.h>",
              "#include <stdbool.h>", "", "#ifdef __cplusplus", 'extern "C" {', "#endif", "",
@@ -382,6 +406,13 @@ def header(path, kernels: list) -> str:
             role = "" if var in kernel._slots else f", scalar parameter{_bits_note(var)}"
             lines.append(f"     sizes[{k}]: {var.name} ({var.dtype}{role})")
         lines += _dispatch_note(entry, kernel)
-        lines += ["*/", f"int {entry.name}(void **buffers, const int64_t *sizes);", ""]
+        if getattr(entry, "device_kind", "cpu") == "cuda":
+            archs = ", ".join(cuda_archs[entry.name])
+            lines += [f"   CUDA kernel (cubins for {archs}; PTX for later devices): buffers",
+                      "   are device pointers; its launches are queued on `stream`."]
+            lines += ["*/", f"int {entry.name}(void **buffers, const int64_t *sizes, "
+                      "void *stream);", ""]
+        else:
+            lines += ["*/", f"int {entry.name}(void **buffers, const int64_t *sizes);", ""]
     lines += ["#ifdef __cplusplus", "}", "#endif", "", f"#endif  /* {guard} */", ""]
     return "\n".join(lines)
