@@ -7,7 +7,8 @@ import pytest
 
 import autotune
 import tex
-from autotune.generate import register_budget
+from autotune import ops
+from autotune.generate import register_budget, valid_configs
 from autotune.space import ConfigSpace, split_candidates
 from tex.dtype import as_dtype
 from tex.target import as_target
@@ -157,6 +158,19 @@ def test_the_generated_matmul_space_holds_the_packed_register_tile():
     with pytest.raises(autotune.InvalidConfig, match="register tile"):
         space.instantiate(space.from_json({**knobs, "C.vector": 4 * lanes, "C.tile_0": 8}))
 
+
+
+def test_a_convolution_of_a_small_image_is_tiled_along_its_channels():
+    """A 7 x 7 image is too short a last axis for the vector; the channels (48, a multiple
+    of every CPU's lanes) take it, and the configurations compute the convolution."""
+    task = ops.task_for("conv2d", (1, 24, 7, 7, 48, 3, 3, 1, 1))
+    assert task.space.knobs["Y.vector_axis"].candidates[0].to_json() == 1
+    inputs = task.random_inputs()
+    expected = task.reference_outputs(inputs)[0]
+    for config in valid_configs(task.space, 3, seed=1):
+        kernel = tex.build(*task.instantiate(config))
+        np.testing.assert_allclose(kernel(*inputs), expected, rtol=1e-4,
+                                   atol=1e-4 * np.abs(expected).max())
 
 def test_the_register_budget_follows_the_target():
     assert register_budget("llvm -mcpu=x86-64-v4") == 28  # 32 AVX-512 registers
