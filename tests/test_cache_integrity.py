@@ -2,7 +2,8 @@
 tex.codegen.object_file): an entry holds its key, so entries renamed onto each
 other are refused; the object code carries its key symbol, so object code
 moved between entries is refused; damaged object code is checked before MCJIT
-sees it and never aborts the process; entries are authenticated with a
+sees it and never aborts the process, and a cubin before the CUDA driver sees it
+(`nvrtc.check_output`); entries are authenticated with a
 per-user secret kept in the directory. Each refused entry is reported with a
 warning, deleted and built again.
 """
@@ -326,3 +327,67 @@ def test_a_secret_that_cannot_be_trusted_means_no_disk_cache(tmp_path, monkeypat
         assert computes(scale_kernel(2.0), 2.0)
     assert kernel_entries(directory) == set()
     cache.clear_cache()
+
+
+# --- 5. CUDA output is checked before the driver would load it -----------------------------
+CUDA_SOURCE = 'extern "C" __global__ void twice(float *a) { a[threadIdx.x] *= 2.0f; }\n'
+
+
+def _cuda_damages(cubin: bytes, ptx: str, other_arch_cubin: bytes) -> dict:
+    """Authentic-looking NVRTC entries that must not reach the driver."""
+    wrong_machine = bytearray(cubin)
+    wrong_machine[18:20] = (62).to_bytes(2, "little")
+    return {"truncated": (cubin[:len(cubin) // 3], ptx, "malformed object code"),
+            "wrong machine": (bytes(wrong_machine), ptx, "ELF machine 62, expected 190"),
+            "wrong arch": (other_arch_cubin, ptx, "holds code for sm_90, expected sm_80"),
+            "wrong PTX": (cubin, ptx.replace(".target sm_80", ".target sm_90"),
+                          "PTX does not start with the header for sm_80")}
+
+
+@pytest.mark.parametrize("damage", ["truncated", "wrong machine", "wrong arch", "wrong PTX"])
+def test_a_damaged_cubin_in_an_authentic_nvrtc_entry_is_rebuilt(cache_dir, damage):
+    """An NVRTC entry whose HMAC is right but whose cubin is damaged, for another machine or
+    architecture, or whose PTX targets another one, is reported, discarded and compiled
+    again: what comes back is the right cubin, and the entry is rewritten."""
+    pytest.importorskip("cuda.bindings.nvrtc")
+    from tex.codegen import nvrtc
+    cubin, ptx = nvrtc.compile_with_ptx(CUDA_SOURCE, "sm_80")
+    other, _ = nvrtc.compile_with_ptx(CUDA_SOURCE, "sm_90")
+    assert object_file.cubin_arch(cubin) == 80 and object_file.cubin_arch(other) == 90
+    path = nvrtc._disk_path(CUDA_SOURCE, "sm_80", "cubin")
+    secret = disk_cache.secret(cache_dir)
+    good = disk_cache.parse_entry(path.read_bytes(), secret)
+    bad_cubin, bad_ptx, message = _cuda_damages(cubin, ptx, other)[damage]
+    path.write_bytes(disk_cache.format_entry(good._replace(object_code=bad_cubin, ll=bad_ptx),
+                                             secret))
+    nvrtc.clear_cache()
+    with pytest.warns(RuntimeWarning, match=message):
+        assert nvrtc.compile_with_ptx(CUDA_SOURCE, "sm_80") == (cubin, ptx)
+    assert disk_cache.parse_entry(path.read_bytes(), secret) == good
+
+
+def test_a_cuda_kernel_entry_with_a_cubin_for_another_arch_is_rebuilt(cache_dir):
+    """The kernel cache's CUDA entry (cubin and module description) is checked as NVRTC's
+    is: one holding sm_90 code for an sm_80 kernel is discarded and the kernel built
+    again, with its own cubin."""
+    pytest.importorskip("cuda.bindings.nvrtc")
+    from tex.codegen import nvrtc
+
+    def build():
+        A = tex.placeholder((37,), name="A")
+        B = tex.compute((37,), lambda i: A[i] * 2.0, name="B")
+        s = tex.create_schedule(B.op)
+        s[B].bind(B.op.axis[0], tex.thread_axis("threadIdx.x"))
+        return tex.build(s, [A, B], target="cuda -arch=sm_80")
+
+    cubin = build().imported_modules[0].cubin
+    entries = [p for p in cache_dir.glob("*" + disk_cache.SUFFIX) if "-" not in p.name]
+    [path] = entries
+    secret = disk_cache.secret(cache_dir)
+    good = disk_cache.parse_entry(path.read_bytes(), secret)
+    assert good.object_code == cubin
+    other = nvrtc.compile_source(CUDA_SOURCE, "sm_90")
+    path.write_bytes(disk_cache.format_entry(good._replace(object_code=other), secret))
+    cache.clear_cache()
+    with pytest.warns(RuntimeWarning, match="holds code for sm_90, expected sm_80"):
+        assert build().imported_modules[0].cubin == cubin

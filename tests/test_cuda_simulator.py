@@ -1,9 +1,13 @@
 """The CPU simulator of CUDA kernels (`CudaKernel.simulate`): results against NumPy, and the
 misuse of barriers, warp operations and memory that it reports (no GPU needed; g++)."""
+import os
+import sys
+
 import numpy as np
 import pytest
 
 import tex
+from tex import disk_cache
 from bench import gpu_schedules as cases
 from tex.codegen.cuda import compile_cuda
 from tex.dtype import INDEX, float32
@@ -170,13 +174,12 @@ def test_without_a_compiler_the_error_says_so(monkeypatch):
 
 
 def test_a_compiled_simulator_is_read_back_from_the_disk_cache(cache_dir, monkeypatch):
-    cuda_simulator._libraries.clear()
     case = cases.elementwise(100)
     kernel = case.build()
     inputs = case.inputs()
     expected = kernel.simulate(*inputs)
     assert [p.name for p in cache_dir.glob("simulator-*")]
-    cuda_simulator._libraries.clear()  # as in a new process
+    cuda_simulator.unload_all()  # as in a new process
 
     def no_compiler(command, **kwargs):
         assert "--version" in command, "the simulator was compiled again"
@@ -184,3 +187,50 @@ def test_a_compiled_simulator_is_read_back_from_the_disk_cache(cache_dir, monkey
     real_run = cuda_simulator.subprocess.run
     monkeypatch.setattr(cuda_simulator.subprocess, "run", no_compiler)
     np.testing.assert_array_equal(kernel.simulate(*inputs), expected)
+
+
+def _mapped_simulators(keys) -> int:
+    """How many of the simulator libraries of `keys` this process has mapped (Linux)."""
+    maps = open("/proc/self/maps").read()
+    return sum(f"{key}.so" in maps for key in keys)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
+def test_loaded_simulators_are_bounded(cache_dir, monkeypatch):
+    """With TEX_SIMULATOR_LIBRARIES=3, five distinct kernels simulated in turn leave three
+    libraries loaded (and mapped: the others are unloaded); each result is right, the
+    first kernel's too when it is simulated again after its library was unloaded."""
+    monkeypatch.setenv("TEX_SIMULATOR_LIBRARIES", "3")
+    a, out = vectors()
+    data = np.random.default_rng(5).standard_normal(THREADS).astype("float32")
+    kernels = [one_block_kernel(Store(out, Binary("mul", Load(a, (TX,)),
+                                                  Const(float32, k + 1.5)), (TX,)), [a, out])
+               for k in range(5)]
+    keys = set()
+    for k, kernel in enumerate(kernels):
+        np.testing.assert_allclose(kernel.simulate(data), data * (k + 1.5), rtol=1e-6)
+        keys.update(cuda_simulator._libraries)
+        assert len(cuda_simulator._libraries) == min(k + 1, 3)
+    assert len(keys) == 5
+    assert _mapped_simulators(keys) == 3
+    np.testing.assert_allclose(kernels[0].simulate(data), data * 1.5, rtol=1e-6)
+    assert len(cuda_simulator._libraries) == 3
+
+
+def test_simulator_entries_count_in_the_disk_caches_bound(cache_dir):
+    """Simulator entries are disk cache entries like any other: they count in the size
+    bound, and the least recently used is deleted when the directory passes it."""
+    a, out = vectors()
+    data = np.ones(THREADS, "float32")
+    for k in range(2):
+        kernel = one_block_kernel(Store(out, Binary("add", Load(a, (TX,)),
+                                                    Const(float32, k + 0.25)), (TX,)), [a, out])
+        np.testing.assert_allclose(kernel.simulate(data), data + k + 0.25)
+    entries = sorted(cache_dir.glob("simulator-*"), key=lambda p: p.stat().st_mtime)
+    assert len(entries) == 2
+    os.utime(entries[0], (1, 1))  # the least recently used entry of the directory
+    total = sum(p.stat().st_size for p in cache_dir.glob("*" + disk_cache.SUFFIX))
+    bound = int((total - entries[0].stat().st_size) / disk_cache.LOW_WATER) + 1
+    assert bound < total
+    disk_cache.evict(cache_dir, bound)
+    assert not entries[0].exists() and entries[1].exists()

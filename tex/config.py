@@ -17,9 +17,13 @@
 |                          |              | fingerprint, by program); the least recently used    |
 |                          |              | are dropped beyond it, and their machine code freed  |
 |                          |              | once no kernel uses it (`tex/runtime/cache.py`)      |
+| TEX_SIMULATOR_LIBRARIES  | 32           | compiled CUDA simulators kept loaded (at least 1);   |
+|                          |              | the least recently used are unloaded beyond it       |
+|                          |              | (`tex/runtime/cuda_simulator.py`)                    |
 | TEX_LLVM_CLAIMS          | 1            | 0: strip what tex's LLVM IR promises (`nsw`, `nuw`,  |
-|                          |              | `inbounds`, `noalias`) before compiling, to check    |
-|                          |              | that no result depends on a promise broken           |
+|                          |              | `inbounds`, `noalias`, `!range`..., alignment beyond |
+|                          |              | a byte: `llvm_jit.CLAIM_TOKENS`) before compiling,   |
+|                          |              | to check that no result depends on a promise broken  |
 | TEX_BUILD_TIMEOUT        | (none)       | seconds: LLVM builds run in a helper process and one |
 |                          |              | that takes longer is stopped with a BuildError       |
 |                          |              | (`tex/codegen/build_worker.py`); unset: in process   |
@@ -93,8 +97,22 @@ def cache_memory_kernels() -> int:
     return count
 
 
+def simulator_libraries() -> int:
+    """TEX_SIMULATOR_LIBRARIES (default 32): how many compiled CUDA simulators stay loaded
+    (at least 1: the one running)."""
+    value = os.environ.get("TEX_SIMULATOR_LIBRARIES", "").strip() or "32"
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise ConfigError(f"TEX_SIMULATOR_LIBRARIES is a whole number of libraries (1 or "
+                          f"more), got {value!r}")
+    return count
+
+
 def llvm_claims() -> bool:
-    """False when TEX_LLVM_CLAIMS is 0: compile without nsw/nuw/inbounds/noalias."""
+    """False when TEX_LLVM_CLAIMS is 0: compile without nsw/inbounds/noalias/alignment..."""
     value = os.environ.get("TEX_LLVM_CLAIMS", "1").strip()
     if value not in ("0", "1"):
         raise ConfigError(f"TEX_LLVM_CLAIMS is 0 or 1, got {value!r}")

@@ -21,7 +21,25 @@ output overlaps another argument; inputs may overlap each other, which
 turning `noalias` into alias scopes for the vectorizer.
 
 Memory: bool is `i1` in registers and one byte in memory; float16 is `half`.
-Loads and stores are aligned to the element size only (numpy promises no more).
+
+What the IR claims, and what proves it (TEX_LLVM_CLAIMS=0 strips every one:
+`llvm_jit.strip_claims`, `llvm_expr.element_align`):
+
+* `noalias` on the body's buffer arguments: see above; on the entry's two
+  arguments: the runtime passes two arrays of its own;
+* `align` of loads and stores: the element's size (vectors too); the runtime
+  refuses an array argument whose data is not aligned to it, and allocations
+  are aligned to `ALLOC_ALIGN`; the entry's loads of `buffers` and `sizes` are
+  of 8-byte slots of ctypes arrays (their natural alignment);
+* `inbounds` on a GEP whose address is accessed unmasked (a load, a store, an
+  intrinsic, extern or packed call's argument, a closure slot): accessing it
+  out of bounds is already undefined. A vector access under a lane mask and a
+  prefetch get plain GEPs: a masked-off lane, or a prefetch past the end, may
+  point outside the buffer;
+* `nsw` on a loop's increment (`i + 1` where `i < end`, so it cannot pass the
+  maximum of its type), and on int64 arithmetic bounds prove
+  (`llvm_expr.ExprEmitter.exact_bounds`);
+* no `!range`, `nonnull`, `dereferenceable` or `invariant.load`.
 
 Parallel loops. The outermost "parallel" loop of a nest is outlined into
 `void <name>_parallel<k>(i8* closure, i64 begin, i64 end)`, which runs
@@ -62,8 +80,8 @@ from tex.codegen import llvm_jit, packed_func
 from tex.codegen.llvm_calls import CallEmitter
 from tex.codegen.llvm_constants import splat_constant
 from tex.codegen.llvm_extern import Imports, call_arguments
-from tex.codegen.llvm_expr import (I1, I8, I32, I64, ExprEmitter, const_int, mangle,
-                                   memory_type, single_index, value_type)
+from tex.codegen.llvm_expr import (I1, I8, I32, I64, ExprEmitter, const_int, element_align,
+                                   mangle, memory_type, single_index, value_type)
 from tex.dtype import INDEX, float64
 from tex.errors import BuildError
 from tex.expr import Expr
@@ -227,9 +245,11 @@ class _Module:
                 arg.add_attribute("noalias")
         return fn
 
-    def outline_parallel(self, loop: For, captured: dict, buffers: dict) -> ir.Function:
+    def outline_parallel(self, loop: For, captured: dict, buffers: dict,
+                         ranges: dict) -> ir.Function:
         """`void <name>_parallel<k>(i8* closure, i64 begin, i64 end)`: iterations
-        [min + begin, min + end) of `loop`.
+        [min + begin, min + end) of `loop`; `ranges` are those of the loop variables
+        around it, the loop's own included.
 
         The closure holds {i64 min, captured values..., buffer pointers...}.
         """
@@ -240,6 +260,7 @@ class _Module:
         body = self.new_function(suffix + "_body", [I64, I64] + types, 2 + len(values))
         _name_args(body, ["begin", "end"] + [v.name for v in captured] + [b.name for b in buffers])
         em = _Emitter(self, body, in_parallel=True)
+        em.ranges.update(ranges)
         em.vars.update(zip(captured, body.args[2:]))
         em.buffers.update(zip(buffers, body.args[2 + len(values):]))
         begin, end = (em.convert(a, INDEX, loop.var.dtype) for a in body.args[:2])
@@ -316,10 +337,19 @@ class _Emitter(CallEmitter):
     def stmt_For(self, s):
         lo = self.convert(self.expr(s.min), s.min.dtype, s.var.dtype)
         extent = self.convert(self.expr(s.extent), s.extent.dtype, s.var.dtype)
-        if s.kind == "parallel" and not self.in_parallel and self.mask is None:
-            self._parallel_for(s, lo, extent)
-        else:  # serial, nested in a parallel loop or under a lane mask, vectorized/unrolled
-            self.counted_loop(s.var, lo, self.b.add(lo, extent), lambda: self.stmt(s.body))
+        with self.bound(self.ranges, s.var, self._loop_range(s)):
+            if s.kind == "parallel" and not self.in_parallel and self.mask is None:
+                self._parallel_for(s, lo, extent)
+            else:  # serial, nested in a parallel loop or under a lane mask, vectorized/unrolled
+                self.counted_loop(s.var, lo, self.b.add(lo, extent), lambda: self.stmt(s.body))
+
+    def _loop_range(self, s: For) -> tuple[int, int] | None:
+        """(lowest, highest) value of the loop variable of `s` when its min and extent
+        have `exact_bounds` and their sum fits int64 (so `min + extent` does not wrap)."""
+        low, extent = self.exact_bounds(s.min), self.exact_bounds(s.extent)
+        if low is None or extent is None or extent[1] < 1 or low[1] + extent[1] >= 2**63:
+            return None
+        return low[0], low[1] + extent[1] - 1
 
     def counted_loop(self, var, lo: ir.Value, hi: ir.Value, emit_body):
         """`for var in [lo, hi)`: a header with a phi, the body, a latch incrementing it."""
@@ -344,7 +374,7 @@ class _Emitter(CallEmitter):
         uses.visit(s.body)
         captured = {v: self.vars[v] for v in uses.vars if v in self.vars}
         buffers = {buf: self.buffers[buf] for buf in uses.buffers if buf in self.buffers}
-        wrapper = self.mod.outline_parallel(s, captured, buffers)
+        wrapper = self.mod.outline_parallel(s, captured, buffers, self.ranges)
         values = [self.convert(lo, s.var.dtype, INDEX)]
         values += list(captured.values()) + list(buffers.values())
         closure = self.allocas.alloca(ir.LiteralStructType([v.type for v in values]))
@@ -384,7 +414,7 @@ class _Emitter(CallEmitter):
         value, lanes = self.expr(s.value), s.value.dtype.lanes
         if s.buffer.dtype.is_bool:
             value = self.b.zext(value, ir.VectorType(I8, lanes) if lanes > 1 else I8)
-        align = s.buffer.dtype.itemsize
+        align = element_align(s.buffer.dtype)
         if lanes == 1:
             if self.mask is not None:
                 raise BuildError(f"scalar store to {s.buffer.name} under a vector condition")
@@ -398,7 +428,8 @@ class _Emitter(CallEmitter):
 
     def stmt_Prefetch(self, s):
         """`prefetcht0` of the element's line (read, keep in all cache levels)."""
-        address = self.b.gep(self.buffer(s.buffer), [self.index(single_index(s))], inbounds=True)
+        # not `inbounds`: a prefetch may reach past the buffer's end
+        address = self.b.gep(self.buffer(s.buffer), [self.index(single_index(s))])
         prefetch = self.mod.function("llvm.prefetch.p0", VOID, [I8P, I32, I32, I32])
         self.b.call(prefetch, [self.b.bitcast(address, I8P), I32(0), I32(3), I32(1)])
 
@@ -454,7 +485,8 @@ class _Emitter(CallEmitter):
 
     def _dense_store(self, ptr, base, value, align):
         vt = value.type
-        vptr = self.b.bitcast(self.b.gep(ptr, [base], inbounds=True), vt.as_pointer())
+        vptr = self.b.bitcast(self.b.gep(ptr, [base], inbounds=self.mask is None),
+                              vt.as_pointer())
         if self.mask is None:
             self.b.store(value, vptr, align=align)
             return

@@ -5,7 +5,8 @@ call of a routine of compiler-rt / libgcc: double -> half on any x86 CPU
 without AVX512-FP16 becomes `__truncdfhf2`, float -> bfloat16 without
 AVX512-BF16 `__truncsfbf2`, half <-> float without F16C `__truncsfhf2` and
 `__extendhfsf2`. And where LLVM widens index arithmetic to 128 bits (it may,
-when no `nsw` flag tells it a value cannot overflow: TEX_LLVM_CLAIMS=0), a
+when no `nsw` flag tells it a value cannot overflow: tex emits one only where
+bounds prove it, none with TEX_LLVM_CLAIMS=0), a
 128-bit division or remainder becomes `__udivti3`, `__umodti3`, `__divti3` or
 `__modti3`. Neither the process nor LLVM's JIT is sure to define them, so tex
 does: each routine here is LLVM IR written with integer operations only (so

@@ -13,8 +13,13 @@ Semantics kept here:
 * float comparisons are ordered, except `!=` (true on NaN, as in numpy);
   float min/max are `select(a < b, a, b)`;
 * float arithmetic carries the `contract` flag (FMA formation), or `fast`
-  when the target has `-fastmath`; signed int64 arithmetic is `nsw` (index
-  arithmetic never wraps);
+  when the target has `-fastmath` (the user's request, not a claim);
+* integer arithmetic wraps, as NumPy's does. The one claim here is `nsw` on
+  an int64 `+`, `-` or `*` that `exact_bounds` bounds: built of constants and
+  loop variables of constant bounds (`ranges`) by `+`, `-`, `*` and widening
+  casts, every intermediate result fitting int64 in exact arithmetic, so
+  nothing in it wraps. Anything else (a size variable, a loaded value) gets
+  no flag;
 * math intrinsics (`Call`, `PureExternCall`) are emitted by the subclass in
   `tex.codegen.llvm_calls`;
 * bfloat16 is LLVM's `bfloat` in memory and registers; arithmetic and math
@@ -35,10 +40,11 @@ from llvmlite import binding, ir
 from llvmlite.ir.instructions import GEPInstr
 from llvmlite.ir.types import _BaseFloatType, _format_double
 
+from tex import config
 from tex.codegen.llvm_constants import poison, splat_constant, uniform, zeros
 from tex.dtype import DType, INDEX, bfloat16
 from tex.errors import BuildError
-from tex.expr import Const, Expr, Var
+from tex.expr import Binary, Cast, Const, Expr, Var
 from tex.ir import Broadcast, Buffer, Load, Ramp
 from tex.visitor import collect, handler
 
@@ -137,6 +143,8 @@ class ExprEmitter:
         self.mod, self.b = mod, builder
         self.vars: dict[Var, ir.Value] = {}
         self.buffers: dict[Buffer, ir.Value] = {}
+        # the enclosing loops' variables of constant bounds: (lowest, highest) value
+        self.ranges: dict[Var, tuple[int, int]] = {}
         self.mask = None
 
     def expr(self, e: Expr) -> ir.Value:
@@ -188,9 +196,11 @@ class ExprEmitter:
         return self.b.call(fn, [mask])
 
     def vector_gep(self, ptr: ir.Value, index: ir.Value) -> ir.Value:
-        """`ptr + index` for a vector of indices: a vector of pointers."""
+        """`ptr + index` for a vector of indices: a vector of pointers (`inbounds` only
+        when no lane mask is set: a masked-off lane's index may be out of bounds)."""
         # llvmlite's builder types only scalar GEPs; the instruction text is the same.
-        instr = GEPInstr(self.b.block, ptr, [index], True, "", source_etype=ptr.type.pointee)
+        instr = GEPInstr(self.b.block, ptr, [index], self.mask is None, "",
+                         source_etype=ptr.type.pointee)
         instr.type = ir.VectorType(ptr.type, index.type.count)
         self.b._insert(instr)
         return instr
@@ -244,32 +254,58 @@ class ExprEmitter:
         return self.splat(self.expr(e.value), e.lanes)
 
     # --- arithmetic ------------------------------------------------------
-    def _add(self, dtype, a, b):
+    def _add(self, dtype, a, b, int_flags=()):
         if dtype.is_float:
             return self.b.fadd(a, b, flags=self.mod.fp_flags)
-        return self.b.add(a, b, flags=_int_flags(dtype))
+        return self.b.add(a, b, flags=int_flags)
 
-    def _mul(self, dtype, a, b):
+    def _mul(self, dtype, a, b, int_flags=()):
         if dtype.is_float:
             return self.b.fmul(a, b, flags=self.mod.fp_flags)
-        return self.b.mul(a, b, flags=_int_flags(dtype))
+        return self.b.mul(a, b, flags=int_flags)
 
     def expr_Binary(self, e):
         a, b = self.expr(e.a), self.expr(e.b)
         if e.op in ("floordiv", "floormod") and not e.dtype.is_float:
             return self._floor_divide(e, a, b)
-        return self._binary(e.op, e.dtype, a, b)
+        return self._binary(e.op, e.dtype, a, b, self._int_flags(e))
 
-    def _binary(self, op: str, dtype: DType, a, b):
-        """`a op b` for every op but integer floordiv/floormod."""
+    def _int_flags(self, e: Binary) -> tuple:
+        """("nsw",) when `e`, an int64 +, - or *, provably does not wrap."""
+        return ("nsw",) if e.op in _EXACT and self.exact_bounds(e) is not None else ()
+
+    def exact_bounds(self, e: Expr) -> tuple[int, int] | None:
+        """(lowest, highest) value of the scalar int64 `e` when it is a constant, a loop
+        variable of `ranges`, a widening cast or a +, - or * of such, and no part of it
+        leaves int64 in exact arithmetic (so none wraps); else None."""
+        if e.dtype.lanes != 1 or e.dtype.kind not in ("int", "uint") or e.dtype.bits > 64 \
+                or (e.dtype.kind == "uint" and e.dtype.bits == 64):
+            return None
+        if isinstance(e, Const):
+            return int(e.value), int(e.value)
+        if isinstance(e, Var):
+            return self.ranges.get(e)
+        if isinstance(e, Cast) and e.dtype == INDEX:
+            return self.exact_bounds(e.value)
+        if isinstance(e, Binary) and e.dtype == INDEX and e.op in _EXACT:
+            a, b = self.exact_bounds(e.a), self.exact_bounds(e.b)
+            if a is None or b is None:
+                return None
+            results = [_EXACT[e.op](x, y) for x in a for y in b]
+            return _fitting(min(results), max(results))
+        return None
+
+    def _binary(self, op: str, dtype: DType, a, b, int_flags=()):
+        """`a op b` for every op but integer floordiv/floormod; `int_flags` go on an
+        integer +, - or *."""
         if dtype.is_float:
             return self._float_binary(op, a, b)
         if op == "add":
-            return self._add(dtype, a, b)
+            return self._add(dtype, a, b, int_flags)
         if op == "mul":
-            return self._mul(dtype, a, b)
+            return self._mul(dtype, a, b, int_flags)
         if op == "sub":
-            return self.b.sub(a, b, flags=_int_flags(dtype))
+            return self.b.sub(a, b, flags=int_flags)
         cmp = self.b.icmp_signed if dtype.kind == "int" else self.b.icmp_unsigned
         return self.b.select(cmp("<" if op == "min" else ">", a, b), a, b)
 
@@ -500,7 +536,7 @@ class ExprEmitter:
         return value
 
     def _scalar_load(self, ptr, index, dtype):
-        align = dtype.itemsize
+        align = element_align(dtype)
 
         def load():
             return self.b.load(self.b.gep(ptr, [index], inbounds=True), align=align)
@@ -511,12 +547,13 @@ class ExprEmitter:
 
     def _dense_load(self, ptr, base, dtype):
         vt = ir.VectorType(ptr.type.pointee, dtype.lanes)
-        vptr = self.b.bitcast(self.b.gep(ptr, [base], inbounds=True), vt.as_pointer())
+        vptr = self.b.bitcast(self.b.gep(ptr, [base], inbounds=self.mask is None),
+                              vt.as_pointer())
         if self.mask is None:
-            return self.b.load(vptr, align=dtype.itemsize)
+            return self.b.load(vptr, align=element_align(dtype))
         fn = self.mod.function(f"llvm.masked.load.{mangle(vt)}.p0", vt,
                                [vt.as_pointer(), I32, self.mask.type, vt])
-        return self.b.call(fn, [vptr, I32(dtype.itemsize), self.mask, zeros(vt)])
+        return self.b.call(fn, [vptr, I32(element_align(dtype)), self.mask, zeros(vt)])
 
     def _gather(self, ptr, index, dtype):
         vt = ir.VectorType(ptr.type.pointee, dtype.lanes)
@@ -524,9 +561,20 @@ class ExprEmitter:
         mask = self.mask if self.mask is not None else splat_constant(I1(1), dtype.lanes)
         fn = self.mod.function(f"llvm.masked.gather.{mangle(vt)}.v{dtype.lanes}p0", vt,
                                [ptrs.type, I32, mask.type, vt])
-        return self.b.call(fn, [ptrs, I32(dtype.itemsize), mask, zeros(vt)])
+        return self.b.call(fn, [ptrs, I32(element_align(dtype)), mask, zeros(vt)])
 
 
-def _int_flags(dtype: DType) -> tuple:
-    # int64 is the index type: index arithmetic never wraps, and saying so helps LLVM.
-    return ("nsw",) if dtype.kind == "int" and dtype.bits == 64 else ()
+def element_align(dtype: DType) -> int:
+    """The alignment a load or store of buffer elements of `dtype` claims: one element's
+    size (vectors included), which the runtime checks of every array argument
+    (`tex.runtime.kernel.Param.as_array`) and allocations exceed; 1 with TEX_LLVM_CLAIMS=0."""
+    return dtype.itemsize if config.llvm_claims() else 1
+
+
+#: Python's exact (unbounded) integer +, - and *: a result's extremes are at its operands'.
+_EXACT = {"add": lambda x, y: x + y, "sub": lambda x, y: x - y, "mul": lambda x, y: x * y}
+
+
+def _fitting(lo: int, hi: int) -> tuple[int, int] | None:
+    """(lo, hi) if both are int64 values, else None."""
+    return (lo, hi) if -2**63 <= lo and hi < 2**63 else None

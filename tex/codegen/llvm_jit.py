@@ -193,11 +193,13 @@ def compile_ir(ir_text: str, name: str, target: Target, definitions=(),
     the module's object code is emitted and loaded as `load_object` would load it.
     `definitions` are LLVM IR modules defining functions the module declares (intrinsic
     calls); they are linked in, their functions made internal. With `key` (a disk cache
-    entry's), the module also defines `key_symbol(key)`. With TEX_BUILD_TIMEOUT, the
+    entry's), the module also defines `key_symbol(key)`. With TEX_LLVM_CLAIMS=0 the
+    claims of `ir_text` and `definitions` are stripped. With TEX_BUILD_TIMEOUT, the
     object code is made in a helper process within that bound (`build_worker`)."""
     _initialize()
     if not config.llvm_claims():
         ir_text = strip_claims(ir_text)
+        definitions = [strip_claims(text) for text in definitions]
     if key is not None:
         ir_text += f"\n@{key_symbol(key)} = constant i8 0\n"
     seconds = config.build_timeout()
@@ -227,13 +229,21 @@ def optimized_object(ir_text: str, name: str, target: Target, definitions=()):
         return ll, target_machine(target).emit_object(module)
 
 
-_CLAIMS = re.compile(r" (?:nsw|nuw|inbounds|noalias)\b")
+#: The flags and attributes that promise LLVM facts about values and pointers. tex emits
+#: `nsw`, `inbounds` and `noalias` (`tex.codegen.llvm`, `llvm_expr`); the others are
+#: stripped too, should an imported module or a later emitter carry them.
+CLAIM_TOKENS = ("nsw", "nuw", "exact", "inbounds", "noalias", "nonnull", "dereferenceable",
+                "!range", "!nonnull", "!invariant.load", "!alias.scope", "!noalias")
+_CLAIMS = re.compile(r" (?:nsw|nuw|exact|inbounds|noalias|nonnull)\b"
+                     r"| dereferenceable(?:_or_null)?\(\d+\)"
+                     r", !(?:range|nonnull|invariant\.load|alias\.scope|noalias) !\d+")
 
 
 def strip_claims(ir_text: str) -> str:
-    """`ir_text` without the flags that promise LLVM facts about values and pointers
-    (`nsw`, `nuw`, `inbounds`, `noalias`): what TEX_LLVM_CLAIMS=0 compiles, so that a test
-    run can show no result depends on one of them being wrong."""
+    """`ir_text` without the flags, attributes and metadata that promise LLVM facts about
+    values and pointers (`CLAIM_TOKENS`): what TEX_LLVM_CLAIMS=0 compiles, so that a test
+    run can show no result depends on one of them being wrong. (The alignment loads and
+    stores claim is made 1 where it is emitted, `llvm_expr.element_align`.)"""
     return _CLAIMS.sub("", ir_text)
 
 

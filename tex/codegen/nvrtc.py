@@ -12,8 +12,12 @@ Guarantees:
   cache (`tex.disk_cache`, TEX_CACHE_DIR; `off`: none) as
   `nvrtc-<sha256>.texk`, the sha256 of its key: the source, arch, output
   kind, NVRTC's version (`nvrtc_version`), tex's version and a digest of
-  tex's sources. A damaged entry is reported, deleted and rewritten; a failed
-  compile is not cached.
+  tex's sources. A damaged entry is reported, deleted and rewritten; so is one
+  whose output `check_output` refuses. A failed compile is not cached.
+* `check_output(cubin, ptx, arch)` raises BuildError unless the cubin is a
+  well-formed CUDA ELF file for `arch` (`object_file.cubin_arch`) and the PTX
+  starts with the header NVRTC writes for it (`.version`, `.target <arch>`,
+  `.address_size 64`): what the runtime checks before the driver loads either.
 * A failed compile raises `BuildError` with NVRTC's log and the numbered source
   lines around the first line the log reports. Missing cuda-python or NVRTC,
   or missing CUDA headers, raise `BuildError` naming tex's `cuda` extra.
@@ -39,6 +43,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from tex import config, disk_cache
+from tex.codegen import object_file
 from tex.errors import BuildError
 from tex.version import __version__
 
@@ -80,13 +85,39 @@ def _compile(source: str, arch: str, output: str) -> tuple[bytes, str] | str:
     if entry is not None and entry.name != output:
         disk_cache.discard_entry(path, f"it holds {entry.name!r}, not {output!r}")
     elif entry is not None:
-        return (entry.object_code, entry.ll) if output == "cubin" else \
-            entry.object_code.decode()
+        try:
+            if output == "cubin":
+                check_output(entry.object_code, entry.ll, arch)
+                return entry.object_code, entry.ll
+            ptx = entry.object_code.decode()
+            check_output(None, ptx, arch)
+            return ptx
+        except (BuildError, UnicodeDecodeError) as err:
+            disk_cache.discard_entry(path, str(err))  # compiled below, and rewritten
     result = _nvrtc_compile(source, arch, output)
     if path:
         data, text = result if output == "cubin" else (result.encode(), "")
         disk_cache.write_entry(path, disk_cache.Entry(key, output, data, text, ""))
     return result
+
+
+def check_output(cubin: bytes | None, ptx: str | None, arch: str):
+    """Raise BuildError saying what is wrong unless `cubin` (unless None) is a well-formed
+    CUDA ELF file of code for `arch` ("sm_80") and `ptx` (unless None or empty) starts
+    with the PTX header for `arch`."""
+    wanted = int(re.sub(r"\D", "", arch))
+    if cubin is not None:
+        found = object_file.cubin_arch(cubin)
+        if found != wanted:
+            raise BuildError(f"the cubin holds code for sm_{found}, expected {arch}")
+    if ptx:
+        header = [line.strip() for line in ptx[:4096].splitlines()
+                  if line.strip() and not line.lstrip().startswith("//")][:3]
+        version, target, address = (header + ["", "", ""])[:3]
+        if not (version.startswith(".version ") and address == ".address_size 64"
+                and target.replace(",", " ").split()[:2] == [".target", arch]):
+            raise BuildError(f"the PTX does not start with the header for {arch} (.version, "
+                             f".target {arch}, .address_size 64) but with {header}")
 
 
 def _disk_key(source: str, arch: str, output: str) -> str:

@@ -31,6 +31,14 @@ raises BuildError naming the first fault:
 Only machine code itself is beyond this check: damaged instructions inside a
 well-formed object are what the disk cache's authentication code catches.
 
+CUDA cubins. `cubin_arch` checks a cubin (from NVRTC, or the disk cache) before
+the CUDA driver, which trusts it as MCJIT trusts an object, loads it: a 64-bit
+little-endian ELF executable for machine EM_CUDA (190), its section table and
+every section inside the file; and it reads the SM number the code is for,
+which the ELF header's e_flags hold: bits 8-15 from ELF ABI version 8 on (what
+NVRTC 13 writes: sm_80 is 0x6005004, sm_90 0x6005a04, sm_100 0x6006402), bits
+0-7 in older cubins.
+
 Libraries. `symbol_extent` finds the bytes of a data symbol of a shared
 library in its file (tex's library manifest, `tex.runtime.library`), so that
 a library can be checked before anything in it runs.
@@ -50,7 +58,8 @@ _SECTION_HEADER = struct.Struct("<IIQQQQIIQQ")     # Elf64_Shdr
 _SYMBOL = struct.Struct("<IBBHQQ")                 # Elf64_Sym
 _RELOCATION = struct.Struct("<QQ")                 # r_offset, r_info (then RELA's addend)
 
-_RELOCATABLE, _SHARED = 1, 3                       # e_type
+_RELOCATABLE, _EXECUTABLE, _SHARED = 1, 2, 3      # e_type
+_EM_CUDA = 190                                     # e_machine of NVIDIA GPU code
 _NULL, _SYMTAB, _STRTAB, _RELA, _NOBITS, _REL, _DYNSYM = 0, 2, 3, 4, 8, 9, 11  # sh_type
 _UNDEFINED, _FIRST_RESERVED, _ABSOLUTE, _COMMON = 0, 0xFF00, 0xFFF1, 0xFFF2  # st_shndx
 _MAX_ALIGNMENT = 1 << 16
@@ -206,6 +215,19 @@ def check_object(data: bytes, machine: str, defined=()) -> frozenset[str]:
     if missing:
         raise _fault(f"it does not define {', '.join(missing)}")
     return frozenset(s.name for s in symbols if s.section == _UNDEFINED and s.name)
+
+
+def cubin_arch(data: bytes) -> int:
+    """The SM number (80 for sm_80) of the cubin `data`, checked as the module docstring
+    says; raises BuildError naming the first fault."""
+    if len(data) < _ELF_HEADER.size or data[:4] != b"\x7fELF" or data[4:6] != b"\x02\x01":
+        raise _fault(f"a cubin is 64-bit little-endian ELF, this one starts with "
+                     f"{bytes(data[:6])!r} ({len(data)} bytes)")
+    machine, flags = _ELF_HEADER.unpack_from(data)[2], _ELF_HEADER.unpack_from(data)[7]
+    if machine != _EM_CUDA:
+        raise _fault(f"it holds code for ELF machine {machine}, expected {_EM_CUDA} (CUDA)")
+    _sections(data, _EXECUTABLE, None)
+    return (flags >> 8) & 0xFF if data[8] >= 8 else flags & 0xFF
 
 
 def _check_symbol_value(symbol: _Symbol, sections: list[_Section]):

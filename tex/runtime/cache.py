@@ -69,6 +69,7 @@ from tex.codegen.llvm_jit import CompiledModule
 from tex.errors import BuildError
 from tex.expr import Var
 from tex.ir import For, IntrinsicCall, KernelInterface, LoweredFunc
+from tex.runtime import cuda_simulator
 from tex.target import Target, as_target
 from tex.version import __version__
 from tex.visitor import collect
@@ -132,13 +133,13 @@ class KernelCode:
 def cache_key(func: LoweredFunc, target) -> tuple:
     """What identifies the machine code of `func` on `target` (the printed program shows
     an intrinsic call's name but not the definition it links in, nor the text of the
-    modules it imports, so those are added)."""
+    modules it imports, so those are added, nor whether TEX_LLVM_CLAIMS strips claims)."""
     nodes = collect(func.body, lambda n: isinstance(n, (Var, IntrinsicCall)))
     var_dtypes = tuple(str(n.dtype) for n in nodes if isinstance(n, Var))
     sizes = tuple((v.name, str(v.dtype)) for v in func.size_vars)
     definitions = sorted({(n.name, n.definition) for n in nodes if isinstance(n, IntrinsicCall)})
     return (str(func), sizes, var_dtypes, tuple(definitions), func.imports,
-            str(as_target(target)))
+            str(as_target(target)), config.llvm_claims())
 
 
 def compile_cached(func: LoweredFunc, target="llvm") -> CompiledModule:
@@ -298,13 +299,18 @@ def _cuda_entry(code: KernelCode, key: str) -> disk_cache.Entry:
 
 def _cuda_load(entry: disk_cache.Entry, target: Target,
                interface: Callable[[], KernelInterface]) -> KernelCode:
-    """A CUDA kernel from its entry: the module's description rebuilt for `interface()`."""
+    """A CUDA kernel from its entry: the module's description rebuilt for `interface()`, its
+    cubin and PTX checked (`nvrtc.check_output`)."""
     if entry.name != _CUDA_ENTRY:
         raise disk_cache.DamagedEntry(f"it is named {entry.name!r}, not {_CUDA_ENTRY!r}")
     func = interface()
     module = module_from_json(entry.ll, target, entry.object_code, func)
     if module is None:
         raise disk_cache.DamagedEntry("its module description does not fit the kernel")
+    try:
+        nvrtc.check_output(module.cubin, module.ptx, target.arch)
+    except BuildError as err:
+        raise disk_cache.DamagedEntry(str(err)) from None
     return KernelCode(module, entry.tex, func)
 
 
@@ -321,11 +327,13 @@ def _target_code(target: Target) -> _TargetCode:
 
 def clear_cache(disk: bool = False):
     """Forget every compiled module in memory, NVRTC's output included: the machine code of
-    kernels no longer used is freed (kernels still used keep theirs). With `disk`, also
-    delete every entry in the disk cache's directory."""
+    kernels no longer used is freed (kernels still used keep theirs), and the CUDA
+    simulator's libraries are unloaded. With `disk`, also delete every entry in the disk
+    cache's directory."""
     _cache.clear()
     _by_fingerprint.clear()
     nvrtc.clear_cache()
+    cuda_simulator.unload_all()
     directory = config.cache_dir()
     if disk and directory is not None and directory.is_dir():
         for entry in directory.glob("*" + disk_cache.SUFFIX):

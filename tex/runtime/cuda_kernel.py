@@ -59,7 +59,10 @@ launch stream; `time_evaluator` uses it.
 
 Building a CudaKernel touches no GPU; the first call opens the device
 (`tex.runtime.cuda_device`) and loads the module: its cubin on a device of the
-target's architecture, else its PTX, which the driver compiles for the device.
+target's architecture, else its PTX, which the driver compiles for the device;
+either is checked first (a well-formed CUDA ELF file for the target's
+architecture, PTX with its header: `nvrtc.check_output`), and a BuildError
+naming the kernel says what is wrong instead of handing the driver a bad image.
 A launch with dynamic shared memory (`CudaLaunch.shared_bytes`) raises its
 function's limit to that size when the module is loaded. Without a GPU or its driver
 a call raises `DeviceError`.
@@ -71,8 +74,8 @@ import sys
 import threading
 import weakref
 from typing import Callable
-
 from tex.codegen.cuda import CudaLaunch, CudaModule
+from tex.codegen.nvrtc import check_output
 from tex.errors import ArgumentError, BuildError
 from tex.expr import Var
 from tex.ir import KernelInterface, LoweredFunc
@@ -398,10 +401,16 @@ class CudaKernel(Signature):
 
     def _image(self, device: Device) -> bytes:
         """What the driver loads: the cubin on a device of the target's architecture, else
-        the PTX (NUL-terminated), which the driver compiles for the device."""
-        if device.arch == self.target.arch.removesuffix("a"):
-            return self._module.cubin
-        return self._module.get_source("ptx").encode() + b"\0"
+        the PTX (NUL-terminated), which the driver compiles for the device. Either is
+        checked first (`nvrtc.check_output`): the driver trusts what it is given."""
+        use_cubin = device.arch == self.target.arch.removesuffix("a")
+        ptx = None if use_cubin else self._module.get_source("ptx")
+        try:
+            check_output(self._module.cubin if use_cubin else None, ptx, self.target.arch)
+        except BuildError as err:
+            raise BuildError(f"CUDA kernel {self.name} (built for {self.target}) is not "
+                             f"loaded: {err}") from None
+        return self._module.cubin if use_cubin else ptx.encode() + b"\0"
 
     @property
     def imported_modules(self) -> list[CudaModule]:

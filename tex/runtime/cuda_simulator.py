@@ -19,11 +19,18 @@ Errors of a simulated launch are `DeviceError`s naming the kernel, the launch,
 its grid and block, and the CUDA source line. It takes and returns NumPy
 arrays only, and is slow (a context switch per thread at every barrier): it
 is meant for tests and small sizes. Compiled simulators are entries of the
-disk cache (`tex.disk_cache`, "simulator-<key>"), keyed by the source, the
-headers, the compiler and its flags.
+disk cache (`tex.disk_cache`, "simulator-<key>", counted in its size bound like
+every entry), keyed by the source, the headers, the compiler and its flags.
+At most `config.simulator_libraries()` (TEX_SIMULATOR_LIBRARIES, 32) stay
+loaded; beyond that the least recently used is unloaded (`dlclose`), which
+happens only between simulations: loading and running both hold `_lock`. The
+libraries are built with `-fno-gnu-unique`, without which a C++ library may
+never leave memory.
 """
 from __future__ import annotations
 
+import _ctypes
+import collections
 import ctypes
 import functools
 import hashlib
@@ -43,13 +50,17 @@ from tex.errors import ArgumentError, BuildError, DeviceError
 
 INCLUDE_DIR = Path(__file__).with_name("cuda_simulator_include")
 _HEADER = INCLUDE_DIR / "tex_cuda_simulator.h"
-_FLAGS = ("-std=c++20", "-O1", "-w", "-fPIC", "-shared", "-fno-strict-aliasing")
+_FLAGS = ("-std=c++20", "-O1", "-w", "-fPIC", "-shared", "-fno-strict-aliasing",
+          "-fno-gnu-unique")
 _GUARD = 256        # bytes of guard before and after each buffer (also its alignment)
 _GUARD_BYTE = 0xA5
 _UNSET_BYTE = 0xFF  # what a temporary holds before a launch writes it
 
-_libraries: dict[str, ctypes.CDLL] = {}
-_lock = threading.Lock()  # one simulation at a time: the header's scheduler is global state
+#: key -> loaded simulator library, least recently used first (only under `_lock`)
+_libraries: collections.OrderedDict[str, ctypes.CDLL] = collections.OrderedDict()
+#: One simulation at a time (the header's scheduler is global state), and the loaded
+#: libraries with it: none is unloaded while a launch runs.
+_lock = threading.Lock()
 
 
 def compiler() -> str | None:
@@ -69,13 +80,13 @@ def run(name: str, module, params: list, args: list, sizes: dict, launches: list
         if arg.host is None:
             raise ArgumentError(f"{p.label}: the simulator takes NumPy arrays, not device "
                                 "memory")
-    library = _library(module.source, [launch.name for launch in module.launches])
     memory = {p.buffer: _Guarded(arg.host) for p, arg in zip(params, args)}
     for buffer in module.temporaries:
         nbytes = math.prod(int(evaluate(e, sizes)) for e in buffer.shape) \
             * buffer.dtype.numpy.itemsize
         memory[buffer] = _Guarded(None, nbytes)
     with _lock:
+        library = _library(module.source, [launch.name for launch in module.launches])
         for launch, grid, block in launches:
             values = [ctypes.c_longlong(sizes[var]) for var in launch.size_vars]
             pointers = [memory[b].address for b in launch.params] + \
@@ -129,7 +140,9 @@ def _wrappers(launch_names: list[str]) -> str:
 
 
 def _library(source: str, launch_names: list[str]) -> ctypes.CDLL:
-    """The simulator of `source`, compiled and loaded: from memory, the disk cache, or g++."""
+    """The simulator of `source`, compiled and loaded: from memory, the disk cache, or g++;
+    the least recently used libraries past the bound are unloaded. The caller holds
+    `_lock`."""
     cxx = compiler()
     if cxx is None:
         raise BuildError("simulating a CUDA kernel needs a C++ compiler: set CXX or install "
@@ -138,12 +151,27 @@ def _library(source: str, launch_names: list[str]) -> ctypes.CDLL:
     key = hashlib.sha256("\0".join(
         [program, cxx, _version(cxx), *_FLAGS]
         + [p.read_text() for p in sorted(INCLUDE_DIR.iterdir())]).encode()).hexdigest()
-    with _lock:
-        library = _libraries.get(key)
-        if library is None:
-            library = _libraries[key] = _load(_shared_object(program, key, cxx), key,
-                                              launch_names)
+    library = _libraries.get(key)
+    if library is None:
+        library = _libraries[key] = _load(_shared_object(program, key, cxx), key,
+                                          launch_names)
+    _libraries.move_to_end(key)
+    while len(_libraries) > config.simulator_libraries():
+        _unload(_libraries.popitem(last=False)[1])
     return library
+
+
+def unload_all():
+    """Unload every simulator library (between simulations)."""
+    with _lock:
+        while _libraries:
+            _unload(_libraries.popitem()[1])
+
+
+def _unload(library: ctypes.CDLL):
+    """`dlclose` `library`, which nothing may call afterwards (the caller holds `_lock`
+    and has dropped it from `_libraries`)."""
+    _ctypes.dlclose(library._handle)
 
 
 @functools.lru_cache(maxsize=None)

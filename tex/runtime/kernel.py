@@ -5,10 +5,12 @@
 
 Every call checks each argument against its parameter: an ndarray (or a CPU
 object with `__dlpack__`), the exact dtype (no silent casts), the rank,
-C-contiguity, and the shape. Shape dimensions are expressions: a constant must
-match; a bare size variable is bound by the first argument that has it and
-must agree everywhere else; any other expression (`n + 2`) is evaluated once
-the variables are bound. Outputs must be writable and must not overlap any
+C-contiguity, alignment of the data to the element size (NumPy's
+`flags.aligned`; the compiled loads and stores claim it, `tex.codegen.llvm`),
+and the shape. Shape dimensions are expressions: a constant must match; a
+bare size variable is bound by the first argument that has it and must agree
+everywhere else; any other expression (`n + 2`) is evaluated once the
+variables are bound. Outputs must be writable and must not overlap any
 other argument. A mismatch raises `ArgumentError` naming the argument (buffer
 name and position), the dimension, what was expected and what came.
 
@@ -131,6 +133,8 @@ class Param:
             raise self.rank_error(value.shape)
         if not value.flags.c_contiguous:
             raise self.layout_error(value.strides)
+        if not value.flags.aligned:
+            raise self.alignment_error(value)
         if self.is_output and not value.flags.writeable:
             raise self.read_only_error()
         return value
@@ -145,6 +149,11 @@ class Param:
 
     def layout_error(self, strides, remedy="pass np.ascontiguousarray(...) of it"):
         return ArgumentError(f"{self.label} is not C-contiguous (strides {strides}); {remedy}")
+
+    def alignment_error(self, value: np.ndarray) -> ArgumentError:
+        return ArgumentError(f"{self.label}: its data at {hex(data_pointer(value))} is not "
+                             f"aligned to its element size ({value.itemsize} bytes); the "
+                             "compiled code assumes it is, pass a copy (.copy())")
 
     def read_only_error(self) -> ArgumentError:
         return ArgumentError(f"{self.label} is an output but its array is read-only")
