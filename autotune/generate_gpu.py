@@ -29,7 +29,12 @@ knobs, `InvalidConfig`) and has rules of its own:
    result atomically to the output, which a generated kernel fills with the
    identity first; sum, min and max only).
 5. **elementwise** (every other stage): all axes fused and split into blocks
-   of `threads` threads.
+   of `threads` threads, each thread `vector` consecutive elements (one
+   access of up to 16 bytes where alignment allows).
+
+The tile rule's `min_blocks` asks ptxas to fit that many blocks on a
+multiprocessor (`pragma(..., "launch_bounds", min_blocks)`), which bounds the
+registers per thread.
 
 Thread counts are powers of two; a configuration past the target's limits
 (threads per block, grid size, static shared memory) or with idle threads
@@ -48,6 +53,11 @@ from tex.tensor import PlaceholderOp
 
 #: Threads per block offered for elementwise stages and reductions.
 ELEMENTWISE_THREADS = (64, 128, 256, 512, 1024)
+#: Consecutive elements per thread of an elementwise stage (at most 16 bytes: one access).
+ELEMENTWISE_VECTORS = (1, 2, 4)
+#: Blocks of the tile rule asked to fit on one multiprocessor at once (`__launch_bounds__`;
+#: 1 asks nothing).
+MIN_BLOCKS = (1, 2)
 REDUCE_THREADS = (32, 64, 128, 256, 512, 1024)
 #: Output points per block of a shared or warp reduction (along threadIdx.y), for short rows.
 ROWS = (1, 2, 4, 8, 16, 32)
@@ -101,6 +111,7 @@ class BlockTile:
     staged: bool
     step: int
     stages: int            # shared slots of the staged inputs (1: no pipeline)
+    min_blocks: int        # blocks per multiprocessor asked of ptxas (1: none)
 
 
 @dataclass
@@ -162,8 +173,10 @@ class GpuSketch(Sketch):
         staged = self.knob(f"{name}.shared", [False, True] if stageable else [False])
         step = self.knob(f"{name}.step", STEPS if stageable else [1])
         stages = self.knob(f"{name}.stages", PIPELINE_STAGES if stageable else [1])
+        min_blocks = self.knob(f"{name}.min_blocks", MIN_BLOCKS)
         return BlockTile(lead, axis_y, axis_x, ext_y, ext_x, tile_y, tile_x, threads_y,
-                         threads_x, reduction, inputs, stageable, staged, step, stages)
+                         threads_x, reduction, inputs, stageable, staged, step, stages,
+                         min_blocks)
 
     def check_tile(self, plan: BlockTile):
         """InvalidConfig for a step without staging, or a block past the output, the
@@ -176,6 +189,9 @@ class GpuSketch(Sketch):
                    "without shared staging there is no pipeline")
         self.check(threads <= self.target.max_threads_per_block,
                    f"{threads} threads exceed {self.target.max_threads_per_block} per block")
+        self.check(threads * plan.min_blocks <= self.target.max_threads_per_sm,
+                   f"{plan.min_blocks} blocks of {threads} threads exceed the "
+                   f"{self.target.max_threads_per_sm} threads of a multiprocessor")
         self.check(block_y <= _pow2_at_least(plan.ext_y) and block_x <= _pow2_at_least(plan.ext_x),
                    f"a block tile of {block_y}x{block_x} is larger than "
                    f"the {plan.ext_y}x{plan.ext_x} output")
@@ -193,6 +209,8 @@ class GpuSketch(Sketch):
         if acc is None:
             acc = self.s[self.s.cache_write(out.op.output(0), "local")]
         thread_x = self.bind_block_tile(out, plan)
+        if plan.min_blocks > 1:
+            out.pragma(thread_x, "launch_bounds", plan.min_blocks)
         acc.compute_at(out, thread_x)
         steps = self.accumulate_in_registers(acc, plan)
         self.placed.add(acc)
@@ -372,10 +390,19 @@ class GpuSketch(Sketch):
 
     # --- rule 5 ----------------------------------------------------------------------
     def elementwise(self, stage: Stage):
-        """Rule 5: all axes fused, split into blocks of `threads` threads."""
+        """Rule 5: all axes fused, split into blocks of `threads` threads, `vector`
+        consecutive elements each."""
         points = math.prod(static_extent(a) for a in stage.op.axis)
-        threads = self.threads_knob(f"{stage.name}.threads", ELEMENTWISE_THREADS, points)
-        block, thread = stage.split(_fuse_all(stage), factor=threads)
+        itemsize = stage.op.output(0).dtype.itemsize
+        vector = self.knob(f"{stage.name}.vector",
+                           [v for v in ELEMENTWISE_VECTORS if v * itemsize <= 16])
+        threads = self.threads_knob(f"{stage.name}.threads", ELEMENTWISE_THREADS,
+                                    -(-points // vector))
+        fused = _fuse_all(stage)
+        if vector > 1:
+            fused, lanes = stage.split(fused, factor=vector)
+            stage.vectorize(lanes)
+        block, thread = stage.split(fused, factor=threads)
         _bind(stage, block, "blockIdx.x")
         _bind(stage, thread, "threadIdx.x")
         self.placed.add(stage)

@@ -47,7 +47,8 @@ def test_every_registry_op_has_a_gpu_space():
     for op in SHAPES:
         task = _task(op)
         assert len(task.space) >= 2, op
-        assert not any(".vector" in name for name in task.space.knobs), op
+        assert not any(".vector_axis" in name or ".pack_" in name  # the CPU rules' knobs
+                       for name in task.space.knobs), op
 
 
 @pytest.mark.parametrize("op", sorted(SHAPES))
@@ -105,6 +106,20 @@ def test_pipelined_tiles_fetch_asynchronously_and_match_numpy(stages):
     without = dict(config.to_json(), **{"C.shared": False, "C.step": 4})
     with pytest.raises(InvalidConfig, match="no pipeline"):
         task.instantiate(task.space.from_json(without))
+
+
+def test_vector_and_min_blocks_knobs_reach_the_code():
+    elementwise = ops.task_for("elementwise", (4096,), "cuda")
+    config = elementwise.space.from_json({name: knob.candidates[0].to_json() for name, knob
+                                          in elementwise.space.knobs.items()})
+    four = [c for c in _valid(elementwise, len(elementwise.space))
+            if c["out.vector"].val == 4][0]
+    assert "float4" not in _source(elementwise, config) and "float4" in _source(elementwise,
+                                                                                four)
+    matmul = _task("matmul")
+    two = [c for c in _valid(matmul, 40) if c["C.min_blocks"].val == 2][0]
+    threads = two["C.threads_y"].val * two["C.threads_x"].val
+    assert f"__launch_bounds__({threads}, 2)" in _source(matmul, two)
 
 def test_invalid_configurations_raise_invalid_config():
     task = _task("reduce_sum")  # 13 rows of 1000
