@@ -67,11 +67,13 @@ def test_fuse_non_adjacent():
     assert s[B].fuse(j) is j  # one axis fuses to itself
 
 
-def test_fuse_data_with_reduce_axis():
+def test_rfactor_of_a_data_axis_fused_with_a_reduce_axis():
     A, B, C, k = two_stages()
     s = tex.create_schedule(C.op)
-    with raises(tex.ScheduleError, "stage C", "reduce", "data"):
-        s[C].fuse(C.op.axis[0], k)
+    fused = s[C].fuse(C.op.axis[0], k)
+    with raises(tex.ScheduleError, "rfactor on stage C", "axis i_k_fused", "data axis and "
+                "reduction axis"):
+        s.rfactor(C, fused)
 
 
 def test_reorder_with_duplicates():
@@ -183,8 +185,10 @@ def test_placeholder_has_no_stage():
 def test_cache_write_after_split_and_cache_read_of_non_reader():
     A, B, C, k = two_stages()
     s = tex.create_schedule(C.op)
-    s[C].split(C.op.axis[0], factor=4)
-    with raises(tex.ScheduleError, "cache_write of C", "before"):
+    io, _ = s[C].split(C.op.axis[0], factor=4)
+    s[B].compute_at(s[C], io)
+    with raises(tex.ScheduleError, "cache_write of C", "stage B is computed at loop i_outer",
+                "compute_at after cache_write"):
         s.cache_write(C, "local")
     with raises(tex.ScheduleError, "cache_read of A", "stage C does not read A"):
         s.cache_read(A, "local", [C])

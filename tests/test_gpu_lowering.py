@@ -544,3 +544,30 @@ def test_a_local_buffer_at_the_block_holds_one_threads_part(producer_bound):
     data = np.random.default_rng(0).uniform(-1, 1, (3, 100)).astype("float32")
     result = tex.build(s, [a, b], target="cuda").simulate(data)
     np.testing.assert_allclose(result, 2 * data + data.sum(axis=1, keepdims=True), rtol=1e-5)
+
+
+@needs_compiler
+def test_a_cache_write_after_a_split_accumulates_in_registers_on_the_gpu():
+    """cache_write after a split: the local cache takes the split loops, the copy is
+    bound to blocks and threads afresh, and each thread accumulates its 4 rows locally."""
+    a = tex.placeholder((45, 19), name="a")
+    b = tex.placeholder((19, 30), name="b")
+    k = tex.reduce_axis((0, 19), name="k")
+    c = tex.compute((45, 30), lambda i, j: tex.sum(a[i, k] * b[k, j], axis=k), name="c")
+    s = tex.create_schedule(c.op)
+    s[c].split(c.op.axis[0], factor=4)
+    local = s.cache_write(c, "local")
+    assert [ax.name for ax in local.op.axis] == ["i_outer", "i_inner", "j"]
+    i, j = s[c].op.axis
+    io, ii = s[c].split(i, factor=4)
+    s[c].reorder(io, j, ii)
+    s[c].bind(io, tex.thread_axis("blockIdx.x"))
+    s[c].bind(j, tex.thread_axis("threadIdx.x"))
+    s[local].compute_at(s[c], j)
+    text = lowered(s, [a, b, c])
+    assert "c_local" in text and "for i_inner in range(4)" in text, text
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((45, 19)).astype("float32")
+    y = rng.standard_normal((19, 30)).astype("float32")
+    kernel = tex.build(s, [a, b, c], target="cuda")
+    np.testing.assert_allclose(kernel.simulate(x, y), x @ y, rtol=1e-4, atol=1e-5)

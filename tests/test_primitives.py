@@ -392,6 +392,94 @@ def test_cache_write_with_an_axis_order_keeps_column_vectors_whole():
         tex.create_schedule(C.op).cache_write(C, "local", axis_order=(1,))
 
 
+def test_cache_write_after_split_and_reorder_takes_over_the_loops():
+    """As in TE, the cache's axes are the stage's loops at the time (a split that does not
+    divide keeps its guard) and the original stage becomes a plain copy."""
+    A, B, C, k = matmul(37, 50, 23)
+    s = tex.create_schedule(C.op)
+    i, j = C.op.axis
+    io, ii = s[C].split(i, factor=8)
+    s[C].reorder(io, j, ii)
+    s[C].vectorize(ii)
+    CL = s.cache_write(C, "global")
+    assert [a.name for a in CL.op.axis] == ["i_outer", "j", "i_inner"]
+    assert [d.value for d in CL.shape] == [5, 50, 8]
+    assert s[C].leaf_iter_vars == list(C.op.axis) and s[C].op.reduce_axis == ()
+    jo, ji = s[C].split(s[C].op.axis[1], factor=16)  # the copy's own axes are free again
+    s[C].vectorize(ji)
+    s[CL].compute_at(s[C], s[C].op.axis[0])
+    a, b = random_array((37, 23)), random_array((23, 50))
+    check(s, [A, B, C], [a, b], a @ b, rtol=1e-4, atol=1e-4)
+
+
+def test_cache_write_after_a_split_of_a_symbolic_axis_and_a_reduction_split():
+    n = tex.var("n")
+    A = tex.placeholder((n, 45), name="A")
+    k = tex.reduce_axis((0, 45), name="k")
+    B = tex.compute((n,), lambda i: tex.max(A[i, k] * 2.0, axis=k), name="B")
+    s = tex.create_schedule(B.op)
+    s[B].split(B.op.axis[0], factor=4)
+    s[B].split(k, factor=8)  # a reduction split goes: the cache reduces over k as declared
+    BL = s.cache_write(B, "local")
+    assert [a.name for a in BL.op.axis] == ["i_outer", "i_inner"]
+    assert BL.op.reduce_axis == (k,)
+    a = random_array((13, 45)) - 5.0
+    check(s, [A, B], [a], (a * 2.0).max(axis=1))
+
+
+def test_cache_write_of_every_output_of_a_multi_output_compute():
+    A = tex.placeholder((19, 6), name="A")
+    C, D = tex.compute(A.shape, lambda i, j: (A[i, j] + 1.0, A[i, j] * 3.0), name="CD")
+    s = tex.create_schedule([C.op])
+    s[C].fuse(*C.op.axis)
+    CL, DL = s.cache_write([C, D], "local")
+    assert CL.op is DL.op and (CL.value_index, DL.value_index) == (0, 1)
+    assert [a.name for a in CL.op.axis] == ["i_j_fused"]
+    io, _ = s[C].split(C.op.axis[0], factor=4)
+    s[CL].compute_at(s[C], io)
+    a = random_array((19, 6))
+    check(s, [A, C, D], [a], (a + 1.0, a * 3.0))
+
+
+def test_cache_write_of_a_reducer_that_uses_the_data_axis():
+    X = tex.placeholder((10,), name="X")
+
+    def row(i):
+        r = tex.reduce_axis((0, i))
+        clip = tex.comm_reducer(lambda x, y: tex.max(x + y, i.astype("float32")),
+                                lambda dtype: tex.const(1.5, dtype) + i.astype(dtype),
+                                name="clipped_sum")
+        return clip(X[r], axis=r)
+
+    Y = tex.compute((10,), row, name="Y")
+    s = tex.create_schedule(Y.op)
+    s.cache_write(Y, "local")
+    x = random_array((10,))
+    want = np.empty(10, "float32")
+    for i in range(10):
+        acc = np.float32(1.5 + i)
+        for r in range(i):
+            acc = max(acc + x[r], np.float32(i))
+        want[i] = acc
+    check(s, [X, Y], [x], want)
+
+
+def test_cache_write_refuses_partial_outputs_and_lost_attachments():
+    A = tex.placeholder((8, 8), name="A")
+    C, D = tex.compute(A.shape, lambda i, j: (A[i, j] + 1.0, A[i, j] * 3.0), name="CD")
+    s = tex.create_schedule([C.op])
+    with pytest.raises(tex.ScheduleError, match="cache_write of CD.*every output"):
+        s.cache_write(C, "local")
+    B = tex.compute(A.shape, lambda i, j: A[i, j] + 1.0, name="B")
+    E = tex.compute(A.shape, lambda i, j: B[i, j] * 2.0, name="E")
+    s = tex.create_schedule(E.op)
+    io, _ = s[E].split(E.op.axis[0], factor=4)
+    s[B].compute_at(s[E], io)
+    with pytest.raises(tex.ScheduleError, match="stage B is computed at loop i_outer of "
+                                                "stage E"):
+        s.cache_write(E, "local")
+
+
 def test_rfactor_vectorized_partial_sums():
     n = tex.var("n")
     A, B, k = row_sum(n, 1000)

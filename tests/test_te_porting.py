@@ -493,3 +493,88 @@ def test_build_takes_a_list_of_lowered_programs():
         np.testing.assert_allclose(c, a + b)
     with pytest.raises(tex.BuildError, match="names must differ"):
         tex.build([tex.lower(s, [A, B, C]), tex.lower(s, [A, B, C])], "llvm")
+
+
+def test_rfactor_keeps_the_declared_reduction_axes_and_the_split_leaves_variables():
+    """TE's rfactor reduces the partial stage over the untouched declared axes (the same
+    objects, first) and over the other reduction loops (with their variables)."""
+    k1, k2 = tex.reduce_axis((0, 11), name="k1"), tex.reduce_axis((0, 6), name="k2")
+    A = tex.placeholder((9, 11, 6), name="A")
+    B = tex.compute((9,), lambda i: tex.sum(A[i, k1, k2], axis=[k1, k2]), name="B")
+    s = tex.create_schedule(B.op)
+    assert tuple(s.rfactor(B, k1).op.body[0].axis) == (k2,)
+    s = tex.create_schedule(B.op)
+    ko, ki = s[B].split(k1, factor=4)
+    s[B].split(B.op.axis[0], factor=8)
+    BF = s.rfactor(B, ki)
+    k2_again, outer = BF.op.body[0].axis
+    assert k2_again is k2 and outer.var is ko.var and outer.dom.extent.value == 3
+    assert s[B].op.body[0].axis[0].dom.extent.value == 4
+    assert [iv.name for iv in s[B].all_iter_vars] == ["i", "k1_inner_v", "i_outer", "i_inner"]
+    assert [iv.name for iv in s[BF].all_iter_vars] == ["k1_inner", "i", "k2", "k1_outer"]
+    a = random_array((9, 11, 6))
+    check(s, [A, B], [a], a.sum(axis=(1, 2)), rtol=1e-5)
+
+
+@pytest.mark.parametrize("order", ["data_first", "reduce_first"])
+def test_a_data_axis_fused_with_a_reduction_axis(order):
+    """TE fuses a data axis with a reduction axis into a reduction axis; each output gets
+    its initial value at the first iteration that reaches it (a split that does not divide,
+    a reduction starting at 2 and a `where` condition included)."""
+    X = tex.placeholder((7, 13), name="X")
+    k = tex.reduce_axis((2, 13), name="k")
+    Y = tex.compute((7,), lambda i: tex.max(X[i, k], axis=k, where=X[i, k] < 0.5), name="Y")
+    s = tex.create_schedule(Y.op)
+    i = Y.op.axis[0]
+    if order == "reduce_first":
+        s[Y].reorder(k, i)
+    fused = s[Y].fuse(*((i, k) if order == "data_first" else (k, i)))
+    assert fused.kind == "reduce"
+    s[Y].split(fused, factor=5)
+    x = random_array((7, 13))
+    x[3, 2:] = 0.9  # no value passes the condition: the identity stays
+    kept = np.where(x[:, 2:] < 0.5, x[:, 2:], -np.inf)
+    check(s, [X, Y], [x], kept.max(axis=1).astype("float32"))
+
+
+def test_a_fused_data_and_reduction_axis_refuses_rfactor_cache_write_and_bind():
+    X = tex.placeholder((7, 13), name="X")
+    k = tex.reduce_axis((0, 13), name="k")
+    Y = tex.compute((7,), lambda i: tex.sum(X[i, k], axis=k), name="Y")
+    s = tex.create_schedule(Y.op)
+    fused = s[Y].fuse(Y.op.axis[0], k)
+    for refused in (lambda: s.rfactor(Y, fused), lambda: s.cache_write(Y, "local"),
+                    lambda: s[Y].bind(fused, tex.thread_axis("threadIdx.x"))):
+        with pytest.raises(tex.ScheduleError, match="axis i_k_fused fuses data axis and "
+                                                    r"reduction axis \(i, k\)"):
+            refused()
+
+
+def test_allocations_show_their_extents_as_in_te():
+    """A local copy of A computed at the block loop: each thread keeps its own elements at
+    places 0, 32, 64 and 96, an allocation of 97 (as TE's `Allocate.extents` gives it)."""
+    A = tex.placeholder((128,), name="A")
+    B = tex.compute((128,), lambda i: A[i] + 1.0, name="B")
+    C = tex.compute((128,), lambda i: B[i] + 2.0, name="C")
+    s = tex.create_schedule(C.op)
+    AA = s.cache_read(A, "local", [B])
+    s[B].set_scope("shared")
+    tx = tex.thread_axis((0, 32), "threadIdx.x")
+    oc, ic = s[C].split(C.op.axis[0], factor=64)
+    ooc, ioc = s[C].split(oc, factor=2)
+    _, iic = s[C].split(ic, factor=32)
+    s[C].bind(ooc, tex.thread_axis("blockIdx.x"))
+    s[C].bind(iic, tx)
+    s[B].compute_at(s[C], ioc)
+    s[B].bind(s[B].split(B.op.axis[0], factor=32)[1], tx)
+    s[AA].compute_at(s[C], ooc)
+    s[AA].bind(s[AA].split(AA.op.axis[0], factor=32)[1], tx)
+    extents = []
+    tex.tir.stmt_functor.post_order_visit(
+        tex.lower(s, [A, C])["main"].body,
+        lambda n: extents.append((n.buffer.name, [e.value for e in n.extents]))
+        if isinstance(n, tex.ir.Allocate) else None)
+    assert ("A_local", [97]) in extents and ("B", [64]) in extents, extents
+    a, out = random_array((128,)), np.zeros(128, "float32")
+    tex.build(s, [A, C], target="cuda").simulate(a, out)
+    np.testing.assert_allclose(out, a + 3.0, rtol=1e-6)

@@ -288,6 +288,9 @@ def test_default_buffer_params_declare_compact_buffers():
     c = tex.compute((16,), lambda i: tex.sum(a[k] * b[i, k], axis=k), name="c")
     intrin = tex.decl_tensor_intrin(c.op, lambda ins, outs: None,
                                     default_buffer_params={"offset_factor": 1})
+    assert [(d.name, [e.value for e in d.shape]) for d in intrin.buffers] == \
+        [("a", [16]), ("b", [16, 16]), ("c", [16])]
+    assert intrin.reduce_init is None
     s, args = gemv_schedule(split_k=True, parts="all")
     s[args[2]].tensorize(s[args[2]].leaf_iter_vars[3], intrin)
     with pytest.raises(tex.LoweringError, match=r"tile of intrinsic tensor b \(in B\) has "

@@ -300,6 +300,11 @@ class Allocate(Stmt):
     buffer: Buffer
     body: Stmt
 
+    @property
+    def extents(self) -> tuple[Expr, ...]:
+        """The buffer's shape. TVM: `Allocate.extents`."""
+        return self.buffer.shape
+
 
 @dataclass(frozen=True, eq=False, slots=True, repr=False)
 class IfThenElse(Stmt):

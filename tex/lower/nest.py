@@ -8,6 +8,8 @@ Each guard goes just inside the innermost loop it depends on. A stage
 computed at a loop is placed at the top of that loop's body, with its
 buffers allocated around the rest of it; loops asked to prefetch or to
 double-buffer are marked for the passes that do it (`tex.lower.loop_marks`).
+Where a data axis is fused with a reduction axis, the identity is stored
+under `first_visit` next to the update instead of in an init nest.
 A reduction with a reduction loop bound to a GPU thread axis is built by
 `tex.lower.gpu_reduction`, a tensorized tile by `tex.lower.tile`.
 """
@@ -27,6 +29,7 @@ from tex.lower.bound import StagePlan
 from tex.lower.buffers import TensorBuffer, to_loads
 from tex.lower.loop_marks import check_double_buffer, mark_double_buffer, mark_pipeline, \
     mark_prefetches
+from tex.schedule.relations import Fuse
 from tex.tensor import Tensor
 from tex.visitor import collect, free_vars, substitute
 
@@ -216,7 +219,20 @@ def stage_nest(loops: StageLoops, one_thread=None):
     for cond in (one_thread, predicate):
         if cond is not None:
             init, update = IfThenElse(cond, init), IfThenElse(cond, update)
+    if any(isinstance(r, Fuse) and r.mixed for r in plan.stage.relations):
+        return loops.around(leaves, seq(IfThenElse(first_visit(plan), init), update),
+                            dict(loops.depth))
     return init_and_update(loops, leaves, first, (init, update))
+
+
+def first_visit(plan: StagePlan) -> Expr:
+    """True at the first iteration of the leaf loops that reaches each output point: where
+    every reduction axis is at its start. The loops run in order, so among the iterations
+    sharing a point (the same data axes) that one comes first. Used where a data axis is
+    fused with a reduction axis, so no loop runs over the data points alone."""
+    roots = plan.root_values
+    return ops.all_(*(ops.compare("eq", roots[iv.var], substitute(iv.dom.min, roots))
+                      for iv in plan.op.reduce_axis))
 
 
 def store_predicate(plan: StagePlan) -> Expr | None:

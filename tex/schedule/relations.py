@@ -3,7 +3,8 @@ loop nest goes (`Attach`), and the arithmetic of split and fuse records.
 
 Given the range of each root axis of a stage, `pass_down` gives the range of
 every derived axis; `pass_up` gives the value of every axis in terms of the
-leaf loop variables; `split_guards` lists the conditions that keep a split
+leaf loop variables, `pass_down_values` the reverse (every axis in terms of
+the roots' values); `split_guards` lists the conditions that keep a split
 that does not divide inside its parent's range. Every leaf loop runs from 0.
 """
 from __future__ import annotations
@@ -59,7 +60,13 @@ class Fuse:
 
     @property
     def kind(self) -> str:
-        return self.outer.kind
+        """The fused axis's kind: "reduce" when a reduction axis is among the two."""
+        return self.fused.kind
+
+    @property
+    def mixed(self) -> bool:
+        """Whether a data axis is fused with a reduction axis."""
+        return self.outer.kind != self.inner.kind
 
     def describe(self) -> str:
         return f"fuse({self.outer.name}, {self.inner.name}) -> {self.fused.name}"
@@ -144,6 +151,24 @@ def pass_up(relations, leaves, ranges: dict, leaf_values: dict | None = None) ->
                                          ops.binary("floordiv", values[r.fused], inner))
             values[r.inner] = ops.binary("add", ranges[r.inner].min,
                                          ops.binary("floormod", values[r.fused], inner))
+    return values
+
+
+def pass_down_values(relations, ranges: dict, root_values: dict) -> dict:
+    """The value of every axis (its loop variable's, from 0) given the roots' values:
+    a split's outer part is the parent's offset // inner extent, its inner part the
+    remainder; a fused axis is outer * inner extent + inner."""
+    values = {iv: ops.binary("sub", v, ranges[iv].min) for iv, v in root_values.items()}
+    for r in relations:
+        if isinstance(r, Split):
+            _, inner = split_extents(r, ranges[r.parent])
+            values[r.outer] = ops.binary("floordiv", values[r.parent], inner)
+            values[r.inner] = ops.binary("floormod", values[r.parent], inner)
+        elif isinstance(r, Fuse):
+            outer = ops.binary("mul", values[r.outer], ranges[r.inner].extent)
+            values[r.fused] = ops.binary("add", outer, values[r.inner])
+        else:
+            values[r.axis] = _ZERO
     return values
 
 

@@ -16,10 +16,10 @@ from tex.errors import ScheduleError
 from tex.expr import Const, Reduce, TensorRead, Var
 from tex.scan_op import ScanOp
 from tex.schedule.extern_stage import ExternStage, refuse_extern
-from tex.schedule.relations import pass_down, pass_up, split_guards
+from tex.schedule.relations import pass_down, pass_down_values, pass_up, split_guards
 from tex.schedule.scan import ScanStage, attach_steps
 from tex.schedule.stage import SCOPES, Stage
-from tex.tensor import ComputeOp, ExternOp, IterVar, PlaceholderOp, Range, Tensor
+from tex.tensor import CommReducer, ComputeOp, ExternOp, IterVar, PlaceholderOp, Range, Tensor
 from tex.visitor import substitute, transform
 
 
@@ -191,44 +191,82 @@ class Schedule:
             self._rewrite_reads(reader, {tensor: op.output(0)}, order)
         return op.output(0)
 
-    def cache_write(self, tensor: Tensor, scope: str, axis_order=None) -> Tensor:
+    def cache_write(self, tensor, scope: str, axis_order=None):
         """Compute `tensor` into a new stage `{name}_{scope}`, then copy it out; returns it.
 
         The original stage becomes the copy; the cache stage is usually put
         with compute_at inside the copy's loops so the accumulator stays in
-        registers or cache. Call it before splitting the stage. `axis_order`
-        (a permutation of the dimensions) gives the cache's axes, and so its
+        registers or cache. `tensor` may be a list of all the outputs of one
+        operation (`s.cache_write([C, D], "local")`); a list of caches comes
+        back. Called after other primitives on the stage, the cache takes over
+        its loops as TE's does: the cache's axes are the stage's data loops as
+        they are now (a split axis gives two, in the current order; a split that
+        does not divide keeps its guard), and the copy starts afresh from the
+        operation's own axes (its splits, fuses, annotations and bindings go;
+        where it is computed stays). Reduction axes stay as declared.
+        `axis_order` (a permutation of the cache's axes) gives them, and so its
         storage, in that order: a vectorized axis put last makes each vector
         of the accumulator consecutive in memory (one register).
         TVM: `cache_write`; Halide: `update()` into a wrapper / `in()`.
         """
-        _check_tensor("cache_write", tensor)
-        stage = self[tensor]
+        tensors = list(tensor) if isinstance(tensor, (list, tuple)) else [tensor]
+        if not tensors:
+            raise ScheduleError("cache_write: give a tensor or a list of tensors, got []")
+        for t in tensors:
+            _check_tensor("cache_write", t)
+        names = ", ".join(t.name for t in tensors)
+        stage = self[tensors[0]]
         refuse_extern(stage, "cache_write")
         if not isinstance(stage.op, ComputeOp):
-            raise ScheduleError(f"cache_write of {tensor.name}: stage {stage.name} is not a "
+            raise ScheduleError(f"cache_write of {names}: stage {stage.name} is not a "
                                 "compute; cache the stage of its update instead")
-        if stage.relations or stage.annotations or stage.bindings or stage.attach.kind != "root":
-            raise ScheduleError(f"cache_write of {tensor.name}: call it before any other "
-                                f"primitive on stage {stage.name}")
-        if stage.op.num_outputs > 1:
-            raise ScheduleError(f"cache_write of {tensor.name}: operations with several outputs "
-                                "are not supported")
         old = stage.op
-        order = _permutation(axis_order, len(old.axis), "cache_write", tensor.name)
-        axis = tuple(IterVar(Var(old.axis[d].name), old.axis[d].dom, "data") for d in order)
-        remap = {old.axis[d].var: a.var for d, a in zip(order, axis)}
-        body = tuple(_remap_reduce_domains(substitute(b, remap), remap) for b in old.body)
+        given = sorted(t.value_index for t in tensors)
+        if any(self[t] is not stage for t in tensors) or given != list(range(old.num_outputs)):
+            raise ScheduleError(f"cache_write of {names}: give every output of one operation "
+                                f"(stage {stage.name} has {old.num_outputs}), each once")
+        stage.refuse_mixed_fuse("cache_write")
+        self._refuse_attached_to_derived_axes(stage, names)
+        data_relations = [r for r in stage.relations if r.kind == "data"]
+        leaves = [v for v in stage.leaf_iter_vars if v.kind == "data"]
+        ranges = pass_down(data_relations, {iv: iv.dom for iv in old.axis})
+        order = _permutation(axis_order, len(leaves), "cache_write", names)
+        axis = tuple(IterVar(Var(leaves[d].name), Range(Const(INDEX, 0), ranges[leaves[d]].extent),
+                             "data") for d in order)
+        new_vars = {leaves[d]: a.var for d, a in zip(order, axis)}
+        values = pass_up(data_relations, leaves, ranges, new_vars)
+        remap = {iv.var: simplify(values[iv]) for iv in old.axis}
+        guards = [guard for _, guard in split_guards(data_relations, ranges, values)]
+        body = tuple(_guarded(_remap_reduce_domains(substitute(b, remap), remap), guards)
+                     for b in old.body)
         cache = ComputeOp(f"{old.name}_{scope}", axis, body)
         cache_stage = Stage.of(cache, self)
-        cache_stage.scope = _scope(scope, "cache_write", tensor.name)
+        cache_stage.scope = _scope(scope, "cache_write", names)
         self._add(cache_stage, self.stages.index(stage))
-        copy = old.with_body((TensorRead(cache.output(0),
-                                         tuple(old.axis[d].var for d in order)),))
+        positions = pass_down_values(data_relations, ranges, {iv: iv.var for iv in old.axis})
+        index = tuple(simplify(positions[leaves[d]]) for d in order)
+        copy = old.with_body(tuple(TensorRead(out, index) for out in cache.outputs))
         self._stage_by_op[copy] = stage
         stage.op = copy
+        stage.relations = []
         stage.leaf_iter_vars = list(copy.axis)
-        return cache.output(0)
+        for table in (stage.annotations, stage.pragmas, stage.prefetches, stage.bindings,
+                      stage.reduce_strategies):
+            table.clear()
+        stage.tensorized = None
+        caches = list(cache.outputs)
+        return caches if isinstance(tensor, (list, tuple)) else caches[0]
+
+    def _refuse_attached_to_derived_axes(self, stage: Stage, names: str):
+        """cache_write forgets the stage's splits and fuses: no stage may be computed at
+        one of those loops."""
+        for other in self.stages:
+            attach = other.attach
+            if attach.kind == "at" and attach.stage is stage and \
+                    attach.axis not in stage.op.axis:
+                raise ScheduleError(f"cache_write of {names}: stage {other.name} is computed at "
+                                    f"loop {attach.axis.name} of stage {stage.name}, which the "
+                                    "copy loses; call compute_at after cache_write")
 
     def rfactor(self, tensor: Tensor, axis: IterVar, factor_axis: int = 0):
         """Turn the reduction leaf `axis` into a data axis of a new partial-result stage.
@@ -246,6 +284,7 @@ class Schedule:
         if not op.reduce_axis:
             raise ScheduleError(f"rfactor on stage {stage.name}: it is not a reduction")
         stage._leaf(axis, "rfactor")
+        stage.refuse_mixed_fuse("rfactor")
         if axis.kind != "reduce":
             raise ScheduleError(f"rfactor on stage {stage.name}: axis {axis.name} is a data "
                                 "axis; rfactor takes a reduction axis")
@@ -290,9 +329,9 @@ def _rfactor_op(stage: Stage, factor: IterVar, factor_axis: int) -> ComputeOp:
     new_axis = [IterVar(Var(iv.name), iv.dom, "data") for iv in op.axis]
     factor_iv = IterVar(Var(factor.name), Range(Const(INDEX, 0), ranges[factor].extent), "data")
     new_axis.insert(factor_axis, factor_iv)
-    others = {leaf: IterVar(Var(leaf.name), Range(Const(INDEX, 0), ranges[leaf].extent),
-                            "reduce")
-              for leaf in reduce_leaves if leaf is not factor}
+    declared_first = sorted((leaf for leaf in reduce_leaves if leaf is not factor),
+                            key=lambda leaf: leaf not in op.reduce_axis)
+    others = {leaf: _reduce_axis_over(leaf, ranges[leaf]) for leaf in declared_first}
     leaf_values = {factor: factor_iv.var, **{leaf: iv.var for leaf, iv in others.items()}}
     values = pass_up(reduce_relations, reduce_leaves, ranges, leaf_values)
     remap = {iv.var: simplify(values[iv]) for iv in op.reduce_axis}
@@ -310,6 +349,15 @@ def _rfactor_op(stage: Stage, factor: IterVar, factor_axis: int) -> ComputeOp:
         body = tuple(ops.if_then_else(condition, s, ident)
                      for s, ident in zip(sources, combiner.identities))
     return ComputeOp(f"{op.name}_rf", tuple(new_axis), body)
+
+
+def _reduce_axis_over(leaf: IterVar, dom: Range) -> IterVar:
+    """The reduction axis of rfactor's partial stage for reduction leaf `leaf`: the leaf
+    itself where it is a declared axis, else a new axis over `dom` with the leaf's variable
+    (as TE keeps them; the declared axes come first)."""
+    if leaf.dom is dom:
+        return leaf
+    return IterVar(leaf.var, Range(Const(INDEX, 0), dom.extent), "reduce")
 
 
 def _check_tensor(primitive: str, tensor):
@@ -345,18 +393,34 @@ def create_schedule(outputs) -> Schedule:
     return Schedule(outputs)
 
 
+def _guarded(body, guards: list):
+    """`body` computed only where every guard holds: a reduction skips the other rows
+    (its value there is the identity), any other value is zero there."""
+    if not guards:
+        return body
+    cond = guards[0]
+    for guard in guards[1:]:
+        cond = ops.logical("and", cond, guard)
+    if isinstance(body, Reduce):
+        return Reduce(body.combiner, body.sources, body.axes,
+                      ops.logical("and", body.condition, cond), body.value_index)
+    return ops.if_then_else(cond, body, Const(body.dtype, 0))
+
+
 def _remap_reduce_domains(expr, remap: dict):
-    """`expr` with the domains of its reductions' axes renamed by `remap` too: an axis
-    whose bounds use a remapped variable (`reduce_axis((0, i + 1))`) becomes a new axis;
+    """`expr` with the domains of its reductions' axes and their reducers renamed by
+    `remap` too: an axis whose bounds use a remapped variable (`reduce_axis((0, i + 1))`)
+    becomes a new axis, a reducer whose identity or combination uses one a new reducer;
     the others stay the same objects."""
     def remap_axes(node):
         if not isinstance(node, Reduce):
             return None
         axes = tuple(_remapped_axis(iv, remap) for iv in node.axes)
-        if all(a is b for a, b in zip(axes, node.axes)):
+        combiner = _remapped_combiner(node.combiner, remap)
+        if all(a is b for a, b in zip(axes, node.axes)) and combiner is node.combiner:
             return None
         renamed = {old.var: new.var for old, new in zip(node.axes, axes)}
-        return Reduce(node.combiner, tuple(substitute(x, renamed) for x in node.sources), axes,
+        return Reduce(combiner, tuple(substitute(x, renamed) for x in node.sources), axes,
                       substitute(node.condition, renamed), node.value_index)
     return transform(expr, remap_axes)
 
@@ -366,3 +430,12 @@ def _remapped_axis(iv: IterVar, remap: dict) -> IterVar:
     if lo is iv.dom.min and extent is iv.dom.extent:
         return iv
     return IterVar(Var(iv.var.name, iv.var.dtype), Range(lo, extent), iv.kind)
+
+
+def _remapped_combiner(combiner: CommReducer, remap: dict) -> CommReducer:
+    results = tuple(substitute(r, remap) for r in combiner.results)
+    identities = tuple(substitute(e, remap) for e in combiner.identities)
+    if all(a is b for a, b in zip(results + identities,
+                                  combiner.results + combiner.identities)):
+        return combiner
+    return CommReducer(combiner.name, combiner.lhs, combiner.rhs, results, identities)

@@ -98,6 +98,15 @@ class Stage:
         return f"Stage({self.name})"
 
     @property
+    def all_iter_vars(self) -> list:
+        """Every axis of the stage: the operation's own, then those its splits and fuses
+        made, in the order they were made. TVM: `Stage.all_iter_vars`."""
+        found = list(self.op.axis) + list(self.op.reduce_axis)
+        for r in self.relations:
+            found.extend(a for a in r.axes if a not in found)
+        return found
+
+    @property
     def attach_type(self) -> int:
         """TVM's attach type: 1 at the root, 2 inlined, 4 computed at a loop."""
         return _ATTACH_TYPES[self.attach.kind]
@@ -197,6 +206,10 @@ class Stage:
         loops needs no special case; no axis gives a new outermost loop of one
         iteration (a 0-d stage gets a loop to bind to a GPU block, say).
         Stages computed at a fused axis move to the fused one.
+        A data axis fused with a reduction axis gives a reduction axis (as in
+        TE); each output's initial value is then stored at its first iteration,
+        and the stage can no longer be rfactored, cached with cache_write, or
+        have that axis bound to a thread axis.
         TVM: `fuse`; Halide: `fuse`.
         """
         if len(axes) == 1 and isinstance(axes[0], (list, tuple)):
@@ -210,12 +223,10 @@ class Stage:
                 order = ", ".join(v.name for v in self.leaf_iter_vars)
                 raise ScheduleError(f"fuse on stage {self.name}: axes {a.name} and {b.name} are "
                                     f"not adjacent (outer first) in the loop order [{order}]")
-            if a.kind != b.kind:
-                raise ScheduleError(f"fuse on stage {self.name}: cannot fuse {a.kind} axis "
-                                    f"{a.name} with {b.kind} axis {b.name}")
         fused = leaves[0]
         for inner in leaves[1:]:
-            new = IterVar(Var(f"{fused.name}_{inner.name}_fused", INDEX), None, inner.kind)
+            kind = "reduce" if "reduce" in (fused.kind, inner.kind) else "data"
+            new = IterVar(Var(f"{fused.name}_{inner.name}_fused", INDEX), None, kind)
             self.relations.append(Fuse(fused, inner, new))
             self._replace_leaf(fused, [new])
             self.leaf_iter_vars.remove(inner)
@@ -223,6 +234,14 @@ class Stage:
         self._move_attachments(leaves, fused)
         self._touch()
         return fused
+
+    def refuse_mixed_fuse(self, primitive: str):
+        """Raise ScheduleError if the stage fused a data axis with a reduction axis."""
+        for r in self.relations:
+            if isinstance(r, Fuse) and r.mixed:
+                raise ScheduleError(f"{primitive} on stage {self.name}: axis {r.fused.name} "
+                                    f"fuses data axis and reduction axis ({r.outer.name}, "
+                                    f"{r.inner.name}); {primitive} needs them apart")
 
     def _singleton(self) -> IterVar:
         axis = IterVar(Var("singleton", INDEX), None, "data")
@@ -559,6 +578,8 @@ class Stage:
             if other_tag == tag and other is not axis and tag != "vthread":
                 raise ScheduleError(f"bind on stage {self.name}: {tag} is already bound to "
                                     f"axis {other.name}; a thread axis is bound once per stage")
+        if axis.kind == "reduce":
+            self.refuse_mixed_fuse("bind")
         if axis.kind == "reduce" and tag == "vthread":
             raise ScheduleError(f"bind on stage {self.name}: reduction axis {axis.name} "
                                 "cannot be a vthread; bind it to threadIdx or blockIdx")

@@ -205,6 +205,19 @@ class TensorIntrin:
         self.binds: dict[Tensor, BufferDecl] = binds or {}
         self.scalar_params: tuple[Var, ...] = scalar_params
 
+    @property
+    def buffers(self) -> tuple:
+        """The declared buffer (`decl_buffer`'s) of each tensor, inputs then the output;
+        None for a tensor neither `binds` nor `default_buffer_params` declares.
+        TVM: `TensorIntrin.buffers`."""
+        return tuple(self.binds.get(t) for t in (*self.inputs, self.output))
+
+    @property
+    def reduce_init(self) -> None:
+        """TVM's initial value of a reduction with `init=`; tex's reductions start from
+        their reducer's identity, so there is none. TVM: `TensorIntrin.reduce_init`."""
+        return None
+
     def __repr__(self):
         return f"TensorIntrin({self.name})"
 
