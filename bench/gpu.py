@@ -3,8 +3,8 @@
     python -m bench.gpu [--samples N] [--json FILE] [--quick]
 
 Prints, with the device's name:
-* float32 matmul 4096³ (GFLOP/s; tex's shared-memory schedule, plain and double-buffered,
-  against torch.matmul),
+* float32 matmul 4096³ (GFLOP/s; tex's shared-memory schedule, plain, double-buffered
+  through registers and pipelined by cp.async, against torch.matmul),
 * float16 tensor-core matmul 4096³ with float32 accumulation (tex's WMMA schedule
   against torch.matmul on float16), and float16 and bfloat16 ones through mma.sync
   with a cp.async pipeline (`matmul_mma`, tex.intrin.cuda_mma),
@@ -92,15 +92,16 @@ def copy_bandwidth(torch, samples: int) -> float:
 def matmul_rows(torch, samples: int, n: int) -> list:
     rows = []
     flops = 2 * n**3
-    for double_buffer in (False, True):
-        case = cases.matmul(n, n, n, tile=128, per_thread=8, step=8, double_buffer=double_buffer,
-                            min_blocks=2)
+    for fetch_ahead, named in (({}, ""), ({"double_buffer": True}, ", double-buffered"),
+                               ({"pipelined": True}, ", cp.async pipeline")):
+        case = cases.matmul(n, n, n, tile=128, per_thread=8, step=8, min_blocks=2,
+                            **fetch_ahead)
         kernel = case.build()
         inputs = _device_inputs(torch, case)
         out = _checked(torch, kernel, case, inputs, (n, n), rtol=1e-2)
         tex_s = _time_tex(kernel, (*inputs, out), samples)
         ref_s = _time_torch(torch, lambda: torch.matmul(*inputs), samples)
-        label = f"matmul {n}^3 float32" + (", double-buffered" if double_buffer else "")
+        label = f"matmul {n}^3 float32{named}"
         rows.append((label, "GFLOP/s", flops / tex_s / 1e9, flops / ref_s / 1e9, "cuBLAS"))
     kernel = cases.matmul_wmma(n, n, n).build()
     a = torch.randn(n, n, device="cuda").half()

@@ -68,13 +68,19 @@ def elementwise(n: int, threads: int = 256, vector: int = 1) -> GpuCase:
 
 def matmul(n: int, m: int, k: int, tile: int = 64, per_thread: int = 4, step: int = 16,
            dtype: str = "float32", double_buffer: bool = False, vector: int = 4,
-           min_blocks: int | None = None) -> GpuCase:
+           min_blocks: int | None = None, pipelined: bool = False) -> GpuCase:
     """C = A @ B: a tile x tile block of C per block of (tile / per_thread)² threads, each
-    thread a per_thread² register tile; A and B staged through shared memory
+    thread a per_thread² register tile (its rows contiguous, its columns in groups of
+    `vector` interleaved with the other threads': thread x owns columns
+    x * vector + threads * vector * g + {0..vector-1}, so B's shared reads are 16-byte and
+    free of bank conflicts); A and B staged through shared memory
     `step` columns / rows at a time, fetched by all threads together, `vector`
     consecutive elements per thread and access (4 float32: 16-byte loads and stores
-    where the sizes keep them aligned; the next step's while this one's are used, with
-    `double_buffer`); C is written `vector` elements at a time too. `min_blocks`: the
+    where the sizes keep them aligned). The next step's panels are fetched while this
+    one's are used, with one barrier per step: with `double_buffer` through registers
+    (any GPU; `tex.passes.inject_double_buffer`), with `pipelined` by cp.async into two
+    slots (sm_80 and later; `tex.passes.inject_pipeline`), which needs no staging
+    registers. C is written `vector` elements at a time too. `min_blocks`: the
     launch_bounds pragma (blocks per multiprocessor, which caps a thread's registers)."""
     A = tex.placeholder((n, k), dtype, name="A")
     B = tex.placeholder((k, m), dtype, name="B")
@@ -88,10 +94,11 @@ def matmul(n: int, m: int, k: int, tile: int = 64, per_thread: int = 4, step: in
     i, j = s[C].op.axis
     bi, bj, ii, jj = s[C].tile(i, j, tile, tile)
     ty, ti = s[C].split(ii, nparts=threads)
-    tx, tj = s[C].split(jj, nparts=threads)
-    s[C].reorder(bi, bj, ty, tx, ti, tj)
-    if vector > 1 and per_thread % vector == 0:  # C written `vector` elements at a time
-        _, lanes = s[C].split(tj, factor=vector)
+    group = vector if per_thread % vector == 0 else 1
+    tj, rest = s[C].split(jj, factor=threads * group)  # columns interleaved across threads
+    tx, lanes = s[C].split(rest, nparts=threads)
+    s[C].reorder(bi, bj, ty, tx, ti, tj, lanes)
+    if group > 1:  # C written `vector` elements at a time
         s[C].vectorize(lanes)
     _bind(s[C], bi, "blockIdx.y")
     _bind(s[C], bj, "blockIdx.x")
@@ -102,7 +109,7 @@ def matmul(n: int, m: int, k: int, tile: int = 64, per_thread: int = 4, step: in
     s[C_local].compute_at(s[C], tx)
     ci, cj = s[C_local].op.axis
     ro, ri = s[C_local].split(s[C_local].op.reduce_axis[0], factor=step)
-    s[C_local].reorder(ro, ri, ci, cj)
+    s[C_local].reorder(ro, ri, cj, ci)  # column outer: fewer live values (no spills at 128)
     s[C_local].unroll(ri)
     s[C_local].unroll(ci)
     s[C_local].unroll(cj)
@@ -116,10 +123,13 @@ def matmul(n: int, m: int, k: int, tile: int = 64, per_thread: int = 4, step: in
         _bind(s[staged], fx, "threadIdx.x")
         if vector > 1:
             s[staged].vectorize(elements)
-        if double_buffer:
+        if pipelined:
+            s[staged].pipeline(2)
+        elif double_buffer:
             s[staged].double_buffer()
     size = np.dtype(dtype).itemsize
-    name = f"matmul_{_short(dtype)}" + ("_double_buffered" if double_buffer else "")
+    name = f"matmul_{_short(dtype)}" + ("_pipelined" if pipelined else
+                                        "_double_buffered" if double_buffer else "")
     return GpuCase(name, s, [A, B, C], lambda a, b: a.astype("float64") @ b,
                    [(n, k), (k, m)], dtype, _matmul_work(min(tile, n), min(tile, m), k, size))
 
@@ -431,7 +441,8 @@ def _row_in_registers(s, out, threads: int, views, reductions, per_row) -> int:
 def all_cases() -> list[GpuCase]:
     """Every schedule at small, awkward sizes (none divides its split factors)."""
     cases = [elementwise(1000), elementwise(1000, threads=64, vector=4), matmul(100, 90, 70),
-             matmul(100, 90, 70, double_buffer=True), conv2d(1, 5, 6, 13), column_sum(77, 70),
+             matmul(100, 90, 70, double_buffer=True), matmul(100, 90, 70, pipelined=True),
+             conv2d(1, 5, 6, 13), column_sum(77, 70),
              softmax(9, 1000), softmax(5, 300, threads=128), layernorm(9, 1000),
              layernorm(4, 77, threads=32), full_sum(10_000, "shared"), full_sum(10_000, "warp"),
              full_sum(10_000, "atomic"), matmul_mma(150, 140, 70),

@@ -74,6 +74,8 @@ def benchmark_cases() -> list[cases.GpuCase]:
              cases.matmul(n, n, n, tile=128, per_thread=8, step=8, min_blocks=2),
              cases.matmul(n, n, n, tile=128, per_thread=8, step=8, double_buffer=True,
                           min_blocks=2),
+             cases.matmul(n, n, n, tile=128, per_thread=8, step=8, pipelined=True,
+                          min_blocks=2),
              cases.matmul_wmma(n, n, n), cases.matmul_mma(n, n, n, "float16"),
              cases.matmul_mma(n, n, n, "bfloat16"), cases.conv2d(32, 64, 64, 56),
              cases.column_sum(rows, rows), cases.softmax(rows, rows, threads=512),
@@ -111,13 +113,16 @@ def disassemble(cubin: bytes) -> dict[str, list[Instruction]]:
 
 _FUNCTION = re.compile(r"^\.text\.(\w+):")
 _LABEL = re.compile(r"^(\.L_\w+):")
-_INSTRUCTION = re.compile(r"/\*([0-9a-f]+)\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_.]*)([^;]*);")
+_INSTRUCTION = re.compile(r"/\*([0-9a-f]+)\*/\s+(@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_.]*)([^;]*);")
+_NEVER = re.compile(r"@!U?PT\s")  # predicated on "not true": padding that never runs
 _TARGET = re.compile(r"`\((\.L_\w+)\)")
 
 
 def parse_sass(text: str) -> dict[str, list[Instruction]]:
     """{function: instructions} of nvdisasm's text; a label is an Instruction "LABEL" (at
-    address -1) whose target is its name, a branch's target the name of its label."""
+    address -1) whose target is its name, a branch's target the name of its label. An
+    instruction predicated on `!PT` (padding ptxas puts after cp.async) never runs and is
+    left out."""
     functions: dict[str, list[Instruction]] = {}
     current: list[Instruction] = []
     for line in text.splitlines():
@@ -126,9 +131,9 @@ def parse_sass(text: str) -> dict[str, list[Instruction]]:
             current = functions.setdefault(match[1], [])
         elif match := _LABEL.match(line):
             current.append(Instruction(-1, "LABEL", match[1]))
-        elif match := _INSTRUCTION.search(line):
-            target = _TARGET.search(match[3])
-            current.append(Instruction(int(match[1], 16), match[2],
+        elif (match := _INSTRUCTION.search(line)) and not _NEVER.match(match[2] or ""):
+            target = _TARGET.search(match[4])
+            current.append(Instruction(int(match[1], 16), match[3],
                                        target[1] if target else None))
     return functions
 

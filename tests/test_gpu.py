@@ -149,6 +149,8 @@ BENCH_CASES = {
     "matmul 128x128 tiles": lambda: cases.matmul(200, 200, 200, tile=128, per_thread=8, step=8),
     "matmul 128x128 tiles, double-buffered": lambda: cases.matmul(
         200, 200, 200, tile=128, per_thread=8, step=8, double_buffer=True),
+    "matmul 128x128 tiles, cp.async pipeline": lambda: cases.matmul(
+        200, 200, 200, tile=128, per_thread=8, step=8, pipelined=True),
     "row sum, 512 threads": lambda: cases.row_reduce(37, 3000, "warp", threads=512),
     "softmax, 512 threads": lambda: cases.softmax(37, 3000, threads=512),
     **{f"strategy {s}": (lambda s=s: cases.row_reduce(50, 700, s, threads=256))

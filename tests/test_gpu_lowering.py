@@ -1,5 +1,7 @@
 """GPU schedules lowered for target "cuda": kernels, launch sizes, scopes, barriers,
 reduction strategies, and the errors of illegal GPU schedules (no GPU needed)."""
+import re
+
 import numpy as np
 import pytest
 
@@ -413,6 +415,71 @@ def test_a_thread_reduction_into_a_local_buffer_reaches_every_thread(strategy):
         np.testing.assert_allclose(kernel.simulate(a, seed=seed), want, rtol=1e-5, atol=1e-6)
 
 
+# --- per-thread tiles whose points are strided ------------------------------------------------
+def test_interleaved_columns_keep_one_thread_tile_in_registers():
+    """Thread x owns columns 4x + {0..3} + 64 * {0, 1} of the 128-wide block tile: its
+    accumulator holds its 8 x 8 points, not the 8 x 68 that span them."""
+    text = lowered(cases.matmul(130, 150, 90, tile=128, per_thread=8, step=8))
+    assert "C_local = allocate(float32[64], 'local')" in text
+    assert "B_shared[j_inner_inner_outer * 4 + 64]" in text  # the second group of 4 columns
+    # columns x + 16 * j (one at a time): 4 x 4 points, not 4 x 49
+    text = lowered(cases.matmul(70, 90, 50, tile=64, per_thread=4, step=8, vector=1))
+    assert "C_local = allocate(float32[16], 'local')" in text
+
+
+@needs_compiler
+@pytest.mark.parametrize("tile, per_thread, vector", [(64, 4, 1), (32, 4, 4), (64, 8, 4)])
+def test_interleaved_matmul_matches_numpy(tile, per_thread, vector):
+    case = cases.matmul(70, 90, 50, tile=tile, per_thread=per_thread, step=8, vector=vector)
+    inputs = case.inputs()
+    np.testing.assert_allclose(case.build().simulate(*inputs), case.reference(*inputs),
+                               rtol=1e-4, atol=1e-4)
+
+
+def _strided_per_thread(n=1000, threads=64, each=4):
+    """out[i] = 2 * a[i] + 1 with `2 * a` cached per thread: block b, thread t computes
+    the points b * threads * each + threads * k + t (k < each)."""
+    a = tex.placeholder((n,), name="a")
+    twice = tex.compute((n,), lambda i: a[i] * 2.0, name="twice")
+    out = tex.compute((n,), lambda i: twice[i] + 1.0, name="out")
+    s = tex.create_schedule(out.op)
+    cached = s.cache_write(twice, "local")
+    s[twice].compute_inline()
+    block, rest = s[out].split(out.op.axis[0], factor=threads * each)
+    k, t = s[out].split(rest, factor=threads)
+    s[out].reorder(block, t, k)
+    s[out].bind(block, tex.thread_axis("blockIdx.x"))
+    s[out].bind(t, tex.thread_axis("threadIdx.x"))
+    s[cached].compute_at(s[out], t)
+    return s, [a, out]
+
+
+def test_strided_per_thread_buffer_holds_only_the_threads_points():
+    s, args = _strided_per_thread()
+    text = lowered(s, args)
+    assert "twice_local = allocate(float32[4], 'local')" in text  # 4 points, not 193
+
+
+@needs_compiler
+def test_strided_per_thread_buffer_matches_numpy():
+    s, args = _strided_per_thread()
+    a = np.random.default_rng(0).uniform(-1, 1, 1000).astype("float32")
+    np.testing.assert_allclose(tex.build(s, args, target="cuda").simulate(a), 2 * a + 1,
+                               rtol=1e-6)
+
+
+def test_strided_positions_spread_and_compact_back():
+    from tex.arith import evaluate
+    from tex.expr import Var
+    from tex.lower.bound import compact, spread
+    q = Var("q", tex.dtype.INDEX)
+    for digits in (((1, 4), (64, 2)), ((16, 8),), ((1, 2), (8, 3), (100, 2))):
+        size = np.prod([extent for _, extent in digits])
+        offsets = [evaluate(spread(q, digits), {q: p}) for p in range(size)]
+        assert len(set(offsets)) == size
+        assert [evaluate(compact(q, digits), {q: o}) for o in offsets] == list(range(size))
+
+
 # --- double_buffer -----------------------------------------------------------------------------
 def _double_buffered_matmul(n=100, m=90, k=70, stages=("A_shared", "B_shared")):
     case = cases.matmul(n=n, m=m, k=k)
@@ -423,17 +490,22 @@ def _double_buffered_matmul(n=100, m=90, k=70, stages=("A_shared", "B_shared")):
 
 
 def test_double_buffer_fetches_the_next_tiles_before_computing_on_these():
-    case = _double_buffered_matmul()
+    case = _double_buffered_matmul()  # 5 steps of k: the last pair has one step
     text = lowered(case)
-    loop = text[text.index("for r_outer_pair in range(3):"):]
+    loop = text[text.index("for r_outer_pair in range(3):"):text.index("for i_inner_inner")]
     assert "B_shared_next = allocate(float32[1024], 'shared')" in text
+    assert "B_shared_staged = allocate(float32[4], 'local')" in text
     assert "double_buffer()" in str(case.schedule)
-    first_half = loop[:loop.index("B_shared[")]
-    # the next tiles are written before the current ones are read, with no barrier between
-    writes_next, reads_now = first_half.index("B_shared_next["), first_half.index("A_shared[")
-    assert writes_next < reads_now and "sync_threads()" not in first_half[writes_next:reads_now]
-    body = loop[:loop.index("for i_inner_inner")]
-    assert body.count("sync_threads()") == 2  # one per iteration of the original loop
+    # the next tiles are loaded into registers before the current ones are read, and
+    # stored into the other buffer after them, with no barrier between
+    order = []
+    for event in re.findall(r"sync_threads\(\)|B_shared_staged\[\w*\(?0, 1, 4\)?\] = |"
+                            r"B_shared(?:_next)?\[ramp|\* B_shared(?:_next)?\[", loop):
+        if not order or order[-1] != event:
+            order.append(event)
+    assert order == ["B_shared_staged[ramp(0, 1, 4)] = ", "sync_threads()", "* B_shared[",
+                     "B_shared_next[ramp", "B_shared_staged[ramp(0, 1, 4)] = ",
+                     "sync_threads()", "* B_shared_next[", "B_shared[ramp"]
 
 
 @needs_compiler

@@ -44,6 +44,29 @@ def test_shared_memory_matmul_main_loop_is_one_step_of_the_reduction():
 
 
 @needs_nvdisasm
+@pytest.mark.parametrize("fetch_ahead", [{}, {"double_buffer": True}, {"pipelined": True}])
+def test_wide_matmul_main_loop_loads_16_bytes_and_waits_once_per_step(fetch_ahead):
+    """bench/gpu.py's float32 GEMM (128 x 128 tiles, 8 x 8 per thread, k-steps of 8): each
+    step of the main loop reads A's and B's panels from shared memory 16 bytes at a time
+    (each thread 8 rows x 8 values of A, 8 values x 8 columns of B: 32 LDS.128) and
+    fetches the global ones 16 bytes at a time (one A and one B access per thread); a
+    fetch ahead (through registers or by cp.async) needs one barrier per step."""
+    case = cases.matmul(4096, 4096, 4096, tile=128, per_thread=8, step=8, min_blocks=2,
+                        **fetch_ahead)
+    facts = only(gpu_static.kernel_facts(case, ARCH))
+    loop = facts["sass"]
+    steps = loop["FFMA"] // (8 * 8 * 8)
+    assert steps >= 1 and loop["FFMA"] == steps * 8 * 8 * 8
+    assert facts["registers"] <= 128 and facts["spills"] == 0
+    assert loop["LDS.128"] == 32 * steps
+    assert [op for op in loop if op.startswith("LDS")] == ["LDS.128"]
+    fetches = "LDGSTS" if fetch_ahead.get("pipelined") else "LDG.128"
+    assert loop[fetches] == 2 * steps
+    assert [op for op in loop if op.startswith("LDG")] == [fetches]
+    assert loop["BAR"] == (2 * steps if not fetch_ahead else steps)
+
+
+@needs_nvdisasm
 def test_wmma_matmul_runs_on_tensor_cores():
     facts = only(gpu_static.kernel_facts(cases.matmul_wmma(64, 64, 64), ARCH))
     assert facts["sass_kernel"].get("HMMA", 0) >= 1 and facts["shared_bytes"] > 0

@@ -240,7 +240,9 @@ def test_inject_double_buffer_fills_the_second_buffer_while_the_first_is_read():
     """)
     expanded = inject_double_buffer(marked)
     verify(LoweredFunc("f", (A, B), (), expanded, (B,)))  # each copy defines fresh variables
+    # the next tile loaded into registers before this one is read, stored after it
     expect(expanded, """
+        S_staged = allocate(float32[16], 'local')
         S = allocate(float32[16], 'shared')
         S_next = allocate(float32[16], 'shared')
         for t in range(16):
@@ -248,15 +250,48 @@ def test_inject_double_buffer_fills_the_second_buffer_while_the_first_is_read():
         for k_pair in range(2):
           if k_pair * 2 + 1 < 4:
             for t_1 in range(16):
-              S_next[t_1] = A[(k_pair * 2 + 1) * 16 + t_1]
+              S_staged[t_1] = A[(k_pair * 2 + 1) * 16 + t_1]
           for u in range(16):
             B[k_pair * 2 * 16 + u] = S[u] * 2.0
           if k_pair * 2 + 1 < 4:
-            if k_pair * 2 + 2 < 4:
-              for t_2 in range(16):
-                S[t_2] = A[(k_pair * 2 + 2) * 16 + t_2]
+            for t_2 in range(16):
+              S_next[t_2] = S_staged[t_2]
+          if k_pair * 2 + 2 < 4:
+            for t_3 in range(16):
+              S_staged[t_3] = A[(k_pair * 2 + 2) * 16 + t_3]
+          if k_pair * 2 + 1 < 4:
             for u_1 in range(16):
               B[(k_pair * 2 + 1) * 16 + u_1] = S_next[u_1] * 2.0
+          if k_pair * 2 + 2 < 4:
+            for t_4 in range(16):
+              S[t_4] = S_staged[t_4]
+    """)
+
+
+def test_inject_double_buffer_fills_shared_memory_directly_past_the_staging_limit():
+    S = Buffer("S", float32, (const(64),), "shared")
+    k, t, u = Var("k"), Var("t"), Var("u")
+    fill = loop(t, 64, Store(S, Load(A, (t,)), (t,)))  # 64 values a thread: more than 32
+    use = loop(u, 64, Store(B, Load(S, (u,)) * 2.0, (u,)))
+    expanded = inject_double_buffer(loop(k, 3, DoubleBuffer((S,), fill, use)))
+    verify(LoweredFunc("f", (A, B), (), expanded, (B,)))
+    expect(expanded, """
+        S = allocate(float32[64], 'shared')
+        S_next = allocate(float32[64], 'shared')
+        for t in range(64):
+          S[t] = A[t]
+        for k_pair in range(2):
+          if k_pair * 2 + 1 < 3:
+            for t_1 in range(64):
+              S_next[t_1] = A[t_1]
+          for u in range(64):
+            B[u] = S[u] * 2.0
+          if k_pair * 2 + 2 < 3:
+            for t_2 in range(64):
+              S[t_2] = A[t_2]
+          if k_pair * 2 + 1 < 3:
+            for u_1 in range(64):
+              B[u_1] = S_next[u_1] * 2.0
     """)
 
 

@@ -21,6 +21,18 @@ dimension, when a constant extent covers it, is the buffer's
 (`per_thread_storage`; `StagePlan.storage_offsets` and `thread_vars` index it).
 The stage's loops still cover the whole region.
 
+A thread's part of a dimension may be strided: a thread owning columns
+`4*tx + 64*jo + lane` (jo < 2, lane < 4) reads 8 columns spread over 68. Such
+a dimension of a stage computed inside the thread loops, where every reader's
+index in one thread is the same start plus the same sum of relaxed loop
+variables times constants whose ranges do not overlap (digits of a
+mixed-radix number), is stored compactly, by the digits only: 8 elements,
+not 68, as a virtual thread's part would be. The stage then
+computes just those points: its loops cover the compact positions
+`0 <= q < 8` and the root axis takes the value `start + f(q)`, f placing the
+digits of q at their strides (`StagePlan.storage_digits`; `TensorBuffer.index`
+maps an index back to q).
+
 `infer_bounds` returns one frozen `StagePlan` per stage; nest building only
 reads them. `drop_unneeded_guards`, run once buffers are known, returns new
 plans without the guards no access needs.
@@ -55,6 +67,37 @@ class Guard:
     cond: Expr
 
 
+#: A strided dimension of a per-thread buffer: ((stride, extent), ...) by increasing
+#: stride, each stride at least the span of the digits below it.
+Digits = tuple[tuple[int, int], ...]
+
+
+def spread(position: Expr, digits: Digits) -> Expr:
+    """The offset from a strided part's start of its compact `position`: each digit of
+    `position` (mixed radix, lowest first) times its stride."""
+    total, radix = _ZERO, 1
+    for k, (stride, extent) in enumerate(digits):
+        digit = ops.binary("floordiv", position, radix) if radix > 1 else position
+        if k < len(digits) - 1:
+            digit = ops.binary("floormod", digit, extent)
+        total = ops.binary("add", total, ops.binary("mul", digit, stride))
+        radix *= extent
+    return total
+
+
+def compact(offset: Expr, digits: Digits) -> Expr:
+    """The compact position of a strided part's element at `offset` from its start (the
+    inverse of `spread`)."""
+    total, radix = _ZERO, 1
+    for k, (stride, extent) in enumerate(digits):
+        digit = ops.binary("floordiv", offset, stride) if stride > 1 else offset
+        if k < len(digits) - 1:
+            digit = ops.binary("floormod", digit, extent)
+        total = ops.binary("add", total, ops.binary("mul", digit, radix))
+        radix *= extent
+    return total
+
+
 @dataclass(frozen=True, eq=False)
 class StagePlan:
     """What bound inference found for one stage that is not inlined; read-only."""
@@ -67,6 +110,7 @@ class StagePlan:
     values: Mapping[IterVar, Expr]      # every axis, over the leaf loop variables
     guards: tuple[Guard, ...]
     storage_offsets: tuple[Expr, ...] | None = None     # a per-thread buffer's offsets
+    storage_digits: tuple[Digits | None, ...] | None = None  # its strided dimensions
 
     @property
     def op(self):
@@ -148,6 +192,13 @@ def infer_bounds(stages, consumers: dict) -> tuple[StagePlan, ...]:
         plan = _with_loops(source, region, alloc_shape, done)
         if source.stage.attach.kind == "at" and storage_scope(source.stage) == "local":
             plan = per_thread_storage(plan, readers, done)
+            if plan.storage_digits is not None:  # compute only the strided part's points
+                compact_region = tuple(Range(r.min, shape) if digits else r for r, shape, digits
+                                       in zip(region, plan.alloc_shape, plan.storage_digits))
+                plan = replace(_with_loops(source, compact_region, plan.alloc_shape, done,
+                                           plan.storage_digits),
+                               storage_offsets=plan.storage_offsets,
+                               storage_digits=plan.storage_digits)
         done.append(plan)
         by_stage[source.stage] = plan
     return tuple(by_stage[s.stage] for s in stages)
@@ -203,15 +254,73 @@ def per_thread_storage(plan: StagePlan, readers: list, done: list) -> StagePlan:
         indices += [[substitute(i, consumer.root_values) for i in read.indices]
                     for read in _reads_of(plan.stage, consumer)]
     shape, offsets = list(plan.alloc_shape), list(plan.offsets)
+    strided: list[Digits | None] = [None] * len(shape)
     smaller = False
     for d in range(len(shape)):
         bounds = [_bound_in_thread(index[d], every, threads, intervals) for index in indices]
         part = _part_read([b.lo for b in bounds], [b.hi for b in bounds], intervals)
         if part is not None and part[1].value < _constant(shape[d]):
             offsets[d], shape[d], smaller = part[0].min, part[1], True
+        # strided: only where the stage's loops cover just this thread's span (computed
+        # inside the thread loops), so that they can cover its points instead
+        if part is not None and len(indices) > 1 and \
+                part[1].value == _constant(plan.alloc_shape[d]):
+            digits = _common_digits([simplify(substitute(index[d], threads), every)
+                                     for index in indices[1:]], intervals)
+            if digits and _count(digits) < min(part[1].value, _constant(shape[d])):
+                offsets[d], shape[d], smaller = part[0].min, Const(INDEX, _count(digits)), True
+                strided[d] = digits
     if not smaller:
         return plan
-    return replace(plan, alloc_shape=tuple(shape), storage_offsets=tuple(offsets))
+    return replace(plan, alloc_shape=tuple(shape), storage_offsets=tuple(offsets),
+                   storage_digits=tuple(strided) if any(strided) else None)
+
+
+def _count(digits: Digits) -> int:
+    total = 1
+    for _, extent in digits:
+        total *= extent
+    return total
+
+
+def _common_digits(indices: list, intervals: dict) -> Digits | None:
+    """The digits of a strided dimension read at `indices` (one thread's, each an index
+    over the relaxed loop variables of `intervals`), or None unless every index is the
+    same start plus the same non-overlapping digits (see the module docstring)."""
+    found = [_digits(index, intervals) for index in indices]
+    if any(f is None for f in found):
+        return None
+    (start, digits), rest = found[0], found[1:]
+    if any(d != digits or not prove(ops.compare("eq", s, start), intervals) for s, d in rest):
+        return None
+    return digits
+
+
+def _digits(index: Expr, intervals: dict):
+    """(start, digits) when `index` is `start + sum(stride * v)` over relaxed loop variables
+    `v` of constant range, with strides that do not overlap, dense runs merged; else None."""
+    terms, start = [], index
+    for var in free_vars(index) & intervals.keys():
+        stride = simplify(ops.binary("sub", substitute(index, {var: Const(INDEX, 1)}),
+                                     substitute(index, {var: _ZERO})))
+        lo, hi = intervals[var].lo, intervals[var].hi
+        if not (isinstance(stride, Const) and stride.value > 0 and isinstance(lo, Const)
+                and lo.value == 0 and isinstance(hi, Const)):
+            return None
+        if hi.value > 0:
+            terms.append((stride.value, hi.value + 1))
+        start = substitute(start, {var: _ZERO})
+    if free_vars(simplify(start)) & intervals.keys():
+        return None
+    merged: list[tuple[int, int]] = []
+    for stride, extent in sorted(terms):
+        if merged and stride < merged[-1][0] * merged[-1][1]:
+            return None  # overlapping digits
+        if merged and stride == merged[-1][0] * merged[-1][1]:
+            merged[-1] = (merged[-1][0], merged[-1][1] * extent)
+        else:
+            merged.append((stride, extent))
+    return simplify(start), tuple(merged)
 
 
 def _bound_in_thread(index, every: dict, threads: dict, intervals: dict) -> Interval:
@@ -267,20 +376,27 @@ def _fold(combine, items):
     return simplify(result)
 
 
-def _with_loops(source, region: tuple, alloc_shape: tuple, done: list) -> StagePlan:
+def _with_loops(source, region: tuple, alloc_shape: tuple, done: list,
+                digits: tuple | None = None) -> StagePlan:
     """The plan of `source`'s stage computing `region`: the ranges of every axis, the
-    value of every axis over the leaf loops, and the guards."""
+    value of every axis over the leaf loops, and the guards. A dimension with `digits`
+    has a compact region: its axis's value is the strided point (see `spread`)."""
     stage, op = source.stage, source.op
     roots = {iv: r for iv, r in zip(op.axis, region)}
     roots.update({iv: iv.dom for iv in op.reduce_axis})
     ranges = pass_down(stage.relations, roots)
     values = pass_up(stage.relations, stage.leaf_iter_vars, ranges)
-    ranges, values = _data_axes_placed(op, ranges, values)
-    values = {iv: simplify(v) for iv, v in values.items()}
     intervals = loop_intervals(done)
     intervals.update(_leaf_intervals(stage, ranges))
+    split_conds = split_guards(stage.relations, ranges, values)
+    for iv, r, d in zip(op.axis, region, digits or ()):
+        if d is not None:
+            position = simplify(ops.binary("sub", values[iv], r.min), intervals)
+            values[iv] = ops.binary("add", r.min, spread(position, d))
+    ranges, values = _data_axes_placed(op, ranges, values)
+    values = {iv: simplify(v, intervals) if digits else simplify(v) for iv, v in values.items()}
     guards = [Guard(axis.kind == "data", simplify(cond, intervals))
-              for axis, cond in split_guards(stage.relations, ranges, values)]
+              for axis, cond in split_conds]
     if stage.attach.kind == "at":
         for iv, extent in zip(op.axis, op.shape):
             value = values[iv]

@@ -8,7 +8,8 @@ the part it computes there (`StagePlan.alloc_shape`), indexed from the part's st
 in the scope `storage_scope` gives it, with the strides `storage_align` asks
 for; a per-thread "local" buffer is indexed from offsets in the thread's
 index, written as the index's own threadIdx-bound loop variable
-(`tex.lower.bound.per_thread_storage`).
+(`tex.lower.bound.per_thread_storage`); a strided dimension of it holds only
+the thread's points, an index mapped to its compact position (`bound.compact`).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from tex.dtype import INDEX
 from tex.errors import LoweringError
 from tex.expr import Const, Expr, TensorRead
 from tex.ir import Buffer, Load, ThreadIndex
-from tex.lower.bound import storage_scope, thread_vars
+from tex.lower.bound import compact, storage_scope, thread_vars
 from tex.tensor import ExternOp, PlaceholderOp
 from tex.visitor import free_vars, transform
 
@@ -34,7 +35,8 @@ class TensorBuffer:
     `borrowed` one is another tensor's, which allocates it (a scan's inits, updates
     and states live in the scan's output). Lowering allocates the others. A
     per-thread buffer's offsets hold `ThreadIndex`es; `thread_vars` maps each
-    threadIdx-bound loop variable to its thread's index.
+    threadIdx-bound loop variable to its thread's index; `digits` (per dimension, None
+    where contiguous) map a strided dimension's offset to its compact position.
     """
 
     buffer: Buffer
@@ -42,6 +44,7 @@ class TensorBuffer:
     argument: bool = False
     borrowed: bool = False
     thread_vars: Mapping | None = None
+    digits: tuple | None = None
 
     @property
     def allocated_here(self) -> bool:
@@ -54,8 +57,11 @@ class TensorBuffer:
             return tuple(indices)
         if self.thread_vars is None:
             return tuple(ops.binary("sub", i, o) for i, o in zip(indices, self.offsets))
-        return tuple(ops.binary("sub", i, self._thread_offset(o, i))
-                     for i, o in zip(indices, self.offsets))
+        index = tuple(ops.binary("sub", i, self._thread_offset(o, i))
+                      for i, o in zip(indices, self.offsets))
+        if self.digits is None:
+            return index
+        return tuple(i if d is None else compact(i, d) for i, d in zip(index, self.digits))
 
     def _thread_offset(self, offset: Expr, index: Expr) -> Expr:
         """A per-thread buffer's `offset` (in `ThreadIndex`es) for `index`: each thread's
@@ -84,7 +90,8 @@ def make_buffers(plans, params: dict) -> dict:
                 buf = Buffer(current.name, current.dtype, tuple(plan.alloc_shape),
                              storage_scope(stage), _aligned_strides(stage, plan.alloc_shape))
                 per_thread = threads if plan.storage_offsets is not None else None
-                entry = TensorBuffer(buf, tuple(plan.offsets), thread_vars=per_thread)
+                entry = TensorBuffer(buf, tuple(plan.offsets), thread_vars=per_thread,
+                                     digits=plan.storage_digits)
             else:  # an argument holds the whole tensor, even when computed part by part
                 entry = TensorBuffer(buf, tuple(_ZERO for _ in plan.offsets), argument=True)
             buffers[origin] = buffers[current] = entry

@@ -502,10 +502,11 @@ class Stage:
         For a stage computed in shared memory at a serial loop of its consumer (a tile
         fetched at each step of a reduction, say), lowering keeps two buffers and
         fills one for the next iteration while the consumer reads the other: the
-        first tile is fetched before the loop, and each iteration fetches the next
-        one before computing on the current one (the loop is unrolled by two, each
-        half with its own buffer). One barrier per iteration remains instead of two,
-        and the next tile's loads are issued before the arithmetic on this one.
+        first tile is fetched before the loop, and each iteration loads the next one
+        into registers before computing on the current one and stores it to the other
+        buffer after (the loop is unrolled by two, each half with its own buffer;
+        `tex.passes.inject_double_buffer`). One barrier per iteration remains instead
+        of two, and the next tile's loads are issued before the arithmetic on this one.
         Checked by lowering: the stage is computed with compute_at, at a serial loop
         (not bound, unrolled, vectorized or parallel), in shared memory. Replaces an
         earlier `pipeline` of the stage.
