@@ -122,14 +122,15 @@ class Sketch:
     def tileable(self, stage: Stage) -> bool:
         """Worth a register tile: two spatial axes or more (a reduction of each row, such as
         a row sum or a matrix-vector product, is the reduce rule's: vector partials along
-        the row), enough spatial points and reduction steps, and a wide axis for the vector:
+        the row), enough spatial points (512: a vector-matrix product's row of outputs is
+        enough) and reduction steps, and a wide axis for the vector:
         the last, or, when the last is short but not 1 (a convolution's 7 x 7 image), one of
         the two before it (its channels)."""
         spatial = [self.extent(a) for a in stage.op.axis]
         steps = math.prod(self.extent(a) for a in stage.op.reduce_axis)
         wide = spatial[-1] >= 8 or (spatial[-1] > 1 and max(spatial[-3:]) >= 8)
         return (stage.op.num_outputs == 1 and len(spatial) >= 2 and wide
-                and math.prod(spatial) >= 1024 and steps >= 8)
+                and math.prod(spatial) >= 512 and steps >= 8)
 
     # --- the rules per output ----------------------------------------------------------
     def schedule_output(self, out: Stage):

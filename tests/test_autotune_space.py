@@ -172,6 +172,19 @@ def test_a_convolution_of_a_small_image_is_tiled_along_its_channels():
         np.testing.assert_allclose(kernel(*inputs), expected, rtol=1e-4,
                                    atol=1e-4 * np.abs(expected).max())
 
+
+def test_a_vector_matrix_product_is_tiled_along_the_matrix_rows():
+    """C[1, n] = A[1, k] @ B[k, n]: the vector runs along B's rows (contiguous), not down
+    its columns as the reduce rule's partial sums would."""
+    task = ops.task_for("matmul", (1, 600, 70))
+    assert task.space.knobs["C.vector_axis"].candidates[0].to_json() == 1
+    inputs = task.random_inputs()
+    expected = task.reference_outputs(inputs)[0]
+    for config in valid_configs(task.space, 3, seed=2):
+        kernel = tex.build(*task.instantiate(config))
+        np.testing.assert_allclose(kernel(*inputs), expected, rtol=1e-4,
+                                   atol=1e-4 * np.abs(expected).max())
+
 def test_the_register_budget_follows_the_target():
     assert register_budget("llvm -mcpu=x86-64-v4") == 28  # 32 AVX-512 registers
     assert register_budget("llvm -mcpu=x86-64-v3") == 12  # 16 AVX2 registers
