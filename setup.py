@@ -44,7 +44,7 @@ setup(
         # (tex.torch). torch: the releases tex.torch is tested with; where pip finds the
         # CPU wheel of 2.13 (see README), it takes that one rather than a newer build that
         # brings the CUDA libraries along (gigabytes)
-        "test": ["pytest>=7", "hypothesis>=6", "nbclient>=0.7", "nbformat>=5",
+        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6", "nbclient>=0.7", "nbformat>=5",
                  "ipykernel>=6", "jupytext>=1.14", "matplotlib>=3.5", "torch>=2.4,<2.14"]
         + CUDA + TUNE + GPU_DEV + CLUSTER,
         "gpu-dev": CUDA + GPU_DEV,
