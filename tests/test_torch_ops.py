@@ -60,13 +60,18 @@ def test_half_precision_and_integer_tensors_reach_the_kernel_as_they_are(dtype):
     t = (torch.randn(13) * 10).to(getattr(torch, dtype))
     assert torch.equal(op(t), t * 3)
 
-def test_eager_calls_match_torch(matmul):
+
+@pytest.fixture(scope="module")
+def pairs():
+    return tex.torch.register("textest::pairs", pairs_kernel())
+
+
+def test_eager_calls_match_torch(matmul, pairs):
     a, b = torch.randn(37, 64), torch.randn(64, 48)
     c = matmul(a, b)
     assert c.shape == (37, 48) and c.dtype == torch.float32
     torch.testing.assert_close(c, a @ b, rtol=1e-4, atol=1e-4)
     assert matmul is torch.ops.textest.matmul
-    pairs = tex.torch.register("textest::pairs", pairs_kernel())
     x = torch.randn(10)
     s, d = pairs(x)
     torch.testing.assert_close(s, x[:-1] + x[1:])
@@ -118,10 +123,10 @@ def test_compiled_with_dynamic_shapes_once_for_every_size(matmul, how):
     assert counter.frame_count == 1
 
 
-def test_fake_shapes_follow_size_expressions():
+def test_fake_shapes_follow_size_expressions(pairs):
     from torch._subclasses.fake_tensor import FakeTensorMode
     with FakeTensorMode():
-        s, d = torch.ops.textest.pairs(torch.empty(10))
+        s, d = pairs(torch.empty(10))
     assert s.shape == d.shape == (9,) and s.dtype == torch.float32
 
 
