@@ -39,7 +39,10 @@ class NoOpDriver:
     CUresult = cuda.CUresult
     CUpointer_attribute = cuda.CUpointer_attribute
     CUevent_flags = cuda.CUevent_flags
+    CUdevice_attribute = cuda.CUdevice_attribute
+    CUfunction_attribute = cuda.CUfunction_attribute
     CONTEXT = 0xC0
+    CAPABILITY = (8, 0)  # the architecture the kernels are built for (sm_80)
 
     def __init__(self):
         self.current = 0  # the context current in this thread
@@ -50,6 +53,10 @@ class NoOpDriver:
 
     def cuDevicePrimaryCtxRetain(self, device):
         return *_OK, self.CONTEXT
+
+    def cuDeviceGetAttribute(self, attribute, device):
+        major = attribute == self.CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
+        return *_OK, self.CAPABILITY[0 if major else 1]
 
     def cuCtxGetCurrent(self):
         return *_OK, self.current
@@ -82,6 +89,7 @@ class NoOpDriver:
 
     cuMemFree = cuModuleUnload = cuMemcpyHtoD = cuMemcpyHtoDAsync = cuLaunchKernel = _nothing
     cuEventRecord = cuStreamWaitEvent = cuEventDestroy = cuStreamSynchronize = _nothing
+    cuFuncSetAttribute = _nothing
 
 
 class Interface:

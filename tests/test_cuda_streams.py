@@ -10,7 +10,7 @@ from autotune import measure
 from test_runtime_cuda import (CudaArrayInterface, CudaDLPack, add_rows_kernel,  # noqa: F401
                                data, host_driver, needs_gpu, twice_then_add_kernel)
 from tex.errors import ArgumentError, DeviceError
-from tex.runtime import cuda_args, cuda_launch
+from tex.runtime import cuda_args, cuda_device, cuda_launch
 from tex.runtime.cuda_device import device_array, empty_device
 from tex.runtime.cuda_stream import LEGACY
 
@@ -312,3 +312,14 @@ def test_pytorch_side_streams():
     tc.zero_()
     k(ta, tb, tc, stream=side, sync=True)
     np.testing.assert_array_equal(tc.cpu().numpy(), a + b)
+
+
+def test_the_overhead_benchmark_runs_on_its_no_op_driver(monkeypatch, capsys):
+    """`python -m bench.gpu_overhead` needs no GPU; a short run prints a row per kernel."""
+    from bench import gpu_overhead
+    monkeypatch.setattr(cuda_device, "_opened", None)  # restored after the test
+    gpu_overhead.main(["--calls", "20", "--samples", "1"])
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()
+            if line.split() and line.split()[0] in ("elementwise", "matmul_f32", "softmax",
+                                                    "row_sum_atomic")]
+    assert len(rows) == 4 and all(float(value) > 0 for row in rows for value in row[2:])
