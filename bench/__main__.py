@@ -29,7 +29,6 @@ overhead (bench/latency.py).
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib
 import json
 import os
@@ -193,7 +192,7 @@ def main(argv=None):
     systems, notes = load_systems(set(args.systems.split(",")) if args.systems else None)
 
     print(f"# python -m bench {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip())
-    print(f"# {datetime.datetime.now().isoformat(timespec='seconds')}, {peak.cpu_name()} "
+    print(f"# {peak.cpu_name()} "
           f"(LLVM: {tex.Target('llvm').cpu}), "
           f"{os.cpu_count()} cores, numpy {np.__version__}, load average "
           + " ".join(f"{x:.2f}" for x in os.getloadavg()))

@@ -25,7 +25,6 @@ grants it); elsewhere the benchmark says what is missing and stops.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import pathlib
 import statistics
@@ -121,8 +120,7 @@ def main(argv=None):
     missing = cpu_support.amx_unavailable(("amx-bf16", "amx-int8", "amx-tile"))
     if missing is not None:
         raise SystemExit(f"bench.amx needs AMX: {missing}")
-    stamp = datetime.datetime.now().isoformat(timespec="seconds")
-    lines = [f"# python -m bench.amx   ({stamp})", f"# {machine()}",
+    lines = ["# python -m bench.amx", f"# {machine()}",
              "# before: " + machine_load().replace("\n", "\n# ")]
     lines += benchmark(args.samples)
     lines.append("# after: " + machine_load().splitlines()[0])

@@ -22,7 +22,6 @@ threads sleep at once; the printed header shows the value.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import pathlib
 import statistics
@@ -265,7 +264,7 @@ def main(argv=None):
         command = " ".join(["python -m bench.matmul"] + list(argv or sys.argv[1:]))
         threads = ", ".join(f"{n}={os.environ.get(n, '(unset)')}"
                             for n in ("TEX_NUM_THREADS", "OPENBLAS_NUM_THREADS"))
-        header = [f"# {command}   ({datetime.datetime.now().isoformat(timespec='seconds')})",
+        header = [f"# {command}",
                   f"# {peak.cpu_name()}, {os.cpu_count()} cores, {threads}, "
                   f"numpy {np.__version__}, tex {tex.__version__}"]
         RESULTS.parent.mkdir(exist_ok=True)

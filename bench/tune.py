@@ -19,7 +19,6 @@ and the recall of the true top 10% among the predicted top 10%.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
 import os
@@ -116,7 +115,7 @@ def main(argv=None):
     log_dir = args.log_dir or tempfile.mkdtemp(prefix="tex-tune-")
     os.makedirs(log_dir, exist_ok=True)
     print(f"# python -m bench.tune --ops {args.ops} --trials {args.trials} --seed {args.seed}")
-    print(f"# {datetime.datetime.now().isoformat(timespec='seconds')}, {cpu_name()}, "
+    print(f"# {cpu_name()}, "
           f"{os.cpu_count()} cores; logs in {log_dir}")
     results = {}
     for op in args.ops.split(","):
