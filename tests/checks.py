@@ -88,3 +88,29 @@ def sass(source: str, arch: str = "sm_90") -> str:
         path.write_bytes(compile_source(source, arch))
         return subprocess.run([_cuobjdump(), "-sass", str(path)], capture_output=True,
                               text=True, check=True).stdout
+
+
+def check_staged_row_sums_over_symbolic_steps(stage_it, steps=(0, 1, 2, 3)):
+    """out[i] = 2 * sum(a[i, :]) for 40 rows of a symbolic length k, the rows on threads and
+    k in steps of 8 through a shared copy of `a` that `stage_it(stage)` schedules (double
+    buffering, a pipeline); simulated against NumPy at 8 * steps - 3 columns (0 for none),
+    so that the last step is partial."""
+    n, k = 40, tex.var("k")
+    a = tex.placeholder((n, k), name="a")
+    r = tex.reduce_axis((0, k), name="r")
+    out = tex.compute((n,), lambda i: tex.sum(a[i, r] * 2.0, axis=r), name="out")
+    s = tex.create_schedule(out.op)
+    cached = s.cache_read(a, "shared", [out])
+    bo, bi = s[out].split(out.op.axis[0], factor=16)
+    ro, _ = s[out].split(r, factor=8)
+    s[out].bind(bo, tex.thread_axis("blockIdx.x"))
+    s[out].bind(bi, tex.thread_axis("threadIdx.x"))
+    s[cached].compute_at(s[out], ro)
+    s[cached].bind(s[cached].op.axis[0], tex.thread_axis("threadIdx.x"))
+    stage_it(s[cached])
+    kernel = tex.build(s, [a, out], target="cuda")
+    for count in steps:
+        data = np.random.default_rng(count).standard_normal((n, 8 * count - 3 * (count > 0)))
+        data = data.astype("float32")
+        np.testing.assert_allclose(kernel.simulate(data), 2 * data.sum(axis=1), rtol=1e-5,
+                                   atol=1e-5)

@@ -7,6 +7,7 @@ import pytest
 
 import tex
 from bench import gpu_schedules as cases
+from checks import check_staged_row_sums_over_symbolic_steps
 from tex.runtime import cuda_simulator
 
 
@@ -525,25 +526,7 @@ def test_double_buffered_matmul_matches_numpy(k, stages):
 
 @needs_compiler
 def test_double_buffer_with_a_symbolic_number_of_steps():
-    n, k = 40, tex.var("k")
-    a = tex.placeholder((n, k), name="a")
-    r = tex.reduce_axis((0, k), name="r")
-    out = tex.compute((n,), lambda i: tex.sum(a[i, r] * 2.0, axis=r), name="out")
-    s = tex.create_schedule(out.op)
-    cached = s.cache_read(a, "shared", [out])
-    bo, bi = s[out].split(out.op.axis[0], factor=16)
-    ro, ri = s[out].split(r, factor=8)
-    s[out].bind(bo, tex.thread_axis("blockIdx.x"))
-    s[out].bind(bi, tex.thread_axis("threadIdx.x"))
-    s[cached].compute_at(s[out], ro)
-    s[cached].bind(s[cached].op.axis[0], tex.thread_axis("threadIdx.x"))
-    s[cached].double_buffer()
-    kernel = tex.build(s, [a, out], target="cuda")
-    for steps in (0, 1, 2, 3):
-        data = np.random.default_rng(steps).standard_normal((n, 8 * steps - 3 * (steps > 0)))
-        data = data.astype("float32")
-        np.testing.assert_allclose(kernel.simulate(data), 2 * data.sum(axis=1), rtol=1e-5,
-                                   atol=1e-5)
+    check_staged_row_sums_over_symbolic_steps(lambda stage: stage.double_buffer())
 
 
 def test_double_buffer_errors():
