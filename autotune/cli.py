@@ -244,7 +244,7 @@ def _parser() -> argparse.ArgumentParser:
                                            "of a log measured on this machine's CPU model, "
                                            "its rate and loop nest when the workload is a "
                                            "registry operator or a function of --file.")
-    best.add_argument("log", metavar="LOG")
+    best.add_argument("log", metavar="LOG", help="a tuning log, or a job's log directory")
     best.add_argument("--file", metavar="PATH",
                       help="the Python file of the log's --file workloads, for their rate "
                            "and loop nest")
@@ -256,9 +256,11 @@ def _parser() -> argparse.ArgumentParser:
     _export_parser(commands)
 
     plot = commands.add_parser("plot", help="plot the best rate against trials",
-                               description="Plot the best rate so far against the trial "
-                                           "number, one line per workload (needs matplotlib).")
-    plot.add_argument("log", metavar="LOG")
+                               description="Plot every measured trial and the best rate so "
+                                           "far against the trial number, one panel per "
+                                           "workload (needs matplotlib).")
+    plot.add_argument("logs", nargs="+", metavar="LOG",
+                      help="tuning logs, or a job's log directory")
     plot.add_argument("-o", "--output", required=True, metavar="PNG",
                       help="the image file to write")
 
@@ -333,7 +335,8 @@ def run_tune(args) -> int:
     line = ProgressLine(task, failed, sys.stderr, done)
     try:
         result = tune(task, args.trials, log=args.log, model=args.model, seed=args.seed,
-                      batch_size=args.batch_size, transfer=transfer, callback=line.update,
+                      batch_size=args.batch_size, transfer=transfer, callback=line.round_done,
+                      on_measurement=line.measured,
                       remeasure=args.remeasure, timeout=args.timeout,
                       build_workers=args.build_workers)
     finally:
@@ -402,28 +405,36 @@ def _transfer(paths, task: Task) -> list[tuple[Task, list]]:
 
 class ProgressLine:
     """The tuning's progress on `stream`: trials done of the total, best rate, elapsed time,
-    the time left at this pace, and failures; redrawn in place on a terminal, else one
-    line per round. `done`: trials the log held before this run."""
+    the time left at this pace, and failures; redrawn in place after each measurement on a
+    terminal, else one line per round. `done`: trials the log held before this run."""
 
     def __init__(self, task: Task, failures: int, stream, done: int = 0):
         self.task, self.failures, self.stream, self.done = task, failures, stream, done
         self.tty = hasattr(stream, "isatty") and stream.isatty()
         self._width = 0
 
-    def update(self, progress) -> None:
+    def measured(self, progress) -> None:
+        """After each measurement: count a failure, redraw on a terminal."""
         self.failures += sum(r.error is not None for r in progress.last)
+        if self.tty:
+            text = self._text(progress)
+            self.stream.write("\r" + text.ljust(self._width))
+            self._width = len(text)
+            self.stream.flush()
+
+    def round_done(self, progress) -> None:
+        """After each round: a line, when the stream is not a terminal."""
+        if not self.tty:
+            self.stream.write(self._text(progress) + "\n")
+            self.stream.flush()
+
+    def _text(self, progress) -> str:
         filled = round(20 * progress.measured / max(progress.trials, 1))
         eta = _eta(progress.elapsed, progress.measured - self.done,
                    progress.trials - progress.measured)
-        text = (f"[{'#' * filled}{'.' * (20 - filled)}] {progress.measured}/{progress.trials} "
+        return (f"[{'#' * filled}{'.' * (20 - filled)}] {progress.measured}/{progress.trials} "
                 f"trials  best {rate_text(progress.best_rate, self.task.unit)}  "
                 f"{duration_text(progress.elapsed)}  {eta}{self.failures} failed")
-        if self.tty:
-            self.stream.write("\r" + text.ljust(self._width))
-            self._width = len(text)
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
 
     def close(self) -> None:
         if self.tty and self._width:
@@ -478,7 +489,8 @@ def run_job(args) -> int:
         result = job.run_job(
             entries, args.log_dir, trials=args.trials, time_budget=args.time_budget,
             resume=args.resume, early_stop=args.early_stop, batch_size=args.batch_size,
-            make_measurer=make_measurer, callback=line.update, model=args.model,
+            make_measurer=make_measurer, callback=line.update,
+            on_measurement=line.measured, model=args.model,
             seed=args.seed, client=client)
     _print_summary(job.summary_rows(result.states))
     print(f"stopped by the {result.stopped_by} after {duration_text(result.elapsed)}"
@@ -488,29 +500,64 @@ def run_job(args) -> int:
 
 
 class JobProgress:
-    """A job's progress on `stream`: trials in all, the last round's task and best, and the
-    time left (by the time budget, or at this pace by the trial budget)."""
+    """A job's progress on `stream`: trials in all and the time left (by the time budget,
+    or at this pace by the trial budget). On a terminal, a line per task (trials, best
+    rate; the task measuring marked) redrawn in place after each measurement; otherwise a
+    line per round, naming the round's task."""
 
     def __init__(self, trials, time_budget, stream):
         self.trials, self.time_budget, self.stream = trials, time_budget, stream
-        self.start_trials = None
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self.start_trials = None  # the trials done when this run's first measurement ended
+        self._drawn = 0  # lines drawn last on the terminal
+
+    def measured(self, state, progress, states, elapsed: float) -> None:
+        """After each measurement of `state`'s task (`progress` from its tuner)."""
+        counts = {id(state): (progress.measured, progress.best_seconds)}
+        if self.start_trials is None:
+            self.start_trials = self._done(states, counts) - 1
+        if self.tty:
+            self._draw(state, states, elapsed, counts)
 
     def update(self, state, states, elapsed: float) -> None:
-        done = sum(s.trials for s in states)
-        if self.start_trials is None:
-            self.start_trials = done - (state.history[-2][0] if len(state.history) > 1 else 0)
+        """After each round (of `state`'s task)."""
+        if self.tty:
+            self._draw(state, states, elapsed, {})
+            return
+        best = rate_text(state.task.rate(state.best), state.task.unit) \
+            if math.isfinite(state.best) else "-"
+        self.stream.write(f"{self._header(states, elapsed, {})}  "
+                          f"{state.task.name}: {state.trials} trials, best {best}\n")
+        self.stream.flush()
+
+    @staticmethod
+    def _done(states, counts) -> int:
+        return sum(counts.get(id(s), (s.trials,))[0] for s in states)
+
+    def _header(self, states, elapsed: float, counts) -> str:
+        done = self._done(states, counts)
         left = []
         if self.time_budget is not None:
             left.append(max(0.0, self.time_budget - elapsed))
-        if self.trials is not None and done > self.start_trials:
+        if self.trials is not None and self.start_trials is not None \
+                and done > self.start_trials:
             left.append(elapsed / (done - self.start_trials) * (self.trials - done))
         total = f"/{self.trials}" if self.trials is not None else ""
         eta = f"  ETA {duration_text(min(left))}" if left else ""
-        best = rate_text(state.task.rate(state.best), state.task.unit) \
-            if math.isfinite(state.best) else "-"
-        self.stream.write(f"{done}{total} trials  {duration_text(elapsed)}{eta}  "
-                          f"{state.task.name}: {state.trials} trials, best {best}\n")
+        return f"{done}{total} trials  {duration_text(elapsed)}{eta}"
+
+    def _draw(self, current, states, elapsed: float, counts) -> None:
+        width = max(len(s.task.name) for s in states)
+        lines = [self._header(states, elapsed, counts)]
+        for s in states:
+            trials, best = counts.get(id(s), (s.trials, s.best))
+            rate = rate_text(s.task.rate(best), s.task.unit) if math.isfinite(best) else "-"
+            lines.append(f"{'>' if s is current else ' '} {s.task.name:<{width}}  "
+                         f"{trials:>5} trials  best {rate}")
+        up = f"\x1b[{self._drawn}F" if self._drawn else ""
+        self.stream.write(up + "".join(f"\x1b[2K{line}\n" for line in lines))
         self.stream.flush()
+        self._drawn = len(lines)
 
 
 def _print_summary(rows) -> None:
@@ -548,7 +595,7 @@ def run_export(args) -> int:
 
 def run_plot(args) -> int:
     """`tex-tune plot` (see `autotune.reports.write_plot`)."""
-    reports.write_plot(args.log, args.output)
+    reports.write_plot(args.logs, args.output)
     return EXIT_OK
 
 

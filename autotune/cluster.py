@@ -170,7 +170,7 @@ def _hardware_key(facts: dict, target):
 
 class DaskMeasurer:
     """Measures configurations of `task` on the cluster of `client`, as a `Measurer` does in
-    one process (`measure(configs, best_seconds)`, `close()`), timing them on `hosts`.
+    one process (`measure(configs, best_seconds, on_result)`, `close()`), timing them on `hosts`.
 
     `make_measurer(task)` makes each worker's own Measurer of the task (default
     `Measurer(task)`; it must pickle, as a module's function or a functools.partial does).
@@ -183,29 +183,35 @@ class DaskMeasurer:
         self.calls = 0
         self._futures = []
 
-    def measure(self, configs, best_seconds=None) -> list[MeasureResult]:
-        """One MeasureResult per configuration, in the order given."""
+    def measure(self, configs, best_seconds=None, on_result=None) -> list[MeasureResult]:
+        """One MeasureResult per configuration, in the order given; each is also passed to
+        `on_result(result)` as soon as it reaches the client."""
         configs = list(configs)
         self.calls += 1
+        distributed = import_distributed()
         try:
             builds = [self._submit(_build_on_worker, "build", config) for config in configs]
             answers = [_result(future) or ("crash", _failure(future), 0.0)
                        for future in builds]
-            runs = {}
-            for config, build, (error, _, _) in zip(configs, builds, answers):
+            results, runs = {}, {}
+            for config, build, (error, message, build_seconds) in zip(configs, builds, answers):
                 if error is None:
-                    runs[config] = self._submit(_measure_on_worker, "measure", config,
-                                                best_seconds, build, resources={RESOURCE: 1},
-                                                workers=self.hosts)
-            results = []
-            for config, (error, message, build_seconds) in zip(configs, answers):
-                times, hardware = (), {}
-                if config in runs:
-                    error, times, message, hardware = _result(runs[config]) or (
-                        "crash", (), _failure(runs[config]), {})
-                results.append(MeasureResult(config, tuple(times), error, message,
-                                             build_seconds, hardware))
-            return results
+                    runs[self._submit(_measure_on_worker, "measure", config, best_seconds,
+                                      build, resources={RESOURCE: 1},
+                                      workers=self.hosts)] = (config, build_seconds)
+                else:
+                    results[config] = MeasureResult(config, (), error, message, build_seconds)
+                    if on_result is not None:
+                        on_result(results[config])
+            for future in distributed.as_completed(list(runs)):
+                config, build_seconds = runs[future]
+                error, times, message, hardware = _result(future) or (
+                    "crash", (), _failure(future), {})
+                results[config] = MeasureResult(config, tuple(times), error, message,
+                                                build_seconds, hardware)
+                if on_result is not None:
+                    on_result(results[config])
+            return [results[config] for config in configs]
         finally:
             self.client.cancel(self._futures)  # only the unfinished when interrupted
             self._futures = []

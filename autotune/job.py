@@ -277,14 +277,17 @@ class _Budget:
 def run_job(entries, log_dir, *, trials: int | None = None, time_budget: float | None = None,
             resume: bool = False, early_stop: int | None = None, batch_size: int = 8,
             warmup: int | None = None, make_measurer=Measurer, callback=None,
-            clock=time.monotonic, client=None, **tune_options) -> JobResult:
+            on_measurement=None, clock=time.monotonic, client=None,
+            **tune_options) -> JobResult:
     """Tune `entries` (JobEntry list) into one log each in `log_dir` (see the module
     docstring) until `trials` in all (counting those of resumed logs) or `time_budget`
     seconds are spent, or `early_stop` rounds pass without improvement.
 
     `warmup`: trials each task gets first (default `batch_size`). `make_measurer(task)`
     makes a task's measurer (closed at the end). `callback(state, states, elapsed)` runs
-    after each round. Other keywords go to `autotune.tune` (model, seed, search, ...).
+    after each round, `on_measurement(state, progress, states, elapsed)` after each
+    measurement (`progress`: the task's `autotune.Progress`). Other keywords go to
+    `autotune.tune` (model, seed, search, ...).
     Without `resume`, a log that already holds a task's measurements is an error.
 
     `client`: a `distributed.Client` whose cluster builds and measures; each worker then
@@ -299,11 +302,12 @@ def run_job(entries, log_dir, *, trials: int | None = None, time_budget: float |
     budget = _Budget(trials, time_budget, early_stop, clock)
     warmup = batch_size if warmup is None else warmup
     stopped_by, interrupted = None, False
+    callbacks = (callback, on_measurement)
     try:
         for state in states:  # the warm-up round
             stopped_by = budget.spent(states)
             if stopped_by is None and state.trials < warmup:
-                interrupted = _round(state, warmup - state.trials, budget, states, callback,
+                interrupted = _round(state, warmup - state.trials, budget, states, callbacks,
                                      make_measurer, batch_size, tune_options)
             if stopped_by or interrupted:
                 break
@@ -313,7 +317,7 @@ def run_job(entries, log_dir, *, trials: int | None = None, time_budget: float |
             if stopped_by is None and state is None:
                 stopped_by = "every space is spent"
             if stopped_by is None:
-                interrupted = _round(state, batch_size, budget, states, callback,
+                interrupted = _round(state, batch_size, budget, states, callbacks,
                                      make_measurer, batch_size, tune_options)
     finally:
         for state in states:
@@ -359,16 +363,20 @@ def _initial_state(entry: JobEntry, log_dir, resume: bool) -> TaskState:
     return state
 
 
-def _round(state: TaskState, count: int, budget: _Budget, states, callback, make_measurer,
+def _round(state: TaskState, count: int, budget: _Budget, states, callbacks, make_measurer,
            batch_size: int, tune_options) -> bool:
     """Measure up to `count` more configurations of `state`'s task (fewer when the trial
-    budget ends first); whether the tuning was interrupted."""
+    budget ends first); whether the tuning was interrupted. `callbacks`: run_job's
+    (callback, on_measurement)."""
+    callback, on_measurement = callbacks
     if budget.trials is not None:
         count = min(count, budget.trials - sum(s.trials for s in states))
     if state.measurer is None:
         state.measurer = make_measurer(state.task)
     result = tune(state.task, state.trials + count, log=state.log, batch_size=batch_size,
                   remeasure=0, measurer=state.measurer, features=state.features,
+                  on_measurement=on_measurement and (lambda progress: on_measurement(
+                      state, progress, states, budget.elapsed())),
                   **tune_options)
     improved = state.record_round(result.measured, result.best_seconds)
     budget.stale_rounds = 0 if improved else budget.stale_rounds + 1

@@ -162,8 +162,9 @@ class Measurer:
                                    _SPAWN if on_device else _FORK)
         self._finalizer = weakref.finalize(self, _shut_down, self._children, self.cache_dir)
 
-    def measure(self, configs, best_seconds=None) -> list[MeasureResult]:
-        """One MeasureResult per configuration, in the order given.
+    def measure(self, configs, best_seconds=None, on_result=None) -> list[MeasureResult]:
+        """One MeasureResult per configuration, in the order given; each is also passed to
+        `on_result(result)` as soon as it is known.
 
         With `best_seconds` (the best time so far), a configuration whose first
         repeat is more than 3x slower stops after it. Raises TuneError only for
@@ -187,6 +188,8 @@ class Measurer:
                     error, times, message = self.run(config, best_seconds)
                 results.append(MeasureResult(config, tuple(times), error, message,
                                              build_seconds))
+                if on_result is not None:
+                    on_result(results[-1])
             return results
         except BaseException:
             # Interrupted (Ctrl-C): answers may be on their way; start afresh next time.

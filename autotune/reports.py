@@ -4,7 +4,8 @@ durations the CLI prints.
 `print_best` prints each workload's best record (of this machine's hardware unless
 told otherwise) with its rate and loop nest when its task can be declared again
 (a registry operator, or a function of the `--file` given); `write_plot` draws
-each workload's measured trials, failures marked, and its running best.
+each workload's measured trials, failures marked, and its running best, one panel per
+workload. A log may be a file or a job's log directory (every `*.jsonl` in it).
 """
 from __future__ import annotations
 
@@ -50,6 +51,15 @@ def duration_text(seconds: float) -> str:
 
 
 def load_existing(path: str) -> list:
+    """The records of the log file `path`, or of every `*.jsonl` file of the directory
+    `path` (a job's `--log-dir`), in name order."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        files = sorted(os.path.join(path, name) for name in os.listdir(path)
+                       if name.endswith(".jsonl"))
+        if not files:
+            raise TuneError(f"the directory {path!r} holds no tuning log (*.jsonl)")
+        return [r for file in files for r in rec.load(file)]
     if not os.path.isfile(path):
         raise TuneError(f"no tuning log at {path!r}")
     return rec.load(path)
@@ -134,17 +144,20 @@ def _curve(group, task) -> tuple[list, list, list, list]:
     return xs, ys, failed, best_line
 
 
-def write_plot(log: str, output: str) -> None:
+def write_plot(logs, output: str) -> None:
     """Write each workload's measured trials (failures marked) and running best to the
-    PNG `output`."""
+    PNG `output`, one panel per workload of the logs (files or job log directories),
+    in two columns past three panels."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
         from matplotlib.ticker import MaxNLocator
     except ImportError:
         raise TuneError("tex-tune plot needs matplotlib: pip install matplotlib") from None
+    logs = [logs] if isinstance(logs, (str, os.PathLike)) else list(logs)
     panels = []
-    for (workload, target), group in _workloads(load_existing(log)).items():
+    for (workload, target), group in _workloads(
+            [r for log in logs for r in load_existing(log)]).items():
         name = group[-1].task or workload
         task = registry_task(name, target, workload)
         best = rec.best_record(group)
@@ -153,12 +166,16 @@ def write_plot(log: str, output: str) -> None:
         panels.append((f"{name} ({target}): {summary}", task.unit if task else
                        "ms (lower is better)", _curve(group, task)))
     if not panels:
-        raise TuneError(f"{log} holds no measurement to plot")
-    figure = Figure(figsize=(7, 3.2 * len(panels)), layout="constrained")
+        raise TuneError(f"{', '.join(map(str, logs))} hold(s) no measurement to plot")
+    columns = 1 if len(panels) <= 3 else 2
+    rows = -(-len(panels) // columns)
+    figure = Figure(figsize=(7 * columns, 3.2 * rows), layout="constrained")
     FigureCanvasAgg(figure)
-    figure.suptitle(os.path.basename(log))
-    for axes, (title, unit, (xs, ys, failed, best_line)) in zip(
-            figure.subplots(len(panels), squeeze=False)[:, 0], panels):
+    figure.suptitle(", ".join(os.path.basename(os.path.normpath(log)) for log in logs))
+    grid = figure.subplots(rows, columns, squeeze=False).ravel()
+    for axes in grid[len(panels):]:
+        axes.set_visible(False)
+    for axes, (title, unit, (xs, ys, failed, best_line)) in zip(grid, panels):
         trials = range(1, len(best_line) + 1)
         axes.plot(xs, ys, "o", markersize=3, alpha=0.5, label="trial")
         axes.plot(failed, [0] * len(failed), "x", color="red", label="failed")

@@ -39,7 +39,8 @@ from autotune.task import Task
 
 @dataclass
 class Progress:
-    """What the tuning has done so far, passed to the callback after each round."""
+    """What the tuning has done so far, passed to the callbacks after each round and each
+    measurement."""
 
     task: Task
     trials: int
@@ -47,7 +48,7 @@ class Progress:
     best_seconds: float
     best_config: Config | None
     elapsed: float
-    last: list = field(default_factory=list)  # the round's MeasureResults
+    last: list = field(default_factory=list)  # the round's (or the measurement's) results
 
     @property
     def best_rate(self) -> float:
@@ -142,16 +143,19 @@ def measured_configs(task: Task, records) -> dict[Config, float]:
 def tune(task: Task, trials: int, log=None, *, model="xgboost", seed: int = 0,
          batch_size: int = 8, measurer=None, transfer=(), callback=None,
          remeasure: int = REMEASURED, search="evolutionary", early_stopping: int | None = None,
-         features: FeatureCache | None = None, **measure_options) -> TuneResult:
+         features: FeatureCache | None = None, on_measurement=None,
+         **measure_options) -> TuneResult:
     """Tune `task` until `trials` configurations are measured (see the module docstring).
 
     `log`: a JSONL file to resume from and append to. `model`: "xgboost",
     "random" or an object with fit, predict and trained (see cost_model). `measurer`: an object with
-    `measure(configs, best_seconds)` and `close()` (default: an
+    `measure(configs, best_seconds=None, on_result=None)` and `close()` (default: an
     `autotune.measure.Measurer` made with `measure_options`). `transfer`:
     pairs (task, records) from earlier logs of other workloads whose
     measurements pre-train the model. `callback(progress)` runs after each
-    round. `remeasure`: how many of the fastest to measure again at the end.
+    round, `on_measurement(progress)` after each measurement, as soon as the
+    measurer passes it to `on_result` (else when its round ends). `remeasure`:
+    how many of the fastest to measure again at the end.
     `search`: "evolutionary" (model-guided), "random", "grid", "genetic" or a
     function making a search (see `autotune.search.make_search`).
     `early_stopping`: stop once that many measurements in a row found nothing faster.
@@ -176,7 +180,9 @@ def tune(task: Task, trials: int, log=None, *, model="xgboost", seed: int = 0,
     try:
         run.measure_batches(search, trials, batch_size, early_stopping,
                             lambda results: callback is not None and callback(
-                                run.progress(trials, start, results)))
+                                run.progress(trials, start, results)),
+                            lambda result: on_measurement is not None and on_measurement(
+                                run.progress(trials, start, [result])))
         run.remeasure_leaders(remeasure)
     except KeyboardInterrupt:
         interrupted = True
@@ -255,9 +261,10 @@ class _Run:
                                 np.array([t for _, t in rows]))
 
     def measure_batches(self, search, trials: int, batch_size: int, early_stopping,
-                        after_batch):
+                        after_batch, after_measurement):
         """Measure batches the search proposes until `trials` are measured, the space is
-        spent, or `early_stopping` measurements in a row found nothing faster."""
+        spent, or `early_stopping` measurements in a row found nothing faster; each result
+        is logged as the measurer passes it on."""
         measured = self.measured
         improved_at = len(measured)  # how many had been measured when the best improved
         if measured:
@@ -270,13 +277,22 @@ class _Run:
             if not batch:
                 break  # every valid configuration is measured
             fastest = self.best()[1]
-            results = self.measurer.measure(
-                batch, best_seconds=fastest if fastest < math.inf else None)
-            for result in results:
+            taken = set()
+
+            def take(result):
+                nonlocal fastest, improved_at
+                taken.add(result.config)
                 measured[result.config] = result.seconds
                 self.log_result(result)
                 if result.seconds < fastest:
                     fastest, improved_at = result.seconds, len(measured)
+                after_measurement(result)
+
+            results = self.measurer.measure(
+                batch, best_seconds=fastest if fastest < math.inf else None, on_result=take)
+            for result in results:
+                if result.config not in taken:  # a measurer that answers at the end only
+                    take(result)
             self.refit()
             after_batch(results)
 

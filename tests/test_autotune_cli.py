@@ -33,7 +33,7 @@ class FakeMeasurer:
     def __init__(self, interrupt_after=None):
         self.measured, self.interrupt_after = [], interrupt_after
 
-    def measure(self, configs, best_seconds=None):
+    def measure(self, configs, best_seconds=None, on_result=None):
         if self.interrupt_after is not None and len(self.measured) >= self.interrupt_after:
             raise KeyboardInterrupt
         results = []
@@ -44,6 +44,8 @@ class FakeMeasurer:
             else:
                 t = 1e-4 * (1 + sum(config.picks))
                 results.append(fake_result(config, (t, t, t)))
+            if on_result is not None:
+                on_result(results[-1])
         return results
 
     def close(self):
@@ -117,20 +119,27 @@ def test_resume_counts_the_trials_already_in_the_log(fake, tmp_path, capsys):
     assert "GB/s" in rounds[-1] and "failed" in rounds[-1]
 
 
-def test_progress_redraws_one_line_on_a_terminal():
-    class Terminal(io.StringIO):
-        def isatty(self):
-            return True
-    task = autotune.ops.task_for("matmul", SHAPE)
-    stream = Terminal()
-    line = cli.ProgressLine(task, failures=1, stream=stream)
-    for measured in (3, 6):
-        result = fake_result(None, (), "build", "boom")
-        line.update(autotune.Progress(task, 6, measured, 1e-5, None, 2.5, [result]))
-    line.close()
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_progress_is_redrawn_per_measurement_on_a_terminal_else_a_line_per_round(
+        fake, monkeypatch, tmp_path, capsys, tty):
+    stream = Terminal() if tty else io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    status, _, _ = tex_tune(capsys, *tune_args(tmp_path / "s.jsonl", 6, op=ROUNDS))
+    assert status == 0
     text = stream.getvalue()
-    assert text.count("\r") == 2 and text.count("\n") == 1 and text.endswith("\n")
-    assert "6/6 trials" in text and "3 failed" in text and "GFLOP/s" in text
+    progress = [line for line in text.replace("\r", "\n").splitlines() if "] " in line]
+    failed = sum(c.picks[0] == 1 for c in fake.measured)
+    if tty:  # once per measurement, in place
+        assert text.count("\r") == 6 and len(progress) == 6
+    else:  # once per round of 3
+        assert "\r" not in text and len(progress) == 2
+    assert "6/6 trials" in progress[-1] and f"{failed} failed" in progress[-1]
+    assert "GFLOP/s" in progress[-1] or "GB/s" in progress[-1]
 
 
 def test_ctrl_c_stops_cleanly(monkeypatch, tmp_path, capsys):

@@ -228,7 +228,7 @@ class FakeMeasurer:
     def __init__(self, task):
         self.task = task
 
-    def measure(self, configs, best_seconds=None):
+    def measure(self, configs, best_seconds=None, on_result=None):
         results = []
         for config in configs:
             strategy = tune_gpu.strategy_of(config)

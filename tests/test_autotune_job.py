@@ -1,7 +1,9 @@
 """Tuning jobs with a fake measurer: the TASKS file, the scheduler, budgets, resume, and
 records tied to the hardware they were measured on."""
+import io
 import json
 import math
+import sys
 import warnings
 
 import pytest
@@ -51,7 +53,7 @@ class FakeMeasurer:
     def __init__(self, scale=1.0):
         self.measured, self.scale = [], scale
 
-    def measure(self, configs, best_seconds=None):
+    def measure(self, configs, best_seconds=None, on_result=None):
         results = []
         for config in configs:
             self.measured.append(config)
@@ -249,3 +251,47 @@ def test_tex_tune_job_prints_a_summary(tasks_file, tmp_path, capsys, monkeypatch
     assert cli.main(argv) == 2 and "--resume" in capsys.readouterr().err
     assert cli.main(argv[:-6] + ["--model", "random"]) == 2
     assert "--trials N or --time-budget" in capsys.readouterr().err
+
+
+def test_tex_tune_job_redraws_a_line_per_task_after_each_measurement_on_a_terminal(
+        tasks_file, tmp_path, capsys, monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    monkeypatch.setattr(cli, "Measurer", lambda task, **options: FakeMeasurer())
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    assert cli.main(["job", str(tasks_file), "--log-dir", str(tmp_path / "logs"), "--trials",
+                     "12", "--batch-size", "3", "--model", "random"]) == 0
+    text = sys.stderr.getvalue()
+    frames = text.split("\x1b[4F")  # each redraw goes up over the header and three tasks
+    assert len(frames) == 12 + 4  # a frame per measurement and per round of 3
+    last = frames[-1].replace("\x1b[2K", "").splitlines()
+    assert last[0].startswith("12/12 trials")
+    assert [line[2:].split()[0] for line in last[1:4]] == ["matmul", "full_sum", "scale"]
+    assert sum(line.startswith(">") for line in last[1:4]) == 1
+    assert sum(int(line.split("trials")[0].split()[-1]) for line in last[1:4]) == 12
+
+
+def test_tex_tune_plot_draws_a_panel_per_task_of_a_job(tasks_file, tmp_path, capsys,
+                                                       monkeypatch):
+    pytest.importorskip("matplotlib")
+    monkeypatch.setattr(cli, "Measurer", lambda task, **options: FakeMeasurer())
+    logs = tmp_path / "logs"
+    assert cli.main(["job", str(tasks_file), "--log-dir", str(logs), "--trials", "9",
+                     "--batch-size", "3", "--model", "random"]) == 0
+    run([job.JobEntry(autotune.ops.task_for("reduce_sum", (33, 70)))], tmp_path / "more", {},
+        trials=3)
+    other = next((tmp_path / "more").iterdir())  # a fourth workload's log file
+
+    def png_size(path):  # width, height from the PNG's IHDR chunk
+        head = path.read_bytes()[:24]
+        assert head[:8] == b"\x89PNG\r\n\x1a\n"
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+    assert cli.main(["plot", str(logs), "-o", str(tmp_path / "job.png")]) == 0
+    assert png_size(tmp_path / "job.png") == (700, 3 * 320)  # three panels in a column
+    assert cli.main(["plot", str(logs), str(other), "-o", str(tmp_path / "all.png")]) == 0
+    assert png_size(tmp_path / "all.png") == (2 * 700, 2 * 320)  # four, in two columns
+    capsys.readouterr()
+    assert cli.main(["plot", str(tmp_path / "nothing"), "-o", str(tmp_path / "x.png")]) == 2
+    assert "no tuning log" in capsys.readouterr().err

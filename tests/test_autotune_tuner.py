@@ -31,7 +31,7 @@ class FakeMeasurer:
     def __init__(self):
         self.measured = []
 
-    def measure(self, configs, best_seconds=None):
+    def measure(self, configs, best_seconds=None, on_result=None):
         results = []
         for config in configs:
             self.measured.append(config)
@@ -91,7 +91,7 @@ def test_configurations_are_never_measured_twice_and_search_is_deterministic(tas
 class KnobSumMeasurer(FakeMeasurer):
     """Time grows with the sum of the knob picks: the first candidates of each knob win."""
 
-    def measure(self, configs, best_seconds=None):
+    def measure(self, configs, best_seconds=None, on_result=None):
         self.measured.extend(configs)
         return [fake_result(c, (1e-3 * (1 + sum(c.picks)),)) for c in configs]
 
@@ -115,7 +115,7 @@ class LuckyMeasurer(FakeMeasurer):
         super().__init__()
         self.lucky = None
 
-    def measure(self, configs, best_seconds=None):
+    def measure(self, configs, best_seconds=None, on_result=None):
         results = []
         for config in configs:
             true = 1e-3 * (1 + sum((p - 2) ** 2 for p in config.picks)) + 1e-4
@@ -177,7 +177,7 @@ def test_records_round_trip():
 
 def test_a_keyboard_interrupt_returns_what_was_measured(task, tmp_path):
     class Interrupting(FakeMeasurer):
-        def measure(self, configs, best_seconds=None):
+        def measure(self, configs, best_seconds=None, on_result=None):
             if len(self.measured) >= 4:
                 raise KeyboardInterrupt
             return super().measure(configs, best_seconds)
