@@ -36,9 +36,13 @@ that dies in the middle of a build or measurement loses nothing: Dask runs
 its task again on another worker (a build anywhere, a measurement on a host
 of the same hardware); a task whose workers keep dying is recorded as a
 "crash" once Dask gives it up (`distributed.scheduler.allowed-failures`, 3
-retries by default). Only the client writes logs, one record per result
-that reaches it, and a Dask task has one result however often it ran, so no
-record is written twice.
+retries by default). A worker that hangs (stops answering the scheduler's
+heartbeats) is dropped after `distributed.scheduler.worker-ttl`
+(`WORKER_TTL` on a LocalCluster of `connect`; set it on a scheduler you
+start), and its tasks go on as if it had died; a hung worker still holding
+its machine's slot leaves that machine unable to measure until it is stopped.
+Only the client writes logs, one record per result that reaches it, and a
+Dask task has one result however often it ran, so no record is written twice.
 
 Workers must be able to start processes: a LocalCluster is made so; start
 external ones with `DASK_DISTRIBUTED__WORKER__DAEMON=False dask worker ...`
@@ -67,6 +71,11 @@ RESOURCE = "tex-measure"
 
 #: The file, in each machine's temporary directory, whose lock a timing holds.
 LOCK_FILE = "tex-measure.lock"
+
+#: How long a LocalCluster's scheduler waits for a silent worker before it drops the worker
+#: and hands its tasks to others (Dask's default is 5 minutes). Workers wait for their
+#: Measurer's children, so builds and timings never silence them this long.
+WORKER_TTL = "60s"
 
 INSTALL = "pip install 'tex[cluster]'"
 
@@ -104,7 +113,8 @@ def connect(workers: int | None = None, scheduler: str | None = None, timeout: f
     import dask
     # Worker processes that may start the Measurer's children; the nanny reads this each
     # time it (re)starts a worker, so it holds while the cluster lives.
-    with dask.config.set({"distributed.worker.daemon": False}), \
+    with dask.config.set({"distributed.worker.daemon": False,
+                          "distributed.scheduler.worker-ttl": WORKER_TTL}), \
             distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                      resources={RESOURCE: 1}, dashboard_address=None) \
             as local, distributed.Client(local) as client:

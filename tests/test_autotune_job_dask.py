@@ -1,6 +1,6 @@
 """Tuning jobs on a Dask cluster: real builds and timings on a LocalCluster of two worker
-processes, a worker killed in the middle of a build and of a measurement, and the checks
-at the start."""
+processes, a worker killed in the middle of a build and of a measurement, a worker that
+hangs, and the checks at the start."""
 import contextlib
 import fcntl
 import functools
@@ -118,7 +118,7 @@ def test_a_worker_dying_mid_build_and_mid_measurement_loses_no_trial(tasks_file,
 
 class StallingMeasurer(Measurer):
     """A Measurer whose first run of the whole test writes its process's pid to
-    `marks`/running and stalls there, holding the machine, until it is killed."""
+    `marks`/running and stalls there, holding the machine, until it is killed or stopped."""
 
     def __init__(self, task, marks):
         super().__init__(task, build_workers=1, repeat=1, min_repeat_ms=1.0)
@@ -136,36 +136,46 @@ class StallingMeasurer(Measurer):
         return super().run(config, best_seconds)
 
 
-def test_a_dask_worker_killed_by_sigkill_mid_measurement_loses_no_trial(tasks_file, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGSTOP], ids=["dies", "hangs"])
+def test_a_dask_worker_that_dies_or_hangs_mid_measurement_loses_no_trial(tasks_file, tmp_path,
+                                                                         stop):
     """A real `dask scheduler` and two real `dask worker` processes (no nanny to restart
-    them); the worker measuring first is killed with SIGKILL while it holds the machine,
-    and the other one measures what it was given."""
-    env = dict(os.environ, DASK_DISTRIBUTED__WORKER__DAEMON="False")
+    them), each with a temporary directory, so a measurement slot, of its own; the worker
+    measuring first is killed with SIGKILL, or stopped with SIGSTOP (a hang: the
+    scheduler drops it when its heartbeats stop, after its worker-ttl), while it holds
+    its slot, and the other one measures what it was given."""
+    env = dict(os.environ, DASK_DISTRIBUTED__WORKER__DAEMON="False",
+               DASK_DISTRIBUTED__SCHEDULER__WORKER_TTL="3s")
     address_file = tmp_path / "scheduler.json"
-    quiet = {"env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     processes = [subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--port", "0",
                                    "--no-dashboard", "--scheduler-file", str(address_file)],
-                                  **quiet)]
+                                  env=env, **quiet)]
     try:
-        for _ in range(2):
+        for n in range(2):
+            (tmp_path / f"machine{n}").mkdir()
             processes.append(subprocess.Popen(
                 [sys.executable, "-m", "dask", "worker", "--scheduler-file", str(address_file),
                  "--nthreads", "1", "--no-nanny", "--no-dashboard", "--resources",
-                 f"{cluster.RESOURCE}=1"], **quiet))
-        killed = []
-        killer = threading.Thread(target=_kill_when_stalled, args=(tmp_path, killed),
-                                  daemon=True)
-        killer.start()
+                 f"{cluster.RESOURCE}=1"], env=dict(env, TMPDIR=str(tmp_path / f"machine{n}")),
+                **quiet))
+        stopped = []
+        stopper = threading.Thread(target=_signal_when_stalled, args=(tmp_path, stopped, stop),
+                                   daemon=True)
+        stopper.start()
         with distributed.Client(scheduler_file=str(address_file), timeout=60) as client:
             client.wait_for_workers(2, timeout=60)
             result = job.run_job(job.load_tasks(tasks_file), tmp_path / "logs", trials=6,
                                  batch_size=2, model="random", client=client,
                                  make_measurer=functools.partial(StallingMeasurer,
                                                                  marks=str(tmp_path)))
-        killer.join()
-        assert killed and killed[0] in {p.pid for p in processes[1:]}
-        assert processes[1 + [p.pid for p in processes[1:]].index(killed[0])].wait() == \
-            -signal.SIGKILL
+        stopper.join()
+        assert stopped and stopped[0] in {p.pid for p in processes[1:]}
+        worker = processes[1 + [p.pid for p in processes[1:]].index(stopped[0])]
+        if stop == signal.SIGKILL:
+            assert worker.wait() == -signal.SIGKILL
+        else:
+            assert worker.poll() is None  # still there, stopped, holding its slot
         assert result.stopped_by == "trial budget"
         check_logs(result.states, 6)
     finally:
@@ -174,16 +184,17 @@ def test_a_dask_worker_killed_by_sigkill_mid_measurement_loses_no_trial(tasks_fi
             process.wait()
 
 
-def _kill_when_stalled(marks, killed, patience: float = 120.0):
-    """Kill with SIGKILL the process whose pid `marks`/running names, once it appears."""
+def _signal_when_stalled(marks, signalled, signum, patience: float = 120.0):
+    """Send `signum` to the process whose pid `marks`/running names, once it appears."""
     running = marks / "running"
     deadline = time.monotonic() + patience
     while not (running.exists() and running.read_text()):
         if time.monotonic() > deadline:
             return
         time.sleep(0.05)
-    killed.append(int(running.read_text()))
-    os.kill(killed[0], signal.SIGKILL)
+    signalled.append(int(running.read_text()))
+    os.kill(signalled[0], signum)
+
 
 def test_the_machine_lock_shuts_out_other_processes():
     def try_lock(conn):
