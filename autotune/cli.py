@@ -562,16 +562,17 @@ class JobProgress:
 
 def _print_summary(rows) -> None:
     """The job's table: task, weight, trials, best time and rate, speed-up over the first
-    valid trial."""
+    valid trial, and NumPy's time over the best for registry operators."""
     width = max(len(r.task.name) for r in rows)
     print(f"{'task':<{width}}  {'weight':>6}  {'trials':>6}  {'best ms':>9}  "
-          f"{'rate':>14}  speed-up")
+          f"{'rate':>14}  {'speed-up':>8}  {'vs NumPy':>8}")
     for r in rows:
         ok = math.isfinite(r.best_seconds)
         print(f"{r.task.name:<{width}}  {r.weight:>6g}  {r.trials:>6}  "
               f"{(f'{r.best_seconds * 1e3:.4g}' if ok else '-'):>9}  "
               f"{rate_text(r.task.rate(r.best_seconds) if ok else 0, r.task.unit):>14}  "
-              f"{(f'{r.speedup:.2f}x' if ok else '-')}")
+              f"{(f'{r.speedup:.2f}x' if ok else '-'):>8}  "
+              f"{(f'{r.over_numpy:.2f}x' if math.isfinite(r.over_numpy) else '-'):>8}")
 
 
 def run_best(args) -> int:

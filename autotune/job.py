@@ -39,6 +39,7 @@ import json
 import math
 import os
 import re
+import statistics
 import time
 from dataclasses import dataclass, field
 
@@ -46,6 +47,7 @@ from autotune import cluster, ops
 from autotune import records as rec
 from autotune.errors import TuneError
 from autotune.measure import Measurer
+from autotune.targets import kind_of
 from autotune.task import Task
 from autotune.tuner import FeatureCache, measured_configs, tune
 from autotune.userfile import function_task
@@ -394,6 +396,7 @@ class SummaryRow:
     trials: int
     best_seconds: float
     first_seconds: float
+    numpy_seconds: float = math.nan  # the registry's NumPy code on the same inputs
 
     @property
     def speedup(self) -> float:
@@ -402,9 +405,17 @@ class SummaryRow:
             return math.nan
         return self.first_seconds / self.best_seconds
 
+    @property
+    def over_numpy(self) -> float:
+        """NumPy's time over the best (nan without a NumPy version or a best)."""
+        if not math.isfinite(self.best_seconds):
+            return math.nan
+        return self.numpy_seconds / self.best_seconds
 
-def summary_rows(states) -> list[SummaryRow]:
-    """Each task's trials, best time and first valid time, read from its log."""
+
+def summary_rows(states, numpy: bool = True) -> list[SummaryRow]:
+    """Each task's trials, best time and first valid time, read from its log, and with
+    `numpy` the time of the registry's NumPy code for its operator (timed here)."""
     rows = []
     for state in states:
         records = [r for r in rec.load(state.log) if r.workload == state.task.workload_key
@@ -412,5 +423,28 @@ def summary_rows(states) -> list[SummaryRow]:
         first = next((r.seconds for r in records if r.error is None and r.times), math.inf)
         best = rec.best_record(records)
         rows.append(SummaryRow(state.task, state.entry.weight, state.trials,
-                               best.seconds if best else math.inf, first))
+                               best.seconds if best else math.inf, first,
+                               numpy_seconds(state.task) if numpy else math.nan))
     return rows
+
+
+def numpy_seconds(task: Task, budget: float = 0.5, most: int = 9) -> float:
+    """The median time of the registry's NumPy code for `task`'s operator on its
+    measurement inputs, over up to `most` calls within about `budget` seconds after one
+    warm-up call; nan for a task that is not a registry operator's or runs elsewhere than
+    the host CPU."""
+    try:
+        op, shape, _ = ops.parse_task_name(task.name)
+    except TuneError:
+        return math.nan
+    if kind_of(task.target).on_device:
+        return math.nan
+    function, inputs = ops.OPS[op].numpy_version(shape), task.random_inputs()
+    function(*inputs)
+    times, start = [], time.perf_counter()
+    while len(times) < most and (len(times) < 3 or time.perf_counter() - start < budget):
+        began = time.perf_counter()
+        function(*inputs)
+        times.append(time.perf_counter() - began)
+    return statistics.median(times)
+

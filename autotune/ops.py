@@ -114,9 +114,18 @@ class Op:
 
     def bound_reference(self, shape):
         """`reference` with the options of `shape` (a full or short shape) filled in."""
-        full = self.full_shape(shape)
-        options = {name: full[self.params.index(name)] for name in self.options}
+        options = self._options_of(shape)
         return lambda *inputs: self.reference(*inputs, **options)
+
+    def numpy_version(self, shape):
+        """The NumPy code of the reference for `shape`, computing in its inputs' dtype
+        (float32 stays float32): what tex is timed against."""
+        options = self._options_of(shape)
+        return lambda *inputs: self._reference(*inputs, **options)
+
+    def _options_of(self, shape) -> dict:
+        full = self.full_shape(shape)
+        return {name: full[self.params.index(name)] for name in self.options}
 
 
 # --- declarations ------------------------------------------------------------------------

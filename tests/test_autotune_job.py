@@ -103,6 +103,10 @@ def test_a_job_of_three_tasks_spends_its_trial_budget_writing_each_record_once(
         assert records[0].hardware["cores"] >= 1 and records[0].hardware["features"]
     rows = job.summary_rows(result.states)
     assert all(r.speedup >= 1 for r in rows if math.isfinite(r.best_seconds))
+    # NumPy's time for the registry operators, none for the function of a file
+    assert [math.isfinite(r.numpy_seconds) for r in rows] == [True, True, False]
+    assert all(r.numpy_seconds > 0 and r.over_numpy == r.numpy_seconds / r.best_seconds
+               for r in rows[:2])
 
 
 def test_resume_measures_nothing_twice(tasks_file, tmp_path):
@@ -246,7 +250,8 @@ def test_tex_tune_job_prints_a_summary(tasks_file, tmp_path, capsys, monkeypatch
             "--batch-size", "3", "--model", "random"]
     assert cli.main(argv) == 0
     out, err = capsys.readouterr()
-    assert "speed-up" in out and "matmul 40,36,20" in out and "scale" in out
+    assert "speed-up" in out and "vs NumPy" in out
+    assert "matmul 40,36,20" in out and "scale" in out
     assert "12/12 trials" in err and "stopped by the trial budget" in err
     assert cli.main(argv) == 2 and "--resume" in capsys.readouterr().err
     assert cli.main(argv[:-6] + ["--model", "random"]) == 2
