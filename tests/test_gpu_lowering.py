@@ -324,6 +324,18 @@ def _row_sums_in_shared_memory(rows=13, cols=7, threads=3):
 
 
 @needs_compiler
+def test_a_split_without_predication_gives_its_last_block_the_threads_before_the_end():
+    s, a, b = vector_add(1000)
+    bo, bi = s[b].split(b.op.axis[0], factor=64, disable_predication=True)
+    s[b].bind(bo, tex.thread_axis("blockIdx.x"))
+    s[b].bind(bi, tex.thread_axis("threadIdx.x"))
+    kernel = tex.build(s, [a, b], target="cuda")
+    assert "min(i_outer * 64, 936)" in kernel.get_source("cuda")
+    data = np.random.default_rng(0).standard_normal(1000).astype("float32")
+    np.testing.assert_allclose(kernel.simulate(data), data + 1, rtol=1e-6)
+
+
+@needs_compiler
 def test_a_reduction_into_shared_memory_that_binds_no_threads_runs_in_one_thread():
     s, a, out = _row_sums_in_shared_memory()
     assert "if threadIdx.x == 0:" in lowered(s, [a, out])

@@ -74,6 +74,76 @@ def test_split_reduction_axis():
     check(s, [A, B], [a], a.sum(1), rtol=1e-4, atol=1e-3)
 
 
+def guards(s, args) -> list:
+    """The IfThenElse statements of the loop program before the passes."""
+    found = []
+    tex.tir.stmt_functor.post_order_visit(
+        tex.schedule_to_module(s, args).body,
+        lambda n: found.append(n) if isinstance(n, tex.ir.IfThenElse) else None)
+    return found
+
+
+@pytest.mark.parametrize("factor", [4, 8, 37])
+def test_split_without_predication_shifts_the_last_part_inside(factor):
+    A, B = elementwise((37,))
+    s = tex.create_schedule(B.op)
+    _, inner = s[B].split(B.op.axis[0], factor=factor, disable_predication=True)
+    s[B].vectorize(inner)
+    assert not guards(s, [A, B])
+    if factor == 8:
+        assert "min(i0_outer * 8, 29)" in str(tex.lower(s, [A, B]))
+    a = random_array((37,))
+    check(s, [A, B], [a], a * 2 + 1)
+
+
+def test_split_without_predication_of_a_matmul_with_a_producer_per_row_block():
+    A, B, C, k = matmul(23, 7, 13)
+    A2 = tex.compute((23, 13), lambda i, k: A[i, k] * 2.0, name="A2")
+    C = tex.compute((23, 7), lambda i, j: tex.sum(A2[i, k] * B[k, j], axis=k), name="C")
+    s = tex.create_schedule(C.op)
+    io, ii = s[C].split(C.op.axis[0], factor=5, disable_predication=True)
+    ko, ki = s[C].split(k, factor=4, disable_predication=True)
+    s[C].reorder(io, ko, C.op.axis[1], ii, ki)
+    s[A2].compute_at(s[C], io)
+    conditions = [str(g.cond) for g in guards(s, [A, B, C])]
+    assert not any("i_" in c for c in conditions)  # no guard on the rows
+    assert any("k_outer" in c for c in conditions)  # a reduction split keeps its guard
+    a, b = random_array((23, 13)), random_array((13, 7))
+    check(s, [A, B, C], [a, b], 2 * a @ b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("loop", ["parallel", "serial"])
+def test_split_without_predication_of_a_reduction_shifts_only_serial_loops(loop):
+    """Overlapping parts of a reduction run in parallel would accumulate into one point
+    at once, so a parallel one keeps its guard."""
+    A = tex.placeholder((103, 50), name="A")
+    k = tex.reduce_axis((0, 50), name="k")
+    C = tex.compute((103,), lambda i: tex.sum(A[i, k], axis=k), name="C")
+    s = tex.create_schedule(C.op)
+    outer, _ = s[C].split(C.op.axis[0], factor=8, disable_predication=True)
+    if loop == "parallel":
+        s[C].parallel(outer)
+    assert bool(guards(s, [A, C])) == (loop == "parallel")
+    a = random_array((103, 50))
+    check(s, [A, C], [a], a.sum(1), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("case", ["symbolic extent", "extent below the factor", "cache_write"])
+def test_split_without_predication_keeps_the_guard_where_shifting_is_unsafe(case):
+    n = tex.var("n") if case == "symbolic extent" else 37
+    A, B = elementwise((n, 5))
+    s = tex.create_schedule(B.op)
+    s[B].split(B.op.axis[0], factor=64 if case == "extent below the factor" else 8,
+               disable_predication=True)
+    if case == "cache_write":  # the cache's axes are the split's parts, its tail guarded
+        s.cache_write(B, "global")
+        assert "select(i0_outer * 8 + i0_inner < 37" in str(tex.schedule_to_module(s, [A, B]))
+    else:
+        assert guards(s, [A, B])
+    a = random_array((37, 5))
+    check(s, [A, B], [a], a * 2 + 1)
+
+
 def test_tile_and_reorder():
     A, B, C, k = matmul(37, 129, 45)
     s = tex.create_schedule(C.op)

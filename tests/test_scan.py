@@ -386,7 +386,9 @@ def placement_error(case):
         s[g].compute_root()
     elif case == "init inlined":
         s[init].compute_inline()
-    elif case == "state in args":
+    elif case == "init in args":
+        args = [X, init, scan]
+    elif case == "state and output in args":
         args = [X, state, scan]
     elif case == "update read elsewhere":
         Y = tex.compute((m, n), lambda t, i: scan[t, i] + update[t, i], name="Y")
@@ -398,7 +400,8 @@ def placement_error(case):
     ("update at the root", ["stage update is the update of scan scan", "at the root"]),
     ("state read at the root", ["stage g reads state", "computed in each step", "at the root"]),
     ("init inlined", ["stage init is an init of scan scan", "inline"]),
-    ("state in args", ["tensor state is part of scan scan", "leave it out of args"]),
+    ("init in args", ["tensor init is part of scan scan", "leave it out of args"]),
+    ("state and output in args", ["state is a state of scan scan", "give one of the two"]),
     ("update read elsewhere", ["stage Y reads update", "read the scan's output instead"]),
     ("later row", ["stage g reads state", "rows [scan_idx - 2, scan_idx - 2]", "[0, scan_idx)"]),
 ])

@@ -1,4 +1,5 @@
-"""The two entry points: `lower` (schedule -> loop program) and `build` (-> callable kernel).
+"""The two entry points: `lower` (schedule -> loop program) and `build` (-> callable kernel);
+and `schedule_to_module`, the loop program before the passes.
 
 The lowering pipeline is the list `PIPELINE`, read top to bottom, followed
 by `CPU_PIPELINE` or, for GPU targets, `GPU_PIPELINE`. With TEX_VERIFY=1 the verifier runs after
@@ -22,6 +23,7 @@ from tex.codegen.cuda import compile_cuda
 from tex.errors import BuildError
 from tex.ir import For, KernelLaunch, LoweredFunc, ThreadIndex
 from tex.lower import kernel_interface, schedule_to_func
+from tex.lower.introspect import schedule_arguments
 from tex.passes.flatten import flatten_storage
 from tex.passes.gpu_kernels import split_host_device
 from tex.passes.gpu_reduce import lower_thread_reduce
@@ -157,6 +159,29 @@ def lower(sch: Schedule, args, name: str = "main", upto: str | None = None,
     for pass_name, run in chosen.passes:
         func = dataclasses.replace(func, body=run(func.body))
         after(pass_name, True)
+    return func
+
+
+def schedule_to_module(sch: Schedule, args=None, name: str = "main",
+                       binds=None) -> LoweredFunc:
+    """The loop program of `sch` as lowering first builds it, before any pass of
+    `PIPELINE`: multi-dimensional buffers, guards where the schedule needs them. Without
+    `args`, the placeholders its stages read, its outputs, then the variables no shape
+    gives (`tex.lower.introspect.schedule_arguments`). Like `lower`'s result it
+    answers `mod["main"]` (a `tex.tir.PrimFunc`). `binds` is accepted empty only: tex
+    gives each tensor its own buffer (a tensor intrinsic declares layouts with
+    `decl_tensor_intrin(..., binds=)`).
+    TVM: `tvm.driver.build_module.schedule_to_module(sch, args, name, binds)`.
+    """
+    if not isinstance(sch, Schedule):
+        raise BuildError(f"schedule_to_module: expected a schedule from tex.create_schedule, "
+                         f"got {type(sch).__name__}")
+    if binds:
+        raise BuildError("schedule_to_module: binds are not supported, tex gives each tensor "
+                         "its own buffer; call it without binds")
+    func = schedule_to_func(sch, schedule_arguments(sch) if args is None else list(args), name)
+    if config.verify_enabled():
+        verify(func, flat=False, after="schedule_to_func")
     return func
 
 

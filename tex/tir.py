@@ -22,6 +22,9 @@ functions here, not node classes: test an expression with `isinstance(e,
 tex.Var)`). `Select` evaluates only the side its condition chooses (TVM's
 evaluates both), which is safe either way.
 
+`PrimFunc` is the class of a lowered function (`tex.lower(...)["main"]`,
+`tex.schedule_to_module(...)["main"]`): tex's `LoweredFunc`.
+
 For tensor intrinsics written the TE way: `decl_buffer` (`tex.buffer_decl`),
 `call_extern` and `ir_builder.create()` (`tex.ir_builder`).
 """
@@ -33,13 +36,15 @@ from tex.errors import ExprError
 from tex.ops import call_pure_extern  # noqa: F401 - re-exported: tvm.tir.call_pure_extern
 from tex.expr import Const, Expr
 from tex.expr import Var as _VarNode
+from tex.ir import LoweredFunc as PrimFunc
 from tex.tensor import (comm_reducer, const, max, max_value, min, min_value,  # noqa: A004
                         size_var, sum, var)
 
-__all__ = ["Cast", "FloatImm", "IntImm", "Select", "SizeVar", "Var", "all", "any", "call_extern",
-           "call_pure_extern", "cast", "comm_reducer", "const", "decl_buffer", "div", "floordiv",
-           "floormod", "if_then_else", "indexdiv", "indexmod", "ir_builder", "max", "max_value",
-           "min", "min_value", "stmt_functor", "sum", "truncdiv", "truncmod"]
+__all__ = ["Cast", "FloatImm", "IntImm", "PrimFunc", "Select", "SizeVar", "Var", "all", "any",
+           "call_extern", "call_pure_extern", "cast", "comm_reducer", "const", "decl_buffer",
+           "div", "floordiv", "floormod", "if_then_else", "indexdiv", "indexmod", "ir_builder",
+           "max", "max_value", "min", "min_value", "stmt_functor", "sum", "truncdiv",
+           "truncmod"]
 
 call_extern = ir_builder.call_extern
 all = ops.all_  # noqa: A001 - TVM's name

@@ -49,7 +49,7 @@ from tex.dtype import INDEX
 from tex.errors import LoweringError
 from tex.expr import Binary, Const, Expr, TensorRead, Var
 from tex.ir import ThreadIndex
-from tex.schedule.relations import pass_down, pass_up, split_guards
+from tex.schedule.relations import Fuse, Split, pass_down, pass_up, split_extents, split_guards
 from tex.schedule.stage import Stage
 from tex.tensor import IterVar, Range
 from tex.visitor import collect, free_vars, substitute, transform
@@ -385,10 +385,11 @@ def _with_loops(source, region: tuple, alloc_shape: tuple, done: list,
     roots = {iv: r for iv, r in zip(op.axis, region)}
     roots.update({iv: iv.dom for iv in op.reduce_axis})
     ranges = pass_down(stage.relations, roots)
-    values = pass_up(stage.relations, stage.leaf_iter_vars, ranges)
     intervals = loop_intervals(done)
     intervals.update(_leaf_intervals(stage, ranges))
-    split_conds = split_guards(stage.relations, ranges, values)
+    shifted = _tails_shifted_inwards(stage, ranges, intervals)
+    values = pass_up(stage.relations, stage.leaf_iter_vars, ranges, shifted=shifted)
+    split_conds = split_guards(stage.relations, ranges, values, shifted)
     for iv, r, d in zip(op.axis, region, digits or ()):
         if d is not None:
             position = simplify(ops.binary("sub", values[iv], r.min), intervals)
@@ -408,6 +409,24 @@ def _with_loops(source, region: tuple, alloc_shape: tuple, done: list,
                      MappingProxyType(values), guards)
     _check_constant_extents(plan)
     return plan
+
+
+def _tails_shifted_inwards(stage, ranges: dict, intervals: dict) -> frozenset:
+    """The splits of `stage` given `disable_predication` whose last part is shifted back
+    inside the parent rather than guarded: where computing a point twice stores the same
+    value twice (a data axis; no data axis fused with a reduction axis, no reduction
+    combined across GPU threads or blocks, no tensorized tile; and for a reduction, no
+    parallel or thread-bound loop, whose iterations could accumulate into one point at
+    once) and the parent provably holds a whole part."""
+    asked = [r for r in stage.relations if isinstance(r, Split) and r.disable_predication
+             and r.kind == "data"]
+    concurrent = stage.bindings or "parallel" in stage.annotations.values()
+    if not asked or stage.tensorized is not None or stage.reduce_strategies or \
+            any(isinstance(r, Fuse) and r.mixed for r in stage.relations) or \
+            (getattr(stage.op, "reduce_axis", ()) and concurrent):
+        return frozenset()
+    return frozenset(r for r in asked if prove(ops.compare(
+        "ge", ranges[r.parent].extent, split_extents(r, ranges[r.parent])[1]), intervals))
 
 
 def _data_axes_placed(op, ranges: dict, values: dict) -> tuple[dict, dict]:

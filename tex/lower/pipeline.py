@@ -28,7 +28,7 @@ from __future__ import annotations
 from tex.errors import LoweringError
 from tex.expr import Var
 from tex.ir import IMPORT_PRAGMAS, Allocate, Buffer, KernelInterface, LoweredFunc, seq
-from tex.lower.bound import drop_unneeded_guards, infer_bounds
+from tex.lower.bound import StagePlan, drop_unneeded_guards, infer_bounds
 from tex.lower.buffers import make_buffers
 from tex.lower.extern import extern_nest
 from tex.lower.gpu_reduction import (atomic_init_nest, gpu_reduction_nest, one_of_the_copies,
@@ -51,14 +51,16 @@ def kernel_interface(sch, args, name: str = "main") -> KernelInterface:
     size variable (one that a tensor's shape uses), checked against the arrays'
     shapes, or else a scalar parameter, which follows the size variables in
     `size_vars`. A tensor whose stage is inlined stays a param, as in TE, but the
-    kernel neither writes nor reads it, so it is not an output."""
+    kernel neither writes nor reads it, so it is not an output. A scan's state
+    placeholder stands for the scan's output (which holds the state)."""
     args = _check_args(sch, args)
     tensors = [a for a in args if isinstance(a, Tensor)]
     params = tuple(Buffer(t.name, t.dtype, t.shape) for t in tensors)
     shape_vars = _size_vars(tensors)
     sizes = set(shape_vars)
     scalars = tuple(a for a in args if isinstance(a, Var) and a not in sizes)
-    outputs = tuple(p for t, p in zip(tensors, params) if _written(sch, t))
+    held = _held_tensors(sch, tensors)
+    outputs = tuple(p for t, p in zip(held, params) if _written(sch, t))
     buffer_of = dict(zip(tensors, params))
     arguments = tuple(buffer_of[a] if isinstance(a, Tensor) else a for a in args) \
         if len(tensors) < len(args) else ()
@@ -68,15 +70,9 @@ def kernel_interface(sch, args, name: str = "main") -> KernelInterface:
 def schedule_to_func(sch, args, name: str = "main") -> LoweredFunc:
     """Lower `sch` to a LoweredFunc whose arguments are `args` in order."""
     interface = kernel_interface(sch, args, name)
-    args = [a for a in args if isinstance(a, Tensor)]
+    args = _held_tensors(sch, [a for a in args if isinstance(a, Tensor)])
     params = dict(zip(args, interface.params))
-    stages = inline_stages(sch)
-    consumers = consumers_of(sch, stages)
-    check_scan_placement(stages, consumers)
-    lowered = {s.stage for s in stages}
-    for s in stages:
-        check_attach(s.stage, consumers[s.stage], lowered)
-    plans = check_scans(infer_bounds(stages, consumers))
+    plans = stage_plans(sch)
     buffers = share_scan_buffers(plans, make_buffers(plans, params), params)
     lowering = Lowering(drop_unneeded_guards(plans, buffers), buffers)
     roots = [p for p in lowering.plans if p.stage.attach.kind == "root"]
@@ -91,6 +87,18 @@ def schedule_to_func(sch, args, name: str = "main") -> LoweredFunc:
     _check_sizes_defined(interface.size_vars, body)
     return LoweredFunc(name, interface.params, interface.size_vars, body, interface.outputs,
                        _imports(lowering.plans), interface.arguments)
+
+
+def stage_plans(sch) -> tuple[StagePlan, ...]:
+    """Steps 1 to 3: the frozen plan of every stage of `sch` that gets a nest (bound
+    inference's results), in schedule order."""
+    stages = inline_stages(sch)
+    consumers = consumers_of(sch, stages)
+    check_scan_placement(stages, consumers)
+    lowered = {s.stage for s in stages}
+    for s in stages:
+        check_attach(s.stage, consumers[s.stage], lowered)
+    return check_scans(infer_bounds(stages, consumers))
 
 
 def _imports(plans) -> tuple:
@@ -147,12 +155,32 @@ def _check_args(sch, args) -> list[Tensor | Var]:
         if sum(b is a for b in args) > 1:
             kind = "variable" if isinstance(a, Var) else "tensor"
             raise LoweringError(f"lower/build: {kind} {a.name} is given twice in args")
+    states = _scan_states(sch)
+    for state, output in states.items():
+        if any(a is state for a in args) and any(a is output for a in args):
+            raise LoweringError(f"lower/build: {state.name} is a state of scan {output.op.name}"
+                                f", whose output {output.name} holds it; give one of the two "
+                                "in args, not both")
+    given = set(_held_tensors(sch, [a for a in args if isinstance(a, Tensor)]))
     for op in sch.outputs:
         for t in op.outputs:
-            if not any(t is a for a in args) and not isinstance(op, PlaceholderOp):
+            if t not in given and not isinstance(op, PlaceholderOp):
                 raise LoweringError(f"lower/build: output {t.name} of the schedule is missing "
                                     "from args")
     return list(args)
+
+
+def _scan_states(sch) -> dict:
+    """Each state placeholder of a scan of `sch` -> the scan's output holding it."""
+    return {state: output for stage in sch.stages if isinstance(stage.op, ScanOp)
+            for state, output in zip(stage.op.state_placeholder, stage.op.outputs)}
+
+
+def _held_tensors(sch, tensors: list) -> list:
+    """The tensor each argument's array holds: itself, or for a scan's state placeholder
+    the scan's output."""
+    states = _scan_states(sch)
+    return [states.get(t, t) for t in tensors]
 
 
 def _check_variable_arg(i: int, var: Var):

@@ -6,12 +6,13 @@ injective) stage that is not an output is inlined into its readers.
 
 A stage is injective when it computes without a reduction, and elementwise
 when, moreover, every tensor it reads is indexed by its own axes, in order
-(`B[i, j] = f(A[i, j])`). Stages already scheduled (split, attached, cached)
-are left as they are.
+(`B[i, j] = f(A[i, j])`); a broadcast reads each tensor at some of its axes,
+in order, or at constants (`B[i, j] = f(A[0], C[j])`). Stages already scheduled
+(split, attached, cached) are left as they are.
 """
 from __future__ import annotations
 
-from tex.expr import Reduce, TensorRead
+from tex.expr import Const, Reduce, TensorRead, Var
 from tex.tensor import ComputeOp
 from tex.visitor import collect
 
@@ -29,6 +30,23 @@ def _elementwise(op) -> bool:
                for b in op.body for read in collect(b, lambda n: isinstance(n, TensorRead)))
 
 
+def _broadcast(op) -> bool:
+    """Whether every read's indices are constants or the op's own axes, in order."""
+    position = {iv.var: k for k, iv in enumerate(op.axis)}
+
+    def in_order(read) -> bool:
+        last = -1
+        for index in read.indices:
+            if isinstance(index, Const):
+                continue
+            if not isinstance(index, Var) or position.get(index, -1) <= last:
+                return False
+            last = position[index]
+        return True
+    return all(in_order(read) for b in op.body
+               for read in collect(b, lambda n: isinstance(n, TensorRead)))
+
+
 def AutoInlineInjective(sch) -> None:  # noqa: N802 - TVM's name
     """Inline every stage without a reduction that is not an output."""
     for stage in list(sch.stages):
@@ -40,4 +58,11 @@ def AutoInlineElemWise(sch) -> None:  # noqa: N802 - TVM's name
     """Inline every elementwise stage that is not an output."""
     for stage in list(sch.stages):
         if _untouched_injective(sch, stage) and _elementwise(stage.op):
+            stage.compute_inline()
+
+
+def AutoInlineBroadcast(sch) -> None:  # noqa: N802 - TVM's name
+    """Inline every elementwise or broadcast stage that is not an output."""
+    for stage in list(sch.stages):
+        if _untouched_injective(sch, stage) and _broadcast(stage.op):
             stage.compute_inline()

@@ -5,7 +5,9 @@ Given the range of each root axis of a stage, `pass_down` gives the range of
 every derived axis; `pass_up` gives the value of every axis in terms of the
 leaf loop variables, `pass_down_values` the reverse (every axis in terms of
 the roots' values); `split_guards` lists the conditions that keep a split
-that does not divide inside its parent's range. Every leaf loop runs from 0.
+that does not divide inside its parent's range, unless lowering shifts its
+last part back inside instead (`disable_predication`). Every leaf loop runs
+from 0.
 """
 from __future__ import annotations
 
@@ -24,13 +26,16 @@ if TYPE_CHECKING:  # only for the annotation: stage imports this module
 
 @dataclass(frozen=True, slots=True)
 class Split:
-    """`parent` becomes `outer * inner_extent + inner`; exactly one of factor/nparts is set."""
+    """`parent` becomes `outer * inner_extent + inner`; exactly one of factor/nparts is set.
+    `disable_predication` asks for no guard on the last part: lowering may then shift that
+    part back inside the parent (`pass_up`'s `shifted`) instead of guarding it."""
 
     parent: IterVar
     outer: IterVar
     inner: IterVar
     factor: int | None
     nparts: int | None
+    disable_predication: bool = False
 
     @property
     def axes(self) -> tuple[IterVar, ...]:
@@ -43,6 +48,8 @@ class Split:
 
     def describe(self) -> str:
         arg = f"factor={self.factor}" if self.factor is not None else f"nparts={self.nparts}"
+        if self.disable_predication:
+            arg += ", disable_predication=True"
         return f"split({self.parent.name}, {arg}) -> {self.outer.name}, {self.inner.name}"
 
 
@@ -132,10 +139,15 @@ def pass_down(relations, root_ranges: dict) -> dict:
     return ranges
 
 
-def pass_up(relations, leaves, ranges: dict, leaf_values: dict | None = None) -> dict:
+def pass_up(relations, leaves, ranges: dict, leaf_values: dict | None = None,
+            shifted=frozenset()) -> dict:
     """The value of every axis in terms of the leaves' variables (or `leaf_values`).
 
     Every leaf loop runs from 0, so a leaf's value is its range's start plus its variable.
+    The parts of a split in `shifted` start at `min(outer * inner, extent - inner)`: the
+    last part, shifted back inside the parent, overlaps the one before instead of
+    running past the end (Halide's ShiftInwards); the caller checks that the parent
+    holds a whole part.
     """
     leaf_values = leaf_values or {}
     values = {leaf: ops.binary("add", ranges[leaf].min, leaf_values.get(leaf, leaf.var))
@@ -143,7 +155,11 @@ def pass_up(relations, leaves, ranges: dict, leaf_values: dict | None = None) ->
     for r in reversed(relations):
         if isinstance(r, Split):
             _, inner = split_extents(r, ranges[r.parent])
-            offset = ops.binary("add", ops.binary("mul", values[r.outer], inner), values[r.inner])
+            start = ops.binary("mul", values[r.outer], inner)
+            if r in shifted:
+                last = ops.binary("sub", ranges[r.parent].extent, inner)
+                start = ops.minimum(start, last)
+            offset = ops.binary("add", start, values[r.inner])
             values[r.parent] = ops.binary("add", ranges[r.parent].min, offset)
         elif isinstance(r, Fuse):
             inner = ranges[r.inner].extent
@@ -172,11 +188,13 @@ def pass_down_values(relations, ranges: dict, root_values: dict) -> dict:
     return values
 
 
-def split_guards(relations, ranges: dict, values: dict) -> list[tuple[object, Expr]]:
-    """(parent axis, condition) for each split whose parts may overrun the parent."""
+def split_guards(relations, ranges: dict, values: dict,
+                 shifted=frozenset()) -> list[tuple[object, Expr]]:
+    """(parent axis, condition) for each split whose parts may overrun the parent (the
+    splits in `shifted`, whose last part `pass_up` shifts inside it, aside)."""
     guards = []
     for r in relations:
-        if not isinstance(r, Split):
+        if not isinstance(r, Split) or r in shifted:
             continue
         parent = ranges[r.parent]
         outer, inner = split_extents(r, parent)

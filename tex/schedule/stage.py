@@ -168,9 +168,20 @@ class Stage:
               body(i)           ->        for i_inner in range(8):
                                             if i_outer * 8 + i_inner < n: body(...)
 
-        `disable_predication` is accepted for TVM's sake and changes nothing: tex
-        keeps the guard, which lowering drops where it can prove the split divides.
-        TVM: `split`; Halide: `split` (Halide rounds up instead of guarding).
+        Lowering drops the guard where it can prove the split divides. With
+        `disable_predication=True` it has no guard either way: the last part is shifted
+        back to end at the parent's end, overlapping the part before (points computed
+        twice, the same value stored twice), where that is safe: a data axis holding
+        at least one whole part, in a stage that neither fuses a data axis with a
+        reduction axis nor combines a reduction across GPU threads or blocks nor is
+        tensorized, nor is a reduction with a parallel or thread-bound loop; elsewhere
+        the guard stays (TE trusts the split to divide).
+
+            for i_outer in range(ceil(n / 8)):
+              for i_inner in range(8): body(min(i_outer * 8, n - 8) + i_inner)
+
+        TVM: `split`; Halide: `split` (TailStrategy::GuardWithIf, or ShiftInwards
+        with `disable_predication`).
         """
         parent = self._leaf(parent, "split")
         if (factor is None) == (nparts is None):
@@ -182,7 +193,8 @@ class Stage:
             self._positive(nparts, "nparts", "split", parent)
         outer = IterVar(Var(f"{parent.name}_outer", INDEX), None, parent.kind)
         inner = IterVar(Var(f"{parent.name}_inner", INDEX), None, parent.kind)
-        self.relations.append(Split(parent, outer, inner, factor, nparts))
+        self.relations.append(Split(parent, outer, inner, factor, nparts,
+                                    bool(disable_predication)))
         self._replace_leaf(parent, [outer, inner])
         return outer, inner
 
