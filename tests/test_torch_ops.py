@@ -91,6 +91,19 @@ def test_the_kernel_writes_torch_memory_without_copies(matmul, monkeypatch):
     assert len(seen) == 1 and c.data_ptr() == seen[0].data_ptr()
 
 
+def test_a_kernel_called_with_cpu_tensors_uses_their_memory():
+    kernel = multiply_kernel()
+    x, y = torch.rand(5, 7, dtype=torch.float64), torch.rand(5, 7, dtype=torch.float64)
+    z = torch.zeros(5, 7, dtype=torch.float64)
+    kernel(x, y, z)  # written in place: the output tensor's own memory
+    torch.testing.assert_close(z, x * y)
+    torch.testing.assert_close(torch.from_numpy(kernel(x, y)), x * y)
+    with pytest.raises(tex.ArgumentError, match="not C-contiguous"):
+        kernel(x.t().contiguous().t(), y, z)
+    with pytest.raises(tex.ArgumentError, match=r"detach\(\)"):
+        kernel(x.requires_grad_(), y, z)
+
+
 @pytest.mark.skipif(__import__("shutil").which("cc") is None, reason="needs a C compiler")
 def test_a_kernel_of_a_loaded_library(tmp_path):
     path = tex.export_library([row_parallel_matmul("library_matmul")], tmp_path / "ops.so")
