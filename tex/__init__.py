@@ -7,7 +7,7 @@ TVM TE's spellings work too (`tex.tir`, `tex.nd`, `tex.cpu(0)`, `with tex.Target
 `f.time_evaluator`); README.md's "Coming from TVM" lists them.
 """
 from tex import errors as error  # TVM: tvm.error.TVMError
-from tex import container, tir
+from tex import container, contrib, tir
 from tex.codegen.packed_func import get_global_func, register_func
 from tex.driver import build, lower, schedule_to_module
 from tex.dtype import DType
@@ -15,6 +15,7 @@ from tex.errors import (ArgumentError, BuildError, ConfigError, DeviceError, Exp
                         LoweringError, PackedFuncError, ScheduleError, TexError, TVMError)
 from tex.expr import Expr, Var
 from tex.extern_op import call_packed, extern
+from tex.intrin_rules import register_intrin_lowering, register_op_attr
 from tex.lower.introspect import InferBound, ScheduleOps
 from tex.ops import all_ as all  # noqa: A001
 from tex.ops import any_ as any  # noqa: A001
@@ -85,16 +86,17 @@ def isfinite(x): return _ops.classify("isfinite", x)
 __all__ = [
     "abs", "acos", "acosh", "all", "any", "ArgumentError", "asin", "asinh", "atan", "atan2",
     "atanh", "build", "BuildError", "call_packed", "call_pure_extern", "cast", "ceil", "clz",
-    "comm_reducer", "compute", "ConfigError", "const", "container", "copysign", "cos", "cosh",
-    "cpu", "create_schedule", "cuda", "decl_tensor_intrin", "device", "device_array", "DeviceArray",
-    "DeviceError", "dispatch", "div", "DType", "empty", "empty_device", "erf", "error", "exp",
-    "exp10", "exp2", "export_library", "Expr", "ExprError", "extern", "floor", "floordiv",
-    "floormod", "fmax", "fmin", "fmod", "get_global_func", "hypot", "if_then_else", "indexdiv",
-    "indexmod", "InferBound", "isfinite", "isinf", "isnan", "IterVar", "ldexp", "Library",
-    "load_library", "log", "log10", "log1p", "log2", "lower", "LoweringError", "max", "max_value",
-    "min", "min_value", "nd", "nearbyint", "nextafter", "PackedFuncError", "placeholder",
-    "popcount", "pow", "Range", "reduce_axis", "register_func", "round", "rsqrt", "scan",
-    "Schedule", "schedule_to_module", "ScheduleError", "ScheduleOps", "select", "sigmoid", "sin",
-    "sinh", "size_var", "sqrt", "Stage", "sum", "synchronize", "tan", "tanh", "Target", "Tensor",
-    "TexError", "thread_axis", "tir", "trunc", "truncdiv", "truncmod", "TVMError", "Var", "var",
+    "comm_reducer", "compute", "ConfigError", "const", "container", "contrib", "copysign", "cos",
+    "cosh", "cpu", "create_schedule", "cuda", "decl_tensor_intrin", "device", "device_array",
+    "DeviceArray", "DeviceError", "dispatch", "div", "DType", "empty", "empty_device", "erf",
+    "error", "exp", "exp10", "exp2", "export_library", "Expr", "ExprError", "extern", "floor",
+    "floordiv", "floormod", "fmax", "fmin", "fmod", "get_global_func", "hypot", "if_then_else",
+    "indexdiv", "indexmod", "InferBound", "isfinite", "isinf", "isnan", "IterVar", "ldexp",
+    "Library", "load_library", "log", "log10", "log1p", "log2", "lower", "LoweringError", "max",
+    "max_value", "min", "min_value", "nd", "nearbyint", "nextafter", "PackedFuncError",
+    "placeholder", "popcount", "pow", "Range", "reduce_axis", "register_func",
+    "register_intrin_lowering", "register_op_attr", "round", "rsqrt", "scan", "Schedule",
+    "schedule_to_module", "ScheduleError", "ScheduleOps", "select", "sigmoid", "sin", "sinh",
+    "size_var", "sqrt", "Stage", "sum", "synchronize", "tan", "tanh", "Target", "Tensor",
+    "TexError", "thread_axis", "tir", "trunc", "truncdiv", "truncmod", "TVMError", "var", "Var",
 ]

@@ -2,9 +2,10 @@
 and `schedule_to_module`, the loop program before the passes.
 
 The lowering pipeline is the list `PIPELINE`, read top to bottom, followed
-by `CPU_PIPELINE` or, for GPU targets, `GPU_PIPELINE`. With TEX_VERIFY=1 the verifier runs after
-every pass; TEX_PRINT_AFTER prints the program after the passes it names
-(see `tex.config`).
+by `CPU_PIPELINE` or, for GPU targets, `GPU_PIPELINE`; with a target, the
+user's intrinsic lowering rules for it come first (`lower_intrinsics`).
+With TEX_VERIFY=1 the verifier runs after every pass; TEX_PRINT_AFTER prints
+the program after the passes it names (see `tex.config`).
 
 What differs between the kinds of target (the passes after `PIPELINE`, the
 compiler, the kernel class, whether loops may bind GPU threads) is the table
@@ -18,7 +19,7 @@ import sys
 import weakref
 from typing import Callable
 
-from tex import config
+from tex import config, intrin_rules
 from tex.codegen.cuda import compile_cuda
 from tex.errors import BuildError
 from tex.ir import For, KernelLaunch, LoweredFunc, ThreadIndex
@@ -34,6 +35,7 @@ from tex.passes.async_copy import lower_async_copies
 from tex.passes.inject_double_buffer import inject_double_buffer
 from tex.passes.inject_pipeline import inject_pipeline
 from tex.passes.inject_prefetch import inject_prefetch
+from tex.passes.lower_intrinsics import lower_intrinsics
 from tex.passes.simplify import simplify_stmt
 from tex.passes.unroll import unroll_loops
 from tex.passes.vectorize import vectorize_loops
@@ -41,7 +43,8 @@ from tex.passes.verify import verify
 from tex.runtime.cache import compile_cached, kernel_code
 from tex.runtime.cuda_kernel import CudaKernel
 from tex.runtime.kernel import Kernel
-from tex.schedule.fingerprint import Unfingerprintable, fingerprint, process_local
+from tex.schedule.fingerprint import (Unfingerprintable, fingerprint, lowering_rules,
+                                      process_local)
 from tex.schedule.schedule import Schedule
 from tex.target import Target, as_target
 from tex.visitor import collect
@@ -147,6 +150,9 @@ def lower(sch: Schedule, args, name: str = "main", upto: str | None = None,
             print(f"# after {pass_name}\n{func}", file=sys.stderr)
 
     after("schedule_to_func", False)
+    if target is not None:
+        func = dataclasses.replace(func, body=lower_intrinsics(func.body, target))
+        after("lower_intrinsics", False)
     for pass_name, run, flat in PIPELINE:
         func = dataclasses.replace(func, body=run(func.body))
         after(pass_name, flat)
@@ -206,7 +212,8 @@ def build(sch: Schedule, args=None, target=None, name: str = "main", target_host
     again returns the kernel built before. An identical schedule declared
     again, in this process or (through the disk cache) in another, reuses the
     compiled code without lowering (see `tex.runtime.cache`).
-    `build(tex.lower(s, args), target)` builds a lowered program for a CPU;
+    `build(tex.lower(s, args), target)` builds a lowered program for a CPU (applying
+    the target's intrinsic lowering rules to the calls still in it);
     `build([f, g], target)` several, returned as a dict of kernels by name.
     TVM: `tvm.build(s, args, target, name=...)`.
     """
@@ -232,7 +239,7 @@ def build(sch: Schedule, args=None, target=None, name: str = "main", target_host
     provider = schedule_provider.get()
     if provider is not None and sch.untouched:
         sch = provider(sch, args, target) or sch
-    key = (sch.version, tuple(map(id, args)), str(target), name)
+    key = (sch.version, tuple(map(id, args)), str(target), name, intrin_rules.version())
     per_schedule = _built.setdefault(sch, {})
     cached_args, kernel = per_schedule.get(key, ((), None))
     if kernel is None or any(a is not b for a, b in zip(cached_args, args)):
@@ -263,6 +270,7 @@ def _build_lowered(func: LoweredFunc, args, target: Target) -> Kernel:
                isinstance(n, For) and n.kind == "bound"):
         raise BuildError(f"build: the lowered program {func.name} uses GPU threads; build "
                          "its schedule for a GPU: tex.build(s, args, 'cuda')")
+    func = dataclasses.replace(func, body=lower_intrinsics(func.body, target))
     return Kernel(func, compile_cached(func, target))
 
 
@@ -312,7 +320,7 @@ def _build_uncached(sch: Schedule, args, target, name: str):
     schedule's fingerprint if it can be."""
     chosen = backend(target)
     try:
-        text = fingerprint(sch, args, name)
+        text = fingerprint(sch, args, name) + lowering_rules(str(target.kind))
     except Unfingerprintable:
         func = lower(sch, args, name, target=target)
         return chosen.kernel_class(func, chosen.compile(func, target))

@@ -133,12 +133,13 @@ _BY_NAME = {str(t): t for t in (bool_, int8, int16, int32, int64, uint8, uint16,
 
 
 #: Other names of dtypes, as TVM spells them.
-_ALIASES = {"float": "float32", "double": "float64", "int": "int32", "uint": "uint32"}
+_ALIASES = {"float": "float32", "double": "float64", "int": "int32", "uint": "uint32",
+            "int1": "bool", "uint1": "bool"}  # TVM's one-bit integers are bools
 
 
 def as_dtype(value) -> DType:
-    """Accept a DType, a name such as "float32" (or "float", TVM's float32), or a NumPy
-    dtype."""
+    """Accept a DType, a name such as "float32" (or "float", TVM's float32; "int1", its
+    bool), or a NumPy dtype."""
     if isinstance(value, DType):
         return value
     name = str(np.dtype(value)) if not isinstance(value, str) else _ALIASES.get(value, value)

@@ -313,6 +313,18 @@ class Call(Expr):
             raise ExprError(f"{self.name} takes {arity} argument(s), got {len(self.args)}")
         object.__setattr__(self, "dtype", _call_dtype(self.name, self.args))
 
+    @property
+    def op(self) -> Op:
+        """The operator called, by TVM's name: `tir.exp` (what lowering rules match)."""
+        return Op(f"tir.{self.name}")
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """The operator of a call, by name (`call.op.name == "tir.exp"`). TVM: `tvm.ir.Op`."""
+
+    name: str
+
 
 def _call_dtype(name: str, args: tuple[Expr, ...]) -> DType:
     """The dtype of the intrinsic `name` applied to `args`, checking what they are."""
@@ -356,6 +368,49 @@ class PureExternCall(Expr):
             if arg.dtype.lanes != self.dtype.lanes:
                 raise ExprError(f"call_pure_extern {self.name}: argument {arg} has "
                                 f"{arg.dtype.lanes} lane(s), the call {self.dtype.lanes}")
+
+
+@dataclass(frozen=True, eq=False, slots=True, repr=False)
+class OpCall(Expr):
+    """A call of an intrinsic declared by the user (`tex.register_op_attr`, TVM's
+    `call_intrin`), named as in TVM ("tir.mylog"), whose result has `dtype`. It has no
+    code of its own: building replaces it by what its lowering rule for the target makes
+    (`tex.register_intrin_lowering`), and a build without a rule fails."""
+
+    dtype: DType
+    name: str
+    args: tuple[Expr, ...]
+
+    def __post_init__(self):
+        for arg in self.args:
+            if arg.dtype.lanes != self.dtype.lanes:
+                raise ExprError(f"call_intrin {self.name}: argument {arg} has "
+                                f"{arg.dtype.lanes} lane(s), the call {self.dtype.lanes}")
+
+    @property
+    def op(self) -> Op:
+        return Op(self.name)
+
+
+@dataclass(frozen=True, eq=False, slots=True, repr=False)
+class LLVMCall(Expr):
+    """A call of the LLVM intrinsic `name` ("llvm.ctlz") of the arguments' types,
+    returning `dtype`, in CPU code (TVM's `call_llvm_intrin` and `call_llvm_pure_intrin`:
+    LLVM knows each intrinsic's effects and overloads). Scalars only."""
+
+    dtype: DType
+    name: str
+    args: tuple[Expr, ...]
+
+    def __post_init__(self):
+        if not self.name.startswith("llvm.") or not self.name.isascii() or \
+                not self.name.replace(".", "_").isidentifier():
+            raise ExprError(f"call_llvm_intrin needs an LLVM intrinsic name such as "
+                            f"'llvm.ctlz', got {self.name!r}")
+        for dtype in (self.dtype, *(arg.dtype for arg in self.args)):
+            if dtype.lanes != 1:
+                raise ExprError(f"call_llvm_intrin {self.name}: scalar values only, got "
+                                f"{dtype}")
 
 
 @dataclass(frozen=True, eq=False, slots=True, repr=False)

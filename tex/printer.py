@@ -104,7 +104,7 @@ class _Printer:
     def expr_Call(self, e):
         return f"{e.name}({', '.join(self.expr(a) for a in e.args)})", _ATOM
 
-    expr_PureExternCall = expr_Call
+    expr_PureExternCall = expr_OpCall = expr_LLVMCall = expr_Call
 
     def expr_Let(self, e):
         return (f"(let {self.name(e.var, e.var.name)} = {self.expr(e.value)} in "

@@ -17,33 +17,47 @@ Division comes in three flavours, as in TVM:
 Like the rest of tex, dividing an integer by zero gives 0 (quotient and
 remainder), never a trap.
 
-`Var`, `SizeVar`, `IntImm`, `FloatImm` and `Cast` build expressions (they are
-functions here, not node classes: test an expression with `isinstance(e,
-tex.Var)`). `Select` evaluates only the side its condition chooses (TVM's
-evaluates both), which is safe either way.
+`Var`, `SizeVar`, `IntImm`, `FloatImm`, `Cast` and `Call` build expressions (they
+are functions here, not node classes: test an expression with `isinstance(e,
+tex.Var)`; `isinstance` does work with `IntImm`, `FloatImm` and `Call`).
+`Select` evaluates only the side its condition chooses (TVM's evaluates both),
+which is safe either way.
 
 `PrimFunc` is the class of a lowered function (`tex.lower(...)["main"]`,
 `tex.schedule_to_module(...)["main"]`): tex's `LoweredFunc`.
 
 For tensor intrinsics written the TE way: `decl_buffer` (`tex.buffer_decl`),
 `call_extern` and `ir_builder.create()` (`tex.ir_builder`).
+
+Calls by name: `call_intrin(dtype, "tir.mylog", x)` calls an intrinsic declared
+with `tex.register_op_attr(name, "TCallEffectKind", CallEffectKind.Pure)` (or
+one of tex's own, "tir.exp"), which a rule of `tex.register_intrin_lowering`
+turns into code (`tex.intrin_rules`); `call_llvm_pure_intrin(dtype,
+"llvm.ctlz", nargs, *args)` and `call_llvm_intrin` call an LLVM intrinsic in
+CPU kernels.
 """
 from __future__ import annotations
 
-from tex import ir_builder, ops, stmt_functor  # noqa: F401 - tvm.tir.stmt_functor
+import numpy as np
+
+from tex import intrin_rules, ir_builder, ops, stmt_functor  # noqa: F401 - tvm.tir.stmt_functor
 from tex.buffer_decl import decl_buffer
+from tex.dtype import as_dtype
 from tex.errors import ExprError
+from tex.intrin_rules import CallEffectKind
 from tex.ops import call_pure_extern  # noqa: F401 - re-exported: tvm.tir.call_pure_extern
-from tex.expr import Const, Expr
+from tex import expr as _expr
+from tex.expr import _ALL_INTRINSICS, Const, Expr, LLVMCall, OpCall
 from tex.expr import Var as _VarNode
 from tex.ir import LoweredFunc as PrimFunc
 from tex.tensor import (comm_reducer, const, max, max_value, min, min_value,  # noqa: A004
                         size_var, sum, var)
 
-__all__ = ["Cast", "FloatImm", "IntImm", "PrimFunc", "Select", "SizeVar", "Var", "all", "any",
-           "call_extern", "call_pure_extern", "cast", "comm_reducer", "const", "decl_buffer",
-           "div", "floordiv", "floormod", "if_then_else", "indexdiv", "indexmod", "ir_builder",
-           "max", "max_value", "min", "min_value", "stmt_functor", "sum", "truncdiv",
+__all__ = ["Call", "CallEffectKind", "Cast", "FloatImm", "IntImm", "PrimFunc", "Select",
+           "SizeVar", "Var", "all", "any", "call_extern", "call_intrin", "call_llvm_intrin",
+           "call_llvm_pure_intrin", "call_pure_extern", "cast", "comm_reducer", "const",
+           "decl_buffer", "div", "floordiv", "floormod", "if_then_else", "indexdiv", "indexmod",
+           "ir_builder", "max", "max_value", "min", "min_value", "stmt_functor", "sum", "truncdiv",
            "truncmod"]
 
 call_extern = ir_builder.call_extern
@@ -85,6 +99,22 @@ def _typed_const(who: str, dtype, value, fits) -> Expr:
     if not fits(constant.dtype):
         raise ExprError(f"{who}: dtype {constant.dtype} is not the kind {who} makes")
     return constant
+
+
+class _CallKind(type):
+    """The type of `Call`: calling it builds a call by name (`call_intrin`), and
+    `isinstance(e, Call)` asks whether `e` is a call of any kind, as in TVM."""
+
+    def __call__(cls, dtype, op, args, span=None) -> Expr:
+        return call_intrin(dtype, getattr(op, "name", op), *args)
+
+    def __instancecheck__(cls, obj) -> bool:
+        return isinstance(obj, (_expr.Call, OpCall, _expr.PureExternCall, LLVMCall))
+
+
+class Call(metaclass=_CallKind):
+    """A call: of a math intrinsic, a declared one, a C function or an LLVM intrinsic.
+    `Call(dtype, "tir.exp", [x])` is `call_intrin(dtype, "tir.exp", x)`. TVM: `tir.Call`."""
 
 
 def Var(name: str = "v", dtype="int64") -> _VarNode:
@@ -172,3 +202,50 @@ def _floor_differs(a: Expr, b: Expr) -> Expr:
     signs_differ = ops.any_(ops.all_(ops.compare("lt", a, 0), ops.compare("gt", b, 0)),
                             ops.all_(ops.compare("gt", a, 0), ops.compare("lt", b, 0)))
     return ops.all_(has_remainder, signs_differ)
+
+
+def call_intrin(dtype, func_name: str, *args) -> Expr:
+    """A call of the intrinsic `func_name` returning `dtype`: one of tex's math intrinsics
+    by TVM's name ("tir.exp", the same as `tex.exp`), or one declared with
+    `tex.register_op_attr(func_name, "TCallEffectKind", ...)`, which building lowers by
+    the rule registered for the target. TVM: `tir.call_intrin`."""
+    builtin = func_name[4:] if func_name.startswith("tir.") else None
+    if builtin not in _ALL_INTRINSICS and intrin_rules.effect_kind(func_name) is None:
+        raise ExprError(f"call_intrin: {func_name!r} is not an intrinsic; declare it first "
+                        f"with tex.register_op_attr({func_name!r}, 'TCallEffectKind', "
+                        "tex.tir.CallEffectKind.Pure)")
+    dtype = as_dtype(dtype)
+    exprs = tuple(ops.as_expr(a, dtype if isinstance(a, (float, np.floating)) else None)
+                  for a in args)
+    if builtin not in _ALL_INTRINSICS:
+        return OpCall(dtype, func_name, exprs)
+    call = _expr.Call(builtin, exprs)
+    if call.dtype != dtype:
+        raise ExprError(f"call_intrin {func_name}: of these arguments it returns "
+                        f"{call.dtype}, not {dtype}")
+    return call
+
+
+def call_llvm_pure_intrin(dtype, name: str, num_signature, *args) -> Expr:
+    """A call of the pure LLVM intrinsic `name` ("llvm.ctlz") returning `dtype`, in a CPU
+    kernel. `num_signature` (TVM's count of the arguments that pick the overload) is
+    checked and otherwise unused: LLVM picks the overload from the call's types.
+    TVM: `tir.call_llvm_pure_intrin(dtype, name, num_signature, *args)`."""
+    return _llvm_call(dtype, name, num_signature, args)
+
+
+def call_llvm_intrin(dtype, name: str, num_signature, *args) -> Expr:
+    """As `call_llvm_pure_intrin` (the two are one in tex: LLVM knows what each of its
+    intrinsics reads and writes). TVM: `tir.call_llvm_intrin`."""
+    return _llvm_call(dtype, name, num_signature, args)
+
+
+def _llvm_call(dtype, name: str, num_signature, args) -> Expr:
+    count = ops.as_expr(num_signature)
+    if not isinstance(count, Const) or not count.dtype.is_int or \
+            not 0 <= count.value <= len(args):
+        raise ExprError(f"call_llvm_intrin {name}: num_signature must be a constant "
+                        f"integer from 0 to the {len(args)} argument(s), got {num_signature}")
+    dtype = as_dtype(dtype)
+    return LLVMCall(dtype, name, tuple(
+        ops.as_expr(a, dtype if isinstance(a, (float, np.floating)) else None) for a in args))

@@ -1,4 +1,5 @@
-"""Emitting math calls as LLVM values: `Call` (tex's intrinsics) and `PureExternCall`.
+"""Emitting math calls as LLVM values: `Call` (tex's intrinsics), `PureExternCall` (C
+functions) and `LLVMCall` (LLVM intrinsics by name).
 
 `CallEmitter` adds the two `expr_` methods to the expression emitter of
 `tex.codegen.llvm_expr`; `tex.codegen.llvm` emits statements on top of it.
@@ -22,6 +23,11 @@ How each intrinsic becomes code, scalar or vector alike:
 * isnan is an unordered compare, isinf and isfinite compare `fabs(x)` with
   infinity; clz and popcount are `llvm.ctlz` (defined at 0: all bits) and
   `llvm.ctpop`.
+
+An `LLVMCall` (`tex.tir.call_llvm_pure_intrin`) is the named intrinsic, declared
+with the call's types; LLVM's parser gives an overloaded one its mangled name,
+and a name LLVM does not know is left a symbol that nothing defines, which the
+build reports (`tex.codegen.llvm_jit`).
 
 Every other float function of a 16-bit float (float16, bfloat16) is computed
 in float32 and rounded once, bfloat16 by tex's own rounding. Every libm
@@ -67,7 +73,8 @@ def _is_16_bit_float(t: ir.Type) -> bool:
 
 
 class CallEmitter(ExprEmitter):
-    """The expression emitter with math calls: `expr_Call`, `expr_PureExternCall`."""
+    """The expression emitter with math calls: `expr_Call`, `expr_PureExternCall`,
+    `expr_LLVMCall`."""
 
     def expr_Call(self, e):
         args = [self.expr(a) for a in e.args]
@@ -102,6 +109,20 @@ class CallEmitter(ExprEmitter):
         result = value_type(e.dtype)
         fn = self._c_function(e.name, _element(result), [_element(a.type) for a in args])
         return self._lane_by_lane(fn, args, result)
+
+    def expr_LLVMCall(self, e):
+        """The LLVM intrinsic `e.name`, declared with the call's types: LLVM's parser gives
+        an overloaded one its mangled name (`llvm.ctlz` of i32 is `llvm.ctlz.i32`)."""
+        args = [self.expr(a) for a in e.args]
+        signature = ir.FunctionType(value_type(e.dtype), [a.type for a in args])
+        name = e.name
+        known = self.mod.module.globals.get(name)
+        if known is not None and getattr(known, "function_type", None) != signature:
+            # the same overloaded intrinsic at other types: any suffix is remangled
+            name = ".".join([name, *(mangle(t) for t in (signature.return_type,
+                                                         *signature.args))])
+        fn = self.mod.function(name, signature.return_type, signature.args)
+        return self.b.call(fn, args)
 
     def _c_function(self, name: str, ret: ir.Type, args) -> ir.Function:
         """The declaration of the C function `name`; BuildError if the kernel also calls it

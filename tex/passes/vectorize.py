@@ -22,16 +22,16 @@ of two is first cut into pieces that are (48 lanes = 32 + 16). Each one either
   `acc = acc op reduce_op(f(lanes))`: the lanes are combined by a tree of
   halvings, so a float sum rounds differently from the serial order; or
 * when it cannot be vectorized (another scalar store the lanes would race
-  on, an allocation inside, lane-varying inner loop bounds), stays a serial
-  loop.
+  on, an allocation inside, lane-varying inner loop bounds, an LLVM
+  intrinsic called on lane-varying values), stays a serial loop.
 """
 from __future__ import annotations
 
 import dataclasses
 
 from tex import ops
-from tex.expr import (Binary, Call, Cast, Compare, Const, Expr, PureExternCall, Let, Logical, Not,
-                      Select, Var, structurally_equal)
+from tex.expr import (Binary, Call, Cast, Compare, Const, Expr, Let, LLVMCall, Logical, Not,
+                      OpCall, PureExternCall, Select, Var, structurally_equal)
 from tex.ir import (VECTOR_REDUCE_OPS, Allocate, Broadcast, For, IfThenElse, LetStmt, Load, Ramp,
                     Stmt, Store, VectorReduce, seq)
 from tex.visitor import (Rewriter, collect, free_vars, fresh_copy, substitute, transform,
@@ -104,6 +104,16 @@ class _Vectorizer(Rewriter):
     def rewrite_PureExternCall(self, e):
         return self._lanewise(e, lambda *args: PureExternCall(
             e.dtype.with_lanes(args[0].dtype.lanes), e.name, args), *e.args)
+
+    def rewrite_OpCall(self, e):
+        return self._lanewise(e, lambda *args: OpCall(
+            e.dtype.with_lanes(args[0].dtype.lanes), e.name, args), *e.args)
+
+    def rewrite_LLVMCall(self, e):
+        args = tuple(self.rewrite(arg) for arg in e.args)
+        if any(arg.dtype.lanes > 1 for arg in args):
+            raise _NotVectorizable(f"{e.name} is called on scalars")
+        return e if all(a is b for a, b in zip(args, e.args)) else LLVMCall(e.dtype, e.name, args)
 
     def rewrite_Let(self, e: Let):
         value = self.rewrite(e.value)

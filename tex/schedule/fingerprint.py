@@ -29,6 +29,11 @@ same function object then share kernels in this process, and their kernels
 are not written to the disk cache (`process_local`): the same name in another
 process may well mean different code.
 
+The user's intrinsic lowering rules (`tex.intrin_rules`) are not part of
+the schedule; `build` appends `lowering_rules(kind)`, their functions written
+as `lowering_identity` writes an intrinsic's, so that a kernel built under a
+rule is never taken for one built without it.
+
 An extern operation is written with its statement and the buffers it names
 (buffers, like variables, are identities). A packed call in it names its
 Python function by the registered name, which is data: the kernel looks the
@@ -45,6 +50,7 @@ import types
 import uuid
 import weakref
 
+from tex import intrin_rules
 from tex.dtype import DType
 from tex.expr import Var
 from tex.ir import Buffer
@@ -140,6 +146,15 @@ def lowering_identity(fn) -> str:
             _resolve(sys.modules.get(module), fn.__qualname__) is fn:
         return f"function({module + '.' + fn.__qualname__!r})"
     return f"{_LOCAL}{_PROCESS!r},{_local_serial(fn)})"
+
+
+def lowering_rules(target_kind: str) -> str:
+    """The intrinsic lowering rules that apply for `target_kind` ("llvm", "cuda"), for
+    appending to a fingerprint: each operator's rules by `lowering_identity` (a user's
+    rule makes the kernel process-local). Empty when there are none."""
+    rules = intrin_rules.rules_for(target_kind)
+    return "".join(f"|rules({op!r}:{','.join(map(lowering_identity, fns))})"
+                   for op, fns in sorted(rules.items()))
 
 
 def process_local(text: str) -> bool:
