@@ -196,10 +196,16 @@ def _export_parser(commands) -> None:
     export.add_argument("--target", metavar="TARGET",
                         help="use the records of this CPU target (default: the logs' only "
                              "one)")
-    export.add_argument("--any-hardware", action="store_true",
+    _log_reading_arguments(export)
+
+
+def _log_reading_arguments(parser) -> None:
+    """The options of the commands that read logs: which records, and the file declaring
+    their --file workloads."""
+    parser.add_argument("--file", metavar="PATH",
+                        help="the Python file declaring the logs' --file workloads")
+    parser.add_argument("--any-hardware", action="store_true",
                         help="use records measured on other CPU models too")
-    export.add_argument("--file", metavar="PATH",
-                        help="the Python file of the logs' --file workloads")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -245,11 +251,7 @@ def _parser() -> argparse.ArgumentParser:
                                            "its rate and loop nest when the workload is a "
                                            "registry operator or a function of --file.")
     best.add_argument("log", metavar="LOG", help="a tuning log, or a job's log directory")
-    best.add_argument("--file", metavar="PATH",
-                      help="the Python file of the log's --file workloads, for their rate "
-                           "and loop nest")
-    best.add_argument("--any-hardware", action="store_true",
-                      help="use records measured on other CPU models too")
+    _log_reading_arguments(best)
     best.add_argument("--workload", metavar="KEY",
                       help="only this workload: its task name (\"matmul 64,64,64\") or key")
 

@@ -1,5 +1,5 @@
-"""Helpers shared by the tests: random inputs, the compile-and-compare check, and the SASS
-of CUDA C (cuobjdump)."""
+"""Helpers shared by the tests: random inputs, the compile-and-compare check, the SASS
+of CUDA C (cuobjdump), and a user's file of workloads for the tuner's tests."""
 from __future__ import annotations
 
 import shutil
@@ -114,3 +114,29 @@ def check_staged_row_sums_over_symbolic_steps(stage_it, steps=(0, 1, 2, 3)):
         data = data.astype("float32")
         np.testing.assert_allclose(kernel.simulate(data), 2 * data.sum(axis=1), rtol=1e-5,
                                    atol=1e-5)
+
+
+#: A user's Python file of workloads, as `tex-tune --file` and TASKS files name them: an
+#: `@autotune.template` with a split knob, and a plain function returning its tensors.
+USER_OPS_FILE = '''
+import autotune
+import tex
+
+
+@autotune.template
+def scale(cfg, n):
+    A = tex.placeholder((n,), name="A")
+    B = tex.compute((n,), lambda i: A[i] * 2.0, name="B")
+    s = tex.create_schedule(B.op)
+    cfg.define_split("split", n, num_outputs=2, policy="power2")
+    cfg["split"].apply(s[B], B.op.axis[0])
+    return s, [A, B]
+
+
+def my_matmul(m, n, k):
+    A = tex.placeholder((m, k), name="A")
+    B = tex.placeholder((k, n), name="B")
+    r = tex.reduce_axis((0, k), name="k")
+    return [A, B, tex.compute((m, n), lambda i, j: tex.sum(A[i, r] * B[r, j], axis=r),
+                              name="C")]
+'''

@@ -15,6 +15,7 @@ import pytest
 import autotune
 from autotune import cli
 from autotune.measure import MeasureResult
+from checks import USER_OPS_FILE
 
 SHAPE = "40,36,20"  # matmul: big enough for the generated register tiles
 # Runs of one round (trials <= batch size) take the search's random start, which is cheap;
@@ -214,33 +215,9 @@ def test_transfer_hands_other_registry_workloads_to_tune(fake, tmp_path, capsys)
     assert task.name == "matmul 48,40,24" and len(records) == 3
 
 
-TEMPLATE_FILE = '''
-import autotune
-import tex
-
-
-@autotune.template
-def scale(cfg, n):
-    A = tex.placeholder((n,), name="A")
-    B = tex.compute((n,), lambda i: A[i] * 2.0, name="B")
-    s = tex.create_schedule(B.op)
-    cfg.define_split("split", n, num_outputs=2, policy="power2")
-    outer, inner = cfg["split"].apply(s[B], B.op.axis[0])
-    return s, [A, B]
-
-
-def my_matmul(m, n, k):
-    A = tex.placeholder((m, k), name="A")
-    B = tex.placeholder((k, n), name="B")
-    r = tex.reduce_axis((0, k), name="k")
-    return [A, B, tex.compute((m, n), lambda i, j: tex.sum(A[i, r] * B[r, j], axis=r),
-                              name="C")]
-'''
-
-
 def test_file_with_a_template(fake, tmp_path, capsys):
     source = tmp_path / "my_ops.py"
-    source.write_text(TEMPLATE_FILE)
+    source.write_text(USER_OPS_FILE)
     log = tmp_path / "t.jsonl"
     status, out, err = tex_tune(capsys, "--file", source, "scale", "--args", "100",
                                 "--trials", 4, "--model", "random", "--log", log,
@@ -254,7 +231,7 @@ def test_file_with_a_template(fake, tmp_path, capsys):
 
 def test_file_with_a_function_returning_tensors(fake, tmp_path, capsys):
     source = tmp_path / "my_ops.py"
-    source.write_text(TEMPLATE_FILE)
+    source.write_text(USER_OPS_FILE)
     log = tmp_path / "f.jsonl"
     status, out, err = tex_tune(capsys, "--file", source, "my_matmul", "--args", SHAPE,
                                 "--trials", 3, "--model", "random", "--log", log,

@@ -14,6 +14,7 @@ from autotune import cli, job
 from autotune import records as rec
 from autotune.hardware import host_cpu_model
 from autotune.measure import MeasureResult
+from checks import USER_OPS_FILE
 
 TASKS_TOML = '''
 [[tasks]]
@@ -30,22 +31,6 @@ file = "my_ops.py"
 function = "scale"
 args = [100]
 '''
-
-MY_OPS = '''
-import autotune
-import tex
-
-
-@autotune.template
-def scale(cfg, n):
-    A = tex.placeholder((n,), name="A")
-    B = tex.compute((n,), lambda i: A[i] * 2.0, name="B")
-    s = tex.create_schedule(B.op)
-    cfg.define_split("split", n, num_outputs=2, policy="power2")
-    cfg["split"].apply(s[B], B.op.axis[0])
-    return s, [A, B]
-'''
-
 
 class FakeMeasurer:
     """Times from the configuration's picks, scaled per task; first pick 1 fails."""
@@ -70,7 +55,7 @@ class FakeMeasurer:
 
 @pytest.fixture
 def tasks_file(tmp_path):
-    (tmp_path / "my_ops.py").write_text(MY_OPS)
+    (tmp_path / "my_ops.py").write_text(USER_OPS_FILE)
     path = tmp_path / "job.toml"
     path.write_text(TASKS_TOML)
     return path
@@ -232,7 +217,7 @@ def test_tex_tune_best_says_when_records_are_of_other_hardware(tmp_path, capsys)
 
 def test_tex_tune_best_shows_rate_and_loop_nest_of_a_file_workload(tmp_path, capsys):
     source = tmp_path / "my_ops.py"
-    source.write_text(MY_OPS)
+    source.write_text(USER_OPS_FILE)
     task = autotune.userfile.function_task(str(source), "scale", [100], "llvm")
     log = tmp_path / "s.jsonl"
     autotune.tune(task, 3, log=log, model="random", batch_size=3, remeasure=0,
