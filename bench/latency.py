@@ -31,7 +31,8 @@ import tex
 from bench.schedules import BEST_MATMUL, matmul
 times = {}
 s, args = matmul(1024, 1024, 1024, **BEST_MATMUL)
-start = time.perf_counter(); kernel = tex.build(s, args); times["build"] = time.perf_counter() - start
+start = time.perf_counter(); kernel = tex.build(s, args)
+times["build"] = time.perf_counter() - start
 start = time.perf_counter(); tex.build(s, args); times["rebuild"] = time.perf_counter() - start
 s, args = matmul(1024, 1024, 1024, **BEST_MATMUL)
 start = time.perf_counter(); tex.build(s, args); times["fresh"] = time.perf_counter() - start

@@ -149,8 +149,9 @@ def matmul(M: int, N: int, K: int, *, mr: int | None = None, nr: int | None = No
     reduced over all of k and copied to C once, its k loop unrolled by
     `unroll_k` (at 1024^3, in one interleaved run of 15 samples: 307 GFLOP/s
     without, 335 by 2, 323 by 4; by 2 also leads at 512^3 and on the batch,
-    while on the skinny shape 4 was 2% ahead, 329 against 323). With `kc`, k is split by kc and its outer loop
-    goes outside the loop over row tiles (the k-blocked "GotoBLAS" order): C itself accumulates, one kc-deep slice of A at a time.
+    while on the skinny shape 4 was 2% ahead, 329 against 323). With `kc`, k is split
+    by kc and its outer loop goes outside the loop over row tiles (the k-blocked
+    "GotoBLAS" order): C itself accumulates, one kc-deep slice of A at a time.
     With `batch`, A, B and C carry a leading batch axis of that extent.
     mr, nr and unroll_k left out come from `matmul_config(target)`.
     Returns (schedule, [A, B, C]).
@@ -275,8 +276,8 @@ def conv2d(N: int, C: int, H: int, W: int, K: int, *, kb: int | None = None,
     rx = tex.reduce_axis((0, 3), name="rx")
     blocked = tex.compute(
         (N, blocks, H, W, kb),
-        lambda n, ko, y, x, ki: tex.sum(padded[n, rc, y + ry, x + rx] * w_packed[ko, rc, ry, rx, ki],
-                                        axis=[rc, ry, rx]),
+        lambda n, ko, y, x, ki: tex.sum(
+            padded[n, rc, y + ry, x + rx] * w_packed[ko, rc, ry, rx, ki], axis=[rc, ry, rx]),
         name="conv_blocked")
     out = tex.compute((N, K, H, W), lambda n, k, y, x: blocked[n, k // kb, y, x, k % kb],
                       name="conv")
