@@ -6,6 +6,7 @@ import ctypes.util
 import json
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -114,15 +115,17 @@ def test_library_of_cuda_kernels_only(built, tmp_path):
     assert lib.names == ("axpy",) and "axpy" in repr(lib.axpy)
 
 
-def test_load_library_runs_cpu_kernels_and_refuses_cuda_ones(library):
+def test_load_library_runs_cpu_kernels_and_takes_gpu_arrays_for_cuda_ones(library):
     lib = tex.load_library(library)
     x = np.random.default_rng(0).random(33)
     np.testing.assert_allclose(lib.twice_exp(x), 2 * np.exp(x), rtol=1e-12)
     assert lib.axpy.archs == ("sm_80", "sm_90") and "__global__" in lib.axpy.get_source("cuda")
-    with pytest.raises(tex.DeviceError, match=r"axpy of ops.so is a CUDA kernel.*call it from "
-                                              r"C: int axpy\(void \*\*buffers, const int64_t "
-                                              r"\*sizes, void \*stream\), declared in ops.h"):
+    with pytest.raises(tex.ArgumentError, match=r"axpy of ops.so takes its 3 arrays \(a, b, "
+                                                r"out\), outputs too"):
         lib.axpy(np.ones(3, "float32"), np.ones(3, "float32"))
+    with pytest.raises(tex.ArgumentError, match=r"argument a \(#0\) is in host memory; a "
+                                                r"library's CUDA kernel takes GPU arrays"):
+        lib.axpy(*(np.ones(3, "float32") for _ in range(3)))
 
 
 PROGRAM = r"""
@@ -376,6 +379,67 @@ def test_fake_driver_sees_the_launches_cuda_kernel_would_make(program, built, tm
     assert words[11] == str(mma.shared_bytes)
     assert f"cuFuncSetAttribute {mma.name} 8 {mma.shared_bytes}" in log
     assert not any(line.startswith(f"cuFuncSetAttribute {mm.name}") for line in log)
+
+
+CALLER = r"""
+import sys
+import tex
+
+
+class GpuArray:  # what CuPy or PyTorch shows of CUDA memory, at a made-up address
+    def __init__(self, n, address, typestr="<f4"):
+        self.__cuda_array_interface__ = {"shape": (n,), "typestr": typestr, "version": 3,
+                                         "data": (address, False), "stream": None}
+
+
+axpy = tex.load_library(sys.argv[1]).axpy
+n = int(sys.argv[2])
+a, b, out = GpuArray(n, 0x10000), GpuArray(n, 0x20000), GpuArray(n, 0x30000)
+for stream in (0x1234, None):
+    try:
+        print("result:", axpy(a, b, out, stream=stream))
+    except tex.DeviceError as err:
+        print("failed:", err)
+for bad in (GpuArray(n + 1, 0x30000), GpuArray(n, 0x30000, "<f8")):
+    try:
+        axpy(a, b, bad)
+    except tex.ArgumentError as err:
+        print("refused:", err)
+"""
+
+
+def test_python_calls_a_library_cuda_kernel_through_its_launcher(library, program, built,
+                                                                 tmp_path):
+    """load_library's CudaEntry under the fake driver: the launch its C launcher makes for a
+    Python call, the checks before it, and a driver error raised with its message."""
+    _, fake, _ = program
+    (tmp_path / "caller.py").write_text(CALLER)
+    log = tmp_path / "log"
+    env = {**__import__("os").environ, "LD_LIBRARY_PATH": str(fake), "FAKE_CUDA_LOG": str(log),
+           "FAKE_CUDA_CC": "90", "FAKE_CUDA_FAIL": "", **arg_counts(built)}
+    out = subprocess.run([sys.executable, str(tmp_path / "caller.py"), str(library),
+                          str(AXPY_N[0])], capture_output=True, text=True, env=env,
+                         cwd=str(tmp_path), check=True).stdout.splitlines()
+    assert out[:2] == ["result: None"] * 2
+    assert out[2].startswith("refused: argument out (#2): dimension 0 is n = 1001, but "
+                             "argument a (#0) dimension 0 set n = 1000")
+    assert out[3] == "refused: argument out (#2): expected dtype float32, got float64; " \
+        "tex does not cast, use .astype('float32')"
+    (launch,) = built["axpy"]._module.launches
+    n = built["axpy"].size_vars[0]
+    grid = [int(evaluate(e, {n: AXPY_N[0]})) for e in launch.grid]
+    block = [int(evaluate(e, {n: AXPY_N[0]})) for e in launch.block]
+    (words, second) = launch_lines(log.read_text().splitlines(), "axpy_kernel0")
+    assert words[2:10] == ["grid", *map(str, grid), "block", *map(str, block)]
+    # the legacy default stream (CU_STREAM_LEGACY) when neither the call nor an array names one
+    assert words[12:14] == ["stream", "0x1234"] and second[12:14] == ["stream", "0x1"]
+    assert words[17:] == [str(0x10000), str(0x20000), str(0x30000), str(AXPY_N[0])]
+    env["FAKE_CUDA_FAIL"] = "cuLaunchKernel"
+    out = subprocess.run([sys.executable, str(tmp_path / "caller.py"), str(library), "5"],
+                         capture_output=True, text=True, env=env, cwd=str(tmp_path),
+                         check=True).stdout.splitlines()
+    assert out[0] == "failed: axpy: cuLaunchKernel (launch axpy_kernel0) failed: " \
+        "CUDA_ERROR_ILLEGAL_ADDRESS (700): an illegal memory access was encountered"
 
 
 def test_fake_driver_unknown_device_gets_ptx_and_no_context_gets_primary(program, built,

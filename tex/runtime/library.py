@@ -64,9 +64,8 @@ can write a library can write a matching manifest, so load only libraries you
 would run. Then it loads the library and returns a `Library` whose kernels check every call's
 arguments exactly as a `Kernel` does and take NumPy arrays or CPU objects with
 `__dlpack__`, without copies; a nonzero code from the entry point is raised as
-ArgumentError with its message. Its CUDA kernels are `CudaEntry`s, which raise
-DeviceError when called: load_library does not call them from Python (call them
-from C; in Python, call the CudaKernel that was exported). Loading
+ArgumentError with its message. Its CUDA kernels are `CudaEntry`s, called through
+their C launchers on GPU arrays (every parameter given; see `CudaEntry`). Loading
 refuses a library compiled for CPU features this machine lacks
 (`DeviceError`), since its code would stop at the first such instruction, and
 so does a library of another machine's code.
@@ -94,8 +93,10 @@ from tex.errors import ArgumentError, BuildError, DeviceError
 from tex.expr import Var
 from tex.ir import Buffer, KernelInterface
 from tex.runtime import library_abi, library_cuda
+from tex.runtime.cuda_args import CallStreams, CudaParam
+from tex.runtime.cuda_device import DeviceArray, require_device
 from tex.runtime.cuda_kernel import CudaKernel
-from tex.runtime.kernel import Kernel
+from tex.runtime.kernel import Kernel, Signature
 from tex.runtime.library_dispatch import Dispatch
 from tex.target import as_target
 from tex.version import __version__
@@ -371,7 +372,7 @@ def load_library(path) -> Library:
     except OSError as err:
         raise ArgumentError(f"load_library: cannot load {path}: {err}") from None
     kernels = {entry["name"]: _kernel(entry, handle, path) if entry.get("device", "cpu") == "cpu"
-               else CudaEntry(entry, path) for entry in manifest["kernels"]}
+               else CudaEntry(entry, handle, path) for entry in manifest["kernels"]}
     return Library(path, handle, kernels)
 
 
@@ -404,7 +405,8 @@ def _checked_manifest(library: bytes, path: Path) -> dict:
     return manifest
 
 
-def _kernel(entry: dict, handle: ctypes.CDLL, path: Path) -> Kernel:
+def _interface(entry: dict) -> KernelInterface:
+    """The parameters, size variables, outputs and call arguments the manifest describes."""
     size_vars = tuple(Var(name, as_dtype(dtype)) for name, dtype in entry["sizes"])
     params = tuple(Buffer(name, as_dtype(dtype),
                           tuple(expr_json.from_json(e, size_vars) for e in shape))
@@ -412,7 +414,11 @@ def _kernel(entry: dict, handle: ctypes.CDLL, path: Path) -> Kernel:
     outputs = tuple(params[k] for k in entry["outputs"])
     arguments = tuple(size_vars[k] if kind == "variable" else params[k]
                       for kind, k in entry["arguments"])
-    interface = KernelInterface(entry["name"], params, size_vars, outputs, arguments)
+    return KernelInterface(entry["name"], params, size_vars, outputs, arguments)
+
+
+def _kernel(entry: dict, handle: ctypes.CDLL, path: Path) -> Kernel:
+    interface = _interface(entry)
     code = _LibraryCode(entry, ctypes.cast(getattr(handle, entry["name"]),
                                            ctypes.c_void_p).value, handle)
 
@@ -447,24 +453,66 @@ class _LibraryCode:
                             "loop program ('tex') and optimised IR ('ll')")
 
 
-class CudaEntry:
-    """A CUDA kernel of a loaded library. Python does not call it (DeviceError): its
-    launcher is for C callers, `int NAME(void **buffers, const int64_t *sizes, void
-    *stream)` (the library's header); in Python, use the CudaKernel that was exported.
-    `archs` are the architectures it carries cubins for; `get_source` gives its loop
-    program ("tex") and CUDA C ("cuda")."""
+class CudaEntry(Signature):
+    """A CUDA kernel of a loaded library, called through its C launcher `int NAME(void
+    **buffers, const int64_t *sizes, void *stream)` (the library's header): the library
+    and the CUDA driver do the work, not tex's CUDA runtime. It takes GPU arrays only (a
+    `tex.DeviceArray`, an object with `__cuda_array_interface__`, a CUDA `__dlpack__`
+    producer: CuPy, PyTorch, Numba), every parameter given (outputs too), each checked
+    as a `CudaKernel` checks it. The launches are queued on `stream` (as `CudaKernel`
+    takes it; default: the stream the arguments name, else the legacy one) after the
+    producers' writes pending on other streams, and the call returns at once; the
+    pointers are used on the current CUDA context's device, as a C caller's are. A
+    nonzero code of the launcher raises ArgumentError (a NULL pointer, bad sizes) or
+    DeviceError (the driver, a missing GPU) with the library's message. `archs` are the
+    architectures it carries cubins for; `get_source` gives its loop program ("tex")
+    and CUDA C ("cuda")."""
 
     device_kind = "cuda"
 
-    def __init__(self, entry: dict, path: Path):
-        self.name, self.archs, self._path = entry["name"], tuple(entry["archs"]), path
+    def __init__(self, entry: dict, handle: ctypes.CDLL, path: Path):
+        super().__init__(_interface(entry), param_class=CudaParam)
+        self.archs, self._path = tuple(entry["archs"]), path
         self._sources = {"tex": entry["tex"], "cuda": entry["cuda"]}
+        self._launcher = getattr(handle, entry["name"])
+        self._launcher.argtypes = (ctypes.POINTER(ctypes.c_void_p),
+                                   ctypes.POINTER(ctypes.c_int64), ctypes.c_void_p)
+        self._launcher.restype = ctypes.c_int
+        self._last_error = getattr(handle, library_abi.LAST_ERROR)
+        self._last_error.restype = ctypes.c_char_p
 
-    def __call__(self, *args, **kwargs):
-        raise DeviceError(f"{self.name} of {self._path.name} is a CUDA kernel, which "
-                          "load_library does not call from Python; call it from C: "
-                          f"int {self.name}(void **buffers, const int64_t *sizes, void "
-                          f"*stream), declared in {self._path.with_suffix('.h').name}")
+    def __call__(self, *args, stream=None):
+        """Queue the kernel on a stream and return None (see the class docstring)."""
+        if len(args) != len(self._params):
+            raise ArgumentError(
+                f"{self.name} of {self._path.name} takes its {len(self._params)} arrays "
+                f"({', '.join(p.buffer.name for p in self._params)}), outputs too: a "
+                f"library's CUDA kernel does not allocate; got {len(args)} arguments")
+        streams = CallStreams.of_call(args, stream)
+        given, env = self._check(self._params, args, streams)
+        for p, arg in zip(self._params, given):
+            if arg.host is not None:
+                raise ArgumentError(f"{p.label} is in host memory; a library's CUDA kernel "
+                                    "takes GPU arrays: copy it with tex.nd.array(x, "
+                                    "tex.cuda(0)) or call the exported CudaKernel")
+        self._check_overlap(given, [a.address for a in given])
+        producers = {a.stream for a in given} - {None, streams.launch}
+        if producers:
+            device = require_device(f"ordering CUDA kernel {self.name} after its inputs' "
+                                    "streams", "")
+            for producer in sorted(producers):
+                device.wait(streams.launch, producer, f"CUDA kernel {self.name}")
+        buffers = (ctypes.c_void_p * len(given))(*(a.address for a in given))
+        sizes = (ctypes.c_int64 * max(len(env), 1))(*env)
+        code = self._launcher(buffers, sizes, streams.launch)
+        if code:
+            message = self._last_error().decode(errors="replace")
+            raise (DeviceError if code == library_abi.ERROR_CODES["TEX_ERROR_CUDA"]
+                   else ArgumentError)(message)
+        for p in self._outputs:
+            owner = given[p.position].owner
+            if type(owner) is DeviceArray:
+                owner.stream = streams.launch
 
     def get_source(self, fmt: str = "tex") -> str:
         if fmt in self._sources:
