@@ -18,9 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS = (
     ("base", ("tex.errors", "tex.dtype", "tex.config", "tex.version", "tex.disk_cache",
               "tex.target")),
-    ("expressions and loop IR", ("tex.expr", "tex.ops", "tex.tensor", "tex.scan_op",
-                                 "tex.extern_op", "tex.ir", "tex.visitor", "tex.arith",
-                                 "tex.printer", "tex.expr_json", "tex.stmt_functor",
+    ("expressions and loop IR", ("tex.expr", "tex.ops", "tex.tensor", "tex.tensor_compute",
+                                 "tex.scan_op", "tex.extern_op", "tex.ir", "tex.visitor",
+                                 "tex.arith", "tex.printer", "tex.expr_json", "tex.stmt_functor",
                                  "tex.buffer_decl", "tex.ir_builder", "tex.tir")),
     ("schedule", ("tex.schedule",)),
     ("lowering", ("tex.lower",)),
