@@ -253,13 +253,15 @@ def test_tensorize_and_declaration_argument_errors():
     with pytest.raises(tex.ScheduleError, match="expected an intrinsic from "
                        "tex.decl_tensor_intrin"):
         s[C].tensorize(C.op.axis[0], "wmma")
-    n = tex.var("n")
-    a = tex.placeholder((n,), name="a")
-    with pytest.raises(tex.ScheduleError, match="axis i must run over"):
-        tex.decl_tensor_intrin(tex.compute((n,), lambda i: a[i] * 2.0), lambda i, o: None)
     a = tex.placeholder((8,), name="a")
-    with pytest.raises(tex.ScheduleError, match="must index with distinct axes only"):
-        tex.decl_tensor_intrin(tex.compute((4,), lambda i: a[i + 1]), lambda i, o: None)
+    k = tex.reduce_axis((1, 5), name="k")
+    with pytest.raises(tex.ScheduleError, match=r"axis k must run over \[0, extent\), got "
+                       "min 1, extent 4"):
+        tex.decl_tensor_intrin(tex.compute((4,), lambda i: tex.sum(a[i + k], axis=k)),
+                               lambda i, o: None)
+    b = tex.compute((8,), lambda i: a[i] * 2.0, name="b")
+    with pytest.raises(tex.ScheduleError, match="it reads b, which is not a placeholder"):
+        tex.decl_tensor_intrin(tex.compute((4,), lambda i: b[i]), lambda i, o: None)
 
 
 # --- CUDA: the WMMA tensor-core intrinsic ------------------------------------------------

@@ -18,10 +18,12 @@
 from __future__ import annotations
 
 from tex import ops
+from tex.arith import simplify
 from tex.dtype import INDEX, DType, as_dtype, float64
 from tex.errors import ExprError
 from tex.expr import Const, Expr, TensorRead
-from tex.ir import Buffer, Load, PackedCall, Stmt, Store, seq
+from tex.ir import Buffer, Load, PackedCall, Stmt, Store, seq, strides_of
+from tex.ir_builder import AccessPtr, BufferView
 from tex.tensor import ExternOp, Tensor, _shape
 from tex.visitor import collect
 
@@ -105,8 +107,11 @@ def call_packed(name: str, *args) -> PackedCall:
     and shape viewing its memory (no copy; write the outputs in place) that
     also has TVM NDArray's `numpy()`, `copyfrom` and `copyto`, or a scalar: a
     Python int or float, or a scalar expression over the kernel's sizes (`n`,
-    `n * 2`), which the function gets as a Python int, bool or float.
-    TVM: `tvm.tir.call_packed`.
+    `n * 2`), which the function gets as a Python int, bool or float. An
+    access pointer (`view.access_ptr(mode)`, `view.data` in a tensor
+    intrinsic's lower_fn) is passed as a 1-d array from that element to the
+    end of its buffer, and a compact tile a lower_fn received as an array of
+    its shape. TVM: `tvm.tir.call_packed`.
     """
     if not isinstance(name, str) or not name or "\0" in name:
         raise ExprError(f"call_packed: the first argument is the registered name of the "
@@ -118,9 +123,48 @@ def call_packed(name: str, *args) -> PackedCall:
             buffer_args.append(k)
             shapes.extend(arg.shape)
             ranks.append(len(arg.shape))
+        elif isinstance(arg, BufferView):
+            values.append(arg.pointer())
+            buffer_args.append(k)
+            shapes.extend(_compact_shape(name, k, arg))
+            ranks.append(len(arg.shape))
+        elif isinstance(arg, AccessPtr):
+            values.append(arg.element)
+            buffer_args.append(k)
+            shapes.append(_elements_from(arg.element))
+            ranks.append(1)
         else:
             values.append(_packed_scalar(name, k, arg))
     return PackedCall(name, tuple(values), tuple(buffer_args), tuple(shapes), tuple(ranks))
+
+
+def _compact_shape(name: str, k: int, view: BufferView) -> tuple:
+    """The shape of `view`, checked to be compact (row-major strides), as a NumPy array
+    of that shape over its first element must be."""
+    size = Const(INDEX, 1)
+    for d in reversed(range(len(view.shape))):
+        extent = ops.cast(INDEX, view.shape[d])
+        difference = simplify(ops.binary("sub", view.strides[d], size))
+        one = simplify(extent)
+        if not (isinstance(difference, Const) and difference.value == 0) and \
+                not (isinstance(one, Const) and one.value == 1):
+            raise ExprError(f"call_packed {name!r}: argument {k}, the tile of "
+                            f"{view.buffer.name}, has strides "
+                            f"({', '.join(map(str, view.strides))}), not those of a compact "
+                            f"array of shape ({', '.join(map(str, view.shape))}); pass "
+                            "access_ptr(...) and the strides instead")
+        size = ops.binary("mul", size, extent)
+    return tuple(view.shape)
+
+
+def _elements_from(element: Load):
+    """How many elements a buffer holds from `element` on (for a compact buffer)."""
+    size, offset = Const(INDEX, 1), Const(INDEX, 0)
+    for extent, index, stride in zip(element.buffer.shape, element.indices,
+                                     strides_of(element.buffer)):
+        size = ops.binary("mul", size, extent)
+        offset = ops.binary("add", offset, ops.binary("mul", index, stride))
+    return ops.binary("sub", size, offset)
 
 
 def _packed_scalar(name: str, k: int, arg) -> Expr:

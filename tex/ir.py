@@ -330,6 +330,13 @@ class LetStmt(Stmt):
 class Seq(Stmt):
     stmts: tuple[Stmt, ...]
 
+    def __len__(self) -> int:
+        return len(self.stmts)
+
+    def __getitem__(self, index: int) -> Stmt:
+        """The statement at `index` (TVM: `SeqStmt[index]`)."""
+        return self.stmts[index]
+
 
 def seq(*stmts: Stmt | None) -> Stmt:
     """Statements in order, flattening nested Seqs and dropping Nones."""

@@ -171,6 +171,15 @@ class IRBuilder:
         return BufferPointer(self, buffer)
 
 
+class BufferView:
+    """A tile of a buffer that a tensor intrinsic's statements are given
+    (`tex.schedule.tensorize.TileView`): `pointer()` is a scalar `Load` of its first
+    element, `shape` its extents, `strides` its strides in elements."""
+
+    def pointer(self) -> Load:
+        raise NotImplementedError
+
+
 class BufferPointer:
     """`p[index]` reads an element, `p[index] = value` emits a store of it."""
 

@@ -241,7 +241,10 @@ class _Printer:
         self.line(depth, f"call_extern({', '.join([repr(s.name)] + args)})")
 
     def stmt_PackedCall(self, s, depth):
-        args = [self.name(a.buffer, a.buffer.name) if k in s.buffer_args else self.expr(a)
+        """A buffer argument prints as its name, or as `&A[index]` when it starts at an
+        element other than the first (a tile, an access pointer)."""
+        args = [self.expr(a) if k not in s.buffer_args else
+                self.name(a.buffer, a.buffer.name) if _at_start(a) else f"&{self.expr(a)}"
                 for k, a in enumerate(s.args)]
         self.line(depth, f"call_packed({', '.join([repr(s.name)] + args)})")
 
@@ -266,6 +269,11 @@ class _Printer:
 #: start of a line, after its type, outside any brace).
 _DEFINITIONS = {"llvm": re.compile(r'^define\b[^@\n]*@"?([\w.$]+)"?\(', re.M),
                 "c": re.compile(r"^[\w \t*]*?\b(\w+)\s*\([^;{]*\)\s*\{", re.M)}
+
+
+def _at_start(element) -> bool:
+    """Whether the scalar Load `element` is of its buffer's first element."""
+    return all(isinstance(i, Const) and i.value == 0 for i in element.indices)
 
 
 def _defined_functions(language: str, text: str) -> str:

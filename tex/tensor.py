@@ -5,6 +5,9 @@
   the body may be one reduction (`tex.sum(..., axis=k)`) or, for a tuple
   reducer such as argmax, a tuple of reductions giving several outputs.
 * `reduce_axis((lo, hi), name)` declares a reduction variable.
+* `compute(shape, lambda i: intrin(A[i, 0:16], B[i, 0:16]), name)`, with fewer
+  index arguments than dimensions, calls a tensor intrinsic on regions of
+  tensors (TE's tensor compute op; `tex.tensor_compute` expands it).
 * `comm_reducer(combine, identity, name)` declares a commutative reducer;
   `sum`, `max` and `min` are the built-in ones.
 * `ExternOp` holds tensors computed by a statement tex does not look into
@@ -143,16 +146,17 @@ class Tensor:
         return f"{self.op.name}_v{self.value_index}"
 
     def __getitem__(self, indices) -> TensorRead:
-        """`A[i, j]`; `A[i][j]` too (`A[i]` of a 2-d tensor is a `TensorSlice`)."""
+        """`A[i, j]`; `A[i][j]` too (`A[i]` of a 2-d tensor is a `TensorSlice`); `A[i, 0:16]`
+        is a `tex.tensor_compute.TensorRegion`, for a tensor intrinsic's call."""
         if not isinstance(indices, tuple):
             indices = (indices,)
+        if any(isinstance(index, slice) for index in indices):
+            from tex.tensor_compute import TensorRegion  # builds on this module
+            return TensorRegion.of(self, indices)
         if 0 < len(indices) < len(self.shape):
             return TensorSlice(self, indices)
         exprs = []
-        for i, index in enumerate(indices):
-            if isinstance(index, slice):
-                raise ExprError(f"tensor {self.name}: slices are not supported, index {i} "
-                                "must be an expression")
+        for index in indices:
             e = ops.as_expr(index, INDEX)
             exprs.append(ops.cast(INDEX, e) if e.dtype.is_int and e.dtype != INDEX else e)
         return TensorRead(self, tuple(exprs))
@@ -215,12 +219,16 @@ class ComputeOp:
     """`out_k[axis] = body[k]` for every point of the axes' domains.
 
     `reduce_axis` is non-empty when the body is a reduction; then every body
-    element is a `Reduce` over exactly those axes.
+    element is a `Reduce` over exactly those axes. `tensor_intrin` is set when
+    the body is a tensor intrinsic's computation (a
+    `tex.tensor_compute.TensorIntrinUse`): the stage's inner axes are then
+    tensorized with it.
     """
 
     def __init__(self, name: str, axis: tuple[IterVar, ...], body: tuple[Expr, ...],
-                 tag: str = ""):
+                 tag: str = "", tensor_intrin=None):
         self.name, self.axis, self.body, self.tag = name, axis, body, tag
+        self.tensor_intrin = tensor_intrin
         self.reduce_axis = body[0].axes if isinstance(body[0], Reduce) else ()
         self.shape = tuple(iv.dom.extent for iv in axis)
         self.dtypes = tuple(b.dtype for b in body)
@@ -242,9 +250,11 @@ class ComputeOp:
                 seen.setdefault(read.tensor, None)
         return tuple(seen)
 
-    def with_body(self, body: tuple[Expr, ...], axis=None) -> "ComputeOp":
-        """A new op of the same name computing `body` (schedules rewrite dataflow with it)."""
-        return ComputeOp(self.name, self.axis if axis is None else axis, body, self.tag)
+    def with_body(self, body: tuple[Expr, ...], axis=None, tensor_intrin=None) -> "ComputeOp":
+        """A new op of the same name computing `body` (schedules rewrite dataflow with it);
+        it calls no intrinsic unless `tensor_intrin` says so."""
+        return ComputeOp(self.name, self.axis if axis is None else axis, body, self.tag,
+                         tensor_intrin)
 
     def __repr__(self):
         return f"compute {self.name}"
@@ -280,26 +290,36 @@ def placeholder(shape, dtype="float32", name: str = "placeholder") -> Tensor:
     return PlaceholderOp(name, _shape(shape, f"placeholder {name}"), as_dtype(dtype)).output(0)
 
 
-def _axis_names(fcompute, ndim: int, name: str) -> list[str]:
-    """The lambda's parameter names, to name the axes (i0, i1, ... for `*args`)."""
+def _axis_names(fcompute, ndim: int) -> list[str]:
+    """The lambda's parameter names, to name the axes (i0, i1, ... for `*args`); fewer
+    than `ndim` where it takes fewer (an intrinsic call computes the others)."""
     try:
         params = list(inspect.signature(fcompute).parameters.values())
     except (TypeError, ValueError):
         return [f"i{d}" for d in range(ndim)]
     if any(p.kind == p.VAR_POSITIONAL for p in params):
         return [f"i{d}" for d in range(ndim)]
-    if len(params) != ndim:
-        raise ExprError(f"compute {name}: the shape has {ndim} dimension(s) but the function "
-                        f"takes {len(params)} index argument(s)")
     return [p.name for p in params]
 
 
 def compute(shape, fcompute, name: str = "compute", tag: str = ""):
-    """`T[i, ...] = fcompute(i, ...)`; returns a Tensor, or a list for several outputs."""
+    """`T[i, ...] = fcompute(i, ...)`; returns a Tensor, or a list for several outputs.
+
+    A function of fewer indices than the shape has dimensions returns a tensor
+    intrinsic's call, `intrin(A[i, 0:16], B[i, 0:16])`; the trailing dimensions are
+    the intrinsic's output (see `tex.tensor_compute`). TVM: `te.compute`.
+    """
     shape = _shape(shape, f"compute {name}")
+    names = _axis_names(fcompute, len(shape))
+    if len(names) > len(shape):
+        raise ExprError(f"compute {name}: the shape has {len(shape)} dimension(s) but the "
+                        f"function takes {len(names)} index argument(s)")
     axis = tuple(IterVar(Var(n), Range(Const(INDEX, 0), e), "data")
-                 for n, e in zip(_axis_names(fcompute, len(shape), name), shape))
+                 for n, e in zip(names, shape))
     body = fcompute(*(iv.var for iv in axis))
+    from tex.tensor_compute import TensorIntrinCall, intrin_compute  # builds on this module
+    if len(names) < len(shape) or isinstance(body, TensorIntrinCall):
+        return intrin_compute(name, tag, shape, axis, body)
     body = tuple(body) if isinstance(body, (tuple, list)) else (body,)
     body = tuple(ops.as_expr(b) for b in body)
     _check_body(name, body)

@@ -19,7 +19,8 @@ remainder), never a trap.
 
 `Var`, `SizeVar`, `IntImm`, `FloatImm`, `Cast` and `Call` build expressions (they
 are functions here, not node classes: test an expression with `isinstance(e,
-tex.Var)`; `isinstance` does work with `IntImm`, `FloatImm` and `Call`).
+tex.Var)`; `isinstance` does work with `IntImm`, `FloatImm` and `Call`), and
+`isinstance(s, Evaluate)` asks whether a statement calls a function.
 `Select` evaluates only the side its condition chooses (TVM's evaluates both),
 which is safe either way.
 
@@ -49,22 +50,36 @@ from tex.ops import call_pure_extern  # noqa: F401 - re-exported: tvm.tir.call_p
 from tex import expr as _expr
 from tex.expr import _ALL_INTRINSICS, Const, Expr, LLVMCall, OpCall
 from tex.expr import Var as _VarNode
+from tex.ir import ExternCall, IntrinsicCall, PackedCall
 from tex.ir import LoweredFunc as PrimFunc
 from tex.tensor import (comm_reducer, const, max, max_value, min, min_value,  # noqa: A004
                         size_var, sum, var)
 
-__all__ = ["Call", "CallEffectKind", "Cast", "FloatImm", "IntImm", "PrimFunc", "Select",
-           "SizeVar", "Var", "all", "any", "call_extern", "call_intrin", "call_llvm_intrin",
-           "call_llvm_pure_intrin", "call_pure_extern", "cast", "comm_reducer", "const",
-           "decl_buffer", "div", "floordiv", "floormod", "if_then_else", "indexdiv", "indexmod",
-           "ir_builder", "max", "max_value", "min", "min_value", "stmt_functor", "sum", "truncdiv",
-           "truncmod"]
+__all__ = ["Call", "CallEffectKind", "Cast", "Evaluate", "FloatImm", "IntImm", "PrimFunc",
+           "Select", "SizeVar", "Var", "all", "any", "call_extern", "call_intrin",
+           "call_llvm_intrin", "call_llvm_pure_intrin", "call_pure_extern", "cast",
+           "comm_reducer", "const", "decl_buffer", "div", "floordiv", "floormod", "if_then_else",
+           "indexdiv", "indexmod", "ir_builder", "max", "max_value", "min", "min_value",
+           "stmt_functor", "sum", "truncdiv", "truncmod"]
 
 call_extern = ir_builder.call_extern
 all = ops.all_  # noqa: A001 - TVM's name
 any = ops.any_  # noqa: A001 - TVM's name
 if_then_else = ops.if_then_else
 Select = ops.if_then_else
+
+
+class _CallStatement(type):
+    """The type of `Evaluate`: `isinstance(s, Evaluate)` asks whether `s` is a statement
+    that calls a function for its effect (tex's `ExternCall`, `PackedCall` and
+    `IntrinsicCall`: what TVM writes as `Evaluate(call)`)."""
+
+    def __instancecheck__(cls, obj) -> bool:
+        return isinstance(obj, (ExternCall, PackedCall, IntrinsicCall))
+
+
+class Evaluate(metaclass=_CallStatement):
+    """TVM's statement that evaluates a call, for `isinstance` tests only."""
 
 
 class _ConstantKind(type):

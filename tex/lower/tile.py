@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tex import ops
 from tex.errors import ExprError, LoweringError
 from tex.expr import Const, structurally_equal
 from tex.ir import Allocate, For, Stmt, seq
@@ -22,7 +23,7 @@ from tex.lower.nest import StageLoops, init_and_update
 from tex.lower.tile_binds import bind_buffers
 from tex.lower.tile_match import BodyMatch, Tile, TileViews, pair_axes
 from tex.schedule.tensorize import Accumulator
-from tex.visitor import collect, substitute
+from tex.visitor import collect, substitute, uses_var
 
 
 @dataclass(frozen=True)
@@ -43,14 +44,14 @@ def tensorized_nest(loops: StageLoops):
     """The nest of a tensorized stage (see the module doc)."""
     stage = loops.plan.stage
     leaves = stage.leaf_iter_vars
-    axis = stage.tensorized[0]
+    axis = stage.tensorized[0]   # None: the body inside all the loops
     outer = leaves[:leaves.index(axis)] if axis in leaves else leaves
     first = next((i for i, v in enumerate(outer) if v.kind == "reduce"), None)
     tile = lower_tile(loops, _enclosing_tags(stage, outer), first is not None)
     if first is None:
         return loops.around(outer, tile.whole, loops.depth)
     if any(v in stage.bindings for v in outer[first:]):
-        raise LoweringError(f"tensorize on stage {stage.name}, axis {axis.name}: a reduction "
+        raise LoweringError(f"{_where(stage)}: a reduction "
                             "loop outside the tile is bound to a GPU thread axis; keep the "
                             "reduction loops serial around a tensorized tile")
     accumulator = tile.accumulator
@@ -78,11 +79,12 @@ def lower_tile(loops: StageLoops, enclosing_tags: set, reductions_outside: bool)
     plan = loops.plan
     stage = plan.stage
     axis, intrin = stage.tensorized
-    where = f"tensorize on stage {stage.name}, axis {axis.name}"
-    if axis not in stage.leaf_iter_vars:
+    where = _where(stage)
+    leaves = stage.leaf_iter_vars
+    if axis is not None and axis not in leaves:
         raise LoweringError(f"{where}: {axis.name} is no longer a loop of the stage (it was "
                             "fused or factored after tensorize); tensorize a current loop")
-    tile = Tile(plan, intrin, stage.leaf_iter_vars.index(axis), where)
+    tile = Tile(plan, intrin, len(leaves) if axis is None else leaves.index(axis), where)
     _check_tile_loops(tile, loops)
     result, bindings = _call_lower_fn(tile, loops.lowering.buffers)
     parts, accumulator = _parts(result, intrin, where)
@@ -94,11 +96,20 @@ def lower_tile(loops: StageLoops, enclosing_tags: set, reductions_outside: bool)
     return _tile_statements(tile, parts, accumulator, reductions_outside)
 
 
+def _where(stage) -> str:
+    """Names the tensorize in messages."""
+    axis = stage.tensorized[0]
+    return f"tensorize on stage {stage.name}, " + \
+        ("its body" if axis is None else f"axis {axis.name}")
+
+
 def _call_lower_fn(tile: Tile, buffers: dict):
     """What the intrinsic's lower_fn returns for the views of the tile's tensors, and the
-    values of its declared buffers' variables (`tex.lower.tile_binds`)."""
+    values of the intrinsic's variables: its variable extents (the loops'), its declared
+    buffers' variables (`tex.lower.tile_binds`) and its scalar parameters (what the
+    stage's body has in their place, which the tile's loops must not change)."""
     plan, intrin = tile.plan, tile.intrin
-    tile_var = pair_axes(tile)
+    tile_var, sizes = pair_axes(tile)
     match = BodyMatch(tile)
     if len(plan.body) != len(intrin.op.body):
         raise LoweringError(f"{tile.where}: the stage has {len(plan.body)} output(s), intrinsic "
@@ -108,12 +119,28 @@ def _call_lower_fn(tile: Tile, buffers: dict):
     inputs = [views.input(p, match) for p in intrin.inputs]
     output = views.output(intrin)
     tensors = intrin.inputs + (intrin.output,)
-    bindings = bind_buffers(tile, dict(zip(tensors, inputs + [output])), views.ranges)
+    bindings = bind_buffers(tile, dict(zip(tensors, inputs + [output])), views.ranges, sizes)
+    bindings.update(_scalar_values(tile, match, views))
     scalars = (list(intrin.scalar_params),) if intrin.scalar_params else ()
     try:
         return intrin.lower_fn(inputs, [output], *scalars), bindings
     except (LoweringError, ExprError) as e:  # the intrinsic refuses these tiles: say where
         raise LoweringError(f"{tile.where}: {e}") from e
+
+
+def _scalar_values(tile: Tile, match: BodyMatch, views: TileViews) -> dict:
+    """{scalar parameter: its value over the loops} from the body's match, checked to be
+    the same all over the tile."""
+    values = {}
+    for param, value in match.scalars.items():
+        value = substitute(value, views.root_values)
+        moving = [v for v in views.tile_vars if uses_var(value, v)]
+        if moving:
+            raise LoweringError(f"{tile.where}: intrinsic {tile.intrin.name}'s scalar "
+                                f"parameter {param.name} stands for `{value}`, which changes "
+                                f"along loop {moving[0].name} inside the tile")
+        values[param] = ops.cast(param.dtype, value)
+    return values
 
 
 def _tile_statements(tile: Tile, parts: tuple, accumulator, reductions_outside: bool):

@@ -27,17 +27,20 @@ from tex.schedule.tensorize import TileView
 from tex.visitor import substitute
 
 
-def bind_buffers(tile, views: dict, ranges: dict) -> dict:
-    """{variable: value} for the variables of `tile.intrin`'s declared buffers, after
-    checking each declaration against `views[tensor]` (see the module docstring);
-    `ranges` are the loop variables' intervals, for the simplifier."""
+def bind_buffers(tile, views: dict, ranges: dict, sizes: dict) -> dict:
+    """{variable: value} for the variables of `tile.intrin`'s declared buffers, and the
+    intrinsic's variable extents (`sizes`, bound already), after checking each
+    declaration against `views[tensor]` (see the module docstring); `ranges` are the
+    loop variables' intervals, for the simplifier."""
     binder = _Binder(ranges)
+    binder.bindings.update(sizes)
     for tensor, decl in tile.intrin.binds.items():
         view = views[tensor]
         where = (f"{tile.where}: the tile of intrinsic tensor {tensor.name} (in "
                  f"{view.buffer.name})")
         _check_scope(decl, view, where)
-        for d, (declared, actual) in enumerate(zip(_declared_strides(decl), view.strides)):
+        strides = _declared_strides(decl, binder.bindings)
+        for d, (declared, actual) in enumerate(zip(strides, view.strides)):
             if declared is not None:
                 binder.bind(declared, actual, decl,
                             what=f"{where} has stride `{actual}` along dimension {d}")
@@ -58,15 +61,18 @@ def _check_scope(decl: BufferDecl, view: TileView, where: str):
                             f"{decl.name} declares {decl.scope!r}")
 
 
-def _declared_strides(decl: BufferDecl) -> list:
-    """The declared stride of each dimension; compact row-major when none are declared,
-    with None for the dimensions of extent 1 (any stride will do)."""
+def _declared_strides(decl: BufferDecl, sizes: dict) -> list:
+    """The declared stride of each dimension; compact row-major when none are declared
+    (over the shape with the variables of `sizes` bound), with None for the dimensions
+    of extent 1 (any stride will do)."""
     if decl.strides is not None:
         return list(decl.strides)
-    strides, size = [], 1
+    strides, size = [], Const(INDEX, 1)
     for extent in reversed(decl.shape):
-        strides.insert(0, None if extent.value == 1 else Const(INDEX, size))
-        size *= extent.value
+        extent = simplify(ops.cast(INDEX, substitute(extent, sizes)))
+        one = isinstance(extent, Const) and extent.value == 1
+        strides.insert(0, None if one else size)
+        size = simplify(ops.binary("mul", size, extent))
     return strides
 
 

@@ -20,9 +20,10 @@ from tex.ir import strides_of
 from tex.lower.bound import StagePlan
 from tex.schedule.tensorize import TensorIntrin, TileView
 from tex.tensor import Tensor
-from tex.visitor import substitute
+from tex.visitor import substitute, uses_var
 
 _ZERO = Const(INDEX, 0)
+_ONE = Const(INDEX, 1)
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,26 +41,42 @@ class Tile:
         return self.plan.stage.leaf_iter_vars[self.position:]
 
 
-def pair_axes(tile: Tile) -> dict:
-    """Intrinsic axis variable -> tile loop variable, checked by kind, count and extent."""
+def pair_axes(tile: Tile) -> tuple[dict, dict]:
+    """(intrinsic axis variable -> tile loop variable, or None for a leading axis of
+    extent 1 that the tile has no loop for; intrinsic size variable -> its value): the
+    axes paired with the tile's loops by kind, count and extent, where an extent the
+    intrinsic declares as a variable takes the loop's."""
     plan, intrin, where = tile.plan, tile.intrin, tile.where
-    pairs = {}
+    pairs, sizes = {}, {}
     for kind, axes in (("data", intrin.op.axis), ("reduce", intrin.op.reduce_axis)):
         loops = [leaf for leaf in tile.leaves if leaf.kind == kind]
-        if len(loops) != len(axes):
+        missing = len(axes) - len(loops)
+        if missing < 0 or not all(_bind(iv.dom.extent, _ONE, sizes) for iv in axes[:missing]):
             raise LoweringError(
                 f"{where}: the tile has {len(loops)} {kind} loop(s) "
                 f"({', '.join(v.name for v in loops) or 'none'}) where intrinsic "
                 f"{intrin.name} has {len(axes)} ({intrin.describe()})")
-        for leaf, iv in zip(loops, axes):
+        pairs.update({iv.var: None for iv in axes[:missing]})
+        for leaf, iv in zip(loops, axes[missing:]):
             extent = plan.ranges[leaf].extent
-            if not (isinstance(extent, Const) and extent.value == iv.dom.extent.value):
+            if not _bind(iv.dom.extent, extent, sizes):
                 raise LoweringError(f"{where}: loop {leaf.name} has extent {extent} where "
                                     f"intrinsic {intrin.name}'s axis {iv.name} has "
-                                    f"{iv.dom.extent.value} (intrinsic loops: "
+                                    f"{substitute(iv.dom.extent, sizes)} (intrinsic loops: "
                                     f"{intrin.describe()})")
             pairs[iv.var] = leaf.var
-    return pairs
+    return pairs, sizes
+
+
+def _bind(declared: Expr, actual: Expr, sizes: dict) -> bool:
+    """Whether the intrinsic's extent `declared` is `actual`: a variable not yet bound in
+    `sizes` is bound to it."""
+    declared = substitute(declared, sizes)
+    if isinstance(declared, Var) and declared not in sizes:
+        sizes[declared] = ops.cast(declared.dtype, actual)
+        return True
+    difference = simplify(ops.binary("sub", ops.cast(INDEX, declared), actual))
+    return isinstance(difference, Const) and difference.value == 0
 
 
 class BodyMatch:
@@ -70,12 +87,19 @@ class BodyMatch:
         self.reads: list = []      # (stage TensorRead, intrinsic TensorRead)
         self.tensors: dict = {}    # intrinsic tensor -> stage tensor
         self.lets: dict = {}       # intrinsic Let variable -> stage Let variable
+        self.scalars: dict = {}    # intrinsic scalar parameter -> stage expression
 
     def differ(self, what: str, s, p):
         raise LoweringError(f"{self.where}: the body differs from intrinsic "
                             f"{self.intrin.name}'s: {what} (stage: `{s}`, intrinsic: `{p}`)")
 
     def expr(self, s, p):
+        if any(p is v for v in self.intrin.scalar_params):
+            known = self.scalars.setdefault(p, s)
+            if s.dtype != p.dtype or not structurally_equal(known, s):
+                self.differ(f"scalar parameter {p.name} ({p.dtype}) stands for `{known}` "
+                            f"and `{s}` ({s.dtype})", s, p)
+            return
         if type(s) is not type(p):
             self.differ(f"{_kind(s)} vs {_kind(p)}", s, p)
         if s.dtype != p.dtype:
@@ -179,27 +203,17 @@ class TileViews:
 
     def view(self, tensor, index, p_tensor, p_indices, *, what: str) -> TileView:
         """The view of `tensor` accessed at `index` (over loop variables) where the intrinsic
-        accesses its tensor `p_tensor` at `p_indices` (its axis variables)."""
+        accesses its tensor `p_tensor` at `p_indices` (over its axis variables)."""
         entry = self.buffers.get(tensor)
         if entry is None:
             raise LoweringError(f"{self.where}: tensor {tensor.name} is read but is neither "
                                 "computed by the schedule nor given in args")
         buffer = entry.buffer
         index = list(entry.index(index))
-        origin, coefs = [], []        # coefs[d][tile var] = coefficient
-        for e in index:
-            base, coef = self.affine(e, what)
-            origin.append(base)
-            coefs.append(coef)
-        used = [self.tile_var[v] for v in p_indices]
-        for d, coef in enumerate(coefs):
-            for v, c in coef.items():
-                if c and v not in used:
-                    raise LoweringError(
-                        f"{self.where}: {what} varies along loop {v.name} (index {d} is "
-                        f"`{index[d]}`), which the intrinsic's access does not index; order the "
-                        "tile's loops as the intrinsic's axes")
-        steps = tuple(tuple(coef[v] for coef in coefs) for v in used)
+        plain = all(isinstance(i, Var) and i in self.tile_var for i in p_indices) and \
+            len(set(p_indices)) == len(p_indices)
+        origin, steps = self.plain(index, p_indices, what) if plain else \
+            self.shifted(index, p_indices, what)
         strides = strides_of(buffer)
         offset = _dot(origin, strides)
         view_strides = tuple(simplify(_dot([Const(INDEX, c) for c in step], strides))
@@ -207,6 +221,50 @@ class TileViews:
         decl = self.binds.get(p_tensor)
         return TileView(buffer, simplify(offset, self.ranges), view_strides, tuple(origin),
                         steps, p_tensor.shape, p_tensor.name if decl is None else decl.name)
+
+    def plain(self, index: list, p_indices, what: str):
+        """(origin, steps) of an access the intrinsic makes with one axis per index: each
+        index of the stage's access affine in the tile's loops, varying only along the
+        loops of the axes the intrinsic's access uses."""
+        origin, coefs = [], []        # coefs[d][tile var] = coefficient
+        for e in index:
+            base, coef = self.affine(e, what)
+            origin.append(base)
+            coefs.append(coef)
+        used = [self.tile_var[v] for v in p_indices]   # None: an axis without a loop
+        for d, coef in enumerate(coefs):
+            for v, c in coef.items():
+                if c and not any(v is u for u in used):
+                    raise LoweringError(
+                        f"{self.where}: {what} varies along loop {v.name} (index {d} is "
+                        f"`{index[d]}`), which the intrinsic's access does not index; order the "
+                        "tile's loops as the intrinsic's axes")
+        steps = tuple(tuple(0 if v is None else coef[v] for coef in coefs) for v in used)
+        return origin, steps
+
+    def shifted(self, index: list, p_indices, what: str):
+        """(origin, steps) of an access the intrinsic makes with other index expressions
+        (`x[j // 3 + i % 3, ...]`): the stage's last indices must be the same expressions
+        of the tile's loops, each shifted by an amount the tile's loops do not change (the
+        origin), and its first indices, if it has more, must not change in the tile."""
+        lead = len(index) - len(p_indices)
+        if lead < 0:
+            raise LoweringError(f"{self.where}: {what} has {len(index)} index(es) where the "
+                                f"intrinsic's access `{', '.join(map(str, p_indices))}` has "
+                                f"{len(p_indices)}")
+        loop_of = {p: _ZERO if v is None else v for p, v in self.tile_var.items()}
+        expected = [_ZERO] * lead + [substitute(p, loop_of) for p in p_indices]
+        origin = []
+        for d, (e, p_index) in enumerate(zip(index, expected)):
+            shift = simplify(ops.binary("sub", e, p_index), self.ranges)
+            if any(uses_var(shift, v) for v in self.tile_vars):
+                raise LoweringError(f"{self.where}: index {d} of {what} (`{e}`) is not the "
+                                    f"intrinsic's `{p_index}` of the tile's loops plus an "
+                                    "amount the tile does not change")
+            origin.append(shift)
+        steps = tuple(tuple(int(d == lead + e) for d in range(len(index)))
+                      for e in range(len(p_indices)))
+        return origin, steps
 
     def affine(self, e, what: str):
         """(base, {tile var: coefficient}) with `e == base + sum(coef * var)`, or an error."""

@@ -20,6 +20,7 @@ from tex.schedule.relations import pass_down, pass_down_values, pass_up, split_g
 from tex.schedule.scan import ScanStage, attach_steps
 from tex.schedule.stage import SCOPES, Stage
 from tex.tensor import CommReducer, ComputeOp, ExternOp, IterVar, PlaceholderOp, Range, Tensor
+from tex.tensor_compute import TensorIntrinUse
 from tex.visitor import substitute, transform
 
 
@@ -143,7 +144,7 @@ class Schedule:
                 return TensorRead(mapping[node.tensor], indices)
             return None
         body = tuple(transform(b, swap) for b in stage.op.body)
-        new_op = stage.op.with_body(body)
+        new_op = stage.op.with_body(body, tensor_intrin=stage.op.tensor_intrin)
         self._stage_by_op[new_op] = stage
         stage.op = new_op
         self.version += 1
@@ -233,13 +234,15 @@ class Schedule:
         order = _permutation(axis_order, len(leaves), "cache_write", names)
         axis = tuple(IterVar(Var(leaves[d].name), Range(Const(INDEX, 0), ranges[leaves[d]].extent),
                              "data") for d in order)
-        new_vars = {leaves[d]: a.var for d, a in zip(order, axis)}
+        new_axes = {leaves[d]: a for d, a in zip(order, axis)}
+        new_vars = {leaf: a.var for leaf, a in new_axes.items()}
         values = pass_up(data_relations, leaves, ranges, new_vars)
         remap = {iv.var: simplify(values[iv]) for iv in old.axis}
         guards = [guard for _, guard in split_guards(data_relations, ranges, values)]
         body = tuple(_guarded(_remap_reduce_domains(substitute(b, remap), remap), guards)
                      for b in old.body)
-        cache = ComputeOp(f"{old.name}_{scope}", axis, body)
+        cache = ComputeOp(f"{old.name}_{scope}", axis, body,
+                          tensor_intrin=_moved_intrin_use(stage, new_axes))
         cache_stage = Stage.of(cache, self)
         cache_stage.scope = _scope(scope, "cache_write", names)
         self._add(cache_stage, self.stages.index(stage))
@@ -358,6 +361,17 @@ def _reduce_axis_over(leaf: IterVar, dom: Range) -> IterVar:
     if leaf.dom is dom:
         return leaf
     return IterVar(leaf.var, Range(Const(INDEX, 0), dom.extent), "reduce")
+
+
+def _moved_intrin_use(stage: Stage, new_axes: dict) -> TensorIntrinUse | None:
+    """The intrinsic call of `stage`'s op for its cache (cache_write), over the cache's
+    axes `new_axes` (by the stage's leaf they stand for); None when the op calls none, or
+    when the stage no longer tensorizes it whole (an inner axis was split)."""
+    use = stage.op.tensor_intrin
+    if use is None or stage.tensorized is None or stage.tensorized[1] is not use.intrin or \
+            not all(v in new_axes or v.kind == "reduce" for v in use.inner):
+        return None
+    return TensorIntrinUse(use.intrin, tuple(new_axes.get(v, v) for v in use.inner))
 
 
 def _check_tensor(primitive: str, tensor):

@@ -86,8 +86,16 @@ class Stage:
 
     @classmethod
     def of(cls, op, schedule, origin_op=None) -> "Stage":
+        """The stage of `op`, its loops in declared order: data axes, then reduction axes.
+        A compute that calls a tensor intrinsic (`op.tensor_intrin`) has the intrinsic's
+        axes innermost instead, tensorized with it (or, with none, its body is)."""
         stage = cls(op, origin_op or op, schedule)
         stage.leaf_iter_vars = list(op.axis) + list(op.reduce_axis)
+        use = getattr(op, "tensor_intrin", None)
+        if use is not None:
+            outer = [v for v in stage.leaf_iter_vars if v not in use.inner]
+            stage.leaf_iter_vars = outer + list(use.inner)
+            stage.tensorized = (use.inner[0] if use.inner else None, use.intrin)
         return stage
 
     @property
@@ -707,7 +715,8 @@ class Stage:
         for iv, strategy in self.reduce_strategies.items():
             lines.append(f"reduce_strategy({iv.name}, {strategy!r})")
         if self.tensorized is not None:
-            lines.append(f"tensorize({self.tensorized[0].name}, {self.tensorized[1].name})")
+            axis, intrin = self.tensorized
+            lines.append(f"tensorize({'body' if axis is None else axis.name}, {intrin.name})")
         if self.scope != "global":
             lines.append(f"set_scope({self.scope!r})")
         if self.double_buffered:

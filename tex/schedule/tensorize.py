@@ -1,8 +1,8 @@
 """Tensorize: a stage's innermost loops replaced by a declared intrinsic.
 
 `decl_tensor_intrin(C, lower_fn, name)` declares that the small computation
-`C` (a `tex.compute` over placeholders, every axis of constant extent) is done
-by an intrinsic; `s[T].tensorize(axis, intrin)` asks for the loops of stage
+`C` (a `tex.compute` over placeholders, every axis from 0) is done by an
+intrinsic; `s[T].tensorize(axis, intrin)` asks for the loops of stage
 T from `axis` inward (the *tile*) to be replaced by it. This module holds
 what a user declares and what `lower_fn` works with (`TileView`,
 `Accumulator`, `loop_nest`); lowering (`tex.lower.tile`) checks that tile
@@ -15,19 +15,27 @@ axis and what differs):
 1. **Loops.** The tile's data loops, in loop order, pair with the
    intrinsic's data axes (`C.op.axis`) in order; its reduction loops, in
    order, with the intrinsic's reduction axes. Data and reduction loops may
-   interleave; the extents must be equal. No loop of the tile is bound,
-   annotated or hosts a stage computed at it, and no guard depends on a loop
-   of the tile: the tile never strays outside the domain (splits divide).
+   interleave; the extents must be equal (an extent the intrinsic declares
+   as a variable, `(n,)`, is bound to the loop's), and leading axes of
+   extent 1 may have no loop (a tile of no loops is the stage's body). No
+   loop of the tile is bound, annotated or hosts a stage computed at it,
+   and no guard depends on a loop of the tile: the tile never strays
+   outside the domain (splits divide).
 2. **Body.** The stage's body is the intrinsic's with tensors and index
    variables renamed: the same operations, constants, casts, reducer and
    dtypes, with tensors read in the same places. Index variables may appear
-   only in tensor indices.
-3. **Accesses.** The intrinsic's tensors are indexed plainly: each index is
-   one of its axes, no axis twice in one access (`P[i, k]`). Each index of
-   the matching access of the stage (and of its output), as a function of
-   the tile's loop variables, is affine with constant coefficients, and
-   varies only along tile loops whose intrinsic axes the intrinsic's access
-   uses. The coefficients and the buffer's strides give the view's strides.
+   only in tensor indices. Where the intrinsic has one of its `scalar_params`,
+   the stage may have any expression that the tile's loops do not change:
+   lowering binds the parameter to it.
+3. **Accesses.** Where the intrinsic indexes a tensor plainly (each index
+   one of its axes, no axis twice: `P[i, k]`), each index of the matching
+   access of the stage (and of its output), as a function of the tile's
+   loop variables, is affine with constant coefficients, and varies only
+   along tile loops whose intrinsic axes the intrinsic's access uses; the
+   coefficients and the buffer's strides give the view's strides. Where it
+   uses other index expressions (`P[j // 3 + i % 3, ...]`), the stage's last
+   indices must be the same expressions of the tile's loops plus amounts
+   the tile does not change (the view's origin), its other indices fixed.
 4. **Threads.** An intrinsic whose statements bind a thread axis themselves
    (a warp's lanes: `threadIdx.x(32)`) owns that axis: no loop around the
    tile is bound to it, and no stage of the kernel binds it to more threads
@@ -54,14 +62,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tex import ops
+from tex.arith import simplify
 from tex.buffer_decl import BufferDecl, decl_buffer
 from tex.dtype import INDEX, as_dtype
 from tex.errors import ExprError, LoweringError, ScheduleError
-from tex.expr import Const, Expr, TensorRead, Var
+from tex.expr import Const, Expr, Var, structurally_equal
 from tex.ir import Buffer, For, Load, Stmt, Store, strides_of
-from tex.ir_builder import AccessPtr, access_mode
+from tex.ir_builder import AccessPtr, BufferView, access_mode
 from tex.tensor import ComputeOp, PlaceholderOp, Tensor
-from tex.visitor import collect
+from tex.tensor_compute import TensorIntrinCall
 
 _ZERO = Const(INDEX, 0)
 
@@ -71,7 +80,7 @@ def _indices(begin) -> tuple:
 
 
 @dataclass(frozen=True, eq=False)
-class TileView:
+class TileView(BufferView):
     """Where one tensor of an intrinsic lies in a buffer of the lowered program.
 
     Element `x = (x_0, ..., x_r-1)` of the intrinsic's tensor (rank r, `shape`)
@@ -86,7 +95,8 @@ class TileView:
     It is also what TE's `intrin_func(ins, outs)` receives as a bound buffer:
     `access_ptr(mode)` and `data` are pointers for `tex.tir.call_extern`,
     `elem_offset` is `offset`, `vload`/`vstore` read and write elements, and
-    `name` is the declared buffer's name (or the tensor's).
+    `name` is the declared buffer's name (or the tensor's). `tex.call_packed`
+    takes a compact one as an array of its shape.
     """
 
     buffer: Buffer
@@ -218,13 +228,21 @@ class TensorIntrin:
         their reducer's identity, so there is none. TVM: `TensorIntrin.reduce_init`."""
         return None
 
+    def __call__(self, *args, reduce_axis=(), scalar_inputs=None) -> TensorIntrinCall:
+        """The intrinsic applied to regions of tensors (`A[i, 0:16]`) and scalar inputs
+        (one per scalar parameter, in order, or given as `scalar_inputs`), over the
+        reduction axes `reduce_axis` outside it: what a `tex.compute` whose function
+        takes fewer indices than its shape has dimensions returns (`tex.tensor_compute`
+        has the rules). TVM: `TensorIntrin.__call__`."""
+        return TensorIntrinCall.of(self, args, reduce_axis, scalar_inputs)
+
     def __repr__(self):
         return f"TensorIntrin({self.name})"
 
     def describe(self) -> str:
         """The intrinsic's loops, e.g. `i(16), j(16), k(16, reduce)`."""
-        data = [f"{iv.name}({iv.dom.extent.value})" for iv in self.op.axis]
-        red = [f"{iv.name}({iv.dom.extent.value}, reduce)" for iv in self.op.reduce_axis]
+        data = [f"{iv.name}({iv.dom.extent})" for iv in self.op.axis]
+        red = [f"{iv.name}({iv.dom.extent}, reduce)" for iv in self.op.reduce_axis]
         return ", ".join(data + red)
 
 
@@ -234,8 +252,8 @@ def decl_tensor_intrin(compute, lower_fn, name: str | None = None, binds: dict |
     """Declare that the computation `compute` is carried out by an intrinsic.
 
     `compute` is a tensor made by `tex.compute` (or its operation) over
-    `tex.placeholder`s, with one output, every axis of constant extent
-    starting at 0, and plain accesses (each index one axis: `A[i, k]`).
+    `tex.placeholder`s, with one output and every axis starting at 0 (its
+    extents constants or variables, bound to a tile's loop extents).
     `lower_fn(inputs, outputs)` gets a `TileView` per input (in first-use
     order, `TensorIntrin.inputs`) and one for the output, and returns loop
     IR: TVM's `(body, reset, update)`, any of which may be None (a single
@@ -253,14 +271,16 @@ def decl_tensor_intrin(compute, lower_fn, name: str | None = None, binds: dict |
     stride and offset variables are bound to the tile's);
     `default_buffer_params` (decl_buffer's keywords) declares the tensors
     that `binds` leaves out, compact. `scalar_params`, variables, are
-    passed to `lower_fn` as a third argument; tensorize binds no value to
-    them, so those left in its statements must be sizes of the kernel.
+    passed to `lower_fn` as a third argument; lowering binds each to what
+    the stage's body has in its place (a call inside `compute` passes them:
+    `intrin(A[i, 0:16], 2.0)`, see `tex.tensor_compute`).
 
         a = tex.placeholder((16, 16), "float16"); b = ...
         k = tex.reduce_axis((0, 16))
         c = tex.compute((16, 16), lambda i, j: tex.sum(..., axis=k))
         mma = tex.decl_tensor_intrin(c, lower_fn, name="mma16")
         s[C].tensorize(i_inner, mma)
+        D = tex.compute((n, 16), lambda i: vadd(A[i, 0:16], B[i, 0:16]))  # a call
 
     Raises ScheduleError when an argument breaks one of those rules.
     TVM: `te.decl_tensor_intrin`.
@@ -283,23 +303,17 @@ def decl_tensor_intrin(compute, lower_fn, name: str | None = None, binds: dict |
 
 
 def _check_computation(op: ComputeOp, where: str):
-    """One output, axes over [0, constant), placeholders read with plain indices."""
+    """One output, axes over [0, extent), placeholders read."""
     if op.num_outputs != 1:
         raise ScheduleError(f"{where}: the computation must have one output, it has "
                             f"{op.num_outputs}")
     for iv in op.axis + op.reduce_axis:
-        if not (isinstance(iv.dom.extent, Const) and isinstance(iv.dom.min, Const)
-                and iv.dom.min.value == 0):
-            raise ScheduleError(f"{where}: axis {iv.name} must run over [0, constant), got "
+        if not (isinstance(iv.dom.min, Const) and iv.dom.min.value == 0):
+            raise ScheduleError(f"{where}: axis {iv.name} must run over [0, extent), got "
                                 f"min {iv.dom.min}, extent {iv.dom.extent}")
-    axes = {iv.var for iv in op.axis + op.reduce_axis}
     for t in op.input_tensors:
         if not isinstance(t.op, PlaceholderOp):
             raise ScheduleError(f"{where}: it reads {t.name}, which is not a placeholder")
-    for read in collect(op.body[0], lambda n: isinstance(n, TensorRead)):
-        if not all(i in axes for i in read.indices) or len(set(read.indices)) != len(read.indices):
-            raise ScheduleError(f"{where}: access {read} must index with distinct axes only "
-                                "(one axis per index)")
 
 
 def _declared_buffers(op: ComputeOp, binds, defaults, where: str) -> dict:
@@ -331,8 +345,7 @@ def _declared_buffers(op: ComputeOp, binds, defaults, where: str) -> dict:
 def _check_declaration(t: Tensor, decl: BufferDecl, where: str):
     """The declaration has the tensor's dtype and shape."""
     same_shape = len(decl.shape) == len(t.shape) and all(
-        isinstance(a, Const) and isinstance(b, Const) and a.value == b.value
-        for a, b in zip(decl.shape, t.shape))
+        structurally_equal(simplify(a), simplify(b)) for a, b in zip(decl.shape, t.shape))
     if decl.dtype != t.dtype or not same_shape:
         raise ScheduleError(f"{where}: buffer {decl.name} is declared {decl.dtype}"
                             f"{_dims(decl.shape)} for tensor {t.name}, which is {t.dtype}"
