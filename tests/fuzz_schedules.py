@@ -296,7 +296,7 @@ class _ScheduleWriter:
         """Phase 5 on a GPU (see the module docstring)."""
         leaves, rng = stage.leaf_iter_vars, self.rng
         extents = constant_extents(stage)
-        if leaves[0].kind != "data":  # threads may not start inside a reduction: data first
+        if leaves[0].kind != "data":  # blockIdx.x takes the first loop, a data loop
             order = [v for v in leaves if v.kind == "data"] + \
                 [v for v in leaves if v.kind == "reduce"]
             if order[0].kind != "data":

@@ -286,6 +286,14 @@ def test_double2_and_int2_vector_access():
     assert "const int2 A_vec = *(const int2*)(A + (i * 4 + 2));" in src
 
 
+def test_half2_vector_access_where_aligned():
+    src = vector_copy(2, dtype=float16, lanes=2).source
+    assert "const half2 A_vec = *(const half2*)(A + (i * 4 + 2));" in src
+    assert "*(half2*)(B + i * 4) = make_half2(A_vec.x * __float2half(2.0f), " in src
+    src = vector_copy(1, dtype=float16, lanes=2).source
+    assert "half2 A_vec" not in src and "A[i * 4 + 1] * __float2half(2.0f)" in src
+
+
 def test_vector_reduce_and_shifting_vector_store():
     A = Buffer("A", float32, (i64(64),))
     S = Buffer("S", float32, (i64(16),))

@@ -124,17 +124,35 @@ def test_compute_at_non_consumer():
     D = tex.compute((8,), lambda i: B[i] * 3.0, name="D")
     E = tex.compute((8,), lambda i: C[i] * 3.0, name="E")
     s = tex.create_schedule([D.op, E.op])
-    with raises(tex.ScheduleError, "stage C", "stage D does not use C"):
-        s[C].compute_at(s[D], D.op.axis[0])
+    s[C].compute_at(s[D], D.op.axis[0])  # recorded, as in TE; refused when lowering
+    with raises(tex.LoweringError, "stage C", "stage D does not use C"):
+        tex.lower(s, [A, D, E])
 
 
 def test_compute_at_self_and_output():
     A, B, C, k = two_stages()
     s = tex.create_schedule(C.op)
-    with raises(tex.ScheduleError, "stage B", "inside itself"):
-        s[B].compute_at(s[B], B.op.axis[0])
-    with raises(tex.ScheduleError, "stage C", "output"):
-        s[C].compute_at(s[B], B.op.axis[0])
+    s[B].compute_at(s[B], B.op.axis[0])
+    with raises(tex.LoweringError, "stage B", "inside itself"):
+        tex.lower(s, [A, C])
+    s[B].compute_root()
+    s[C].compute_at(s[B], B.op.axis[0])
+    with raises(tex.LoweringError, "stage C", "output"):
+        tex.lower(s, [A, C])
+
+
+def test_compute_at_each_other():
+    """Two stages computed at each other's loops: a cycle, refused when lowering (in TE
+    too), and never followed round forever."""
+    A = tex.compute((16, 16), lambda i, j: 1.0, name="A")
+    B = tex.compute((16, 16), lambda i, j: 2.0, name="B")
+    C = tex.compute((16, 16), lambda i, j: A[i, j] + B[i, j], name="C")
+    D = tex.compute((16, 16), lambda i, j: C[i, j] * 2.0, name="D")
+    s = tex.create_schedule(D.op)
+    s[A].compute_at(s[C], C.op.axis[0])
+    s[C].compute_at(s[A], A.op.axis[0])
+    with raises(tex.LoweringError, "compute_at of stage C", "stage A does not use C"):
+        tex.lower(s, [D])
 
 
 def test_compute_at_axis_of_the_wrong_stage():

@@ -283,17 +283,46 @@ def test_shared_or_local_stage_at_the_root_of_a_gpu_schedule_is_refused():
     assert "a_local = allocate(float32[1], 'local')" in lowered(s, [a, b])
 
 
-def test_data_loop_bound_inside_a_reduction_is_refused():
-    s, a, out, k = row_sums()
-    s[out].reorder(k, out.op.axis[0])
-    s[out].bind(out.op.axis[0], tex.thread_axis("threadIdx.x"))
-    with pytest.raises(tex.LoweringError, match="data loop i is bound to threadIdx.x inside a "
-                                                "reduction loop"):
-        lowered(s, [a, out])
-
-
 # --- found by running GPU schedules in the CPU simulator -------------------------------------
 needs_compiler = pytest.mark.skipif(cuda_simulator.compiler() is None, reason="needs g++")
+
+
+@needs_compiler
+def test_data_loops_bound_inside_a_reduction_loop_run_it_in_each_thread():
+    """As in TE, the reduction loop k may be outside the loops bound to blocks and threads:
+    each thread first stores the identity of its own points (the init copies of the loops,
+    bound to the same axes), then runs k and adds to them."""
+    s, a, out, k = row_sums(rows=100, cols=37)
+    s[out].reorder(k, out.op.axis[0])
+    blocks, threads = s[out].split(out.op.axis[0], factor=32)
+    s[out].bind(blocks, tex.thread_axis("blockIdx.x"))
+    s[out].bind(threads, tex.thread_axis("threadIdx.x"))
+    text = lowered(s, [a, out])
+    assert "for i_outer_init in blockIdx.x(4):" in text
+    assert re.search(r"for k in range\(37\):\n +for i_outer in blockIdx.x\(4\):", text), text
+    data = np.random.default_rng(0).standard_normal((100, 37)).astype("float32")
+    kernel = tex.build(s, [a, out], target="cuda")
+    np.testing.assert_allclose(kernel.simulate(data), data.sum(axis=1), rtol=1e-5, atol=1e-5)
+
+
+@needs_compiler
+def test_a_shared_tile_fetched_in_a_reduction_loop_outside_the_bound_loops():
+    """k_outer runs outside the block and thread loops; each block's tile of `a` is fetched
+    into shared memory at the block loop, once per k_outer, between barriers."""
+    s, a, out, k = row_sums(rows=100, cols=37)
+    a_shared = s.cache_read(a, "shared", [out])
+    ko, ki = s[out].split(k, factor=8)
+    blocks, threads = s[out].split(out.op.axis[0], factor=32)
+    s[out].reorder(ko, blocks, threads, ki)
+    tx = tex.thread_axis("threadIdx.x")
+    s[out].bind(blocks, tex.thread_axis("blockIdx.x"))
+    s[out].bind(threads, tx)
+    s[a_shared].compute_at(s[out], blocks)
+    s[a_shared].bind(s[a_shared].split(a_shared.op.axis[0], factor=32)[1], tx)
+    data = np.random.default_rng(1).standard_normal((100, 37)).astype("float32")
+    kernel = tex.build(s, [a, out], target="cuda")
+    assert kernel.get_source("cuda").count("__syncthreads();") == 2
+    np.testing.assert_allclose(kernel.simulate(data), data.sum(axis=1), rtol=1e-5, atol=1e-5)
 
 
 @needs_compiler

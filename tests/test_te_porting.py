@@ -578,3 +578,101 @@ def test_allocations_show_their_extents_as_in_te():
     a, out = random_array((128,)), np.zeros(128, "float32")
     tex.build(s, [A, C], target="cuda").simulate(a, out)
     np.testing.assert_allclose(out, a + 3.0, rtol=1e-6)
+
+
+def test_a_compute_at_is_checked_when_lowering_so_a_later_one_corrects_it():
+    """As in TE, `compute_at` records where a stage goes and lowering judges it: B computed
+    inside itself, then moved to a loop of its consumer, lowers and computes."""
+    A = tex.placeholder((37, 10), name="A")
+    B = tex.compute((37, 10), lambda i, j: A[i, j] * 2.0, name="B")
+    C = tex.compute((37, 10), lambda i, j: B[i, j] + 1.0, name="C")
+    s = tex.create_schedule(C.op)
+    s[B].compute_at(s[B], B.op.axis[0])
+    with pytest.raises(tex.LoweringError, match="stage B: a stage cannot be computed inside"):
+        tex.lower(s, [A, C])
+    outer, _ = s[C].split(C.op.axis[0], factor=8)
+    s[B].compute_at(s[C], outer)
+    a = random_array((37, 10))
+    check(s, [A, C], [a], a * 2 + 1)
+
+
+def test_loop_program_nodes_answer_te_field_names():
+    """`For.body`/`loop_var`, `IfThenElse.condition`/`then_case`/`else_case` and `SeqStmt`'s
+    `seq` and `[i]` read the same parts of tex's nodes as of TE's."""
+    A = tex.placeholder((37,), name="A")
+    B = tex.compute((37,), lambda i: A[i] + 1.0, name="B")
+    C = tex.compute((37,), lambda i: B[i] * 2.0, name="C")
+    s = tex.create_schedule(C.op)
+    outer, inner = s[C].split(C.op.axis[0], factor=8)
+    s[B].compute_at(s[C], inner)
+    loop = tex.lower(s, [A, B, C])["main"].body
+    assert isinstance(loop, tex.ir.For) and loop.loop_var is loop.var and loop.extent.value == 5
+    inner_loop = loop.body
+    assert isinstance(inner_loop, tex.ir.For) and inner_loop.loop_var.name == "i_inner"
+    both = inner_loop.body  # B's guarded store, then C's
+    assert isinstance(both, tex.ir.Seq) and both.seq == both.stmts and len(both.seq) == 2
+    for guard, name in zip(both.seq, "BC"):
+        assert isinstance(guard, tex.ir.IfThenElse) and guard.else_case is None
+        assert guard.condition is guard.cond and "< 37" in str(guard.condition)
+        assert guard.then_case is guard.then_body and guard.then_case.buffer.name == name
+    store = both[1].then_case
+    assert isinstance(store.value, tex.expr.Expr) and len(store.indices) == 1
+    a = random_array((37,))
+    check(s, [A, B, C], [a], [a + 1, (a + 1) * 2])
+
+
+@pytest.mark.parametrize("offset", [1, 2])
+def test_a_vectorized_float16_copy_reads_pairs_only_where_aligned(offset):
+    """C[i] = A[i + offset] * 2 in float16, two lanes a thread: at an even offset each
+    thread reads and writes one aligned `half2`, at an odd one it reads lane by lane (TE's
+    codegen test of unaligned vector loads)."""
+    A = tex.placeholder((40,), name="A", dtype="float16")
+    C = tex.compute((37,), lambda i: A[i + offset] * tex.const(2, "float16"), name="C")
+    s = tex.create_schedule(C.op)
+    threads, lanes = s[C].split(C.op.axis[0], factor=2)
+    s[C].bind(threads, tex.thread_axis("threadIdx.x"))
+    s[C].vectorize(lanes)
+    f = tex.build(s, [A, C], target="cuda")
+    reads_pairs = f"*(const half2*)(A + (i_outer * 2 + {offset}))" in f.get_source("cuda")
+    assert reads_pairs == (offset == 2)
+    a, out = random_array((40,), "float16"), np.zeros(37, "float16")
+    f.simulate(a, out)
+    np.testing.assert_array_equal(out, a[offset:offset + 37] * np.float16(2))
+
+
+def test_target_cuda_builds_the_cuda_target_as_tvm_target_cuda_does():
+    assert tex.target.cuda(arch="sm_75").arch == "sm_75"
+    assert tex.target.cuda(options=["-arch=sm_86"]) == tex.Target("cuda -arch=sm_86")
+    with pytest.raises(tex.BuildError, match="bad CUDA architecture"):
+        tex.target.cuda(arch="volta")
+    n, k = 250, 37  # B[i] = A[i // 37], four lanes a thread, the last thread's partly past n
+    A = tex.placeholder((n,), name="A")
+    B = tex.compute((n,), lambda i: A[i // k], name="B")
+    with tex.target.cuda() as target:
+        s = tex.create_schedule(B.op)
+        xo, xi = s[B].split(B.op.axis[0], nparts=1)
+        xio, xii = s[B].split(xi, factor=4)
+        s[B].vectorize(xii)
+        s[B].bind(xo, tex.thread_axis("blockIdx.x"))
+        s[B].bind(xio, tex.thread_axis("threadIdx.x"))
+        f = tex.build(s, [A, B], target)
+    a, out = random_array((n,)), np.zeros(n, "float32")
+    f.simulate(a, out)
+    np.testing.assert_array_equal(out, a[np.arange(n) // k])
+
+
+@pytest.mark.parametrize("target", ["llvm", "cuda"])
+def test_power_is_pow(target):
+    A = tex.placeholder((37,), name="A")
+    B = tex.compute((37,), lambda i: tex.power(A[i], tex.const(2.5, "float32")), name="B")
+    s = tex.create_schedule(B.op)
+    a = np.abs(random_array((37,))) + 0.5
+    if target == "llvm":
+        check(s, [A, B], [a], np.power(a, 2.5), rtol=1e-5)
+        return
+    outer, inner = s[B].split(B.op.axis[0], factor=8)
+    s[B].bind(outer, tex.thread_axis("blockIdx.x"))
+    s[B].bind(inner, tex.thread_axis("threadIdx.x"))
+    out = np.zeros(37, "float32")
+    tex.build(s, [A, B], target="cuda").simulate(a, out)
+    np.testing.assert_allclose(out, np.power(a, 2.5), rtol=1e-5)

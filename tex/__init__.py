@@ -49,6 +49,7 @@ def erf(x): return _ops.call("erf", x)
 def floor(x): return _ops.rounding("floor", x)
 def ceil(x): return _ops.rounding("ceil", x)
 def pow(x, y): return _ops.call("pow", x, y)  # noqa: A001
+power = pow  # TE's name
 def fmax(x, y): return _ops.call("fmax", x, y)  # NaN ignored, as np.fmax; tex.max keeps it
 def fmin(x, y): return _ops.call("fmin", x, y)  # NaN ignored, as np.fmin; tex.min keeps it
 def abs(x): return _ops.abs_(x)  # noqa: A001
@@ -94,9 +95,9 @@ __all__ = [
     "indexdiv", "indexmod", "InferBound", "isfinite", "isinf", "isnan", "IterVar", "ldexp",
     "Library", "load_library", "log", "log10", "log1p", "log2", "lower", "LoweringError", "max",
     "max_value", "min", "min_value", "nd", "nearbyint", "nextafter", "PackedFuncError",
-    "placeholder", "popcount", "pow", "Range", "reduce_axis", "register_func",
+    "placeholder", "popcount", "pow", "power", "Range", "reduce_axis", "register_func",
     "register_intrin_lowering", "register_op_attr", "round", "rsqrt", "scan", "Schedule",
     "schedule_to_module", "ScheduleError", "ScheduleOps", "select", "sigmoid", "sin", "sinh",
     "size_var", "sqrt", "Stage", "sum", "synchronize", "tan", "tanh", "Target", "Tensor",
-    "TexError", "thread_axis", "tir", "trunc", "truncdiv", "truncmod", "TVMError", "var", "Var",
+    "TexError", "thread_axis", "tir", "trunc", "truncdiv", "truncmod", "TVMError", "Var", "var",
 ]

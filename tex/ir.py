@@ -213,6 +213,11 @@ class For(Stmt):
                             f"{THREAD_TAGS}, other loops none; got kind {self.kind!r}, "
                             f"tag {self.thread_tag!r}")
 
+    @property
+    def loop_var(self) -> Var:
+        """`var`. TVM: `For.loop_var`."""
+        return self.var
+
 
 @dataclass(frozen=True, eq=False, slots=True, repr=False)
 class Store(Stmt):
@@ -308,6 +313,8 @@ class Allocate(Stmt):
 
 @dataclass(frozen=True, eq=False, slots=True, repr=False)
 class IfThenElse(Stmt):
+    """`if cond: then_body else: else_body` (no else when `else_body` is None)."""
+
     cond: Expr
     then_body: Stmt
     else_body: Stmt | None = None
@@ -315,6 +322,21 @@ class IfThenElse(Stmt):
     def __post_init__(self):
         if self.cond.dtype.element.kind != "bool":
             raise ExprError(f"branch condition must be bool, got {self.cond.dtype}")
+
+    @property
+    def condition(self) -> Expr:
+        """`cond`. TVM: `IfThenElse.condition`."""
+        return self.cond
+
+    @property
+    def then_case(self) -> Stmt:
+        """`then_body`. TVM: `IfThenElse.then_case`."""
+        return self.then_body
+
+    @property
+    def else_case(self) -> Stmt | None:
+        """`else_body`. TVM: `IfThenElse.else_case`."""
+        return self.else_body
 
 
 @dataclass(frozen=True, eq=False, slots=True, repr=False)
@@ -328,10 +350,17 @@ class LetStmt(Stmt):
 
 @dataclass(frozen=True, eq=False, slots=True, repr=False)
 class Seq(Stmt):
+    """`stmts`, one after the other."""
+
     stmts: tuple[Stmt, ...]
 
     def __len__(self) -> int:
         return len(self.stmts)
+
+    @property
+    def seq(self) -> tuple[Stmt, ...]:
+        """`stmts`. TVM: `SeqStmt.seq`."""
+        return self.stmts
 
     def __getitem__(self, index: int) -> Stmt:
         """The statement at `index` (TVM: `SeqStmt[index]`)."""

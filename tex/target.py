@@ -25,6 +25,7 @@ Options of `llvm`:
 
 Options of `cuda`: ``-arch=sm_NN`` (default: the architecture of the first GPU
 present, else sm_80, so that building works on a machine without one).
+`cuda(arch="sm_90")` builds the same target, as TVM's `tvm.target.cuda` does.
 
 `str(target)` is canonical (options in a fixed order, ``-mcpu=native``
 dropped), round-trips through `Target(...)`, and is what targets compare and
@@ -254,6 +255,18 @@ def as_target(target) -> Target:
         return _parse_cached(target)
     raise BuildError(f"expected a Target or a target string, got {type(target).__name__} "
                      f"{target!r}")
+
+
+def cuda(model: str = "unknown", arch: str | None = None, options=None) -> Target:
+    """The CUDA target `Target("cuda -arch=ARCH OPTIONS")`: without `arch`, the present
+    GPU's architecture (else sm_80); `options` is a string or a list of further options.
+    `model` names the GPU for TVM's tuning logs; tex's records name the architecture
+    instead, so it is accepted and not kept. TVM: `tvm.target.cuda`."""
+    if not isinstance(model, str):
+        raise BuildError(f"tex.target.cuda: model must be a string, got {model!r}")
+    extra = [options] if isinstance(options, str) else list(options or [])
+    arch_option = [] if arch is None else [f"-arch={arch}"]
+    return Target(" ".join(["cuda", *arch_option, *extra]))
 
 
 def _host_target(host, spec: str) -> Target:

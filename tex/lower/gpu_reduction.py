@@ -51,7 +51,8 @@ class Binding:
 def reduced_across_threads(stage, first: int | None) -> bool:
     """Whether a reduction loop of `stage` (from leaf position `first`) is bound to a GPU
     thread axis."""
-    return first is not None and any(v in stage.bindings for v in stage.leaf_iter_vars[first:])
+    return first is not None and any(v in stage.bindings and v.kind == "reduce"
+                                     for v in stage.leaf_iter_vars[first:])
 
 
 def gpu_reduction_nest(loops: StageLoops, first: int):

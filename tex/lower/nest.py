@@ -9,7 +9,11 @@ computed at a loop is placed at the top of that loop's body, with its
 buffers allocated around the rest of it; loops asked to prefetch or to
 double-buffer are marked for the passes that do it (`tex.lower.loop_marks`).
 Where a data axis is fused with a reduction axis, the identity is stored
-under `first_visit` next to the update instead of in an init nest.
+under `first_visit` next to the update instead of in an init nest. A data
+loop bound to a GPU thread axis may lie inside the reduction loops: its copy
+in the init nest is bound to the same axis, so each thread stores the
+identity of the points it then updates (as TE, which starts those threads
+inside the serial reduction loop).
 A reduction with a reduction loop bound to a GPU thread axis is built by
 `tex.lower.gpu_reduction`, a tensorized tile by `tex.lower.tile`.
 """
@@ -185,19 +189,10 @@ def point_body(plan: StagePlan, lowering: Lowering) -> tuple:
 
 
 def reduction_start(stage) -> int | None:
-    """Position of the first reduction loop among `stage`'s leaves (None: no reduction),
-    checked: no data loop inside it is bound to a GPU thread axis."""
-    leaves = stage.leaf_iter_vars
+    """Position of the first reduction loop among `stage`'s leaves (None: no reduction)."""
     if not stage.op.reduce_axis:
         return None
-    first = next(i for i, v in enumerate(leaves) if v.kind == "reduce")
-    for v in leaves[first:]:
-        if v.kind == "data" and v in stage.bindings:
-            raise LoweringError(f"stage {stage.name}: data loop {v.name} is bound to "
-                                f"{stage.bindings[v]} inside a reduction loop, where threads "
-                                "would start accumulating before others set the initial "
-                                "values; reorder it outside the reduction loops")
-    return first
+    return next(i for i, v in enumerate(stage.leaf_iter_vars) if v.kind == "reduce")
 
 
 def stage_nest(loops: StageLoops, one_thread=None):

@@ -3,9 +3,10 @@
 `schedule_to_func(schedule, args)`:
 
 1. `inline_stages`: inlined stages substituted into their readers;
-2. `check_scan_placement`, `check_attach`: each scan's stages where its steps
-   run in order (`tex.lower.scan`), each compute_at legal (the target has
-   the loop, every consumer lies inside it);
+2. `check_attach_targets`, `check_scan_placement`, `check_attach`: each
+   compute_at names a consumer of its stage (`tex.lower.stages`), each scan's
+   stages where its steps run in order (`tex.lower.scan`), each compute_at legal
+   (the target has the loop, every consumer lies inside it);
 3. `infer_bounds`: the region, loop ranges and guards of every stage,
    consumers first (frozen `StagePlan`s); `check_scans`: each step of a scan
    reads rows written before it;
@@ -35,7 +36,8 @@ from tex.lower.gpu_reduction import (atomic_init_nest, gpu_reduction_nest, one_o
                                      reduced_across_threads)
 from tex.lower.nest import Lowering, StageLoops, reduction_start, stage_nest
 from tex.lower.scan import check_scan_placement, check_scans, scan_nest, share_scan_buffers
-from tex.lower.stages import attach_depth, check_attach, consumers_of, inline_stages
+from tex.lower.stages import (attach_depth, check_attach, check_attach_targets, consumers_of,
+                              inline_stages)
 from tex.lower.tile import tensorized_nest
 from tex.scan_op import ScanOp
 from tex.tensor import ExternOp, PlaceholderOp, Tensor
@@ -92,6 +94,7 @@ def schedule_to_func(sch, args, name: str = "main") -> LoweredFunc:
 def stage_plans(sch) -> tuple[StagePlan, ...]:
     """Steps 1 to 3: the frozen plan of every stage of `sch` that gets a nest (bound
     inference's results), in schedule order."""
+    check_attach_targets(sch)
     stages = inline_stages(sch)
     consumers = consumers_of(sch, stages)
     check_scan_placement(stages, consumers)

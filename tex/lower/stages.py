@@ -4,8 +4,9 @@ compute_at checked.
 `inline_stages` substitutes every inlined stage into its readers and
 returns the other stages with their bodies (an extern stage has none: it
 reads its inputs whole, so they must not be inlined); `consumers_of` says
-which of them read each one; `check_attach` refuses a compute_at whose stage is read
-outside the loop it is computed in.
+which of them read each one; `check_attach_targets` refuses a compute_at at the stage
+itself, at a stage that does not read it, or of an output, and `check_attach` one
+whose stage is read outside the loop it is computed in.
 """
 from __future__ import annotations
 
@@ -82,6 +83,28 @@ def _tensors_read(reader: InlinedStage) -> list:
         return list(reader.op.inputs)
     return [read.tensor for b in reader.body
             for read in collect(b, lambda n: isinstance(n, TensorRead))]
+
+
+def check_attach_targets(sch) -> None:
+    """Every compute_at of `sch` names a stage that may hold its stage: another stage,
+    one that uses it, and its stage is not an output. The stages computed inside others
+    then follow the dataflow, so no chain of compute_at returns to where it started.
+    `Stage.compute_at` records these attachments unchecked, as TE's does, so that a
+    later compute_at or compute_root may correct them."""
+    for stage in sch.stages:
+        attach = stage.attach
+        if attach.kind != "at":
+            continue
+        where = f"compute_at of stage {stage.name}"
+        if attach.stage is stage:
+            raise LoweringError(f"{where}: a stage cannot be computed inside itself; "
+                                "compute it at a loop of a stage that reads it")
+        if sch.is_output(stage):
+            raise LoweringError(f"{where}: it is an output of the schedule and must be "
+                                f"computed at the root, not at a loop of {attach.stage.name}")
+        if not sch.depends_on(attach.stage, stage):
+            raise LoweringError(f"{where}: stage {attach.stage.name} does not use {stage.name}, "
+                                "so it is not a consumer to compute it in")
 
 
 def check_attach(stage, consumers: list, lowered: set) -> None:

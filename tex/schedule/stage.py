@@ -434,24 +434,17 @@ class Stage:
         Splitting or fusing `axis` afterwards moves this stage to the innermost
         loop made of it (the same place). A kernel argument may be computed at
         a loop: each iteration writes its part into the argument.
-        Errors: `parent` must use this stage (directly or through other
-        stages); `axis` must be a loop of `parent`; every stage that reads
-        this one must run inside that loop (checked when lowering).
+        Errors: `parent` must be a stage and `axis` one of its loops. As in TE,
+        the rest is checked when lowering, so that a later `compute_at` or
+        `compute_root` may correct it: `parent` is not this stage and uses it
+        (directly or through other stages), this stage is not an output, and
+        every stage that reads this one runs inside that loop.
         TVM: `compute_at`; Halide: `compute_at`.
         """
         if not isinstance(parent, Stage):
             raise ScheduleError(f"compute_at on stage {self.name}: parent must be a stage "
                                 f"(s[T]), got {type(parent).__name__}")
-        if parent is self:
-            raise ScheduleError(f"compute_at on stage {self.name}: a stage cannot be computed "
-                                "inside itself")
         parent._leaf(axis, "compute_at")
-        if self.schedule.is_output(self):
-            raise ScheduleError(f"compute_at on stage {self.name}: it is an output of the "
-                                "schedule and must be computed at the root")
-        if not self.schedule.depends_on(parent, self):
-            raise ScheduleError(f"compute_at on stage {self.name}: stage {parent.name} does not "
-                                f"use {self.name}, so it is not a consumer to compute it in")
         self.attach = Attach("at", parent, axis)
         self._touch()
 

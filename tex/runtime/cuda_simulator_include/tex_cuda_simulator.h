@@ -86,6 +86,8 @@ inline ulonglong2 make_ulonglong2(unsigned long long x, unsigned long long y) { 
 
 typedef _Float16 __half;
 typedef __half half;
+struct __align__(4) half2 { half x, y; };
+inline half2 make_half2(half x, half y) { return {x, y}; }
 
 inline float __half2float(half h) { return (float)h; }
 inline half __float2half(float f) { return (half)f; }
