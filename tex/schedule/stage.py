@@ -14,6 +14,7 @@ from tex.dtype import INDEX
 from tex.errors import ScheduleError
 from tex.expr import Const, Var
 from tex.ir import IMPORT_PRAGMAS, LAUNCH_BOUNDS_PRAGMA, THREAD_TAGS
+from tex.schedule.record import recorded
 from tex.schedule.relations import INLINE, ROOT, Attach, Fuse, Singleton, Split
 from tex.schedule.tensorize import TensorIntrin
 from tex.schedule.thread_axis import ThreadAxis
@@ -158,6 +159,7 @@ class Stage:
         self.schedule.version += 1
 
     # --- loop structure ---------------------------------------------------
+    @recorded("split")
     def split(self, parent, factor=None, nparts=None, disable_predication: bool = False):
         """Split `parent` into (outer, inner); returns both.
 
@@ -196,6 +198,7 @@ class Stage:
         self.reorder(xo, yo, xi, yi)
         return xo, yo, xi, yi
 
+    @recorded("fuse")
     def fuse(self, *axes):
         """Fuse adjacent axes (outermost first) into one; returns the fused axis.
 
@@ -258,6 +261,7 @@ class Stage:
             if attach.kind == "at" and attach.stage is self and attach.axis in old_axes:
                 stage.attach = Attach("at", self, new_axis)
 
+    @recorded("reorder")
     def reorder(self, *axes):
         """Put the given axes in this order, in the loop positions they occupy now.
 
@@ -305,6 +309,7 @@ class Stage:
         self.annotations[axis] = what
         self._touch()
 
+    @recorded("unroll")
     def unroll(self, axis):
         """Replace the loop by copies of its body (the extent must be constant).
 
@@ -312,6 +317,7 @@ class Stage:
         """
         self._annotate(axis, "unroll")
 
+    @recorded("vectorize")
     def vectorize(self, axis):
         """Run the loop as vector instructions, one lane per iteration (constant extent).
 
@@ -322,6 +328,7 @@ class Stage:
         """
         self._annotate(axis, "vectorize")
 
+    @recorded("parallel")
     def parallel(self, axis):
         """Run the loop's iterations on the thread pool (data axes only).
 
@@ -329,6 +336,7 @@ class Stage:
         """
         self._annotate(axis, "parallel")
 
+    @recorded("pragma")
     def pragma(self, axis, key: str, value=None):
         """Attach a free-form (key, value) note to a loop; it is kept on the loop IR.
 
@@ -364,6 +372,7 @@ class Stage:
         self.pragmas.setdefault(axis, []).append((key, value))
         self._touch()
 
+    @recorded("prefetch")
     def prefetch(self, tensor, axis, offset: int = 1):
         """At the top of each iteration of loop `axis`, prefetch the part of `tensor`
         that this stage reads `offset` iterations later, so that the memory traffic
@@ -403,6 +412,7 @@ class Stage:
         self._touch()
 
     # --- where it is computed -------------------------------------------------
+    @recorded("compute_at")
     def compute_at(self, parent, axis):
         """Compute this stage inside loop `axis` of its consumer `parent`, only the part needed.
 
@@ -435,6 +445,7 @@ class Stage:
         self.attach = Attach("at", parent, axis)
         self._touch()
 
+    @recorded("compute_inline")
     def compute_inline(self):
         """Substitute this stage's expression into every consumer; it gets no loops of its own.
 
@@ -452,6 +463,7 @@ class Stage:
         self.attach = INLINE
         self._touch()
 
+    @recorded("compute_root")
     def compute_root(self):
         """Compute this stage in full, at the top level, before its consumers (the default).
 
@@ -461,6 +473,7 @@ class Stage:
         self._touch()
 
     # --- storage ---------------------------------------------------------------
+    @recorded("storage_align")
     def storage_align(self, axis, factor: int, offset: int):
         """Pad the stride of dimension `axis` so that stride % factor == offset.
 
@@ -479,6 +492,7 @@ class Stage:
         self.storage_aligns[list(self.op.axis).index(axis)] = (factor, offset)
         self._touch()
 
+    @recorded("set_scope")
     def set_scope(self, scope: str):
         """Where the stage's buffer lives: "global", "shared" or "local".
 
@@ -496,6 +510,7 @@ class Stage:
         self.scope = scope
         self._touch()
 
+    @recorded("double_buffer")
     def double_buffer(self):
         """Overlap the copy into this stage's shared buffer with the work that reads it.
 
@@ -516,6 +531,7 @@ class Stage:
         self.pipeline_stages = 0
         self._touch()
 
+    @recorded("pipeline")
     def pipeline(self, stages: int = 3):
         """Fetch this stage's shared tiles `stages - 1` iterations ahead, asynchronously.
 
@@ -554,6 +570,7 @@ class Stage:
         self._touch()
 
     # --- GPU ---------------------------------------------------------------------
+    @recorded("bind")
     def bind(self, axis, thread_axis):
         """Run the iterations of loop `axis` on the GPU threads of `thread_axis`.
 
@@ -604,6 +621,7 @@ class Stage:
             return axis.dom.extent.value
         return None
 
+    @recorded("set_store_predicate")
     def set_store_predicate(self, predicate):
         """Store the stage's values only where `predicate` holds: every store into its
         output (a reduction's initial value and updates too; after a reduction across
@@ -620,6 +638,7 @@ class Stage:
         self.store_predicate = cond
         self._touch()
 
+    @recorded("reduce_strategy")
     def reduce_strategy(self, axis, strategy: str):
         """How the partial results of reduction loop `axis`, bound to GPU threads, combine.
 
@@ -654,6 +673,7 @@ class Stage:
         self._touch()
 
     # --- intrinsics ----------------------------------------------------------------
+    @recorded("tensorize")
     def tensorize(self, axis, intrin):
         """Replace the loops from `axis` inward (the tile) by the intrinsic `intrin`.
 
