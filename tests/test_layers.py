@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: (layer, the modules or packages in it), in pipeline order.
 LAYERS = (
     ("base", ("tex.errors", "tex.dtype", "tex.config", "tex.version", "tex.disk_cache",
-              "tex.target", "tex.container")),
+              "tex.target", "tex.container", "tex.pass_context")),
     ("expressions and loop IR", ("tex.expr", "tex.ops", "tex.tensor", "tex.tensor_compute",
                                  "tex.scan_op", "tex.extern_op", "tex.ir", "tex.visitor",
                                  "tex.arith", "tex.printer", "tex.expr_json",

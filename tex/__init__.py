@@ -12,11 +12,13 @@ from tex.codegen.packed_func import get_global_func, register_func
 from tex.driver import build, lower, schedule_to_module
 from tex.dtype import DType
 from tex.errors import (ArgumentError, BuildError, ConfigError, DeviceError, ExprError,
-                        LoweringError, PackedFuncError, ScheduleError, TexError, TVMError)
+                        LoweringError, OutOfBoundsError, PackedFuncError, ScheduleError, TexError,
+                        TVMError)
 from tex.expr import Expr, Var
 from tex.extern_op import call_packed, extern
 from tex.intrin_rules import register_intrin_lowering, register_op_attr
 from tex.lower.introspect import InferBound, ScheduleOps
+from tex.pass_context import PassContext
 from tex.ops import all_ as all  # noqa: A001
 from tex.ops import any_ as any  # noqa: A001
 from tex.ops import call_pure_extern, cast, if_then_else, ldexp
@@ -94,10 +96,11 @@ __all__ = [
     "floordiv", "floormod", "fmax", "fmin", "fmod", "get_global_func", "hypot", "if_then_else",
     "indexdiv", "indexmod", "InferBound", "isfinite", "isinf", "isnan", "IterVar", "ldexp",
     "Library", "load_library", "log", "log10", "log1p", "log2", "lower", "LoweringError", "max",
-    "max_value", "min", "min_value", "nd", "nearbyint", "nextafter", "PackedFuncError",
-    "placeholder", "popcount", "pow", "power", "Range", "reduce_axis", "register_func",
-    "register_intrin_lowering", "register_op_attr", "round", "rsqrt", "scan", "Schedule",
-    "schedule_to_module", "ScheduleError", "ScheduleOps", "select", "sigmoid", "sin", "sinh",
+    "max_value", "min", "min_value", "nd", "nearbyint", "nextafter", "OutOfBoundsError",
+    "PackedFuncError", "PassContext", "placeholder", "popcount", "pow", "power", "Range",
+    "reduce_axis", "register_func", "register_intrin_lowering", "register_op_attr", "round",
+    "rsqrt", "scan", "Schedule", "schedule_to_module", "ScheduleError", "ScheduleOps", "select",
+    "sigmoid", "sin", "sinh",
     "size_var", "sqrt", "Stage", "sum", "synchronize", "tan", "tanh", "Target", "Tensor",
     "TexError", "thread_axis", "tir", "trunc", "truncdiv", "truncmod", "TVMError", "Var", "var",
 ]

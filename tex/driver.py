@@ -10,11 +10,19 @@ the program after the passes it names (see `tex.config`).
 What differs between the kinds of target (the passes after `PIPELINE`, the
 compiler, the kernel class, whether loops may bind GPU threads) is the table
 `BACKENDS`, looked up once per call by `backend(target)`.
+
+Both read the enclosing `with tex.PassContext(...)` (`tex.pass_context`): its
+`tir.add_lower_pass` passes run inside `lower` at the points `USER_PHASES`
+says; `tir.noalias` and the bound checks are marked on the LoweredFunc for
+codegen; `build` keys its caches on them (`PassContext.code_key`), builds with
+user passes by program rather than by fingerprint, and writes a CUDA kernel's
+source into `cuda.kernels_output_dir`.
 """
 from __future__ import annotations
 
 import contextvars
 import dataclasses
+import os
 import sys
 import weakref
 from typing import Callable
@@ -22,9 +30,10 @@ from typing import Callable
 from tex import config, intrin_rules
 from tex.codegen.cuda import compile_cuda
 from tex.errors import BuildError
-from tex.ir import For, KernelLaunch, LoweredFunc, ThreadIndex
+from tex.ir import For, KernelInterface, KernelLaunch, LoweredFunc, Stmt, ThreadIndex
 from tex.lower import kernel_interface, schedule_to_func
 from tex.lower.introspect import schedule_arguments
+from tex.pass_context import PassContext
 from tex.passes.flatten import flatten_storage
 from tex.passes.gpu_kernels import split_host_device
 from tex.passes.gpu_reduce import lower_thread_reduce
@@ -63,6 +72,13 @@ PIPELINE = (
     ("simplify_flat", simplify_stmt, True),
     ("hoist_invariant_guards", hoist_invariant_guards, True),
 )
+
+#: Where the passes of `tir.add_lower_pass` (`tex.PassContext`) run: phase 0 before
+#: `PIPELINE`, on the loop nest with multi-dimensional buffers; phases 1 and 2 after the
+#: pass named here (1: storage is flat, loops are not yet vectorized or unrolled; 2:
+#: they are); phase 3 at the end, after the target's passes. So in TVM's lowering:
+#: phase 1 follows storage flattening, phase 2 vectorizing and unrolling.
+USER_PHASES = {"flatten_storage": 1, "unroll_loops": 2}
 
 #: Then, for CPU targets (and for printing without a target):
 CPU_PIPELINE = (
@@ -137,10 +153,17 @@ def lower(sch: Schedule, args, name: str = "main", upto: str | None = None,
         raise BuildError(f"lower: expected a schedule from tex.create_schedule, got "
                          f"{type(sch).__name__}")
     target = None if target is None else as_target(target)
+    context = PassContext.current()
     if target is not None and backend(target).binds_threads:
         _check_no_extern_stage(sch, target)
         _check_no_variable_args(args, target)
+        if context.bound_checks:
+            raise BuildError(f"tir.instrument_bound_checkers: tex checks bounds in CPU kernels "
+                             f"only, and {str(target)!r} is a GPU target; build it outside "
+                             "that PassContext, or for target='llvm'")
     func = schedule_to_func(sch, list(args), name)
+    func = dataclasses.replace(func, noalias=context.get("tir.noalias"),
+                               bound_checked=context.bound_checks)
     checking, printing = config.verify_enabled(), config.print_after()
 
     def after(pass_name: str, flat: bool):
@@ -150,21 +173,9 @@ def lower(sch: Schedule, args, name: str = "main", upto: str | None = None,
             print(f"# after {pass_name}\n{func}", file=sys.stderr)
 
     after("schedule_to_func", False)
-    if target is not None:
-        func = dataclasses.replace(func, body=lower_intrinsics(func.body, target))
-        after("lower_intrinsics", False)
-    for pass_name, run, flat in PIPELINE:
-        func = dataclasses.replace(func, body=run(func.body))
+    for pass_name, run, flat in _passes(context, target, upto):
+        func = run(func)
         after(pass_name, flat)
-        if pass_name == upto:
-            return func
-    chosen = backend(target)
-    for pass_name, run in chosen.function_passes:
-        func = run(func, target)
-        after(pass_name, True)
-    for pass_name, run in chosen.passes:
-        func = dataclasses.replace(func, body=run(func.body))
-        after(pass_name, True)
     return func
 
 
@@ -189,6 +200,44 @@ def schedule_to_module(sch: Schedule, args=None, name: str = "main",
     if config.verify_enabled():
         verify(func, flat=False, after="schedule_to_func")
     return func
+def _passes(context: PassContext, target: Target | None, upto: str | None) -> list:
+    """What `lower` runs after `schedule_to_func`, in order: `(name, pass of the whole
+    function, whether storage is flat after it)`: with a target, its intrinsic lowering
+    rules first; `PIPELINE` up to `upto`, else all of it and the backend's passes, with
+    the context's user passes where `USER_PHASES` says."""
+    def on_body(run):
+        return lambda func: dataclasses.replace(func, body=run(func.body))
+
+    def user(phase: int, flat: bool) -> list:
+        return [(f"tir.add_lower_pass phase {phase}", on_body(_user_pass(run, phase)), flat)
+                for p, run in context.get("tir.add_lower_pass") if p == phase]
+
+    steps = [] if target is None else \
+        [("lower_intrinsics", on_body(lambda body: lower_intrinsics(body, target)), False)]
+    steps += user(0, False)
+    for pass_name, run, flat in PIPELINE:
+        steps.append((pass_name, on_body(run), flat))
+        if pass_name == upto:
+            return steps
+        if pass_name in USER_PHASES:
+            steps += user(USER_PHASES[pass_name], True)
+    chosen = backend(target)
+    steps += [(pass_name, lambda func, run=run: run(func, target), True)
+              for pass_name, run in chosen.function_passes]
+    steps += [(pass_name, on_body(run), True) for pass_name, run in chosen.passes]
+    return steps + user(3, True)
+
+
+def _user_pass(run, phase: int) -> Callable[[Stmt], Stmt]:
+    """The pass `run` of `tir.add_lower_pass`, checked to give a statement back."""
+    def checked(body: Stmt) -> Stmt:
+        result = run(body)
+        if not isinstance(result, Stmt):
+            raise BuildError(f"tir.add_lower_pass: the pass {getattr(run, '__name__', run)!r} "
+                             f"of phase {phase} returned {type(result).__name__} {result!r}; a "
+                             "pass takes the loop program's statement and returns one")
+        return result
+    return checked
 
 
 _built: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -239,13 +288,26 @@ def build(sch: Schedule, args=None, target=None, name: str = "main", target_host
     provider = schedule_provider.get()
     if provider is not None and sch.untouched:
         sch = provider(sch, args, target) or sch
-    key = (sch.version, tuple(map(id, args)), str(target), name, intrin_rules.version())
+    context = PassContext.current()
+    key = (sch.version, tuple(map(id, args)), str(target), name, intrin_rules.version(),
+           context.code_key())
     per_schedule = _built.setdefault(sch, {})
     cached_args, kernel = per_schedule.get(key, ((), None))
     if kernel is None or any(a is not b for a, b in zip(cached_args, args)):
-        kernel = _build_uncached(sch, args, target, name)
+        kernel = _build_uncached(sch, args, target, name, context)
         per_schedule[key] = (args, kernel)  # the args pin the ids in the key
+        _write_cuda_source(kernel, context)
     return kernel
+
+
+def _write_cuda_source(kernel, context: PassContext):
+    """With `cuda.kernels_output_dir`, a CUDA kernel's source is written there as
+    `<name>.cu`."""
+    directory = context.get("cuda.kernels_output_dir")
+    if directory is not None and isinstance(kernel, CudaKernel):
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, f"{kernel.name}.cu"), "w") as out:
+            out.write(kernel.get_source("cuda"))
 
 
 def _chosen_target(target, target_host) -> Target:
@@ -315,15 +377,23 @@ def _check_no_variable_args(args, target: Target):
                          "of args, or pass a one-element tensor instead")
 
 
-def _build_uncached(sch: Schedule, args, target, name: str):
-    """A new Kernel (a CudaKernel for a CUDA target) for `sch`, its code found by the
-    schedule's fingerprint if it can be."""
+def _build_uncached(sch: Schedule, args, target, name: str, context: PassContext):
+    """A new Kernel (a CudaKernel for a CUDA target) for `sch` under `context`, its code
+    found by the schedule's fingerprint (and the context's options) if it can be; user
+    passes (`tir.add_lower_pass`) make the program more than the fingerprint says, so
+    it is then lowered and compiled by program."""
     chosen = backend(target)
     try:
-        text = fingerprint(sch, args, name) + lowering_rules(str(target.kind))
+        text = None if context.get("tir.add_lower_pass") else \
+            fingerprint(sch, args, name) + lowering_rules(str(target.kind))
     except Unfingerprintable:
+        text = None
+    if text is None:
         func = lower(sch, args, name, target=target)
         return chosen.kernel_class(func, chosen.compile(func, target))
+    noalias, bound_checked = context.code_key()[:2]
+    if not noalias or bound_checked:
+        text += f"\n# noalias={noalias} bound_checked={bound_checked}"
     version, schedule_ref = sch.version, weakref.ref(sch)  # a kernel must not keep its schedule
 
     def lower_unchanged() -> LoweredFunc:
@@ -332,9 +402,14 @@ def _build_uncached(sch: Schedule, args, target, name: str):
             raise BuildError(f"the schedule of kernel {name!r} has changed or is gone since the "
                              "kernel was built, so its loop program cannot be lowered again; "
                              "build it again")
-        return lower(current, args, name, target=target)
+        with context:
+            return lower(current, args, name, target=target)
 
-    code = kernel_code(text, target, lower_unchanged, lambda: kernel_interface(sch, args, name),
+    def interface() -> KernelInterface:
+        return dataclasses.replace(kernel_interface(sch, args, name),
+                                   bound_checked=bound_checked)
+
+    code = kernel_code(text, target, lower_unchanged, interface,
                        on_disk=not process_local(text))
     return chosen.kernel_class(code.func, code.compiled, lower=lower_unchanged,
                                tex_source=code.tex_source)

@@ -24,7 +24,8 @@ class ScheduleError(TexError, ValueError):
 
 
 class ConfigError(TexError, ValueError):
-    """An environment variable tex reads (`tex.config`) holds a value it cannot use."""
+    """An environment variable tex reads (`tex.config`), or a `tex.PassContext`'s config,
+    holds a key or value it cannot use."""
 
 
 class LoweringError(TexError, ValueError):
@@ -47,3 +48,8 @@ class DeviceError(TexError, RuntimeError):
 class PackedFuncError(TexError, RuntimeError):
     """A packed function (`tex.register_func`, `tex.call_packed`) is registered twice, is
     missing when a kernel calls it, or raised there (its exception is the `__cause__`)."""
+
+
+class OutOfBoundsError(TexError, IndexError):
+    """A kernel built with bound checks (`tir.instrument_bound_checkers`, see
+    `tex.PassContext`) accessed a buffer outside its extent."""

@@ -589,13 +589,16 @@ class KernelInterface:
     entry takes in `sizes` (`size_vars`: the symbolic sizes bound from the params'
     shapes, then the scalar parameters), the parameters it writes, and the call's
     arguments in order (`arguments`: buffers and variables; empty when they are the
-    params alone). A LoweredFunc has the same fields, and a body."""
+    params alone), and whether the kernel checks its accesses' bounds (`bound_checked`:
+    its entry then takes two more `sizes` slots, `tex.codegen.llvm_bounds`). A
+    LoweredFunc has the same fields, and a body."""
 
     name: str
     params: tuple[Buffer, ...]
     size_vars: tuple[Var, ...]
     outputs: tuple[Buffer, ...]
     arguments: tuple[Buffer | Var, ...] = ()
+    bound_checked: bool = False
 
     @property
     def call_arguments(self) -> tuple[Buffer | Var, ...]:
@@ -625,6 +628,10 @@ class LoweredFunc:
     of its `ExternCall`s. `str()` is the readable loop nest.
     It is also a module of one function, as TVM's `IRModule`: `func["main"]` (its
     name) is itself and `functions` maps its name to it.
+    How it is compiled, from the `tex.PassContext` it was lowered in: `noalias`,
+    whether the code may claim that its buffer parameters do not alias
+    (`tir.noalias`); `bound_checked`, whether every load and store is checked
+    against its buffer's extent (`tir.instrument_bound_checkers`).
     """
 
     name: str
@@ -634,6 +641,8 @@ class LoweredFunc:
     outputs: tuple[Buffer, ...] = ()
     imports: tuple[tuple[str, str], ...] = ()
     arguments: tuple[Buffer | Var, ...] = ()
+    noalias: bool = True
+    bound_checked: bool = False
 
     @property
     def call_arguments(self) -> tuple[Buffer | Var, ...]:

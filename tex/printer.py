@@ -260,6 +260,10 @@ class _Printer:
                            f"{self.name(a, a.name)}: {a.dtype}[{self.exprs(a.shape)}]"
                            for a in f.call_arguments)
         self.lines.append(f"def {f.name}({params}):")
+        if not f.noalias:
+            self.line(1, "# buffers may alias (tir.noalias off)")
+        if f.bound_checked:
+            self.line(1, "# every load and store checked against its buffer's extent")
         for language, text in f.imports:
             self.line(1, f"# import_{language}: {_defined_functions(language, text)}")
         self.stmt(f.body, 1)

@@ -18,7 +18,12 @@ low 16, float64: all 64), bit-cast back to the float. It unpacks both and calls
 tex never passes overlapping arrays to one kernel (the runtime checks that no
 output overlaps another argument; inputs may overlap each other, which
 `noalias` permits because they are only read). The body is inlined at O3,
-turning `noalias` into alias scopes for the vectorizer.
+turning `noalias` into alias scopes for the vectorizer. A function lowered
+under `tir.noalias` False (`LoweredFunc.noalias`, `tex.PassContext`) claims
+`noalias` of no argument. One lowered under `tir.instrument_bound_checkers`
+(`LoweredFunc.bound_checked`) checks every load and store, and its `sizes`
+has two more slots, where it reports an access out of bounds
+(`tex.codegen.llvm_bounds`); the body takes their address last.
 
 Memory: bool is `i1` in registers and one byte in memory; float16 is `half`.
 
@@ -26,7 +31,8 @@ What the IR claims, and what proves it (TEX_LLVM_CLAIMS=0 strips every one:
 `llvm_jit.strip_claims`, `llvm_expr.element_align`):
 
 * `noalias` on the body's buffer arguments: see above; on the entry's two
-  arguments: the runtime passes two arrays of its own;
+  arguments: the runtime passes two arrays of its own (neither, under
+  `tir.noalias` False);
 * `align` of loads and stores: the element's size (vectors too); the runtime
   refuses an array argument whose data is not aligned to it, and allocations
   are aligned to `ALLOC_ALIGN`; the entry's loads of `buffers` and `sizes` are
@@ -77,6 +83,7 @@ import re
 from llvmlite import ir
 
 from tex.codegen import llvm_jit, packed_func
+from tex.codegen.llvm_bounds import ERROR_SLOT, checked_access
 from tex.codegen.llvm_calls import CallEmitter
 from tex.codegen.llvm_constants import splat_constant
 from tex.codegen.llvm_extern import Imports, call_arguments
@@ -132,21 +139,22 @@ def emit_llvm(func: LoweredFunc, target="llvm") -> ir.Module:
 
 
 def _emit(func: LoweredFunc, target: Target) -> _Module:
-    mod = _Module(entry_name(func), target, func.imports)
+    mod = _Module(entry_name(func), target, func.imports, func.noalias, func.bound_checked)
+    params = list(func.params) + ([ERROR_SLOT] if func.bound_checked else [])
     size_types = [value_type(v.dtype) for v in func.size_vars]
-    pointer_types = [memory_type(b.dtype).as_pointer() for b in func.params]
+    pointer_types = [memory_type(b.dtype).as_pointer() for b in params]
     body = mod.new_function("_body", size_types + pointer_types, len(size_types))
-    _name_args(body, [v.name for v in func.size_vars] + [b.name for b in func.params])
+    _name_args(body, [v.name for v in func.size_vars] + [b.name for b in params])
     em = _Emitter(mod, body, in_parallel=False)
     em.vars.update(zip(func.size_vars, body.args))
-    em.buffers.update(zip(func.params, body.args[len(size_types):]))
+    em.buffers.update(zip(params, body.args[len(size_types):]))
     em.stmt(func.body)
     em.finish()
 
     entry = ir.Function(mod.module, ir.FunctionType(VOID, [I8P.as_pointer(), I64.as_pointer()]),
                         mod.name)
     _name_args(entry, ["buffers", "sizes"])
-    for arg in entry.args:
+    for arg in entry.args if func.noalias else ():
         arg.add_attribute("noalias")
     b = ir.IRBuilder(entry.append_basic_block("entry"))
     buffers, sizes = entry.args
@@ -154,8 +162,10 @@ def _emit(func: LoweredFunc, target: Target) -> _Module:
     for k, var in enumerate(func.size_vars):
         args.append(_unpack_size(mod, b, b.load(b.gep(sizes, [I64(k)], inbounds=True),
                                                 align=8), var))
-    for k, t in enumerate(pointer_types):
+    for k, t in enumerate(pointer_types[:len(func.params)]):
         args.append(b.bitcast(b.load(b.gep(buffers, [I64(k)], inbounds=True), align=8), t))
+    if func.bound_checked:  # the reporting slots follow the size variables'
+        args.append(b.gep(sizes, [I64(len(func.size_vars))], inbounds=True))
     b.call(body, args)
     b.ret_void()
     return mod
@@ -171,20 +181,28 @@ def _unpack_size(mod: _Module, b: ir.IRBuilder, slot: ir.Value, var) -> ir.Value
 
 
 class _Uses(Visitor):
-    """The variables and buffers a statement uses, in order of first use."""
+    """The variables and buffers a statement uses, in order of first use; with `shapes`,
+    the variables of the shapes of the buffers it loads and stores too (bound checks
+    compute their extents)."""
 
-    def __init__(self):
-        self.vars, self.buffers = {}, {}
+    def __init__(self, shapes: bool = False):
+        self.vars, self.buffers, self.shapes = {}, {}, shapes
 
     def visit_Var(self, v):
         self.vars[v] = None
 
+    def _use(self, buffer):
+        if self.shapes and buffer not in self.buffers:
+            for dim in buffer.shape:
+                self.visit(dim)
+        self.buffers[buffer] = None
+
     def visit_Load(self, e):
-        self.buffers[e.buffer] = None
+        self._use(e.buffer)
         self.generic_visit(e)
 
     def visit_Store(self, s):
-        self.buffers[s.buffer] = None
+        self._use(s.buffer)
         self.generic_visit(s)
 
     visit_Prefetch = visit_Store
@@ -198,8 +216,10 @@ class _Uses(Visitor):
 class _Module:
     """What the functions of one LLVM module share: the module, the target, declarations."""
 
-    def __init__(self, name: str, target: Target, imports=()):
+    def __init__(self, name: str, target: Target, imports=(), noalias: bool = True,
+                 bound_checked: bool = False):
         self.module = ir.Module(name=name)
+        self.noalias, self.bound_checked = noalias, bound_checked
         self.module.triple, self.module.data_layout = llvm_jit.module_header(target)
         self.name = name
         self.target = target
@@ -240,7 +260,7 @@ class _Module:
         """Internal `void <name><suffix>(args)`; pointer args from `noalias_from` on are noalias."""
         fn = ir.Function(self.module, ir.FunctionType(VOID, list(args)), self.name + suffix)
         fn.linkage = "internal"
-        for arg in fn.args[noalias_from:]:
+        for arg in fn.args[noalias_from:] if self.noalias else ():
             if isinstance(arg.type, ir.PointerType):
                 arg.add_attribute("noalias")
         return fn
@@ -370,8 +390,10 @@ class _Emitter(CallEmitter):
         self.b.position_at_end(exit_)
 
     def _parallel_for(self, s: For, lo, extent):
-        uses = _Uses()
+        uses = _Uses(shapes=self.mod.bound_checked)
         uses.visit(s.body)
+        if self.mod.bound_checked:
+            uses.buffers[ERROR_SLOT] = None
         captured = {v: self.vars[v] for v in uses.vars if v in self.vars}
         buffers = {buf: self.buffers[buf] for buf in uses.buffers if buf in self.buffers}
         wrapper = self.mod.outline_parallel(s, captured, buffers, self.ranges)
@@ -409,7 +431,18 @@ class _Emitter(CallEmitter):
         self.heap.pop()
         self.b.call(self.mod.function("free", VOID, [I8P]), [raw])
 
+    def expr_Load(self, e):
+        if self.mod.bound_checked:
+            return checked_access(self, e, "load from", super().expr_Load)
+        return super().expr_Load(e)
+
     def stmt_Store(self, s):
+        if self.mod.bound_checked:
+            checked_access(self, s, "store to", self._store)
+        else:
+            self._store(s)
+
+    def _store(self, s):
         ptr, index = self.buffer(s.buffer), single_index(s)
         value, lanes = self.expr(s.value), s.value.dtype.lanes
         if s.buffer.dtype.is_bool:

@@ -26,7 +26,11 @@ The compiled entry point is `void f(void** buffers, int64* sizes)` (see
 kernel of a loaded library calls its checking entry point instead, which
 returns a status: nonzero is raised as the code's `failure()`.
 A packed call (`tex.call_packed`) that failed in it is raised afterwards as
-`PackedFuncError`, from the Python function's exception.
+`PackedFuncError`, from the Python function's exception. A kernel built with
+bound checks (`tir.instrument_bound_checkers`, `tex.PassContext`) gets two more
+`sizes` slots, zero, where its code reports the first load or store out of
+bounds (`tex.codegen.llvm_bounds`); the call then raises `OutOfBoundsError`
+naming the access, its buffer and the index.
 The checks live in `Signature` and `Param`, which `tex.runtime.cuda_args` and
 `tex.runtime.cuda_kernel` share.
 """
@@ -42,7 +46,7 @@ import numpy as np
 
 from tex.arith import evaluate
 from tex.codegen import packed_func
-from tex.errors import ArgumentError, BuildError, DeviceError
+from tex.errors import ArgumentError, BuildError, DeviceError, OutOfBoundsError
 from tex.expr import Binary, Cast, Const, Var, _int_range
 from tex.ir import Buffer, KernelInterface, LoweredFunc
 from tex.printer import to_text
@@ -485,7 +489,10 @@ class Kernel(Signature):
         self._entry = entry_type(compiled.address) if compiled.cannot_run is None else \
             _refuse(f"kernel {self.name} cannot run here: {compiled.cannot_run}")
         self._pointers = ctypes.c_void_p * len(self._params)
-        self._sizes = ctypes.c_int64 * max(1, len(func.size_vars))
+        # a bound-checked kernel reports an access out of bounds in two more slots
+        self._report_slot = len(func.size_vars) if func.bound_checked else None
+        self._sizes = ctypes.c_int64 * (len(func.size_vars) + 2 if func.bound_checked
+                                        else max(1, len(func.size_vars)))
 
     @property
     def func(self) -> LoweredFunc:
@@ -493,6 +500,12 @@ class Kernel(Signature):
         if self._func is None:
             self._func = self._lower()
         return self._func
+
+    @property
+    def bound_checked(self) -> bool:
+        """Whether the kernel checks its loads and stores against its buffers' extents
+        (built under `tir.instrument_bound_checkers`, `tex.PassContext`)."""
+        return self._report_slot is not None
 
     @property
     def loaded_from_disk(self) -> bool:
@@ -522,9 +535,16 @@ class Kernel(Signature):
         pointers = [data_pointer(a) for a in arrays]
         if check_overlap:
             self._check_overlap(arrays, pointers)
-        if self._entry(self._pointers(*pointers), self._sizes(*env)):
+        sizes = self._sizes(*env)
+        if self._entry(self._pointers(*pointers), sizes):
             raise self._compiled.failure()
         packed_func.raise_failure(self.name)
+        if self._report_slot is not None and sizes[self._report_slot]:
+            access = ctypes.string_at(sizes[self._report_slot]).decode()
+            raise OutOfBoundsError(f"kernel {self.name}: {access} at flat index "
+                                   f"{sizes[self._report_slot + 1]}, outside the buffer; "
+                                   "the access was skipped (bound checks of "
+                                   "tir.instrument_bound_checkers)")
 
     def get_source(self, fmt: str = "tex") -> str:
         """The kernel as text: "tex" (the loop nest), "ll" (optimised LLVM IR), "asm"."""

@@ -241,6 +241,10 @@ def _check_exportable(kernels: list):
                 raise ArgumentError(f"export_library: {which} was built for "
                                     f"{kernel.target.triple}, kernel #0 for {triple}; a "
                                     "library holds one machine's code")
+            if kernel.bound_checked:
+                raise ArgumentError(f"export_library: {which} was built with bound checks "
+                                    "(tir.instrument_bound_checkers), which report to tex's "
+                                    "Python runtime; build it without them for a library")
             if packed_func.SYMBOL in object_file.undefined_symbols(
                     kernel._compiled.object_code):
                 raise ArgumentError(f"export_library: {which} calls Python functions "

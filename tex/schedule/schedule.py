@@ -14,8 +14,10 @@ from tex.arith import simplify
 from tex.dtype import INDEX
 from tex.errors import ScheduleError
 from tex.expr import Const, Reduce, TensorRead, Var
+from tex.pass_context import PassContext
 from tex.scan_op import ScanOp
 from tex.schedule.extern_stage import ExternStage, refuse_extern
+from tex.schedule.record import History, ScheduleSnapshot, recorded
 from tex.schedule.relations import pass_down, pass_down_values, pass_up, split_guards
 from tex.schedule.scan import ScanStage, attach_steps
 from tex.schedule.stage import SCOPES, Stage
@@ -55,13 +57,20 @@ def _post_order(outputs) -> list:
 
 
 class Schedule:
-    """The stages of a computation, in dependency order. `s[T]` gives T's stage."""
+    """The stages of a computation, in dependency order. `s[T]` gives T's stage.
+
+    Created inside `with tex.PassContext(config={"te.keep_schedule_record": True}):`,
+    it keeps its history (`history`, else None): `schedule_record` and
+    `primitive_record` (`tex.schedule.record`).
+    """
 
     def __init__(self, outputs):
         self.outputs = _as_ops(outputs)
         self.stages: list[Stage] = []
         self._stage_by_op: dict = {}
         self.version = 0
+        keep = PassContext.current().get("te.keep_schedule_record")
+        self.history: History | None = History() if keep else None
         for op in _post_order(self.outputs):
             kind = ScanStage if isinstance(op, ScanOp) else \
                 ExternStage if isinstance(op, ExternOp) else Stage
@@ -70,6 +79,21 @@ class Schedule:
             if isinstance(stage, ScanStage):
                 attach_steps(stage)
         self.version = 0  # bumped by every primitive from now on, so builds can be cached
+        if self.history is not None:
+            self.history.add(self, "vanilla")
+
+    @property
+    def schedule_record(self) -> list[ScheduleSnapshot]:
+        """A frozen snapshot of the schedule after `create_schedule` ("vanilla") and after
+        each primitive since, when it keeps its history; else empty.
+        TVM: `Schedule.schedule_record`."""
+        return [] if self.history is None else list(self.history.snapshots)
+
+    @property
+    def primitive_record(self) -> list[str]:
+        """The name of the primitive after which each of `schedule_record` was taken
+        ("vanilla", "split", ...). TVM: `Schedule.primitive_record`."""
+        return [snap.primitive for snap in self.schedule_record]
 
     @property
     def untouched(self) -> bool:
@@ -150,6 +174,7 @@ class Schedule:
         self.version += 1
 
     # --- dataflow primitives ------------------------------------------------
+    @recorded("cache_read")
     def cache_read(self, tensor: Tensor, scope: str, readers, axis_order=None) -> Tensor:
         """A copy of `tensor` that the given readers read instead; returns the copy.
 
@@ -192,6 +217,7 @@ class Schedule:
             self._rewrite_reads(reader, {tensor: op.output(0)}, order)
         return op.output(0)
 
+    @recorded("cache_write")
     def cache_write(self, tensor, scope: str, axis_order=None):
         """Compute `tensor` into a new stage `{name}_{scope}`, then copy it out; returns it.
 
@@ -271,6 +297,7 @@ class Schedule:
                                     f"loop {attach.axis.name} of stage {stage.name}, which the "
                                     "copy loses; call compute_at after cache_write")
 
+    @recorded("rfactor")
     def rfactor(self, tensor: Tensor, axis: IterVar, factor_axis: int = 0):
         """Turn the reduction leaf `axis` into a data axis of a new partial-result stage.
 

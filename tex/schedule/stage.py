@@ -14,6 +14,7 @@ from tex.dtype import INDEX
 from tex.errors import ScheduleError
 from tex.expr import Const, Var
 from tex.ir import IMPORT_PRAGMAS, LAUNCH_BOUNDS_PRAGMA, THREAD_TAGS
+from tex.schedule.record import recorded
 from tex.schedule.relations import INLINE, ROOT, Attach, Fuse, Singleton, Split
 from tex.schedule.tensorize import TensorIntrin
 from tex.schedule.thread_axis import ThreadAxis
@@ -166,6 +167,7 @@ class Stage:
         self.schedule.version += 1
 
     # --- loop structure ---------------------------------------------------
+    @recorded("split")
     def split(self, parent, factor=None, nparts=None, disable_predication: bool = False):
         """Split `parent` into (outer, inner); returns both.
 
@@ -216,6 +218,7 @@ class Stage:
         self.reorder(xo, yo, xi, yi)
         return xo, yo, xi, yi
 
+    @recorded("fuse")
     def fuse(self, *axes):
         """Fuse adjacent axes (outermost first) into one; returns the fused axis.
 
@@ -278,6 +281,7 @@ class Stage:
             if attach.kind == "at" and attach.stage is self and attach.axis in old_axes:
                 stage.attach = Attach("at", self, new_axis)
 
+    @recorded("reorder")
     def reorder(self, *axes):
         """Put the given axes in this order, in the loop positions they occupy now.
 
@@ -325,6 +329,7 @@ class Stage:
         self.annotations[axis] = what
         self._touch()
 
+    @recorded("unroll")
     def unroll(self, axis):
         """Replace the loop by copies of its body (the extent must be constant).
 
@@ -332,6 +337,7 @@ class Stage:
         """
         self._annotate(axis, "unroll")
 
+    @recorded("vectorize")
     def vectorize(self, axis):
         """Run the loop as vector instructions, one lane per iteration (constant extent).
 
@@ -342,6 +348,7 @@ class Stage:
         """
         self._annotate(axis, "vectorize")
 
+    @recorded("parallel")
     def parallel(self, axis):
         """Run the loop's iterations on the thread pool (data axes only).
 
@@ -349,6 +356,7 @@ class Stage:
         """
         self._annotate(axis, "parallel")
 
+    @recorded("pragma")
     def pragma(self, axis, key: str, value=None):
         """Attach a free-form (key, value) note to a loop; it is kept on the loop IR.
 
@@ -384,6 +392,7 @@ class Stage:
         self.pragmas.setdefault(axis, []).append((key, value))
         self._touch()
 
+    @recorded("prefetch")
     def prefetch(self, tensor, axis, offset: int = 1):
         """At the top of each iteration of loop `axis`, prefetch the part of `tensor`
         that this stage reads `offset` iterations later, so that the memory traffic
@@ -423,6 +432,7 @@ class Stage:
         self._touch()
 
     # --- where it is computed -------------------------------------------------
+    @recorded("compute_at")
     def compute_at(self, parent, axis):
         """Compute this stage inside loop `axis` of its consumer `parent`, only the part needed.
 
@@ -448,6 +458,7 @@ class Stage:
         self.attach = Attach("at", parent, axis)
         self._touch()
 
+    @recorded("compute_inline")
     def compute_inline(self):
         """Substitute this stage's expression into every consumer; it gets no loops of its own.
 
@@ -465,6 +476,7 @@ class Stage:
         self.attach = INLINE
         self._touch()
 
+    @recorded("compute_root")
     def compute_root(self):
         """Compute this stage in full, at the top level, before its consumers (the default).
 
@@ -474,6 +486,7 @@ class Stage:
         self._touch()
 
     # --- storage ---------------------------------------------------------------
+    @recorded("storage_align")
     def storage_align(self, axis, factor: int, offset: int):
         """Pad the stride of dimension `axis` so that stride % factor == offset.
 
@@ -492,6 +505,7 @@ class Stage:
         self.storage_aligns[list(self.op.axis).index(axis)] = (factor, offset)
         self._touch()
 
+    @recorded("set_scope")
     def set_scope(self, scope: str):
         """Where the stage's buffer lives: "global", "shared" or "local".
 
@@ -509,6 +523,7 @@ class Stage:
         self.scope = scope
         self._touch()
 
+    @recorded("double_buffer")
     def double_buffer(self):
         """Overlap the copy into this stage's shared buffer with the work that reads it.
 
@@ -529,6 +544,7 @@ class Stage:
         self.pipeline_stages = 0
         self._touch()
 
+    @recorded("pipeline")
     def pipeline(self, stages: int = 3):
         """Fetch this stage's shared tiles `stages - 1` iterations ahead, asynchronously.
 
@@ -567,6 +583,7 @@ class Stage:
         self._touch()
 
     # --- GPU ---------------------------------------------------------------------
+    @recorded("bind")
     def bind(self, axis, thread_axis):
         """Run the iterations of loop `axis` on the GPU threads of `thread_axis`.
 
@@ -617,6 +634,7 @@ class Stage:
             return axis.dom.extent.value
         return None
 
+    @recorded("set_store_predicate")
     def set_store_predicate(self, predicate):
         """Store the stage's values only where `predicate` holds: every store into its
         output (a reduction's initial value and updates too; after a reduction across
@@ -633,6 +651,7 @@ class Stage:
         self.store_predicate = cond
         self._touch()
 
+    @recorded("reduce_strategy")
     def reduce_strategy(self, axis, strategy: str):
         """How the partial results of reduction loop `axis`, bound to GPU threads, combine.
 
@@ -667,6 +686,7 @@ class Stage:
         self._touch()
 
     # --- intrinsics ----------------------------------------------------------------
+    @recorded("tensorize")
     def tensorize(self, axis, intrin):
         """Replace the loops from `axis` inward (the tile) by the intrinsic `intrin`.
 
