@@ -676,3 +676,33 @@ def test_power_is_pow(target):
     out = np.zeros(37, "float32")
     tex.build(s, [A, B], target="cuda").simulate(a, out)
     np.testing.assert_allclose(out, np.power(a, 2.5), rtol=1e-5)
+
+
+def test_a_tensorized_call_reads_as_tvms_evaluate_of_a_call():
+    """`stmt.value.args` of a call statement: the callee's name, then each tile by its
+    buffer's name and each scalar as the expression passed; and the kernel still runs
+    the registered function on the right tiles."""
+    x, y = tex.placeholder((8,), name="x"), tex.placeholder((8,), name="y")
+    z = tex.compute((8,), lambda i: x[i] + y[i], name="z")
+
+    def intrin_func(ins, outs):  # `.data` would be the buffer's start, as in TVM
+        return tex.call_packed("tex_test_vadd", ins[0].access_ptr("r"),
+                               ins[1].access_ptr("r"), outs[0].access_ptr("w"),
+                               ins[0].shape[0])
+    vadd = tex.decl_tensor_intrin(z.op, intrin_func)
+    def run_vadd(a, b, c, n):  # each a view from its tile's first element on
+        c[:n] = a[:n] + b[:n]
+    tex.register_func("tex_test_vadd", run_vadd, override=True)
+    X, Y = tex.placeholder((40,), name="X"), tex.placeholder((40,), name="Y")
+    Z = tex.compute((40,), lambda i: X[i] + Y[i], name="Z")
+    s = tex.create_schedule(Z.op)
+    _, inner = s[Z].split(Z.op.axis[0], factor=8)
+    s[Z].tensorize(inner, vadd)
+    calls = []
+    tex.tir.stmt_functor.post_order_visit(
+        tex.lower(s, [X, Y, Z])["main"].body,
+        lambda n: calls.append(n) if isinstance(n, tex.tir.Evaluate) else None)
+    (call,) = calls
+    assert [str(a) for a in call.value.args] == ['"tex_test_vadd"', "X", "Y", "Z", "8"]
+    a, b = random_array((40,)), random_array((40,))
+    check(s, [X, Y, Z], [a, b], a + b)

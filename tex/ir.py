@@ -504,6 +504,11 @@ class PackedCall(Stmt):
                                 f"{'Load' if k in self.buffer_args else 'value'}, got "
                                 f"{type(arg).__name__} of {arg.dtype}")
 
+    @property
+    def value(self) -> "CallValue":
+        """TVM's view of this statement, `Evaluate(value=Call(...))` (see `CallValue`)."""
+        return CallValue.of(self.name, self.args, self.buffer_args)
+
 
 @dataclass(frozen=True, eq=False, slots=True, repr=False)
 class ExternCall(Stmt):
@@ -535,6 +540,37 @@ class ExternCall(Stmt):
             raise ExprError(f"ExternCall {self.name}: pointers {self.pointers} must index its "
                             f"{len(self.args)} argument(s), and writes {self.writes} be "
                             "among them")
+
+    @property
+    def value(self) -> "CallValue":
+        """TVM's view of this statement, `Evaluate(value=Call(...))` (see `CallValue`)."""
+        return CallValue.of(self.name, self.args, self.pointers)
+
+
+@dataclass(frozen=True)
+class CallValue:
+    """What TVM's `Evaluate(Call(...)).value` shows of a call statement (`PackedCall`,
+    `ExternCall`), for TE code that reads it: `args` are the callee's name, as a string
+    literal, then the arguments, each buffer (or pointer into one) by its buffer's name,
+    as TVM passes a buffer's data pointer."""
+
+    args: tuple
+
+    @classmethod
+    def of(cls, name: str, args: tuple, buffer_positions) -> "CallValue":
+        return cls((_Literal(f'"{name}"'),) + tuple(
+            _Literal(arg.buffer.name) if k in buffer_positions else arg
+            for k, arg in enumerate(args)))
+
+
+@dataclass(frozen=True)
+class _Literal:
+    """Text that stands for itself when printed (a name, a string literal)."""
+
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
 
 
 #: Cross-thread reduction strategies (see `Stage.reduce_strategy`).
