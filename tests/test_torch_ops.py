@@ -9,6 +9,7 @@ import pytest
 
 import tex
 from checks import row_parallel_matmul
+from tex.runtime.cuda_device import gpu_available
 
 torch = pytest.importorskip("torch")
 import tex.torch  # noqa: E402  (after the skip: it imports torch)
@@ -204,3 +205,48 @@ def test_import_tex_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "False"
+
+
+def scale_cuda_kernel(name="scale_cuda"):
+    """y = 2x + 1 over any n, for CUDA: 64 threads a block."""
+    n = tex.var("n")
+    x = tex.placeholder((n,), "float32", name="x")
+    y = tex.compute((n,), lambda i: x[i] * 2.0 + 1.0, name="y")
+    s = tex.create_schedule(y.op)
+    blocks, threads = s[y].split(y.op.axis[0], factor=64)
+    s[y].bind(blocks, tex.thread_axis("blockIdx.x"))
+    s[y].bind(threads, tex.thread_axis("threadIdx.x"))
+    return tex.build(s, [x, y], target="cuda", name=name)
+
+
+@pytest.fixture(scope="module")
+def scale_cuda():
+    return tex.torch.register("textest::scale_cuda", scale_cuda_kernel())
+
+
+def test_a_cuda_kernel_is_an_operator_on_cuda_tensors(scale_cuda):
+    """Without a GPU: the operator traces with fake CUDA tensors (the shapes its fake
+    implementation gives) and PyTorch's dispatcher refuses CPU tensors for it."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.proxy_tensor import make_fx
+    with FakeTensorMode():
+        x = torch.empty(1000, device="cuda")
+        y = scale_cuda(x)
+        assert y.device.type == "cuda" and y.shape == (1000,) and y.dtype == torch.float32
+        graph = make_fx(lambda t: scale_cuda(t) + 1)(x)
+    assert "textest.scale_cuda" in str(graph.code)
+    with pytest.raises(NotImplementedError, match="CPU"):
+        scale_cuda(torch.ones(10))
+
+
+@pytest.mark.skipif(not (torch.cuda.is_available() and gpu_available()),
+                    reason="needs a GPU and PyTorch with CUDA")
+def test_a_cuda_operator_runs_on_pytorchs_current_stream(scale_cuda):
+    x = torch.randn(1000, device="cuda")
+    torch.testing.assert_close(scale_cuda(x), x * 2 + 1)
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side):
+        y = torch.randn(4099, device="cuda")  # written on the side stream
+        z = scale_cuda(y)
+    side.synchronize()
+    torch.testing.assert_close(z, y * 2 + 1)

@@ -1,13 +1,15 @@
 """tex kernels as PyTorch operators: `torch.ops.NS.NAME`, eager, compiled and trained.
 
-    op = tex.torch.register("mylib::matmul", kernel)       # a CPU tex.Kernel
+    op = tex.torch.register("mylib::matmul", kernel)       # a CPU or CUDA kernel
     c = op(a, b)                                            # torch.ops.mylib.matmul(a, b)
     torch.compile(f, fullgraph=True)                        # traces through it, no graph break
 
 `register` defines the operator's schema from the kernel's inputs and outputs
-(a kernel with several outputs returns a tuple), a CPU implementation that
-allocates the outputs with `torch.empty` and runs the kernel on the tensors'
-memory (NumPy views of it, no copies), and a fake implementation that computes the
+(a kernel with several outputs returns a tuple), an implementation for the
+kernel's device that allocates the outputs with `torch.empty` and runs the
+kernel on the tensors' memory, without copies (a CPU kernel through NumPy views
+of it; a CUDA kernel, a `CudaKernel` or a loaded library's, on the tensors
+themselves, queued on PyTorch's current stream), and a fake implementation that computes the
 outputs' shapes from the inputs' shapes and the declaration's size
 expressions, so that `torch.compile` traces it with static or dynamic shapes.
 With `backward=`, a function `(inputs, outputs, grad_outputs) -> grad_inputs`
@@ -16,7 +18,7 @@ differentiable (`torch.library.register_autograd`). Make the backward of torch
 ops and registered operators: `torch.compile` traces it, and a direct call of a
 tex kernel cannot be traced (register the gradient's kernel too).
 
-Every call checks its tensors first, in PyTorch's words: a CPU tensor, the
+Every call checks its tensors first, in PyTorch's words: on the kernel's device, the
 kernel's dtype (tex does not cast: `.float()`), contiguous (`.contiguous()`),
 and, where no backward is registered, not requiring grad (`.detach()`); then
 the kernel checks the shapes as it checks every call (ArgumentError).
@@ -33,7 +35,7 @@ import torch
 from tex.errors import ArgumentError, DeviceError
 from tex.expr import Binary, Cast, Const, Var
 from tex.printer import to_text
-from tex.runtime.kernel import Kernel
+from tex.runtime.kernel import Kernel, Signature
 
 _TORCH_DTYPES = {"bool": torch.bool, "int8": torch.int8, "int16": torch.int16,
                  "int32": torch.int32, "int64": torch.int64, "uint8": torch.uint8,
@@ -49,14 +51,14 @@ _SYMBOLIC = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda
 
 
 def register(qualname: str, kernel: Kernel, *, backward=None):
-    """Define the operator `qualname` ("namespace::name") running the CPU `kernel`
-    (from `tex.build` or a loaded library) and return it (`torch.ops.namespace.name`).
-    `backward(inputs, outputs, grad_outputs) -> grad_inputs` makes it differentiable.
-    See the module docstring."""
+    """Define the operator `qualname` ("namespace::name") running `kernel` (from
+    `tex.build` for "llvm" or "cuda", or a loaded library's) on tensors of its device, and
+    return it (`torch.ops.namespace.name`). `backward(inputs, outputs, grad_outputs) ->
+    grad_inputs` makes it differentiable. See the module docstring."""
     namespace, name = _split(qualname)
-    if not isinstance(kernel, Kernel):
-        raise ArgumentError(f"tex.torch.register({qualname!r}): expected a CPU tex.Kernel "
-                            f"(tex.build(..., target='llvm')), got {type(kernel).__name__}")
+    if not isinstance(kernel, Signature):
+        raise ArgumentError(f"tex.torch.register({qualname!r}): expected a kernel of "
+                            f"tex.build or tex.load_library, got {type(kernel).__name__}")
     if kernel._variables:
         raise ArgumentError(f"tex.torch.register({qualname!r}): kernel {kernel.name} takes "
                             f"the variable {kernel._variables[0].var.name} in its arguments; "
@@ -65,8 +67,9 @@ def register(qualname: str, kernel: Kernel, *, backward=None):
     _check_dtypes(qualname, kernel)
     torch.library.define(qualname, _schema(kernel))
     trains = backward is not None
-    torch.library.impl(qualname, "cpu")(lambda *tensors: _run(qualname, kernel, trains,
-                                                               tensors))
+    run = _run if kernel.device_kind == "cpu" else _run_cuda
+    torch.library.impl(qualname, kernel.device_kind)(
+        lambda *tensors: run(qualname, kernel, trains, tensors))
     torch.library.register_fake(qualname)(lambda *tensors: _fake(qualname, kernel, trains,
                                                                  tensors))
     if trains:
@@ -115,9 +118,11 @@ def _check_tensors(qualname: str, kernel: Kernel, trains: bool, tensors: tuple):
         label = f"{qualname}: argument {p.buffer.name} (#{p.position})"
         if not isinstance(t, torch.Tensor):
             raise ArgumentError(f"{label}: expected a torch.Tensor, got {type(t).__name__}")
-        if t.device.type != "cpu":
-            raise DeviceError(f"{label} is on {t.device}; this kernel runs on the CPU: "
-                              "pass .cpu() of it")
+        if t.device.type != kernel.device_kind:
+            where, move = (("the CPU", ".cpu()") if kernel.device_kind == "cpu" else
+                           ("a CUDA GPU", ".cuda()"))
+            raise DeviceError(f"{label} is on {t.device}; this kernel runs on {where}: "
+                              f"pass {move} of it")
         wanted = _TORCH_DTYPES[str(p.buffer.dtype)]
         if t.dtype != wanted:
             raise ArgumentError(f"{label}: expected dtype {wanted}, got {t.dtype}; tex does "
@@ -139,6 +144,17 @@ def _run(qualname: str, kernel: Kernel, trains: bool, tensors: tuple):
     arrays = [_numpy_view(t, p.dtype) for t, p in zip(inputs, kernel._inputs)] + \
         [_numpy_view(t, p.dtype) for t, p in zip(outputs, kernel._outputs)]
     kernel(*kernel._in_param_order(arrays[:len(inputs)], arrays[len(inputs):]))
+    return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+
+def _run_cuda(qualname: str, kernel, trains: bool, tensors: tuple):
+    """The CUDA implementation: outputs from torch.empty on the inputs' device, the
+    kernel queued on PyTorch's current stream there, reading and writing the tensors."""
+    _check_tensors(qualname, kernel, trains, tensors)
+    inputs = [t.detach() for t in tensors]
+    outputs = _empty_outputs(kernel, inputs)
+    stream = torch.cuda.current_stream(inputs[0].device if inputs else None)
+    kernel(*kernel._in_param_order(inputs, outputs), stream=stream.cuda_stream)
     return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
 
