@@ -723,6 +723,41 @@ def test_a_failed_launch_is_a_device_error_and_frees_the_call_memory(host_driver
 
 
 @without_gpu
+def test_calls_on_known_cuda_array_interfaces_check_only_their_pointers(host_driver,
+                                                                       monkeypatch):
+    """A second call with interfaces of the same shapes and dtypes skips the full checks
+    (as CuPy's users call a kernel in a loop) and still refuses a read-only output, an
+    address not aligned, memory not on device 0 and an output overlapping an input."""
+    k = add_rows_kernel()
+    a, b = data(50, 4)
+
+    def interfaces(**changes_of_c):
+        arrays = [device_array(a), device_array(b), empty_device(a.shape)]
+        wrapped = [CudaArrayInterface(x) for x in arrays[:2]]
+        return arrays, wrapped + [CudaArrayInterface(arrays[2], **changes_of_c)]
+    arrays, args = interfaces()
+    k(*args)
+    np.testing.assert_array_equal(arrays[2].numpy(), a + b)
+    monkeypatch.setattr(k, "_bind_and_run", None)  # from here on, the known path only
+    arrays, args = interfaces()
+    k(*args, sync=True)
+    np.testing.assert_array_equal(arrays[2].numpy(), a + b)
+    c = arrays[2].__cuda_array_interface__["data"][0]
+    for changes, message in [
+            ({"data": (c, True)}, r"argument C \(#2\) is an output but .*read-only"),
+            ({"data": (c + 4, False)}, r"argument C \(#2\): its data at 0x[0-9a-f]+ is not "
+                                       r"aligned to 16 bytes"),
+            ({"data": (np.empty_like(a).ctypes.data, False)},
+             r"argument C \(#2\): its __cuda_array_interface__ address 0x[0-9a-f]+ is not "
+             r"CUDA memory")]:
+        with pytest.raises(ArgumentError, match=message):
+            k(*interfaces(**changes)[1])
+    arrays, args = interfaces()
+    with pytest.raises(ArgumentError, match=r"output argument C \(#2\) overlaps argument A"):
+        k(args[0], args[1], CudaArrayInterface(arrays[0]))
+
+
+@without_gpu
 @pytest.mark.parametrize("capability", ["target's", (9, 9)])
 def test_a_device_of_another_architecture_loads_the_ptx(host_driver, capability):
     if capability != "target's":

@@ -244,11 +244,13 @@ class CudaParam(Param):
             raise self.read_only_error()
         nbytes = math.prod(shape) * dtype.itemsize
         if nbytes and address % self.alignment:
-            raise ArgumentError(f"{self.label}: its data at 0x{address:x} is not aligned to "
-                                f"{self.alignment} bytes (the kernel accesses "
-                                f"{self.alignment} bytes at once); pass a copy, not a view at "
-                                "an offset")
+            raise self.alignment_error_at(address)
         return Arg(shape, nbytes, address, None, owner, stream, ask_device)
+
+    def alignment_error_at(self, address: int) -> ArgumentError:
+        return ArgumentError(f"{self.label}: its data at 0x{address:x} is not aligned to "
+                             f"{self.alignment} bytes (the kernel accesses {self.alignment} "
+                             "bytes at once); pass a copy, not a view at an offset")
 
     def check_location(self, device: Device, arg: Arg):
         """Raise unless `arg`'s memory is on device 0, for pointers that do not say where

@@ -47,7 +47,11 @@ A call derives its launch plan once per distinct sizes of its arguments
 the parameters packed), so a later call with the same sizes only writes the
 pointers; the device of a `__cuda_array_interface__` pointer is asked of the
 driver once per address; the primary context is pushed only when it is not
-current already (PyTorch and CuPy make it current).
+current already (PyTorch and CuPy make it current). Calls whose arguments are
+all DeviceArrays, or all `__cuda_array_interface__` objects (CuPy, Numba), of
+shapes and layouts that passed the checks before skip them: a DeviceArray
+call repeats none, an interface call only those that depend on the pointers
+(writable outputs, alignment, device 0, no overlap).
 
 Temporaries (global buffers the launches share) live in a workspace per stream
 (`tex.runtime.cuda_launch.Workspaces`): calls on one stream share theirs, calls
@@ -74,6 +78,9 @@ import sys
 import threading
 import weakref
 from typing import Callable
+
+import numpy as np
+
 from tex.codegen.cuda import CudaLaunch, CudaModule
 from tex.codegen.nvrtc import check_output
 from tex.errors import ArgumentError, BuildError
@@ -83,7 +90,7 @@ from tex.runtime.cuda_args import ALIGNMENT, Arg, CallStreams, CudaParam
 from tex.runtime.cuda_device import (Device, DeviceArray, Memory, copy_to_device, copy_to_host,
                                      release, require_device)
 from tex.runtime.cuda_launch import LaunchPlan, Workspaces
-from tex.runtime.cuda_stream import LEGACY, as_stream
+from tex.runtime.cuda_stream import LEGACY, as_stream, is_torch_tensor
 from tex.runtime import cuda_simulator
 from tex.runtime.host_array import allocate
 from tex.runtime.kernel import Signature
@@ -128,6 +135,7 @@ class CudaKernel(Signature):
         self._purpose = f"running {self._what}"  # what needs the device, in its errors
         self._plans = {}  # tuple(env) -> LaunchPlan, the last _PLANS
         self._known = {}  # _device_array_key -> LaunchPlan, the last _PLANS
+        self._known_interfaces = {}  # _interface_key -> (LaunchPlan, extents), the last _PLANS
         self._output_positions = [p.position for p in self._outputs]
         self._dtypes = [p.dtype for p in self._params]
         self._workspaces = Workspaces(self._what)
@@ -185,12 +193,20 @@ class CudaKernel(Signature):
         if plan is not None:
             self._run_device_arrays(args, plan, stream, sync)
             return None
+        interfaces, interface_key = self._interface_key(args) if key is None else ((), None)
+        known = self._known_interfaces.get(interface_key)
+        if known is not None:
+            self._run_interfaces(interfaces, *known, stream, sync)
+            return None
         streams = CallStreams.of_call(args, stream)
 
         def run(given, env, plan):
             self._run(given, plan, streams.launch, sync)
             if key is not None:
                 _remember(self._known, key, plan)
+            if interface_key is not None:
+                _remember(self._known_interfaces, interface_key,
+                          (plan, [_Extent(a.nbytes) for a in given]))
         return self._bind_and_run(args, run, streams)
 
     def simulate(self, *args, seed: int = 0):
@@ -287,6 +303,64 @@ class CudaKernel(Signature):
     def _run_device_arrays(self, arrays: tuple, plan: LaunchPlan, stream, sync: bool):
         """`_run` for distinct DeviceArrays (`_device_array_key`), checked before."""
         producers = [a.stream for a in arrays]
+        stream = self._launch_known(plan, [a.pointer for a in arrays], producers, stream,
+                                    sync)
+        for k in self._output_positions:
+            arrays[k].stream = stream
+
+    def _interface_key(self, args: tuple) -> tuple[list, tuple | None]:
+        """(the `__cuda_array_interface__` dicts of `args`, the key of what the checks
+        read of them that no call changes: each one's shape, typestr, strides and mask)
+        when `args` are every parameter, each an object with the interface that is not a
+        PyTorch tensor (whose producer is PyTorch's current stream) nor a NumPy array;
+        else ((), None). A call whose key passed the checks once repeats only those that
+        depend on the pointers (`_run_interfaces`)."""
+        if len(args) != len(self._params):
+            return (), None
+        interfaces = []
+        for a in args:
+            if isinstance(a, np.ndarray) or is_torch_tensor(a):
+                return (), None
+            interface = getattr(a, "__cuda_array_interface__", None)
+            if type(interface) is not dict:
+                return (), None
+            interfaces.append(interface)
+        try:
+            return interfaces, tuple([(tuple(i["shape"]), i["typestr"], i.get("strides"),
+                                       i.get("mask") is None) for i in interfaces])
+        except (KeyError, TypeError):  # malformed: the full checks say how
+            return (), None
+
+    def _run_interfaces(self, interfaces: list, plan: LaunchPlan, extents: list, stream,
+                        sync: bool):
+        """`_run` for arguments of a known `_interface_key`: their pointers checked (each
+        output writable, each address aligned and on device 0, no output overlapping
+        another argument) as `CudaParam` checks them, then the launches queued after each
+        interface's `stream`."""
+        addresses, producers = [], []
+        device = self._device()
+        for p, interface, extent in zip(self._params, interfaces, extents):
+            address, read_only = interface["data"]
+            address = address or 0
+            if p.is_output and read_only:
+                raise p.read_only_error()
+            if extent.nbytes:
+                if device.ordinal(address) != 0:  # not device 0's memory: say why
+                    p.check_location(device, Arg((), extent.nbytes, address, None, None,
+                                                 None, True))
+                if address % p.alignment:
+                    raise p.alignment_error_at(address)
+            addresses.append(address)
+            producer = interface.get("stream")
+            producers.append(None if producer is None else as_stream(
+                producer, f"{p.label}: the stream of its __cuda_array_interface__"))
+        self._check_overlap(extents, addresses)
+        self._launch_known(plan, addresses, producers, stream, sync)
+
+    def _launch_known(self, plan: LaunchPlan, addresses: list, producers: list, stream,
+                      sync: bool) -> int:
+        """Queue `plan` on `stream` (given, else the first producer's, else the legacy
+        stream) for device arguments at `addresses`, after `producers`; the stream."""
         if stream is not None:
             stream = as_stream(stream)
         else:
@@ -295,13 +369,12 @@ class CudaKernel(Signature):
         pushed = device.enter()
         try:
             with self._lock:
-                self._queue(device, plan, [a.pointer for a in arrays], producers, stream)
-            for k in self._output_positions:
-                arrays[k].stream = stream
+                self._queue(device, plan, addresses, producers, stream)
             if sync:
                 device.synchronize_stream(stream, self._what)
         finally:
             device.leave(pushed)
+        return stream
 
     def _check_limits(self, launch: CudaLaunch, grid: tuple, block: tuple, values: dict):
         t = self.target
@@ -428,6 +501,15 @@ class CudaKernel(Signature):
 
     def __repr__(self):
         return f"<tex.CudaKernel {self.name} for {self.target}>"
+
+
+class _Extent:
+    """What the overlap check reads of an argument: its size in bytes."""
+
+    __slots__ = ("nbytes",)
+
+    def __init__(self, nbytes: int):
+        self.nbytes = nbytes
 
 
 def _remember(cache: dict, key, value):
