@@ -1,7 +1,14 @@
 """Data types and the promotion rules of tex expressions.
 
 A `DType` is a scalar kind (`bool`, `int`, `uint`, `float`, `bfloat`), a bit
-width and a lane count (lanes > 1 only appear inside vectorized loop IR).
+width and a lane count. Vectorized loop IR computes on vectors (lanes > 1); so
+do tensors of a vector dtype, named as in TVM: "float32x4" is four float32
+lanes (`.lanes` 4, `.element` float32), and so are "int8x4", "float16x2",
+"bfloat16x2". Each element of such a tensor is a vector: arithmetic on it is
+lane-wise, a constant or a scalar meeting it is broadcast to every lane
+(`tex.const(1, "float32x4")`), casts keep the lanes ("int32x4" to
+"float32x4"). Its memory is the element dtype with the lanes as one more,
+last, dimension: a (n,) float32x4 tensor is passed as an (n, 4) float32 array.
 bfloat16 is float32's exponent with an 8-bit significand; NumPy knows it
 through the `ml_dtypes` package, imported when a bfloat16 array is checked.
 Arithmetic on bfloat16 rounds to bfloat16 after every operation (computed in
@@ -19,11 +26,15 @@ Promotion, applied when a binary operator meets two different dtypes:
    float16 meets bfloat16: float32, which holds both exactly.
 4. Signed meets unsigned: a signed integer wide enough for both
    (uint8 + int8 is int16; uint64 + int64 is int64).
+5. A scalar meets a vector: the scalar is broadcast to the vector's lanes,
+   the elements promoted as above (int8x4 + 1.5 is float32x4); vectors of
+   different lanes do not combine.
 
 Casts never happen silently across a narrowing; use `tex.cast` for those.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,7 +106,9 @@ class DType:
     @property
     def numpy(self) -> np.dtype:
         if self.lanes != 1:
-            raise ExprError(f"vector dtype {self} has no NumPy equivalent")
+            raise ExprError(f"vector dtype {self} has no NumPy equivalent: its arrays are "
+                            f"{self.element} with the {self.lanes} lanes as a last dimension "
+                            "(tex.empty(shape, dtype) makes one)")
         if self.kind == "bfloat":
             try:
                 import ml_dtypes  # 0.1 s to import: only when bfloat16 arrays are used
@@ -137,15 +150,38 @@ _ALIASES = {"float": "float32", "double": "float64", "int": "int32", "uint": "ui
             "int1": "bool", "uint1": "bool"}  # TVM's one-bit integers are bools
 
 
+_VECTOR_NAME = re.compile(r"(?P<element>[a-z]+[0-9]*)x(?P<lanes>[0-9]*)")
+
+
 def as_dtype(value) -> DType:
     """Accept a DType, a name such as "float32" (or "float", TVM's float32; "int1", its
-    bool), or a NumPy dtype."""
+    bool) or "float32x4" (a vector of 4 lanes, 2 or more), or a NumPy dtype."""
     if isinstance(value, DType):
         return value
     name = str(np.dtype(value)) if not isinstance(value, str) else _ALIASES.get(value, value)
     if name in _BY_NAME:
         return _BY_NAME[name]
-    raise ExprError(f"unsupported dtype {value!r}; expected one of {sorted(_BY_NAME)}")
+    vector = _VECTOR_NAME.fullmatch(name) if isinstance(value, str) else None
+    if vector and _ALIASES.get(vector["element"], vector["element"]) in _BY_NAME:
+        lanes = vector["lanes"]
+        if not lanes or int(lanes) < 2:
+            raise ExprError(f"vector dtype {value!r}: the lanes after 'x' must be a number "
+                            f">= 2 (as in 'float32x4'), got {lanes or 'none'!r}")
+        element = _BY_NAME[_ALIASES.get(vector["element"], vector["element"])]
+        return element.with_lanes(int(lanes))
+    raise ExprError(f"unsupported dtype {value!r}; expected one of {sorted(_BY_NAME)}, "
+                    "or one of them with lanes, as in 'float32x4'")
+
+
+def array_layout(shape: tuple, dtype) -> tuple[tuple, np.dtype]:
+    """The NumPy shape and dtype of an array of `shape` elements of `dtype` (a tex dtype,
+    a name or a NumPy dtype): a vector dtype's lanes are one more, last, dimension."""
+    if isinstance(dtype, str) and _VECTOR_NAME.fullmatch(dtype):
+        dtype = as_dtype(dtype)
+    if not isinstance(dtype, DType):
+        return tuple(shape), np.dtype(dtype)
+    lanes = (dtype.lanes,) if dtype.lanes > 1 else ()
+    return (*shape, *lanes), dtype.element.numpy
 
 
 def promote(a: DType, b: DType) -> DType:

@@ -11,7 +11,8 @@ falls back to structural equality of the two operands.
 
 Nodes used only by the loop IR (buffer loads, vector ramps) are in `tex.ir`;
 nodes that name tensors and reduction axes (`TensorRead`, `Reduce`) are here
-because tensor expressions are built from them.
+because tensor expressions are built from them, and so is `Broadcast`, a
+scalar in every lane, which a constant of a vector dtype ("float32x4") is.
 """
 from __future__ import annotations
 
@@ -162,6 +163,21 @@ class Var(Expr):
 
     def __hash__(self):
         return object.__hash__(self)
+
+
+@dataclass(frozen=True, eq=False, slots=True, repr=False)
+class Broadcast(Expr):
+    """A scalar repeated in every lane: a constant (or scalar) of a vector dtype, or a
+    lane-invariant value in vectorized loop IR."""
+
+    value: Expr
+    lanes: int
+    dtype: DType = field(init=False)
+
+    def __post_init__(self):
+        if self.value.dtype.lanes != 1:
+            raise ExprError("only scalars can be broadcast")
+        object.__setattr__(self, "dtype", self.value.dtype.with_lanes(self.lanes))
 
 
 BINARY_OPS = ("add", "sub", "mul", "div", "floordiv", "floormod", "min", "max")
@@ -351,7 +367,9 @@ def _call_dtype(name: str, args: tuple[Expr, ...]) -> DType:
 class PureExternCall(Expr):
     """A call of the pure C function `name` (libm's `expf`, CUDA's `__expf`), whose result
     has `dtype`: TE's `call_pure_extern`. Pure: it depends on its arguments only, so a
-    vector of it is one call per lane, and code may move or repeat it."""
+    vector of it is one call per lane, and code may move or repeat it. A scalar call
+    may take an argument of a vector dtype whole (CUDA's `__dp4a` of two `char4`s): in
+    CUDA C it is the CUDA vector type (`char4`, `float4`); the CPU refuses it."""
 
     dtype: DType
     name: str
@@ -365,7 +383,7 @@ class PureExternCall(Expr):
                 raise ExprError(f"call_pure_extern {self.name}: C functions take and return "
                                 f"float32, float64 or integers here, got {dtype}; cast first")
         for arg in self.args:
-            if arg.dtype.lanes != self.dtype.lanes:
+            if arg.dtype.lanes != self.dtype.lanes and self.dtype.lanes != 1:
                 raise ExprError(f"call_pure_extern {self.name}: argument {arg} has "
                                 f"{arg.dtype.lanes} lane(s), the call {self.dtype.lanes}")
 

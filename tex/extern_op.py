@@ -49,6 +49,11 @@ def extern(shape, inputs, fcompute, name: str = "extern", dtype=None, in_buffers
     shapes = _extern_shapes(shape, name)
     inputs = _extern_inputs(inputs, name)
     dtypes = _extern_dtypes(dtype, len(shapes), inputs, name)
+    for what, t in [*((f"input {t.name}", t.dtype) for t in inputs),
+                    *(("output", t) for t in dtypes)]:
+        if t.lanes > 1:
+            raise ExprError(f"extern {name}: its {what} is of the vector dtype {t}, which "
+                            "extern stages do not take")
     ins = [Buffer(t.name, t.dtype, t.shape) for t in inputs]
     outs = [Buffer(name if len(shapes) == 1 else f"{name}_v{k}", t, s)
             for k, (s, t) in enumerate(zip(shapes, dtypes))]

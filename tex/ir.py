@@ -4,8 +4,9 @@ Lowering turns a schedule into a `Stmt` of these nodes; passes rewrite it;
 codegen emits it. Expression nodes shared with tensor expressions are in
 `tex.expr`; the ones here only appear after lowering:
 
-* `Load` reads a buffer, `Ramp`/`Broadcast` are vector index/value forms made
-  by vectorization.
+* `Load` reads a buffer, `Ramp` is a vector index made by vectorization
+  (`Broadcast`, a scalar in every lane, is in `tex.expr`: a constant of a
+  vector dtype is one).
 * GPU programs add: loops bound to a thread axis (`For` of kind "bound"),
   `ThreadIndex`, `Barrier`, `AtomicUpdate`, `WarpShuffle`, the cross-thread
   `ThreadReduce` (expanded by a pass before codegen) and `KernelLaunch`, the
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from tex.dtype import INDEX, DType, as_dtype
 from tex.errors import ArgumentError, ExprError
 from tex import ops
-from tex.expr import Const, Expr, Node, Var
+from tex.expr import Broadcast, Const, Expr, Node, Var  # noqa: F401  (Broadcast: loop IR too)
 
 _buffer_ids = itertools.count()
 
@@ -51,6 +52,12 @@ class Buffer:
     scope: str = "global"
     strides: tuple[Expr, ...] | None = None
     uid: int = field(default_factory=lambda: next(_buffer_ids))
+
+    def __post_init__(self):
+        if self.dtype.lanes > 1:
+            raise ExprError(f"buffer {self.name}: a buffer holds scalars, not {self.dtype}; "
+                            f"declare it of {self.dtype.element} with the {self.dtype.lanes} "
+                            "lanes as a last dimension")
 
     def __hash__(self):
         return object.__hash__(self)
@@ -75,6 +82,24 @@ class Buffer:
         """The statement writing `value` into the element at index `begin`. TVM:
         `Buffer.vstore`."""
         return Store(self, ops.as_expr(value, self.dtype), _element_index(begin))
+
+
+def tensor_buffer(name: str, dtype: DType, shape, scope: str = "global",
+                  strides=None) -> Buffer:
+    """The buffer holding a tensor of `dtype` and `shape`. A vector dtype's buffer holds
+    its element dtype, with the lanes as one more, last, dimension (a (n,) float32x4
+    tensor is an (n, 4) float32 buffer); `strides`, when given, are the tensor's own."""
+    if dtype.lanes == 1:
+        return Buffer(name, dtype, tuple(shape), scope, strides)
+    lanes = Const(INDEX, dtype.lanes)
+    if strides is not None:
+        strides = tuple(ops.binary("mul", s, lanes) for s in strides) + (Const(INDEX, 1),)
+    return Buffer(name, dtype.element, (*shape, lanes), scope, strides)
+
+
+def lane_index(lanes: int) -> Ramp:
+    """The index, in the last dimension of a vector dtype's buffer, of all its lanes."""
+    return Ramp(Const(INDEX, 0), Const(INDEX, 1), lanes)
 
 
 def _element_index(begin) -> tuple[Expr, ...]:
@@ -119,21 +144,6 @@ class Ramp(Expr):
         if self.base.dtype.lanes != 1 or self.stride.dtype.lanes != 1:
             raise ExprError("Ramp base and stride must be scalars")
         object.__setattr__(self, "dtype", self.base.dtype.with_lanes(self.lanes))
-
-
-@dataclass(frozen=True, eq=False, slots=True, repr=False)
-class Broadcast(Expr):
-    """A scalar repeated in every lane."""
-
-    value: Expr
-    lanes: int
-    dtype: DType = field(init=False)
-
-    def __post_init__(self):
-        if self.value.dtype.lanes != 1:
-            raise ExprError("only scalars can be broadcast")
-        object.__setattr__(self, "dtype", self.value.dtype.with_lanes(self.lanes))
-
 
 
 #: The combining operations of `VectorReduce`.

@@ -15,12 +15,13 @@ import numpy as np
 
 from tex.dtype import DType, as_dtype, bool_, float32, int32, promote, INDEX
 from tex.errors import ExprError
-from tex.expr import (Binary, Call, Cast, Compare, Const, Expr, Logical, PureExternCall, Not,
-                      Select, _int_range)
+from tex.expr import (Binary, Broadcast, Call, Cast, Compare, Const, Expr, Logical,
+                      PureExternCall, Not, Select, _int_range)
 
 
-def const(value, dtype=None) -> Const:
-    """A constant; the dtype defaults to int64 for ints, float32 for floats."""
+def const(value, dtype=None) -> Expr:
+    """A constant; the dtype defaults to int64 for ints, float32 for floats. A constant of
+    a vector dtype ("float32x4") is the scalar in every lane (a `Broadcast`)."""
     if dtype is None:
         if isinstance(value, (bool, np.bool_)):
             dtype = bool_
@@ -30,16 +31,23 @@ def const(value, dtype=None) -> Const:
             dtype = float32
         else:
             raise ExprError(f"cannot make a constant of {type(value).__name__} {value!r}")
-    return Const(as_dtype(dtype), value)
+    dtype = as_dtype(dtype)
+    if dtype.lanes > 1:
+        return Broadcast(Const(dtype.element, value), dtype.lanes)
+    return Const(dtype, value)
 
 
 def as_expr(value, like: DType | None = None) -> Expr:
     """Convert an Expr, IterVar or Python number to an Expr.
 
-    A Python number adopts the dtype `like` where it can (promotion rule 1).
+    A Python number adopts the dtype `like` where it can (promotion rule 1); where
+    `like` is a vector dtype, in every lane.
     """
     if isinstance(value, Expr):
         return value
+    if like is not None and like.lanes > 1 and isinstance(value, (int, float, np.number)):
+        scalar = as_expr(value, like.element)
+        return Broadcast(scalar, like.lanes) if scalar.dtype == like.element else scalar
     var = getattr(value, "var", None)  # an IterVar stands for its variable
     if isinstance(var, Expr):
         return var
@@ -65,20 +73,33 @@ def _operands(a, b):
     else:
         a = as_expr(a)
         b = as_expr(b, a.dtype)
-    dtype = promote(a.dtype, b.dtype)
+    if a.dtype.lanes != b.dtype.lanes and 1 in (a.dtype.lanes, b.dtype.lanes):
+        # a scalar meeting a vector is broadcast to its lanes
+        lanes = max(a.dtype.lanes, b.dtype.lanes)
+        dtype = promote(a.dtype.element, b.dtype.element).with_lanes(lanes)
+    else:
+        dtype = promote(a.dtype, b.dtype)
     return cast(dtype, a), cast(dtype, b)
 
 
 def cast(dtype, value) -> Expr:
-    """`value` converted to `dtype` (a no-op when it already has it)."""
+    """`value` converted to `dtype` (a no-op when it already has it). A scalar dtype
+    converts each lane of a vector; a scalar cast to a vector dtype is in every lane;
+    vectors of different lanes do not convert."""
     dtype = as_dtype(dtype) if not isinstance(dtype, DType) else dtype
     value = as_expr(value)
     if value.dtype.lanes != dtype.lanes and dtype.lanes == 1:
         dtype = dtype.with_lanes(value.dtype.lanes)
+    elif value.dtype.lanes == 1 and dtype.lanes > 1:
+        return Broadcast(cast(dtype.element, value), dtype.lanes)
+    elif value.dtype.lanes != dtype.lanes:
+        raise ExprError(f"cannot cast {value.dtype} ({value}) to {dtype}: the lanes differ")
     if value.dtype == dtype:
         return value
     if isinstance(value, Const):
         return Const(dtype, _convert_constant(value.value, dtype))
+    if isinstance(value, Broadcast):
+        return Broadcast(cast(dtype.element, value.value), dtype.lanes)
     return Cast(dtype, value)
 
 

@@ -108,7 +108,7 @@ def size_var(name: str = "n", dtype="int64") -> Var:
     return var(name, dtype)
 
 
-def const(value, dtype=None) -> Const:
+def const(value, dtype=None) -> Expr:
     """A constant; ints default to int64, floats to float32."""
     return ops.const(value, dtype)
 
@@ -421,25 +421,25 @@ def comm_reducer(fcombine, fidentity, name: str = "reduce") -> Reducer:
     return Reducer(fcombine, fidentity, name)
 
 
-def max_value(dtype) -> Const:
-    """The largest value of `dtype` (+inf for floats)."""
+def max_value(dtype) -> Expr:
+    """The largest value of `dtype` (+inf for floats; of a vector dtype, in every lane)."""
     dtype = as_dtype(dtype)
     if dtype.is_float:
-        return Const(dtype, float("inf"))
-    return Const(dtype, True if dtype.is_bool else (2 ** dtype.bits - 1 if dtype.kind == "uint"
-                                                     else 2 ** (dtype.bits - 1) - 1))
+        return ops.const(float("inf"), dtype)
+    return ops.const(True if dtype.is_bool else (2 ** dtype.bits - 1 if dtype.kind == "uint"
+                                                 else 2 ** (dtype.bits - 1) - 1), dtype)
 
 
-def min_value(dtype) -> Const:
-    """The smallest value of `dtype` (-inf for floats)."""
+def min_value(dtype) -> Expr:
+    """The smallest value of `dtype` (-inf for floats; of a vector dtype, in every lane)."""
     dtype = as_dtype(dtype)
     if dtype.is_float:
-        return Const(dtype, float("-inf"))
-    return Const(dtype, False if dtype.is_bool else (0 if dtype.kind == "uint"
-                                                      else -(2 ** (dtype.bits - 1))))
+        return ops.const(float("-inf"), dtype)
+    return ops.const(False if dtype.is_bool else (0 if dtype.kind == "uint"
+                                                  else -(2 ** (dtype.bits - 1))), dtype)
 
 
-sum = Reducer(lambda x, y: x + y, lambda t: Const(t, 0), "sum")  # noqa: A001
+sum = Reducer(lambda x, y: x + y, lambda t: ops.const(0, t), "sum")  # noqa: A001
 max = Reducer(ops.maximum, min_value, "max")  # noqa: A001
 min = Reducer(ops.minimum, max_value, "min")  # noqa: A001
 

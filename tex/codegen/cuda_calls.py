@@ -14,16 +14,18 @@
   and popcount `__popc`/`__popcll` of the two's complement bits, narrower
   integers zero-extended (clz then less the added bits); the count has the
   argument's type.
-* A `PureExternCall` is `name(arguments)`, each argument of its exact C type.
+* A `PureExternCall` is `name(arguments)`, each argument of its exact C type;
+  a vector argument of a scalar call is one CUDA vector value (`make_char4(...)`).
 
 The CPU simulator (`tex.runtime.cuda_simulator`) runs the same text against
 the host's libm and its own `__clz`/`__popc`.
 """
 from __future__ import annotations
 
-from tex.codegen.cuda_expr import (_HALVES, ADD, ATOM, MUL, UNARY, ExprEmitter, c_type,
-                                   literal, wrap)
+from tex.codegen.cuda_expr import (_HALVES, _VECTOR_TYPES, ADD, ATOM, MUL, UNARY, ExprEmitter,
+                                   c_type, literal, wrap)
 from tex.dtype import DType, float32, int32, int64
+from tex.errors import BuildError
 from tex.expr import INTEGER_INTRINSICS, PREDICATES
 
 #: tex's names of float functions that CUDA spells differently (float: with the suffix f).
@@ -101,8 +103,18 @@ class CallEmitter(ExprEmitter):
         return f"{_HALVES[operand][2]}({text[0]})", ATOM
 
     def expr_PureExternCall(self, e, lane):
-        args = ", ".join(self.argument(a, lane) for a in e.args)
+        args = ", ".join(self.argument(a, lane) if a.dtype.lanes == e.dtype.lanes
+                         else self._whole_vector(e, a) for a in e.args)
         return f"{e.name}({args})", ATOM
+
+    def _whole_vector(self, call, arg) -> str:
+        """The vector argument `arg` of the scalar call `call` as one CUDA vector value."""
+        name = _VECTOR_TYPES.get((arg.dtype.element, arg.dtype.lanes))
+        if name is None:
+            raise BuildError(f"call_pure_extern {call.name}: CUDA has no vector type for an "
+                             f"argument of {arg.dtype} ({arg})")
+        lanes = ", ".join(self.argument(arg, k) for k in range(arg.dtype.lanes))
+        return f"make_{name}({lanes})"
 
     def _integer_abs(self, dtype: DType, x: tuple[str, int]) -> tuple[str, int]:
         if dtype.kind == "uint":

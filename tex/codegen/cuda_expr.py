@@ -6,7 +6,7 @@ Guarantees:
   parenthesised only where C's precedence needs it. Vector values are emitted
   lane by lane, each lane a scalar C expression.
 * A vector `Load` at `Ramp(base, 1, lanes)` of a global or shared buffer is one
-  `float2`/`float4`/`int4`/`double2`/`half2`... read when `base` is provably a multiple
+  `float2`/`float4`/`int4`/`double2`/`char4`/`half2`... read when `base` is provably a multiple
   of `lanes` (`vector_type`); it is hoisted before the statement (`prelude`)
   into a `const` temporary whose `.x .y .z .w` are the lanes. Where C may skip
   the evaluation (a Select branch, the right side of `&&`/`||`) nothing is
@@ -58,7 +58,9 @@ _HALVES = {float16: ("cuda_fp16.h", "__half2float", "__float2half"),
 _VECTOR_TYPES = {(float32, 2): "float2", (float32, 4): "float4", (int32, 2): "int2",
                  (int32, 4): "int4", (uint32, 2): "uint2", (uint32, 4): "uint4",
                  (float64, 2): "double2", (int64, 2): "longlong2", (uint64, 2): "ulonglong2",
-                 (float16, 2): "half2"}
+                 (int8, 2): "char2", (int8, 4): "char4", (uint8, 2): "uchar2",
+                 (uint8, 4): "uchar4", (int16, 2): "short2", (int16, 4): "short4",
+                 (uint16, 2): "ushort2", (uint16, 4): "ushort4", (float16, 2): "half2"}
 _LANE_FIELDS = ("x", "y", "z", "w")
 
 _ARITH = {"add": ("+", ADD), "sub": ("-", ADD), "mul": ("*", MUL), "div": ("/", MUL)}
@@ -82,7 +84,8 @@ _CUDA_WORDS = """
     threadIdx blockIdx blockDim gridDim warpSize half min max abs llabs fabs fabsf fminf
     fmaxf fmin fmax exp expf log logf sqrt sqrtf rsqrt rsqrtf tanh tanhf erf erff floor
     floorf ceil ceilf pow powf atomicAdd atomicMin atomicMax atomicCAS float2 float4 int2
-    int4 uint2 uint4 double2 longlong2 ulonglong2 half2 make_half2
+    int4 uint2 uint4 double2 longlong2 ulonglong2 char2 char4 uchar2 uchar4 short2 short4
+    ushort2 ushort4 half2 make_half2
     nearbyint nearbyintf rint rintf trunc truncf exp2 exp2f exp10 exp10f log2 log2f log10
     log10f log1p log1pf sin sinf cos cosf tan tanf sinh sinhf cosh coshf asin asinf acos
     acosf atan atanf asinh asinhf acosh acoshf atanh atanhf atan2 atan2f hypot hypotf

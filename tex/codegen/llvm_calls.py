@@ -105,6 +105,11 @@ class CallEmitter(ExprEmitter):
         if e.name == self.mod.name or e.name.startswith(self.mod.name + "_"):
             raise BuildError(f"call_pure_extern {e.name}: the kernel's own functions are "
                              f"named {self.mod.name}...; call another function")
+        for a in e.args:
+            if a.dtype.lanes != e.dtype.lanes:
+                raise BuildError(f"call_pure_extern {e.name}: its argument {a} of the vector "
+                                 f"dtype {a.dtype} is passed whole only in CUDA code; on the "
+                                 "CPU, pass its lanes one by one")
         args = [self.expr(a) for a in e.args]
         result = value_type(e.dtype)
         fn = self._c_function(e.name, _element(result), [_element(a.type) for a in args])

@@ -501,10 +501,11 @@ def _without_data_guards(plan: StagePlan) -> StagePlan:
 
 
 def _inside(index, entry, intervals) -> bool:
-    """Whether every index stays inside its buffer dimension (False if no buffer is known)."""
+    """Whether every index stays inside its buffer dimension (False if no buffer is known;
+    the lanes of a vector dtype always are)."""
     if entry is None:  # a tensor missing from args: lowering reports it later
         return False
-    for position, extent in zip(entry.index(index), entry.buffer.shape):
+    for position, extent in zip(entry.index(index)[:len(index)], entry.buffer.shape):
         if not (prove(ops.compare("ge", position, 0), intervals)
                 and prove(ops.compare("lt", position, extent), intervals)):
             return False

@@ -10,6 +10,9 @@ for; a per-thread "local" buffer is indexed from offsets in the thread's
 index, written as the index's own threadIdx-bound loop variable
 (`tex.lower.bound.per_thread_storage`); a strided dimension of it holds only
 the thread's points, an index mapped to its compact position (`bound.compact`).
+A tensor of a vector dtype lives in a buffer of its element dtype with the lanes as a
+last dimension (`tex.ir.tensor_buffer`); reading or writing an element accesses all
+its lanes at once, a vector load or store.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from tex import ops
 from tex.dtype import INDEX
 from tex.errors import LoweringError
 from tex.expr import Const, Expr, TensorRead
-from tex.ir import Buffer, Load, ThreadIndex
+from tex.ir import Buffer, Load, ThreadIndex, lane_index, tensor_buffer
 from tex.lower.bound import compact, storage_scope, thread_vars
 from tex.tensor import ExternOp, PlaceholderOp
 from tex.visitor import free_vars, transform
@@ -45,6 +48,7 @@ class TensorBuffer:
     borrowed: bool = False
     thread_vars: Mapping | None = None
     digits: tuple | None = None
+    lanes: int = 1
 
     @property
     def allocated_here(self) -> bool:
@@ -52,7 +56,12 @@ class TensorBuffer:
         return not (self.argument or self.borrowed)
 
     def index(self, indices) -> tuple[Expr, ...]:
-        """The buffer index of the tensor's element `indices`."""
+        """The buffer index of the tensor's element `indices` (of a vector dtype, with
+        all the lanes of the last dimension: the index is a vector)."""
+        index = self._element_index(indices)
+        return index if self.lanes == 1 else (*index, lane_index(self.lanes))
+
+    def _element_index(self, indices) -> tuple[Expr, ...]:
         if self.offsets is None:
             return tuple(indices)
         if self.thread_vars is None:
@@ -75,25 +84,27 @@ class TensorBuffer:
 def make_buffers(plans, params: dict) -> dict:
     """Tensor -> TensorBuffer for every tensor a kernel reads or writes; `params` maps
     the argument tensors to their parameter buffers."""
-    buffers = {t: TensorBuffer(b, argument=True) for t, b in params.items()
-               if isinstance(t.op, PlaceholderOp)}
+    buffers = {t: TensorBuffer(b, argument=True, lanes=t.dtype.lanes)
+               for t, b in params.items() if isinstance(t.op, PlaceholderOp)}
     threads = thread_vars(plans)
     for plan in plans:
         stage = plan.stage
         for k in range(plan.op.num_outputs):
             origin, current = stage.origin_op.output(k), plan.op.output(k)
-            buf = params.get(origin) or params.get(current)
+            buf, lanes = params.get(origin) or params.get(current), current.dtype.lanes
             if isinstance(plan.op, ExternOp):  # whole outputs, which may differ in shape
                 entry = TensorBuffer(buf or Buffer(current.name, current.dtype, current.shape),
                                      argument=buf is not None)
             elif buf is None:
-                buf = Buffer(current.name, current.dtype, tuple(plan.alloc_shape),
-                             storage_scope(stage), _aligned_strides(stage, plan.alloc_shape))
+                buf = tensor_buffer(current.name, current.dtype, plan.alloc_shape,
+                                    storage_scope(stage),
+                                    _aligned_strides(stage, plan.alloc_shape))
                 per_thread = threads if plan.storage_offsets is not None else None
                 entry = TensorBuffer(buf, tuple(plan.offsets), thread_vars=per_thread,
-                                     digits=plan.storage_digits)
+                                     digits=plan.storage_digits, lanes=lanes)
             else:  # an argument holds the whole tensor, even when computed part by part
-                entry = TensorBuffer(buf, tuple(_ZERO for _ in plan.offsets), argument=True)
+                entry = TensorBuffer(buf, tuple(_ZERO for _ in plan.offsets), argument=True,
+                                     lanes=lanes)
             buffers[origin] = buffers[current] = entry
     return buffers
 

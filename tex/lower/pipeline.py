@@ -28,7 +28,8 @@ from __future__ import annotations
 
 from tex.errors import LoweringError
 from tex.expr import Var
-from tex.ir import IMPORT_PRAGMAS, Allocate, Buffer, KernelInterface, LoweredFunc, seq
+from tex.ir import (IMPORT_PRAGMAS, Allocate, KernelInterface, LoweredFunc, seq,
+                    tensor_buffer)
 from tex.lower.bound import StagePlan, drop_unneeded_guards, infer_bounds
 from tex.lower.buffers import make_buffers
 from tex.lower.extern import extern_nest
@@ -57,7 +58,7 @@ def kernel_interface(sch, args, name: str = "main") -> KernelInterface:
     placeholder stands for the scan's output (which holds the state)."""
     args = _check_args(sch, args)
     tensors = [a for a in args if isinstance(a, Tensor)]
-    params = tuple(Buffer(t.name, t.dtype, t.shape) for t in tensors)
+    params = tuple(tensor_buffer(t.name, t.dtype, t.shape) for t in tensors)
     shape_vars = _size_vars(tensors)
     sizes = set(shape_vars)
     scalars = tuple(a for a in args if isinstance(a, Var) and a not in sizes)
@@ -121,6 +122,8 @@ def _stage_nest(plan, lowering: Lowering, nests: dict):
             isinstance(plan.op, (ExternOp, ScanOp)) or plan.stage.tensorized is not None):
         raise LoweringError(f"stage {plan.stage.name}: set_store_predicate applies to compute "
                             "stages, not to extern, scan or tensorized ones")
+    first = reduction_start(plan.stage)
+    _check_vector_dtypes(plan, first)
     if isinstance(plan.op, ExternOp):
         return extern_nest(plan, lowering.buffers)
     loops = StageLoops(plan, lowering, nests)
@@ -128,11 +131,29 @@ def _stage_nest(plan, lowering: Lowering, nests: dict):
         return scan_nest(loops)
     if plan.stage.tensorized is not None:
         return tensorized_nest(loops)
-    first = reduction_start(plan.stage)
     if reduced_across_threads(plan.stage, first):
         return gpu_reduction_nest(loops, first)
     one_thread = None if first is None else one_of_the_copies(plan, lowering)
     return stage_nest(loops, one_thread)
+
+
+def _check_vector_dtypes(plan, first):
+    """LoweringError if a stage that takes no vector dtype ("float32x4") has one: a
+    tensorized stage (its inputs and outputs), a stage with a reduction loop bound to a
+    GPU thread or block axis (its outputs). Extern stages refuse them when declared."""
+    stage, op = plan.stage, plan.op
+    tensors = [("output", t) for t in op.outputs]
+    if stage.tensorized is not None:
+        kind = "tensorized"
+        tensors += [("input", t) for t in op.input_tensors]
+    elif reduced_across_threads(stage, first):
+        kind = "reduced across GPU threads or blocks"
+    else:
+        return
+    for role, t in tensors:
+        if t.dtype.lanes > 1:
+            raise LoweringError(f"stage {stage.name} is {kind}, which takes no vector dtype; "
+                                f"its {role} {t.name} is {t.dtype}")
 
 
 def _allocate_intermediates(roots, buffers: dict, body):

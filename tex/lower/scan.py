@@ -141,7 +141,8 @@ def share_scan_buffers(plans, buffers: dict, params: dict) -> dict:
     for scan in (p for p in plans if isinstance(p.op, ScanOp)):
         op, sch = scan.op, scan.stage.schedule
         for k, output in enumerate(op.outputs):
-            shared = TensorBuffer(buffers[output].buffer, None, borrowed=True)
+            shared = TensorBuffer(buffers[output].buffer, None, borrowed=True,
+                                  lanes=output.dtype.lanes)
             for t in (op.init[k], op.update[k], op.state_placeholder[k]):
                 if t in params:
                     raise LoweringError(f"tensor {t.name} is part of scan {op.name}, whose "

@@ -20,7 +20,8 @@ under `if 0 < n` unless n is a positive constant, with both copies allocated
 around it. The fill is staged through registers: `load` is the fill with each
 store into a buffer sent to a per-thread "local" staging buffer `B_staged`
 instead (one element per iteration of the serial, unrolled and vectorized
-loops around the store), `store` the same nest copying the staging buffer
+loops around the store; all the lanes of an element of a vector dtype),
+`store` the same nest copying the staging buffer
 into the shared one. The global loads of the next step are issued before the
 compute on this one and their latency hides behind it; the shared buffer a
 store writes was last read before the barrier that `insert_barriers` puts
@@ -34,7 +35,8 @@ from __future__ import annotations
 from tex import ops
 from tex.dtype import INDEX
 from tex.expr import Const, Expr, Var
-from tex.ir import Allocate, Buffer, DoubleBuffer, For, IfThenElse, Load, Stmt, Store, seq
+from tex.ir import (Allocate, Buffer, DoubleBuffer, For, IfThenElse, Load, Ramp, Stmt, Store,
+                    seq)
 from tex.visitor import Rewriter, fresh_copy, transform
 
 _ZERO = Const(INDEX, 0)
@@ -125,13 +127,16 @@ class _ToStaging(Rewriter):
     def rewrite_Store(self, node: Store):
         if node.buffer not in self.buffers:
             return node
-        size = 1
+        size, lanes = 1, node.value.dtype.lanes  # a vector value: a vector dtype's element
         for _, extent in self.loops:
             size *= extent
-        buffer = Buffer(node.buffer.name + "_staged", node.buffer.dtype, (Const(INDEX, size),),
-                        "local")
-        self.staging[node] = (buffer, _flat(self.loops))
-        return Store(buffer, node.value, (_flat(self.loops),))
+        buffer = Buffer(node.buffer.name + "_staged", node.buffer.dtype,
+                        (Const(INDEX, size * lanes),), "local")
+        index = _flat(self.loops)
+        if lanes > 1:
+            index = Ramp(ops.binary("mul", index, lanes), Const(INDEX, 1), lanes)
+        self.staging[node] = (buffer, index)
+        return Store(buffer, node.value, (index,))
 
 
 class _FromStaging(Rewriter):

@@ -21,7 +21,7 @@ from tex import ops
 from tex.arith import Interval, bound, const_bound, simplify
 from tex.dtype import INDEX
 from tex.expr import Const, Var, structurally_equal
-from tex.ir import For, Load, Prefetch, PrefetchAhead, Stmt, seq
+from tex.ir import For, Load, Prefetch, PrefetchAhead, Ramp, Stmt, seq
 from tex.lower.loop_marks import is_gather
 from tex.visitor import collect, substitute, transform
 
@@ -73,12 +73,23 @@ def _tightest(bounds: list, combine):
     return functools.reduce(combine, kept)
 
 
+def _span(index, inside) -> Interval:
+    """The values `index` takes while the `inside` loops run: of a vector index (the lanes
+    of a vector dtype's element), those of all its lanes."""
+    if not isinstance(index, Ramp):
+        return bound(index, inside)
+    if not (isinstance(index.stride, Const) and index.stride.value >= 0):
+        return Interval.everything()
+    last = ops.binary("add", index.base, ops.binary("mul", index.stride, index.lanes - 1))
+    return Interval(bound(index.base, inside).lo, bound(last, inside).hi)
+
+
 def _prefetch_box(buffer, loads, inside, ahead):
     """Prefetches of the box of `buffer` that `loads` cover while the `inside` loops run,
     shifted by `ahead`."""
     starts, extents = [], []
     for d, size in enumerate(buffer.shape):
-        spans = [bound(load.indices[d], inside) for load in loads]
+        spans = [_span(load.indices[d], inside) for load in loads]
         if any(s.lo is None or s.hi is None for s in spans):
             lo, hi = _ZERO, ops.binary("sub", size, 1)
         else:

@@ -21,15 +21,24 @@ of two is first cut into pieces that are (48 lanes = 32 + 16). Each one either
   vectorized, such as the lanes of an rfactor being combined), becomes
   `acc = acc op reduce_op(f(lanes))`: the lanes are combined by a tree of
   halvings, so a float sum rounds differently from the serial order; or
+* when its body already computes on vectors of K lanes (a stage of a vector
+  dtype such as float32x4) and the loop variable appears only in the bases
+  of contiguous vector accesses (`ramp(f(v), s, K)` with f(v + 1) = f(v) +
+  K*s), becomes the same body on vectors of extent*K lanes, iteration j's
+  lanes at j*K..., taken where its guards hold at the first and last
+  iteration (else the serial loop runs); or
 * when it cannot be vectorized (another scalar store the lanes would race
   on, an allocation inside, lane-varying inner loop bounds, an LLVM
-  intrinsic called on lane-varying values), stays a serial loop.
+  intrinsic called on lane-varying values, a body of vectors used otherwise,
+  or an inner vectorized loop), stays a serial loop (each iteration still
+  vector code for the latter two).
 """
 from __future__ import annotations
 
 import dataclasses
 
 from tex import ops
+from tex.arith import simplify
 from tex.expr import (Binary, Call, Cast, Compare, Const, Expr, Let, LLVMCall, Logical, Not,
                       OpCall, PureExternCall, Select, Var, structurally_equal)
 from tex.ir import (VECTOR_REDUCE_OPS, Allocate, Broadcast, For, IfThenElse, LetStmt, Load, Ramp,
@@ -174,6 +183,73 @@ class _Vectorizer(Rewriter):
         raise _NotVectorizable("an allocation inside the loop")
 
 
+class _LaneGroups(Rewriter):
+    """Rewrites a loop body that computes on vectors of K lanes for `count` iterations of
+    `var` at once (the module doc): each vector gets count*K lanes."""
+
+    def __init__(self, var: Var, count: int, start: Expr):
+        self.var, self.count, self.start = var, count, start
+
+    def rewrite_Var(self, v: Var):
+        if v is self.var:
+            raise _NotVectorizable("the loop variable is used outside a contiguous access")
+        return v
+
+    def rewrite_Ramp(self, e: Ramp):
+        if not uses_var(e.base, self.var) or uses_var(e.stride, self.var):
+            raise _NotVectorizable("a vector index that does not follow the loop")
+        step = simplify(ops.binary("sub", substitute(e.base, {self.var: self.var + 1}), e.base))
+        if not (isinstance(step, Const) and isinstance(e.stride, Const)
+                and step.value == e.stride.value * e.lanes):
+            raise _NotVectorizable("vector accesses of consecutive iterations do not abut")
+        return Ramp(substitute(e.base, {self.var: self.start}), e.stride, e.lanes * self.count)
+
+    def rewrite_Broadcast(self, e: Broadcast):
+        if uses_var(e.value, self.var):
+            raise _NotVectorizable("a broadcast value that varies with the loop")
+        return Broadcast(e.value, e.lanes * self.count)
+
+    def rewrite_Cast(self, e: Cast):
+        value = self.rewrite(e.value)
+        return Cast(e.dtype.with_lanes(value.dtype.lanes), value)
+
+    def rewrite_PureExternCall(self, e: PureExternCall):
+        if any(a.dtype.lanes != e.dtype.lanes for a in e.args):
+            raise _NotVectorizable("a call that takes a vector whole")
+        args = tuple(self.rewrite(a) for a in e.args)
+        return PureExternCall(e.dtype.with_lanes(args[0].dtype.lanes), e.name, args)
+
+    def rewrite_VectorReduce(self, e):
+        raise _NotVectorizable("a reduction of lanes")
+
+    def rewrite_Let(self, e):
+        raise _NotVectorizable("a let-bound value")
+
+    def rewrite_LetStmt(self, s):
+        raise _NotVectorizable("a let-bound value")
+
+    def rewrite_Allocate(self, s):
+        raise _NotVectorizable("an allocation inside the loop")
+
+    def rewrite_For(self, loop: For):
+        if uses_var(loop.min, self.var) or uses_var(loop.extent, self.var):
+            raise _NotVectorizable("inner loop bounds vary by iteration")
+        return dataclasses.replace(loop, body=self.rewrite(loop.body))
+
+    def rewrite_Load(self, e: Load):
+        return Load(e.buffer, (self._index(e.indices[0]),))
+
+    def rewrite_Store(self, s: Store):
+        index, value = self._index(s.indices[0]), self.rewrite(s.value)
+        if index.dtype.lanes != value.dtype.lanes:
+            raise _NotVectorizable("a store that is not one vector per iteration")
+        return Store(s.buffer, value, (index,))
+
+    def _index(self, index: Expr) -> Expr:
+        """A vector index (flattening leaves `broadcast(b) + ramp(0, 1, K)`), as one ramp."""
+        return self.rewrite(simplify(index) if index.dtype.lanes > 1 else index)
+
+
 def _ramp_arith(op: str, a: Expr, b: Expr) -> Expr | None:
     """`a op b` kept as a ramp when one side is a ramp and the other lane-invariant."""
     def scalar(x):
@@ -234,8 +310,32 @@ def _defining(stmt: Stmt) -> list:
     return found
 
 
+def _computes_on_vectors(body: Stmt) -> bool:
+    """Whether `body` holds a vector value already (lanes of a vector dtype)."""
+    return bool(collect(body, lambda n: isinstance(n, Expr) and n.dtype.lanes > 1))
+
+
+def _vectorize_lane_groups(loop: For) -> Stmt:
+    """A loop over vector code as one wider vector (`_LaneGroups`), taken where its
+    guards hold for every iteration, else the serial loop; or the serial loop alone."""
+    serial = dataclasses.replace(loop, kind="serial")
+    conds = []
+    try:
+        body = _strip_lane_guards(loop.body, loop.var, conds)
+        wide = _LaneGroups(loop.var, loop.extent.value, loop.min).rewrite(body)
+    except _NotVectorizable:
+        return serial
+    if not conds:
+        return wide
+    last = ops.binary("add", loop.min, loop.extent.value - 1)
+    whole = ops.all_(*(substitute(c, {loop.var: at}) for c in conds for at in (loop.min, last)))
+    return IfThenElse(whole, wide, fresh_copy(serial))
+
+
 def _vectorize_loop(loop: For) -> Stmt:
     lanes = loop.extent.value
+    if _computes_on_vectors(loop.body):
+        return _vectorize_lane_groups(loop)
     reduction = loop.body if isinstance(loop.body, Store) else None
     try:
         masked = _Vectorizer(loop.var, lanes, loop.min, reduction).rewrite(loop.body)

@@ -31,6 +31,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from tex.dtype import array_layout
 from tex.errors import ArgumentError, DeviceError
 from tex.runtime.cuda_stream import LEGACY
 from tex.runtime.host_array import allocate
@@ -364,8 +365,10 @@ class DeviceArray:
 
 
 def empty_device(shape, dtype="float32") -> DeviceArray:
-    """A new, uninitialised C-contiguous array on the GPU (device 0)."""
-    shape, dtype = _checked_shape(shape), _checked_dtype(np.dtype(dtype), "tex.empty_device")
+    """A new, uninitialised C-contiguous array on the GPU (device 0); a vector dtype's
+    lanes are one more, last, dimension."""
+    shape, dtype = array_layout(_checked_shape(shape), dtype)
+    dtype = _checked_dtype(dtype, "tex.empty_device")
     return DeviceArray(require_device("tex.empty_device"), shape, dtype)
 
 

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from tex.dtype import DType
+from tex.dtype import array_layout
 from tex.errors import ArgumentError
 
 #: Bytes of a cache line, and of an AVX-512 vector.
@@ -44,7 +44,8 @@ data_pointer = _data_pointer_reader()
 def empty(shape, dtype="float32", alignment: int = CACHE_LINE) -> np.ndarray:
     """An uninitialised C-contiguous array of `shape` and `dtype` (a tex dtype, or
     anything `np.dtype` takes) whose data address is a multiple of `alignment`
-    bytes (a power of two) unless the array is empty."""
+    bytes (a power of two) unless the array is empty. A vector dtype's array has
+    its lanes as one more, last, dimension: (n,) of "float32x4" is (n, 4) float32."""
     if isinstance(alignment, bool) or not isinstance(alignment, int) or alignment < 1 \
             or alignment & (alignment - 1):
         raise ArgumentError(f"tex.empty: alignment must be a power of two (bytes), got "
@@ -52,7 +53,7 @@ def empty(shape, dtype="float32", alignment: int = CACHE_LINE) -> np.ndarray:
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     if any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 0 for d in shape):
         raise ArgumentError(f"tex.empty: shape must be non-negative ints, got {shape!r}")
-    return allocate(shape, dtype.numpy if isinstance(dtype, DType) else np.dtype(dtype), alignment)
+    return allocate(*array_layout(shape, dtype), alignment)
 
 
 def allocate(shape: tuple, dtype: np.dtype, alignment: int = CACHE_LINE) -> np.ndarray:

@@ -343,7 +343,9 @@ class Stage:
 
         Loads and stores along the axis become vector loads and stores; a loop
         that cannot be vectorised (an inner loop whose bounds vary by lane, an
-        allocation inside) runs as a plain loop instead.
+        allocation inside, a body already of vectors: a stage of a vector dtype
+        such as float32x4, or an inner vectorized loop) runs as a plain loop
+        instead.
         TVM: `vectorize`; Halide: `vectorize`.
         """
         self._annotate(axis, "vectorize")

@@ -71,6 +71,14 @@ struct __align__(16) uint4 { unsigned x, y, z, w; };
 struct __align__(16) double2 { double x, y; };
 struct __align__(16) longlong2 { long long x, y; };
 struct __align__(16) ulonglong2 { unsigned long long x, y; };
+struct __align__(2) char2 { signed char x, y; };
+struct __align__(4) char4 { signed char x, y, z, w; };
+struct __align__(2) uchar2 { unsigned char x, y; };
+struct __align__(4) uchar4 { unsigned char x, y, z, w; };
+struct __align__(4) short2 { short x, y; };
+struct __align__(8) short4 { short x, y, z, w; };
+struct __align__(4) ushort2 { unsigned short x, y; };
+struct __align__(8) ushort4 { unsigned short x, y, z, w; };
 
 inline float2 make_float2(float x, float y) { return {x, y}; }
 inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
@@ -81,14 +89,26 @@ inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return
 inline double2 make_double2(double x, double y) { return {x, y}; }
 inline longlong2 make_longlong2(long long x, long long y) { return {x, y}; }
 inline ulonglong2 make_ulonglong2(unsigned long long x, unsigned long long y) { return {x, y}; }
+inline char2 make_char2(signed char x, signed char y) { return {x, y}; }
+inline char4 make_char4(signed char x, signed char y, signed char z, signed char w) {
+  return {x, y, z, w};
+}
+inline uchar2 make_uchar2(unsigned char x, unsigned char y) { return {x, y}; }
+inline uchar4 make_uchar4(unsigned char x, unsigned char y, unsigned char z, unsigned char w) {
+  return {x, y, z, w};
+}
+inline short2 make_short2(short x, short y) { return {x, y}; }
+inline short4 make_short4(short x, short y, short z, short w) { return {x, y, z, w}; }
+inline ushort2 make_ushort2(unsigned short x, unsigned short y) { return {x, y}; }
+inline ushort4 make_ushort4(unsigned short x, unsigned short y, unsigned short z,
+                            unsigned short w) {
+  return {x, y, z, w};
+}
 
 /* ---- float16 (cuda_fp16.h) --------------------------------------------- */
 
 typedef _Float16 __half;
 typedef __half half;
-struct __align__(4) half2 { half x, y; };
-inline half2 make_half2(half x, half y) { return {x, y}; }
-
 inline float __half2float(half h) { return (float)h; }
 inline half __float2half(float f) { return (half)f; }
 inline half __double2half(double d) { return (half)d; }
@@ -102,6 +122,9 @@ inline unsigned short __half_as_ushort(half h) { unsigned short u; memcpy(&u, &h
 inline half __ushort_as_half(unsigned short u) { half h; memcpy(&h, &u, 2); return h; }
 inline half __hmin(half a, half b) { return a < b ? a : b; }
 inline half __hmax(half a, half b) { return a > b ? a : b; }
+struct __align__(4) __half2 { half x, y; };
+typedef __half2 half2;
+inline half2 make_half2(half x, half y) { return {x, y}; }
 
 /* ---- bfloat16 (cuda_bf16.h) -------------------------------------------- */
 
@@ -148,6 +171,10 @@ using std::isfinite;
 inline int __clz(int x) { return x == 0 ? 32 : __builtin_clz((unsigned)x); }
 inline int __clzll(long long x) { return x == 0 ? 64 : __builtin_clzll((unsigned long long)x); }
 inline int __popc(unsigned x) { return __builtin_popcount(x); }
+/* the dot product of four signed bytes, accumulated into c (sm_61 and later) */
+inline int __dp4a(char4 a, char4 b, int c) {
+  return c + a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w;
+}
 inline int __popcll(unsigned long long x) { return __builtin_popcountll(x); }
 inline float __int_as_float(int v) { float f; memcpy(&f, &v, 4); return f; }
 inline int __float_as_int(float f) { int v; memcpy(&v, &f, 4); return v; }
