@@ -45,6 +45,9 @@ _CASTS = {torch.bool: ".bool()", torch.int8: ".char()", torch.int16: ".short()",
           torch.int32: ".int()", torch.int64: ".long()", torch.uint8: ".byte()",
           torch.float16: ".half()", torch.bfloat16: ".bfloat16()",
           torch.float32: ".float()", torch.float64: ".double()"}
+#: Distinct input shapes whose output shapes an operator remembers.
+_SHAPES = 32
+
 _SYMBOLIC = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
              "floordiv": lambda a, b: a // b, "floormod": lambda a, b: a % b,
              "min": lambda a, b: torch.sym_min(a, b), "max": lambda a, b: torch.sym_max(a, b)}
@@ -67,11 +70,10 @@ def register(qualname: str, kernel: Kernel, *, backward=None):
     _check_dtypes(qualname, kernel)
     torch.library.define(qualname, _schema(kernel))
     trains = backward is not None
-    run = _run if kernel.device_kind == "cpu" else _run_cuda
+    operator = _Operator(qualname, kernel, trains)
     torch.library.impl(qualname, kernel.device_kind)(
-        lambda *tensors: run(qualname, kernel, trains, tensors))
-    torch.library.register_fake(qualname)(lambda *tensors: _fake(qualname, kernel, trains,
-                                                                 tensors))
+        operator.run if kernel.device_kind == "cpu" else operator.run_cuda)
+    torch.library.register_fake(qualname)(operator.fake)
     if trains:
         torch.library.register_autograd(qualname, _backward_of(kernel, backward),
                                         setup_context=_save_for_backward)
@@ -109,53 +111,97 @@ def _schema(kernel: Kernel) -> str:
     return f"({', '.join(names)}) -> {outputs}"
 
 
-def _check_tensors(qualname: str, kernel: Kernel, trains: bool, tensors: tuple):
-    """Refuse, in PyTorch's words, a tensor the kernel cannot take as it is."""
-    if len(tensors) != len(kernel._inputs):
-        raise ArgumentError(f"{qualname} takes {len(kernel._inputs)} tensors, got "
-                            f"{len(tensors)}")
-    for p, t in zip(kernel._inputs, tensors):
-        label = f"{qualname}: argument {p.buffer.name} (#{p.position})"
-        if not isinstance(t, torch.Tensor):
-            raise ArgumentError(f"{label}: expected a torch.Tensor, got {type(t).__name__}")
-        if t.device.type != kernel.device_kind:
-            where, move = (("the CPU", ".cpu()") if kernel.device_kind == "cpu" else
-                           ("a CUDA GPU", ".cuda()"))
-            raise DeviceError(f"{label} is on {t.device}; this kernel runs on {where}: "
-                              f"pass {move} of it")
-        wanted = _TORCH_DTYPES[str(p.buffer.dtype)]
-        if t.dtype != wanted:
-            raise ArgumentError(f"{label}: expected dtype {wanted}, got {t.dtype}; tex does "
-                                f"not cast: pass {_CASTS[wanted]} of it")
-        if not t.is_contiguous():
-            raise ArgumentError(f"{label} is not contiguous (strides {tuple(t.stride())}); "
-                                "pass .contiguous() of it")
-        if t.requires_grad and torch.is_grad_enabled() and not trains:
-            raise ArgumentError(f"{label} requires grad, but {qualname} was registered "
-                                "without a backward: pass .detach() of it, or register it "
-                                "with backward=...")
+class _Operator:
+    """The implementations of one registered operator: its tensors checked in PyTorch's
+    words (`check`), then the kernel run (`run`, `run_cuda`) or the outputs' shapes
+    computed (`fake`). What every call compares against (the inputs' torch dtypes) is
+    read once, and the outputs' shapes once per distinct input shapes."""
 
+    def __init__(self, qualname: str, kernel, trains: bool):
+        self.qualname, self.kernel, self.trains = qualname, kernel, trains
+        self.wanted = [_TORCH_DTYPES[str(p.buffer.dtype)] for p in kernel._inputs]
+        self.made = [_TORCH_DTYPES[str(p.buffer.dtype)] for p in kernel._outputs]
+        self.shapes: dict = {}  # input shapes -> output shapes, the last _SHAPES
 
-def _run(qualname: str, kernel: Kernel, trains: bool, tensors: tuple):
-    """The CPU implementation: outputs from torch.empty, written by the kernel in place."""
-    _check_tensors(qualname, kernel, trains, tensors)
-    inputs = [t.detach() for t in tensors]
-    outputs = _empty_outputs(kernel, inputs)
-    arrays = [_numpy_view(t, p.dtype) for t, p in zip(inputs, kernel._inputs)] + \
-        [_numpy_view(t, p.dtype) for t, p in zip(outputs, kernel._outputs)]
-    kernel(*kernel._in_param_order(arrays[:len(inputs)], arrays[len(inputs):]))
-    return outputs[0] if len(outputs) == 1 else tuple(outputs)
+    def check(self, tensors: tuple):
+        """Refuse, in PyTorch's words, a tensor the kernel cannot take as it is."""
+        kernel, device = self.kernel, self.kernel.device_kind
+        if len(tensors) != len(self.wanted):
+            raise ArgumentError(f"{self.qualname} takes {len(self.wanted)} tensors, got "
+                                f"{len(tensors)}")
+        grad = None
+        for p, t, wanted in zip(kernel._inputs, tensors, self.wanted):
+            if not isinstance(t, torch.Tensor):
+                raise ArgumentError(f"{self._label(p)}: expected a torch.Tensor, got "
+                                    f"{type(t).__name__}")
+            if t.device.type != device:
+                where, move = (("the CPU", ".cpu()") if device == "cpu" else
+                               ("a CUDA GPU", ".cuda()"))
+                raise DeviceError(f"{self._label(p)} is on {t.device}; this kernel runs on "
+                                  f"{where}: pass {move} of it")
+            if t.dtype != wanted:
+                raise ArgumentError(f"{self._label(p)}: expected dtype {wanted}, got "
+                                    f"{t.dtype}; tex does not cast: pass {_CASTS[wanted]} "
+                                    "of it")
+            if not t.is_contiguous():
+                raise ArgumentError(f"{self._label(p)} is not contiguous (strides "
+                                    f"{tuple(t.stride())}); pass .contiguous() of it")
+            if t.requires_grad and not self.trains:
+                grad = torch.is_grad_enabled() if grad is None else grad
+                if grad:
+                    raise ArgumentError(f"{self._label(p)} requires grad, but "
+                                        f"{self.qualname} was registered without a "
+                                        "backward: pass .detach() of it, or register it "
+                                        "with backward=...")
 
+    def _label(self, p) -> str:
+        return f"{self.qualname}: argument {p.buffer.name} (#{p.position})"
 
-def _run_cuda(qualname: str, kernel, trains: bool, tensors: tuple):
-    """The CUDA implementation: outputs from torch.empty on the inputs' device, the
-    kernel queued on PyTorch's current stream there, reading and writing the tensors."""
-    _check_tensors(qualname, kernel, trains, tensors)
-    inputs = [t.detach() for t in tensors]
-    outputs = _empty_outputs(kernel, inputs)
-    stream = torch.cuda.current_stream(inputs[0].device if inputs else None)
-    kernel(*kernel._in_param_order(inputs, outputs), stream=stream.cuda_stream)
-    return outputs[0] if len(outputs) == 1 else tuple(outputs)
+    def run(self, *tensors):
+        """The CPU implementation: outputs from torch.empty, written by the kernel in
+        place through NumPy views of the tensors' memory."""
+        self.check(tensors)
+        kernel = self.kernel
+        inputs = [t.detach() if t.requires_grad else t for t in tensors]
+        outputs = self.empty_outputs(inputs)
+        arrays = [_numpy_view(t, p.dtype) for t, p in zip(inputs, kernel._inputs)] + \
+            [_numpy_view(t, p.dtype) for t, p in zip(outputs, kernel._outputs)]
+        kernel(*kernel._in_param_order(arrays[:len(inputs)], arrays[len(inputs):]))
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+    def run_cuda(self, *tensors):
+        """The CUDA implementation: outputs from torch.empty on the inputs' device, the
+        kernel queued on PyTorch's current stream there, reading and writing the tensors."""
+        self.check(tensors)
+        kernel = self.kernel
+        inputs = [t.detach() for t in tensors]
+        outputs = self.empty_outputs(inputs)
+        stream = torch.cuda.current_stream(inputs[0].device if inputs else None)
+        kernel(*kernel._in_param_order(inputs, outputs), stream=stream.cuda_stream)
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+    def fake(self, *tensors):
+        """The fake implementation: outputs of the shapes and dtypes the kernel would give
+        (symbolic under torch.compile's dynamic shapes)."""
+        self.check(tensors)
+        outputs = _empty_outputs(self.kernel, tensors)
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+    def empty_outputs(self, inputs) -> list:
+        """`_empty_outputs` of real tensors, their shapes remembered per input shapes."""
+        key = tuple([t.shape for t in inputs])
+        shapes = self.shapes.get(key)
+        if shapes is None:
+            outputs = _empty_outputs(self.kernel, inputs)
+            if len(self.shapes) >= _SHAPES:
+                self.shapes.pop(next(iter(self.shapes)))
+            self.shapes[key] = [tuple(o.shape) for o in outputs]
+            return outputs
+        if self.kernel.device_kind == "cpu":  # torch.empty(*ints) parses fastest
+            return [torch.empty(*shape, dtype=dtype) for shape, dtype in zip(shapes, self.made)]
+        device = inputs[0].device
+        return [torch.empty(*shape, dtype=dtype, device=device)
+                for shape, dtype in zip(shapes, self.made)]
 
 
 def _numpy_view(tensor, dtype):
@@ -164,13 +210,6 @@ def _numpy_view(tensor, dtype):
     if tensor.dtype == torch.bfloat16:
         return tensor.view(torch.int16).numpy().view(dtype)
     return tensor.numpy()
-
-
-def _fake(qualname: str, kernel: Kernel, trains: bool, tensors: tuple):
-    """The fake implementation: outputs of the shapes and dtypes the kernel would give."""
-    _check_tensors(qualname, kernel, trains, tensors)
-    outputs = _empty_outputs(kernel, tensors)
-    return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
 
 def _empty_outputs(kernel: Kernel, inputs) -> list:
