@@ -494,7 +494,9 @@ def run_job(args) -> int:
             make_measurer=make_measurer, callback=line.update,
             on_measurement=line.measured, model=args.model,
             seed=args.seed, client=client)
-    _print_summary(job.summary_rows(result.states))
+    # NumPy is timed here: against times measured on other hosts (a --scheduler's cluster)
+    # it would compare two machines
+    _print_summary(job.summary_rows(result.states, numpy=args.scheduler is None))
     print(f"stopped by the {result.stopped_by} after {duration_text(result.elapsed)}"
           if result.stopped_by != "interrupted" else "stopped; the logs keep every measurement",
           file=sys.stderr)

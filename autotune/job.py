@@ -415,7 +415,8 @@ class SummaryRow:
 
 def summary_rows(states, numpy: bool = True) -> list[SummaryRow]:
     """Each task's trials, best time and first valid time, read from its log, and with
-    `numpy` the time of the registry's NumPy code for its operator (timed here)."""
+    `numpy` the time of the registry's NumPy code for its operator, timed in this process
+    (so on this machine: leave it out for a job measured on a cluster's hosts)."""
     rows = []
     for state in states:
         records = [r for r in rec.load(state.log) if r.workload == state.task.workload_key
@@ -447,4 +448,3 @@ def numpy_seconds(task: Task, budget: float = 0.5, most: int = 9) -> float:
         function(*inputs)
         times.append(time.perf_counter() - began)
     return statistics.median(times)
-

@@ -16,6 +16,7 @@ measurement.
 """
 from __future__ import annotations
 
+import inspect
 import math
 import statistics
 import time
@@ -149,7 +150,8 @@ def tune(task: Task, trials: int, log=None, *, model="xgboost", seed: int = 0,
 
     `log`: a JSONL file to resume from and append to. `model`: "xgboost",
     "random" or an object with fit, predict and trained (see cost_model). `measurer`: an object with
-    `measure(configs, best_seconds=None, on_result=None)` and `close()` (default: an
+    `measure(configs, best_seconds=None, on_result=None)` (`on_result` may be left out:
+    its results are then taken as each batch ends) and `close()` (default: an
     `autotune.measure.Measurer` made with `measure_options`). `transfer`:
     pairs (task, records) from earlier logs of other workloads whose
     measurements pre-train the model. `callback(progress)` runs after each
@@ -225,11 +227,14 @@ class _Run:
         self.measured, self.already = measured, len(measured)
         self.retimed: dict = {}  # finalist -> the median of its re-timings, once re-timed
         self.measurer = self.writer = None
+        self.streams = False  # whether the measurer passes each result to `on_result`
         self.hardware = hardware_of(task.target)
 
     def start(self, measurer, log):
         """Measure with `measurer` from now on, appending every result to `log` (if any)."""
         self.measurer = measurer
+        # measurers written before `on_result` answer each batch at its end
+        self.streams = "on_result" in inspect.signature(measurer.measure).parameters
         self.writer = rec.RecordWriter(log) if log is not None else None
 
     def best(self):
@@ -288,8 +293,9 @@ class _Run:
                     fastest, improved_at = result.seconds, len(measured)
                 after_measurement(result)
 
-            results = self.measurer.measure(
-                batch, best_seconds=fastest if fastest < math.inf else None, on_result=take)
+            best = fastest if fastest < math.inf else None
+            results = (self.measurer.measure(batch, best_seconds=best, on_result=take)
+                       if self.streams else self.measurer.measure(batch, best_seconds=best))
             for result in results:
                 if result.config not in taken:  # a measurer that answers at the end only
                     take(result)

@@ -51,6 +51,28 @@ def task():
     return autotune.Task.from_compute(declare_matmul())
 
 
+def test_measurers_with_and_without_on_result_are_followed_per_measurement(task, tmp_path):
+    """A measurer that passes each result to `on_result` as it goes, and one written
+    without it (answering each batch at its end): every result is logged once and
+    reported to `on_measurement` once, in either case."""
+    class Streaming(FakeMeasurer):
+        def measure(self, configs, best_seconds=None, on_result=None):
+            results = super().measure(configs, best_seconds)
+            for r in results:
+                on_result(r)
+            return results
+
+    class AtTheEnd(FakeMeasurer):
+        def measure(self, configs, best_seconds=None):  # the protocol without on_result
+            return super().measure(configs, best_seconds)
+
+    for kind in (Streaming, AtTheEnd):
+        log, seen = tmp_path / f"{kind.__name__}.jsonl", []
+        autotune.tune(task, 8, log=log, model="random", batch_size=4, measurer=kind(),
+                      remeasure=0, on_measurement=lambda p: seen.append(p.last[0].config))
+        assert len(seen) == len(set(seen)) == 8 == len(autotune.load(log))
+
+
 def test_a_log_resumes_without_measuring_again(task, tmp_path):
     log = tmp_path / "log.jsonl"
     first = FakeMeasurer()

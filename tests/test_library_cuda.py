@@ -267,6 +267,13 @@ int cuMemFreeAsync(unsigned long long pointer, void *stream) {
     note("cuMemFreeAsync %llu %p", pointer, stream);
     return 0;
 }
+int cuPointerGetAttribute(void *data, int attribute, unsigned long long pointer) {
+    /* below 0x1000: not CUDA memory; from 2^44 on: device 1's; else device 0's */
+    note("cuPointerGetAttribute %d %llu", attribute, pointer);
+    if (pointer < 0x1000) return 1;  /* CUDA_ERROR_INVALID_VALUE */
+    *(int *)data = pointer >= (1ull << 44) ? 1 : 0;
+    return 0;
+}
 int cuLaunchKernel(void *function, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
                    unsigned by, unsigned bz, unsigned shared, void *stream, void **params,
                    void **extra) {
@@ -400,7 +407,8 @@ for stream in (0x1234, None):
         print("result:", axpy(a, b, out, stream=stream))
     except tex.DeviceError as err:
         print("failed:", err)
-for bad in (GpuArray(n + 1, 0x30000), GpuArray(n, 0x30000, "<f8")):
+for bad in (GpuArray(n + 1, 0x30000), GpuArray(n, 0x30000, "<f8"), GpuArray(n, 0x800),
+            GpuArray(n, 1 << 44)):
     try:
         axpy(a, b, bad)
     except tex.ArgumentError as err:
@@ -425,6 +433,10 @@ def test_python_calls_a_library_cuda_kernel_through_its_launcher(library, progra
                              "argument a (#0) dimension 0 set n = 1000")
     assert out[3] == "refused: argument out (#2): expected dtype float32, got float64; " \
         "tex does not cast, use .astype('float32')"
+    assert out[4].startswith("refused: argument out (#2): its __cuda_array_interface__ "
+                             "address 0x800 is not CUDA memory (")
+    assert out[5] == "refused: argument out (#2) lives on CUDA device 1; tex runs CUDA " \
+        "kernels on device 0"
     (launch,) = built["axpy"]._module.launches
     n = built["axpy"].size_vars[0]
     grid = [int(evaluate(e, {n: AXPY_N[0]})) for e in launch.grid]

@@ -758,6 +758,34 @@ def test_calls_on_known_cuda_array_interfaces_check_only_their_pointers(host_dri
 
 
 @without_gpu
+def test_interfaces_with_list_strides_or_no_data_take_the_full_checks(host_driver):
+    k = add_rows_kernel()
+    a, b = data(50, 4)
+    da, db, dc = device_array(a), device_array(b), empty_device(a.shape)
+    for _ in range(2):  # the second call as the first: a list of strides is a layout
+        k(CudaArrayInterface(da), CudaArrayInterface(db),
+          CudaArrayInterface(dc, strides=[4 * 4, 4]))
+        np.testing.assert_array_equal(dc.numpy(), a + b)
+    with pytest.raises(ArgumentError, match=r"malformed __cuda_array_interface__"):
+        k(CudaArrayInterface(da), CudaArrayInterface(db),
+          without_field(CudaArrayInterface(dc), "data"))
+
+
+@without_gpu
+def test_a_device_array_output_keeps_its_stream_among_interface_arguments(host_driver):
+    """DeviceArrays, which have __cuda_array_interface__ too, record the stream that
+    writes them however often the call is repeated."""
+    k = add_rows_kernel()
+    a, b = data(50, 4)
+    out = empty_device(a.shape)
+    for _ in range(2):
+        k(CudaArrayInterface(device_array(a)), CudaArrayInterface(device_array(b)), out,
+          stream=7)
+        assert out.stream == 7
+        np.testing.assert_array_equal(out.numpy(), a + b)
+
+
+@without_gpu
 @pytest.mark.parametrize("capability", ["target's", (9, 9)])
 def test_a_device_of_another_architecture_loads_the_ptx(host_driver, capability):
     if capability != "target's":

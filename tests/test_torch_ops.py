@@ -226,7 +226,7 @@ def scale_cuda():
 
 def test_a_cuda_kernel_is_an_operator_on_cuda_tensors(scale_cuda):
     """Without a GPU: the operator traces with fake CUDA tensors (the shapes its fake
-    implementation gives) and PyTorch's dispatcher refuses CPU tensors for it."""
+    implementation gives), and CPU tensors are refused in PyTorch's words."""
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.fx.experimental.proxy_tensor import make_fx
     with FakeTensorMode():
@@ -235,7 +235,8 @@ def test_a_cuda_kernel_is_an_operator_on_cuda_tensors(scale_cuda):
         assert y.device.type == "cuda" and y.shape == (1000,) and y.dtype == torch.float32
         graph = make_fx(lambda t: scale_cuda(t) + 1)(x)
     assert "textest.scale_cuda" in str(graph.code)
-    with pytest.raises(NotImplementedError, match="CPU"):
+    with pytest.raises(tex.DeviceError, match=r"argument x \(#0\) is on cpu; this kernel "
+                                              r"runs on a CUDA GPU: pass .cuda\(\) of it"):
         scale_cuda(torch.ones(10))
 
 

@@ -463,3 +463,21 @@ def test_library_export_of_a_vector_dtype_kernel(tmp_path):
     np.testing.assert_allclose(lib.square_plus_two(a), a * a + 2, rtol=1e-6)
     with pytest.raises(tex.ArgumentError, match="dimension 1 should be 4"):
         lib.square_plus_two(random((27, 3), "float32"))
+
+
+def test_a_declared_intrinsic_on_vector_elements_keeps_its_loop_serial_when_lowered():
+    """Lowered without a target, the call of a declared intrinsic is still there when
+    the loop is vectorized: the loop stays a serial loop of 2-lane calls; built, the
+    rule lowers it first."""
+    tex.register_op_attr("tir.vector_test_log", "TCallEffectKind", tex.tir.CallEffectKind.Pure)
+    tex.register_intrin_lowering("tir.vector_test_log", target="llvm",
+                                 f=lambda call: tex.log(call.args[0]))
+    A = tex.placeholder((37,), dtype="float32x2", name="A")
+    B = tex.compute((37,), lambda i: tex.tir.call_intrin(A.dtype, "tir.vector_test_log", A[i]),
+                    name="B")
+    s = tex.create_schedule(B.op)
+    _, inner = s[B].split(B.op.axis[0], factor=4)
+    s[B].vectorize(inner)
+    assert "for i_inner in range(4)" in str(tex.lower(s, [A, B]))
+    a = np.random.default_rng(3).random((37, 2)).astype("float32") + 0.5
+    np.testing.assert_allclose(tex.build(s, [A, B])(a), np.log(a), rtol=1e-5)

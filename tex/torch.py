@@ -71,8 +71,11 @@ def register(qualname: str, kernel: Kernel, *, backward=None):
     torch.library.define(qualname, _schema(kernel))
     trains = backward is not None
     operator = _Operator(qualname, kernel, trains)
-    torch.library.impl(qualname, kernel.device_kind)(
-        operator.run if kernel.device_kind == "cpu" else operator.run_cuda)
+    if kernel.device_kind == "cpu":
+        torch.library.impl(qualname, "cpu")(operator.run)
+    else:  # CPU tensors get the check's own words (".cuda()"), not the dispatcher's
+        torch.library.impl(qualname, "cuda")(operator.run_cuda)
+        torch.library.impl(qualname, "cpu")(operator.check_only)
     torch.library.register_fake(qualname)(operator.fake)
     if trains:
         torch.library.register_autograd(qualname, _backward_of(kernel, backward),
@@ -153,6 +156,11 @@ class _Operator:
                                         f"{self.qualname} was registered without a "
                                         "backward: pass .detach() of it, or register it "
                                         "with backward=...")
+
+    def check_only(self, *tensors):
+        """For tensors of a device the kernel does not run on: the check's error."""
+        self.check(tensors)
+        raise DeviceError(f"{self.qualname} runs its CUDA kernel on CUDA tensors only")
 
     def _label(self, p) -> str:
         return f"{self.qualname}: argument {p.buffer.name} (#{p.position})"

@@ -219,6 +219,12 @@ class _LaneGroups(Rewriter):
         args = tuple(self.rewrite(a) for a in e.args)
         return PureExternCall(e.dtype.with_lanes(args[0].dtype.lanes), e.name, args)
 
+    def rewrite_OpCall(self, e):
+        raise _NotVectorizable("a call of a declared intrinsic")
+
+    def rewrite_LLVMCall(self, e):
+        raise _NotVectorizable("a call of an LLVM intrinsic")
+
     def rewrite_VectorReduce(self, e):
         raise _NotVectorizable("a reduction of lanes")
 
@@ -240,6 +246,8 @@ class _LaneGroups(Rewriter):
         return Load(e.buffer, (self._index(e.indices[0]),))
 
     def rewrite_Store(self, s: Store):
+        if s.indices[0].dtype.lanes == 1:  # the same point every iteration: once per group
+            raise _NotVectorizable("a scalar store the iterations would repeat")
         index, value = self._index(s.indices[0]), self.rewrite(s.value)
         if index.dtype.lanes != value.dtype.lanes:
             raise _NotVectorizable("a store that is not one vector per iteration")

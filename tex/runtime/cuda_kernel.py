@@ -319,15 +319,21 @@ class CudaKernel(Signature):
             return (), None
         interfaces = []
         for a in args:
-            if isinstance(a, np.ndarray) or is_torch_tensor(a):
-                return (), None
+            if isinstance(a, (np.ndarray, DeviceArray)) or is_torch_tensor(a):
+                return (), None  # (a DeviceArray's stream is kept by the other paths)
             interface = getattr(a, "__cuda_array_interface__", None)
             if type(interface) is not dict:
                 return (), None
             interfaces.append(interface)
         try:
-            return interfaces, tuple([(tuple(i["shape"]), i["typestr"], i.get("strides"),
-                                       i.get("mask") is None) for i in interfaces])
+            key = []
+            for i in interfaces:
+                data, strides = i["data"], i.get("strides")
+                if not (isinstance(data, (tuple, list)) and len(data) == 2):
+                    return (), None  # malformed: the full checks say how
+                key.append((tuple(i["shape"]), i["typestr"],
+                            None if strides is None else tuple(strides), i.get("mask") is None))
+            return interfaces, tuple(key)
         except (KeyError, TypeError):  # malformed: the full checks say how
             return (), None
 

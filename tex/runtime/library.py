@@ -466,7 +466,8 @@ class CudaEntry(Signature):
     as a `CudaKernel` checks it. The launches are queued on `stream` (as `CudaKernel`
     takes it; default: the stream the arguments name, else the legacy one) after the
     producers' writes pending on other streams, and the call returns at once; the
-    pointers are used on the current CUDA context's device, as a C caller's are. A
+    pointers of `__cuda_array_interface__` objects are asked of the driver (through the
+    library's `tex_cuda_pointer_device`) to be device 0's memory. A
     nonzero code of the launcher raises ArgumentError (a NULL pointer, bad sizes) or
     DeviceError (the driver, a missing GPU) with the library's message. `archs` are the
     architectures it carries cubins for; `get_source` gives its loop program ("tex")
@@ -484,6 +485,9 @@ class CudaEntry(Signature):
         self._launcher.restype = ctypes.c_int
         self._last_error = getattr(handle, library_abi.LAST_ERROR)
         self._last_error.restype = ctypes.c_char_p
+        self._pointer_device = handle.tex_cuda_pointer_device
+        self._pointer_device.argtypes = (ctypes.c_void_p, ctypes.POINTER(ctypes.c_int))
+        self._pointer_device.restype = ctypes.c_int
 
     def __call__(self, *args, stream=None):
         """Queue the kernel on a stream and return None (see the class docstring)."""
@@ -499,13 +503,16 @@ class CudaEntry(Signature):
                 raise ArgumentError(f"{p.label} is in host memory; a library's CUDA kernel "
                                     "takes GPU arrays: copy it with tex.nd.array(x, "
                                     "tex.cuda(0)) or call the exported CudaKernel")
+            if arg.ask_device and arg.nbytes:
+                self._check_device_memory(p, arg.address)
         self._check_overlap(given, [a.address for a in given])
         producers = {a.stream for a in given} - {None, streams.launch}
         if producers:
             device = require_device(f"ordering CUDA kernel {self.name} after its inputs' "
                                     "streams", "")
-            for producer in sorted(producers):
-                device.wait(streams.launch, producer, f"CUDA kernel {self.name}")
+            with device.active():
+                for producer in sorted(producers):
+                    device.wait(streams.launch, producer, f"CUDA kernel {self.name}")
         buffers = (ctypes.c_void_p * len(given))(*(a.address for a in given))
         sizes = (ctypes.c_int64 * max(len(env), 1))(*env)
         code = self._launcher(buffers, sizes, streams.launch)
@@ -517,6 +524,20 @@ class CudaEntry(Signature):
             owner = given[p.position].owner
             if type(owner) is DeviceArray:
                 owner.stream = streams.launch
+
+    def _check_device_memory(self, p, address: int):
+        """Raise unless `address` (of a `__cuda_array_interface__`, which does not say
+        where its memory is) is CUDA memory of device 0, as the library's driver says."""
+        ordinal = ctypes.c_int(-1)
+        if self._pointer_device(address, ctypes.byref(ordinal)):
+            message = self._last_error().decode(errors="replace")
+            if "not CUDA memory" not in message:
+                raise DeviceError(message)
+            raise ArgumentError(f"{p.label}: its __cuda_array_interface__ address "
+                                f"0x{address:x} is not CUDA memory ({message})")
+        if ordinal.value != 0:
+            raise ArgumentError(f"{p.label} lives on CUDA device {ordinal.value}; tex runs "
+                                "CUDA kernels on device 0")
 
     def get_source(self, fmt: str = "tex") -> str:
         if fmt in self._sources:

@@ -394,6 +394,10 @@ def header(path, kernels: list, cuda_archs: dict | None = None) -> str:
     lines += [f"#define {code} {value}" for code, value in ERROR_CODES.items()]
     lines += ["#endif", "", f"const char *{LAST_ERROR}(void);",
               "void tex_set_num_threads(int n);", ""]
+    if cuda_archs:
+        lines += ["/* The ordinal of the device whose memory `pointer` is, in *ordinal (0), or",
+                  "   TEX_ERROR_CUDA when it is not CUDA memory or there is no driver. */",
+                  "int tex_cuda_pointer_device(const void *pointer, int *ordinal);", ""]
     for entry in kernels:
         kernel = getattr(entry, "fallback", entry)
         lines.append(f"/* {entry.name}")

@@ -71,6 +71,7 @@ typedef unsigned long long CUdeviceptr;
 #define TEX_CU_COMPUTE_MAJOR 75
 #define TEX_CU_COMPUTE_MINOR 76
 #define TEX_CU_MAX_DYNAMIC_SHARED 8
+#define TEX_CU_POINTER_DEVICE_ORDINAL 9
 #define TEX_CONTEXTS @CONTEXTS@
 
 static struct {
@@ -90,13 +91,14 @@ static struct {
                                unsigned, unsigned, CUstream, void **, void **);
     CUresult (*cuMemAllocAsync)(CUdeviceptr *, size_t, CUstream);
     CUresult (*cuMemFreeAsync)(CUdeviceptr, CUstream);
+    CUresult (*cuPointerGetAttribute)(void *, int, CUdeviceptr);
 } tex_cu;
 
 static const char *const tex_cu_names[] = {
     "cuInit", "cuGetErrorName", "cuGetErrorString", "cuCtxGetCurrent", "cuCtxSetCurrent",
     "cuCtxGetDevice", "cuDeviceGet", "cuDeviceGetAttribute", "cuDevicePrimaryCtxRetain",
     "cuModuleLoadData", "cuModuleGetFunction", "cuFuncSetAttribute", "cuLaunchKernel",
-    "cuMemAllocAsync", "cuMemFreeAsync"};
+    "cuMemAllocAsync", "cuMemFreeAsync", "cuPointerGetAttribute"};
 
 static pthread_once_t tex_cu_once = PTHREAD_ONCE_INIT;
 static char tex_cu_failure[400];  /* why the driver cannot be used; "" once it can */
@@ -258,6 +260,22 @@ static int tex_cu_free(const char *kernel, CUdeviceptr *temporaries, int count,
         if (status && !code) code = tex_cu_fail(kernel, "cuMemFreeAsync", "", status);
     }
     return code;
+}
+
+/* The ordinal of the device whose memory `pointer` is, in *ordinal; TEX_ERROR_CUDA (with
+   the driver's reason) when it is not CUDA memory or there is no driver. Exported for
+   callers that must check pointers before a launch (tex.load_library's Python calls). */
+TEX_EXPORT int tex_cuda_pointer_device(const void *pointer, int *ordinal) {
+    pthread_once(&tex_cu_once, tex_cu_load);
+    if (tex_cu_failure[0]) return fail(TEX_ERROR_CUDA, "%s", tex_cu_failure);
+    CUresult status = tex_cu.cuPointerGetAttribute(ordinal, TEX_CU_POINTER_DEVICE_ORDINAL,
+                                                   (CUdeviceptr)pointer);
+    if (status) {
+        char text[256];
+        tex_cu_describe(status, text, sizeof text);
+        return fail(TEX_ERROR_CUDA, "%p is not CUDA memory: %s", pointer, text);
+    }
+    return 0;
 }
 
 /* Checks launch dimensions `dims` (grid, then block) against the target's limits. */
