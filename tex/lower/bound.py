@@ -49,7 +49,7 @@ from tex.dtype import INDEX
 from tex.errors import LoweringError
 from tex.expr import Binary, Const, Expr, TensorRead, Var
 from tex.ir import ThreadIndex
-from tex.schedule.relations import Fuse, Split, pass_down, pass_up, split_extents, split_guards
+from tex.schedule.relations import Split, pass_down, pass_up, split_extents, split_guards
 from tex.schedule.stage import Stage
 from tex.tensor import IterVar, Range
 from tex.visitor import collect, free_vars, substitute, transform
@@ -414,16 +414,16 @@ def _with_loops(source, region: tuple, alloc_shape: tuple, done: list,
 def _tails_shifted_inwards(stage, ranges: dict, intervals: dict) -> frozenset:
     """The splits of `stage` given `disable_predication` whose last part is shifted back
     inside the parent rather than guarded: where computing a point twice stores the same
-    value twice (a data axis; no data axis fused with a reduction axis, no reduction
-    combined across GPU threads or blocks, no tensorized tile; and for a reduction, no
-    parallel or thread-bound loop, whose iterations could accumulate into one point at
-    once) and the parent provably holds a whole part."""
+    value twice (a stage without reduction axes, whose data axis is split; not tensorized;
+    no reduction computed at one of its loops, which a parallel or thread-bound loop's
+    overlapping iterations could accumulate into at once) and the parent provably holds
+    a whole part. A reduction keeps its guard: repeating a point's update in the middle
+    of its accumulation would count it twice."""
     asked = [r for r in stage.relations if isinstance(r, Split) and r.disable_predication
              and r.kind == "data"]
-    concurrent = stage.bindings or "parallel" in stage.annotations.values()
-    if not asked or stage.tensorized is not None or stage.reduce_strategies or \
-            any(isinstance(r, Fuse) and r.mixed for r in stage.relations) or \
-            (getattr(stage.op, "reduce_axis", ()) and concurrent):
+    if not asked or stage.tensorized is not None or getattr(stage.op, "reduce_axis", ()) or \
+            any(s.attach.kind == "at" and s.attach.stage is stage and
+                getattr(s.op, "reduce_axis", ()) for s in stage.schedule.stages):
         return frozenset()
     return frozenset(r for r in asked if prove(ops.compare(
         "ge", ranges[r.parent].extent, split_extents(r, ranges[r.parent])[1]), intervals))

@@ -182,10 +182,9 @@ class Stage:
         `disable_predication=True` it has no guard either way: the last part is shifted
         back to end at the parent's end, overlapping the part before (points computed
         twice, the same value stored twice), where that is safe: a data axis holding
-        at least one whole part, in a stage that neither fuses a data axis with a
-        reduction axis nor combines a reduction across GPU threads or blocks nor is
-        tensorized, nor is a reduction with a parallel or thread-bound loop; elsewhere
-        the guard stays (TE trusts the split to divide).
+        at least one whole part, of a stage without reduction axes that is not
+        tensorized and at whose loops no reduction is computed; elsewhere the guard
+        stays (TE trusts the split to divide).
 
             for i_outer in range(ceil(n / 8)):
               for i_inner in range(8): body(min(i_outer * 8, n - 8) + i_inner)
