@@ -443,7 +443,24 @@ def test_cuda_kernels_output_dir_gets_the_source(tmp_path):
     bx, tx = s[B].split(B.op.axis[0], factor=32)
     s[B].bind(bx, tex.thread_axis("blockIdx.x"))
     s[B].bind(tx, tex.thread_axis("threadIdx.x"))
+    built_before = tex.build(s, [A, B], "cuda")  # the directory gets it all the same
     with tex.PassContext(opt_level=3, config={"cuda.kernels_output_dir": str(tmp_path)}):
         f = tex.build(s, [A, B], "cuda")
+    assert f is built_before
     source = (tmp_path / "main.cu").read_text()
     assert source == f.get_source("cuda") and re.search(r"__global__ void \w+\(", source)
+
+
+def test_a_user_pass_need_not_be_hashable():
+    class Doubling:  # compares by value, so it has no hash
+        def __eq__(self, other):
+            return isinstance(other, Doubling)
+
+        def __call__(self, body):
+            return transform(body, lambda n: Store(n.buffer, n.value * 2.0, n.indices)
+                             if isinstance(n, Store) else None)
+    s, A, B = elementwise()
+    with tex.PassContext(config={"tir.add_lower_pass": [(0, Doubling())]}):
+        f = tex.build(s, [A, B])
+    a = np.random.default_rng(1).random(37).astype("float32")
+    np.testing.assert_allclose(f(a), (a * 2 + 1) * 2, rtol=1e-6)

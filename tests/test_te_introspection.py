@@ -233,3 +233,14 @@ def test_bad_input_is_a_clear_error():
         te.schedule_to_module([A, B])
     with raises(te.BuildError, "binds"):
         te.schedule_to_module(s, [A, B], binds={A: tir.decl_buffer(A.shape, A.dtype, "Ab")})
+
+
+def test_a_variable_bounding_a_reduction_is_a_scalar_argument():
+    m = te.var("m")
+    A = te.placeholder((10, 20), name="A")
+    k = te.reduce_axis((0, m), name="k")
+    C = te.compute((10,), lambda i: te.sum(A[i, k], axis=k), name="C")
+    s = te.create_schedule(C.op)
+    assert te.schedule_to_module(s)["main"].size_vars == (m,)
+    a = random_array((10, 20))
+    np.testing.assert_allclose(te.build(s, [A, C, m])(a, 7), a[:, :7].sum(1), rtol=1e-5)

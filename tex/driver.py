@@ -200,6 +200,8 @@ def schedule_to_module(sch: Schedule, args=None, name: str = "main",
     if config.verify_enabled():
         verify(func, flat=False, after="schedule_to_func")
     return func
+
+
 def _passes(context: PassContext, target: Target | None, upto: str | None) -> list:
     """What `lower` runs after `schedule_to_func`, in order: `(name, pass of the whole
     function, whether storage is flat after it)`: with a target, its intrinsic lowering
@@ -292,11 +294,12 @@ def build(sch: Schedule, args=None, target=None, name: str = "main", target_host
     key = (sch.version, tuple(map(id, args)), str(target), name, intrin_rules.version(),
            context.code_key())
     per_schedule = _built.setdefault(sch, {})
-    cached_args, kernel = per_schedule.get(key, ((), None))
-    if kernel is None or any(a is not b for a, b in zip(cached_args, args)):
+    pinned = args + tuple(run for _, run in context.get("tir.add_lower_pass"))
+    cached, kernel = per_schedule.get(key, ((), None))
+    if kernel is None or any(a is not b for a, b in zip(cached, pinned)):
         kernel = _build_uncached(sch, args, target, name, context)
-        per_schedule[key] = (args, kernel)  # the args pin the ids in the key
-        _write_cuda_source(kernel, context)
+        per_schedule[key] = (pinned, kernel)  # the args and passes pin the ids in the key
+    _write_cuda_source(kernel, context)  # a kernel built before too
     return kernel
 
 

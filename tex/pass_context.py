@@ -143,7 +143,8 @@ class PassContext:
 
     def code_key(self) -> tuple:
         """What of this context changes a kernel's code: part of the build caches' keys."""
-        return (self.get("tir.noalias"), self.bound_checks, self.get("tir.add_lower_pass"))
+        passes = tuple((phase, id(run)) for phase, run in self.get("tir.add_lower_pass"))
+        return (self.get("tir.noalias"), self.bound_checks, passes)
 
     def __enter__(self) -> "PassContext":
         _entered.set(_entered.get() + (self,))

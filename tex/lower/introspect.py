@@ -93,8 +93,9 @@ def schedule_arguments(sch) -> list:
     scalars = []
     for stage in sch.stages:
         axes = {iv.var for iv in stage.op.axis + tuple(stage.op.reduce_axis)}
-        for body in getattr(stage.op, "body", ()):
-            scalars += sorted(free_vars(body) - axes - sizes, key=lambda v: v.name)
+        bounds = [e for iv in stage.op.reduce_axis for e in (iv.dom.min, iv.dom.extent)]
+        for expr in list(getattr(stage.op, "body", ())) + bounds:
+            scalars += sorted(free_vars(expr) - axes - sizes, key=lambda v: v.name)
     return tensors + list(dict.fromkeys(scalars))
 
 
