@@ -88,3 +88,15 @@ def test_gpu_targets_refuse_llvm_intrinsics():
     with pytest.raises(tex.BuildError, match="llvm.ctlz: LLVM intrinsics are called in CPU "
                        "kernels .*not for target 'cuda'"):
         tex.build(s, [A, B], "cuda")
+
+
+def test_lowered_programs_differing_only_in_a_calls_result_dtype_are_compiled_apart():
+    """The compile cache is keyed on the printed program, which shows the result dtype."""
+    a = np.array([1000.0, -1000.0, 5.0, 300.0], "float32")
+    for dtype, expected in (("int8", [127, -128, 5, 127]), ("int32", [1000, -1000, 5, 300])):
+        A = tex.placeholder((4,), name="A")
+        B = tex.compute((4,), lambda i: tex.tir.call_llvm_pure_intrin(
+            dtype, "llvm.fptosi.sat", 1, A[i]).astype("float32"), name="B")
+        lowered = tex.lower(tex.create_schedule(B.op), [A, B])
+        assert f"llvm.fptosi.sat<{dtype}>" in str(lowered)
+        np.testing.assert_array_equal(tex.build(lowered, target="llvm")(a), expected)

@@ -68,7 +68,7 @@ from tex.codegen.cuda_json import module_from_json, module_to_json
 from tex.codegen.llvm_jit import CompiledModule
 from tex.errors import BuildError
 from tex.expr import Var
-from tex.ir import For, IntrinsicCall, KernelInterface, LoweredFunc
+from tex.ir import For, IntrinsicCall, KernelInterface, LoweredFunc, PackedCall
 from tex.runtime import cuda_simulator
 from tex.target import Target, as_target
 from tex.version import __version__
@@ -133,12 +133,15 @@ class KernelCode:
 def cache_key(func: LoweredFunc, target) -> tuple:
     """What identifies the machine code of `func` on `target` (the printed program shows
     an intrinsic call's name but not the definition it links in, nor the text of the
-    modules it imports, so those are added, nor whether TEX_LLVM_CLAIMS strips claims)."""
-    nodes = collect(func.body, lambda n: isinstance(n, (Var, IntrinsicCall)))
+    modules it imports, nor the shapes a packed call passes its arrays in, so those are
+    added, nor whether TEX_LLVM_CLAIMS strips claims)."""
+    nodes = collect(func.body, lambda n: isinstance(n, (Var, IntrinsicCall, PackedCall)))
     var_dtypes = tuple(str(n.dtype) for n in nodes if isinstance(n, Var))
     sizes = tuple((v.name, str(v.dtype)) for v in func.size_vars)
     definitions = sorted({(n.name, n.definition) for n in nodes if isinstance(n, IntrinsicCall)})
-    return (str(func), sizes, var_dtypes, tuple(definitions), func.imports,
+    packed_shapes = tuple((n.ranks, tuple(map(str, n.shapes))) for n in nodes
+                          if isinstance(n, PackedCall))
+    return (str(func), sizes, var_dtypes, tuple(definitions), packed_shapes, func.imports,
             str(as_target(target)), config.llvm_claims())
 
 
