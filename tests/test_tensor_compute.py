@@ -446,3 +446,24 @@ def test_gemv_calls_for_cuda_with_the_outer_axes_bound_to_threads(run):
     c = np.zeros((6, 5, 8), "float32")
     kernel(a, b, c) if run == "call" else kernel.simulate(a, b, c)
     np.testing.assert_allclose(c, gemv_reference(a, b), rtol=1e-4, atol=1e-4)
+
+
+def test_a_scalar_input_the_intrinsics_computation_does_not_use_still_reaches_its_code():
+    """The intrinsic's code multiplies by its parameter v, its computation does not: the
+    call's 5.0 is what v stands for."""
+    n = 8
+    x = tex.placeholder((n,), name="x")
+    v = tex.var("v", "float32")
+    z = tex.compute((n,), lambda i: x[i] * 2.0, name="z")
+
+    def intrin_func(ins, outs, scalars):
+        ib = tex.tir.ir_builder.create()
+        with ib.for_range(0, n, name="t") as t:
+            ib.emit(outs[0].vstore(t, ins[0].vload(t) * scalars[0]))
+        return ib.get()
+    scale = tex.decl_tensor_intrin(z.op, intrin_func, scalar_params=[v])
+    A = tex.placeholder((5, n), name="A")
+    C = tex.compute((5, n), lambda i: scale(A[i, 0:n], 5.0), name="C")
+    s = tex.create_schedule(C.op)
+    a = random_array((5, n))
+    check(s, [A, C], [a], a * 5.0)

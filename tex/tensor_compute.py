@@ -113,6 +113,8 @@ class TensorIntrinUse:
 
     intrin: object
     inner: tuple[IterVar, ...]
+    scalars: tuple = ()  # (scalar parameter, the call's value for it), for what the
+    #                      intrinsic's computation does not use itself
 
 
 class TensorIntrinCall:
@@ -186,7 +188,8 @@ def intrin_compute(name: str, tag: str, shape: tuple, axis: tuple, call) -> Tens
     values.update({iv.var: new.var for iv, new in zip(op.reduce_axis, reduce)})
     body = _body(call, values, reduce, where)
     _check_body(name, (body,))
-    use = TensorIntrinUse(intrin, inner + reduce)
+    use = TensorIntrinUse(intrin, inner + reduce,
+                          tuple((v, sizes[v]) for v in intrin.scalar_params))
     return ComputeOp(name, tuple(axis) + inner, (body,), tag, use).output(0)
 
 

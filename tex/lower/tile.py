@@ -129,10 +129,14 @@ def _call_lower_fn(tile: Tile, buffers: dict):
 
 
 def _scalar_values(tile: Tile, match: BodyMatch, views: TileViews) -> dict:
-    """{scalar parameter: its value over the loops} from the body's match, checked to be
-    the same all over the tile."""
+    """{scalar parameter: its value over the loops} from the body's match, or for a
+    parameter the intrinsic's computation does not use, from the call of the intrinsic
+    in `compute` (`TensorIntrinUse.scalars`), checked to be the same all over the tile.
+    A parameter neither gives is left to the kernel's arguments."""
+    use = getattr(tile.plan.op, "tensor_intrin", None)
+    given = dict(use.scalars) if use is not None and use.intrin is tile.intrin else {}
     values = {}
-    for param, value in match.scalars.items():
+    for param, value in {**given, **match.scalars}.items():
         value = substitute(value, views.root_values)
         moving = [v for v in views.tile_vars if uses_var(value, v)]
         if moving:
