@@ -467,3 +467,23 @@ def test_a_scalar_input_the_intrinsics_computation_does_not_use_still_reaches_it
     s = tex.create_schedule(C.op)
     a = random_array((5, n))
     check(s, [A, C], [a], a * 5.0)
+
+
+@pytest.mark.parametrize("region, message", [
+    (lambda A, F, i: A[i, 8:24], r"slice 8:24 of dimension 1 runs past its extent 16"),
+    (lambda A, F, i: A[1.5, 0:16], r"index 0 of a region must be a scalar integer, got 1.5"),
+    (lambda A, F, i: A[F[i], 0:16], r"index 0 of a region must be a scalar integer, got F\[i\]"),
+    (lambda A, F, i: A[i, 0.5:16.5], r"index 1 of a region must be a scalar integer")])
+def test_regions_are_checked_as_reads_are(region, message):
+    A, B = tex.placeholder((4, 16), name="A"), tex.placeholder((4, 16), name="B")
+    F = tex.placeholder((4,), name="F")
+    vadd = vadd_loop(16)
+    with pytest.raises(tex.ExprError, match=message):
+        tex.compute((4, 16), lambda i: vadd(region(A, F, i), B[i, 0:16]), name="C")
+
+
+def test_a_reduce_axis_given_twice_is_refused():
+    A = tex.placeholder((5, 4), name="A")
+    k = tex.reduce_axis((0, 4), name="k")
+    with pytest.raises(tex.ExprError, match="reduce axis k is given twice"):
+        tex.compute((5,), lambda i: tex.sum(A[i, k], axis=[k, k]), name="C")

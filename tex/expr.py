@@ -482,10 +482,13 @@ class Reduce(Expr):
     def __post_init__(self):
         if not self.axes:
             raise ExprError("a reduction needs at least one reduce axis")
-        for axis in self.axes:
+        for k, axis in enumerate(self.axes):
             if axis.kind != "reduce":
                 raise ExprError(f"axis {axis.name} is not a reduce axis; make it with "
                                 "tex.reduce_axis")
+            if any(other is axis for other in self.axes[:k]):
+                raise ExprError(f"reduce axis {axis.name} is given twice; a reduction runs "
+                                "over each of its axes once")
         object.__setattr__(self, "dtype", self.combiner.result_dtypes[self.value_index])
 
     @property

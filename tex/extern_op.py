@@ -163,11 +163,14 @@ def _compact_shape(name: str, k: int, view: BufferView) -> tuple:
 
 
 def _elements_from(element: Load):
-    """How many elements a buffer holds from `element` on (for a compact buffer)."""
+    """How many elements a buffer's memory holds from `element` on: from its first
+    element to one past its last, `1 + sum((extent - 1) * stride)` (padded strides
+    included), less `element`'s offset."""
     size, offset = Const(INDEX, 1), Const(INDEX, 0)
     for extent, index, stride in zip(element.buffer.shape, element.indices,
                                      strides_of(element.buffer)):
-        size = ops.binary("mul", size, extent)
+        last = ops.binary("sub", extent, Const(INDEX, 1))
+        size = ops.binary("add", size, ops.binary("mul", last, stride))
         offset = ops.binary("add", offset, ops.binary("mul", index, stride))
     return ops.binary("sub", size, offset)
 

@@ -67,20 +67,23 @@ class TensorRegion:
         mins, extents = [], []
         for d, index in enumerate(indices + (slice(None),) * (len(tensor.shape) - len(indices))):
             if not isinstance(index, slice):
-                mins.append(ops.cast(INDEX, ops.as_expr(index, INDEX)))
+                mins.append(_integer(tensor, d, index))
                 extents.append(Const(INDEX, 1))
                 continue
             if index.step not in (None, 1):
                 raise ExprError(f"tensor {tensor.name}: slice {index} of dimension {d} must "
                                 "have step 1")
-            lo = ops.cast(INDEX, ops.as_expr(0 if index.start is None else index.start, INDEX))
-            hi = tensor.shape[d] if index.stop is None else \
-                ops.cast(INDEX, ops.as_expr(index.stop, INDEX))
+            lo = _integer(tensor, d, 0 if index.start is None else index.start)
+            hi = tensor.shape[d] if index.stop is None else _integer(tensor, d, index.stop)
             extent = ops.binary("sub", hi, lo)
             if (isinstance(lo, Const) and lo.value < 0) or \
                     (isinstance(extent, Const) and extent.value <= 0):
                 raise ExprError(f"tensor {tensor.name}: slice {lo}:{hi} of dimension {d} must "
                                 "run forward from an index >= 0")
+            if isinstance(hi, Const) and isinstance(tensor.shape[d], Const) and \
+                    hi.value > tensor.shape[d].value:
+                raise ExprError(f"tensor {tensor.name}: slice {lo}:{hi} of dimension {d} runs "
+                                f"past its extent {tensor.shape[d]}")
             mins.append(lo)
             extents.append(extent)
         return TensorRegion(tensor, tuple(mins), tuple(extents))
@@ -95,6 +98,16 @@ class TensorRegion:
         raise ExprError(f"{self!r} is a region of tensor {self.tensor.name} (it has slices), "
                         "not a value; pass it to a tensor intrinsic's call, or index every "
                         "dimension")
+
+
+def _integer(tensor: Tensor, d: int, index) -> Expr:
+    """`index` (of dimension `d` of `tensor`, or a slice's bound there) as an index, or
+    an ExprError unless it is an integer."""
+    e = ops.as_expr(index, INDEX)
+    if e.dtype.lanes != 1 or not e.dtype.is_int:
+        raise ExprError(f"tensor {tensor.name}: index {d} of a region must be a scalar "
+                        f"integer, got {e} of {e.dtype}")
+    return ops.cast(INDEX, e)
 
 
 for _operator in ("add", "radd", "sub", "rsub", "mul", "rmul", "truediv", "rtruediv", "floordiv",
