@@ -86,3 +86,17 @@ def test_builds_for_cpu_targets_only():
     C = cblas.matmul(A, tex.placeholder((5, 3), name="B"))
     with pytest.raises(tex.BuildError, match="stage C is an extern stage"):
         tex.build(tex.create_schedule(C.op), [A, C], "cuda")
+
+
+def test_another_result_dtype_and_batches_of_different_sizes_are_refused():
+    A, B = tex.placeholder((5, 6), name="A"), tex.placeholder((6, 7), name="B")
+    with pytest.raises(tex.ExprError, match=r"the result has its operands' dtype, float32; "
+                                            r"got dtype='int32'"):
+        cblas.matmul(A, B, dtype="int32")
+    b1, b2 = tex.var("b1"), tex.var("b2")
+    X, Y = tex.placeholder((b1, 5, 9), name="X"), tex.placeholder((b2, 9, 6), name="Y")
+    Z = cblas.batch_matmul(X, Y)
+    f = tex.build(tex.create_schedule(Z.op), [X, Y, Z])
+    x, y = np.ones((3, 5, 9), "float32"), np.ones((1, 9, 6), "float32")
+    with pytest.raises(tex.PackedFuncError, match="the batch sizes differ, 3 and 1"):
+        f(x, y, np.empty((3, 5, 6), "float32"))

@@ -679,9 +679,9 @@ def test_power_is_pow(target):
 
 
 def test_a_tensorized_call_reads_as_tvms_evaluate_of_a_call():
-    """`stmt.value.args` of a call statement: the callee's name, then each tile by its
-    buffer's name and each scalar as the expression passed; and the kernel still runs
-    the registered function on the right tiles."""
+    """`stmt.value.args` of a call statement: the callee's name, then each tile as a
+    pointer into its buffer and each scalar as the expression passed; and the kernel
+    still runs the registered function on the right tiles."""
     x, y = tex.placeholder((8,), name="x"), tex.placeholder((8,), name="y")
     z = tex.compute((8,), lambda i: x[i] + y[i], name="z")
 
@@ -703,6 +703,8 @@ def test_a_tensorized_call_reads_as_tvms_evaluate_of_a_call():
         tex.lower(s, [X, Y, Z])["main"].body,
         lambda n: calls.append(n) if isinstance(n, tex.tir.Evaluate) else None)
     (call,) = calls
-    assert [str(a) for a in call.value.args] == ['"tex_test_vadd"', "X", "Y", "Z", "8"]
+    assert [str(a) for a in call.value.args] == [
+        '"tex_test_vadd"', "&X[i_outer * 8]", "&Y[i_outer * 8]", "&Z[i_outer * 8]", "8"]
+    assert call.value.args[0].value == "tex_test_vadd"
     a, b = random_array((40,)), random_array((40,))
     check(s, [X, Y, Z], [a, b], a + b)

@@ -483,6 +483,12 @@ class IntrinsicCall(Stmt):
             raise ExprError(f"IntrinsicCall {self.name}: writes {self.writes} must index "
                             f"its {len(self.pointers)} pointer(s)")
 
+    @property
+    def value(self) -> "CallValue":
+        """TVM's view of this statement, `Evaluate(value=Call(...))` (see `CallValue`)."""
+        return CallValue.of(self.name, self.pointers + self.values,
+                            range(len(self.pointers)))
+
 
 @dataclass(frozen=True, eq=False, slots=True, repr=False)
 class PackedCall(Stmt):
@@ -562,25 +568,33 @@ class CallValue:
     """What TVM's `Evaluate(Call(...)).value` shows of a call statement (`PackedCall`,
     `ExternCall`), for TE code that reads it: `args` are the callee's name, as a string
     literal, then the arguments, each buffer (or pointer into one) by its buffer's name,
-    as TVM passes a buffer's data pointer."""
+    as TVM passes a buffer's data pointer (`&A[index]` for a tile or access pointer)."""
 
     args: tuple
 
     @classmethod
     def of(cls, name: str, args: tuple, buffer_positions) -> "CallValue":
+        """A buffer argument at its first element shows as the buffer's name, one at
+        another element (a tile, an access pointer) as `&A[index]`."""
         return cls((_Literal(f'"{name}"'),) + tuple(
-            _Literal(arg.buffer.name) if k in buffer_positions else arg
-            for k, arg in enumerate(args)))
+            _Literal(arg.buffer.name if all(isinstance(i, Const) and i.value == 0
+                                            for i in arg.indices) else f"&{arg}")
+            if k in buffer_positions else arg for k, arg in enumerate(args)))
 
 
 @dataclass(frozen=True)
 class _Literal:
-    """Text that stands for itself when printed (a name, a string literal)."""
+    """Text that stands for itself when printed (a name, a string literal); `value` is
+    the text inside the quotes of a string literal (TVM's `StringImm.value`)."""
 
     text: str
 
     def __str__(self) -> str:
         return self.text
+
+    @property
+    def value(self) -> str:
+        return self.text[1:-1] if self.text.startswith('"') else self.text
 
 
 #: Cross-thread reduction strategies (see `Stage.reduce_strategy`).

@@ -30,7 +30,7 @@ def matmul(lhs: Tensor, rhs: Tensor, transa: bool = False, transb: bool = False,
            **kwargs) -> Tensor:
     """`lhs @ rhs` of two 2-D tensors, `lhs` transposed first when `transa`, `rhs` when
     `transb`; `kwargs` go to `tex.extern` (`name`, `tag`). TVM: `cblas.matmul`."""
-    _check("matmul", lhs, rhs, 2, transa, transb)
+    _check("matmul", lhs, rhs, 2, transa, transb, kwargs)
     n = lhs.shape[1] if transa else lhs.shape[0]
     m = rhs.shape[0] if transb else rhs.shape[1]
     return extern((n, m), [lhs, rhs], lambda ins, outs: call_packed(
@@ -43,7 +43,7 @@ def batch_matmul(lhs: Tensor, rhs: Tensor, transa: bool = False, transb: bool = 
     """`lhs[k] @ rhs[k]` for each k of two 3-D tensors of one batch size, each matrix
     transposed first as `transa` / `transb` say. `iterative` is accepted for TVM code
     (NumPy chooses how to loop). TVM: `cblas.batch_matmul`."""
-    _check("batch_matmul", lhs, rhs, 3, transa, transb)
+    _check("batch_matmul", lhs, rhs, 3, transa, transb, kwargs)
     b = lhs.shape[0]
     n = lhs.shape[2] if transa else lhs.shape[1]
     m = rhs.shape[1] if transb else rhs.shape[2]
@@ -52,9 +52,12 @@ def batch_matmul(lhs: Tensor, rhs: Tensor, transa: bool = False, transb: bool = 
         **{"name": "C", **kwargs})
 
 
-def _check(who: str, lhs, rhs, rank: int, transa: bool, transb: bool):
-    """Tensors of `rank` dimensions, one float dtype, whose inner sizes agree where they
-    are known."""
+def _check(who: str, lhs, rhs, rank: int, transa: bool, transb: bool, kwargs: dict):
+    """Tensors of `rank` dimensions, one float dtype (the result's too), whose inner sizes
+    agree where they are known."""
+    if "dtype" in kwargs and str(kwargs["dtype"]) != str(getattr(lhs, "dtype", None)):
+        raise ExprError(f"cblas.{who}: the result has its operands' dtype, "
+                        f"{getattr(lhs, 'dtype', '?')}; got dtype={kwargs['dtype']!r}")
     for side, t in (("lhs", lhs), ("rhs", rhs)):
         if not isinstance(t, Tensor) or len(t.shape) != rank:
             raise ExprError(f"cblas.{who}: {side} must be a {rank}-D tensor, got "
@@ -76,7 +79,10 @@ def _check(who: str, lhs, rhs, rank: int, transa: bool, transb: bool):
 
 def _matmul(a, b, c, transa, transb):
     """c = op(a) @ op(b): the packed function of `matmul` and `batch_matmul` (the last two
-    axes are the matrices)."""
+    axes are the matrices; batches of one size, which NumPy would broadcast)."""
+    if a.ndim == 3 and a.shape[0] != b.shape[0]:
+        raise ValueError(f"batch_matmul: the batch sizes differ, {a.shape[0]} and "
+                         f"{b.shape[0]}")
     np.matmul(np.swapaxes(a, -1, -2) if transa else a,
               np.swapaxes(b, -1, -2) if transb else b, out=c)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from tex import ops
 from tex.errors import ExprError, LoweringError
-from tex.expr import Const, structurally_equal
+from tex.expr import Const, TensorRead, structurally_equal
 from tex.ir import Allocate, For, Stmt, seq
 from tex.lower.bound import enclosing_loops
 from tex.lower.gpu_reduction import kernel_bindings
@@ -137,6 +137,10 @@ def _scalar_values(tile: Tile, match: BodyMatch, views: TileViews) -> dict:
     given = dict(use.scalars) if use is not None and use.intrin is tile.intrin else {}
     values = {}
     for param, value in {**given, **match.scalars}.items():
+        if collect(value, lambda n: isinstance(n, TensorRead)):
+            raise LoweringError(f"{tile.where}: intrinsic {tile.intrin.name}'s scalar "
+                                f"parameter {param.name} stands for `{value}`, which reads a "
+                                "tensor; pass a value made of the loop variables and sizes")
         value = substitute(value, views.root_values)
         moving = [v for v in views.tile_vars if uses_var(value, v)]
         if moving:
