@@ -30,7 +30,8 @@ from typing import Callable
 from tex import config, intrin_rules
 from tex.codegen.cuda import compile_cuda
 from tex.errors import BuildError
-from tex.ir import For, KernelInterface, KernelLaunch, LoweredFunc, Stmt, ThreadIndex
+from tex.ir import (For, KernelInterface, KernelLaunch, LoweredFunc, PackedCall, Stmt,
+                    ThreadIndex)
 from tex.lower import kernel_interface, schedule_to_func
 from tex.lower.introspect import schedule_arguments
 from tex.pass_context import PassContext
@@ -162,6 +163,11 @@ def lower(sch: Schedule, args, name: str = "main", upto: str | None = None,
                              f"only, and {str(target)!r} is a GPU target; build it outside "
                              "that PassContext, or for target='llvm'")
     func = schedule_to_func(sch, list(args), name)
+    if target is not None and backend(target).binds_threads and \
+            collect(func.body, lambda n: isinstance(n, PackedCall)):
+        raise BuildError(f"{func.name}: a tensor intrinsic calls a packed (Python) function "
+                         f"with call_packed, which runs on CPU targets only; build it for "
+                         f"target='llvm', not {str(target)!r}")
     func = dataclasses.replace(func, noalias=context.get("tir.noalias"),
                                bound_checked=context.bound_checks)
     checking, printing = config.verify_enabled(), config.print_after()
@@ -398,13 +404,14 @@ def _build_uncached(sch: Schedule, args, target, name: str, context: PassContext
     if not noalias or bound_checked:
         text += f"\n# noalias={noalias} bound_checked={bound_checked}"
     version, schedule_ref = sch.version, weakref.ref(sch)  # a kernel must not keep its schedule
+    rules = intrin_rules.version()
 
     def lower_unchanged() -> LoweredFunc:
         current = schedule_ref()
-        if current is None or current.version != version:
-            raise BuildError(f"the schedule of kernel {name!r} has changed or is gone since the "
-                             "kernel was built, so its loop program cannot be lowered again; "
-                             "build it again")
+        if current is None or current.version != version or intrin_rules.version() != rules:
+            raise BuildError(f"the schedule of kernel {name!r} (or an intrinsic lowering rule) "
+                             "has changed or is gone since the kernel was built, so its loop "
+                             "program cannot be lowered again; build it again")
         with context:
             return lower(current, args, name, target=target)
 
