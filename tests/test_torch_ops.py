@@ -79,6 +79,23 @@ def test_eager_calls_match_torch(matmul, pairs):
     torch.testing.assert_close(d, x[1:] - x[:-1])
 
 
+def test_repeated_shapes_and_new_ones_alternate(pairs, matmul):
+    """A shape seen before goes straight to the kernel; a new one is checked first, and
+    a bad one is refused however often a good one came before."""
+    for n in (10, 3, 10, 7, 3):
+        x = torch.randn(n)
+        s, d = pairs(x)
+        torch.testing.assert_close(s, x[:-1] + x[1:])
+        torch.testing.assert_close(d, x[1:] - x[:-1])
+    a, b = torch.randn(9, 64), torch.randn(64, 48)
+    for _ in range(2):
+        torch.testing.assert_close(matmul(a, b), a @ b, rtol=1e-4, atol=1e-4)
+    with pytest.raises(tex.ArgumentError, match="dimension"):
+        matmul(a, torch.randn(63, 48))
+    view = torch.randn(20, 64)[5:14]  # a contiguous view at an offset
+    torch.testing.assert_close(matmul(view, b), view @ b, rtol=1e-4, atol=1e-4)
+
+
 def test_the_kernel_writes_torch_memory_without_copies(matmul, monkeypatch):
     seen = []
     original = torch.empty

@@ -535,6 +535,12 @@ class Kernel(Signature):
         pointers = [data_pointer(a) for a in arrays]
         if check_overlap:
             self._check_overlap(arrays, pointers)
+        self.run_at(pointers, env)
+
+    def run_at(self, pointers: list, env: list):
+        """Run the kernel on the data at `pointers` (one per parameter, in order) with
+        `env` the size variables' values, which the caller has checked as a call checks
+        its arrays (`tex.torch`, for tensors whose shapes it has seen before)."""
         sizes = self._sizes(*env)
         if self._entry(self._pointers(*pointers), sizes):
             raise self._compiled.failure()
