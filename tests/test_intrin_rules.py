@@ -248,7 +248,12 @@ def test_lowered_program_built_later_gets_the_rules_of_its_target():
 
 
 def test_kernels_built_under_a_users_rule_stay_in_this_process():
-    assert fingerprint.lowering_rules("llvm") == ""
+    A = tex.placeholder((N,), name="A")
+    with_exp = tex.create_schedule(tex.compute((N,), lambda i: tex.exp(A[i]), name="B").op)
+    without = tex.create_schedule(tex.compute((N,), lambda i: A[i] + 1.0, name="C").op)
+    assert fingerprint.lowering_rules("llvm", with_exp) == ""
     tex.register_intrin_lowering("tir.exp", target="default", f=exp_by_expm1)
-    text = fingerprint.lowering_rules("cuda")
+    text = fingerprint.lowering_rules("cuda", with_exp)
     assert "'tir.exp'" in text and fingerprint.process_local(text)
+    # a kernel that calls no operator with a rule is not kept from other processes
+    assert fingerprint.lowering_rules("cuda", without) == ""

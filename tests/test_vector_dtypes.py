@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import tex
+from tex import intrin_rules
 from tex.runtime import cuda_simulator
 from tex.runtime.cuda_device import gpu_available
 
@@ -465,10 +466,13 @@ def test_library_export_of_a_vector_dtype_kernel(tmp_path):
         lib.square_plus_two(random((27, 3), "float32"))
 
 
-def test_a_declared_intrinsic_on_vector_elements_keeps_its_loop_serial_when_lowered():
+def test_a_declared_intrinsic_on_vector_elements_keeps_its_loop_serial_when_lowered(
+        monkeypatch):
     """Lowered without a target, the call of a declared intrinsic is still there when
     the loop is vectorized: the loop stays a serial loop of 2-lane calls; built, the
     rule lowers it first."""
+    monkeypatch.setattr(intrin_rules, "_rules", {})  # this test's rules only
+    monkeypatch.setattr(intrin_rules, "_declared", {})
     tex.register_op_attr("tir.vector_test_log", "TCallEffectKind", tex.tir.CallEffectKind.Pure)
     tex.register_intrin_lowering("tir.vector_test_log", target="llvm",
                                  f=lambda call: tex.log(call.args[0]))

@@ -394,7 +394,7 @@ def _build_uncached(sch: Schedule, args, target, name: str, context: PassContext
     chosen = backend(target)
     try:
         text = None if context.get("tir.add_lower_pass") else \
-            fingerprint(sch, args, name) + lowering_rules(str(target.kind))
+            fingerprint(sch, args, name) + lowering_rules(str(target.kind), sch)
     except Unfingerprintable:
         text = None
     if text is None:

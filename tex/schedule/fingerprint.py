@@ -30,9 +30,9 @@ are not written to the disk cache (`process_local`): the same name in another
 process may well mean different code.
 
 The user's intrinsic lowering rules (`tex.intrin_rules`) are not part of
-the schedule; `build` appends `lowering_rules(kind)`, their functions written
+the schedule; `build` appends `lowering_rules(kind, sch)`, their functions written
 as `lowering_identity` writes an intrinsic's, so that a kernel built under a
-rule is never taken for one built without it.
+rule for a call it makes is never taken for one built without it.
 
 An extern operation is written with its statement and the buffers it names
 (buffers, like variables, are identities). A packed call in it names its
@@ -52,7 +52,7 @@ import weakref
 
 from tex import intrin_rules
 from tex.dtype import DType
-from tex.expr import Var
+from tex.expr import Call, OpCall, Var
 from tex.ir import Buffer
 from tex.scan_op import ScanOp
 from tex.schedule.extern_stage import ExternStage
@@ -60,6 +60,7 @@ from tex.schedule.scan import ScanStage
 from tex.schedule.stage import Stage
 from tex.schedule.tensorize import TensorIntrin
 from tex.tensor import CommReducer, ComputeOp, ExternOp, IterVar, PlaceholderOp, Tensor
+from tex.visitor import collect
 
 
 class Unfingerprintable(Exception):
@@ -148,13 +149,20 @@ def lowering_identity(fn) -> str:
     return f"{_LOCAL}{_PROCESS!r},{_local_serial(fn)})"
 
 
-def lowering_rules(target_kind: str) -> str:
-    """The intrinsic lowering rules that apply for `target_kind` ("llvm", "cuda"), for
-    appending to a fingerprint: each operator's rules by `lowering_identity` (a user's
-    rule makes the kernel process-local). Empty when there are none."""
+def lowering_rules(target_kind: str, sch) -> str:
+    """The intrinsic lowering rules that apply for `target_kind` ("llvm", "cuda") to the
+    calls `sch`'s computations make, for appending to a fingerprint: each such
+    operator's rules by `lowering_identity` (a user's rule makes the kernel
+    process-local). Empty when there are none. (A rule may make calls that other rules
+    lower, but only from a call that has a rule, which already makes the kernel
+    process-local; the in-memory cache keys on the rules' version besides.)"""
     rules = intrin_rules.rules_for(target_kind)
+    if not rules:
+        return ""
+    used = {node.op.name for stage in sch.stages for body in getattr(stage.op, "body", ())
+            for node in collect(body, lambda n: isinstance(n, (Call, OpCall)))}
     return "".join(f"|rules({op!r}:{','.join(map(lowering_identity, fns))})"
-                   for op, fns in sorted(rules.items()))
+                   for op, fns in sorted(rules.items()) if op in used)
 
 
 def process_local(text: str) -> bool:
