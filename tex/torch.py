@@ -118,14 +118,14 @@ class _Operator:
     """The implementations of one registered operator: its tensors checked in PyTorch's
     words (`check`), then the kernel run (`run`, `run_cuda`) or the outputs' shapes
     computed (`fake`). What every call compares against (the inputs' torch dtypes) is
-    read once, and the outputs' shapes once per distinct input shapes."""
+    read once, and the outputs' shapes (on the CPU the sizes too) once per distinct
+    input shapes."""
 
     def __init__(self, qualname: str, kernel, trains: bool):
         self.qualname, self.kernel, self.trains = qualname, kernel, trains
         self.wanted = [_TORCH_DTYPES[str(p.buffer.dtype)] for p in kernel._inputs]
         self.made = [_TORCH_DTYPES[str(p.buffer.dtype)] for p in kernel._outputs]
-        self.shapes: dict = {}  # input shapes -> output shapes, the last _SHAPES
-        self.known: dict = {}  # CPU: input shapes -> (output shapes, sizes), the last _SHAPES
+        self.known: dict = {}  # input shapes -> (output shapes, sizes: CPU only), _SHAPES
 
     def check(self, tensors: tuple):
         """Refuse, in PyTorch's words, a tensor the kernel cannot take as it is."""
@@ -168,47 +168,50 @@ class _Operator:
 
     def run(self, *tensors):
         """The CPU implementation: outputs from torch.empty, written by the kernel in
-        place. Input shapes seen before go straight to the kernel's entry with their
-        sizes (their tensors checked here, the outputs new); others are checked by the
-        kernel through NumPy views of the tensors' memory first."""
+        place, the tensors' pointers passed straight to the kernel's entry. The kernel
+        checks each distinct input shape once, through NumPy views of the tensors, which
+        gives the sizes and output shapes then remembered (`known`)."""
         self.check(tensors)
         kernel = self.kernel
         key = tuple([t.shape for t in tensors])
         known = self.known.get(key)
         if known is None:
-            return self._run_first(tensors, key)
+            arrays = [_numpy_view(t.detach(), p.dtype) for t, p in zip(tensors, kernel._inputs)]
+            env = kernel._check(kernel._inputs, arrays)[1]
+            known = self._remember(key, [kernel._output_shape(p, env) for p in kernel._outputs],
+                                   env)
         shapes, env = known
         outputs = [torch.empty(*shape, dtype=dtype) for shape, dtype in zip(shapes, self.made)]
         kernel.run_at(kernel._in_param_order([t.data_ptr() for t in tensors],
                                              [o.data_ptr() for o in outputs]), env)
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
-    def _run_first(self, tensors, key):
-        """`run` for input shapes not seen before: the kernel checks them (and gives the
-        sizes that are then remembered, for the last _SHAPES input shapes)."""
-        kernel = self.kernel
-        inputs = [t.detach() if t.requires_grad else t for t in tensors]
-        arrays = [_numpy_view(t, p.dtype) for t, p in zip(inputs, kernel._inputs)]
-        given, env = kernel._check(kernel._inputs, arrays)
-        shapes = [kernel._output_shape(p, env) for p in kernel._outputs]
-        outputs = [torch.empty(*shape, dtype=dtype) for shape, dtype in zip(shapes, self.made)]
-        out_arrays = [_numpy_view(t, p.dtype) for t, p in zip(outputs, kernel._outputs)]
-        kernel(*kernel._in_param_order(given, out_arrays))
-        if len(self.known) >= _SHAPES:
-            self.known.pop(next(iter(self.known)))
-        self.known[key] = (shapes, env)
-        return outputs[0] if len(outputs) == 1 else tuple(outputs)
-
     def run_cuda(self, *tensors):
-        """The CUDA implementation: outputs from torch.empty on the inputs' device, the
-        kernel queued on PyTorch's current stream there, reading and writing the tensors."""
+        """The CUDA implementation: outputs from torch.empty on the inputs' device (their
+        shapes remembered per input shapes), the kernel queued on PyTorch's current stream
+        there, reading and writing the tensors."""
         self.check(tensors)
         kernel = self.kernel
         inputs = [t.detach() for t in tensors]
-        outputs = self.empty_outputs(inputs)
+        key = tuple([t.shape for t in inputs])
+        known = self.known.get(key)
+        if known is None:
+            outputs = _empty_outputs(kernel, inputs)
+            self._remember(key, [tuple(o.shape) for o in outputs], None)
+        else:
+            device = inputs[0].device
+            outputs = [torch.empty(*shape, dtype=dtype, device=device)
+                       for shape, dtype in zip(known[0], self.made)]
         stream = torch.cuda.current_stream(inputs[0].device if inputs else None)
         kernel(*kernel._in_param_order(inputs, outputs), stream=stream.cuda_stream)
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+    def _remember(self, key, shapes: list, env) -> tuple:
+        """(output shapes, sizes) of input shapes `key`, kept for the last _SHAPES."""
+        if len(self.known) >= _SHAPES:
+            self.known.pop(next(iter(self.known)))
+        self.known[key] = (shapes, env)
+        return shapes, env
 
     def fake(self, *tensors):
         """The fake implementation: outputs of the shapes and dtypes the kernel would give
@@ -216,22 +219,6 @@ class _Operator:
         self.check(tensors)
         outputs = _empty_outputs(self.kernel, tensors)
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
-
-    def empty_outputs(self, inputs) -> list:
-        """`_empty_outputs` of real tensors, their shapes remembered per input shapes."""
-        key = tuple([t.shape for t in inputs])
-        shapes = self.shapes.get(key)
-        if shapes is None:
-            outputs = _empty_outputs(self.kernel, inputs)
-            if len(self.shapes) >= _SHAPES:
-                self.shapes.pop(next(iter(self.shapes)))
-            self.shapes[key] = [tuple(o.shape) for o in outputs]
-            return outputs
-        if self.kernel.device_kind == "cpu":  # torch.empty(*ints) parses fastest
-            return [torch.empty(*shape, dtype=dtype) for shape, dtype in zip(shapes, self.made)]
-        device = inputs[0].device
-        return [torch.empty(*shape, dtype=dtype, device=device)
-                for shape, dtype in zip(shapes, self.made)]
 
 
 def _numpy_view(tensor, dtype):
