@@ -32,7 +32,7 @@ import numpy as np
 
 from tex import dtype as dt
 from tex.errors import ArgumentError
-from tex.runtime.cuda_device import Device, DeviceArray
+from tex.runtime.cuda_device import DeviceArray
 from tex.runtime.cuda_stream import LEGACY, as_stream, is_torch_tensor, torch_stream
 from tex.runtime.kernel import Param
 
@@ -252,15 +252,19 @@ class CudaParam(Param):
                              f"{self.alignment} bytes (the kernel accesses {self.alignment} "
                              "bytes at once); pass a copy, not a view at an offset")
 
-    def check_location(self, device: Device, arg: Arg):
+    def check_location(self, ordinal_of, arg: Arg):
         """Raise unless `arg`'s memory is on device 0, for pointers that do not say where
-        they are (those of `__cuda_array_interface__`; see `Device.ordinal`)."""
-        if not arg.ask_device or not arg.nbytes:
-            return
-        ordinal = device.ordinal(arg.address)
+        they are (those of `__cuda_array_interface__`). `ordinal_of(address)` is the
+        ordinal of the device the memory is on, or why it is not CUDA memory
+        (`Device.ordinal`, or a library's `tex_cuda_pointer_device`)."""
+        if arg.ask_device and arg.nbytes:
+            self.check_ordinal(ordinal_of(arg.address), arg.address)
+
+    def check_ordinal(self, ordinal: int | str, address: int):
+        """Raise unless `ordinal` (of `check_location`'s `ordinal_of`) is device 0."""
         if isinstance(ordinal, str):
             raise ArgumentError(f"{self.label}: its __cuda_array_interface__ address "
-                                f"0x{arg.address:x} is not CUDA memory ({ordinal})")
+                                f"0x{address:x} is not CUDA memory ({ordinal})")
         if ordinal != 0:
             raise ArgumentError(f"{self.label} lives on CUDA device {ordinal}; tex runs "
                                 "CUDA kernels on device 0")

@@ -351,9 +351,9 @@ class CudaKernel(Signature):
             if p.is_output and read_only:
                 raise p.read_only_error()
             if extent.nbytes:
-                if device.ordinal(address) != 0:  # not device 0's memory: say why
-                    p.check_location(device, Arg((), extent.nbytes, address, None, None,
-                                                 None, True))
+                ordinal = device.ordinal(address)
+                if ordinal != 0:
+                    p.check_ordinal(ordinal, address)
                 if address % p.alignment:
                     raise p.alignment_error_at(address)
             addresses.append(address)
@@ -437,7 +437,7 @@ class CudaKernel(Signature):
                 copy_to_device(device, memory.pointer, arg.host, self._what, stream)
                 addresses.append(memory.pointer)
             else:
-                p.check_location(device, arg)
+                p.check_location(device.ordinal, arg)
                 addresses.append(arg.address)
         return addresses
 

@@ -503,8 +503,7 @@ class CudaEntry(Signature):
                 raise ArgumentError(f"{p.label} is in host memory; a library's CUDA kernel "
                                     "takes GPU arrays: copy it with tex.nd.array(x, "
                                     "tex.cuda(0)) or call the exported CudaKernel")
-            if arg.ask_device and arg.nbytes:
-                self._check_device_memory(p, arg.address)
+            p.check_location(self._ordinal, arg)
         self._check_overlap(given, [a.address for a in given])
         producers = {a.stream for a in given} - {None, streams.launch}
         if producers:
@@ -525,19 +524,16 @@ class CudaEntry(Signature):
             if type(owner) is DeviceArray:
                 owner.stream = streams.launch
 
-    def _check_device_memory(self, p, address: int):
-        """Raise unless `address` (of a `__cuda_array_interface__`, which does not say
-        where its memory is) is CUDA memory of device 0, as the library's driver says."""
+    def _ordinal(self, address: int) -> int | str:
+        """The device of the memory at `address`, or why it is not CUDA memory, as the
+        library's driver says (`tex_cuda_pointer_device`); DeviceError without one."""
         ordinal = ctypes.c_int(-1)
-        if self._pointer_device(address, ctypes.byref(ordinal)):
-            message = self._last_error().decode(errors="replace")
-            if "not CUDA memory" not in message:
-                raise DeviceError(message)
-            raise ArgumentError(f"{p.label}: its __cuda_array_interface__ address "
-                                f"0x{address:x} is not CUDA memory ({message})")
-        if ordinal.value != 0:
-            raise ArgumentError(f"{p.label} lives on CUDA device {ordinal.value}; tex runs "
-                                "CUDA kernels on device 0")
+        if not self._pointer_device(address, ctypes.byref(ordinal)):
+            return ordinal.value
+        message = self._last_error().decode(errors="replace")
+        if "not CUDA memory" not in message:
+            raise DeviceError(message)
+        return message
 
     def get_source(self, fmt: str = "tex") -> str:
         if fmt in self._sources:
