@@ -104,6 +104,11 @@ def _check_name(op_name):
         raise ExprError(f"an operator name such as 'tir.exp' is expected, got {op_name!r}")
 
 
+def declared_any() -> bool:
+    """Whether any intrinsic was declared (`register_op_attr`)."""
+    return bool(_declared)
+
+
 def effect_kind(op_name: str) -> CallEffectKind | None:
     """The effect kind `op_name` was declared with (None: not declared)."""
     return _declared.get(op_name)

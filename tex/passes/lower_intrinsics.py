@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from tex.errors import BuildError
 from tex.expr import Expr, LLVMCall, OpCall, structurally_equal
-from tex.intrin_rules import rules_for
+from tex.intrin_rules import declared_any, rules_for
 from tex.ir import Stmt
 from tex.target import Target
 from tex.visitor import Rewriter
@@ -33,7 +33,12 @@ MAX_DEPTH = 8
 
 
 def lower_intrinsics(body: Stmt, target: Target) -> Stmt:
-    """`body` with the intrinsic calls lowered for `target` (see the module docstring)."""
+    """`body` with the intrinsic calls lowered for `target` (see the module docstring).
+    For a CPU target with no rule and no declared intrinsic (so no `OpCall` either:
+    `call_intrin` needs a declaration) there is nothing to do, and the body is not
+    walked."""
+    if str(target.kind) == "llvm" and not rules_for("llvm") and not declared_any():
+        return body
     return _Lowering(target).rewrite(body)
 
 
