@@ -35,6 +35,17 @@ def matmul(rows=N):
     return A, B, C, k
 
 
+def tiled(C, k):
+    """`C`'s schedule in 8 x 8 tiles, rows of tiles in parallel, columns vectorized."""
+    s = tex.create_schedule(C.op)
+    io, ii = s[C].split(C.op.axis[0], factor=8)
+    jo, ji = s[C].split(C.op.axis[1], factor=8)
+    s[C].reorder(io, jo, k, ii, ji)
+    s[C].vectorize(ji)
+    s[C].parallel(io)
+    return s
+
+
 def rand(*shape):
     return RNG.standard_normal(shape).astype("float32")
 
@@ -206,12 +217,7 @@ def test_rfactor_and_cache_read_are_recorded():
 # --- tir.noalias -------------------------------------------------------------------------
 def test_noalias_off_leaves_no_noalias_in_the_llvm_ir():
     A, B, C, k = matmul()
-    s = tex.create_schedule(C.op)
-    io, ii = s[C].split(C.op.axis[0], factor=8)
-    jo, ji = s[C].split(C.op.axis[1], factor=8)
-    s[C].reorder(io, jo, k, ii, ji)
-    s[C].vectorize(ji)
-    s[C].parallel(io)
+    s = tiled(C, k)
     claimed = tex.build(s, [A, B, C])
     with tex.PassContext(config={"tir.noalias": False}):
         plain = tex.build(s, [A, B, C])
@@ -242,12 +248,7 @@ def test_noalias_off_drops_restrict_from_cuda_kernels():
 # --- tir.instrument_bound_checkers and tir.disable_assert ------------------------------------
 def test_a_right_kernel_passes_its_bound_checks():
     A, B, C, k = matmul(tex.var("n"))  # a symbolic size: LLVM cannot drop the checks
-    s = tex.create_schedule(C.op)
-    io, ii = s[C].split(C.op.axis[0], factor=8)
-    jo, ji = s[C].split(C.op.axis[1], factor=8)
-    s[C].reorder(io, jo, k, ii, ji)
-    s[C].vectorize(ji)
-    s[C].parallel(io)
+    s = tiled(C, k)
     with tex.PassContext(config={"tir.instrument_bound_checkers": True}):
         f = tex.build(s, [A, B, C])
         assert "checked against its buffer's extent" in str(tex.lower(s, [A, B, C]))
