@@ -52,14 +52,18 @@ def multiply():
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16", "int8"])
 def test_half_precision_and_integer_tensors_reach_the_kernel_as_they_are(dtype):
-    """NumPy has no bfloat16: the operator hands such tensors to the kernel by their bits."""
+    """NumPy has no bfloat16: the operator, and the kernel called directly, take such
+    tensors by their bits."""
     n = tex.var("n")
     x = tex.placeholder((n,), dtype, name="x")
     y = tex.compute((n,), lambda i: x[i] * tex.const(3, dtype), name="y")
-    op = tex.torch.register(f"textest::triple_{dtype}",
-                            tex.build(tex.create_schedule(y.op), [x, y], name="triple"))
+    kernel = tex.build(tex.create_schedule(y.op), [x, y], name="triple")
+    op = tex.torch.register(f"textest::triple_{dtype}", kernel)
     t = (torch.randn(13) * 10).to(getattr(torch, dtype))
     assert torch.equal(op(t), t * 3)
+    out = torch.empty_like(t)
+    kernel(t, out)
+    assert torch.equal(out, t * 3)
 
 
 @pytest.fixture(scope="module")

@@ -166,7 +166,7 @@ class Param:
     def _convert(self, value) -> np.ndarray:
         if isinstance(value, np.ndarray):
             return value
-        view = _torch_cpu_view(value)
+        view = _torch_cpu_view(value, self.dtype)
         if view is not None:
             return view
         if not hasattr(value, "__dlpack__"):
@@ -187,16 +187,20 @@ class Param:
                                 f"{type(err).__name__}: {err}") from err
 
 
-def _torch_cpu_view(value) -> np.ndarray | None:
+def _torch_cpu_view(value, dtype) -> np.ndarray | None:
     """A CPU PyTorch tensor's memory as an ndarray, by `Tensor.numpy()` (a fifth of the
-    cost of `np.from_dlpack`); None for anything else, and for a tensor `numpy()` refuses
-    (one that requires grad, bfloat16), which the DLPack path then reports."""
+    cost of `np.from_dlpack`); a bfloat16 tensor, which NumPy lacks, through its bits as
+    `dtype` (a NumPy dtype) when that is ml_dtypes' bfloat16. None for anything else,
+    and for a tensor `numpy()` refuses (one that requires grad), which the DLPack path
+    then reports."""
     if not type(value).__module__.startswith("torch"):
         return None
     torch = sys.modules.get("torch")
     if torch is None or not isinstance(value, torch.Tensor) or value.device.type != "cpu":
         return None
     try:
+        if value.dtype == torch.bfloat16 and dtype.name == "bfloat16":
+            return value.view(torch.int16).numpy().view(dtype)
         return value.numpy()
     except (RuntimeError, TypeError):
         return None
