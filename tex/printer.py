@@ -107,10 +107,9 @@ class _Printer:
     def expr_PureExternCall(self, e):
         """`f(x)`, or `f<dtype>(x)` when the declared result's dtype is not the first
         argument's (the printed program keys the compile cache: it must show it)."""
-        text = self.expr_Call(e)[0]
-        if not e.args or e.args[0].dtype != e.dtype:
-            text = text.replace("(", f"<{e.dtype}>(", 1)
-        return text, _ATOM
+        shown = e.args and e.args[0].dtype == e.dtype
+        name = e.name if shown else f"{e.name}<{e.dtype}>"
+        return f"{name}({', '.join(self.expr(a) for a in e.args)})", _ATOM
 
     expr_OpCall = expr_LLVMCall = expr_PureExternCall
 
