@@ -107,8 +107,8 @@ class _Printer:
     def expr_PureExternCall(self, e):
         """`f(x)`, or `f<dtype>(x)` when the declared result's dtype is not the first
         argument's (the printed program keys the compile cache: it must show it)."""
-        shown = e.args and e.args[0].dtype == e.dtype
-        name = e.name if shown else f"{e.name}<{e.dtype}>"
+        implied = e.args and e.args[0].dtype == e.dtype
+        name = e.name if implied else f"{e.name}<{e.dtype}>"
         return f"{name}({', '.join(self.expr(a) for a in e.args)})", _ATOM
 
     expr_OpCall = expr_LLVMCall = expr_PureExternCall
