@@ -165,12 +165,7 @@ def test_a_convolution_of_a_small_image_is_tiled_along_its_channels():
     of every CPU's lanes) take it, and the configurations compute the convolution."""
     task = ops.task_for("conv2d", (1, 24, 7, 7, 48, 3, 3, 1, 1))
     assert task.space.knobs["Y.vector_axis"].candidates[0].to_json() == 1
-    inputs = task.random_inputs()
-    expected = task.reference_outputs(inputs)[0]
-    for config in valid_configs(task.space, 3, seed=1):
-        kernel = tex.build(*task.instantiate(config))
-        np.testing.assert_allclose(kernel(*inputs), expected, rtol=1e-4,
-                                   atol=1e-4 * np.abs(expected).max())
+    check_configs(task, seed=1)
 
 
 def test_a_vector_matrix_product_is_tiled_along_the_matrix_rows():
@@ -178,12 +173,18 @@ def test_a_vector_matrix_product_is_tiled_along_the_matrix_rows():
     its columns as the reduce rule's partial sums would."""
     task = ops.task_for("matmul", (1, 600, 70))
     assert task.space.knobs["C.vector_axis"].candidates[0].to_json() == 1
+    check_configs(task, seed=2)
+
+
+def check_configs(task, seed: int):
+    """Three valid configurations of `task`, each built and compared with its reference."""
     inputs = task.random_inputs()
     expected = task.reference_outputs(inputs)[0]
-    for config in valid_configs(task.space, 3, seed=2):
+    for config in valid_configs(task.space, 3, seed=seed):
         kernel = tex.build(*task.instantiate(config))
         np.testing.assert_allclose(kernel(*inputs), expected, rtol=1e-4,
                                    atol=1e-4 * np.abs(expected).max())
+
 
 def test_the_register_budget_follows_the_target():
     assert register_budget("llvm -mcpu=x86-64-v4") == 28  # 32 AVX-512 registers
