@@ -22,7 +22,13 @@ space (see `autotune.space`). The rules:
    epilogue reads it. Each input may be packed: copied, with the dimension
    the vector walks laid out last, in the vector axis's outer loop, which then
    runs serially around the parallel loop of the others, so that the tile
-   reads a compact panel.
+   reads a compact panel. For a reduction over several axes (a convolution)
+   two more knobs: `pack_at` "parallel" makes the vector axis's outer loop the
+   parallel one, each of its iterations packing its own panel (a block of
+   output channels' weights, which then stays in that core's cache) before its
+   tiles run serially; and `reduce_order` "longest_last" puts the longest
+   reduction axis innermost (the input channels inside the kernel's taps), so
+   that the unrolled loops around the tile are the short ones.
    When the vector runs along another axis than the output's last (the
    channels of an NCHW convolution), a knob writes the result back by rows
    instead of by tiles: the accumulator holds whole rows of the last axis
@@ -91,6 +97,9 @@ class TilePlan:
     copy_orders: list[tuple]  # the dimension order of each input's packed copy
     unroll: int               # the unroll factor of the innermost reduction axis
     by_row: bool              # the result written back by rows of the last axis
+    pack_in_parallel: bool    # the copies made per iteration of the parallel loop
+    reduce_order: list[int]   # the reduction's axes (their positions), outermost first
+    innermost_extent: int     # the extent of the innermost of them
 
     @property
     def last(self) -> int:
@@ -119,8 +128,8 @@ class TilePlan:
     @property
     def serial_first(self) -> bool:
         """Whether the copies are made in the first outer loop, run serially (by row they
-        are made before all)."""
-        return any(self.packs) and not self.by_row
+        are made before all, in parallel each iteration of the parallel loop makes its own)."""
+        return any(self.packs) and not self.by_row and not self.pack_in_parallel
 
 
 class CpuSketch(Sketch):
@@ -156,8 +165,10 @@ class CpuSketch(Sketch):
 
     def tile_knobs(self, out: Stage, acc: Stage | None) -> TilePlan:
         """Rule 2's knobs for `out`, defined in this order: the vector axis and width, the
-        tile extents, the loop order, packing per input, the reduction's unrolling and,
-        into a write cache holding the last axis in the tile, the write-back."""
+        tile extents, the loop order, packing per input, for a reduction over several
+        axes of different extents their order, the reduction's unrolling, into a write
+        cache holding the last axis in the tile the write-back, and for a reduction over
+        several axes where the packed copies are made."""
         name, axes = out.name, list(out.op.axis)
         extents = [self.extent(a) for a in axes]
         movable = [d for d in range(len(axes)) if extents[d] > 1][-3:] or [len(axes) - 1]
@@ -169,13 +180,27 @@ class CpuSketch(Sketch):
         reduction = out if acc is None else acc
         inputs = [t for t in reduction.op.input_tensors if len(t.shape) >= 2]
         packs = [self.knob(f"{name}.pack_{t.name}", [False, True]) for t in inputs]
-        unroll = self.knob(f"{name}.unroll_reduce", self.reduce_unroll_choices(reduction))
+        extents_of_reduce = [self.extent(a) for a in reduction.op.reduce_axis]
+        declared = list(range(len(extents_of_reduce)))
+        longest_last = sorted(declared, key=lambda r: extents_of_reduce[r])
+        several = len(declared) > 1  # a convolution's channels and taps
+        orderable = sum(e > 1 for e in extents_of_reduce) > 1 and longest_last != declared
+        reduce_order = declared
+        if orderable and self.knob(f"{name}.reduce_order", ["declared", "longest_last"]) \
+                == "longest_last":
+            reduce_order = longest_last
+        unroll = self.knob(f"{name}.unroll_reduce", sorted(
+            {u for r in {declared[-1], longest_last[-1]}
+             for u in self.reduce_unroll_choices(extents_of_reduce[r])}))
         transposable = acc is None and len(axes) - 1 in movable  # into a write cache
         by_row = transposable and self.knob(f"{name}.write_back", ["tile", "row"]) == "row"
+        pack_in_parallel = several and inputs and \
+            self.knob(f"{name}.pack_at", ["serial", "parallel"]) == "parallel"
         vector_var = reduction.op.axis[vector_at].var
         copy_orders = [_vector_dimension_last(reduction, t, vector_var) for t in inputs]
         return TilePlan(axes, extents, movable, vector_at, vector, rows, order, reduction,
-                        inputs, packs, copy_orders, unroll, by_row)
+                        inputs, packs, copy_orders, unroll, by_row, bool(pack_in_parallel),
+                        reduce_order, extents_of_reduce[reduce_order[-1]])
 
     def vector_knobs(self, name: str, extents: list[int], movable: list[int]):
         """(vector axis, width) from their knobs: the axis one of the tile's whose extent is
@@ -189,9 +214,10 @@ class CpuSketch(Sketch):
         vector = self.knob(f"{name}.vector", widths or sorted({extents[d] for d in vector_axes}))
         return vector_at, vector
 
-    def reduce_unroll_choices(self, acc: Stage) -> list[int]:
-        """Unroll factors for the innermost reduction axis: 1, 2, 4, or all of a short one."""
-        extent = self.extent(acc.op.reduce_axis[-1])
+    @staticmethod
+    def reduce_unroll_choices(extent: int) -> list[int]:
+        """Unroll factors for an innermost reduction axis of `extent`: 1, 2, 4, or all of a
+        short one."""
         return [1] + [u for u in (2, 4) if u < extent] + ([extent] if 1 < extent <= 4 else [])
 
     def check_tile(self, plan: TilePlan, epilogue: bool):
@@ -214,6 +240,10 @@ class CpuSketch(Sketch):
                    "leaves it out)")
         self.check(not plan.serial_first or len(plan.movable) > 1, "packed copies are made in "
                    "a serial outer loop, and this tile has only the one it runs in parallel")
+        self.check(plan.unroll <= plan.innermost_extent, f"an unroll of {plan.unroll} is "
+                   f"longer than the innermost reduction axis ({plan.innermost_extent})")
+        self.check(not plan.pack_in_parallel or (any(plan.packs) and not plan.by_row),
+                   "packing in the parallel loop needs a packed input and a write-back by tiles")
 
     def check_registers(self, plan: TilePlan):
         """InvalidConfig for a register tile of more vectors than `register_budget`."""
@@ -240,29 +270,38 @@ class CpuSketch(Sketch):
         if acc is None:
             acc = self.s[self.s.cache_write(out.op.output(0), "local", axis_order=plan.layout)]
         tile = self.s[self.s.cache_write(acc.op.output(0), "local")] if plan.by_row else acc
-        fused, first = self.tile_loops(out, plan)
-        acc.compute_at(out, fused)
+        tile_at, pack_at = self.tile_loops(out, plan)
+        acc.compute_at(out, tile_at)
         if plan.by_row:
             self.rows_of_tiles(acc, tile, plan.layout, plan.tiles)
         self.reduce_in_registers(tile, plan)
         self.placed.update((acc, tile))
-        self.pack_inputs(out, tile, first, plan)
+        self.pack_inputs(out, tile, pack_at, plan)
 
     def tile_loops(self, out: Stage, plan: TilePlan):
-        """`out`'s loops: the outer loops fused into one parallel loop (but the vector
-        axis's, where the packed copies are made in it: it runs serially around the
-        others), then the register tile's loops unrolled and its vector loop vectorized,
-        or by row the last axis's lanes vectorized. (The parallel loop, the serial one or
-        None.)"""
+        """`out`'s loops: the outer loops fused into one parallel loop, then the register
+        tile's loops unrolled and its vector loop vectorized, or by row the last axis's
+        lanes vectorized. Where packed copies are made in the vector axis's outer loop,
+        that loop runs serially around the parallel loop of the others; where they are
+        made in the parallel loop, it is the parallel loop (with the loops of the axes
+        outside the tile) and the others run serially inside it. (The loop the tile is
+        computed at, the loop the copies are made at or None for before all of `out`.)"""
         outer, inner = self.split_tiles(out, plan)
         fixed = [outer[d] for d in range(len(plan.axes)) if d not in plan.movable]
         moved = [outer[plan.vector_at]] + [outer[plan.others[p]] for p in plan.order
                                            if not (plan.by_row and plan.others[p] == plan.last)]
         lanes = list(out.split(outer[plan.last], factor=self.lanes)) if plan.by_row else []
         out.reorder(*fixed, *moved, *inner, *lanes)
-        first = moved[0] if plan.serial_first else None
-        fused = out.fuse(*(moved[1:] if first is not None else fixed + moved))
-        out.parallel(fused)
+        if plan.serial_first:
+            tile_at, pack_at = out.fuse(*moved[1:]), moved[0]
+            out.parallel(tile_at)
+        elif plan.pack_in_parallel:
+            pack_at = out.fuse(*fixed, moved[0])
+            out.parallel(pack_at)
+            tile_at = moved[-1] if len(moved) > 1 else pack_at
+        else:
+            tile_at, pack_at = out.fuse(*fixed, *moved), None
+            out.parallel(tile_at)
         if plan.by_row:  # the rows of the tiles, each written out along the last axis
             out.vectorize(lanes[-1])
         else:
@@ -270,7 +309,7 @@ class CpuSketch(Sketch):
                 out.unroll(i)
             if plan.tiles[plan.vector_at] > 1:
                 out.vectorize(inner[-1])
-        return fused, first
+        return tile_at, pack_at
 
     @staticmethod
     def split_tiles(out: Stage, plan: TilePlan):
@@ -308,10 +347,11 @@ class CpuSketch(Sketch):
         tile.compute_at(acc, tile_outer)
 
     def reduce_in_registers(self, tile: Stage, plan: TilePlan):
-        """The register tile's reduction: the reduction axes outermost, the innermost
-        unrolled by the knob, the tile's loops unrolled and its vector loop vectorized."""
+        """The register tile's reduction: the reduction axes outermost (in the plan's
+        order), the innermost unrolled by the knob, the tile's loops unrolled and its
+        vector loop vectorized."""
         *tile_spatial, vector_loop = tile.op.axis  # in `layout` order
-        reduce_axes = list(tile.op.reduce_axis)
+        reduce_axes = [tile.op.reduce_axis[r] for r in plan.reduce_order]
         tile.reorder(*reduce_axes, *tile_spatial, vector_loop)
         innermost = reduce_axes[-1]
         # unrolled whole only when its extent is a constant (not just at the sizes scheduled for)
@@ -326,19 +366,20 @@ class CpuSketch(Sketch):
         if plan.vector > 1:
             tile.vectorize(vector_loop)
 
-    def pack_inputs(self, out: Stage, tile: Stage, first, plan: TilePlan):
-        """The packed copies `tile` reads, vectorized and parallel: made in `out`'s serial
-        loop `first`, or by row before all of `out`."""
+    def pack_inputs(self, out: Stage, tile: Stage, pack_at, plan: TilePlan):
+        """The packed copies `tile` reads, vectorized: made in `out`'s loop `pack_at`, or
+        by row before all of `out`; in parallel themselves unless `pack_at` is the
+        parallel loop."""
         for tensor, pack, copy_order in zip(plan.inputs, plan.packs, plan.copy_orders):
             if not pack:
                 continue
             copy = self.s[self.s.cache_read(tensor, "global", [tile], axis_order=copy_order)]
-            if not plan.by_row:
-                copy.compute_at(out, first)
+            if pack_at is not None:
+                copy.compute_at(out, pack_at)
             _, lane = copy.split(copy.op.axis[-1], factor=self.lanes)
             copy.vectorize(lane)
-            if len(copy.op.axis) > 1:  # the copy runs in parallel too, before the tiles
-                copy.parallel(copy.op.axis[0])
+            if len(copy.op.axis) > 1 and not plan.pack_in_parallel:
+                copy.parallel(copy.op.axis[0])  # before the tiles
             self.placed.add(copy)
 
     # --- rule 3 ----------------------------------------------------------------------

@@ -131,6 +131,49 @@ def test_convolutions_written_back_by_rows(shape):
     assert built == 4
 
 
+@pytest.mark.parametrize("shape", ["1,5,9,11,32", "1,7,13,10,48,3,3,2,1"])
+def test_convolutions_pack_their_weights_in_the_parallel_loop(shape):
+    """Rule 2's convolution knobs: packing each block of output channels' weights in the
+    parallel loop (the tiles then run serially inside it), and the input channels
+    innermost in the reduction. Configurations drawn at random, with both knobs at each
+    value, match the reference; each block packs its own panel."""
+    task = task_for("conv2d", shape)
+    assert task.space.knobs["Y.pack_at"].candidates[-1].to_json() == "parallel"
+    assert task.space.knobs["Y.reduce_order"].candidates[-1].to_json() == "longest_last"
+    inputs = task.random_inputs(seed=5)
+    want = task.reference_outputs(inputs)[0]
+    seen = set()
+    for config in random_configs(task, len(task.space)):
+        knobs = config.to_json()
+        key = (knobs["Y.pack_at"], knobs["Y.reduce_order"])
+        if key in seen:
+            continue
+        try:
+            schedule, args = task.instantiate(config)
+        except InvalidConfig:
+            continue
+        text = str(tex.lower(schedule, args))
+        if key[0] == "parallel":  # the panel is allocated inside the parallel loop
+            assert text.index("in parallel(") < text.index("W_global = allocate")
+        first_reduction = min(text.index(f"for {r} in range(") for r in ("rc", "ry", "rx")
+                              if f"for {r} in range(" in text)
+        outermost = text[first_reduction:].split()[1]
+        assert (outermost == "rc") == (key[1] == "declared"), outermost
+        compare(tex.build(schedule, args)(*inputs), want)
+        seen.add(key)
+        if len(seen) == 4:
+            break
+    assert len(seen) == 4
+
+
+def test_a_one_by_one_convolution_has_no_reduction_order_to_choose():
+    """A 1x1 kernel leaves one reduction axis longer than 1: nothing to order."""
+    task = task_for("conv2d", "1,16,8,8,32,1,1,1,0")
+    assert "Y.reduce_order" not in task.space.knobs
+    assert "Y.pack_at" in task.space.knobs
+    assert "C.reduce_order" not in task_for("matmul", "64,48,40").space.knobs
+
+
 @pytest.mark.parametrize("op, out", [("softmax", "softmax"), ("layernorm", "out")])
 def test_rows_prefetch_the_next_row_of_the_input(op, out):
     """The rows rule's prefetch knob: the row loop prefetches A (not the 1-D gamma and
