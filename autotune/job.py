@@ -24,7 +24,11 @@ to the task expected to reduce the objective most: its weight times its
 recent improvement per trial, plus a little of its best time per trial
 (the optimistic guess that keeps slow, stalled tasks in the running). It
 stops at the trial budget (over all tasks), the time budget, when no task
-has improved for `early_stop` rounds, or when every space is spent. Each
+has improved for `early_stop` rounds, or when every space is spent. As in
+Ansor, the tasks share what their measurements teach: a task's cost model is
+fitted on its own measurements and on those of the job's other tasks on the
+same target (each task ranked within itself), so that what made the first
+convolutions fast guides the search of the next. Each
 task has its own log in the log directory, named after the task and target,
 which a resumed job continues.
 
@@ -43,8 +47,11 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from autotune import cluster, ops
 from autotune import records as rec
+from autotune.cost_model import XGBoostModel
 from autotune.errors import TuneError
 from autotune.measure import Measurer
 from autotune.targets import kind_of
@@ -375,6 +382,9 @@ def _round(state: TaskState, count: int, budget: _Budget, states, callbacks, mak
         count = min(count, budget.trials - sum(s.trials for s in states))
     if state.measurer is None:
         state.measurer = make_measurer(state.task)
+    if tune_options.get("model", "xgboost") == "xgboost":
+        tune_options = {**tune_options, "model": SharedModel(
+            state, states, tune_options.get("seed", 0))}
     result = tune(state.task, state.trials + count, log=state.log, batch_size=batch_size,
                   remeasure=0, measurer=state.measurer, features=state.features,
                   on_measurement=on_measurement and (lambda progress: on_measurement(
@@ -385,6 +395,38 @@ def _round(state: TaskState, count: int, budget: _Budget, states, callbacks, mak
     if callback is not None:
         callback(state, states, budget.elapsed())
     return result.interrupted
+
+
+class SharedModel:
+    """The XGBoost model of one task's round, fitted on the task's measurements (which
+    `autotune.tune` passes to `fit`) and on those of the job's other tasks on the same
+    target, read from their logs: one ranking group per task, so each is judged
+    against its own best."""
+
+    def __init__(self, state: TaskState, states, seed: int):
+        target = str(state.task.target)
+        self.others = [s for s in states if s is not state and str(s.task.target) == target]
+        self.model = XGBoostModel(seed=seed)
+
+    def fit(self, features, seconds, groups=None) -> None:
+        rows, times = [np.asarray(features, np.float32)], [np.asarray(seconds, np.float64)]
+        labels = [np.zeros(len(rows[0]), np.int64) if groups is None else np.asarray(groups)]
+        for n, other in enumerate(self.others, start=1):
+            measured = measured_configs(other.task, rec.load(other.log))
+            pairs = [(other.features(c), t) for c, t in measured.items()]
+            pairs = [(x, t) for x, t in pairs if x is not None]
+            if pairs:
+                rows.append(np.stack([x for x, _ in pairs]))
+                times.append(np.array([t for _, t in pairs]))
+                labels.append(np.full(len(pairs), -n))  # apart from the task's own groups
+        self.model.fit(np.concatenate(rows), np.concatenate(times), np.concatenate(labels))
+
+    @property
+    def trained(self) -> bool:
+        return self.model.trained
+
+    def predict(self, features) -> np.ndarray:
+        return self.model.predict(features)
 
 
 @dataclass(frozen=True)

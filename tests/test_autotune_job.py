@@ -6,6 +6,7 @@ import math
 import sys
 import warnings
 
+import numpy as np
 import pytest
 
 import autotune
@@ -126,6 +127,32 @@ def test_the_scheduler_favours_the_larger_weighted_gain():
     spent = state_of(100, [(3, 2e-3), (6, 1e-3)], exhausted=True)
     assert job.pick_task([spent, stalled]) is stalled
     assert job.pick_task([spent]) is None
+
+
+def test_the_tasks_of_a_job_share_their_measurements_with_each_others_model(
+        tmp_path, monkeypatch):
+    """Each round's XGBoost model is fitted on the task's own measurements and, as one
+    ranking group per task, on those the other tasks of the job have logged so far."""
+    fits = []
+
+    class Spy(job.XGBoostModel):
+        def fit(self, features, seconds, groups=None):
+            fits.append(np.asarray(groups))
+            super().fit(features, seconds, groups)
+    monkeypatch.setattr(job, "XGBoostModel", Spy)
+    entries = [job.JobEntry(autotune.ops.task_for("matmul", shape))
+               for shape in ("40,36,20", "24,48,33")]
+    measurers = {}
+    result = job.run_job(entries, tmp_path / "logs", trials=18, batch_size=3,
+                         make_measurer=lambda task: measurers.setdefault(task.name,
+                                                                         FakeMeasurer()))
+    assert result.stopped_by == "trial budget"
+    logged = [len(autotune.tuner.measured_configs(s.task, rec.load(s.log)))
+              for s in result.states]
+    others = [int((g == -1).sum()) for g in fits]  # rows of the other task in each fit
+    assert max(others) >= 3  # at least the other task's warm-up round
+    assert all(n <= max(logged) for n in others)
+    assert all((g >= 0).sum() > 0 for g in fits)  # and always the task's own
 
 
 def test_a_time_budget_stops_the_job(tasks_file, tmp_path):
