@@ -189,9 +189,9 @@ class CpuSketch(Sketch):
         if orderable and self.knob(f"{name}.reduce_order", ["declared", "longest_last"]) \
                 == "longest_last":
             reduce_order = longest_last
+        innermost = {declared[-1], longest_last[-1] if orderable else declared[-1]}
         unroll = self.knob(f"{name}.unroll_reduce", sorted(
-            {u for r in {declared[-1], longest_last[-1]}
-             for u in self.reduce_unroll_choices(extents_of_reduce[r])}))
+            {u for r in innermost for u in self.reduce_unroll_choices(extents_of_reduce[r])}))
         transposable = acc is None and len(axes) - 1 in movable  # into a write cache
         by_row = transposable and self.knob(f"{name}.write_back", ["tile", "row"]) == "row"
         pack_in_parallel = several and inputs and \
