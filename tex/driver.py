@@ -55,6 +55,7 @@ from tex.runtime.cuda_kernel import CudaKernel
 from tex.runtime.kernel import Kernel
 from tex.schedule.fingerprint import (Unfingerprintable, fingerprint, lowering_rules,
                                       process_local)
+from tex.schedule.relations import Split
 from tex.schedule.schedule import Schedule
 from tex.target import Target, as_target
 from tex.visitor import collect
@@ -386,6 +387,14 @@ def _check_no_variable_args(args, target: Target):
                          "of args, or pass a one-element tensor instead")
 
 
+def _symbolic_splits(sch: Schedule) -> bool:
+    """Whether a split of `sch` has a symbolic size. Such a kernel is not written to the
+    disk cache: the `RuntimeCheck`s each call makes come from lowering, which a kernel
+    read from disk skips (its interface has none)."""
+    return any(isinstance(r, Split) and r.symbolic is not None
+               for stage in sch.stages for r in stage.relations)
+
+
 def _build_uncached(sch: Schedule, args, target, name: str, context: PassContext):
     """A new Kernel (a CudaKernel for a CUDA target) for `sch` under `context`, its code
     found by the schedule's fingerprint (and the context's options) if it can be; user
@@ -420,6 +429,6 @@ def _build_uncached(sch: Schedule, args, target, name: str, context: PassContext
                                    bound_checked=bound_checked)
 
     code = kernel_code(text, target, lower_unchanged, interface,
-                       on_disk=not process_local(text))
+                       on_disk=not process_local(text) and not _symbolic_splits(sch))
     return chosen.kernel_class(code.func, code.compiled, lower=lower_unchanged,
                                tex_source=code.tex_source)

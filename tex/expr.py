@@ -20,7 +20,7 @@ import itertools
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
 
-from tex.dtype import DType, INDEX, bool_
+from tex.dtype import DType, INDEX, bool_, int32
 from tex.errors import ExprError
 
 
@@ -429,6 +429,32 @@ class LLVMCall(Expr):
             if dtype.lanes != 1:
                 raise ExprError(f"call_llvm_intrin {self.name}: scalar values only, got "
                                 f"{dtype}")
+
+
+#: The values SVE allows its vector length multiplier: vectors of 128 to 2048 bits.
+VSCALE_RANGE = (1, 16)
+
+
+@dataclass(frozen=True, eq=False, slots=True, repr=False)
+class VScale(Expr):
+    """The multiplier of a scalable vector's length (Arm SVE: the vector has `vscale`
+    times 128 bits), an int32 in `VSCALE_RANGE` that the machine running the kernel
+    fixes. Only a CPU target with scalable vectors (aarch64 with +sve) builds it
+    (`llvm.vscale.i32`). TVM: `tir.vscale()`."""
+
+    dtype: DType = field(default=int32, init=False)
+
+    @property
+    def name(self) -> str:
+        return "vscale"
+
+    @property
+    def args(self) -> tuple:
+        return ()
+
+    @property
+    def op(self) -> Op:
+        return Op("tir.vscale")
 
 
 @dataclass(frozen=True, eq=False, slots=True, repr=False)

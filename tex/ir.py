@@ -644,14 +644,26 @@ class KernelLaunch(Stmt):
 
 
 @dataclass(frozen=True, eq=False, slots=True)
+class RuntimeCheck:
+    """A condition on the values a call binds (size variables, scalar parameters) and the
+    machine's `vscale` that the loop program relies on without testing it (a symbolic
+    split factor is at least 1; a part shifted inwards fits in its axis). Each call tests
+    it before the kernel runs and raises ArgumentError(`message`, with the values) where
+    it fails."""
+
+    cond: Expr
+    message: str
+
+
+@dataclass(frozen=True, eq=False, slots=True)
 class KernelInterface:
     """How a kernel is called: its parameters (buffers, in call order), the values its
     entry takes in `sizes` (`size_vars`: the symbolic sizes bound from the params'
     shapes, then the scalar parameters), the parameters it writes, and the call's
     arguments in order (`arguments`: buffers and variables; empty when they are the
     params alone), and whether the kernel checks its accesses' bounds (`bound_checked`:
-    its entry then takes two more `sizes` slots, `tex.codegen.llvm_bounds`). A
-    LoweredFunc has the same fields, and a body."""
+    its entry then takes two more `sizes` slots, `tex.codegen.llvm_bounds`), and the
+    `RuntimeCheck`s each call makes. A LoweredFunc has the same fields, and a body."""
 
     name: str
     params: tuple[Buffer, ...]
@@ -659,6 +671,7 @@ class KernelInterface:
     outputs: tuple[Buffer, ...]
     arguments: tuple[Buffer | Var, ...] = ()
     bound_checked: bool = False
+    checks: tuple[RuntimeCheck, ...] = ()
 
     @property
     def call_arguments(self) -> tuple[Buffer | Var, ...]:
@@ -691,7 +704,8 @@ class LoweredFunc:
     How it is compiled, from the `tex.PassContext` it was lowered in: `noalias`,
     whether the code may claim that its buffer parameters do not alias
     (`tir.noalias`); `bound_checked`, whether every load and store is checked
-    against its buffer's extent (`tir.instrument_bound_checkers`).
+    against its buffer's extent (`tir.instrument_bound_checkers`). `checks` are the
+    `RuntimeCheck`s each call makes before it runs the body.
     """
 
     name: str
@@ -703,6 +717,7 @@ class LoweredFunc:
     arguments: tuple[Buffer | Var, ...] = ()
     noalias: bool = True
     bound_checked: bool = False
+    checks: tuple[RuntimeCheck, ...] = ()
 
     @property
     def call_arguments(self) -> tuple[Buffer | Var, ...]:

@@ -104,6 +104,8 @@ class _Printer:
     def expr_Call(self, e):
         return f"{e.name}({', '.join(self.expr(a) for a in e.args)})", _ATOM
 
+    expr_VScale = expr_Call
+
     def expr_PureExternCall(self, e):
         """`f(x)`, or `f<dtype>(x)` when the declared result's dtype is not the first
         argument's (the printed program keys the compile cache: it must show it)."""
@@ -273,6 +275,8 @@ class _Printer:
             self.line(1, "# every load and store checked against its buffer's extent")
         for language, text in f.imports:
             self.line(1, f"# import_{language}: {_defined_functions(language, text)}")
+        for check in f.checks:
+            self.line(1, f'assert {self.expr(check.cond)}, "{check.message}"')
         self.stmt(f.body, 1)
 
 

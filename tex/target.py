@@ -107,7 +107,8 @@ class Target:
     (32 with AVX-512 and on aarch64, else 16), `cache_bytes` (the sizes of the L1
     data and L2 caches of one core and of the last-level cache, which the cores
     share: this machine's, read from Linux, when `-mcpu` is not given, else typical
-    sizes), `num_cores` (cores of this machine) and `fastmath`. CUDA targets have
+    sizes), `num_cores` (cores of this machine), `fastmath`, and `scalable_vectors`
+    (aarch64 with +sve or +sve2, which `tex.tir.vscale()` needs). CUDA targets have
     `kind` "cuda",
     `arch` (e.g. "sm_80") and the limits lowering checks: `max_threads_per_block`,
     `max_block` and `max_grid` (per dimension x, y, z), `max_shared_bytes`
@@ -209,6 +210,12 @@ class Target:
         else:
             parts.append(f"-arch={self.arch}")
         return " ".join(parts)
+
+    @property
+    def scalable_vectors(self) -> bool:
+        """Whether the CPU has vectors of a length fixed by the machine, not the code (Arm
+        SVE: +sve or +sve2 among its features), which `tex.tir.vscale()` measures."""
+        return self.machine == "aarch64" and bool({"sve", "sve2"} & self.enabled_features)
 
     def vector_lanes(self, dtype: DType) -> int:
         """How many elements of `dtype` fill one vector register (at least 1)."""

@@ -27,6 +27,9 @@ which is safe either way.
 `PrimFunc` is the class of a lowered function (`tex.lower(...)["main"]`,
 `tex.schedule_to_module(...)["main"]`): tex's `LoweredFunc`.
 
+`vscale()` is the multiplier of an Arm SVE vector's length, for loops sized by it
+(`split(i, factor=4 * tir.vscale())`); only CPU targets with +sve build it.
+
 For tensor intrinsics written the TE way: `decl_buffer` (`tex.buffer_decl`),
 `call_extern` and `ir_builder.create()` (`tex.ir_builder`).
 
@@ -60,7 +63,7 @@ __all__ = ["Call", "CallEffectKind", "Cast", "Evaluate", "FloatImm", "IntImm", "
            "call_llvm_intrin", "call_llvm_pure_intrin", "call_pure_extern", "cast",
            "comm_reducer", "const", "decl_buffer", "div", "floordiv", "floormod", "if_then_else",
            "indexdiv", "indexmod", "ir_builder", "max", "max_value", "min", "min_value",
-           "stmt_functor", "sum", "truncdiv", "truncmod"]
+           "stmt_functor", "sum", "truncdiv", "truncmod", "vscale"]
 
 call_extern = ir_builder.call_extern
 all = ops.all_  # noqa: A001 - TVM's name
@@ -124,7 +127,17 @@ class _CallKind(type):
         return call_intrin(dtype, getattr(op, "name", op), *args)
 
     def __instancecheck__(cls, obj) -> bool:
-        return isinstance(obj, (_expr.Call, OpCall, _expr.PureExternCall, LLVMCall))
+        return isinstance(obj, (_expr.Call, OpCall, _expr.PureExternCall, LLVMCall,
+                                _expr.VScale))
+
+
+def vscale() -> Expr:
+    """The multiplier of a scalable vector's length (Arm SVE), an int32 from 1 to 16 that
+    the machine running the kernel fixes: `split(i, factor=4 * tir.vscale())` makes an
+    inner loop of as many iterations as an SVE vector has float32 lanes. Only a CPU
+    target with scalable vectors (`-mtriple=aarch64-linux-gnu -mattr=+sve`, or an SVE
+    CPU) builds it. TVM: `tir.vscale`."""
+    return _expr.VScale()
 
 
 class Call(metaclass=_CallKind):

@@ -16,7 +16,8 @@ from tex import ops
 from tex.arith.interval import Interval, _fits, _is_index
 from tex.arith.simplifier import _as_ranges, _Simplifier, simplify
 from tex.dtype import DType, INDEX
-from tex.expr import Binary, Cast, Const, Expr, Let, Select, Var, _int_range, structurally_equal
+from tex.expr import (VSCALE_RANGE, Binary, Cast, Const, Expr, Let, Select, Var, VScale,
+                      _int_range, structurally_equal)
 from tex.ir import Broadcast, Ramp
 from tex.visitor import child_fields
 
@@ -74,6 +75,8 @@ class _Bounder:
     def _uses_ranged(self, e: Expr) -> bool:
         if isinstance(e, Var):
             return e in self.ranges
+        if isinstance(e, VScale):
+            return True
         hit = self.uses.get(id(e))
         if hit is None:
             hit = (e, any(self._uses_ranged(c) for c in _children(e)))
@@ -83,6 +86,8 @@ class _Bounder:
     def _bound(self, e: Expr) -> Interval:
         if isinstance(e, Var) and e in self.ranges:
             return self._var(e)
+        if isinstance(e, VScale):
+            return Interval(*(Const(e.dtype, v) for v in VSCALE_RANGE))
         if not self._uses_ranged(e):
             return Interval.point(self.plain.rewrite(e))
         if isinstance(e, Binary) and _is_index(e):

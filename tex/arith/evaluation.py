@@ -13,7 +13,8 @@ import operator
 import numpy as np
 
 from tex.dtype import DType
-from tex.expr import Binary, Call, Cast, Compare, Const, Expr, Let, Logical, Not, Select, Var
+from tex.expr import (Binary, Call, Cast, Compare, Const, Expr, Let, Logical, Not, Select, Var,
+                      VScale)
 from tex.visitor import handler
 
 _COMPARE = {"eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le": operator.le,
@@ -42,7 +43,8 @@ _BIT_COUNTS = {"clz": lambda v, bits: bits - (v & ((1 << bits) - 1)).bit_length(
 
 
 def evaluate(expr: Expr, env: dict):
-    """The value of the scalar `expr`, `env` giving each free variable's value.
+    """The value of the scalar `expr`, `env` giving each free variable's value (and, keyed
+    by `VScale()`, the machine's `vscale()`).
 
     Semantics match compiled tex code: `//` and `%` floor (`-7 // 2 == -4`),
     integer results wrap to their dtype like C, float-to-int casts truncate
@@ -75,6 +77,11 @@ class _Evaluator:
         if e not in self.env:
             raise KeyError(f"evaluate: no value given for variable {e.name!r}")
         return _convert(self.env[e], e.dtype)
+
+    def value_VScale(self, e: VScale):
+        if e not in self.env:
+            raise KeyError("evaluate: no value given for vscale(), the machine's")
+        return self.env[e]
 
     def value_Binary(self, e: Binary):
         return _binary_value(e.op, self.value(e.a), self.value(e.b), e.dtype)

@@ -47,7 +47,8 @@ What the source guarantees (expressions: see `tex.codegen.cuda_expr`):
   import_c) come before the kernels and define what CUDA itself does not.
 
 Anything else in a program raises `BuildError` naming the kernel and the loop
-or buffer at fault. The cubin comes from `tex.codegen.nvrtc` (cached per source).
+or buffer at fault, as does `vscale()` (a CPU's scalable vector length). The
+cubin comes from `tex.codegen.nvrtc` (cached per source).
 """
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ from tex.codegen.cuda_index import index_fits_int32
 from tex.codegen.nvrtc import compile_source, compile_with_ptx
 from tex.dtype import float32, float64, int32, int64, uint32, uint64
 from tex.errors import ArgumentError, BuildError
-from tex.expr import Const, Expr, Var, structurally_equal
+from tex.expr import Const, Expr, Var, VScale, structurally_equal
 from tex.ir import (LAUNCH_BOUNDS_PRAGMA, Allocate, AtomicUpdate, Buffer, For, KernelLaunch, Load,
                     LoweredFunc, Seq, Store)
 from tex.target import as_target
@@ -122,6 +123,10 @@ def compile_cuda(func: LoweredFunc, target) -> CudaModule:
     target = as_target(target)
     if target.kind != "cuda":
         raise BuildError(f"compile_cuda needs a cuda target, got {target}")
+    if any(collect(node, lambda n: isinstance(n, VScale))
+           for node in [func.body] + [c.cond for c in func.checks]):
+        raise BuildError(f"{func.name}: vscale() is the vector length of a CPU with scalable "
+                         "vectors (aarch64 with +sve); CUDA has none, build it for such a CPU")
     temporaries, launches = _host_program(func)
     preamble, kernel_names = Preamble(), Names()
     for k, (language, text) in enumerate(func.imports):

@@ -74,7 +74,7 @@ def _is_16_bit_float(t: ir.Type) -> bool:
 
 class CallEmitter(ExprEmitter):
     """The expression emitter with math calls: `expr_Call`, `expr_PureExternCall`,
-    `expr_LLVMCall`."""
+    `expr_LLVMCall`, and `expr_VScale`."""
 
     def expr_Call(self, e):
         args = [self.expr(a) for a in e.args]
@@ -128,6 +128,16 @@ class CallEmitter(ExprEmitter):
                                                          *signature.args))])
         fn = self.mod.function(name, signature.return_type, signature.args)
         return self.b.call(fn, args)
+
+    def expr_VScale(self, e):
+        """`llvm.vscale.i32()`, the scalable vector length multiplier, on a target with
+        scalable vectors; a BuildError elsewhere."""
+        target = self.mod.target
+        if not target.scalable_vectors:
+            raise BuildError(f"vscale() needs a target with scalable vectors (aarch64 with "
+                             f"+sve: 'llvm -mtriple=aarch64-linux-gnu -mattr=+sve'); "
+                             f"target '{target}' ({target.machine}) has none")
+        return self.b.call(self.mod.function("llvm.vscale.i32", I32, []), [])
 
     def _c_function(self, name: str, ret: ir.Type, args) -> ir.Function:
         """The declaration of the C function `name`; BuildError if the kernel also calls it

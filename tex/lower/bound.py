@@ -33,6 +33,11 @@ computes just those points: its loops cover the compact positions
 digits of q at their strides (`StagePlan.storage_digits`; `TensorBuffer.index`
 maps an index back to q).
 
+A split by a symbolic size (a scalar parameter, `vscale()`) gives its plan
+`checks`: that the size is at least 1, and, where `disable_predication` shifts
+its last part inwards, that the part fits in its axis, where these are not
+provable; each call of the kernel tests them (`tex.ir.RuntimeCheck`).
+
 `infer_bounds` returns one frozen `StagePlan` per stage; nest building only
 reads them. `drop_unneeded_guards`, run once buffers are known, returns new
 plans without the guards no access needs.
@@ -48,7 +53,7 @@ from tex.arith import Interval, bound, const_bound, prove, simplify
 from tex.dtype import INDEX
 from tex.errors import LoweringError
 from tex.expr import Binary, Const, Expr, TensorRead, Var
-from tex.ir import ThreadIndex
+from tex.ir import RuntimeCheck, ThreadIndex
 from tex.schedule.relations import Split, pass_down, pass_up, split_extents, split_guards
 from tex.schedule.stage import Stage
 from tex.tensor import IterVar, Range
@@ -111,6 +116,7 @@ class StagePlan:
     guards: tuple[Guard, ...]
     storage_offsets: tuple[Expr, ...] | None = None     # a per-thread buffer's offsets
     storage_digits: tuple[Digits | None, ...] | None = None  # its strided dimensions
+    checks: tuple[RuntimeCheck, ...] = ()   # what each call checks of its splits' sizes
 
     @property
     def op(self):
@@ -387,7 +393,8 @@ def _with_loops(source, region: tuple, alloc_shape: tuple, done: list,
     ranges = pass_down(stage.relations, roots)
     intervals = loop_intervals(done)
     intervals.update(_leaf_intervals(stage, ranges))
-    shifted = _tails_shifted_inwards(stage, ranges, intervals)
+    shifted, checks = _tails_shifted_inwards(stage, ranges, intervals)
+    checks = _symbolic_sizes_checked(stage, intervals) + checks
     values = pass_up(stage.relations, stage.leaf_iter_vars, ranges, shifted=shifted)
     split_conds = split_guards(stage.relations, ranges, values, shifted)
     for iv, r, d in zip(op.axis, region, digits or ()):
@@ -406,27 +413,58 @@ def _with_loops(source, region: tuple, alloc_shape: tuple, done: list,
                     guards.append(Guard(True, simplify(cond, intervals)))
     guards = tuple(g for g in guards if not (isinstance(g.cond, Const) and g.cond.value))
     plan = StagePlan(stage, source.body, region, alloc_shape, MappingProxyType(ranges),
-                     MappingProxyType(values), guards)
+                     MappingProxyType(values), guards, checks=checks)
     _check_constant_extents(plan)
     return plan
 
 
-def _tails_shifted_inwards(stage, ranges: dict, intervals: dict) -> frozenset:
+def _tails_shifted_inwards(stage, ranges: dict,
+                           intervals: dict) -> tuple[frozenset, tuple[RuntimeCheck, ...]]:
     """The splits of `stage` given `disable_predication` whose last part is shifted back
-    inside the parent rather than guarded: where computing a point twice stores the same
-    value twice (a stage without reduction axes, whose data axis is split; not tensorized;
-    no reduction computed at one of its loops, which a parallel or thread-bound loop's
-    overlapping iterations could accumulate into at once) and the parent provably holds
-    a whole part. A reduction keeps its guard: repeating a point's update in the middle
-    of its accumulation would count it twice."""
+    inside the parent rather than guarded, and the run-time checks they need.
+
+    A split is shifted where computing a point twice stores the same value twice (a
+    stage without reduction axes, whose data axis is split; not tensorized; no
+    reduction computed at one of its loops, which a parallel or thread-bound loop's
+    overlapping iterations could accumulate into at once) and the parent holds a whole
+    part: provably, or, for a symbolic factor (or nparts) where that depends only on
+    what the call binds, by a `RuntimeCheck`. A reduction keeps its guard: repeating a
+    point's update in the middle of its accumulation would count it twice; so does a
+    constant factor of an axis not provably as long (a symbolic extent: every size
+    stays valid), and a part whose parent's extent depends on enclosing loops."""
     asked = [r for r in stage.relations if isinstance(r, Split) and r.disable_predication
              and r.kind == "data"]
     if not asked or stage.tensorized is not None or getattr(stage.op, "reduce_axis", ()) or \
             any(s.attach.kind == "at" and s.attach.stage is stage and
                 getattr(s.op, "reduce_axis", ()) for s in stage.schedule.stages):
-        return frozenset()
-    return frozenset(r for r in asked if prove(ops.compare(
-        "ge", ranges[r.parent].extent, split_extents(r, ranges[r.parent])[1]), intervals))
+        return frozenset(), ()
+    shifted, checks = set(), []
+    for r in asked:
+        extent = ranges[r.parent].extent
+        part = split_extents(r, ranges[r.parent])[1]
+        fits = ops.compare("ge", extent, part)
+        if prove(fits, intervals):
+            shifted.add(r)
+        elif r.symbolic is not None and not free_vars(fits) & intervals.keys():
+            shifted.add(r)
+            checks.append(RuntimeCheck(simplify(fits), (
+                f"split on stage {stage.name}, axis {r.parent.name} with disable_predication: "
+                f"the part of {part} iterations must fit in the axis, of extent {extent}")))
+    return frozenset(shifted), tuple(checks)
+
+
+def _symbolic_sizes_checked(stage, intervals: dict) -> tuple[RuntimeCheck, ...]:
+    """A `RuntimeCheck` that each symbolic split factor (or nparts) of `stage` is at least
+    1, where that is not provable (`4 * vscale()` is; a scalar parameter is not)."""
+    checks = []
+    for r in stage.relations:
+        size = r.symbolic if isinstance(r, Split) else None
+        if size is not None and not prove(ops.compare("ge", size, 1), intervals):
+            what = "factor" if r.factor is not None else "nparts"
+            checks.append(RuntimeCheck(ops.compare("ge", size, 1), (
+                f"split on stage {stage.name}, axis {r.parent.name}: the {what} {size} "
+                "must be at least 1")))
+    return tuple(checks)
 
 
 def _data_axes_placed(op, ranges: dict, values: dict) -> tuple[dict, dict]:

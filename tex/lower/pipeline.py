@@ -19,7 +19,8 @@
    with the nests of the stages computed at its loops placed there and the
    loops that prefetch or double-buffer marked (`tex.lower.loop_marks`);
 6. the root nests in order, intermediate buffers allocated around them,
-   every variable defined once.
+   every variable defined once; the plans' run-time checks of symbolic split
+   sizes, each once, become the function's `checks`.
 
 The result is multi-dimensional loop IR with marks; the passes in
 `tex.passes` (listed in `tex.driver`) take it from there.
@@ -87,9 +88,10 @@ def schedule_to_func(sch, args, name: str = "main") -> LoweredFunc:
                  for nest in (atomic_init_nest(p, buffers), nests[p.stage])))
     body = _allocate_intermediates(roots, buffers, body)
     body = unique_definitions(body)  # a reduce axis may be shared by several computes
-    _check_sizes_defined(interface.size_vars, body)
+    checks = _runtime_checks(lowering.plans)
+    _check_sizes_defined(interface.size_vars, [body] + [c.cond for c in checks])
     return LoweredFunc(name, interface.params, interface.size_vars, body, interface.outputs,
-                       _imports(lowering.plans), interface.arguments)
+                       _imports(lowering.plans), interface.arguments, checks=checks)
 
 
 def stage_plans(sch) -> tuple[StagePlan, ...]:
@@ -103,6 +105,15 @@ def stage_plans(sch) -> tuple[StagePlan, ...]:
     for s in stages:
         check_attach(s.stage, consumers[s.stage], lowered)
     return check_scans(infer_bounds(stages, consumers))
+
+
+def _runtime_checks(plans) -> tuple:
+    """The stages' run-time checks (`RuntimeCheck`), each once."""
+    found = {}
+    for plan in plans:
+        for check in plan.checks:
+            found.setdefault((str(check.cond), check.message), check)
+    return tuple(found.values())
 
 
 def _imports(plans) -> tuple:
@@ -246,8 +257,8 @@ def _size_vars(args) -> tuple[Var, ...]:
     return tuple(found)
 
 
-def _check_sizes_defined(size_vars, body):
-    for v in free_vars(body):
+def _check_sizes_defined(size_vars, nodes: list):
+    for v in set().union(*(free_vars(n) for n in nodes)):
         if v not in size_vars:
             raise LoweringError(f"variable {v.name} is used by the computation but no argument's "
                                 "shape defines it; add a tensor with that size to args, or "

@@ -254,10 +254,12 @@ class CudaKernel(Signature):
         if len(args) == len(self._params):
             given, env = self._check(self._params, args, *context)
             self._check_overlap(given, [a.address for a in given])
+            self._check_runtime(env)
             run(given, env, self._plan(env))
             return None
         if len(args) == len(self._inputs):
             given, env = self._check(self._inputs, args, *context)
+            self._check_runtime(env)
             shapes = [self._output_shape(p, env) for p in self._outputs]
             plan = self._plan(env)
             on_device = not host_outputs and any(a.host is None for a in given)

@@ -20,6 +20,10 @@ takes their values at those positions, in both forms of the call (`f(a, b, 2.5)`
 variable's value must equal the size the arrays give it (or, when no array gives
 it, sets it); a scalar parameter's must fit its dtype: an int in range, a float
 that stays finite. Calls of kernels without variables skip all of this.
+A kernel whose loops rely on the values bound (a split by a symbolic factor: at
+least 1, and, with `disable_predication`, no longer than its axis) tests its
+`RuntimeCheck`s before it runs, an ArgumentError naming the stage and axis where
+one fails; one of `vscale()` reads this host's SVE vector length.
 
 The compiled entry point is `void f(void** buffers, int64* sizes)` (see
 `tex.codegen.llvm`); the call goes through one prebuilt ctypes prototype. A
@@ -37,7 +41,9 @@ The checks live in `Signature` and `Param`, which `tex.runtime.cuda_args` and
 from __future__ import annotations
 
 import ctypes
+import functools
 import operator
+import platform
 import sys
 import time
 from typing import Callable
@@ -47,15 +53,17 @@ import numpy as np
 from tex.arith import evaluate
 from tex.codegen import packed_func
 from tex.errors import ArgumentError, BuildError, DeviceError, OutOfBoundsError
-from tex.expr import Binary, Cast, Const, Var, _int_range
+from tex.expr import Binary, Cast, Const, Var, VScale, _int_range
 from tex.ir import Buffer, KernelInterface, LoweredFunc
 from tex.printer import to_text
 from tex.runtime.cache import compile_cached
 from tex.runtime.host_array import allocate, data_pointer
 from tex.runtime.timing import time_evaluator
-from tex.visitor import collect
+from tex.visitor import collect, free_vars
 
 _ENTRY = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
+#: Linux's prctl option that reads the SVE vector length (bytes, in the low 16 bits).
+_PR_SVE_GET_VL, _PR_SVE_VL_LEN_MASK = 51, 0xffff
 SOURCE_FORMATS = ("tex", "ll", "asm")
 
 
@@ -283,6 +291,7 @@ class Signature:
         self._written = {p.buffer for p in self._outputs}
         self._variables = self._variables_of(func)
         self._check_sizes_bindable()
+        self._runtime_checks = func.checks
 
     def _variables_of(self, func) -> list[Variable]:
         """The variables among the call's arguments; every size variable that is not a
@@ -374,6 +383,28 @@ class Signature:
                     raise ArgumentError(f"{v.label} is {encoded}, but the arrays give "
                                         f"{v.var.name} = {env[v.slot]}")
             env[v.slot] = encoded
+
+    def _check_runtime(self, env: list):
+        """Raise ArgumentError where one of the kernel's `RuntimeCheck`s fails for the
+        values bound in `env` (a check of `vscale` only on a host that has it: elsewhere
+        the kernel, built for scalable vectors, does not run)."""
+        if not self._runtime_checks:
+            return
+        values = {var: env[k] for k, var in enumerate(self.size_vars)
+                  if env[k] is not None and var.dtype.is_int}
+        scalable = host_vscale()
+        if scalable is not None:
+            values[VScale()] = scalable
+        for check in self._runtime_checks:
+            scaled = bool(collect(check.cond, lambda n: isinstance(n, VScale)))
+            if scaled and scalable is None:
+                continue
+            if not evaluate(check.cond, values):
+                given = [f"{v.name} = {values[v]}"
+                         for v in sorted(free_vars(check.cond), key=lambda v: v.name)]
+                given += [f"vscale() = {scalable}"] if scaled else []
+                raise ArgumentError(f"kernel {self.name}: {check.message}; "
+                                    f"{to_text(check.cond)} fails with {', '.join(given)}")
 
     def _in_param_order(self, inputs: list, outputs: list) -> list:
         """`inputs` and `outputs` (each in parameter order) merged into one list."""
@@ -544,7 +575,9 @@ class Kernel(Signature):
     def run_at(self, pointers: list, env: list):
         """Run the kernel on the data at `pointers` (one per parameter, in order) with
         `env` the size variables' values, which the caller has checked as a call checks
-        its arrays (`tex.torch`, for tensors whose shapes it has seen before)."""
+        its arrays (`tex.torch`, for tensors whose shapes it has seen before); the
+        kernel's `RuntimeCheck`s are made here."""
+        self._check_runtime(env)
         sizes = self._sizes(*env)
         if self._entry(self._pointers(*pointers), sizes):
             raise self._compiled.failure()
@@ -566,6 +599,16 @@ class Kernel(Signature):
 
     def __repr__(self):
         return f"<tex.Kernel {self.name} for {self.target}>"
+
+
+@functools.lru_cache(maxsize=1)
+def host_vscale() -> int | None:
+    """The SVE vector length multiplier of this host's threads (Linux on aarch64 with
+    SVE: the vector length `prctl(PR_SVE_GET_VL)` gives, over 128 bits), else None."""
+    if sys.platform != "linux" or platform.machine() != "aarch64":
+        return None
+    length = ctypes.CDLL(None, use_errno=True).prctl(_PR_SVE_GET_VL, 0, 0, 0, 0)
+    return (length & _PR_SVE_VL_LEN_MASK) // 16 if length >= 0 else None
 
 
 def build_kernel(func: LoweredFunc, target="llvm") -> Kernel:

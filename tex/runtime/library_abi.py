@@ -13,10 +13,12 @@ fits its dtype, every integer scalar parameter fits its dtype, every float one
 leaves the bits above its own zero, and every dimension of every parameter,
 evaluated from the sizes,
 neither divides by zero nor is negative nor overflows, and no parameter holds
-2**63 bytes or more (TEX_ERROR_SIZE). The shapes themselves are not passed: they
-follow from the sizes, so a C caller cannot pass a constant dimension or two
-dimensions of one size variable that disagree. An error returns its code and
-leaves its message for `tex_last_error`, in a buffer per thread. A CUDA kernel's
+2**63 bytes or more, and the kernel's `RuntimeCheck`s hold (TEX_ERROR_SIZE; a check
+of `vscale()` reads the SVE vector length of the calling thread). The shapes
+themselves are not passed: they follow from the sizes, so a C caller cannot pass a
+constant dimension or two dimensions of one size variable that disagree. An error
+returns its code and leaves its message for `tex_last_error`, in a buffer per
+thread. A CUDA kernel's
 entry point (`tex.runtime.library_cuda`) makes the same checks (`argument_checks`)
 and returns TEX_ERROR_CUDA for an error of the CUDA driver.
 
@@ -34,7 +36,7 @@ bool as its int64 value, a float as its IEEE bits in the low bits of the slot
 from __future__ import annotations
 
 from tex.errors import BuildError
-from tex.expr import Binary, Cast, Const, Var, _int_range
+from tex.expr import Binary, Cast, Compare, Const, Var, VScale, _int_range
 from tex.printer import to_text
 
 #: The return codes of an entry point, as the header defines them.
@@ -64,6 +66,12 @@ _RUNTIME = r"""/* The checking entry points of a library written by tex.export_l
 static _Thread_local char last_error[512];
 
 TEX_EXPORT const char *tex_last_error(void) { return last_error; }
+
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/prctl.h>
+/* vscale(): this thread's SVE vector length (PR_SVE_GET_VL: bytes, low 16 bits) / 16. */
+static int64_t tex_vscale(void) { return (prctl(51, 0, 0, 0, 0) & 0xffff) / 16; }
+#endif
 
 static int fail(int code, const char *format, ...) {
     va_list args;
@@ -273,7 +281,25 @@ def argument_checks(name: str, kernel) -> list:
         lines += _size_check(name, var, k, var in kernel._slots)
     for p in params:
         lines += _buffer_check(name, p, slots)
+    for check in getattr(kernel, "_runtime_checks", ()):
+        lines += _runtime_check(name, check, slots)
     return lines
+
+
+_C_COMPARE = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
+
+
+def _runtime_check(kernel_name: str, check, slots: dict) -> list:
+    """C lines (a block) that test a `RuntimeCheck` of the kernel for the sizes given."""
+    cond = check.cond
+    if not isinstance(cond, Compare) or cond.op not in _C_COMPARE:
+        raise BuildError(f"export_library: the check {to_text(cond)} of {kernel_name} has no "
+                         "C form the library's checks could evaluate")
+    a, b = (c_expr(side, slots, "&bad") for side in (cond.a, cond.b))
+    message = f"{kernel_name}: {check.message}; {to_text(cond)} fails".replace("%", "%%")
+    return ["    {", "        int bad = 0;",
+            f"        if (!({a} {_C_COMPARE[cond.op]} {b}) || bad)",
+            f"            return fail(TEX_ERROR_SIZE, {c_string(message)});", "    }"]
 
 
 def _size_check(kernel_name: str, var, k: int, is_size: bool) -> list:
@@ -315,6 +341,8 @@ def c_expr(extent, slots: dict, bad: str) -> str:
         return c_int(int(extent.value))
     if isinstance(extent, Var):
         return f"sizes[{slots[extent]}]"
+    if isinstance(extent, VScale):  # only in kernels for aarch64 with SVE
+        return "tex_vscale()"
     if isinstance(extent, Cast) and extent.dtype.is_int:
         return c_expr(extent.value, slots, bad)
     if isinstance(extent, Binary) and extent.op in _C_OPERATORS:

@@ -26,16 +26,30 @@ if TYPE_CHECKING:  # only for the annotation: stage imports this module
 
 @dataclass(frozen=True, slots=True)
 class Split:
-    """`parent` becomes `outer * inner_extent + inner`; exactly one of factor/nparts is set.
+    """`parent` becomes `outer * inner_extent + inner`; exactly one of factor/nparts is set,
+    a positive int or an index expression of variables the call binds (`symbolic`).
     `disable_predication` asks for no guard on the last part: lowering may then shift that
     part back inside the parent (`pass_up`'s `shifted`) instead of guarding it."""
 
     parent: IterVar
     outer: IterVar
     inner: IterVar
-    factor: int | None
-    nparts: int | None
+    factor: int | Expr | None
+    nparts: int | Expr | None
     disable_predication: bool = False
+
+    @property
+    def symbolic(self) -> Expr | None:
+        """The factor or nparts when it is an expression, else None."""
+        size = self.factor if self.factor is not None else self.nparts
+        return size if isinstance(size, Expr) else None
+
+    @property
+    def symbolic_axis(self) -> IterVar | None:
+        """The part whose extent is the symbolic factor or nparts (inner or outer), if any."""
+        if self.symbolic is None:
+            return None
+        return self.inner if self.factor is not None else self.outer
 
     @property
     def axes(self) -> tuple[IterVar, ...]:
@@ -119,8 +133,14 @@ def ceil_div(a: Expr, b: Expr) -> Expr:
 def split_extents(r: Split, parent: Range) -> tuple[Expr, Expr]:
     """(outer extent, inner extent) of a split of an axis with range `parent`."""
     if r.factor is not None:
-        return ceil_div(parent.extent, Const(INDEX, r.factor)), Const(INDEX, r.factor)
-    return Const(INDEX, r.nparts), ceil_div(parent.extent, Const(INDEX, r.nparts))
+        factor = _index(r.factor)
+        return ceil_div(parent.extent, factor), factor
+    nparts = _index(r.nparts)
+    return nparts, ceil_div(parent.extent, nparts)
+
+
+def _index(size: int | Expr) -> Expr:
+    return size if isinstance(size, Expr) else Const(INDEX, size)
 
 
 def pass_down(relations, root_ranges: dict) -> dict:

@@ -44,7 +44,8 @@ class ScanStage(Stage):
 
     def split(self, parent, factor=None, nparts=None, disable_predication: bool = False):
         self._not_the_scan_axis([parent], "split")
-        return super().split(parent, factor=factor, nparts=nparts)
+        return super().split(parent, factor=factor, nparts=nparts,
+                             disable_predication=disable_predication)
 
     def fuse(self, *axes):
         self._not_the_scan_axis(_listed(axes), "fuse")

@@ -253,6 +253,7 @@ class Schedule:
             raise ScheduleError(f"cache_write of {names}: give every output of one operation "
                                 f"(stage {stage.name} has {old.num_outputs}), each once")
         stage.refuse_mixed_fuse("cache_write")
+        stage.refuse_symbolic_splits("cache_write", "data")
         self._refuse_attached_to_derived_axes(stage, names)
         data_relations = [r for r in stage.relations if r.kind == "data"]
         leaves = [v for v in stage.leaf_iter_vars if v.kind == "data"]
@@ -315,6 +316,7 @@ class Schedule:
             raise ScheduleError(f"rfactor on stage {stage.name}: it is not a reduction")
         stage._leaf(axis, "rfactor")
         stage.refuse_mixed_fuse("rfactor")
+        stage.refuse_symbolic_splits("rfactor", "reduce")
         if axis.kind != "reduce":
             raise ScheduleError(f"rfactor on stage {stage.name}: axis {axis.name} is a data "
                                 "axis; rfactor takes a reduction axis")

@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from tex import ops
 from tex.dtype import INDEX
 from tex.errors import ScheduleError
-from tex.expr import Const, Var
+from tex.expr import Const, Expr, Reduce, TensorRead, Var
 from tex.ir import IMPORT_PRAGMAS, LAUNCH_BOUNDS_PRAGMA, THREAD_TAGS
 from tex.schedule.record import recorded
 from tex.schedule.relations import INLINE, ROOT, Attach, Fuse, Singleton, Split
 from tex.schedule.tensorize import TensorIntrin
 from tex.schedule.thread_axis import ThreadAxis
 from tex.tensor import IterVar, Tensor
+from tex.visitor import collect, free_vars
 
 #: Loop annotations a leaf axis may carry (at most one each).
 ANNOTATIONS = ("unroll", "vectorize", "parallel")
@@ -163,6 +164,41 @@ class Stage:
                                 f"must be a positive int, got {value!r}")
         return value
 
+    def _part_size(self, value, what: str, axis) -> int | Expr:
+        """A split's `factor` or `nparts`: a positive int, or a scalar integer expression
+        of variables bound when the kernel is called (`tex.var`, `tex.tir.vscale()`),
+        as an index expression; lowering checks at run time that it is at least 1."""
+        if isinstance(value, Const):
+            value = value.value
+        where = f"split on stage {self.name}, axis {axis.name}: {what}"
+        if not isinstance(value, Expr):
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ScheduleError(f"{where} must be a positive int or an integer "
+                                    f"expression, got {value!r}")
+            return value
+        if not value.dtype.is_int or value.dtype.lanes != 1:
+            raise ScheduleError(f"{where} must be a positive int or a scalar integer "
+                                f"expression, got {value} of dtype {value.dtype}")
+        if collect(value, lambda n: isinstance(n, (TensorRead, Reduce))):
+            raise ScheduleError(f"{where} must not read a tensor or reduce, got {value}")
+        axes = {iv.var for iv in self.all_iter_vars}
+        looped = [v.name for v in free_vars(value) if v in axes]
+        if looped:
+            raise ScheduleError(f"{where} must not depend on this stage's axes "
+                                f"({', '.join(looped)}), got {value}")
+        return ops.cast(INDEX, value) if value.dtype != INDEX else value
+
+    def _refuse_symbolic(self, axes: list, primitive: str):
+        """ScheduleError if one of `axes` has the extent of a split's symbolic factor (or
+        nparts), which `primitive` needs constant."""
+        for rel in self.relations:
+            if isinstance(rel, Split) and rel.symbolic is not None and rel.symbolic_axis in axes:
+                raise ScheduleError(f"{primitive} on stage {self.name}, axis "
+                                    f"{rel.symbolic_axis.name}: its extent {rel.symbolic} is "
+                                    f"symbolic (split by it), and {primitive} needs a constant "
+                                    "one; split it again by a constant factor and "
+                                    f"{primitive} the inner part")
+
     def _touch(self):
         self.schedule.version += 1
 
@@ -172,7 +208,12 @@ class Stage:
         """Split `parent` into (outer, inner); returns both.
 
         `factor` fixes the inner extent, `nparts` the outer one; exactly one is
-        given. When the extent does not divide, the last iteration is guarded.
+        given: a positive int, or an integer expression of variables the call binds
+        (a size variable, a scalar parameter passed in `build`'s args, `tex.tir.vscale()`),
+        which each call checks is at least 1 (an ArgumentError naming the stage and axis
+        otherwise). A symbolic part cannot be unrolled, vectorized, tensorized or bound
+        to a thread axis of declared extent (ScheduleError). When the extent does not
+        divide, the last iteration is guarded.
 
             for i in range(n):          for i_outer in range(ceil(n / 8)):
               body(i)           ->        for i_inner in range(8):
@@ -184,7 +225,9 @@ class Stage:
         twice, the same value stored twice), where that is safe: a data axis holding
         at least one whole part, of a stage without reduction axes that is not
         tensorized and at whose loops no reduction is computed; elsewhere the guard
-        stays (TE trusts the split to divide).
+        stays (TE trusts the split to divide). With a symbolic factor, where a whole
+        part fitting in the axis depends on the call, each call checks it: an
+        ArgumentError naming the stage and axis when the part is longer than the axis.
 
             for i_outer in range(ceil(n / 8)):
               for i_inner in range(8): body(min(i_outer * 8, n - 8) + i_inner)
@@ -197,9 +240,9 @@ class Stage:
             raise ScheduleError(f"split on stage {self.name}, axis {parent.name}: give exactly "
                                 "one of factor= and nparts=")
         if factor is not None:
-            self._positive(factor, "factor", "split", parent)
+            factor = self._part_size(factor, "factor", parent)
         else:
-            self._positive(nparts, "nparts", "split", parent)
+            nparts = self._part_size(nparts, "nparts", parent)
         outer = IterVar(Var(f"{parent.name}_outer", INDEX), None, parent.kind)
         inner = IterVar(Var(f"{parent.name}_inner", INDEX), None, parent.kind)
         self.relations.append(Split(parent, outer, inner, factor, nparts,
@@ -265,6 +308,16 @@ class Stage:
                                     f"fuses data axis and reduction axis ({r.outer.name}, "
                                     f"{r.inner.name}); {primitive} needs them apart")
 
+    def refuse_symbolic_splits(self, primitive: str, kind: str):
+        """Raise ScheduleError if an axis of `kind` ("data" or "reduce") is split by a
+        symbolic size: `primitive` would fold the split into the axes of a new operation,
+        where lowering no longer sees it to check the size at run time."""
+        for r in self.relations:
+            if isinstance(r, Split) and r.kind == kind and r.symbolic is not None:
+                raise ScheduleError(f"{primitive} on stage {self.name}: axis {r.parent.name} is "
+                                    f"split by the symbolic {r.symbolic}, which {primitive} "
+                                    "cannot carry over; split the axes it makes instead")
+
     def _singleton(self) -> IterVar:
         axis = IterVar(Var("singleton", INDEX), None, "data")
         self.relations.append(Singleton(axis))
@@ -321,6 +374,8 @@ class Stage:
             raise ScheduleError(f"parallel on stage {self.name}: axis {axis.name} is a "
                                 "reduction axis; parallel iterations would race on the "
                                 "accumulator (use rfactor first)")
+        if what in ("unroll", "vectorize"):
+            self._refuse_symbolic([axis], what)
         previous = self.annotations.get(axis)
         if previous is not None and previous != what:
             raise ScheduleError(f"{what} on stage {self.name}: axis {axis.name} is already "
@@ -330,7 +385,8 @@ class Stage:
 
     @recorded("unroll")
     def unroll(self, axis):
-        """Replace the loop by copies of its body (the extent must be constant).
+        """Replace the loop by copies of its body (the extent must be constant: a
+        split's symbolic part is a ScheduleError).
 
         TVM: `unroll`; Halide: `unroll`.
         """
@@ -338,7 +394,8 @@ class Stage:
 
     @recorded("vectorize")
     def vectorize(self, axis):
-        """Run the loop as vector instructions, one lane per iteration (constant extent).
+        """Run the loop as vector instructions, one lane per iteration (constant extent:
+        a split's symbolic part is a ScheduleError).
 
         Loads and stores along the axis become vector loads and stores; a loop
         that cannot be vectorised (an inner loop whose bounds vary by lane, an
@@ -616,6 +673,8 @@ class Stage:
             raise ScheduleError(f"bind on stage {self.name}: reduction axis {axis.name} "
                                 "cannot be a vthread; bind it to threadIdx or blockIdx")
         declared, known = getattr(thread_axis, "extent", None), self._known_extent(axis)
+        if declared is not None:
+            self._refuse_symbolic([axis], "bind")
         if declared is not None and known is not None and declared != known:
             raise ScheduleError(f"bind on stage {self.name}: axis {axis.name} has {known} "
                                 f"iterations but thread axis {thread_axis.name} was declared "
@@ -627,9 +686,9 @@ class Stage:
         """The constant extent of `axis` where its declaration or split fixes it, else None."""
         for rel in self.relations:
             if isinstance(rel, Split) and axis is rel.inner and rel.factor is not None:
-                return rel.factor
+                return None if rel.symbolic is not None else rel.factor
             if isinstance(rel, Split) and axis is rel.outer and rel.nparts is not None:
-                return rel.nparts
+                return None if rel.symbolic is not None else rel.nparts
         if axis.dom is not None and isinstance(axis.dom.extent, Const) \
                 and isinstance(axis.dom.min, Const) and axis.dom.min.value == 0:
             return axis.dom.extent.value
@@ -715,6 +774,8 @@ class Stage:
             raise ScheduleError(f"tensorize on stage {self.name}, axis {axis.name}: expected an "
                                 f"intrinsic from tex.decl_tensor_intrin, got "
                                 f"{type(intrin).__name__} {intrin!r}")
+        self._refuse_symbolic(self.leaf_iter_vars[self.leaf_iter_vars.index(axis):],
+                              "tensorize")
         self.tensorized = (axis, intrin)
         self._touch()
 
