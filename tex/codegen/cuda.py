@@ -36,9 +36,10 @@ What the source guarantees (expressions: see `tex.codegen.cuda_expr`):
 * Atomic add is `atomicAdd` on float, double and 32/64-bit integers; atomic
   min/max is `atomicMin`/`atomicMax` on 32/64-bit integers and a
   compare-and-swap loop (`tex_atomic_max_f32`, ...) on floats.
-* A vector store to an aligned `Ramp` of 2 or 4 elements is one `float4`
-  (...) store of `make_float4(...)`; otherwise it stores lane by lane, after
-  reading every lane when the value reads the buffer it stores to.
+* A vector store to an aligned `Ramp` that `cuda_expr.vector_type` gives a type (a
+  CUDA vector type, or a struct of 4, 8 or 16 bytes) is one store of
+  `make_float4(...)`, `make_tex_float16x8(...)`...; otherwise it stores lane by
+  lane, after reading every lane when the value reads the buffer it stores to.
 * An `IntrinsicCall` (tensorize) is a call `name(&buffer[index]..., values...)`;
   its definition and headers come once before the kernels, and the buffers it
   reaches are aligned (declared `__align__`, or via `alignments`) to its `align`.
@@ -444,8 +445,10 @@ class _KernelEmitter(CallEmitter):
         vector = vector_type(s.buffer, index)
         if vector is not None:
             self.note_alignment(s.buffer, lanes * s.buffer.dtype.itemsize)
+            self.preamble.vector_struct(vector)
             base = self.operand(index.base, 0, ADD + 1)
-            texts = [f"*({vector}*)({name} + {base}) = make_{vector}({', '.join(values)});"]
+            texts = [f"*({vector.name}*)({name} + {base}) = "
+                     f"make_{vector.name}({', '.join(values)});"]
         else:
             if collect(s.value, lambda n: isinstance(n, Load) and n.buffer is s.buffer):
                 values = self._lane_temporaries(s, values)
@@ -499,8 +502,8 @@ class _KernelEmitter(CallEmitter):
 
 
 def _alignment(s: Allocate) -> int:
-    """The byte alignment of the array `s` allocates: 16 for shared memory (a float4
-    access), else its element's size; more where an intrinsic call asks for more."""
+    """The byte alignment of the array `s` allocates: 16 for shared memory (a 16-byte
+    vector access), else its element's size; more where an intrinsic call asks for more."""
     b = s.buffer
     return max([16 if b.scope == "shared" else b.dtype.itemsize]
                + [call.align for call in _intrinsic_calls(s.body)

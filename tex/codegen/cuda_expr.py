@@ -6,9 +6,15 @@ Guarantees:
   parenthesised only where C's precedence needs it. Vector values are emitted
   lane by lane, each lane a scalar C expression.
 * A vector `Load` at `Ramp(base, 1, lanes)` of a global or shared buffer is one
-  `float2`/`float4`/`int4`/`double2`/`char4`/`half2`... read when `base` is provably a multiple
-  of `lanes` (`vector_type`); it is hoisted before the statement (`prelude`)
-  into a `const` temporary whose `.x .y .z .w` are the lanes. Where C may skip
+  read when `base` is provably a multiple of `lanes` (`vector_type`) and the
+  access is a CUDA vector type (`float2`/`float4`/`int4`/`double2`/`char4`/
+  `half2`..., lanes `.x .y .z .w`) or 4, 8 or 16 bytes of any element type:
+  then it is a struct of the elements aligned to its size (`tex_float16x8`,
+  `tex_bfloat16x4`, `tex_int8x16`..., lanes `.v[k]`), defined with its
+  `make_tex_float16x8(...)` once before the kernels that use it. NVRTC makes
+  one 32-, 64- or 128-bit access of it (`LDG.E.128`, `LDS.128`, ...), kept in
+  registers (no local memory). The read is hoisted before the statement
+  (`prelude`) into a `const` temporary of that type. Where C may skip
   the evaluation (a Select branch, the right side of `&&`/`||`) nothing is
   hoisted: loads are read lane by lane and an expression `Let` becomes an
   immediately invoked lambda; elsewhere a `Let` is hoisted as a `const`.
@@ -31,6 +37,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -54,7 +61,7 @@ _C_TYPES = {bool_: "bool", int8: "signed char", int16: "short", int32: "int",
 _HALVES = {float16: ("cuda_fp16.h", "__half2float", "__float2half"),
            bfloat16: ("cuda_bf16.h", "__bfloat162float", "__float2bfloat16")}
 
-#: The CUDA vector types one aligned access of `lanes` elements can use.
+#: The CUDA vector types one aligned access of `lanes` elements can use (`VectorType`).
 _VECTOR_TYPES = {(float32, 2): "float2", (float32, 4): "float4", (int32, 2): "int2",
                  (int32, 4): "int4", (uint32, 2): "uint2", (uint32, 4): "uint4",
                  (float64, 2): "double2", (int64, 2): "longlong2", (uint64, 2): "ulonglong2",
@@ -62,6 +69,8 @@ _VECTOR_TYPES = {(float32, 2): "float2", (float32, 4): "float4", (int32, 2): "in
                  (uint8, 4): "uchar4", (int16, 2): "short2", (int16, 4): "short4",
                  (uint16, 2): "ushort2", (uint16, 4): "ushort4", (float16, 2): "half2"}
 _LANE_FIELDS = ("x", "y", "z", "w")
+#: The sizes of a vector access in bytes where CUDA has no vector type: a tex struct.
+_STRUCT_BYTES = (4, 8, 16)
 
 _ARITH = {"add": ("+", ADD), "sub": ("-", ADD), "mul": ("*", MUL), "div": ("/", MUL)}
 _COMPARE = {"eq": ("==", EQ), "ne": ("!=", EQ), "lt": ("<", REL), "le": ("<=", REL),
@@ -103,15 +112,42 @@ def c_type(dtype: DType) -> str:
     return name
 
 
-def vector_type(buffer: Buffer, index: Expr) -> str | None:
-    """The CUDA vector type ("float4") of one aligned access of `buffer` at the
-    vector `index`, or None when it must be read lane by lane."""
-    if not isinstance(index, Ramp) or buffer.scope == "local":
+@dataclass(frozen=True)
+class VectorType:
+    """The C type of one aligned access of `lanes` elements of `dtype`: CUDA's vector type
+    where it has one (`float4`, lanes `.x .y .z .w`), else a struct of `lanes` elements
+    aligned to its size (`tex_float16x8`, lanes `.v[k]`), which `Preamble.vector_struct`
+    defines. Either is built by `make_<name>(lanes...)`."""
+
+    dtype: DType
+    lanes: int
+
+    @property
+    def builtin(self) -> bool:
+        return (self.dtype, self.lanes) in _VECTOR_TYPES
+
+    @property
+    def name(self) -> str:
+        return _VECTOR_TYPES.get((self.dtype, self.lanes)) or f"tex_{self.dtype}x{self.lanes}"
+
+    def lane(self, k: int) -> str:
+        """The field of lane `k`: `.x`, `.y`, ... or `.v[k]`."""
+        return f".{_LANE_FIELDS[k]}" if self.builtin else f".v[{k}]"
+
+
+def vector_type(buffer: Buffer, index: Expr) -> VectorType | None:
+    """The type of one aligned access of `buffer` at the vector `index` (a `Ramp` of stride
+    1 whose base is provably a multiple of its lanes, in global or shared memory): CUDA's
+    vector type, or a struct where the access is 4, 8 or 16 bytes. None when it must be
+    read lane by lane."""
+    if not isinstance(index, Ramp) or buffer.scope == "local" or buffer.dtype.lanes != 1:
         return None
     if not (isinstance(index.stride, Const) and index.stride.value == 1):
         return None
-    name = _VECTOR_TYPES.get((buffer.dtype, index.lanes))
-    return name if name and _multiple_of(index.base, index.lanes) else None
+    vector = VectorType(buffer.dtype, index.lanes)
+    if not (vector.builtin or index.lanes * buffer.dtype.itemsize in _STRUCT_BYTES):
+        return None
+    return vector if _multiple_of(index.base, index.lanes) else None
 
 
 def _multiple_of(e: Expr, k: int) -> bool:
@@ -139,8 +175,8 @@ class Names(UniqueNames):
 
 
 class Preamble:
-    """What the kernels of one module need before them: headers and device
-    helpers, each emitted once, in order of first use."""
+    """What the kernels of one module need before them: headers, device helpers and
+    vector structs, each emitted once, in order of first use."""
 
     def __init__(self):
         self.headers: dict[str, None] = {}
@@ -184,6 +220,18 @@ class Preamble:
         self.helpers.setdefault(name, _ATOMIC_CAS.format(name=name, t=c_type(dtype), **parts))
         return name
 
+    def vector_struct(self, vector: VectorType):
+        """Define the struct and the `make_` function of `vector` unless CUDA has the type."""
+        if vector.builtin:
+            return
+        self.use_type(vector.dtype)
+        element, lanes = c_type(vector.dtype), vector.lanes
+        params = ", ".join(f"{element} v{k}" for k in range(lanes))
+        values = ", ".join(f"v{k}" for k in range(lanes))
+        self.helpers.setdefault(vector.name, _VECTOR_STRUCT.format(
+            name=vector.name, t=element, lanes=lanes, bytes=lanes * vector.dtype.itemsize,
+            params=params, values=values))
+
     def definition(self, name: str, text: str, headers: tuple[str, ...]):
         """A device function a tensorize intrinsic brought in, after its headers."""
         if self.helpers.setdefault(name, text) != text:
@@ -195,6 +243,14 @@ class Preamble:
         helpers = "".join(f"{h}\n\n" for h in self.helpers.values())
         return (includes + "\n" if includes else "") + helpers
 
+
+# An aligned vector of elements CUDA has no vector type for; `make_` converts its arguments
+# as `make_float4` does (no brace initialisation's narrowing errors).
+_VECTOR_STRUCT = """\
+struct __align__({bytes}) {name} {{ {t} v[{lanes}]; }};
+__device__ __forceinline__ {name} make_{name}({params}) {{
+  return {{{{{values}}}}};
+}}"""
 
 # Integer division as NumPy defines it where C does not: x // 0 and x % 0 are 0, and
 # INT_MIN // -1 wraps to INT_MIN (-x computed unsigned), INT_MIN % -1 is 0.
@@ -547,11 +603,13 @@ class ExprEmitter:
             return f"{name}[{self.expr(index, lane)}]", ATOM
         if id(e) not in self._hoisted:
             self.note_alignment(e.buffer, index.lanes * e.buffer.dtype.itemsize)
+            self.preamble.vector_struct(vector)
             temp = self.names.fresh(f"{e.buffer.name}_vec")
             base = self.operand(index.base, 0, ADD + 1)
-            self.prelude.append(f"const {vector} {temp} = *(const {vector}*)({name} + {base});")
+            self.prelude.append(f"const {vector.name} {temp} = "
+                                f"*(const {vector.name}*)({name} + {base});")
             self._hoisted[id(e)] = temp
-        return f"{self._hoisted[id(e)]}.{_LANE_FIELDS[lane]}", ATOM
+        return f"{self._hoisted[id(e)]}{vector.lane(lane)}", ATOM
 
     def expr_Let(self, e, lane):
         if self._conditional:

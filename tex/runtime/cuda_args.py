@@ -12,7 +12,7 @@ rank, C-contiguity, read-only outputs). An argument may be
 - GPU memory, used in place: a `DeviceArray`, an object with
   `__cuda_array_interface__` (CuPy, PyTorch, Numba) or one with `__dlpack__`
   on a CUDA device. It must be on device 0, C-contiguous, and aligned as the
-  kernels' vector accesses need (`CudaLaunch.alignments`; ALIGNMENT, a float4,
+  kernels' vector accesses need (`CudaLaunch.alignments`; ALIGNMENT, 16 bytes,
   where a launch does not say).
 
 `CallStreams` holds a call's streams: the launch stream (given, or the first
@@ -36,7 +36,7 @@ from tex.runtime.cuda_device import DeviceArray
 from tex.runtime.cuda_stream import LEGACY, as_stream, is_torch_tensor, torch_stream
 from tex.runtime.kernel import Param
 
-ALIGNMENT = 16  # bytes of the widest access (float4): the alignment a launch may need
+ALIGNMENT = 16  # bytes of the widest access (float4, tex_float16x8): what a launch may need
 
 
 @dataclass(slots=True)
