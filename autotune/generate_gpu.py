@@ -54,7 +54,7 @@ from tex.tensor import PlaceholderOp
 #: Threads per block offered for elementwise stages and reductions.
 ELEMENTWISE_THREADS = (64, 128, 256, 512, 1024)
 #: Consecutive elements per thread of an elementwise stage (at most 16 bytes: one access).
-ELEMENTWISE_VECTORS = (1, 2, 4)
+ELEMENTWISE_VECTORS = (1, 2, 4, 8, 16)
 #: Blocks of the tile rule asked to fit on one multiprocessor at once (`__launch_bounds__`;
 #: 1 asks nothing).
 MIN_BLOCKS = (1, 2)

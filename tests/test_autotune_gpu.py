@@ -121,6 +121,24 @@ def test_vector_and_min_blocks_knobs_reach_the_code():
     threads = two["C.threads_y"].val * two["C.threads_x"].val
     assert f"__launch_bounds__({threads}, 2)" in _source(matmul, two)
 
+def test_half_precision_elementwise_offers_eight_elements_per_thread_in_one_access():
+    """float16's vector knob goes to 8 elements (16 bytes, one aligned struct access);
+    float32's stops at 4 (a float4)."""
+    half = ops.task_for("elementwise", (1003,), "cuda", dtype="float16")
+    assert [c.to_json() for c in half.space.knobs["out.vector"].candidates] == [1, 2, 4, 8]
+    single = ops.task_for("elementwise", (1003,), "cuda")
+    assert [c.to_json() for c in single.space.knobs["out.vector"].candidates] == [1, 2, 4]
+    eight = [c for c in _valid(half, len(half.space)) if c["out.vector"].val == 8][0]
+    source = _source(half, eight)
+    assert "tex_float16x8" in source
+    schedule, tensors = half.instantiate(eight)
+    kernel = tex.build(schedule, tensors, target="cuda")
+    inputs = half.random_inputs()
+    np.testing.assert_allclose(kernel.simulate(*inputs).astype("float32"),
+                               half.reference_outputs(inputs)[0].astype("float32"),
+                               rtol=1e-2, atol=1e-2)
+
+
 def test_invalid_configurations_raise_invalid_config():
     task = _task("reduce_sum")  # 13 rows of 1000
     space = task.space
