@@ -4,7 +4,9 @@
 the structure the CPU rules have (`autotune.sketch`: stages, producers,
 knobs, `InvalidConfig`) and has rules of its own:
 
-1. **inline**: every elementwise stage that is not an output is inlined.
+1. **inline**: every elementwise stage that is not an output is inlined, but for
+   one that reads a reduction and that several stages read (softmax's
+   exponentials, layernorm's mean), which the rows rule computes once.
 2. **tile** (matmul, batch matmul, convolution, matmul + bias + relu: the CPU
    rules' `tileable` reductions): the last two output axes are split into
    blocks (blockIdx.y, blockIdx.x) of threads (threadIdx.y, threadIdx.x), each
@@ -18,7 +20,17 @@ knobs, `InvalidConfig`) and has rules of its own:
    (several short rows fill a block), `threads` threads across each; every
    row reduction is computed at the block, its rows on threadIdx.y and its
    axis across the same threads, combined by the `strategy` knob ("shared"
-   or "warp").
+   or "warp"). The row is read from global memory once and written once:
+   the inputs of the row's shape that several stages read are copied, and
+   the group's stages of the row's shape (softmax's exponentials) computed
+   once, where the `keep` knob says: "registers" (each thread keeps element
+   t, t + threads, ... of its row, in unrolled loops; at most
+   `REGISTER_ELEMENTS` per thread) or "shared" (the block's rows, within the
+   target's shared memory); "none", only for rows longer than the registers
+   of a whole block hold, reads the row again in each pass. The values of a
+   row (its mean, ...) are computed once per thread, and the output divides
+   by a per-row value as a multiply by its reciprocal (the "reciprocal"
+   pragma, `tex.passes.hoist_reciprocals`).
 4. **reduce** (an output reduction that is not tiled: row sums and maxima,
    full sums, column sums): the `strategy` knob chooses
    "serial" (one thread per output point, points over blocks x threads),
@@ -47,7 +59,7 @@ import math
 from dataclasses import dataclass
 
 import tex
-from autotune.sketch import Sketch, static_extent
+from autotune.sketch import Sketch, inputs_of, static_extent
 from tex.schedule.stage import Stage
 from tex.tensor import PlaceholderOp
 
@@ -61,6 +73,14 @@ MIN_BLOCKS = (1, 2)
 REDUCE_THREADS = (32, 64, 128, 256, 512, 1024)
 #: Output points per block of a shared or warp reduction (along threadIdx.y), for short rows.
 ROWS = (1, 2, 4, 8, 16, 32)
+#: Where the rows rule keeps a row between its passes: each thread's part in registers, the
+#: block's rows in shared memory, or nowhere (a row too long for registers, read again and
+#: its stages recomputed by each pass).
+ROW_KEEP = ("registers", "shared", "none")
+_SCOPES = {"registers": "local", "shared": "shared"}
+#: Elements of a row one thread may keep in registers (over all its kept stages): a quarter
+#: of the 255 registers a CUDA thread can have, the rest left for addresses and temporaries.
+REGISTER_ELEMENTS = 64
 #: Blocks per output point of an atomic (split) reduction.
 ATOMIC_BLOCKS = (2, 4, 8, 16, 32, 64, 128, 256)
 #: Reducers that atomics can combine (tex lowers them to atomicAdd / atomicMin / atomicMax).
@@ -115,6 +135,24 @@ class BlockTile:
 
 
 @dataclass
+class RowPlan:
+    """Rule 3's choices for one output of rows of `cols` elements."""
+
+    cols: int
+    threads: int           # threads per row
+    strategy: str          # "shared" or "warp": how a row's threads combine a reduction
+    rows: int              # rows per block
+    keep: str              # "registers", "shared" or "none": where the kept stages live
+    copied: list           # the inputs of the row's shape that several stages read
+    row_shaped: list       # the group's own stages of the row's shape (softmax's exponentials)
+    itemsize: int          # the largest element size of those and the output
+
+
+def _shape(tensor) -> tuple:
+    return tuple(int(getattr(d, "value", -1)) for d in tensor.shape)
+
+
+@dataclass
 class BlockReduction:
     """Rule 4's choices for one reduction of `points` output points of `steps` steps."""
 
@@ -130,9 +168,13 @@ class GpuSketch(Sketch):
     """One run of the GPU rules over a fresh schedule (see the module docstring)."""
 
     def inline(self):
-        """Rule 1: every elementwise stage that is not an output inlined."""
+        """Rule 1: every elementwise stage that is not an output inlined, but for one that
+        reads a reduction and that several stages read (softmax's exponentials, layernorm's
+        mean): the rows rule computes it once and keeps it."""
         for stage in self.compute_stages():
-            if not self.s.is_output(stage) and not stage.op.reduce_axis:
+            if not self.s.is_output(stage) and not stage.op.reduce_axis \
+                    and not (len(self.readers(stage)) > 1
+                             and any(p.op.reduce_axis for p in self.producers(stage))):
                 stage.compute_inline()
                 self.inlined.add(stage)
 
@@ -274,50 +316,117 @@ class GpuSketch(Sketch):
 
     # --- rule 3 ----------------------------------------------------------------------
     def rows(self, out: Stage):
-        """Rule 3: `rows` rows per block, one per threadIdx.y; each row's reductions across
-        its threads."""
-        threads, strategy, rows = self.rows_knobs(out)
-        self.check(threads * rows <= self.target.max_threads_per_block,
-                   f"{threads} x {rows} threads exceed {self.target.max_threads_per_block} "
-                   "per block")
+        """Rule 3: `rows` rows per block, one per threadIdx.y; each row read once into the
+        stages kept where `keep` says (or, past what they hold, read again by each stage),
+        its reductions across its threads."""
+        plan = self.rows_knobs(out)
+        self.check_rows(plan)
+        if plan.keep == "none":  # the row's stages recomputed where they are read
+            for stage in plan.row_shaped:
+                stage.compute_inline()
+                self.inlined.add(stage)
+        else:
+            stages = [out] + self.group_of(out)
+            for tensor in plan.copied:
+                self.s.cache_read(tensor, _SCOPES[plan.keep], self.readers_inlined(stages, tensor))
         *lead, last = out.op.axis
         block = out.fuse(*lead) if len(lead) > 1 else lead[0]
-        if rows > 1:
-            block, row = out.split(block, factor=rows)
+        if plan.rows > 1:
+            block, row = out.split(block, factor=plan.rows)
             _bind(out, row, "threadIdx.y")
         _bind(out, block, "blockIdx.x")
-        col_outer, col_thread = out.split(last, factor=threads)
-        out.reorder(col_thread, col_outer)
-        _bind(out, col_thread, "threadIdx.x")
+        steps, lanes = out.split(last, factor=plan.threads)
+        out.reorder(lanes, steps)
+        _bind(out, lanes, "threadIdx.x")
+        if plan.keep == "registers":
+            out.unroll(steps)
+        out.pragma(steps, "reciprocal")
         for stage in self.group_of(out):
-            self.row_stage(stage, out, block, threads, rows, strategy)
+            self.row_stage(stage, out, block, plan)
 
-    def rows_knobs(self, out: Stage):
-        """Rule 3's knobs for `out`, in this order: (threads per row, the strategy that
-        combines them, rows per block)."""
+    def rows_knobs(self, out: Stage) -> RowPlan:
+        """Rule 3's knobs for `out`, in this order: threads per row, the strategy that
+        combines them, rows per block, where the row is kept; and the stages of the row's
+        shape: the inputs several stages read (to be copied) and the group's own."""
         *lead, last = out.op.axis
-        threads = self.threads_knob(f"{out.name}.threads", REDUCE_THREADS, static_extent(last))
+        cols = static_extent(last)
+        threads = self.threads_knob(f"{out.name}.threads", REDUCE_THREADS, cols)
         strategy = self.knob(f"{out.name}.strategy", ["shared", "warp"])
         points = math.prod(static_extent(a) for a in lead)
         rows = self.knob(f"{out.name}.rows", [r for r in ROWS if r <= _pow2_at_least(points)])
-        return threads, strategy, rows
+        keep = self.knob(f"{out.name}.keep", ROW_KEEP)
+        stages = [out] + self.group_of(out)
+        shape = tuple(static_extent(a) for a in out.op.axis)
+        readers = self.readers_inlined(stages)
+        copied = [t for t in inputs_of([out.op.output(0)]) if _shape(t) == shape
+                  and sum(t in st.op.input_tensors for st in readers) > 1]
+        row_shaped = [st for st in stages[1:]
+                      if not st.op.reduce_axis and len(st.op.axis) == len(shape)]
+        itemsize = max(t.dtype.itemsize for t in copied + [st.op.output(0) for st in stages])
+        return RowPlan(cols, threads, strategy, rows, keep, copied, row_shaped, itemsize)
 
-    def row_stage(self, stage: Stage, out: Stage, block, threads: int, rows: int,
-                  strategy: str):
+    def readers_inlined(self, stages, tensor=None) -> list[Stage]:
+        """The stages that read `tensor` (any tensor: None) for `stages`, themselves or the
+        inlined stages they read through."""
+        found, stack = [], list(stages)
+        while stack:
+            stage = stack.pop()
+            if stage in found:
+                continue
+            found.append(stage)
+            stack.extend(st for st in self.compute_stages() if st in self.inlined
+                         and any(t.op is st.op for t in stage.op.input_tensors))
+        return [st for st in found if tensor is None or tensor in st.op.input_tensors]
+
+    def check_rows(self, plan: RowPlan):
+        """InvalidConfig for threads past the target's block, a row that its kept stages
+        cannot hold (more elements per thread than `REGISTER_ELEMENTS`, more bytes per
+        block than the target's shared memory), or one not kept that registers could hold
+        at the target's most threads per block."""
+        self.check(plan.threads * plan.rows <= self.target.max_threads_per_block,
+                   f"{plan.threads} x {plan.rows} threads exceed "
+                   f"{self.target.max_threads_per_block} per block")
+        kept = len(plan.copied) + len(plan.row_shaped)
+        per_thread = -(-plan.cols // plan.threads) * kept
+        self.check(plan.keep != "registers" or per_thread <= REGISTER_ELEMENTS,
+                   f"a row of {plan.cols} kept in {kept} stage(s) across {plan.threads} "
+                   f"threads is {per_thread} elements per thread, more than the "
+                   f"{REGISTER_ELEMENTS} kept in registers")
+        shared = plan.rows * plan.cols * kept * plan.itemsize
+        self.check(plan.keep != "shared" or shared <= self.target.max_shared_bytes,
+                   f"{plan.rows} row(s) of {plan.cols} kept in {kept} stage(s) take "
+                   f"{shared} bytes of shared memory, more than the target's "
+                   f"{self.target.max_shared_bytes}")
+        most = self.target.max_threads_per_block
+        self.check(plan.keep != "none" or -(-plan.cols // most) * kept > REGISTER_ELEMENTS,
+                   f"a row of {plan.cols} fits in the registers of {most} threads: it is kept, "
+                   "not read again")
+
+    def row_stage(self, stage: Stage, out: Stage, block, plan: RowPlan):
         """`stage` computed at `out`'s `block`: its rows on threadIdx.y where the block has
-        several, its reduction (combined by `strategy`) or last axis across the threads."""
+        several, its reduction (combined by the strategy) or last axis across the threads;
+        a stage of the row's shape kept where `plan.keep` says, one of a value per row in
+        each thread's registers."""
         lead = len(out.op.axis) - 1
         stage.compute_at(out, block)
-        if rows > 1:  # the block's rows, one per threadIdx.y
+        if plan.rows > 1:  # the block's rows, one per threadIdx.y
             rows_of = stage.fuse(*stage.op.axis[:lead]) if lead > 1 else stage.op.axis[0]
             _bind(stage, rows_of, "threadIdx.y")
         if stage.op.reduce_axis:
-            _, lanes = stage.split(stage.op.reduce_axis[-1], factor=threads)
+            steps, lanes = stage.split(stage.op.reduce_axis[-1], factor=plan.threads)
+            stage.reorder(lanes, steps)
             _bind(stage, lanes, "threadIdx.x")
-            stage.reduce_strategy(lanes, strategy)
+            stage.reduce_strategy(lanes, plan.strategy)
+        elif len(stage.op.axis) == len(out.op.axis):  # kept: "none" inlined them
+            stage.set_scope(_SCOPES[plan.keep])
+            steps, lanes = stage.split(stage.op.axis[-1], factor=plan.threads)
+            stage.reorder(lanes, steps)
+            _bind(stage, lanes, "threadIdx.x")
         else:
-            _, lanes = stage.split(stage.op.axis[-1], factor=threads)
-            _bind(stage, lanes, "threadIdx.x")
+            stage.set_scope("local")
+            steps = None
+        if steps is not None and plan.keep == "registers":
+            stage.unroll(steps)
         self.placed.add(stage)
 
     # --- rule 4 ----------------------------------------------------------------------

@@ -158,7 +158,8 @@ def test_invalid_configurations_raise_invalid_config():
     softmax = _task("softmax")  # 9 rows of 1000
     with pytest.raises(InvalidConfig, match="512 x 4 threads exceed 1024 per block"):
         softmax.instantiate(softmax.space.from_json(
-            {"softmax.threads": 512, "softmax.strategy": "shared", "softmax.rows": 4}))
+            {"softmax.threads": 512, "softmax.strategy": "shared", "softmax.rows": 4,
+             "softmax.keep": "registers"}))
 
 
 @pytest.mark.skipif(cuda_simulator.compiler() is None, reason="needs g++")
@@ -184,7 +185,7 @@ def test_short_softmax_and_layernorm_rows_share_a_block(op, out, strategy):
     reductions keep one shared slot per row of the block."""
     task = ops.task_for(op, (77, 45), "cuda")
     config = task.space.from_json({f"{out}.threads": 32, f"{out}.strategy": strategy,
-                                   f"{out}.rows": 8})
+                                   f"{out}.rows": 8, f"{out}.keep": "registers"})
     schedule, tensors = task.instantiate(config)
     kernel = tex.build(schedule, tensors, target="cuda")
     text = kernel.get_source("tex")

@@ -8,12 +8,13 @@ import tex
 from tex.dtype import float32
 from tex.expr import Var
 from tex.ir import (Allocate, Buffer, DoubleBuffer, For, IfThenElse, LoweredFunc, Pipeline,
-                    PrefetchAhead,
+                    PrefetchAhead, Seq,
                     Store, Load, seq)
 from tex.ops import const
 from tex.passes.flatten import flatten_storage
 from tex.passes.hoist import hoist_invariant_guards
 from tex.passes.hoist_divisions import hoist_divisions
+from tex.passes.hoist_reciprocals import hoist_reciprocals
 from tex.passes.inject_double_buffer import inject_double_buffer
 from tex.passes.inject_pipeline import inject_pipeline
 from tex.passes.inject_prefetch import inject_prefetch
@@ -199,6 +200,33 @@ def test_hoist_divisions_moves_a_division_by_a_variable_out_of_its_invariant_loo
     # never out of a parallel loop, whose body becomes a function of its own
     parallel = loop(p, 4, Store(A, Load(B, ((n + 1) % n,)), (p,)), kind="parallel")
     assert hoist_divisions(parallel) is parallel
+
+
+def test_hoist_reciprocals_multiplies_by_an_invariant_divisors_reciprocal_where_asked():
+    i, j = Var("i"), Var("j")
+    by_row = Load(B, (i,))                     # invariant in j
+    body = Seq((Store(A, Load(M, (i, j)) / by_row, (j,)),
+                Store(A, Load(M, (i, j)) / Load(A, (i,)), (j,)),    # A is stored in the loop
+                Store(A, Load(B, (const(0),)) / by_row, (j + 16,))))  # invariant as a whole
+    marked = loop(i, 4, For(j, const(0), const(16), "serial", body, (("reciprocal", None),)))
+    expect(hoist_reciprocals(marked), """
+        for i in range(4):
+          reciprocal1 = 1.0 / B[i]
+          for j in range(16):  # pragma reciprocal=None
+            A[j] = M[i, j] * reciprocal1
+            A[j] = M[i, j] / A[i]
+            A[j + 16] = B[0] / B[i]
+    """)
+    unmarked = loop(i, 4, loop(j, 16, Store(A, Load(M, (i, j)) / by_row, (j,))))
+    assert hoist_reciprocals(unmarked) is unmarked
+    # a parallel loop's body becomes a function of its own: the reciprocal stays inside
+    parallel = For(j, const(0), const(16), "parallel", Store(A, Load(M, (i, j)) / by_row, (j,)),
+                   (("reciprocal", None),))
+    expect(hoist_reciprocals(parallel), """
+        for j in parallel(16):  # pragma reciprocal=None
+          reciprocal1 = 1.0 / B[i]
+          A[j] = M[i, j] * reciprocal1
+    """)
 
 
 def test_inject_prefetch_fetches_the_box_read_ahead_clamped_into_the_buffer():

@@ -41,6 +41,7 @@ from tex.passes.gpu_reduce import lower_thread_reduce
 from tex.passes.gpu_sync import insert_barriers
 from tex.passes.hoist import hoist_invariant_guards
 from tex.passes.hoist_divisions import hoist_divisions
+from tex.passes.hoist_reciprocals import hoist_reciprocals
 from tex.passes.async_copy import lower_async_copies
 from tex.passes.inject_double_buffer import inject_double_buffer
 from tex.passes.inject_pipeline import inject_pipeline
@@ -69,6 +70,7 @@ PIPELINE = (
     ("inject_prefetch", inject_prefetch, False),
     ("simplify", simplify_stmt, False),
     ("flatten_storage", flatten_storage, True),
+    ("hoist_reciprocals", hoist_reciprocals, True),
     ("vectorize_loops", vectorize_loops, True),
     ("unroll_loops", unroll_loops, True),
     ("simplify_flat", simplify_stmt, True),

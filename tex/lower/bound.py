@@ -31,7 +31,11 @@ not 68, as a virtual thread's part would be. The stage then
 computes just those points: its loops cover the compact positions
 `0 <= q < 8` and the root axis takes the value `start + f(q)`, f placing the
 digits of q at their strides (`StagePlan.storage_digits`; `TensorBuffer.index`
-maps an index back to q).
+maps an index back to q). So is a dimension of a stage computed above the thread
+loops whose own threadIdx-bound loops write, in each thread, the points its
+readers read there (one block per row, each thread keeping columns
+`tx + threads * o` of it): its loops stay as they are, its writes mapped to the
+compact positions as the reads are.
 
 A split by a symbolic size (a scalar parameter, `vscale()`) gives its plan
 `checks`: that the size is at least 1, and, where `disable_predication` shifts
@@ -197,12 +201,12 @@ def infer_bounds(stages, consumers: dict) -> tuple[StagePlan, ...]:
         region, alloc_shape = _region(source, readers, done)
         plan = _with_loops(source, region, alloc_shape, done)
         if source.stage.attach.kind == "at" and storage_scope(source.stage) == "local":
-            plan = per_thread_storage(plan, readers, done)
-            if plan.storage_digits is not None:  # compute only the strided part's points
+            plan, compact = per_thread_storage(plan, readers, done)
+            if any(compact):  # compute only the strided part's points
                 compact_region = tuple(Range(r.min, shape) if digits else r for r, shape, digits
-                                       in zip(region, plan.alloc_shape, plan.storage_digits))
+                                       in zip(region, plan.alloc_shape, compact))
                 plan = replace(_with_loops(source, compact_region, plan.alloc_shape, done,
-                                           plan.storage_digits),
+                                           compact),
                                storage_offsets=plan.storage_offsets,
                                storage_digits=plan.storage_digits)
         done.append(plan)
@@ -247,12 +251,17 @@ def thread_vars(plans) -> dict:
             for leaf, tag in plan.stage.bindings.items() if tag.startswith("threadIdx")}
 
 
-def per_thread_storage(plan: StagePlan, readers: list, done: list) -> StagePlan:
+def per_thread_storage(plan: StagePlan, readers: list,
+                       done: list) -> tuple[StagePlan, tuple]:
     """`plan` of a "local" stage with a buffer of what one thread writes and reads of each
-    dimension where a constant extent covers it (see the module docstring)."""
+    dimension where a constant extent covers it (see the module docstring); and per
+    dimension, the digits of a strided one whose loops cover just the thread's span (the
+    stage is computed inside the thread loops), which are to cover its compact positions
+    instead, else None (its own threadIdx-bound loops write the thread's points)."""
     threads, visible = thread_vars([plan, *done]), visible_vars(plan.stage)
+    unchanged = (None,) * len(plan.alloc_shape)
     if not threads:
-        return plan
+        return plan, unchanged
     every = loop_intervals([plan, *done])
     intervals = {v: i for v, i in every.items() if v not in threads and v not in visible}
     indices = [[plan.values[iv] for iv in plan.op.axis]]
@@ -261,25 +270,29 @@ def per_thread_storage(plan: StagePlan, readers: list, done: list) -> StagePlan:
                     for read in _reads_of(plan.stage, consumer)]
     shape, offsets = list(plan.alloc_shape), list(plan.offsets)
     strided: list[Digits | None] = [None] * len(shape)
+    compact: list[Digits | None] = [None] * len(shape)
     smaller = False
     for d in range(len(shape)):
         bounds = [_bound_in_thread(index[d], every, threads, intervals) for index in indices]
         part = _part_read([b.lo for b in bounds], [b.hi for b in bounds], intervals)
         if part is not None and part[1].value < _constant(shape[d]):
             offsets[d], shape[d], smaller = part[0].min, part[1], True
-        # strided: only where the stage's loops cover just this thread's span (computed
-        # inside the thread loops), so that they can cover its points instead
-        if part is not None and len(indices) > 1 and \
-                part[1].value == _constant(plan.alloc_shape[d]):
+        # strided: where the stage's loops cover just this thread's span (computed inside
+        # the thread loops), so that they can cover its points instead, or where its own
+        # threadIdx-bound loops write the same points as the readers read
+        inside = part is not None and part[1].value == _constant(plan.alloc_shape[d])
+        if part is not None and len(indices) > 1:
             digits = _common_digits([simplify(substitute(index[d], threads), every)
-                                     for index in indices[1:]], intervals)
+                                     for index in (indices[1:] if inside else indices)],
+                                    intervals)
             if digits and _count(digits) < min(part[1].value, _constant(shape[d])):
                 offsets[d], shape[d], smaller = part[0].min, Const(INDEX, _count(digits)), True
                 strided[d] = digits
+                compact[d] = digits if inside else None
     if not smaller:
-        return plan
+        return plan, unchanged
     return replace(plan, alloc_shape=tuple(shape), storage_offsets=tuple(offsets),
-                   storage_digits=tuple(strided) if any(strided) else None)
+                   storage_digits=tuple(strided) if any(strided) else None), tuple(compact)
 
 
 def _count(digits: Digits) -> int:

@@ -428,7 +428,11 @@ class Stage:
         `__launch_bounds__(threads, min_blocks)`, so ptxas keeps each thread within
         registers / (threads * min_blocks) registers. Its block size must be constant
         and threads * min_blocks at most the target's `max_threads_per_sm` (a
-        `BuildError` otherwise).
+        `BuildError` otherwise). "reciprocal" (no value) asks that each float division
+        in the loop's body by a value that does not change in the loop be a multiply by
+        the value's reciprocal, computed once before the loop (softmax's division by the
+        row sum; results may differ in the last bit, hence the opt-in;
+        `tex.passes.hoist_reciprocals`).
 
         As in TVM, the keys "unroll" and "vectorize" without a value are `unroll(axis)`
         and `vectorize(axis)`. TVM: `pragma`; TVM's CUDA backend writes
