@@ -34,8 +34,10 @@ digits of q at their strides (`StagePlan.storage_digits`; `TensorBuffer.index`
 maps an index back to q). So is a dimension of a stage computed above the thread
 loops whose own threadIdx-bound loops write, in each thread, the points its
 readers read there (one block per row, each thread keeping columns
-`tx + threads * o` of it): its loops stay as they are, its writes mapped to the
-compact positions as the reads are.
+`tx + threads * o` of it), where its other loops over that dimension are
+unrolled (the buffer then lives in registers; a rolled loop keeps TE's span):
+its loops stay as they are, its writes mapped to the compact positions as the
+reads are.
 
 A split by a symbolic size (a scalar parameter, `vscale()`) gives its plan
 `checks`: that the size is at least 1, and, where `disable_predication` shifts
@@ -281,7 +283,8 @@ def per_thread_storage(plan: StagePlan, readers: list,
         # the thread loops), so that they can cover its points instead, or where its own
         # threadIdx-bound loops write the same points as the readers read
         inside = part is not None and part[1].value == _constant(plan.alloc_shape[d])
-        if part is not None and len(indices) > 1:
+        if part is not None and len(indices) > 1 and \
+                (inside or _unrolled_but_threads(plan.stage, plan.op.axis[d])):
             digits = _common_digits([simplify(substitute(index[d], threads), every)
                                      for index in (indices[1:] if inside else indices)],
                                     intervals)
@@ -293,6 +296,21 @@ def per_thread_storage(plan: StagePlan, readers: list,
         return plan, unchanged
     return replace(plan, alloc_shape=tuple(shape), storage_offsets=tuple(offsets),
                    storage_digits=tuple(strided) if any(strided) else None), tuple(compact)
+
+
+def _unrolled_but_threads(stage: Stage, root: IterVar) -> bool:
+    """Whether every loop `stage` makes of its axis `root` (split only, not fused) is
+    bound to a thread or unrolled: then a buffer of the thread's points of that axis can
+    be indexed by constants and live in registers. (A rolled loop keeps TE's layout, the
+    thread's span, as TE's own allocations show it.)"""
+    derived = {root}
+    for r in stage.relations:
+        if isinstance(r, Split) and r.parent in derived:
+            derived |= {r.outer, r.inner}
+        elif any(a in derived for a in r.axes):
+            return False
+    return all(leaf in stage.bindings or stage.annotations.get(leaf) == "unroll"
+               for leaf in stage.leaf_iter_vars if leaf in derived)
 
 
 def _count(digits: Digits) -> int:
