@@ -460,6 +460,37 @@ def test_nested_parallel_loops_run_the_inner_one_serially():
     np.testing.assert_array_equal(out, expected)
 
 
+@pytest.mark.parametrize("n, m", [(7, 20000), (3, 1), (0, 5)])
+def test_a_parallel_loops_heap_buffer_is_allocated_once_per_chunk(n, m):
+    """A buffer allocated at the top of a parallel loop's body, of a size the iteration
+    does not change, is allocated before the chunk's iterations and reused by them; one
+    whose size depends on the iteration stays inside. Each row still comes out right."""
+    n_, m_ = Var("n"), Var("m")
+    A, C = Buffer("A", dt.float32, (n_, m_)), Buffer("C", dt.float32, (n_, m_))
+    i, j, k = Var("i"), Var("j"), Var("k")
+    T = Buffer("T", dt.float32, (m_,), scope="global")
+    row = Binary("mul", i, m_)
+    fill = loop(j, m_, Store(T, Binary("mul", Load(A, (Binary("add", row, j),)),
+                                       Const(dt.float32, 2.0)), (j,)))
+    back = Binary("sub", Binary("sub", m_, i64(1)), k)  # T read backwards
+    use = loop(k, m_, Store(C, Binary("add", Load(T, (back,)), Const(dt.float32, 1.0)),
+                            (Binary("add", row, k),)))
+    func = LoweredFunc("rows", (A, C), (n_, m_),
+                       loop(i, n_, Allocate(T, seq(fill, use)), "parallel"))
+    text = str(llvm.emit_llvm(func))
+    body = text[text.index("_parallel0_body"):]
+    assert body.index("@\"aligned_alloc\"") < body.index("i.header:")
+    a, out = random((n, m), "float32"), np.empty((n, m), "float32")
+    call(llvm.build(func), [a, out], [n, m])
+    np.testing.assert_allclose(out, a[:, ::-1] * 2 + 1, rtol=1e-6)
+    sized = Buffer("T", dt.float32, (Binary("add", i, i64(1)),), scope="global")
+    per_row = LoweredFunc("per_row", (A, C), (n_, m_), loop(
+        i, n_, Allocate(sized, Store(sized, Const(dt.float32, 0.0), (i64(0),))), "parallel"))
+    body = str(llvm.emit_llvm(per_row))
+    body = body[body.index("_parallel0_body"):]
+    assert body.index("i.header:") < body.index("@\"aligned_alloc\"")
+
+
 def _parallel_scale():
     n = Var("n")
     A, C = Buffer("A", dt.float32, (n,)), Buffer("C", dt.float32, (n,))

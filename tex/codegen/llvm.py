@@ -55,7 +55,10 @@ buffer pointers) is packed into a struct on the caller's stack, and the
 caller runs `tex_parallel_for(fn, &closure, extent)`: tex's thread pool
 (`tex.codegen.thread_pool`) calls `fn` on contiguous chunks of [0, extent)
 from several threads. Loops nested in a parallel loop run serially;
-allocations inside it belong to each chunk.
+allocations inside it belong to each chunk: one that opens the loop's body and
+whose size does not depend on the iteration is made once per chunk, before its
+iterations, and reused by them (its contents are undefined at the start of each
+iteration either way).
 
 Select is lazy: a scalar condition branches (a plain `select` when neither
 side loads or divides); a vector condition evaluates both sides with every
@@ -79,6 +82,7 @@ from __future__ import annotations
 
 import ctypes
 import re
+from contextlib import ExitStack, contextmanager
 
 from llvmlite import ir
 
@@ -92,9 +96,9 @@ from tex.codegen.llvm_expr import (I1, I8, I32, I64, ExprEmitter, const_int, ele
 from tex.dtype import INDEX, float64
 from tex.errors import BuildError
 from tex.expr import Expr
-from tex.ir import For, LoweredFunc, Ramp
+from tex.ir import Allocate, Buffer, For, LoweredFunc, Ramp
 from tex.target import Target, as_target
-from tex.visitor import Visitor, handler
+from tex.visitor import Visitor, free_vars, handler
 
 VOID = ir.VoidType()
 I8P = I8.as_pointer()
@@ -284,7 +288,11 @@ class _Module:
         em.vars.update(zip(captured, body.args[2:]))
         em.buffers.update(zip(buffers, body.args[2 + len(values):]))
         begin, end = (em.convert(a, INDEX, loop.var.dtype) for a in body.args[:2])
-        em.counted_loop(loop.var, begin, end, lambda: em.stmt(loop.body))
+        per_chunk, iteration = _chunk_allocations(loop)
+        with ExitStack() as allocated:
+            for buf in per_chunk:
+                allocated.enter_context(em.allocated(buf))
+            em.counted_loop(loop.var, begin, end, lambda: em.stmt(iteration))
         em.finish()
         wrapper = self.new_function(suffix, [I8P, I64, I64], 1)
         _name_args(wrapper, ["closure", "begin", "end"])
@@ -296,6 +304,17 @@ class _Module:
         b.call(body, [b.add(lo, wrapper.args[1]), b.add(lo, wrapper.args[2])] + fields)
         b.ret_void()
         return wrapper
+
+
+def _chunk_allocations(loop: For) -> tuple[list[Buffer], object]:
+    """The buffers allocated at the top of a parallel loop's body whose sizes do not
+    depend on its variable (made once per chunk), and the body inside them."""
+    body, buffers = loop.body, []
+    while isinstance(body, Allocate) and not any(
+            loop.var in free_vars(d) for d in body.buffer.shape):
+        buffers.append(body.buffer)
+        body = body.body
+    return buffers, body
 
 
 def _name_args(fn: ir.Function, names):
@@ -408,15 +427,21 @@ class _Emitter(CallEmitter):
 
     # --- memory ----------------------------------------------------------
     def stmt_Allocate(self, s):
-        buf = s.buffer
+        with self.allocated(s.buffer):
+            self.stmt(s.body)
+
+    @contextmanager
+    def allocated(self, buf: Buffer):
+        """`buf` bound to its storage while the block runs: an aligned array on the stack
+        (allocated once, in the entry block) when its constant size fits `STACK_LIMIT`,
+        else `aligned_alloc`ed here and freed at the block's end."""
         mem = memory_type(buf.dtype)
         count = _constant_size(buf.shape)
         if count is not None and count * buf.dtype.itemsize <= STACK_LIMIT:
             array = self.allocas.alloca(ir.ArrayType(mem, max(count, 1)), name=buf.name)
             array.align = ALLOC_ALIGN
-            ptr = self.allocas.bitcast(array, mem.as_pointer())
-            with self.bound(self.buffers, buf, ptr):
-                self.stmt(s.body)
+            with self.bound(self.buffers, buf, self.allocas.bitcast(array, mem.as_pointer())):
+                yield
             return
         count = I64(1)
         for dim in buf.shape:
@@ -427,7 +452,7 @@ class _Emitter(CallEmitter):
         raw = self.b.call(alloc, [I64(ALLOC_ALIGN), size])
         self.heap.append(raw)
         with self.bound(self.buffers, buf, self.b.bitcast(raw, mem.as_pointer())):
-            self.stmt(s.body)
+            yield
         self.heap.pop()
         self.b.call(self.mod.function("free", VOID, [I8P]), [raw])
 
