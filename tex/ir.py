@@ -190,6 +190,9 @@ class Stmt(Node):
 #: becomes copies of its body; `parallel` runs its iterations on the thread pool;
 #: `bound` runs them on the GPU thread axis named by `For.thread_tag`.
 LOOP_KINDS = ("serial", "parallel", "vectorized", "unrolled", "bound")
+#: Loop kinds whose body runs inline in the code around it (a parallel loop's body becomes a
+#: function, a bound one's a kernel): a value bound before such a loop is in scope in it.
+INLINE_LOOP_KINDS = ("serial", "unrolled", "vectorized")
 
 #: GPU thread axes a loop can be bound to. A `vthread` loop is virtual: it runs
 #: serially in each thread, but bound inference treats it like a thread axis.

@@ -194,12 +194,15 @@ def collect(node, predicate) -> list:
     return c.found
 
 
+def defined_vars(node) -> set:
+    """Variables defined inside `node`: loop variables and let-bound names."""
+    return {n.var for n in collect(node, lambda n: isinstance(getattr(n, "var", None), Var)
+                                   and not isinstance(n, Var))}
+
+
 def free_vars(node) -> set:
     """Variables used in `node` (definitions by For/Let inside it are excluded)."""
-    used = {v for v in collect(node, lambda n: isinstance(n, Var))}
-    defined = {n.var for n in collect(node, lambda n: isinstance(getattr(n, "var", None), Var)
-                                      and not isinstance(n, Var))}
-    return used - defined
+    return {v for v in collect(node, lambda n: isinstance(n, Var))} - defined_vars(node)
 
 
 def uses_var(node, var: Var) -> bool:

@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from tex.expr import Binary, Const, Let, Var, structurally_equal
-from tex.ir import For, LetStmt, Load, Stmt
-from tex.visitor import Rewriter, collect, substitute, transform
+from tex.expr import Binary, Const, Var, structurally_equal
+from tex.ir import INLINE_LOOP_KINDS, For, LetStmt, Load, Stmt
+from tex.visitor import Rewriter, collect, defined_vars, substitute, transform
 
-#: Loop kinds a division may be hoisted out of.
-_CROSSABLE = ("serial", "unrolled", "vectorized")
 
 
 def hoist_divisions(stmt: Stmt) -> Stmt:
@@ -39,8 +37,8 @@ class _Hoist(Rewriter):
 
     def rewrite_For(self, loop: For):
         body = self.rewrite(loop.body)
-        if loop.kind in _CROSSABLE:
-            inside = {id(loop.var)} | {id(v) for v in _defined_in(body)}
+        if loop.kind in INLINE_LOOP_KINDS:
+            inside = {id(loop.var)} | {id(v) for v in defined_vars(body)}
             hoisted = []
             for division in collect(body, _is_variable_division):
                 if any(structurally_equal(division, d) for d, _ in hoisted) or collect(
@@ -66,7 +64,3 @@ def _is_variable_division(node) -> bool:
             and not node.dtype.is_float and node.dtype.lanes == 1
             and not isinstance(node.b, Const))
 
-
-def _defined_in(body: Stmt) -> list:
-    """The variables a statement defines: loop variables and let-bound names."""
-    return [n.var for n in collect(body, lambda n: isinstance(n, (For, LetStmt, Let)))]

@@ -22,16 +22,12 @@ from __future__ import annotations
 import dataclasses
 
 from tex import ops
-from tex.expr import Binary, Const, Let, Var, structurally_equal
-from tex.ir import For, LetStmt, Load, Stmt, Store
-from tex.visitor import Rewriter, collect, transform
+from tex.expr import Binary, Const, Var, structurally_equal
+from tex.ir import INLINE_LOOP_KINDS, For, LetStmt, Load, Stmt, Store
+from tex.visitor import Rewriter, collect, defined_vars, transform
 
 #: The loop pragma that asks for it.
 RECIPROCAL_PRAGMA = "reciprocal"
-#: Loop kinds the reciprocals are computed before; in the others (parallel, bound to GPU
-#: threads: their bodies become functions or kernels of their own) they are computed at the
-#: top of the body, once per iteration.
-_CROSSABLE = ("serial", "unrolled", "vectorized")
 
 
 def hoist_reciprocals(stmt: Stmt) -> Stmt:
@@ -49,7 +45,7 @@ class _Hoist(Rewriter):
         if not any(key == RECIPROCAL_PRAGMA for key, _ in loop.pragmas):
             return loop if body is loop.body else dataclasses.replace(loop, body=body)
         body, lets = self._invert(loop, body)
-        inside = loop.kind not in _CROSSABLE
+        inside = loop.kind not in INLINE_LOOP_KINDS
         for var, value in reversed(lets if inside else []):
             body = LetStmt(var, value, body)
         result = dataclasses.replace(loop, body=body) if body is not loop.body else loop
@@ -60,7 +56,7 @@ class _Hoist(Rewriter):
     def _invert(self, loop: For, body: Stmt):
         """`body` with each invariant divisor's divisions made multiplications; the
         (variable, reciprocal) pairs to bind before the loop."""
-        inside = {id(loop.var)} | {id(v) for v in _defined_in(body)}
+        inside = {id(loop.var)} | {id(v) for v in defined_vars(body)}
         stored = {id(s.buffer) for s in collect(body, lambda n: isinstance(n, Store))}
 
         def invariant(expr) -> bool:
@@ -90,7 +86,3 @@ class _Hoist(Rewriter):
 def _is_float_division(node) -> bool:
     return isinstance(node, Binary) and node.op == "div" and node.dtype.is_float
 
-
-def _defined_in(body: Stmt) -> list:
-    """The variables a statement defines: loop variables and let-bound names."""
-    return [n.var for n in collect(body, lambda n: isinstance(n, (For, LetStmt, Let)))]
