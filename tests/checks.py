@@ -80,6 +80,19 @@ def _cuobjdump() -> str | None:
 needs_cuobjdump = pytest.mark.skipif(_cuobjdump() is None, reason="needs cuobjdump")
 
 
+def _has_nvdisasm() -> bool:
+    """Whether `bench.gpu_static` finds nvdisasm (on the PATH or from its wheel)."""
+    from bench import gpu_static
+    try:
+        gpu_static.nvdisasm()
+    except RuntimeError:
+        return False
+    return True
+
+
+needs_nvdisasm = pytest.mark.skipif(not _has_nvdisasm(), reason="needs nvidia-cuda-nvdisasm")
+
+
 def sass(source: str, arch: str = "sm_90") -> str:
     """The SASS (cuobjdump -sass) of CUDA C `source` compiled by NVRTC for `arch`."""
     from tex.codegen.nvrtc import compile_source

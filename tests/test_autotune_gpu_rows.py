@@ -11,6 +11,7 @@ from autotune import ops
 from autotune.generate import InvalidConfig, valid_configs
 from autotune.generate_gpu import REGISTER_ELEMENTS
 from bench import gpu_static
+from checks import needs_nvdisasm
 from tex.codegen import nvrtc
 from tex.runtime import cuda_simulator
 from tex.runtime.cuda_device import gpu_available
@@ -22,15 +23,6 @@ needs_compiler = pytest.mark.skipif(cuda_simulator.compiler() is None, reason="n
 needs_gpu = pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
 
 
-def _has_nvdisasm() -> bool:
-    try:
-        gpu_static.nvdisasm()
-    except RuntimeError:
-        return False
-    return True
-
-
-needs_nvdisasm = pytest.mark.skipif(not _has_nvdisasm(), reason="needs nvdisasm")
 
 
 def _config(task, op, **knobs):

@@ -8,18 +8,12 @@ import pytest
 
 import tex
 from bench import gpu_static
-from checks import random_array
+from checks import needs_nvdisasm, random_array
 from tex.codegen import nvrtc
 from tex.dtype import as_dtype
 from tex.runtime import cuda_simulator
 from tex.runtime.cuda_device import gpu_available
 
-try:
-    gpu_static.nvdisasm()
-    HAVE_NVDISASM = True
-except RuntimeError:
-    HAVE_NVDISASM = False
-needs_nvdisasm = pytest.mark.skipif(not HAVE_NVDISASM, reason="needs nvidia-cuda-nvdisasm")
 needs_compiler = pytest.mark.skipif(cuda_simulator.compiler() is None, reason="needs g++")
 needs_gpu = pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
 

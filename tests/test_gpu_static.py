@@ -6,13 +6,8 @@ import pytest
 
 from bench import gpu_schedules as cases
 from bench import gpu_static
+from checks import needs_nvdisasm
 
-try:
-    gpu_static.nvdisasm()
-    HAVE_NVDISASM = True
-except RuntimeError:
-    HAVE_NVDISASM = False
-needs_nvdisasm = pytest.mark.skipif(not HAVE_NVDISASM, reason="needs nvidia-cuda-nvdisasm")
 ARCH = "sm_90"
 
 
