@@ -432,7 +432,8 @@ class Stage:
         in the loop's body by a value that does not change in the loop be a multiply by
         the value's reciprocal, computed once before the loop (softmax's division by the
         row sum; results may differ in the last bit, hence the opt-in;
-        `tex.passes.hoist_reciprocals`).
+        `tex.passes.hoist_reciprocals`). The divisor is then read before the loop, even
+        when the loop runs no iteration, so it must be valid there.
 
         As in TVM, the keys "unroll" and "vectorize" without a value are `unroll(axis)`
         and `vectorize(axis)`. TVM: `pragma`; TVM's CUDA backend writes
