@@ -90,6 +90,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _natural_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -163,6 +173,9 @@ def _job_parser(commands) -> None:
                      help="continue the measurements the logs already hold")
     run.add_argument("--early-stop", type=_positive_int, metavar="ROUNDS",
                      help="stop when no task improved for this many rounds")
+    run.add_argument("--remeasure", type=_natural_int, default=REMEASURED, metavar="N",
+                     help=f"at the end, re-time each task's N fastest, interleaved, and "
+                          f"report those timings (default {REMEASURED})")
     where = run.add_mutually_exclusive_group()
     where.add_argument("--workers", type=_local_workers, metavar="local:K",
                        help="build and measure on a Dask LocalCluster of K worker processes "
@@ -237,7 +250,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log", required=True, help="the JSONL tuning log to append to")
     run.add_argument("--resume", action="store_true",
                      help="continue the measurements the log already holds for this workload")
-    run.add_argument("--remeasure", type=int, default=REMEASURED, metavar="N",
+    run.add_argument("--remeasure", type=_natural_int, default=REMEASURED, metavar="N",
                      help=f"re-time the N fastest at the end, interleaved, and report "
                           f"those timings (default {REMEASURED})")
     _measure_arguments(run)
@@ -491,7 +504,7 @@ def run_job(args) -> int:
         result = job.run_job(
             entries, args.log_dir, trials=args.trials, time_budget=args.time_budget,
             resume=args.resume, early_stop=args.early_stop, batch_size=args.batch_size,
-            make_measurer=make_measurer, callback=line.update,
+            remeasure=args.remeasure, make_measurer=make_measurer, callback=line.update,
             on_measurement=line.measured, model=args.model,
             seed=args.seed, client=client)
     # NumPy is timed here: against times measured on other hosts (a --scheduler's cluster)

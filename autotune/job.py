@@ -24,7 +24,11 @@ to the task expected to reduce the objective most: its weight times its
 recent improvement per trial, plus a little of its best time per trial
 (the optimistic guess that keeps slow, stalled tasks in the running). It
 stops at the trial budget (over all tasks), the time budget, when no task
-has improved for `early_stop` rounds, or when every space is spent. As in
+has improved for `early_stop` rounds, or when every space is spent. Then, as
+`tune` does, each task that measured anything new has its few fastest
+configurations timed again, interleaved against each other, and is judged by
+those timings (logged as final records), so that the figures a job reports are
+not the luckiest of many noisy measurements. As in
 Ansor, the tasks share what their measurements teach: a task's cost model is
 fitted on its own measurements and on those of the job's other tasks on the
 same target (each task ranked within itself), so that what made the first
@@ -56,7 +60,7 @@ from autotune.errors import TuneError
 from autotune.measure import Measurer
 from autotune.targets import kind_of
 from autotune.task import Task
-from autotune.tuner import FeatureCache, measured_configs, tune
+from autotune.tuner import REMEASURED, FeatureCache, measured_configs, retime_finalists, tune
 from autotune.userfile import function_task
 
 #: The keys a task of a TASKS file may have.
@@ -202,8 +206,9 @@ def _check_unique_logs(entries, path: str) -> None:
 
 @dataclass
 class TaskState:
-    """Where one task of a running job stands: trials in its log, best seconds after each
-    round as (trials, best), and whether its space is spent."""
+    """Where one task of a running job stands: trials in its log (`resumed`: those it held
+    when the job began), best seconds after each round as (trials, best; once the
+    finalists are re-timed, the best re-timing), and whether its space is spent."""
 
     entry: JobEntry
     log: str
@@ -213,6 +218,7 @@ class TaskState:
     exhausted: bool = False
     features: FeatureCache | None = None
     measurer: object = None
+    resumed: int = 0
 
     @property
     def task(self) -> Task:
@@ -287,7 +293,7 @@ def run_job(entries, log_dir, *, trials: int | None = None, time_budget: float |
             resume: bool = False, early_stop: int | None = None, batch_size: int = 8,
             warmup: int | None = None, make_measurer=Measurer, callback=None,
             on_measurement=None, clock=time.monotonic, client=None,
-            **tune_options) -> JobResult:
+            remeasure: int = REMEASURED, **tune_options) -> JobResult:
     """Tune `entries` (JobEntry list) into one log each in `log_dir` (see the module
     docstring) until `trials` in all (counting those of resumed logs) or `time_budget`
     seconds are spent, or `early_stop` rounds pass without improvement.
@@ -295,7 +301,9 @@ def run_job(entries, log_dir, *, trials: int | None = None, time_budget: float |
     `warmup`: trials each task gets first (default `batch_size`). `make_measurer(task)`
     makes a task's measurer (closed at the end). `callback(state, states, elapsed)` runs
     after each round, `on_measurement(state, progress, states, elapsed)` after each
-    measurement (`progress`: the task's `autotune.Progress`). Other keywords go to
+    measurement (`progress`: the task's `autotune.Progress`), and `callback` again after
+    each task's finalists are re-timed. `remeasure`: how many of the fastest of each
+    task to re-time at the end (0: none). Other keywords go to
     `autotune.tune` (model, seed, search, ...).
     Without `resume`, a log that already holds a task's measurements is an error.
 
@@ -328,6 +336,8 @@ def run_job(entries, log_dir, *, trials: int | None = None, time_budget: float |
             if stopped_by is None:
                 interrupted = _round(state, batch_size, budget, states, callbacks,
                                      make_measurer, batch_size, tune_options)
+        if not interrupted and remeasure:
+            interrupted = _retime(states, remeasure, callback, budget)
     finally:
         for state in states:
             if state.measurer is not None:
@@ -367,7 +377,8 @@ def _initial_state(entry: JobEntry, log_dir, resume: bool) -> TaskState:
                         f"(resume=True) to continue the job, or choose another log directory")
     state = TaskState(entry, log, features=FeatureCache(entry.task))
     if measured:
-        state.trials, state.best = len(measured), min(measured.values())
+        state.trials = state.resumed = len(measured)
+        state.best = min(measured.values())
         state.history.append((state.trials, state.best))
     return state
 
@@ -395,6 +406,22 @@ def _round(state: TaskState, count: int, budget: _Budget, states, callbacks, mak
     if callback is not None:
         callback(state, states, budget.elapsed())
     return result.interrupted
+
+
+def _retime(states, count: int, callback, budget: _Budget) -> bool:
+    """Re-time the `count` fastest of each task that measured anything in this run
+    (`autotune.tuner.retime_finalists`), its best becoming the best re-timing; whether
+    the re-timing was interrupted."""
+    for state in states:
+        if state.trials == state.resumed:
+            continue
+        try:
+            state.best = retime_finalists(state.task, state.log, state.measurer, count)[1]
+        except KeyboardInterrupt:
+            return True
+        if callback is not None:
+            callback(state, states, budget.elapsed())
+    return False
 
 
 class SharedModel:

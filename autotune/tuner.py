@@ -185,7 +185,8 @@ def tune(task: Task, trials: int, log=None, *, model="xgboost", seed: int = 0,
                                 run.progress(trials, start, results)),
                             lambda result: on_measurement is not None and on_measurement(
                                 run.progress(trials, start, [result])))
-        run.remeasure_leaders(remeasure)
+        if len(run.measured) > run.already:  # not a finished run resumed
+            run.remeasure_leaders(remeasure)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -195,6 +196,20 @@ def tune(task: Task, trials: int, log=None, *, model="xgboost", seed: int = 0,
     config, seconds = run.best()
     return TuneResult(task, config, seconds, len(run.measured), time.perf_counter() - start,
                       interrupted)
+
+
+def retime_finalists(task: Task, log, measurer, count: int = REMEASURED,
+                     rounds: int = RETIMING_ROUNDS) -> tuple[Config | None, float]:
+    """Time the `count` fastest configurations of `task` in `log` again, as `tune` does at
+    the end of a run, with `measurer`, appending the timings to `log` as final records;
+    the fastest (config, seconds) by those timings (None, inf when none has worked)."""
+    run = _Run(task, measured_configs(task, rec.load(log)), None, None)
+    run.start(measurer, log)
+    try:
+        run.remeasure_leaders(count, rounds)
+    finally:
+        run.close()
+    return run.best()
 
 
 def _check_tune_arguments(task, trials, early_stopping):
@@ -305,12 +320,11 @@ class _Run:
     def remeasure_leaders(self, count: int, rounds: int = RETIMING_ROUNDS):
         """Time the `count` fastest again in `rounds` interleaved rounds (each round all
         of them, starting one further along) and judge them by the median of those
-        timings alone (`retimed`), logged as final records; nothing when this call
-        measured nothing new (a finished job resumed)."""
+        timings alone (`retimed`), logged as final records."""
         measured = self.measured
         leaders = sorted((c for c in measured if math.isfinite(measured[c])),
                          key=measured.get)[:count]
-        if len(measured) == self.already or not leaders:
+        if not leaders:
             return
         timings = {c: [] for c in leaders}
         for round_ in range(rounds):
@@ -318,7 +332,7 @@ class _Run:
             for result in self.measurer.measure(leaders[turn:] + leaders[:turn]):
                 timings[result.config].append(result.seconds)
                 self.log_result(result, final=True)
-        self.retimed = {c: statistics.median(t) for c, t in timings.items()}
+        self.retimed = {c: statistics.median(t) for c, t in timings.items() if t}
         measured.update(self.retimed)
 
     def close(self):

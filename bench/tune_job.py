@@ -7,12 +7,15 @@ The twelve distinct convolution and matrix shapes of ResNet-18 (batch 1,
 224 x 224, NCHW, float32), each weighted by how many times the network runs
 it, are tuned as one `tex-tune job` (`autotune.job.run_job`: a warm-up round
 for every task, then the rounds to the tasks expected to reduce the weighted
-sum of best times most) with a budget of `--trials-per-task` trials per task on
-average, in this process or on a Dask cluster (`--workers`). Then each layer's
+sum of best times most, and at the end each task's finalists re-timed) with a
+budget of `--trials-per-task` trials per task on average, in this process or
+on a Dask cluster (`--workers`). Then each layer's
 tuned kernel (`apply_history_best`) and PyTorch's (`torch.nn.functional.conv2d`
 and `torch.matmul`: oneDNN/MKL) are checked against each other and timed
 interleaved in one run (medians of rotating batches, as `python -m bench`
-times). It prints the job's wall time, a table per layer and the weighted sums.
+times). It prints the job's wall time, a table per layer (with the time the job
+reported for the layer's kernel, and how far the re-timing here is from it) and
+the weighted sums.
 """
 from __future__ import annotations
 
@@ -85,6 +88,7 @@ def run(trials_per_task: int, log_dir: str, workers: int | None, samples: int) -
             "tex": types.SimpleNamespace(run=lambda k=kernel, a=inputs, o=out: k(*a, o)),
             "torch": types.SimpleNamespace(run=lambda f=reference, t=tensors: f(*t))}, samples)
         rows.append({"layer": task.name, "weight": weight, "trials": state.trials,
+                     "job_ms": 1e3 * state.best,
                      "tex_ms": 1e3 * statistics.median(times["tex"]),
                      "torch_ms": 1e3 * statistics.median(times["torch"])})
     return {"cpu": cpu_name(), "threads": tex.config.num_threads(),
@@ -97,14 +101,18 @@ def print_report(report: dict) -> None:
           f"{report['torch']} {report['torch_threads']} threads")
     print(f"job: {sum(r['trials'] for r in report['layers'])} trials in "
           f"{report['job_seconds'] / 60:.1f} min (stopped by the {report['stopped_by']})\n")
-    print(f"{'layer':40} {'x':>2} {'trials':>6} {'tex ms':>9} {'torch ms':>9} {'torch/tex':>9}")
+    print(f"{'layer':32} {'x':>2} {'trials':>6} {'job ms':>8} {'tex ms':>8} {'tex/job':>7} "
+          f"{'torch ms':>8} {'torch/tex':>9}")
     for r in report["layers"]:
-        print(f"{r['layer']:40} {r['weight']:2} {r['trials']:6} {r['tex_ms']:9.3f} "
-              f"{r['torch_ms']:9.3f} {r['torch_ms'] / r['tex_ms']:9.2f}")
+        print(f"{r['layer']:32} {r['weight']:2} {r['trials']:6} {r['job_ms']:8.3f} "
+              f"{r['tex_ms']:8.3f} {r['tex_ms'] / r['job_ms']:7.3f} "
+              f"{r['torch_ms']:8.3f} {r['torch_ms'] / r['tex_ms']:9.2f}")
     tex_sum = sum(r["weight"] * r["tex_ms"] for r in report["layers"])
     torch_sum = sum(r["weight"] * r["torch_ms"] for r in report["layers"])
+    job_sum = sum(r["weight"] * r["job_ms"] for r in report["layers"])
     print(f"\nweighted sum of layer times: tex {tex_sum:.2f} ms, torch {torch_sum:.2f} ms "
-          f"(torch/tex {torch_sum / tex_sum:.2f})")
+          f"(torch/tex {torch_sum / tex_sum:.2f}); as the job reported them: tex "
+          f"{job_sum:.2f} ms")
 
 
 def main(argv=None) -> int:

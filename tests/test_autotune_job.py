@@ -3,6 +3,7 @@ records tied to the hardware they were measured on."""
 import io
 import json
 import math
+import statistics
 import sys
 import warnings
 
@@ -81,8 +82,10 @@ def test_a_job_of_three_tasks_spends_its_trial_budget_writing_each_record_once(
     assert sum(s.trials for s in result.states) == 20
     for state in result.states:
         records = rec.load(state.log)
-        configs = [json.dumps(r.config, sort_keys=True) for r in records]
+        trials = [r for r in records if not r.final]
+        configs = [json.dumps(r.config, sort_keys=True) for r in trials]
         assert len(configs) == len(set(configs)) == state.trials >= 3
+        check_finalists(state, trials, [r for r in records if r.final])
         assert state.task.name.split()[0] in state.log
         assert all(r.hardware["cpu_model"] == host_cpu_model() for r in records)
         assert records[0].hardware["llvm_cpu"] == state.task.target.cpu
@@ -95,20 +98,77 @@ def test_a_job_of_three_tasks_spends_its_trial_budget_writing_each_record_once(
                for r in rows[:2])
 
 
+def check_finalists(state, trials, finals):
+    """The job's end: the REMEASURED fastest trials each re-timed in RETIMING_ROUNDS
+    rounds, and the task's best the best median of those re-timings."""
+    ok = sorted((r for r in trials if r.error is None), key=lambda r: r.seconds)
+    leaders = [json.dumps(r.config, sort_keys=True) for r in ok[:autotune.tuner.REMEASURED]]
+    assert sorted(json.dumps(r.config, sort_keys=True) for r in finals) == \
+        sorted(leaders * autotune.tuner.RETIMING_ROUNDS)
+    medians = {c: statistics.median(r.seconds for r in finals
+                                    if json.dumps(r.config, sort_keys=True) == c)
+               for c in leaders}
+    assert state.best == min(medians.values())
+    assert json.dumps(rec.best_record(trials + finals).config, sort_keys=True) == \
+        min(medians, key=medians.get)
+
+
 def test_resume_measures_nothing_twice(tasks_file, tmp_path):
     entries = job.load_tasks(tasks_file)
     first = {}
-    run(entries, tmp_path / "logs", first, trials=12)
+    run(entries, tmp_path / "logs", first, trials=12, remeasure=0)
     with pytest.raises(autotune.TuneError, match="pass --resume"):
         run(entries, tmp_path / "logs", {}, trials=20)
     again = {}
-    result = run(entries, tmp_path / "logs", again, trials=20, resume=True)
+    result = run(entries, tmp_path / "logs", again, trials=20, resume=True, remeasure=0)
     assert sum(s.trials for s in result.states) == 20
     for name, measurer in again.items():
         assert not set(measurer.measured) & set(first.get(name, FakeMeasurer()).measured)
-    finished = {}
+    finished = {}  # nor are the finalists of a finished job re-timed
     run(entries, tmp_path / "logs", finished, trials=20, resume=True)
     assert all(not m.measured for m in finished.values())
+
+
+class LuckyMeasurer(FakeMeasurer):
+    """Times as FakeMeasurer's, but the first timing of the first configuration whose picks
+    sum to 3 or more is a thousand times too fast: a lucky measurement."""
+
+    lucky = None
+
+    def measure(self, configs, best_seconds=None, on_result=None):
+        results = super().measure(configs, best_seconds)
+        for n, result in enumerate(results):
+            if self.lucky is None and result.error is None and sum(result.config.picks) >= 3:
+                self.lucky = result.config
+                results[n] = MeasureResult(result.config, tuple(t / 1000 for t in result.times),
+                                           None, "", 0.0)
+        return results
+
+
+def true_seconds(config):
+    return 1e-4 * (1 + sum(config.picks))
+
+
+def test_a_job_judges_each_task_by_its_finalists_timed_again(tmp_path):
+    """A lucky timing wins the search, but not the re-timing at the job's end: the job's
+    best, `best_record` and `apply_history_best` all name the truly fastest finalist."""
+    task = autotune.ops.task_for("matmul", "40,36,20")
+    measurer = LuckyMeasurer()
+    result = job.run_job([job.JobEntry(task)], tmp_path / "logs", trials=30, batch_size=6,
+                         search="grid", model="random", make_measurer=lambda t: measurer)
+    state, = result.states
+    records = rec.load(state.log)
+    trials, finals = [r for r in records if not r.final], [r for r in records if r.final]
+    winner = min((r for r in trials if r.error is None), key=lambda r: r.seconds)
+    assert task.space.from_json(winner.config) == measurer.lucky  # the search's winner
+    check_finalists(state, trials, finals)
+    others = {task.space.from_json(r.config) for r in finals} - {measurer.lucky}
+    assert others and state.best == min(map(true_seconds, others)) < \
+        true_seconds(measurer.lucky)
+    best = rec.best_record(records)
+    assert task.space.from_json(best.config) != measurer.lucky
+    with autotune.apply_history_best(state.log) as context:
+        assert list(context.best.values())[0].config == best.config
 
 
 def state_of(weight, history, exhausted=False):
@@ -281,7 +341,8 @@ def test_tex_tune_job_redraws_a_line_per_task_after_each_measurement_on_a_termin
                      "12", "--batch-size", "3", "--model", "random"]) == 0
     text = sys.stderr.getvalue()
     frames = text.split("\x1b[4F")  # each redraw goes up over the header and three tasks
-    assert len(frames) == 12 + 4  # a frame per measurement and per round of 3
+    # a frame per measurement, per round of 3, and per task's re-timed finalists
+    assert len(frames) == 12 + 4 + 3
     last = frames[-1].replace("\x1b[2K", "").splitlines()
     assert last[0].startswith("12/12 trials")
     assert [line[2:].split()[0] for line in last[1:4]] == ["matmul", "full_sum", "scale"]

@@ -9,6 +9,7 @@ import math
 import multiprocessing
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,7 +27,7 @@ from autotune import TuneError, cli, cluster, job, ops  # noqa: E402
 from autotune import records as rec  # noqa: E402
 from autotune.hardware import host_cpu_model  # noqa: E402
 from autotune.measure import Measurer  # noqa: E402
-from autotune.tuner import measured_configs  # noqa: E402
+from autotune.tuner import REMEASURED, RETIMING_ROUNDS  # noqa: E402
 
 TASKS = [{"op": "matmul", "shape": [40, 36, 20], "weight": 2},
          {"op": "reduce_sum", "shape": [33, 70]}]
@@ -42,20 +43,31 @@ def tasks_file(tmp_path):
     return path
 
 
-def check_logs(states, trials):
-    """Every trial logged exactly once, by a worker of this machine, with the best
-    configuration the in-process job would name."""
+def check_logs(states, trials, judged=True):
+    """Every trial logged exactly once, by a worker of this machine, then each task's
+    finalists re-timed, and the best configuration the in-process job would name (the
+    best median of the re-timings; the job's states too where `judged`, states from its
+    result); the number of records in all."""
     assert sum(s.trials for s in states) == trials
+    count = 0
     for state in states:
         records = rec.load(state.log)
-        configs = [json.dumps(r.config, sort_keys=True) for r in records]
+        count += len(records)
+        finals = [r for r in records if r.final]
+        configs = [json.dumps(r.config, sort_keys=True) for r in records if not r.final]
         assert len(configs) == len(set(configs)) == state.trials
         assert all(r.error is None for r in records), [r.message for r in records]
         assert all(r.hardware["cpu_model"] == host_cpu_model() for r in records)
-        measured = measured_configs(state.task, records)
-        assert state.best == min(measured.values()) and math.isfinite(state.best)
+        assert len(finals) == RETIMING_ROUNDS * min(REMEASURED, state.trials)
+        medians = {}
+        for r in finals:
+            medians.setdefault(state.task.space.from_json(r.config), []).append(r.seconds)
+        medians = {c: statistics.median(t) for c, t in medians.items()}
+        assert math.isfinite(min(medians.values()))
+        assert state.best == min(medians.values()) or not judged
         best = rec.best_record(records)
-        assert state.task.space.from_json(best.config) == min(measured, key=measured.get)
+        assert state.task.space.from_json(best.config) == min(medians, key=medians.get)
+    return count
 
 
 def test_tex_tune_job_on_a_local_cluster_logs_each_trial_once(tasks_file, tmp_path, capsys):
@@ -65,7 +77,7 @@ def test_tex_tune_job_on_a_local_cluster_logs_each_trial_once(tasks_file, tmp_pa
     assert status == cli.EXIT_OK, capsys.readouterr().err
     states = [job._initial_state(e, tmp_path / "logs", resume=True)
               for e in job.load_tasks(tasks_file)]
-    check_logs(states, 8)
+    check_logs(states, 8, judged=False)
     table = capsys.readouterr().out
     assert "matmul 40,36,20" in table and "reduce_sum 33,70" in table
 
@@ -108,10 +120,10 @@ def test_a_worker_dying_mid_build_and_mid_measurement_loses_no_trial(tasks_file,
                                                              marks=str(tmp_path)))
     assert result.stopped_by == "trial budget"
     assert (tmp_path / "build").exists() and (tmp_path / "run").exists()
-    check_logs(result.states, 6)
+    records = check_logs(result.states, 6)
     runs = sorted(tuple(map(float, line.split()))
                   for line in (tmp_path / "runs").read_text().splitlines())
-    assert len(runs) == 6
+    assert len(runs) == records  # the trials and the re-timings, one at a time
     assert all(end <= next_began for (_, end), (next_began, _) in zip(runs, runs[1:]))
 
 
@@ -236,7 +248,7 @@ def test_tex_tune_job_on_a_running_cluster(tasks_file, tmp_path, capsys):
     assert status == cli.EXIT_OK, capsys.readouterr().err
     states = [job._initial_state(e, tmp_path / "logs", resume=True)
               for e in job.load_tasks(tasks_file)]
-    check_logs(states, 4)
+    check_logs(states, 4, judged=False)
 
 
 def test_daemonic_workers_which_cannot_start_processes_are_refused(tmp_path):
