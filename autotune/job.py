@@ -26,9 +26,11 @@ recent improvement per trial, plus a little of its best time per trial
 stops at the trial budget (over all tasks), the time budget, when no task
 has improved for `early_stop` rounds, or when every space is spent. Then, as
 `tune` does, each task that measured anything new has its few fastest
-configurations timed again, interleaved against each other, and is judged by
-those timings (logged as final records), so that the figures a job reports are
-not the luckiest of many noisy measurements. As in
+configurations timed again, interleaved against each other (and each round
+of them against the other tasks' rounds, so that a slow spell of the machine
+spoils one round of each), and is judged by those timings (logged as final
+records): the figures a job reports are not the luckiest of many noisy
+measurements. As in
 Ansor, the tasks share what their measurements teach: a task's cost model is
 fitted on its own measurements and on those of the job's other tasks on the
 same target (each task ranked within itself), so that what made the first
@@ -60,7 +62,8 @@ from autotune.errors import TuneError
 from autotune.measure import Measurer
 from autotune.targets import kind_of
 from autotune.task import Task
-from autotune.tuner import REMEASURED, FeatureCache, measured_configs, retime_finalists, tune
+from autotune.tuner import (REMEASURED, RETIMING_ROUNDS, FeatureCache, Finalists,
+                            measured_configs, tune)
 from autotune.userfile import function_task
 
 #: The keys a task of a TASKS file may have.
@@ -409,18 +412,24 @@ def _round(state: TaskState, count: int, budget: _Budget, states, callbacks, mak
 
 
 def _retime(states, count: int, callback, budget: _Budget) -> bool:
-    """Re-time the `count` fastest of each task that measured anything in this run
-    (`autotune.tuner.retime_finalists`), its best becoming the best re-timing; whether
-    the re-timing was interrupted."""
-    for state in states:
-        if state.trials == state.resumed:
-            continue
-        try:
-            state.best = retime_finalists(state.task, state.log, state.measurer, count)[1]
-        except KeyboardInterrupt:
-            return True
-        if callback is not None:
-            callback(state, states, budget.elapsed())
+    """Re-time the `count` fastest of each task that measured anything in this run, in
+    RETIMING_ROUNDS rounds, each round every task's finalists (`autotune.tuner.Finalists`);
+    each task's best becomes its best re-timing. Whether the re-timing was interrupted."""
+    finalists = [(state, Finalists(state.task, state.log, state.measurer, count))
+                 for state in states if state.trials > state.resumed]
+    try:
+        for round_ in range(RETIMING_ROUNDS):
+            for _, leaders in finalists:
+                leaders.time_round(round_)
+        for state, leaders in finalists:
+            state.best = leaders.best()[1]
+            if callback is not None:
+                callback(state, states, budget.elapsed())
+    except KeyboardInterrupt:
+        return True
+    finally:
+        for _, leaders in finalists:
+            leaders.close()
     return False
 
 

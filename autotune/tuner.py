@@ -83,7 +83,7 @@ class TuneResult:
 #: and in how many rounds: each round times every finalist once, starting one further along,
 #: so that a drift of the machine's speed falls on all of them alike.
 REMEASURED = 3
-RETIMING_ROUNDS = 3
+RETIMING_ROUNDS = 5
 
 #: The pass after which features are read: the program is vectorized and unrolled, and
 #: skipping the final simplification makes lowering about three times faster. (For a CUDA
@@ -198,18 +198,31 @@ def tune(task: Task, trials: int, log=None, *, model="xgboost", seed: int = 0,
                       interrupted)
 
 
-def retime_finalists(task: Task, log, measurer, count: int = REMEASURED,
-                     rounds: int = RETIMING_ROUNDS) -> tuple[Config | None, float]:
-    """Time the `count` fastest configurations of `task` in `log` again, as `tune` does at
-    the end of a run, with `measurer`, appending the timings to `log` as final records;
-    the fastest (config, seconds) by those timings (None, inf when none has worked)."""
-    run = _Run(task, measured_configs(task, rec.load(log)), None, None)
-    run.start(measurer, log)
-    try:
-        run.remeasure_leaders(count, rounds)
-    finally:
-        run.close()
-    return run.best()
+class Finalists:
+    """The `count` fastest configurations of `task` in `log`, timed again with `measurer`
+    round by round (each timing appended to `log` as a final record) and then judged by
+    those timings alone, as `tune` does at the end of a run; a job interleaves the rounds
+    of its tasks, so that a slow spell of the machine falls on one round of each."""
+
+    def __init__(self, task: Task, log, measurer, count: int = REMEASURED):
+        self._run = _Run(task, measured_configs(task, rec.load(log)), None, None)
+        self._run.start(measurer, log)
+        self.configs = self._run.leaders(count)
+        self._timings: dict = {}
+
+    def time_round(self, round_: int):
+        """Time each finalist once more (`round_`: how far along the list to start)."""
+        if self.configs:
+            self._run.retime_round(self.configs, round_, self._timings)
+
+    def best(self) -> tuple[Config | None, float]:
+        """(config, seconds) of the fastest by the re-timings so far (by the log's
+        measurements before any; None, inf when none has worked)."""
+        self._run.judge(self._timings)
+        return self._run.best()
+
+    def close(self):
+        self._run.close()
 
 
 def _check_tune_arguments(task, trials, early_stopping):
@@ -317,23 +330,35 @@ class _Run:
             self.refit()
             after_batch(results)
 
-    def remeasure_leaders(self, count: int, rounds: int = RETIMING_ROUNDS):
-        """Time the `count` fastest again in `rounds` interleaved rounds (each round all
-        of them, starting one further along) and judge them by the median of those
-        timings alone (`retimed`), logged as final records."""
+    def leaders(self, count: int) -> list[Config]:
+        """The `count` fastest configurations measured (successfully), fastest first."""
         measured = self.measured
-        leaders = sorted((c for c in measured if math.isfinite(measured[c])),
-                         key=measured.get)[:count]
-        if not leaders:
-            return
-        timings = {c: [] for c in leaders}
-        for round_ in range(rounds):
-            turn = round_ % len(leaders)
-            for result in self.measurer.measure(leaders[turn:] + leaders[:turn]):
-                timings[result.config].append(result.seconds)
-                self.log_result(result, final=True)
+        return sorted((c for c in measured if math.isfinite(measured[c])),
+                      key=measured.get)[:count]
+
+    def retime_round(self, leaders: list, round_: int, timings: dict):
+        """Time each of `leaders` once more, starting `round_` further along the list (so
+        that a drift of the machine's speed falls on all of them alike), adding the times
+        to `timings` (config -> list) and logging them as final records."""
+        turn = round_ % len(leaders)
+        for result in self.measurer.measure(leaders[turn:] + leaders[:turn]):
+            timings.setdefault(result.config, []).append(result.seconds)
+            self.log_result(result, final=True)
+
+    def judge(self, timings: dict):
+        """From now on, judge the configurations of `timings` by the median of their
+        re-timings alone (`retimed`)."""
         self.retimed = {c: statistics.median(t) for c, t in timings.items() if t}
-        measured.update(self.retimed)
+        self.measured.update(self.retimed)
+
+    def remeasure_leaders(self, count: int, rounds: int = RETIMING_ROUNDS):
+        """Time the `count` fastest again in `rounds` interleaved rounds and judge them by
+        those timings alone."""
+        leaders, timings = self.leaders(count), {}
+        if leaders:
+            for round_ in range(rounds):
+                self.retime_round(leaders, round_, timings)
+            self.judge(timings)
 
     def close(self):
         if self.writer is not None:

@@ -191,7 +191,7 @@ def test_xgboost_model(fake, tmp_path, capsys):
     status, out, err = tex_tune(capsys, *ROUNDS, "--trials", 8, "--batch-size", 2,
                                 "--model", "xgboost", "--log", log)
     assert status == 0, err
-    assert len(lines(log)) == 8 + 9  # and the three fastest re-timed three times
+    assert len(lines(log)) == 8 + 15  # and the three fastest re-timed five times
 
 
 def test_xgboost_missing_is_a_clear_error(monkeypatch, fake, tmp_path, capsys):

@@ -129,6 +129,27 @@ def test_resume_measures_nothing_twice(tasks_file, tmp_path):
     assert all(not m.measured for m in finished.values())
 
 
+def test_the_tasks_finalists_are_timed_again_round_by_round(tasks_file, tmp_path):
+    """Each round of the re-timing times every task's finalists, so that a slow spell of
+    the machine falls on one round of each task rather than on all rounds of one."""
+    calls = []
+
+    class Named(FakeMeasurer):
+        def __init__(self, name):
+            super().__init__()
+            self.name = name
+
+        def measure(self, configs, best_seconds=None, on_result=None):
+            calls.append(self.name)
+            return super().measure(configs, best_seconds)
+    entries = job.load_tasks(tasks_file)
+    job.run_job(entries, tmp_path / "logs", trials=12, batch_size=3, model="random",
+                make_measurer=lambda task: Named(task.name))
+    names = [e.task.name for e in entries]
+    rounds = autotune.tuner.RETIMING_ROUNDS
+    assert calls[-rounds * len(names):] == names * rounds
+
+
 class LuckyMeasurer(FakeMeasurer):
     """Times as FakeMeasurer's, but the first timing of the first configuration whose picks
     sum to 3 or more is a thousand times too fast: a lucky measurement."""

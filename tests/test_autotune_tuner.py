@@ -77,15 +77,16 @@ def test_a_log_resumes_without_measuring_again(task, tmp_path):
     log = tmp_path / "log.jsonl"
     first = FakeMeasurer()
     result = autotune.tune(task, 12, log=log, model="random", batch_size=4, measurer=first)
-    # 12 configurations, then the 3 fastest re-timed in 3 interleaved rounds
+    # 12 configurations, then the 3 fastest re-timed in 5 interleaved rounds
     leaders = first.measured[12:]
-    assert result.measured == 12 and len(set(first.measured[:12])) == 12 and len(leaders) == 9
-    assert leaders[3:6] == leaders[1:3] + leaders[:1] and leaders[6:] == leaders[2:3] + \
-        leaders[:2]
+    assert result.measured == 12 and len(set(first.measured[:12])) == 12 and len(leaders) == 15
+    for round_ in range(5):  # each round starts one further along
+        turn = round_ % 3
+        assert leaders[3 * round_:3 * round_ + 3] == leaders[turn:3] + leaders[:turn]
     assert set(leaders) <= set(first.measured[:12]) and result.best_config in leaders
     lines = [json.loads(line) for line in log.read_text().splitlines()]
-    assert len(lines) == 21 and all(r["workload"] == task.workload_key for r in lines)
-    assert [r["final"] for r in lines] == [False] * 12 + [True] * 9
+    assert len(lines) == 27 and all(r["workload"] == task.workload_key for r in lines)
+    assert [r["final"] for r in lines] == [False] * 12 + [True] * 15
     assert {r["error"] for r in lines} <= {None, "build"}
 
     again = FakeMeasurer()
@@ -94,9 +95,9 @@ def test_a_log_resumes_without_measuring_again(task, tmp_path):
 
     more = FakeMeasurer()
     autotune.tune(task, 20, log=log, model="random", batch_size=4, measurer=more)
-    assert len(more.measured) == 8 + 9
+    assert len(more.measured) == 8 + 15
     assert not set(more.measured[:8]) & set(first.measured)
-    assert len(records.load(log)) == 21 + 17
+    assert len(records.load(log)) == 27 + 8 + 15
 
 
 def test_configurations_are_never_measured_twice_and_search_is_deterministic(task):
@@ -170,7 +171,7 @@ def test_a_corrupt_log_line_is_skipped_with_a_warning(task, tmp_path):
         f.write('{"workload": "trunc\n')
     with pytest.warns(autotune.TuneWarning, match="skipped"):
         loaded = records.load(log)
-    assert len(loaded) == 4 + 9  # and the three leaders re-timed three times
+    assert len(loaded) == 4 + 15  # and the three leaders re-timed five times
 
 
 def test_a_cut_off_last_line_is_set_aside_before_appending(task, tmp_path):
