@@ -10,6 +10,9 @@ Both models share one interface:
   of the scores means something.
 * `trained`: whether the scores mean anything yet (until then the search
   proposes random configurations).
+* optionally `prime() -> bool`: train on what the model knows of other
+  workloads alone, before the first measurement of this one; whether it knew
+  anything (the search then follows it from the first batch).
 
 `XGBoostModel` is a gradient-boosted tree ranker (XGBoost `rank:pairwise`):
 within each workload the label is the throughput relative to the best
@@ -17,7 +20,7 @@ measured (best_time / time, 0 for failures), so workloads of different size
 can train one model. `add_prior(...)` keeps rows from earlier logs (other
 shapes of the same operator, say) that are fitted together with the new
 ones: a tuning job starts with a model that already knows something
-(transfer). `RandomModel` scores at random, for tests and as a baseline.
+(transfer), and `prime()` fits them before the first measurement. `RandomModel` scores at random, for tests and as a baseline.
 """
 from __future__ import annotations
 
@@ -74,6 +77,11 @@ class XGBoostModel:
         features = np.asarray(features, dtype=np.float32)
         if len(features):
             self._prior.append((features, relative_throughput(seconds)))
+
+    def prime(self) -> bool:
+        """Fit the earlier workloads' rows alone; whether there were any to fit."""
+        self.fit(np.zeros((0, 0), np.float32), np.zeros(0))
+        return self.trained
 
     def fit(self, features, seconds, groups=None) -> None:
         features = np.asarray(features, dtype=np.float32)

@@ -34,7 +34,7 @@ measurements. As in
 Ansor, the tasks share what their measurements teach: a task's cost model is
 fitted on its own measurements and on those of the job's other tasks on the
 same target (each task ranked within itself), so that what made the first
-convolutions fast guides the search of the next. Each
+convolutions fast guides the search of the next, from its warm-up round on. Each
 task has its own log in the log directory, named after the task and target,
 which a resumed job continues.
 
@@ -397,7 +397,7 @@ def _round(state: TaskState, count: int, budget: _Budget, states, callbacks, mak
     if state.measurer is None:
         state.measurer = make_measurer(state.task)
     if tune_options.get("model", "xgboost") == "xgboost":
-        tune_options = {**tune_options, "model": SharedModel(
+        tune_options = {**tune_options, "model": shared_model(
             state, states, tune_options.get("seed", 0))}
     result = tune(state.task, state.trials + count, log=state.log, batch_size=batch_size,
                   remeasure=0, measurer=state.measurer, features=state.features,
@@ -433,36 +433,21 @@ def _retime(states, count: int, callback, budget: _Budget) -> bool:
     return False
 
 
-class SharedModel:
-    """The XGBoost model of one task's round, fitted on the task's measurements (which
-    `autotune.tune` passes to `fit`) and on those of the job's other tasks on the same
-    target, read from their logs: one ranking group per task, so each is judged
-    against its own best."""
-
-    def __init__(self, state: TaskState, states, seed: int):
-        target = str(state.task.target)
-        self.others = [s for s in states if s is not state and str(s.task.target) == target]
-        self.model = XGBoostModel(seed=seed)
-
-    def fit(self, features, seconds, groups=None) -> None:
-        rows, times = [np.asarray(features, np.float32)], [np.asarray(seconds, np.float64)]
-        labels = [np.zeros(len(rows[0]), np.int64) if groups is None else np.asarray(groups)]
-        for n, other in enumerate(self.others, start=1):
-            measured = measured_configs(other.task, rec.load(other.log))
-            pairs = [(other.features(c), t) for c, t in measured.items()]
-            pairs = [(x, t) for x, t in pairs if x is not None]
-            if pairs:
-                rows.append(np.stack([x for x, _ in pairs]))
-                times.append(np.array([t for _, t in pairs]))
-                labels.append(np.full(len(pairs), -n))  # apart from the task's own groups
-        self.model.fit(np.concatenate(rows), np.concatenate(times), np.concatenate(labels))
-
-    @property
-    def trained(self) -> bool:
-        return self.model.trained
-
-    def predict(self, features) -> np.ndarray:
-        return self.model.predict(features)
+def shared_model(state: TaskState, states, seed: int) -> XGBoostModel:
+    """The XGBoost model of one task's round, knowing beforehand (`add_prior`) what the
+    job's other tasks on the same target have logged: one ranking group per task, so each
+    is judged against its own best. `autotune.tune` primes it before the task's first
+    measurement and fits it with the task's own measurements after each batch."""
+    model, target = XGBoostModel(seed=seed), str(state.task.target)
+    for other in states:
+        if other is state or str(other.task.target) != target:
+            continue
+        measured = measured_configs(other.task, rec.load(other.log))
+        pairs = [(other.features(c), t) for c, t in measured.items()]
+        pairs = [(x, t) for x, t in pairs if x is not None]
+        if pairs:
+            model.add_prior(np.stack([x for x, _ in pairs]), [t for _, t in pairs])
+    return model
 
 
 @dataclass(frozen=True)

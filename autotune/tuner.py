@@ -169,7 +169,7 @@ def tune(task: Task, trials: int, log=None, *, model="xgboost", seed: int = 0,
     if features is None or features.task is not task:
         features = FeatureCache(task)
     cost_model = _make_model(model, seed)
-    _pretrain(cost_model, transfer)
+    primed = _pretrain(cost_model, transfer)
     measured = measured_configs(task, rec.load(log)) if log is not None else {}
     search = make_search(search, task.space, features, cost_model, seed)
     trials = min(trials, len(task.space))
@@ -180,7 +180,7 @@ def tune(task: Task, trials: int, log=None, *, model="xgboost", seed: int = 0,
     run.start(measurer, log)
     interrupted = False
     try:
-        run.measure_batches(search, trials, batch_size, early_stopping,
+        run.measure_batches(search, trials, batch_size, early_stopping, primed,
                             lambda results: callback is not None and callback(
                                 run.progress(trials, start, results)),
                             lambda result: on_measurement is not None and on_measurement(
@@ -235,8 +235,10 @@ def _check_tune_arguments(task, trials, early_stopping):
         raise TuneError(f"early_stopping must be None or an int >= 1, got {early_stopping!r}")
 
 
-def _pretrain(cost_model, transfer):
-    """Pre-train `cost_model` on the measurements of other workloads' logs."""
+def _pretrain(cost_model, transfer) -> bool:
+    """Pre-train `cost_model` on the measurements of other workloads' logs (and on what it
+    already knew of others: `prime`); whether it knows anything before the first
+    measurement."""
     for other_task, other_records in transfer:
         other = measured_configs(other_task, other_records)
         other_features = FeatureCache(other_task)
@@ -244,6 +246,7 @@ def _pretrain(cost_model, transfer):
         rows = [(x, t) for x, t in rows if x is not None]
         if rows and hasattr(cost_model, "add_prior"):
             cost_model.add_prior(np.stack([x for x, _ in rows]), [t for _, t in rows])
+    return hasattr(cost_model, "prime") and cost_model.prime()
 
 
 class _Run:
@@ -293,18 +296,19 @@ class _Run:
             self.cost_model.fit(np.stack([x for x, _ in rows]),
                                 np.array([t for _, t in rows]))
 
-    def measure_batches(self, search, trials: int, batch_size: int, early_stopping,
+    def measure_batches(self, search, trials: int, batch_size: int, early_stopping, primed,
                         after_batch, after_measurement):
         """Measure batches the search proposes until `trials` are measured, the space is
         spent, or `early_stopping` measurements in a row found nothing faster; each result
-        is logged as the measurer passes it on."""
+        is logged as the measurer passes it on. The search follows the model once a batch
+        is measured, or from the start when it is `primed` (knows other workloads)."""
         measured = self.measured
         improved_at = len(measured)  # how many had been measured when the best improved
         if measured:
             self.refit()
         while len(measured) < trials and (early_stopping is None
                                            or len(measured) - improved_at < early_stopping):
-            model_ready = self.cost_model.trained and len(measured) >= batch_size
+            model_ready = self.cost_model.trained and (primed or len(measured) >= batch_size)
             batch = search.next_batch(min(batch_size, trials - len(measured)), measured,
                                       model_ready)
             if not batch:

@@ -212,15 +212,28 @@ def test_the_scheduler_favours_the_larger_weighted_gain():
 
 def test_the_tasks_of_a_job_share_their_measurements_with_each_others_model(
         tmp_path, monkeypatch):
-    """Each round's XGBoost model is fitted on the task's own measurements and, as one
-    ranking group per task, on those the other tasks of the job have logged so far."""
-    fits = []
+    """Each round's XGBoost model knows beforehand, as one ranking group per task, what the
+    other tasks of the job have logged so far, and the search follows it from the first
+    batch of the task's warm-up round."""
+    models = []
 
     class Spy(job.XGBoostModel):
-        def fit(self, features, seconds, groups=None):
-            fits.append(np.asarray(groups))
-            super().fit(features, seconds, groups)
+        def __init__(self, seed=0):
+            super().__init__(seed)
+            self.priors = []
+            models.append(self)
+
+        def add_prior(self, features, seconds):
+            self.priors.append(len(features))
+            super().add_prior(features, seconds)
+    ready = []  # (measured, model_ready) of each batch's proposal
+    next_batch = autotune.search.EvolutionarySearch.next_batch
+
+    def spy_next_batch(self, count, measured, model_ready):
+        ready.append((len(measured), model_ready))
+        return next_batch(self, count, measured, model_ready)
     monkeypatch.setattr(job, "XGBoostModel", Spy)
+    monkeypatch.setattr(autotune.search.EvolutionarySearch, "next_batch", spy_next_batch)
     entries = [job.JobEntry(autotune.ops.task_for("matmul", shape))
                for shape in ("40,36,20", "24,48,33")]
     measurers = {}
@@ -230,10 +243,10 @@ def test_the_tasks_of_a_job_share_their_measurements_with_each_others_model(
     assert result.stopped_by == "trial budget"
     logged = [len(autotune.tuner.measured_configs(s.task, rec.load(s.log)))
               for s in result.states]
-    others = [int((g == -1).sum()) for g in fits]  # rows of the other task in each fit
-    assert max(others) >= 3  # at least the other task's warm-up round
-    assert all(n <= max(logged) for n in others)
-    assert all((g >= 0).sum() > 0 for g in fits)  # and always the task's own
+    assert models[0].priors == []  # the first warm-up: nothing known yet, random
+    assert ready[0] == (0, False)
+    assert all(len(m.priors) == 1 and 3 <= m.priors[0] <= max(logged) for m in models[1:])
+    assert ready[1] == (0, True)  # the second task's warm-up follows the first's model
 
 
 def test_a_time_budget_stops_the_job(tasks_file, tmp_path):
