@@ -20,7 +20,8 @@ measured (best_time / time, 0 for failures), so workloads of different size
 can train one model. `add_prior(...)` keeps rows from earlier logs (other
 shapes of the same operator, say) that are fitted together with the new
 ones: a tuning job starts with a model that already knows something
-(transfer), and `prime()` fits them before the first measurement. `RandomModel` scores at random, for tests and as a baseline.
+(transfer), and `prime()` fits them before the first measurement.
+`RandomModel` scores at random, for tests and as a baseline.
 """
 from __future__ import annotations
 
