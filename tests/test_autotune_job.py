@@ -7,7 +7,6 @@ import statistics
 import sys
 import warnings
 
-import numpy as np
 import pytest
 
 import autotune
