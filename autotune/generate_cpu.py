@@ -376,10 +376,17 @@ class CpuSketch(Sketch):
             copy = self.s[self.s.cache_read(tensor, "global", [tile], axis_order=copy_order)]
             if pack_at is not None:
                 copy.compute_at(out, pack_at)
-            _, lane = copy.split(copy.op.axis[-1], factor=self.lanes)
+            # the other dimensions fused into one loop, inside the vector's blocks: each of
+            # its steps reads the next element of every row, so the codegen copies
+            # lanes x lanes blocks through a transpose in registers instead of gathers
+            *rows, last = copy.op.axis
+            block, lane = copy.split(last, factor=self.lanes)
             copy.vectorize(lane)
-            if len(copy.op.axis) > 1 and not plan.pack_in_parallel:
-                copy.parallel(copy.op.axis[0])  # before the tiles
+            if rows:
+                copy.reorder(block, *rows, lane)
+                rows = copy.fuse(*rows) if len(rows) > 1 else rows[0]
+                if not plan.pack_in_parallel:
+                    copy.parallel(rows)  # before the tiles
             self.placed.add(copy)
 
     # --- rule 3 ----------------------------------------------------------------------

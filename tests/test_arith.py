@@ -224,6 +224,20 @@ def test_fused_index_recombines():
     assert str(simplify((f // 7) * 7 + f % 7)) == "f"
 
 
+def test_the_digits_of_a_fused_index_recombine():
+    """A loop fused from three (c, r, s of 512 x 3 x 3) indexes a buffer laid out the same:
+    its digits put back together give the fused index, and the middle digit with the
+    lowest one a wider remainder; each value kept for negative indices too."""
+    digits = (f // 9) * 9 + (f // 3 % 3) * 3 + f % 3
+    assert str(simplify(digits)) == "f"
+    assert str(simplify((f // 3 % 3) * 6 + f % 3 * 2)) == "f % 9 * 2"
+    assert str(simplify((f // 3 % 4) * 3 + f % 3)) == "f % 12"
+    assert str(simplify((f // 3 % 3) * 3 + f % 4)) == "f // 3 % 3 * 3 + f % 4"  # kept
+    for expr in (digits, (f // 3 % 4) * 3 + f % 3):
+        for value in range(-40, 40):
+            assert evaluate(simplify(expr), {f: value}) == evaluate(expr, {f: value})
+
+
 def test_min_of_constant_offsets():
     assert str(simplify(ops.minimum(x, x + 3))) == "x"
     assert str(simplify(ops.maximum(x, x + 3))) == "x + 3"

@@ -97,7 +97,9 @@ def _from_linear(lin: _Linear, dtype: DType) -> Expr | None:
 
 
 def _merge_div_mod(lin: _Linear) -> _Linear:
-    """`(x // c)*c + x % c` -> `x` and `x - (x // c)*c` -> `x % c`, times any k."""
+    """`(x // c)*c + x % c` -> `x`, `x - (x // c)*c` -> `x % c` and
+    `(x // a % b)*a + x % a` -> `x % (a*b)` (a, b > 0: the digits of a fused loop's
+    index put back together), times any k."""
     for key, k in lin.terms.items():
         e = key.expr
         if not (isinstance(e, Binary) and e.op in ("floordiv", "floormod")
@@ -109,6 +111,16 @@ def _merge_div_mod(lin: _Linear) -> _Linear:
             if lin.terms.get(div) == k * c:
                 merged = lin.plus(_Linear({key: k, div: k * c}), -1).plus(_linear(e.a), k)
                 return _merge_div_mod(merged)
+            inner = e.a
+            if isinstance(inner, Binary) and inner.op == "floordiv" \
+                    and isinstance(inner.b, Const) and inner.b.value > 0 and c > 0:
+                a = inner.b.value
+                low = _Key(Binary("floormod", inner.a, inner.b))
+                if k % a == 0 and lin.terms.get(low) == k // a:
+                    wide = _Key(Binary("floormod", inner.a, Const(inner.b.dtype, a * c)))
+                    merged = lin.plus(_Linear({key: k, low: k // a}), -1) \
+                        .plus(_Linear({wide: k // a}))
+                    return _merge_div_mod(merged)
         elif x in lin.terms and k == -lin.terms[x] * c:
             mod = _Linear({_Key(Binary("floormod", e.a, e.b)): lin.terms[x]})
             return _merge_div_mod(lin.plus(_Linear({key: k, x: lin.terms[x]}), -1).plus(mod))

@@ -56,6 +56,8 @@ def _rules() -> list[Rule]:
         Rule(x % c1 % c2, x % c2, lambda c1, c2: c1 != 0 and c2 > 0 and c1 % c2 == 0),
         Rule(x % c1 // c1, 0, lambda c1: c1 != 0),
         Rule(x % 1, 0),
+        Rule(x // c1 < c2, x < c2 * c1, lambda c1: c1 > 0),
+        Rule(x // c1 >= c2, x >= c2 * c1, lambda c1: c1 > 0),
         # min / max
         Rule(mn(x, x), x),
         Rule(mx(x, x), x),

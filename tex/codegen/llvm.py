@@ -91,6 +91,7 @@ from tex.codegen.llvm_bounds import ERROR_SLOT, checked_access
 from tex.codegen.llvm_calls import CallEmitter
 from tex.codegen.llvm_constants import splat_constant
 from tex.codegen.llvm_extern import Imports, call_arguments
+from tex.codegen.llvm_transpose import emit_transposed_copy, match_transposed_copy
 from tex.codegen.llvm_expr import (I1, I8, I32, I64, ExprEmitter, const_int, element_align,
                                    mangle, memory_type, single_index, value_type)
 from tex.dtype import INDEX, float64
@@ -379,6 +380,9 @@ class _Emitter(CallEmitter):
         with self.bound(self.ranges, s.var, self._loop_range(s)):
             if s.kind == "parallel" and not self.in_parallel and self.mask is None:
                 self._parallel_for(s, lo, extent)
+            elif self.mask is None and not self.mod.bound_checked \
+                    and (copy := match_transposed_copy(s)) is not None:
+                emit_transposed_copy(self, s, copy, lo, extent)
             else:  # serial, nested in a parallel loop or under a lane mask, vectorized/unrolled
                 self.counted_loop(s.var, lo, self.b.add(lo, extent), lambda: self.stmt(s.body))
 

@@ -40,7 +40,7 @@ class _Simplify(Rewriter):
     def rewrite_For(self, loop: For):
         lo, extent = self.simplify(loop.min), self.simplify(loop.extent)
         body = loop.body
-        if loop.kind == "serial":
+        if loop.kind in ("serial", "parallel"):
             extent, body = self._tighten(loop.var, lo, extent, body)
         if isinstance(extent, Const) and extent.value <= 0:
             return seq()
