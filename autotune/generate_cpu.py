@@ -376,17 +376,18 @@ class CpuSketch(Sketch):
             copy = self.s[self.s.cache_read(tensor, "global", [tile], axis_order=copy_order)]
             if pack_at is not None:
                 copy.compute_at(out, pack_at)
-            # the other dimensions fused into one loop, inside the vector's blocks: each of
-            # its steps reads the next element of every row, so the codegen copies
-            # lanes x lanes blocks through a transpose in registers instead of gathers
             *rows, last = copy.op.axis
             block, lane = copy.split(last, factor=self.lanes)
             copy.vectorize(lane)
-            if rows:
+            if rows and copy_order[-1] != len(copy_order) - 1:
+                # the vector's lanes are rows apart in the input: the other dimensions are
+                # fused into one loop inside the vector's blocks, each step reading the
+                # next element of every row, which the codegen copies lanes x lanes at a
+                # time through a transpose in registers instead of gathers
                 copy.reorder(block, *rows, lane)
-                rows = copy.fuse(*rows) if len(rows) > 1 else rows[0]
-                if not plan.pack_in_parallel:
-                    copy.parallel(rows)  # before the tiles
+                rows = [copy.fuse(*rows) if len(rows) > 1 else rows[0]]
+            if rows and not plan.pack_in_parallel:
+                copy.parallel(rows[0])  # before the tiles
             self.placed.add(copy)
 
     # --- rule 3 ----------------------------------------------------------------------
