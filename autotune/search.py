@@ -8,7 +8,8 @@ top of the final population that has not been measured, plus an exploration
 share of random unmeasured configurations, so that a wrong model cannot
 starve the search. Random configurations are drawn and the invalid ones
 rejected (`RANDOM_TRIES`). Before the model has learned anything, the whole batch is
-random. Configurations whose schedule cannot be made or lowered (their
+random; while it knows other workloads only (nothing of this one is measured
+yet), it breeds one generation, not trusting it further. Configurations whose schedule cannot be made or lowered (their
 features are None) are never proposed. Given the same seed, measurements and
 model, the proposals are the same.
 
@@ -80,7 +81,7 @@ class EvolutionarySearch:
         if not pool:
             return []
         scores = dict(zip(pool, self._scores(pool)))
-        for _ in range(self.generations):
+        for _ in range(self.generations if measured else min(self.generations, 1)):
             ranked = sorted(scores, key=scores.get, reverse=True)[: self.population]
             children = []
             for _ in range(self.population * RANDOM_TRIES // 4):
