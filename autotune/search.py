@@ -9,9 +9,9 @@ share of random unmeasured configurations, so that a wrong model cannot
 starve the search. Random configurations are drawn and the invalid ones
 rejected (`RANDOM_TRIES`). Before the model has learned anything, the whole batch is
 random; while it knows other workloads only (nothing of this one is measured
-yet), it breeds one generation, not trusting it further. Configurations whose schedule cannot be made or lowered (their
-features are None) are never proposed. Given the same seed, measurements and
-model, the proposals are the same.
+yet), it breeds one generation, not trusting it further. Configurations whose
+schedule cannot be made or lowered (their features are None) are never proposed.
+Given the same seed, measurements and model, the proposals are the same.
 
 Three searches without a model sit beside it, for AutoTVM's tuners
 (`autotune.autotvm.tuner`): `RandomSearch` (uniform draws), `GridSearch`

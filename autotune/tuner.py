@@ -169,8 +169,11 @@ def tune(task: Task, trials: int, log=None, *, model="xgboost", seed: int = 0,
     if features is None or features.task is not task:
         features = FeatureCache(task)
     cost_model = _make_model(model, seed)
-    primed = _pretrain(cost_model, transfer)
+    _pretrain(cost_model, transfer)
     measured = measured_configs(task, rec.load(log)) if log is not None else {}
+    # a model that knows other workloads is fitted now only when nothing of this one is
+    # measured yet: otherwise the first refit (priors included) comes at once
+    primed = not measured and hasattr(cost_model, "prime") and cost_model.prime()
     search = make_search(search, task.space, features, cost_model, seed)
     trials = min(trials, len(task.space))
     own_measurer = measurer is None
@@ -235,10 +238,8 @@ def _check_tune_arguments(task, trials, early_stopping):
         raise TuneError(f"early_stopping must be None or an int >= 1, got {early_stopping!r}")
 
 
-def _pretrain(cost_model, transfer) -> bool:
-    """Pre-train `cost_model` on the measurements of other workloads' logs (and on what it
-    already knew of others: `prime`); whether it knows anything before the first
-    measurement."""
+def _pretrain(cost_model, transfer):
+    """Give `cost_model` the measurements of other workloads' logs as priors."""
     for other_task, other_records in transfer:
         other = measured_configs(other_task, other_records)
         other_features = FeatureCache(other_task)
@@ -246,7 +247,6 @@ def _pretrain(cost_model, transfer) -> bool:
         rows = [(x, t) for x, t in rows if x is not None]
         if rows and hasattr(cost_model, "add_prior"):
             cost_model.add_prior(np.stack([x for x, _ in rows]), [t for _, t in rows])
-    return hasattr(cost_model, "prime") and cost_model.prime()
 
 
 class _Run:
@@ -301,7 +301,8 @@ class _Run:
         """Measure batches the search proposes until `trials` are measured, the space is
         spent, or `early_stopping` measurements in a row found nothing faster; each result
         is logged as the measurer passes it on. The search follows the model once a batch
-        is measured, or from the start when it is `primed` (knows other workloads)."""
+        is measured, or from the start when it is `primed` (fitted on other workloads
+        before this one's first measurement)."""
         measured = self.measured
         improved_at = len(measured)  # how many had been measured when the best improved
         if measured:

@@ -53,6 +53,18 @@ def check(schedule, args, inputs, expected, rtol=1e-5, atol=1e-5, target="llvm")
     return kernel
 
 
+def gpu_elementwise(n, threads: int = 32):
+    """(schedule, A, B) of B = A * 2 + 1 over `n` floats, in blocks of `threads` GPU
+    threads."""
+    A = tex.placeholder((n,), name="A")
+    B = tex.compute((n,), lambda i: A[i] * 2 + 1, name="B")
+    s = tex.create_schedule(B.op)
+    bx, tx = s[B].split(B.op.axis[0], factor=threads)
+    s[B].bind(bx, tex.thread_axis("blockIdx.x"))
+    s[B].bind(tx, tex.thread_axis("threadIdx.x"))
+    return s, A, B
+
+
 def row_parallel_matmul(name: str = "matmul"):
     """C (n, 48) = A (n, 64) @ B (64, 48) over a symbolic row count, its rows split by 8
     and run in parallel, its columns vectorized: built for the CPU under `name`."""

@@ -76,13 +76,19 @@ def _sass(kernel) -> tuple[dict, list]:
     return gpu_static.count(instructions), mufu
 
 
+def _kept_in_registers(op: str, strategy: str):
+    """The kernel of `op` on 64 rows of 1000 columns, 256 threads a row: 4 elements per
+    thread, kept in registers."""
+    task = ops.task_for(op, (64, 1000), TARGET)
+    schedule, tensors = task.instantiate(_config(task, op, threads=256, strategy=strategy,
+                                                 rows=1, keep="registers"))
+    return tex.build(schedule, tensors, target=TARGET)
+
+
 @needs_nvdisasm
 def test_softmax_reads_its_row_once_and_multiplies_by_one_reciprocal():
     """1000 columns over 256 threads: 4 elements per thread, kept in registers."""
-    task = ops.task_for("softmax", (64, 1000), TARGET)
-    schedule, tensors = task.instantiate(_config(task, "softmax", threads=256,
-                                                 strategy="warp", rows=1, keep="registers"))
-    kernel = tex.build(schedule, tensors, target=TARGET)
+    kernel = _kept_in_registers("softmax", "warp")
     text = kernel.get_source("tex")
     assert "A_local = allocate(float32[4], 'local')" in text   # the thread's part only
     assert "e = allocate(float32[4], 'local')" in text
@@ -96,10 +102,7 @@ def test_softmax_reads_its_row_once_and_multiplies_by_one_reciprocal():
 
 @needs_nvdisasm
 def test_layernorm_reads_its_row_once():
-    task = ops.task_for("layernorm", (64, 1000), TARGET)
-    schedule, tensors = task.instantiate(_config(task, "layernorm", threads=256,
-                                                 strategy="shared", rows=1, keep="registers"))
-    kernel = tex.build(schedule, tensors, target=TARGET)
+    kernel = _kept_in_registers("layernorm", "shared")
     assert "A_local = allocate(float32[4], 'local')" in kernel.get_source("tex")
     sass, _ = _sass(kernel)
     assert sass["LDG.32"] == 3 * 4 and sass["STG.32"] == 4    # the row, gamma and beta once

@@ -15,6 +15,8 @@ from tex.expr import Const, Var
 from tex.ir import Buffer, For, KernelLaunch, Load, Store, ThreadIndex
 from tex.runtime import cuda_simulator
 
+from checks import gpu_elementwise
+
 needs_compiler = pytest.mark.skipif(cuda_simulator.compiler() is None, reason="needs g++")
 TARGET = "cuda -arch=sm_90"
 
@@ -28,12 +30,7 @@ def _launch(body, grid=(1, 1, 1), block=(64, 1, 1), params=()):
 
 
 def _elementwise(n):
-    a = tex.placeholder((n,), name="a")
-    b = tex.compute((n,), lambda i: a[i] * 2.0 + 1.0, name="b")
-    s = tex.create_schedule(b.op)
-    bx, tx = s[b].split(b.op.axis[0], factor=128)
-    s[b].bind(bx, tex.thread_axis("blockIdx.x"))
-    s[b].bind(tx, tex.thread_axis("threadIdx.x"))
+    s, a, b = gpu_elementwise(n, threads=128)
     return tex.build(s, [a, b], target=TARGET)
 
 

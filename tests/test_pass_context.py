@@ -14,6 +14,8 @@ from tex.errors import ArgumentError, BuildError, ConfigError, OutOfBoundsError
 from tex.ir import Broadcast, For, Load, Ramp, Store
 from tex.visitor import collect, transform
 
+from checks import gpu_elementwise
+
 RNG = np.random.default_rng(5)
 N, M = 37, 19  # neither divides the split factors below
 
@@ -24,17 +26,6 @@ def elementwise(n=N):
     s = tex.create_schedule(B.op)
     xo, xi = s[B].split(B.op.axis[0], factor=8)
     s[B].vectorize(xi)
-    return s, A, B
-
-
-def gpu_elementwise(n=N):
-    """`elementwise`'s computation in blocks of 32 GPU threads."""
-    A = tex.placeholder((n,), name="A")
-    B = tex.compute((n,), lambda i: A[i] * 2 + 1, name="B")
-    s = tex.create_schedule(B.op)
-    bx, tx = s[B].split(B.op.axis[0], factor=32)
-    s[B].bind(bx, tex.thread_axis("blockIdx.x"))
-    s[B].bind(tx, tex.thread_axis("threadIdx.x"))
     return s, A, B
 
 
@@ -242,7 +233,7 @@ def test_noalias_off_leaves_no_noalias_in_the_llvm_ir():
 
 
 def test_noalias_off_drops_restrict_from_cuda_kernels():
-    s, A, B = gpu_elementwise()
+    s, A, B = gpu_elementwise(N)
     claimed = tex.build(s, [A, B], "cuda")
     with tex.PassContext(config={"tir.noalias": False}):
         plain = tex.build(s, [A, B], "cuda")
@@ -326,7 +317,7 @@ def test_disable_assert_builds_without_the_checks():
 
 
 def test_bound_checks_are_for_cpu_targets():
-    s, A, B = gpu_elementwise()
+    s, A, B = gpu_elementwise(N)
     with tex.PassContext(config={"tir.instrument_bound_checkers": True}):
         with pytest.raises(BuildError, match="bounds in CPU kernels only.*'cuda"):
             tex.build(s, [A, B], "cuda")
@@ -442,7 +433,7 @@ def test_user_passes_are_not_cached_by_fingerprint(cache_dir):
 
 
 def test_cuda_kernels_output_dir_gets_the_source(tmp_path):
-    s, A, B = gpu_elementwise()
+    s, A, B = gpu_elementwise(N)
     built_before = tex.build(s, [A, B], "cuda")  # the directory gets it all the same
     with tex.PassContext(opt_level=3, config={"cuda.kernels_output_dir": str(tmp_path)}):
         f = tex.build(s, [A, B], "cuda")

@@ -484,7 +484,7 @@ class _Emitter(CallEmitter):
         elif index.dtype.lanes == 1:
             raise BuildError(f"vector store to {s.buffer.name} at scalar index {index}")
         elif isinstance(index, Ramp) and const_int(index.stride) == 1:
-            self._dense_store(ptr, self.index(index.base), value, align)
+            self.dense_store(ptr, self.index(index.base), value, align)
         else:
             self._scatter(ptr, self.index(index), value, align)
 
@@ -545,7 +545,8 @@ class _Emitter(CallEmitter):
                 self.b.call(self.mod.function("free", VOID, [I8P]), [raw])
             self.b.ret_void()
 
-    def _dense_store(self, ptr, base, value, align):
+    def dense_store(self, ptr, base, value, align):
+        """Store the vector `value` at `ptr[base:]` (masked under a lane mask)."""
         vt = value.type
         vptr = self.b.bitcast(self.b.gep(ptr, [base], inbounds=self.mask is None),
                               vt.as_pointer())

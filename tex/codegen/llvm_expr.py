@@ -528,7 +528,7 @@ class ExprEmitter:
         elif index.dtype.lanes == 1:
             raise BuildError(f"vector load of {e.buffer.name} at scalar index {index}")
         elif isinstance(index, Ramp) and const_int(index.stride) == 1:
-            value = self._dense_load(ptr, self.index(index.base), dtype)
+            value = self.dense_load(ptr, self.index(index.base), dtype)
         else:
             value = self._gather(ptr, self.index(index), dtype)
         if dtype.is_bool:
@@ -545,7 +545,8 @@ class ExprEmitter:
             return load()
         return self.guarded(self.any_lane(self.mask), load, ptr.type.pointee)
 
-    def _dense_load(self, ptr, base, dtype):
+    def dense_load(self, ptr, base, dtype):
+        """The vector of `dtype` at `ptr[base:]` (masked under a lane mask)."""
         vt = ir.VectorType(ptr.type.pointee, dtype.lanes)
         vptr = self.b.bitcast(self.b.gep(ptr, [base], inbounds=self.mask is None),
                               vt.as_pointer())

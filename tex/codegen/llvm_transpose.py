@@ -99,12 +99,12 @@ def emit_transposed_copy(emitter, loop: For, copy: TransposedCopy, lo, extent) -
         first = b.add(lo, b.mul(emitter.vars[block_var], ir.Constant(step_type, lanes)))
         with emitter.bound(emitter.vars, var, first):
             base, stride = emitter.index(src.base), emitter.index(src.stride)
-        rows = [emitter._dense_load(src_ptr, b.add(base, b.mul(stride, ir.Constant(
+        rows = [emitter.dense_load(src_ptr, b.add(base, b.mul(stride, ir.Constant(
             stride.type, i))), copy.load.dtype) for i in range(lanes)]
         for t, column in enumerate(transpose(b, rows)):
             at = b.add(first, ir.Constant(step_type, t))
             with emitter.bound(emitter.vars, var, at):
-                emitter._dense_store(dst_ptr, emitter.index(dst.base), column,
+                emitter.dense_store(dst_ptr, emitter.index(dst.base), column,
                                      element_align(copy.store.buffer.dtype))
 
     emitter.counted_loop(block_var, ir.Constant(step_type, 0), blocks, block)
